@@ -1,0 +1,48 @@
+//! Planted bugs: test-only switches that break the core on purpose, so the simulator's checkers
+//! can be shown to catch each kind of bug (a checker that never fails proves nothing).
+//!
+//! Without the `planted-bugs` feature (and outside this crate's tests) every switch reads as
+//! off and the code behind it compiles to nothing. The switches are per thread, because the
+//! simulator runs a whole cluster in one thread and tests run in parallel threads.
+
+/// Which bugs are switched on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlantedBugs {
+    /// Replicas and coordinators acknowledge a write before the store has synced it.
+    pub ack_before_sync: bool,
+    /// Merging two objects keeps only the newest sibling of each writer.
+    pub merge_drops_sibling: bool,
+    /// Coordinators never send read repair.
+    pub skip_read_repair: bool,
+    /// Writes ignore the client's context (every write is blind).
+    pub ignore_context: bool,
+}
+
+#[cfg(any(test, feature = "planted-bugs"))]
+thread_local! {
+    static PLANTED: std::cell::Cell<PlantedBugs> = const { std::cell::Cell::new(PlantedBugs {
+        ack_before_sync: false,
+        merge_drops_sibling: false,
+        skip_read_repair: false,
+        ignore_context: false,
+    }) };
+}
+
+/// The bugs switched on for this thread.
+#[inline]
+pub fn planted() -> PlantedBugs {
+    #[cfg(any(test, feature = "planted-bugs"))]
+    {
+        PLANTED.with(|p| p.get())
+    }
+    #[cfg(not(any(test, feature = "planted-bugs")))]
+    {
+        PlantedBugs::default()
+    }
+}
+
+/// Switches bugs on or off for this thread.
+#[cfg(any(test, feature = "planted-bugs"))]
+pub fn set_planted(bugs: PlantedBugs) {
+    PLANTED.with(|p| p.set(bugs));
+}

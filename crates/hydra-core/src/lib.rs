@@ -1,0 +1,31 @@
+//! Hydra's replication core: everything that decides, and nothing that does I/O.
+//!
+//! This crate owns placement ([`layout`]), versions ([`version`]: dotted version vector sets
+//! and last-write-wins registers, [`hlc`] timestamps), the node state machine that coordinates
+//! and serves reads and writes ([`node`]), the storage boundary ([`store`]: the [`store::Store`]
+//! trait and the in-memory [`store::MemStore`]), and the versioned byte encodings of messages
+//! and stored objects ([`message`]).
+//!
+//! Start reading at [`node::Node`]: the shell (or the simulator) calls
+//! [`node::Node::handle`] with an [`node::Input`] and a [`node::Ctx`] (the time, the store, a
+//! seeded random source), drains [`node::Node::poll_output`], and calls again at
+//! [`node::Node::next_deadline`].
+//!
+//! What this crate must not do: no async, no sockets, no files, no threads, no clock reads, no
+//! OS randomness, no hash-map iteration order leaking into decisions. The simulator depends on
+//! every run from a seed being identical. `tests/purity.rs` checks the dependency list, and
+//! clippy's `disallowed-methods` forbids clock and randomness sources.
+
+pub mod bucket;
+pub mod bugs;
+pub mod hlc;
+pub mod ids;
+pub mod key;
+pub mod layout;
+pub mod limits;
+pub mod message;
+pub mod node;
+pub mod store;
+pub mod version;
+
+pub use ids::{ClientRequestId, LayoutVersion, NodeId, PartitionId, RequestId, Timestamp};

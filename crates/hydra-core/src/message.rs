@@ -1,0 +1,546 @@
+//! Client requests and replies, receipts, internode messages, and their byte encodings.
+//!
+//! Encodings are explicit and versioned: one format byte, then the value in postcard's
+//! documented wire format (varint integers, length-prefixed bytes, enum variants by index).
+//! Field and variant order is therefore part of the format: append, never reorder; a change
+//! that is not an append bumps the format byte. Golden-byte tests pin each format.
+//! Decoders check the size limit first, never panic on malformed input (fuzzed by proptest),
+//! refuse trailing bytes and validate limits that the types alone do not enforce.
+
+use crate::bucket::Consistency;
+use crate::ids::{LayoutVersion, NodeId, RequestId};
+use crate::key::ObjectKey;
+use crate::limits::{MESSAGE_BYTES_MAX, SIBLINGS_MAX, VECTOR_ENTRIES_MAX};
+use crate::version::{Object, Sibling, VersionVector};
+use serde::{Deserialize, Serialize};
+
+/// Format byte of internode messages.
+pub const MESSAGE_FORMAT: u8 = 1;
+/// Format byte of stored objects.
+pub const OBJECT_FORMAT: u8 = 1;
+
+/// A client's request, as the shell hands it to the core.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientRequest {
+    Get {
+        key: ObjectKey,
+        r: Option<Consistency>,
+        timeout_ms: Option<u64>,
+    },
+    Put(WriteRequest),
+}
+
+/// A PUT (a value) or a DELETE (a tombstone), with the context of the read it follows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteRequest {
+    pub key: ObjectKey,
+    /// `None` deletes.
+    #[serde(with = "serde_bytes")]
+    pub value: Option<Vec<u8>>,
+    pub content_type: String,
+    pub context: Option<VersionVector>,
+    pub w: Option<Consistency>,
+    pub timeout_ms: Option<u64>,
+}
+
+impl ClientRequest {
+    pub fn key(&self) -> &ObjectKey {
+        match self {
+            ClientRequest::Get { key, .. } => key,
+            ClientRequest::Put(w) => &w.key,
+        }
+    }
+}
+
+/// A successful reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientResponse {
+    /// `siblings` is empty when the key is absent or deleted.
+    Read {
+        context: VersionVector,
+        siblings: Vec<Sibling>,
+        receipt: Receipt,
+    },
+    Written {
+        context: VersionVector,
+        receipt: Receipt,
+    },
+}
+
+impl ClientResponse {
+    pub fn receipt(&self) -> &Receipt {
+        match self {
+            ClientResponse::Read { receipt, .. } | ClientResponse::Written { receipt, .. } => {
+                receipt
+            }
+        }
+    }
+}
+
+/// Stable error codes; the HTTP and Redis front ends map them in one place each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    InvalidKey,
+    UnknownBucket,
+    InvalidConsistency,
+    ValueTooLarge,
+    InvalidContentType,
+    InvalidTimeout,
+    TooManySiblings,
+    QuorumNotReached,
+    CoordinatorUnreachable,
+    Overloaded,
+    StoreFailed,
+    NotReplica,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidKey => "invalid_key",
+            ErrorCode::UnknownBucket => "unknown_bucket",
+            ErrorCode::InvalidConsistency => "invalid_consistency",
+            ErrorCode::ValueTooLarge => "value_too_large",
+            ErrorCode::InvalidContentType => "invalid_content_type",
+            ErrorCode::InvalidTimeout => "invalid_timeout",
+            ErrorCode::TooManySiblings => "too_many_siblings",
+            ErrorCode::QuorumNotReached => "quorum_not_reached",
+            ErrorCode::CoordinatorUnreachable => "coordinator_unreachable",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::StoreFailed => "store_failed",
+            ErrorCode::NotReplica => "not_replica",
+        }
+    }
+}
+
+/// A failed request: a stable code, a message naming what is wrong, and what the coordinator
+/// saw (for quorum failures: needed, acked and why each other replica failed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ClientError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub receipt: Option<Receipt>,
+}
+
+impl ClientError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ClientError {
+        ClientError {
+            code,
+            message: message.into(),
+            receipt: None,
+        }
+    }
+
+    /// Needed and acked of a quorum failure (from its receipt).
+    pub fn quorum(&self) -> Option<(u8, u8)> {
+        self.receipt.as_ref().map(|r| (r.needed, r.acked()))
+    }
+}
+
+/// Whether a replica of a request is a primary (in the preference list) or a fallback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    Primary,
+    Fallback,
+}
+
+/// What one replica did for a request, as far as the coordinator knew when it replied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Asked, no answer yet.
+    Pending,
+    /// A write is durable there.
+    Acked,
+    /// A read answered; `version` is the replica's context (None: not found).
+    Read {
+        version: Option<VersionVector>,
+        siblings: u32,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaReport {
+    pub node: NodeId,
+    pub role: Role,
+    pub zone: String,
+    pub outcome: Outcome,
+}
+
+/// What happened to a request: carried on every reply (the `X-Hydra-Receipt` header).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub coordinator: NodeId,
+    pub partition: u32,
+    /// Replicas needed (R or W).
+    pub needed: u8,
+    pub replicas: Vec<ReplicaReport>,
+    /// Replicas sent read repair before the reply.
+    pub read_repairs: Vec<NodeId>,
+    pub hints_stored: u32,
+    pub elapsed_ms: u64,
+}
+
+impl Receipt {
+    /// Replicas that acked a write or answered a read.
+    pub fn acked(&self) -> u8 {
+        self.replicas
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Acked | Outcome::Read { .. }))
+            .count() as u8
+    }
+}
+
+/// Why a replica could not serve an internode request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("store failed: {0}")]
+    Store(String),
+    #[error("{0}")]
+    ClockSkew(String),
+    #[error("object conflict mode differs from the stored one")]
+    ModeMismatch,
+    #[error("node is not a replica of the key")]
+    NotReplica,
+}
+
+/// Internode messages. Requests and responses come in pairs and share a [`RequestId`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Coordinator to replica: merge this object into yours, durably, then answer.
+    ReplicateRequest {
+        req: RequestId,
+        key: ObjectKey,
+        object: Object,
+    },
+    ReplicateResponse {
+        req: RequestId,
+        result: Result<(), ReplicaError>,
+    },
+    ReadRequest {
+        req: RequestId,
+        key: ObjectKey,
+    },
+    ReadResponse {
+        req: RequestId,
+        result: Result<Option<Object>, ReplicaError>,
+    },
+    /// Coordinator to stale replica after a read: merge this object; no answer.
+    RepairRequest {
+        key: ObjectKey,
+        object: Object,
+    },
+    /// Node that is no replica of the key to a replica: coordinate this write.
+    ForwardRequest {
+        req: RequestId,
+        request: WriteRequest,
+    },
+    ForwardResponse {
+        req: RequestId,
+        result: Result<ClientResponse, ClientError>,
+    },
+}
+
+/// What goes on the wire: every message carries the sender's layout version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub layout_version: LayoutVersion,
+    pub message: Message,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("{what} is {len} bytes, more than the limit of {max}")]
+    TooLarge {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("{what} is empty")]
+    Empty { what: &'static str },
+    #[error("{what} has format version {found}, this node reads version {expected}")]
+    Format {
+        what: &'static str,
+        found: u8,
+        expected: u8,
+    },
+    #[error("{what} is malformed: {detail}")]
+    Malformed { what: &'static str, detail: String },
+}
+
+fn encode<T: Serialize>(format: u8, value: &T) -> Vec<u8> {
+    let out = vec![format];
+    postcard::to_extend(value, out).expect("encoding into a Vec cannot fail")
+}
+
+fn decode<'a, T: Deserialize<'a>>(
+    what: &'static str,
+    format: u8,
+    bytes: &'a [u8],
+) -> Result<T, CodecError> {
+    if bytes.len() > MESSAGE_BYTES_MAX {
+        return Err(CodecError::TooLarge {
+            what,
+            len: bytes.len(),
+            max: MESSAGE_BYTES_MAX,
+        });
+    }
+    let (found, rest) = bytes.split_first().ok_or(CodecError::Empty { what })?;
+    if *found != format {
+        return Err(CodecError::Format {
+            what,
+            found: *found,
+            expected: format,
+        });
+    }
+    let (value, tail) = postcard::take_from_bytes(rest).map_err(|e| CodecError::Malformed {
+        what,
+        detail: e.to_string(),
+    })?;
+    if !tail.is_empty() {
+        return Err(CodecError::Malformed {
+            what,
+            detail: format!("{} trailing bytes", tail.len()),
+        });
+    }
+    Ok(value)
+}
+
+fn malformed(what: &'static str, detail: impl Into<String>) -> CodecError {
+    CodecError::Malformed {
+        what,
+        detail: detail.into(),
+    }
+}
+
+fn validate_object(what: &'static str, object: &Object) -> Result<(), CodecError> {
+    let siblings = object.sibling_count();
+    // Merges may hold a few more siblings than a single write may create (the limit is
+    // enforced on writes); allow twice the limit here, refuse anything beyond.
+    if siblings > 2 * SIBLINGS_MAX {
+        return Err(malformed(what, format!("{siblings} siblings")));
+    }
+    if object.context().len() > VECTOR_ENTRIES_MAX {
+        return Err(malformed(what, "version vector too long"));
+    }
+    Ok(())
+}
+
+fn validate_vector(what: &'static str, v: &Option<VersionVector>) -> Result<(), CodecError> {
+    match v {
+        Some(v) if v.len() > VECTOR_ENTRIES_MAX => Err(malformed(what, "version vector too long")),
+        _ => Ok(()),
+    }
+}
+
+pub fn encode_envelope(envelope: &Envelope) -> Vec<u8> {
+    encode(MESSAGE_FORMAT, envelope)
+}
+
+pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
+    const WHAT: &str = "internode message";
+    let envelope: Envelope = decode(WHAT, MESSAGE_FORMAT, bytes)?;
+    let key_ok = |k: &ObjectKey| k.validate().map_err(|e| malformed(WHAT, e.to_string()));
+    match &envelope.message {
+        Message::ReplicateRequest { key, object, .. } | Message::RepairRequest { key, object } => {
+            key_ok(key)?;
+            validate_object(WHAT, object)?;
+        }
+        Message::ReadRequest { key, .. } => key_ok(key)?,
+        Message::ReadResponse {
+            result: Ok(Some(object)),
+            ..
+        } => validate_object(WHAT, object)?,
+        Message::ForwardRequest { request, .. } => {
+            key_ok(&request.key)?;
+            validate_vector(WHAT, &request.context)?;
+        }
+        _ => {}
+    }
+    Ok(envelope)
+}
+
+pub fn encode_object(object: &Object) -> Vec<u8> {
+    encode(OBJECT_FORMAT, object)
+}
+
+pub fn decode_object(bytes: &[u8]) -> Result<Object, CodecError> {
+    const WHAT: &str = "stored object";
+    let object = decode(WHAT, OBJECT_FORMAT, bytes)?;
+    validate_object(WHAT, &object)?;
+    Ok(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Hlc;
+    use crate::key::BucketName;
+    use crate::version::{Dvv, LwwValue};
+    use proptest::prelude::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn key() -> ObjectKey {
+        ObjectKey::new(BucketName::new("b").expect("valid"), b"k").expect("valid")
+    }
+
+    fn sample_object() -> Object {
+        let (d, _) = Dvv::default()
+            .update(
+                &VersionVector::default(),
+                Sibling::value(b"v".to_vec(), "t", Hlc(5)),
+                NodeId(2),
+            )
+            .expect("ok");
+        Object::Siblings(d)
+    }
+
+    /// Golden bytes: these pin format version 1. If this test fails, the format changed:
+    /// bump the format byte and keep a decoder for the old one instead of editing this.
+    #[test]
+    fn golden_bytes() {
+        assert_eq!(
+            hex(&encode_object(&sample_object())),
+            "010001020101017601740500"
+        );
+        let lww = Object::Lww(LwwValue {
+            writer: NodeId(3),
+            sibling: Sibling::tombstone(Hlc(9)),
+        });
+        assert_eq!(hex(&encode_object(&lww)), "01010300000901");
+        let env = Envelope {
+            layout_version: LayoutVersion(7),
+            message: Message::ReplicateRequest {
+                req: RequestId(300),
+                key: key(),
+                object: sample_object(),
+            },
+        };
+        assert_eq!(
+            hex(&encode_envelope(&env)),
+            "010700ac020162016b0001020101017601740500"
+        );
+        let env = Envelope {
+            layout_version: LayoutVersion(1),
+            message: Message::ReadResponse {
+                req: RequestId(1),
+                result: Err(ReplicaError::NotReplica),
+            },
+        };
+        assert_eq!(hex(&encode_envelope(&env)), "010103010103");
+    }
+
+    #[test]
+    fn decoders_name_the_problem() {
+        assert_eq!(
+            decode_object(&[]).expect_err("empty").to_string(),
+            "stored object is empty"
+        );
+        assert_eq!(
+            decode_object(&[9]).expect_err("format").to_string(),
+            "stored object has format version 9, this node reads version 1"
+        );
+        let mut bytes = encode_object(&sample_object());
+        bytes.push(0);
+        assert_eq!(
+            decode_object(&bytes).expect_err("trailing").to_string(),
+            "stored object is malformed: 1 trailing bytes"
+        );
+        // A key longer than the limit is refused even though the type could hold it.
+        let mut long = encode_envelope(&Envelope {
+            layout_version: LayoutVersion(1),
+            message: Message::ReadRequest {
+                req: RequestId(1),
+                key: key(),
+            },
+        });
+        long.truncate(long.len() - 2);
+        long.extend_from_slice(&[0x81, 0x08]); // key length 1025
+        long.extend(std::iter::repeat_n(b'x', 1025));
+        assert!(
+            decode_envelope(&long)
+                .expect_err("long key")
+                .to_string()
+                .contains("1025 bytes")
+        );
+    }
+
+    fn arb_object() -> impl Strategy<Value = Object> {
+        let sib = (
+            proptest::collection::vec(any::<u8>(), 0..16),
+            any::<bool>(),
+            any::<u64>(),
+        )
+            .prop_map(|(v, t, ts)| Sibling {
+                value: v,
+                content_type: "x".into(),
+                timestamp: Hlc(ts),
+                tombstone: t,
+            });
+        prop_oneof![
+            (proptest::collection::vec((1u64..4, sib.clone()), 0..6)).prop_map(|writes| {
+                let mut d = Dvv::default();
+                for (node, s) in writes {
+                    d = d
+                        .update(&VersionVector::default(), s, NodeId(node))
+                        .expect("few")
+                        .0;
+                }
+                Object::Siblings(d)
+            }),
+            (any::<u64>(), sib).prop_map(|(w, s)| Object::Lww(LwwValue {
+                writer: NodeId(w),
+                sibling: s
+            })),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn objects_round_trip(o in arb_object()) {
+            prop_assert_eq!(decode_object(&encode_object(&o)).expect("round trip"), o);
+        }
+
+        #[test]
+        fn envelopes_round_trip(o in arb_object(), req in any::<u64>(), lv in any::<u64>()) {
+            for message in [
+                Message::ReplicateRequest { req: RequestId(req), key: key(), object: o.clone() },
+                Message::ReadResponse { req: RequestId(req), result: Ok(Some(o.clone())) },
+                Message::RepairRequest { key: key(), object: o.clone() },
+                Message::ReplicateResponse { req: RequestId(req), result: Err(ReplicaError::Store("disk".into())) },
+            ] {
+                let env = Envelope { layout_version: LayoutVersion(lv), message };
+                prop_assert_eq!(decode_envelope(&encode_envelope(&env)).expect("round trip"), env);
+            }
+        }
+
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_envelope(&bytes);
+            let _ = decode_object(&bytes);
+            let mut with_format = vec![1u8];
+            with_format.extend_from_slice(&bytes);
+            let _ = decode_envelope(&with_format);
+            let _ = decode_object(&with_format);
+        }
+
+        #[test]
+        fn corrupted_messages_never_panic(o in arb_object(), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4)) {
+            let mut bytes = encode_envelope(&Envelope {
+                layout_version: LayoutVersion(1),
+                message: Message::ReplicateRequest { req: RequestId(1), key: key(), object: o },
+            });
+            for (i, b) in flips {
+                let n = bytes.len();
+                bytes[i % n] ^= b;
+            }
+            let _ = decode_envelope(&bytes);
+        }
+    }
+}

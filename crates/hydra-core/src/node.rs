@@ -1,0 +1,1253 @@
+//! The node state machine: coordinator and replica sides of GET, PUT and DELETE.
+//!
+//! Source: DeCandia et al., "Dynamo" (SOSP 2007), §4.5 (put/get execution, quorums),
+//! §4.7 (read repair); Riak KV's put and get FSMs (a coordinating vnode writes first).
+//!
+//! ```text
+//! PUT/DELETE (W of N)                          GET (R of N)
+//! client ─> any node ─ForwardRequest─> replica client ─> any node (coordinator)
+//!   (if not a replica itself)          │           │ ReadRequest to the N replicas
+//!   coordinator: read local, update the DVV,       │ after R answers: merge, reply,
+//!   write, wait for sync (its own durable ack)     │ RepairRequest to the stale ones
+//!   │ ReplicateRequest(object) to the N-1 others   │ (again once all N answered or
+//!   │ each replica: merge, write, sync, answer     │  the deadline passed)
+//!   └ reply after W durable acks (own included)
+//! ```
+//!
+//! Invariants:
+//! * A write is acknowledged only after W replicas report it durable (synced).
+//! * Only a replica of the key coordinates a write, and it makes the write durable locally
+//!   before any other node sees the new dot: after a crash a coordinator's counters are never
+//!   behind a dot it issued, so one dot always names one value. (This costs one fsync of
+//!   latency before replication; it is what keeps dotted version vectors sound.)
+//! * Every request has a deadline supplied by the caller's clock; nothing waits forever.
+//! * No I/O, no clock reads, no randomness: the shell or simulator passes `now` and the store.
+//!
+//! Not yet here (later work): failure detection, sloppy quorum and hinted handoff (the
+//! extended preference list is ready for them), anti-entropy, Paxos.
+
+use crate::bucket::{BucketProps, ConflictMode, Consistency};
+use crate::bugs::planted;
+use crate::hlc::{HlcClock, check_skew};
+use crate::ids::{ClientRequestId, NodeId, PartitionId, RequestId, Timestamp};
+use crate::key::{BucketName, ObjectKey};
+use crate::layout::Layout;
+use crate::limits::{
+    CONTENT_TYPE_BYTES_MAX, COORDINATIONS_MAX, TIMEOUT_MS_MAX, VALUE_BYTES_CEILING,
+    VALUE_BYTES_DEFAULT_MAX,
+};
+use crate::message::{
+    ClientError, ClientRequest, ClientResponse, Envelope, ErrorCode, Message, Outcome, Receipt,
+    ReplicaError, ReplicaReport, Role, WriteRequest, decode_object, encode_object,
+};
+use crate::store::{Store, StoreError, WriteBatch};
+use crate::version::{LwwValue, Object, Sibling, VersionVector};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// A node's settings that the core needs.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    pub buckets: BTreeMap<BucketName, BucketProps>,
+    /// Deadline of a client request that names none.
+    pub request_timeout_ms: u64,
+    /// How long a non-replica waits for one replica to coordinate a forwarded write before it
+    /// tries the next one.
+    pub forward_attempt_timeout_ms: u64,
+    /// `lww` writes stamped further ahead of this node's clock are refused.
+    pub max_clock_skew_ms: u64,
+    /// Largest value accepted (at most [`VALUE_BYTES_CEILING`]).
+    pub value_bytes_max: usize,
+}
+
+impl NodeConfig {
+    /// Defaults, with the two buckets that always exist: `default` (siblings), `redis` (lww).
+    pub fn new(id: NodeId) -> NodeConfig {
+        let mut buckets = BTreeMap::new();
+        buckets.insert(
+            BucketName::new("default").expect("valid name"),
+            BucketProps::default(),
+        );
+        buckets.insert(
+            BucketName::new("redis").expect("valid name"),
+            BucketProps::lww(),
+        );
+        NodeConfig {
+            id,
+            buckets,
+            request_timeout_ms: 5_000,
+            forward_attempt_timeout_ms: 1_000,
+            max_clock_skew_ms: 5_000,
+            value_bytes_max: VALUE_BYTES_DEFAULT_MAX.min(VALUE_BYTES_CEILING),
+        }
+    }
+}
+
+/// What the shell feeds the node.
+#[derive(Clone, Debug)]
+pub enum Input {
+    Client {
+        id: ClientRequestId,
+        request: ClientRequest,
+    },
+    Message {
+        from: NodeId,
+        envelope: Envelope,
+    },
+    /// A [`Output::Sync`] finished: every write made before it started is durable (or not).
+    Synced {
+        generation: u64,
+        result: Result<(), StoreError>,
+    },
+    /// Time passed; deadlines up to `now` are due.
+    Tick,
+}
+
+/// What the node asks the shell to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    Send {
+        to: NodeId,
+        envelope: Envelope,
+    },
+    Reply {
+        id: ClientRequestId,
+        result: Result<ClientResponse, ClientError>,
+    },
+    /// Sync the store, then report [`Input::Synced`] with this generation. Several may be
+    /// outstanding; one sync that starts after a request was emitted satisfies it, so the
+    /// shell may coalesce them (group commit).
+    Sync {
+        generation: u64,
+    },
+}
+
+/// What a call into the node may use: the time, the store, a seeded random source.
+pub struct Ctx<'a, S: Store> {
+    pub now: Timestamp,
+    pub store: &'a mut S,
+    pub rng: &'a mut dyn rand::RngCore,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReplyTo {
+    Client(ClientRequestId),
+    Node { node: NodeId, req: RequestId },
+}
+
+#[derive(Clone, Debug)]
+enum Waiter {
+    /// The coordinator's own write of request `RequestId`.
+    LocalWrite(RequestId),
+    /// A replica's answer to a ReplicateRequest.
+    ReplicaAck { to: NodeId, req: RequestId },
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    node: NodeId,
+    outcome: Outcome,
+}
+
+#[derive(Debug)]
+struct WriteState {
+    reply_to: ReplyTo,
+    key: ObjectKey,
+    partition: PartitionId,
+    needed: u8,
+    slots: Vec<Slot>,
+    object: Object,
+    started: Timestamp,
+    deadline: Timestamp,
+    replied: bool,
+}
+
+#[derive(Debug)]
+struct ReadState {
+    reply_to: ReplyTo,
+    key: ObjectKey,
+    partition: PartitionId,
+    needed: u8,
+    slots: Vec<Slot>,
+    responses: BTreeMap<NodeId, Option<Object>>,
+    /// Object last sent to each replica as read repair.
+    repaired: BTreeMap<NodeId, Object>,
+    started: Timestamp,
+    deadline: Timestamp,
+    replied: bool,
+}
+
+#[derive(Debug)]
+struct ForwardState {
+    client: ClientRequestId,
+    request: WriteRequest,
+    candidates: Vec<NodeId>,
+    attempt: usize,
+    attempt_deadline: Timestamp,
+    deadline: Timestamp,
+    failures: Vec<(NodeId, String)>,
+}
+
+#[derive(Debug)]
+enum Coordination {
+    Write(WriteState),
+    Read(ReadState),
+    Forward(ForwardState),
+}
+
+/// One node's core. The shell calls [`Node::handle`] with every input, then drains
+/// [`Node::poll_output`], and calls `handle(Tick)` at [`Node::next_deadline`].
+pub struct Node {
+    config: NodeConfig,
+    layout: Layout,
+    hlc: HlcClock,
+    next_request: u64,
+    coordinations: BTreeMap<RequestId, Coordination>,
+    /// `(when, request)`; an entry may be stale (its coordination finished or moved on).
+    deadlines: BTreeSet<(Timestamp, RequestId)>,
+    /// Acks waiting for the sync of their generation.
+    waiters: Vec<(u64, Waiter)>,
+    sync_requested: u64,
+    sync_completed: u64,
+    outputs: VecDeque<Output>,
+    /// Set when a sync failed: the node refuses writes until restarted.
+    poisoned: Option<String>,
+}
+
+impl Node {
+    pub fn new(config: NodeConfig, layout: Layout) -> Node {
+        Node {
+            config,
+            layout,
+            hlc: HlcClock::default(),
+            next_request: 0,
+            coordinations: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            waiters: Vec::new(),
+            sync_requested: 0,
+            sync_completed: 0,
+            outputs: VecDeque::new(),
+            poisoned: None,
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Client requests and internode requests this node is coordinating.
+    pub fn in_flight(&self) -> usize {
+        self.coordinations.len()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When the node next needs a `Tick`.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    pub fn handle<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, input: Input) {
+        self.expire(ctx.now);
+        match input {
+            Input::Client { id, request } => self.on_client(ctx, ReplyTo::Client(id), request),
+            Input::Message { from, envelope } => self.on_message(ctx, from, envelope.message),
+            Input::Synced { generation, result } => self.on_synced(ctx.now, generation, result),
+            Input::Tick => {}
+        }
+        if self.waiters.iter().any(|(g, _)| *g > self.sync_requested) {
+            self.sync_requested += 1;
+            self.outputs.push_back(Output::Sync {
+                generation: self.sync_requested,
+            });
+        }
+    }
+
+    // ----- client requests -------------------------------------------------------------
+
+    fn on_client<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        reply_to: ReplyTo,
+        request: ClientRequest,
+    ) {
+        if self.coordinations.len() >= COORDINATIONS_MAX {
+            let e = ClientError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "node {} has {COORDINATIONS_MAX} requests in flight, its limit",
+                    self.id()
+                ),
+            );
+            return self.reply(reply_to, Err(e));
+        }
+        let (props, timeout_ms, level) = match self.check_request(&request) {
+            Ok(x) => x,
+            Err(e) => return self.reply(reply_to, Err(e)),
+        };
+        let key = request.key().clone();
+        let partition = self.layout.partition_for(key.bucket.as_str(), key.key());
+        let replicas = self
+            .layout
+            .preference_list(partition, props.n as usize)
+            .to_vec();
+        let needed = match level.required(replicas.len() as u8) {
+            Ok(n) => n,
+            Err(e) => {
+                return self.reply(
+                    reply_to,
+                    Err(ClientError::new(
+                        ErrorCode::InvalidConsistency,
+                        e.to_string(),
+                    )),
+                );
+            }
+        };
+        let deadline = ctx.now.plus_ms(timeout_ms);
+        match request {
+            ClientRequest::Get { key, .. } => {
+                self.start_read(ctx, reply_to, key, partition, replicas, needed, deadline)
+            }
+            ClientRequest::Put(write) => {
+                if replicas.contains(&self.id()) {
+                    self.start_write(
+                        ctx, reply_to, write, &props, partition, replicas, needed, deadline,
+                    )
+                } else if let ReplyTo::Client(client) = reply_to {
+                    self.start_forward(ctx.now, client, write, replicas, deadline)
+                } else {
+                    let e = ClientError::new(
+                        ErrorCode::NotReplica,
+                        format!(
+                            "node {} is not a replica of {key}; forwarded writes are not forwarded again",
+                            self.id()
+                        ),
+                    );
+                    self.reply(reply_to, Err(e))
+                }
+            }
+        }
+    }
+
+    /// Checks a request against the limits and the bucket; returns the bucket's properties,
+    /// the deadline and the consistency level.
+    fn check_request(
+        &self,
+        request: &ClientRequest,
+    ) -> Result<(BucketProps, u64, Consistency), ClientError> {
+        let key = request.key();
+        key.validate()
+            .map_err(|e| ClientError::new(ErrorCode::InvalidKey, e.to_string()))?;
+        let props = self
+            .config
+            .buckets
+            .get(&key.bucket)
+            .cloned()
+            .ok_or_else(|| {
+                ClientError::new(
+                    ErrorCode::UnknownBucket,
+                    format!("bucket {:?} does not exist", key.bucket.as_str()),
+                )
+            })?;
+        let (level, timeout_ms) = match request {
+            ClientRequest::Get { r, timeout_ms, .. } => (r.unwrap_or(props.r), *timeout_ms),
+            ClientRequest::Put(w) => {
+                if let Some(v) = &w.value
+                    && v.len() > self.config.value_bytes_max
+                {
+                    return Err(ClientError::new(
+                        ErrorCode::ValueTooLarge,
+                        format!(
+                            "value is {} bytes, more than the limit of {}",
+                            v.len(),
+                            self.config.value_bytes_max
+                        ),
+                    ));
+                }
+                if w.content_type.len() > CONTENT_TYPE_BYTES_MAX {
+                    return Err(ClientError::new(
+                        ErrorCode::InvalidContentType,
+                        format!(
+                            "content type is {} bytes, more than the limit of {CONTENT_TYPE_BYTES_MAX}",
+                            w.content_type.len()
+                        ),
+                    ));
+                }
+                (w.w.unwrap_or(props.w), w.timeout_ms)
+            }
+        };
+        level
+            .required(props.n)
+            .map_err(|e| ClientError::new(ErrorCode::InvalidConsistency, e.to_string()))?;
+        let timeout_ms = timeout_ms.unwrap_or(self.config.request_timeout_ms);
+        if timeout_ms == 0 || timeout_ms > TIMEOUT_MS_MAX {
+            return Err(ClientError::new(
+                ErrorCode::InvalidTimeout,
+                format!("timeout of {timeout_ms} ms is out of range 1..={TIMEOUT_MS_MAX}"),
+            ));
+        }
+        Ok((props, timeout_ms, level))
+    }
+
+    fn new_request(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId(self.next_request)
+    }
+
+    fn envelope(&self, message: Message) -> Envelope {
+        Envelope {
+            layout_version: self.layout.version(),
+            message,
+        }
+    }
+
+    fn send(&mut self, to: NodeId, message: Message) {
+        let envelope = self.envelope(message);
+        self.outputs.push_back(Output::Send { to, envelope });
+    }
+
+    fn reply(&mut self, to: ReplyTo, result: Result<ClientResponse, ClientError>) {
+        match to {
+            ReplyTo::Client(id) => self.outputs.push_back(Output::Reply { id, result }),
+            ReplyTo::Node { node, req } => {
+                self.send(node, Message::ForwardResponse { req, result })
+            }
+        }
+    }
+
+    fn receipt(
+        &self,
+        partition: PartitionId,
+        needed: u8,
+        slots: &[Slot],
+        repairs: Vec<NodeId>,
+        started: Timestamp,
+        now: Timestamp,
+    ) -> Receipt {
+        Receipt {
+            coordinator: self.id(),
+            partition: partition.0,
+            needed,
+            replicas: slots
+                .iter()
+                .map(|s| ReplicaReport {
+                    node: s.node,
+                    role: Role::Primary,
+                    zone: self
+                        .layout
+                        .zone_of(s.node)
+                        .map(|(_, z)| z.clone())
+                        .unwrap_or_default(),
+                    outcome: s.outcome.clone(),
+                })
+                .collect(),
+            read_repairs: repairs,
+            hints_stored: 0,
+            elapsed_ms: now.ms_since(started),
+        }
+    }
+
+    fn quorum_error(&self, what: &str, receipt: Receipt) -> ClientError {
+        let failures: Vec<String> = receipt
+            .replicas
+            .iter()
+            .filter_map(|r| match &r.outcome {
+                Outcome::Failed { reason } => Some(format!("{}: {reason}", r.node)),
+                Outcome::Pending => Some(format!("{}: no answer", r.node)),
+                _ => None,
+            })
+            .collect();
+        let message = format!(
+            "{what} quorum not reached: needed {} of {} replicas, {} answered; {}",
+            receipt.needed,
+            receipt.replicas.len(),
+            receipt.acked(),
+            failures.join(", ")
+        );
+        ClientError {
+            code: ErrorCode::QuorumNotReached,
+            message,
+            receipt: Some(receipt),
+        }
+    }
+
+    // ----- writes ----------------------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_write<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        reply_to: ReplyTo,
+        write: WriteRequest,
+        props: &BucketProps,
+        partition: PartitionId,
+        replicas: Vec<NodeId>,
+        needed: u8,
+        deadline: Timestamp,
+    ) {
+        if let Some(why) = &self.poisoned {
+            let e = ClientError::new(
+                ErrorCode::StoreFailed,
+                format!("node {} refuses writes: {why}", self.id()),
+            );
+            return self.reply(reply_to, Err(e));
+        }
+        let skey = write.key.storage_key(partition);
+        let local = match self.load(ctx.store, &skey) {
+            Ok(o) => o,
+            Err(e) => {
+                return self.reply(
+                    reply_to,
+                    Err(ClientError::new(ErrorCode::StoreFailed, e.to_string())),
+                );
+            }
+        };
+        if let Some(local) = &local {
+            // Move this node's clock past what the key already holds, so the new value is newer.
+            let _ = self.hlc.observe(local.max_timestamp(), ctx.now, u64::MAX);
+        }
+        let timestamp = self.hlc.now(ctx.now);
+        let sibling = match write.value {
+            Some(value) => Sibling::value(value, &write.content_type, timestamp),
+            None => Sibling::tombstone(timestamp),
+        };
+        let object = match props.conflicts {
+            ConflictMode::Siblings => {
+                let base = match local {
+                    Some(Object::Siblings(d)) => d,
+                    None => Default::default(),
+                    Some(Object::Lww(_)) => {
+                        let e = ClientError::new(
+                            ErrorCode::StoreFailed,
+                            "stored object is lww in a siblings bucket",
+                        );
+                        return self.reply(reply_to, Err(e));
+                    }
+                };
+                let context = write.context.unwrap_or_default();
+                match base.update(&context, sibling, self.id()) {
+                    Ok((d, _dot)) => Object::Siblings(d),
+                    Err(e) => {
+                        return self.reply(
+                            reply_to,
+                            Err(ClientError::new(ErrorCode::TooManySiblings, e.to_string())),
+                        );
+                    }
+                }
+            }
+            ConflictMode::Lww => {
+                let new = Object::Lww(LwwValue {
+                    writer: self.id(),
+                    sibling,
+                });
+                match local.map(|l| l.merge(&new)) {
+                    None => new,
+                    Some(Ok(merged)) => merged,
+                    Some(Err(e)) => {
+                        return self.reply(
+                            reply_to,
+                            Err(ClientError::new(ErrorCode::StoreFailed, e.to_string())),
+                        );
+                    }
+                }
+            }
+        };
+        let mut batch = WriteBatch::default();
+        batch.put(skey, encode_object(&object));
+        if let Err(e) = ctx.store.write(batch) {
+            return self.reply(
+                reply_to,
+                Err(ClientError::new(ErrorCode::StoreFailed, e.to_string())),
+            );
+        }
+        let req = self.new_request();
+        let slots = replicas
+            .iter()
+            .map(|n| Slot {
+                node: *n,
+                outcome: Outcome::Pending,
+            })
+            .collect();
+        self.coordinations.insert(
+            req,
+            Coordination::Write(WriteState {
+                reply_to,
+                key: write.key,
+                partition,
+                needed,
+                slots,
+                object,
+                started: ctx.now,
+                deadline,
+                replied: false,
+            }),
+        );
+        self.deadlines.insert((deadline, req));
+        self.wait_for_sync(ctx.now, Waiter::LocalWrite(req));
+    }
+
+    /// The coordinator's own write is durable (or failed): replicate it.
+    fn on_local_write(&mut self, now: Timestamp, req: RequestId, result: Result<(), String>) {
+        let me = self.id();
+        let Some(Coordination::Write(state)) = self.coordinations.get_mut(&req) else {
+            return;
+        };
+        let slot = state
+            .slots
+            .iter_mut()
+            .find(|s| s.node == me)
+            .expect("the coordinator is one of the replicas");
+        match result {
+            Ok(()) => {
+                slot.outcome = Outcome::Acked;
+                let others: Vec<NodeId> = state
+                    .slots
+                    .iter()
+                    .map(|s| s.node)
+                    .filter(|n| *n != me)
+                    .collect();
+                let (key, object) = (state.key.clone(), state.object.clone());
+                for to in others {
+                    self.send(
+                        to,
+                        Message::ReplicateRequest {
+                            req,
+                            key: key.clone(),
+                            object: object.clone(),
+                        },
+                    );
+                }
+            }
+            Err(reason) => {
+                // Nothing left this node; fail the request at once.
+                slot.outcome = Outcome::Failed {
+                    reason: format!("local write failed: {reason}"),
+                };
+                for s in state
+                    .slots
+                    .iter_mut()
+                    .filter(|s| s.outcome == Outcome::Pending)
+                {
+                    s.outcome = Outcome::Failed {
+                        reason: "not sent: the coordinator's write failed".into(),
+                    };
+                }
+            }
+        }
+        self.check_write(now, req);
+    }
+
+    fn on_replicate_response(
+        &mut self,
+        now: Timestamp,
+        from: NodeId,
+        req: RequestId,
+        result: Result<(), ReplicaError>,
+    ) {
+        let Some(Coordination::Write(state)) = self.coordinations.get_mut(&req) else {
+            return;
+        };
+        let Some(slot) = state.slots.iter_mut().find(|s| s.node == from) else {
+            return;
+        };
+        if slot.outcome != Outcome::Pending {
+            return; // a duplicate
+        }
+        slot.outcome = match result {
+            Ok(()) => Outcome::Acked,
+            Err(e) => Outcome::Failed {
+                reason: e.to_string(),
+            },
+        };
+        self.check_write(now, req);
+    }
+
+    fn check_write(&mut self, now: Timestamp, req: RequestId) {
+        let Some(Coordination::Write(state)) = self.coordinations.get(&req) else {
+            return;
+        };
+        let acked = state
+            .slots
+            .iter()
+            .filter(|s| s.outcome == Outcome::Acked)
+            .count();
+        let pending = state
+            .slots
+            .iter()
+            .filter(|s| s.outcome == Outcome::Pending)
+            .count();
+        let needed = state.needed as usize;
+        if !state.replied && (acked >= needed || acked + pending < needed) {
+            let receipt = self.receipt(
+                state.partition,
+                state.needed,
+                &state.slots,
+                vec![],
+                state.started,
+                now,
+            );
+            let result = if acked >= needed {
+                Ok(ClientResponse::Written {
+                    context: state.object.context(),
+                    receipt,
+                })
+            } else {
+                Err(self.quorum_error("write", receipt))
+            };
+            let reply_to = state.reply_to;
+            self.reply(reply_to, result);
+            if let Some(Coordination::Write(state)) = self.coordinations.get_mut(&req) {
+                state.replied = true;
+            }
+        }
+        if pending == 0 {
+            self.coordinations.remove(&req);
+        }
+    }
+
+    // ----- forwarding ------------------------------------------------------------------
+
+    fn start_forward(
+        &mut self,
+        now: Timestamp,
+        client: ClientRequestId,
+        request: WriteRequest,
+        candidates: Vec<NodeId>,
+        deadline: Timestamp,
+    ) {
+        let req = self.new_request();
+        let attempt_deadline = now
+            .plus_ms(self.config.forward_attempt_timeout_ms)
+            .min(deadline);
+        self.send(
+            candidates[0],
+            Message::ForwardRequest {
+                req,
+                request: request.clone(),
+            },
+        );
+        self.coordinations.insert(
+            req,
+            Coordination::Forward(ForwardState {
+                client,
+                request,
+                candidates,
+                attempt: 0,
+                attempt_deadline,
+                deadline,
+                failures: vec![],
+            }),
+        );
+        self.deadlines.insert((attempt_deadline, req));
+    }
+
+    fn on_forward_response(&mut self, req: RequestId, result: Result<ClientResponse, ClientError>) {
+        if let Some(Coordination::Forward(state)) = self.coordinations.get(&req) {
+            let client = state.client;
+            self.coordinations.remove(&req);
+            self.reply(ReplyTo::Client(client), result);
+        }
+    }
+
+    fn forward_timed_out(&mut self, now: Timestamp, req: RequestId) {
+        let Some(Coordination::Forward(state)) = self.coordinations.get_mut(&req) else {
+            return;
+        };
+        let tried = state.candidates[state.attempt];
+        state.failures.push((
+            tried,
+            format!(
+                "no answer within {} ms",
+                self.config.forward_attempt_timeout_ms
+            ),
+        ));
+        state.attempt += 1;
+        if state.attempt < state.candidates.len() && now < state.deadline {
+            // The earlier attempt may still complete; its answer carries the same request id
+            // and is accepted too.
+            let to = state.candidates[state.attempt];
+            state.attempt_deadline = now
+                .plus_ms(self.config.forward_attempt_timeout_ms)
+                .min(state.deadline);
+            let (deadline, request) = (state.attempt_deadline, state.request.clone());
+            self.deadlines.insert((deadline, req));
+            self.send(to, Message::ForwardRequest { req, request });
+        } else {
+            let tried: Vec<String> = state
+                .failures
+                .iter()
+                .map(|(n, why)| format!("{n}: {why}"))
+                .collect();
+            let message = format!(
+                "no replica of {} coordinated the write; tried {}",
+                state.request.key,
+                tried.join(", ")
+            );
+            let client = state.client;
+            self.coordinations.remove(&req);
+            self.reply(
+                ReplyTo::Client(client),
+                Err(ClientError::new(ErrorCode::CoordinatorUnreachable, message)),
+            );
+        }
+    }
+
+    // ----- reads -----------------------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_read<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        reply_to: ReplyTo,
+        key: ObjectKey,
+        partition: PartitionId,
+        replicas: Vec<NodeId>,
+        needed: u8,
+        deadline: Timestamp,
+    ) {
+        let req = self.new_request();
+        let slots = replicas
+            .iter()
+            .map(|n| Slot {
+                node: *n,
+                outcome: Outcome::Pending,
+            })
+            .collect();
+        self.coordinations.insert(
+            req,
+            Coordination::Read(ReadState {
+                reply_to,
+                key: key.clone(),
+                partition,
+                needed,
+                slots,
+                responses: BTreeMap::new(),
+                repaired: BTreeMap::new(),
+                started: ctx.now,
+                deadline,
+                replied: false,
+            }),
+        );
+        self.deadlines.insert((deadline, req));
+        let me = self.id();
+        for to in replicas.iter().copied().filter(|n| *n != me) {
+            self.send(
+                to,
+                Message::ReadRequest {
+                    req,
+                    key: key.clone(),
+                },
+            );
+        }
+        if replicas.contains(&me) {
+            let result = self.local_read(ctx.store, &key);
+            self.on_read_response(ctx, me, req, result);
+        }
+    }
+
+    fn on_read_response<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        from: NodeId,
+        req: RequestId,
+        result: Result<Option<Object>, ReplicaError>,
+    ) {
+        let Some(Coordination::Read(state)) = self.coordinations.get_mut(&req) else {
+            return;
+        };
+        let Some(slot) = state.slots.iter_mut().find(|s| s.node == from) else {
+            return;
+        };
+        if slot.outcome != Outcome::Pending {
+            return; // a duplicate
+        }
+        match result {
+            Ok(object) => {
+                slot.outcome = Outcome::Read {
+                    version: object.as_ref().map(Object::context),
+                    siblings: object.as_ref().map_or(0, |o| o.sibling_count() as u32),
+                };
+                state.responses.insert(from, object);
+            }
+            Err(e) => {
+                slot.outcome = Outcome::Failed {
+                    reason: e.to_string(),
+                }
+            }
+        }
+        self.check_read(ctx, req);
+    }
+
+    fn check_read<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, req: RequestId) {
+        let now = ctx.now;
+        let Some(Coordination::Read(state)) = self.coordinations.get(&req) else {
+            return;
+        };
+        let answered = state.responses.len();
+        let pending = state
+            .slots
+            .iter()
+            .filter(|s| s.outcome == Outcome::Pending)
+            .count();
+        let needed = state.needed as usize;
+        if !state.replied && answered >= needed {
+            let merged = merge_all(state.responses.values());
+            let repairs = self.read_repair(ctx, req, merged.as_ref());
+            let Some(Coordination::Read(state)) = self.coordinations.get(&req) else {
+                return;
+            };
+            let receipt = self.receipt(
+                state.partition,
+                state.needed,
+                &state.slots,
+                repairs,
+                state.started,
+                now,
+            );
+            let (context, siblings) = match &merged {
+                Some(o) => (o.context(), o.visible().into_iter().cloned().collect()),
+                None => (VersionVector::default(), vec![]),
+            };
+            let reply_to = state.reply_to;
+            self.reply(
+                reply_to,
+                Ok(ClientResponse::Read {
+                    context,
+                    siblings,
+                    receipt,
+                }),
+            );
+            self.mark_read_replied(req);
+        } else if !state.replied && answered + pending < needed {
+            let receipt = self.receipt(
+                state.partition,
+                state.needed,
+                &state.slots,
+                vec![],
+                state.started,
+                now,
+            );
+            let e = self.quorum_error("read", receipt);
+            let reply_to = state.reply_to;
+            self.reply(reply_to, Err(e));
+            self.mark_read_replied(req);
+        }
+        let Some(Coordination::Read(state)) = self.coordinations.get(&req) else {
+            return;
+        };
+        if state.slots.iter().all(|s| s.outcome != Outcome::Pending) {
+            self.finish_read(ctx, req);
+        }
+    }
+
+    fn mark_read_replied(&mut self, req: RequestId) {
+        if let Some(Coordination::Read(state)) = self.coordinations.get_mut(&req) {
+            state.replied = true;
+        }
+    }
+
+    /// Every replica has answered or the deadline passed: repair whoever is still stale.
+    fn finish_read<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, req: RequestId) {
+        let Some(Coordination::Read(state)) = self.coordinations.get(&req) else {
+            return;
+        };
+        let merged = merge_all(state.responses.values());
+        self.read_repair(ctx, req, merged.as_ref());
+        self.coordinations.remove(&req);
+    }
+
+    /// Sends `merged` to every replica that answered with something else and was not already
+    /// sent it. Returns the replicas repaired.
+    fn read_repair<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        req: RequestId,
+        merged: Option<&Object>,
+    ) -> Vec<NodeId> {
+        let Some(merged) = merged else { return vec![] };
+        if planted().skip_read_repair {
+            return vec![];
+        }
+        let Some(Coordination::Read(state)) = self.coordinations.get_mut(&req) else {
+            return vec![];
+        };
+        let stale: Vec<NodeId> = state
+            .responses
+            .iter()
+            .filter(|(n, o)| o.as_ref() != Some(merged) && state.repaired.get(n) != Some(merged))
+            .map(|(n, _)| *n)
+            .collect();
+        for n in &stale {
+            state.repaired.insert(*n, merged.clone());
+        }
+        let key = state.key.clone();
+        for n in &stale {
+            if *n == self.id() {
+                // Repairing ourselves: a plain write, synced with the next group.
+                let _ = self.merge_into_store(ctx, &key, merged, false);
+            } else {
+                self.send(
+                    *n,
+                    Message::RepairRequest {
+                        key: key.clone(),
+                        object: merged.clone(),
+                    },
+                );
+            }
+        }
+        stale
+    }
+
+    // ----- replica side ----------------------------------------------------------------
+
+    fn on_message<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, from: NodeId, message: Message) {
+        match message {
+            Message::ReplicateRequest { req, key, object } => {
+                if let Some(why) = &self.poisoned {
+                    let e = ReplicaError::Store(format!("node refuses writes: {why}"));
+                    return self.send(
+                        from,
+                        Message::ReplicateResponse {
+                            req,
+                            result: Err(e),
+                        },
+                    );
+                }
+                match self.merge_into_store(ctx, &key, &object, true) {
+                    Ok(()) => self.wait_for_sync(ctx.now, Waiter::ReplicaAck { to: from, req }),
+                    Err(e) => self.send(
+                        from,
+                        Message::ReplicateResponse {
+                            req,
+                            result: Err(e),
+                        },
+                    ),
+                }
+            }
+            Message::ReplicateResponse { req, result } => {
+                self.on_replicate_response(ctx.now, from, req, result)
+            }
+            Message::ReadRequest { req, key } => {
+                let result = self.local_read(ctx.store, &key);
+                self.send(from, Message::ReadResponse { req, result });
+            }
+            Message::ReadResponse { req, result } => self.on_read_response(ctx, from, req, result),
+            Message::RepairRequest { key, object } => {
+                if self.poisoned.is_none() {
+                    let _ = self.merge_into_store(ctx, &key, &object, false);
+                }
+            }
+            Message::ForwardRequest { req, request } => self.on_client(
+                ctx,
+                ReplyTo::Node { node: from, req },
+                ClientRequest::Put(request),
+            ),
+            Message::ForwardResponse { req, result } => self.on_forward_response(req, result),
+        }
+    }
+
+    fn load<S: Store>(&self, store: &mut S, skey: &[u8]) -> Result<Option<Object>, ReplicaError> {
+        match store.get(skey) {
+            Ok(None) => Ok(None),
+            Ok(Some(bytes)) => decode_object(&bytes)
+                .map(Some)
+                .map_err(|e| ReplicaError::Store(e.to_string())),
+            Err(e) => Err(ReplicaError::Store(e.to_string())),
+        }
+    }
+
+    fn local_read<S: Store>(
+        &self,
+        store: &mut S,
+        key: &ObjectKey,
+    ) -> Result<Option<Object>, ReplicaError> {
+        let partition = self.layout.partition_for(key.bucket.as_str(), key.key());
+        self.load(store, &key.storage_key(partition))
+    }
+
+    /// Merges `object` into the stored one and writes the result if it changed.
+    fn merge_into_store<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        key: &ObjectKey,
+        object: &Object,
+        new_write: bool,
+    ) -> Result<(), ReplicaError> {
+        let ts = object.max_timestamp();
+        if new_write && matches!(object, Object::Lww(_)) {
+            check_skew(ts, ctx.now, self.config.max_clock_skew_ms)
+                .map_err(|e| ReplicaError::ClockSkew(e.to_string()))?;
+        }
+        // Never let a far-future timestamp drag this node's clock along.
+        let _ = self.hlc.observe(ts, ctx.now, self.config.max_clock_skew_ms);
+        let partition = self.layout.partition_for(key.bucket.as_str(), key.key());
+        let skey = key.storage_key(partition);
+        let local = self.load(ctx.store, &skey)?;
+        let merged = match &local {
+            None => object.clone(),
+            Some(l) => l.merge(object).map_err(|_| ReplicaError::ModeMismatch)?,
+        };
+        if local.as_ref() != Some(&merged) {
+            let mut batch = WriteBatch::default();
+            batch.put(skey, encode_object(&merged));
+            ctx.store
+                .write(batch)
+                .map_err(|e| ReplicaError::Store(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    // ----- durability ------------------------------------------------------------------
+
+    fn wait_for_sync(&mut self, now: Timestamp, waiter: Waiter) {
+        if planted().ack_before_sync {
+            return self.release(now, waiter, Ok(()));
+        }
+        self.waiters.push((self.sync_requested + 1, waiter));
+    }
+
+    fn on_synced(&mut self, now: Timestamp, generation: u64, result: Result<(), StoreError>) {
+        let released: Vec<Waiter>;
+        let outcome = match result {
+            Ok(()) => {
+                self.sync_completed = self.sync_completed.max(generation);
+                let done = self.sync_completed;
+                let (ready, waiting) = std::mem::take(&mut self.waiters)
+                    .into_iter()
+                    .partition(|(g, _)| *g <= done);
+                self.waiters = waiting;
+                released = ready.into_iter().map(|(_, w)| w).collect();
+                Ok(())
+            }
+            Err(e) => {
+                // A failed sync may have lost any unsynced write: fail every waiter, refuse
+                // writes from now on.
+                self.poisoned = Some(e.to_string());
+                released = std::mem::take(&mut self.waiters)
+                    .into_iter()
+                    .map(|(_, w)| w)
+                    .collect();
+                Err(e.to_string())
+            }
+        };
+        for w in released {
+            self.release(now, w, outcome.clone());
+        }
+    }
+
+    fn release(&mut self, now: Timestamp, waiter: Waiter, result: Result<(), String>) {
+        match waiter {
+            Waiter::LocalWrite(req) => self.on_local_write(now, req, result),
+            Waiter::ReplicaAck { to, req } => {
+                let result = result.map_err(ReplicaError::Store);
+                self.send(to, Message::ReplicateResponse { req, result });
+            }
+        }
+    }
+
+    // ----- deadlines -------------------------------------------------------------------
+
+    fn expire(&mut self, now: Timestamp) {
+        while let Some((when, req)) = self.deadlines.first().copied() {
+            if when > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            match self.coordinations.get_mut(&req) {
+                Some(Coordination::Write(state)) if state.deadline == when => {
+                    for s in state
+                        .slots
+                        .iter_mut()
+                        .filter(|s| s.outcome == Outcome::Pending)
+                    {
+                        s.outcome = Outcome::Failed {
+                            reason: format!("timed out after {} ms", now.ms_since(state.started)),
+                        };
+                    }
+                    self.check_write(now, req);
+                }
+                Some(Coordination::Read(state)) if state.deadline == when => {
+                    for s in state
+                        .slots
+                        .iter_mut()
+                        .filter(|s| s.outcome == Outcome::Pending)
+                    {
+                        s.outcome = Outcome::Failed {
+                            reason: format!("timed out after {} ms", now.ms_since(state.started)),
+                        };
+                    }
+                    // Reads need the store for late self-repair; deadlines only repair others.
+                    self.expire_read(req, now);
+                }
+                Some(Coordination::Forward(state)) if state.attempt_deadline == when => {
+                    self.forward_timed_out(now, req)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn expire_read(&mut self, req: RequestId, now: Timestamp) {
+        let Some(Coordination::Read(state)) = self.coordinations.get(&req) else {
+            return;
+        };
+        if !state.replied {
+            let receipt = self.receipt(
+                state.partition,
+                state.needed,
+                &state.slots,
+                vec![],
+                state.started,
+                now,
+            );
+            let e = self.quorum_error("read", receipt);
+            let reply_to = state.reply_to;
+            self.reply(reply_to, Err(e));
+        }
+        let Some(Coordination::Read(state)) = self.coordinations.remove(&req) else {
+            return;
+        };
+        if planted().skip_read_repair {
+            return;
+        }
+        if let Some(merged) = merge_all(state.responses.values()) {
+            for (n, o) in &state.responses {
+                if *n != self.id()
+                    && o.as_ref() != Some(&merged)
+                    && state.repaired.get(n) != Some(&merged)
+                {
+                    self.send(
+                        *n,
+                        Message::RepairRequest {
+                            key: state.key.clone(),
+                            object: merged.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The join of every object (objects of another conflict mode than the first are skipped:
+/// a bucket's mode never changes, so this only happens with corrupt data).
+fn merge_all<'a>(objects: impl Iterator<Item = &'a Option<Object>>) -> Option<Object> {
+    let mut out: Option<Object> = None;
+    for o in objects.flatten() {
+        out = Some(match out {
+            None => o.clone(),
+            Some(acc) => acc.merge(o).unwrap_or(acc),
+        });
+    }
+    out
+}
