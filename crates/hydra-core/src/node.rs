@@ -51,9 +51,9 @@ pub struct NodeConfig {
     pub buckets: BTreeMap<BucketName, BucketProps>,
     /// Deadline of a client request that names none.
     pub request_timeout_ms: u64,
-    /// How long a non-replica waits for one replica to coordinate a forwarded write before it
-    /// tries the next one.
-    pub forward_attempt_timeout_ms: u64,
+    /// A peer heard from within this many milliseconds counts as up when choosing which
+    /// replica coordinates a forwarded write (until failure detection replaces it).
+    pub peer_recent_ms: u64,
     /// `lww` writes stamped further ahead of this node's clock are refused.
     pub max_clock_skew_ms: u64,
     /// Largest value accepted (at most [`VALUE_BYTES_CEILING`]).
@@ -76,7 +76,7 @@ impl NodeConfig {
             id,
             buckets,
             request_timeout_ms: 5_000,
-            forward_attempt_timeout_ms: 1_000,
+            peer_recent_ms: 2_000,
             max_clock_skew_ms: 5_000,
             value_bytes_max: VALUE_BYTES_DEFAULT_MAX.min(VALUE_BYTES_CEILING),
         }
@@ -181,11 +181,9 @@ struct ReadState {
 struct ForwardState {
     client: ClientRequestId,
     request: WriteRequest,
-    candidates: Vec<NodeId>,
-    attempt: usize,
-    attempt_deadline: Timestamp,
+    to: NodeId,
+    started: Timestamp,
     deadline: Timestamp,
-    failures: Vec<(NodeId, String)>,
 }
 
 #[derive(Debug)]
@@ -212,7 +210,16 @@ pub struct Node {
     outputs: VecDeque<Output>,
     /// Set when a sync failed: the node refuses writes until restarted.
     poisoned: Option<String>,
+    /// Forwarded writes already taken, `(sender, request) -> when`, so that a duplicated
+    /// message does not become a second write (a second sibling). Bounded by
+    /// [`FORWARDS_SEEN_MAX`]; entries older than the longest request timeout are dropped.
+    forwards_seen: BTreeMap<(NodeId, RequestId), Timestamp>,
+    /// When each peer was last heard from (any message).
+    last_heard: BTreeMap<NodeId, Timestamp>,
 }
+
+/// Most forwarded-write ids a node remembers for deduplication.
+pub const FORWARDS_SEEN_MAX: usize = 100_000;
 
 impl Node {
     pub fn new(config: NodeConfig, layout: Layout) -> Node {
@@ -228,6 +235,8 @@ impl Node {
             sync_completed: 0,
             outputs: VecDeque::new(),
             poisoned: None,
+            forwards_seen: BTreeMap::new(),
+            last_heard: BTreeMap::new(),
         }
     }
 
@@ -261,7 +270,10 @@ impl Node {
         self.expire(ctx.now);
         match input {
             Input::Client { id, request } => self.on_client(ctx, ReplyTo::Client(id), request),
-            Input::Message { from, envelope } => self.on_message(ctx, from, envelope.message),
+            Input::Message { from, envelope } => {
+                self.last_heard.insert(from, ctx.now);
+                self.on_message(ctx, from, envelope.message)
+            }
             Input::Synced { generation, result } => self.on_synced(ctx.now, generation, result),
             Input::Tick => {}
         }
@@ -324,7 +336,7 @@ impl Node {
                         ctx, reply_to, write, &props, partition, replicas, needed, deadline,
                     )
                 } else if let ReplyTo::Client(client) = reply_to {
-                    self.start_forward(ctx.now, client, write, replicas, deadline)
+                    self.start_forward(ctx.now, ctx.rng, client, write, replicas, deadline)
                 } else {
                     let e = ClientError::new(
                         ErrorCode::NotReplica,
@@ -399,7 +411,12 @@ impl Node {
         Ok((props, timeout_ms, level))
     }
 
-    fn new_request(&mut self) -> RequestId {
+    fn new_request(&mut self, rng: &mut dyn rand::RngCore) -> RequestId {
+        if self.next_request == 0 {
+            // Request ids must not repeat across restarts (receivers deduplicate forwarded
+            // writes by them), so each incarnation starts at a random point of a 2^63 space.
+            self.next_request = rng.next_u64() >> 1 | 1;
+        }
         self.next_request += 1;
         RequestId(self.next_request)
     }
@@ -570,7 +587,7 @@ impl Node {
                 Err(ClientError::new(ErrorCode::StoreFailed, e.to_string())),
             );
         }
-        let req = self.new_request();
+        let req = self.new_request(ctx.rng);
         let slots = replicas
             .iter()
             .map(|n| Slot {
@@ -717,20 +734,29 @@ impl Node {
 
     // ----- forwarding ------------------------------------------------------------------
 
+    /// Hands a write to one replica of the key, which coordinates it. There is exactly one
+    /// attempt: retrying at another replica after a timeout could apply the write twice (two
+    /// siblings for one client write), so a timeout is reported to the client, whose retry
+    /// is then its own, visible decision. The replica chosen is the first of the preference
+    /// list this node has heard from recently.
     fn start_forward(
         &mut self,
         now: Timestamp,
+        rng: &mut dyn rand::RngCore,
         client: ClientRequestId,
         request: WriteRequest,
         candidates: Vec<NodeId>,
         deadline: Timestamp,
     ) {
-        let req = self.new_request();
-        let attempt_deadline = now
-            .plus_ms(self.config.forward_attempt_timeout_ms)
-            .min(deadline);
+        let req = self.new_request(rng);
+        let recent = Timestamp(now.0.saturating_sub(self.config.peer_recent_ms));
+        let to = candidates
+            .iter()
+            .copied()
+            .find(|n| self.last_heard.get(n).is_some_and(|t| *t >= recent))
+            .unwrap_or(candidates[0]);
         self.send(
-            candidates[0],
+            to,
             Message::ForwardRequest {
                 req,
                 request: request.clone(),
@@ -741,65 +767,32 @@ impl Node {
             Coordination::Forward(ForwardState {
                 client,
                 request,
-                candidates,
-                attempt: 0,
-                attempt_deadline,
+                to,
+                started: now,
                 deadline,
-                failures: vec![],
             }),
         );
-        self.deadlines.insert((attempt_deadline, req));
+        self.deadlines.insert((deadline, req));
     }
 
     fn on_forward_response(&mut self, req: RequestId, result: Result<ClientResponse, ClientError>) {
-        if let Some(Coordination::Forward(state)) = self.coordinations.get(&req) {
-            let client = state.client;
-            self.coordinations.remove(&req);
-            self.reply(ReplyTo::Client(client), result);
+        if let Some(Coordination::Forward(state)) = self.coordinations.remove(&req) {
+            self.reply(ReplyTo::Client(state.client), result);
         }
     }
 
     fn forward_timed_out(&mut self, now: Timestamp, req: RequestId) {
-        let Some(Coordination::Forward(state)) = self.coordinations.get_mut(&req) else {
+        let Some(Coordination::Forward(state)) = self.coordinations.remove(&req) else {
             return;
         };
-        let tried = state.candidates[state.attempt];
-        state.failures.push((
-            tried,
-            format!(
-                "no answer within {} ms",
-                self.config.forward_attempt_timeout_ms
-            ),
-        ));
-        state.attempt += 1;
-        if state.attempt < state.candidates.len() && now < state.deadline {
-            // The earlier attempt may still complete; its answer carries the same request id
-            // and is accepted too.
-            let to = state.candidates[state.attempt];
-            state.attempt_deadline = now
-                .plus_ms(self.config.forward_attempt_timeout_ms)
-                .min(state.deadline);
-            let (deadline, request) = (state.attempt_deadline, state.request.clone());
-            self.deadlines.insert((deadline, req));
-            self.send(to, Message::ForwardRequest { req, request });
-        } else {
-            let tried: Vec<String> = state
-                .failures
-                .iter()
-                .map(|(n, why)| format!("{n}: {why}"))
-                .collect();
-            let message = format!(
-                "no replica of {} coordinated the write; tried {}",
-                state.request.key,
-                tried.join(", ")
-            );
-            let client = state.client;
-            self.coordinations.remove(&req);
-            self.reply(
-                ReplyTo::Client(client),
-                Err(ClientError::new(ErrorCode::CoordinatorUnreachable, message)),
-            );
-        }
+        let message = format!(
+            "replica {} did not answer the forwarded write of {} within {} ms; it may or may not have been applied",
+            state.to,
+            state.request.key,
+            now.ms_since(state.started)
+        );
+        let e = ClientError::new(ErrorCode::CoordinatorUnreachable, message);
+        self.reply(ReplyTo::Client(state.client), Err(e));
     }
 
     // ----- reads -----------------------------------------------------------------------
@@ -815,7 +808,7 @@ impl Node {
         needed: u8,
         deadline: Timestamp,
     ) {
-        let req = self.new_request();
+        let req = self.new_request(ctx.rng);
         let slots = replicas
             .iter()
             .map(|n| Slot {
@@ -1047,13 +1040,33 @@ impl Node {
                     let _ = self.merge_into_store(ctx, &key, &object, false);
                 }
             }
-            Message::ForwardRequest { req, request } => self.on_client(
-                ctx,
-                ReplyTo::Node { node: from, req },
-                ClientRequest::Put(request),
-            ),
+            Message::ForwardRequest { req, request } => {
+                if self.first_forward(ctx.now, from, req) {
+                    self.on_client(
+                        ctx,
+                        ReplyTo::Node { node: from, req },
+                        ClientRequest::Put(request),
+                    )
+                }
+            }
             Message::ForwardResponse { req, result } => self.on_forward_response(req, result),
         }
+    }
+
+    /// Whether this forwarded write is new (not a duplicate of one already taken).
+    fn first_forward(&mut self, now: Timestamp, from: NodeId, req: RequestId) -> bool {
+        let horizon = Timestamp(now.0.saturating_sub(2 * TIMEOUT_MS_MAX));
+        self.forwards_seen.retain(|_, seen| *seen >= horizon);
+        if self.forwards_seen.len() >= FORWARDS_SEEN_MAX
+            && let Some(oldest) = self
+                .forwards_seen
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| *k)
+        {
+            self.forwards_seen.remove(&oldest);
+        }
+        self.forwards_seen.insert((from, req), now).is_none()
     }
 
     fn load<S: Store>(&self, store: &mut S, skey: &[u8]) -> Result<Option<Object>, ReplicaError> {
@@ -1189,7 +1202,7 @@ impl Node {
                     // Reads need the store for late self-repair; deadlines only repair others.
                     self.expire_read(req, now);
                 }
-                Some(Coordination::Forward(state)) if state.attempt_deadline == when => {
+                Some(Coordination::Forward(state)) if state.deadline == when => {
                     self.forward_timed_out(now, req)
                 }
                 _ => {}

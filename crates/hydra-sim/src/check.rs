@@ -1,0 +1,184 @@
+//! Checkers of the guarantees, run over a finished simulation's history and final state.
+
+use crate::workload::{Completion, History};
+use crate::world::SimReport;
+use hydra_core::ids::NodeId;
+use hydra_core::message::decode_object;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// One broken guarantee, with what is needed to find it in the history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// (a) An acknowledged add is missing from a later quorum read.
+    LostInRead {
+        key: u64,
+        element: u64,
+        acked_at: u64,
+        read_invoked_at: u64,
+    },
+    /// (a) An acknowledged add is missing from the final state.
+    LostInFinalState { key: u64, element: u64 },
+    /// (b) Replicas of a key hold different objects after healing and the final read.
+    Unconverged { key: u64, detail: String },
+    /// (c) A read saw more siblings than writers that could have been concurrent.
+    TooManySiblings {
+        key: u64,
+        siblings: usize,
+        bound: usize,
+    },
+    /// The final read of a key did not succeed even with every node up.
+    FinalReadFailed { key: u64 },
+}
+
+impl Violation {
+    /// Which checker found it.
+    pub fn checker(&self) -> char {
+        match self {
+            Violation::LostInRead { .. } | Violation::LostInFinalState { .. } => 'a',
+            Violation::Unconverged { .. } | Violation::FinalReadFailed { .. } => 'b',
+            Violation::TooManySiblings { .. } => 'c',
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::LostInRead {
+                key,
+                element,
+                acked_at,
+                read_invoked_at,
+            } => write!(
+                f,
+                "(a) lost write: element {element} of key k{key}, acknowledged at {acked_at} ms, missing from a quorum read invoked at {read_invoked_at} ms"
+            ),
+            Violation::LostInFinalState { key, element } => {
+                write!(
+                    f,
+                    "(a) lost write: element {element} of key k{key} is missing from the final state"
+                )
+            }
+            Violation::Unconverged { key, detail } => {
+                write!(f, "(b) key k{key} did not converge: {detail}")
+            }
+            Violation::TooManySiblings {
+                key,
+                siblings,
+                bound,
+            } => {
+                write!(
+                    f,
+                    "(c) key k{key} had {siblings} siblings, more than the {bound} writers that could be concurrent"
+                )
+            }
+            Violation::FinalReadFailed { key } => {
+                write!(f, "(b) the final r=all read of key k{key} never succeeded")
+            }
+        }
+    }
+}
+
+/// Runs every checker, filling the report's figures and violations.
+pub fn check_all(
+    history: &History,
+    replicas: &BTreeMap<u64, Vec<(NodeId, Option<Vec<u8>>)>>,
+    _clients: usize,
+    report: &mut SimReport,
+) {
+    let lost = check_acknowledged_adds(history, &mut report.violations);
+    report.lost_writes = lost;
+    report.unconverged_keys = check_convergence(replicas, &mut report.violations);
+    check_siblings(history, &mut report.violations);
+}
+
+/// (a) Every acknowledged add is in every quorum read invoked after the ack, and in the final
+/// state. Returns the number of distinct acknowledged adds found missing anywhere.
+pub fn check_acknowledged_adds(history: &History, violations: &mut Vec<Violation>) -> u64 {
+    let mut lost: BTreeSet<u64> = BTreeSet::new();
+    let mut reads_by_key: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (i, r) in history.reads.iter().enumerate() {
+        reads_by_key.entry(r.key).or_default().push(i);
+    }
+    for a in &history.adds {
+        let Some((acked_at, Completion::Ok)) = a.completed else {
+            continue;
+        };
+        let mut reported = false;
+        for i in reads_by_key.get(&a.key).into_iter().flatten() {
+            let r = &history.reads[*i];
+            if !r.quorum || r.invoked <= acked_at || r.elements.contains(&a.element) {
+                continue;
+            }
+            lost.insert(a.element);
+            if r.is_final {
+                violations.push(Violation::LostInFinalState {
+                    key: a.key,
+                    element: a.element,
+                });
+            } else if !reported {
+                reported = true;
+                violations.push(Violation::LostInRead {
+                    key: a.key,
+                    element: a.element,
+                    acked_at: acked_at.0,
+                    read_invoked_at: r.invoked.0,
+                });
+            }
+        }
+    }
+    lost.len() as u64
+}
+
+/// (b) Every replica of every key holds the same object. Returns the number of keys that
+/// differ.
+pub fn check_convergence(
+    replicas: &BTreeMap<u64, Vec<(NodeId, Option<Vec<u8>>)>>,
+    violations: &mut Vec<Violation>,
+) -> u64 {
+    let mut unconverged = 0;
+    for (key, objects) in replicas {
+        let decoded: Vec<_> = objects
+            .iter()
+            .map(|(n, b)| (*n, b.as_ref().map(|b| decode_object(b))))
+            .collect();
+        let first = &decoded[0].1;
+        if let Some((node, _)) = decoded.iter().find(|(_, o)| o != first) {
+            unconverged += 1;
+            violations.push(Violation::Unconverged {
+                key: *key,
+                detail: format!("{} and {} hold different objects", decoded[0].0, node),
+            });
+        }
+    }
+    unconverged
+}
+
+/// (c) A read never shows more siblings than the clients that wrote the key plus the writes
+/// whose outcome was uncertain (those may linger beside the writer's next write).
+pub fn check_siblings(history: &History, violations: &mut Vec<Violation>) {
+    for r in &history.reads {
+        let mut writers = BTreeSet::new();
+        let mut uncertain = 0;
+        for a in history
+            .adds
+            .iter()
+            .filter(|a| a.key == r.key && a.invoked < r.completed)
+        {
+            writers.insert(a.client);
+            if !matches!(a.completed, Some((t, Completion::Ok | Completion::Fail)) if t < r.completed)
+            {
+                uncertain += 1;
+            }
+        }
+        let bound = writers.len() + uncertain;
+        if r.siblings > bound {
+            violations.push(Violation::TooManySiblings {
+                key: r.key,
+                siblings: r.siblings,
+                bound,
+            });
+        }
+    }
+}

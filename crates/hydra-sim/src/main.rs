@@ -1,0 +1,109 @@
+//! `hydra-sim`: runs simulations from seeds and reports a summary; exits non-zero on any
+//! violation, printing the seed and the command that replays it.
+
+use anyhow::Result;
+use clap::Parser;
+use hydra_sim::{SimConfig, run};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(about = "Deterministic simulation of Hydra clusters with faults")]
+struct Args {
+    /// Number of seeds to run (starting at --first).
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// First seed of the sweep.
+    #[arg(long, default_value_t = 0)]
+    first: u64,
+    /// Replay exactly one seed, with its full report.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Simulated milliseconds of faulty workload per seed.
+    #[arg(long)]
+    duration_ms: Option<u64>,
+    /// Write the replayed seed's history as JSON lines to this file (with --seed).
+    #[arg(long)]
+    history: Option<std::path::PathBuf>,
+}
+
+fn config(args: &Args, seed: u64) -> SimConfig {
+    let mut c = SimConfig::from_seed(seed);
+    if let Some(d) = args.duration_ms {
+        c.duration_ms = d;
+    }
+    c
+}
+
+fn replay_command(args: &Args, seed: u64) -> String {
+    let mut cmd = format!("cargo run --release -p hydra-sim -- --seed {seed}");
+    if let Some(d) = args.duration_ms {
+        cmd.push_str(&format!(" --duration-ms {d}"));
+    }
+    cmd
+}
+
+fn main() -> Result<ExitCode> {
+    let args = Args::parse();
+    if let Some(seed) = args.seed {
+        let report = run(config(&args, seed));
+        for v in &report.violations {
+            println!("violation: {v}");
+        }
+        if let Some(path) = &args.history {
+            std::fs::write(path, report.history.to_json_lines())?;
+        }
+        println!("{}", report.summary());
+        return Ok(if report.violations.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let bar = ProgressBar::new(args.seeds);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} seeds {elapsed_precise} eta {eta} {msg}",
+        )
+        .expect("the template is valid"),
+    );
+    let (mut ops, mut acked, mut lost, mut unconverged, mut max_siblings, mut sim_ms) =
+        (0u64, 0u64, 0u64, 0u64, 0usize, 0u64);
+    let (mut crashes, mut partitions) = (0u64, 0u64);
+    let mut failing = Vec::new();
+    for seed in args.first..args.first + args.seeds {
+        let report = run(config(&args, seed));
+        ops += report.ops;
+        acked += report.acked_writes;
+        lost += report.lost_writes;
+        unconverged += report.unconverged_keys;
+        max_siblings = max_siblings.max(report.max_siblings);
+        sim_ms += report.sim_ms;
+        crashes += report.crashes;
+        partitions += report.partitions;
+        if !report.violations.is_empty() {
+            bar.suspend(|| {
+                eprintln!("seed {seed} failed: {}", report.violations[0]);
+                eprintln!("replay: {}", replay_command(&args, seed));
+            });
+            failing.push(seed);
+        }
+        bar.set_message(format!("failing={}", failing.len()));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!(
+        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} failing_seeds={}",
+        args.seeds,
+        sim_ms as f64 / 3_600_000.0,
+        failing.len()
+    );
+    if let Some(seed) = failing.first() {
+        eprintln!(
+            "first failing seed {seed}; replay: {}",
+            replay_command(&args, *seed)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

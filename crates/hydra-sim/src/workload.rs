@@ -1,0 +1,134 @@
+//! The clients: each repeatedly reads a key, adds a unique element to the set it holds (the
+//! union of all siblings) and writes it back with the read's context. Every operation is
+//! recorded in a Jepsen-style history (`invoke` then `ok`, `fail` or `info`; a timeout or an
+//! outcome that may have been applied is `info`, never `fail`).
+
+use hydra_core::ids::Timestamp;
+use hydra_core::message::{ClientError, ErrorCode};
+use hydra_core::version::Sibling;
+use std::collections::BTreeSet;
+
+/// Encodes a set of elements as a value (sorted, 8 bytes each, little endian).
+pub fn encode_set(set: &BTreeSet<u64>) -> Vec<u8> {
+    set.iter().flat_map(|e| e.to_le_bytes()).collect()
+}
+
+/// The union of the sets held by the siblings.
+pub fn union_of(siblings: &[Sibling]) -> BTreeSet<u64> {
+    let mut out = BTreeSet::new();
+    for s in siblings {
+        for chunk in s.value.chunks_exact(8) {
+            out.insert(u64::from_le_bytes(
+                chunk.try_into().expect("chunks_exact gives 8 bytes"),
+            ));
+        }
+    }
+    out
+}
+
+/// How an operation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completion {
+    Ok,
+    /// Definitely not applied.
+    Fail,
+    /// May or may not have been applied.
+    Info,
+}
+
+impl Completion {
+    pub fn of_write_error(e: &ClientError) -> Completion {
+        match e.code {
+            ErrorCode::InvalidKey
+            | ErrorCode::UnknownBucket
+            | ErrorCode::InvalidConsistency
+            | ErrorCode::ValueTooLarge
+            | ErrorCode::InvalidContentType
+            | ErrorCode::InvalidTimeout
+            | ErrorCode::TooManySiblings
+            | ErrorCode::Overloaded
+            | ErrorCode::NotReplica => Completion::Fail,
+            // Some replicas (or the coordinator) may hold the write.
+            ErrorCode::QuorumNotReached
+            | ErrorCode::CoordinatorUnreachable
+            | ErrorCode::StoreFailed => Completion::Info,
+        }
+    }
+}
+
+/// One add of an element to a key's set.
+#[derive(Clone, Debug)]
+pub struct AddOp {
+    pub client: usize,
+    pub key: u64,
+    pub element: u64,
+    pub invoked: Timestamp,
+    pub completed: Option<(Timestamp, Completion)>,
+}
+
+/// One read of a key.
+#[derive(Clone, Debug)]
+pub struct ReadOp {
+    pub client: usize,
+    pub key: u64,
+    pub invoked: Timestamp,
+    pub completed: Timestamp,
+    pub quorum: bool,
+    pub elements: BTreeSet<u64>,
+    pub siblings: usize,
+    /// The final read after healing.
+    pub is_final: bool,
+}
+
+/// Everything the clients did.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    pub adds: Vec<AddOp>,
+    pub reads: Vec<ReadOp>,
+    pub failed_reads: u64,
+}
+
+impl History {
+    /// The history as JSON lines (`process, type, f, key, value, time`), Jepsen's meanings.
+    pub fn to_json_lines(&self) -> String {
+        let mut events: Vec<(u64, String)> = Vec::new();
+        for a in &self.adds {
+            events.push((
+                a.invoked.0,
+                format!(
+                    r#"{{"process":{},"type":"invoke","f":"add","key":"k{}","value":{},"time":{}}}"#,
+                    a.client, a.key, a.element, a.invoked.0
+                ),
+            ));
+            if let Some((t, c)) = a.completed {
+                let ty = match c {
+                    Completion::Ok => "ok",
+                    Completion::Fail => "fail",
+                    Completion::Info => "info",
+                };
+                events.push((
+                    t.0,
+                    format!(
+                        r#"{{"process":{},"type":"{ty}","f":"add","key":"k{}","value":{},"time":{}}}"#,
+                        a.client, a.key, a.element, t.0
+                    ),
+                ));
+            }
+        }
+        for r in &self.reads {
+            let elems: Vec<String> = r.elements.iter().map(|e| e.to_string()).collect();
+            events.push((
+                r.completed.0,
+                format!(
+                    r#"{{"process":{},"type":"ok","f":"read","key":"k{}","value":[{}],"time":{}}}"#,
+                    r.client,
+                    r.key,
+                    elems.join(","),
+                    r.completed.0
+                ),
+            ));
+        }
+        events.sort();
+        events.into_iter().map(|(_, l)| l + "\n").collect()
+    }
+}

@@ -1,0 +1,858 @@
+//! The simulated world: nodes, disks, network, clients and faults on one event queue.
+
+use crate::check::{self, Violation};
+use crate::workload::{AddOp, Completion, History, ReadOp, encode_set, union_of};
+use hydra_core::bucket::Consistency;
+use hydra_core::ids::{ClientRequestId, NodeId, Timestamp};
+use hydra_core::key::{BucketName, ObjectKey};
+use hydra_core::layout::Layout;
+use hydra_core::message::{
+    ClientError, ClientRequest, ClientResponse, ErrorCode, WriteRequest, decode_envelope,
+    encode_envelope,
+};
+use hydra_core::node::{Ctx, Input, Node, NodeConfig, Output};
+use hydra_core::store::{MemStore, Store};
+use hydra_core::version::VersionVector;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+/// Simulated times start here, so that negative clock skews stay positive.
+const EPOCH_MS: u64 = 1_000_000;
+/// Most events one run may process (a bound on every loop of the simulator).
+const EVENTS_MAX: u64 = 20_000_000;
+/// How many times the final read of a key is retried after healing.
+const FINAL_READ_TRIES: u32 = 20;
+
+/// What to simulate. [`SimConfig::from_seed`] draws a configuration from the seed.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub nodes: usize,
+    pub clients: usize,
+    /// Keys written at once; a key retires after `adds_per_key` adds and a new one replaces it.
+    pub active_keys: usize,
+    pub adds_per_key: usize,
+    /// Length of the faulty workload phase.
+    pub duration_ms: u64,
+    pub drop_probability: f64,
+    pub duplicate_probability: f64,
+    pub delay_ms_max: u64,
+    /// Mean time between fault events (partitions, heals, crashes, restarts); 0 disables them.
+    pub fault_interval_ms: u64,
+    pub fsync_ms_max: u64,
+    pub clock_skew_ms_max: u64,
+}
+
+impl SimConfig {
+    pub fn from_seed(seed: u64) -> SimConfig {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c0f1_9000_0000);
+        SimConfig {
+            seed,
+            nodes: rng.random_range(3..=7),
+            clients: rng.random_range(2..=6),
+            active_keys: rng.random_range(1..=6),
+            adds_per_key: 30,
+            duration_ms: 20_000,
+            drop_probability: rng.random_range(0.0..0.05),
+            duplicate_probability: rng.random_range(0.0..0.03),
+            delay_ms_max: rng.random_range(2..=30),
+            fault_interval_ms: rng.random_range(300..=3000),
+            fsync_ms_max: rng.random_range(1..=20),
+            clock_skew_ms_max: rng.random_range(0..=200),
+        }
+    }
+}
+
+/// The figures and verdict of one run.
+#[derive(Clone, Debug, Default)]
+pub struct SimReport {
+    pub seed: u64,
+    pub nodes: usize,
+    pub sim_ms: u64,
+    pub events: u64,
+    pub ops: u64,
+    pub acked_writes: u64,
+    pub uncertain_writes: u64,
+    pub failed_writes: u64,
+    pub lost_writes: u64,
+    pub keys: u64,
+    pub unconverged_keys: u64,
+    pub max_siblings: usize,
+    pub crashes: u64,
+    pub partitions: u64,
+    pub messages: u64,
+    pub dropped_messages: u64,
+    pub violations: Vec<Violation>,
+    pub history: History,
+}
+
+impl SimReport {
+    pub fn summary(&self) -> String {
+        format!(
+            "seed={} nodes={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} messages={} dropped={} violations={}",
+            self.seed,
+            self.nodes,
+            self.sim_ms,
+            self.events,
+            self.ops,
+            self.acked_writes,
+            self.uncertain_writes,
+            self.failed_writes,
+            self.lost_writes,
+            self.keys,
+            self.unconverged_keys,
+            self.max_siblings,
+            self.crashes,
+            self.partitions,
+            self.messages,
+            self.dropped_messages,
+            self.violations.len()
+        )
+    }
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        from: NodeId,
+        to: usize,
+        bytes: Vec<u8>,
+    },
+    /// A client's request reaches a node.
+    Request {
+        client: usize,
+        op: u64,
+        node: usize,
+        request: ClientRequest,
+    },
+    /// A node's answer reaches the client (or the client learns the node is down).
+    Answer {
+        client: usize,
+        op: u64,
+        result: Result<ClientResponse, ClientError>,
+    },
+    ClientTimeout {
+        client: usize,
+        op: u64,
+    },
+    ClientStart {
+        client: usize,
+    },
+    Tick {
+        node: usize,
+        incarnation: u64,
+    },
+    SyncDone {
+        node: usize,
+        incarnation: u64,
+        generation: u64,
+    },
+    Fault,
+    Restart {
+        node: usize,
+    },
+}
+
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+struct SimNode {
+    id: NodeId,
+    core: Option<Node>,
+    store: MemStore,
+    incarnation: u64,
+    sync_in_flight: bool,
+    /// Highest sync generation asked for while another sync was running.
+    sync_waiting: Option<u64>,
+    next_tick: Option<u64>,
+    clock_skew_ms: i64,
+    /// Client request ids of this incarnation -> (client, op).
+    requests: BTreeMap<ClientRequestId, (usize, u64)>,
+    next_request: u64,
+}
+
+#[derive(Clone, Debug)]
+enum ClientState {
+    Idle,
+    Reading {
+        key: u64,
+        op: u64,
+        invoked: Timestamp,
+        is_final: bool,
+    },
+    Writing {
+        add: usize,
+        op: u64,
+    },
+}
+
+struct Client {
+    state: ClientState,
+    next_op: u64,
+}
+
+struct World {
+    config: SimConfig,
+    rng: ChaCha8Rng,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    nodes: Vec<SimNode>,
+    layout: Layout,
+    clients: Vec<Client>,
+    /// Partition group of each node; nodes in different groups cannot talk.
+    groups: Vec<u8>,
+    /// Faults are injected while true.
+    faulty: bool,
+    history: History,
+    active_keys: Vec<u64>,
+    adds_invoked: BTreeMap<u64, usize>,
+    next_key: u64,
+    next_element: u64,
+    bucket: BucketName,
+    report: SimReport,
+}
+
+/// Runs one simulation to the end and checks it.
+pub fn run(config: SimConfig) -> SimReport {
+    let mut world = World::new(config);
+    world.run_workload();
+    world.heal_and_read_everything();
+    world.finish()
+}
+
+impl World {
+    fn new(config: SimConfig) -> World {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let layout = Layout::uniform(config.nodes as u64, 64).expect("simulated layouts are valid");
+        let nodes = (0..config.nodes)
+            .map(|i| {
+                let id = NodeId(i as u64 + 1);
+                let skew = config.clock_skew_ms_max as i64;
+                SimNode {
+                    id,
+                    core: Some(Node::new(node_config(id), layout.clone())),
+                    store: MemStore::new(),
+                    incarnation: 0,
+                    sync_in_flight: false,
+                    sync_waiting: None,
+                    next_tick: None,
+                    clock_skew_ms: if skew == 0 {
+                        0
+                    } else {
+                        rng.random_range(-skew..=skew)
+                    },
+                    requests: BTreeMap::new(),
+                    next_request: 0,
+                }
+            })
+            .collect();
+        let clients = (0..config.clients)
+            .map(|_| Client {
+                state: ClientState::Idle,
+                next_op: 0,
+            })
+            .collect();
+        let active_keys: Vec<u64> = (0..config.active_keys as u64).collect();
+        let report = SimReport {
+            seed: config.seed,
+            nodes: config.nodes,
+            ..SimReport::default()
+        };
+        World {
+            next_key: active_keys.len() as u64,
+            active_keys,
+            groups: vec![0; config.nodes],
+            config,
+            rng,
+            now: EPOCH_MS,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes,
+            layout,
+            clients,
+            faulty: true,
+            history: History::default(),
+            adds_invoked: BTreeMap::new(),
+            next_element: 1,
+            bucket: BucketName::new("default").expect("valid name"),
+            report,
+        }
+    }
+
+    fn schedule(&mut self, delay_ms: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled {
+            at: self.now + delay_ms,
+            seq: self.seq,
+            event,
+        }));
+    }
+
+    fn object_key(&self, key: u64) -> ObjectKey {
+        ObjectKey::new(self.bucket.clone(), format!("k{key}").as_bytes()).expect("valid key")
+    }
+
+    fn run_workload(&mut self) {
+        for c in 0..self.clients.len() {
+            let d = self.rng.random_range(0..10);
+            self.schedule(d, Event::ClientStart { client: c });
+        }
+        if self.config.fault_interval_ms > 0 {
+            let d = self.rng.random_range(0..self.config.fault_interval_ms);
+            self.schedule(d, Event::Fault);
+        }
+        let end = EPOCH_MS + self.config.duration_ms;
+        self.run_until(end);
+    }
+
+    /// Heals everything, restarts every node, lets clients finish, then reads every key at
+    /// `r = all` (with read repair) and lets the repairs land.
+    fn heal_and_read_everything(&mut self) {
+        self.faulty = false;
+        self.groups = vec![0; self.nodes.len()];
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].core.is_none() {
+                self.restart(i);
+            }
+        }
+        // Let in-flight client operations finish (or time out).
+        let settle = self.now + 15_000;
+        self.run_until(settle);
+        let keys: Vec<u64> = (0..self.next_key).collect();
+        for key in keys {
+            let mut done = false;
+            for _ in 0..FINAL_READ_TRIES {
+                let op = self.start_read(0, key, Some(Consistency::All), true);
+                let deadline = self.now + 10_000;
+                while self.now < deadline
+                    && matches!(self.clients[0].state, ClientState::Reading { op: o, .. } if o == op)
+                {
+                    if !self.step(deadline) {
+                        break;
+                    }
+                }
+                if self
+                    .history
+                    .reads
+                    .last()
+                    .is_some_and(|r| r.is_final && r.key == key)
+                {
+                    done = true;
+                    break;
+                }
+                self.clients[0].state = ClientState::Idle;
+            }
+            if !done {
+                self.report
+                    .violations
+                    .push(Violation::FinalReadFailed { key });
+            }
+            self.clients[0].state = ClientState::Idle;
+        }
+        let settle = self.now + 5_000;
+        self.run_until(settle);
+    }
+
+    fn finish(mut self) -> SimReport {
+        let replicas = self.replica_objects();
+        let mut report = std::mem::take(&mut self.report);
+        report.sim_ms = self.now - EPOCH_MS;
+        report.keys = self.next_key;
+        check::check_all(&self.history, &replicas, self.config.clients, &mut report);
+        report.history = std::mem::take(&mut self.history);
+        report
+    }
+
+    /// For every key: each replica's stored object (encoded), or None.
+    fn replica_objects(&self) -> BTreeMap<u64, Vec<(NodeId, Option<Vec<u8>>)>> {
+        let mut out = BTreeMap::new();
+        for key in 0..self.next_key {
+            let ok = self.object_key(key);
+            let partition = self.layout.partition_for(ok.bucket.as_str(), ok.key());
+            let skey = ok.storage_key(partition);
+            let holders = self.layout.preference_list(partition, 3).to_vec();
+            let objects = holders
+                .iter()
+                .map(|id| {
+                    let node = &self.nodes[(id.0 - 1) as usize];
+                    (
+                        *id,
+                        node.store
+                            .get(&skey)
+                            .expect("memstore reads do not fail after restart"),
+                    )
+                })
+                .collect();
+            out.insert(key, objects);
+        }
+        out
+    }
+
+    fn run_until(&mut self, until: u64) {
+        while self.step(until) {}
+        self.now = self.now.max(until);
+    }
+
+    /// Processes the next event if it is due by `until`. Returns false when none is.
+    fn step(&mut self, until: u64) -> bool {
+        if self.report.events >= EVENTS_MAX {
+            return false;
+        }
+        let Some(Reverse(next)) = self.queue.peek() else {
+            return false;
+        };
+        if next.at > until {
+            return false;
+        }
+        let Some(Reverse(Scheduled { at, event, .. })) = self.queue.pop() else {
+            return false;
+        };
+        self.now = at;
+        self.report.events += 1;
+        self.dispatch(event);
+        true
+    }
+
+    fn dispatch(&mut self, event: Event) {
+        match event {
+            Event::Deliver { from, to, bytes } => {
+                if self.nodes[to].core.is_none() {
+                    return;
+                }
+                let envelope =
+                    decode_envelope(&bytes).expect("the simulator only sends what a node encoded");
+                self.feed(to, Input::Message { from, envelope });
+            }
+            Event::Request {
+                client,
+                op,
+                node,
+                request,
+            } => {
+                if self.nodes[node].core.is_none() {
+                    let e =
+                        ClientError::new(ErrorCode::Overloaded, "connection refused: node is down");
+                    let d = self.rng.random_range(1..=3);
+                    self.schedule(
+                        d,
+                        Event::Answer {
+                            client,
+                            op,
+                            result: Err(e),
+                        },
+                    );
+                    return;
+                }
+                let n = &mut self.nodes[node];
+                n.next_request += 1;
+                let id = ClientRequestId(n.next_request);
+                n.requests.insert(id, (client, op));
+                self.feed(node, Input::Client { id, request });
+            }
+            Event::Answer { client, op, result } => self.on_answer(client, op, result),
+            Event::ClientTimeout { client, op } => self.on_client_timeout(client, op),
+            Event::ClientStart { client } => self.client_start(client),
+            Event::Tick { node, incarnation } => {
+                let n = &mut self.nodes[node];
+                if n.incarnation != incarnation || n.core.is_none() {
+                    return;
+                }
+                if n.next_tick == Some(self.now) {
+                    n.next_tick = None;
+                }
+                self.feed(node, Input::Tick);
+            }
+            Event::SyncDone {
+                node,
+                incarnation,
+                generation,
+            } => {
+                let n = &mut self.nodes[node];
+                if n.incarnation != incarnation || n.core.is_none() {
+                    return;
+                }
+                let result = n.store.sync();
+                n.sync_in_flight = false;
+                self.feed(node, Input::Synced { generation, result });
+                if let Some(g) = self.nodes[node].sync_waiting.take() {
+                    self.start_sync(node, g);
+                }
+            }
+            Event::Fault => self.inject_fault(),
+            Event::Restart { node } => {
+                if self.nodes[node].core.is_none() {
+                    self.restart(node);
+                }
+            }
+        }
+    }
+
+    /// Hands an input to a node and carries out what it asks for.
+    fn feed(&mut self, i: usize, input: Input) {
+        let wall = (self.now as i64 + self.nodes[i].clock_skew_ms) as u64;
+        let World { nodes, rng, .. } = self;
+        let n = &mut nodes[i];
+        let Some(core) = n.core.as_mut() else { return };
+        let mut ctx = Ctx {
+            now: Timestamp(wall),
+            store: &mut n.store,
+            rng,
+        };
+        core.handle(&mut ctx, input);
+        let mut outputs = Vec::new();
+        while let Some(o) = core.poll_output() {
+            outputs.push(o);
+        }
+        let deadline = core.next_deadline();
+        for o in outputs {
+            match o {
+                Output::Send { to, envelope } => {
+                    let bytes = encode_envelope(&envelope);
+                    self.send(i, to, bytes);
+                }
+                Output::Reply { id, result } => {
+                    if let Some((client, op)) = self.nodes[i].requests.remove(&id) {
+                        let d = self.rng.random_range(0..=2);
+                        self.schedule(d, Event::Answer { client, op, result });
+                    }
+                }
+                Output::Sync { generation } => {
+                    if self.nodes[i].sync_in_flight {
+                        let w = &mut self.nodes[i].sync_waiting;
+                        *w = Some(w.unwrap_or(0).max(generation));
+                    } else {
+                        self.start_sync(i, generation);
+                    }
+                }
+            }
+        }
+        if let Some(Timestamp(t)) = deadline {
+            // Node deadlines are in its own skewed clock; convert back to simulated time.
+            let at = (t as i64 - self.nodes[i].clock_skew_ms).max(self.now as i64) as u64;
+            let n = &mut self.nodes[i];
+            if n.next_tick.is_none_or(|cur| at < cur || cur < self.now) {
+                n.next_tick = Some(at);
+                let incarnation = n.incarnation;
+                self.schedule(
+                    at - self.now,
+                    Event::Tick {
+                        node: i,
+                        incarnation,
+                    },
+                );
+            }
+        }
+    }
+
+    fn start_sync(&mut self, i: usize, generation: u64) {
+        let n = &mut self.nodes[i];
+        n.sync_in_flight = true;
+        let incarnation = n.incarnation;
+        let d = self.rng.random_range(0..=self.config.fsync_ms_max);
+        self.schedule(
+            d,
+            Event::SyncDone {
+                node: i,
+                incarnation,
+                generation,
+            },
+        );
+    }
+
+    fn send(&mut self, from: usize, to: NodeId, bytes: Vec<u8>) {
+        self.report.messages += 1;
+        let to_index = (to.0 - 1) as usize;
+        if self.groups[from] != self.groups[to_index] {
+            self.report.dropped_messages += 1;
+            return;
+        }
+        if self.faulty && self.rng.random_bool(self.config.drop_probability) {
+            self.report.dropped_messages += 1;
+            return;
+        }
+        let copies = if self.faulty && self.rng.random_bool(self.config.duplicate_probability) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            // Mostly short delays, sometimes a long one: messages overtake each other.
+            let d = if self.faulty && self.rng.random_bool(0.02) {
+                self.rng.random_range(50..=500)
+            } else {
+                self.rng.random_range(0..=self.config.delay_ms_max)
+            };
+            let from_id = self.nodes[from].id;
+            self.schedule(
+                d,
+                Event::Deliver {
+                    from: from_id,
+                    to: to_index,
+                    bytes: bytes.clone(),
+                },
+            );
+        }
+    }
+
+    // ----- faults ----------------------------------------------------------------------
+
+    fn inject_fault(&mut self) {
+        if !self.faulty {
+            return;
+        }
+        let n = self.nodes.len();
+        match self.rng.random_range(0..10) {
+            0..=2 => {
+                // Partition: a random split into two sides.
+                self.report.partitions += 1;
+                self.groups = (0..n).map(|_| self.rng.random_range(0..2)).collect();
+            }
+            3..=4 => self.groups = vec![0; n],
+            5..=7 => {
+                // Crash one node, or (rarely) several at once, as a power failure would.
+                let count = if self.rng.random_bool(0.25) {
+                    self.rng.random_range(2..=n)
+                } else {
+                    1
+                };
+                for _ in 0..count {
+                    let victim = self.rng.random_range(0..n);
+                    if self.nodes[victim].core.is_some() {
+                        self.crash(victim);
+                        let d = self.rng.random_range(200..=4000);
+                        self.schedule(d, Event::Restart { node: victim });
+                    }
+                }
+            }
+            _ => {} // a quiet period
+        }
+        let d = self.rng.random_range(1..=2 * self.config.fault_interval_ms);
+        self.schedule(d, Event::Fault);
+    }
+
+    fn crash(&mut self, i: usize) {
+        self.report.crashes += 1;
+        let n = &mut self.nodes[i];
+        n.core = None;
+        n.store.crash();
+        n.incarnation += 1;
+        n.sync_in_flight = false;
+        n.sync_waiting = None;
+        n.next_tick = None;
+        n.requests.clear();
+    }
+
+    fn restart(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.core = Some(Node::new(node_config(n.id), self.layout.clone()));
+    }
+
+    // ----- clients ---------------------------------------------------------------------
+
+    fn client_start(&mut self, client: usize) {
+        if !self.faulty || !matches!(self.clients[client].state, ClientState::Idle) {
+            return;
+        }
+        let key = self.active_keys[self.rng.random_range(0..self.active_keys.len())];
+        self.start_read(client, key, None, false);
+    }
+
+    fn next_op(&mut self, client: usize) -> u64 {
+        let c = &mut self.clients[client];
+        c.next_op += 1;
+        c.next_op
+    }
+
+    fn submit(&mut self, client: usize, op: u64, request: ClientRequest) {
+        let node = self.rng.random_range(0..self.nodes.len());
+        let d = self.rng.random_range(0..=2);
+        self.schedule(
+            d,
+            Event::Request {
+                client,
+                op,
+                node,
+                request,
+            },
+        );
+        // Longer than the node's own request timeout plus forwarding, so a client only times
+        // out when its node crashed or the network lost the answer.
+        self.schedule(12_000, Event::ClientTimeout { client, op });
+    }
+
+    fn start_read(
+        &mut self,
+        client: usize,
+        key: u64,
+        r: Option<Consistency>,
+        is_final: bool,
+    ) -> u64 {
+        let op = self.next_op(client);
+        let request = ClientRequest::Get {
+            key: self.object_key(key),
+            r,
+            timeout_ms: None,
+        };
+        self.clients[client].state = ClientState::Reading {
+            key,
+            op,
+            invoked: Timestamp(self.now),
+            is_final,
+        };
+        self.submit(client, op, request);
+        op
+    }
+
+    fn on_answer(&mut self, client: usize, op: u64, result: Result<ClientResponse, ClientError>) {
+        match self.clients[client].state.clone() {
+            ClientState::Reading {
+                key,
+                op: o,
+                invoked,
+                is_final,
+            } if o == op => match result {
+                Ok(ClientResponse::Read {
+                    context, siblings, ..
+                }) => {
+                    let elements = union_of(&siblings);
+                    self.history.reads.push(ReadOp {
+                        client,
+                        key,
+                        invoked,
+                        completed: Timestamp(self.now),
+                        quorum: true,
+                        elements: elements.clone(),
+                        siblings: siblings.len(),
+                        is_final,
+                    });
+                    self.report.max_siblings = self.report.max_siblings.max(siblings.len());
+                    self.report.ops += 1;
+                    if is_final {
+                        self.clients[client].state = ClientState::Idle;
+                    } else {
+                        self.start_add(client, key, elements, context);
+                    }
+                }
+                _ => {
+                    self.history.failed_reads += 1;
+                    self.report.ops += 1;
+                    self.finish_op(client);
+                }
+            },
+            ClientState::Writing { add, op: o } if o == op => {
+                let completion = match &result {
+                    Ok(_) => Completion::Ok,
+                    Err(e) => Completion::of_write_error(e),
+                };
+                self.complete_add(add, completion);
+                self.finish_op(client);
+            }
+            _ => {} // the answer to an operation that already timed out
+        }
+    }
+
+    fn on_client_timeout(&mut self, client: usize, op: u64) {
+        match self.clients[client].state.clone() {
+            ClientState::Reading {
+                op: o, is_final, ..
+            } if o == op => {
+                self.history.failed_reads += 1;
+                if is_final {
+                    self.clients[client].state = ClientState::Idle;
+                } else {
+                    self.finish_op(client);
+                }
+            }
+            ClientState::Writing { add, op: o } if o == op => {
+                self.complete_add(add, Completion::Info);
+                self.finish_op(client);
+            }
+            _ => {}
+        }
+    }
+
+    fn start_add(
+        &mut self,
+        client: usize,
+        key: u64,
+        mut set: BTreeSet<u64>,
+        context: VersionVector,
+    ) {
+        let element = self.next_element;
+        self.next_element += 1;
+        set.insert(element);
+        let op = self.next_op(client);
+        let request = ClientRequest::Put(WriteRequest {
+            key: self.object_key(key),
+            value: Some(encode_set(&set)),
+            content_type: "application/octet-stream".into(),
+            context: Some(context),
+            w: None,
+            timeout_ms: None,
+        });
+        self.history.adds.push(AddOp {
+            client,
+            key,
+            element,
+            invoked: Timestamp(self.now),
+            completed: None,
+        });
+        let add = self.history.adds.len() - 1;
+        self.clients[client].state = ClientState::Writing { add, op };
+        // Retire a key that has had its share of adds; a fresh key takes its place.
+        let count = self.adds_invoked.entry(key).or_insert(0);
+        *count += 1;
+        if *count >= self.config.adds_per_key
+            && let Some(slot) = self.active_keys.iter().position(|k| *k == key)
+        {
+            self.active_keys[slot] = self.next_key;
+            self.next_key += 1;
+        }
+        self.submit(client, op, request);
+    }
+
+    fn complete_add(&mut self, add: usize, completion: Completion) {
+        self.history.adds[add].completed = Some((Timestamp(self.now), completion));
+        self.report.ops += 1;
+        match completion {
+            Completion::Ok => self.report.acked_writes += 1,
+            Completion::Info => self.report.uncertain_writes += 1,
+            Completion::Fail => self.report.failed_writes += 1,
+        }
+    }
+
+    fn finish_op(&mut self, client: usize) {
+        self.clients[client].state = ClientState::Idle;
+        let think = self.rng.random_range(0..=20);
+        self.schedule(think, Event::ClientStart { client });
+    }
+}
+
+fn node_config(id: NodeId) -> NodeConfig {
+    let mut c = NodeConfig::new(id);
+    c.request_timeout_ms = 3_000;
+    c
+}
