@@ -22,6 +22,9 @@ pub enum StoreError {
     Poisoned(String),
 }
 
+/// Key-value pairs, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Puts and removes applied together.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteBatch {
@@ -50,7 +53,7 @@ pub trait Store {
         partition: PartitionId,
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    ) -> Result<Entries, StoreError>;
     /// Makes every earlier write durable.
     fn sync(&mut self) -> Result<(), StoreError>;
 }
@@ -125,7 +128,7 @@ impl Store for MemStore {
         partition: PartitionId,
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Entries, StoreError> {
         self.check()?;
         let prefix = partition.0.to_be_bytes();
         let all = self.entries();

@@ -7,6 +7,9 @@ use hydra_core::message::decode_object;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+/// For every key, each replica's stored object (encoded), or `None` where it has none.
+pub type ReplicaObjects = BTreeMap<u64, Vec<(NodeId, Option<Vec<u8>>)>>;
+
 /// One broken guarantee, with what is needed to find it in the history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Violation {
@@ -83,7 +86,7 @@ impl fmt::Display for Violation {
 /// Runs every checker, filling the report's figures and violations.
 pub fn check_all(
     history: &History,
-    replicas: &BTreeMap<u64, Vec<(NodeId, Option<Vec<u8>>)>>,
+    replicas: &ReplicaObjects,
     _clients: usize,
     report: &mut SimReport,
 ) {
@@ -133,10 +136,7 @@ pub fn check_acknowledged_adds(history: &History, violations: &mut Vec<Violation
 
 /// (b) Every replica of every key holds the same object. Returns the number of keys that
 /// differ.
-pub fn check_convergence(
-    replicas: &BTreeMap<u64, Vec<(NodeId, Option<Vec<u8>>)>>,
-    violations: &mut Vec<Violation>,
-) -> u64 {
+pub fn check_convergence(replicas: &ReplicaObjects, violations: &mut Vec<Violation>) -> u64 {
     let mut unconverged = 0;
     for (key, objects) in replicas {
         let decoded: Vec<_> = objects

@@ -387,7 +387,7 @@ impl World {
     }
 
     /// For every key: each replica's stored object (encoded), or None.
-    fn replica_objects(&self) -> BTreeMap<u64, Vec<(NodeId, Option<Vec<u8>>)>> {
+    fn replica_objects(&self) -> check::ReplicaObjects {
         let mut out = BTreeMap::new();
         for key in 0..self.next_key {
             let ok = self.object_key(key);

@@ -1,0 +1,381 @@
+//! The node state machine, driven by a tiny synchronous cluster: messages are delivered in
+//! order at once, syncs complete at once, time moves only to the next deadline when nothing
+//! else is left to do. (The simulator covers faults and interleavings; these tests pin the
+//! behaviour and the receipts of the basic cases.)
+
+use hydra_core::bucket::{BucketProps, Consistency};
+use hydra_core::ids::{ClientRequestId, NodeId, Timestamp};
+use hydra_core::key::{BucketName, ObjectKey};
+use hydra_core::layout::Layout;
+use hydra_core::message::{
+    ClientError, ClientRequest, ClientResponse, ErrorCode, Outcome, WriteRequest,
+};
+use hydra_core::node::{Ctx, Input, Node, NodeConfig, Output};
+use hydra_core::store::MemStore;
+use hydra_core::version::{Sibling, VersionVector};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeSet, VecDeque};
+
+struct Cluster {
+    nodes: Vec<Node>,
+    stores: Vec<MemStore>,
+    /// Wall-clock offset of each node, for skew tests.
+    skew_ms: Vec<u64>,
+    down: BTreeSet<usize>,
+    now: u64,
+    rng: ChaCha8Rng,
+    next_id: u64,
+    layout: Layout,
+}
+
+type Reply = Result<ClientResponse, ClientError>;
+
+impl Cluster {
+    fn new(count: u64) -> Cluster {
+        let layout = Layout::uniform(count, 16).expect("valid");
+        let nodes = (1..=count)
+            .map(|i| Node::new(config(i), layout.clone()))
+            .collect();
+        Cluster {
+            nodes,
+            stores: (0..count).map(|_| MemStore::new()).collect(),
+            skew_ms: vec![0; count as usize],
+            down: BTreeSet::new(),
+            now: 1_000_000,
+            rng: ChaCha8Rng::seed_from_u64(1),
+            next_id: 0,
+            layout,
+        }
+    }
+
+    fn kill(&mut self, i: usize) {
+        self.down.insert(i);
+        self.stores[i].crash();
+    }
+
+    fn restart(&mut self, i: usize) {
+        self.down.remove(&i);
+        self.nodes[i] = Node::new(config(i as u64 + 1), self.layout.clone());
+    }
+
+    /// Runs `request` at node `at` until it is answered.
+    fn request(&mut self, at: usize, request: ClientRequest) -> Reply {
+        self.next_id += 1;
+        let id = ClientRequestId(self.next_id);
+        let mut queue: VecDeque<(usize, Input)> = VecDeque::new();
+        queue.push_back((at, Input::Client { id, request }));
+        let mut answer = None;
+        for _ in 0..100_000 {
+            let Some((i, input)) = queue.pop_front() else {
+                if answer.is_some() {
+                    return answer.expect("checked");
+                }
+                // Nothing left to deliver: jump to the earliest deadline.
+                let next = (0..self.nodes.len())
+                    .filter(|i| !self.down.contains(i))
+                    .filter_map(|i| {
+                        self.nodes[i]
+                            .next_deadline()
+                            .map(|t| (t.0 - self.skew_ms[i], i))
+                    })
+                    .min();
+                let (t, i) = next.expect("a request in flight has a deadline");
+                self.now = self.now.max(t);
+                queue.push_back((i, Input::Tick));
+                continue;
+            };
+            if self.down.contains(&i) {
+                continue;
+            }
+            let mut ctx = Ctx {
+                now: Timestamp(self.now + self.skew_ms[i]),
+                store: &mut self.stores[i],
+                rng: &mut self.rng,
+            };
+            self.nodes[i].handle(&mut ctx, input);
+            while let Some(out) = self.nodes[i].poll_output() {
+                match out {
+                    Output::Send { to, envelope } => {
+                        let from = self.nodes[i].id();
+                        queue.push_back(((to.0 - 1) as usize, Input::Message { from, envelope }));
+                    }
+                    Output::Reply { id: got, result } => {
+                        assert_eq!(got, id);
+                        answer = Some(result);
+                    }
+                    Output::Sync { generation } => {
+                        let result = hydra_core::store::Store::sync(&mut self.stores[i]);
+                        queue.push_back((i, Input::Synced { generation, result }));
+                    }
+                }
+            }
+        }
+        panic!("request never answered");
+    }
+}
+
+fn config(id: u64) -> NodeConfig {
+    let mut c = NodeConfig::new(NodeId(id));
+    c.request_timeout_ms = 1_000;
+    c.max_clock_skew_ms = 1_000;
+    c.buckets.insert(
+        BucketName::new("small").expect("valid"),
+        BucketProps {
+            n: 2,
+            ..BucketProps::default()
+        },
+    );
+    c
+}
+
+fn key(bucket: &str, k: &str) -> ObjectKey {
+    ObjectKey::new(BucketName::new(bucket).expect("valid"), k.as_bytes()).expect("valid")
+}
+
+fn put(
+    k: &ObjectKey,
+    value: &str,
+    context: Option<VersionVector>,
+    w: Option<Consistency>,
+) -> ClientRequest {
+    ClientRequest::Put(WriteRequest {
+        key: k.clone(),
+        value: Some(value.as_bytes().to_vec()),
+        content_type: "text/plain".into(),
+        context,
+        w,
+        timeout_ms: None,
+    })
+}
+
+fn get(k: &ObjectKey, r: Option<Consistency>) -> ClientRequest {
+    ClientRequest::Get {
+        key: k.clone(),
+        r,
+        timeout_ms: None,
+    }
+}
+
+fn values(reply: &Reply) -> Vec<String> {
+    match reply {
+        Ok(ClientResponse::Read { siblings, .. }) => {
+            let mut v: Vec<String> = siblings
+                .iter()
+                .map(|s: &Sibling| String::from_utf8_lossy(&s.value).into())
+                .collect();
+            v.sort();
+            v
+        }
+        other => panic!("not a read: {other:?}"),
+    }
+}
+
+fn context(reply: &Reply) -> VersionVector {
+    match reply {
+        Ok(ClientResponse::Read { context, .. }) | Ok(ClientResponse::Written { context, .. }) => {
+            context.clone()
+        }
+        other => panic!("no context: {other:?}"),
+    }
+}
+
+fn error(reply: Reply) -> ClientError {
+    reply.expect_err("expected an error")
+}
+
+#[test]
+fn the_seed_example_write_with_one_node_down_then_read_repair() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "cart");
+    assert!(c.request(0, put(&k, "v1", None, None)).is_ok());
+    c.kill(2);
+    let read = c.request(0, get(&k, None));
+    let w = c.request(
+        0,
+        put(&k, "v2", Some(context(&read)), Some(Consistency::Quorum)),
+    );
+    let receipt = w
+        .as_ref()
+        .expect("a quorum write succeeds with one node down")
+        .receipt()
+        .clone();
+    assert_eq!(receipt.needed, 2);
+    assert_eq!(receipt.acked(), 2, "{receipt:?}");
+    // The reply goes out at W; node 3 has not answered by then.
+    assert!(
+        receipt
+            .replicas
+            .iter()
+            .any(|r| r.node == NodeId(3) && r.outcome == Outcome::Pending)
+    );
+    // A quorum read returns the newest value.
+    assert_eq!(
+        values(&c.request(1, get(&k, Some(Consistency::Quorum)))),
+        ["v2"]
+    );
+    // Node 3 comes back with v1; a read at r=all sees it stale and repairs it.
+    c.restart(2);
+    let all = c.request(0, get(&k, Some(Consistency::All)));
+    assert_eq!(values(&all), ["v2"]);
+    assert_eq!(
+        all.as_ref().expect("ok").receipt().read_repairs,
+        vec![NodeId(3)]
+    );
+    // Now node 3 alone has the new value: r=one at node 3 answers from its own store first.
+    assert_eq!(
+        values(&c.request(2, get(&k, Some(Consistency::One)))),
+        ["v2"]
+    );
+}
+
+#[test]
+fn blind_concurrent_writes_become_siblings_and_a_context_resolves_them() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "k");
+    c.request(0, put(&k, "a", None, None)).expect("ok");
+    c.request(1, put(&k, "b", None, None)).expect("ok");
+    let read = c.request(2, get(&k, None));
+    assert_eq!(values(&read), ["a", "b"]);
+    c.request(2, put(&k, "c", Some(context(&read)), None))
+        .expect("ok");
+    assert_eq!(
+        values(&c.request(0, get(&k, Some(Consistency::All)))),
+        ["c"]
+    );
+}
+
+#[test]
+fn delete_hides_the_value_and_keeps_a_context() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "gone");
+    c.request(0, put(&k, "x", None, None)).expect("ok");
+    let read = c.request(1, get(&k, None));
+    let del = ClientRequest::Put(WriteRequest {
+        key: k.clone(),
+        value: None,
+        content_type: String::new(),
+        context: Some(context(&read)),
+        w: None,
+        timeout_ms: None,
+    });
+    c.request(1, del).expect("ok");
+    let after = c.request(2, get(&k, Some(Consistency::All)));
+    assert!(values(&after).is_empty());
+    assert!(
+        !context(&after).is_empty(),
+        "a deleted key still returns its context"
+    );
+}
+
+#[test]
+fn quorum_failure_names_needed_acked_and_why() {
+    let mut c = Cluster::new(3);
+    c.kill(1);
+    let k = key("default", "k");
+    let e = error(c.request(0, put(&k, "x", None, Some(Consistency::All))));
+    assert_eq!(e.code, ErrorCode::QuorumNotReached);
+    assert_eq!(e.quorum(), Some((3, 2)));
+    assert!(
+        e.message
+            .contains("needed 3 of 3 replicas, 2 answered; n2: timed out after 1000 ms"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn bad_requests_get_named_errors() {
+    let mut c = Cluster::new(3);
+    let table: Vec<(ClientRequest, ErrorCode, &str)> = vec![
+        (
+            get(&key("nope", "k"), None),
+            ErrorCode::UnknownBucket,
+            "bucket \"nope\" does not exist",
+        ),
+        (
+            get(&key("small", "k"), Some(Consistency::Three)),
+            ErrorCode::InvalidConsistency,
+            "consistency level three needs 3 replicas but the bucket keeps only n = 2",
+        ),
+        (
+            put(
+                &key("default", "k"),
+                &"x".repeat(8 * 1024 * 1024 + 1),
+                None,
+                None,
+            ),
+            ErrorCode::ValueTooLarge,
+            "value is 8388609 bytes, more than the limit of 8388608",
+        ),
+        (
+            ClientRequest::Get {
+                key: key("default", "k"),
+                r: None,
+                timeout_ms: Some(0),
+            },
+            ErrorCode::InvalidTimeout,
+            "timeout of 0 ms is out of range 1..=120000",
+        ),
+    ];
+    for (request, code, message) in table {
+        let e = error(c.request(0, request));
+        assert_eq!((e.code, e.message.as_str()), (code, message));
+    }
+}
+
+#[test]
+fn a_node_that_is_no_replica_forwards_writes_to_one() {
+    let mut c = Cluster::new(5);
+    let k = key("small", "fwd");
+    let partition = c.layout.partition_for("small", b"fwd");
+    let replicas = c.layout.preference_list(partition, 2).to_vec();
+    let outsider = (0..5)
+        .find(|i| !replicas.contains(&NodeId(*i as u64 + 1)))
+        .expect("5 nodes, 2 replicas");
+    let w = c
+        .request(outsider, put(&k, "x", None, Some(Consistency::All)))
+        .expect("ok");
+    assert!(
+        replicas.contains(&w.receipt().coordinator),
+        "coordinated by {}",
+        w.receipt().coordinator
+    );
+    assert_eq!(
+        values(&c.request(outsider, get(&k, Some(Consistency::All)))),
+        ["x"]
+    );
+}
+
+#[test]
+fn lww_keeps_the_last_write_and_refuses_far_future_timestamps() {
+    let mut c = Cluster::new(3);
+    let k = key("redis", "k");
+    c.request(0, put(&k, "first", None, None)).expect("ok");
+    c.request(1, put(&k, "second", None, None)).expect("ok");
+    assert_eq!(
+        values(&c.request(2, get(&k, Some(Consistency::All)))),
+        ["second"]
+    );
+    // Node 1's clock runs 10 s ahead (skew limit 1 s): the other replicas refuse its writes.
+    c.skew_ms[0] = 10_000;
+    let e = error(c.request(0, put(&k, "future", None, Some(Consistency::All))));
+    assert_eq!(e.code, ErrorCode::QuorumNotReached);
+    assert!(
+        e.message.contains("ahead of this node's clock"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn a_failed_sync_fails_the_write_and_poisons_the_node() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "k");
+    c.stores[0].fail_next_sync = true;
+    let e = error(c.request(0, put(&k, "x", None, None)));
+    assert_eq!(e.code, ErrorCode::QuorumNotReached);
+    assert!(e.message.contains("local write failed"), "{}", e.message);
+    let e = error(c.request(0, put(&k, "y", None, None)));
+    assert_eq!(e.code, ErrorCode::StoreFailed);
+}
