@@ -68,8 +68,8 @@ impl Cluster {
         let mut answer = None;
         for _ in 0..100_000 {
             let Some((i, input)) = queue.pop_front() else {
-                if answer.is_some() {
-                    return answer.expect("checked");
+                if let Some(answer) = answer {
+                    return answer;
                 }
                 // Nothing left to deliver: jump to the earliest deadline.
                 let next = (0..self.nodes.len())
