@@ -32,3 +32,5 @@ pub const MESSAGE_BYTES_MAX: usize = VALUE_BYTES_CEILING + 1024 * 1024;
 pub const COORDINATIONS_MAX: usize = 10_000;
 /// Longest request timeout a client may ask for, in milliseconds.
 pub const TIMEOUT_MS_MAX: u64 = 120_000;
+/// Most buckets a cluster may have.
+pub const BUCKETS_MAX: usize = 1000;

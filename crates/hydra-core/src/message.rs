@@ -7,10 +7,12 @@
 //! Decoders check the size limit first, never panic on malformed input (fuzzed by proptest),
 //! refuse trailing bytes and validate limits that the types alone do not enforce.
 
-use crate::bucket::Consistency;
+use crate::bucket::{BucketProps, Consistency};
+use crate::hlc::Hlc;
 use crate::ids::{LayoutVersion, NodeId, RequestId};
+use crate::key::BucketName;
 use crate::key::ObjectKey;
-use crate::limits::{MESSAGE_BYTES_MAX, SIBLINGS_MAX, VECTOR_ENTRIES_MAX};
+use crate::limits::{BUCKETS_MAX, MESSAGE_BYTES_MAX, SIBLINGS_MAX, VECTOR_ENTRIES_MAX};
 use crate::version::{Object, Sibling, VersionVector};
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +30,11 @@ pub enum ClientRequest {
         timeout_ms: Option<u64>,
     },
     Put(WriteRequest),
+    /// Create a bucket or change its properties (its conflict mode never changes).
+    SetBucket {
+        name: BucketName,
+        props: BucketProps,
+    },
 }
 
 /// A PUT (a value) or a DELETE (a tombstone), with the context of the read it follows.
@@ -44,10 +51,12 @@ pub struct WriteRequest {
 }
 
 impl ClientRequest {
-    pub fn key(&self) -> &ObjectKey {
+    /// The key of a read or write (`None` for bucket administration).
+    pub fn key(&self) -> Option<&ObjectKey> {
         match self {
-            ClientRequest::Get { key, .. } => key,
-            ClientRequest::Put(w) => &w.key,
+            ClientRequest::Get { key, .. } => Some(key),
+            ClientRequest::Put(w) => Some(&w.key),
+            ClientRequest::SetBucket { .. } => None,
         }
     }
 }
@@ -65,14 +74,20 @@ pub enum ClientResponse {
         context: VersionVector,
         receipt: Receipt,
     },
+    Bucket {
+        name: BucketName,
+        props: BucketProps,
+    },
 }
 
 impl ClientResponse {
-    pub fn receipt(&self) -> &Receipt {
+    /// The receipt of a read or write (`None` for bucket administration).
+    pub fn receipt(&self) -> Option<&Receipt> {
         match self {
             ClientResponse::Read { receipt, .. } | ClientResponse::Written { receipt, .. } => {
-                receipt
+                Some(receipt)
             }
+            ClientResponse::Bucket { .. } => None,
         }
     }
 }
@@ -92,6 +107,7 @@ pub enum ErrorCode {
     Overloaded,
     StoreFailed,
     NotReplica,
+    InvalidBucket,
 }
 
 impl ErrorCode {
@@ -109,6 +125,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::StoreFailed => "store_failed",
             ErrorCode::NotReplica => "not_replica",
+            ErrorCode::InvalidBucket => "invalid_bucket",
         }
     }
 }
@@ -242,6 +259,11 @@ pub enum Message {
         req: RequestId,
         result: Result<ClientResponse, ClientError>,
     },
+    /// The sender's bucket table, pushed periodically; the receiver keeps, per bucket, the
+    /// entry with the larger timestamp.
+    BucketsGossip {
+        buckets: Vec<(BucketName, BucketProps, Hlc)>,
+    },
 }
 
 /// What goes on the wire: every message carries the sender's layout version.
@@ -354,6 +376,9 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
             result: Ok(Some(object)),
             ..
         } => validate_object(WHAT, object)?,
+        Message::BucketsGossip { buckets } if buckets.len() > BUCKETS_MAX => {
+            return Err(malformed(WHAT, format!("{} buckets", buckets.len())));
+        }
         Message::ForwardRequest { request, .. } => {
             key_ok(&request.key)?;
             validate_vector(WHAT, &request.context)?;
@@ -361,6 +386,17 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
         _ => {}
     }
     Ok(envelope)
+}
+
+/// Format byte of the stored bucket table.
+pub const BUCKETS_FORMAT: u8 = 1;
+
+pub fn encode_buckets(table: &[(BucketName, BucketProps, Hlc)]) -> Vec<u8> {
+    encode(BUCKETS_FORMAT, &table)
+}
+
+pub fn decode_buckets(bytes: &[u8]) -> Result<Vec<(BucketName, BucketProps, Hlc)>, CodecError> {
+    decode("bucket table", BUCKETS_FORMAT, bytes)
 }
 
 pub fn encode_object(object: &Object) -> Vec<u8> {

@@ -28,17 +28,18 @@
 
 use crate::bucket::{BucketProps, ConflictMode, Consistency};
 use crate::bugs::planted;
-use crate::hlc::{HlcClock, check_skew};
+use crate::hlc::{Hlc, HlcClock, check_skew};
 use crate::ids::{ClientRequestId, NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::{BucketName, ObjectKey};
 use crate::layout::Layout;
 use crate::limits::{
-    CONTENT_TYPE_BYTES_MAX, COORDINATIONS_MAX, TIMEOUT_MS_MAX, VALUE_BYTES_CEILING,
+    BUCKETS_MAX, CONTENT_TYPE_BYTES_MAX, COORDINATIONS_MAX, TIMEOUT_MS_MAX, VALUE_BYTES_CEILING,
     VALUE_BYTES_DEFAULT_MAX,
 };
 use crate::message::{
     ClientError, ClientRequest, ClientResponse, Envelope, ErrorCode, Message, Outcome, Receipt,
-    ReplicaError, ReplicaReport, Role, WriteRequest, decode_object, encode_object,
+    ReplicaError, ReplicaReport, Role, WriteRequest, decode_buckets, decode_object, encode_buckets,
+    encode_object,
 };
 use crate::store::{Store, StoreError, WriteBatch};
 use crate::version::{LwwValue, Object, Sibling, VersionVector};
@@ -58,6 +59,8 @@ pub struct NodeConfig {
     pub max_clock_skew_ms: u64,
     /// Largest value accepted (at most [`VALUE_BYTES_CEILING`]).
     pub value_bytes_max: usize,
+    /// How often the bucket table is pushed to every peer.
+    pub gossip_interval_ms: u64,
 }
 
 impl NodeConfig {
@@ -79,6 +82,7 @@ impl NodeConfig {
             peer_recent_ms: 2_000,
             max_clock_skew_ms: 5_000,
             value_bytes_max: VALUE_BYTES_DEFAULT_MAX.min(VALUE_BYTES_CEILING),
+            gossip_interval_ms: 5_000,
         }
     }
 }
@@ -216,6 +220,35 @@ pub struct Node {
     forwards_seen: BTreeMap<(NodeId, RequestId), Timestamp>,
     /// When each peer was last heard from (any message).
     last_heard: BTreeMap<NodeId, Timestamp>,
+    /// Buckets and the HLC timestamp of their last change (last writer wins), gossiped to
+    /// every peer and kept in the store. At most [`BUCKETS_MAX`].
+    buckets: BTreeMap<BucketName, (BucketProps, Hlc)>,
+    /// When buckets are next gossiped; `None` before the first input (nothing loaded yet).
+    next_gossip: Option<Timestamp>,
+}
+
+/// Where the bucket table is stored: a partition number no layout uses, so partition scans
+/// never see it.
+pub const BUCKETS_STORAGE_KEY: &[u8] = b"\xff\xff\xff\xffbuckets";
+
+/// A node's view of itself, for `/v1/status`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub layout_version: crate::ids::LayoutVersion,
+    pub partitions: u32,
+    pub peers: Vec<PeerStatus>,
+    pub in_flight: usize,
+    pub store_poisoned: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PeerStatus {
+    pub id: NodeId,
+    pub zone: String,
+    pub datacenter: String,
+    /// `None`: never heard from since this node started.
+    pub last_heard_ms_ago: Option<u64>,
 }
 
 /// Most forwarded-write ids a node remembers for deduplication.
@@ -224,6 +257,11 @@ pub const FORWARDS_SEEN_MAX: usize = 100_000;
 impl Node {
     pub fn new(config: NodeConfig, layout: Layout) -> Node {
         Node {
+            buckets: config
+                .buckets
+                .iter()
+                .map(|(n, p)| (n.clone(), (p.clone(), Hlc::default())))
+                .collect(),
             config,
             layout,
             hlc: HlcClock::default(),
@@ -237,6 +275,7 @@ impl Node {
             poisoned: None,
             forwards_seen: BTreeMap::new(),
             last_heard: BTreeMap::new(),
+            next_gossip: None,
         }
     }
 
@@ -263,12 +302,32 @@ impl Node {
 
     /// When the node next needs a `Tick`.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.deadlines.first().map(|(t, _)| *t)
+        let first = self.deadlines.first().map(|(t, _)| *t);
+        match (first, self.next_gossip) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn handle<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, input: Input) {
+        if self.next_gossip.is_none() {
+            // First call since start: load what the store remembers, schedule gossip.
+            self.load_buckets(ctx.store);
+            self.next_gossip = Some(ctx.now);
+        }
         self.expire(ctx.now);
+        if self.next_gossip.is_some_and(|t| t <= ctx.now) {
+            self.gossip_buckets();
+            self.next_gossip = Some(ctx.now.plus_ms(self.config.gossip_interval_ms));
+        }
         match input {
+            Input::Client {
+                id,
+                request: ClientRequest::SetBucket { name, props },
+            } => {
+                let result = self.set_bucket(ctx, name, props);
+                self.outputs.push_back(Output::Reply { id, result });
+            }
             Input::Client { id, request } => self.on_client(ctx, ReplyTo::Client(id), request),
             Input::Message { from, envelope } => {
                 self.last_heard.insert(from, ctx.now);
@@ -303,11 +362,10 @@ impl Node {
             );
             return self.reply(reply_to, Err(e));
         }
-        let (props, timeout_ms, level) = match self.check_request(&request) {
+        let (key, props, timeout_ms, level) = match self.check_request(&request) {
             Ok(x) => x,
             Err(e) => return self.reply(reply_to, Err(e)),
         };
-        let key = request.key().clone();
         let partition = self.layout.partition_for(key.bucket.as_str(), key.key());
         let replicas = self
             .layout
@@ -327,6 +385,8 @@ impl Node {
         };
         let deadline = ctx.now.plus_ms(timeout_ms);
         match request {
+            // Taken care of by `check_request`.
+            ClientRequest::SetBucket { .. } => {}
             ClientRequest::Get { key, .. } => {
                 self.start_read(ctx, reply_to, key, partition, replicas, needed, deadline)
             }
@@ -356,15 +416,19 @@ impl Node {
     fn check_request(
         &self,
         request: &ClientRequest,
-    ) -> Result<(BucketProps, u64, Consistency), ClientError> {
-        let key = request.key();
+    ) -> Result<(ObjectKey, BucketProps, u64, Consistency), ClientError> {
+        let key = request.key().ok_or_else(|| {
+            ClientError::new(
+                ErrorCode::InvalidBucket,
+                "bucket changes are made on the node that receives them",
+            )
+        })?;
         key.validate()
             .map_err(|e| ClientError::new(ErrorCode::InvalidKey, e.to_string()))?;
         let props = self
-            .config
             .buckets
             .get(&key.bucket)
-            .cloned()
+            .map(|(props, _)| props.clone())
             .ok_or_else(|| {
                 ClientError::new(
                     ErrorCode::UnknownBucket,
@@ -372,6 +436,7 @@ impl Node {
                 )
             })?;
         let (level, timeout_ms) = match request {
+            ClientRequest::SetBucket { .. } => (props.w, None),
             ClientRequest::Get { r, timeout_ms, .. } => (r.unwrap_or(props.r), *timeout_ms),
             ClientRequest::Put(w) => {
                 if let Some(v) = &w.value
@@ -408,7 +473,7 @@ impl Node {
                 format!("timeout of {timeout_ms} ms is out of range 1..={TIMEOUT_MS_MAX}"),
             ));
         }
-        Ok((props, timeout_ms, level))
+        Ok((key.clone(), props, timeout_ms, level))
     }
 
     fn new_request(&mut self, rng: &mut dyn rand::RngCore) -> RequestId {
@@ -1050,6 +1115,7 @@ impl Node {
                 }
             }
             Message::ForwardResponse { req, result } => self.on_forward_response(req, result),
+            Message::BucketsGossip { buckets } => self.merge_buckets(ctx.store, buckets),
         }
     }
 
@@ -1118,6 +1184,152 @@ impl Node {
                 .map_err(|e| ReplicaError::Store(e.to_string()))?;
         }
         Ok(())
+    }
+
+    // ----- buckets ---------------------------------------------------------------------
+
+    /// The buckets this node knows, with their properties.
+    pub fn buckets(&self) -> BTreeMap<BucketName, BucketProps> {
+        self.buckets
+            .iter()
+            .map(|(n, (p, _))| (n.clone(), p.clone()))
+            .collect()
+    }
+
+    /// What the node knows of itself and its peers, for status pages.
+    pub fn status(&self, now: Timestamp) -> NodeStatus {
+        NodeStatus {
+            id: self.id(),
+            layout_version: self.layout.version(),
+            partitions: self.layout.partition_count(),
+            peers: self
+                .layout
+                .nodes()
+                .iter()
+                .filter(|n| n.id != self.id())
+                .map(|n| PeerStatus {
+                    id: n.id,
+                    zone: n.zone.clone(),
+                    datacenter: n.datacenter.clone(),
+                    last_heard_ms_ago: self.last_heard.get(&n.id).map(|t| now.ms_since(*t)),
+                })
+                .collect(),
+            in_flight: self.coordinations.len(),
+            store_poisoned: self.poisoned.clone(),
+        }
+    }
+
+    fn set_bucket<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        name: BucketName,
+        props: BucketProps,
+    ) -> Result<ClientResponse, ClientError> {
+        let invalid = |m: String| ClientError::new(ErrorCode::InvalidBucket, m);
+        props
+            .validate()
+            .map_err(|e| invalid(format!("bucket {name}: {e}")))?;
+        match self.buckets.get(&name) {
+            Some((old, _)) if old.conflicts != props.conflicts => {
+                return Err(invalid(format!(
+                    "bucket {name} has conflict mode {}; a bucket's conflict mode cannot change",
+                    old.conflicts
+                )));
+            }
+            None if self.buckets.len() >= BUCKETS_MAX => {
+                return Err(invalid(format!(
+                    "there are {BUCKETS_MAX} buckets, the limit"
+                )));
+            }
+            _ => {}
+        }
+        if let Some(why) = &self.poisoned {
+            return Err(ClientError::new(
+                ErrorCode::StoreFailed,
+                format!("node {} refuses writes: {why}", self.id()),
+            ));
+        }
+        let version = self.hlc.now(ctx.now);
+        self.buckets.insert(name.clone(), (props.clone(), version));
+        self.save_buckets(ctx.store)
+            .map_err(|e| ClientError::new(ErrorCode::StoreFailed, e.to_string()))?;
+        self.gossip_buckets();
+        Ok(ClientResponse::Bucket { name, props })
+    }
+
+    fn gossip_buckets(&mut self) {
+        let buckets: Vec<_> = self
+            .buckets
+            .iter()
+            .map(|(n, (p, v))| (n.clone(), p.clone(), *v))
+            .collect();
+        let peers: Vec<NodeId> = self
+            .layout
+            .nodes()
+            .iter()
+            .map(|n| n.id)
+            .filter(|n| *n != self.id())
+            .collect();
+        for to in peers {
+            self.send(
+                to,
+                Message::BucketsGossip {
+                    buckets: buckets.clone(),
+                },
+            );
+        }
+    }
+
+    fn merge_buckets<S: Store>(
+        &mut self,
+        store: &mut S,
+        theirs: Vec<(BucketName, BucketProps, Hlc)>,
+    ) {
+        let mut changed = false;
+        for (name, props, version) in theirs {
+            if props.validate().is_err() {
+                continue;
+            }
+            match self.buckets.get(&name) {
+                Some((ours, _)) if ours.conflicts != props.conflicts => {}
+                // Ties (two nodes changing a bucket at the same timestamp) break on the
+                // properties themselves, so every node keeps the same one.
+                Some((ours, v)) if (*v, props_order(ours)) >= (version, props_order(&props)) => {}
+                None if self.buckets.len() >= BUCKETS_MAX => {}
+                _ => {
+                    self.buckets.insert(name, (props, version));
+                    changed = true;
+                }
+            }
+        }
+        if changed && self.poisoned.is_none() {
+            // Best effort: gossip repeats, so a failed save is retried by the next round.
+            let _ = self.save_buckets(store);
+        }
+    }
+
+    fn save_buckets<S: Store>(&self, store: &mut S) -> Result<(), StoreError> {
+        let table: Vec<_> = self
+            .buckets
+            .iter()
+            .map(|(n, (p, v))| (n.clone(), p.clone(), *v))
+            .collect();
+        let mut batch = WriteBatch::default();
+        batch.put(BUCKETS_STORAGE_KEY.to_vec(), encode_buckets(&table));
+        store.write(batch)
+    }
+
+    fn load_buckets<S: Store>(&mut self, store: &mut S) {
+        if let Ok(Some(bytes)) = store.get(BUCKETS_STORAGE_KEY)
+            && let Ok(table) = decode_buckets(&bytes)
+        {
+            for (name, props, version) in table {
+                let newer = self.buckets.get(&name).is_none_or(|(_, v)| *v < version);
+                if newer {
+                    self.buckets.insert(name, (props, version));
+                }
+            }
+        }
     }
 
     // ----- durability ------------------------------------------------------------------
@@ -1250,6 +1462,11 @@ impl Node {
             }
         }
     }
+}
+
+/// A total order on bucket properties, to break ties between changes with equal timestamps.
+fn props_order(p: &BucketProps) -> (u8, String, String, bool) {
+    (p.n, p.r.to_string(), p.w.to_string(), p.sloppy)
 }
 
 /// The join of every object (objects of another conflict mode than the first are skipped:

@@ -199,6 +199,7 @@ fn the_seed_example_write_with_one_node_down_then_read_repair() {
         .as_ref()
         .expect("a quorum write succeeds with one node down")
         .receipt()
+        .expect("a write has a receipt")
         .clone();
     assert_eq!(receipt.needed, 2);
     assert_eq!(receipt.acked(), 2, "{receipt:?}");
@@ -219,7 +220,11 @@ fn the_seed_example_write_with_one_node_down_then_read_repair() {
     let all = c.request(0, get(&k, Some(Consistency::All)));
     assert_eq!(values(&all), ["v2"]);
     assert_eq!(
-        all.as_ref().expect("ok").receipt().read_repairs,
+        all.as_ref()
+            .expect("ok")
+            .receipt()
+            .expect("receipt")
+            .read_repairs,
         vec![NodeId(3)]
     );
     // Now node 3 alone has the new value: r=one at node 3 answers from its own store first.
@@ -337,9 +342,9 @@ fn a_node_that_is_no_replica_forwards_writes_to_one() {
         .request(outsider, put(&k, "x", None, Some(Consistency::All)))
         .expect("ok");
     assert!(
-        replicas.contains(&w.receipt().coordinator),
+        replicas.contains(&w.receipt().expect("receipt").coordinator),
         "coordinated by {}",
-        w.receipt().coordinator
+        w.receipt().expect("receipt").coordinator
     );
     assert_eq!(
         values(&c.request(outsider, get(&k, Some(Consistency::All)))),
@@ -378,4 +383,46 @@ fn a_failed_sync_fails_the_write_and_poisons_the_node() {
     assert!(e.message.contains("local write failed"), "{}", e.message);
     let e = error(c.request(0, put(&k, "y", None, None)));
     assert_eq!(e.code, ErrorCode::StoreFailed);
+}
+
+#[test]
+fn buckets_are_created_gossiped_and_keep_their_conflict_mode() {
+    let mut c = Cluster::new(3);
+    let name = BucketName::new("carts").expect("valid");
+    let props = BucketProps {
+        n: 2,
+        ..BucketProps::default()
+    };
+    let set = ClientRequest::SetBucket {
+        name: name.clone(),
+        props: props.clone(),
+    };
+    assert!(matches!(
+        c.request(0, set),
+        Ok(ClientResponse::Bucket { .. })
+    ));
+    // The change reached the other nodes by gossip while the request ran; node 3 serves it.
+    assert_eq!(c.nodes[2].buckets().get(&name), Some(&props));
+    c.request(
+        2,
+        put(&key("carts", "k"), "x", None, Some(Consistency::All)),
+    )
+    .expect("n = 2, w = all");
+    // The conflict mode is fixed.
+    let change = ClientRequest::SetBucket {
+        name,
+        props: BucketProps {
+            conflicts: hydra_core::bucket::ConflictMode::Lww,
+            ..props
+        },
+    };
+    let e = error(c.request(1, change));
+    assert_eq!(e.code, ErrorCode::InvalidBucket);
+    assert!(e.message.contains("cannot change"), "{}", e.message);
+    // A restarted node remembers buckets from its store.
+    hydra_core::store::Store::sync(&mut c.stores[1]).expect("sync");
+    c.kill(1);
+    c.restart(1);
+    c.request(1, get(&key("carts", "k"), None))
+        .expect("bucket known after restart");
 }
