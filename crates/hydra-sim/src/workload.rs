@@ -47,7 +47,8 @@ impl Completion {
             | ErrorCode::InvalidTimeout
             | ErrorCode::TooManySiblings
             | ErrorCode::Overloaded
-            | ErrorCode::NotReplica => Completion::Fail,
+            | ErrorCode::NotReplica
+            | ErrorCode::InvalidBucket => Completion::Fail,
             // Some replicas (or the coordinator) may hold the write.
             ErrorCode::QuorumNotReached
             | ErrorCode::CoordinatorUnreachable
