@@ -188,7 +188,7 @@ mod tests {
         assert!(
             "sometimes"
                 .parse::<Durability>()
-                .unwrap_err()
+                .expect_err("not a mode")
                 .contains("expected fsync")
         );
     }
