@@ -1,0 +1,258 @@
+//! A small blocking client of Hydra's HTTP API, used by the `hydra` command line and tests.
+//! It maps HTTP to plain results and leaves presentation to the caller.
+
+use serde_json::Value;
+use std::time::Duration;
+
+/// Largest response body read, in bytes (the largest value plus room for a sibling list).
+pub const RESPONSE_BYTES_MAX: u64 = 200 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach {endpoint}: {source}")]
+    Unreachable {
+        endpoint: String,
+        source: Box<ureq::Error>,
+    },
+    #[error("{code}: {message} (HTTP {status})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        body: Value,
+    },
+}
+
+/// One answer of the key-value API.
+#[derive(Clone, Debug)]
+pub struct KvResponse {
+    pub status: u16,
+    pub context: Option<String>,
+    pub receipt: Option<Value>,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl KvResponse {
+    /// The body as JSON (for 300 responses and errors).
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    endpoint: String,
+}
+
+/// Percent-encodes one path segment (everything but unreserved characters).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    /// `endpoint` is `host:port` or a URL (`http://host:port`).
+    pub fn new(endpoint: &str) -> Client {
+        let endpoint = if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
+            endpoint.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{endpoint}")
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(130)))
+            .build()
+            .into();
+        Client { agent, endpoint }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn kv_url(&self, bucket: &str, key: &str) -> String {
+        format!(
+            "{}/v1/kv/{}/{}",
+            self.endpoint,
+            encode_segment(bucket),
+            encode_segment(key)
+        )
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> Error {
+        Error::Unreachable {
+            endpoint: self.endpoint.clone(),
+            source: Box::new(e),
+        }
+    }
+
+    fn finish(
+        &self,
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<KvResponse, Error> {
+        let mut resp = resp.map_err(|e| self.unreachable(e))?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let context = header("x-hydra-context");
+        let receipt = header("x-hydra-receipt").and_then(|r| serde_json::from_str(&r).ok());
+        let content_type = header("content-type");
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(RESPONSE_BYTES_MAX)
+            .read_to_vec()
+            .map_err(|e| self.unreachable(e))?;
+        Ok(KvResponse {
+            status,
+            context,
+            receipt,
+            content_type,
+            body,
+        })
+    }
+
+    /// GET a key; `params` are query parameters such as `("r", "all")`. 200, 300 and 404 are
+    /// answers, not errors.
+    pub fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        params: &[(&str, &str)],
+    ) -> Result<KvResponse, Error> {
+        let mut req = self.agent.get(self.kv_url(bucket, key));
+        for (k, v) in params {
+            req = req.query(*k, *v);
+        }
+        api_result(self.finish(req.call())?, &[200, 300, 404])
+    }
+
+    pub fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        value: &[u8],
+        content_type: &str,
+        context: Option<&str>,
+        params: &[(&str, &str)],
+    ) -> Result<KvResponse, Error> {
+        let mut req = self
+            .agent
+            .put(self.kv_url(bucket, key))
+            .header("content-type", content_type);
+        if let Some(c) = context {
+            req = req.header("x-hydra-context", c);
+        }
+        for (k, v) in params {
+            req = req.query(*k, *v);
+        }
+        api_result(self.finish(req.send(value))?, &[204])
+    }
+
+    pub fn delete(
+        &self,
+        bucket: &str,
+        key: &str,
+        context: Option<&str>,
+        params: &[(&str, &str)],
+    ) -> Result<KvResponse, Error> {
+        let mut req = self.agent.delete(self.kv_url(bucket, key));
+        if let Some(c) = context {
+            req = req.header("x-hydra-context", c);
+        }
+        for (k, v) in params {
+            req = req.query(*k, *v);
+        }
+        api_result(self.finish(req.call())?, &[204])
+    }
+
+    fn json_get(&self, path: &str, params: &[(&str, &str)]) -> Result<Value, Error> {
+        let mut req = self.agent.get(format!("{}{path}", self.endpoint));
+        for (k, v) in params {
+            req = req.query(*k, *v);
+        }
+        let r = api_result(self.finish(req.call())?, &[200])?;
+        Ok(r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn status(&self) -> Result<Value, Error> {
+        self.json_get("/v1/status", &[])
+    }
+
+    pub fn ring(&self, params: &[(&str, &str)]) -> Result<Value, Error> {
+        self.json_get("/v1/ring", params)
+    }
+
+    pub fn buckets(&self) -> Result<Value, Error> {
+        self.json_get("/v1/buckets", &[])
+    }
+
+    pub fn bucket(&self, name: &str) -> Result<Value, Error> {
+        self.json_get(&format!("/v1/buckets/{}", encode_segment(name)), &[])
+    }
+
+    /// Creates a bucket or changes the given properties.
+    pub fn set_bucket(&self, name: &str, props: &Value) -> Result<Value, Error> {
+        let url = format!("{}/v1/buckets/{}", self.endpoint, encode_segment(name));
+        let resp = self
+            .agent
+            .put(url)
+            .header("content-type", "application/json")
+            .send(props.to_string());
+        let r = api_result(self.finish(resp)?, &[200])?;
+        Ok(r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn health(&self) -> Result<(), Error> {
+        let resp = self.agent.get(format!("{}/health", self.endpoint)).call();
+        api_result(self.finish(resp)?, &[200]).map(|_| ())
+    }
+}
+
+fn api_result(r: KvResponse, ok: &[u16]) -> Result<KvResponse, Error> {
+    if ok.contains(&r.status) {
+        return Ok(r);
+    }
+    let body = r.json().unwrap_or(Value::Null);
+    let field = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let message = if body.is_null() {
+        String::from_utf8_lossy(&r.body).into_owned()
+    } else {
+        field("message")
+    };
+    Err(Error::Api {
+        status: r.status,
+        code: field("code"),
+        message,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(encode_segment("a b/c?d"), "a%20b%2Fc%3Fd");
+        assert_eq!(encode_segment("ok-_.~"), "ok-_.~");
+    }
+}

@@ -1,0 +1,346 @@
+//! The node's configuration: one TOML file, every key defaulted, overridable by `--set
+//! section.key=value` flags and `HYDRA_SECTION_KEY` environment variables (flags win).
+//! The reference of every key is `config.example.toml` at the repository root.
+
+use anyhow::{Context, Result, bail};
+use hydra_core::ids::{LayoutVersion, NodeId};
+use hydra_core::layout::{Layout, LayoutSpec, NodeInfo, PARTITIONS_DEFAULT};
+use hydra_core::limits::{TIMEOUT_MS_MAX, VALUE_BYTES_CEILING, VALUE_BYTES_DEFAULT_MAX};
+use hydra_core::node::NodeConfig;
+use hydra_store::Durability;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Sections of the file; environment variables are matched against these.
+const SECTIONS: &[&str] = &["node", "listen", "cluster", "storage", "limits"];
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub node: NodeSection,
+    pub listen: ListenSection,
+    pub cluster: ClusterSection,
+    pub storage: StorageSection,
+    pub limits: LimitsSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// This node's id, unique in the cluster and never reused for other data.
+    pub id: u64,
+    pub zone: String,
+    pub datacenter: String,
+    /// Relative share of data (1..=1000).
+    pub capacity: u32,
+    /// Where the node keeps its data.
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            id: 1,
+            zone: "z1".into(),
+            datacenter: "dc1".into(),
+            capacity: 1,
+            data_dir: "data".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenSection {
+    /// HTTP API address (`host:port`).
+    pub http: String,
+    /// Internode transport address; peers connect here.
+    pub internode: String,
+    /// Redis-protocol address, reserved for the Redis front end (not served yet).
+    pub resp: String,
+}
+
+impl Default for ListenSection {
+    fn default() -> Self {
+        ListenSection {
+            http: "127.0.0.1:8080".into(),
+            internode: "127.0.0.1:7070".into(),
+            resp: "127.0.0.1:6379".into(),
+        }
+    }
+}
+
+/// Another member of the (static) cluster.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub id: u64,
+    pub internode: String,
+    #[serde(default = "default_zone")]
+    pub zone: String,
+    #[serde(default = "default_datacenter")]
+    pub datacenter: String,
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+}
+
+fn default_zone() -> String {
+    "z1".into()
+}
+fn default_datacenter() -> String {
+    "dc1".into()
+}
+fn default_capacity() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// Number of partitions (a power of two); fixed when the cluster is created.
+    pub partitions: u32,
+    /// Version of the layout that this membership describes.
+    pub layout_version: u64,
+    /// The other nodes. Membership is static: every node lists the same set.
+    pub peers: Vec<Peer>,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            partitions: PARTITIONS_DEFAULT,
+            layout_version: 1,
+            peers: vec![],
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// `fsync` (default: acknowledge after fsync, group commit), `periodic:<ms>` (fsync every
+    /// interval, acknowledge at once) or `none` (never fsync: tests and benchmarks only; a
+    /// crash loses acknowledged writes).
+    pub durability: String,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            durability: "fsync".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Largest value accepted, in bytes (ceiling 64 MiB).
+    pub value_bytes_max: usize,
+    /// Deadline of a request that names no `timeout_ms`.
+    pub request_timeout_ms: u64,
+    /// `lww` writes stamped further ahead of this node's clock are refused.
+    pub max_clock_skew_ms: u64,
+    /// Frames queued per peer before new ones are dropped (the request then times out).
+    pub internode_queue_frames_max: usize,
+    /// Events queued for the core thread before requests are refused as overloaded.
+    pub core_queue_max: usize,
+    /// How often the bucket table is pushed to every peer.
+    pub gossip_interval_ms: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            value_bytes_max: VALUE_BYTES_DEFAULT_MAX,
+            request_timeout_ms: 5_000,
+            max_clock_skew_ms: 5_000,
+            internode_queue_frames_max: 4096,
+            core_queue_max: 65_536,
+            gossip_interval_ms: 5_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (if given), then applies `HYDRA_*` variables from `env`, then `sets`
+    /// (`section.key=value`), then checks the result.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+        sets: &[String],
+    ) -> Result<Config> {
+        let mut table: toml::Table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("while reading {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("while parsing {}", p.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("HYDRA_") else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            let Some((section, key)) = rest.split_once('_') else {
+                continue;
+            };
+            if SECTIONS.contains(&section) {
+                set(&mut table, section, key, &value);
+            }
+        }
+        for s in sets {
+            let Some((path, value)) = s.split_once('=') else {
+                bail!("--set {s:?}: expected section.key=value")
+            };
+            let Some((section, key)) = path.split_once('.') else {
+                bail!("--set {s:?}: expected section.key=value")
+            };
+            if !SECTIONS.contains(&section) {
+                bail!(
+                    "--set {s:?}: unknown section {section:?}; expected one of {}",
+                    SECTIONS.join(", ")
+                );
+            }
+            set(&mut table, section, key, value);
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .context("while reading the configuration")?;
+        config.check()?;
+        Ok(config)
+    }
+
+    pub fn check(&self) -> Result<()> {
+        self.durability()?;
+        if self.limits.value_bytes_max == 0 || self.limits.value_bytes_max > VALUE_BYTES_CEILING {
+            bail!(
+                "limits.value_bytes_max = {} is out of range 1..={VALUE_BYTES_CEILING}",
+                self.limits.value_bytes_max
+            );
+        }
+        if self.limits.request_timeout_ms == 0 || self.limits.request_timeout_ms > TIMEOUT_MS_MAX {
+            bail!(
+                "limits.request_timeout_ms = {} is out of range 1..={TIMEOUT_MS_MAX}",
+                self.limits.request_timeout_ms
+            );
+        }
+        if self.limits.internode_queue_frames_max == 0 || self.limits.core_queue_max == 0 {
+            bail!("limits.internode_queue_frames_max and limits.core_queue_max must be at least 1");
+        }
+        if self.cluster.peers.iter().any(|p| p.id == self.node.id) {
+            bail!("cluster.peers lists this node's own id {}", self.node.id);
+        }
+        self.layout()?;
+        Ok(())
+    }
+
+    pub fn durability(&self) -> Result<Durability> {
+        self.storage
+            .durability
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("storage.durability: {e}"))
+    }
+
+    /// The layout: this node and its peers.
+    pub fn layout(&self) -> Result<Layout> {
+        let mut nodes = vec![NodeInfo {
+            id: NodeId(self.node.id),
+            zone: self.node.zone.clone(),
+            datacenter: self.node.datacenter.clone(),
+            capacity: self.node.capacity,
+        }];
+        nodes.extend(self.cluster.peers.iter().map(|p| NodeInfo {
+            id: NodeId(p.id),
+            zone: p.zone.clone(),
+            datacenter: p.datacenter.clone(),
+            capacity: p.capacity,
+        }));
+        nodes.sort_by_key(|n| n.id);
+        Layout::new(LayoutSpec {
+            version: LayoutVersion(self.cluster.layout_version),
+            partition_count: self.cluster.partitions,
+            nodes,
+        })
+        .context("while building the layout from cluster.peers")
+    }
+
+    pub fn node_config(&self) -> NodeConfig {
+        let mut c = NodeConfig::new(NodeId(self.node.id));
+        c.request_timeout_ms = self.limits.request_timeout_ms;
+        c.max_clock_skew_ms = self.limits.max_clock_skew_ms;
+        c.value_bytes_max = self.limits.value_bytes_max;
+        c.gossip_interval_ms = self.limits.gossip_interval_ms;
+        c
+    }
+}
+
+fn set(table: &mut toml::Table, section: &str, key: &str, value: &str) {
+    // A value that parses as TOML (numbers, booleans, arrays) keeps its type; anything else
+    // is a string.
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let entry = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(t) = entry {
+        t.insert(key.to_string(), parsed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_env_and_flags_layer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("n.toml");
+        std::fs::write(
+            &path,
+            "[node]\nid = 2\n[cluster]\npeers = [{ id = 1, internode = \"127.0.0.1:7001\" }]\n[storage]\ndurability = \"none\"\n",
+        )
+        .expect("write");
+        let env = vec![
+            (
+                "HYDRA_LIMITS_REQUEST_TIMEOUT_MS".to_string(),
+                "700".to_string(),
+            ),
+            (
+                "HYDRA_STORAGE_DURABILITY".to_string(),
+                "periodic:50".to_string(),
+            ),
+            ("HYDRA_ENDPOINT".to_string(), "ignored".to_string()),
+        ];
+        let c = Config::load(
+            Some(&path),
+            env.into_iter(),
+            &["storage.durability=fsync".into()],
+        )
+        .expect("valid");
+        assert_eq!(c.node.id, 2);
+        assert_eq!(c.limits.request_timeout_ms, 700);
+        assert_eq!(c.durability().expect("valid"), Durability::Fsync);
+        assert_eq!(c.layout().expect("valid").nodes().len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::load(
+            None,
+            std::iter::empty(),
+            &["storage.durability=maybe".into()],
+        )
+        .expect_err("bad");
+        assert!(format!("{e:#}").contains("storage.durability"), "{e:#}");
+        let e =
+            Config::load(None, std::iter::empty(), &["node.colour=red".into()]).expect_err("bad");
+        assert!(format!("{e:#}").contains("colour"), "{e:#}");
+        let e = Config::load(None, std::iter::empty(), &["cluster.partitions=100".into()])
+            .expect_err("bad");
+        assert!(format!("{e:#}").contains("power of two"), "{e:#}");
+    }
+}

@@ -1,0 +1,802 @@
+//! The HTTP API (DESIGN.md "HTTP API"): key-value requests, status, ring, buckets, health,
+//! metrics. Every KV response carries `X-Hydra-Receipt`; errors are JSON `{code, message}`,
+//! with HTTP statuses mapped from the core's error codes in [`status_of`] (the one place).
+
+use crate::driver::{CoreHandle, Reply};
+use crate::metrics::{LatencyLabels, Metrics, OpLabels, RequestLabels};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use hydra_core::bucket::{BucketProps, ConflictMode, Consistency};
+
+use hydra_core::key::{BucketName, ObjectKey};
+use hydra_core::layout::Layout;
+use hydra_core::message::{
+    ClientError, ClientRequest, ClientResponse, ErrorCode, Outcome, Receipt, Role, WriteRequest,
+};
+use hydra_core::version::{Context, VersionVector};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const CONTEXT_HEADER: &str = "x-hydra-context";
+pub const RECEIPT_HEADER: &str = "x-hydra-receipt";
+
+/// What the handlers share.
+pub struct AppState {
+    pub core: CoreHandle,
+    pub metrics: Arc<Metrics>,
+    pub layout: Layout,
+    pub value_bytes_max: usize,
+    pub durability: String,
+    /// A peer heard from within this long counts as up on the status page.
+    pub peer_up_ms: u64,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/kv/{bucket}/{*key}", get(get_kv).put(put_kv).delete(delete_kv))
+        .route("/v1/status", get(status))
+        .route("/v1/ring", get(ring))
+        .route("/v1/buckets", get(list_buckets))
+        .route("/v1/buckets/{name}", get(get_bucket).put(put_bucket))
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { http_error(StatusCode::NOT_FOUND, "no_such_route", "no such route; see /v1/kv/{bucket}/{key}, /v1/status, /v1/ring, /v1/buckets, /health, /metrics".into()) })
+        .with_state(state)
+}
+
+/// HTTP status of each core error code.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidKey
+        | ErrorCode::InvalidConsistency
+        | ErrorCode::InvalidContentType
+        | ErrorCode::InvalidTimeout
+        | ErrorCode::InvalidBucket => StatusCode::BAD_REQUEST,
+        ErrorCode::UnknownBucket => StatusCode::NOT_FOUND,
+        ErrorCode::ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::TooManySiblings => StatusCode::CONFLICT,
+        ErrorCode::QuorumNotReached | ErrorCode::CoordinatorUnreachable | ErrorCode::Overloaded => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ErrorCode::StoreFailed | ErrorCode::NotReplica => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// An error answered before the request reaches the core (bad input, unknown route).
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "code": self.code, "message": self.message }).to_string();
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+fn http_error(status: StatusCode, code: &'static str, message: String) -> ApiError {
+    ApiError {
+        status,
+        code,
+        message,
+    }
+}
+
+fn error_response(status: StatusCode, code: &'static str, message: String) -> Response {
+    http_error(status, code, message).into_response()
+}
+
+fn client_error(e: &ClientError) -> Response {
+    let mut body = json!({ "code": e.code.as_str(), "message": e.message });
+    if let Some(r) = &e.receipt {
+        body["needed"] = json!(r.needed);
+        body["acked"] = json!(r.acked());
+        body["failures"] = r
+            .replicas
+            .iter()
+            .filter_map(|x| match &x.outcome {
+                Outcome::Failed { reason } => Some(json!({ "node": x.node.0, "reason": reason })),
+                Outcome::Pending => Some(json!({ "node": x.node.0, "reason": "no answer" })),
+                _ => None,
+            })
+            .collect();
+    }
+    let mut resp = (
+        status_of(e.code),
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if let Some(r) = &e.receipt {
+        set_header(
+            resp.headers_mut(),
+            RECEIPT_HEADER,
+            &receipt_json(r).to_string(),
+        );
+    }
+    resp
+}
+
+fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+        headers.insert(name, v);
+    }
+}
+
+fn vector_text(v: &VersionVector) -> String {
+    v.0.iter()
+        .map(|(n, c)| format!("{n}:{c}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The receipt as compact JSON (the `X-Hydra-Receipt` header).
+pub fn receipt_json(r: &Receipt) -> Value {
+    let replicas: Vec<Value> = r
+        .replicas
+        .iter()
+        .map(|x| {
+            let mut o = json!({
+                "node": x.node.0,
+                "role": match x.role { Role::Primary => "primary", Role::Fallback => "fallback" },
+                "zone": x.zone,
+            });
+            match &x.outcome {
+                Outcome::Pending => o["outcome"] = json!("pending"),
+                Outcome::Acked => o["outcome"] = json!("acked"),
+                Outcome::Read { version, siblings } => {
+                    o["outcome"] = json!(if version.is_some() {
+                        "found"
+                    } else {
+                        "not_found"
+                    });
+                    if let Some(v) = version {
+                        o["version"] = json!(vector_text(v));
+                        o["siblings"] = json!(siblings);
+                    }
+                }
+                Outcome::Failed { reason } => {
+                    o["outcome"] = json!("failed");
+                    o["reason"] = json!(reason);
+                }
+            }
+            o
+        })
+        .collect();
+    json!({
+        "coordinator": r.coordinator.0,
+        "partition": r.partition,
+        "needed": r.needed,
+        "acked": r.acked(),
+        "replicas": replicas,
+        "read_repairs": r.read_repairs.iter().map(|n| n.0).collect::<Vec<_>>(),
+        "hints_stored": r.hints_stored,
+        "ms": r.elapsed_ms,
+    })
+}
+
+/// Query parameters of a KV request, checked against what the operation accepts.
+struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    fn check(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Params, ApiError> {
+        for (k, _) in &pairs {
+            if k == "ttl" {
+                return Err(http_error(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported",
+                    "the ttl parameter is not supported yet".into(),
+                ));
+            }
+            if !allowed.contains(&k.as_str()) {
+                return Err(http_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    format!(
+                        "unknown query parameter {k:?}; this request accepts {}",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(Params { pairs })
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn consistency(&self, name: &str) -> Result<Option<Consistency>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|e: hydra_core::bucket::ConsistencyError| {
+                    http_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_consistency",
+                        format!("{name}: {e}"),
+                    )
+                }),
+        }
+    }
+
+    fn timeout_ms(&self) -> Result<Option<u64>, ApiError> {
+        match self.get("timeout_ms") {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                http_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_timeout",
+                    format!("timeout_ms {v:?} is not a number of milliseconds"),
+                )
+            }),
+        }
+    }
+
+    fn sloppy(&self) -> Result<(), ApiError> {
+        // Accepted and checked: quorums are strict (primaries only) until sloppy quorum
+        // exists, which is what `sloppy=false` asks for.
+        match self.get("sloppy") {
+            None | Some("true") | Some("false") => Ok(()),
+            Some(v) => Err(http_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("sloppy {v:?} must be true or false"),
+            )),
+        }
+    }
+}
+
+fn object_key(bucket: &str, key: &str) -> Result<ObjectKey, ApiError> {
+    let bucket = BucketName::new(bucket)
+        .map_err(|e| http_error(StatusCode::BAD_REQUEST, "invalid_bucket", e.to_string()))?;
+    ObjectKey::new(bucket, key.as_bytes())
+        .map_err(|e| http_error(StatusCode::BAD_REQUEST, "invalid_key", e.to_string()))
+}
+
+fn context_from(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
+    match headers.get(CONTEXT_HEADER) {
+        None => Ok(None),
+        Some(v) => {
+            let text = v.to_str().map_err(|_| {
+                http_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_context",
+                    "X-Hydra-Context is not ASCII".into(),
+                )
+            })?;
+            Context::decode(text).map(|c| Some(c.0)).map_err(|e| {
+                http_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_context",
+                    format!("X-Hydra-Context: {e}"),
+                )
+            })
+        }
+    }
+}
+
+fn record(
+    state: &AppState,
+    op: &str,
+    level: Option<Consistency>,
+    started: Instant,
+    result: &Reply,
+) {
+    let level = level.map_or("default".to_string(), |l| l.to_string());
+    let status = match result {
+        Ok(ClientResponse::Read { siblings, .. }) if siblings.is_empty() => "not_found",
+        Ok(ClientResponse::Read { siblings, .. }) if siblings.len() > 1 => "siblings",
+        Ok(_) => "ok",
+        Err(e) => e.code.as_str(),
+    };
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            op: op.into(),
+            level: level.clone(),
+            status: status.into(),
+        })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&LatencyLabels {
+            op: op.into(),
+            level,
+        })
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Err(e) if e.code == ErrorCode::QuorumNotReached => {
+            state
+                .metrics
+                .quorum_failures
+                .get_or_create(&OpLabels { op: op.into() })
+                .inc();
+        }
+        Ok(r) => {
+            if let Some(receipt) = r.receipt() {
+                state
+                    .metrics
+                    .read_repairs
+                    .inc_by(receipt.read_repairs.len() as u64);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn with_kv_headers(mut resp: Response, context: &VersionVector, receipt: &Receipt) -> Response {
+    set_header(
+        resp.headers_mut(),
+        CONTEXT_HEADER,
+        &Context(context.clone()).encode(),
+    );
+    set_header(
+        resp.headers_mut(),
+        RECEIPT_HEADER,
+        &receipt_json(receipt).to_string(),
+    );
+    resp
+}
+
+async fn get_kv(
+    State(state): State<Arc<AppState>>,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let started = Instant::now();
+    let params = match Params::check(query, &["r", "timeout_ms", "sloppy"]) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let (key, r, timeout_ms) = match (
+        object_key(&bucket, &key),
+        params.consistency("r"),
+        params.timeout_ms(),
+        params.sloppy(),
+    ) {
+        (Ok(k), Ok(r), Ok(t), Ok(())) => (k, r, t),
+        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
+            return e.into_response();
+        }
+    };
+    let shown = key.to_string();
+    let result = state
+        .core
+        .request(ClientRequest::Get { key, r, timeout_ms })
+        .await;
+    record(&state, "get", r, started, &result);
+    match result {
+        Ok(ClientResponse::Read {
+            context,
+            siblings,
+            receipt,
+        }) => {
+            let resp = match siblings.len() {
+                0 => error_response(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("key {shown} does not exist"),
+                ),
+                1 => {
+                    let s = &siblings[0];
+                    let ct = if s.content_type.is_empty() {
+                        "application/octet-stream"
+                    } else {
+                        &s.content_type
+                    };
+                    let mut resp = (StatusCode::OK, s.value.clone()).into_response();
+                    set_header(resp.headers_mut(), "content-type", ct);
+                    set_header(
+                        resp.headers_mut(),
+                        "x-hydra-timestamp",
+                        &s.timestamp.physical_ms().to_string(),
+                    );
+                    resp
+                }
+                _ => {
+                    let list: Vec<Value> = siblings
+                        .iter()
+                        .map(|s| {
+                            json!({
+                                "value_base64": base64::engine::general_purpose::STANDARD.encode(&s.value),
+                                "content_type": s.content_type,
+                                "last_modified": s.timestamp.physical_ms(),
+                            })
+                        })
+                        .collect();
+                    let body =
+                        json!({ "context": Context(context.clone()).encode(), "siblings": list });
+                    (
+                        StatusCode::MULTIPLE_CHOICES,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        body.to_string(),
+                    )
+                        .into_response()
+                }
+            };
+            with_kv_headers(resp, &context, &receipt)
+        }
+        Ok(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected reply to a read".into(),
+        ),
+        Err(e) => client_error(&e),
+    }
+}
+
+async fn put_kv(
+    State(state): State<Arc<AppState>>,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    write_kv(state, bucket, key, query, headers, Some(body)).await
+}
+
+async fn delete_kv(
+    State(state): State<Arc<AppState>>,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    write_kv(state, bucket, key, query, headers, None).await
+}
+
+async fn write_kv(
+    state: Arc<AppState>,
+    bucket: String,
+    key: String,
+    query: Vec<(String, String)>,
+    headers: HeaderMap,
+    body: Option<Body>,
+) -> Response {
+    let started = Instant::now();
+    let op = if body.is_some() { "put" } else { "delete" };
+    let params = match Params::check(query, &["w", "timeout_ms", "sloppy"]) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let (key, w, timeout_ms, context) = match (
+        object_key(&bucket, &key),
+        params.consistency("w"),
+        params.timeout_ms(),
+        context_from(&headers),
+        params.sloppy(),
+    ) {
+        (Ok(k), Ok(w), Ok(t), Ok(c), Ok(())) => (k, w, t, c),
+        (Err(e), ..)
+        | (_, Err(e), ..)
+        | (_, _, Err(e), ..)
+        | (_, _, _, Err(e), _)
+        | (.., Err(e)) => return e.into_response(),
+    };
+    let value = match body {
+        None => None,
+        Some(body) => {
+            let limit = state.value_bytes_max;
+            let too_large = |len: String| {
+                error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "value_too_large",
+                    format!("value is {len} bytes, more than the limit of {limit}"),
+                )
+            };
+            if let Some(len) = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                && len > limit
+            {
+                return too_large(len.to_string());
+            }
+            match axum::body::to_bytes(body, limit).await {
+                Ok(b) => Some(b.to_vec()),
+                Err(_) => return too_large("more than that".into()),
+            }
+        }
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(if value.is_some() {
+            "application/octet-stream"
+        } else {
+            ""
+        })
+        .to_string();
+    let request = ClientRequest::Put(WriteRequest {
+        key,
+        value,
+        content_type,
+        context,
+        w,
+        timeout_ms,
+    });
+    let result = state.core.request(request).await;
+    record(&state, op, w, started, &result);
+    match result {
+        Ok(ClientResponse::Written { context, receipt }) => {
+            with_kv_headers(StatusCode::NO_CONTENT.into_response(), &context, &receipt)
+        }
+        Ok(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected reply to a write".into(),
+        ),
+        Err(e) => client_error(&e),
+    }
+}
+
+async fn status(State(state): State<Arc<AppState>>) -> Response {
+    let Some((status, buckets)) = state.core.status().await else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the node did not answer".into(),
+        );
+    };
+    let peers: Vec<Value> = status
+        .peers
+        .iter()
+        .map(|p| {
+            let state_name = match p.last_heard_ms_ago {
+                None => "unknown",
+                Some(ms) if ms <= state.peer_up_ms => "up",
+                Some(_) => "down",
+            };
+            json!({
+                "id": p.id.0, "zone": p.zone, "datacenter": p.datacenter,
+                "state": state_name, "last_heard_ms_ago": p.last_heard_ms_ago,
+            })
+        })
+        .collect();
+    let body = json!({
+        "node": status.id.0,
+        "layout_version": status.layout_version.0,
+        "partitions": status.partitions,
+        "peers": peers,
+        "in_flight": status.in_flight,
+        "store_poisoned": status.store_poisoned,
+        "durability": state.durability,
+        "buckets": buckets.iter().map(|(n, p)| (n.to_string(), props_json(p))).collect::<serde_json::Map<_, _>>(),
+        "hints_pending_bytes": 0,
+        "time_ms": crate::driver::wall_ms(),
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn ring(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let params = match Params::check(query, &["bucket", "key", "n"]) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let n = match params.get("n").map(str::parse::<usize>) {
+        None => 3,
+        Some(Ok(n)) if (1..=7).contains(&n) => n,
+        Some(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "n must be a number from 1 to 7".into(),
+            );
+        }
+    };
+    let layout = &state.layout;
+    let node_json = |id: &hydra_core::ids::NodeId| {
+        let (dc, zone) = layout.zone_of(*id).cloned().unwrap_or_default();
+        json!({ "id": id.0, "zone": zone, "datacenter": dc })
+    };
+    if let Some(key) = params.get("key") {
+        let bucket = params.get("bucket").unwrap_or("default");
+        let key = match object_key(bucket, key) {
+            Ok(k) => k,
+            Err(e) => return e.into_response(),
+        };
+        let p = layout.partition_for(key.bucket.as_str(), key.key());
+        let order = layout.extended_preference_list(p);
+        let n = n.min(order.len());
+        let body = json!({
+            "bucket": key.bucket.as_str(), "key": String::from_utf8_lossy(key.key()), "partition": p.0,
+            "preference_list": order[..n].iter().map(node_json).collect::<Vec<_>>(),
+            "fallbacks": order[n..].iter().map(node_json).collect::<Vec<_>>(),
+        });
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    let partitions: Vec<Value> = (0..layout.partition_count())
+        .map(|p| {
+            let list = layout.preference_list(hydra_core::ids::PartitionId(p), n);
+            json!({ "partition": p, "nodes": list.iter().map(|id| id.0).collect::<Vec<_>>() })
+        })
+        .collect();
+    let body = json!({
+        "layout_version": layout.version().0,
+        "partitions": layout.partition_count(),
+        "nodes": layout.nodes().iter().map(|i| json!({ "id": i.id.0, "zone": i.zone, "datacenter": i.datacenter, "capacity": i.capacity })).collect::<Vec<_>>(),
+        "n": n,
+        "assignments": partitions,
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+pub fn props_json(p: &BucketProps) -> Value {
+    json!({ "n": p.n, "r": p.r.to_string(), "w": p.w.to_string(), "conflicts": p.conflicts.to_string(), "sloppy": p.sloppy })
+}
+
+async fn list_buckets(State(state): State<Arc<AppState>>) -> Response {
+    let Some((_, buckets)) = state.core.status().await else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the node did not answer".into(),
+        );
+    };
+    let body = json!({ "buckets": buckets.iter().map(|(n, p)| (n.to_string(), props_json(p))).collect::<serde_json::Map<_, _>>() });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn get_bucket(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    let Some((_, buckets)) = state.core.status().await else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the node did not answer".into(),
+        );
+    };
+    match BucketName::new(&name)
+        .ok()
+        .and_then(|n| buckets.get(&n).cloned())
+    {
+        Some(p) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            props_json(&p).to_string(),
+        )
+            .into_response(),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            "unknown_bucket",
+            format!("bucket {name:?} does not exist"),
+        ),
+    }
+}
+
+/// Creates a bucket or changes some of its properties: the body is a JSON object with any of
+/// `n`, `r`, `w`, `conflicts`, `sloppy`; the others keep their value (or default).
+async fn put_bucket(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: String,
+) -> Response {
+    let bad = |m: String| error_response(StatusCode::BAD_REQUEST, "invalid_bucket", m);
+    let name = match BucketName::new(&name) {
+        Ok(n) => n,
+        Err(e) => return bad(e.to_string()).into_response(),
+    };
+    let patch: serde_json::Map<String, Value> =
+        match serde_json::from_str(if body.trim().is_empty() { "{}" } else { &body }) {
+            Ok(Value::Object(m)) => m,
+            _ => {
+                return bad(
+                    "the body must be a JSON object with any of n, r, w, conflicts, sloppy".into(),
+                );
+            }
+        };
+    let Some((_, buckets)) = state.core.status().await else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the node did not answer".into(),
+        );
+    };
+    let mut props = buckets.get(&name).cloned().unwrap_or_default();
+    for (k, v) in &patch {
+        let text = v
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string());
+        let result: Result<(), String> = match k.as_str() {
+            "n" => v
+                .as_u64()
+                .filter(|n| *n <= u8::MAX as u64)
+                .map(|n| props.n = n as u8)
+                .ok_or(format!("n must be a number, not {v}")),
+            "r" => text
+                .parse()
+                .map(|c| props.r = c)
+                .map_err(|e: hydra_core::bucket::ConsistencyError| format!("r: {e}")),
+            "w" => text
+                .parse()
+                .map(|c| props.w = c)
+                .map_err(|e: hydra_core::bucket::ConsistencyError| format!("w: {e}")),
+            "conflicts" => text.parse::<ConflictMode>().map(|c| props.conflicts = c),
+            "sloppy" => v
+                .as_bool()
+                .map(|b| props.sloppy = b)
+                .ok_or(format!("sloppy must be true or false, not {v}")),
+            other => Err(format!(
+                "unknown bucket property {other:?}; expected n, r, w, conflicts, sloppy"
+            )),
+        };
+        if let Err(m) = result {
+            return bad(m);
+        }
+    }
+    match state
+        .core
+        .request(ClientRequest::SetBucket { name, props })
+        .await
+    {
+        Ok(ClientResponse::Bucket { props, .. }) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            props_json(&props).to_string(),
+        )
+            .into_response(),
+        Ok(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected reply".into(),
+        ),
+        Err(e) => client_error(&e),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,125 @@
+//! Hydra's node: the tokio shell around `hydra-core`. It owns sockets, threads, the clock and
+//! the disk; every decision is the core's.
+//!
+//! Key pieces: [`config`] (the TOML file and its overrides), [`driver`] (the core thread and
+//! the group-commit sync thread), [`transport`] (internode TCP frames), [`http`] (the API),
+//! [`metrics`]. Start reading at [`run`].
+//!
+//! Must not: decide anything about replication (that is `hydra-core`'s), or block the async
+//! reactor with storage work (the core thread does all of it).
+
+pub mod config;
+pub mod driver;
+pub mod http;
+pub mod metrics;
+pub mod transport;
+
+use anyhow::{Context, Result};
+use axum::serve::ListenerExt;
+use config::Config;
+use hydra_core::ids::NodeId;
+use hydra_core::node::Node;
+use hydra_store::FjallStore;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Runs one node until SIGTERM or Ctrl-C, then stops cleanly (final fsync included).
+pub async fn run(config: Config) -> Result<()> {
+    let layout = config.layout()?;
+    let durability = config.durability()?;
+    let me = NodeId(config.node.id);
+    // Bind first, so a port in use fails before anything starts.
+    let internode = TcpListener::bind(&config.listen.internode)
+        .await
+        .with_context(|| {
+            format!(
+                "while binding the internode address {}",
+                config.listen.internode
+            )
+        })?;
+    let http_listener = TcpListener::bind(&config.listen.http)
+        .await
+        .with_context(|| format!("while binding the HTTP address {}", config.listen.http))?;
+    std::fs::create_dir_all(&config.node.data_dir).with_context(|| {
+        format!(
+            "while creating the data directory {}",
+            config.node.data_dir.display()
+        )
+    })?;
+    let store = FjallStore::open(&config.node.data_dir).with_context(|| {
+        format!(
+            "while opening the store in {}",
+            config.node.data_dir.display()
+        )
+    })?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let peers: Vec<(NodeId, String)> = config
+        .cluster
+        .peers
+        .iter()
+        .map(|p| (NodeId(p.id), p.internode.clone()))
+        .collect();
+    let transport = transport::Transport::start(
+        me,
+        &peers,
+        config.limits.internode_queue_frames_max,
+        metrics.clone(),
+    );
+    let node = Node::new(config.node_config(), layout.clone());
+    let (core, core_thread) = driver::start(
+        node,
+        store,
+        durability,
+        transport,
+        metrics.clone(),
+        config.limits.core_queue_max,
+    )
+    .context("while starting the core thread")?;
+    let known: Vec<NodeId> = peers.iter().map(|(id, _)| *id).collect();
+    tokio::spawn(transport::serve(
+        internode,
+        known,
+        core.clone(),
+        metrics.clone(),
+    ));
+    let state = Arc::new(http::AppState {
+        core: core.clone(),
+        metrics,
+        layout,
+        value_bytes_max: config.limits.value_bytes_max,
+        durability: config.storage.durability.clone(),
+        peer_up_ms: 3 * config.limits.gossip_interval_ms,
+    });
+    tracing::info!(
+        "node {me} serving HTTP on {}, internode on {}, data in {}",
+        config.listen.http,
+        config.listen.internode,
+        config.node.data_dir.display()
+    );
+    let listener = http_listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("while serving HTTP")?;
+    tracing::info!("node {me} stopping");
+    core.shutdown();
+    let _ = tokio::task::spawn_blocking(move || core_thread.join()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

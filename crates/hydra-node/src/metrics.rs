@@ -1,0 +1,97 @@
+//! Prometheus metrics of the node (`GET /metrics`, text format).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// get, put, delete.
+    pub op: String,
+    /// The consistency level asked for (or `default`).
+    pub level: String,
+    /// `ok`, `not_found`, `siblings`, or an error code.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LatencyLabels {
+    pub op: String,
+    pub level: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Family<LatencyLabels, Histogram>,
+    pub quorum_failures: Family<OpLabels, Counter>,
+    pub read_repairs: Counter,
+    pub frames_dropped: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "hydra_requests",
+            "Key-value requests by operation, consistency level and outcome",
+            requests.clone(),
+        );
+        // 0.1 ms to about 3.3 s.
+        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        });
+        registry.register(
+            "hydra_request_duration_seconds",
+            "Key-value request latency at the coordinating node",
+            latency.clone(),
+        );
+        let quorum_failures = Family::<OpLabels, Counter>::default();
+        registry.register(
+            "hydra_quorum_failures",
+            "Requests that did not reach their R or W",
+            quorum_failures.clone(),
+        );
+        let read_repairs = Counter::default();
+        registry.register(
+            "hydra_read_repairs",
+            "Replicas sent read repair before the reply",
+            read_repairs.clone(),
+        );
+        let frames_dropped = Counter::default();
+        registry.register(
+            "hydra_internode_frames_dropped",
+            "Internode frames dropped: a queue was full or the peer unreachable",
+            frames_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            quorum_failures,
+            read_repairs,
+            frames_dropped,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

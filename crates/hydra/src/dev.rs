@@ -1,0 +1,297 @@
+//! `hydra dev`: a local cluster of real `hydra server` processes on 127.0.0.1.
+//!
+//! It writes one configuration per node into the directory (reusing them, and so the same
+//! ports and data, when the directory already holds a cluster), starts the nodes, waits until
+//! each answers `/health`, writes `cluster.json`, prints the endpoints and example commands,
+//! and on Ctrl-C or SIGTERM stops every node with SIGTERM (SIGKILL after 10 s). Each node can
+//! also be killed and started again on its own with the command line printed for it.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use hydra_client::Client;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct DevArgs {
+    /// Number of nodes (1 to 7).
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Directory for configurations, data, logs and cluster.json.
+    #[arg(long, default_value = "hydra-dev")]
+    dir: PathBuf,
+    /// Durability mode of every node: fsync, periodic:<ms> or none.
+    #[arg(long, default_value = "fsync")]
+    durability: String,
+}
+
+struct DevNode {
+    id: u64,
+    http: String,
+    resp: String,
+    internode: String,
+    config: PathBuf,
+    log: PathBuf,
+    data: PathBuf,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")
+        .context("while finding a free port")?
+        .local_addr()?
+        .port())
+}
+
+fn plan(args: &DevArgs, dir: &Path) -> Result<Vec<DevNode>> {
+    let existing = dir.join("cluster.json");
+    if existing.exists() {
+        // Reuse the cluster that lives here: same ids, ports, data.
+        let text = std::fs::read_to_string(&existing)?;
+        let v: Value = serde_json::from_str(&text)
+            .with_context(|| format!("while reading {}", existing.display()))?;
+        let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+        if nodes.len() as u64 != args.nodes {
+            bail!(
+                "{} holds a cluster of {} nodes; use --nodes {} or another --dir",
+                dir.display(),
+                nodes.len(),
+                nodes.len()
+            );
+        }
+        return nodes
+            .iter()
+            .map(|n| {
+                let id = n["id"].as_u64().context("cluster.json: node without id")?;
+                let s = |k: &str| {
+                    n[k].as_str()
+                        .map(str::to_string)
+                        .context("cluster.json: missing address")
+                };
+                Ok(DevNode {
+                    id,
+                    http: s("http")?,
+                    resp: s("resp")?,
+                    internode: s("internode")?,
+                    config: dir.join(format!("n{id}.toml")),
+                    log: dir.join(format!("n{id}.log")),
+                    data: dir.join(format!("n{id}")),
+                })
+            })
+            .collect();
+    }
+    (1..=args.nodes)
+        .map(|id| {
+            Ok(DevNode {
+                id,
+                http: format!("127.0.0.1:{}", free_port()?),
+                resp: format!("127.0.0.1:{}", free_port()?),
+                internode: format!("127.0.0.1:{}", free_port()?),
+                config: dir.join(format!("n{id}.toml")),
+                log: dir.join(format!("n{id}.log")),
+                data: dir.join(format!("n{id}")),
+            })
+        })
+        .collect()
+}
+
+fn write_config(node: &DevNode, all: &[DevNode], durability: &str) -> Result<()> {
+    let peers: Vec<String> = all
+        .iter()
+        .filter(|p| p.id != node.id)
+        .map(|p| {
+            format!(
+                "  {{ id = {}, internode = \"{}\", zone = \"z{}\", datacenter = \"dc1\" }},",
+                p.id, p.internode, p.id
+            )
+        })
+        .collect();
+    let text = format!(
+        "# Written by `hydra dev`; see config.example.toml for every key.\n\
+         [node]\nid = {id}\nzone = \"z{id}\"\ndatacenter = \"dc1\"\ndata_dir = \"{data}\"\n\n\
+         [listen]\nhttp = \"{http}\"\ninternode = \"{internode}\"\nresp = \"{resp}\"\n\n\
+         [cluster]\npeers = [\n{peers}\n]\n\n[storage]\ndurability = \"{durability}\"\n",
+        id = node.id,
+        data = node.data.display(),
+        http = node.http,
+        internode = node.internode,
+        resp = node.resp,
+        peers = peers.join("\n"),
+    );
+    std::fs::write(&node.config, text)
+        .with_context(|| format!("while writing {}", node.config.display()))
+}
+
+fn start(node: &DevNode) -> Result<Child> {
+    let exe = std::env::current_exe().context("while finding the hydra executable")?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&node.log)?;
+    Command::new(exe)
+        .arg("server")
+        .arg("--config")
+        .arg(&node.config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("while starting node {}", node.id))
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}
+
+fn stop_all(children: &mut [Child], nodes: &[DevNode]) {
+    let mut pids: Vec<i32> = children.iter().map(|c| c.id() as i32).collect();
+    // Nodes restarted by hand have other pids; their pid files name them.
+    for n in nodes {
+        if let Some(pid) = std::fs::read_to_string(n.data.join("hydra.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            && !pids.contains(&pid)
+        {
+            pids.push(pid);
+        }
+    }
+    for pid in &pids {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for c in children.iter_mut() {
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    for pid in &pids {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+}
+
+pub fn run(args: DevArgs) -> Result<ExitCode> {
+    if !(1..=7).contains(&args.nodes) {
+        bail!("--nodes {} is out of range 1..=7", args.nodes);
+    }
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("while creating {}", args.dir.display()))?;
+    let dir = args.dir.canonicalize()?;
+    let nodes = plan(&args, &dir)?;
+    for n in &nodes {
+        write_config(n, &nodes, &args.durability)?;
+    }
+    let mut children = Vec::new();
+    for n in &nodes {
+        match start(n) {
+            Ok(c) => children.push(c),
+            Err(e) => {
+                stop_all(&mut children, &nodes);
+                return Err(e);
+            }
+        }
+    }
+    // Wait until every node answers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, n) in nodes.iter().enumerate() {
+        let client = Client::new(&n.http);
+        loop {
+            if client.health().is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = children[i].try_wait() {
+                stop_all(&mut children, &nodes);
+                bail!(
+                    "node {} exited ({status}) while starting; its log says:\n{}",
+                    n.id,
+                    log_tail(&n.log)
+                );
+            }
+            if Instant::now() > deadline {
+                stop_all(&mut children, &nodes);
+                bail!(
+                    "node {} did not answer on {} within 30 s; its log says:\n{}",
+                    n.id,
+                    n.http,
+                    log_tail(&n.log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let exe = std::env::current_exe()?;
+    let cluster = json!({
+        "nodes": nodes.iter().zip(&children).map(|(n, c)| json!({
+            "id": n.id, "pid": c.id(), "http": n.http, "resp": n.resp, "internode": n.internode,
+            "config": n.config, "log": n.log,
+        })).collect::<Vec<_>>()
+    });
+    std::fs::write(
+        dir.join("cluster.json"),
+        serde_json::to_string_pretty(&cluster)?,
+    )?;
+    println!(
+        "Hydra dev cluster: {} nodes, N = 3, durability {}; data in {}",
+        nodes.len(),
+        args.durability,
+        dir.display()
+    );
+    for n in &nodes {
+        println!(
+            "  n{}  http {}  internode {}  log {}",
+            n.id,
+            n.http,
+            n.internode,
+            n.log.display()
+        );
+        println!(
+            "      restart alone: {} server --config {}",
+            exe.display(),
+            n.config.display()
+        );
+    }
+    let first = &nodes[0].http;
+    println!();
+    println!("Try:");
+    println!("  curl -i -X PUT --data 'hello' http://{first}/v1/kv/default/greeting");
+    println!("  curl -i http://{first}/v1/kv/default/greeting?r=all");
+    println!("  export HYDRA_ENDPOINT={first}");
+    println!("  hydra put greeting hello && hydra get -v greeting && hydra status");
+    println!("cluster.json: {}", dir.join("cluster.json").display());
+    println!("Ctrl-C stops the cluster.");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut exited = vec![false; children.len()];
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    for (i, c) in children.iter_mut().enumerate() {
+                        if !exited[i] && let Ok(Some(status)) = c.try_wait() {
+                            exited[i] = true;
+                            eprintln!("node {} exited ({status}); restart it with: {} server --config {}", nodes[i].id, exe.display(), nodes[i].config.display());
+                        }
+                    }
+                }
+            }
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    println!("stopping {} nodes", nodes.len());
+    stop_all(&mut children, &nodes);
+    Ok(ExitCode::SUCCESS)
+}

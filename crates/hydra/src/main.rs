@@ -1,0 +1,421 @@
+//! `hydra`: one binary for the node server, a local dev cluster, and the command-line client.
+
+mod dev;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use hydra_client::{Client, Error as ApiError};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "hydra",
+    version,
+    about = "Hydra: a leaderless, Dynamo-style replicated key-value store"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Endpoint {
+    /// Node to talk to (`host:port` of its HTTP API).
+    #[arg(
+        long,
+        env = "HYDRA_ENDPOINT",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    endpoint: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node.
+    Server {
+        /// The node's TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override one setting, e.g. `--set storage.durability=none` (repeatable).
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Start a local cluster of real node processes on 127.0.0.1; Ctrl-C stops it.
+    Dev(dev::DevArgs),
+    /// Read a key: prints the value (or each sibling); -v shows context and receipt.
+    Get {
+        key: String,
+        #[arg(long, default_value = "default")]
+        bucket: String,
+        /// Read quorum: one, two, three, quorum, all or a number.
+        #[arg(long)]
+        r: Option<String>,
+        #[arg(short, long)]
+        verbose: bool,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Write a key; the value comes from the argument or, without one, from stdin.
+    Put {
+        key: String,
+        value: Option<String>,
+        #[arg(long, default_value = "default")]
+        bucket: String,
+        /// The context of the read this write follows (from `hydra get -v`).
+        #[arg(long)]
+        context: Option<String>,
+        /// Write quorum: one, two, three, quorum, all or a number.
+        #[arg(long)]
+        w: Option<String>,
+        #[arg(long, default_value = "application/octet-stream")]
+        content_type: String,
+        #[arg(short, long)]
+        verbose: bool,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Delete a key (what the context saw, or everything without one).
+    Del {
+        key: String,
+        #[arg(long, default_value = "default")]
+        bucket: String,
+        #[arg(long)]
+        context: Option<String>,
+        #[arg(long)]
+        w: Option<String>,
+        #[arg(short, long)]
+        verbose: bool,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// The node's view of the cluster, as a table.
+    Status {
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Which nodes hold a key (its preference list and fallbacks).
+    Ring {
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value = "default")]
+        bucket: String,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Create, show, change or list buckets.
+    Bucket {
+        #[command(subcommand)]
+        action: BucketAction,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+}
+
+#[derive(Args, Clone)]
+struct BucketProps {
+    /// Replication factor N.
+    #[arg(long)]
+    n: Option<u8>,
+    /// Default read quorum.
+    #[arg(long)]
+    r: Option<String>,
+    /// Default write quorum.
+    #[arg(long)]
+    w: Option<String>,
+    /// siblings or lww (fixed at creation).
+    #[arg(long)]
+    conflicts: Option<String>,
+    #[arg(long)]
+    sloppy: Option<bool>,
+}
+
+#[derive(Subcommand)]
+enum BucketAction {
+    Create {
+        name: String,
+        #[command(flatten)]
+        props: BucketProps,
+    },
+    Set {
+        name: String,
+        #[command(flatten)]
+        props: BucketProps,
+    },
+    Show {
+        name: String,
+    },
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hydra: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Server { config, sets } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let config =
+                hydra_node::config::Config::load(config.as_deref(), std::env::vars(), &sets)?;
+            write_pid_file(&config.node.data_dir)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("while starting tokio")?;
+            runtime.block_on(hydra_node::run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev(args) => dev::run(args),
+        Command::Get {
+            key,
+            bucket,
+            r,
+            verbose,
+            endpoint,
+        } => {
+            let client = Client::new(&endpoint.endpoint);
+            let params: Vec<(&str, &str)> = r.as_deref().map(|r| ("r", r)).into_iter().collect();
+            let resp = client.get(&bucket, &key, &params).map_err(api)?;
+            if verbose {
+                show_meta(resp.context.as_deref(), resp.receipt.as_ref());
+            }
+            match resp.status {
+                200 => {
+                    std::io::stdout().write_all(&resp.body)?;
+                    if std::io::IsTerminal::is_terminal(&std::io::stdout())
+                        && !resp.body.ends_with(b"\n")
+                    {
+                        println!();
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                300 => {
+                    let body = resp.json().unwrap_or(Value::Null);
+                    let siblings = body["siblings"].as_array().cloned().unwrap_or_default();
+                    println!(
+                        "{} siblings (write with --context {} to resolve them):",
+                        siblings.len(),
+                        body["context"].as_str().unwrap_or("")
+                    );
+                    for (i, s) in siblings.iter().enumerate() {
+                        let value = s["value_base64"]
+                            .as_str()
+                            .and_then(decode_base64)
+                            .unwrap_or_default();
+                        println!("  [{i}] {}", String::from_utf8_lossy(&value));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                _ => {
+                    eprintln!("hydra: key {bucket}/{key} not found");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Put {
+            key,
+            value,
+            bucket,
+            context,
+            w,
+            content_type,
+            verbose,
+            endpoint,
+        } => {
+            let value = match value {
+                Some(v) => v.into_bytes(),
+                None => {
+                    let mut buf = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut buf)
+                        .context("while reading the value from stdin")?;
+                    buf
+                }
+            };
+            let params: Vec<(&str, &str)> = w.as_deref().map(|w| ("w", w)).into_iter().collect();
+            let resp = Client::new(&endpoint.endpoint)
+                .put(
+                    &bucket,
+                    &key,
+                    &value,
+                    &content_type,
+                    context.as_deref(),
+                    &params,
+                )
+                .map_err(api)?;
+            if verbose {
+                show_meta(resp.context.as_deref(), resp.receipt.as_ref());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Del {
+            key,
+            bucket,
+            context,
+            w,
+            verbose,
+            endpoint,
+        } => {
+            let client = Client::new(&endpoint.endpoint);
+            // Without a context, delete everything there is now: read it first.
+            let context = match context {
+                Some(c) => Some(c),
+                None => client.get(&bucket, &key, &[]).map_err(api)?.context,
+            };
+            let params: Vec<(&str, &str)> = w.as_deref().map(|w| ("w", w)).into_iter().collect();
+            let resp = client
+                .delete(&bucket, &key, context.as_deref(), &params)
+                .map_err(api)?;
+            if verbose {
+                show_meta(resp.context.as_deref(), resp.receipt.as_ref());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { endpoint } => {
+            let s = Client::new(&endpoint.endpoint).status().map_err(api)?;
+            println!(
+                "node {}  layout v{}  partitions {}  durability {}  in flight {}",
+                s["node"],
+                s["layout_version"],
+                s["partitions"],
+                s["durability"].as_str().unwrap_or("?"),
+                s["in_flight"]
+            );
+            if let Some(why) = s["store_poisoned"].as_str() {
+                println!("STORE POISONED: {why}");
+            }
+            println!(
+                "{:<6} {:<8} {:<10} {:<10} {:>14}",
+                "node", "state", "zone", "dc", "last heard"
+            );
+            println!(
+                "{:<6} {:<8} {:<10} {:<10} {:>14}",
+                format!("n{}", s["node"]),
+                "self",
+                "",
+                "",
+                "-"
+            );
+            for p in s["peers"].as_array().cloned().unwrap_or_default() {
+                let heard = p["last_heard_ms_ago"]
+                    .as_u64()
+                    .map_or("never".to_string(), |ms| format!("{ms} ms ago"));
+                println!(
+                    "{:<6} {:<8} {:<10} {:<10} {:>14}",
+                    format!("n{}", p["id"]),
+                    p["state"].as_str().unwrap_or("?"),
+                    p["zone"].as_str().unwrap_or(""),
+                    p["datacenter"].as_str().unwrap_or(""),
+                    heard
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ring {
+            key,
+            bucket,
+            endpoint,
+        } => {
+            let r = Client::new(&endpoint.endpoint)
+                .ring(&[("bucket", &bucket), ("key", &key)])
+                .map_err(api)?;
+            println!("{bucket}/{key} is in partition {}", r["partition"]);
+            let names = |v: &Value| {
+                v.as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|n| format!("n{} ({})", n["id"], n["zone"].as_str().unwrap_or("")))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default()
+            };
+            println!("preference list: {}", names(&r["preference_list"]));
+            println!("fallbacks:       {}", names(&r["fallbacks"]));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bucket { action, endpoint } => {
+            let client = Client::new(&endpoint.endpoint);
+            let out = match action {
+                BucketAction::Create { name, props } => {
+                    if client.bucket(&name).is_ok() {
+                        bail!("bucket {name} already exists; use `hydra bucket set` to change it");
+                    }
+                    client.set_bucket(&name, &props_json(&props)).map_err(api)?
+                }
+                BucketAction::Set { name, props } => {
+                    client.bucket(&name).map_err(api)?;
+                    client.set_bucket(&name, &props_json(&props)).map_err(api)?
+                }
+                BucketAction::Show { name } => client.bucket(&name).map_err(api)?,
+                BucketAction::List => client.buckets().map_err(api)?,
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn props_json(p: &BucketProps) -> Value {
+    let mut v = json!({});
+    if let Some(n) = p.n {
+        v["n"] = json!(n);
+    }
+    if let Some(r) = &p.r {
+        v["r"] = json!(r);
+    }
+    if let Some(w) = &p.w {
+        v["w"] = json!(w);
+    }
+    if let Some(c) = &p.conflicts {
+        v["conflicts"] = json!(c);
+    }
+    if let Some(s) = p.sloppy {
+        v["sloppy"] = json!(s);
+    }
+    v
+}
+
+fn show_meta(context: Option<&str>, receipt: Option<&Value>) {
+    if let Some(c) = context {
+        eprintln!("context: {c}");
+    }
+    if let Some(r) = receipt {
+        eprintln!("receipt: {r}");
+    }
+}
+
+fn api(e: ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).ok()
+}
+
+/// The server writes its pid next to its data, so `hydra dev` can stop a node that an
+/// operator restarted by hand.
+fn write_pid_file(data_dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("while creating {}", data_dir.display()))?;
+    std::fs::write(data_dir.join("hydra.pid"), std::process::id().to_string())
+        .with_context(|| format!("while writing the pid file in {}", data_dir.display()))
+}
