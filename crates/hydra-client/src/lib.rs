@@ -137,7 +137,13 @@ impl Client {
         for (k, v) in params {
             req = req.query(*k, *v);
         }
-        api_result(self.finish(req.call())?, &[200, 300, 404])
+        let r = self.finish(req.call())?;
+        // 404 is an answer (the key is absent) only with code not_found; an unknown bucket
+        // is an error.
+        if r.status == 404 && r.json().is_some_and(|b| b["code"] != "not_found") {
+            return api_result(r, &[]);
+        }
+        api_result(r, &[200, 300, 404])
     }
 
     pub fn put(

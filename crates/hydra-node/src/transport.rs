@@ -7,7 +7,7 @@
 //! ```
 //!
 //! One outbound connection per peer, owned by a task with a bounded frame queue; it
-//! reconnects with exponential backoff (100 ms to 5 s) and writes every queued frame before it
+//! reconnects with exponential backoff (100 ms to 1 s) and writes every queued frame before it
 //! flushes, so bursts coalesce into few syscalls. Requests are not paired with connections:
 //! any number are in flight, matched by request id in the core. A frame that cannot be queued
 //! or written is dropped; the core's deadline turns that into a timeout. Inbound connections
@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 
 const HELLO: &[u8; 8] = b"HYDRA\0v1";
 const BACKOFF_MIN_MS: u64 = 100;
-const BACKOFF_MAX_MS: u64 = 5_000;
+const BACKOFF_MAX_MS: u64 = 1_000;
 
 /// Queues of frames to the peers.
 pub struct Transport {

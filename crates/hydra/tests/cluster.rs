@@ -1,0 +1,452 @@
+//! Real `hydra server` processes on loopback: the seed's example, siblings, restarts with
+//! kill -9, and every bad-input case of the HTTP API. Each test owns its cluster (free ports,
+//! a temporary directory) and kills its processes when it ends.
+
+use hydra_client::{Client, Error, KvResponse};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct TestNode {
+    id: u64,
+    http: String,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+struct TestCluster {
+    _dir: tempfile::TempDir,
+    nodes: Vec<TestNode>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl TestCluster {
+    fn start(count: u64, extra: &str) -> TestCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addrs: Vec<(String, String)> = (0..count)
+            .map(|_| {
+                (
+                    format!("127.0.0.1:{}", free_port()),
+                    format!("127.0.0.1:{}", free_port()),
+                )
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for id in 1..=count {
+            let (http, internode) = &addrs[(id - 1) as usize];
+            let peers: Vec<String> = (1..=count)
+                .filter(|p| *p != id)
+                .map(|p| {
+                    format!(
+                        "{{ id = {p}, internode = \"{}\", zone = \"z{p}\" }}",
+                        addrs[(p - 1) as usize].1
+                    )
+                })
+                .collect();
+            let config = dir.path().join(format!("n{id}.toml"));
+            let text = format!(
+                "[node]\nid = {id}\nzone = \"z{id}\"\ndata_dir = \"{}\"\n[listen]\nhttp = \"{http}\"\ninternode = \"{internode}\"\n\
+                 [cluster]\npeers = [{}]\n[limits]\nrequest_timeout_ms = 2000\ngossip_interval_ms = 500\n{extra}\n",
+                dir.path().join(format!("n{id}")).display(),
+                peers.join(", ")
+            );
+            std::fs::write(&config, text).expect("write config");
+            nodes.push(TestNode {
+                id,
+                http: http.clone(),
+                config,
+                log: dir.path().join(format!("n{id}.log")),
+                child: None,
+            });
+        }
+        let mut cluster = TestCluster { _dir: dir, nodes };
+        for i in 0..count as usize {
+            cluster.spawn(i);
+        }
+        for i in 0..count as usize {
+            cluster.wait_healthy(i);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_hydra"))
+            .arg("server")
+            .arg("--config")
+            .arg(&n.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start hydra server");
+        n.child = Some(child);
+    }
+
+    fn wait_healthy(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.client(i).health().is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "node {} never answered; log:\n{}",
+                self.nodes[i].id,
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    fn client(&self, i: usize) -> Client {
+        Client::new(&self.nodes[i].http)
+    }
+
+    /// SIGKILL: no clean shutdown, no final fsync.
+    fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            c.kill().expect("kill -9");
+            c.wait().expect("reap");
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        self.spawn(i);
+        self.wait_healthy(i);
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
+}
+
+fn receipt(r: &KvResponse) -> &Value {
+    r.receipt.as_ref().expect("every KV response has a receipt")
+}
+
+fn api_error(e: Error) -> (u16, String, Value) {
+    match e {
+        Error::Api {
+            status, code, body, ..
+        } => (status, code, body),
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+/// Retries a read until `pred` holds (a node that just restarted is reconnected to within a
+/// second or so). Bounded by time.
+fn read_until(
+    c: &Client,
+    key: &str,
+    params: &[(&str, &str)],
+    pred: impl Fn(&KvResponse) -> bool,
+) -> KvResponse {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = c.get("default", key, params)
+            && pred(&r)
+        {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "read of {key} with {params:?} never satisfied the test"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_seed_example_write_with_a_node_down_then_read_repair() {
+    let mut c = TestCluster::start(3, "");
+    let n1 = c.client(0);
+    n1.put(
+        "default",
+        "cart",
+        b"v1",
+        "text/plain",
+        None,
+        &[("w", "all")],
+    )
+    .expect("write v1 to all three");
+    c.kill9(2);
+    // W = quorum succeeds with node 3 down; the receipt shows 2 acks.
+    let read = n1.get("default", "cart", &[]).expect("read");
+    let w = n1
+        .put(
+            "default",
+            "cart",
+            b"v2",
+            "text/plain",
+            read.context.as_deref(),
+            &[("w", "quorum")],
+        )
+        .expect("a quorum write succeeds with one node down");
+    assert_eq!(receipt(&w)["acked"], 2, "{}", receipt(&w));
+    assert_eq!(receipt(&w)["needed"], 2);
+    // R = quorum returns the newest value.
+    let r = n1.get("default", "cart", &[("r", "quorum")]).expect("read");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"v2"[..]));
+    // Node 3 comes back holding v1: a read at r=all sees it stale and repairs it.
+    c.restart(2);
+    let all = read_until(&n1, "cart", &[("r", "all"), ("timeout_ms", "1000")], |r| {
+        r.status == 200
+    });
+    assert_eq!(all.body, b"v2");
+    assert_eq!(
+        receipt(&all)["read_repairs"],
+        serde_json::json!([3]),
+        "{}",
+        receipt(&all)
+    );
+    // Node 3 alone now has v2: r=one coordinated by node 3 answers from its own store first.
+    let n3 = c.client(2);
+    let one = read_until(&n3, "cart", &[("r", "one")], |r| r.body == b"v2");
+    assert_eq!(receipt(&one)["coordinator"], 3);
+}
+
+#[test]
+fn blind_concurrent_puts_become_siblings_and_a_context_resolves_them() {
+    let c = TestCluster::start(3, "");
+    c.client(0)
+        .put("default", "k", b"a", "text/plain", None, &[])
+        .expect("put a");
+    c.client(1)
+        .put("default", "k", b"b", "text/plain", None, &[])
+        .expect("put b");
+    let r = c
+        .client(2)
+        .get("default", "k", &[("r", "all")])
+        .expect("read");
+    assert_eq!(r.status, 300);
+    let body = r.json().expect("300 is JSON");
+    let siblings = body["siblings"].as_array().expect("siblings");
+    assert_eq!(siblings.len(), 2, "{body}");
+    assert_eq!(body["context"].as_str(), r.context.as_deref());
+    c.client(2)
+        .put(
+            "default",
+            "k",
+            b"c",
+            "text/plain",
+            r.context.as_deref(),
+            &[],
+        )
+        .expect("resolve");
+    let r = c
+        .client(0)
+        .get("default", "k", &[("r", "all")])
+        .expect("read");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"c"[..]));
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_of_every_node() {
+    let mut c = TestCluster::start(3, "");
+    for i in 0..30 {
+        let key = format!("k{i}");
+        c.client(i % 3)
+            .put(
+                "default",
+                &key,
+                key.as_bytes(),
+                "text/plain",
+                None,
+                &[("w", "all")],
+            )
+            .expect("put");
+    }
+    for i in 0..3 {
+        c.kill9(i);
+    }
+    for i in 0..3 {
+        c.spawn(i);
+    }
+    for i in 0..3 {
+        c.wait_healthy(i);
+    }
+    for i in 0..30 {
+        let key = format!("k{i}");
+        // r=one at each node in turn: every replica must have every acknowledged write.
+        let r = read_until(&c.client(i % 3), &key, &[("r", "one")], |r| r.status != 503);
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, key.as_bytes()),
+            "{key} after kill -9 of all nodes"
+        );
+    }
+}
+
+#[test]
+fn bad_input_gets_named_errors() {
+    // A small value limit, so the oversized body still fits in socket buffers and the client
+    // reads the early 413 instead of a broken pipe.
+    let mut c = TestCluster::start(3, "value_bytes_max = 1000");
+    let n1 = c.client(0);
+    let long_key = "k".repeat(1025);
+    let cases: Vec<(Result<KvResponse, Error>, u16, &str, &str)> = vec![
+        (
+            n1.get("default", &long_key, &[]),
+            400,
+            "invalid_key",
+            "1025 bytes, more than the limit of 1024",
+        ),
+        (
+            n1.get("nope", "k", &[]),
+            404,
+            "unknown_bucket",
+            "bucket \"nope\" does not exist",
+        ),
+        (
+            n1.get("default", "k", &[("r", "most")]),
+            400,
+            "invalid_consistency",
+            "unknown consistency level",
+        ),
+        (
+            n1.get("default", "k", &[("r", "4")]),
+            400,
+            "invalid_consistency",
+            "needs 4 replicas but the bucket keeps only n = 3",
+        ),
+        (
+            n1.put("default", "k", b"x", "text/plain", None, &[("w", "5")]),
+            400,
+            "invalid_consistency",
+            "needs 5 replicas",
+        ),
+        (
+            n1.put("default", "k", b"x", "text/plain", Some("!!"), &[]),
+            400,
+            "invalid_context",
+            "not valid base64url",
+        ),
+        (
+            n1.get("default", "k", &[("color", "red")]),
+            400,
+            "invalid_query",
+            "unknown query parameter \"color\"",
+        ),
+        (
+            n1.get("default", "k", &[("timeout_ms", "soon")]),
+            400,
+            "invalid_timeout",
+            "not a number",
+        ),
+        (
+            n1.put(
+                "default",
+                "k",
+                &[0u8; 1001],
+                "application/octet-stream",
+                None,
+                &[],
+            ),
+            413,
+            "value_too_large",
+            "value is 1001 bytes, more than the limit of 1000",
+        ),
+    ];
+    for (result, status, code, message) in cases {
+        let (s, c, body) = api_error(result.expect_err("bad input must fail"));
+        assert_eq!((s, c.as_str()), (status, code), "{body}");
+        assert!(
+            body["message"].as_str().unwrap_or("").contains(message),
+            "{body}"
+        );
+    }
+    // An unreachable quorum: 503 with needed, acked and why the others failed.
+    c.kill9(1);
+    c.kill9(2);
+    let e = n1.put(
+        "default",
+        "k",
+        b"x",
+        "text/plain",
+        None,
+        &[("w", "quorum"), ("timeout_ms", "500")],
+    );
+    let (status, code, body) = api_error(e.expect_err("no quorum"));
+    assert_eq!(
+        (status, code.as_str()),
+        (503, "quorum_not_reached"),
+        "{body}"
+    );
+    assert_eq!(
+        (body["needed"].as_u64(), body["acked"].as_u64()),
+        (Some(2), Some(1)),
+        "{body}"
+    );
+    assert_eq!(body["failures"].as_array().map(Vec::len), Some(2), "{body}");
+}
+
+#[test]
+fn status_ring_buckets_and_metrics() {
+    let c = TestCluster::start(3, "");
+    let n1 = c.client(0);
+    n1.put("default", "k", b"x", "text/plain", None, &[])
+        .expect("put");
+    let status = n1.status().expect("status");
+    assert_eq!(status["node"], 1);
+    assert_eq!(status["peers"].as_array().map(Vec::len), Some(2));
+    let ring = n1.ring(&[("key", "k")]).expect("ring");
+    assert_eq!(ring["preference_list"].as_array().map(Vec::len), Some(3));
+    // Buckets: create on one node, use it through another.
+    let props = n1
+        .set_bucket("carts", &serde_json::json!({ "n": 2, "conflicts": "lww" }))
+        .expect("create");
+    assert_eq!(props["n"], 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.client(2).bucket("carts").is_err() {
+        assert!(Instant::now() < deadline, "the bucket never reached node 3");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.client(2)
+        .put("carts", "k", b"x", "text/plain", None, &[("w", "all")])
+        .expect("n = 2, w = all");
+    let (status, code, body) = api_error(
+        n1.set_bucket("carts", &serde_json::json!({ "conflicts": "siblings" }))
+            .expect_err("fixed"),
+    );
+    assert_eq!((status, code.as_str()), (400, "invalid_bucket"), "{body}");
+    // Metrics name requests by operation and level.
+    let metrics = ureq_get(&format!("http://{}/metrics", c.nodes[0].http));
+    assert!(
+        metrics.contains("hydra_requests_total{op=\"put\",level=\"default\",status=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hydra_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+fn ureq_get(url: &str) -> String {
+    let out = Command::new("curl").arg("-s").arg(url).output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        // Without curl, fall back to the client's own health path to at least reach the node.
+        _ => panic!("curl is needed for this test (apt-get install curl)"),
+    }
+}
