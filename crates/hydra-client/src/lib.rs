@@ -222,6 +222,13 @@ impl Client {
         Ok(r.json().unwrap_or(Value::Null))
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics(&self) -> Result<String, Error> {
+        let resp = self.agent.get(format!("{}/metrics", self.endpoint)).call();
+        let r = api_result(self.finish(resp)?, &[200])?;
+        Ok(String::from_utf8_lossy(&r.body).into_owned())
+    }
+
     pub fn health(&self) -> Result<(), Error> {
         let resp = self.agent.get(format!("{}/health", self.endpoint)).call();
         api_result(self.finish(resp)?, &[200]).map(|_| ())

@@ -431,7 +431,7 @@ fn status_ring_buckets_and_metrics() {
     );
     assert_eq!((status, code.as_str()), (400, "invalid_bucket"), "{body}");
     // Metrics name requests by operation and level.
-    let metrics = ureq_get(&format!("http://{}/metrics", c.nodes[0].http));
+    let metrics = n1.metrics().expect("metrics");
     assert!(
         metrics.contains("hydra_requests_total{op=\"put\",level=\"default\",status=\"ok\"} 1"),
         "{metrics}"
@@ -442,11 +442,67 @@ fn status_ring_buckets_and_metrics() {
     );
 }
 
-fn ureq_get(url: &str) -> String {
-    let out = Command::new("curl").arg("-s").arg(url).output();
-    match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        // Without curl, fall back to the client's own health path to at least reach the node.
-        _ => panic!("curl is needed for this test (apt-get install curl)"),
+#[test]
+fn hydra_dev_starts_a_cluster_writes_cluster_json_and_stops_it_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_hydra"))
+        .args(["dev", "--nodes", "3", "--durability", "none", "--dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hydra dev");
+    let cluster_json = dir.path().join("cluster.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let cluster: Value = loop {
+        if let Some(v) = std::fs::read_to_string(&cluster_json)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+        {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hydra dev never wrote cluster.json"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let nodes = cluster["nodes"].as_array().expect("nodes").clone();
+    assert_eq!(nodes.len(), 3);
+    for n in &nodes {
+        for field in ["id", "pid", "http", "resp", "internode"] {
+            assert!(!n[field].is_null(), "cluster.json node lacks {field}: {n}");
+        }
+    }
+    let client = Client::new(nodes[0]["http"].as_str().expect("http"));
+    client
+        .put("default", "k", b"v", "text/plain", None, &[("w", "all")])
+        .expect("the dev cluster takes writes");
+    let r = Client::new(nodes[2]["http"].as_str().expect("http"))
+        .get("default", "k", &[("r", "all")])
+        .expect("read");
+    assert_eq!(r.body, b"v");
+    // SIGTERM stops every node.
+    let pids: Vec<i32> = nodes
+        .iter()
+        .map(|n| n["pid"].as_i64().expect("pid") as i32)
+        .collect();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dev.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let status = dev.wait().expect("hydra dev exits");
+    assert!(status.success(), "hydra dev exited with {status}");
+    for pid in pids {
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ");
+        assert!(
+            !alive,
+            "node process {pid} still runs after hydra dev stopped"
+        );
     }
 }
