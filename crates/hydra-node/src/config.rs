@@ -344,3 +344,23 @@ mod tests {
         assert!(format!("{e:#}").contains("power of two"), "{e:#}");
     }
 }
+
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    /// `config.example.toml` documents every key with its default: it must parse, and say
+    /// exactly what the defaults are.
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.example.toml");
+        let from_file =
+            Config::load(Some(&path), std::iter::empty(), &[]).expect("the example parses");
+        let defaults = Config::default();
+        assert_eq!(
+            toml::to_string(&from_file).expect("serializes"),
+            toml::to_string(&defaults).expect("serializes"),
+            "config.example.toml and Config::default() disagree"
+        );
+    }
+}

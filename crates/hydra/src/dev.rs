@@ -28,6 +28,10 @@ pub struct DevArgs {
     /// Durability mode of every node: fsync, periodic:<ms> or none.
     #[arg(long, default_value = "fsync")]
     durability: String,
+    /// `fixed`: node i listens on HTTP 8080+i, internode 7080+i, Redis protocol 6380+i
+    /// (falling back to free ports when one is taken); `free`: any free ports.
+    #[arg(long, default_value = "fixed", value_parser = ["fixed", "free"])]
+    ports: String,
 }
 
 struct DevNode {
@@ -45,6 +49,19 @@ fn free_port() -> Result<u16> {
         .context("while finding a free port")?
         .local_addr()?
         .port())
+}
+
+/// `preferred` if it can be bound now, else a free port.
+fn port(preferred: Option<u16>) -> Result<u16> {
+    match preferred {
+        Some(p) if TcpListener::bind(("127.0.0.1", p)).is_ok() => Ok(p),
+        Some(p) => {
+            let other = free_port()?;
+            eprintln!("port {p} is in use; using {other} instead");
+            Ok(other)
+        }
+        None => free_port(),
+    }
 }
 
 fn plan(args: &DevArgs, dir: &Path) -> Result<Vec<DevNode>> {
@@ -84,13 +101,15 @@ fn plan(args: &DevArgs, dir: &Path) -> Result<Vec<DevNode>> {
             })
             .collect();
     }
+    let fixed = args.ports == "fixed";
+    let at = |base: u16, id: u64| if fixed { Some(base + id as u16) } else { None };
     (1..=args.nodes)
         .map(|id| {
             Ok(DevNode {
                 id,
-                http: format!("127.0.0.1:{}", free_port()?),
-                resp: format!("127.0.0.1:{}", free_port()?),
-                internode: format!("127.0.0.1:{}", free_port()?),
+                http: format!("127.0.0.1:{}", port(at(8080, id))?),
+                resp: format!("127.0.0.1:{}", port(at(6380, id))?),
+                internode: format!("127.0.0.1:{}", port(at(7080, id))?),
                 config: dir.join(format!("n{id}.toml")),
                 log: dir.join(format!("n{id}.log")),
                 data: dir.join(format!("n{id}")),

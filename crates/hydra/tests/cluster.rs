@@ -446,7 +446,16 @@ fn status_ring_buckets_and_metrics() {
 fn hydra_dev_starts_a_cluster_writes_cluster_json_and_stops_it_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut dev = Command::new(env!("CARGO_BIN_EXE_hydra"))
-        .args(["dev", "--nodes", "3", "--durability", "none", "--dir"])
+        .args([
+            "dev",
+            "--nodes",
+            "3",
+            "--durability",
+            "none",
+            "--ports",
+            "free",
+            "--dir",
+        ])
         .arg(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
