@@ -18,6 +18,7 @@
 
 pub mod bucket;
 pub mod bugs;
+pub mod failure;
 pub mod hlc;
 pub mod ids;
 pub mod key;

@@ -264,6 +264,8 @@ pub enum Message {
     BucketsGossip {
         buckets: Vec<(BucketName, BucketProps, Hlc)>,
     },
+    /// Sent to every peer every heartbeat interval; feeds the failure detector.
+    Heartbeat,
 }
 
 /// What goes on the wire: every message carries the sender's layout version.

@@ -28,6 +28,7 @@
 
 use crate::bucket::{BucketProps, ConflictMode, Consistency};
 use crate::bugs::planted;
+use crate::failure::FailureDetector;
 use crate::hlc::{Hlc, HlcClock, check_skew};
 use crate::ids::{ClientRequestId, NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::{BucketName, ObjectKey};
@@ -52,9 +53,10 @@ pub struct NodeConfig {
     pub buckets: BTreeMap<BucketName, BucketProps>,
     /// Deadline of a client request that names none.
     pub request_timeout_ms: u64,
-    /// A peer heard from within this many milliseconds counts as up when choosing which
-    /// replica coordinates a forwarded write (until failure detection replaces it).
-    pub peer_recent_ms: u64,
+    /// How often this node sends a heartbeat to every peer.
+    pub heartbeat_interval_ms: u64,
+    /// Phi above which a peer is believed down (Cassandra's `phi_convict_threshold`).
+    pub phi_threshold: f64,
     /// `lww` writes stamped further ahead of this node's clock are refused.
     pub max_clock_skew_ms: u64,
     /// Largest value accepted (at most [`VALUE_BYTES_CEILING`]).
@@ -79,7 +81,8 @@ impl NodeConfig {
             id,
             buckets,
             request_timeout_ms: 5_000,
-            peer_recent_ms: 2_000,
+            heartbeat_interval_ms: 250,
+            phi_threshold: 8.0,
             max_clock_skew_ms: 5_000,
             value_bytes_max: VALUE_BYTES_DEFAULT_MAX.min(VALUE_BYTES_CEILING),
             gossip_interval_ms: 5_000,
@@ -218,8 +221,10 @@ pub struct Node {
     /// message does not become a second write (a second sibling). Bounded by
     /// [`FORWARDS_SEEN_MAX`]; entries older than the longest request timeout are dropped.
     forwards_seen: BTreeMap<(NodeId, RequestId), Timestamp>,
-    /// When each peer was last heard from (any message).
-    last_heard: BTreeMap<NodeId, Timestamp>,
+    /// Which peers are believed up (fed by heartbeats).
+    detector: FailureDetector,
+    /// When heartbeats are next sent.
+    next_heartbeat: Timestamp,
     /// Buckets and the HLC timestamp of their last change (last writer wins), gossiped to
     /// every peer and kept in the store. At most [`BUCKETS_MAX`].
     buckets: BTreeMap<BucketName, (BucketProps, Hlc)>,
@@ -232,7 +237,7 @@ pub struct Node {
 pub const BUCKETS_STORAGE_KEY: &[u8] = b"\xff\xff\xff\xffbuckets";
 
 /// A node's view of itself, for `/v1/status`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct NodeStatus {
     pub id: NodeId,
     pub layout_version: crate::ids::LayoutVersion,
@@ -242,13 +247,17 @@ pub struct NodeStatus {
     pub store_poisoned: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PeerStatus {
     pub id: NodeId,
     pub zone: String,
     pub datacenter: String,
-    /// `None`: never heard from since this node started.
+    /// Since the last heartbeat; `None`: never heard from since this node started.
     pub last_heard_ms_ago: Option<u64>,
+    /// Suspicion level (phi accrual); `None`: never heard from.
+    pub phi: Option<f64>,
+    /// Believed up (phi below the threshold, or never heard from).
+    pub alive: bool,
 }
 
 /// Most forwarded-write ids a node remembers for deduplication.
@@ -256,6 +265,7 @@ pub const FORWARDS_SEEN_MAX: usize = 100_000;
 
 impl Node {
     pub fn new(config: NodeConfig, layout: Layout) -> Node {
+        let detector = FailureDetector::new(config.phi_threshold, config.heartbeat_interval_ms);
         Node {
             buckets: config
                 .buckets
@@ -274,7 +284,8 @@ impl Node {
             outputs: VecDeque::new(),
             poisoned: None,
             forwards_seen: BTreeMap::new(),
-            last_heard: BTreeMap::new(),
+            detector,
+            next_heartbeat: Timestamp(0),
             next_gossip: None,
         }
     }
@@ -303,10 +314,10 @@ impl Node {
     /// When the node next needs a `Tick`.
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let first = self.deadlines.first().map(|(t, _)| *t);
-        match (first, self.next_gossip) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [first, self.next_gossip, Some(self.next_heartbeat)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn handle<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, input: Input) {
@@ -320,6 +331,12 @@ impl Node {
             self.gossip_buckets();
             self.next_gossip = Some(ctx.now.plus_ms(self.config.gossip_interval_ms));
         }
+        if self.next_heartbeat <= ctx.now {
+            for to in self.peers() {
+                self.send(to, Message::Heartbeat);
+            }
+            self.next_heartbeat = ctx.now.plus_ms(self.config.heartbeat_interval_ms);
+        }
         match input {
             Input::Client {
                 id,
@@ -330,7 +347,9 @@ impl Node {
             }
             Input::Client { id, request } => self.on_client(ctx, ReplyTo::Client(id), request),
             Input::Message { from, envelope } => {
-                self.last_heard.insert(from, ctx.now);
+                if !self.layout.contains(from) {
+                    return; // not a member: the shell authenticates peers, this is a bug
+                }
                 self.on_message(ctx, from, envelope.message)
             }
             Input::Synced { generation, result } => self.on_synced(ctx.now, generation, result),
@@ -584,6 +603,19 @@ impl Node {
             );
             return self.reply(reply_to, Err(e));
         }
+        // Replicas believed down may make W unreachable: fail before writing anything, so a
+        // write that cannot succeed leaves no sibling behind.
+        let slots = self.slots_for(&replicas, ctx.now);
+        if slots
+            .iter()
+            .filter(|s| s.outcome == Outcome::Pending)
+            .count()
+            < needed as usize
+        {
+            let receipt = self.receipt(partition, needed, &slots, vec![], ctx.now, ctx.now);
+            let e = self.quorum_error("write", receipt);
+            return self.reply(reply_to, Err(e));
+        }
         let skey = write.key.storage_key(partition);
         let local = match self.load(ctx.store, &skey) {
             Ok(o) => o,
@@ -653,13 +685,6 @@ impl Node {
             );
         }
         let req = self.new_request(ctx.rng);
-        let slots = replicas
-            .iter()
-            .map(|n| Slot {
-                node: *n,
-                outcome: Outcome::Pending,
-            })
-            .collect();
         self.coordinations.insert(
             req,
             Coordination::Write(WriteState {
@@ -695,8 +720,8 @@ impl Node {
                 let others: Vec<NodeId> = state
                     .slots
                     .iter()
+                    .filter(|s| s.node != me && s.outcome == Outcome::Pending)
                     .map(|s| s.node)
-                    .filter(|n| *n != me)
                     .collect();
                 let (key, object) = (state.key.clone(), state.object.clone());
                 for to in others {
@@ -814,11 +839,10 @@ impl Node {
         deadline: Timestamp,
     ) {
         let req = self.new_request(rng);
-        let recent = Timestamp(now.0.saturating_sub(self.config.peer_recent_ms));
         let to = candidates
             .iter()
             .copied()
-            .find(|n| self.last_heard.get(n).is_some_and(|t| *t >= recent))
+            .find(|n| self.detector.is_alive(*n, now))
             .unwrap_or(candidates[0]);
         self.send(
             to,
@@ -874,13 +898,7 @@ impl Node {
         deadline: Timestamp,
     ) {
         let req = self.new_request(ctx.rng);
-        let slots = replicas
-            .iter()
-            .map(|n| Slot {
-                node: *n,
-                outcome: Outcome::Pending,
-            })
-            .collect();
+        let slots = self.slots_for(&replicas, ctx.now);
         self.coordinations.insert(
             req,
             Coordination::Read(ReadState {
@@ -898,7 +916,16 @@ impl Node {
         );
         self.deadlines.insert((deadline, req));
         let me = self.id();
-        for to in replicas.iter().copied().filter(|n| *n != me) {
+        let asked: Vec<NodeId> = match self.coordinations.get(&req) {
+            Some(Coordination::Read(state)) => state
+                .slots
+                .iter()
+                .filter(|s| s.outcome == Outcome::Pending)
+                .map(|s| s.node)
+                .collect(),
+            _ => vec![],
+        };
+        for to in asked.into_iter().filter(|n| *n != me) {
             self.send(
                 to,
                 Message::ReadRequest {
@@ -910,6 +937,9 @@ impl Node {
         if replicas.contains(&me) {
             let result = self.local_read(ctx.store, &key);
             self.on_read_response(ctx, me, req, result);
+        } else {
+            // Replicas believed down may already make R unreachable.
+            self.check_read(ctx, req);
         }
     }
 
@@ -1116,6 +1146,7 @@ impl Node {
             }
             Message::ForwardResponse { req, result } => self.on_forward_response(req, result),
             Message::BucketsGossip { buckets } => self.merge_buckets(ctx.store, buckets),
+            Message::Heartbeat => self.detector.heartbeat(from, ctx.now),
         }
     }
 
@@ -1211,7 +1242,9 @@ impl Node {
                     id: n.id,
                     zone: n.zone.clone(),
                     datacenter: n.datacenter.clone(),
-                    last_heard_ms_ago: self.last_heard.get(&n.id).map(|t| now.ms_since(*t)),
+                    last_heard_ms_ago: self.detector.last_heard(n.id).map(|t| now.ms_since(t)),
+                    phi: self.detector.phi(n.id, now),
+                    alive: self.detector.is_alive(n.id, now),
                 })
                 .collect(),
             in_flight: self.coordinations.len(),
@@ -1257,19 +1290,42 @@ impl Node {
         Ok(ClientResponse::Bucket { name, props })
     }
 
+    /// Every other node of the layout.
+    fn peers(&self) -> Vec<NodeId> {
+        self.layout
+            .nodes()
+            .iter()
+            .map(|n| n.id)
+            .filter(|n| *n != self.id())
+            .collect()
+    }
+
+    /// The slots of a request: one per replica, already failed for the ones believed down
+    /// (the coordinator does not wait out their timeouts).
+    fn slots_for(&self, replicas: &[NodeId], now: Timestamp) -> Vec<Slot> {
+        replicas
+            .iter()
+            .map(|n| {
+                let outcome = if *n != self.id() && !self.detector.is_alive(*n, now) {
+                    let phi = self.detector.phi(*n, now).unwrap_or(0.0);
+                    Outcome::Failed {
+                        reason: format!("believed down (phi {phi:.1})"),
+                    }
+                } else {
+                    Outcome::Pending
+                };
+                Slot { node: *n, outcome }
+            })
+            .collect()
+    }
+
     fn gossip_buckets(&mut self) {
         let buckets: Vec<_> = self
             .buckets
             .iter()
             .map(|(n, (p, v))| (n.clone(), p.clone(), *v))
             .collect();
-        let peers: Vec<NodeId> = self
-            .layout
-            .nodes()
-            .iter()
-            .map(|n| n.id)
-            .filter(|n| *n != self.id())
-            .collect();
+        let peers = self.peers();
         for to in peers {
             self.send(
                 to,

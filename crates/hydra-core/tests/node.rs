@@ -59,6 +59,72 @@ impl Cluster {
         self.nodes[i] = Node::new(config(i as u64 + 1), self.layout.clone());
     }
 
+    /// Hands `input` to node `i`; queues what it sends and syncs, returns its replies.
+    fn feed(
+        &mut self,
+        i: usize,
+        input: Input,
+        queue: &mut VecDeque<(usize, Input)>,
+    ) -> Vec<(ClientRequestId, Reply)> {
+        let mut replies = vec![];
+        if self.down.contains(&i) {
+            return replies;
+        }
+        let mut ctx = Ctx {
+            now: Timestamp(self.now + self.skew_ms[i]),
+            store: &mut self.stores[i],
+            rng: &mut self.rng,
+        };
+        self.nodes[i].handle(&mut ctx, input);
+        while let Some(out) = self.nodes[i].poll_output() {
+            match out {
+                Output::Send { to, envelope } => {
+                    let from = self.nodes[i].id();
+                    queue.push_back(((to.0 - 1) as usize, Input::Message { from, envelope }));
+                }
+                Output::Reply { id, result } => replies.push((id, result)),
+                Output::Sync { generation } => {
+                    let result = hydra_core::store::Store::sync(&mut self.stores[i]);
+                    queue.push_back((i, Input::Synced { generation, result }));
+                }
+            }
+        }
+        replies
+    }
+
+    /// The earliest deadline of a live node, in cluster time.
+    fn next_deadline(&self) -> (u64, usize) {
+        (0..self.nodes.len())
+            .filter(|i| !self.down.contains(i))
+            .filter_map(|i| {
+                self.nodes[i]
+                    .next_deadline()
+                    .map(|t| (t.0.saturating_sub(self.skew_ms[i]), i))
+            })
+            .min()
+            .expect("live nodes always have a heartbeat deadline")
+    }
+
+    /// Lets `ms` of time pass: timers fire, messages are delivered.
+    fn idle(&mut self, ms: u64) {
+        let until = self.now + ms;
+        let mut queue = VecDeque::new();
+        for _ in 0..1_000_000 {
+            if let Some((i, input)) = queue.pop_front() {
+                self.feed(i, input, &mut queue);
+                continue;
+            }
+            let (t, i) = self.next_deadline();
+            if t > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(t);
+            queue.push_back((i, Input::Tick));
+        }
+        panic!("idle never ended");
+    }
+
     /// Runs `request` at node `at` until it is answered.
     fn request(&mut self, at: usize, request: ClientRequest) -> Reply {
         self.next_id += 1;
@@ -72,43 +138,14 @@ impl Cluster {
                     return answer;
                 }
                 // Nothing left to deliver: jump to the earliest deadline.
-                let next = (0..self.nodes.len())
-                    .filter(|i| !self.down.contains(i))
-                    .filter_map(|i| {
-                        self.nodes[i]
-                            .next_deadline()
-                            .map(|t| (t.0 - self.skew_ms[i], i))
-                    })
-                    .min();
-                let (t, i) = next.expect("a request in flight has a deadline");
+                let (t, i) = self.next_deadline();
                 self.now = self.now.max(t);
                 queue.push_back((i, Input::Tick));
                 continue;
             };
-            if self.down.contains(&i) {
-                continue;
-            }
-            let mut ctx = Ctx {
-                now: Timestamp(self.now + self.skew_ms[i]),
-                store: &mut self.stores[i],
-                rng: &mut self.rng,
-            };
-            self.nodes[i].handle(&mut ctx, input);
-            while let Some(out) = self.nodes[i].poll_output() {
-                match out {
-                    Output::Send { to, envelope } => {
-                        let from = self.nodes[i].id();
-                        queue.push_back(((to.0 - 1) as usize, Input::Message { from, envelope }));
-                    }
-                    Output::Reply { id: got, result } => {
-                        assert_eq!(got, id);
-                        answer = Some(result);
-                    }
-                    Output::Sync { generation } => {
-                        let result = hydra_core::store::Store::sync(&mut self.stores[i]);
-                        queue.push_back((i, Input::Synced { generation, result }));
-                    }
-                }
+            for (got, result) in self.feed(i, input, &mut queue) {
+                assert_eq!(got, id);
+                answer = Some(result);
             }
         }
         panic!("request never answered");
@@ -355,15 +392,16 @@ fn a_node_that_is_no_replica_forwards_writes_to_one() {
 #[test]
 fn lww_keeps_the_last_write_and_refuses_far_future_timestamps() {
     let mut c = Cluster::new(3);
+    // Node 1's clock runs 10 s ahead all along (skew limit 1 s).
+    c.skew_ms[0] = 10_000;
     let k = key("redis", "k");
-    c.request(0, put(&k, "first", None, None)).expect("ok");
-    c.request(1, put(&k, "second", None, None)).expect("ok");
+    c.request(1, put(&k, "first", None, None)).expect("ok");
+    c.request(2, put(&k, "second", None, None)).expect("ok");
     assert_eq!(
         values(&c.request(2, get(&k, Some(Consistency::All)))),
         ["second"]
     );
-    // Node 1's clock runs 10 s ahead (skew limit 1 s): the other replicas refuse its writes.
-    c.skew_ms[0] = 10_000;
+    // The other replicas refuse node 1's writes: their timestamps are too far ahead.
     let e = error(c.request(0, put(&k, "future", None, Some(Consistency::All))));
     assert_eq!(e.code, ErrorCode::QuorumNotReached);
     assert!(
@@ -425,4 +463,33 @@ fn buckets_are_created_gossiped_and_keep_their_conflict_mode() {
     c.restart(1);
     c.request(1, get(&key("carts", "k"), None))
         .expect("bucket known after restart");
+}
+
+#[test]
+fn replicas_believed_down_are_not_waited_for() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "k");
+    c.idle(2_000);
+    c.kill(2);
+    // Heartbeats every 250 ms: about 4.6 s of silence convicts node 3.
+    c.idle(6_000);
+    let e = error(c.request(0, put(&k, "x", None, Some(Consistency::All))));
+    assert!(
+        e.message.contains("n3: believed down (phi"),
+        "{}",
+        e.message
+    );
+    let receipt = e.receipt.expect("a quorum error has a receipt");
+    assert!(
+        receipt.elapsed_ms < 100,
+        "waited {} ms for a node believed down",
+        receipt.elapsed_ms
+    );
+    // A quorum still works, and the node comes back as soon as it is heard from again.
+    c.request(0, put(&k, "y", None, Some(Consistency::Quorum)))
+        .expect("quorum without node 3");
+    c.restart(2);
+    c.idle(1_000);
+    c.request(0, put(&k, "z", None, Some(Consistency::All)))
+        .expect("node 3 is back");
 }

@@ -103,6 +103,10 @@ pub struct ClusterSection {
     pub layout_version: u64,
     /// The other nodes. Membership is static: every node lists the same set.
     pub peers: Vec<Peer>,
+    /// How often this node sends a heartbeat to every peer.
+    pub heartbeat_interval_ms: u64,
+    /// Phi-accrual suspicion above which a peer is believed down and not waited for.
+    pub phi_convict_threshold: f64,
 }
 
 impl Default for ClusterSection {
@@ -111,6 +115,8 @@ impl Default for ClusterSection {
             partitions: PARTITIONS_DEFAULT,
             layout_version: 1,
             peers: vec![],
+            heartbeat_interval_ms: 250,
+            phi_convict_threshold: 8.0,
         }
     }
 }
@@ -226,6 +232,11 @@ impl Config {
                 self.limits.request_timeout_ms
             );
         }
+        if self.cluster.heartbeat_interval_ms == 0 || self.cluster.phi_convict_threshold <= 0.0 {
+            bail!(
+                "cluster.heartbeat_interval_ms and cluster.phi_convict_threshold must be positive"
+            );
+        }
         if self.limits.internode_queue_frames_max == 0 || self.limits.core_queue_max == 0 {
             bail!("limits.internode_queue_frames_max and limits.core_queue_max must be at least 1");
         }
@@ -272,6 +283,8 @@ impl Config {
         c.max_clock_skew_ms = self.limits.max_clock_skew_ms;
         c.value_bytes_max = self.limits.value_bytes_max;
         c.gossip_interval_ms = self.limits.gossip_interval_ms;
+        c.heartbeat_interval_ms = self.cluster.heartbeat_interval_ms;
+        c.phi_threshold = self.cluster.phi_convict_threshold;
         c
     }
 }

@@ -33,8 +33,6 @@ pub struct AppState {
     pub layout: Layout,
     pub value_bytes_max: usize,
     pub durability: String,
-    /// A peer heard from within this long counts as up on the status page.
-    pub peer_up_ms: u64,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -564,14 +562,15 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
         .peers
         .iter()
         .map(|p| {
-            let state_name = match p.last_heard_ms_ago {
-                None => "unknown",
-                Some(ms) if ms <= state.peer_up_ms => "up",
-                Some(_) => "down",
+            let state_name = match (p.last_heard_ms_ago, p.alive) {
+                (None, _) => "unknown",
+                (Some(_), true) => "up",
+                (Some(_), false) => "down",
             };
             json!({
                 "id": p.id.0, "zone": p.zone, "datacenter": p.datacenter,
-                "state": state_name, "last_heard_ms_ago": p.last_heard_ms_ago,
+                "state": state_name, "phi": p.phi.map(|phi| (phi * 100.0).round() / 100.0),
+                "last_heard_ms_ago": p.last_heard_ms_ago,
             })
         })
         .collect();

@@ -88,7 +88,6 @@ pub async fn run(config: Config) -> Result<()> {
         layout,
         value_bytes_max: config.limits.value_bytes_max,
         durability: config.storage.durability.clone(),
-        peer_up_ms: 3 * config.limits.gossip_interval_ms,
     });
     tracing::info!(
         "node {me} serving HTTP on {}, internode on {}, data in {}",

@@ -854,5 +854,6 @@ impl World {
 fn node_config(id: NodeId) -> NodeConfig {
     let mut c = NodeConfig::new(id);
     c.request_timeout_ms = 3_000;
+    c.heartbeat_interval_ms = 100;
     c
 }

@@ -302,15 +302,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("STORE POISONED: {why}");
             }
             println!(
-                "{:<6} {:<8} {:<10} {:<10} {:>14}",
-                "node", "state", "zone", "dc", "last heard"
+                "{:<6} {:<8} {:<10} {:<10} {:>14} {:>6}",
+                "node", "state", "zone", "dc", "last heard", "phi"
             );
             println!(
-                "{:<6} {:<8} {:<10} {:<10} {:>14}",
+                "{:<6} {:<8} {:<10} {:<10} {:>14} {:>6}",
                 format!("n{}", s["node"]),
                 "self",
                 "",
                 "",
+                "-",
                 "-"
             );
             for p in s["peers"].as_array().cloned().unwrap_or_default() {
@@ -318,12 +319,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .as_u64()
                     .map_or("never".to_string(), |ms| format!("{ms} ms ago"));
                 println!(
-                    "{:<6} {:<8} {:<10} {:<10} {:>14}",
+                    "{:<6} {:<8} {:<10} {:<10} {:>14} {:>6}",
                     format!("n{}", p["id"]),
                     p["state"].as_str().unwrap_or("?"),
                     p["zone"].as_str().unwrap_or(""),
                     p["datacenter"].as_str().unwrap_or(""),
-                    heard
+                    heard,
+                    p["phi"]
+                        .as_f64()
+                        .map_or("-".to_string(), |phi| format!("{phi:.1}"))
                 );
             }
             Ok(ExitCode::SUCCESS)

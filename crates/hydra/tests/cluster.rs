@@ -55,7 +55,7 @@ impl TestCluster {
             let config = dir.path().join(format!("n{id}.toml"));
             let text = format!(
                 "[node]\nid = {id}\nzone = \"z{id}\"\ndata_dir = \"{}\"\n[listen]\nhttp = \"{http}\"\ninternode = \"{internode}\"\n\
-                 [cluster]\npeers = [{}]\n[limits]\nrequest_timeout_ms = 2000\ngossip_interval_ms = 500\n{extra}\n",
+                 [cluster]\npeers = [{}]\nheartbeat_interval_ms = 100\n[limits]\nrequest_timeout_ms = 2000\ngossip_interval_ms = 500\n{extra}\n",
                 dir.path().join(format!("n{id}")).display(),
                 peers.join(", ")
             );
@@ -209,6 +209,46 @@ fn the_seed_example_write_with_a_node_down_then_read_repair() {
     let r = n1.get("default", "cart", &[("r", "quorum")]).expect("read");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"v2"[..]));
     // Node 3 comes back holding v1: a read at r=all sees it stale and repairs it.
+    // Once the failure detector convicts node 3, coordinators stop waiting for it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = n1.status().expect("status");
+        let peer3 = status["peers"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["id"] == 3).cloned())
+            .expect("peer 3");
+        if peer3["state"] == "down" {
+            assert!(peer3["phi"].as_f64().expect("phi") >= 8.0, "{peer3}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 was never believed down: {peer3}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let w = n1
+        .put(
+            "default",
+            "other",
+            b"x",
+            "text/plain",
+            None,
+            &[("w", "quorum")],
+        )
+        .expect("quorum write");
+    let node3 = receipt(&w)["replicas"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["node"] == 3).cloned())
+        .expect("n3");
+    assert_eq!(node3["outcome"], "failed", "{node3}");
+    assert!(
+        node3["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("believed down"),
+        "{node3}"
+    );
     c.restart(2);
     let all = read_until(&n1, "cart", &[("r", "all"), ("timeout_ms", "1000")], |r| {
         r.status == 200
