@@ -19,6 +19,7 @@
 pub mod bucket;
 pub mod bugs;
 pub mod failure;
+pub mod hints;
 pub mod hlc;
 pub mod ids;
 pub mod key;

@@ -28,6 +28,8 @@ pub enum ClientRequest {
         key: ObjectKey,
         r: Option<Consistency>,
         timeout_ms: Option<u64>,
+        /// Whether fallbacks may stand in for primaries believed down (default: the bucket's).
+        sloppy: Option<bool>,
     },
     Put(WriteRequest),
     /// Create a bucket or change its properties (its conflict mode never changes).
@@ -48,6 +50,8 @@ pub struct WriteRequest {
     pub context: Option<VersionVector>,
     pub w: Option<Consistency>,
     pub timeout_ms: Option<u64>,
+    /// Whether fallbacks may stand in for unreachable primaries (default: the bucket's).
+    pub sloppy: Option<bool>,
 }
 
 impl ClientRequest {
@@ -222,6 +226,8 @@ pub enum ReplicaError {
     ModeMismatch,
     #[error("node is not a replica of the key")]
     NotReplica,
+    #[error("hints for {owner} already take {bytes} bytes, the budget is {max}")]
+    HintBudgetFull { owner: NodeId, bytes: u64, max: u64 },
 }
 
 /// Internode messages. Requests and responses come in pairs and share a [`RequestId`].
@@ -266,6 +272,21 @@ pub enum Message {
     },
     /// Sent to every peer every heartbeat interval; feeds the failure detector.
     Heartbeat,
+    /// Coordinator to fallback: hold this object for `owner` (durably), then answer with a
+    /// `ReplicateResponse`.
+    HintRequest {
+        req: RequestId,
+        key: ObjectKey,
+        object: Object,
+        owner: NodeId,
+    },
+    /// Coordinator to fallback: what do you hold for `owner` under this key? Answered with a
+    /// `ReadResponse`.
+    HintReadRequest {
+        req: RequestId,
+        key: ObjectKey,
+        owner: NodeId,
+    },
 }
 
 /// What goes on the wire: every message carries the sender's layout version.
@@ -373,7 +394,11 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
             key_ok(key)?;
             validate_object(WHAT, object)?;
         }
-        Message::ReadRequest { key, .. } => key_ok(key)?,
+        Message::ReadRequest { key, .. } | Message::HintReadRequest { key, .. } => key_ok(key)?,
+        Message::HintRequest { key, object, .. } => {
+            key_ok(key)?;
+            validate_object(WHAT, object)?;
+        }
         Message::ReadResponse {
             result: Ok(Some(object)),
             ..

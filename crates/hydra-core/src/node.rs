@@ -29,6 +29,10 @@
 use crate::bucket::{BucketProps, ConflictMode, Consistency};
 use crate::bugs::planted;
 use crate::failure::FailureDetector;
+use crate::hints::{
+    HANDOFF_IN_FLIGHT_MAX, HINTS_PARTITION, HintCounters, HintIndex, HintTarget, hint_key,
+    parse_hint_key,
+};
 use crate::hlc::{Hlc, HlcClock, check_skew};
 use crate::ids::{ClientRequestId, NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::{BucketName, ObjectKey};
@@ -42,7 +46,7 @@ use crate::message::{
     ReplicaError, ReplicaReport, Role, WriteRequest, decode_buckets, decode_object, encode_buckets,
     encode_object,
 };
-use crate::store::{Store, StoreError, WriteBatch};
+use crate::store::{SCAN_ENTRIES_MAX, Store, StoreError, WriteBatch};
 use crate::version::{LwwValue, Object, Sibling, VersionVector};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -57,6 +61,13 @@ pub struct NodeConfig {
     pub heartbeat_interval_ms: u64,
     /// Phi above which a peer is believed down (Cassandra's `phi_convict_threshold`).
     pub phi_threshold: f64,
+    /// A sloppy write gives a fallback to each primary that has not acked after this long.
+    pub fallback_after_ms: u64,
+    /// Bytes of hints this node holds for one owner at most; beyond, hints are dropped and
+    /// the partition is left to anti-entropy.
+    pub hints_bytes_max: u64,
+    /// How often hints are offered to owners that are up again.
+    pub handoff_interval_ms: u64,
     /// `lww` writes stamped further ahead of this node's clock are refused.
     pub max_clock_skew_ms: u64,
     /// Largest value accepted (at most [`VALUE_BYTES_CEILING`]).
@@ -83,6 +94,9 @@ impl NodeConfig {
             request_timeout_ms: 5_000,
             heartbeat_interval_ms: 250,
             phi_threshold: 8.0,
+            fallback_after_ms: 1_000,
+            hints_bytes_max: 64 * 1024 * 1024,
+            handoff_interval_ms: 200,
             max_clock_skew_ms: 5_000,
             value_bytes_max: VALUE_BYTES_DEFAULT_MAX.min(VALUE_BYTES_CEILING),
             gossip_interval_ms: 5_000,
@@ -154,6 +168,9 @@ enum Waiter {
 struct Slot {
     node: NodeId,
     outcome: Outcome,
+    role: Role,
+    /// For a fallback: the primary it stands in for.
+    hint_for: Option<NodeId>,
 }
 
 #[derive(Debug)]
@@ -167,6 +184,10 @@ struct WriteState {
     started: Timestamp,
     deadline: Timestamp,
     replied: bool,
+    /// Whether fallbacks may stand in for primaries that are down or slow.
+    sloppy: bool,
+    /// When primaries that have not answered get a fallback too (sloppy writes only).
+    fallback_at: Timestamp,
 }
 
 #[derive(Debug)]
@@ -190,6 +211,17 @@ struct ForwardState {
     request: WriteRequest,
     to: NodeId,
     started: Timestamp,
+    deadline: Timestamp,
+}
+
+/// A hint on its way to its owner.
+#[derive(Debug)]
+struct Handoff {
+    owner: NodeId,
+    /// The object's storage key.
+    object_key: Vec<u8>,
+    /// What was sent: the hint is deleted only if it still holds exactly this.
+    sent: Object,
     deadline: Timestamp,
 }
 
@@ -225,6 +257,15 @@ pub struct Node {
     detector: FailureDetector,
     /// When heartbeats are next sent.
     next_heartbeat: Timestamp,
+    /// Hints this node holds for other nodes (the hints themselves are in the store).
+    hints: HintIndex,
+    /// Hint deliveries in flight (at most [`HANDOFF_IN_FLIGHT_MAX`] per owner).
+    handoffs: BTreeMap<RequestId, Handoff>,
+    /// When hints are next offered to their owners.
+    next_handoff: Timestamp,
+    /// Hints this node decided to keep as a coordinator, stored at the end of `handle` (where
+    /// the store is at hand). At most [`COORDINATOR_HINTS_MAX`].
+    coordinator_hints: Vec<(NodeId, ObjectKey, Object)>,
     /// Buckets and the HLC timestamp of their last change (last writer wins), gossiped to
     /// every peer and kept in the store. At most [`BUCKETS_MAX`].
     buckets: BTreeMap<BucketName, (BucketProps, Hlc)>,
@@ -245,6 +286,11 @@ pub struct NodeStatus {
     pub peers: Vec<PeerStatus>,
     pub in_flight: usize,
     pub store_poisoned: Option<String>,
+    /// Hints held for other nodes, by owner.
+    pub hints: Vec<HintTarget>,
+    pub hint_counters: HintCounters,
+    /// Partitions that lost a hint to a full budget and need anti-entropy.
+    pub dirty_partitions: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -259,6 +305,9 @@ pub struct PeerStatus {
     /// Believed up (phi below the threshold, or never heard from).
     pub alive: bool,
 }
+
+/// Most hints a coordinator queues within one call of `handle`.
+pub const COORDINATOR_HINTS_MAX: usize = 10_000;
 
 /// Most forwarded-write ids a node remembers for deduplication.
 pub const FORWARDS_SEEN_MAX: usize = 100_000;
@@ -286,6 +335,10 @@ impl Node {
             forwards_seen: BTreeMap::new(),
             detector,
             next_heartbeat: Timestamp(0),
+            hints: HintIndex::default(),
+            handoffs: BTreeMap::new(),
+            next_handoff: Timestamp(0),
+            coordinator_hints: Vec::new(),
             next_gossip: None,
         }
     }
@@ -314,7 +367,8 @@ impl Node {
     /// When the node next needs a `Tick`.
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let first = self.deadlines.first().map(|(t, _)| *t);
-        [first, self.next_gossip, Some(self.next_heartbeat)]
+        let handoff = (!self.hints.owners().is_empty()).then_some(self.next_handoff);
+        [first, self.next_gossip, Some(self.next_heartbeat), handoff]
             .into_iter()
             .flatten()
             .min()
@@ -324,6 +378,7 @@ impl Node {
         if self.next_gossip.is_none() {
             // First call since start: load what the store remembers, schedule gossip.
             self.load_buckets(ctx.store);
+            self.load_hints(ctx.store);
             self.next_gossip = Some(ctx.now);
         }
         self.expire(ctx.now);
@@ -336,6 +391,10 @@ impl Node {
                 self.send(to, Message::Heartbeat);
             }
             self.next_heartbeat = ctx.now.plus_ms(self.config.heartbeat_interval_ms);
+        }
+        if self.next_handoff <= ctx.now {
+            self.offer_hints(ctx);
+            self.next_handoff = ctx.now.plus_ms(self.config.handoff_interval_ms);
         }
         match input {
             Input::Client {
@@ -354,6 +413,10 @@ impl Node {
             }
             Input::Synced { generation, result } => self.on_synced(ctx.now, generation, result),
             Input::Tick => {}
+        }
+        for (owner, key, object) in std::mem::take(&mut self.coordinator_hints) {
+            // Best effort: a refused hint (budget) leaves the key to anti-entropy.
+            let _ = self.store_hint(ctx, owner, &key, &object);
         }
         if self.waiters.iter().any(|(g, _)| *g > self.sync_requested) {
             self.sync_requested += 1;
@@ -406,8 +469,11 @@ impl Node {
         match request {
             // Taken care of by `check_request`.
             ClientRequest::SetBucket { .. } => {}
-            ClientRequest::Get { key, .. } => {
-                self.start_read(ctx, reply_to, key, partition, replicas, needed, deadline)
+            ClientRequest::Get { key, sloppy, .. } => {
+                let sloppy = sloppy.unwrap_or(props.sloppy);
+                self.start_read(
+                    ctx, reply_to, key, partition, replicas, needed, deadline, sloppy,
+                )
             }
             ClientRequest::Put(write) => {
                 if replicas.contains(&self.id()) {
@@ -543,7 +609,7 @@ impl Node {
                 .iter()
                 .map(|s| ReplicaReport {
                     node: s.node,
-                    role: Role::Primary,
+                    role: s.role,
                     zone: self
                         .layout
                         .zone_of(s.node)
@@ -553,7 +619,10 @@ impl Node {
                 })
                 .collect(),
             read_repairs: repairs,
-            hints_stored: 0,
+            hints_stored: slots
+                .iter()
+                .filter(|s| s.role == Role::Fallback && s.outcome == Outcome::Acked)
+                .count() as u32,
             elapsed_ms: now.ms_since(started),
         }
     }
@@ -605,7 +674,8 @@ impl Node {
         }
         // Replicas believed down may make W unreachable: fail before writing anything, so a
         // write that cannot succeed leaves no sibling behind.
-        let slots = self.slots_for(&replicas, ctx.now);
+        let sloppy = write.sloppy.unwrap_or(props.sloppy);
+        let slots = self.slots_for(partition, &replicas, ctx.now, sloppy);
         if slots
             .iter()
             .filter(|s| s.outcome == Outcome::Pending)
@@ -697,9 +767,15 @@ impl Node {
                 started: ctx.now,
                 deadline,
                 replied: false,
+                sloppy,
+                fallback_at: ctx.now.plus_ms(self.config.fallback_after_ms),
             }),
         );
         self.deadlines.insert((deadline, req));
+        if sloppy {
+            self.deadlines
+                .insert((ctx.now.plus_ms(self.config.fallback_after_ms), req));
+        }
         self.wait_for_sync(ctx.now, Waiter::LocalWrite(req));
     }
 
@@ -717,22 +793,19 @@ impl Node {
         match result {
             Ok(()) => {
                 slot.outcome = Outcome::Acked;
-                let others: Vec<NodeId> = state
+                let sends: Vec<(NodeId, Message)> = state
                     .slots
                     .iter()
                     .filter(|s| s.node != me && s.outcome == Outcome::Pending)
-                    .map(|s| s.node)
+                    .map(|s| {
+                        (
+                            s.node,
+                            Self::write_message(s, req, &state.key, &state.object),
+                        )
+                    })
                     .collect();
-                let (key, object) = (state.key.clone(), state.object.clone());
-                for to in others {
-                    self.send(
-                        to,
-                        Message::ReplicateRequest {
-                            req,
-                            key: key.clone(),
-                            object: object.clone(),
-                        },
-                    );
+                for (to, message) in sends {
+                    self.send(to, message);
                 }
             }
             Err(reason) => {
@@ -752,6 +825,81 @@ impl Node {
             }
         }
         self.check_write(now, req);
+    }
+
+    /// A finished write: the coordinator keeps a hint for every primary that neither acked nor
+    /// had a fallback ack for it (as Cassandra's coordinators do), so a primary that was down
+    /// gets the write by handoff even where no fallback node exists (N = cluster size).
+    fn hint_missed_primaries(&mut self, state: WriteState) {
+        let me = self.id();
+        if !state
+            .slots
+            .iter()
+            .any(|s| s.node == me && s.outcome == Outcome::Acked)
+        {
+            return; // nothing durable here to hand off
+        }
+        for s in &state.slots {
+            let covered = state
+                .slots
+                .iter()
+                .any(|f| f.hint_for == Some(s.node) && f.outcome == Outcome::Acked);
+            let missed = matches!(s.outcome, Outcome::Failed { .. });
+            if s.role == Role::Primary
+                && s.node != me
+                && missed
+                && !covered
+                && self.coordinator_hints.len() < COORDINATOR_HINTS_MAX
+            {
+                self.coordinator_hints
+                    .push((s.node, state.key.clone(), state.object.clone()));
+            }
+        }
+    }
+
+    /// Primaries that have not answered by `fallback_at` get a fallback each (Dynamo: "if a
+    /// node is down or slow, the write goes to the next healthy node with a hint").
+    fn write_fallbacks(&mut self, now: Timestamp, req: RequestId) {
+        let me = self.id();
+        let Some(Coordination::Write(state)) = self.coordinations.get_mut(&req) else {
+            return;
+        };
+        // Only once the coordinator's own write is durable may its dot leave this node.
+        if !state
+            .slots
+            .iter()
+            .any(|s| s.node == me && s.outcome == Outcome::Acked)
+        {
+            return;
+        }
+        let partition = state.partition;
+        let mut slots = std::mem::take(&mut state.slots);
+        let slow: Vec<NodeId> = slots
+            .iter()
+            .filter(|s| s.role == Role::Primary && s.node != me && s.outcome == Outcome::Pending)
+            .filter(|s| !slots.iter().any(|f| f.hint_for == Some(s.node)))
+            .map(|s| s.node)
+            .collect();
+        let before = slots.len();
+        for owner in slow {
+            self.add_fallback(partition, &mut slots, owner, now);
+        }
+        let Some(Coordination::Write(state)) = self.coordinations.get_mut(&req) else {
+            return;
+        };
+        let sends: Vec<(NodeId, Message)> = slots[before..]
+            .iter()
+            .map(|s| {
+                (
+                    s.node,
+                    Self::write_message(s, req, &state.key, &state.object),
+                )
+            })
+            .collect();
+        state.slots = slots;
+        for (to, message) in sends {
+            self.send(to, message);
+        }
     }
 
     fn on_replicate_response(
@@ -817,8 +965,10 @@ impl Node {
                 state.replied = true;
             }
         }
-        if pending == 0 {
-            self.coordinations.remove(&req);
+        if pending == 0
+            && let Some(Coordination::Write(state)) = self.coordinations.remove(&req)
+        {
+            self.hint_missed_primaries(state);
         }
     }
 
@@ -896,9 +1046,10 @@ impl Node {
         replicas: Vec<NodeId>,
         needed: u8,
         deadline: Timestamp,
+        sloppy: bool,
     ) {
         let req = self.new_request(ctx.rng);
-        let slots = self.slots_for(&replicas, ctx.now);
+        let slots = self.slots_for(partition, &replicas, ctx.now, sloppy);
         self.coordinations.insert(
             req,
             Coordination::Read(ReadState {
@@ -916,30 +1067,40 @@ impl Node {
         );
         self.deadlines.insert((deadline, req));
         let me = self.id();
-        let asked: Vec<NodeId> = match self.coordinations.get(&req) {
+        let asked: Vec<(NodeId, Option<NodeId>)> = match self.coordinations.get(&req) {
             Some(Coordination::Read(state)) => state
                 .slots
                 .iter()
                 .filter(|s| s.outcome == Outcome::Pending)
-                .map(|s| s.node)
+                .map(|s| (s.node, s.hint_for))
                 .collect(),
             _ => vec![],
         };
-        for to in asked.into_iter().filter(|n| *n != me) {
-            self.send(
-                to,
-                Message::ReadRequest {
+        for (to, hint_for) in asked.iter().copied().filter(|(n, _)| *n != me) {
+            let message = match hint_for {
+                None => Message::ReadRequest {
                     req,
                     key: key.clone(),
                 },
-            );
+                Some(owner) => Message::HintReadRequest {
+                    req,
+                    key: key.clone(),
+                    owner,
+                },
+            };
+            self.send(to, message);
         }
-        if replicas.contains(&me) {
-            let result = self.local_read(ctx.store, &key);
-            self.on_read_response(ctx, me, req, result);
-        } else {
+        match asked.iter().find(|(n, _)| *n == me) {
+            Some((_, None)) => {
+                let result = self.local_read(ctx.store, &key);
+                self.on_read_response(ctx, me, req, result);
+            }
+            Some((_, Some(owner))) => {
+                let result = self.hint_read(ctx.store, *owner, &key);
+                self.on_read_response(ctx, me, req, result);
+            }
             // Replicas believed down may already make R unreachable.
-            self.check_read(ctx, req);
+            None => self.check_read(ctx, req),
         }
     }
 
@@ -1072,6 +1233,13 @@ impl Node {
         let stale: Vec<NodeId> = state
             .responses
             .iter()
+            // Fallbacks hold hints, not replicas: only primaries are repaired.
+            .filter(|(n, _)| {
+                state
+                    .slots
+                    .iter()
+                    .any(|s| s.node == **n && s.role == Role::Primary)
+            })
             .filter(|(n, o)| o.as_ref() != Some(merged) && state.repaired.get(n) != Some(merged))
             .map(|(n, _)| *n)
             .collect();
@@ -1123,7 +1291,11 @@ impl Node {
                 }
             }
             Message::ReplicateResponse { req, result } => {
-                self.on_replicate_response(ctx.now, from, req, result)
+                if self.handoffs.contains_key(&req) {
+                    self.on_handoff_response(ctx, req, result)
+                } else {
+                    self.on_replicate_response(ctx.now, from, req, result)
+                }
             }
             Message::ReadRequest { req, key } => {
                 let result = self.local_read(ctx.store, &key);
@@ -1147,6 +1319,28 @@ impl Node {
             Message::ForwardResponse { req, result } => self.on_forward_response(req, result),
             Message::BucketsGossip { buckets } => self.merge_buckets(ctx.store, buckets),
             Message::Heartbeat => self.detector.heartbeat(from, ctx.now),
+            Message::HintRequest {
+                req,
+                key,
+                object,
+                owner,
+            } => {
+                let result = self.store_hint(ctx, owner, &key, &object);
+                match result {
+                    Ok(()) => self.wait_for_sync(ctx.now, Waiter::ReplicaAck { to: from, req }),
+                    Err(e) => self.send(
+                        from,
+                        Message::ReplicateResponse {
+                            req,
+                            result: Err(e),
+                        },
+                    ),
+                }
+            }
+            Message::HintReadRequest { req, key, owner } => {
+                let result = self.hint_read(ctx.store, owner, &key);
+                self.send(from, Message::ReadResponse { req, result });
+            }
         }
     }
 
@@ -1249,6 +1443,9 @@ impl Node {
                 .collect(),
             in_flight: self.coordinations.len(),
             store_poisoned: self.poisoned.clone(),
+            hints: self.hints.targets(),
+            hint_counters: self.hints.counters,
+            dirty_partitions: self.hints.dirty.len(),
         }
     }
 
@@ -1302,8 +1499,14 @@ impl Node {
 
     /// The slots of a request: one per replica, already failed for the ones believed down
     /// (the coordinator does not wait out their timeouts).
-    fn slots_for(&self, replicas: &[NodeId], now: Timestamp) -> Vec<Slot> {
-        replicas
+    fn slots_for(
+        &self,
+        partition: PartitionId,
+        replicas: &[NodeId],
+        now: Timestamp,
+        sloppy: bool,
+    ) -> Vec<Slot> {
+        let mut slots: Vec<Slot> = replicas
             .iter()
             .map(|n| {
                 let outcome = if *n != self.id() && !self.detector.is_alive(*n, now) {
@@ -1314,9 +1517,74 @@ impl Node {
                 } else {
                     Outcome::Pending
                 };
-                Slot { node: *n, outcome }
+                Slot {
+                    node: *n,
+                    outcome,
+                    role: Role::Primary,
+                    hint_for: None,
+                }
             })
-            .collect()
+            .collect();
+        if sloppy {
+            let down: Vec<NodeId> = slots
+                .iter()
+                .filter(|s| s.outcome != Outcome::Pending)
+                .map(|s| s.node)
+                .collect();
+            for owner in down {
+                self.add_fallback(partition, &mut slots, owner, now);
+            }
+        }
+        slots
+    }
+
+    /// Adds a fallback slot standing in for `owner`: the first node of the extended preference
+    /// list after the primaries that is believed up and not already asked. False if none is.
+    fn add_fallback(
+        &self,
+        partition: PartitionId,
+        slots: &mut Vec<Slot>,
+        owner: NodeId,
+        now: Timestamp,
+    ) -> bool {
+        let primaries = slots.iter().filter(|s| s.role == Role::Primary).count();
+        let order = self.layout.extended_preference_list(partition);
+        let fallback = order[primaries.min(order.len())..]
+            .iter()
+            .copied()
+            .find(|n| {
+                (*n == self.id() || self.detector.is_alive(*n, now))
+                    && !slots.iter().any(|s| s.node == *n)
+            });
+        match fallback {
+            Some(node) => {
+                slots.push(Slot {
+                    node,
+                    outcome: Outcome::Pending,
+                    role: Role::Fallback,
+                    hint_for: Some(owner),
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The message that carries a write to a slot: a replica merges it, a fallback holds it.
+    fn write_message(slot: &Slot, req: RequestId, key: &ObjectKey, object: &Object) -> Message {
+        match slot.hint_for {
+            None => Message::ReplicateRequest {
+                req,
+                key: key.clone(),
+                object: object.clone(),
+            },
+            Some(owner) => Message::HintRequest {
+                req,
+                key: key.clone(),
+                object: object.clone(),
+                owner,
+            },
+        }
     }
 
     fn gossip_buckets(&mut self) {
@@ -1384,6 +1652,163 @@ impl Node {
                 if newer {
                     self.buckets.insert(name, (props, version));
                 }
+            }
+        }
+    }
+
+    // ----- hinted handoff ----------------------------------------------------------------
+
+    /// Rebuilds the hint index from the store (at start).
+    fn load_hints<S: Store>(&mut self, store: &mut S) {
+        let mut after: Option<Vec<u8>> = None;
+        // Bounded: the hints of every owner fit their budgets.
+        for _ in 0..1_000_000 {
+            let page =
+                match store.scan_partition(HINTS_PARTITION, after.as_deref(), SCAN_ENTRIES_MAX) {
+                    Ok(p) => p,
+                    Err(_) => return,
+                };
+            let Some((last, _)) = page.last() else { return };
+            after = Some(last.clone());
+            for (k, v) in &page {
+                if let Some((owner, object_key)) = parse_hint_key(k) {
+                    self.hints.set(owner, object_key, v.len() as u64);
+                }
+            }
+        }
+    }
+
+    fn hint_read<S: Store>(
+        &self,
+        store: &mut S,
+        owner: NodeId,
+        key: &ObjectKey,
+    ) -> Result<Option<Object>, ReplicaError> {
+        let partition = self.layout.partition_for(key.bucket.as_str(), key.key());
+        self.load(store, &hint_key(owner, &key.storage_key(partition)))
+    }
+
+    /// Merges `object` into the hint held for `owner`, within the owner's byte budget.
+    fn store_hint<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        owner: NodeId,
+        key: &ObjectKey,
+        object: &Object,
+    ) -> Result<(), ReplicaError> {
+        if owner == self.id() {
+            // The layout says this node is the owner after all: keep it as a replica would.
+            return self.merge_into_store(ctx, key, object, true);
+        }
+        if let Some(why) = &self.poisoned {
+            return Err(ReplicaError::Store(format!("node refuses writes: {why}")));
+        }
+        let partition = self.layout.partition_for(key.bucket.as_str(), key.key());
+        let object_key = key.storage_key(partition);
+        let hkey = hint_key(owner, &object_key);
+        let merged = match self.load(ctx.store, &hkey)? {
+            None => object.clone(),
+            Some(held) => held.merge(object).map_err(|_| ReplicaError::ModeMismatch)?,
+        };
+        let bytes = encode_object(&merged);
+        let old = self.hints.size_of(owner, &object_key).unwrap_or(0);
+        let total = self.hints.bytes_for(owner) - old + bytes.len() as u64;
+        if total > self.config.hints_bytes_max {
+            self.hints.counters.dropped += 1;
+            self.hints.mark_dirty(partition);
+            return Err(ReplicaError::HintBudgetFull {
+                owner,
+                bytes: self.hints.bytes_for(owner),
+                max: self.config.hints_bytes_max,
+            });
+        }
+        let size = bytes.len() as u64;
+        let mut batch = WriteBatch::default();
+        batch.put(hkey, bytes);
+        ctx.store
+            .write(batch)
+            .map_err(|e| ReplicaError::Store(e.to_string()))?;
+        self.hints.set(owner, &object_key, size);
+        self.hints.counters.stored += 1;
+        Ok(())
+    }
+
+    /// Offers hints to every owner believed up, at most [`HANDOFF_IN_FLIGHT_MAX`] at a time
+    /// per owner, so handoff never floods a node that just came back.
+    fn offer_hints<S: Store>(&mut self, ctx: &mut Ctx<'_, S>) {
+        for owner in self.hints.owners() {
+            if !self.detector.is_alive(owner, ctx.now) || !self.layout.contains(owner) {
+                continue;
+            }
+            let busy: BTreeSet<Vec<u8>> = self
+                .handoffs
+                .values()
+                .filter(|h| h.owner == owner)
+                .map(|h| h.object_key.clone())
+                .collect();
+            let room = HANDOFF_IN_FLIGHT_MAX.saturating_sub(busy.len());
+            for object_key in self.hints.next_for(owner, &busy, room) {
+                let Ok(Some(object)) = self.load(ctx.store, &hint_key(owner, &object_key)) else {
+                    self.hints.remove(owner, &object_key);
+                    continue;
+                };
+                let Ok((_, key)) = ObjectKey::from_storage_key(&object_key) else {
+                    self.hints.remove(owner, &object_key);
+                    continue;
+                };
+                if planted().discard_hints {
+                    let mut batch = WriteBatch::default();
+                    batch.remove(hint_key(owner, &object_key));
+                    let _ = ctx.store.write(batch);
+                    self.hints.remove(owner, &object_key);
+                    continue;
+                }
+                let req = self.new_request(ctx.rng);
+                let deadline = ctx.now.plus_ms(self.config.request_timeout_ms);
+                self.send(
+                    owner,
+                    Message::ReplicateRequest {
+                        req,
+                        key,
+                        object: object.clone(),
+                    },
+                );
+                self.handoffs.insert(
+                    req,
+                    Handoff {
+                        owner,
+                        object_key,
+                        sent: object,
+                        deadline,
+                    },
+                );
+                self.deadlines.insert((deadline, req));
+            }
+        }
+    }
+
+    /// The owner answered a hint delivery: delete the hint if it still holds what was sent.
+    fn on_handoff_response<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        req: RequestId,
+        result: Result<(), ReplicaError>,
+    ) {
+        let Some(h) = self.handoffs.remove(&req) else {
+            return;
+        };
+        if result.is_err() {
+            return; // offered again at the next interval
+        }
+        let hkey = hint_key(h.owner, &h.object_key);
+        if let Ok(Some(held)) = self.load(ctx.store, &hkey)
+            && held == h.sent
+        {
+            let mut batch = WriteBatch::default();
+            batch.remove(hkey);
+            if ctx.store.write(batch).is_ok() {
+                self.hints.remove(h.owner, &h.object_key);
+                self.hints.counters.delivered += 1;
             }
         }
     }
@@ -1457,6 +1882,11 @@ impl Node {
                     }
                     self.check_write(now, req);
                 }
+                Some(Coordination::Write(state))
+                    if state.fallback_at == when && state.sloppy && !state.replied =>
+                {
+                    self.write_fallbacks(now, req);
+                }
                 Some(Coordination::Read(state)) if state.deadline == when => {
                     for s in state
                         .slots
@@ -1473,7 +1903,13 @@ impl Node {
                 Some(Coordination::Forward(state)) if state.deadline == when => {
                     self.forward_timed_out(now, req)
                 }
-                _ => {}
+                _ => {
+                    if let Some(h) = self.handoffs.get(&req)
+                        && h.deadline == when
+                    {
+                        self.handoffs.remove(&req);
+                    }
+                }
             }
         }
     }
@@ -1504,6 +1940,10 @@ impl Node {
         if let Some(merged) = merge_all(state.responses.values()) {
             for (n, o) in &state.responses {
                 if *n != self.id()
+                    && state
+                        .slots
+                        .iter()
+                        .any(|s| s.node == *n && s.role == Role::Primary)
                     && o.as_ref() != Some(&merged)
                     && state.repaired.get(n) != Some(&merged)
                 {

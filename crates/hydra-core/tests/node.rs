@@ -183,6 +183,7 @@ fn put(
         context,
         w,
         timeout_ms: None,
+        sloppy: None,
     })
 }
 
@@ -191,6 +192,7 @@ fn get(k: &ObjectKey, r: Option<Consistency>) -> ClientRequest {
         key: k.clone(),
         r,
         timeout_ms: None,
+        sloppy: None,
     }
 }
 
@@ -300,6 +302,7 @@ fn delete_hides_the_value_and_keeps_a_context() {
         context: Some(context(&read)),
         w: None,
         timeout_ms: None,
+        sloppy: None,
     });
     c.request(1, del).expect("ok");
     let after = c.request(2, get(&k, Some(Consistency::All)));
@@ -355,6 +358,7 @@ fn bad_requests_get_named_errors() {
                 key: key("default", "k"),
                 r: None,
                 timeout_ms: Some(0),
+                sloppy: None,
             },
             ErrorCode::InvalidTimeout,
             "timeout of 0 ms is out of range 1..=120000",
@@ -492,4 +496,57 @@ fn replicas_believed_down_are_not_waited_for() {
     c.idle(1_000);
     c.request(0, put(&k, "z", None, Some(Consistency::All)))
         .expect("node 3 is back");
+}
+
+#[test]
+fn sloppy_quorum_writes_to_a_fallback_and_hands_off_when_the_primary_returns() {
+    let mut c = Cluster::new(5);
+    let k = key("default", "cart");
+    let partition = c.layout.partition_for("default", b"cart");
+    let order = c.layout.extended_preference_list(partition).to_vec();
+    let (coordinator, down, fallback) = (
+        (order[0].0 - 1) as usize,
+        (order[2].0 - 1) as usize,
+        order[3],
+    );
+    c.idle(1_000);
+    c.kill(down);
+    c.idle(6_000);
+    // Strict: the missing primary makes W = all unreachable.
+    let strict = ClientRequest::Put(WriteRequest {
+        key: k.clone(),
+        value: Some(b"x".to_vec()),
+        content_type: "text/plain".into(),
+        context: None,
+        w: Some(Consistency::All),
+        timeout_ms: None,
+        sloppy: Some(false),
+    });
+    assert_eq!(
+        error(c.request(coordinator, strict)).code,
+        ErrorCode::QuorumNotReached
+    );
+    // Sloppy (the bucket's default): the next node of the extended list stands in.
+    let w = c
+        .request(coordinator, put(&k, "y", None, Some(Consistency::All)))
+        .expect("sloppy write");
+    let receipt = w.receipt().expect("receipt").clone();
+    assert_eq!(receipt.hints_stored, 1, "{receipt:?}");
+    let stand_in = receipt
+        .replicas
+        .iter()
+        .find(|r| r.role == hydra_core::message::Role::Fallback)
+        .expect("a fallback");
+    assert_eq!(
+        (stand_in.node, &stand_in.outcome),
+        (fallback, &Outcome::Acked)
+    );
+    // The primary returns; within a few handoff intervals it has the write on its own.
+    c.restart(down);
+    c.idle(2_000);
+    let one = c.request(down, get(&k, Some(Consistency::One)));
+    assert_eq!(values(&one), ["y"]);
+    let status = c.nodes[(fallback.0 - 1) as usize].status(Timestamp(c.now));
+    assert_eq!(status.hint_counters.delivered, 1);
+    assert!(status.hints.is_empty(), "{:?}", status.hints);
 }

@@ -107,6 +107,10 @@ pub struct ClusterSection {
     pub heartbeat_interval_ms: u64,
     /// Phi-accrual suspicion above which a peer is believed down and not waited for.
     pub phi_convict_threshold: f64,
+    /// A sloppy write gives a fallback to each primary that has not acked after this long.
+    pub fallback_after_ms: u64,
+    /// How often held hints are offered to owners that are up again.
+    pub handoff_interval_ms: u64,
 }
 
 impl Default for ClusterSection {
@@ -117,6 +121,8 @@ impl Default for ClusterSection {
             peers: vec![],
             heartbeat_interval_ms: 250,
             phi_convict_threshold: 8.0,
+            fallback_after_ms: 1_000,
+            handoff_interval_ms: 200,
         }
     }
 }
@@ -153,6 +159,9 @@ pub struct LimitsSection {
     pub core_queue_max: usize,
     /// How often the bucket table is pushed to every peer.
     pub gossip_interval_ms: u64,
+    /// Bytes of hints held for one down node at most; beyond, hints are dropped and the
+    /// partitions are left to anti-entropy.
+    pub hints_bytes_max: u64,
 }
 
 impl Default for LimitsSection {
@@ -164,6 +173,7 @@ impl Default for LimitsSection {
             internode_queue_frames_max: 4096,
             core_queue_max: 65_536,
             gossip_interval_ms: 5_000,
+            hints_bytes_max: 64 * 1024 * 1024,
         }
     }
 }
@@ -285,6 +295,9 @@ impl Config {
         c.gossip_interval_ms = self.limits.gossip_interval_ms;
         c.heartbeat_interval_ms = self.cluster.heartbeat_interval_ms;
         c.phi_threshold = self.cluster.phi_convict_threshold;
+        c.fallback_after_ms = self.cluster.fallback_after_ms;
+        c.handoff_interval_ms = self.cluster.handoff_interval_ms.max(1);
+        c.hints_bytes_max = self.limits.hints_bytes_max;
         c
     }
 }

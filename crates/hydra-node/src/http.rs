@@ -251,11 +251,11 @@ impl Params {
         }
     }
 
-    fn sloppy(&self) -> Result<(), ApiError> {
-        // Accepted and checked: quorums are strict (primaries only) until sloppy quorum
-        // exists, which is what `sloppy=false` asks for.
+    fn sloppy(&self) -> Result<Option<bool>, ApiError> {
         match self.get("sloppy") {
-            None | Some("true") | Some("false") => Ok(()),
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
             Some(v) => Err(http_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_query",
@@ -369,13 +369,13 @@ async fn get_kv(
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    let (key, r, timeout_ms) = match (
+    let (key, r, timeout_ms, sloppy) = match (
         object_key(&bucket, &key),
         params.consistency("r"),
         params.timeout_ms(),
         params.sloppy(),
     ) {
-        (Ok(k), Ok(r), Ok(t), Ok(())) => (k, r, t),
+        (Ok(k), Ok(r), Ok(t), Ok(s)) => (k, r, t, s),
         (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
             return e.into_response();
         }
@@ -383,7 +383,12 @@ async fn get_kv(
     let shown = key.to_string();
     let result = state
         .core
-        .request(ClientRequest::Get { key, r, timeout_ms })
+        .request(ClientRequest::Get {
+            key,
+            r,
+            timeout_ms,
+            sloppy,
+        })
         .await;
     record(&state, "get", r, started, &result);
     match result {
@@ -479,14 +484,14 @@ async fn write_kv(
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    let (key, w, timeout_ms, context) = match (
+    let (key, w, timeout_ms, context, sloppy) = match (
         object_key(&bucket, &key),
         params.consistency("w"),
         params.timeout_ms(),
         context_from(&headers),
         params.sloppy(),
     ) {
-        (Ok(k), Ok(w), Ok(t), Ok(c), Ok(())) => (k, w, t, c),
+        (Ok(k), Ok(w), Ok(t), Ok(c), Ok(s)) => (k, w, t, c, s),
         (Err(e), ..)
         | (_, Err(e), ..)
         | (_, _, Err(e), ..)
@@ -531,6 +536,7 @@ async fn write_kv(
         key,
         value,
         content_type,
+        sloppy,
         context,
         w,
         timeout_ms,
@@ -583,7 +589,14 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
         "store_poisoned": status.store_poisoned,
         "durability": state.durability,
         "buckets": buckets.iter().map(|(n, p)| (n.to_string(), props_json(p))).collect::<serde_json::Map<_, _>>(),
-        "hints_pending_bytes": 0,
+        "hints_pending_bytes": status.hints.iter().map(|h| h.bytes).sum::<u64>(),
+        "hints": status.hints.iter().map(|h| json!({ "owner": h.owner.0, "count": h.count, "bytes": h.bytes })).collect::<Vec<_>>(),
+        "hint_counters": json!({
+            "stored": status.hint_counters.stored,
+            "delivered": status.hint_counters.delivered,
+            "dropped": status.hint_counters.dropped,
+        }),
+        "partitions_needing_anti_entropy": status.dirty_partitions,
         "time_ms": crate::driver::wall_ms(),
     });
     (
@@ -789,6 +802,9 @@ async fn put_bucket(
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if let Some((status, _)) = state.core.status().await {
+        state.metrics.observe_hints(&status);
+    }
     (
         StatusCode::OK,
         [(

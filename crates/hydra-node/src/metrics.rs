@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -23,6 +24,11 @@ pub struct LatencyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
     pub op: String,
 }
@@ -34,6 +40,13 @@ pub struct Metrics {
     pub quorum_failures: Family<OpLabels, Counter>,
     pub read_repairs: Counter,
     pub frames_dropped: Counter,
+    pub hints_stored: Counter,
+    pub hints_delivered: Counter,
+    pub hints_dropped: Counter,
+    pub hints_pending_bytes: Family<TargetLabels, Gauge>,
+    /// The core's hint counters at the last scrape (the registry's counters advance by the
+    /// difference).
+    last_hints: std::sync::Mutex<hydra_core::hints::HintCounters>,
 }
 
 impl Default for Metrics {
@@ -78,6 +91,30 @@ impl Metrics {
             "Internode frames dropped: a queue was full or the peer unreachable",
             frames_dropped.clone(),
         );
+        let hints_stored = Counter::default();
+        registry.register(
+            "hydra_hints_stored",
+            "Hints stored for nodes that were down or slow",
+            hints_stored.clone(),
+        );
+        let hints_delivered = Counter::default();
+        registry.register(
+            "hydra_hints_delivered",
+            "Hints delivered to their owner and deleted",
+            hints_delivered.clone(),
+        );
+        let hints_dropped = Counter::default();
+        registry.register(
+            "hydra_hints_dropped",
+            "Hints refused because the owner's budget was full",
+            hints_dropped.clone(),
+        );
+        let hints_pending_bytes = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "hydra_hints_pending_bytes",
+            "Bytes of hints held per owner",
+            hints_pending_bytes.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -85,6 +122,33 @@ impl Metrics {
             quorum_failures,
             read_repairs,
             frames_dropped,
+            hints_stored,
+            hints_delivered,
+            hints_dropped,
+            hints_pending_bytes,
+            last_hints: std::sync::Mutex::new(Default::default()),
+        }
+    }
+
+    /// Takes in the core's view of hinted handoff (at each scrape).
+    pub fn observe_hints(&self, status: &hydra_core::node::NodeStatus) {
+        let now = status.hint_counters;
+        if let Ok(mut last) = self.last_hints.lock() {
+            self.hints_stored
+                .inc_by(now.stored.saturating_sub(last.stored));
+            self.hints_delivered
+                .inc_by(now.delivered.saturating_sub(last.delivered));
+            self.hints_dropped
+                .inc_by(now.dropped.saturating_sub(last.dropped));
+            *last = now;
+        }
+        self.hints_pending_bytes.clear();
+        for t in &status.hints {
+            self.hints_pending_bytes
+                .get_or_create(&TargetLabels {
+                    target: t.owner.to_string(),
+                })
+                .set(t.bytes as i64);
         }
     }
 

@@ -69,7 +69,8 @@ fn main() -> Result<ExitCode> {
     );
     let (mut ops, mut acked, mut lost, mut unconverged, mut max_siblings, mut sim_ms) =
         (0u64, 0u64, 0u64, 0u64, 0usize, 0u64);
-    let (mut crashes, mut partitions) = (0u64, 0u64);
+    let (mut crashes, mut partitions, mut hints_stored, mut hints_delivered) =
+        (0u64, 0u64, 0u64, 0u64);
     let mut failing = Vec::new();
     for seed in args.first..args.first + args.seeds {
         let report = run(config(&args, seed));
@@ -81,6 +82,8 @@ fn main() -> Result<ExitCode> {
         sim_ms += report.sim_ms;
         crashes += report.crashes;
         partitions += report.partitions;
+        hints_stored += report.hints_stored;
+        hints_delivered += report.hints_delivered;
         if !report.violations.is_empty() {
             bar.suspend(|| {
                 eprintln!("seed {seed} failed: {}", report.violations[0]);
@@ -93,7 +96,7 @@ fn main() -> Result<ExitCode> {
     }
     bar.finish_and_clear();
     println!(
-        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} failing_seeds={}",
+        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} hints_stored={hints_stored} hints_delivered={hints_delivered} failing_seeds={}",
         args.seeds,
         sim_ms as f64 / 3_600_000.0,
         failing.len()

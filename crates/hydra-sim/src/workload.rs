@@ -8,6 +8,13 @@ use hydra_core::message::{ClientError, ErrorCode};
 use hydra_core::version::Sibling;
 use std::collections::BTreeSet;
 
+/// Even keys live in a strict bucket (`sloppy = false`), odd keys in a sloppy one. Only strict
+/// quorums promise that every later quorum read sees an acknowledged write; sloppy ones
+/// promise it for the final state (after hinted handoff).
+pub fn is_strict(key: u64) -> bool {
+    key % 2 == 0
+}
+
 /// Encodes a set of elements as a value (sorted, 8 bytes each, little endian).
 pub fn encode_set(set: &BTreeSet<u64>) -> Vec<u8> {
     set.iter().flat_map(|e| e.to_le_bytes()).collect()

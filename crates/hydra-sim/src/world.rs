@@ -1,8 +1,8 @@
 //! The simulated world: nodes, disks, network, clients and faults on one event queue.
 
 use crate::check::{self, Violation};
-use crate::workload::{AddOp, Completion, History, ReadOp, encode_set, union_of};
-use hydra_core::bucket::Consistency;
+use crate::workload::{AddOp, Completion, History, ReadOp, encode_set, is_strict, union_of};
+use hydra_core::bucket::{BucketProps, Consistency};
 use hydra_core::ids::{ClientRequestId, NodeId, Timestamp};
 use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::layout::Layout;
@@ -84,6 +84,11 @@ pub struct SimReport {
     pub partitions: u64,
     pub messages: u64,
     pub dropped_messages: u64,
+    pub hints_stored: u64,
+    pub hints_delivered: u64,
+    pub hints_dropped: u64,
+    /// Hints still held when the run ended (after healing and settling).
+    pub hints_pending: u64,
     pub violations: Vec<Violation>,
     pub history: History,
 }
@@ -91,7 +96,7 @@ pub struct SimReport {
 impl SimReport {
     pub fn summary(&self) -> String {
         format!(
-            "seed={} nodes={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} messages={} dropped={} violations={}",
+            "seed={} nodes={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} violations={}",
             self.seed,
             self.nodes,
             self.sim_ms,
@@ -108,6 +113,10 @@ impl SimReport {
             self.partitions,
             self.messages,
             self.dropped_messages,
+            self.hints_stored,
+            self.hints_delivered,
+            self.hints_dropped,
+            self.hints_pending,
             self.violations.len()
         )
     }
@@ -231,7 +240,9 @@ struct World {
     adds_invoked: BTreeMap<u64, usize>,
     next_key: u64,
     next_element: u64,
+    /// Sloppy bucket (odd keys) and strict bucket (even keys).
     bucket: BucketName,
+    strict: BucketName,
     report: SimReport,
 }
 
@@ -298,6 +309,7 @@ impl World {
             adds_invoked: BTreeMap::new(),
             next_element: 1,
             bucket: BucketName::new("default").expect("valid name"),
+            strict: BucketName::new("strict").expect("valid name"),
             report,
         }
     }
@@ -312,7 +324,12 @@ impl World {
     }
 
     fn object_key(&self, key: u64) -> ObjectKey {
-        ObjectKey::new(self.bucket.clone(), format!("k{key}").as_bytes()).expect("valid key")
+        let bucket = if is_strict(key) {
+            &self.strict
+        } else {
+            &self.bucket
+        };
+        ObjectKey::new(bucket.clone(), format!("k{key}").as_bytes()).expect("valid key")
     }
 
     fn run_workload(&mut self) {
@@ -377,6 +394,18 @@ impl World {
     }
 
     fn finish(mut self) -> SimReport {
+        for i in 0..self.nodes.len() {
+            self.count_hints(i);
+            if let Some(core) = &self.nodes[i].core {
+                let pending: usize = core
+                    .status(Timestamp(self.now))
+                    .hints
+                    .iter()
+                    .map(|h| h.count)
+                    .sum();
+                self.report.hints_pending += pending as u64;
+            }
+        }
         let replicas = self.replica_objects();
         let mut report = std::mem::take(&mut self.report);
         report.sim_ms = self.now - EPOCH_MS;
@@ -653,8 +682,19 @@ impl World {
         self.schedule(d, Event::Fault);
     }
 
+    /// Adds a node's hint counters (which restart from zero with the node) to the report.
+    fn count_hints(&mut self, i: usize) {
+        if let Some(core) = &self.nodes[i].core {
+            let c = core.status(Timestamp(self.now)).hint_counters;
+            self.report.hints_stored += c.stored;
+            self.report.hints_delivered += c.delivered;
+            self.report.hints_dropped += c.dropped;
+        }
+    }
+
     fn crash(&mut self, i: usize) {
         self.report.crashes += 1;
+        self.count_hints(i);
         let n = &mut self.nodes[i];
         n.core = None;
         n.store.crash();
@@ -715,6 +755,7 @@ impl World {
             key: self.object_key(key),
             r,
             timeout_ms: None,
+            sloppy: None,
         };
         self.clients[client].state = ClientState::Reading {
             key,
@@ -812,6 +853,7 @@ impl World {
             context: Some(context),
             w: None,
             timeout_ms: None,
+            sloppy: None,
         });
         self.history.adds.push(AddOp {
             client,
@@ -855,5 +897,15 @@ fn node_config(id: NodeId) -> NodeConfig {
     let mut c = NodeConfig::new(id);
     c.request_timeout_ms = 3_000;
     c.heartbeat_interval_ms = 100;
+    c.fallback_after_ms = 500;
+    c.handoff_interval_ms = 100;
+    // Even keys live here: no fallbacks, so strict quorums (Riak's PR/PW) hold.
+    c.buckets.insert(
+        BucketName::new("strict").expect("valid name"),
+        BucketProps {
+            sloppy: false,
+            ..BucketProps::default()
+        },
+    );
     c
 }

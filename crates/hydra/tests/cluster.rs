@@ -555,3 +555,64 @@ fn hydra_dev_starts_a_cluster_writes_cluster_json_and_stops_it_on_sigterm() {
         );
     }
 }
+
+#[test]
+fn writes_missed_by_a_killed_node_arrive_by_hinted_handoff() {
+    let mut c = TestCluster::start(3, "");
+    c.kill9(2);
+    // Writes continue while node 3 is down; coordinators keep hints for it.
+    for i in 0..40 {
+        let key = format!("h{i}");
+        c.client(i % 2)
+            .put(
+                "default",
+                &key,
+                key.as_bytes(),
+                "text/plain",
+                None,
+                &[("w", "quorum")],
+            )
+            .expect("quorum write");
+    }
+    // A coordinator stores its hints when the write's deadline passes without node 3's ack.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let held: u64 = (0..2)
+            .map(|i| {
+                let s = c.client(i).status().expect("status");
+                s["hints"].as_array().map_or(0, |h| {
+                    h.iter().map(|t| t["count"].as_u64().unwrap_or(0)).sum()
+                })
+            })
+            .sum();
+        if held >= 40 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the coordinators hold only {held} hints for node 3"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.restart(2);
+    // Handoff delivers them: node 3 alone (r=one at node 3 answers from its own store first)
+    // has every write, with no read repair involved.
+    for i in 0..40 {
+        let key = format!("h{i}");
+        let r = read_until(&c.client(2), &key, &[("r", "one")], |r| {
+            r.status == 200 && receipt(r)["coordinator"] == 3 && r.body == key.as_bytes()
+        });
+        assert_eq!(receipt(&r)["read_repairs"], serde_json::json!([]));
+    }
+    let delivered: u64 = (0..2)
+        .map(|i| {
+            let m = c.client(i).metrics().expect("metrics");
+            m.lines()
+                .find(|l| l.starts_with("hydra_hints_delivered_total "))
+                .and_then(|l| l.split(' ').nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(delivered >= 40, "metrics show {delivered} hints delivered");
+}
