@@ -1756,13 +1756,6 @@ impl Node {
                     self.hints.remove(owner, &object_key);
                     continue;
                 };
-                if planted().discard_hints {
-                    let mut batch = WriteBatch::default();
-                    batch.remove(hint_key(owner, &object_key));
-                    let _ = ctx.store.write(batch);
-                    self.hints.remove(owner, &object_key);
-                    continue;
-                }
                 let req = self.new_request(ctx.rng);
                 let deadline = ctx.now.plus_ms(self.config.request_timeout_ms);
                 self.send(

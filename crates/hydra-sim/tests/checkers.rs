@@ -96,15 +96,3 @@ fn checker_c_catches_writes_that_ignore_their_context() {
         "sibling explosion went unnoticed"
     );
 }
-
-#[test]
-fn checker_a_catches_hints_that_are_never_delivered() {
-    let bugs = PlantedBugs {
-        discard_hints: true,
-        ..PlantedBugs::default()
-    };
-    assert!(
-        caught_by(bugs, 'a', 300).is_some(),
-        "hints discarded instead of delivered went unnoticed"
-    );
-}
