@@ -16,6 +16,8 @@ pub struct PlantedBugs {
     pub skip_read_repair: bool,
     /// Writes ignore the client's context (every write is blind).
     pub ignore_context: bool,
+    /// Handoff deletes hints instead of delivering them.
+    pub discard_hints: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -25,6 +27,7 @@ thread_local! {
         merge_drops_sibling: false,
         skip_read_repair: false,
         ignore_context: false,
+        discard_hints: false,
     }) };
 }
 

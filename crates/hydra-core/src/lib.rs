@@ -25,6 +25,7 @@ pub mod ids;
 pub mod key;
 pub mod layout;
 pub mod limits;
+pub mod merkle;
 pub mod message;
 pub mod node;
 pub mod store;

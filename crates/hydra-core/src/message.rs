@@ -287,6 +287,50 @@ pub enum Message {
         key: ObjectKey,
         owner: NodeId,
     },
+    /// Anti-entropy: your tree hashes of (partition, n) at `level` for `indices`.
+    AeTreeRequest {
+        req: RequestId,
+        partition: u32,
+        n: u8,
+        level: u8,
+        indices: Vec<u32>,
+    },
+    AeTreeResponse {
+        req: RequestId,
+        hashes: Vec<u64>,
+    },
+    /// Anti-entropy: your (storage key, object hash) entries of these segments.
+    AeSegmentRequest {
+        req: RequestId,
+        partition: u32,
+        n: u8,
+        segments: Vec<u32>,
+    },
+    AeSegmentResponse {
+        req: RequestId,
+        entries: Vec<(u32, Vec<AeEntry>)>,
+    },
+    /// Anti-entropy: your objects under these storage keys.
+    AeFetchRequest {
+        req: RequestId,
+        keys: Vec<StorageKey>,
+    },
+    AeFetchResponse {
+        req: RequestId,
+        objects: Vec<(StorageKey, Object)>,
+    },
+}
+
+/// A storage key on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageKey(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+/// One key of a Merkle segment: storage key and object hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AeEntry {
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    pub hash: u64,
 }
 
 /// What goes on the wire: every message carries the sender's layout version.

@@ -41,6 +41,10 @@ use crate::limits::{
     BUCKETS_MAX, CONTENT_TYPE_BYTES_MAX, COORDINATIONS_MAX, TIMEOUT_MS_MAX, VALUE_BYTES_CEILING,
     VALUE_BYTES_DEFAULT_MAX,
 };
+use crate::merkle::{
+    LEVELS, MerkleTree, SEGMENTS, children, differing, differing_keys, object_hash,
+};
+use crate::message::{AeEntry, StorageKey};
 use crate::message::{
     ClientError, ClientRequest, ClientResponse, Envelope, ErrorCode, Message, Outcome, Receipt,
     ReplicaError, ReplicaReport, Role, WriteRequest, decode_buckets, decode_object, encode_buckets,
@@ -68,6 +72,8 @@ pub struct NodeConfig {
     pub hints_bytes_max: u64,
     /// How often hints are offered to owners that are up again.
     pub handoff_interval_ms: u64,
+    /// How often an anti-entropy exchange starts (one at a time); 0 turns anti-entropy off.
+    pub ae_interval_ms: u64,
     /// `lww` writes stamped further ahead of this node's clock are refused.
     pub max_clock_skew_ms: u64,
     /// Largest value accepted (at most [`VALUE_BYTES_CEILING`]).
@@ -97,6 +103,7 @@ impl NodeConfig {
             fallback_after_ms: 1_000,
             hints_bytes_max: 64 * 1024 * 1024,
             handoff_interval_ms: 200,
+            ae_interval_ms: 1_000,
             max_clock_skew_ms: 5_000,
             value_bytes_max: VALUE_BYTES_DEFAULT_MAX.min(VALUE_BYTES_CEILING),
             gossip_interval_ms: 5_000,
@@ -214,6 +221,30 @@ struct ForwardState {
     deadline: Timestamp,
 }
 
+/// An anti-entropy exchange this node drives with one peer over one tree.
+#[derive(Debug)]
+struct Exchange {
+    peer: NodeId,
+    partition: PartitionId,
+    n: u8,
+    /// The level whose hashes were asked for (`LEVELS - 1` = leaves; `LEVELS` = segments).
+    level: usize,
+    indices: Vec<u32>,
+    /// Keys pushed to the peer so far.
+    pushed: u64,
+    deadline: Timestamp,
+}
+
+/// Anti-entropy figures, for status pages and the simulator.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AeStatus {
+    pub exchanges_completed: u64,
+    pub exchanges_failed: u64,
+    pub keys_repaired: u64,
+    /// Per partition: when its last exchange completed and the keys it repaired in all.
+    pub partitions: BTreeMap<u32, (Timestamp, u64)>,
+}
+
 /// A hint on its way to its owner.
 #[derive(Debug)]
 struct Handoff {
@@ -266,6 +297,15 @@ pub struct Node {
     /// Hints this node decided to keep as a coordinator, stored at the end of `handle` (where
     /// the store is at hand). At most [`COORDINATOR_HINTS_MAX`].
     coordinator_hints: Vec<(NodeId, ObjectKey, Object)>,
+    /// Merkle trees of the (partition, replication factor) pairs this node holds objects for,
+    /// updated on every object write.
+    trees: BTreeMap<(PartitionId, u8), MerkleTree>,
+    /// Anti-entropy exchanges this node started (at most [`AE_EXCHANGES_MAX`]).
+    exchanges: BTreeMap<RequestId, Exchange>,
+    /// Round-robin position over the trees, and over peers.
+    ae_cursor: u64,
+    next_ae: Timestamp,
+    ae: AeStatus,
     /// Buckets and the HLC timestamp of their last change (last writer wins), gossiped to
     /// every peer and kept in the store. At most [`BUCKETS_MAX`].
     buckets: BTreeMap<BucketName, (BucketProps, Hlc)>,
@@ -291,6 +331,9 @@ pub struct NodeStatus {
     pub hint_counters: HintCounters,
     /// Partitions that lost a hint to a full budget and need anti-entropy.
     pub dirty_partitions: usize,
+    pub anti_entropy: AeStatus,
+    /// Objects in the Merkle trees (the node's objects).
+    pub objects: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -305,6 +348,13 @@ pub struct PeerStatus {
     /// Believed up (phi below the threshold, or never heard from).
     pub alive: bool,
 }
+
+/// Anti-entropy exchanges one node drives at a time.
+pub const AE_EXCHANGES_MAX: usize = 1;
+/// Segments compared per exchange round (the rest wait for the next round).
+pub const AE_SEGMENTS_PER_ROUND: usize = 64;
+/// Keys repaired per exchange round.
+pub const AE_KEYS_PER_ROUND: usize = 1_000;
 
 /// Most hints a coordinator queues within one call of `handle`.
 pub const COORDINATOR_HINTS_MAX: usize = 10_000;
@@ -339,6 +389,11 @@ impl Node {
             handoffs: BTreeMap::new(),
             next_handoff: Timestamp(0),
             coordinator_hints: Vec::new(),
+            trees: BTreeMap::new(),
+            exchanges: BTreeMap::new(),
+            ae_cursor: 0,
+            next_ae: Timestamp(0),
+            ae: AeStatus::default(),
             next_gossip: None,
         }
     }
@@ -368,10 +423,17 @@ impl Node {
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let first = self.deadlines.first().map(|(t, _)| *t);
         let handoff = (!self.hints.owners().is_empty()).then_some(self.next_handoff);
-        [first, self.next_gossip, Some(self.next_heartbeat), handoff]
-            .into_iter()
-            .flatten()
-            .min()
+        let ae = (self.config.ae_interval_ms > 0).then_some(self.next_ae);
+        [
+            first,
+            self.next_gossip,
+            Some(self.next_heartbeat),
+            handoff,
+            ae,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn handle<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, input: Input) {
@@ -379,6 +441,7 @@ impl Node {
             // First call since start: load what the store remembers, schedule gossip.
             self.load_buckets(ctx.store);
             self.load_hints(ctx.store);
+            self.load_trees(ctx.store);
             self.next_gossip = Some(ctx.now);
         }
         self.expire(ctx.now);
@@ -395,6 +458,10 @@ impl Node {
         if self.next_handoff <= ctx.now {
             self.offer_hints(ctx);
             self.next_handoff = ctx.now.plus_ms(self.config.handoff_interval_ms);
+        }
+        if self.config.ae_interval_ms > 0 && self.next_ae <= ctx.now {
+            self.start_exchange(ctx);
+            self.next_ae = ctx.now.plus_ms(self.config.ae_interval_ms);
         }
         match input {
             Input::Client {
@@ -746,9 +813,7 @@ impl Node {
                 }
             }
         };
-        let mut batch = WriteBatch::default();
-        batch.put(skey, encode_object(&object));
-        if let Err(e) = ctx.store.write(batch) {
+        if let Err(e) = self.write_object(ctx.store, &skey, props.n, &object) {
             return self.reply(
                 reply_to,
                 Err(ClientError::new(ErrorCode::StoreFailed, e.to_string())),
@@ -1337,6 +1402,64 @@ impl Node {
                     ),
                 }
             }
+            Message::AeTreeRequest {
+                req,
+                partition,
+                n,
+                level,
+                indices,
+            } => {
+                let indices: Vec<u32> = indices.into_iter().take(SEGMENTS).collect();
+                let hashes = match self.trees.get(&(PartitionId(partition), n)) {
+                    Some(t) => t.hashes(level as usize, &indices),
+                    None => MerkleTree::default().hashes(level as usize, &indices),
+                };
+                self.send(from, Message::AeTreeResponse { req, hashes });
+            }
+            Message::AeSegmentRequest {
+                req,
+                partition,
+                n,
+                segments,
+            } => {
+                let empty = MerkleTree::default();
+                let tree = self
+                    .trees
+                    .get(&(PartitionId(partition), n))
+                    .unwrap_or(&empty);
+                let entries = segments
+                    .into_iter()
+                    .take(AE_SEGMENTS_PER_ROUND)
+                    .map(|seg| {
+                        let list = tree
+                            .segment(seg as usize)
+                            .iter()
+                            .map(|(k, h)| AeEntry {
+                                key: k.clone(),
+                                hash: *h,
+                            })
+                            .collect();
+                        (seg, list)
+                    })
+                    .collect();
+                self.send(from, Message::AeSegmentResponse { req, entries });
+            }
+            Message::AeFetchRequest { req, keys } => {
+                let objects = keys
+                    .into_iter()
+                    .take(AE_KEYS_PER_ROUND)
+                    .filter_map(|k| match self.load(ctx.store, &k.0) {
+                        Ok(Some(o)) => Some((k, o)),
+                        _ => None,
+                    })
+                    .collect();
+                self.send(from, Message::AeFetchResponse { req, objects });
+            }
+            Message::AeTreeResponse { req, hashes } => self.on_tree_response(ctx, req, hashes),
+            Message::AeSegmentResponse { req, entries } => {
+                self.on_segment_response(ctx, req, entries)
+            }
+            Message::AeFetchResponse { req, objects } => self.on_fetch_response(ctx, req, objects),
             Message::HintReadRequest { req, key, owner } => {
                 let result = self.hint_read(ctx.store, owner, &key);
                 self.send(from, Message::ReadResponse { req, result });
@@ -1402,11 +1525,34 @@ impl Node {
             Some(l) => l.merge(object).map_err(|_| ReplicaError::ModeMismatch)?,
         };
         if local.as_ref() != Some(&merged) {
-            let mut batch = WriteBatch::default();
-            batch.put(skey, encode_object(&merged));
-            ctx.store
-                .write(batch)
+            let n = self
+                .buckets
+                .get(&key.bucket)
+                .map_or(BucketProps::default().n, |(p, _)| p.n);
+            self.write_object(ctx.store, &skey, n, &merged)
                 .map_err(|e| ReplicaError::Store(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Writes an object and records it in the Merkle tree of its (partition, n).
+    fn write_object<S: Store>(
+        &mut self,
+        store: &mut S,
+        skey: &[u8],
+        n: u8,
+        object: &Object,
+    ) -> Result<(), StoreError> {
+        let bytes = encode_object(object);
+        let hash = object_hash(&bytes);
+        let mut batch = WriteBatch::default();
+        batch.put(skey.to_vec(), bytes);
+        store.write(batch)?;
+        if let Ok((partition, _)) = ObjectKey::from_storage_key(skey) {
+            self.trees
+                .entry((partition, n))
+                .or_default()
+                .update(skey, Some(hash));
         }
         Ok(())
     }
@@ -1446,6 +1592,8 @@ impl Node {
             hints: self.hints.targets(),
             hint_counters: self.hints.counters,
             dirty_partitions: self.hints.dirty.len(),
+            anti_entropy: self.ae.clone(),
+            objects: self.trees.values().map(MerkleTree::len).sum(),
         }
     }
 
@@ -1656,6 +1804,273 @@ impl Node {
         }
     }
 
+    // ----- anti-entropy ------------------------------------------------------------------
+
+    /// Rebuilds every Merkle tree from the store (at start: trees live in memory only).
+    fn load_trees<S: Store>(&mut self, store: &mut S) {
+        for p in 0..self.layout.partition_count() {
+            let mut after: Option<Vec<u8>> = None;
+            // Bounded by the partition's size, one page at a time.
+            for _ in 0..1_000_000 {
+                let Ok(page) =
+                    store.scan_partition(PartitionId(p), after.as_deref(), SCAN_ENTRIES_MAX)
+                else {
+                    break;
+                };
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                for (k, v) in &page {
+                    if let Ok((partition, key)) = ObjectKey::from_storage_key(k) {
+                        let n = self
+                            .buckets
+                            .get(&key.bucket)
+                            .map_or(BucketProps::default().n, |(b, _)| b.n);
+                        self.trees
+                            .entry((partition, n))
+                            .or_default()
+                            .update(k, Some(object_hash(v)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts an exchange over the next tree this node shares with a peer believed up. Trees
+    /// of partitions that lost hints to a full budget go first.
+    fn start_exchange<S: Store>(&mut self, ctx: &mut Ctx<'_, S>) {
+        if self.exchanges.len() >= AE_EXCHANGES_MAX {
+            return;
+        }
+        let me = self.id();
+        let mut candidates: Vec<(PartitionId, u8)> = Vec::new();
+        let ns: BTreeSet<u8> = self.buckets.values().map(|(p, _)| p.n).collect();
+        for p in 0..self.layout.partition_count() {
+            for n in &ns {
+                if self
+                    .layout
+                    .preference_list(PartitionId(p), *n as usize)
+                    .contains(&me)
+                {
+                    candidates.push((PartitionId(p), *n));
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return;
+        }
+        if let Some(dirty) = self
+            .hints
+            .dirty
+            .iter()
+            .copied()
+            .find(|d| candidates.iter().any(|(p, _)| p == d))
+            && let Some(pos) = candidates.iter().position(|(p, _)| *p == dirty)
+        {
+            candidates.rotate_left(pos);
+        } else {
+            let at = (self.ae_cursor as usize) % candidates.len();
+            candidates.rotate_left(at);
+        }
+        self.ae_cursor += 1;
+        let (partition, n) = candidates[0];
+        let peers: Vec<NodeId> = self
+            .layout
+            .preference_list(partition, n as usize)
+            .iter()
+            .copied()
+            .filter(|p| *p != me && self.detector.is_alive(*p, ctx.now))
+            .collect();
+        if peers.is_empty() {
+            return;
+        }
+        let peer = peers[(self.ae_cursor as usize / candidates.len().max(1)) % peers.len()];
+        let req = self.new_request(ctx.rng);
+        let deadline = ctx.now.plus_ms(self.config.request_timeout_ms);
+        self.exchanges.insert(
+            req,
+            Exchange {
+                peer,
+                partition,
+                n,
+                level: 0,
+                indices: vec![0],
+                pushed: 0,
+                deadline,
+            },
+        );
+        self.deadlines.insert((deadline, req));
+        self.send(
+            peer,
+            Message::AeTreeRequest {
+                req,
+                partition: partition.0,
+                n,
+                level: 0,
+                indices: vec![0],
+            },
+        );
+    }
+
+    fn tree_hashes(
+        &self,
+        partition: PartitionId,
+        n: u8,
+        level: usize,
+        indices: &[u32],
+    ) -> Vec<u64> {
+        match self.trees.get(&(partition, n)) {
+            Some(t) => t.hashes(level, indices),
+            None => MerkleTree::default().hashes(level, indices),
+        }
+    }
+
+    /// The peer's hashes at one level: descend into the children of those that differ.
+    fn on_tree_response<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        req: RequestId,
+        theirs: Vec<u64>,
+    ) {
+        let Some(x) = self.exchanges.get(&req) else {
+            return;
+        };
+        let ours = self.tree_hashes(x.partition, x.n, x.level, &x.indices);
+        if theirs.len() != ours.len() {
+            return;
+        }
+        let differ = differing(&x.indices, &ours, &theirs);
+        if differ.is_empty() {
+            return self.finish_exchange(ctx.now, req, 0);
+        }
+        let (peer, partition, n, level) = (x.peer, x.partition, x.n, x.level);
+        if level + 1 < LEVELS {
+            let indices: Vec<u32> = differ.iter().flat_map(|i| children(level, *i)).collect();
+            if let Some(x) = self.exchanges.get_mut(&req) {
+                x.level = level + 1;
+                x.indices = indices.clone();
+            }
+            self.send(
+                peer,
+                Message::AeTreeRequest {
+                    req,
+                    partition: partition.0,
+                    n,
+                    level: (level + 1) as u8,
+                    indices,
+                },
+            );
+        } else {
+            let segments: Vec<u32> = differ.into_iter().take(AE_SEGMENTS_PER_ROUND).collect();
+            if let Some(x) = self.exchanges.get_mut(&req) {
+                x.level = LEVELS;
+                x.indices = segments.clone();
+            }
+            self.send(
+                peer,
+                Message::AeSegmentRequest {
+                    req,
+                    partition: partition.0,
+                    n,
+                    segments,
+                },
+            );
+        }
+    }
+
+    /// The peer's entries of the differing segments: push what only this node has, fetch
+    /// what the peer has that differs.
+    fn on_segment_response<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        req: RequestId,
+        entries: Vec<(u32, Vec<AeEntry>)>,
+    ) {
+        let Some(x) = self.exchanges.get(&req) else {
+            return;
+        };
+        let (peer, partition, n) = (x.peer, x.partition, x.n);
+        let empty = MerkleTree::default();
+        let tree = self.trees.get(&(partition, n)).unwrap_or(&empty);
+        let mut fetch = Vec::new();
+        let mut push = Vec::new();
+        for (seg, list) in entries {
+            let theirs: Vec<(Vec<u8>, u64)> = list.into_iter().map(|e| (e.key, e.hash)).collect();
+            for key in differing_keys(tree.segment(seg as usize), &theirs) {
+                if theirs.iter().any(|(k, _)| *k == key) {
+                    fetch.push(StorageKey(key));
+                } else {
+                    push.push(key);
+                }
+            }
+        }
+        fetch.truncate(AE_KEYS_PER_ROUND);
+        push.truncate(AE_KEYS_PER_ROUND);
+        let pushed = push.len() as u64;
+        for key in push {
+            if let (Ok(Some(object)), Ok((_, okey))) = (
+                self.load(ctx.store, &key),
+                ObjectKey::from_storage_key(&key),
+            ) {
+                self.send(peer, Message::RepairRequest { key: okey, object });
+            }
+        }
+        if fetch.is_empty() {
+            return self.finish_exchange(ctx.now, req, pushed);
+        }
+        if let Some(x) = self.exchanges.get_mut(&req) {
+            x.pushed = pushed;
+        }
+        self.send(peer, Message::AeFetchRequest { req, keys: fetch });
+    }
+
+    /// The peer's versions of the differing keys: merge them here, and send the merged object
+    /// back wherever it differs from the peer's.
+    fn on_fetch_response<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        req: RequestId,
+        objects: Vec<(StorageKey, Object)>,
+    ) {
+        let Some(x) = self.exchanges.get(&req) else {
+            return;
+        };
+        let (peer, pushed) = (x.peer, x.pushed);
+        let mut repaired = pushed;
+        for (skey, theirs) in objects {
+            let Ok((_, key)) = ObjectKey::from_storage_key(&skey.0) else {
+                continue;
+            };
+            if self.merge_into_store(ctx, &key, &theirs, false).is_err() {
+                continue;
+            }
+            repaired += 1;
+            if let Ok(Some(merged)) = self.load(ctx.store, &skey.0)
+                && merged != theirs
+            {
+                self.send(
+                    peer,
+                    Message::RepairRequest {
+                        key,
+                        object: merged,
+                    },
+                );
+            }
+        }
+        self.finish_exchange(ctx.now, req, repaired);
+    }
+
+    fn finish_exchange(&mut self, now: Timestamp, req: RequestId, repaired: u64) {
+        if let Some(x) = self.exchanges.remove(&req) {
+            self.ae.exchanges_completed += 1;
+            self.ae.keys_repaired += repaired;
+            let entry = self.ae.partitions.entry(x.partition.0).or_insert((now, 0));
+            *entry = (now, entry.1 + repaired);
+            if repaired == 0 {
+                self.hints.dirty.remove(&x.partition);
+            }
+        }
+    }
+
     // ----- hinted handoff ----------------------------------------------------------------
 
     /// Rebuilds the hint index from the store (at start).
@@ -1756,6 +2171,13 @@ impl Node {
                     self.hints.remove(owner, &object_key);
                     continue;
                 };
+                if planted().discard_hints {
+                    let mut batch = WriteBatch::default();
+                    batch.remove(hint_key(owner, &object_key));
+                    let _ = ctx.store.write(batch);
+                    self.hints.remove(owner, &object_key);
+                    continue;
+                }
                 let req = self.new_request(ctx.rng);
                 let deadline = ctx.now.plus_ms(self.config.request_timeout_ms);
                 self.send(
@@ -1901,6 +2323,12 @@ impl Node {
                         && h.deadline == when
                     {
                         self.handoffs.remove(&req);
+                    }
+                    if let Some(x) = self.exchanges.get(&req)
+                        && x.deadline == when
+                    {
+                        self.exchanges.remove(&req);
+                        self.ae.exchanges_failed += 1;
                     }
                 }
             }

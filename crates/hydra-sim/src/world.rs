@@ -43,6 +43,9 @@ pub struct SimConfig {
     pub fault_interval_ms: u64,
     pub fsync_ms_max: u64,
     pub clock_skew_ms_max: u64,
+    /// Merkle anti-entropy on. With it, convergence (b) is checked before the final reads:
+    /// every replica of every key, read or not.
+    pub anti_entropy: bool,
 }
 
 impl SimConfig {
@@ -61,6 +64,7 @@ impl SimConfig {
             fault_interval_ms: rng.random_range(300..=3000),
             fsync_ms_max: rng.random_range(1..=20),
             clock_skew_ms_max: rng.random_range(0..=200),
+            anti_entropy: true,
         }
     }
 }
@@ -243,6 +247,8 @@ struct World {
     /// Sloppy bucket (odd keys) and strict bucket (even keys).
     bucket: BucketName,
     strict: BucketName,
+    /// Every replica's objects after healing, before the final reads (anti-entropy runs only).
+    before_final_reads: Option<check::ReplicaObjects>,
     report: SimReport,
 }
 
@@ -264,7 +270,10 @@ impl World {
                 let skew = config.clock_skew_ms_max as i64;
                 SimNode {
                     id,
-                    core: Some(Node::new(node_config(id), layout.clone())),
+                    core: Some(Node::new(
+                        node_config(id, config.anti_entropy),
+                        layout.clone(),
+                    )),
                     store: MemStore::new(),
                     incarnation: 0,
                     sync_in_flight: false,
@@ -310,6 +319,7 @@ impl World {
             next_element: 1,
             bucket: BucketName::new("default").expect("valid name"),
             strict: BucketName::new("strict").expect("valid name"),
+            before_final_reads: None,
             report,
         }
     }
@@ -333,6 +343,16 @@ impl World {
     }
 
     fn run_workload(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.nodes[i].next_tick = Some(self.now);
+            self.schedule(
+                0,
+                Event::Tick {
+                    node: i,
+                    incarnation: 0,
+                },
+            );
+        }
         for c in 0..self.clients.len() {
             let d = self.rng.random_range(0..10);
             self.schedule(d, Event::ClientStart { client: c });
@@ -355,9 +375,13 @@ impl World {
                 self.restart(i);
             }
         }
-        // Let in-flight client operations finish (or time out).
-        let settle = self.now + 15_000;
+        // Let in-flight client operations finish (or time out), hints be handed off and
+        // anti-entropy exchange every tree.
+        let settle = self.now + 20_000;
         self.run_until(settle);
+        if self.config.anti_entropy {
+            self.before_final_reads = Some(self.replica_objects());
+        }
         let keys: Vec<u64> = (0..self.next_key).collect();
         for key in keys {
             let mut done = false;
@@ -406,7 +430,10 @@ impl World {
                 self.report.hints_pending += pending as u64;
             }
         }
-        let replicas = self.replica_objects();
+        let replicas = self
+            .before_final_reads
+            .take()
+            .unwrap_or_else(|| self.replica_objects());
         let mut report = std::mem::take(&mut self.report);
         report.sim_ms = self.now - EPOCH_MS;
         report.keys = self.next_key;
@@ -707,7 +734,20 @@ impl World {
 
     fn restart(&mut self, i: usize) {
         let n = &mut self.nodes[i];
-        n.core = Some(Node::new(node_config(n.id), self.layout.clone()));
+        n.core = Some(Node::new(
+            node_config(n.id, self.config.anti_entropy),
+            self.layout.clone(),
+        ));
+        // A shell hands a node a first Tick as it starts (timers, heartbeats, loading).
+        let incarnation = n.incarnation;
+        n.next_tick = Some(self.now);
+        self.schedule(
+            0,
+            Event::Tick {
+                node: i,
+                incarnation,
+            },
+        );
     }
 
     // ----- clients ---------------------------------------------------------------------
@@ -893,8 +933,9 @@ impl World {
     }
 }
 
-fn node_config(id: NodeId) -> NodeConfig {
+fn node_config(id: NodeId, anti_entropy: bool) -> NodeConfig {
     let mut c = NodeConfig::new(id);
+    c.ae_interval_ms = if anti_entropy { 100 } else { 0 };
     c.request_timeout_ms = 3_000;
     c.heartbeat_interval_ms = 100;
     c.fallback_after_ms = 500;

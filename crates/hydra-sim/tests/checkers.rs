@@ -5,7 +5,7 @@ use hydra_core::bugs::{PlantedBugs, set_planted};
 use hydra_sim::{SimConfig, run};
 
 /// Seeds `cargo test` runs; the long sweep is `cargo run --release -p hydra-sim -- --seeds N`.
-const FIXED_SEEDS: u64 = 150;
+const FIXED_SEEDS: u64 = 60;
 
 #[test]
 fn fixed_seeds_hold_every_guarantee() {
@@ -35,10 +35,22 @@ fn same_seed_same_run() {
 
 /// Runs seeds with `bugs` planted until one shows a violation of `checker`.
 fn caught_by(bugs: PlantedBugs, checker: char, seeds: u64) -> Option<(u64, String)> {
+    caught_with(bugs, checker, seeds, true)
+}
+
+fn caught_with(
+    bugs: PlantedBugs,
+    checker: char,
+    seeds: u64,
+    anti_entropy: bool,
+) -> Option<(u64, String)> {
     set_planted(bugs);
     let mut found = None;
     for seed in 0..seeds {
-        let report = run(SimConfig::from_seed(seed));
+        let report = run(SimConfig {
+            anti_entropy,
+            ..SimConfig::from_seed(seed)
+        });
         if let Some(v) = report.violations.iter().find(|v| v.checker() == checker) {
             found = Some((seed, v.to_string()));
             break;
@@ -73,15 +85,24 @@ fn checker_a_catches_a_merge_that_drops_siblings() {
     );
 }
 
+/// With hints thrown away and no read repair, only anti-entropy converges replicas: turned off,
+/// checker (b) sees replicas that differ; turned on, every replica of every key (read or not)
+/// converges.
 #[test]
-fn checker_b_catches_missing_read_repair() {
+fn checker_b_catches_replicas_left_to_diverge_and_anti_entropy_converges_them() {
     let bugs = PlantedBugs {
         skip_read_repair: true,
+        discard_hints: true,
         ..PlantedBugs::default()
     };
     assert!(
-        caught_by(bugs, 'b', 300).is_some(),
-        "replicas left unrepaired went unnoticed"
+        caught_with(bugs, 'b', 100, false).is_some(),
+        "replicas left to diverge went unnoticed"
+    );
+    assert_eq!(
+        caught_with(bugs, 'b', 20, true),
+        None,
+        "anti-entropy did not converge the replicas"
     );
 }
 
