@@ -70,7 +70,7 @@ pub struct NodeConfig {
     /// Bytes of hints this node holds for one owner at most; beyond, hints are dropped and
     /// the partition is left to anti-entropy.
     pub hints_bytes_max: u64,
-    /// How often hints are offered to owners that are up again.
+    /// How often hints are offered to owners that are up again (0: never).
     pub handoff_interval_ms: u64,
     /// How often an anti-entropy exchange starts (one at a time); 0 turns anti-entropy off.
     pub ae_interval_ms: u64,
@@ -422,7 +422,8 @@ impl Node {
     /// When the node next needs a `Tick`.
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let first = self.deadlines.first().map(|(t, _)| *t);
-        let handoff = (!self.hints.owners().is_empty()).then_some(self.next_handoff);
+        let handoff = (self.config.handoff_interval_ms > 0 && !self.hints.owners().is_empty())
+            .then_some(self.next_handoff);
         let ae = (self.config.ae_interval_ms > 0).then_some(self.next_ae);
         [
             first,
@@ -455,7 +456,7 @@ impl Node {
             }
             self.next_heartbeat = ctx.now.plus_ms(self.config.heartbeat_interval_ms);
         }
-        if self.next_handoff <= ctx.now {
+        if self.config.handoff_interval_ms > 0 && self.next_handoff <= ctx.now {
             self.offer_hints(ctx);
             self.next_handoff = ctx.now.plus_ms(self.config.handoff_interval_ms);
         }
@@ -1846,10 +1847,16 @@ impl Node {
         let ns: BTreeSet<u8> = self.buckets.values().map(|(p, _)| p.n).collect();
         for p in 0..self.layout.partition_count() {
             for n in &ns {
-                if self
-                    .layout
-                    .preference_list(PartitionId(p), *n as usize)
-                    .contains(&me)
+                // A tree empty here is left to peers that hold data to start from.
+                let holds = self
+                    .trees
+                    .get(&(PartitionId(p), *n))
+                    .is_some_and(|t| !t.is_empty());
+                if holds
+                    && self
+                        .layout
+                        .preference_list(PartitionId(p), *n as usize)
+                        .contains(&me)
                 {
                     candidates.push((PartitionId(p), *n));
                 }

@@ -597,6 +597,13 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
             "dropped": status.hint_counters.dropped,
         }),
         "partitions_needing_anti_entropy": status.dirty_partitions,
+        "objects": status.objects,
+        "anti_entropy": json!({
+            "exchanges_completed": status.anti_entropy.exchanges_completed,
+            "exchanges_failed": status.anti_entropy.exchanges_failed,
+            "keys_repaired": status.anti_entropy.keys_repaired,
+            "partitions": status.anti_entropy.partitions.iter().map(|(p, (t, k))| (p.to_string(), json!({ "last_exchange_ms": t.0, "keys_repaired": k }))).collect::<serde_json::Map<_, _>>(),
+        }),
         "time_ms": crate::driver::wall_ms(),
     });
     (

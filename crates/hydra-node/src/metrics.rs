@@ -44,9 +44,12 @@ pub struct Metrics {
     pub hints_delivered: Counter,
     pub hints_dropped: Counter,
     pub hints_pending_bytes: Family<TargetLabels, Gauge>,
+    pub ae_exchanges: Counter,
+    pub ae_keys_repaired: Counter,
     /// The core's hint counters at the last scrape (the registry's counters advance by the
     /// difference).
     last_hints: std::sync::Mutex<hydra_core::hints::HintCounters>,
+    last_ae: std::sync::Mutex<(u64, u64)>,
 }
 
 impl Default for Metrics {
@@ -115,8 +118,23 @@ impl Metrics {
             "Bytes of hints held per owner",
             hints_pending_bytes.clone(),
         );
+        let ae_exchanges = Counter::default();
+        registry.register(
+            "hydra_anti_entropy_exchanges",
+            "Anti-entropy exchanges completed",
+            ae_exchanges.clone(),
+        );
+        let ae_keys_repaired = Counter::default();
+        registry.register(
+            "hydra_anti_entropy_keys_repaired",
+            "Keys repaired by anti-entropy",
+            ae_keys_repaired.clone(),
+        );
         Metrics {
             registry,
+            ae_exchanges,
+            ae_keys_repaired,
+            last_ae: std::sync::Mutex::new((0, 0)),
             requests,
             latency,
             quorum_failures,
@@ -141,6 +159,14 @@ impl Metrics {
             self.hints_dropped
                 .inc_by(now.dropped.saturating_sub(last.dropped));
             *last = now;
+        }
+        if let Ok(mut last) = self.last_ae.lock() {
+            let ae = &status.anti_entropy;
+            self.ae_exchanges
+                .inc_by(ae.exchanges_completed.saturating_sub(last.0));
+            self.ae_keys_repaired
+                .inc_by(ae.keys_repaired.saturating_sub(last.1));
+            *last = (ae.exchanges_completed, ae.keys_repaired);
         }
         self.hints_pending_bytes.clear();
         for t in &status.hints {
