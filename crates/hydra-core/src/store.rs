@@ -131,16 +131,36 @@ impl Store for MemStore {
     ) -> Result<Entries, StoreError> {
         self.check()?;
         let prefix = partition.0.to_be_bytes();
-        let all = self.entries();
         let start = match after {
             Some(a) => std::ops::Bound::Excluded(a.to_vec()),
             None => std::ops::Bound::Included(prefix.to_vec()),
         };
-        Ok(all
-            .range((start, std::ops::Bound::Unbounded))
+        let limit = limit.min(SCAN_ENTRIES_MAX);
+        let range = (start, std::ops::Bound::Unbounded);
+        // Durable entries overlaid with pending ones, one partition only: pending removals may
+        // hide durable entries, so take up to `limit` more than needed from each side.
+        let mut merged: BTreeMap<&[u8], Option<&Vec<u8>>> = BTreeMap::new();
+        let pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self
+            .pending
+            .range(range.clone())
             .take_while(|(k, _)| k.starts_with(&prefix))
-            .take(limit.min(SCAN_ENTRIES_MAX))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let removed = pending.iter().filter(|(_, v)| v.is_none()).count();
+        for (k, v) in self
+            .durable
+            .range(range)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .take(limit + removed)
+        {
+            merged.insert(k, Some(v));
+        }
+        for (k, v) in pending {
+            merged.insert(k, v.as_ref());
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_vec(), v.clone())))
+            .take(limit)
             .collect())
     }
 

@@ -550,15 +550,3 @@ fn sloppy_quorum_writes_to_a_fallback_and_hands_off_when_the_primary_returns() {
     assert_eq!(status.hint_counters.delivered, 1);
     assert!(status.hints.is_empty(), "{:?}", status.hints);
 }
-
-#[test]
-fn scratch_ae() {
-    let mut c = Cluster::new(3);
-    c.request(0, put(&key("default", "k"), "x", None, None))
-        .expect("ok");
-    let st = c.nodes[0].status(Timestamp(c.now));
-    println!("objects={} ae={:?}", st.objects, st.anti_entropy);
-    c.idle(3000);
-    let st = c.nodes[0].status(Timestamp(c.now));
-    println!("objects={} ae={:?}", st.objects, st.anti_entropy);
-}

@@ -17,6 +17,7 @@
 //!
 //! Must not: read the clock, use OS randomness, iterate hash maps (determinism), or do I/O.
 
+pub mod aebench;
 pub mod check;
 pub mod workload;
 pub mod world;

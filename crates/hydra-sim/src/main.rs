@@ -25,6 +25,10 @@ struct Args {
     /// Write the replayed seed's history as JSON lines to this file (with --seed).
     #[arg(long)]
     history: Option<std::path::PathBuf>,
+    /// Measure anti-entropy instead: two replicas of this many keys, 0%, 0.1%, 1% and 10% of
+    /// them differing; prints bytes exchanged and time to converge.
+    #[arg(long)]
+    ae_bench: Option<usize>,
 }
 
 fn config(args: &Args, seed: u64) -> SimConfig {
@@ -45,6 +49,36 @@ fn replay_command(args: &Args, seed: u64) -> String {
 
 fn main() -> Result<ExitCode> {
     let args = Args::parse();
+    if let Some(keys) = args.ae_bench {
+        println!(
+            "{:>8} {:>9} {:>12} {:>9} {:>13} {:>9} {:>9} {:>9}",
+            "keys",
+            "differing",
+            "ae_bytes",
+            "ae_msgs",
+            "repair_bytes",
+            "repairs",
+            "sim_ms",
+            "cpu_ms"
+        );
+        for per_mille in [0usize, 1, 10, 100] {
+            let started = std::time::Instant::now();
+            let r = hydra_sim::aebench::run(keys, keys * per_mille / 1000);
+            println!(
+                "{:>8} {:>9} {:>12} {:>9} {:>13} {:>9} {:>9} {:>9}{}",
+                r.keys,
+                r.differing,
+                r.ae_bytes,
+                r.ae_messages,
+                r.repair_bytes,
+                r.repair_messages,
+                r.sim_ms,
+                started.elapsed().as_millis(),
+                if r.converged { "" } else { "  NOT CONVERGED" }
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(seed) = args.seed {
         let report = run(config(&args, seed));
         for v in &report.violations {
