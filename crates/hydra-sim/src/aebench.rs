@@ -44,11 +44,7 @@ pub fn run(keys: usize, differing: usize) -> AeBenchReport {
     let layout = Layout::uniform(2, 256).expect("valid layout");
     let bucket = BucketName::new("default").expect("valid name");
     let mut stores = [MemStore::new(), MemStore::new()];
-    let every = if differing == 0 {
-        usize::MAX
-    } else {
-        keys / differing
-    };
+    let every = keys.checked_div(differing).unwrap_or(usize::MAX);
     let mut diverged = 0;
     for i in 0..keys {
         let key =
