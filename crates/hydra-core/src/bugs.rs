@@ -18,6 +18,8 @@ pub struct PlantedBugs {
     pub ignore_context: bool,
     /// Handoff deletes hints instead of delivering them.
     pub discard_hints: bool,
+    /// Tombstones are reaped at once, even when a primary never acked the delete.
+    pub reap_early: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -28,6 +30,7 @@ thread_local! {
         skip_read_repair: false,
         ignore_context: false,
         discard_hints: false,
+        reap_early: false,
     }) };
 }
 

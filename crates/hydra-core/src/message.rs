@@ -319,6 +319,12 @@ pub enum Message {
         req: RequestId,
         objects: Vec<(StorageKey, Object)>,
     },
+    /// Every primary acked this delete and the grace passed: remove the key if you still hold
+    /// exactly this tombstone. No answer.
+    ReapRequest {
+        key: ObjectKey,
+        object: Object,
+    },
 }
 
 /// A storage key on the wire.

@@ -74,6 +74,9 @@ pub struct NodeConfig {
     pub handoff_interval_ms: u64,
     /// How often an anti-entropy exchange starts (one at a time); 0 turns anti-entropy off.
     pub ae_interval_ms: u64,
+    /// How long after every primary acked a delete its tombstone is removed. Must exceed how
+    /// long a stale copy can still arrive (hints held for a down node, queued repairs).
+    pub tombstone_grace_ms: u64,
     /// `lww` writes stamped further ahead of this node's clock are refused.
     pub max_clock_skew_ms: u64,
     /// Largest value accepted (at most [`VALUE_BYTES_CEILING`]).
@@ -104,6 +107,7 @@ impl NodeConfig {
             hints_bytes_max: 64 * 1024 * 1024,
             handoff_interval_ms: 200,
             ae_interval_ms: 1_000,
+            tombstone_grace_ms: 3_600_000,
             max_clock_skew_ms: 5_000,
             value_bytes_max: VALUE_BYTES_DEFAULT_MAX.min(VALUE_BYTES_CEILING),
             gossip_interval_ms: 5_000,
@@ -193,6 +197,8 @@ struct WriteState {
     replied: bool,
     /// Whether fallbacks may stand in for primaries that are down or slow.
     sloppy: bool,
+    /// A delete: once every primary has acked it, its tombstone is reaped after the grace.
+    is_delete: bool,
     /// When primaries that have not answered get a fallback too (sloppy writes only).
     fallback_at: Timestamp,
 }
@@ -297,6 +303,8 @@ pub struct Node {
     /// Hints this node decided to keep as a coordinator, stored at the end of `handle` (where
     /// the store is at hand). At most [`COORDINATOR_HINTS_MAX`].
     coordinator_hints: Vec<(NodeId, ObjectKey, Object)>,
+    /// Tombstones to reap, in time order: `(when, key, tombstone)`. At most [`REAPS_MAX`].
+    reaps: VecDeque<(Timestamp, ObjectKey, Object)>,
     /// Merkle trees of the (partition, replication factor) pairs this node holds objects for,
     /// updated on every object write.
     trees: BTreeMap<(PartitionId, u8), MerkleTree>,
@@ -306,6 +314,8 @@ pub struct Node {
     ae_cursor: u64,
     next_ae: Timestamp,
     ae: AeStatus,
+    /// Tombstones removed from this node's store since it started.
+    tombstones_reaped: u64,
     /// Buckets and the HLC timestamp of their last change (last writer wins), gossiped to
     /// every peer and kept in the store. At most [`BUCKETS_MAX`].
     buckets: BTreeMap<BucketName, (BucketProps, Hlc)>,
@@ -334,6 +344,9 @@ pub struct NodeStatus {
     pub anti_entropy: AeStatus,
     /// Objects in the Merkle trees (the node's objects).
     pub objects: usize,
+    pub tombstones_reaped: u64,
+    /// Tombstones waiting for their grace to pass.
+    pub reaps_pending: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -348,6 +361,9 @@ pub struct PeerStatus {
     /// Believed up (phi below the threshold, or never heard from).
     pub alive: bool,
 }
+
+/// Tombstones one node waits to reap at most (beyond, they are kept: safe, only larger).
+pub const REAPS_MAX: usize = 100_000;
 
 /// Anti-entropy exchanges one node drives at a time.
 pub const AE_EXCHANGES_MAX: usize = 1;
@@ -389,11 +405,13 @@ impl Node {
             handoffs: BTreeMap::new(),
             next_handoff: Timestamp(0),
             coordinator_hints: Vec::new(),
+            reaps: VecDeque::new(),
             trees: BTreeMap::new(),
             exchanges: BTreeMap::new(),
             ae_cursor: 0,
             next_ae: Timestamp(0),
             ae: AeStatus::default(),
+            tombstones_reaped: 0,
             next_gossip: None,
         }
     }
@@ -425,12 +443,14 @@ impl Node {
         let handoff = (self.config.handoff_interval_ms > 0 && !self.hints.owners().is_empty())
             .then_some(self.next_handoff);
         let ae = (self.config.ae_interval_ms > 0).then_some(self.next_ae);
+        let reap = self.reaps.front().map(|(t, _, _)| *t);
         [
             first,
             self.next_gossip,
             Some(self.next_heartbeat),
             handoff,
             ae,
+            reap,
         ]
         .into_iter()
         .flatten()
@@ -459,6 +479,11 @@ impl Node {
         if self.config.handoff_interval_ms > 0 && self.next_handoff <= ctx.now {
             self.offer_hints(ctx);
             self.next_handoff = ctx.now.plus_ms(self.config.handoff_interval_ms);
+        }
+        while self.reaps.front().is_some_and(|(t, _, _)| *t <= ctx.now) {
+            if let Some((_, key, tombstone)) = self.reaps.pop_front() {
+                self.reap(ctx, key, tombstone);
+            }
         }
         if self.config.ae_interval_ms > 0 && self.next_ae <= ctx.now {
             self.start_exchange(ctx);
@@ -769,6 +794,7 @@ impl Node {
             let _ = self.hlc.observe(local.max_timestamp(), ctx.now, u64::MAX);
         }
         let timestamp = self.hlc.now(ctx.now);
+        let is_delete = write.value.is_none();
         let sibling = match write.value {
             Some(value) => Sibling::value(value, &write.content_type, timestamp),
             None => Sibling::tombstone(timestamp),
@@ -787,7 +813,7 @@ impl Node {
                     }
                 };
                 let context = write.context.unwrap_or_default();
-                match base.update(&context, sibling, self.id()) {
+                match base.update_from(&context, sibling, self.id(), timestamp.0) {
                     Ok((d, _dot)) => Object::Siblings(d),
                     Err(e) => {
                         return self.reply(
@@ -834,6 +860,7 @@ impl Node {
                 deadline,
                 replied: false,
                 sloppy,
+                is_delete,
                 fallback_at: ctx.now.plus_ms(self.config.fallback_after_ms),
             }),
         );
@@ -1034,6 +1061,22 @@ impl Node {
         if pending == 0
             && let Some(Coordination::Write(state)) = self.coordinations.remove(&req)
         {
+            let all_primaries = state
+                .slots
+                .iter()
+                .all(|s| s.role == Role::Primary && s.outcome == Outcome::Acked);
+            if state.is_delete
+                && (all_primaries || planted().reap_early)
+                && self.reaps.len() < REAPS_MAX
+            {
+                let grace = if planted().reap_early {
+                    0
+                } else {
+                    self.config.tombstone_grace_ms
+                };
+                self.reaps
+                    .push_back((now.plus_ms(grace), state.key.clone(), state.object.clone()));
+            }
             self.hint_missed_primaries(state);
         }
     }
@@ -1457,6 +1500,13 @@ impl Node {
                 self.send(from, Message::AeFetchResponse { req, objects });
             }
             Message::AeTreeResponse { req, hashes } => self.on_tree_response(ctx, req, hashes),
+            Message::ReapRequest { key, object } => {
+                let n = self
+                    .buckets
+                    .get(&key.bucket)
+                    .map_or(BucketProps::default().n, |(p, _)| p.n);
+                self.remove_tombstone(ctx.store, &key, &object, n);
+            }
             Message::AeSegmentResponse { req, entries } => {
                 self.on_segment_response(ctx, req, entries)
             }
@@ -1595,6 +1645,8 @@ impl Node {
             dirty_partitions: self.hints.dirty.len(),
             anti_entropy: self.ae.clone(),
             objects: self.trees.values().map(MerkleTree::len).sum(),
+            tombstones_reaped: self.tombstones_reaped,
+            reaps_pending: self.reaps.len(),
         }
     }
 
@@ -1800,6 +1852,58 @@ impl Node {
                 let newer = self.buckets.get(&name).is_none_or(|(_, v)| *v < version);
                 if newer {
                     self.buckets.insert(name, (props, version));
+                }
+            }
+        }
+    }
+
+    // ----- tombstones --------------------------------------------------------------------
+
+    /// Every primary acked the delete and the grace passed: each primary removes the key if it
+    /// still holds exactly this tombstone (anything newer stays).
+    fn reap<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, key: ObjectKey, tombstone: Object) {
+        let n = self
+            .buckets
+            .get(&key.bucket)
+            .map_or(BucketProps::default().n, |(p, _)| p.n);
+        let partition = self.layout.partition_for(key.bucket.as_str(), key.key());
+        let replicas = self.layout.preference_list(partition, n as usize).to_vec();
+        for to in replicas {
+            if to == self.id() {
+                self.remove_tombstone(ctx.store, &key, &tombstone, n);
+            } else {
+                self.send(
+                    to,
+                    Message::ReapRequest {
+                        key: key.clone(),
+                        object: tombstone.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn remove_tombstone<S: Store>(
+        &mut self,
+        store: &mut S,
+        key: &ObjectKey,
+        tombstone: &Object,
+        n: u8,
+    ) {
+        if !tombstone.is_tombstone() || self.poisoned.is_some() {
+            return;
+        }
+        let partition = self.layout.partition_for(key.bucket.as_str(), key.key());
+        let skey = key.storage_key(partition);
+        if let Ok(Some(held)) = self.load(store, &skey)
+            && held == *tombstone
+        {
+            let mut batch = WriteBatch::default();
+            batch.remove(skey.clone());
+            if store.write(batch).is_ok() {
+                self.tombstones_reaped += 1;
+                if let Some(t) = self.trees.get_mut(&(partition, n)) {
+                    t.update(&skey, None);
                 }
             }
         }

@@ -159,6 +159,22 @@ impl Dvv {
         value: Sibling,
         node: NodeId,
     ) -> Result<(Dvv, Dot), TooManySiblings> {
+        self.update_from(context, value, node, 0)
+    }
+
+    /// [`Dvv::update`] where `node`'s counter starts above `floor` when neither the object nor
+    /// the context has an entry for `node`. A coordinator passes a clock reading: after a
+    /// key's tombstone was reaped, its own earlier dots for the key are forgotten here but may
+    /// survive in a tombstone some replica kept; starting above every counter it could have
+    /// issued keeps "one dot names one value" true. (Only a fresh entry may jump: jumping an
+    /// existing one would cover concurrent siblings the context did not see.)
+    pub fn update_from(
+        &self,
+        context: &VersionVector,
+        value: Sibling,
+        node: NodeId,
+        floor: u64,
+    ) -> Result<(Dvv, Dot), TooManySiblings> {
         let ignore = planted().ignore_context;
         let empty = VersionVector::default();
         let context = if ignore { &empty } else { context };
@@ -180,7 +196,10 @@ impl Dvv {
                 values: Vec::new(),
             });
         }
-        let own = entries.entry(node).or_default();
+        let own = entries.entry(node).or_insert(DvvEntry {
+            counter: floor,
+            values: Vec::new(),
+        });
         own.counter += 1;
         own.values.insert(0, value);
         let dot = Dot {
@@ -300,6 +319,11 @@ impl Object {
             Object::Siblings(d) => d.context(),
             Object::Lww(_) => VersionVector::default(),
         }
+    }
+
+    /// Whether every sibling is a tombstone (the key reads as deleted).
+    pub fn is_tombstone(&self) -> bool {
+        self.all_siblings().iter().all(|s| s.tombstone)
     }
 
     /// The newest timestamp among the siblings (an HLC must move past it before writing).
@@ -488,6 +512,40 @@ mod tests {
                 "vector grew past the coordinating nodes"
             );
         }
+    }
+
+    #[test]
+    fn a_fresh_entry_starts_above_the_floor_so_reaped_dots_are_never_reused() {
+        // Node A wrote dots 1..=3, then the key was deleted and its tombstone reaped at A, but
+        // replica B kept the tombstone (A:3, no values).
+        let (mut kept, _) = Dvv::default()
+            .update(&VersionVector::default(), v("x"), A)
+            .expect("ok");
+        for i in 0..2 {
+            kept = kept
+                .update(&kept.context(), v(&i.to_string()), A)
+                .expect("ok")
+                .0;
+        }
+        let (kept, _) = kept
+            .update(&kept.context(), Sibling::tombstone(Hlc(9)), B)
+            .expect("ok");
+        // A writes the key anew with no context: without a floor it would reuse dot (A, 1),
+        // which B's tombstone covers, and the write would vanish on merge.
+        let (reused, _) = Dvv::default()
+            .update(&VersionVector::default(), v("new"), A)
+            .expect("ok");
+        assert!(
+            kept.sync(&reused)
+                .siblings()
+                .all(|(_, s)| s.value != b"new"),
+            "the hazard is real"
+        );
+        let (fresh, dot) = Dvv::default()
+            .update_from(&VersionVector::default(), v("new"), A, 1_000)
+            .expect("ok");
+        assert_eq!(dot.counter, 1_001);
+        assert_eq!(values(&kept.sync(&fresh)), ["", "new"]);
     }
 
     #[test]

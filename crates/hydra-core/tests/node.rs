@@ -156,6 +156,8 @@ fn config(id: u64) -> NodeConfig {
     let mut c = NodeConfig::new(NodeId(id));
     c.request_timeout_ms = 1_000;
     c.max_clock_skew_ms = 1_000;
+    c.tombstone_grace_ms = 2_000;
+    c.ae_interval_ms = 100;
     c.buckets.insert(
         BucketName::new("small").expect("valid"),
         BucketProps {
@@ -549,4 +551,74 @@ fn sloppy_quorum_writes_to_a_fallback_and_hands_off_when_the_primary_returns() {
     let status = c.nodes[(fallback.0 - 1) as usize].status(Timestamp(c.now));
     assert_eq!(status.hint_counters.delivered, 1);
     assert!(status.hints.is_empty(), "{:?}", status.hints);
+}
+
+fn delete(k: &ObjectKey, context: VersionVector) -> ClientRequest {
+    ClientRequest::Put(WriteRequest {
+        key: k.clone(),
+        value: None,
+        content_type: String::new(),
+        context: Some(context),
+        w: None,
+        timeout_ms: None,
+        sloppy: None,
+    })
+}
+
+fn stored(c: &Cluster, node: usize, k: &ObjectKey) -> bool {
+    let p = c.layout.partition_for(k.bucket.as_str(), k.key());
+    hydra_core::store::Store::get(&c.stores[node], &k.storage_key(p))
+        .expect("memstore")
+        .is_some()
+}
+
+#[test]
+fn tombstones_are_reaped_once_every_replica_has_them() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "gone");
+    c.request(0, put(&k, "x", None, Some(Consistency::All)))
+        .expect("ok");
+    let read = c.request(1, get(&k, None));
+    c.request(1, delete(&k, context(&read))).expect("delete");
+    // The reply goes out at W; the reap waits for every primary's ack, then the grace.
+    c.idle(1_000);
+    assert!(
+        (0..3).all(|i| stored(&c, i, &k)),
+        "reaped before the grace passed"
+    );
+    c.idle(3_000);
+    assert!(
+        (0..3).all(|i| !stored(&c, i, &k)),
+        "the tombstone was not reaped everywhere"
+    );
+    assert!(values(&c.request(2, get(&k, Some(Consistency::All)))).is_empty());
+}
+
+#[test]
+fn a_key_deleted_while_a_replica_is_down_stays_deleted() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "cart");
+    c.request(0, put(&k, "x", None, Some(Consistency::All)))
+        .expect("ok");
+    c.idle(1_000);
+    c.kill(2);
+    c.idle(6_000);
+    let read = c.request(0, get(&k, None));
+    c.request(0, delete(&k, context(&read)))
+        .expect("delete at quorum");
+    // Not every primary acked: the tombstone is kept however long we wait.
+    c.idle(10_000);
+    assert!(
+        stored(&c, 0, &k) && stored(&c, 1, &k),
+        "a tombstone was reaped without node 3's ack"
+    );
+    // Node 3 returns with the old value; anti-entropy runs (no reads): the delete wins.
+    c.restart(2);
+    c.idle(20_000);
+    let one = c.request(2, get(&k, Some(Consistency::One)));
+    assert!(
+        values(&one).is_empty(),
+        "the deleted value came back: {one:?}"
+    );
+    assert!(values(&c.request(0, get(&k, Some(Consistency::All)))).is_empty());
 }

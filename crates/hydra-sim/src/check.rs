@@ -32,6 +32,14 @@ pub enum Violation {
     },
     /// The final read of a key did not succeed even with every node up.
     FinalReadFailed { key: u64 },
+    /// (d) An element a delete removed came back, though no write that could carry it was
+    /// concurrent with the delete.
+    Resurrected {
+        key: u64,
+        element: u64,
+        deleted_at: u64,
+        read_invoked_at: u64,
+    },
 }
 
 impl Violation {
@@ -41,6 +49,7 @@ impl Violation {
             Violation::LostInRead { .. } | Violation::LostInFinalState { .. } => 'a',
             Violation::Unconverged { .. } | Violation::FinalReadFailed { .. } => 'b',
             Violation::TooManySiblings { .. } => 'c',
+            Violation::Resurrected { .. } => 'd',
         }
     }
 }
@@ -79,6 +88,15 @@ impl fmt::Display for Violation {
             Violation::FinalReadFailed { key } => {
                 write!(f, "(b) the final r=all read of key k{key} never succeeded")
             }
+            Violation::Resurrected {
+                key,
+                element,
+                deleted_at,
+                read_invoked_at,
+            } => write!(
+                f,
+                "(d) element {element} of key k{key}, deleted at {deleted_at} ms, came back in a read invoked at {read_invoked_at} ms"
+            ),
         }
     }
 }
@@ -94,6 +112,40 @@ pub fn check_all(
     report.lost_writes = lost;
     report.unconverged_keys = check_convergence(replicas, &mut report.violations);
     check_siblings(history, &mut report.violations);
+    check_deletes(history, &mut report.violations);
+}
+
+/// (d) On strict keys, an element that an acknowledged delete's read saw never reappears in a
+/// read invoked after the delete completed, unless some write carrying it may have been
+/// concurrent with the delete (it did not complete before the delete's read began).
+pub fn check_deletes(history: &History, violations: &mut Vec<Violation>) {
+    for d in history.deletes.iter().filter(|d| is_strict(d.key)) {
+        let Some((deleted_at, Completion::Ok)) = d.completed else {
+            continue;
+        };
+        for e in &d.seen {
+            let concurrent_carrier = history.adds.iter().any(|a| {
+                a.key == d.key
+                    && a.set.contains(e)
+                    && !matches!(a.completed, Some((t, Completion::Ok)) if t < d.read_invoked)
+            });
+            if concurrent_carrier {
+                continue;
+            }
+            if let Some(r) = history
+                .reads
+                .iter()
+                .find(|r| r.key == d.key && r.invoked > deleted_at && r.elements.contains(e))
+            {
+                violations.push(Violation::Resurrected {
+                    key: d.key,
+                    element: *e,
+                    deleted_at: deleted_at.0,
+                    read_invoked_at: r.invoked.0,
+                });
+            }
+        }
+    }
 }
 
 /// (a) Every acknowledged add is in the final state, and, for strict keys, in every quorum read
@@ -112,6 +164,16 @@ pub fn check_acknowledged_adds(history: &History, violations: &mut Vec<Violation
         for i in reads_by_key.get(&a.key).into_iter().flatten() {
             let r = &history.reads[*i];
             if !r.quorum || r.invoked <= acked_at || r.elements.contains(&a.element) {
+                continue;
+            }
+            // A delete whose read saw the element may have removed it.
+            let deleted = history.deletes.iter().any(|d| {
+                d.key == a.key
+                    && d.seen.contains(&a.element)
+                    && d.invoked < r.completed
+                    && !matches!(d.completed, Some((_, Completion::Fail)))
+            });
+            if deleted {
                 continue;
             }
             if !r.is_final && !is_strict(a.key) {

@@ -70,6 +70,19 @@ pub struct AddOp {
     pub client: usize,
     pub key: u64,
     pub element: u64,
+    /// The whole set written (what the client read, plus `element`).
+    pub set: Vec<u64>,
+    pub invoked: Timestamp,
+    pub completed: Option<(Timestamp, Completion)>,
+}
+
+/// One delete of a key's set, with what the read before it saw.
+#[derive(Clone, Debug)]
+pub struct DeleteOp {
+    pub client: usize,
+    pub key: u64,
+    pub read_invoked: Timestamp,
+    pub seen: BTreeSet<u64>,
     pub invoked: Timestamp,
     pub completed: Option<(Timestamp, Completion)>,
 }
@@ -93,6 +106,7 @@ pub struct ReadOp {
 pub struct History {
     pub adds: Vec<AddOp>,
     pub reads: Vec<ReadOp>,
+    pub deletes: Vec<DeleteOp>,
     pub failed_reads: u64,
 }
 

@@ -1,7 +1,9 @@
 //! The simulated world: nodes, disks, network, clients and faults on one event queue.
 
 use crate::check::{self, Violation};
-use crate::workload::{AddOp, Completion, History, ReadOp, encode_set, is_strict, union_of};
+use crate::workload::{
+    AddOp, Completion, DeleteOp, History, ReadOp, encode_set, is_strict, union_of,
+};
 use hydra_core::bucket::{BucketProps, Consistency};
 use hydra_core::ids::{ClientRequestId, NodeId, Timestamp};
 use hydra_core::key::{BucketName, ObjectKey};
@@ -217,6 +219,10 @@ enum ClientState {
     },
     Writing {
         add: usize,
+        op: u64,
+    },
+    Deleting {
+        delete: usize,
         op: u64,
     },
 }
@@ -834,7 +840,11 @@ impl World {
                     if is_final {
                         self.clients[client].state = ClientState::Idle;
                     } else {
-                        self.start_add(client, key, elements, context);
+                        if is_strict(key) && !elements.is_empty() && self.rng.random_bool(0.05) {
+                            self.start_delete(client, key, elements, context, invoked);
+                        } else {
+                            self.start_add(client, key, elements, context);
+                        }
                     }
                 }
                 _ => {
@@ -849,6 +859,15 @@ impl World {
                     Err(e) => Completion::of_write_error(e),
                 };
                 self.complete_add(add, completion);
+                self.finish_op(client);
+            }
+            ClientState::Deleting { delete, op: o } if o == op => {
+                let completion = match &result {
+                    Ok(_) => Completion::Ok,
+                    Err(e) => Completion::of_write_error(e),
+                };
+                self.history.deletes[delete].completed = Some((Timestamp(self.now), completion));
+                self.report.ops += 1;
                 self.finish_op(client);
             }
             _ => {} // the answer to an operation that already timed out
@@ -871,8 +890,45 @@ impl World {
                 self.complete_add(add, Completion::Info);
                 self.finish_op(client);
             }
+            ClientState::Deleting { delete, op: o } if o == op => {
+                self.history.deletes[delete].completed =
+                    Some((Timestamp(self.now), Completion::Info));
+                self.finish_op(client);
+            }
             _ => {}
         }
+    }
+
+    /// Deletes the set the client just read (a tombstone with the read's context).
+    fn start_delete(
+        &mut self,
+        client: usize,
+        key: u64,
+        seen: BTreeSet<u64>,
+        context: VersionVector,
+        read_invoked: Timestamp,
+    ) {
+        let op = self.next_op(client);
+        let request = ClientRequest::Put(WriteRequest {
+            key: self.object_key(key),
+            value: None,
+            content_type: String::new(),
+            context: Some(context),
+            w: None,
+            timeout_ms: None,
+            sloppy: None,
+        });
+        self.history.deletes.push(DeleteOp {
+            client,
+            key,
+            read_invoked,
+            seen,
+            invoked: Timestamp(self.now),
+            completed: None,
+        });
+        let delete = self.history.deletes.len() - 1;
+        self.clients[client].state = ClientState::Deleting { delete, op };
+        self.submit(client, op, request);
     }
 
     fn start_add(
@@ -899,6 +955,7 @@ impl World {
             client,
             key,
             element,
+            set: set.iter().copied().collect(),
             invoked: Timestamp(self.now),
             completed: None,
         });
@@ -940,6 +997,7 @@ fn node_config(id: NodeId, anti_entropy: bool) -> NodeConfig {
     c.heartbeat_interval_ms = 100;
     c.fallback_after_ms = 500;
     c.handoff_interval_ms = 100;
+    c.tombstone_grace_ms = 3_000;
     // Even keys live here: no fallbacks, so strict quorums (Riak's PR/PW) hold.
     c.buckets.insert(
         BucketName::new("strict").expect("valid name"),

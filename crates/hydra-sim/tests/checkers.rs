@@ -117,3 +117,15 @@ fn checker_c_catches_writes_that_ignore_their_context() {
         "sibling explosion went unnoticed"
     );
 }
+
+#[test]
+fn checker_d_catches_tombstones_reaped_before_every_replica_has_them() {
+    let bugs = PlantedBugs {
+        reap_early: true,
+        ..PlantedBugs::default()
+    };
+    assert!(
+        caught_by(bugs, 'd', 300).is_some(),
+        "deleted values coming back went unnoticed"
+    );
+}
