@@ -122,9 +122,10 @@ pub struct BucketProps {
     /// Default write quorum W.
     pub w: Consistency,
     pub conflicts: ConflictMode,
-    /// Whether fallback nodes may stand in for unreachable primaries (used from the
-    /// failure-handling work on; kept here so buckets carry it from the start).
+    /// Whether fallback nodes may stand in for unreachable primaries (sloppy quorum).
     pub sloppy: bool,
+    /// Default time to live of values written to the bucket, in seconds.
+    pub ttl_secs: Option<u64>,
 }
 
 impl Default for BucketProps {
@@ -135,6 +136,7 @@ impl Default for BucketProps {
             w: Consistency::Quorum,
             conflicts: ConflictMode::Siblings,
             sloppy: true,
+            ttl_secs: None,
         }
     }
 }
@@ -145,7 +147,12 @@ pub enum BucketError {
     ReplicationFactor(u8),
     #[error(transparent)]
     Consistency(#[from] ConsistencyError),
+    #[error("ttl of {0} s is out of range 1..={TTL_SECS_MAX}")]
+    Ttl(u64),
 }
+
+/// Longest time to live, in seconds (ten years).
+pub const TTL_SECS_MAX: u64 = 10 * 365 * 86_400;
 
 impl BucketProps {
     pub fn lww() -> BucketProps {
@@ -161,6 +168,11 @@ impl BucketProps {
         }
         self.r.required(self.n)?;
         self.w.required(self.n)?;
+        if let Some(t) = self.ttl_secs
+            && !(1..=TTL_SECS_MAX).contains(&t)
+        {
+            return Err(BucketError::Ttl(t));
+        }
         Ok(())
     }
 }

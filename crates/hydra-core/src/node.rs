@@ -26,7 +26,7 @@
 //! Not yet here (later work): failure detection, sloppy quorum and hinted handoff (the
 //! extended preference list is ready for them), anti-entropy, Paxos.
 
-use crate::bucket::{BucketProps, ConflictMode, Consistency};
+use crate::bucket::{BucketProps, ConflictMode, Consistency, TTL_SECS_MAX};
 use crate::bugs::planted;
 use crate::failure::FailureDetector;
 use crate::hints::{
@@ -163,8 +163,13 @@ pub struct Ctx<'a, S: Store> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ReplyTo {
+    /// The node's own request (a delete of expired values): the reply is dropped.
+    Internal,
     Client(ClientRequestId),
-    Node { node: NodeId, req: RequestId },
+    Node {
+        node: NodeId,
+        req: RequestId,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -316,6 +321,9 @@ pub struct Node {
     ae: AeStatus,
     /// Tombstones removed from this node's store since it started.
     tombstones_reaped: u64,
+    /// Partition the expiry sweep looks at next, and the deletes it issued.
+    sweep_cursor: u64,
+    expired_deleted: u64,
     /// Buckets and the HLC timestamp of their last change (last writer wins), gossiped to
     /// every peer and kept in the store. At most [`BUCKETS_MAX`].
     buckets: BTreeMap<BucketName, (BucketProps, Hlc)>,
@@ -345,6 +353,8 @@ pub struct NodeStatus {
     /// Objects in the Merkle trees (the node's objects).
     pub objects: usize,
     pub tombstones_reaped: u64,
+    /// Deletes this node issued for values whose TTL ran out.
+    pub expired_deleted: u64,
     /// Tombstones waiting for their grace to pass.
     pub reaps_pending: usize,
 }
@@ -361,6 +371,9 @@ pub struct PeerStatus {
     /// Believed up (phi below the threshold, or never heard from).
     pub alive: bool,
 }
+
+/// Deletes of expired values one sweep issues at most.
+pub const EXPIRY_DELETES_MAX: usize = 100;
 
 /// Tombstones one node waits to reap at most (beyond, they are kept: safe, only larger).
 pub const REAPS_MAX: usize = 100_000;
@@ -412,6 +425,8 @@ impl Node {
             next_ae: Timestamp(0),
             ae: AeStatus::default(),
             tombstones_reaped: 0,
+            sweep_cursor: 0,
+            expired_deleted: 0,
             next_gossip: None,
         }
     }
@@ -486,6 +501,7 @@ impl Node {
             }
         }
         if self.config.ae_interval_ms > 0 && self.next_ae <= ctx.now {
+            self.sweep_expired(ctx);
             self.start_exchange(ctx);
             self.next_ae = ctx.now.plus_ms(self.config.ae_interval_ms);
         }
@@ -638,6 +654,14 @@ impl Node {
                         ),
                     ));
                 }
+                if let Some(t) = w.ttl_secs
+                    && !(1..=TTL_SECS_MAX).contains(&t)
+                {
+                    return Err(ClientError::new(
+                        ErrorCode::InvalidTtl,
+                        format!("ttl of {t} s is out of range 1..={TTL_SECS_MAX}"),
+                    ));
+                }
                 (w.w.unwrap_or(props.w), w.timeout_ms)
             }
         };
@@ -678,6 +702,7 @@ impl Node {
 
     fn reply(&mut self, to: ReplyTo, result: Result<ClientResponse, ClientError>) {
         match to {
+            ReplyTo::Internal => {}
             ReplyTo::Client(id) => self.outputs.push_back(Output::Reply { id, result }),
             ReplyTo::Node { node, req } => {
                 self.send(node, Message::ForwardResponse { req, result })
@@ -795,10 +820,14 @@ impl Node {
         }
         let timestamp = self.hlc.now(ctx.now);
         let is_delete = write.value.is_none();
-        let sibling = match write.value {
+        let ttl_secs = write.ttl_secs.or(props.ttl_secs);
+        let mut sibling = match write.value {
             Some(value) => Sibling::value(value, &write.content_type, timestamp),
             None => Sibling::tombstone(timestamp),
         };
+        if !sibling.tombstone {
+            sibling.expires_at = ttl_secs.map(|t| ctx.now.0.saturating_add(t.saturating_mul(1000)));
+        }
         let object = match props.conflicts {
             ConflictMode::Siblings => {
                 let base = match local {
@@ -1273,7 +1302,10 @@ impl Node {
                 now,
             );
             let (context, siblings) = match &merged {
-                Some(o) => (o.context(), o.visible().into_iter().cloned().collect()),
+                Some(o) => (
+                    o.context(),
+                    o.visible_at(now.0).into_iter().cloned().collect(),
+                ),
                 None => (VersionVector::default(), vec![]),
             };
             let reply_to = state.reply_to;
@@ -1646,6 +1678,7 @@ impl Node {
             anti_entropy: self.ae.clone(),
             objects: self.trees.values().map(MerkleTree::len).sum(),
             tombstones_reaped: self.tombstones_reaped,
+            expired_deleted: self.expired_deleted,
             reaps_pending: self.reaps.len(),
         }
     }
@@ -1906,6 +1939,67 @@ impl Node {
                     t.update(&skey, None);
                 }
             }
+        }
+    }
+
+    /// Looks through one partition (round robin, one per anti-entropy interval) for objects
+    /// whose every value has expired, and deletes them with their own context: expired values
+    /// then go the way of tombstones (reaped once every primary holds the delete). Only the
+    /// first primary of a key does this, so replicas do not all issue the same delete.
+    fn sweep_expired<S: Store>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let partition =
+            PartitionId((self.sweep_cursor % self.layout.partition_count() as u64) as u32);
+        self.sweep_cursor += 1;
+        let Ok(page) = ctx.store.scan_partition(partition, None, SCAN_ENTRIES_MAX) else {
+            return;
+        };
+        let mut deletes = 0;
+        for (skey, bytes) in page {
+            if deletes >= EXPIRY_DELETES_MAX || self.coordinations.len() >= COORDINATIONS_MAX {
+                break;
+            }
+            let (Ok(object), Ok((_, key))) =
+                (decode_object(&bytes), ObjectKey::from_storage_key(&skey))
+            else {
+                continue;
+            };
+            if !object.expired_before(ctx.now.0) {
+                continue;
+            }
+            let Some((props, _)) = self.buckets.get(&key.bucket).cloned() else {
+                continue;
+            };
+            let replicas = self
+                .layout
+                .preference_list(partition, props.n as usize)
+                .to_vec();
+            if replicas.first() != Some(&self.id()) {
+                continue;
+            }
+            let needed = props.w.required(replicas.len() as u8).unwrap_or(1);
+            let write = WriteRequest {
+                key,
+                value: None,
+                content_type: String::new(),
+                context: Some(object.context()),
+                w: None,
+                timeout_ms: None,
+                sloppy: Some(false),
+                ttl_secs: None,
+            };
+            let deadline = ctx.now.plus_ms(self.config.request_timeout_ms);
+            self.start_write(
+                ctx,
+                ReplyTo::Internal,
+                write,
+                &props,
+                partition,
+                replicas,
+                needed,
+                deadline,
+            );
+            self.expired_deleted += 1;
+            deletes += 1;
         }
     }
 

@@ -44,6 +44,8 @@ pub struct Sibling {
     /// When the coordinator wrote it (HLC; shown as last-modified, orders `lww` writes).
     pub timestamp: Hlc,
     pub tombstone: bool,
+    /// Wall-clock milliseconds after which the value reads as absent (a TTL), if any.
+    pub expires_at: Option<u64>,
 }
 
 impl Sibling {
@@ -53,6 +55,7 @@ impl Sibling {
             content_type: content_type.to_string(),
             timestamp,
             tombstone: false,
+            expires_at: None,
         }
     }
 
@@ -62,6 +65,7 @@ impl Sibling {
             content_type: String::new(),
             timestamp,
             tombstone: true,
+            expires_at: None,
         }
     }
 }
@@ -311,6 +315,22 @@ impl Object {
             .into_iter()
             .filter(|s| !s.tombstone)
             .collect()
+    }
+
+    /// What a read at wall time `now_ms` shows: neither tombstones nor expired values.
+    pub fn visible_at(&self, now_ms: u64) -> Vec<&Sibling> {
+        self.visible()
+            .into_iter()
+            .filter(|s| s.expires_at.is_none_or(|t| t > now_ms))
+            .collect()
+    }
+
+    /// Whether every sibling is a value that expired before `before_ms` (nothing left to show,
+    /// and no delete to remember: the object can be dropped).
+    pub fn expired_before(&self, before_ms: u64) -> bool {
+        self.all_siblings()
+            .iter()
+            .all(|s| !s.tombstone && s.expires_at.is_some_and(|t| t < before_ms))
     }
 
     /// The context a read returns.

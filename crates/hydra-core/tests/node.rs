@@ -186,6 +186,7 @@ fn put(
         w,
         timeout_ms: None,
         sloppy: None,
+        ttl_secs: None,
     })
 }
 
@@ -305,6 +306,7 @@ fn delete_hides_the_value_and_keeps_a_context() {
         w: None,
         timeout_ms: None,
         sloppy: None,
+        ttl_secs: None,
     });
     c.request(1, del).expect("ok");
     let after = c.request(2, get(&k, Some(Consistency::All)));
@@ -523,6 +525,7 @@ fn sloppy_quorum_writes_to_a_fallback_and_hands_off_when_the_primary_returns() {
         w: Some(Consistency::All),
         timeout_ms: None,
         sloppy: Some(false),
+        ttl_secs: None,
     });
     assert_eq!(
         error(c.request(coordinator, strict)).code,
@@ -562,6 +565,7 @@ fn delete(k: &ObjectKey, context: VersionVector) -> ClientRequest {
         w: None,
         timeout_ms: None,
         sloppy: None,
+        ttl_secs: None,
     })
 }
 
@@ -621,4 +625,48 @@ fn a_key_deleted_while_a_replica_is_down_stays_deleted() {
         "the deleted value came back: {one:?}"
     );
     assert!(values(&c.request(0, get(&k, Some(Consistency::All)))).is_empty());
+}
+
+#[test]
+fn values_expire_then_are_reaped_like_tombstones() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "session");
+    let write = ClientRequest::Put(WriteRequest {
+        key: k.clone(),
+        value: Some(b"token".to_vec()),
+        content_type: "text/plain".into(),
+        context: None,
+        w: Some(Consistency::All),
+        timeout_ms: None,
+        sloppy: None,
+        ttl_secs: Some(2),
+    });
+    c.request(0, write).expect("write with a ttl");
+    assert_eq!(
+        values(&c.request(1, get(&k, Some(Consistency::One)))),
+        ["token"]
+    );
+    c.idle(2_500);
+    // Expired: absent on every read path, though still stored.
+    assert!(values(&c.request(1, get(&k, Some(Consistency::One)))).is_empty());
+    assert!(values(&c.request(2, get(&k, Some(Consistency::All)))).is_empty());
+    // The first primary's sweep deletes it; the tombstone is reaped after the grace.
+    c.idle(8_000);
+    assert!(
+        (0..3).all(|i| !stored(&c, i, &k)),
+        "the expired value was never reaped"
+    );
+    // A bad ttl is refused with a named error.
+    let bad = ClientRequest::Put(WriteRequest {
+        key: k.clone(),
+        value: Some(b"x".to_vec()),
+        content_type: "text/plain".into(),
+        context: None,
+        w: None,
+        timeout_ms: None,
+        sloppy: None,
+        ttl_secs: Some(0),
+    });
+    let e = error(c.request(0, bad));
+    assert_eq!(e.code, ErrorCode::InvalidTtl);
 }

@@ -55,7 +55,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidConsistency
         | ErrorCode::InvalidContentType
         | ErrorCode::InvalidTimeout
-        | ErrorCode::InvalidBucket => StatusCode::BAD_REQUEST,
+        | ErrorCode::InvalidBucket
+        | ErrorCode::InvalidTtl => StatusCode::BAD_REQUEST,
         ErrorCode::UnknownBucket => StatusCode::NOT_FOUND,
         ErrorCode::ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::TooManySiblings => StatusCode::CONFLICT,
@@ -194,13 +195,6 @@ struct Params {
 impl Params {
     fn check(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Params, ApiError> {
         for (k, _) in &pairs {
-            if k == "ttl" {
-                return Err(http_error(
-                    StatusCode::BAD_REQUEST,
-                    "unsupported",
-                    "the ttl parameter is not supported yet".into(),
-                ));
-            }
             if !allowed.contains(&k.as_str()) {
                 return Err(http_error(
                     StatusCode::BAD_REQUEST,
@@ -246,6 +240,19 @@ impl Params {
                     StatusCode::BAD_REQUEST,
                     "invalid_timeout",
                     format!("timeout_ms {v:?} is not a number of milliseconds"),
+                )
+            }),
+        }
+    }
+
+    fn ttl_secs(&self) -> Result<Option<u64>, ApiError> {
+        match self.get("ttl") {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                http_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_ttl",
+                    format!("ttl {v:?} is not a number of seconds"),
                 )
             }),
         }
@@ -480,7 +487,7 @@ async fn write_kv(
 ) -> Response {
     let started = Instant::now();
     let op = if body.is_some() { "put" } else { "delete" };
-    let params = match Params::check(query, &["w", "timeout_ms", "sloppy"]) {
+    let params = match Params::check(query, &["w", "timeout_ms", "sloppy", "ttl"]) {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
@@ -532,11 +539,16 @@ async fn write_kv(
             ""
         })
         .to_string();
+    let ttl_secs = match params.ttl_secs() {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
     let request = ClientRequest::Put(WriteRequest {
         key,
         value,
         content_type,
         sloppy,
+        ttl_secs,
         context,
         w,
         timeout_ms,
@@ -681,7 +693,7 @@ async fn ring(
 }
 
 pub fn props_json(p: &BucketProps) -> Value {
-    json!({ "n": p.n, "r": p.r.to_string(), "w": p.w.to_string(), "conflicts": p.conflicts.to_string(), "sloppy": p.sloppy })
+    json!({ "n": p.n, "r": p.r.to_string(), "w": p.w.to_string(), "conflicts": p.conflicts.to_string(), "sloppy": p.sloppy, "ttl": p.ttl_secs })
 }
 
 async fn list_buckets(State(state): State<Arc<AppState>>) -> Response {
@@ -780,8 +792,18 @@ async fn put_bucket(
                 .as_bool()
                 .map(|b| props.sloppy = b)
                 .ok_or(format!("sloppy must be true or false, not {v}")),
+            "ttl" => match v {
+                Value::Null => {
+                    props.ttl_secs = None;
+                    Ok(())
+                }
+                _ => v
+                    .as_u64()
+                    .map(|t| props.ttl_secs = Some(t))
+                    .ok_or(format!("ttl must be a number of seconds or null, not {v}")),
+            },
             other => Err(format!(
-                "unknown bucket property {other:?}; expected n, r, w, conflicts, sloppy"
+                "unknown bucket property {other:?}; expected n, r, w, conflicts, sloppy, ttl"
             )),
         };
         if let Err(m) = result {

@@ -55,7 +55,8 @@ impl Completion {
             | ErrorCode::TooManySiblings
             | ErrorCode::Overloaded
             | ErrorCode::NotReplica
-            | ErrorCode::InvalidBucket => Completion::Fail,
+            | ErrorCode::InvalidBucket
+            | ErrorCode::InvalidTtl => Completion::Fail,
             // Some replicas (or the coordinator) may hold the write.
             ErrorCode::QuorumNotReached
             | ErrorCode::CoordinatorUnreachable

@@ -917,6 +917,7 @@ impl World {
             w: None,
             timeout_ms: None,
             sloppy: None,
+            ttl_secs: None,
         });
         self.history.deletes.push(DeleteOp {
             client,
@@ -950,6 +951,7 @@ impl World {
             w: None,
             timeout_ms: None,
             sloppy: None,
+            ttl_secs: None,
         });
         self.history.adds.push(AddOp {
             client,

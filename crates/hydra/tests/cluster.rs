@@ -696,3 +696,85 @@ fn with_handoff_off_anti_entropy_alone_brings_a_returning_node_up_to_date() {
         started.elapsed()
     );
 }
+
+/// Measurement, not a check (run with `cargo test --release -p hydra --test cluster -- --ignored
+/// --nocapture outage`): a steady write rate while node 3 is down for `OUTAGE_SECS` (default
+/// 60), then the time until node 3 holds every write, with hinted handoff and with
+/// anti-entropy alone.
+#[test]
+#[ignore]
+fn outage_convergence_time() {
+    let outage = std::env::var("OUTAGE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60u64);
+    for handoff in [true, false] {
+        let extra = if handoff {
+            ""
+        } else {
+            "anti_entropy_interval_ms = 100\nhandoff_interval_ms = 0"
+        };
+        let mut c = TestCluster::start(3, "");
+        if !handoff {
+            for i in 0..3 {
+                c.kill9(i);
+                let text = std::fs::read_to_string(&c.nodes[i].config).expect("config");
+                let text = text.replace(
+                    "heartbeat_interval_ms = 100",
+                    &format!("heartbeat_interval_ms = 100\n{extra}"),
+                );
+                std::fs::write(&c.nodes[i].config, text).expect("config");
+                c.spawn(i);
+            }
+            for i in 0..3 {
+                c.wait_healthy(i);
+            }
+        }
+        c.kill9(2);
+        let started = Instant::now();
+        let mut written = 0u64;
+        while started.elapsed() < Duration::from_secs(outage) {
+            let key = format!("o{written}");
+            if c.client((written % 2) as usize)
+                .put(
+                    "default",
+                    &key,
+                    b"v",
+                    "text/plain",
+                    None,
+                    &[("w", "quorum")],
+                )
+                .is_ok()
+            {
+                written += 1;
+            }
+            // About 50 writes a second.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        c.restart(2);
+        let back = Instant::now();
+        let deadline = back + Duration::from_secs(600);
+        loop {
+            let objects = c.client(2).status().expect("status")["objects"]
+                .as_u64()
+                .unwrap_or(0);
+            if objects >= written {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node 3 holds {objects} of {written} after 600 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!(
+            "outage {outage} s, {written} writes, handoff {}: node 3 up to date {:.1} s after restart",
+            if handoff {
+                "on"
+            } else {
+                "off (anti-entropy only, 100 ms interval)"
+            },
+            back.elapsed().as_secs_f64()
+        );
+    }
+}
