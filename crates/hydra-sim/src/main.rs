@@ -120,6 +120,7 @@ fn main() -> Result<ExitCode> {
         partitions += report.partitions;
         hints_stored += report.hints_stored;
         hints_delivered += report.hints_delivered;
+        hints_dropped += report.hints_dropped;
         if !report.violations.is_empty() {
             bar.suspend(|| {
                 eprintln!("seed {seed} failed: {}", report.violations[0]);
@@ -132,7 +133,7 @@ fn main() -> Result<ExitCode> {
     }
     bar.finish_and_clear();
     println!(
-        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} hints_stored={hints_stored} hints_delivered={hints_delivered} failing_seeds={}",
+        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} failing_seeds={}",
         args.seeds,
         sim_ms as f64 / 3_600_000.0,
         failing.len()

@@ -48,6 +48,9 @@ pub struct SimConfig {
     /// Merkle anti-entropy on. With it, convergence (b) is checked before the final reads:
     /// every replica of every key, read or not.
     pub anti_entropy: bool,
+    /// Bytes of hints a node keeps per owner; small in some seeds, so a node stays down longer
+    /// than its budget lasts and anti-entropy must make up for the dropped hints.
+    pub hints_bytes_max: u64,
 }
 
 impl SimConfig {
@@ -67,6 +70,11 @@ impl SimConfig {
             fsync_ms_max: rng.random_range(1..=20),
             clock_skew_ms_max: rng.random_range(0..=200),
             anti_entropy: true,
+            hints_bytes_max: if rng.random_bool(0.5) {
+                256
+            } else {
+                64 * 1024 * 1024
+            },
         }
     }
 }
@@ -276,10 +284,7 @@ impl World {
                 let skew = config.clock_skew_ms_max as i64;
                 SimNode {
                     id,
-                    core: Some(Node::new(
-                        node_config(id, config.anti_entropy),
-                        layout.clone(),
-                    )),
+                    core: Some(Node::new(node_config(id, &config), layout.clone())),
                     store: MemStore::new(),
                     incarnation: 0,
                     sync_in_flight: false,
@@ -741,7 +746,7 @@ impl World {
     fn restart(&mut self, i: usize) {
         let n = &mut self.nodes[i];
         n.core = Some(Node::new(
-            node_config(n.id, self.config.anti_entropy),
+            node_config(n.id, &self.config),
             self.layout.clone(),
         ));
         // A shell hands a node a first Tick as it starts (timers, heartbeats, loading).
@@ -992,9 +997,10 @@ impl World {
     }
 }
 
-fn node_config(id: NodeId, anti_entropy: bool) -> NodeConfig {
+fn node_config(id: NodeId, sim: &SimConfig) -> NodeConfig {
     let mut c = NodeConfig::new(id);
-    c.ae_interval_ms = if anti_entropy { 100 } else { 0 };
+    c.ae_interval_ms = if sim.anti_entropy { 100 } else { 0 };
+    c.hints_bytes_max = sim.hints_bytes_max;
     c.request_timeout_ms = 3_000;
     c.heartbeat_interval_ms = 100;
     c.fallback_after_ms = 500;
