@@ -107,6 +107,7 @@ fn main() -> Result<ExitCode> {
         (0u64, 0u64, 0u64, 0u64, 0usize, 0u64);
     let (mut crashes, mut partitions, mut hints_stored, mut hints_delivered) =
         (0u64, 0u64, 0u64, 0u64);
+    let mut hints_dropped = 0u64;
     let mut failing = Vec::new();
     for seed in args.first..args.first + args.seeds {
         let report = run(config(&args, seed));
