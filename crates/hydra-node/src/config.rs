@@ -137,12 +137,15 @@ pub struct StorageSection {
     /// interval, acknowledge at once) or `none` (never fsync: tests and benchmarks only; a
     /// crash loses acknowledged writes).
     pub durability: String,
+    /// How long after every primary acked a delete (or an expiry) its tombstone is removed.
+    pub tombstone_grace_ms: u64,
 }
 
 impl Default for StorageSection {
     fn default() -> Self {
         StorageSection {
             durability: "fsync".into(),
+            tombstone_grace_ms: 3_600_000,
         }
     }
 }
@@ -302,6 +305,7 @@ impl Config {
         c.handoff_interval_ms = self.cluster.handoff_interval_ms;
         c.ae_interval_ms = self.cluster.anti_entropy_interval_ms;
         c.hints_bytes_max = self.limits.hints_bytes_max;
+        c.tombstone_grace_ms = self.storage.tombstone_grace_ms;
         c
     }
 }
