@@ -2372,10 +2372,27 @@ impl Node {
                     self.hints.remove(owner, &object_key);
                     continue;
                 };
-                let Ok((_, key)) = ObjectKey::from_storage_key(&object_key) else {
+                let Ok((partition, key)) = ObjectKey::from_storage_key(&object_key) else {
                     self.hints.remove(owner, &object_key);
                     continue;
                 };
+                // A hint holding a value older than the tombstone grace may hold what a reaped delete
+                // removed: delivering it could bring a deleted value back. Drop it; the primaries
+                // that acked the write have it, and anti-entropy brings it to the owner.
+                if object
+                    .min_timestamp()
+                    .physical_ms()
+                    .saturating_add(self.config.tombstone_grace_ms)
+                    < ctx.now.0
+                {
+                    let mut batch = WriteBatch::default();
+                    batch.remove(hint_key(owner, &object_key));
+                    let _ = ctx.store.write(batch);
+                    self.hints.remove(owner, &object_key);
+                    self.hints.counters.dropped += 1;
+                    self.hints.mark_dirty(partition);
+                    continue;
+                }
                 if planted().discard_hints {
                     let mut batch = WriteBatch::default();
                     batch.remove(hint_key(owner, &object_key));

@@ -346,6 +346,15 @@ impl Object {
         self.all_siblings().iter().all(|s| s.tombstone)
     }
 
+    /// The oldest timestamp among the siblings.
+    pub fn min_timestamp(&self) -> Hlc {
+        self.all_siblings()
+            .iter()
+            .map(|s| s.timestamp)
+            .min()
+            .unwrap_or_default()
+    }
+
     /// The newest timestamp among the siblings (an HLC must move past it before writing).
     pub fn max_timestamp(&self) -> Hlc {
         self.all_siblings()

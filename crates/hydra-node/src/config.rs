@@ -248,6 +248,13 @@ impl Config {
                 self.limits.request_timeout_ms
             );
         }
+        if self.storage.tombstone_grace_ms < 4 * self.limits.request_timeout_ms {
+            bail!(
+                "storage.tombstone_grace_ms = {} must be at least 4 x limits.request_timeout_ms ({}): a read repair or write still in flight could bring a reaped delete back",
+                self.storage.tombstone_grace_ms,
+                4 * self.limits.request_timeout_ms
+            );
+        }
         if self.cluster.heartbeat_interval_ms == 0 || self.cluster.phi_convict_threshold <= 0.0 {
             bail!(
                 "cluster.heartbeat_interval_ms and cluster.phi_convict_threshold must be positive"

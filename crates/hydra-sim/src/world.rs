@@ -1005,7 +1005,8 @@ fn node_config(id: NodeId, sim: &SimConfig) -> NodeConfig {
     c.heartbeat_interval_ms = 100;
     c.fallback_after_ms = 500;
     c.handoff_interval_ms = 100;
-    c.tombstone_grace_ms = 3_000;
+    // Longer than a request can take (3 s) plus message delays; older hints are dropped.
+    c.tombstone_grace_ms = 10_000;
     // Even keys live here: no fallbacks, so strict quorums (Riak's PR/PW) hold.
     c.buckets.insert(
         BucketName::new("strict").expect("valid name"),
