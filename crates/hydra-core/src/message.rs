@@ -115,6 +115,7 @@ pub enum ErrorCode {
     NotReplica,
     InvalidBucket,
     InvalidTtl,
+    InvalidContext,
 }
 
 impl ErrorCode {
@@ -134,6 +135,7 @@ impl ErrorCode {
             ErrorCode::NotReplica => "not_replica",
             ErrorCode::InvalidBucket => "invalid_bucket",
             ErrorCode::InvalidTtl => "invalid_ttl",
+            ErrorCode::InvalidContext => "invalid_context",
         }
     }
 }
@@ -424,6 +426,14 @@ fn validate_object(what: &'static str, object: &Object) -> Result<(), CodecError
     }
     if object.context().len() > VECTOR_ENTRIES_MAX {
         return Err(malformed(what, "version vector too long"));
+    }
+    if let Object::Siblings(d) = object
+        && !d.is_well_formed()
+    {
+        return Err(malformed(
+            what,
+            "an entry holds more values than its counter",
+        ));
     }
     Ok(())
 }

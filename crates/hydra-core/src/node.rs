@@ -23,8 +23,8 @@
 //! * Every request has a deadline supplied by the caller's clock; nothing waits forever.
 //! * No I/O, no clock reads, no randomness: the shell or simulator passes `now` and the store.
 //!
-//! Not yet here (later work): failure detection, sloppy quorum and hinted handoff (the
-//! extended preference list is ready for them), anti-entropy, Paxos.
+//! Also here: failure detection (heartbeats), sloppy quorum and hinted handoff, Merkle
+//! anti-entropy, tombstone reaping and TTL (see ARCHITECTURE.md). Not yet: Paxos.
 
 use crate::bucket::{BucketProps, ConflictMode, Consistency, TTL_SECS_MAX};
 use crate::bugs::planted;
@@ -178,6 +178,15 @@ enum Waiter {
     LocalWrite(RequestId),
     /// A replica's answer to a ReplicateRequest.
     ReplicaAck { to: NodeId, req: RequestId },
+    /// A read of a key whose coordinator write is not durable yet: its new dot must not leave
+    /// this node before the sync (see the module invariants).
+    Read {
+        to: NodeId,
+        req: RequestId,
+        key: ObjectKey,
+    },
+    /// The coordinator's own read of such a key, for request `RequestId`.
+    LocalRead { req: RequestId, key: ObjectKey },
 }
 
 #[derive(Clone, Debug)]
@@ -291,6 +300,17 @@ pub struct Node {
     outputs: VecDeque<Output>,
     /// Set when a sync failed: the node refuses writes until restarted.
     poisoned: Option<String>,
+    /// Keys whose coordinator write (with a new dot) is not durable yet -> the sync generation
+    /// that makes it durable. Reads and anti-entropy do not ship them before then. Bounded by
+    /// the coordinations in flight.
+    unsynced: BTreeMap<Vec<u8>, u64>,
+    /// The clock high-water mark last persisted (raw HLC).
+    hlc_mark: u64,
+    /// A bucket's n changed or a bucket appeared: keys may belong to other trees now, so the
+    /// trees are rebuilt from the store at the next input.
+    trees_stale: bool,
+    /// Where the expiry sweep resumes within its current partition.
+    sweep_after: Option<Vec<u8>>,
     /// Forwarded writes already taken, `(sender, request) -> when`, so that a duplicated
     /// message does not become a second write (a second sibling). Bounded by
     /// [`FORWARDS_SEEN_MAX`]; entries older than the longest request timeout are dropped.
@@ -335,6 +355,11 @@ pub struct Node {
 /// never see it.
 pub const BUCKETS_STORAGE_KEY: &[u8] = b"\xff\xff\xff\xffbuckets";
 
+/// Where the clock high-water mark is stored (the reserved partition, like buckets).
+pub const HLC_STORAGE_KEY: &[u8] = b"\xff\xff\xff\xffhlc";
+/// How far ahead of the clock the persisted mark is set.
+pub const HLC_MARK_MARGIN_MS: u64 = 60_000;
+
 /// A node's view of itself, for `/v1/status`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct NodeStatus {
@@ -372,6 +397,9 @@ pub struct PeerStatus {
     pub alive: bool,
 }
 
+/// Largest counter a client context may carry (room left for increments).
+pub const CONTEXT_COUNTER_MAX: u64 = 1 << 62;
+
 /// Deletes of expired values one sweep issues at most.
 pub const EXPIRY_DELETES_MAX: usize = 100;
 
@@ -384,6 +412,10 @@ pub const AE_EXCHANGES_MAX: usize = 1;
 pub const AE_SEGMENTS_PER_ROUND: usize = 64;
 /// Keys repaired per exchange round.
 pub const AE_KEYS_PER_ROUND: usize = 1_000;
+/// Bytes of objects one anti-entropy fetch answer carries at most (beyond its first object).
+pub const AE_FETCH_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Largest stored object (all siblings together): it must fit one internode message.
+pub const OBJECT_BYTES_MAX: usize = crate::limits::MESSAGE_BYTES_MAX - 1024 * 1024;
 
 /// Most hints a coordinator queues within one call of `handle`.
 pub const COORDINATOR_HINTS_MAX: usize = 10_000;
@@ -411,6 +443,10 @@ impl Node {
             sync_completed: 0,
             outputs: VecDeque::new(),
             poisoned: None,
+            unsynced: BTreeMap::new(),
+            hlc_mark: 0,
+            trees_stale: false,
+            sweep_after: None,
             forwards_seen: BTreeMap::new(),
             detector,
             next_heartbeat: Timestamp(0),
@@ -478,7 +514,18 @@ impl Node {
             self.load_buckets(ctx.store);
             self.load_hints(ctx.store);
             self.load_trees(ctx.store);
+            if let Ok(Some(bytes)) = ctx.store.get(HLC_STORAGE_KEY)
+                && let Ok(raw) = <[u8; 8]>::try_from(bytes.as_slice())
+            {
+                self.hlc_mark = u64::from_be_bytes(raw);
+                let _ = self.hlc.observe(Hlc(self.hlc_mark), ctx.now, u64::MAX);
+            }
             self.next_gossip = Some(ctx.now);
+        }
+        if self.trees_stale {
+            self.trees_stale = false;
+            self.trees.clear();
+            self.load_trees(ctx.store);
         }
         self.expire(ctx.now);
         if self.next_gossip.is_some_and(|t| t <= ctx.now) {
@@ -520,7 +567,7 @@ impl Node {
                 }
                 self.on_message(ctx, from, envelope.message)
             }
-            Input::Synced { generation, result } => self.on_synced(ctx.now, generation, result),
+            Input::Synced { generation, result } => self.on_synced(ctx, generation, result),
             Input::Tick => {}
         }
         for (owner, key, object) in std::mem::take(&mut self.coordinator_hints) {
@@ -653,6 +700,22 @@ impl Node {
                             w.content_type.len()
                         ),
                     ));
+                }
+                if let Some(ctx) = &w.context {
+                    // Entries must name members and leave room to count: a context is client
+                    // input, and it becomes part of the stored version vector.
+                    if let Some((n, c)) = ctx
+                        .0
+                        .iter()
+                        .find(|(n, c)| !self.layout.contains(**n) || **c > CONTEXT_COUNTER_MAX)
+                    {
+                        return Err(ClientError::new(
+                            ErrorCode::InvalidContext,
+                            format!(
+                                "context names node {n} with counter {c}; it is not from this cluster"
+                            ),
+                        ));
+                    }
                 }
                 if let Some(t) = w.ttl_secs
                     && !(1..=TTL_SECS_MAX).contains(&t)
@@ -816,7 +879,11 @@ impl Node {
         };
         if let Some(local) = &local {
             // Move this node's clock past what the key already holds, so the new value is newer.
-            let _ = self.hlc.observe(local.max_timestamp(), ctx.now, u64::MAX);
+            let _ = self.hlc.observe(
+                local.max_timestamp(),
+                ctx.now,
+                self.config.max_clock_skew_ms,
+            );
         }
         let timestamp = self.hlc.now(ctx.now);
         let is_delete = write.value.is_none();
@@ -869,6 +936,31 @@ impl Node {
                 }
             }
         };
+        let size = encode_object(&object).len();
+        if size > OBJECT_BYTES_MAX {
+            let e = ClientError::new(
+                ErrorCode::TooManySiblings,
+                format!(
+                    "the key's siblings would take {size} bytes, more than the limit of {OBJECT_BYTES_MAX}; resolve them with a context"
+                ),
+            );
+            return self.reply(reply_to, Err(e));
+        }
+        let skey_for_sync = skey.clone();
+        if timestamp.0 > self.hlc_mark {
+            // Persist a clock high-water mark ahead of what we issue, so after a restart the
+            // clock (and so the counter floor of fresh entries) never goes back.
+            let mark = Hlc::new(
+                timestamp.physical_ms().saturating_add(HLC_MARK_MARGIN_MS),
+                0,
+            )
+            .0;
+            let mut batch = WriteBatch::default();
+            batch.put(HLC_STORAGE_KEY.to_vec(), mark.to_be_bytes().to_vec());
+            if ctx.store.write(batch).is_ok() {
+                self.hlc_mark = mark;
+            }
+        }
         if let Err(e) = self.write_object(ctx.store, &skey, props.n, &object) {
             return self.reply(
                 reply_to,
@@ -898,7 +990,8 @@ impl Node {
             self.deadlines
                 .insert((ctx.now.plus_ms(self.config.fallback_after_ms), req));
         }
-        self.wait_for_sync(ctx.now, Waiter::LocalWrite(req));
+        self.unsynced.insert(skey_for_sync, self.sync_requested + 1);
+        self.wait_for_sync(ctx, Waiter::LocalWrite(req));
     }
 
     /// The coordinator's own write is durable (or failed): replicate it.
@@ -929,6 +1022,14 @@ impl Node {
                 for (to, message) in sends {
                     self.send(to, message);
                 }
+                if let Some(Coordination::Write(state)) = self.coordinations.get(&req)
+                    && state.sloppy
+                    && now >= state.fallback_at
+                {
+                    // The fallback deadline passed while the local sync ran.
+                    self.write_fallbacks(now, req);
+                }
+                return self.check_write(now, req);
             }
             Err(reason) => {
                 // Nothing left this node; fail the request at once.
@@ -1229,10 +1330,13 @@ impl Node {
             self.send(to, message);
         }
         match asked.iter().find(|(n, _)| *n == me) {
-            Some((_, None)) => {
-                let result = self.local_read(ctx.store, &key);
-                self.on_read_response(ctx, me, req, result);
-            }
+            Some((_, None)) => match self.unsynced_generation(&key) {
+                Some(g) => self.waiters.push((g, Waiter::LocalRead { req, key })),
+                None => {
+                    let result = self.local_read(ctx.store, &key);
+                    self.on_read_response(ctx, me, req, result);
+                }
+            },
             Some((_, Some(owner))) => {
                 let result = self.hint_read(ctx.store, *owner, &key);
                 self.on_read_response(ctx, me, req, result);
@@ -1421,7 +1525,7 @@ impl Node {
                     );
                 }
                 match self.merge_into_store(ctx, &key, &object, true) {
-                    Ok(()) => self.wait_for_sync(ctx.now, Waiter::ReplicaAck { to: from, req }),
+                    Ok(()) => self.wait_for_sync(ctx, Waiter::ReplicaAck { to: from, req }),
                     Err(e) => self.send(
                         from,
                         Message::ReplicateResponse {
@@ -1438,10 +1542,13 @@ impl Node {
                     self.on_replicate_response(ctx.now, from, req, result)
                 }
             }
-            Message::ReadRequest { req, key } => {
-                let result = self.local_read(ctx.store, &key);
-                self.send(from, Message::ReadResponse { req, result });
-            }
+            Message::ReadRequest { req, key } => match self.unsynced_generation(&key) {
+                Some(g) => self.waiters.push((g, Waiter::Read { to: from, req, key })),
+                None => {
+                    let result = self.local_read(ctx.store, &key);
+                    self.send(from, Message::ReadResponse { req, result });
+                }
+            },
             Message::ReadResponse { req, result } => self.on_read_response(ctx, from, req, result),
             Message::RepairRequest { key, object } => {
                 if self.poisoned.is_none() {
@@ -1468,7 +1575,7 @@ impl Node {
             } => {
                 let result = self.store_hint(ctx, owner, &key, &object);
                 match result {
-                    Ok(()) => self.wait_for_sync(ctx.now, Waiter::ReplicaAck { to: from, req }),
+                    Ok(()) => self.wait_for_sync(ctx, Waiter::ReplicaAck { to: from, req }),
                     Err(e) => self.send(
                         from,
                         Message::ReplicateResponse {
@@ -1524,9 +1631,16 @@ impl Node {
                 let objects = keys
                     .into_iter()
                     .take(AE_KEYS_PER_ROUND)
+                    .filter(|k| !self.unsynced.contains_key(&k.0))
                     .filter_map(|k| match self.load(ctx.store, &k.0) {
                         Ok(Some(o)) => Some((k, o)),
                         _ => None,
+                    })
+                    // Within a byte budget (at least one object), so the answer fits a frame.
+                    .scan(0usize, |bytes, (k, o)| {
+                        let first = *bytes == 0;
+                        *bytes += encode_object(&o).len() + k.0.len();
+                        (first || *bytes <= AE_FETCH_BYTES_MAX).then_some((k, o))
                     })
                     .collect();
                 self.send(from, Message::AeFetchResponse { req, objects });
@@ -1714,6 +1828,10 @@ impl Node {
             ));
         }
         let version = self.hlc.now(ctx.now);
+        self.trees_stale |= self
+            .buckets
+            .get(&name)
+            .is_none_or(|(old, _)| old.n != props.n);
         self.buckets.insert(name.clone(), (props.clone(), version));
         self.save_buckets(ctx.store)
             .map_err(|e| ClientError::new(ErrorCode::StoreFailed, e.to_string()))?;
@@ -1855,6 +1973,11 @@ impl Node {
                 Some((ours, v)) if (*v, props_order(ours)) >= (version, props_order(&props)) => {}
                 None if self.buckets.len() >= BUCKETS_MAX => {}
                 _ => {
+                    let n_changed = self
+                        .buckets
+                        .get(&name)
+                        .is_none_or(|(old, _)| old.n != props.n);
+                    self.trees_stale |= n_changed;
                     self.buckets.insert(name, (props, version));
                     changed = true;
                 }
@@ -1949,10 +2072,19 @@ impl Node {
     fn sweep_expired<S: Store>(&mut self, ctx: &mut Ctx<'_, S>) {
         let partition =
             PartitionId((self.sweep_cursor % self.layout.partition_count() as u64) as u32);
-        self.sweep_cursor += 1;
-        let Ok(page) = ctx.store.scan_partition(partition, None, SCAN_ENTRIES_MAX) else {
+        let Ok(page) =
+            ctx.store
+                .scan_partition(partition, self.sweep_after.as_deref(), SCAN_ENTRIES_MAX)
+        else {
             return;
         };
+        // A full page: resume after its last key next time; else move to the next partition.
+        if page.len() == SCAN_ENTRIES_MAX {
+            self.sweep_after = page.last().map(|(k, _)| k.clone());
+        } else {
+            self.sweep_after = None;
+            self.sweep_cursor += 1;
+        }
         let mut deletes = 0;
         for (skey, bytes) in page {
             if deletes >= EXPIRY_DELETES_MAX || self.coordinations.len() >= COORDINATIONS_MAX {
@@ -2211,6 +2343,10 @@ impl Node {
         fetch.truncate(AE_KEYS_PER_ROUND);
         push.truncate(AE_KEYS_PER_ROUND);
         let pushed = push.len() as u64;
+        let push: Vec<Vec<u8>> = push
+            .into_iter()
+            .filter(|k| !self.unsynced.contains_key(k))
+            .collect();
         for key in push {
             if let (Ok(Some(object)), Ok((_, okey))) = (
                 self.load(ctx.store, &key),
@@ -2251,6 +2387,7 @@ impl Node {
             repaired += 1;
             if let Ok(Some(merged)) = self.load(ctx.store, &skey.0)
                 && merged != theirs
+                && !self.unsynced.contains_key(&skey.0)
             {
                 self.send(
                     peer,
@@ -2452,14 +2589,19 @@ impl Node {
 
     // ----- durability ------------------------------------------------------------------
 
-    fn wait_for_sync(&mut self, now: Timestamp, waiter: Waiter) {
+    fn wait_for_sync<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, waiter: Waiter) {
         if planted().ack_before_sync {
-            return self.release(now, waiter, Ok(()));
+            return self.release(ctx, waiter, Ok(()));
         }
         self.waiters.push((self.sync_requested + 1, waiter));
     }
 
-    fn on_synced(&mut self, now: Timestamp, generation: u64, result: Result<(), StoreError>) {
+    fn on_synced<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        generation: u64,
+        result: Result<(), StoreError>,
+    ) {
         let released: Vec<Waiter>;
         let outcome = match result {
             Ok(()) => {
@@ -2470,6 +2612,7 @@ impl Node {
                     .partition(|(g, _)| *g <= done);
                 self.waiters = waiting;
                 released = ready.into_iter().map(|(_, w)| w).collect();
+                self.unsynced.retain(|_, g| *g > done);
                 Ok(())
             }
             Err(e) => {
@@ -2484,18 +2627,45 @@ impl Node {
             }
         };
         for w in released {
-            self.release(now, w, outcome.clone());
+            self.release(ctx, w, outcome.clone());
         }
     }
 
-    fn release(&mut self, now: Timestamp, waiter: Waiter, result: Result<(), String>) {
+    fn release<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        waiter: Waiter,
+        result: Result<(), String>,
+    ) {
         match waiter {
-            Waiter::LocalWrite(req) => self.on_local_write(now, req, result),
+            Waiter::LocalWrite(req) => self.on_local_write(ctx.now, req, result),
             Waiter::ReplicaAck { to, req } => {
                 let result = result.map_err(ReplicaError::Store);
                 self.send(to, Message::ReplicateResponse { req, result });
             }
+            Waiter::Read { to, req, key } => {
+                let result = match result {
+                    Ok(()) => self.local_read(ctx.store, &key),
+                    Err(e) => Err(ReplicaError::Store(e)),
+                };
+                self.send(to, Message::ReadResponse { req, result });
+            }
+            Waiter::LocalRead { req, key } => {
+                let result = match result {
+                    Ok(()) => self.local_read(ctx.store, &key),
+                    Err(e) => Err(ReplicaError::Store(e)),
+                };
+                let me = self.id();
+                self.on_read_response(ctx, me, req, result);
+            }
         }
+    }
+
+    /// Whether this node's own write of `key` is not durable yet; if so, the generation of the
+    /// sync that makes it durable.
+    fn unsynced_generation(&self, key: &ObjectKey) -> Option<u64> {
+        let partition = self.layout.partition_for(key.bucket.as_str(), key.key());
+        self.unsynced.get(&key.storage_key(partition)).copied()
     }
 
     // ----- deadlines -------------------------------------------------------------------

@@ -155,6 +155,13 @@ impl Dvv {
         self.entries.values().map(|e| e.values.len()).sum()
     }
 
+    /// No entry holds more values than its counter (so every value has a dot).
+    pub fn is_well_formed(&self) -> bool {
+        self.entries
+            .values()
+            .all(|e| e.values.len() as u64 <= e.counter)
+    }
+
     /// Coordinator side of a write: drop what `context` saw, then add `value` as a new event of
     /// `node`. Returns the new object and the new value's dot.
     pub fn update(
@@ -200,11 +207,15 @@ impl Dvv {
                 values: Vec::new(),
             });
         }
-        let own = entries.entry(node).or_insert(DvvEntry {
-            counter: floor,
-            values: Vec::new(),
-        });
-        own.counter += 1;
+        // The floor applies whenever this object has no entry of `node`, even if the context
+        // names it: an entry known only from a context has no values, so raising its counter
+        // renumbers nothing, and the context may predate a reaped tombstone.
+        let fresh = !self.entries.contains_key(&node);
+        let own = entries.entry(node).or_default();
+        if fresh {
+            own.counter = own.counter.max(floor);
+        }
+        own.counter = own.counter.saturating_add(1);
         own.values.insert(0, value);
         let dot = Dot {
             node,

@@ -56,7 +56,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidContentType
         | ErrorCode::InvalidTimeout
         | ErrorCode::InvalidBucket
-        | ErrorCode::InvalidTtl => StatusCode::BAD_REQUEST,
+        | ErrorCode::InvalidTtl
+        | ErrorCode::InvalidContext => StatusCode::BAD_REQUEST,
         ErrorCode::UnknownBucket => StatusCode::NOT_FOUND,
         ErrorCode::ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::TooManySiblings => StatusCode::CONFLICT,

@@ -56,7 +56,8 @@ impl Completion {
             | ErrorCode::Overloaded
             | ErrorCode::NotReplica
             | ErrorCode::InvalidBucket
-            | ErrorCode::InvalidTtl => Completion::Fail,
+            | ErrorCode::InvalidTtl
+            | ErrorCode::InvalidContext => Completion::Fail,
             // Some replicas (or the coordinator) may hold the write.
             ErrorCode::QuorumNotReached
             | ErrorCode::CoordinatorUnreachable
