@@ -1524,16 +1524,8 @@ impl Node {
                         },
                     );
                 }
-                match self.merge_into_store(ctx, &key, &object, true) {
-                    Ok(()) => self.wait_for_sync(ctx, Waiter::ReplicaAck { to: from, req }),
-                    Err(e) => self.send(
-                        from,
-                        Message::ReplicateResponse {
-                            req,
-                            result: Err(e),
-                        },
-                    ),
-                }
+                let result = self.merge_into_store(ctx, &key, &object, true);
+                self.ack_when_durable(ctx, from, req, result);
             }
             Message::ReplicateResponse { req, result } => {
                 if self.handoffs.contains_key(&req) {
@@ -1574,16 +1566,7 @@ impl Node {
                 owner,
             } => {
                 let result = self.store_hint(ctx, owner, &key, &object);
-                match result {
-                    Ok(()) => self.wait_for_sync(ctx, Waiter::ReplicaAck { to: from, req }),
-                    Err(e) => self.send(
-                        from,
-                        Message::ReplicateResponse {
-                            req,
-                            result: Err(e),
-                        },
-                    ),
-                }
+                self.ack_when_durable(ctx, from, req, result);
             }
             Message::AeTreeRequest {
                 req,
@@ -2658,6 +2641,27 @@ impl Node {
                 let me = self.id();
                 self.on_read_response(ctx, me, req, result);
             }
+        }
+    }
+
+    /// Answers a replicate or hint request: after the next sync if the write went through,
+    /// at once with the error if not.
+    fn ack_when_durable<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        to: NodeId,
+        req: RequestId,
+        result: Result<(), ReplicaError>,
+    ) {
+        match result {
+            Ok(()) => self.wait_for_sync(ctx, Waiter::ReplicaAck { to, req }),
+            Err(e) => self.send(
+                to,
+                Message::ReplicateResponse {
+                    req,
+                    result: Err(e),
+                },
+            ),
         }
     }
 
