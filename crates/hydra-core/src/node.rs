@@ -152,6 +152,12 @@ pub enum Output {
     Sync {
         generation: u64,
     },
+    /// A hint for `owner` was refused because its byte budget is full: the key's partition is
+    /// left to anti-entropy. For the operator's log.
+    HintBudgetFull {
+        owner: NodeId,
+        partition: PartitionId,
+    },
 }
 
 /// What a call into the node may use: the time, the store, a seeded random source.
@@ -2456,6 +2462,8 @@ impl Node {
         if total > self.config.hints_bytes_max {
             self.hints.counters.dropped += 1;
             self.hints.mark_dirty(partition);
+            self.outputs
+                .push_back(Output::HintBudgetFull { owner, partition });
             return Err(ReplicaError::HintBudgetFull {
                 owner,
                 bytes: self.hints.bytes_for(owner),

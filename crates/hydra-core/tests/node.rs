@@ -83,6 +83,7 @@ impl Cluster {
                     queue.push_back(((to.0 - 1) as usize, Input::Message { from, envelope }));
                 }
                 Output::Reply { id, result } => replies.push((id, result)),
+                Output::HintBudgetFull { .. } => {}
                 Output::Sync { generation } => {
                     let result = hydra_core::store::Store::sync(&mut self.stores[i]);
                     queue.push_back((i, Input::Synced { generation, result }));

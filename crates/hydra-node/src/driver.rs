@@ -270,6 +270,10 @@ impl Driver {
                             let _ = tx.send(result);
                         }
                     }
+                    Output::HintBudgetFull { owner, partition } => tracing::warn!(
+                        "hints for {owner} exceed the budget (limits.hints_bytes_max); partition {} is left to anti-entropy",
+                        partition.0
+                    ),
                     Output::Sync { generation } => match &self.sync_tx {
                         Some(tx) => {
                             let _ = tx.send(generation);

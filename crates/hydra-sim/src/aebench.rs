@@ -154,7 +154,7 @@ pub fn run(keys: usize, differing: usize) -> AeBenchReport {
                     let result = stores[i].sync();
                     queue.push_back((now + 1, i, Input::Synced { generation, result }));
                 }
-                Output::Reply { .. } => {}
+                Output::Reply { .. } | Output::HintBudgetFull { .. } => {}
             }
         }
     }

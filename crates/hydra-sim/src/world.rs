@@ -600,6 +600,7 @@ impl World {
                     let bytes = encode_envelope(&envelope);
                     self.send(i, to, bytes);
                 }
+                Output::HintBudgetFull { .. } => {}
                 Output::Reply { id, result } => {
                     if let Some((client, op)) = self.nodes[i].requests.remove(&id) {
                         let d = self.rng.random_range(0..=2);
