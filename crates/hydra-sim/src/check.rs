@@ -234,7 +234,7 @@ pub fn check_siblings(history: &History, violations: &mut Vec<Violation>) {
         for a in history
             .adds
             .iter()
-            .filter(|a| a.key == r.key && a.invoked < r.completed)
+            .filter(|a| a.key == r.key && a.invoked <= r.completed)
         {
             writers.insert(a.client);
             if !matches!(a.completed, Some((t, Completion::Ok | Completion::Fail)) if t < r.completed)
