@@ -595,6 +595,8 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
         .collect();
     let body = json!({
         "node": status.id.0,
+        "zone": state.layout.zone_of(status.id).map(|(_, z)| z.clone()).unwrap_or_default(),
+        "datacenter": state.layout.zone_of(status.id).map(|(dc, _)| dc.clone()).unwrap_or_default(),
         "layout_version": status.layout_version.0,
         "partitions": status.partitions,
         "peers": peers,

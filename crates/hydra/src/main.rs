@@ -309,8 +309,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "{:<6} {:<8} {:<10} {:<10} {:>14} {:>6}",
                 format!("n{}", s["node"]),
                 "self",
-                "",
-                "",
+                s["zone"].as_str().unwrap_or(""),
+                s["datacenter"].as_str().unwrap_or(""),
                 "-",
                 "-"
             );
