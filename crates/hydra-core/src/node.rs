@@ -363,8 +363,10 @@ pub const BUCKETS_STORAGE_KEY: &[u8] = b"\xff\xff\xff\xffbuckets";
 
 /// Where the clock high-water mark is stored (the reserved partition, like buckets).
 pub const HLC_STORAGE_KEY: &[u8] = b"\xff\xff\xff\xffhlc";
-/// How far ahead of the clock the persisted mark is set.
-pub const HLC_MARK_MARGIN_MS: u64 = 60_000;
+/// How far ahead of the clock the persisted mark is set: one small write per second of issued
+/// time, and after a restart the clock starts at most this far ahead of the wall clock (well
+/// within the lww skew limit).
+pub const HLC_MARK_MARGIN_MS: u64 = 1_000;
 
 /// A node's view of itself, for `/v1/status`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]

@@ -671,3 +671,22 @@ fn values_expire_then_are_reaped_like_tombstones() {
     let e = error(c.request(0, bad));
     assert_eq!(e.code, ErrorCode::InvalidTtl);
 }
+
+#[test]
+fn a_restarted_coordinator_keeps_its_clock_ahead_of_what_it_issued_but_near_the_wall_clock() {
+    let mut c = Cluster::new(3);
+    let k = key("redis", "k");
+    c.request(0, put(&k, "before", None, Some(Consistency::All)))
+        .expect("ok");
+    hydra_core::store::Store::sync(&mut c.stores[0]).expect("sync");
+    c.kill(0);
+    c.restart(0);
+    // lww writes stamped more than the skew limit ahead are refused: the persisted clock mark
+    // must not push a restarted node that far ahead.
+    c.request(0, put(&k, "after", None, Some(Consistency::All)))
+        .expect("a restarted node can write");
+    assert_eq!(
+        values(&c.request(1, get(&k, Some(Consistency::All)))),
+        ["after"]
+    );
+}
