@@ -2,9 +2,10 @@
 //!
 //! This crate owns placement ([`layout`]), versions ([`version`]: dotted version vector sets
 //! and last-write-wins registers, [`hlc`] timestamps), the node state machine that coordinates
-//! and serves reads and writes ([`node`]), the storage boundary ([`store`]: the [`store::Store`]
-//! trait and the in-memory [`store::MemStore`]), and the versioned byte encodings of messages
-//! and stored objects ([`message`]).
+//! and serves reads and writes ([`node`]), failure detection ([`failure`]), hinted handoff
+//! ([`hints`]), Merkle trees for anti-entropy ([`merkle`]), the storage boundary ([`store`]: the
+//! [`store::Store`] trait and the in-memory [`store::MemStore`]), and the versioned byte
+//! encodings of messages and stored objects ([`message`]).
 //!
 //! Start reading at [`node::Node`]: the shell (or the simulator) calls
 //! [`node::Node::handle`] with an [`node::Input`] and a [`node::Ctx`] (the time, the store, a
