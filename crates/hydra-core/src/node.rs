@@ -535,7 +535,7 @@ impl Node {
             self.trees.clear();
             self.load_trees(ctx.store);
         }
-        self.expire(ctx.now);
+        self.expire(ctx);
         if self.next_gossip.is_some_and(|t| t <= ctx.now) {
             self.gossip_buckets();
             self.next_gossip = Some(ctx.now.plus_ms(self.config.gossip_interval_ms));
@@ -944,7 +944,8 @@ impl Node {
                 }
             }
         };
-        let size = encode_object(&object).len();
+        let encoded = encode_object(&object);
+        let size = encoded.len();
         if size > OBJECT_BYTES_MAX {
             let e = ClientError::new(
                 ErrorCode::TooManySiblings,
@@ -969,7 +970,7 @@ impl Node {
                 self.hlc_mark = mark;
             }
         }
-        if let Err(e) = self.write_object(ctx.store, &skey, props.n, &object) {
+        if let Err(e) = self.write_object(ctx.store, &skey, props.n, encoded) {
             return self.reply(
                 reply_to,
                 Err(ClientError::new(ErrorCode::StoreFailed, e.to_string())),
@@ -1717,7 +1718,7 @@ impl Node {
                 .buckets
                 .get(&key.bucket)
                 .map_or(BucketProps::default().n, |(p, _)| p.n);
-            self.write_object(ctx.store, &skey, n, &merged)
+            self.write_object(ctx.store, &skey, n, encode_object(&merged))
                 .map_err(|e| ReplicaError::Store(e.to_string()))?;
         }
         Ok(())
@@ -1729,9 +1730,8 @@ impl Node {
         store: &mut S,
         skey: &[u8],
         n: u8,
-        object: &Object,
+        bytes: Vec<u8>,
     ) -> Result<(), StoreError> {
-        let bytes = encode_object(object);
         let hash = object_hash(&bytes);
         let mut batch = WriteBatch::default();
         batch.put(skey.to_vec(), bytes);
@@ -2684,7 +2684,8 @@ impl Node {
 
     // ----- deadlines -------------------------------------------------------------------
 
-    fn expire(&mut self, now: Timestamp) {
+    fn expire<S: Store>(&mut self, ctx: &mut Ctx<'_, S>) {
+        let now = ctx.now;
         while let Some((when, req)) = self.deadlines.first().copied() {
             if when > now {
                 break;
@@ -2718,8 +2719,7 @@ impl Node {
                             reason: format!("timed out after {} ms", now.ms_since(state.started)),
                         };
                     }
-                    // Reads need the store for late self-repair; deadlines only repair others.
-                    self.expire_read(req, now);
+                    self.expire_read(ctx, req);
                 }
                 Some(Coordination::Forward(state)) if state.deadline == when => {
                     self.forward_timed_out(now, req)
@@ -2741,7 +2741,9 @@ impl Node {
         }
     }
 
-    fn expire_read(&mut self, req: RequestId, now: Timestamp) {
+    /// A read's deadline: answer with the quorum error if it has not been answered, then repair
+    /// whoever answered stale, as when every replica has answered.
+    fn expire_read<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, req: RequestId) {
         let Some(Coordination::Read(state)) = self.coordinations.get(&req) else {
             return;
         };
@@ -2752,38 +2754,14 @@ impl Node {
                 &state.slots,
                 vec![],
                 state.started,
-                now,
+                ctx.now,
             );
             let e = self.quorum_error("read", receipt);
             let reply_to = state.reply_to;
             self.reply(reply_to, Err(e));
+            self.mark_read_replied(req);
         }
-        let Some(Coordination::Read(state)) = self.coordinations.remove(&req) else {
-            return;
-        };
-        if planted().skip_read_repair {
-            return;
-        }
-        if let Some(merged) = merge_all(state.responses.values()) {
-            for (n, o) in &state.responses {
-                if *n != self.id()
-                    && state
-                        .slots
-                        .iter()
-                        .any(|s| s.node == *n && s.role == Role::Primary)
-                    && o.as_ref() != Some(&merged)
-                    && state.repaired.get(n) != Some(&merged)
-                {
-                    self.send(
-                        *n,
-                        Message::RepairRequest {
-                            key: state.key.clone(),
-                            object: merged.clone(),
-                        },
-                    );
-                }
-            }
-        }
+        self.finish_read(ctx, req);
     }
 }
 

@@ -102,12 +102,7 @@ impl fmt::Display for Violation {
 }
 
 /// Runs every checker, filling the report's figures and violations.
-pub fn check_all(
-    history: &History,
-    replicas: &ReplicaObjects,
-    _clients: usize,
-    report: &mut SimReport,
-) {
+pub fn check_all(history: &History, replicas: &ReplicaObjects, report: &mut SimReport) {
     let lost = check_acknowledged_adds(history, &mut report.violations);
     report.lost_writes = lost;
     report.unconverged_keys = check_convergence(replicas, &mut report.violations);

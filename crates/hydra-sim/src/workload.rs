@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 /// quorums promise that every later quorum read sees an acknowledged write; sloppy ones
 /// promise it for the final state (after hinted handoff).
 pub fn is_strict(key: u64) -> bool {
-    key % 2 == 0
+    key.is_multiple_of(2)
 }
 
 /// Encodes a set of elements as a value (sorted, 8 bytes each, little endian).

@@ -448,7 +448,7 @@ impl World {
         let mut report = std::mem::take(&mut self.report);
         report.sim_ms = self.now - EPOCH_MS;
         report.keys = self.next_key;
-        check::check_all(&self.history, &replicas, self.config.clients, &mut report);
+        check::check_all(&self.history, &replicas, &mut report);
         report.history = std::mem::take(&mut self.history);
         report
     }
