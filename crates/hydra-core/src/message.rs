@@ -17,7 +17,7 @@ use crate::version::{Object, Sibling, VersionVector};
 use serde::{Deserialize, Serialize};
 
 /// Format byte of internode messages.
-pub const MESSAGE_FORMAT: u8 = 2;
+pub const MESSAGE_FORMAT: u8 = 3;
 /// Format byte of stored objects.
 pub const OBJECT_FORMAT: u8 = 2;
 
@@ -52,8 +52,8 @@ pub struct WriteRequest {
     pub timeout_ms: Option<u64>,
     /// Whether fallbacks may stand in for unreachable primaries (default: the bucket's).
     pub sloppy: Option<bool>,
-    /// Seconds until the value expires (default: the bucket's `ttl_secs`, if any).
-    pub ttl_secs: Option<u64>,
+    /// Milliseconds until the value expires (default: the bucket's `ttl_secs`, if any).
+    pub ttl_ms: Option<u64>,
 }
 
 impl ClientRequest {
@@ -528,8 +528,9 @@ mod tests {
         Object::Siblings(d)
     }
 
-    /// Golden bytes: these pin format version 2 (version 1 had no TTL on siblings; nothing was
-    /// ever stored in it outside development). If this test fails, the format changed:
+    /// Golden bytes: these pin object format 2 (version 1 had no TTL on siblings; nothing was
+    /// ever stored in it outside development) and message format 3 (2 carried TTLs in seconds;
+    /// messages are never stored, and a cluster runs one version). If this test fails, the format changed:
     /// bump the format byte and keep a decoder for the old one instead of editing this.
     #[test]
     fn golden_bytes() {
@@ -552,7 +553,7 @@ mod tests {
         };
         assert_eq!(
             hex(&encode_envelope(&env)),
-            "020700ac020162016b000102010101760174050000"
+            "030700ac020162016b000102010101760174050000"
         );
         let env = Envelope {
             layout_version: LayoutVersion(1),
@@ -561,7 +562,7 @@ mod tests {
                 result: Err(ReplicaError::NotReplica),
             },
         };
-        assert_eq!(hex(&encode_envelope(&env)), "020103010103");
+        assert_eq!(hex(&encode_envelope(&env)), "030103010103");
     }
 
     #[test]

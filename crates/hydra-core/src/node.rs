@@ -725,12 +725,15 @@ impl Node {
                         ));
                     }
                 }
-                if let Some(t) = w.ttl_secs
-                    && !(1..=TTL_SECS_MAX).contains(&t)
+                if let Some(t) = w.ttl_ms
+                    && !(1..=TTL_SECS_MAX * 1000).contains(&t)
                 {
                     return Err(ClientError::new(
                         ErrorCode::InvalidTtl,
-                        format!("ttl of {t} s is out of range 1..={TTL_SECS_MAX}"),
+                        format!(
+                            "ttl of {t} ms is out of range 1..={} ms ({TTL_SECS_MAX} s)",
+                            TTL_SECS_MAX * 1000
+                        ),
                     ));
                 }
                 (w.w.unwrap_or(props.w), w.timeout_ms)
@@ -895,13 +898,15 @@ impl Node {
         }
         let timestamp = self.hlc.now(ctx.now);
         let is_delete = write.value.is_none();
-        let ttl_secs = write.ttl_secs.or(props.ttl_secs);
+        let ttl_ms = write
+            .ttl_ms
+            .or(props.ttl_secs.map(|s| s.saturating_mul(1000)));
         let mut sibling = match write.value {
             Some(value) => Sibling::value(value, &write.content_type, timestamp),
             None => Sibling::tombstone(timestamp),
         };
         if !sibling.tombstone {
-            sibling.expires_at = ttl_secs.map(|t| ctx.now.0.saturating_add(t.saturating_mul(1000)));
+            sibling.expires_at = ttl_ms.map(|t| ctx.now.0.saturating_add(t));
         }
         let object = match props.conflicts {
             ConflictMode::Siblings => {
@@ -2108,7 +2113,7 @@ impl Node {
                 w: None,
                 timeout_ms: None,
                 sloppy: Some(false),
-                ttl_secs: None,
+                ttl_ms: None,
             };
             let deadline = ctx.now.plus_ms(self.config.request_timeout_ms);
             self.start_write(

@@ -187,7 +187,7 @@ fn put(
         w,
         timeout_ms: None,
         sloppy: None,
-        ttl_secs: None,
+        ttl_ms: None,
     })
 }
 
@@ -307,7 +307,7 @@ fn delete_hides_the_value_and_keeps_a_context() {
         w: None,
         timeout_ms: None,
         sloppy: None,
-        ttl_secs: None,
+        ttl_ms: None,
     });
     c.request(1, del).expect("ok");
     let after = c.request(2, get(&k, Some(Consistency::All)));
@@ -526,7 +526,7 @@ fn sloppy_quorum_writes_to_a_fallback_and_hands_off_when_the_primary_returns() {
         w: Some(Consistency::All),
         timeout_ms: None,
         sloppy: Some(false),
-        ttl_secs: None,
+        ttl_ms: None,
     });
     assert_eq!(
         error(c.request(coordinator, strict)).code,
@@ -566,7 +566,7 @@ fn delete(k: &ObjectKey, context: VersionVector) -> ClientRequest {
         w: None,
         timeout_ms: None,
         sloppy: None,
-        ttl_secs: None,
+        ttl_ms: None,
     })
 }
 
@@ -640,7 +640,7 @@ fn values_expire_then_are_reaped_like_tombstones() {
         w: Some(Consistency::All),
         timeout_ms: None,
         sloppy: None,
-        ttl_secs: Some(2),
+        ttl_ms: Some(2000),
     });
     c.request(0, write).expect("write with a ttl");
     assert_eq!(
@@ -666,7 +666,7 @@ fn values_expire_then_are_reaped_like_tombstones() {
         w: None,
         timeout_ms: None,
         sloppy: None,
-        ttl_secs: Some(0),
+        ttl_ms: Some(0),
     });
     let e = error(c.request(0, bad));
     assert_eq!(e.code, ErrorCode::InvalidTtl);

@@ -56,7 +56,7 @@ pub struct ListenSection {
     pub http: String,
     /// Internode transport address; peers connect here.
     pub internode: String,
-    /// Redis-protocol address, reserved for the Redis front end (not served yet).
+    /// Redis-protocol (RESP2/RESP3) address.
     pub resp: String,
 }
 
@@ -168,6 +168,10 @@ pub struct LimitsSection {
     /// Bytes of hints held for one down node at most; beyond, hints are dropped and the
     /// partitions are left to anti-entropy.
     pub hints_bytes_max: u64,
+    /// Redis-protocol connections served at once; more are refused with an error.
+    pub resp_connections_max: usize,
+    /// Pipelined Redis commands taken from one read before their replies are written.
+    pub resp_pipeline_commands_max: usize,
 }
 
 impl Default for LimitsSection {
@@ -180,6 +184,8 @@ impl Default for LimitsSection {
             core_queue_max: 65_536,
             gossip_interval_ms: 5_000,
             hints_bytes_max: 64 * 1024 * 1024,
+            resp_connections_max: 10_000,
+            resp_pipeline_commands_max: 1024,
         }
     }
 }

@@ -302,8 +302,9 @@ fn context_from(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> 
     }
 }
 
-fn record(
-    state: &AppState,
+/// Counts a KV request and its latency in the metrics (both front ends call this).
+pub fn record(
+    metrics: &Metrics,
     op: &str,
     level: Option<Consistency>,
     started: Instant,
@@ -316,8 +317,7 @@ fn record(
         Ok(_) => "ok",
         Err(e) => e.code.as_str(),
     };
-    state
-        .metrics
+    metrics
         .requests
         .get_or_create(&RequestLabels {
             op: op.into(),
@@ -325,8 +325,7 @@ fn record(
             status: status.into(),
         })
         .inc();
-    state
-        .metrics
+    metrics
         .latency
         .get_or_create(&LatencyLabels {
             op: op.into(),
@@ -335,16 +334,14 @@ fn record(
         .observe(started.elapsed().as_secs_f64());
     match result {
         Err(e) if e.code == ErrorCode::QuorumNotReached => {
-            state
-                .metrics
+            metrics
                 .quorum_failures
                 .get_or_create(&OpLabels { op: op.into() })
                 .inc();
         }
         Ok(r) => {
             if let Some(receipt) = r.receipt() {
-                state
-                    .metrics
+                metrics
                     .read_repairs
                     .inc_by(receipt.read_repairs.len() as u64);
             }
@@ -398,7 +395,7 @@ async fn get_kv(
             sloppy,
         })
         .await;
-    record(&state, "get", r, started, &result);
+    record(&state.metrics, "get", r, started, &result);
     match result {
         Ok(ClientResponse::Read {
             context,
@@ -540,8 +537,8 @@ async fn write_kv(
             ""
         })
         .to_string();
-    let ttl_secs = match params.ttl_secs() {
-        Ok(t) => t,
+    let ttl_ms = match params.ttl_secs() {
+        Ok(t) => t.map(|s| s.saturating_mul(1000)),
         Err(e) => return e.into_response(),
     };
     let request = ClientRequest::Put(WriteRequest {
@@ -549,13 +546,13 @@ async fn write_kv(
         value,
         content_type,
         sloppy,
-        ttl_secs,
+        ttl_ms,
         context,
         w,
         timeout_ms,
     });
     let result = state.core.request(request).await;
-    record(&state, op, w, started, &result);
+    record(&state.metrics, op, w, started, &result);
     match result {
         Ok(ClientResponse::Written { context, receipt }) => {
             with_kv_headers(StatusCode::NO_CONTENT.into_response(), &context, &receipt)

@@ -3,7 +3,7 @@
 //!
 //! Key pieces: [`config`] (the TOML file and its overrides), [`driver`] (the core thread and
 //! the group-commit sync thread), [`transport`] (internode TCP frames), [`http`] (the API),
-//! [`metrics`]. Start reading at [`run`].
+//! [`resp`] (the Redis protocol), [`metrics`]. Start reading at [`run`].
 //!
 //! Must not: decide anything about replication (that is `hydra-core`'s), or block the async
 //! reactor with storage work (the core thread does all of it).
@@ -12,6 +12,7 @@ pub mod config;
 pub mod driver;
 pub mod http;
 pub mod metrics;
+pub mod resp;
 pub mod transport;
 
 use anyhow::{Context, Result};
@@ -40,6 +41,9 @@ pub async fn run(config: Config) -> Result<()> {
     let http_listener = TcpListener::bind(&config.listen.http)
         .await
         .with_context(|| format!("while binding the HTTP address {}", config.listen.http))?;
+    let resp_listener = TcpListener::bind(&config.listen.resp)
+        .await
+        .with_context(|| format!("while binding the RESP address {}", config.listen.resp))?;
     std::fs::create_dir_all(&config.node.data_dir).with_context(|| {
         format!(
             "while creating the data directory {}",
@@ -82,6 +86,17 @@ pub async fn run(config: Config) -> Result<()> {
         core.clone(),
         metrics.clone(),
     ));
+    let resp_state = Arc::new(resp::RespState::new(
+        core.clone(),
+        metrics.clone(),
+        config.node.id,
+        resp_listener.local_addr().map(|a| a.port()).unwrap_or(0),
+        config.storage.durability.clone(),
+        config.limits.value_bytes_max,
+        config.limits.resp_connections_max,
+        config.limits.resp_pipeline_commands_max,
+    ));
+    tokio::spawn(resp::serve(resp_listener, resp_state));
     let state = Arc::new(http::AppState {
         core: core.clone(),
         metrics,
@@ -90,8 +105,9 @@ pub async fn run(config: Config) -> Result<()> {
         durability: config.storage.durability.clone(),
     });
     tracing::info!(
-        "node {me} serving HTTP on {}, internode on {}, data in {}",
+        "node {me} serving HTTP on {}, RESP on {}, internode on {}, data in {}",
         config.listen.http,
+        config.listen.resp,
         config.listen.internode,
         config.node.data_dir.display()
     );

@@ -923,7 +923,7 @@ impl World {
             w: None,
             timeout_ms: None,
             sloppy: None,
-            ttl_secs: None,
+            ttl_ms: None,
         });
         self.history.deletes.push(DeleteOp {
             client,
@@ -957,7 +957,7 @@ impl World {
             w: None,
             timeout_ms: None,
             sloppy: None,
-            ttl_secs: None,
+            ttl_ms: None,
         });
         self.history.adds.push(AddOp {
             client,

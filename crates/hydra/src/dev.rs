@@ -267,9 +267,10 @@ pub fn run(args: DevArgs) -> Result<ExitCode> {
     );
     for n in &nodes {
         println!(
-            "  n{}  http {}  internode {}  log {}",
+            "  n{}  http {}  resp {}  internode {}  log {}",
             n.id,
             n.http,
+            n.resp,
             n.internode,
             n.log.display()
         );
@@ -286,6 +287,10 @@ pub fn run(args: DevArgs) -> Result<ExitCode> {
     println!("  curl -i http://{first}/v1/kv/default/greeting?r=all");
     println!("  export HYDRA_ENDPOINT={first}");
     println!("  hydra put greeting hello && hydra get -v greeting && hydra status");
+    let resp_port = nodes[0].resp.rsplit(':').next().unwrap_or("6381");
+    println!(
+        "  redis-cli -p {resp_port} set greeting hello && redis-cli -p {resp_port} get greeting"
+    );
     println!("cluster.json: {}", dir.join("cluster.json").display());
     println!("Ctrl-C stops the cluster.");
     let runtime = tokio::runtime::Builder::new_current_thread()

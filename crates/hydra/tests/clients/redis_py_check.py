@@ -1,0 +1,109 @@
+"""redis-py, unmodified, against a Hydra cluster: RESP2 and RESP3, pipelines, TTLs, the
+Hydra extension commands, and the errors for what Hydra refuses.
+
+Usage: python3 redis_py_check.py PORT_A PORT_B   (two nodes of the same cluster)
+Exits non-zero with an assertion message on the first difference from what Redis users expect.
+"""
+
+import sys
+import time
+
+import redis
+
+
+def check(protocol, port_a, port_b):
+    tag = f"p{protocol}"
+    a = redis.Redis(host="127.0.0.1", port=port_a, protocol=protocol, socket_timeout=10)
+    b = redis.Redis(host="127.0.0.1", port=port_b, protocol=protocol, socket_timeout=10)
+    assert a.ping() is True
+    assert a.set(f"{tag}:k", b"v1") is True
+    assert a.get(f"{tag}:k") == b"v1"
+    # Written through one node, read through another (W=2, R=2 of N=3).
+    assert b.get(f"{tag}:k") == b"v1"
+    assert a.get(f"{tag}:missing") is None
+    # Plain SET overwrites, as in Redis (the `redis` bucket is last-write-wins).
+    assert a.set(f"{tag}:k", b"v2") is True
+    assert b.get(f"{tag}:k") == b"v2"
+    assert a.set(f"{tag}:k", b"v3", get=True) == b"v2"
+    assert a.strlen(f"{tag}:k") == 2
+    assert a.exists(f"{tag}:k", f"{tag}:missing") == 1
+    assert a.mset({f"{tag}:a": b"1", f"{tag}:b": b"2"}) is True
+    assert a.mget([f"{tag}:a", f"{tag}:missing", f"{tag}:b"]) == [b"1", None, b"2"]
+    # TTLs.
+    assert a.set(f"{tag}:t", b"x", ex=100) is True
+    assert 98 <= a.ttl(f"{tag}:t") <= 100
+    assert 97000 <= a.pttl(f"{tag}:t") <= 100000
+    assert a.persist(f"{tag}:t") is True
+    assert a.ttl(f"{tag}:t") == -1
+    assert a.ttl(f"{tag}:missing") == -2
+    assert a.expire(f"{tag}:t", 50) is True
+    assert 48 <= b.ttl(f"{tag}:t") <= 50
+    assert a.set(f"{tag}:short", b"x", px=300) is True
+    time.sleep(0.6)
+    assert a.get(f"{tag}:short") is None
+    # Deletes.
+    assert a.delete(f"{tag}:a", f"{tag}:b", f"{tag}:missing") == 2
+    assert b.get(f"{tag}:a") is None
+    assert a.getdel(f"{tag}:k") == b"v3"
+    assert a.get(f"{tag}:k") is None
+    # Pipelines without MULTI: many commands in one round trip, replies in order.
+    pipe = a.pipeline(transaction=False)
+    for i in range(200):
+        pipe.set(f"{tag}:p{i}", str(i).encode())
+    pipe.get(f"{tag}:p7")
+    pipe.set(f"{tag}:p7", b"seven")
+    pipe.get(f"{tag}:p7")
+    replies = pipe.execute()
+    assert replies[:200] == [True] * 200, replies[:5]
+    assert replies[200:] == [b"7", True, b"seven"], replies[200:]
+    pipe = b.pipeline(transaction=False)
+    for i in range(200):
+        pipe.get(f"{tag}:p{i}")
+    got = pipe.execute()
+    assert got[8:] == [str(i).encode() for i in range(8, 200)], got[:10]
+    # Transactions are refused with a clear error, not faked.
+    try:
+        a.pipeline(transaction=True).set(f"{tag}:x", 1).execute()
+        raise AssertionError("MULTI/EXEC was accepted")
+    except redis.ResponseError as e:
+        assert "MULTI" in str(e), e
+    # Conditional writes need Paxos: refused, named.
+    try:
+        a.set(f"{tag}:nx", b"1", nx=True)
+        raise AssertionError("SET NX was accepted")
+    except redis.ResponseError as e:
+        assert "compare-and-set" in str(e), e
+    # Hydra's extension commands: siblings and contexts in a `siblings` bucket.
+    c = redis.Redis(host="127.0.0.1", port=port_a, protocol=protocol, single_connection_client=True)
+    assert c.execute_command("HYDRA.BUCKET", "default") in (b"OK", "OK", True)
+    c.set(f"{tag}:s", b"left")
+    c.set(f"{tag}:s", b"right")
+    got = c.execute_command("HYDRA.GETALL", f"{tag}:s")
+    if isinstance(got, list):  # RESP2: a flat list of pairs
+        got = dict(zip(got[::2], got[1::2]))
+    values = sorted(
+        (dict(zip(s[::2], s[1::2])) if isinstance(s, list) else s)[b"value"] for s in got[b"siblings"]
+    )
+    assert values == [b"left", b"right"], got
+    # A plain GET picks one sibling, the same one on every node.
+    assert c.get(f"{tag}:s") in (b"left", b"right")
+    ctx = got[b"context"]
+    new_ctx = c.execute_command("HYDRA.PUT", f"{tag}:s", b"merged", ctx)
+    assert new_ctx, new_ctx
+    assert c.get(f"{tag}:s") == b"merged"
+    receipt = c.execute_command("HYDRA.RECEIPT")
+    assert b'"coordinator"' in receipt, receipt
+    assert c.execute_command("HYDRA.CONSISTENCY", "all", "all") in (b"OK", "OK", True)
+    assert c.get(f"{tag}:s") == b"merged"
+    c.close()
+    info = a.info()
+    assert info["redis_version"], info
+    a.close()
+    b.close()
+    print(f"redis-py {redis.__version__} protocol {protocol}: ok")
+
+
+if __name__ == "__main__":
+    port_a, port_b = int(sys.argv[1]), int(sys.argv[2])
+    for protocol in (2, 3):
+        check(protocol, port_a, port_b)

@@ -1,0 +1,145 @@
+//! A cluster of real `hydra server` processes on loopback for tests: free ports, a temporary
+//! directory, kill -9 and restart; every process is killed when the cluster is dropped.
+#![allow(dead_code)]
+
+use hydra_client::Client;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct TestNode {
+    pub id: u64,
+    pub http: String,
+    /// Redis-protocol address.
+    pub resp: String,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<TestNode>,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl TestCluster {
+    pub fn start(count: u64, extra: &str) -> TestCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addrs: Vec<(String, String, String)> = (0..count)
+            .map(|_| {
+                (
+                    format!("127.0.0.1:{}", free_port()),
+                    format!("127.0.0.1:{}", free_port()),
+                    format!("127.0.0.1:{}", free_port()),
+                )
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for id in 1..=count {
+            let (http, internode, resp) = &addrs[(id - 1) as usize];
+            let peers: Vec<String> = (1..=count)
+                .filter(|p| *p != id)
+                .map(|p| {
+                    format!(
+                        "{{ id = {p}, internode = \"{}\", zone = \"z{p}\" }}",
+                        addrs[(p - 1) as usize].1
+                    )
+                })
+                .collect();
+            let config = dir.path().join(format!("n{id}.toml"));
+            let text = format!(
+                "[node]\nid = {id}\nzone = \"z{id}\"\ndata_dir = \"{}\"\n[listen]\nhttp = \"{http}\"\ninternode = \"{internode}\"\nresp = \"{resp}\"\n\
+                 [cluster]\npeers = [{}]\nheartbeat_interval_ms = 100\n[limits]\nrequest_timeout_ms = 2000\ngossip_interval_ms = 500\n{extra}\n",
+                dir.path().join(format!("n{id}")).display(),
+                peers.join(", ")
+            );
+            std::fs::write(&config, text).expect("write config");
+            nodes.push(TestNode {
+                id,
+                http: http.clone(),
+                resp: resp.clone(),
+                config,
+                log: dir.path().join(format!("n{id}.log")),
+                child: None,
+            });
+        }
+        let mut cluster = TestCluster { dir, nodes };
+        for i in 0..count as usize {
+            cluster.spawn(i);
+        }
+        for i in 0..count as usize {
+            cluster.wait_healthy(i);
+        }
+        cluster
+    }
+
+    pub fn spawn(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_hydra"))
+            .arg("server")
+            .arg("--config")
+            .arg(&n.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start hydra server");
+        n.child = Some(child);
+    }
+
+    pub fn wait_healthy(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.client(i).health().is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "node {} never answered; log:\n{}",
+                self.nodes[i].id,
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    pub fn client(&self, i: usize) -> Client {
+        Client::new(&self.nodes[i].http)
+    }
+
+    /// SIGKILL: no clean shutdown, no final fsync.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            c.kill().expect("kill -9");
+            c.wait().expect("reap");
+        }
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        self.spawn(i);
+        self.wait_healthy(i);
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! The Redis-protocol front end against real clients and a real Redis: redis-cli (RESP2 and
+//! `-3`), redis-benchmark (inline and pipelined), redis-py (`protocol=2` and `3`, pipelines),
+//! byte-exact exchanges, and the same commands sent to Hydra and to `redis-server`, compared
+//! byte for byte where both should answer alike.
+//!
+//! The Redis tools come from Debian's `redis-server` and `redis-tools` packages and redis-py
+//! from PyPI; `.ci/run` installs them. A missing tool fails the test with a message naming it.
+
+mod common;
+use common::{TestCluster, free_port};
+use hydra_resp::{Limits, Value, encode_command, parse_value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn tool(name: &str) -> Command {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{name} is not installed; install Debian's redis-server and redis-tools (see .ci/run)"
+    );
+    Command::new(name)
+}
+
+fn port_of(addr: &str) -> String {
+    addr.rsplit(':').next().expect("host:port").to_string()
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run a client");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn cli(addr: &str, args: &[&str]) -> String {
+    let out = run(tool("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port_of(addr)])
+        .args(args));
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+/// A raw connection: bytes in, whole replies out.
+struct Raw {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    fn connect(addr: &str) -> Raw {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends `bytes` and returns the raw bytes of the next `replies` replies.
+    fn send(&mut self, bytes: &[u8], replies: usize) -> Vec<u8> {
+        self.stream.write_all(bytes).expect("write");
+        let mut at = 0;
+        for _ in 0..replies {
+            loop {
+                match parse_value(&self.buf[at..], &Limits::default()).expect("valid reply") {
+                    Some((_, used)) => {
+                        at += used;
+                        break;
+                    }
+                    None => {
+                        let mut chunk = [0u8; 65536];
+                        let n = self.stream.read(&mut chunk).expect("read");
+                        assert!(
+                            n > 0,
+                            "connection closed; got {:?}",
+                            String::from_utf8_lossy(&self.buf)
+                        );
+                        self.buf.extend_from_slice(&chunk[..n]);
+                    }
+                }
+            }
+        }
+        self.buf.drain(..at).collect()
+    }
+
+    fn command(&mut self, args: &[&[u8]]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode_command(args, &mut bytes);
+        self.send(&bytes, 1)
+    }
+
+    fn closed(&mut self) -> bool {
+        let mut chunk = [0u8; 16];
+        matches!(self.stream.read(&mut chunk), Ok(0))
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn redis_cli_in_resp2_and_resp3() {
+    let cluster = TestCluster::start(3, "");
+    let (a, b) = (&cluster.nodes[0].resp, &cluster.nodes[1].resp);
+    assert_eq!(cli(a, &["ping"]), "PONG");
+    assert_eq!(cli(a, &["set", "greeting", "hello world"]), "OK");
+    assert_eq!(cli(b, &["get", "greeting"]), "hello world");
+    assert_eq!(cli(b, &["-3", "get", "greeting"]), "hello world");
+    assert_eq!(cli(a, &["-3", "get", "nothing"]), "");
+    assert_eq!(cli(a, &["del", "greeting", "nothing"]), "1");
+    assert_eq!(cli(b, &["exists", "greeting"]), "0");
+    let hello = cli(a, &["-3", "hello", "3"]);
+    assert!(hello.contains("proto") && hello.contains('3'), "{hello}");
+    assert!(cli(a, &["info", "server"]).contains("redis_version:"));
+    // Errors reach redis-cli as errors, with what is wrong named.
+    let out = cli(a, &["set", "k", "v", "nx"]);
+    assert!(out.contains("compare-and-set"), "{out}");
+    let out = cli(a, &["get"]);
+    assert!(out.contains("wrong number of arguments for 'get'"), "{out}");
+}
+
+#[test]
+fn redis_benchmark_runs_plain_and_pipelined() {
+    let cluster = TestCluster::start(3, "");
+    let port = port_of(&cluster.nodes[0].resp);
+    for pipeline in ["1", "16"] {
+        let out = run(tool("redis-benchmark").args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-t",
+            "set,get",
+            "-n",
+            "3000",
+            "-c",
+            "10",
+            "-d",
+            "100",
+            "-r",
+            "1000",
+            "-P",
+            pipeline,
+            "-q",
+        ]));
+        let stdout = text(&out.stdout);
+        let stderr = text(&out.stderr);
+        for test in ["SET: ", "GET: "] {
+            assert!(
+                stdout.contains(test) && stdout.contains("requests per second"),
+                "-P {pipeline}: no {test} result in {stdout:?} {stderr:?}"
+            );
+        }
+        assert!(
+            !stdout.contains("ERR") && !stderr.contains("ERR"),
+            "{stdout} {stderr}"
+        );
+    }
+    // The keys it wrote are readable through another node.
+    let mut raw = Raw::connect(&cluster.nodes[1].resp);
+    let reply = raw.command(&[b"DBSIZE"]);
+    assert!(
+        reply.starts_with(b":") && reply != b":0\r\n",
+        "{}",
+        text(&reply)
+    );
+}
+
+#[test]
+fn redis_py_in_resp2_and_resp3_with_pipelines() {
+    let cluster = TestCluster::start(3, "");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/redis_py_check.py"
+    );
+    let importable = Command::new("python3")
+        .args(["-c", "import redis"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        importable,
+        "redis-py is not installed (pip install redis; see .ci/run)"
+    );
+    let out = run(Command::new("python3").args([
+        script,
+        &port_of(&cluster.nodes[0].resp),
+        &port_of(&cluster.nodes[2].resp),
+    ]));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("protocol 2: ok") && stdout.contains("protocol 3: ok"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn byte_exact_exchanges() {
+    let cluster = TestCluster::start(3, "");
+    let mut c = Raw::connect(&cluster.nodes[0].resp);
+    // Inline commands, as telnet and redis-benchmark send them.
+    assert_eq!(c.send(b"PING\r\n", 1), b"+PONG\r\n");
+    assert_eq!(c.send(b"ECHO \"a b\"\n", 1), b"$3\r\na b\r\n");
+    assert_eq!(c.command(&[b"SET", b"k", b"v\r\n1"]), b"+OK\r\n");
+    assert_eq!(c.command(&[b"GET", b"k"]), b"$4\r\nv\r\n1\r\n");
+    assert_eq!(c.command(&[b"GET", b"nope"]), b"$-1\r\n");
+    assert_eq!(
+        c.command(&[b"MGET", b"k", b"nope"]),
+        b"*2\r\n$4\r\nv\r\n1\r\n$-1\r\n"
+    );
+    assert_eq!(c.command(&[b"TTL", b"k"]), b":-1\r\n");
+    assert_eq!(c.command(&[b"TTL", b"nope"]), b":-2\r\n");
+    assert_eq!(
+        c.command(&[b"GET"]),
+        b"-ERR wrong number of arguments for 'get' command\r\n"
+    );
+    // A pipeline of writes and reads of one key answers in order, each seeing the last write.
+    let mut bytes = Vec::new();
+    for i in 0..50 {
+        encode_command(
+            &[b"SET".as_slice(), b"p", format!("{i}").as_bytes()],
+            &mut bytes,
+        );
+        encode_command(&[b"GET".as_slice(), b"p"], &mut bytes);
+    }
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        expected.extend_from_slice(b"+OK\r\n");
+        Value::bulk(format!("{i}")).encode(hydra_resp::Protocol::Resp2, &mut expected);
+    }
+    assert_eq!(text(&c.send(&bytes, 100)), text(&expected));
+    // RESP3 after HELLO 3: nulls are `_`, maps are `%`.
+    let hello = c.command(&[b"HELLO", b"3"]);
+    assert!(
+        hello.starts_with(b"%9\r\n$6\r\nserver\r\n$5\r\nredis\r\n"),
+        "{}",
+        text(&hello)
+    );
+    assert_eq!(c.command(&[b"GET", b"nope"]), b"_\r\n");
+    assert_eq!(
+        c.command(&[b"CONFIG", b"GET", b"save"]),
+        b"%1\r\n$4\r\nsave\r\n$0\r\n\r\n"
+    );
+    assert_eq!(
+        c.command(&[b"HELLO", b"4"]),
+        b"-NOPROTO unsupported protocol version\r\n"
+    );
+    // A protocol error is answered, then the connection is closed (as Redis does).
+    let reply = c.send(b"*1\r\n$x\r\n", 1);
+    assert_eq!(
+        text(&reply),
+        "-ERR Protocol error: invalid bulk length \"x\"\r\n"
+    );
+    assert!(c.closed());
+    // A bulk longer than the value limit is refused before it is buffered.
+    let mut c = Raw::connect(&cluster.nodes[0].resp);
+    let reply = c.send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$999999999\r\n", 1);
+    assert!(
+        text(&reply).contains("bulk length 999999999 is more than the limit"),
+        "{}",
+        text(&reply)
+    );
+    assert!(c.closed());
+}
+
+/// A `redis-server` without persistence on a free port, killed when dropped.
+struct RedisServer {
+    child: Child,
+    addr: String,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = free_port();
+        let child = tool("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer { child, addr }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn replies_match_redis_server_byte_for_byte() {
+    let cluster = TestCluster::start(3, "");
+    let redis = RedisServer::start();
+    let mut hydra = Raw::connect(&cluster.nodes[0].resp);
+    let mut real = Raw::connect(&redis.addr);
+    let script: &[&[&str]] = &[
+        &["PING"],
+        &["PING", "hello"],
+        &["ECHO", "a b"],
+        &["SET", "k1", "v1"],
+        &["GET", "k1"],
+        &["GET", "missing"],
+        &["STRLEN", "k1"],
+        &["STRLEN", "missing"],
+        &["EXISTS", "k1", "missing", "k1"],
+        &["MSET", "a", "1", "b", "2"],
+        &["MGET", "a", "missing", "b"],
+        &["DEL", "a", "b", "missing"],
+        &["UNLINK", "a"],
+        &["GET", "a"],
+        &["TTL", "k1"],
+        &["PTTL", "missing"],
+        &["EXPIRE", "k1", "100"],
+        &["TTL", "k1"],
+        &["EXPIRE", "k1", "100", "NX"],
+        &["EXPIRE", "k1", "200", "GT"],
+        &["PERSIST", "k1"],
+        &["PERSIST", "k1"],
+        &["EXPIRE", "missing", "10"],
+        &["SET", "k1", "v2", "GET"],
+        &["SET", "k1", "v3", "EX", "100", "GET"],
+        &["SET", "k1", "v4", "KEEPTTL"],
+        &["TTL", "k1"],
+        &["SET", "k1", "v5", "EX", "0"],
+        &["SET", "k1", "v5", "EX", "ten"],
+        &["SET", "k1", "v5", "BOGUS"],
+        &["GETDEL", "k1"],
+        &["GETDEL", "k1"],
+        &["SET", "gone", "x"],
+        &["EXPIRE", "gone", "0"],
+        &["GET", "gone"],
+        &["GET"],
+        &["SET", "k"],
+        &["NOSUCHCOMMAND", "x", "y"],
+        &["SELECT", "0"],
+        &["CLIENT", "SETNAME", "me"],
+        &["CLIENT", "GETNAME"],
+        &["CONFIG", "GET", "nosuchparameter"],
+        &["CONFIG", "GET", "save"],
+        &["HELLO", "3"],
+        &["GET", "missing"],
+        &["MGET", "k1", "missing"],
+        &["CONFIG", "GET", "nosuchparameter"],
+        &["CLIENT", "GETNAME"],
+        &["HELLO", "2"],
+        &["GET", "missing"],
+    ];
+    for cmd in script {
+        let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+        let ours = hydra.command(&args);
+        let theirs = real.command(&args);
+        if cmd[0] == "HELLO" {
+            // Server, version and id differ by design; the shape must not.
+            let (ours, _) = parse_value(&ours, &Limits::default())
+                .expect("valid")
+                .expect("whole");
+            let (theirs, _) = parse_value(&theirs, &Limits::default())
+                .expect("valid")
+                .expect("whole");
+            let keys = |v: &Value| match v {
+                Value::Map(p) => p.iter().map(|(k, _)| k.clone()).take(7).collect::<Vec<_>>(),
+                Value::Array(a) => a.iter().step_by(2).take(7).cloned().collect(),
+                other => panic!("HELLO gave {other:?}"),
+            };
+            assert_eq!(keys(&ours), keys(&theirs), "HELLO shape");
+            continue;
+        }
+        assert_eq!(text(&ours), text(&theirs), "replies differ for {cmd:?}");
+    }
+}

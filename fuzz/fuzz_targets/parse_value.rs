@@ -1,0 +1,22 @@
+#![no_main]
+//! Feeds arbitrary bytes to the RESP value decoder, with default and with tiny limits, and
+//! walks every frame it reports, checking it never claims more bytes than it was given.
+
+use hydra_resp::{Limits, parse_value};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let tiny = Limits { bulk_bytes_max: 64, array_len_max: 8, inline_bytes_max: 64, depth_max: 4 };
+    for limits in [Limits::default(), tiny] {
+        let mut at = 0;
+        while at < data.len() {
+            match parse_value(&data[at..], &limits) {
+                Ok(Some((_, used))) => {
+                    assert!(used > 0 && at + used <= data.len());
+                    at += used;
+                }
+                _ => break,
+            }
+        }
+    }
+});
