@@ -1,5 +1,6 @@
 //! `hydra`: one binary for the node server, a local dev cluster, and the command-line client.
 
+mod bench;
 mod dev;
 
 use anyhow::{Context, Result, bail};
@@ -46,6 +47,8 @@ enum Command {
     },
     /// Start a local cluster of real node processes on 127.0.0.1; Ctrl-C stops it.
     Dev(dev::DevArgs),
+    /// Run a YCSB workload (a, b, c, d, f, write) over HTTP or RESP; prints HDR latencies.
+    Bench(bench::BenchArgs),
     /// Read a key: prints the value (or each sibling); -v shows context and receipt.
     Get {
         key: String,
@@ -183,6 +186,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dev(args) => dev::run(args),
+        Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Get {
             key,
             bucket,
