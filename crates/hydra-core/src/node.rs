@@ -83,6 +83,10 @@ pub struct NodeConfig {
     pub value_bytes_max: usize,
     /// How often the bucket table is pushed to every peer.
     pub gossip_interval_ms: u64,
+    /// A read asks only R replicas (this node first), and the others too when one of those
+    /// fails or has not answered after this long (Cassandra's speculative retry). 0: every
+    /// read asks all N at once (as Riak does).
+    pub read_retry_after_ms: u64,
 }
 
 impl NodeConfig {
@@ -111,6 +115,7 @@ impl NodeConfig {
             max_clock_skew_ms: 5_000,
             value_bytes_max: VALUE_BYTES_DEFAULT_MAX.min(VALUE_BYTES_CEILING),
             gossip_interval_ms: 5_000,
+            read_retry_after_ms: 20,
         }
     }
 }
@@ -221,6 +226,10 @@ struct WriteState {
     is_delete: bool,
     /// When primaries that have not answered get a fallback too (sloppy writes only).
     fallback_at: Timestamp,
+    /// Whether the object went out to the other replicas: after the coordinator's own write
+    /// is durable (a `siblings` write's new dot must never leave before that), or at once for
+    /// `lww` writes, whose identity is a timestamp that survives a crash of the coordinator.
+    sent: bool,
 }
 
 #[derive(Debug)]
@@ -236,6 +245,10 @@ struct ReadState {
     started: Timestamp,
     deadline: Timestamp,
     replied: bool,
+    /// Replicas not asked yet (beyond R); asked when one asked fails or at `retry_at`, and
+    /// dropped from the receipt once R have answered.
+    unasked: Vec<(NodeId, Option<NodeId>)>,
+    retry_at: Timestamp,
 }
 
 #[derive(Debug)]
@@ -997,6 +1010,7 @@ impl Node {
                 sloppy,
                 is_delete,
                 fallback_at: ctx.now.plus_ms(self.config.fallback_after_ms),
+                sent: false,
             }),
         );
         self.deadlines.insert((deadline, req));
@@ -1005,7 +1019,37 @@ impl Node {
                 .insert((ctx.now.plus_ms(self.config.fallback_after_ms), req));
         }
         self.unsynced.insert(skey_for_sync, self.sync_requested + 1);
+        if props.conflicts == ConflictMode::Lww {
+            // The replicas' fsyncs run alongside ours: W acks cost one fsync, not two.
+            self.send_write(req);
+        }
         self.wait_for_sync(ctx, Waiter::LocalWrite(req));
+    }
+
+    /// Sends the write to every other replica still pending (once).
+    fn send_write(&mut self, req: RequestId) {
+        let me = self.id();
+        let Some(Coordination::Write(state)) = self.coordinations.get_mut(&req) else {
+            return;
+        };
+        if state.sent {
+            return;
+        }
+        state.sent = true;
+        let sends: Vec<(NodeId, Message)> = state
+            .slots
+            .iter()
+            .filter(|s| s.node != me && s.outcome == Outcome::Pending)
+            .map(|s| {
+                (
+                    s.node,
+                    Self::write_message(s, req, &state.key, &state.object),
+                )
+            })
+            .collect();
+        for (to, message) in sends {
+            self.send(to, message);
+        }
     }
 
     /// The coordinator's own write is durable (or failed): replicate it.
@@ -1022,20 +1066,7 @@ impl Node {
         match result {
             Ok(()) => {
                 slot.outcome = Outcome::Acked;
-                let sends: Vec<(NodeId, Message)> = state
-                    .slots
-                    .iter()
-                    .filter(|s| s.node != me && s.outcome == Outcome::Pending)
-                    .map(|s| {
-                        (
-                            s.node,
-                            Self::write_message(s, req, &state.key, &state.object),
-                        )
-                    })
-                    .collect();
-                for (to, message) in sends {
-                    self.send(to, message);
-                }
+                self.send_write(req);
                 if let Some(Coordination::Write(state)) = self.coordinations.get(&req)
                     && state.sloppy
                     && now >= state.fallback_at
@@ -1053,7 +1084,7 @@ impl Node {
                 for s in state
                     .slots
                     .iter_mut()
-                    .filter(|s| s.outcome == Outcome::Pending)
+                    .filter(|s| s.outcome == Outcome::Pending && !state.sent)
                 {
                     s.outcome = Outcome::Failed {
                         reason: "not sent: the coordinator's write failed".into(),
@@ -1101,12 +1132,9 @@ impl Node {
         let Some(Coordination::Write(state)) = self.coordinations.get_mut(&req) else {
             return;
         };
-        // Only once the coordinator's own write is durable may its dot leave this node.
-        if !state
-            .slots
-            .iter()
-            .any(|s| s.node == me && s.outcome == Outcome::Acked)
-        {
+        // Only once the write went out (for `siblings` writes: once the coordinator's own
+        // write, and so its dot, is durable) may it go to fallbacks.
+        if !state.sent {
             return;
         }
         let partition = state.partition;
@@ -1303,6 +1331,24 @@ impl Node {
     ) {
         let req = self.new_request(ctx.rng);
         let slots = self.slots_for(partition, &replicas, ctx.now, sloppy);
+        let me = self.id();
+        // This node first (no network hop), then the preference order.
+        let mut asked: Vec<(NodeId, Option<NodeId>)> = slots
+            .iter()
+            .filter(|s| s.outcome == Outcome::Pending)
+            .map(|s| (s.node, s.hint_for))
+            .collect();
+        asked.sort_by_key(|(n, _)| *n != me);
+        let retry_after = self.config.read_retry_after_ms;
+        let unasked = if retry_after > 0 && asked.len() > needed as usize {
+            asked.split_off(needed as usize)
+        } else {
+            vec![]
+        };
+        let retry_at = ctx.now.plus_ms(retry_after);
+        if !unasked.is_empty() && retry_at < deadline {
+            self.deadlines.insert((retry_at, req));
+        }
         self.coordinations.insert(
             req,
             Coordination::Read(ReadState {
@@ -1316,20 +1362,31 @@ impl Node {
                 started: ctx.now,
                 deadline,
                 replied: false,
+                unasked,
+                retry_at,
             }),
         );
         self.deadlines.insert((deadline, req));
+        if asked.is_empty() {
+            // Replicas believed down may already make R unreachable.
+            return self.check_read(ctx, req);
+        }
+        self.ask(ctx, req, asked);
+    }
+
+    /// Sends read requests to `replicas` (answering this node's own at once).
+    fn ask<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        req: RequestId,
+        replicas: Vec<(NodeId, Option<NodeId>)>,
+    ) {
         let me = self.id();
-        let asked: Vec<(NodeId, Option<NodeId>)> = match self.coordinations.get(&req) {
-            Some(Coordination::Read(state)) => state
-                .slots
-                .iter()
-                .filter(|s| s.outcome == Outcome::Pending)
-                .map(|s| (s.node, s.hint_for))
-                .collect(),
-            _ => vec![],
+        let Some(Coordination::Read(state)) = self.coordinations.get(&req) else {
+            return;
         };
-        for (to, hint_for) in asked.iter().copied().filter(|(n, _)| *n != me) {
+        let key = state.key.clone();
+        for (to, hint_for) in replicas.iter().copied().filter(|(n, _)| *n != me) {
             let message = match hint_for {
                 None => Message::ReadRequest {
                     req,
@@ -1343,7 +1400,7 @@ impl Node {
             };
             self.send(to, message);
         }
-        match asked.iter().find(|(n, _)| *n == me) {
+        match replicas.iter().find(|(n, _)| *n == me) {
             Some((_, None)) => match self.unsynced_generation(&key) {
                 Some(g) => self.waiters.push((g, Waiter::LocalRead { req, key })),
                 None => {
@@ -1355,8 +1412,7 @@ impl Node {
                 let result = self.hint_read(ctx.store, *owner, &key);
                 self.on_read_response(ctx, me, req, result);
             }
-            // Replicas believed down may already make R unreachable.
-            None => self.check_read(ctx, req),
+            None => {}
         }
     }
 
@@ -1399,13 +1455,36 @@ impl Node {
             return;
         };
         let answered = state.responses.len();
+        let unasked = state.unasked.len();
         let pending = state
             .slots
             .iter()
             .filter(|s| s.outcome == Outcome::Pending)
             .count();
+        let in_flight = pending - unasked;
         let needed = state.needed as usize;
+        if !state.replied && answered < needed && answered + in_flight < needed && unasked > 0 {
+            // One asked replica failed: ask as many more as R still needs.
+            let more = (needed - answered - in_flight).min(unasked);
+            let Some(Coordination::Read(state)) = self.coordinations.get_mut(&req) else {
+                return;
+            };
+            let replicas: Vec<_> = state.unasked.drain(..more).collect();
+            return self.ask(ctx, req, replicas);
+        }
         if !state.replied && answered >= needed {
+            // R answered: the replicas never asked leave the receipt (and the coordination).
+            if let Some(Coordination::Read(state)) = self.coordinations.get_mut(&req)
+                && !state.unasked.is_empty()
+            {
+                let unasked = std::mem::take(&mut state.unasked);
+                state
+                    .slots
+                    .retain(|s| !unasked.iter().any(|(n, _)| *n == s.node));
+            }
+            let Some(Coordination::Read(state)) = self.coordinations.get(&req) else {
+                return;
+            };
             let merged = merge_all(state.responses.values());
             let repairs = self.read_repair(ctx, req, merged.as_ref());
             let Some(Coordination::Read(state)) = self.coordinations.get(&req) else {
@@ -2713,6 +2792,14 @@ impl Node {
                     if state.fallback_at == when && state.sloppy && !state.replied =>
                 {
                     self.write_fallbacks(now, req);
+                }
+                Some(Coordination::Read(state))
+                    if state.retry_at == when && state.deadline != when =>
+                {
+                    if !state.replied && !state.unasked.is_empty() {
+                        let replicas = std::mem::take(&mut state.unasked);
+                        self.ask(ctx, req, replicas);
+                    }
                 }
                 Some(Coordination::Read(state)) if state.deadline == when => {
                     for s in state

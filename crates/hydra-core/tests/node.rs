@@ -690,3 +690,62 @@ fn a_restarted_coordinator_keeps_its_clock_ahead_of_what_it_issued_but_near_the_
         ["after"]
     );
 }
+
+#[test]
+fn reads_ask_r_replicas_and_the_rest_only_when_one_is_slow() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "targeted");
+    c.request(0, put(&k, "v", None, Some(Consistency::All)))
+        .expect("ok");
+    let read = c.request(0, get(&k, Some(Consistency::Quorum)));
+    assert_eq!(values(&read), ["v"]);
+    let receipt = read
+        .as_ref()
+        .expect("ok")
+        .receipt()
+        .expect("receipt")
+        .clone();
+    // R = 2: this node and one other were asked; the third was not.
+    assert_eq!(receipt.replicas.len(), 2, "{receipt:?}");
+    assert!(receipt.replicas.iter().any(|r| r.node == NodeId(1)));
+    let other = receipt
+        .replicas
+        .iter()
+        .map(|r| r.node)
+        .find(|n| *n != NodeId(1))
+        .expect("a second replica");
+    // That replica dies; the failure detector has not noticed yet. The read still answers,
+    // from the third replica, asked after `read_retry_after_ms`.
+    c.kill((other.0 - 1) as usize);
+    let read = c.request(0, get(&k, Some(Consistency::Quorum)));
+    assert_eq!(values(&read), ["v"]);
+    let receipt = read
+        .as_ref()
+        .expect("ok")
+        .receipt()
+        .expect("receipt")
+        .clone();
+    assert_eq!(receipt.acked(), 2, "{receipt:?}");
+    assert!(
+        receipt.elapsed_ms >= config(1).read_retry_after_ms,
+        "{receipt:?}"
+    );
+    // With read_retry_after_ms = 0 every read asks all N (Riak's way).
+    let mut c = Cluster::new(3);
+    for n in &mut c.nodes {
+        let mut cfg = config(n.id().0);
+        cfg.read_retry_after_ms = 0;
+        *n = Node::new(cfg, c.layout.clone());
+    }
+    c.request(0, put(&k, "v", None, Some(Consistency::All)))
+        .expect("ok");
+    c.idle(10);
+    let read = c.request(0, get(&k, Some(Consistency::Quorum)));
+    let receipt = read
+        .as_ref()
+        .expect("ok")
+        .receipt()
+        .expect("receipt")
+        .clone();
+    assert_eq!(receipt.replicas.len(), 3, "{receipt:?}");
+}

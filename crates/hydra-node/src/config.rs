@@ -109,6 +109,8 @@ pub struct ClusterSection {
     pub phi_convict_threshold: f64,
     /// A sloppy write gives a fallback to each primary that has not acked after this long.
     pub fallback_after_ms: u64,
+    /// A read asks R replicas, and the rest too when one fails or is this late (0: all N).
+    pub read_retry_after_ms: u64,
     /// How often held hints are offered to owners that are up again (0: never, for tests).
     pub handoff_interval_ms: u64,
     /// How often an anti-entropy exchange starts (0: anti-entropy off).
@@ -124,6 +126,7 @@ impl Default for ClusterSection {
             heartbeat_interval_ms: 250,
             phi_convict_threshold: 8.0,
             fallback_after_ms: 1_000,
+            read_retry_after_ms: 20,
             handoff_interval_ms: 200,
             anti_entropy_interval_ms: 1_000,
         }
@@ -315,6 +318,7 @@ impl Config {
         c.heartbeat_interval_ms = self.cluster.heartbeat_interval_ms;
         c.phi_threshold = self.cluster.phi_convict_threshold;
         c.fallback_after_ms = self.cluster.fallback_after_ms;
+        c.read_retry_after_ms = self.cluster.read_retry_after_ms;
         c.handoff_interval_ms = self.cluster.handoff_interval_ms;
         c.ae_interval_ms = self.cluster.anti_entropy_interval_ms;
         c.hints_bytes_max = self.limits.hints_bytes_max;

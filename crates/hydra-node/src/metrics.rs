@@ -40,6 +40,7 @@ pub struct Metrics {
     pub quorum_failures: Family<OpLabels, Counter>,
     pub read_repairs: Counter,
     pub frames_dropped: Counter,
+    pub fsyncs: Counter,
     pub hints_stored: Counter,
     pub hints_delivered: Counter,
     pub hints_dropped: Counter,
@@ -94,6 +95,12 @@ impl Metrics {
             "Internode frames dropped: a queue was full or the peer unreachable",
             frames_dropped.clone(),
         );
+        let fsyncs = Counter::default();
+        registry.register(
+            "hydra_fsyncs",
+            "Fsyncs of the store (one per group commit)",
+            fsyncs.clone(),
+        );
         let hints_stored = Counter::default();
         registry.register(
             "hydra_hints_stored",
@@ -140,6 +147,7 @@ impl Metrics {
             quorum_failures,
             read_repairs,
             frames_dropped,
+            fsyncs,
             hints_stored,
             hints_delivered,
             hints_dropped,
