@@ -35,6 +35,8 @@ pub struct NodeSection {
     pub capacity: u32,
     /// Where the node keeps its data.
     pub data_dir: PathBuf,
+    /// Threads of the async runtime (network, HTTP, RESP); 0: one per core.
+    pub worker_threads: usize,
 }
 
 impl Default for NodeSection {
@@ -45,6 +47,7 @@ impl Default for NodeSection {
             datacenter: "dc1".into(),
             capacity: 1,
             data_dir: "data".into(),
+            worker_threads: 0,
         }
     }
 }

@@ -152,6 +152,8 @@ pub fn start(
                 fsync,
                 sync_wanted: None,
                 events_since_sync: 0,
+                outbox: BTreeMap::new(),
+                events_since_flush: 0,
                 pending: BTreeMap::new(),
                 next_id: 0,
                 rng: ChaCha8Rng::seed_from_u64(seed()),
@@ -173,6 +175,10 @@ fn seed() -> u64 {
 /// Events the core handles at most between a sync being requested and the fsync that
 /// serves it (so a steady stream of requests cannot postpone acks without bound).
 const SYNC_BATCH_EVENTS_MAX: u32 = 256;
+/// Events the core handles at most before the frames they produced go to the transport.
+const OUTBOX_EVENTS_MAX: u32 = 64;
+/// Bytes of frames held for one peer before they go to the transport regardless.
+const OUTBOX_BYTES_MAX: usize = 256 * 1024;
 
 struct Driver {
     node: Node,
@@ -185,6 +191,9 @@ struct Driver {
     /// The highest sync generation requested and not yet served.
     sync_wanted: Option<u64>,
     events_since_sync: u32,
+    /// Frames for each peer produced since the last hand-off to the transport.
+    outbox: BTreeMap<NodeId, Vec<u8>>,
+    events_since_flush: u32,
     /// Client requests in flight -> where their reply goes (bounded by the core's own limit
     /// on coordinations, which answers `Overloaded` beyond it).
     pending: BTreeMap<ClientRequestId, oneshot::Sender<Reply>>,
@@ -197,36 +206,43 @@ impl Driver {
         // Start gossip and load what the store holds.
         self.handle(Input::Tick);
         loop {
-            // Group commit: with a sync requested, keep taking what is already queued (those
-            // writes join the group), and fsync once the queue is empty or the batch is full.
-            // The fsync runs here, on the core thread: no hand-off to another thread and back.
-            let event = if self.sync_wanted.is_some() {
-                if self.events_since_sync >= SYNC_BATCH_EVENTS_MAX {
-                    self.sync_now();
-                    continue;
-                }
-                match rx.try_recv() {
-                    Ok(e) => e,
-                    Err(TryRecvError::Empty) => {
+            // Take what is queued without blocking. When the queue runs dry, hand the frames
+            // produced so far to the transport, then (group commit) fsync once for every write
+            // made while a sync was wanted, and only then block for the next event. The fsync
+            // runs here, on the core thread: no hand-off to another thread and back.
+            if self.events_since_flush >= OUTBOX_EVENTS_MAX {
+                self.flush_outbox();
+            }
+            if self.sync_wanted.is_some() && self.events_since_sync >= SYNC_BATCH_EVENTS_MAX {
+                self.flush_outbox();
+                self.sync_now();
+                self.flush_outbox();
+            }
+            let event = match rx.try_recv() {
+                Ok(e) => e,
+                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) => {
+                    self.flush_outbox();
+                    if self.sync_wanted.is_some() {
                         self.sync_now();
+                        self.flush_outbox();
                         continue;
                     }
-                    Err(TryRecvError::Disconnected) => return,
-                }
-            } else {
-                let wait = match self.node.next_deadline() {
-                    Some(Timestamp(t)) => Duration::from_millis(t.saturating_sub(wall_ms())),
-                    None => Duration::from_secs(3600),
-                };
-                match rx.recv_timeout(wait) {
-                    Ok(e) => e,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.handle(Input::Tick);
-                        continue;
+                    let wait = match self.node.next_deadline() {
+                        Some(Timestamp(t)) => Duration::from_millis(t.saturating_sub(wall_ms())),
+                        None => Duration::from_secs(3600),
+                    };
+                    match rx.recv_timeout(wait) {
+                        Ok(e) => e,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.handle(Input::Tick);
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return,
                     }
-                    Err(RecvTimeoutError::Disconnected) => return,
                 }
             };
+            self.events_since_flush += 1;
             self.events_since_sync += 1;
             let input = match event {
                 CoreEvent::Client { request, reply } => {
@@ -249,6 +265,16 @@ impl Driver {
                 }
             };
             self.handle(input);
+        }
+    }
+
+    /// Hands every peer's pending frames to the transport, one batch per peer.
+    fn flush_outbox(&mut self) {
+        self.events_since_flush = 0;
+        for (to, batch) in std::mem::take(&mut self.outbox) {
+            if !self.transport.send(to, batch) {
+                self.metrics.frames_dropped.inc();
+            }
         }
     }
 
@@ -278,8 +304,13 @@ impl Driver {
             while let Some(output) = self.node.poll_output() {
                 match output {
                     Output::Send { to, envelope } => {
-                        if !self.transport.send(to, encode_envelope(&envelope)) {
-                            self.metrics.frames_dropped.inc();
+                        let batch = self.outbox.entry(to).or_default();
+                        crate::transport::push_frame(batch, &encode_envelope(&envelope));
+                        if batch.len() >= OUTBOX_BYTES_MAX {
+                            let batch = std::mem::take(batch);
+                            if !self.transport.send(to, batch) {
+                                self.metrics.frames_dropped.inc();
+                            }
                         }
                     }
                     Output::Reply { id, result } => {

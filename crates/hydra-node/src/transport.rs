@@ -6,9 +6,10 @@
 //!         ─> frame ...
 //! ```
 //!
-//! One outbound connection per peer, owned by a task with a bounded frame queue; it
-//! reconnects with exponential backoff (100 ms to 1 s) and writes every queued frame before it
-//! flushes, so bursts coalesce into few syscalls. Requests are not paired with connections:
+//! One outbound connection per peer, owned by a task with a bounded queue of batches (the
+//! core thread hands over, per peer, every frame one pass over its queue produced, already
+//! length-prefixed: one hand-off and one write for many frames); it reconnects with
+//! exponential backoff (100 ms to 1 s) and writes every queued batch before it flushes. Requests are not paired with connections:
 //! any number are in flight, matched by request id in the core. A frame that cannot be queued
 //! or written is dropped; the core's deadline turns that into a timeout. Inbound connections
 //! are read by one task each; frames larger than the message limit, a bad hello or an
@@ -30,7 +31,13 @@ const HELLO: &[u8; 8] = b"HYDRA\0v1";
 const BACKOFF_MIN_MS: u64 = 100;
 const BACKOFF_MAX_MS: u64 = 1_000;
 
-/// Queues of frames to the peers.
+/// Appends one frame (length prefix, then the encoded envelope) to a batch.
+pub fn push_frame(batch: &mut Vec<u8>, frame: &[u8]) {
+    batch.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+    batch.extend_from_slice(frame);
+}
+
+/// Queues of frame batches to the peers.
 pub struct Transport {
     me: NodeId,
     peers: BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
@@ -53,13 +60,14 @@ impl Transport {
         Arc::new(Transport { me, peers: queues })
     }
 
-    /// Queues a frame for a peer; false if it was dropped (queue full or unknown peer).
-    pub fn send(&self, to: NodeId, frame: Vec<u8>) -> bool {
+    /// Queues a batch of frames (built with [`push_frame`]) for a peer; false if it was
+    /// dropped (queue full or unknown peer).
+    pub fn send(&self, to: NodeId, batch: Vec<u8>) -> bool {
         if to == self.me {
             return false;
         }
         match self.peers.get(&to) {
-            Some(q) => q.try_send(frame).is_ok(),
+            Some(q) => q.try_send(batch).is_ok(),
             None => false,
         }
     }
@@ -97,15 +105,15 @@ async fn peer_task(
         backoff = BACKOFF_MIN_MS;
         tracing::info!("connected to {peer} at {addr}");
         loop {
-            let Some(frame) = rx.recv().await else { return };
-            if write_frame(&mut out, &frame).await.is_err() {
+            let Some(batch) = rx.recv().await else { return };
+            if out.write_all(&batch).await.is_err() {
                 metrics.frames_dropped.inc();
                 break;
             }
             // Coalesce whatever else is queued into the same flush.
             let mut failed = false;
-            while let Ok(frame) = rx.try_recv() {
-                if write_frame(&mut out, &frame).await.is_err() {
+            while let Ok(batch) = rx.try_recv() {
+                if out.write_all(&batch).await.is_err() {
                     failed = true;
                     break;
                 }
@@ -117,11 +125,6 @@ async fn peer_task(
         }
         tracing::info!("connection to {peer} lost; reconnecting");
     }
-}
-
-async fn write_frame(out: &mut BufWriter<TcpStream>, frame: &[u8]) -> std::io::Result<()> {
-    out.write_all(&(frame.len() as u32).to_be_bytes()).await?;
-    out.write_all(frame).await
 }
 
 /// Accepts peers' connections and hands their frames to the core.

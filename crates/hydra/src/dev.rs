@@ -129,9 +129,13 @@ fn write_config(node: &DevNode, all: &[DevNode], durability: &str) -> Result<()>
             )
         })
         .collect();
+    // The nodes share this machine's cores: one async worker each per share, at least one.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = (cores / all.len().max(1)).max(1);
     let text = format!(
         "# Written by `hydra dev`; see config.example.toml for every key.\n\
-         [node]\nid = {id}\nzone = \"z{id}\"\ndatacenter = \"dc1\"\ndata_dir = \"{data}\"\n\n\
+         [node]\nid = {id}\nzone = \"z{id}\"\ndatacenter = \"dc1\"\ndata_dir = \"{data}\"\n\
+         worker_threads = {workers}\n\n\
          [listen]\nhttp = \"{http}\"\ninternode = \"{internode}\"\nresp = \"{resp}\"\n\n\
          [cluster]\npeers = [\n{peers}\n]\n\n[storage]\ndurability = \"{durability}\"\n",
         id = node.id,

@@ -178,7 +178,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let config =
                 hydra_node::config::Config::load(config.as_deref(), std::env::vars(), &sets)?;
             write_pid_file(&config.node.data_dir)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if config.node.worker_threads > 0 {
+                runtime.worker_threads(config.node.worker_threads);
+            }
+            let runtime = runtime
                 .enable_all()
                 .build()
                 .context("while starting tokio")?;
