@@ -3,6 +3,12 @@
 mod bench;
 mod dev;
 
+/// mimalloc instead of glibc's allocator: profiles of the node under load showed malloc and
+/// free among the top costs of every request; with mimalloc the nodes' CPU per request fell
+/// by about a quarter (scripts/bench-redis.sh figures in the closing notes).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use hydra_client::{Client, Error as ApiError};
