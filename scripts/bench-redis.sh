@@ -73,7 +73,7 @@ for pipeline in 1 16; do
 done
 
 echo "hydra bench (RESP, 3 nodes, zipfian, 100-byte values, ${secs}s each):" >&2
-echo "durability,workload,connections,ops_per_s,read_p50_ms,read_p99_ms,write_p50_ms,write_p99_ms,errors" >"$out/hydra-bench.csv"
+echo "durability,workload,connections,ops_per_s,read_p50_ms,read_p99_ms,read_p999_ms,read_max_ms,write_p50_ms,write_p99_ms,write_p999_ms,write_max_ms,errors" >"$out/hydra-bench.csv"
 bench_all() { # durability cluster.json
     local durability=$1 cluster=$2 loaded=""
     for workload in a b c f; do
@@ -88,7 +88,8 @@ import json, sys
 r = json.load(open(sys.argv[1])); ops = r["ops"]
 read = ops.get("read", {}); write = ops.get("update") or ops.get("read_modify_write") or {}
 f = lambda d, k: f"{d[k]:.3f}" if k in d else ""
-print(f'{sys.argv[2]},{r["workload"]},{r["connections"]},{r["ops_per_s"]:.0f},{f(read,"p50_ms")},{f(read,"p99_ms")},{f(write,"p50_ms")},{f(write,"p99_ms")},{r["errors"]}')
+q = lambda d: ",".join(f(d, k) for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms"))
+print(f'{sys.argv[2]},{r["workload"]},{r["connections"]},{r["ops_per_s"]:.0f},{q(read)},{q(write)},{r["errors"]}')
 PY
         done
     done
