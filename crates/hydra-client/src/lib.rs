@@ -61,6 +61,11 @@ pub fn encode_segment(s: &str) -> String {
 impl Client {
     /// `endpoint` is `host:port` or a URL (`http://host:port`).
     pub fn new(endpoint: &str) -> Client {
+        Client::with_timeout(endpoint, Duration::from_secs(130))
+    }
+
+    /// A client whose every request gives up after `timeout` (connect, send and answer).
+    pub fn with_timeout(endpoint: &str, timeout: Duration) -> Client {
         let endpoint = if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
             endpoint.trim_end_matches('/').to_string()
         } else {
@@ -69,7 +74,7 @@ impl Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
-            .timeout_global(Some(Duration::from_secs(130)))
+            .timeout_global(Some(timeout))
             .build()
             .into();
         Client { agent, endpoint }

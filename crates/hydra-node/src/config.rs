@@ -37,6 +37,8 @@ pub struct NodeSection {
     pub data_dir: PathBuf,
     /// Threads of the async runtime (network, HTTP, RESP); 0: one per core.
     pub worker_threads: usize,
+    /// Test-only: milliseconds added to this node's wall clock (fault tests skew clocks).
+    pub clock_offset_ms: i64,
 }
 
 impl Default for NodeSection {
@@ -48,6 +50,7 @@ impl Default for NodeSection {
             capacity: 1,
             data_dir: "data".into(),
             worker_threads: 0,
+            clock_offset_ms: 0,
         }
     }
 }

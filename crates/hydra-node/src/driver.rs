@@ -106,10 +106,20 @@ impl CoreHandle {
 
 /// Wall-clock milliseconds: the only clock the node reads; the core gets it as `Ctx::now`.
 pub fn wall_ms() -> u64 {
-    SystemTime::now()
+    let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    ms.saturating_add_signed(CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Test-only shift of this process's wall clock (`node.clock_offset_ms`), so fault tests can
+/// give nodes skewed clocks on one machine, where the real clock cannot differ per process.
+static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Sets the test-only clock offset (see [`wall_ms`]).
+pub fn set_clock_offset_ms(offset: i64) {
+    CLOCK_OFFSET_MS.store(offset, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Starts the core thread and, for `fsync` durability, the sync thread.

@@ -27,6 +27,13 @@ use tokio::net::TcpListener;
 /// Runs one node until SIGTERM or Ctrl-C, then stops cleanly (final fsync included).
 pub async fn run(config: Config) -> Result<()> {
     let layout = config.layout()?;
+    if config.node.clock_offset_ms != 0 {
+        driver::set_clock_offset_ms(config.node.clock_offset_ms);
+        tracing::warn!(
+            "node clock shifted by {} ms (node.clock_offset_ms, for fault tests only)",
+            config.node.clock_offset_ms
+        );
+    }
     let durability = config.durability()?;
     let me = NodeId(config.node.id);
     // Bind first, so a port in use fails before anything starts.

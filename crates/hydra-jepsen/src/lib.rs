@@ -1,0 +1,565 @@
+//! A Jepsen-style harness for real Hydra processes: each node runs in its own network
+//! namespace ([`net`]), clients in the root namespace run the set workload ([`workload`])
+//! and record a history ([`history`]) while a nemesis partitions the network, kills, pauses
+//! and skews clocks ([`cluster`]). At the end every fault heals, anti-entropy brings the
+//! replicas together (the time it takes is measured), final reads at `r=all` give the state,
+//! and [`check`] judges the history against it. [`plot`] draws throughput, latency and
+//! availability over time with the fault windows shaded.
+//!
+//! Start reading at [`run`]. Every loop is bounded in count or time; traffic goes only to
+//! the harness's namespaces.
+
+pub mod check;
+pub mod cluster;
+pub mod history;
+pub mod net;
+pub mod plot;
+pub mod workload;
+
+use anyhow::{Context, Result, bail};
+use cluster::Cluster;
+use history::{F, Fault, Kind, Op};
+use hydra_client::Client;
+use indicatif::{ProgressBar, ProgressStyle};
+use net::Net;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use workload::Set;
+
+/// The faults the nemesis can apply.
+pub const NEMESES: &[&str] = &["partition", "kill", "pause", "clock"];
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub nodes: usize,
+    /// Seconds of workload under faults.
+    pub seconds: u64,
+    /// `siblings` (no acknowledged add may be lost) or `lww` (the loss is measured).
+    pub mode: String,
+    pub nemesis: Vec<String>,
+    /// Seconds each fault lasts, and each quiet period between faults.
+    pub interval: u64,
+    pub clients: usize,
+    pub keys: usize,
+    /// Operations per second, all clients together.
+    pub rate: u64,
+    /// Whether the bucket uses sloppy quorums (fallbacks and hints).
+    pub sloppy: bool,
+    pub hydra: PathBuf,
+    pub out: PathBuf,
+    pub seed: u64,
+    pub converge_timeout: u64,
+    pub progress: bool,
+}
+
+/// What the run found; written as `summary.json`.
+#[derive(Debug, serde::Serialize)]
+pub struct Summary {
+    pub passed: bool,
+    pub mode: String,
+    pub nodes: usize,
+    pub seconds: f64,
+    pub ops: u64,
+    pub faults: BTreeMap<String, u64>,
+    pub verdict: check::Verdict,
+    pub converged_keys: usize,
+    pub unconverged_keys: usize,
+    pub convergence_ms: Percentiles,
+    pub availability: f64,
+    pub availability_by_partition_side: Vec<serde_json::Value>,
+    pub latency_ms: Percentiles,
+    pub throughput_ok_per_s: f64,
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+fn percentiles(mut v: Vec<f64>) -> Percentiles {
+    if v.is_empty() {
+        return Percentiles::default();
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    Percentiles {
+        p50: at(0.5),
+        p99: at(0.99),
+        max: v[v.len() - 1],
+    }
+}
+
+struct Recorder {
+    started: Instant,
+    ops: Mutex<Vec<Op>>,
+}
+
+impl Recorder {
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+
+    fn record(&self, op: Op) {
+        if let Ok(mut ops) = self.ops.lock() {
+            ops.push(op);
+        }
+    }
+}
+
+/// Runs the whole test: set-up, workload under faults, heal, convergence, final reads,
+/// checks, files. The network and processes are removed when it returns, error or not.
+pub fn run(opts: &Options) -> Result<Summary> {
+    if opts.nodes < 3 {
+        bail!("--nodes must be at least 3 (N = 3 replicas)");
+    }
+    for n in &opts.nemesis {
+        if !NEMESES.contains(&n.as_str()) {
+            bail!(
+                "unknown nemesis {n:?}; expected some of {}",
+                NEMESES.join(", ")
+            );
+        }
+    }
+    if opts.mode != "siblings" && opts.mode != "lww" {
+        bail!(
+            "--workload mode must be siblings or lww, not {:?}",
+            opts.mode
+        );
+    }
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("while creating {}", opts.out.display()))?;
+    let node_dir = opts.out.join("nodes");
+    let _ = std::fs::remove_dir_all(&node_dir);
+    std::fs::create_dir_all(&node_dir)?;
+    let mut net = Net::create(opts.nodes)?;
+    let mut cluster = Cluster::start(&net, &opts.hydra, &node_dir, 1_000)?;
+    let bucket = format!("jepsen_{}", opts.mode);
+    create_bucket(&cluster, &bucket, &opts.mode, opts.sloppy)?;
+
+    let recorder = Arc::new(Recorder {
+        started: Instant::now(),
+        ops: Mutex::new(Vec::new()),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for p in 0..opts.clients {
+        let (recorder, stop, done) = (recorder.clone(), stop.clone(), done.clone());
+        let node = p % opts.nodes;
+        let endpoint = cluster.http[node].clone();
+        let (bucket, keys, seed) = (bucket.clone(), opts.keys, opts.seed);
+        let pause = Duration::from_micros(1_000_000 * opts.clients as u64 / opts.rate.max(1));
+        threads.push(std::thread::spawn(move || {
+            client_loop(
+                p as u64, node, &endpoint, &bucket, keys, seed, pause, &recorder, &stop, &done,
+            )
+        }));
+    }
+
+    let bar = if opts.progress {
+        let b = ProgressBar::new(opts.seconds);
+        b.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len}s {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let mut faults: Vec<Fault> = Vec::new();
+    let run_for = Duration::from_secs(opts.seconds);
+    let interval = Duration::from_secs(opts.interval.max(1));
+    let tick = |bar: &ProgressBar, msg: &str| {
+        bar.set_position(recorder.started.elapsed().as_secs().min(opts.seconds));
+        bar.set_message(format!("{msg} | {} ops", done.load(Ordering::Relaxed)));
+    };
+    // Quiet, then a fault, then quiet... every window bounded by the run's end.
+    let sleep_until = |until: Instant, bar: &ProgressBar, msg: &str| {
+        while Instant::now() < until {
+            tick(bar, msg);
+            std::thread::sleep(Duration::from_millis(200).min(until - Instant::now()));
+        }
+    };
+    while recorder.started.elapsed() + interval * 2 <= run_for {
+        sleep_until(Instant::now() + interval, &bar, "quiet");
+        if opts.nemesis.is_empty() {
+            continue;
+        }
+        let kind = opts.nemesis[rng.random_range(0..opts.nemesis.len())].clone();
+        let start = recorder.now();
+        let (description, groups) = apply_fault(&kind, &mut net, &mut cluster, &mut rng)?;
+        sleep_until(Instant::now() + interval, &bar, &description);
+        heal(&mut net, &mut cluster)?;
+        faults.push(Fault {
+            kind,
+            description,
+            start,
+            end: recorder.now(),
+            groups,
+        });
+    }
+    sleep_until(recorder.started + run_for, &bar, "quiet");
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    bar.finish_and_clear();
+    let workload_secs = recorder.started.elapsed().as_secs_f64();
+
+    // Heal everything, then measure how long the replicas take to agree.
+    heal(&mut net, &mut cluster)?;
+    let healed = Instant::now();
+    let keys: Vec<String> = (0..opts.keys).map(key_name).collect();
+    let (convergence, unconverged) = converge(
+        &cluster,
+        &bucket,
+        &keys,
+        healed,
+        Duration::from_secs(opts.converge_timeout),
+    )?;
+    let final_sets = final_reads(&cluster, &bucket, &keys)?;
+
+    let mut ops = recorder.ops.lock().map(|o| o.clone()).unwrap_or_default();
+    // Threads record concurrently; each process's own ops are already in order, and a stable
+    // sort by time keeps them so.
+    ops.sort_by_key(|o| o.time);
+    let verdict = check::check(&ops, &final_sets);
+    let completed: Vec<&Op> = ops.iter().filter(|o| o.kind != Kind::Invoke).collect();
+    let ok = completed.iter().filter(|o| o.kind == Kind::Ok).count();
+    let latencies = latencies_ms(&ops);
+    let mut fault_counts = BTreeMap::new();
+    for f in &faults {
+        *fault_counts.entry(f.kind.clone()).or_insert(0) += 1;
+    }
+    let sides: Vec<serde_json::Value> = check::availability_by_side(&ops, &faults)
+        .into_iter()
+        .map(|(d, sides)| {
+            json!({ "fault": d, "sides": sides.iter().map(|(g, ok, all)| json!({
+                "nodes": g.iter().map(|i| i + 1).collect::<Vec<_>>(), "ok": ok, "all": all,
+                "availability": if *all == 0 { 1.0 } else { *ok as f64 / *all as f64 },
+            })).collect::<Vec<_>>() })
+        })
+        .collect();
+    let passed = verdict.failed_but_observed == 0
+        && verdict.unexpected == 0
+        && unconverged == 0
+        && (opts.mode == "lww" || verdict.lost == 0);
+
+    let history_path = opts.out.join("history.jsonl");
+    let mut text = String::new();
+    for o in &ops {
+        text.push_str(&serde_json::to_string(o)?);
+        text.push('\n');
+    }
+    for f in &faults {
+        text.push_str(&serde_json::to_string(
+            &json!({ "process": "nemesis", "type": "info", "f": f.kind, "value": f }),
+        )?);
+        text.push('\n');
+    }
+    std::fs::write(&history_path, text)?;
+    let plot_path = opts.out.join("plot.svg");
+    plot::draw(&plot_path, &ops, &faults, workload_secs)?;
+    let summary = Summary {
+        passed,
+        mode: opts.mode.clone(),
+        nodes: opts.nodes,
+        seconds: workload_secs,
+        ops: completed.len() as u64,
+        faults: fault_counts,
+        verdict,
+        converged_keys: keys.len() - unconverged,
+        unconverged_keys: unconverged,
+        convergence_ms: percentiles(convergence),
+        availability: if completed.is_empty() {
+            0.0
+        } else {
+            ok as f64 / completed.len() as f64
+        },
+        availability_by_partition_side: sides,
+        latency_ms: percentiles(latencies),
+        throughput_ok_per_s: ok as f64 / workload_secs,
+        files: vec![
+            history_path.display().to_string(),
+            plot_path.display().to_string(),
+            opts.out.join("summary.json").display().to_string(),
+        ],
+    };
+    std::fs::write(
+        opts.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
+    Ok(summary)
+}
+
+pub fn key_name(i: usize) -> String {
+    format!("set{i}")
+}
+
+fn create_bucket(cluster: &Cluster, bucket: &str, mode: &str, sloppy: bool) -> Result<()> {
+    let c = Client::with_timeout(&cluster.http[0], Duration::from_secs(5));
+    c.set_bucket(bucket, &json!({ "conflicts": mode, "sloppy": sloppy }))
+        .with_context(|| format!("while creating bucket {bucket}"))?;
+    // Wait until gossip has brought it to every node (bounded).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for http in &cluster.http {
+        let c = Client::with_timeout(http, Duration::from_secs(2));
+        while c.bucket(bucket).is_err() {
+            if Instant::now() > deadline {
+                bail!("bucket {bucket} did not reach {http} within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn client_loop(
+    process: u64,
+    node: usize,
+    endpoint: &str,
+    bucket: &str,
+    keys: usize,
+    seed: u64,
+    pause: Duration,
+    recorder: &Recorder,
+    stop: &AtomicBool,
+    done: &AtomicU64,
+) {
+    let client = Client::with_timeout(endpoint, Duration::from_secs(3));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (process + 1).wrapping_mul(0x9E37_79B9));
+    let mut counter: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let key = key_name(rng.random_range(0..keys));
+        let op = |kind, f, value, error| Op {
+            process,
+            kind,
+            f,
+            key: key.clone(),
+            value,
+            time: recorder.now(),
+            node,
+            error,
+        };
+        if rng.random_bool(0.75) {
+            counter += 1;
+            let element = (process << 32) | counter;
+            recorder.record(op(Kind::Invoke, F::Add, json!(element), None));
+            let (kind, error) = match workload::add(&client, bucket, &key, element) {
+                Ok(()) => (Kind::Ok, None),
+                Err((kind, e)) => (kind, Some(e)),
+            };
+            recorder.record(op(kind, F::Add, json!(element), error));
+        } else {
+            recorder.record(op(Kind::Invoke, F::Read, serde_json::Value::Null, None));
+            match workload::read(&client, bucket, &key, "quorum") {
+                Ok(set) => recorder.record(op(Kind::Ok, F::Read, json!(set), None)),
+                Err(e) => recorder.record(op(
+                    Kind::Fail,
+                    F::Read,
+                    serde_json::Value::Null,
+                    Some(e.to_string()),
+                )),
+            }
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(pause);
+    }
+}
+
+/// Applies one fault of `kind`; returns its description and, for partitions, the groups.
+fn apply_fault(
+    kind: &str,
+    net: &mut Net,
+    cluster: &mut Cluster,
+    rng: &mut ChaCha8Rng,
+) -> Result<(String, Vec<Vec<usize>>)> {
+    let n = cluster.len();
+    let name = |v: &[usize]| {
+        v.iter()
+            .map(|i| format!("n{}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.random_range(0..=i));
+    }
+    Ok(match kind {
+        "partition" => match rng.random_range(0..4) {
+            0 => {
+                let (one, rest) = (vec![order[0]], order[1..].to_vec());
+                net.partition(&[one.clone(), rest.clone()])?;
+                (format!("isolate {}", name(&one)), vec![one, rest])
+            }
+            1 => {
+                let minority = order[..(n - 1) / 2].to_vec();
+                let majority = order[(n - 1) / 2..].to_vec();
+                net.partition(&[minority.clone(), majority.clone()])?;
+                (
+                    format!("split {} | {}", name(&minority), name(&majority)),
+                    vec![minority, majority],
+                )
+            }
+            2 => {
+                // Two halves that both still reach one bridge node.
+                let bridge = order[0];
+                let half = (n - 1) / 2;
+                let a = order[1..1 + half].to_vec();
+                let b = order[1 + half..].to_vec();
+                net.partition(&[a.clone(), b.clone()])?;
+                let mut ga = a.clone();
+                ga.push(bridge);
+                let mut gb = b.clone();
+                gb.push(bridge);
+                (
+                    format!("bridge {} | n{} | {}", name(&a), bridge + 1, name(&b)),
+                    vec![ga, gb],
+                )
+            }
+            _ => {
+                // One node cannot send to any other (it still receives).
+                let a = order[0];
+                for b in 0..n {
+                    net.cut_one_way(a, b)?;
+                }
+                (format!("one-way: n{} cannot send", a + 1), vec![])
+            }
+        },
+        "kill" => {
+            let count = rng.random_range(1..=((n - 1) / 2).max(1));
+            let victims = order[..count].to_vec();
+            for &v in &victims {
+                cluster.kill9(v);
+            }
+            (format!("kill -9 {}", name(&victims)), vec![])
+        }
+        "pause" => {
+            cluster.pause(order[0]);
+            (format!("SIGSTOP n{}", order[0] + 1), vec![])
+        }
+        _ => {
+            let offset =
+                rng.random_range(1_000..=10_000i64) * if rng.random_bool(0.5) { 1 } else { -1 };
+            cluster.restart_with_clock(order[0], offset)?;
+            (
+                format!("clock n{} {offset:+} ms (restarted)", order[0] + 1),
+                vec![],
+            )
+        }
+    })
+}
+
+fn heal(net: &mut Net, cluster: &mut Cluster) -> Result<()> {
+    net.heal()?;
+    cluster.heal()
+}
+
+/// Polls every replica of every key (`r=one` at the replica answers from its own store)
+/// until all replicas of the key agree. Returns the milliseconds each key took, and how many
+/// never agreed within `limit`.
+fn converge(
+    cluster: &Cluster,
+    bucket: &str,
+    keys: &[String],
+    since: Instant,
+    limit: Duration,
+) -> Result<(Vec<f64>, usize)> {
+    let admin = Client::with_timeout(&cluster.http[0], Duration::from_secs(5));
+    let clients: Vec<Client> = cluster
+        .http
+        .iter()
+        .map(|h| Client::with_timeout(h, Duration::from_secs(2)))
+        .collect();
+    let mut replicas: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for k in keys {
+        let ring = admin
+            .ring(&[("bucket", bucket), ("key", k)])
+            .with_context(|| format!("while asking for the replicas of {k}"))?;
+        let list: Vec<usize> = ring["preference_list"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n["id"].as_u64())
+                    .map(|id| id as usize - 1)
+                    .collect()
+            })
+            .unwrap_or_default();
+        replicas.insert(k.as_str(), list);
+    }
+    let mut times = BTreeMap::new();
+    while times.len() < keys.len() && since.elapsed() < limit {
+        for k in keys {
+            if times.contains_key(k.as_str()) {
+                continue;
+            }
+            let sets: Vec<Option<Set>> = replicas[k.as_str()]
+                .iter()
+                .map(|&i| workload::read(&clients[i], bucket, k, "one").ok())
+                .collect();
+            if sets.iter().all(Option::is_some) && sets.windows(2).all(|w| w[0] == w[1]) {
+                times.insert(k.as_str(), since.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok((times.values().copied().collect(), keys.len() - times.len()))
+}
+
+/// Every key at `r=all` (retried a bounded number of times).
+fn final_reads(cluster: &Cluster, bucket: &str, keys: &[String]) -> Result<BTreeMap<String, Set>> {
+    let c = Client::with_timeout(&cluster.http[0], Duration::from_secs(5));
+    let mut out = BTreeMap::new();
+    for k in keys {
+        let mut last = None;
+        for _ in 0..20 {
+            match workload::read(&c, bucket, k, "all") {
+                Ok(s) => {
+                    last = Some(s);
+                    break;
+                }
+                Err(e) => {
+                    tracing_free_sleep();
+                    if last.is_none() {
+                        eprintln!("final read of {k} failed: {e}; retrying");
+                    }
+                }
+            }
+        }
+        let Some(set) = last else {
+            bail!("the final r=all read of {k} failed 20 times");
+        };
+        out.insert(k.clone(), set);
+    }
+    Ok(out)
+}
+
+fn tracing_free_sleep() {
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+/// Latency of every completed operation, in milliseconds.
+fn latencies_ms(ops: &[Op]) -> Vec<f64> {
+    let mut started: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut out = Vec::new();
+    for o in ops {
+        if o.kind == Kind::Invoke {
+            started.insert(o.process, o.time);
+        } else if let Some(t) = started.remove(&o.process) {
+            out.push((o.time.saturating_sub(t)) as f64 / 1e6);
+        }
+    }
+    out
+}
