@@ -29,24 +29,23 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
-start_redis() { # name, extra args...
+start_redis() { # name, extra args... -> sets $port (no subshell: the pid must be kept)
     local name=$1; shift
-    local port; port=$(free_port)
+    port=$(free_port)
     mkdir -p "$work/$name"
     redis-server --port "$port" --bind 127.0.0.1 --dir "$work/$name" --save "" "$@" >"$work/$name.log" 2>&1 &
     pids+=($!)
     wait_port "$port"
-    echo "$port"
 }
 
-start_hydra() { # durability -> prints the cluster.json path
+start_hydra() { # durability -> sets $cluster (the cluster.json path)
     local durability=$1
     local dir="$work/hydra-$durability"
     "$hydra" dev --dir "$dir" --ports free --durability "$durability" >"$work/hydra-$durability.out" 2>&1 &
     pids+=($!)
     for _ in $(seq 1 300); do [ -f "$dir/cluster.json" ] && break; sleep 0.1; done
     [ -f "$dir/cluster.json" ] || { cat "$work/hydra-$durability.out" >&2; exit 1; }
-    echo "$dir/cluster.json"
+    cluster="$dir/cluster.json"
 }
 
 node_field() { python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['nodes'][int(sys.argv[2])][sys.argv[3]])" "$1" "$2" "$3"; }
@@ -61,9 +60,9 @@ run_rb() { # label port pipeline
 
 echo "label,pipeline,test,rps,p50_ms,p99_ms,max_ms" >"$out/redis-benchmark.csv"
 echo "starting redis-server (no persistence), redis-server (appendfsync always), hydra (fsync)" >&2
-p_none=$(start_redis redis-nopersist --appendonly no)
-p_always=$(start_redis redis-always --appendonly yes --appendfsync always)
-cluster=$(start_hydra fsync)
+start_redis redis-nopersist --appendonly no; p_none=$port
+start_redis redis-always --appendonly yes --appendfsync always; p_always=$port
+start_hydra fsync
 p_hydra=$(node_field "$cluster" 0 resp | sed 's/.*://')
 echo "redis-benchmark -t set,get -n $requests -c 50 -d 100 -r 100000:" >&2
 for pipeline in 1 16; do
@@ -95,8 +94,10 @@ PY
     done
 }
 bench_all fsync "$cluster"
-cluster_none=$(start_hydra none)
-bench_all none "$cluster_none"
+# Stop the fsync cluster first, so the two never share the cores.
+kill -TERM "${pids[-1]}" 2>/dev/null || true; wait "${pids[-1]}" 2>/dev/null || true
+start_hydra none
+bench_all none "$cluster"
 
 python3 - "$out" <<'PY'
 import csv, sys

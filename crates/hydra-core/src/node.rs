@@ -325,6 +325,10 @@ pub struct Node {
     unsynced: BTreeMap<Vec<u8>, u64>,
     /// The clock high-water mark last persisted (raw HLC).
     hlc_mark: u64,
+    /// The highest clock mark known durable (loaded at start, or synced since), and a newer
+    /// one written but not yet synced, with the sync generation that will cover it.
+    hlc_mark_durable: u64,
+    hlc_mark_pending: Option<(u64, u64)>,
     /// A bucket's n changed or a bucket appeared: keys may belong to other trees now, so the
     /// trees are rebuilt from the store at the next input.
     trees_stale: bool,
@@ -466,6 +470,8 @@ impl Node {
             poisoned: None,
             unsynced: BTreeMap::new(),
             hlc_mark: 0,
+            hlc_mark_durable: 0,
+            hlc_mark_pending: None,
             trees_stale: false,
             sweep_after: None,
             forwards_seen: BTreeMap::new(),
@@ -539,6 +545,7 @@ impl Node {
                 && let Ok(raw) = <[u8; 8]>::try_from(bytes.as_slice())
             {
                 self.hlc_mark = u64::from_be_bytes(raw);
+                self.hlc_mark_durable = self.hlc_mark;
                 let _ = self.hlc.observe(Hlc(self.hlc_mark), ctx.now, u64::MAX);
             }
             self.next_gossip = Some(ctx.now);
@@ -986,6 +993,7 @@ impl Node {
             batch.put(HLC_STORAGE_KEY.to_vec(), mark.to_be_bytes().to_vec());
             if ctx.store.write(batch).is_ok() {
                 self.hlc_mark = mark;
+                self.hlc_mark_pending = Some((self.sync_requested + 1, mark));
             }
         }
         if let Err(e) = self.write_object(ctx.store, &skey, props.n, encoded) {
@@ -1019,8 +1027,10 @@ impl Node {
                 .insert((ctx.now.plus_ms(self.config.fallback_after_ms), req));
         }
         self.unsynced.insert(skey_for_sync, self.sync_requested + 1);
-        if props.conflicts == ConflictMode::Lww {
-            // The replicas' fsyncs run alongside ours: W acks cost one fsync, not two.
+        if props.conflicts == ConflictMode::Lww && timestamp.0 <= self.hlc_mark_durable {
+            // The replicas' fsyncs run alongside ours: W acks cost one fsync, not two. Only
+            // when a durable clock mark covers the timestamp: a crash before our fsync must
+            // not let this node issue older timestamps than one the replicas already hold.
             self.send_write(req);
         }
         self.wait_for_sync(ctx, Waiter::LocalWrite(req));
@@ -2684,6 +2694,12 @@ impl Node {
             Ok(()) => {
                 self.sync_completed = self.sync_completed.max(generation);
                 let done = self.sync_completed;
+                if let Some((g, mark)) = self.hlc_mark_pending
+                    && g <= done
+                {
+                    self.hlc_mark_durable = self.hlc_mark_durable.max(mark);
+                    self.hlc_mark_pending = None;
+                }
                 let (ready, waiting) = std::mem::take(&mut self.waiters)
                     .into_iter()
                     .partition(|(g, _)| *g <= done);

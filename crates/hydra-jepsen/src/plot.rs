@@ -27,13 +27,16 @@ fn color(kind: &str) -> &'static str {
 /// Per second: (ok ops, all completed ops, p50 ms, p99 ms).
 fn per_second(ops: &[Op], seconds: usize) -> Vec<(f64, f64, f64, f64)> {
     let mut started: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut buckets: Vec<(u64, u64, Vec<f64>)> = vec![(0, 0, Vec::new()); seconds + 1];
+    let mut buckets: Vec<(u64, u64, Vec<f64>)> = vec![(0, 0, Vec::new()); seconds];
     for o in ops {
         if o.kind == Kind::Invoke {
             started.insert(o.process, o.time);
             continue;
         }
-        let s = ((o.time / 1_000_000_000) as usize).min(seconds);
+        let s = (o.time / 1_000_000_000) as usize;
+        if s >= seconds {
+            continue;
+        }
         let b = &mut buckets[s];
         b.1 += 1;
         if o.kind == Kind::Ok {
@@ -164,7 +167,8 @@ fn xml(s: &str) -> String {
 
 /// Writes the SVG of a run of `seconds` seconds.
 pub fn draw(path: &Path, ops: &[Op], faults: &[Fault], seconds: f64) -> Result<()> {
-    let n = seconds.ceil().max(1.0) as usize;
+    // Whole seconds only: a last partial second would look like an outage.
+    let n = seconds.floor().max(1.0) as usize;
     let data = per_second(ops, n);
     let height = TOP + 3.0 * (PANEL + GAP);
     let mut svg = format!(

@@ -168,7 +168,8 @@ pub struct LimitsSection {
     pub request_timeout_ms: u64,
     /// `lww` writes stamped further ahead of this node's clock are refused.
     pub max_clock_skew_ms: u64,
-    /// Frames queued per peer before new ones are dropped (the request then times out).
+    /// Batches of frames queued per peer before new ones are dropped (the requests then time
+    /// out); a batch is what one pass of the core produced for the peer, at most 256 KiB.
     pub internode_queue_frames_max: usize,
     /// Events queued for the core thread before requests are refused as overloaded.
     pub core_queue_max: usize,
@@ -277,6 +278,11 @@ impl Config {
         }
         if self.limits.internode_queue_frames_max == 0 || self.limits.core_queue_max == 0 {
             bail!("limits.internode_queue_frames_max and limits.core_queue_max must be at least 1");
+        }
+        if self.limits.resp_connections_max == 0 || self.limits.resp_pipeline_commands_max == 0 {
+            bail!(
+                "limits.resp_connections_max and limits.resp_pipeline_commands_max must be at least 1"
+            );
         }
         if self.cluster.peers.iter().any(|p| p.id == self.node.id) {
             bail!("cluster.peers lists this node's own id {}", self.node.id);

@@ -252,8 +252,8 @@ impl Driver {
                     }
                 }
             };
-            self.events_since_flush += 1;
-            self.events_since_sync += 1;
+            self.events_since_flush = self.events_since_flush.saturating_add(1);
+            self.events_since_sync = self.events_since_sync.saturating_add(1);
             let input = match event {
                 CoreEvent::Client { request, reply } => {
                     self.next_id += 1;

@@ -12,8 +12,11 @@
 //! Mapping to Hydra: keys live in bucket `redis` (`lww`) unless the connection picks another
 //! with `HYDRA.BUCKET`. In a `siblings` bucket a plain `GET` returns the newest sibling
 //! (by timestamp, then bytes) and a plain `SET` is a blind write. Commands Redis runs
-//! atomically on one thread run here as read-then-write through contexts (`GETDEL`, `DEL`,
-//! `SET ... GET`, `EXPIRE`, `PERSIST`): causally safe, not atomic. `SET ... NX|XX` and
+//! atomically on one thread run here as a read, then a write carrying the read's context
+//! (`GETDEL`, `DEL`, `SET ... GET|KEEPTTL`, `EXPIRE`, `PERSIST`): not atomic. In an `lww`
+//! bucket the write is simply the newer one, so `EXPIRE` racing with a `SET` on another
+//! connection may write back the value it read over that `SET` (last writer wins); in a
+//! `siblings` bucket the context keeps a concurrent write as a sibling. `SET ... NX|XX` and
 //! `SETNX` need compare-and-set (Paxos), which Hydra does not have yet: they are refused
 //! with an error that says so, as are `MULTI`/`EXEC`.
 
@@ -42,6 +45,15 @@ pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 pub const DEFAULT_BUCKET: &str = "redis";
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
+/// Replies buffered before they are written, even in the middle of a pipeline.
+const OUT_FLUSH_BYTES: usize = 1024 * 1024;
+/// A connection's buffers shrink back to [`READ_CHUNK`] when idle above this capacity.
+const BUFFER_KEEP_BYTES: usize = 4 * 1024 * 1024;
+/// Keys of one multi-key command (`MGET`, `MSET`, `EXISTS`, `DEL`) in flight at once, so one
+/// command cannot fill the core's queue.
+const KEYS_IN_FLIGHT_MAX: usize = 128;
+/// Longest `CONFIG GET` pattern.
+const PATTERN_BYTES_MAX: usize = 256;
 
 /// What every connection shares.
 pub struct RespState {
@@ -91,6 +103,7 @@ impl RespState {
         Limits {
             // A SET's value may be as long as the value limit; keys are far shorter.
             bulk_bytes_max: self.value_bytes_max.max(hydra_core::limits::KEY_BYTES_MAX),
+            command_bytes_max: 2 * self.value_bytes_max + 1024 * 1024,
             ..Limits::default()
         }
     }
@@ -198,7 +211,7 @@ impl Connection {
                 }
             }
             input.drain(..used);
-            let flow = self.run_batch(commands, &mut out).await;
+            let flow = self.run_batch(commands, &mut out, &mut stream).await?;
             if let Some(e) = protocol_error {
                 // As Redis does: answer the error, then close (the stream cannot be resynced).
                 Value::error(format!("ERR {e}")).encode(self.protocol, &mut out);
@@ -213,10 +226,17 @@ impl Connection {
                 return Ok(());
             }
             if used > 0 && !input.is_empty() {
-                // More complete commands may already be buffered (the pipeline bound hit).
-                if parse_command(&input, &limits).ok().flatten().is_some() {
+                // More commands (or a protocol error) may already be buffered: the pipeline
+                // bound was hit.
+                if !matches!(parse_command(&input, &limits), Ok(None)) {
                     continue;
                 }
+            }
+            if input.capacity() > BUFFER_KEEP_BYTES && input.len() < READ_CHUNK {
+                input.shrink_to(READ_CHUNK);
+            }
+            if out.capacity() > BUFFER_KEEP_BYTES {
+                out = Vec::with_capacity(READ_CHUNK);
             }
             input.reserve(READ_CHUNK);
             if stream.read_buf(&mut input).await? == 0 {
@@ -226,9 +246,19 @@ impl Connection {
     }
 
     /// Runs commands in order, sending runs of fast commands on distinct keys together.
-    async fn run_batch(&mut self, commands: Vec<Command>, out: &mut Vec<u8>) -> Flow {
+    /// Replies go to `out`, which is written to `stream` whenever it grows large.
+    async fn run_batch(
+        &mut self,
+        commands: Vec<Command>,
+        out: &mut Vec<u8>,
+        stream: &mut TcpStream,
+    ) -> std::io::Result<Flow> {
         let mut group: Vec<Fast> = Vec::new();
         for cmd in commands {
+            if out.len() > OUT_FLUSH_BYTES {
+                stream.write_all(out).await?;
+                out.clear();
+            }
             match self.fast(&cmd) {
                 Some(f) => {
                     let key = match &f {
@@ -246,13 +276,13 @@ impl Connection {
                     let (reply, flow) = self.execute(cmd).await;
                     reply.encode(self.protocol, out);
                     if let Flow::Close = flow {
-                        return Flow::Close;
+                        return Ok(Flow::Close);
                     }
                 }
             }
         }
         self.flush_group(&mut group, out).await;
-        Flow::Continue
+        Ok(Flow::Continue)
     }
 
     /// A plain `GET key` or `SET key value` with valid arguments, which can share a round.
@@ -418,10 +448,7 @@ impl Connection {
             },
             "echo" => Value::Bulk(args[0].clone()),
             "hello" => self.hello(args),
-            "auth" => Value::error(
-                "ERR AUTH <password> called without any password configured for the default \
-                 user. Are you sure your configuration is correct?",
-            ),
+            "auth" => auth(args),
             "reset" => {
                 let state = self.state.clone();
                 let id = self.id;
@@ -493,11 +520,14 @@ impl Connection {
     }
 
     fn hello(&mut self, args: &[Vec<u8>]) -> Value {
+        // Check everything before changing anything (as Redis does).
+        let mut protocol = self.protocol;
+        let mut name = None;
         let mut i = 0;
         if let Some(v) = args.first() {
             match v.as_slice() {
-                b"2" => self.protocol = Protocol::Resp2,
-                b"3" => self.protocol = Protocol::Resp3,
+                b"2" => protocol = Protocol::Resp2,
+                b"3" => protocol = Protocol::Resp3,
                 _ => {
                     if std::str::from_utf8(v)
                         .ok()
@@ -517,13 +547,13 @@ impl Connection {
             let opt = args[i].to_ascii_lowercase();
             match opt.as_slice() {
                 b"auth" if i + 2 < args.len() => {
-                    return Value::error(
-                        "ERR AUTH <password> called without any password configured for the \
-                         default user. Are you sure your configuration is correct?",
-                    );
+                    if let Value::Error(e) = auth(&args[i + 1..i + 3]) {
+                        return Value::Error(e);
+                    }
+                    i += 3;
                 }
                 b"setname" if i + 1 < args.len() => {
-                    self.name = Some(args[i + 1].clone());
+                    name = Some(args[i + 1].clone());
                     i += 2;
                 }
                 _ => {
@@ -533,6 +563,10 @@ impl Connection {
                     ));
                 }
             }
+        }
+        self.protocol = protocol;
+        if name.is_some() {
+            self.name = name;
         }
         Value::Map(vec![
             (Value::bulk("server"), Value::bulk("redis")),
@@ -868,7 +902,12 @@ impl Connection {
         for k in keys {
             requests.push(self.get_request(self.key(k)?));
         }
-        let results = join_all(requests.into_iter().map(|r| self.call(r))).await;
+        let mut results = Vec::with_capacity(requests.len());
+        let mut requests = requests.into_iter().peekable();
+        while requests.peek().is_some() {
+            let chunk: Vec<ClientRequest> = requests.by_ref().take(KEYS_IN_FLIGHT_MAX).collect();
+            results.extend(join_all(chunk.into_iter().map(|r| self.call(r))).await);
+        }
         let mut values = Vec::with_capacity(results.len());
         for (result, receipt) in results {
             if receipt.is_some() {
@@ -911,7 +950,12 @@ impl Connection {
                 Err(e) => return e,
             }
         }
-        let results = join_all(requests.into_iter().map(|r| self.call(r))).await;
+        let mut results = Vec::with_capacity(requests.len());
+        let mut requests = requests.into_iter().peekable();
+        while requests.peek().is_some() {
+            let chunk: Vec<ClientRequest> = requests.by_ref().take(KEYS_IN_FLIGHT_MAX).collect();
+            results.extend(join_all(chunk.into_iter().map(|r| self.call(r))).await);
+        }
         let mut reply = Value::ok();
         for (result, receipt) in results {
             if receipt.is_some() {
@@ -1204,16 +1248,48 @@ pub fn error_value(e: &ClientError) -> Value {
     Value::Error(text)
 }
 
-/// Redis-style glob match (`*`, `?`) of a CONFIG GET pattern against a parameter name.
+/// Redis-style glob match (`*`, `?`) of a CONFIG GET pattern against a parameter name:
+/// iterative, linear in practice (one backtrack point), bounded pattern length.
 fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
-    match (pattern.first(), name.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => {
-            glob_match(&pattern[1..], name) || (!name.is_empty() && glob_match(pattern, &name[1..]))
+    if pattern.len() > PATTERN_BYTES_MAX {
+        return false;
+    }
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                // Let the last `*` take one more byte, and retry from there.
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
         }
-        (Some(b'?'), Some(_)) => glob_match(&pattern[1..], &name[1..]),
-        (Some(p), Some(n)) if p == n => glob_match(&pattern[1..], &name[1..]),
-        _ => false,
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// `AUTH [user] password`: Hydra has no users or passwords yet (as a Redis whose default
+/// user is `nopass`): `AUTH default <anything>` succeeds, a bare password is an error.
+fn auth(args: &[Vec<u8>]) -> Value {
+    match args {
+        [user, _] if user.as_slice() == b"default" => Value::ok(),
+        [_, _] => Value::error("WRONGPASS invalid username-password pair or user is disabled."),
+        _ => Value::error(
+            "ERR AUTH <password> called without any password configured for the default user. \
+             Are you sure your configuration is correct?",
+        ),
     }
 }
 
@@ -1301,7 +1377,7 @@ fn command_entry(s: &Spec) -> Value {
         Value::Integer(s.step),
         Value::Set(vec![]),
         Value::Set(vec![]),
-        Value::Set(vec![]),
+        Value::Array(vec![]),
         Value::Array(vec![]),
     ])
 }
@@ -1345,6 +1421,12 @@ mod tests {
         assert!(glob_match(b"s?ve", b"save"));
         assert!(!glob_match(b"save", b"saves"));
         assert!(!glob_match(b"a*z", b"appendonly"));
+        assert!(glob_match(b"*a*p*", b"appendonly"));
+        assert!(glob_match(b"**", b""));
+        // Many stars neither recurse nor backtrack without bound.
+        assert!(!glob_match(&[b'*'; 100_000], b"save"));
+        let evil = [b"*a".repeat(20), b"*b".to_vec()].concat();
+        assert!(!glob_match(&evil, &[b'a'; 200]));
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct Limits {
     pub inline_bytes_max: usize,
     /// Deepest nesting of aggregates in a reply (requests are flat).
     pub depth_max: usize,
+    /// Most bytes of one command, all its arguments together (so a command of many large
+    /// arguments cannot make a connection buffer more than this).
+    pub command_bytes_max: usize,
 }
 
 /// Longest bulk string by default: the value ceiling (64 MiB) plus room for a key.
@@ -34,6 +37,8 @@ pub const ARRAY_LEN_DEFAULT_MAX: usize = 1024 * 1024;
 pub const INLINE_BYTES_DEFAULT_MAX: usize = 64 * 1024;
 /// Deepest reply nesting by default.
 pub const DEPTH_DEFAULT_MAX: usize = 32;
+/// Most bytes of one command by default: two values at the ceiling, plus room for keys.
+pub const COMMAND_BYTES_DEFAULT_MAX: usize = 2 * BULK_BYTES_DEFAULT_MAX;
 
 impl Default for Limits {
     fn default() -> Limits {
@@ -42,6 +47,7 @@ impl Default for Limits {
             array_len_max: ARRAY_LEN_DEFAULT_MAX,
             inline_bytes_max: INLINE_BYTES_DEFAULT_MAX,
             depth_max: DEPTH_DEFAULT_MAX,
+            command_bytes_max: COMMAND_BYTES_DEFAULT_MAX,
         }
     }
 }
@@ -138,14 +144,31 @@ pub fn parse_command(buf: &[u8], limits: &Limits) -> Result<Option<(Command, usi
 }
 
 fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<Option<(Command, usize)>, Invalid> {
+    // First check that the whole command has arrived, without copying anything (a command
+    // arriving in many reads is scanned again on each, but copied only once).
+    let Some((count, end)) = walk_multibulk(buf, limits, |_, _| {})? else {
+        return Ok(None);
+    };
+    let mut args: Vec<Vec<u8>> = Vec::with_capacity(count);
+    walk_multibulk(buf, limits, |start, stop| {
+        args.push(buf[start..stop].to_vec())
+    })?;
+    Ok(Some((args, end)))
+}
+
+/// Walks a multibulk command, calling `each` with every argument's byte range. Returns the
+/// argument count and the command's end, `Ok(None)` if it has not all arrived.
+fn walk_multibulk(
+    buf: &[u8],
+    limits: &Limits,
+    mut each: impl FnMut(usize, usize),
+) -> Result<Option<(usize, usize)>, Invalid> {
     let Some(end) = line_end(buf, 1, 20)? else {
         return Ok(None);
     };
     let count =
         parse_len(&buf[1..end], limits.array_len_max, "multibulk length", true)?.unwrap_or(0);
     let mut at = end + 2;
-    // Grow the argument list as the arguments arrive, never by the declared count alone.
-    let mut args: Vec<Vec<u8>> = Vec::with_capacity(count.min(64));
     for _ in 0..count {
         match buf.get(at) {
             None => return Ok(None),
@@ -169,22 +192,29 @@ fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<Option<(Command, usize
         .unwrap_or(0);
         let start = end + 2;
         let stop = start + len;
+        if stop > limits.command_bytes_max {
+            return Err(invalid(format!(
+                "command longer than the limit of {} bytes",
+                limits.command_bytes_max
+            )));
+        }
         if buf.len() < stop + 2 {
             return Ok(None);
         }
         if &buf[stop..stop + 2] != b"\r\n" {
             return Err(invalid("bulk string not followed by '\\r\\n'"));
         }
-        args.push(buf[start..stop].to_vec());
+        each(start, stop);
         at = stop + 2;
     }
-    Ok(Some((args, at)))
+    Ok(Some((count, at)))
 }
 
 fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Option<(Command, usize)>, Invalid> {
     let rest = &buf[..buf.len().min(limits.inline_bytes_max.saturating_add(2))];
     let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-        if buf.len() > limits.inline_bytes_max {
+        // Room for the line and its '\r' before the '\n' arrives.
+        if buf.len() > limits.inline_bytes_max.saturating_add(1) {
             return Err(invalid(format!(
                 "too big inline request (more than {} bytes)",
                 limits.inline_bytes_max
@@ -198,6 +228,12 @@ fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Option<(Command, usize)>,
     } else {
         &rest[..nl]
     };
+    if line.len() > limits.inline_bytes_max {
+        return Err(invalid(format!(
+            "too big inline request (more than {} bytes)",
+            limits.inline_bytes_max
+        )));
+    }
     let args = split_inline(line)?;
     if args.len() > limits.array_len_max {
         return Err(invalid("too many arguments in an inline request"));
@@ -665,12 +701,13 @@ mod tests {
             array_len_max: 3,
             inline_bytes_max: 16,
             depth_max: 2,
+            command_bytes_max: 24,
         };
         let e = parse_command(b"*4\r\n", &limits).expect_err("too many");
         assert!(e.to_string().contains("multibulk length 4"), "{e}");
         let e = parse_command(b"*1\r\n$11\r\n", &limits).expect_err("too long");
         assert!(e.to_string().contains("bulk length 11"), "{e}");
-        let e = parse_command(&[b'a'; 17], &limits).expect_err("inline too long");
+        let e = parse_command(&[b'a'; 18], &limits).expect_err("inline too long");
         assert!(e.to_string().contains("too big inline request"), "{e}");
         assert!(parse_command(b"*1\r\n$-1\r\n", &limits).is_err());
         assert!(parse_command(b"*1\r\n+x\r\n", &limits).is_err());
@@ -679,6 +716,24 @@ mod tests {
         assert!(parse_command(b"*99999999999999999999999\r\n", &limits).is_err());
         assert!(parse_value(b"*1\r\n*1\r\n*1\r\n*0\r\n", &limits).is_err());
         assert!(parse_value(b"*1\r\n*1\r\n*0\r\n", &limits).is_ok());
+        // All arguments together are bounded too.
+        let e = parse_command(b"*3\r\n$10\r\n0123456789\r\n$10\r\n", &limits).expect_err("big");
+        assert!(e.to_string().contains("command longer than"), "{e}");
+        // An inline line of exactly the limit is valid, and so every prefix of it.
+        let line = [&[b'a'; 16][..], b"\r\n"].concat();
+        assert_eq!(
+            parse_command(&line, &limits).expect("valid").map(|c| c.1),
+            Some(18)
+        );
+        for cut in 0..line.len() {
+            assert_eq!(
+                parse_command(&line[..cut], &limits).expect("prefix"),
+                None,
+                "cut {cut}"
+            );
+        }
+        let long = [&[b'a'; 17][..], b"\n"].concat();
+        assert!(parse_command(&long, &limits).is_err());
     }
 
     #[test]

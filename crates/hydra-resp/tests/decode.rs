@@ -12,6 +12,7 @@ fn small_limits() -> Limits {
         array_len_max: 8,
         inline_bytes_max: 64,
         depth_max: 4,
+        command_bytes_max: 256,
     }
 }
 

@@ -7,8 +7,8 @@
 //! [`check`] holds the checkers of DESIGN.md's guarantees.
 //!
 //! Faults: message drops, duplicates, delays (and so reordering), network partitions, crashes
-//! of one or several nodes at once (losing writes not yet synced) and restarts, clock skew
-//! between nodes. After the workload the world heals, every key is read at `r = all`, and the
+//! of one or several nodes at once (losing writes not yet synced) and restarts, pauses (a
+//! node frozen for 1 to 8 s with its state, as by SIGSTOP), clock skew between nodes. After the workload the world heals, every key is read at `r = all`, and the
 //! checkers run:
 //! (a) no acknowledged add is missing from any later quorum read or from the final state;
 //! (b) after healing and the final reads (with read repair), every replica of every key holds

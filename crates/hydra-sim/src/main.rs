@@ -108,6 +108,7 @@ fn main() -> Result<ExitCode> {
     let (mut crashes, mut partitions, mut hints_stored, mut hints_delivered) =
         (0u64, 0u64, 0u64, 0u64);
     let mut hints_dropped = 0u64;
+    let mut pauses = 0u64;
     let mut failing = Vec::new();
     for seed in args.first..args.first + args.seeds {
         let report = run(config(&args, seed));
@@ -119,6 +120,7 @@ fn main() -> Result<ExitCode> {
         sim_ms += report.sim_ms;
         crashes += report.crashes;
         partitions += report.partitions;
+        pauses += report.pauses;
         hints_stored += report.hints_stored;
         hints_delivered += report.hints_delivered;
         hints_dropped += report.hints_dropped;
@@ -134,7 +136,7 @@ fn main() -> Result<ExitCode> {
     }
     bar.finish_and_clear();
     println!(
-        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} failing_seeds={}",
+        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} pauses={pauses} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} failing_seeds={}",
         args.seeds,
         sim_ms as f64 / 3_600_000.0,
         failing.len()

@@ -96,6 +96,8 @@ pub struct SimReport {
     pub max_siblings: usize,
     pub crashes: u64,
     pub partitions: u64,
+    /// Nodes frozen for a while (as by SIGSTOP): state kept, nothing processed.
+    pub pauses: u64,
     pub messages: u64,
     pub dropped_messages: u64,
     pub hints_stored: u64,
@@ -110,7 +112,7 @@ pub struct SimReport {
 impl SimReport {
     pub fn summary(&self) -> String {
         format!(
-            "seed={} nodes={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} violations={}",
+            "seed={} nodes={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} violations={}",
             self.seed,
             self.nodes,
             self.sim_ms,
@@ -125,6 +127,7 @@ impl SimReport {
             self.max_siblings,
             self.crashes,
             self.partitions,
+            self.pauses,
             self.messages,
             self.dropped_messages,
             self.hints_stored,
@@ -211,6 +214,8 @@ struct SimNode {
     sync_waiting: Option<u64>,
     next_tick: Option<u64>,
     clock_skew_ms: i64,
+    /// Frozen until then (a pause): every event for the node waits.
+    paused_until: Option<u64>,
     /// Client request ids of this incarnation -> (client, op).
     requests: BTreeMap<ClientRequestId, (usize, u64)>,
     next_request: u64,
@@ -295,6 +300,7 @@ impl World {
                     } else {
                         rng.random_range(-skew..=skew)
                     },
+                    paused_until: None,
                     requests: BTreeMap::new(),
                     next_request: 0,
                 }
@@ -504,6 +510,23 @@ impl World {
     }
 
     fn dispatch(&mut self, event: Event) {
+        // A paused node processes nothing: what reaches it waits (in order) until it resumes.
+        let target = match &event {
+            Event::Deliver { to, .. } => Some(*to),
+            Event::Request { node, .. }
+            | Event::Tick { node, .. }
+            | Event::SyncDone { node, .. } => Some(*node),
+            _ => None,
+        };
+        if let Some(i) = target
+            && let Some(until) = self.nodes[i].paused_until
+        {
+            if until > self.now {
+                self.schedule(until - self.now, event);
+                return;
+            }
+            self.nodes[i].paused_until = None;
+        }
         match event {
             Event::Deliver { from, to, bytes } => {
                 if self.nodes[to].core.is_none() {
@@ -715,6 +738,15 @@ impl World {
                     }
                 }
             }
+            8 => {
+                // Pause one node longer than every timeout (as SIGSTOP, then SIGCONT).
+                let victim = self.rng.random_range(0..n);
+                if self.nodes[victim].core.is_some() && self.nodes[victim].paused_until.is_none() {
+                    self.report.pauses += 1;
+                    let d = self.rng.random_range(1_000..=8_000);
+                    self.nodes[victim].paused_until = Some(self.now + d);
+                }
+            }
             _ => {} // a quiet period
         }
         let d = self.rng.random_range(1..=2 * self.config.fault_interval_ms);
@@ -736,6 +768,7 @@ impl World {
         self.count_hints(i);
         let n = &mut self.nodes[i];
         n.core = None;
+        n.paused_until = None;
         n.store.crash();
         n.incarnation += 1;
         n.sync_in_flight = false;

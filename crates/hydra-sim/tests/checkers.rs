@@ -5,11 +5,11 @@ use hydra_core::bugs::{PlantedBugs, set_planted};
 use hydra_sim::{SimConfig, run};
 
 /// Seeds `cargo test` runs; the long sweep is `cargo run --release -p hydra-sim -- --seeds N`.
-const FIXED_SEEDS: u64 = 60;
+const FIXED_SEEDS: u64 = 70;
 
 #[test]
 fn fixed_seeds_hold_every_guarantee() {
-    let mut acked = 0;
+    let (mut acked, mut pauses, mut crashes, mut partitions) = (0, 0, 0, 0);
     for seed in 0..FIXED_SEEDS {
         let report = run(SimConfig::from_seed(seed));
         assert!(
@@ -18,7 +18,14 @@ fn fixed_seeds_hold_every_guarantee() {
             report.violations[0]
         );
         acked += report.acked_writes;
+        pauses += report.pauses;
+        crashes += report.crashes;
+        partitions += report.partitions;
     }
+    assert!(
+        pauses > 0 && crashes > 0 && partitions > 0,
+        "the seeds must include every fault: {pauses} pauses, {crashes} crashes, {partitions} partitions"
+    );
     assert!(
         acked > 10_000,
         "the workload acknowledged only {acked} writes; the seeds test too little"

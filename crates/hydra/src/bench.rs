@@ -525,8 +525,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
                             .and_then(|ctx| conn.write(&key, &value, ctx.as_deref()))
                     }
                 };
+                let failed = result.is_err();
                 tally.record(op, t, result);
                 done.fetch_add(1, Ordering::Relaxed);
+                if failed && args.protocol == Protocol::Resp {
+                    // A reply may be half-read: later replies would pair with the wrong
+                    // requests. Start over on a fresh connection.
+                    conn = Conn::open(args.protocol, &nodes[c % nodes.len()], &args)?;
+                }
             }
             Ok(tally)
         }));
