@@ -48,12 +48,13 @@ impl Cluster {
             let text = format!(
                 "[node]\nid = {id}\nzone = \"z{id}\"\ndata_dir = \"{data}\"\nworker_threads = 1\n\n\
                  [listen]\nhttp = \"{a}:{HTTP_PORT}\"\ninternode = \"{a}:{INTERNODE_PORT}\"\nresp = \"{a}:{RESP_PORT}\"\n\n\
-                 [cluster]\npeers = [\n{peers}\n]\nheartbeat_interval_ms = 100\nanti_entropy_interval_ms = 100\n\n\
+                 [cluster]\npeers = [\n{peers}\n]\nheartbeat_interval_ms = 100\nanti_entropy_interval_ms = 100\nfallback_after_ms = {fallback}\n\n\
                  [limits]\nrequest_timeout_ms = {request_timeout_ms}\ngossip_interval_ms = 500\n",
                 id = i + 1,
                 data = dir.join(format!("n{}", i + 1)).display(),
                 a = net.addr(i),
                 peers = peers.join("\n"),
+                fallback = request_timeout_ms / 4,
             );
             std::fs::write(dir.join(format!("n{}.toml", i + 1)), text)?;
         }

@@ -264,6 +264,13 @@ impl Config {
                 self.limits.request_timeout_ms
             );
         }
+        if self.cluster.fallback_after_ms >= self.limits.request_timeout_ms {
+            bail!(
+                "cluster.fallback_after_ms = {} must be less than limits.request_timeout_ms = {}: otherwise a write times out before a fallback stands in for a replica that died but is not yet believed down",
+                self.cluster.fallback_after_ms,
+                self.limits.request_timeout_ms
+            );
+        }
         if self.storage.tombstone_grace_ms < 4 * self.limits.request_timeout_ms {
             bail!(
                 "storage.tombstone_grace_ms = {} must be at least 4 x limits.request_timeout_ms ({}): a read repair or write still in flight could bring a reaped delete back",
