@@ -65,7 +65,8 @@ pub struct NodeConfig {
     pub heartbeat_interval_ms: u64,
     /// Phi above which a peer is believed down (Cassandra's `phi_convict_threshold`).
     pub phi_threshold: f64,
-    /// A sloppy write gives a fallback to each primary that has not acked after this long.
+    /// A sloppy write gives a fallback to each primary that has not acked after this long,
+    /// or after half the request's time, if that is sooner.
     pub fallback_after_ms: u64,
     /// Bytes of hints this node holds for one owner at most; beyond, hints are dropped and
     /// the partition is left to anti-entropy.
@@ -1003,6 +1004,11 @@ impl Node {
             );
         }
         let req = self.new_request(ctx.rng);
+        // Fallbacks must get their chance before the request's deadline, whatever it is.
+        let fallback_ms = self
+            .config
+            .fallback_after_ms
+            .min(deadline.0.saturating_sub(ctx.now.0) / 2);
         self.coordinations.insert(
             req,
             Coordination::Write(WriteState {
@@ -1017,14 +1023,13 @@ impl Node {
                 replied: false,
                 sloppy,
                 is_delete,
-                fallback_at: ctx.now.plus_ms(self.config.fallback_after_ms),
+                fallback_at: ctx.now.plus_ms(fallback_ms),
                 sent: false,
             }),
         );
         self.deadlines.insert((deadline, req));
         if sloppy {
-            self.deadlines
-                .insert((ctx.now.plus_ms(self.config.fallback_after_ms), req));
+            self.deadlines.insert((ctx.now.plus_ms(fallback_ms), req));
         }
         self.unsynced.insert(skey_for_sync, self.sync_requested + 1);
         if props.conflicts == ConflictMode::Lww && timestamp.0 <= self.hlc_mark_durable {

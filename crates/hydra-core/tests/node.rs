@@ -749,3 +749,46 @@ fn reads_ask_r_replicas_and_the_rest_only_when_one_is_slow() {
         .clone();
     assert_eq!(receipt.replicas.len(), 3, "{receipt:?}");
 }
+
+#[test]
+fn a_short_request_timeout_still_leaves_time_for_fallbacks() {
+    // fallback_after_ms (1 s) is longer than the request's own timeout (400 ms): the fallback
+    // must still be tried, at half the timeout, before the write fails.
+    let mut c = Cluster::new(4);
+    let k = key("default", "short");
+    c.request(0, put(&k, "v1", None, Some(Consistency::All)))
+        .expect("ok");
+    let read = c.request(0, get(&k, Some(Consistency::Quorum)));
+    let receipt = read
+        .as_ref()
+        .expect("ok")
+        .receipt()
+        .expect("receipt")
+        .clone();
+    // Kill one primary other than the coordinator; the detector has not noticed yet.
+    let victim = receipt
+        .replicas
+        .iter()
+        .map(|r| r.node)
+        .find(|n| *n != NodeId(1))
+        .expect("another replica");
+    c.kill((victim.0 - 1) as usize);
+    let write = ClientRequest::Put(WriteRequest {
+        key: k.clone(),
+        value: Some(b"v2".to_vec()),
+        content_type: "text/plain".into(),
+        context: Some(context(&read)),
+        w: Some(Consistency::All),
+        timeout_ms: Some(400),
+        sloppy: Some(true),
+        ttl_ms: None,
+    });
+    let result = c.request(0, write);
+    let receipt = result
+        .as_ref()
+        .expect("a fallback stands in")
+        .receipt()
+        .expect("receipt");
+    assert_eq!(receipt.hints_stored, 1, "{receipt:?}");
+    assert!(receipt.elapsed_ms < 400, "{receipt:?}");
+}

@@ -27,11 +27,18 @@ pub struct Cluster {
     /// Each node's HTTP address, as clients (in the root namespace) reach it.
     pub http: Vec<String>,
     namespaces: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
     /// Writes every node's configuration into `dir` and starts the nodes.
-    pub fn start(net: &Net, hydra: &Path, dir: &Path, request_timeout_ms: u64) -> Result<Cluster> {
+    pub fn start(
+        net: &Net,
+        hydra: &Path,
+        dir: &Path,
+        request_timeout_ms: u64,
+        env: &[(String, String)],
+    ) -> Result<Cluster> {
         let n = net.nodes();
         for i in 0..n {
             let peers: Vec<String> = (0..n)
@@ -72,6 +79,7 @@ impl Cluster {
                 .map(|i| format!("{}:{HTTP_PORT}", net.addr(i)))
                 .collect(),
             namespaces: (0..n).map(|i| net.namespace(i)).collect(),
+            env: env.to_vec(),
         };
         for i in 0..n {
             cluster.spawn(i)?;
@@ -106,6 +114,7 @@ impl Cluster {
             .arg("--set")
             .arg(format!("node.clock_offset_ms={offset}"))
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

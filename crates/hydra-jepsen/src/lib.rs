@@ -56,6 +56,9 @@ pub struct Options {
     pub seed: u64,
     pub converge_timeout: u64,
     pub progress: bool,
+    /// Extra environment of the server processes (e.g. `HYDRA_PLANTED_BUGS` for a test
+    /// build that should fail).
+    pub server_env: Vec<(String, String)>,
 }
 
 /// What the run found; written as `summary.json`.
@@ -141,7 +144,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let _ = std::fs::remove_dir_all(&node_dir);
     std::fs::create_dir_all(&node_dir)?;
     let mut net = Net::create(opts.nodes)?;
-    let mut cluster = Cluster::start(&net, &opts.hydra, &node_dir, 1_000)?;
+    let mut cluster = Cluster::start(&net, &opts.hydra, &node_dir, 1_000, &opts.server_env)?;
     let bucket = format!("jepsen_{}", opts.mode);
     create_bucket(&cluster, &bucket, &opts.mode, opts.sloppy)?;
 

@@ -94,6 +94,7 @@ fn run() -> Result<bool> {
         seed: args.seed,
         converge_timeout: args.converge_timeout,
         progress: true,
+        server_env: vec![],
     };
     let summary = hydra_jepsen::run(&opts)?;
     println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -154,6 +154,8 @@ pub fn start(
     let join = std::thread::Builder::new()
         .name("hydra-core".into())
         .spawn(move || {
+            #[cfg(feature = "planted-bugs")]
+            plant_bugs_from_env();
             let mut driver = Driver {
                 node,
                 store,
@@ -171,6 +173,29 @@ pub fn start(
             driver.run(rx);
         })?;
     Ok((handle, join))
+}
+
+/// Test builds only: switches on the planted bugs named in `HYDRA_PLANTED_BUGS` (comma list
+/// of `hydra_core::bugs::PlantedBugs` fields) for the core thread.
+#[cfg(feature = "planted-bugs")]
+fn plant_bugs_from_env() {
+    let Ok(list) = std::env::var("HYDRA_PLANTED_BUGS") else {
+        return;
+    };
+    let mut bugs = hydra_core::bugs::PlantedBugs::default();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match name {
+            "ack_before_sync" => bugs.ack_before_sync = true,
+            "merge_drops_sibling" => bugs.merge_drops_sibling = true,
+            "skip_read_repair" => bugs.skip_read_repair = true,
+            "ignore_context" => bugs.ignore_context = true,
+            "discard_hints" => bugs.discard_hints = true,
+            "reap_early" => bugs.reap_early = true,
+            other => tracing::error!("HYDRA_PLANTED_BUGS: unknown bug {other:?}"),
+        }
+    }
+    tracing::warn!("planted bugs switched on (test build): {bugs:?}");
+    hydra_core::bugs::set_planted(bugs);
 }
 
 /// A seed that differs between processes and restarts (request ids must not repeat).

@@ -4,7 +4,8 @@
 //! and the replicas must agree after the final heal. Needs root (network namespaces); the
 //! long soak is `hydra-jepsen` itself (README "Fault testing").
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 #[test]
 fn three_nodes_under_every_fault_lose_no_acknowledged_add() {
@@ -28,6 +29,7 @@ fn three_nodes_under_every_fault_lose_no_acknowledged_add() {
         seed: 7,
         converge_timeout: 120,
         progress: false,
+        server_env: vec![],
     };
     let summary = hydra_jepsen::run(&opts).expect("the harness runs (it needs root)");
     let text = serde_json::to_string_pretty(&summary).expect("json");
@@ -46,4 +48,52 @@ fn three_nodes_under_every_fault_lose_no_acknowledged_add() {
     for file in ["history.jsonl", "summary.json", "plot.svg"] {
         assert!(out.join(file).exists(), "{file} missing");
     }
+}
+
+/// The harness catches a server that loses acknowledged writes: a test build of `hydra` with
+/// hydra-core's planted bug `merge_drops_sibling` (merging keeps one sibling per writer, so
+/// concurrent adds vanish). Ignored by default: it builds a second `hydra` (minutes).
+/// `cargo test -p hydra --test jepsen -- --ignored --nocapture`
+#[test]
+#[ignore = "builds a second hydra with planted bugs; run with --ignored"]
+fn the_harness_catches_a_server_that_drops_siblings() {
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("planted-target");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-p",
+            "hydra",
+            "--features",
+            "planted-bugs",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .current_dir(&root)
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building the planted hydra failed");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("jepsen-planted");
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = hydra_jepsen::Options {
+        nodes: 3,
+        seconds: 40,
+        mode: "siblings".into(),
+        nemesis: vec![],
+        interval: 4,
+        clients: 6,
+        keys: 3,
+        rate: 150,
+        sloppy: true,
+        hydra: target.join("debug/hydra"),
+        out,
+        seed: 3,
+        converge_timeout: 60,
+        progress: false,
+        server_env: vec![("HYDRA_PLANTED_BUGS".into(), "merge_drops_sibling".into())],
+    };
+    let summary = hydra_jepsen::run(&opts).expect("the harness runs");
+    println!("{}", serde_json::to_string_pretty(&summary).expect("json"));
+    assert!(summary.verdict.lost > 0, "the planted bug went unnoticed");
+    assert!(!summary.passed);
 }
