@@ -141,10 +141,6 @@ impl Cluster {
         Ok(())
     }
 
-    pub fn is_up(&self, i: usize) -> bool {
-        self.procs[i].child.is_some()
-    }
-
     fn signal(&self, i: usize, signal: Signal) {
         if let Some(c) = &self.procs[i].child {
             let _ = kill(Pid::from_raw(c.id() as i32), signal);
@@ -177,10 +173,6 @@ impl Cluster {
         self.kill9(i);
         self.procs[i].clock_offset_ms = offset_ms;
         self.restart(i)
-    }
-
-    pub fn clock_offset(&self, i: usize) -> i64 {
-        self.procs[i].clock_offset_ms
     }
 
     pub fn pause(&mut self, i: usize) {

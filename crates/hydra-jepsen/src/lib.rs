@@ -534,10 +534,8 @@ fn final_reads(cluster: &Cluster, bucket: &str, keys: &[String]) -> Result<BTree
                     break;
                 }
                 Err(e) => {
-                    tracing_free_sleep();
-                    if last.is_none() {
-                        eprintln!("final read of {k} failed: {e}; retrying");
-                    }
+                    eprintln!("final read of {k} failed: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
                 }
             }
         }
@@ -547,10 +545,6 @@ fn final_reads(cluster: &Cluster, bucket: &str, keys: &[String]) -> Result<BTree
         out.insert(k.clone(), set);
     }
     Ok(out)
-}
-
-fn tracing_free_sleep() {
-    std::thread::sleep(Duration::from_millis(500));
 }
 
 /// Latency of every completed operation, in milliseconds.

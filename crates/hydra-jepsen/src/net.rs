@@ -111,15 +111,22 @@ impl Net {
         if a == b || !self.cuts.insert((a, b)) {
             return Ok(());
         }
+        self.blackhole("add", a, b)
+    }
+
+    /// Adds or deletes (`op`) the blackhole route to `b` in `a`'s namespace.
+    fn blackhole(&self, op: &str, a: usize, b: usize) -> Result<()> {
+        let target = format!("{}/32", self.addr(b));
+        let ns = self.namespace(a);
         ip(&[
             "netns",
             "exec",
-            &self.namespace(a),
+            &ns,
             "ip",
             "route",
-            "add",
+            op,
             "blackhole",
-            &format!("{}/32", self.addr(b)),
+            &target,
         ])
     }
 
@@ -143,23 +150,9 @@ impl Net {
     /// Removes every cut.
     pub fn heal(&mut self) -> Result<()> {
         for (a, b) in std::mem::take(&mut self.cuts) {
-            ip(&[
-                "netns",
-                "exec",
-                &self.namespace(a),
-                "ip",
-                "route",
-                "del",
-                "blackhole",
-                &format!("{}/32", self.addr(b)),
-            ])?;
+            self.blackhole("del", a, b)?;
         }
         Ok(())
-    }
-
-    /// Whether any cut is in place.
-    pub fn is_partitioned(&self) -> bool {
-        !self.cuts.is_empty()
     }
 
     fn remove_leftovers(&self) {
