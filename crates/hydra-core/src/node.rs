@@ -1478,7 +1478,7 @@ impl Node {
             .count();
         let in_flight = pending - unasked;
         let needed = state.needed as usize;
-        if !state.replied && answered < needed && answered + in_flight < needed && unasked > 0 {
+        if !state.replied && answered + in_flight < needed && unasked > 0 {
             // One asked replica failed: ask as many more as R still needs.
             let more = (needed - answered - in_flight).min(unasked);
             let Some(Coordination::Read(state)) = self.coordinations.get_mut(&req) else {

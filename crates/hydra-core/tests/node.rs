@@ -223,6 +223,25 @@ fn context(reply: &Reply) -> VersionVector {
     }
 }
 
+fn receipt_of(reply: &Reply) -> hydra_core::message::Receipt {
+    reply
+        .as_ref()
+        .expect("a successful reply")
+        .receipt()
+        .expect("a read or write has a receipt")
+        .clone()
+}
+
+/// A replica in `receipt` other than `me`.
+fn other_replica(receipt: &hydra_core::message::Receipt, me: NodeId) -> NodeId {
+    receipt
+        .replicas
+        .iter()
+        .map(|r| r.node)
+        .find(|n| *n != me)
+        .expect("another replica")
+}
+
 fn error(reply: Reply) -> ClientError {
     reply.expect_err("expected an error")
 }
@@ -699,32 +718,17 @@ fn reads_ask_r_replicas_and_the_rest_only_when_one_is_slow() {
         .expect("ok");
     let read = c.request(0, get(&k, Some(Consistency::Quorum)));
     assert_eq!(values(&read), ["v"]);
-    let receipt = read
-        .as_ref()
-        .expect("ok")
-        .receipt()
-        .expect("receipt")
-        .clone();
+    let receipt = receipt_of(&read);
     // R = 2: this node and one other were asked; the third was not.
     assert_eq!(receipt.replicas.len(), 2, "{receipt:?}");
     assert!(receipt.replicas.iter().any(|r| r.node == NodeId(1)));
-    let other = receipt
-        .replicas
-        .iter()
-        .map(|r| r.node)
-        .find(|n| *n != NodeId(1))
-        .expect("a second replica");
+    let other = other_replica(&receipt, NodeId(1));
     // That replica dies; the failure detector has not noticed yet. The read still answers,
     // from the third replica, asked after `read_retry_after_ms`.
     c.kill((other.0 - 1) as usize);
     let read = c.request(0, get(&k, Some(Consistency::Quorum)));
     assert_eq!(values(&read), ["v"]);
-    let receipt = read
-        .as_ref()
-        .expect("ok")
-        .receipt()
-        .expect("receipt")
-        .clone();
+    let receipt = receipt_of(&read);
     assert_eq!(receipt.acked(), 2, "{receipt:?}");
     assert!(
         receipt.elapsed_ms >= config(1).read_retry_after_ms,
@@ -741,12 +745,7 @@ fn reads_ask_r_replicas_and_the_rest_only_when_one_is_slow() {
         .expect("ok");
     c.idle(10);
     let read = c.request(0, get(&k, Some(Consistency::Quorum)));
-    let receipt = read
-        .as_ref()
-        .expect("ok")
-        .receipt()
-        .expect("receipt")
-        .clone();
+    let receipt = receipt_of(&read);
     assert_eq!(receipt.replicas.len(), 3, "{receipt:?}");
 }
 
@@ -759,36 +758,16 @@ fn a_short_request_timeout_still_leaves_time_for_fallbacks() {
     c.request(0, put(&k, "v1", None, Some(Consistency::All)))
         .expect("ok");
     let read = c.request(0, get(&k, Some(Consistency::Quorum)));
-    let receipt = read
-        .as_ref()
-        .expect("ok")
-        .receipt()
-        .expect("receipt")
-        .clone();
+    let receipt = receipt_of(&read);
     // Kill one primary other than the coordinator; the detector has not noticed yet.
-    let victim = receipt
-        .replicas
-        .iter()
-        .map(|r| r.node)
-        .find(|n| *n != NodeId(1))
-        .expect("another replica");
+    let victim = other_replica(&receipt, NodeId(1));
     c.kill((victim.0 - 1) as usize);
-    let write = ClientRequest::Put(WriteRequest {
-        key: k.clone(),
-        value: Some(b"v2".to_vec()),
-        content_type: "text/plain".into(),
-        context: Some(context(&read)),
-        w: Some(Consistency::All),
-        timeout_ms: Some(400),
-        sloppy: Some(true),
-        ttl_ms: None,
-    });
-    let result = c.request(0, write);
-    let receipt = result
-        .as_ref()
-        .expect("a fallback stands in")
-        .receipt()
-        .expect("receipt");
+    let mut write = put(&k, "v2", Some(context(&read)), Some(Consistency::All));
+    if let ClientRequest::Put(w) = &mut write {
+        w.timeout_ms = Some(400);
+        w.sloppy = Some(true);
+    }
+    let receipt = receipt_of(&c.request(0, write));
     assert_eq!(receipt.hints_stored, 1, "{receipt:?}");
     assert!(receipt.elapsed_ms < 400, "{receipt:?}");
 }

@@ -32,6 +32,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use workload::Set;
 
+/// Most operations one run records (invocations and completions): the history lives in
+/// memory until the end. A run records at most `seconds x rate x 2`, which is checked up front.
+pub const HISTORY_OPS_MAX: u64 = 20_000_000;
+
 /// The faults the nemesis can apply.
 pub const NEMESES: &[&str] = &["partition", "kill", "pause", "clock"];
 
@@ -131,6 +135,11 @@ pub fn run(opts: &Options) -> Result<Summary> {
                 NEMESES.join(", ")
             );
         }
+    }
+    if opts.seconds.saturating_mul(opts.rate).saturating_mul(2) > HISTORY_OPS_MAX {
+        bail!(
+            "--time x --rate x 2 is more than the {HISTORY_OPS_MAX} operations a history holds; lower --rate or --time"
+        );
     }
     if opts.mode != "siblings" && opts.mode != "lww" {
         bail!(

@@ -249,20 +249,17 @@ impl Driver {
                 self.flush_outbox();
             }
             if self.sync_wanted.is_some() && self.events_since_sync >= SYNC_BATCH_EVENTS_MAX {
-                self.flush_outbox();
-                self.sync_now();
-                self.flush_outbox();
+                self.group_commit();
             }
             let event = match rx.try_recv() {
                 Ok(e) => e,
                 Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => {
-                    self.flush_outbox();
                     if self.sync_wanted.is_some() {
-                        self.sync_now();
-                        self.flush_outbox();
+                        self.group_commit();
                         continue;
                     }
+                    self.flush_outbox();
                     let wait = match self.node.next_deadline() {
                         Some(Timestamp(t)) => Duration::from_millis(t.saturating_sub(wall_ms())),
                         None => Duration::from_secs(3600),
@@ -311,6 +308,14 @@ impl Driver {
                 self.metrics.frames_dropped.inc();
             }
         }
+    }
+
+    /// Frames out first (replicas start their own fsyncs while ours runs), then one fsync for
+    /// every write so far, then the acks it released.
+    fn group_commit(&mut self) {
+        self.flush_outbox();
+        self.sync_now();
+        self.flush_outbox();
     }
 
     /// One fsync for every write made so far; then the core acks what waited for it.

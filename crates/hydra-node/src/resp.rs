@@ -195,7 +195,12 @@ impl Connection {
             let mut commands = Vec::new();
             let mut used = 0;
             let mut protocol_error = None;
-            while commands.len() < self.state.pipeline_commands_max {
+            let mut bound_hit = false;
+            loop {
+                if commands.len() >= self.state.pipeline_commands_max {
+                    bound_hit = true;
+                    break;
+                }
                 match parse_command(&input[used..], &limits) {
                     Ok(Some((cmd, n))) => {
                         used += n;
@@ -225,12 +230,9 @@ impl Connection {
             if let Flow::Close = flow {
                 return Ok(());
             }
-            if used > 0 && !input.is_empty() {
-                // More commands (or a protocol error) may already be buffered: the pipeline
-                // bound was hit.
-                if !matches!(parse_command(&input, &limits), Ok(None)) {
-                    continue;
-                }
+            if bound_hit {
+                // More commands may already be buffered: run them before reading.
+                continue;
             }
             if input.capacity() > BUFFER_KEEP_BYTES && input.len() < READ_CHUNK {
                 input.shrink_to(READ_CHUNK);
@@ -259,8 +261,8 @@ impl Connection {
                 stream.write_all(out).await?;
                 out.clear();
             }
-            match self.fast(&cmd) {
-                Some(f) => {
+            match self.fast(cmd) {
+                Ok(f) => {
                     let key = match &f {
                         Fast::Get(k) | Fast::Set(k, _) => k,
                     };
@@ -271,7 +273,7 @@ impl Connection {
                     }
                     group.push(f);
                 }
-                None => {
+                Err(cmd) => {
                     self.flush_group(&mut group, out).await;
                     let (reply, flow) = self.execute(cmd).await;
                     reply.encode(self.protocol, out);
@@ -285,50 +287,65 @@ impl Connection {
         Ok(Flow::Continue)
     }
 
-    /// A plain `GET key` or `SET key value` with valid arguments, which can share a round.
-    fn fast(&self, cmd: &Command) -> Option<Fast> {
-        let name = cmd.first()?;
-        if cmd.len() == 2 && name.eq_ignore_ascii_case(b"get") {
-            return self.key(&cmd[1]).ok().map(Fast::Get);
+    /// A plain `GET key` or `SET key value` with valid arguments, which can share a round
+    /// (the value moves, not copied); anything else comes back as it was.
+    fn fast(&self, mut cmd: Command) -> Result<Fast, Command> {
+        let is = |name: &[u8], len: usize| cmd.len() == len && cmd[0].eq_ignore_ascii_case(name);
+        let (get, set) = (is(b"get", 2), is(b"set", 3));
+        if !get && !set {
+            return Err(cmd);
         }
-        if cmd.len() == 3 && name.eq_ignore_ascii_case(b"set") {
-            return self.key(&cmd[1]).ok().map(|k| Fast::Set(k, cmd[2].clone()));
+        let Ok(key) = self.key(&cmd[1]) else {
+            return Err(cmd);
+        };
+        if get {
+            return Ok(Fast::Get(key));
         }
-        None
+        let value = cmd.pop().unwrap_or_default();
+        Ok(Fast::Set(key, value))
     }
 
     async fn flush_group(&mut self, group: &mut Vec<Fast>, out: &mut Vec<u8>) {
         if group.is_empty() {
             return;
         }
-        let requests: Vec<_> = group
+        let requests: Vec<ClientRequest> = group
             .drain(..)
             .map(|f| match f {
-                Fast::Get(key) => (true, self.get_request(key)),
-                Fast::Set(key, value) => (false, self.put_request(key, Some(value), None, None)),
+                Fast::Get(key) => self.get_request(key),
+                Fast::Set(key, value) => self.put_request(key, Some(value), None, None),
             })
             .collect();
-        let this = &*self;
-        let results = join_all(
-            requests
-                .into_iter()
-                .map(|(is_get, req)| async move { (is_get, this.call(req).await) }),
-        )
-        .await;
-        for (is_get, (result, receipt)) in results {
-            if receipt.is_some() {
-                self.last_receipt = receipt;
-            }
+        for result in self.call_all(requests).await {
             let reply = match result {
                 Err(e) => error_value(&e),
-                Ok(resp) if is_get => match newest(&resp) {
-                    Some(s) => Value::Bulk(s.value.clone()),
+                Ok(resp @ ClientResponse::Read { .. }) => match take_newest(resp).1 {
+                    Some(s) => Value::Bulk(s.value),
                     None => Value::Null,
                 },
                 Ok(_) => Value::ok(),
             };
             reply.encode(self.protocol, out);
         }
+    }
+
+    /// Sends requests to the core, at most [`KEYS_IN_FLIGHT_MAX`] at a time (so one command
+    /// or pipeline cannot fill the core's queue); results in order, the last receipt kept.
+    async fn call_all(&mut self, requests: Vec<ClientRequest>) -> Vec<Reply> {
+        let mut results = Vec::with_capacity(requests.len());
+        let mut requests = requests.into_iter().peekable();
+        while requests.peek().is_some() {
+            let chunk: Vec<ClientRequest> = requests.by_ref().take(KEYS_IN_FLIGHT_MAX).collect();
+            let this = &*self;
+            let done = join_all(chunk.into_iter().map(|r| this.call(r))).await;
+            for (result, receipt) in done {
+                if receipt.is_some() {
+                    self.last_receipt = receipt;
+                }
+                results.push(result);
+            }
+        }
+        results
     }
 
     fn key(&self, key: &[u8]) -> Result<ObjectKey, Value> {
@@ -398,11 +415,9 @@ impl Connection {
 
     /// Reads a key: its context and its visible value (the newest sibling), if any.
     async fn read(&mut self, key: &ObjectKey) -> Result<(VersionVector, Option<Sibling>), Value> {
-        let resp = self.request(self.get_request(key.clone())).await?;
-        let sibling = newest(&resp).cloned();
-        match resp {
-            ClientResponse::Read { context, .. } => Ok((context, sibling)),
-            _ => Err(Value::error("ERR unexpected reply to a read")),
+        match take_newest(self.request(self.get_request(key.clone())).await?) {
+            (Some(context), sibling) => Ok((context, sibling)),
+            (None, _) => Err(Value::error("ERR unexpected reply to a read")),
         }
     }
 
@@ -902,23 +917,14 @@ impl Connection {
         for k in keys {
             requests.push(self.get_request(self.key(k)?));
         }
-        let mut results = Vec::with_capacity(requests.len());
-        let mut requests = requests.into_iter().peekable();
-        while requests.peek().is_some() {
-            let chunk: Vec<ClientRequest> = requests.by_ref().take(KEYS_IN_FLIGHT_MAX).collect();
-            results.extend(join_all(chunk.into_iter().map(|r| self.call(r))).await);
-        }
-        let mut values = Vec::with_capacity(results.len());
-        for (result, receipt) in results {
-            if receipt.is_some() {
-                self.last_receipt = receipt;
-            }
-            match result {
-                Ok(resp) => values.push(newest(&resp).cloned()),
-                Err(e) => return Err(error_value(&e)),
-            }
-        }
-        Ok(values)
+        self.call_all(requests)
+            .await
+            .into_iter()
+            .map(|r| {
+                r.map(|resp| take_newest(resp).1)
+                    .map_err(|e| error_value(&e))
+            })
+            .collect()
     }
 
     async fn exists(&mut self, args: &[Vec<u8>]) -> Value {
@@ -950,24 +956,15 @@ impl Connection {
                 Err(e) => return e,
             }
         }
-        let mut results = Vec::with_capacity(requests.len());
-        let mut requests = requests.into_iter().peekable();
-        while requests.peek().is_some() {
-            let chunk: Vec<ClientRequest> = requests.by_ref().take(KEYS_IN_FLIGHT_MAX).collect();
-            results.extend(join_all(chunk.into_iter().map(|r| self.call(r))).await);
+        match self
+            .call_all(requests)
+            .await
+            .into_iter()
+            .find_map(Result::err)
+        {
+            Some(e) => error_value(&e),
+            None => Value::ok(),
         }
-        let mut reply = Value::ok();
-        for (result, receipt) in results {
-            if receipt.is_some() {
-                self.last_receipt = receipt;
-            }
-            if let Err(e) = result
-                && reply == Value::ok()
-            {
-                reply = error_value(&e);
-            }
-        }
-        reply
     }
 
     async fn expire(&mut self, args: &[Vec<u8>], millis: bool) -> Value {
@@ -1224,15 +1221,21 @@ fn cas_missing(what: &str) -> String {
     )
 }
 
-/// The sibling a plain `GET` returns: the newest by timestamp, ties broken by the bytes, so
-/// every node picks the same one.
-fn newest(resp: &ClientResponse) -> Option<&Sibling> {
+/// A read's context and the sibling a plain `GET` returns: the newest by timestamp, ties
+/// broken by the bytes, so every node picks the same one. Moved out, not copied. The context
+/// is `None` for a reply that is not a read.
+fn take_newest(resp: ClientResponse) -> (Option<VersionVector>, Option<Sibling>) {
     match resp {
-        ClientResponse::Read { siblings, .. } => siblings
-            .iter()
-            .filter(|s| !s.tombstone)
-            .max_by(|a, b| (a.timestamp, &a.value).cmp(&(b.timestamp, &b.value))),
-        _ => None,
+        ClientResponse::Read {
+            context, siblings, ..
+        } => (
+            Some(context),
+            siblings
+                .into_iter()
+                .filter(|s| !s.tombstone)
+                .max_by(|a, b| (a.timestamp, &a.value).cmp(&(b.timestamp, &b.value))),
+        ),
+        _ => (None, None),
     }
 }
 
