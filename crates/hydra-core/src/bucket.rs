@@ -151,8 +151,7 @@ pub enum BucketError {
     Ttl(u64),
 }
 
-/// Longest time to live, in seconds (ten years).
-pub const TTL_SECS_MAX: u64 = 10 * 365 * 86_400;
+pub use crate::limits::TTL_SECS_MAX;
 
 impl BucketProps {
     pub fn lww() -> BucketProps {

@@ -19,14 +19,11 @@
 //! what the hint held.
 
 use crate::ids::{NodeId, PartitionId};
+use crate::limits::DIRTY_PARTITIONS_MAX;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The partition number under which hints are stored.
 pub const HINTS_PARTITION: PartitionId = PartitionId(0xFFFF_FFFE);
-/// Hint deliveries in flight per owner.
-pub const HANDOFF_IN_FLIGHT_MAX: usize = 16;
-/// Partitions remembered as needing anti-entropy because a hint was dropped.
-pub const DIRTY_PARTITIONS_MAX: usize = 65_536;
 
 /// The storage key of a hint: hints partition, owner, then the object's storage key.
 pub fn hint_key(owner: NodeId, object_key: &[u8]) -> Vec<u8> {

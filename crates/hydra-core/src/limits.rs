@@ -34,3 +34,58 @@ pub const COORDINATIONS_MAX: usize = 10_000;
 pub const TIMEOUT_MS_MAX: u64 = 120_000;
 /// Most buckets a cluster may have.
 pub const BUCKETS_MAX: usize = 1000;
+/// Longest TTL a value may carry, in seconds (ten years).
+pub const TTL_SECS_MAX: u64 = 10 * 365 * 86_400;
+/// Largest stored object (all siblings together): a value at the ceiling and its metadata,
+/// and it must fit one internode message with room for the key and the envelope.
+pub const OBJECT_BYTES_MAX: usize = VALUE_BYTES_CEILING + 512 * 1024;
+/// Largest counter a client context may carry (room left for increments).
+pub const CONTEXT_COUNTER_MAX: u64 = 1 << 62;
+/// Entries one page of a partition scan holds at most.
+pub const SCAN_ENTRIES_MAX: usize = 10_000;
+
+/// Deletes of expired values one expiry sweep issues at most.
+pub const EXPIRY_DELETES_MAX: usize = 100;
+/// Tombstones one node waits to reap at most (beyond, they are kept: safe, only larger).
+pub const REAPS_MAX: usize = 100_000;
+
+/// Anti-entropy exchanges one node drives at a time.
+pub const AE_EXCHANGES_MAX: usize = 1;
+/// Segments compared per exchange round (the rest wait for the next round).
+pub const AE_SEGMENTS_PER_ROUND: usize = 64;
+/// Keys repaired per exchange round.
+pub const AE_KEYS_PER_ROUND: usize = 1_000;
+/// Bytes of objects one anti-entropy fetch answer carries at most (beyond its first object).
+pub const AE_FETCH_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Hint deliveries in flight per owner.
+pub const HANDOFF_IN_FLIGHT_MAX: usize = 16;
+/// Partitions remembered as needing anti-entropy because a hint was dropped.
+pub const DIRTY_PARTITIONS_MAX: usize = 65_536;
+/// Most hints a coordinator queues within one call of the node.
+pub const COORDINATOR_HINTS_MAX: usize = 10_000;
+/// Most forwarded-write ids a node remembers for deduplication.
+pub const FORWARDS_SEEN_MAX: usize = 100_000;
+
+// Related bounds, checked when the crate compiles.
+const _: () = assert!(VALUE_BYTES_DEFAULT_MAX <= VALUE_BYTES_CEILING);
+const _: () = assert!(
+    VALUE_BYTES_CEILING < OBJECT_BYTES_MAX,
+    "one value fits an object"
+);
+const _: () = assert!(
+    OBJECT_BYTES_MAX < MESSAGE_BYTES_MAX,
+    "one object fits a message"
+);
+// A fetch answer holds its first object whatever its size, then more within the budget.
+const _: () = assert!(AE_FETCH_BYTES_MAX <= OBJECT_BYTES_MAX);
+const _: () = assert!(
+    MESSAGE_BYTES_MAX - OBJECT_BYTES_MAX >= 256 * 1024,
+    "key + envelope"
+);
+const _: () = assert!(REPLICATION_FACTOR_MAX as usize <= NODES_MAX);
+const _: () = assert!(PARTITIONS_MIN.is_power_of_two() && PARTITIONS_MAX.is_power_of_two());
+const _: () = assert!(
+    TTL_SECS_MAX.checked_mul(1000).is_some(),
+    "a TTL in ms fits u64"
+);

@@ -9,8 +9,7 @@
 use crate::ids::PartitionId;
 use std::collections::BTreeMap;
 
-/// Most entries one `scan_partition` call returns.
-pub const SCAN_ENTRIES_MAX: usize = 10_000;
+pub use crate::limits::SCAN_ENTRIES_MAX;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {

@@ -158,7 +158,7 @@ fn config(id: u64) -> NodeConfig {
     c.request_timeout_ms = 1_000;
     c.max_clock_skew_ms = 1_000;
     c.tombstone_grace_ms = 2_000;
-    c.ae_interval_ms = 100;
+    c.anti_entropy_interval_ms = 100;
     c.buckets.insert(
         BucketName::new("small").expect("valid"),
         BucketProps {

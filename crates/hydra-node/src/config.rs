@@ -329,11 +329,11 @@ impl Config {
         c.value_bytes_max = self.limits.value_bytes_max;
         c.gossip_interval_ms = self.limits.gossip_interval_ms;
         c.heartbeat_interval_ms = self.cluster.heartbeat_interval_ms;
-        c.phi_threshold = self.cluster.phi_convict_threshold;
+        c.phi_convict_threshold = self.cluster.phi_convict_threshold;
         c.fallback_after_ms = self.cluster.fallback_after_ms;
         c.read_retry_after_ms = self.cluster.read_retry_after_ms;
         c.handoff_interval_ms = self.cluster.handoff_interval_ms;
-        c.ae_interval_ms = self.cluster.anti_entropy_interval_ms;
+        c.anti_entropy_interval_ms = self.cluster.anti_entropy_interval_ms;
         c.hints_bytes_max = self.limits.hints_bytes_max;
         c.tombstone_grace_ms = self.storage.tombstone_grace_ms;
         c

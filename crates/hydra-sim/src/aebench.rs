@@ -70,7 +70,7 @@ pub fn run(keys: usize, differing: usize) -> AeBenchReport {
     let mut nodes: Vec<Node> = (1..=2)
         .map(|id| {
             let mut c = NodeConfig::new(NodeId(id));
-            c.ae_interval_ms = 10;
+            c.anti_entropy_interval_ms = 10;
             c.gossip_interval_ms = 3_600_000;
             c.handoff_interval_ms = 0;
             Node::new(c, layout.clone())

@@ -1033,7 +1033,7 @@ impl World {
 
 fn node_config(id: NodeId, sim: &SimConfig) -> NodeConfig {
     let mut c = NodeConfig::new(id);
-    c.ae_interval_ms = if sim.anti_entropy { 100 } else { 0 };
+    c.anti_entropy_interval_ms = if sim.anti_entropy { 100 } else { 0 };
     c.hints_bytes_max = sim.hints_bytes_max;
     c.request_timeout_ms = 3_000;
     c.heartbeat_interval_ms = 100;

@@ -1,0 +1,116 @@
+//! Client requests at the edge of the core: each is validated once, here, against the limits
+//! and the bucket, then routed to the part that coordinates it.
+//!
+//! ```text
+//! Get ─▶ reads (any node coordinates)
+//! Put/Delete ─▶ writes (this node is a replica of the key)
+//!            └▶ forwards (it is not: one replica coordinates; a forwarded write that lands
+//!               on a non-replica is refused, never forwarded again)
+//! SetBucket ─▶ buckets
+//! ```
+
+use crate::bucket::{BucketProps, Consistency};
+use crate::key::ObjectKey;
+use crate::limits::{CONTENT_TYPE_BYTES_MAX, CONTEXT_COUNTER_MAX, TIMEOUT_MS_MAX, TTL_SECS_MAX};
+use crate::message::{ClientError, ClientRequest, ErrorCode};
+
+use super::local::Local;
+
+/// What validation found: the key, its bucket's properties, the timeout and the level.
+pub(crate) struct Valid {
+    pub(crate) key: ObjectKey,
+    pub(crate) props: BucketProps,
+    pub(crate) timeout_ms: u64,
+    pub(crate) level: Consistency,
+}
+
+impl Local {
+    /// Checks a key request against the limits and the bucket.
+    pub(crate) fn validate(&self, request: &ClientRequest) -> Result<Valid, ClientError> {
+        let key = request.key().ok_or_else(|| {
+            ClientError::new(
+                ErrorCode::InvalidBucket,
+                "bucket changes are made on the node that receives them",
+            )
+        })?;
+        key.validate()
+            .map_err(|e| ClientError::new(ErrorCode::InvalidKey, e.to_string()))?;
+        let props = self.buckets.get(&key.bucket).cloned().ok_or_else(|| {
+            ClientError::new(
+                ErrorCode::UnknownBucket,
+                format!("bucket {:?} does not exist", key.bucket.as_str()),
+            )
+        })?;
+        let (level, timeout_ms) = match request {
+            ClientRequest::SetBucket { .. } => (props.w, None),
+            ClientRequest::Get { r, timeout_ms, .. } => (r.unwrap_or(props.r), *timeout_ms),
+            ClientRequest::Put(w) => {
+                if let Some(v) = &w.value
+                    && v.len() > self.config.value_bytes_max
+                {
+                    return Err(ClientError::new(
+                        ErrorCode::ValueTooLarge,
+                        format!(
+                            "value is {} bytes, more than the limit of {}",
+                            v.len(),
+                            self.config.value_bytes_max
+                        ),
+                    ));
+                }
+                if w.content_type.len() > CONTENT_TYPE_BYTES_MAX {
+                    return Err(ClientError::new(
+                        ErrorCode::InvalidContentType,
+                        format!(
+                            "content type is {} bytes, more than the limit of {CONTENT_TYPE_BYTES_MAX}",
+                            w.content_type.len()
+                        ),
+                    ));
+                }
+                if let Some(ctx) = &w.context {
+                    // Entries must name members and leave room to count: a context is client
+                    // input, and it becomes part of the stored version vector.
+                    if let Some((n, c)) = ctx
+                        .0
+                        .iter()
+                        .find(|(n, c)| !self.layout.contains(**n) || **c > CONTEXT_COUNTER_MAX)
+                    {
+                        return Err(ClientError::new(
+                            ErrorCode::InvalidContext,
+                            format!(
+                                "context names node {n} with counter {c}; it is not from this cluster"
+                            ),
+                        ));
+                    }
+                }
+                if let Some(t) = w.ttl_ms
+                    && !(1..=TTL_SECS_MAX * 1000).contains(&t)
+                {
+                    return Err(ClientError::new(
+                        ErrorCode::InvalidTtl,
+                        format!(
+                            "ttl of {t} ms is out of range 1..={} ms ({TTL_SECS_MAX} s)",
+                            TTL_SECS_MAX * 1000
+                        ),
+                    ));
+                }
+                (w.w.unwrap_or(props.w), w.timeout_ms)
+            }
+        };
+        level
+            .required(props.n)
+            .map_err(|e| ClientError::new(ErrorCode::InvalidConsistency, e.to_string()))?;
+        let timeout_ms = timeout_ms.unwrap_or(self.config.request_timeout_ms);
+        if timeout_ms == 0 || timeout_ms > TIMEOUT_MS_MAX {
+            return Err(ClientError::new(
+                ErrorCode::InvalidTimeout,
+                format!("timeout of {timeout_ms} ms is out of range 1..={TIMEOUT_MS_MAX}"),
+            ));
+        }
+        Ok(Valid {
+            key: key.clone(),
+            props,
+            timeout_ms,
+            level,
+        })
+    }
+}

@@ -1,0 +1,120 @@
+//! Forwarding: a write that reaches a node which is not a replica of its key goes to one
+//! replica, which coordinates it.
+//!
+//! ```text
+//! client ─▶ node X (not a replica) ─ForwardRequest─▶ replica R (coordinates the write)
+//! client ◀─ reply ─ X ◀─ForwardResponse(result)─────┘
+//! ```
+//!
+//! Invariants:
+//! * Exactly one attempt: retrying at another replica after a timeout could apply the write
+//!   twice (two siblings for one client write), so a timeout is reported to the client, whose
+//!   retry is then its own, visible decision.
+//! * A replica takes each forwarded request once: duplicates (the network may duplicate
+//!   messages) are recognised by (sender, request id) for longer than any request lives.
+//! * A forwarded write is never forwarded again.
+
+use crate::ids::{ClientRequestId, NodeId, RequestId, Timestamp};
+use crate::key::ObjectKey;
+use crate::limits::{FORWARDS_SEEN_MAX, TIMEOUT_MS_MAX};
+use crate::message::{ClientError, ClientResponse, ErrorCode, Message, WriteRequest};
+use std::collections::BTreeMap;
+
+use super::io::{Ctx, ReplyTo};
+use super::local::Local;
+use super::timers::Timer;
+use crate::store::Store;
+
+#[derive(Debug)]
+struct ForwardState {
+    client: ClientRequestId,
+    key: ObjectKey,
+    to: NodeId,
+    started: Timestamp,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Forwards {
+    /// Writes this node forwarded and waits an answer for.
+    in_flight: BTreeMap<RequestId, ForwardState>,
+    /// Forwarded writes already taken, `(sender, request) -> when`, so that a duplicated
+    /// message does not become a second write. At most [`FORWARDS_SEEN_MAX`]; entries older
+    /// than twice the longest request timeout are dropped.
+    seen: BTreeMap<(NodeId, RequestId), Timestamp>,
+}
+
+impl Forwards {
+    pub(crate) fn len(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Hands a write to the first replica of the preference list believed up.
+    pub(crate) fn start<S: Store>(
+        &mut self,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        client: ClientRequestId,
+        request: WriteRequest,
+        candidates: &[NodeId],
+        deadline: Timestamp,
+    ) {
+        debug_assert!(
+            !candidates.contains(&local.me()),
+            "a replica coordinates itself"
+        );
+        let (now, req) = (ctx.now, local.out.new_request(ctx.rng));
+        let to = candidates
+            .iter()
+            .copied()
+            .find(|n| local.is_alive(*n, now))
+            .unwrap_or(candidates[0]);
+        self.in_flight.insert(
+            req,
+            ForwardState {
+                client,
+                key: request.key.clone(),
+                to,
+                started: now,
+            },
+        );
+        local.out.send(to, Message::ForwardRequest { req, request });
+        local.timers.set(deadline, Timer::ForwardDeadline(req));
+    }
+
+    pub(crate) fn on_response(
+        &mut self,
+        local: &mut Local,
+        req: RequestId,
+        result: Result<ClientResponse, ClientError>,
+    ) {
+        if let Some(state) = self.in_flight.remove(&req) {
+            local.out.reply(ReplyTo::Client(state.client), result);
+        }
+    }
+
+    pub(crate) fn on_deadline(&mut self, local: &mut Local, now: Timestamp, req: RequestId) {
+        let Some(state) = self.in_flight.remove(&req) else {
+            return;
+        };
+        let message = format!(
+            "replica {} did not answer the forwarded write of {} within {} ms; it may or may not have been applied",
+            state.to,
+            state.key,
+            now.ms_since(state.started)
+        );
+        let e = ClientError::new(ErrorCode::CoordinatorUnreachable, message);
+        local.out.reply(ReplyTo::Client(state.client), Err(e));
+    }
+
+    /// Whether this forwarded write is new (not a duplicate of one already taken).
+    pub(crate) fn first_time(&mut self, now: Timestamp, from: NodeId, req: RequestId) -> bool {
+        let horizon = Timestamp(now.0.saturating_sub(2 * TIMEOUT_MS_MAX));
+        self.seen.retain(|_, seen| *seen >= horizon);
+        if self.seen.len() >= FORWARDS_SEEN_MAX
+            && let Some(oldest) = self.seen.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k)
+        {
+            self.seen.remove(&oldest);
+        }
+        self.seen.insert((from, req), now).is_none()
+    }
+}

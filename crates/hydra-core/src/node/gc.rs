@@ -1,0 +1,179 @@
+//! Garbage: reaping tombstones once every primary holds them, and deleting values whose TTL
+//! ran out.
+//!
+//! Source: Cassandra's gc_grace_seconds (tombstones outlive every stale copy that could
+//! still arrive); Riak's delete_mode (reap after every primary acked).
+//!
+//! ```text
+//! a delete acked by every primary ──(tombstone_grace_ms)──▶ ReapRequest(tombstone) to each
+//!     primary: remove the key if it still holds exactly that tombstone
+//! every anti-entropy interval: one partition scanned (round robin, resumable) for objects
+//!     whose every value expired; the key's first primary deletes each with its context
+//! ```
+//!
+//! Invariants:
+//! * A reap removes only the exact tombstone that every primary acked; anything newer stays.
+//! * A hint older than the grace is never delivered (see `handoff`), so a reaped delete's
+//!   value cannot come back through a hint.
+//! * Bounded: [`REAPS_MAX`] pending reaps (beyond, tombstones are kept: safe, only larger),
+//!   [`EXPIRY_DELETES_MAX`] deletes per sweep, one scan page per sweep.
+
+use crate::bucket::BucketProps;
+use crate::ids::{PartitionId, Timestamp};
+use crate::key::ObjectKey;
+use crate::limits::{EXPIRY_DELETES_MAX, REAPS_MAX, SCAN_ENTRIES_MAX};
+use crate::message::{Message, WriteRequest, decode_object};
+use crate::store::Store;
+use crate::version::Object;
+use std::collections::VecDeque;
+
+use super::io::Ctx;
+use super::local::Local;
+use super::quorum::Placement;
+use super::timers::Timer;
+
+#[derive(Debug, Default)]
+pub(crate) struct Gc {
+    /// Tombstones to reap, in time order: `(when, key, tombstone)`. At most [`REAPS_MAX`].
+    reaps: VecDeque<(Timestamp, ObjectKey, Object)>,
+    /// Partition the expiry sweep looks at next, and where it resumes within it.
+    sweep_cursor: u64,
+    sweep_after: Option<Vec<u8>>,
+    /// Tombstones removed from this node's store since it started.
+    pub(crate) tombstones_reaped: u64,
+    /// Deletes this node issued for values whose TTL ran out.
+    pub(crate) expired_deleted: u64,
+}
+
+impl Gc {
+    pub(crate) fn reaps_pending(&self) -> usize {
+        self.reaps.len()
+    }
+
+    /// A delete every primary acked: reap it once `grace_ms` has passed.
+    pub(crate) fn schedule(
+        &mut self,
+        local: &mut Local,
+        at: Timestamp,
+        key: ObjectKey,
+        tombstone: Object,
+    ) {
+        if self.reaps.len() >= REAPS_MAX {
+            return;
+        }
+        debug_assert!(self.reaps.back().is_none_or(|(t, _, _)| *t <= at));
+        local.timers.set(at, Timer::Reap);
+        self.reaps.push_back((at, key, tombstone));
+    }
+
+    /// Reaps every tombstone whose grace has passed: each primary removes the key if it still
+    /// holds exactly that tombstone.
+    pub(crate) fn on_reap_timer<S: Store>(&mut self, local: &mut Local, ctx: &mut Ctx<'_, S>) {
+        while self.reaps.front().is_some_and(|(t, _, _)| *t <= ctx.now) {
+            let Some((_, key, tombstone)) = self.reaps.pop_front() else {
+                break;
+            };
+            let (partition, _) = local.locate(&key);
+            let n = local.buckets.n_of(&key.bucket);
+            let replicas = local.layout.preference_list(partition, n as usize).to_vec();
+            for to in replicas {
+                if to == local.me() {
+                    self.on_reap_request(local, ctx, &key, &tombstone);
+                } else {
+                    local.out.send(
+                        to,
+                        Message::ReapRequest {
+                            key: key.clone(),
+                            object: tombstone.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    pub(crate) fn on_reap_request<S: Store>(
+        &mut self,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        key: &ObjectKey,
+        tombstone: &Object,
+    ) {
+        if local.remove_tombstone(ctx.store, key, tombstone) {
+            self.tombstones_reaped += 1;
+        }
+    }
+
+    /// Looks through one page of one partition (round robin) for objects whose every value
+    /// has expired, and returns deletes of them with their own context, at most `room`:
+    /// expired values then go the way of tombstones (reaped once every primary holds the
+    /// delete). Only the first primary of a key does this, so replicas do not all issue the
+    /// same delete.
+    pub(crate) fn sweep_expired<S: Store>(
+        &mut self,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        room: usize,
+    ) -> Vec<(WriteRequest, BucketProps, Placement)> {
+        let partition =
+            PartitionId((self.sweep_cursor % local.layout.partition_count() as u64) as u32);
+        let Ok(page) =
+            ctx.store
+                .scan_partition(partition, self.sweep_after.as_deref(), SCAN_ENTRIES_MAX)
+        else {
+            return vec![];
+        };
+        // A full page: resume after its last key next time; else move to the next partition.
+        if page.len() == SCAN_ENTRIES_MAX {
+            self.sweep_after = page.last().map(|(k, _)| k.clone());
+        } else {
+            self.sweep_after = None;
+            self.sweep_cursor += 1;
+        }
+        let mut deletes = vec![];
+        for (skey, bytes) in page {
+            if deletes.len() >= EXPIRY_DELETES_MAX.min(room) {
+                break;
+            }
+            let (Ok(object), Ok((_, key))) =
+                (decode_object(&bytes), ObjectKey::from_storage_key(&skey))
+            else {
+                continue;
+            };
+            if !object.expired_before(ctx.now.0) {
+                continue;
+            }
+            let Some(props) = local.buckets.get(&key.bucket).cloned() else {
+                continue;
+            };
+            let replicas = local
+                .layout
+                .preference_list(partition, props.n as usize)
+                .to_vec();
+            if replicas.first() != Some(&local.me()) {
+                continue;
+            }
+            let needed = props.w.required(replicas.len() as u8).unwrap_or(1);
+            let write = WriteRequest {
+                key,
+                value: None,
+                content_type: String::new(),
+                context: Some(object.context()),
+                w: None,
+                timeout_ms: None,
+                sloppy: Some(false),
+                ttl_ms: None,
+            };
+            let deadline = ctx.now.plus_ms(local.config.request_timeout_ms);
+            let at = Placement {
+                partition,
+                replicas,
+                needed,
+                deadline,
+            };
+            deletes.push((write, props, at));
+            self.expired_deleted += 1;
+        }
+        deletes
+    }
+}

@@ -1,0 +1,136 @@
+//! What crosses the core's boundary: [`Input`]s from the shell, [`Output`]s to it, the [`Ctx`]
+//! of one call, and the [`Outbox`] every part writes its outputs to.
+
+use crate::ids::{ClientRequestId, LayoutVersion, NodeId, PartitionId, RequestId, Timestamp};
+use crate::message::{ClientError, ClientRequest, ClientResponse, Envelope, Message};
+use crate::store::{Store, StoreError};
+use std::collections::VecDeque;
+
+/// What the shell feeds the node.
+#[derive(Clone, Debug)]
+pub enum Input {
+    Client {
+        id: ClientRequestId,
+        request: ClientRequest,
+    },
+    Message {
+        from: NodeId,
+        envelope: Envelope,
+    },
+    /// A [`Output::Sync`] finished: every write made before it started is durable (or not).
+    Synced {
+        generation: u64,
+        result: Result<(), StoreError>,
+    },
+    /// Time passed; timers up to `now` are due.
+    Tick,
+}
+
+/// What the node asks the shell to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    Send {
+        to: NodeId,
+        envelope: Envelope,
+    },
+    Reply {
+        id: ClientRequestId,
+        result: Result<ClientResponse, ClientError>,
+    },
+    /// Sync the store, then report [`Input::Synced`] with this generation. Several may be
+    /// outstanding; one sync that starts after a request was emitted satisfies it, so the
+    /// shell may coalesce them (group commit).
+    Sync {
+        generation: u64,
+    },
+    /// A hint for `owner` was refused because its byte budget is full: the key's partition is
+    /// left to anti-entropy. For the operator's log.
+    HintBudgetFull {
+        owner: NodeId,
+        partition: PartitionId,
+    },
+}
+
+/// What a call into the node may use: the time, the store, a seeded random source.
+pub struct Ctx<'a, S: Store> {
+    pub now: Timestamp,
+    pub store: &'a mut S,
+    pub rng: &'a mut dyn rand::RngCore,
+}
+
+/// Who gets the answer of a request this node coordinates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReplyTo {
+    /// The node's own request (a delete of expired values): the reply is dropped.
+    Internal,
+    Client(ClientRequestId),
+    /// The node that forwarded the write here.
+    Node {
+        node: NodeId,
+        req: RequestId,
+    },
+}
+
+/// The node's queue of outputs, drained by the shell after each call, and the source of
+/// internode request ids. Bounded by what one call can emit: every part emits a bounded
+/// number of outputs per input (see each part's limits).
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    me: NodeId,
+    layout_version: LayoutVersion,
+    outputs: VecDeque<Output>,
+    next_request: u64,
+}
+
+impl Outbox {
+    pub(crate) fn new(me: NodeId, layout_version: LayoutVersion) -> Outbox {
+        Outbox {
+            me,
+            layout_version,
+            outputs: VecDeque::new(),
+            next_request: 0,
+        }
+    }
+
+    pub(crate) fn me(&self) -> NodeId {
+        self.me
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    pub(crate) fn push(&mut self, output: Output) {
+        self.outputs.push_back(output);
+    }
+
+    /// A fresh internode request id. Ids must not repeat across restarts (receivers
+    /// deduplicate forwarded writes by them), so each incarnation starts at a random point of
+    /// a 2^63 space.
+    pub(crate) fn new_request(&mut self, rng: &mut dyn rand::RngCore) -> RequestId {
+        if self.next_request == 0 {
+            self.next_request = rng.next_u64() >> 1 | 1;
+        }
+        self.next_request += 1;
+        RequestId(self.next_request)
+    }
+
+    pub(crate) fn send(&mut self, to: NodeId, message: Message) {
+        debug_assert_ne!(to, self.me, "a node never sends itself a message");
+        let envelope = Envelope {
+            layout_version: self.layout_version,
+            message,
+        };
+        self.outputs.push_back(Output::Send { to, envelope });
+    }
+
+    pub(crate) fn reply(&mut self, to: ReplyTo, result: Result<ClientResponse, ClientError>) {
+        match to {
+            ReplyTo::Internal => {}
+            ReplyTo::Client(id) => self.outputs.push_back(Output::Reply { id, result }),
+            ReplyTo::Node { node, req } => {
+                self.send(node, Message::ForwardResponse { req, result })
+            }
+        }
+    }
+}

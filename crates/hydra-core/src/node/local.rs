@@ -1,0 +1,214 @@
+//! [`Local`]: what every protocol part of a node shares. Its settings, layout and clock, the
+//! outbox and timer queue, peers' liveness, the bucket table, durability, and the objects this
+//! node stores with their Merkle trees. Protocol state (requests in flight, hint deliveries,
+//! exchanges, reaps) lives in the parts, never here.
+//!
+//! Every object write goes through [`Local::write_object`], which keeps the Merkle tree of the
+//! object's (partition, n) equal to the store (one invariant anti-entropy rests on).
+
+use crate::hlc::{HlcClock, check_skew};
+use crate::ids::{NodeId, PartitionId, Timestamp};
+use crate::key::ObjectKey;
+use crate::layout::Layout;
+use crate::merkle::{MerkleTree, object_hash};
+use crate::message::{ReplicaError, decode_object, encode_object};
+use crate::store::{SCAN_ENTRIES_MAX, Store, StoreError, WriteBatch};
+use crate::version::Object;
+use std::collections::BTreeMap;
+
+use super::buckets::{Buckets, Changed};
+use super::config::NodeConfig;
+use super::durability::Durability;
+use super::io::{Ctx, Outbox};
+use super::membership::Membership;
+use super::timers::Timers;
+
+pub(crate) struct Local {
+    pub(crate) config: NodeConfig,
+    pub(crate) layout: Layout,
+    pub(crate) hlc: HlcClock,
+    pub(crate) out: Outbox,
+    pub(crate) timers: Timers,
+    pub(crate) membership: Membership,
+    pub(crate) buckets: Buckets,
+    pub(crate) durability: Durability,
+    /// Merkle trees of the (partition, replication factor) pairs this node holds objects for,
+    /// updated on every object write.
+    pub(crate) trees: BTreeMap<(PartitionId, u8), MerkleTree>,
+    /// A bucket's n changed or a bucket appeared: keys may belong to other trees now, so the
+    /// trees are rebuilt from the store at the next input.
+    pub(crate) trees_stale: bool,
+}
+
+impl Local {
+    pub(crate) fn new(config: NodeConfig, layout: Layout) -> Local {
+        Local {
+            out: Outbox::new(config.id, layout.version()),
+            membership: Membership::new(
+                config.id,
+                &layout,
+                config.phi_convict_threshold,
+                config.heartbeat_interval_ms,
+            ),
+            buckets: Buckets::new(&config.buckets),
+            config,
+            layout,
+            hlc: HlcClock::default(),
+            timers: Timers::default(),
+            durability: Durability::default(),
+            trees: BTreeMap::new(),
+            trees_stale: false,
+        }
+    }
+
+    pub(crate) fn me(&self) -> NodeId {
+        self.config.id
+    }
+
+    pub(crate) fn note(&mut self, changed: Changed) {
+        self.trees_stale |= changed.trees_stale;
+    }
+
+    /// The partition of a key and where it is stored.
+    pub(crate) fn locate(&self, key: &ObjectKey) -> (PartitionId, Vec<u8>) {
+        let partition = self.layout.partition_for(key.bucket.as_str(), key.key());
+        (partition, key.storage_key(partition))
+    }
+
+    pub(crate) fn load<S: Store>(
+        &self,
+        store: &mut S,
+        skey: &[u8],
+    ) -> Result<Option<Object>, ReplicaError> {
+        match store.get(skey) {
+            Ok(None) => Ok(None),
+            Ok(Some(bytes)) => decode_object(&bytes)
+                .map(Some)
+                .map_err(|e| ReplicaError::Store(e.to_string())),
+            Err(e) => Err(ReplicaError::Store(e.to_string())),
+        }
+    }
+
+    pub(crate) fn local_read<S: Store>(
+        &self,
+        store: &mut S,
+        key: &ObjectKey,
+    ) -> Result<Option<Object>, ReplicaError> {
+        self.load(store, &self.locate(key).1)
+    }
+
+    /// Merges `object` into the stored one and writes the result if it changed. A
+    /// `new_write` (replication or a hint, not a repair) of an `lww` object stamped beyond the
+    /// clock skew bound is refused.
+    pub(crate) fn merge_into_store<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        key: &ObjectKey,
+        object: &Object,
+        new_write: bool,
+    ) -> Result<(), ReplicaError> {
+        let ts = object.max_timestamp();
+        if new_write && matches!(object, Object::Lww(_)) {
+            check_skew(ts, ctx.now, self.config.max_clock_skew_ms)
+                .map_err(|e| ReplicaError::ClockSkew(e.to_string()))?;
+        }
+        // Never let a far-future timestamp drag this node's clock along.
+        let _ = self.hlc.observe(ts, ctx.now, self.config.max_clock_skew_ms);
+        let (_, skey) = self.locate(key);
+        let local = self.load(ctx.store, &skey)?;
+        let merged = match &local {
+            None => object.clone(),
+            Some(l) => l.merge(object).map_err(|_| ReplicaError::ModeMismatch)?,
+        };
+        if local.as_ref() != Some(&merged) {
+            let n = self.buckets.n_of(&key.bucket);
+            self.write_object(ctx.store, &skey, n, encode_object(&merged))
+                .map_err(|e| ReplicaError::Store(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Writes an object and records it in the Merkle tree of its (partition, n).
+    pub(crate) fn write_object<S: Store>(
+        &mut self,
+        store: &mut S,
+        skey: &[u8],
+        n: u8,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let hash = object_hash(&bytes);
+        let mut batch = WriteBatch::default();
+        batch.put(skey.to_vec(), bytes);
+        store.write(batch)?;
+        if let Ok((partition, _)) = ObjectKey::from_storage_key(skey) {
+            self.trees
+                .entry((partition, n))
+                .or_default()
+                .update(skey, Some(hash));
+        }
+        Ok(())
+    }
+
+    /// Removes the key if it still holds exactly `tombstone` (anything newer stays). Returns
+    /// whether it did.
+    pub(crate) fn remove_tombstone<S: Store>(
+        &mut self,
+        store: &mut S,
+        key: &ObjectKey,
+        tombstone: &Object,
+    ) -> bool {
+        if !tombstone.is_tombstone() || self.durability.poisoned().is_some() {
+            return false;
+        }
+        let (partition, skey) = self.locate(key);
+        let Ok(Some(held)) = self.load(store, &skey) else {
+            return false;
+        };
+        if held != *tombstone {
+            return false;
+        }
+        let mut batch = WriteBatch::default();
+        batch.remove(skey.clone());
+        if store.write(batch).is_err() {
+            return false;
+        }
+        let n = self.buckets.n_of(&key.bucket);
+        if let Some(t) = self.trees.get_mut(&(partition, n)) {
+            t.update(&skey, None);
+        }
+        true
+    }
+
+    /// Rebuilds every Merkle tree from the store (at start, and when buckets' n changed: trees
+    /// live in memory only).
+    pub(crate) fn rebuild_trees<S: Store>(&mut self, store: &mut S) {
+        self.trees.clear();
+        for p in 0..self.layout.partition_count() {
+            let mut after: Option<Vec<u8>> = None;
+            // Bounded by the partition's size, one page at a time.
+            for _ in 0..1_000_000 {
+                let Ok(page) =
+                    store.scan_partition(PartitionId(p), after.as_deref(), SCAN_ENTRIES_MAX)
+                else {
+                    break;
+                };
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                for (k, v) in &page {
+                    if let Ok((partition, key)) = ObjectKey::from_storage_key(k) {
+                        let n = self.buckets.n_of(&key.bucket);
+                        self.trees
+                            .entry((partition, n))
+                            .or_default()
+                            .update(k, Some(object_hash(v)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `node` is believed up (this node always is).
+    pub(crate) fn is_alive(&self, node: NodeId, now: Timestamp) -> bool {
+        node == self.me() || self.membership.is_alive(node, now)
+    }
+}

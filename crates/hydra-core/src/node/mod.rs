@@ -1,0 +1,454 @@
+//! The node state machine: a thin router over the protocol parts of one node.
+//!
+//! The shell (or the simulator) calls [`Node::handle`] with every [`Input`], drains
+//! [`Node::poll_output`], and calls `handle(Tick)` at [`Node::next_deadline`]. `handle` loads
+//! what the store remembers on the first call, fires the timers that are due, hands the input
+//! to the part it concerns, then lets parts react to each other (a finished write may leave
+//! hints and a reap) and asks for a sync if anything waits for one.
+//!
+//! | part | file | owns |
+//! |---|---|---|
+//! | client edge | `client.rs` | validation of client requests (once, here) |
+//! | write coordination | `write.rs` | writes in flight, W acks, fallbacks |
+//! | read coordination | `read.rs` | reads in flight, R answers, read repair |
+//! | forwarding | `forward.rs` | writes handed to a replica, duplicate detection |
+//! | replica side | `replica.rs` | merging replicated writes and repairs, answering reads |
+//! | hinted handoff | `handoff.rs` | the hint index, deliveries in flight |
+//! | anti-entropy | `anti_entropy.rs` | Merkle exchanges in flight, their figures |
+//! | reaping and expiry | `gc.rs` | tombstones to reap, the expiry sweep |
+//! | bucket metadata | `buckets.rs` | the gossiped bucket table |
+//! | membership | `membership.rs` | heartbeats, the failure detector |
+//! | durability | `durability.rs` | sync generations and their waiters, the clock mark |
+//! | shared | `local.rs`, `quorum.rs`, `io.rs`, `timers.rs` | store access and Merkle trees, slots and receipts, outputs, the timer queue |
+//!
+//! What every part must keep: no I/O, no clock reads, no randomness but `Ctx::rng`; every
+//! collection bounded by a named limit; each request answered exactly once.
+
+mod anti_entropy;
+mod buckets;
+mod client;
+mod config;
+mod durability;
+mod forward;
+mod gc;
+mod handoff;
+mod io;
+mod local;
+mod membership;
+mod quorum;
+mod read;
+mod replica;
+mod status;
+mod timers;
+mod write;
+
+pub use buckets::BUCKETS_STORAGE_KEY;
+pub use config::NodeConfig;
+pub use durability::{HLC_MARK_MARGIN_MS, HLC_STORAGE_KEY};
+pub use io::{Ctx, Input, Output};
+pub use status::{AeStatus, NodeStatus, PeerStatus};
+
+use crate::bucket::BucketProps;
+use crate::ids::{NodeId, Timestamp};
+use crate::key::BucketName;
+use crate::layout::Layout;
+use crate::limits::COORDINATIONS_MAX;
+use crate::message::{ClientError, ClientRequest, ErrorCode, Message};
+use crate::store::{Store, StoreError};
+use std::collections::BTreeMap;
+
+use anti_entropy::AntiEntropy;
+use durability::Waiter;
+use forward::Forwards;
+use gc::Gc;
+use handoff::{Handoff, hint_read};
+use io::ReplyTo;
+use local::Local;
+use quorum::Placement;
+use read::Reads;
+use timers::Timer;
+use write::Writes;
+
+/// One node's core.
+pub struct Node {
+    local: Local,
+    writes: Writes,
+    reads: Reads,
+    forwards: Forwards,
+    handoff: Handoff,
+    ae: AntiEntropy,
+    gc: Gc,
+    /// Whether the first call loaded what the store remembers.
+    loaded: bool,
+}
+
+impl Node {
+    pub fn new(config: NodeConfig, layout: Layout) -> Node {
+        let mut local = Local::new(config, layout);
+        // Periodic work starts at the first call (after loading).
+        let start = Timestamp(0);
+        local.timers.set(start, Timer::Heartbeat);
+        local.timers.set(start, Timer::Gossip);
+        if local.config.handoff_interval_ms > 0 {
+            local.timers.set(start, Timer::Handoff);
+        }
+        if local.config.anti_entropy_interval_ms > 0 {
+            local.timers.set(start, Timer::AntiEntropy);
+        }
+        Node {
+            local,
+            writes: Writes::default(),
+            reads: Reads::default(),
+            forwards: Forwards::default(),
+            handoff: Handoff::default(),
+            ae: AntiEntropy::default(),
+            gc: Gc::default(),
+            loaded: false,
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.local.me()
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.local.layout
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.local.config
+    }
+
+    /// Client requests and internode requests this node is coordinating.
+    pub fn in_flight(&self) -> usize {
+        self.writes.len() + self.reads.len() + self.forwards.len()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.local.out.pop()
+    }
+
+    /// When the node next needs a `Tick`.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.local.timers.next()
+    }
+
+    /// The buckets this node knows, with their properties.
+    pub fn buckets(&self) -> BTreeMap<BucketName, BucketProps> {
+        self.local.buckets.props()
+    }
+
+    /// What the node knows of itself and its peers, for status pages.
+    pub fn status(&self, now: Timestamp) -> NodeStatus {
+        let local = &self.local;
+        NodeStatus {
+            id: self.id(),
+            layout_version: local.layout.version(),
+            partitions: local.layout.partition_count(),
+            peers: local.membership.status(&local.layout, now),
+            in_flight: self.in_flight(),
+            store_poisoned: local.durability.poisoned().map(str::to_string),
+            hints: self.handoff.index.targets(),
+            hint_counters: self.handoff.index.counters,
+            dirty_partitions: self.handoff.index.dirty.len(),
+            anti_entropy: self.ae.status.clone(),
+            objects: local
+                .trees
+                .values()
+                .map(crate::merkle::MerkleTree::len)
+                .sum(),
+            tombstones_reaped: self.gc.tombstones_reaped,
+            expired_deleted: self.gc.expired_deleted,
+            reaps_pending: self.gc.reaps_pending(),
+        }
+    }
+
+    pub fn handle<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, input: Input) {
+        if !self.loaded {
+            // First call since start: load what the store remembers.
+            self.loaded = true;
+            self.local.buckets.load(ctx.store);
+            self.handoff.load(ctx.store);
+            self.local.rebuild_trees(ctx.store);
+            let local = &mut self.local;
+            local
+                .durability
+                .load_clock_mark(ctx.store, &mut local.hlc, ctx.now);
+        }
+        if self.local.trees_stale {
+            self.local.trees_stale = false;
+            self.local.rebuild_trees(ctx.store);
+        }
+        while let Some(timer) = self.local.timers.pop_due(ctx.now) {
+            self.on_timer(ctx, timer);
+        }
+        match input {
+            Input::Client {
+                id,
+                request: ClientRequest::SetBucket { name, props },
+            } => {
+                let local = &mut self.local;
+                let (result, changed) = local.buckets.set(
+                    ctx.store,
+                    &mut local.hlc,
+                    ctx.now,
+                    local.durability.poisoned(),
+                    &mut local.out,
+                    local.membership.peers(),
+                    name,
+                    props,
+                );
+                local.note(changed);
+                local.out.push(Output::Reply { id, result });
+            }
+            Input::Client { id, request } => self.on_client(ctx, ReplyTo::Client(id), request),
+            Input::Message { from, envelope } => {
+                assert!(
+                    self.local.layout.contains(from),
+                    "message from {from}, not a member: the shell authenticates peers"
+                );
+                self.on_message(ctx, from, envelope.message)
+            }
+            Input::Synced { generation, result } => self.on_synced(ctx, generation, result),
+            Input::Tick => {}
+        }
+        let done = self.writes.take_done();
+        for d in &done {
+            if d.reapable {
+                let grace = if crate::bugs::planted().reap_early {
+                    0
+                } else {
+                    self.local.config.tombstone_grace_ms
+                };
+                self.gc.schedule(
+                    &mut self.local,
+                    ctx.now.plus_ms(grace),
+                    d.key.clone(),
+                    d.object.clone(),
+                );
+            }
+        }
+        self.handoff.keep_for_missed(&mut self.local, ctx, &done);
+        self.local.durability.request_sync(&mut self.local.out);
+    }
+
+    fn on_timer<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, timer: Timer) {
+        let local = &mut self.local;
+        let now = ctx.now;
+        match timer {
+            Timer::WriteDeadline(req) => self.writes.on_deadline(local, now, req),
+            Timer::WriteFallback(req) => self.writes.fallbacks(local, now, req),
+            Timer::ReadRetry(req) => self.reads.on_retry(local, ctx, req),
+            Timer::ReadDeadline(req) => self.reads.on_deadline(local, ctx, req),
+            Timer::ForwardDeadline(req) => self.forwards.on_deadline(local, now, req),
+            Timer::HandoffDeadline(req) => self.handoff.on_deadline(req),
+            Timer::ExchangeDeadline(req) => self.ae.on_deadline(req),
+            Timer::Heartbeat => {
+                local.membership.send_heartbeats(&mut local.out);
+                let next = now.plus_ms(local.config.heartbeat_interval_ms);
+                local.timers.set(next, Timer::Heartbeat);
+            }
+            Timer::Gossip => {
+                local
+                    .buckets
+                    .gossip(&mut local.out, local.membership.peers());
+                let next = now.plus_ms(local.config.gossip_interval_ms);
+                local.timers.set(next, Timer::Gossip);
+            }
+            Timer::Handoff => {
+                self.handoff.offer(local, ctx);
+                let next = now.plus_ms(local.config.handoff_interval_ms);
+                local.timers.set(next, Timer::Handoff);
+            }
+            Timer::AntiEntropy => {
+                let room = COORDINATIONS_MAX.saturating_sub(self.in_flight());
+                let local = &mut self.local;
+                for (write, props, at) in self.gc.sweep_expired(local, ctx, room) {
+                    self.writes
+                        .start(local, ctx, ReplyTo::Internal, write, &props, at);
+                }
+                self.ae.start(local, ctx, &self.handoff.index.dirty);
+                let next = now.plus_ms(local.config.anti_entropy_interval_ms);
+                local.timers.set(next, Timer::AntiEntropy);
+            }
+            Timer::Reap => self.gc.on_reap_timer(local, ctx),
+        }
+    }
+
+    fn on_client<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        reply_to: ReplyTo,
+        request: ClientRequest,
+    ) {
+        let local = &mut self.local;
+        if self.writes.len() + self.reads.len() + self.forwards.len() >= COORDINATIONS_MAX {
+            let e = ClientError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "node {} has {COORDINATIONS_MAX} requests in flight, its limit",
+                    local.me()
+                ),
+            );
+            return local.out.reply(reply_to, Err(e));
+        }
+        let valid = match local.validate(&request) {
+            Ok(v) => v,
+            Err(e) => return local.out.reply(reply_to, Err(e)),
+        };
+        let (partition, _) = local.locate(&valid.key);
+        let replicas = local
+            .layout
+            .preference_list(partition, valid.props.n as usize)
+            .to_vec();
+        let needed = match valid.level.required(replicas.len() as u8) {
+            Ok(n) => n,
+            Err(e) => {
+                let e = ClientError::new(ErrorCode::InvalidConsistency, e.to_string());
+                return local.out.reply(reply_to, Err(e));
+            }
+        };
+        let deadline = ctx.now.plus_ms(valid.timeout_ms);
+        match request {
+            // Answered in `handle`; `validate` refuses it.
+            ClientRequest::SetBucket { .. } => {}
+            ClientRequest::Get { key, sloppy, .. } => {
+                let sloppy = sloppy.unwrap_or(valid.props.sloppy);
+                let at = Placement {
+                    partition,
+                    replicas,
+                    needed,
+                    deadline,
+                };
+                self.reads.start(local, ctx, reply_to, key, at, sloppy)
+            }
+            ClientRequest::Put(write) => {
+                if replicas.contains(&local.me()) {
+                    let at = Placement {
+                        partition,
+                        replicas,
+                        needed,
+                        deadline,
+                    };
+                    self.writes
+                        .start(local, ctx, reply_to, write, &valid.props, at)
+                } else if let ReplyTo::Client(client) = reply_to {
+                    self.forwards
+                        .start(local, ctx, client, write, &replicas, deadline)
+                } else {
+                    let e = ClientError::new(
+                        ErrorCode::NotReplica,
+                        format!(
+                            "node {} is not a replica of {}; forwarded writes are not forwarded again",
+                            local.me(),
+                            valid.key
+                        ),
+                    );
+                    local.out.reply(reply_to, Err(e))
+                }
+            }
+        }
+    }
+
+    fn on_message<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, from: NodeId, message: Message) {
+        let local = &mut self.local;
+        let dirty = &mut self.handoff.index.dirty;
+        match message {
+            Message::ReplicateRequest { req, key, object } => {
+                local.on_replicate_request(ctx, from, req, key, object)
+            }
+            Message::ReplicateResponse { req, result } => {
+                if self.handoff.owns(req) {
+                    self.handoff.on_response(local, ctx, req, result)
+                } else {
+                    self.writes
+                        .on_replicate_response(local, ctx.now, from, req, result)
+                }
+            }
+            Message::ReadRequest { req, key } => local.on_read_request(ctx, from, req, key),
+            Message::ReadResponse { req, result } => {
+                self.reads.on_response(local, ctx, from, req, result)
+            }
+            Message::RepairRequest { key, object } => local.on_repair_request(ctx, key, object),
+            Message::ForwardRequest { req, request } => {
+                if self.forwards.first_time(ctx.now, from, req) {
+                    let reply_to = ReplyTo::Node { node: from, req };
+                    self.on_client(ctx, reply_to, ClientRequest::Put(request))
+                }
+            }
+            Message::ForwardResponse { req, result } => {
+                self.forwards.on_response(local, req, result)
+            }
+            Message::BucketsGossip { buckets } => {
+                let poisoned = local.durability.poisoned().is_some();
+                let changed = local.buckets.merge(ctx.store, poisoned, buckets);
+                local.note(changed);
+            }
+            Message::Heartbeat => local.membership.on_heartbeat(from, ctx.now),
+            Message::HintRequest {
+                req,
+                key,
+                object,
+                owner,
+            } => {
+                let result = self.handoff.store(local, ctx, owner, &key, &object);
+                local.ack_when_durable(ctx, from, req, result);
+            }
+            Message::HintReadRequest { req, key, owner } => {
+                let result = hint_read(local, ctx.store, owner, &key);
+                local.out.send(from, Message::ReadResponse { req, result });
+            }
+            Message::AeTreeRequest {
+                req,
+                partition,
+                n,
+                level,
+                indices,
+            } => local.on_ae_tree_request(from, req, partition, n, level, indices),
+            Message::AeSegmentRequest {
+                req,
+                partition,
+                n,
+                segments,
+            } => local.on_ae_segment_request(from, req, partition, n, segments),
+            Message::AeFetchRequest { req, keys } => {
+                local.on_ae_fetch_request(ctx, from, req, keys)
+            }
+            Message::AeTreeResponse { req, hashes } => {
+                self.ae.on_tree_response(local, ctx.now, req, hashes, dirty)
+            }
+            Message::AeSegmentResponse { req, entries } => {
+                self.ae.on_segment_response(local, ctx, req, entries, dirty)
+            }
+            Message::AeFetchResponse { req, objects } => {
+                self.ae.on_fetch_response(local, ctx, req, objects, dirty)
+            }
+            Message::ReapRequest { key, object } => {
+                self.gc.on_reap_request(local, ctx, &key, &object)
+            }
+        }
+    }
+
+    fn on_synced<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        generation: u64,
+        result: Result<(), StoreError>,
+    ) {
+        let (released, outcome) = self.local.durability.on_synced(generation, result);
+        let local = &mut self.local;
+        for waiter in released {
+            match waiter {
+                Waiter::LocalWrite(req) => {
+                    self.writes
+                        .on_local_write(local, ctx.now, req, outcome.clone())
+                }
+                Waiter::LocalRead { req, key } => {
+                    self.reads
+                        .on_local_synced(local, ctx, req, &key, outcome.clone())
+                }
+                other => local.release(ctx, other, outcome.clone()),
+            }
+        }
+    }
+}

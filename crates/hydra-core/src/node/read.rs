@@ -1,0 +1,402 @@
+//! Read coordination: GET of one key, answered at R replicas, with read repair.
+//!
+//! Source: DeCandia et al., "Dynamo" (SOSP 2007), §4.5 (get execution), §4.7 (read repair);
+//! Cassandra's speculative retry.
+//!
+//! ```text
+//! client ─▶ any node (coordinator)
+//!   ReadRequest to R replicas: itself first (no hop), then the preference order; the rest
+//!   │ when one asked fails, or after `read_retry_after_ms` (0: all N at once)
+//!   │ sloppy: a fallback asked for its hint (HintReadRequest) in place of a replica down
+//!   ├ at R answers: merge, reply (visible siblings, context, receipt), RepairRequest(merged)
+//!   │ to every answering primary that differs
+//!   └ when all asked answered, or at the deadline: repair the late answerers too
+//! ```
+//!
+//! Invariants:
+//! * A reply merges at least R answers (or is a quorum error); exactly one reply per request.
+//! * Read repair only sends the join of what replicas hold: it never invents a version.
+//! * Only primaries are repaired (fallbacks hold hints, not replicas); a replica not asked is
+//!   left to hints and anti-entropy.
+//! * This node's own answer never ships a dot of its own that is not durable yet.
+
+use crate::bugs::planted;
+use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
+use crate::key::ObjectKey;
+use crate::message::{ClientResponse, Message, Outcome, ReplicaError, Role};
+use crate::store::Store;
+use crate::version::{Object, VersionVector};
+use std::collections::BTreeMap;
+
+use super::durability::Waiter;
+use super::handoff::hint_read;
+use super::io::{Ctx, ReplyTo};
+use super::local::Local;
+use super::quorum::{self, Placement, Slot, quorum_error};
+use super::timers::Timer;
+
+#[derive(Debug)]
+struct ReadState {
+    reply_to: ReplyTo,
+    key: ObjectKey,
+    partition: PartitionId,
+    needed: u8,
+    slots: Vec<Slot>,
+    responses: BTreeMap<NodeId, Option<Object>>,
+    /// Object last sent to each replica as read repair.
+    repaired: BTreeMap<NodeId, Object>,
+    started: Timestamp,
+    replied: bool,
+    /// Replicas not asked yet (beyond R), with the primary a fallback stands in for; asked
+    /// when one asked fails or at the retry timer, and dropped from the receipt once R have
+    /// answered.
+    unasked: Vec<(NodeId, Option<NodeId>)>,
+}
+
+/// The reads this node coordinates.
+#[derive(Debug, Default)]
+pub(crate) struct Reads {
+    in_flight: BTreeMap<RequestId, ReadState>,
+}
+
+impl Reads {
+    pub(crate) fn len(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    pub(crate) fn start<S: Store>(
+        &mut self,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        reply_to: ReplyTo,
+        key: ObjectKey,
+        at: Placement,
+        sloppy: bool,
+    ) {
+        let Placement {
+            partition,
+            replicas,
+            needed,
+            deadline,
+        } = at;
+        let req = local.out.new_request(ctx.rng);
+        let slots = local.slots_for(partition, &replicas, ctx.now, sloppy);
+        let me = local.me();
+        // This node first (no network hop), then the preference order.
+        let mut asked: Vec<(NodeId, Option<NodeId>)> = slots
+            .iter()
+            .filter(|s| s.outcome == Outcome::Pending)
+            .map(|s| (s.node, s.hint_for))
+            .collect();
+        asked.sort_by_key(|(n, _)| *n != me);
+        let retry_after = local.config.read_retry_after_ms;
+        let unasked = if retry_after > 0 && asked.len() > needed as usize {
+            asked.split_off(needed as usize)
+        } else {
+            vec![]
+        };
+        let retry_at = ctx.now.plus_ms(retry_after);
+        if !unasked.is_empty() && retry_at < deadline {
+            local.timers.set(retry_at, Timer::ReadRetry(req));
+        }
+        self.in_flight.insert(
+            req,
+            ReadState {
+                reply_to,
+                key,
+                partition,
+                needed,
+                slots,
+                responses: BTreeMap::new(),
+                repaired: BTreeMap::new(),
+                started: ctx.now,
+                replied: false,
+                unasked,
+            },
+        );
+        local.timers.set(deadline, Timer::ReadDeadline(req));
+        if asked.is_empty() {
+            // Replicas believed down may already make R unreachable.
+            return self.settle(local, ctx, req);
+        }
+        self.ask(local, ctx, req, asked);
+    }
+
+    /// Sends read requests to `replicas` (answering this node's own at once, or after the
+    /// sync that makes its own write of the key durable).
+    fn ask<S: Store>(
+        &mut self,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        req: RequestId,
+        replicas: Vec<(NodeId, Option<NodeId>)>,
+    ) {
+        let me = local.me();
+        let Some(state) = self.in_flight.get(&req) else {
+            return;
+        };
+        let key = state.key.clone();
+        for (to, hint_for) in replicas.iter().copied().filter(|(n, _)| *n != me) {
+            let message = match hint_for {
+                None => Message::ReadRequest {
+                    req,
+                    key: key.clone(),
+                },
+                Some(owner) => Message::HintReadRequest {
+                    req,
+                    key: key.clone(),
+                    owner,
+                },
+            };
+            local.out.send(to, message);
+        }
+        match replicas.iter().find(|(n, _)| *n == me) {
+            Some((_, None)) => {
+                let (_, skey) = local.locate(&key);
+                let waiter = Waiter::LocalRead { req, key };
+                if let Some(Waiter::LocalRead { req, key }) =
+                    local.durability.wait_for_key(&skey, waiter)
+                {
+                    let result = local.local_read(ctx.store, &key);
+                    self.on_response(local, ctx, me, req, result);
+                }
+            }
+            Some((_, Some(owner))) => {
+                let result = hint_read(local, ctx.store, *owner, &key);
+                self.on_response(local, ctx, me, req, result);
+            }
+            None => {}
+        }
+    }
+
+    /// This node's own answer, once the sync it waited for finished.
+    pub(crate) fn on_local_synced<S: Store>(
+        &mut self,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        req: RequestId,
+        key: &ObjectKey,
+        synced: Result<(), String>,
+    ) {
+        let result = match synced {
+            Ok(()) => local.local_read(ctx.store, key),
+            Err(e) => Err(ReplicaError::Store(e)),
+        };
+        let me = local.me();
+        self.on_response(local, ctx, me, req, result);
+    }
+
+    pub(crate) fn on_response<S: Store>(
+        &mut self,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        from: NodeId,
+        req: RequestId,
+        result: Result<Option<Object>, ReplicaError>,
+    ) {
+        let Some(state) = self.in_flight.get_mut(&req) else {
+            return;
+        };
+        let Some(slot) = state.slots.iter_mut().find(|s| s.node == from) else {
+            return;
+        };
+        if slot.outcome != Outcome::Pending {
+            return; // a duplicate
+        }
+        match result {
+            Ok(object) => {
+                slot.outcome = Outcome::Read {
+                    version: object.as_ref().map(Object::context),
+                    siblings: object.as_ref().map_or(0, |o| o.sibling_count() as u32),
+                };
+                state.responses.insert(from, object);
+            }
+            Err(e) => {
+                slot.outcome = Outcome::Failed {
+                    reason: e.to_string(),
+                }
+            }
+        }
+        self.settle(local, ctx, req);
+    }
+
+    /// The retry timer: replicas beyond R are asked too.
+    pub(crate) fn on_retry<S: Store>(
+        &mut self,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        req: RequestId,
+    ) {
+        let Some(state) = self.in_flight.get_mut(&req) else {
+            return;
+        };
+        if !state.replied && !state.unasked.is_empty() {
+            let replicas = std::mem::take(&mut state.unasked);
+            self.ask(local, ctx, req, replicas);
+        }
+    }
+
+    /// Asks more replicas when one asked failed, replies once R answered or R is out of
+    /// reach, and ends the request (with a last read repair) once nobody is pending.
+    fn settle<S: Store>(&mut self, local: &mut Local, ctx: &mut Ctx<'_, S>, req: RequestId) {
+        let now = ctx.now;
+        let Some(state) = self.in_flight.get_mut(&req) else {
+            return;
+        };
+        let answered = state.responses.len();
+        let unasked = state.unasked.len();
+        let pending = quorum::count(&state.slots, &Outcome::Pending);
+        let in_flight = pending - unasked;
+        let needed = state.needed as usize;
+        if !state.replied && answered + in_flight < needed && unasked > 0 {
+            // One asked replica failed: ask as many more as R still needs.
+            let more = (needed - answered - in_flight).min(unasked);
+            let replicas: Vec<_> = state.unasked.drain(..more).collect();
+            return self.ask(local, ctx, req, replicas);
+        }
+        if !state.replied && answered >= needed {
+            // R answered: the replicas never asked leave the receipt (and the coordination).
+            let unasked = std::mem::take(&mut state.unasked);
+            state
+                .slots
+                .retain(|s| !unasked.iter().any(|(n, _)| *n == s.node));
+            let merged = merge_all(state.responses.values());
+            let repairs = read_repair(local, ctx, state, merged.as_ref());
+            let receipt = local.receipt(
+                state.partition,
+                state.needed,
+                &state.slots,
+                repairs,
+                state.started,
+                now,
+            );
+            let (context, siblings) = match &merged {
+                Some(o) => (
+                    o.context(),
+                    o.visible_at(now.0).into_iter().cloned().collect(),
+                ),
+                None => (VersionVector::default(), vec![]),
+            };
+            local.out.reply(
+                state.reply_to,
+                Ok(ClientResponse::Read {
+                    context,
+                    siblings,
+                    receipt,
+                }),
+            );
+            state.replied = true;
+        } else if !state.replied && answered + pending < needed {
+            let receipt = local.receipt(
+                state.partition,
+                state.needed,
+                &state.slots,
+                vec![],
+                state.started,
+                now,
+            );
+            local
+                .out
+                .reply(state.reply_to, Err(quorum_error("read", receipt)));
+            state.replied = true;
+        }
+        if state.slots.iter().all(|s| s.outcome != Outcome::Pending) {
+            self.finish(local, ctx, req);
+        }
+    }
+
+    /// The deadline: answer with the quorum error if not answered yet, then repair whoever
+    /// answered stale, as when every replica has answered.
+    pub(crate) fn on_deadline<S: Store>(
+        &mut self,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        req: RequestId,
+    ) {
+        let Some(state) = self.in_flight.get_mut(&req) else {
+            return;
+        };
+        quorum::time_out(&mut state.slots, state.started, ctx.now);
+        if !state.replied {
+            let receipt = local.receipt(
+                state.partition,
+                state.needed,
+                &state.slots,
+                vec![],
+                state.started,
+                ctx.now,
+            );
+            local
+                .out
+                .reply(state.reply_to, Err(quorum_error("read", receipt)));
+            state.replied = true;
+        }
+        self.finish(local, ctx, req);
+    }
+
+    /// Every replica has answered or the deadline passed: repair whoever is still stale.
+    fn finish<S: Store>(&mut self, local: &mut Local, ctx: &mut Ctx<'_, S>, req: RequestId) {
+        let Some(mut state) = self.in_flight.remove(&req) else {
+            return;
+        };
+        assert!(state.replied, "a read ends only after its reply");
+        let merged = merge_all(state.responses.values());
+        read_repair(local, ctx, &mut state, merged.as_ref());
+    }
+}
+
+/// Sends `merged` to every primary that answered with something else and was not already
+/// sent it. Returns the replicas repaired.
+fn read_repair<S: Store>(
+    local: &mut Local,
+    ctx: &mut Ctx<'_, S>,
+    state: &mut ReadState,
+    merged: Option<&Object>,
+) -> Vec<NodeId> {
+    let Some(merged) = merged else { return vec![] };
+    if planted().skip_read_repair {
+        return vec![];
+    }
+    let stale: Vec<NodeId> = state
+        .responses
+        .iter()
+        // Fallbacks hold hints, not replicas: only primaries are repaired.
+        .filter(|(n, _)| {
+            state
+                .slots
+                .iter()
+                .any(|s| s.node == **n && s.role == Role::Primary)
+        })
+        .filter(|(n, o)| o.as_ref() != Some(merged) && state.repaired.get(n) != Some(merged))
+        .map(|(n, _)| *n)
+        .collect();
+    for n in &stale {
+        state.repaired.insert(*n, merged.clone());
+        if *n == local.me() {
+            // Repairing ourselves: a plain write, synced with the next group.
+            let _ = local.merge_into_store(ctx, &state.key, merged, false);
+        } else {
+            local.out.send(
+                *n,
+                Message::RepairRequest {
+                    key: state.key.clone(),
+                    object: merged.clone(),
+                },
+            );
+        }
+    }
+    stale
+}
+
+/// The join of every object (objects of another conflict mode than the first are skipped:
+/// a bucket's mode never changes, so this only happens with corrupt data).
+fn merge_all<'a>(objects: impl Iterator<Item = &'a Option<Object>>) -> Option<Object> {
+    let mut out: Option<Object> = None;
+    for o in objects.flatten() {
+        out = Some(match out {
+            None => o.clone(),
+            Some(acc) => acc.merge(o).unwrap_or(acc),
+        });
+    }
+    out
+}

@@ -1,0 +1,121 @@
+//! The replica side: what a node does with the writes, reads and repairs other nodes'
+//! coordinators send it.
+//!
+//! Source: DeCandia et al., "Dynamo" (SOSP 2007), §4.5; Riak KV's vnode.
+//!
+//! ```text
+//! coordinator ─ReplicateRequest(object)─▶ replica: merge (DVV sync or lww), write, sync,
+//!             ◀─ReplicateResponse──────── answer once durable
+//! coordinator ─ReadRequest─▶ replica ─ReadResponse(object)─▶ (after the sync if the key
+//!                                                             holds its own unsynced dot)
+//! coordinator ─RepairRequest(object)─▶ replica: merge, write (no answer)
+//! ```
+//!
+//! Invariants:
+//! * A replica acks a write only once it is durable (see `durability`), and never acks one
+//!   it refused (clock skew, mode mismatch, poisoned store).
+//! * Merging is a join (commutative, associative, idempotent): duplicates and reordering of
+//!   these messages cannot change the outcome.
+
+use crate::ids::{NodeId, RequestId};
+use crate::key::ObjectKey;
+use crate::message::{Message, ReplicaError};
+use crate::store::Store;
+use crate::version::Object;
+
+use super::durability::Waiter;
+use super::io::Ctx;
+use super::local::Local;
+
+impl Local {
+    pub(crate) fn on_replicate_request<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        from: NodeId,
+        req: RequestId,
+        key: ObjectKey,
+        object: Object,
+    ) {
+        let result = match self.durability.poisoned() {
+            Some(why) => Err(ReplicaError::Store(format!("node refuses writes: {why}"))),
+            None => self.merge_into_store(ctx, &key, &object, true),
+        };
+        self.ack_when_durable(ctx, from, req, result);
+    }
+
+    pub(crate) fn on_read_request<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        from: NodeId,
+        req: RequestId,
+        key: ObjectKey,
+    ) {
+        let (_, skey) = self.locate(&key);
+        let waiter = Waiter::Read { to: from, req, key };
+        if let Some(waiter) = self.durability.wait_for_key(&skey, waiter) {
+            self.release(ctx, waiter, Ok(()));
+        }
+    }
+
+    pub(crate) fn on_repair_request<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        key: ObjectKey,
+        object: Object,
+    ) {
+        if self.durability.poisoned().is_none() {
+            let _ = self.merge_into_store(ctx, &key, &object, false);
+        }
+    }
+
+    /// Answers a replicate or hint request: after the next sync if the write went through,
+    /// at once with the error if not.
+    pub(crate) fn ack_when_durable<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        to: NodeId,
+        req: RequestId,
+        result: Result<(), ReplicaError>,
+    ) {
+        match result {
+            Ok(()) => {
+                if let Some(w) = self.durability.wait(Waiter::ReplicaAck { to, req }) {
+                    self.release(ctx, w, Ok(()));
+                }
+            }
+            Err(e) => self.out.send(
+                to,
+                Message::ReplicateResponse {
+                    req,
+                    result: Err(e),
+                },
+            ),
+        }
+    }
+
+    /// A sync released a replica-side waiter: answer the node that waits for it.
+    pub(crate) fn release<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        waiter: Waiter,
+        result: Result<(), String>,
+    ) {
+        match waiter {
+            Waiter::ReplicaAck { to, req } => {
+                let result = result.map_err(ReplicaError::Store);
+                self.out
+                    .send(to, Message::ReplicateResponse { req, result });
+            }
+            Waiter::Read { to, req, key } => {
+                let result = match result {
+                    Ok(()) => self.local_read(ctx.store, &key),
+                    Err(e) => Err(ReplicaError::Store(e)),
+                };
+                self.out.send(to, Message::ReadResponse { req, result });
+            }
+            Waiter::LocalWrite(_) | Waiter::LocalRead { .. } => {
+                unreachable!("coordinator waiters are released by their coordinators")
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! What a node reports about itself, for `/v1/status`, `/metrics` and the simulator.
+
+use crate::hints::{HintCounters, HintTarget};
+use crate::ids::{LayoutVersion, NodeId, Timestamp};
+use std::collections::BTreeMap;
+
+/// A node's view of itself.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub layout_version: LayoutVersion,
+    pub partitions: u32,
+    pub peers: Vec<PeerStatus>,
+    pub in_flight: usize,
+    pub store_poisoned: Option<String>,
+    /// Hints held for other nodes, by owner.
+    pub hints: Vec<HintTarget>,
+    pub hint_counters: HintCounters,
+    /// Partitions that lost a hint to a full budget and need anti-entropy.
+    pub dirty_partitions: usize,
+    pub anti_entropy: AeStatus,
+    /// Objects in the Merkle trees (the node's objects).
+    pub objects: usize,
+    pub tombstones_reaped: u64,
+    /// Deletes this node issued for values whose TTL ran out.
+    pub expired_deleted: u64,
+    /// Tombstones waiting for their grace to pass.
+    pub reaps_pending: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PeerStatus {
+    pub id: NodeId,
+    pub zone: String,
+    pub datacenter: String,
+    /// Since the last heartbeat; `None`: never heard from since this node started.
+    pub last_heard_ms_ago: Option<u64>,
+    /// Suspicion level (phi accrual); `None`: never heard from.
+    pub phi: Option<f64>,
+    /// Believed up (phi below the threshold, or never heard from).
+    pub alive: bool,
+}
+
+/// Anti-entropy figures.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AeStatus {
+    pub exchanges_completed: u64,
+    pub exchanges_failed: u64,
+    pub keys_repaired: u64,
+    /// Per partition: when its last exchange completed and the keys it repaired in all.
+    pub partitions: BTreeMap<u32, (Timestamp, u64)>,
+}

@@ -1,0 +1,457 @@
+//! Write coordination: PUT and DELETE of one key, acknowledged at W durable replicas.
+//!
+//! Source: DeCandia et al., "Dynamo" (SOSP 2007), §4.5 (put execution), §4.6 (sloppy quorum);
+//! Riak KV's put FSM (the coordinating vnode writes first); Cassandra's coordinator hints.
+//!
+//! ```text
+//! client ─▶ coordinator (a replica of the key)
+//!   read local, update (DVV event or lww), write, wait for the local sync ──┐
+//!   │ siblings: after the local sync; lww under a durable clock mark: at once
+//!   ├─ReplicateRequest(object)─▶ each other replica ─ReplicateResponse─▶ ack
+//!   ├─HintRequest(owner, object)─▶ fallbacks (sloppy: for primaries down, or silent
+//!   │                              after `fallback_after_ms` / half the timeout)
+//!   └ reply after W durable acks (own included); quorum error once W cannot be reached
+//! request ends (nothing pending): a hint per primary that missed it, a reap if a delete
+//! reached every primary
+//! ```
+//!
+//! Invariants:
+//! * A write is acknowledged only after W replicas report it durable.
+//! * Only a replica of the key coordinates a write, and a `siblings` write's new dot leaves
+//!   this node only after the coordinator's own write is durable: after a crash its counters
+//!   are never behind a dot it issued, so one dot names one value.
+//! * An `lww` write leaves before the local sync only when a durable clock mark covers its
+//!   timestamp (a crash cannot make the node issue older timestamps than replicas hold).
+//! * A sloppy write's fallbacks are tried by half the request's timeout at the latest.
+//! * A write that cannot reach W with the replicas believed up fails before writing anything.
+//! * Exactly one reply per request.
+
+use crate::bucket::{BucketProps, ConflictMode};
+use crate::bugs::planted;
+use crate::hlc::Hlc;
+use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
+use crate::key::ObjectKey;
+use crate::limits::OBJECT_BYTES_MAX;
+use crate::message::{
+    ClientError, ClientResponse, ErrorCode, Outcome, ReplicaError, Role, WriteRequest,
+    encode_object,
+};
+use crate::store::Store;
+use crate::version::{LwwValue, Object, Sibling};
+use std::collections::BTreeMap;
+
+use super::durability::Waiter;
+use super::io::{Ctx, ReplyTo};
+use super::local::Local;
+use super::quorum::{self, Placement, Slot, quorum_error, write_message};
+use super::timers::Timer;
+
+#[derive(Debug)]
+struct WriteState {
+    reply_to: ReplyTo,
+    key: ObjectKey,
+    partition: PartitionId,
+    needed: u8,
+    slots: Vec<Slot>,
+    object: Object,
+    started: Timestamp,
+    replied: bool,
+    /// Whether fallbacks may stand in for primaries that are down or slow.
+    sloppy: bool,
+    /// A delete: once every primary has acked it, its tombstone is reaped after the grace.
+    is_delete: bool,
+    /// When primaries that have not answered get a fallback too (sloppy writes only).
+    fallback_at: Timestamp,
+    /// Whether the object went out to the other replicas (once).
+    sent: bool,
+}
+
+/// A write whose every replica answered or timed out: what the other parts do about it.
+#[derive(Debug)]
+pub(crate) struct WriteDone {
+    pub(crate) key: ObjectKey,
+    pub(crate) object: Object,
+    /// A delete every primary acked: its tombstone can be reaped after the grace.
+    pub(crate) reapable: bool,
+    /// Primaries that neither acked nor had a fallback ack, when the write is durable here:
+    /// the coordinator keeps a hint for each (as Cassandra's coordinators do), so a primary
+    /// that was down gets it by handoff even where no fallback node exists (N = nodes).
+    pub(crate) missed: Vec<NodeId>,
+}
+
+/// The writes this node coordinates.
+#[derive(Debug, Default)]
+pub(crate) struct Writes {
+    in_flight: BTreeMap<RequestId, WriteState>,
+    /// Writes that ended since the router last looked.
+    done: Vec<WriteDone>,
+}
+
+impl Writes {
+    pub(crate) fn len(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    pub(crate) fn take_done(&mut self) -> Vec<WriteDone> {
+        std::mem::take(&mut self.done)
+    }
+
+    pub(crate) fn start<S: Store>(
+        &mut self,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        reply_to: ReplyTo,
+        mut write: WriteRequest,
+        props: &BucketProps,
+        at: Placement,
+    ) {
+        let me = local.me();
+        debug_assert!(
+            at.replicas.contains(&me),
+            "only a replica coordinates a write"
+        );
+        if let Some(why) = local.durability.poisoned() {
+            let e = ClientError::new(
+                ErrorCode::StoreFailed,
+                format!("node {me} refuses writes: {why}"),
+            );
+            return local.out.reply(reply_to, Err(e));
+        }
+        // Replicas believed down may make W unreachable: fail before writing anything, so a
+        // write that cannot succeed leaves no sibling behind.
+        let sloppy = write.sloppy.unwrap_or(props.sloppy);
+        let slots = local.slots_for(at.partition, &at.replicas, ctx.now, sloppy);
+        if quorum::count(&slots, &Outcome::Pending) < at.needed as usize {
+            let receipt = local.receipt(at.partition, at.needed, &slots, vec![], ctx.now, ctx.now);
+            return local
+                .out
+                .reply(reply_to, Err(quorum_error("write", receipt)));
+        }
+        let skey = write.key.storage_key(at.partition);
+        let is_delete = write.value.is_none();
+        let (object, timestamp) = match new_object(local, ctx, &skey, &mut write, props) {
+            Ok(x) => x,
+            Err(e) => return local.out.reply(reply_to, Err(e)),
+        };
+        let encoded = encode_object(&object);
+        let size = encoded.len();
+        if size > OBJECT_BYTES_MAX {
+            let e = ClientError::new(
+                ErrorCode::TooManySiblings,
+                format!(
+                    "the key's siblings would take {size} bytes, more than the limit of {OBJECT_BYTES_MAX}; resolve them with a context"
+                ),
+            );
+            return local.out.reply(reply_to, Err(e));
+        }
+        local.durability.cover_timestamp(ctx.store, timestamp);
+        if let Err(e) = local.write_object(ctx.store, &skey, props.n, encoded) {
+            let e = ClientError::new(ErrorCode::StoreFailed, e.to_string());
+            return local.out.reply(reply_to, Err(e));
+        }
+        let req = local.out.new_request(ctx.rng);
+        // Fallbacks must get their chance before the request's deadline, whatever it is.
+        let fallback_ms = local
+            .config
+            .fallback_after_ms
+            .min(at.deadline.0.saturating_sub(ctx.now.0) / 2);
+        self.in_flight.insert(
+            req,
+            WriteState {
+                reply_to,
+                key: write.key,
+                partition: at.partition,
+                needed: at.needed,
+                slots,
+                object,
+                started: ctx.now,
+                replied: false,
+                sloppy,
+                is_delete,
+                fallback_at: ctx.now.plus_ms(fallback_ms),
+                sent: false,
+            },
+        );
+        local.timers.set(at.deadline, Timer::WriteDeadline(req));
+        if sloppy {
+            local
+                .timers
+                .set(ctx.now.plus_ms(fallback_ms), Timer::WriteFallback(req));
+        }
+        local.durability.mark_unsynced(skey);
+        if props.conflicts == ConflictMode::Lww && local.durability.mark_covers(timestamp) {
+            // The replicas' fsyncs run alongside ours: W acks cost one fsync, not two. Only
+            // when a durable clock mark covers the timestamp: a crash before our fsync must
+            // not let this node issue older timestamps than one the replicas already hold.
+            self.send(local, req);
+        }
+        if let Some(Waiter::LocalWrite(req)) = local.durability.wait(Waiter::LocalWrite(req)) {
+            self.on_local_write(local, ctx.now, req, Ok(()));
+        }
+    }
+
+    /// Sends the write to every other replica still pending (once).
+    fn send(&mut self, local: &mut Local, req: RequestId) {
+        let me = local.me();
+        let Some(state) = self.in_flight.get_mut(&req) else {
+            return;
+        };
+        if state.sent {
+            return;
+        }
+        state.sent = true;
+        for s in state
+            .slots
+            .iter()
+            .filter(|s| s.node != me && s.outcome == Outcome::Pending)
+        {
+            local
+                .out
+                .send(s.node, write_message(s, req, &state.key, &state.object));
+        }
+    }
+
+    /// The coordinator's own write is durable (or failed): replicate it.
+    pub(crate) fn on_local_write(
+        &mut self,
+        local: &mut Local,
+        now: Timestamp,
+        req: RequestId,
+        result: Result<(), String>,
+    ) {
+        let me = local.me();
+        let Some(state) = self.in_flight.get_mut(&req) else {
+            return;
+        };
+        let slot = state
+            .slots
+            .iter_mut()
+            .find(|s| s.node == me)
+            .expect("the coordinator is one of the replicas");
+        match result {
+            Ok(()) => {
+                slot.outcome = Outcome::Acked;
+                let late = now >= state.fallback_at;
+                self.send(local, req);
+                if late {
+                    // The fallback time passed while the local sync ran.
+                    self.fallbacks(local, now, req);
+                }
+            }
+            Err(reason) => {
+                // Nothing left this node; fail the request at once.
+                slot.outcome = Outcome::Failed {
+                    reason: format!("local write failed: {reason}"),
+                };
+                let sent = state.sent;
+                for s in state
+                    .slots
+                    .iter_mut()
+                    .filter(|s| s.outcome == Outcome::Pending && !sent)
+                {
+                    s.outcome = Outcome::Failed {
+                        reason: "not sent: the coordinator's write failed".into(),
+                    };
+                }
+            }
+        }
+        self.settle(local, now, req);
+    }
+
+    /// Primaries that have not answered by the fallback time get a fallback each (Dynamo: "if
+    /// a node is down or slow, the write goes to the next healthy node with a hint").
+    pub(crate) fn fallbacks(&mut self, local: &mut Local, now: Timestamp, req: RequestId) {
+        let me = local.me();
+        let Some(state) = self.in_flight.get_mut(&req) else {
+            return;
+        };
+        // Only once the write went out (for `siblings` writes: once the coordinator's own
+        // write, and so its dot, is durable) may it go to fallbacks.
+        if !state.sent || !state.sloppy || state.replied {
+            return;
+        }
+        let slow: Vec<NodeId> = state
+            .slots
+            .iter()
+            .filter(|s| s.role == Role::Primary && s.node != me && s.outcome == Outcome::Pending)
+            .filter(|s| !state.slots.iter().any(|f| f.hint_for == Some(s.node)))
+            .map(|s| s.node)
+            .collect();
+        let before = state.slots.len();
+        for owner in slow {
+            local.add_fallback(state.partition, &mut state.slots, owner, now);
+        }
+        for s in &state.slots[before..] {
+            local
+                .out
+                .send(s.node, write_message(s, req, &state.key, &state.object));
+        }
+    }
+
+    pub(crate) fn on_replicate_response(
+        &mut self,
+        local: &mut Local,
+        now: Timestamp,
+        from: NodeId,
+        req: RequestId,
+        result: Result<(), ReplicaError>,
+    ) {
+        let Some(state) = self.in_flight.get_mut(&req) else {
+            return;
+        };
+        let Some(slot) = state.slots.iter_mut().find(|s| s.node == from) else {
+            return;
+        };
+        if slot.outcome != Outcome::Pending {
+            return; // a duplicate
+        }
+        slot.outcome = match result {
+            Ok(()) => Outcome::Acked,
+            Err(e) => Outcome::Failed {
+                reason: e.to_string(),
+            },
+        };
+        self.settle(local, now, req);
+    }
+
+    pub(crate) fn on_deadline(&mut self, local: &mut Local, now: Timestamp, req: RequestId) {
+        if let Some(state) = self.in_flight.get_mut(&req) {
+            quorum::time_out(&mut state.slots, state.started, now);
+            self.settle(local, now, req);
+        }
+    }
+
+    /// Replies once the outcome is known (W acked, or W out of reach), and ends the request
+    /// once no replica is pending.
+    fn settle(&mut self, local: &mut Local, now: Timestamp, req: RequestId) {
+        let Some(state) = self.in_flight.get_mut(&req) else {
+            return;
+        };
+        let acked = quorum::count(&state.slots, &Outcome::Acked);
+        let pending = quorum::count(&state.slots, &Outcome::Pending);
+        let needed = state.needed as usize;
+        if !state.replied && (acked >= needed || acked + pending < needed) {
+            let receipt = local.receipt(
+                state.partition,
+                state.needed,
+                &state.slots,
+                vec![],
+                state.started,
+                now,
+            );
+            let result = if acked >= needed {
+                Ok(ClientResponse::Written {
+                    context: state.object.context(),
+                    receipt,
+                })
+            } else {
+                Err(quorum_error("write", receipt))
+            };
+            local.out.reply(state.reply_to, result);
+            state.replied = true;
+        }
+        if pending > 0 {
+            return;
+        }
+        let Some(state) = self.in_flight.remove(&req) else {
+            return;
+        };
+        assert!(state.replied, "a write ends only after its reply");
+        let me = local.me();
+        let all_primaries = state
+            .slots
+            .iter()
+            .all(|s| s.role == Role::Primary && s.outcome == Outcome::Acked);
+        let durable_here = state
+            .slots
+            .iter()
+            .any(|s| s.node == me && s.outcome == Outcome::Acked);
+        let missed = state
+            .slots
+            .iter()
+            .filter(|s| {
+                s.role == Role::Primary
+                    && s.node != me
+                    && matches!(s.outcome, Outcome::Failed { .. })
+                    && !state
+                        .slots
+                        .iter()
+                        .any(|f| f.hint_for == Some(s.node) && f.outcome == Outcome::Acked)
+            })
+            .map(|s| s.node)
+            .filter(|_| durable_here)
+            .collect();
+        self.done.push(WriteDone {
+            reapable: state.is_delete && (all_primaries || planted().reap_early),
+            key: state.key,
+            object: state.object,
+            missed,
+        });
+    }
+}
+
+/// The object a write makes: the stored one updated with the new value or tombstone (a DVV
+/// event on the client's context, or a newer lww register), and its timestamp.
+fn new_object<S: Store>(
+    local: &mut Local,
+    ctx: &mut Ctx<'_, S>,
+    skey: &[u8],
+    write: &mut WriteRequest,
+    props: &BucketProps,
+) -> Result<(Object, Hlc), ClientError> {
+    let stored = local
+        .load(ctx.store, skey)
+        .map_err(|e| ClientError::new(ErrorCode::StoreFailed, e.to_string()))?;
+    if let Some(stored) = &stored {
+        // Move this node's clock past what the key already holds, so the new value is newer.
+        let _ = local.hlc.observe(
+            stored.max_timestamp(),
+            ctx.now,
+            local.config.max_clock_skew_ms,
+        );
+    }
+    let timestamp = local.hlc.now(ctx.now);
+    let ttl_ms = write
+        .ttl_ms
+        .or(props.ttl_secs.map(|s| s.saturating_mul(1000)));
+    let mut sibling = match write.value.take() {
+        Some(value) => Sibling::value(value, &write.content_type, timestamp),
+        None => Sibling::tombstone(timestamp),
+    };
+    if !sibling.tombstone {
+        sibling.expires_at = ttl_ms.map(|t| ctx.now.0.saturating_add(t));
+    }
+    let object = match props.conflicts {
+        ConflictMode::Siblings => {
+            let base = match stored {
+                Some(Object::Siblings(d)) => d,
+                None => Default::default(),
+                Some(Object::Lww(_)) => {
+                    return Err(ClientError::new(
+                        ErrorCode::StoreFailed,
+                        "stored object is lww in a siblings bucket",
+                    ));
+                }
+            };
+            let context = write.context.take().unwrap_or_default();
+            let (d, _dot) = base
+                .update_from(&context, sibling, local.me(), timestamp.0)
+                .map_err(|e| ClientError::new(ErrorCode::TooManySiblings, e.to_string()))?;
+            Object::Siblings(d)
+        }
+        ConflictMode::Lww => {
+            let new = Object::Lww(LwwValue {
+                writer: local.me(),
+                sibling,
+            });
+            match stored.map(|l| l.merge(&new)) {
+                None => new,
+                Some(Ok(merged)) => merged,
+                Some(Err(e)) => {
+                    return Err(ClientError::new(ErrorCode::StoreFailed, e.to_string()));
+                }
+            }
+        }
+    };
+    Ok((object, timestamp))
+}
