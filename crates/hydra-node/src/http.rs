@@ -2,8 +2,8 @@
 //! metrics. Every KV response carries `X-Hydra-Receipt`; errors are JSON `{code, message}`,
 //! with HTTP statuses mapped from the core's error codes in [`status_of`] (the one place).
 
-use crate::driver::{CoreHandle, Reply};
-use crate::metrics::{LatencyLabels, Metrics, OpLabels, RequestLabels};
+use crate::driver::CoreHandle;
+use crate::metrics::{Metrics, record};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -299,54 +299,6 @@ fn context_from(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> 
                 )
             })
         }
-    }
-}
-
-/// Counts a KV request and its latency in the metrics (both front ends call this).
-pub fn record(
-    metrics: &Metrics,
-    op: &str,
-    level: Option<Consistency>,
-    started: Instant,
-    result: &Reply,
-) {
-    let level = level.map_or("default".to_string(), |l| l.to_string());
-    let status = match result {
-        Ok(ClientResponse::Read { siblings, .. }) if siblings.is_empty() => "not_found",
-        Ok(ClientResponse::Read { siblings, .. }) if siblings.len() > 1 => "siblings",
-        Ok(_) => "ok",
-        Err(e) => e.code.as_str(),
-    };
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            op: op.into(),
-            level: level.clone(),
-            status: status.into(),
-        })
-        .inc();
-    metrics
-        .latency
-        .get_or_create(&LatencyLabels {
-            op: op.into(),
-            level,
-        })
-        .observe(started.elapsed().as_secs_f64());
-    match result {
-        Err(e) if e.code == ErrorCode::QuorumNotReached => {
-            metrics
-                .quorum_failures
-                .get_or_create(&OpLabels { op: op.into() })
-                .inc();
-        }
-        Ok(r) => {
-            if let Some(receipt) = r.receipt() {
-                metrics
-                    .read_repairs
-                    .inc_by(receipt.read_repairs.len() as u64);
-            }
-        }
-        _ => {}
     }
 }
 

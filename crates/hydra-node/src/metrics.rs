@@ -1,11 +1,15 @@
 //! Prometheus metrics of the node (`GET /metrics`, text format).
 
+use crate::driver::Reply;
+use hydra_core::bucket::Consistency;
+use hydra_core::message::{ClientResponse, ErrorCode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::time::Instant;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -191,5 +195,53 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Counts a KV request and its latency in the metrics (both front ends call this).
+pub fn record(
+    metrics: &Metrics,
+    op: &str,
+    level: Option<Consistency>,
+    started: Instant,
+    result: &Reply,
+) {
+    let level = level.map_or("default".to_string(), |l| l.to_string());
+    let status = match result {
+        Ok(ClientResponse::Read { siblings, .. }) if siblings.is_empty() => "not_found",
+        Ok(ClientResponse::Read { siblings, .. }) if siblings.len() > 1 => "siblings",
+        Ok(_) => "ok",
+        Err(e) => e.code.as_str(),
+    };
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            op: op.into(),
+            level: level.clone(),
+            status: status.into(),
+        })
+        .inc();
+    metrics
+        .latency
+        .get_or_create(&LatencyLabels {
+            op: op.into(),
+            level,
+        })
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Err(e) if e.code == ErrorCode::QuorumNotReached => {
+            metrics
+                .quorum_failures
+                .get_or_create(&OpLabels { op: op.into() })
+                .inc();
+        }
+        Ok(r) => {
+            if let Some(receipt) = r.receipt() {
+                metrics
+                    .read_repairs
+                    .inc_by(receipt.read_repairs.len() as u64);
+            }
+        }
+        _ => {}
     }
 }

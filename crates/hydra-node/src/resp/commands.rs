@@ -1,0 +1,453 @@
+//! The key commands: GET, SET and its options, GETDEL, DEL, EXISTS, MGET, MSET, STRLEN,
+//! EXPIRE, TTL, PERSIST, and Hydra's own (HYDRA.BUCKET, HYDRA.CONSISTENCY, HYDRA.GETALL,
+//! HYDRA.PUT, HYDRA.DEL). Each turns into core requests through [`Connection::request`];
+//! read-then-write commands carry the read's context.
+
+use super::{Connection, cas_missing, error_value, take_newest};
+use crate::driver::wall_ms;
+use hydra_core::bucket::Consistency;
+use hydra_core::key::BucketName;
+use hydra_core::message::ClientResponse;
+use hydra_core::version::{Context, Sibling, VersionVector};
+use hydra_resp::Value;
+
+impl Connection {
+    pub(super) async fn strlen(&mut self, key: &[u8]) -> Value {
+        match self.key(key) {
+            Err(e) => e,
+            Ok(key) => match self.read(&key).await {
+                Ok((_, s)) => Value::Integer(s.map_or(0, |s| s.value.len() as i64)),
+                Err(e) => e,
+            },
+        }
+    }
+
+    pub(super) async fn get(&mut self, key: &[u8]) -> Value {
+        let key = match self.key(key) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        match self.read(&key).await {
+            Ok((_, Some(s))) => Value::Bulk(s.value),
+            Ok((_, None)) => Value::Null,
+            Err(e) => e,
+        }
+    }
+
+    pub(super) async fn set(&mut self, args: &[Vec<u8>]) -> Value {
+        let key = match self.key(&args[0]) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        let value = args[1].clone();
+        let mut ttl_ms: Option<u64> = None;
+        let mut keep_ttl = false;
+        let mut want_old = false;
+        let mut i = 2;
+        let syntax = || Value::error("ERR syntax error");
+        while i < args.len() {
+            let opt = args[i].to_ascii_lowercase();
+            match opt.as_slice() {
+                b"nx" | b"xx" => {
+                    return Value::error(cas_missing(&format!(
+                        "SET ... {}",
+                        String::from_utf8_lossy(&opt).to_uppercase()
+                    )));
+                }
+                b"ifeq" => return Value::error(cas_missing("SET ... IFEQ")),
+                b"get" => want_old = true,
+                b"keepttl" if ttl_ms.is_none() => keep_ttl = true,
+                b"ex" | b"px" | b"exat" | b"pxat" if ttl_ms.is_none() && !keep_ttl => {
+                    let Some(n) = args.get(i + 1) else {
+                        return syntax();
+                    };
+                    let Some(n) = std::str::from_utf8(n)
+                        .ok()
+                        .and_then(|s| s.parse::<i64>().ok())
+                    else {
+                        return Value::error("ERR value is not an integer or out of range");
+                    };
+                    if n <= 0 {
+                        return Value::error("ERR invalid expire time in 'set' command");
+                    }
+                    let n = n as u64;
+                    let now = wall_ms();
+                    let ms = match opt.as_slice() {
+                        b"ex" => n.saturating_mul(1000),
+                        b"px" => n,
+                        b"exat" => n.saturating_mul(1000).saturating_sub(now),
+                        _ => n.saturating_sub(now),
+                    };
+                    // An absolute time already past: Redis deletes the key; so do we.
+                    ttl_ms = Some(ms);
+                    i += 1;
+                }
+                _ => return syntax(),
+            }
+            i += 1;
+        }
+        let old = if want_old || keep_ttl {
+            match self.read(&key).await {
+                Ok(r) => Some(r),
+                Err(e) => return e,
+            }
+        } else {
+            None
+        };
+        if keep_ttl
+            && let Some((_, Some(s))) = &old
+            && let Some(at) = s.expires_at
+        {
+            ttl_ms = Some(at.saturating_sub(wall_ms()).max(1));
+        }
+        let context = old.as_ref().map(|(c, _)| c.clone());
+        let result = if ttl_ms == Some(0) {
+            self.write(key, None, context, None).await
+        } else {
+            self.write(key, Some(value), context, ttl_ms).await
+        };
+        match (result, want_old) {
+            (Err(e), _) => e,
+            (Ok(_), false) => Value::ok(),
+            (Ok(_), true) => match old {
+                Some((_, Some(s))) => Value::Bulk(s.value),
+                _ => Value::Null,
+            },
+        }
+    }
+
+    pub(super) async fn getdel(&mut self, key: &[u8]) -> Value {
+        let key = match self.key(key) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        match self.read(&key).await {
+            Err(e) => e,
+            Ok((_, None)) => Value::Null,
+            Ok((context, Some(s))) => match self.write(key, None, Some(context), None).await {
+                Ok(_) => Value::Bulk(s.value),
+                Err(e) => e,
+            },
+        }
+    }
+
+    pub(super) async fn del(&mut self, args: &[Vec<u8>]) -> Value {
+        let mut deleted = 0;
+        for k in args {
+            let key = match self.key(k) {
+                Ok(k) => k,
+                Err(e) => return e,
+            };
+            match self.read(&key).await {
+                Err(e) => return e,
+                Ok((_, None)) => {}
+                Ok((context, Some(_))) => match self.write(key, None, Some(context), None).await {
+                    Ok(_) => deleted += 1,
+                    Err(e) => return e,
+                },
+            }
+        }
+        Value::Integer(deleted)
+    }
+
+    /// Reads keys concurrently; each result is the key's newest sibling (or none).
+    pub(super) async fn read_many(
+        &mut self,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Sibling>>, Value> {
+        let mut requests = Vec::with_capacity(keys.len());
+        for k in keys {
+            requests.push(self.get_request(self.key(k)?));
+        }
+        self.call_all(requests)
+            .await
+            .into_iter()
+            .map(|r| {
+                r.map(|resp| take_newest(resp).1)
+                    .map_err(|e| error_value(&e))
+            })
+            .collect()
+    }
+
+    pub(super) async fn exists(&mut self, args: &[Vec<u8>]) -> Value {
+        match self.read_many(args).await {
+            Ok(v) => Value::Integer(v.iter().filter(|s| s.is_some()).count() as i64),
+            Err(e) => e,
+        }
+    }
+
+    pub(super) async fn mget(&mut self, args: &[Vec<u8>]) -> Value {
+        match self.read_many(args).await {
+            Ok(v) => Value::Array(
+                v.into_iter()
+                    .map(|s| s.map_or(Value::Null, |s| Value::Bulk(s.value)))
+                    .collect(),
+            ),
+            Err(e) => e,
+        }
+    }
+
+    pub(super) async fn mset(&mut self, args: &[Vec<u8>]) -> Value {
+        if !args.len().is_multiple_of(2) {
+            return Value::error("ERR wrong number of arguments for 'mset' command");
+        }
+        let mut requests = Vec::with_capacity(args.len() / 2);
+        for pair in args.chunks(2) {
+            match self.key(&pair[0]) {
+                Ok(k) => requests.push(self.put_request(k, Some(pair[1].clone()), None, None)),
+                Err(e) => return e,
+            }
+        }
+        match self
+            .call_all(requests)
+            .await
+            .into_iter()
+            .find_map(Result::err)
+        {
+            Some(e) => error_value(&e),
+            None => Value::ok(),
+        }
+    }
+
+    pub(super) async fn expire(&mut self, args: &[Vec<u8>], millis: bool) -> Value {
+        let key = match self.key(&args[0]) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        let Some(n) = std::str::from_utf8(&args[1])
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+        else {
+            return Value::error("ERR value is not an integer or out of range");
+        };
+        let ms = if millis { n } else { n.saturating_mul(1000) };
+        let flag = match args.get(2).map(|a| a.to_ascii_lowercase()) {
+            None => None,
+            Some(f) if args.len() == 3 && matches!(f.as_slice(), b"nx" | b"xx" | b"gt" | b"lt") => {
+                Some(f)
+            }
+            Some(_) => return Value::error("ERR Unsupported option"),
+        };
+        let (context, sibling) = match self.read(&key).await {
+            Ok((_, None)) => return Value::Integer(0),
+            Ok((c, Some(s))) => (c, s),
+            Err(e) => return e,
+        };
+        let now = wall_ms() as i64;
+        let current = sibling.expires_at.map(|at| at as i64 - now);
+        let applies = match flag.as_deref() {
+            None => true,
+            Some(b"nx") => current.is_none(),
+            Some(b"xx") => current.is_some(),
+            // No expiry counts as an infinite one, as in Redis.
+            Some(b"gt") => current.is_some_and(|c| ms > c),
+            Some(_) => current.is_none_or(|c| ms < c),
+        };
+        if !applies {
+            return Value::Integer(0);
+        }
+        let result = if ms <= 0 {
+            self.write(key, None, Some(context), None).await
+        } else {
+            self.write(key, Some(sibling.value), Some(context), Some(ms as u64))
+                .await
+        };
+        match result {
+            Ok(_) => Value::Integer(1),
+            Err(e) => e,
+        }
+    }
+
+    pub(super) async fn ttl(&mut self, key: &[u8], millis: bool) -> Value {
+        let key = match self.key(key) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        match self.read(&key).await {
+            Err(e) => e,
+            Ok((_, None)) => Value::Integer(-2),
+            Ok((_, Some(s))) => match s.expires_at {
+                None => Value::Integer(-1),
+                Some(at) => {
+                    let left = at.saturating_sub(wall_ms()) as i64;
+                    Value::Integer(if millis { left } else { (left + 500) / 1000 })
+                }
+            },
+        }
+    }
+
+    pub(super) async fn persist(&mut self, key: &[u8]) -> Value {
+        let key = match self.key(key) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        match self.read(&key).await {
+            Err(e) => e,
+            Ok((context, Some(s))) if s.expires_at.is_some() => {
+                match self.write(key, Some(s.value), Some(context), None).await {
+                    Ok(_) => Value::Integer(1),
+                    Err(e) => e,
+                }
+            }
+            Ok(_) => Value::Integer(0),
+        }
+    }
+
+    pub(super) fn select_bucket(&mut self, args: &[Vec<u8>]) -> Value {
+        match args.first() {
+            None => Value::bulk(self.bucket.as_str()),
+            Some(name) => match BucketName::new(&String::from_utf8_lossy(name)) {
+                Ok(b) => {
+                    self.bucket = b;
+                    Value::ok()
+                }
+                Err(e) => Value::error(format!("INVALID_BUCKET {e}")),
+            },
+        }
+    }
+
+    pub(super) fn consistency(&mut self, args: &[Vec<u8>]) -> Value {
+        let shown = |c: Option<Consistency>| c.map_or("default".to_string(), |c| c.to_string());
+        match args.len() {
+            0 => Value::Map(vec![
+                (Value::bulk("r"), Value::bulk(shown(self.r))),
+                (Value::bulk("w"), Value::bulk(shown(self.w))),
+            ]),
+            2 => {
+                let parse = |v: &[u8], what: &str| -> Result<Option<Consistency>, Value> {
+                    let text = String::from_utf8_lossy(v).to_ascii_lowercase();
+                    if text == "default" {
+                        return Ok(None);
+                    }
+                    text.parse()
+                        .map(Some)
+                        .map_err(|e: hydra_core::bucket::ConsistencyError| {
+                            Value::error(format!("INVALID_CONSISTENCY {what}: {e}"))
+                        })
+                };
+                match (parse(&args[0], "r"), parse(&args[1], "w")) {
+                    (Ok(r), Ok(w)) => {
+                        self.r = r;
+                        self.w = w;
+                        Value::ok()
+                    }
+                    (Err(e), _) | (_, Err(e)) => e,
+                }
+            }
+            _ => Value::error(
+                "ERR wrong number of arguments for 'hydra.consistency' command (give none, or R and W)",
+            ),
+        }
+    }
+
+    pub(super) async fn getall(&mut self, key: &[u8]) -> Value {
+        let key = match self.key(key) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        match self.request(self.get_request(key)).await {
+            Err(e) => e,
+            Ok(ClientResponse::Read {
+                context, siblings, ..
+            }) => Value::Map(vec![
+                (
+                    Value::bulk("context"),
+                    Value::bulk(Context(context).encode()),
+                ),
+                (
+                    Value::bulk("siblings"),
+                    Value::Array(
+                        siblings
+                            .iter()
+                            .map(|s| {
+                                Value::Map(vec![
+                                    (Value::bulk("value"), Value::Bulk(s.value.clone())),
+                                    (
+                                        Value::bulk("content_type"),
+                                        Value::bulk(s.content_type.clone()),
+                                    ),
+                                    (
+                                        Value::bulk("last_modified"),
+                                        Value::Integer(s.timestamp.physical_ms() as i64),
+                                    ),
+                                ])
+                            })
+                            .collect(),
+                    ),
+                ),
+            ]),
+            Ok(_) => Value::error("ERR unexpected reply to a read"),
+        }
+    }
+
+    pub(super) fn context_arg(token: &[u8]) -> Result<Option<VersionVector>, Value> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        let text = std::str::from_utf8(token)
+            .map_err(|_| Value::error("INVALID_CONTEXT the context is not ASCII"))?;
+        Context::decode(text)
+            .map(|c| Some(c.0))
+            .map_err(|e| Value::error(format!("INVALID_CONTEXT {e}")))
+    }
+
+    /// `HYDRA.PUT key value context [EX s|PX ms]`: a write that supersedes what the context
+    /// saw (an empty context is a blind write); replies with the new context.
+    pub(super) async fn context_put(&mut self, args: &[Vec<u8>]) -> Value {
+        let key = match self.key(&args[0]) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        let context = match Self::context_arg(&args[2]) {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+        let ttl_ms = match args.len() {
+            3 => None,
+            5 => {
+                let unit = args[3].to_ascii_lowercase();
+                let n = std::str::from_utf8(&args[4])
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .filter(|n| *n > 0);
+                match (unit.as_slice(), n) {
+                    (b"ex", Some(n)) => Some(n.saturating_mul(1000)),
+                    (b"px", Some(n)) => Some(n),
+                    _ => {
+                        return Value::error(
+                            "ERR syntax error: expected EX seconds or PX milliseconds, positive",
+                        );
+                    }
+                }
+            }
+            _ => {
+                return Value::error(
+                    "ERR syntax error: HYDRA.PUT key value context [EX seconds|PX milliseconds]",
+                );
+            }
+        };
+        match self
+            .write(key, Some(args[1].clone()), context, ttl_ms)
+            .await
+        {
+            Ok(c) => Value::bulk(Context(c).encode()),
+            Err(e) => e,
+        }
+    }
+
+    /// `HYDRA.DEL key context`: a delete of what the context saw; replies with the new context.
+    pub(super) async fn context_del(&mut self, args: &[Vec<u8>]) -> Value {
+        let key = match self.key(&args[0]) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        let context = match Self::context_arg(&args[1]) {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+        match self.write(key, None, context, None).await {
+            Ok(c) => Value::bulk(Context(c).encode()),
+            Err(e) => e,
+        }
+    }
+}

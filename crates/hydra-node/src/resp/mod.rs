@@ -1,0 +1,568 @@
+//! The Redis-protocol front end (DESIGN.md "Redis protocol"): RESP2, and RESP3 after
+//! `HELLO 3`, on its own port, so redis-cli, redis-benchmark and Redis client libraries work
+//! unmodified.
+//!
+//! Each connection reads commands with [`hydra_resp::parse_command`] (bounded, never
+//! panics), runs them against the core through the same [`CoreHandle`] the HTTP API uses,
+//! and writes replies in order. Pipelined `GET`s and `SET`s on distinct keys are sent to the
+//! core together and answered in order, so a pipeline costs one round of replication, not
+//! one per command; a command on a key already in flight waits for it, so one connection's
+//! commands on one key still take effect in the order sent.
+//!
+//! Mapping to Hydra: keys live in bucket `redis` (`lww`) unless the connection picks another
+//! with `HYDRA.BUCKET`. In a `siblings` bucket a plain `GET` returns the newest sibling
+//! (by timestamp, then bytes) and a plain `SET` is a blind write. Commands Redis runs
+//! atomically on one thread run here as a read, then a write carrying the read's context
+//! (`GETDEL`, `DEL`, `SET ... GET|KEEPTTL`, `EXPIRE`, `PERSIST`): not atomic. In an `lww`
+//! bucket the write is simply the newer one, so `EXPIRE` racing with a `SET` on another
+//! connection may write back the value it read over that `SET` (last writer wins); in a
+//! `siblings` bucket the context keeps a concurrent write as a sibling. `SET ... NX|XX` and
+//! `SETNX` need compare-and-set (Paxos), which Hydra does not have yet: they are refused
+//! with an error that says so, as are `MULTI`/`EXEC`.
+
+mod commands;
+mod meta;
+
+use crate::driver::{CoreHandle, Reply};
+use crate::http::receipt_json;
+use crate::metrics::{Metrics, record};
+use futures_util::future::join_all;
+use hydra_core::bucket::Consistency;
+use hydra_core::key::{BucketName, ObjectKey};
+use hydra_core::message::{
+    ClientError, ClientRequest, ClientResponse, ErrorCode, Receipt, WriteRequest,
+};
+use hydra_core::version::{Sibling, VersionVector};
+use hydra_resp::{Command, Limits, Protocol, Value, parse_command};
+use meta::{Handler, auth, command_reply, lookup};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// The Redis version whose command set and reply shapes Hydra follows (what `HELLO` and
+/// `INFO` report as `version` / `redis_version`; clients use it to pick features).
+pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
+/// Bucket a new connection uses.
+pub const DEFAULT_BUCKET: &str = "redis";
+/// Bytes read from a socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+/// Replies buffered before they are written, even in the middle of a pipeline.
+const OUT_FLUSH_BYTES: usize = 1024 * 1024;
+/// A connection's buffers shrink back to [`READ_CHUNK`] when idle above this capacity.
+const BUFFER_KEEP_BYTES: usize = 4 * 1024 * 1024;
+/// Keys of one multi-key command (`MGET`, `MSET`, `EXISTS`, `DEL`) in flight at once, so one
+/// command cannot fill the core's queue.
+const KEYS_IN_FLIGHT_MAX: usize = 128;
+/// Longest `CONFIG GET` pattern.
+const PATTERN_BYTES_MAX: usize = 256;
+
+/// What every connection shares.
+pub struct RespState {
+    pub core: CoreHandle,
+    pub metrics: Arc<Metrics>,
+    pub node_id: u64,
+    pub tcp_port: u16,
+    pub durability: String,
+    pub value_bytes_max: usize,
+    /// Connections served at once at most; more are refused with an error.
+    pub connections_max: usize,
+    /// Commands taken from one read before replies are written (bounds the reply buffer).
+    pub pipeline_commands_max: usize,
+    pub started: Instant,
+    next_client_id: AtomicU64,
+    connected: AtomicUsize,
+}
+
+impl RespState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        core: CoreHandle,
+        metrics: Arc<Metrics>,
+        node_id: u64,
+        tcp_port: u16,
+        durability: String,
+        value_bytes_max: usize,
+        connections_max: usize,
+        pipeline_commands_max: usize,
+    ) -> RespState {
+        RespState {
+            core,
+            metrics,
+            node_id,
+            tcp_port,
+            durability,
+            value_bytes_max,
+            connections_max,
+            pipeline_commands_max,
+            started: Instant::now(),
+            next_client_id: AtomicU64::new(1),
+            connected: AtomicUsize::new(0),
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            // A SET's value may be as long as the value limit; keys are far shorter.
+            bulk_bytes_max: self.value_bytes_max.max(hydra_core::limits::KEY_BYTES_MAX),
+            command_bytes_max: 2 * self.value_bytes_max + 1024 * 1024,
+            ..Limits::default()
+        }
+    }
+}
+
+/// Accepts connections until the listener fails; each runs on its own task.
+pub async fn serve(listener: TcpListener, state: Arc<RespState>) {
+    let slots = Arc::new(Semaphore::new(state.connections_max));
+    loop {
+        let (mut stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("RESP accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let msg = Value::error(format!(
+                "ERR max number of clients reached ({}; limits.resp_connections_max)",
+                state.connections_max
+            ));
+            let _ = stream.write_all(&msg.to_bytes(Protocol::Resp2)).await;
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            state.connected.fetch_add(1, Ordering::Relaxed);
+            let mut conn = Connection::new(state.clone());
+            if let Err(e) = conn.run(stream).await {
+                tracing::debug!("RESP connection {} ended: {e}", conn.id);
+            }
+            state.connected.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+/// One client connection's state.
+struct Connection {
+    state: Arc<RespState>,
+    id: u64,
+    protocol: Protocol,
+    bucket: BucketName,
+    r: Option<Consistency>,
+    w: Option<Consistency>,
+    name: Option<Vec<u8>>,
+    lib_name: Option<Vec<u8>>,
+    lib_ver: Option<Vec<u8>>,
+    last_receipt: Option<Receipt>,
+}
+
+/// What the loop does after a command.
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// A command that goes to the core on its own key and may be sent together with others.
+enum Fast {
+    Get(ObjectKey),
+    Set(ObjectKey, Vec<u8>),
+}
+
+impl Connection {
+    fn new(state: Arc<RespState>) -> Connection {
+        let id = state.next_client_id.fetch_add(1, Ordering::Relaxed);
+        Connection {
+            state,
+            id,
+            protocol: Protocol::Resp2,
+            bucket: default_bucket(),
+            r: None,
+            w: None,
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            last_receipt: None,
+        }
+    }
+
+    async fn run(&mut self, mut stream: TcpStream) -> std::io::Result<()> {
+        let limits = self.state.limits();
+        let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        loop {
+            // Take every complete command already buffered (up to the pipeline bound).
+            let mut commands = Vec::new();
+            let mut used = 0;
+            let mut protocol_error = None;
+            let mut bound_hit = false;
+            loop {
+                if commands.len() >= self.state.pipeline_commands_max {
+                    bound_hit = true;
+                    break;
+                }
+                match parse_command(&input[used..], &limits) {
+                    Ok(Some((cmd, n))) => {
+                        used += n;
+                        if !cmd.is_empty() {
+                            commands.push(cmd);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        protocol_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            input.drain(..used);
+            let flow = self.run_batch(commands, &mut out, &mut stream).await?;
+            if let Some(e) = protocol_error {
+                // As Redis does: answer the error, then close (the stream cannot be resynced).
+                Value::error(format!("ERR {e}")).encode(self.protocol, &mut out);
+                stream.write_all(&out).await?;
+                return Ok(());
+            }
+            if !out.is_empty() {
+                stream.write_all(&out).await?;
+                out.clear();
+            }
+            if let Flow::Close = flow {
+                return Ok(());
+            }
+            if bound_hit {
+                // More commands may already be buffered: run them before reading.
+                continue;
+            }
+            if input.capacity() > BUFFER_KEEP_BYTES && input.len() < READ_CHUNK {
+                input.shrink_to(READ_CHUNK);
+            }
+            if out.capacity() > BUFFER_KEEP_BYTES {
+                out = Vec::with_capacity(READ_CHUNK);
+            }
+            input.reserve(READ_CHUNK);
+            if stream.read_buf(&mut input).await? == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs commands in order, sending runs of fast commands on distinct keys together.
+    /// Replies go to `out`, which is written to `stream` whenever it grows large.
+    async fn run_batch(
+        &mut self,
+        commands: Vec<Command>,
+        out: &mut Vec<u8>,
+        stream: &mut TcpStream,
+    ) -> std::io::Result<Flow> {
+        let mut group: Vec<Fast> = Vec::new();
+        for cmd in commands {
+            if out.len() > OUT_FLUSH_BYTES {
+                stream.write_all(out).await?;
+                out.clear();
+            }
+            match self.fast(cmd) {
+                Ok(f) => {
+                    let key = match &f {
+                        Fast::Get(k) | Fast::Set(k, _) => k,
+                    };
+                    if group.iter().any(|g| match g {
+                        Fast::Get(k) | Fast::Set(k, _) => k == key,
+                    }) {
+                        self.flush_group(&mut group, out).await;
+                    }
+                    group.push(f);
+                }
+                Err(cmd) => {
+                    self.flush_group(&mut group, out).await;
+                    let (reply, flow) = self.execute(cmd).await;
+                    reply.encode(self.protocol, out);
+                    if let Flow::Close = flow {
+                        return Ok(Flow::Close);
+                    }
+                }
+            }
+        }
+        self.flush_group(&mut group, out).await;
+        Ok(Flow::Continue)
+    }
+
+    /// A plain `GET key` or `SET key value` with valid arguments, which can share a round
+    /// (the value moves, not copied); anything else comes back as it was.
+    fn fast(&self, mut cmd: Command) -> Result<Fast, Command> {
+        let is = |name: &[u8], len: usize| cmd.len() == len && cmd[0].eq_ignore_ascii_case(name);
+        let (get, set) = (is(b"get", 2), is(b"set", 3));
+        if !get && !set {
+            return Err(cmd);
+        }
+        let Ok(key) = self.key(&cmd[1]) else {
+            return Err(cmd);
+        };
+        if get {
+            return Ok(Fast::Get(key));
+        }
+        let value = cmd.pop().unwrap_or_default();
+        Ok(Fast::Set(key, value))
+    }
+
+    async fn flush_group(&mut self, group: &mut Vec<Fast>, out: &mut Vec<u8>) {
+        if group.is_empty() {
+            return;
+        }
+        let requests: Vec<ClientRequest> = group
+            .drain(..)
+            .map(|f| match f {
+                Fast::Get(key) => self.get_request(key),
+                Fast::Set(key, value) => self.put_request(key, Some(value), None, None),
+            })
+            .collect();
+        for result in self.call_all(requests).await {
+            let reply = match result {
+                Err(e) => error_value(&e),
+                Ok(resp @ ClientResponse::Read { .. }) => match take_newest(resp).1 {
+                    Some(s) => Value::Bulk(s.value),
+                    None => Value::Null,
+                },
+                Ok(_) => Value::ok(),
+            };
+            reply.encode(self.protocol, out);
+        }
+    }
+
+    /// Sends requests to the core, at most [`KEYS_IN_FLIGHT_MAX`] at a time (so one command
+    /// or pipeline cannot fill the core's queue); results in order, the last receipt kept.
+    async fn call_all(&mut self, requests: Vec<ClientRequest>) -> Vec<Reply> {
+        let mut results = Vec::with_capacity(requests.len());
+        let mut requests = requests.into_iter().peekable();
+        while requests.peek().is_some() {
+            let chunk: Vec<ClientRequest> = requests.by_ref().take(KEYS_IN_FLIGHT_MAX).collect();
+            let this = &*self;
+            let done = join_all(chunk.into_iter().map(|r| this.call(r))).await;
+            for (result, receipt) in done {
+                if receipt.is_some() {
+                    self.last_receipt = receipt;
+                }
+                results.push(result);
+            }
+        }
+        results
+    }
+
+    fn key(&self, key: &[u8]) -> Result<ObjectKey, Value> {
+        ObjectKey::new(self.bucket.clone(), key)
+            .map_err(|e| Value::error(format!("INVALID_KEY {e}")))
+    }
+
+    fn get_request(&self, key: ObjectKey) -> ClientRequest {
+        ClientRequest::Get {
+            key,
+            r: self.r,
+            timeout_ms: None,
+            sloppy: None,
+        }
+    }
+
+    fn put_request(
+        &self,
+        key: ObjectKey,
+        value: Option<Vec<u8>>,
+        context: Option<VersionVector>,
+        ttl_ms: Option<u64>,
+    ) -> ClientRequest {
+        ClientRequest::Put(WriteRequest {
+            key,
+            content_type: if value.is_some() {
+                "application/octet-stream".into()
+            } else {
+                String::new()
+            },
+            value,
+            context,
+            w: self.w,
+            timeout_ms: None,
+            sloppy: None,
+            ttl_ms,
+        })
+    }
+
+    /// Sends a request to the core, records its metrics, and returns the reply with its
+    /// receipt (or the receipt of the failure).
+    async fn call(&self, request: ClientRequest) -> (Reply, Option<Receipt>) {
+        let started = Instant::now();
+        let (op, level) = match &request {
+            ClientRequest::Get { r, .. } => ("get", *r),
+            ClientRequest::Put(w) if w.value.is_some() => ("put", w.w),
+            ClientRequest::Put(w) => ("delete", w.w),
+            ClientRequest::SetBucket { .. } => ("bucket", None),
+        };
+        let result = self.state.core.request(request).await;
+        record(&self.state.metrics, op, level, started, &result);
+        let receipt = match &result {
+            Ok(r) => r.receipt().cloned(),
+            Err(e) => e.receipt.clone(),
+        };
+        (result, receipt)
+    }
+
+    /// Like [`Connection::call`], keeping the receipt as the connection's last.
+    async fn request(&mut self, request: ClientRequest) -> Result<ClientResponse, Value> {
+        let (result, receipt) = self.call(request).await;
+        if receipt.is_some() {
+            self.last_receipt = receipt;
+        }
+        result.map_err(|e| error_value(&e))
+    }
+
+    /// Reads a key: its context and its visible value (the newest sibling), if any.
+    async fn read(&mut self, key: &ObjectKey) -> Result<(VersionVector, Option<Sibling>), Value> {
+        match take_newest(self.request(self.get_request(key.clone())).await?) {
+            (Some(context), sibling) => Ok((context, sibling)),
+            (None, _) => Err(Value::error("ERR unexpected reply to a read")),
+        }
+    }
+
+    async fn write(
+        &mut self,
+        key: ObjectKey,
+        value: Option<Vec<u8>>,
+        context: Option<VersionVector>,
+        ttl_ms: Option<u64>,
+    ) -> Result<VersionVector, Value> {
+        match self
+            .request(self.put_request(key, value, context, ttl_ms))
+            .await?
+        {
+            ClientResponse::Written { context, .. } => Ok(context),
+            _ => Err(Value::error("ERR unexpected reply to a write")),
+        }
+    }
+
+    /// Runs one command: its row of the command table gives the arity check and the handler.
+    async fn execute(&mut self, cmd: Command) -> (Value, Flow) {
+        let name = String::from_utf8_lossy(&cmd[0]).to_ascii_lowercase();
+        let args = &cmd[1..];
+        let Some(spec) = lookup(&name) else {
+            let shown: Vec<String> = args
+                .iter()
+                .take(8)
+                .map(|a| format!("'{}' ", String::from_utf8_lossy(&a[..a.len().min(128)])))
+                .collect();
+            let e = Value::error(format!(
+                "ERR unknown command '{}', with args beginning with: {}",
+                String::from_utf8_lossy(&cmd[0][..cmd[0].len().min(128)]),
+                shown.concat()
+            ));
+            return (e, Flow::Continue);
+        };
+        if !spec.arity_ok(cmd.len()) {
+            let e = Value::error(format!(
+                "ERR wrong number of arguments for '{name}' command"
+            ));
+            return (e, Flow::Continue);
+        }
+        let reply = match spec.handler {
+            Handler::Quit => return (Value::ok(), Flow::Close),
+            Handler::Ping => match args.first() {
+                None => Value::Simple("PONG".into()),
+                Some(m) => Value::Bulk(m.clone()),
+            },
+            Handler::Echo => Value::Bulk(args[0].clone()),
+            Handler::Hello => self.hello(args),
+            Handler::Auth => auth(args),
+            Handler::Reset => {
+                let state = self.state.clone();
+                let id = self.id;
+                *self = Connection::new(state);
+                self.id = id;
+                Value::Simple("RESET".into())
+            }
+            Handler::Select => match args[0].as_slice() {
+                b"0" => Value::ok(),
+                _ => Value::error(
+                    "ERR DB index is out of range (Hydra has one database; use HYDRA.BUCKET to pick a bucket)",
+                ),
+            },
+            Handler::Client => self.client(args),
+            Handler::Command => command_reply(args),
+            Handler::Info => self.info(args).await,
+            Handler::Config => self.config(args),
+            Handler::DbSize => match self.state.core.status().await {
+                Some((status, _)) => Value::Integer(status.objects as i64),
+                None => Value::error("OVERLOADED the node did not answer"),
+            },
+            Handler::Transaction => Value::error(format!(
+                "ERR {} is not supported: Hydra has no multi-key transactions (keys live on \
+                 different replicas); send commands without MULTI/EXEC, e.g. \
+                 pipeline(transaction=False) in redis-py",
+                name.to_uppercase()
+            )),
+            Handler::SetNx => Value::error(cas_missing("SETNX")),
+            Handler::Get => self.get(&args[0]).await,
+            Handler::Set => self.set(args).await,
+            Handler::GetDel => self.getdel(&args[0]).await,
+            Handler::Del => self.del(args).await,
+            Handler::Exists => self.exists(args).await,
+            Handler::MGet => self.mget(args).await,
+            Handler::MSet => self.mset(args).await,
+            Handler::StrLen => self.strlen(&args[0]).await,
+            Handler::Expire { millis } => self.expire(args, millis).await,
+            Handler::Ttl { millis } => self.ttl(&args[0], millis).await,
+            Handler::Persist => self.persist(&args[0]).await,
+            Handler::HydraBucket => self.select_bucket(args),
+            Handler::HydraConsistency => self.consistency(args),
+            Handler::HydraGetAll => self.getall(&args[0]).await,
+            Handler::HydraPut => self.context_put(args).await,
+            Handler::HydraDel => self.context_del(args).await,
+            Handler::HydraReceipt => match &self.last_receipt {
+                Some(r) => Value::Bulk(receipt_json(r).to_string().into_bytes()),
+                None => Value::Null,
+            },
+        };
+        (reply, Flow::Continue)
+    }
+}
+
+fn default_bucket() -> BucketName {
+    BucketName::new(DEFAULT_BUCKET).expect("the default bucket name is valid")
+}
+
+fn cas_missing(what: &str) -> String {
+    format!(
+        "ERR {what} needs compare-and-set (Paxos), which this version of Hydra does not have \
+         yet; it is refused rather than run without atomicity"
+    )
+}
+
+/// A read's context and the sibling a plain `GET` returns: the newest by timestamp, ties
+/// broken by the bytes, so every node picks the same one. Moved out, not copied. The context
+/// is `None` for a reply that is not a read.
+fn take_newest(resp: ClientResponse) -> (Option<VersionVector>, Option<Sibling>) {
+    match resp {
+        ClientResponse::Read {
+            context, siblings, ..
+        } => (
+            Some(context),
+            siblings
+                .into_iter()
+                .filter(|s| !s.tombstone)
+                .max_by(|a, b| (a.timestamp, &a.value).cmp(&(b.timestamp, &b.value))),
+        ),
+        _ => (None, None),
+    }
+}
+
+/// A core error as a RESP error: its stable code in capitals, then the message (for quorum
+/// failures: needed, acked and why each other replica failed).
+pub fn error_value(e: &ClientError) -> Value {
+    let mut text = format!("{} {}", e.code.as_str().to_ascii_uppercase(), e.message);
+    if let Some(r) = &e.receipt
+        && e.code == ErrorCode::QuorumNotReached
+    {
+        text.push_str(&format!(" (needed {}, acked {})", r.needed, r.acked()));
+    }
+    Value::Error(text)
+}
