@@ -393,7 +393,7 @@ const KEY1: (i64, i64, i64) = (1, 1, 1);
 const KEYS: (i64, i64, i64) = (1, -1, 1);
 
 /// Every command this front end knows.
-const COMMANDS: &[Spec] = &[
+static COMMANDS: &[Spec] = &[
     spec("ping", -1, C, NOKEY, Handler::Ping),
     spec("echo", 2, C, NOKEY, Handler::Echo),
     spec("hello", -1, C, NOKEY, Handler::Hello),
