@@ -116,6 +116,15 @@ pub enum ErrorCode {
     InvalidBucket,
     InvalidTtl,
     InvalidContext,
+    // Codes of the front ends' own checks (appended: the wire encodes variants by index).
+    /// A query parameter the request does not take, or one that does not parse.
+    InvalidQuery,
+    /// A read of a key that does not exist (or was deleted).
+    NotFound,
+    /// An HTTP path no route serves.
+    NoSuchRoute,
+    /// A reply of the core that the front end did not expect (a bug).
+    Internal,
 }
 
 impl ErrorCode {
@@ -136,6 +145,10 @@ impl ErrorCode {
             ErrorCode::InvalidBucket => "invalid_bucket",
             ErrorCode::InvalidTtl => "invalid_ttl",
             ErrorCode::InvalidContext => "invalid_context",
+            ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::NoSuchRoute => "no_such_route",
+            ErrorCode::Internal => "internal",
         }
     }
 }
@@ -157,6 +170,16 @@ impl ClientError {
             message: message.into(),
             receipt: None,
         }
+    }
+
+    /// A value over the node's limit; `len` is `None` when the front end stopped reading
+    /// the value at the limit. Both front ends and the core say it in these words.
+    pub fn value_too_large(len: Option<usize>, limit: usize) -> ClientError {
+        let message = match len {
+            Some(len) => format!("value is {len} bytes, more than the limit of {limit}"),
+            None => format!("value is more than the limit of {limit} bytes"),
+        };
+        ClientError::new(ErrorCode::ValueTooLarge, message)
     }
 
     /// Needed and acked of a quorum failure (from its receipt).

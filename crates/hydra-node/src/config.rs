@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use hydra_core::ids::{LayoutVersion, NodeId};
 use hydra_core::layout::{Layout, LayoutSpec, NodeInfo, PARTITIONS_DEFAULT};
-use hydra_core::limits::{TIMEOUT_MS_MAX, VALUE_BYTES_CEILING, VALUE_BYTES_DEFAULT_MAX};
+use hydra_core::limits::{TIMEOUT_MS_MAX, VALUE_BYTES_CEILING};
 use hydra_core::node::NodeConfig;
 use hydra_store::Durability;
 use serde::{Deserialize, Serialize};
@@ -124,18 +124,24 @@ pub struct ClusterSection {
     pub anti_entropy_interval_ms: u64,
 }
 
+/// The core's defaults: every default the core uses is written once, in `NodeConfig::new`.
+fn core_defaults() -> NodeConfig {
+    NodeConfig::new(NodeId(1))
+}
+
 impl Default for ClusterSection {
     fn default() -> Self {
+        let core = core_defaults();
         ClusterSection {
             partitions: PARTITIONS_DEFAULT,
             layout_version: 1,
             peers: vec![],
-            heartbeat_interval_ms: 250,
-            phi_convict_threshold: 8.0,
-            fallback_after_ms: 1_000,
-            read_retry_after_ms: 20,
-            handoff_interval_ms: 200,
-            anti_entropy_interval_ms: 1_000,
+            heartbeat_interval_ms: core.heartbeat_interval_ms,
+            phi_convict_threshold: core.phi_convict_threshold,
+            fallback_after_ms: core.fallback_after_ms,
+            read_retry_after_ms: core.read_retry_after_ms,
+            handoff_interval_ms: core.handoff_interval_ms,
+            anti_entropy_interval_ms: core.anti_entropy_interval_ms,
         }
     }
 }
@@ -155,7 +161,7 @@ impl Default for StorageSection {
     fn default() -> Self {
         StorageSection {
             durability: "fsync".into(),
-            tombstone_grace_ms: 3_600_000,
+            tombstone_grace_ms: core_defaults().tombstone_grace_ms,
         }
     }
 }
@@ -187,14 +193,15 @@ pub struct LimitsSection {
 
 impl Default for LimitsSection {
     fn default() -> Self {
+        let core = core_defaults();
         LimitsSection {
-            value_bytes_max: VALUE_BYTES_DEFAULT_MAX,
-            request_timeout_ms: 5_000,
-            max_clock_skew_ms: 5_000,
+            value_bytes_max: core.value_bytes_max,
+            request_timeout_ms: core.request_timeout_ms,
+            max_clock_skew_ms: core.max_clock_skew_ms,
             internode_queue_frames_max: 4096,
             core_queue_max: 65_536,
-            gossip_interval_ms: 5_000,
-            hints_bytes_max: 64 * 1024 * 1024,
+            gossip_interval_ms: core.gossip_interval_ms,
+            hints_bytes_max: core.hints_bytes_max,
             resp_connections_max: 10_000,
             resp_pipeline_commands_max: 1024,
         }

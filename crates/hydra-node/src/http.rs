@@ -15,6 +15,7 @@ use hydra_core::bucket::{BucketProps, ConflictMode, Consistency};
 
 use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::layout::Layout;
+use hydra_core::limits::REPLICATION_FACTOR_MAX;
 use hydra_core::message::{
     ClientError, ClientRequest, ClientResponse, ErrorCode, Outcome, Receipt, Role, WriteRequest,
 };
@@ -44,7 +45,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/buckets/{name}", get(get_bucket).put(put_bucket))
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .fallback(|| async { http_error(StatusCode::NOT_FOUND, "no_such_route", "no such route; see /v1/kv/{bucket}/{key}, /v1/status, /v1/ring, /v1/buckets, /health, /metrics".into()) })
+        .fallback(|| async { http_error(ErrorCode::NoSuchRoute, "no such route; see /v1/kv/{bucket}/{key}, /v1/status, /v1/ring, /v1/buckets, /health, /metrics".into()) })
         .with_state(state)
 }
 
@@ -57,29 +58,33 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidTimeout
         | ErrorCode::InvalidBucket
         | ErrorCode::InvalidTtl
-        | ErrorCode::InvalidContext => StatusCode::BAD_REQUEST,
-        ErrorCode::UnknownBucket => StatusCode::NOT_FOUND,
+        | ErrorCode::InvalidContext
+        | ErrorCode::InvalidQuery => StatusCode::BAD_REQUEST,
+        ErrorCode::UnknownBucket | ErrorCode::NotFound | ErrorCode::NoSuchRoute => {
+            StatusCode::NOT_FOUND
+        }
         ErrorCode::ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::TooManySiblings => StatusCode::CONFLICT,
         ErrorCode::QuorumNotReached | ErrorCode::CoordinatorUnreachable | ErrorCode::Overloaded => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        ErrorCode::StoreFailed | ErrorCode::NotReplica => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::StoreFailed | ErrorCode::NotReplica | ErrorCode::Internal => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 
 /// An error answered before the request reaches the core (bad input, unknown route).
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "code": self.code, "message": self.message }).to_string();
+        let body = json!({ "code": self.code.as_str(), "message": self.message }).to_string();
         (
-            self.status,
+            status_of(self.code),
             [(header::CONTENT_TYPE, "application/json")],
             body,
         )
@@ -87,16 +92,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn http_error(status: StatusCode, code: &'static str, message: String) -> ApiError {
-    ApiError {
-        status,
-        code,
-        message,
-    }
+fn http_error(code: ErrorCode, message: String) -> ApiError {
+    ApiError { code, message }
 }
 
-fn error_response(status: StatusCode, code: &'static str, message: String) -> Response {
-    http_error(status, code, message).into_response()
+fn error_response(code: ErrorCode, message: String) -> Response {
+    http_error(code, message).into_response()
 }
 
 fn client_error(e: &ClientError) -> Response {
@@ -198,8 +199,7 @@ impl Params {
         for (k, _) in &pairs {
             if !allowed.contains(&k.as_str()) {
                 return Err(http_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_query",
+                    ErrorCode::InvalidQuery,
                     format!(
                         "unknown query parameter {k:?}; this request accepts {}",
                         allowed.join(", ")
@@ -224,11 +224,7 @@ impl Params {
                 .parse()
                 .map(Some)
                 .map_err(|e: hydra_core::bucket::ConsistencyError| {
-                    http_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_consistency",
-                        format!("{name}: {e}"),
-                    )
+                    http_error(ErrorCode::InvalidConsistency, format!("{name}: {e}"))
                 }),
         }
     }
@@ -238,8 +234,7 @@ impl Params {
             None => Ok(None),
             Some(v) => v.parse().map(Some).map_err(|_| {
                 http_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_timeout",
+                    ErrorCode::InvalidTimeout,
                     format!("timeout_ms {v:?} is not a number of milliseconds"),
                 )
             }),
@@ -251,8 +246,7 @@ impl Params {
             None => Ok(None),
             Some(v) => v.parse().map(Some).map_err(|_| {
                 http_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_ttl",
+                    ErrorCode::InvalidTtl,
                     format!("ttl {v:?} is not a number of seconds"),
                 )
             }),
@@ -265,8 +259,7 @@ impl Params {
             Some("true") => Ok(Some(true)),
             Some("false") => Ok(Some(false)),
             Some(v) => Err(http_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("sloppy {v:?} must be true or false"),
             )),
         }
@@ -274,10 +267,10 @@ impl Params {
 }
 
 fn object_key(bucket: &str, key: &str) -> Result<ObjectKey, ApiError> {
-    let bucket = BucketName::new(bucket)
-        .map_err(|e| http_error(StatusCode::BAD_REQUEST, "invalid_bucket", e.to_string()))?;
+    let bucket =
+        BucketName::new(bucket).map_err(|e| http_error(ErrorCode::InvalidBucket, e.to_string()))?;
     ObjectKey::new(bucket, key.as_bytes())
-        .map_err(|e| http_error(StatusCode::BAD_REQUEST, "invalid_key", e.to_string()))
+        .map_err(|e| http_error(ErrorCode::InvalidKey, e.to_string()))
 }
 
 fn context_from(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
@@ -286,18 +279,13 @@ fn context_from(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> 
         Some(v) => {
             let text = v.to_str().map_err(|_| {
                 http_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_context",
+                    ErrorCode::InvalidContext,
                     "X-Hydra-Context is not ASCII".into(),
                 )
             })?;
-            Context::decode(text).map(|c| Some(c.0)).map_err(|e| {
-                http_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_context",
-                    format!("X-Hydra-Context: {e}"),
-                )
-            })
+            Context::decode(text)
+                .map(|c| Some(c.0))
+                .map_err(|e| http_error(ErrorCode::InvalidContext, format!("X-Hydra-Context: {e}")))
         }
     }
 }
@@ -355,11 +343,7 @@ async fn get_kv(
             receipt,
         }) => {
             let resp = match siblings.len() {
-                0 => error_response(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    format!("key {shown} does not exist"),
-                ),
+                0 => error_response(ErrorCode::NotFound, format!("key {shown} does not exist")),
                 1 => {
                     let s = &siblings[0];
                     let ct = if s.content_type.is_empty() {
@@ -399,11 +383,7 @@ async fn get_kv(
             };
             with_kv_headers(resp, &context, &receipt)
         }
-        Ok(_) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "unexpected reply to a read".into(),
-        ),
+        Ok(_) => error_response(ErrorCode::Internal, "unexpected reply to a read".into()),
         Err(e) => client_error(&e),
     }
 }
@@ -459,24 +439,18 @@ async fn write_kv(
         None => None,
         Some(body) => {
             let limit = state.value_bytes_max;
-            let too_large = |len: String| {
-                error_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "value_too_large",
-                    format!("value is {len} bytes, more than the limit of {limit}"),
-                )
-            };
+            let too_large = |len| client_error(&ClientError::value_too_large(len, limit));
             if let Some(len) = headers
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<usize>().ok())
                 && len > limit
             {
-                return too_large(len.to_string());
+                return too_large(Some(len));
             }
             match axum::body::to_bytes(body, limit).await {
                 Ok(b) => Some(b.to_vec()),
-                Err(_) => return too_large("more than that".into()),
+                Err(_) => return too_large(None),
             }
         }
     };
@@ -509,22 +483,14 @@ async fn write_kv(
         Ok(ClientResponse::Written { context, receipt }) => {
             with_kv_headers(StatusCode::NO_CONTENT.into_response(), &context, &receipt)
         }
-        Ok(_) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "unexpected reply to a write".into(),
-        ),
+        Ok(_) => error_response(ErrorCode::Internal, "unexpected reply to a write".into()),
         Err(e) => client_error(&e),
     }
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> Response {
     let Some((status, buckets)) = state.core.status().await else {
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "the node did not answer".into(),
-        );
+        return error_response(ErrorCode::Overloaded, "the node did not answer".into());
     };
     let peers: Vec<Value> = status
         .peers
@@ -587,13 +553,12 @@ async fn ring(
         Err(r) => return r.into_response(),
     };
     let n = match params.get("n").map(str::parse::<usize>) {
-        None => 3,
-        Some(Ok(n)) if (1..=7).contains(&n) => n,
+        None => BucketProps::default().n as usize,
+        Some(Ok(n)) if (1..=REPLICATION_FACTOR_MAX as usize).contains(&n) => n,
         Some(_) => {
             return error_response(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                "n must be a number from 1 to 7".into(),
+                ErrorCode::InvalidQuery,
+                format!("n must be a number from 1 to {REPLICATION_FACTOR_MAX}"),
             );
         }
     };
@@ -650,11 +615,7 @@ pub fn props_json(p: &BucketProps) -> Value {
 
 async fn list_buckets(State(state): State<Arc<AppState>>) -> Response {
     let Some((_, buckets)) = state.core.status().await else {
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "the node did not answer".into(),
-        );
+        return error_response(ErrorCode::Overloaded, "the node did not answer".into());
     };
     let body = json!({ "buckets": buckets.iter().map(|(n, p)| (n.to_string(), props_json(p))).collect::<serde_json::Map<_, _>>() });
     (
@@ -667,11 +628,7 @@ async fn list_buckets(State(state): State<Arc<AppState>>) -> Response {
 
 async fn get_bucket(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
     let Some((_, buckets)) = state.core.status().await else {
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "the node did not answer".into(),
-        );
+        return error_response(ErrorCode::Overloaded, "the node did not answer".into());
     };
     match BucketName::new(&name)
         .ok()
@@ -684,8 +641,7 @@ async fn get_bucket(State(state): State<Arc<AppState>>, Path(name): Path<String>
         )
             .into_response(),
         None => error_response(
-            StatusCode::NOT_FOUND,
-            "unknown_bucket",
+            ErrorCode::UnknownBucket,
             format!("bucket {name:?} does not exist"),
         ),
     }
@@ -698,7 +654,7 @@ async fn put_bucket(
     Path(name): Path<String>,
     body: String,
 ) -> Response {
-    let bad = |m: String| error_response(StatusCode::BAD_REQUEST, "invalid_bucket", m);
+    let bad = |m: String| error_response(ErrorCode::InvalidBucket, m);
     let name = match BucketName::new(&name) {
         Ok(n) => n,
         Err(e) => return bad(e.to_string()).into_response(),
@@ -713,11 +669,7 @@ async fn put_bucket(
             }
         };
     let Some((_, buckets)) = state.core.status().await else {
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "the node did not answer".into(),
-        );
+        return error_response(ErrorCode::Overloaded, "the node did not answer".into());
     };
     let mut props = buckets.get(&name).cloned().unwrap_or_default();
     for (k, v) in &patch {
@@ -773,11 +725,7 @@ async fn put_bucket(
             props_json(&props).to_string(),
         )
             .into_response(),
-        Ok(_) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "unexpected reply".into(),
-        ),
+        Ok(_) => error_response(ErrorCode::Internal, "unexpected reply".into()),
         Err(e) => client_error(&e),
     }
 }

@@ -48,13 +48,9 @@ impl Local {
                 if let Some(v) = &w.value
                     && v.len() > self.config.value_bytes_max
                 {
-                    return Err(ClientError::new(
-                        ErrorCode::ValueTooLarge,
-                        format!(
-                            "value is {} bytes, more than the limit of {}",
-                            v.len(),
-                            self.config.value_bytes_max
-                        ),
+                    return Err(ClientError::value_too_large(
+                        Some(v.len()),
+                        self.config.value_bytes_max,
                     ));
                 }
                 if w.content_type.len() > CONTENT_TYPE_BYTES_MAX {
