@@ -122,6 +122,25 @@ impl Recorder {
     }
 }
 
+/// Why this process cannot run the harness (network namespaces need root and iproute2's
+/// `ip`), or `None` when it can.
+pub fn missing_privileges() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|id| id.parse::<u32>().ok());
+    if euid != Some(0) {
+        return Some("the fault harness needs root (it creates network namespaces)".into());
+    }
+    let ip = std::process::Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (!ip).then(|| "the fault harness needs iproute2's `ip` command".into())
+}
+
 /// Runs the whole test: set-up, workload under faults, heal, convergence, final reads,
 /// checks, files. The network and processes are removed when it returns, error or not.
 pub fn run(opts: &Options) -> Result<Summary> {

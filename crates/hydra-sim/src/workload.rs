@@ -57,11 +57,15 @@ impl Completion {
             | ErrorCode::NotReplica
             | ErrorCode::InvalidBucket
             | ErrorCode::InvalidTtl
-            | ErrorCode::InvalidContext => Completion::Fail,
+            | ErrorCode::InvalidContext
+            | ErrorCode::InvalidQuery
+            | ErrorCode::NotFound
+            | ErrorCode::NoSuchRoute => Completion::Fail,
             // Some replicas (or the coordinator) may hold the write.
             ErrorCode::QuorumNotReached
             | ErrorCode::CoordinatorUnreachable
-            | ErrorCode::StoreFailed => Completion::Info,
+            | ErrorCode::StoreFailed
+            | ErrorCode::Internal => Completion::Info,
         }
     }
 }
