@@ -10,7 +10,11 @@
 //! Start reading at [`node::Node`]: the shell (or the simulator) calls
 //! [`node::Node::handle`] with an [`node::Input`] and a [`node::Ctx`] (the time, the store, a
 //! seeded random source), drains [`node::Node::poll_output`], and calls again at
-//! [`node::Node::next_deadline`].
+//! [`node::Node::next_deadline`]. `Node` is a router: each protocol (write and read
+//! coordination, forwarding, the replica side, hinted handoff, anti-entropy, reaping and
+//! expiry, buckets, membership, durability) is a part in `src/node/` with its own state,
+//! messages and invariants; the table in `node/mod.rs` says which file holds which. Every
+//! bound is in [`limits`].
 //!
 //! What this crate must not do: no async, no sockets, no files, no threads, no clock reads, no
 //! OS randomness, no hash-map iteration order leaking into decisions. The simulator depends on

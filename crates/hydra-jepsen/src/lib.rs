@@ -3,7 +3,9 @@
 //! and record a history ([`history`]) while a nemesis partitions the network, kills, pauses
 //! and skews clocks ([`cluster`]). At the end every fault heals, anti-entropy brings the
 //! replicas together (the time it takes is measured), final reads at `r=all` give the state,
-//! and [`check`] judges the history against it. [`plot`] draws throughput, latency and
+//! and [`check`] judges the history against it: acknowledged adds lost, failed adds observed,
+//! elements nobody added, stale reads, `info` adds that took effect, availability per
+//! partition side (each checker is shown on a planted history in its tests). [`plot`] draws throughput, latency and
 //! availability over time with the fault windows shaded.
 //!
 //! Start reading at [`run`]. Every loop is bounded in count or time; traffic goes only to

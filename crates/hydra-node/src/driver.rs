@@ -122,7 +122,8 @@ pub fn set_clock_offset_ms(offset: i64) {
     CLOCK_OFFSET_MS.store(offset, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Starts the core thread and, for `fsync` durability, the sync thread.
+/// Starts the core thread (which also runs group-commit fsyncs for `fsync` durability) and,
+/// for `periodic` durability, the thread that syncs every interval.
 pub fn start(
     node: Node,
     store: FjallStore,

@@ -1,9 +1,10 @@
 //! Hydra's node: the tokio shell around `hydra-core`. It owns sockets, threads, the clock and
 //! the disk; every decision is the core's.
 //!
-//! Key pieces: [`config`] (the TOML file and its overrides), [`driver`] (the core thread and
-//! the group-commit sync thread), [`transport`] (internode TCP frames), [`http`] (the API),
-//! [`resp`] (the Redis protocol), [`metrics`]. Start reading at [`run`].
+//! Key pieces: [`config`] (the TOML file and its overrides), [`driver`] (the core thread: it
+//! owns the core and the store and runs group-commit fsyncs), [`transport`] (internode TCP
+//! frames), [`http`] (the API), [`resp`] (the Redis protocol: connection loop, commands,
+//! metadata tables), [`metrics`]. Start reading at [`run`].
 //!
 //! Must not: decide anything about replication (that is `hydra-core`'s), or block the async
 //! reactor with storage work (the core thread does all of it).

@@ -13,7 +13,9 @@
 //! (a) no acknowledged add is missing from any later quorum read or from the final state;
 //! (b) after healing and the final reads (with read repair), every replica of every key holds
 //!     the same object;
-//! (c) siblings per key never exceed the writers that could have been concurrent.
+//! (c) siblings per key never exceed the writers that could have been concurrent;
+//! (d) no element of a deleted set comes back in a later read (no resurrection).
+//! Each is shown catching a planted bug in `tests/checkers.rs`.
 //!
 //! Must not: read the clock, use OS randomness, iterate hash maps (determinism), or do I/O.
 

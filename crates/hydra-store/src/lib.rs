@@ -1,10 +1,10 @@
 //! Hydra's storage engine: the core's [`Store`] trait over fjall, a pure-Rust LSM tree.
 //! This is the only crate that names fjall.
 //!
-//! Key types: [`FjallStore`] (what the node's core thread reads and writes) and [`Syncer`]
-//! (a handle the node's sync thread uses to make writes durable, so many writes share one
-//! fsync: group commit). Durability is the caller's choice of when to call `sync`; see
-//! [`Durability`].
+//! Key types: [`FjallStore`] (what the node's core thread reads, writes and syncs: one fsync
+//! on the core thread for many writes, group commit) and [`Syncer`] (a handle that only syncs,
+//! for the `periodic` durability thread). Durability is the caller's choice of when to call
+//! `sync`; see [`Durability`].
 //!
 //! A failed fsync poisons the store: every later call fails with [`StoreError::Poisoned`]
 //! until the process restarts and fjall recovers from its journal.
@@ -57,7 +57,7 @@ pub struct FjallStore {
     poisoned: Arc<AtomicBool>,
 }
 
-/// A handle that only syncs, for the node's sync thread.
+/// A handle that only syncs: the `periodic` durability thread holds one.
 #[derive(Clone)]
 pub struct Syncer {
     db: Database,

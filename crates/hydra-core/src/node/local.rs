@@ -120,6 +120,13 @@ impl Local {
             None => object.clone(),
             Some(l) => l.merge(object).map_err(|_| ReplicaError::ModeMismatch)?,
         };
+        // The merge is a join: what it made absorbs what came in (a planted bug breaks this
+        // on purpose, for the simulator's checkers to catch).
+        debug_assert!(
+            crate::bugs::planted().merge_drops_sibling
+                || merged.merge(object).ok().as_ref() == Some(&merged),
+            "merging into {key} is not a join"
+        );
         if local.as_ref() != Some(&merged) {
             let n = self.buckets.n_of(&key.bucket);
             self.write_object(ctx.store, &skey, n, encode_object(&merged))

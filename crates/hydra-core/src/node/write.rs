@@ -199,6 +199,18 @@ impl Writes {
         if state.sent {
             return;
         }
+        // One dot names one value: a new dot leaves only once the coordinator's own write is
+        // durable (an lww write may leave earlier: its identity is a timestamp a durable
+        // clock mark covers, checked by the caller).
+        assert!(
+            matches!(state.object, Object::Lww(_))
+                || state
+                    .slots
+                    .iter()
+                    .any(|s| s.node == me && s.outcome == Outcome::Acked),
+            "a siblings write of {} left before its coordinator's write was durable",
+            state.key
+        );
         state.sent = true;
         for s in state
             .slots
