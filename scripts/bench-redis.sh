@@ -7,6 +7,10 @@
 #
 # Usage: scripts/bench-redis.sh [requests, default 100000] [hydra-bench seconds, default 10] [OUT]
 # Needs Debian's redis-server and redis-tools (scripts/test.sh installs them).
+# HYDRA_BIN=path benches that hydra binary instead of building target/release/hydra.
+# HYDRA_BASELINE_BIN=path also runs the redis-benchmark commands against a second 3-node
+# cluster of that binary (say, a build of the previous commit), alternating with the first,
+# and prints the ratios of the two: a before/after comparison from the same run.
 set -euo pipefail
 requests=${1:-100000}; secs=${2:-10}
 cd "$(dirname "$0")/.."
@@ -15,8 +19,11 @@ mkdir -p "$out"
 for t in redis-server redis-benchmark python3; do
     command -v $t >/dev/null || { echo "$t is needed (scripts/test.sh installs it)" >&2; exit 1; }
 done
-cargo build --release -p hydra >/dev/null
-hydra=target/release/hydra
+if [ -n "${HYDRA_BIN:-}" ]; then hydra=$HYDRA_BIN; else
+    cargo build --release -p hydra >/dev/null
+    hydra=target/release/hydra
+fi
+baseline=${HYDRA_BASELINE_BIN:-}
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -38,13 +45,13 @@ start_redis() { # name, extra args... -> sets $port (no subshell: the pid must b
     wait_port "$port"
 }
 
-start_hydra() { # durability -> sets $cluster (the cluster.json path)
-    local durability=$1
-    local dir="$work/hydra-$durability"
-    "$hydra" dev --dir "$dir" --ports free --durability "$durability" >"$work/hydra-$durability.out" 2>&1 &
+start_hydra() { # durability [binary] [name] -> sets $cluster (the cluster.json path)
+    local durability=$1 bin=${2:-$hydra} name=${3:-hydra-$1}
+    local dir="$work/$name"
+    "$bin" dev --dir "$dir" --ports free --durability "$durability" >"$work/$name.out" 2>&1 &
     pids+=($!)
     for _ in $(seq 1 300); do [ -f "$dir/cluster.json" ] && break; sleep 0.1; done
-    [ -f "$dir/cluster.json" ] || { cat "$work/hydra-$durability.out" >&2; exit 1; }
+    [ -f "$dir/cluster.json" ] || { cat "$work/$name.out" >&2; exit 1; }
     cluster="$dir/cluster.json"
 }
 
@@ -62,6 +69,11 @@ echo "label,pipeline,test,rps,p50_ms,p99_ms,max_ms" >"$out/redis-benchmark.csv"
 echo "starting redis-server (no persistence), redis-server (appendfsync always), hydra (fsync)" >&2
 start_redis redis-nopersist --appendonly no; p_none=$port
 start_redis redis-always --appendonly yes --appendfsync always; p_always=$port
+if [ -n "$baseline" ]; then
+    start_hydra fsync "$baseline" hydra-baseline
+    pid_baseline=${pids[-1]}
+    p_baseline=$(node_field "$cluster" 0 resp | sed 's/.*://')
+fi
 start_hydra fsync
 p_hydra=$(node_field "$cluster" 0 resp | sed 's/.*://')
 echo "redis-benchmark -t set,get -n $requests -c 50 -d 100 -r 100000:" >&2
@@ -69,7 +81,11 @@ for pipeline in 1 16; do
     run_rb redis-nopersist "$p_none" "$pipeline"
     run_rb redis-always "$p_always" "$pipeline"
     run_rb hydra-fsync "$p_hydra" "$pipeline"
+    if [ -n "$baseline" ]; then run_rb hydra-baseline "$p_baseline" "$pipeline"; fi
 done
+if [ -n "$baseline" ]; then
+    kill -TERM "$pid_baseline" 2>/dev/null || true; wait "$pid_baseline" 2>/dev/null || true
+fi
 
 echo "hydra bench (RESP, 3 nodes, zipfian, 100-byte values, ${secs}s each):" >&2
 echo "durability,workload,connections,ops_per_s,read_p50_ms,read_p99_ms,read_p999_ms,read_max_ms,write_p50_ms,write_p99_ms,write_p999_ms,write_max_ms,errors" >"$out/hydra-bench.csv"
@@ -120,6 +136,10 @@ for p in ("1", "16"):
         print(f"  -P {p:>2} GET vs redis without persistence: {float(h_get['rps'])/float(r_get['rps']):.2f}x (target >= 0.33x at -P 1)")
     if h_set and r_set:
         print(f"  -P {p:>2} SET vs redis appendfsync always:  {float(h_set['rps'])/float(r_set['rps']):.2f}x (target >= 0.30x at -P 1)")
+    for test in ("GET", "SET"):
+        h, b = get("hydra-fsync", p, test), get("hydra-baseline", p, test)
+        if h and b:
+            print(f"  -P {p:>2} {test} this hydra / baseline hydra:    {float(h['rps'])/float(b['rps']):.2f}x")
 print("\nhydra bench:")
 for line in open(f"{out}/hydra-bench.csv"):
     print("  " + line.rstrip())
