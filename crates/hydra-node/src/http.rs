@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN.md "HTTP API"): key-value requests, status, ring, buckets, health,
+//! The HTTP API (docs/DESIGN.md "HTTP API"): key-value requests, status, ring, buckets, health,
 //! metrics. Every KV response carries `X-Hydra-Receipt`; errors are JSON `{code, message}`,
 //! with HTTP statuses mapped from the core's error codes in [`status_of`] (the one place).
 

@@ -4,7 +4,7 @@
 //!
 //! Start reading at [`run`]. [`world`] moves messages, timers and syncs; [`workload`] holds the
 //! clients (read-modify-write of per-key sets, with contexts) and the history they record;
-//! [`check`] holds the checkers of DESIGN.md's guarantees.
+//! [`check`] holds the checkers of docs/DESIGN.md's guarantees.
 //!
 //! Faults: message drops, duplicates, delays (and so reordering), network partitions, crashes
 //! of one or several nodes at once (losing writes not yet synced) and restarts, pauses (a

@@ -1,4 +1,4 @@
-//! The Redis-protocol front end (DESIGN.md "Redis protocol"): RESP2, and RESP3 after
+//! The Redis-protocol front end (docs/DESIGN.md "Redis protocol"): RESP2, and RESP3 after
 //! `HELLO 3`, on its own port, so redis-cli, redis-benchmark and Redis client libraries work
 //! unmodified.
 //!
