@@ -771,3 +771,48 @@ fn a_short_request_timeout_still_leaves_time_for_fallbacks() {
     assert_eq!(receipt.hints_stored, 1, "{receipt:?}");
     assert!(receipt.elapsed_ms < 400, "{receipt:?}");
 }
+
+#[test]
+fn zero_intervals_never_spin_and_finished_requests_leave_no_timers() {
+    // A periodic interval of 0 must not make one call fire the same timer forever.
+    let mut c = config(1);
+    c.gossip_interval_ms = 0;
+    c.heartbeat_interval_ms = 0;
+    let layout = Layout::uniform(3, 16).expect("layout");
+    let mut node = Node::new(c, layout);
+    let mut store = MemStore::new();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let mut ctx = Ctx {
+        now: Timestamp(1_000),
+        store: &mut store,
+        rng: &mut rng,
+    };
+    node.handle(&mut ctx, Input::Tick);
+    let mut sends = 0;
+    while let Some(out) = node.poll_output() {
+        sends += usize::from(matches!(out, Output::Send { .. }));
+    }
+    // One heartbeat and one gossip to each of the two peers.
+    assert_eq!(sends, 4);
+    assert!(node.next_deadline().expect("timers") > Timestamp(1_000));
+}
+
+#[test]
+fn finished_requests_leave_no_timers_behind() {
+    let mut c = Cluster::new(3);
+    for i in 0..20 {
+        let k = key("default", &format!("k{i}"));
+        assert!(c.request(i % 3, put(&k, "v", None, None)).is_ok());
+        assert!(c.request((i + 1) % 3, get(&k, None)).is_ok());
+    }
+    // Let every replica answer and every exchange and delivery end.
+    c.idle(1_000);
+    for node in &c.nodes {
+        // Heartbeat, gossip, handoff and anti-entropy; an exchange may be in flight.
+        assert!(
+            node.timers_pending() <= 5,
+            "{} timers",
+            node.timers_pending()
+        );
+    }
+}

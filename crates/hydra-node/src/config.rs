@@ -279,6 +279,9 @@ impl Config {
                 4 * self.limits.request_timeout_ms
             );
         }
+        if self.limits.gossip_interval_ms == 0 {
+            bail!("limits.gossip_interval_ms must be at least 1");
+        }
         if self.cluster.heartbeat_interval_ms == 0 || self.cluster.phi_convict_threshold <= 0.0 {
             bail!(
                 "cluster.heartbeat_interval_ms and cluster.phi_convict_threshold must be positive"

@@ -47,6 +47,7 @@ struct Exchange {
     indices: Vec<u32>,
     /// Keys pushed to the peer so far.
     pushed: u64,
+    deadline: Timestamp,
 }
 
 #[derive(Debug, Default)]
@@ -136,6 +137,7 @@ impl AntiEntropy {
                 level: 0,
                 indices: vec![0],
                 pushed: 0,
+                deadline,
             },
         );
         local.timers.set(deadline, Timer::ExchangeDeadline(req));
@@ -170,7 +172,7 @@ impl AntiEntropy {
         }
         let differ = differing(&x.indices, &ours, &theirs);
         if differ.is_empty() {
-            return self.finish(now, req, 0, dirty);
+            return self.finish(local, now, req, 0, dirty);
         }
         let message = if x.level + 1 < LEVELS {
             let indices: Vec<u32> = differ.iter().flat_map(|i| children(x.level, *i)).collect();
@@ -241,7 +243,7 @@ impl AntiEntropy {
             }
         }
         if fetch.is_empty() {
-            return self.finish(ctx.now, req, pushed, dirty);
+            return self.finish(local, ctx.now, req, pushed, dirty);
         }
         x.pushed = pushed;
         local
@@ -284,17 +286,21 @@ impl AntiEntropy {
                 );
             }
         }
-        self.finish(ctx.now, req, repaired, dirty);
+        self.finish(local, ctx.now, req, repaired, dirty);
     }
 
     fn finish(
         &mut self,
+        local: &mut Local,
         now: Timestamp,
         req: RequestId,
         repaired: u64,
         dirty: &mut BTreeSet<PartitionId>,
     ) {
         if let Some(x) = self.exchanges.remove(&req) {
+            local
+                .timers
+                .cancel(x.deadline, Timer::ExchangeDeadline(req));
             self.status.exchanges_completed += 1;
             self.status.keys_repaired += repaired;
             let entry = self

@@ -81,7 +81,7 @@ impl Buckets {
         store: &mut S,
         hlc: &mut HlcClock,
         now: Timestamp,
-        poisoned: Option<&str>,
+        poisoned: Option<&StoreError>,
         out: &mut Outbox,
         peers: &[NodeId],
         name: BucketName,

@@ -61,7 +61,7 @@ pub(crate) struct Durability {
     requested: u64,
     completed: u64,
     /// Set when a sync failed: the node refuses writes until restarted.
-    poisoned: Option<String>,
+    poisoned: Option<StoreError>,
     /// Keys whose coordinator write (with a new dot) is not durable yet -> the sync generation
     /// that makes it durable. Bounded by the coordinations in flight.
     unsynced: BTreeMap<Vec<u8>, u64>,
@@ -75,8 +75,8 @@ pub(crate) struct Durability {
 
 impl Durability {
     /// Why writes are refused, if the store is poisoned.
-    pub(crate) fn poisoned(&self) -> Option<&str> {
-        self.poisoned.as_deref()
+    pub(crate) fn poisoned(&self) -> Option<&StoreError> {
+        self.poisoned.as_ref()
     }
 
     /// The generation of the next sync: the one that covers a write made now.
@@ -129,7 +129,7 @@ impl Durability {
         &mut self,
         generation: u64,
         result: Result<(), StoreError>,
-    ) -> (Vec<Waiter>, Result<(), String>) {
+    ) -> (Vec<Waiter>, Result<(), StoreError>) {
         match result {
             Ok(()) => {
                 assert!(
@@ -155,12 +155,9 @@ impl Durability {
             Err(e) => {
                 // A failed sync may have lost any unsynced write: fail every waiter, refuse
                 // writes from now on.
-                self.poisoned = Some(e.to_string());
+                self.poisoned = Some(e.clone());
                 let all = std::mem::take(&mut self.waiters);
-                (
-                    all.into_iter().map(|(_, w)| w).collect(),
-                    Err(e.to_string()),
-                )
+                (all.into_iter().map(|(_, w)| w).collect(), Err(e))
             }
         }
     }

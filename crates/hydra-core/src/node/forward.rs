@@ -31,6 +31,7 @@ struct ForwardState {
     key: ObjectKey,
     to: NodeId,
     started: Timestamp,
+    deadline: Timestamp,
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +76,7 @@ impl Forwards {
                 key: request.key.clone(),
                 to,
                 started: now,
+                deadline,
             },
         );
         local.out.send(to, Message::ForwardRequest { req, request });
@@ -88,6 +90,9 @@ impl Forwards {
         result: Result<ClientResponse, ClientError>,
     ) {
         if let Some(state) = self.in_flight.remove(&req) {
+            local
+                .timers
+                .cancel(state.deadline, Timer::ForwardDeadline(req));
             local.out.reply(ReplyTo::Client(state.client), result);
         }
     }

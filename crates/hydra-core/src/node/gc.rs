@@ -34,7 +34,9 @@ use super::timers::Timer;
 
 #[derive(Debug, Default)]
 pub(crate) struct Gc {
-    /// Tombstones to reap, in time order: `(when, key, tombstone)`. At most [`REAPS_MAX`].
+    /// Tombstones to reap, in the order their deletes ended: `(when, key, tombstone)`. At
+    /// most [`REAPS_MAX`]. (If the clock stepped back, a later entry may be due earlier; it
+    /// waits for the ones before it: late, never early.)
     reaps: VecDeque<(Timestamp, ObjectKey, Object)>,
     /// Partition the expiry sweep looks at next, and where it resumes within it.
     sweep_cursor: u64,
@@ -61,7 +63,6 @@ impl Gc {
         if self.reaps.len() >= REAPS_MAX {
             return;
         }
-        debug_assert!(self.reaps.back().is_none_or(|(t, _, _)| *t <= at));
         local.timers.set(at, Timer::Reap);
         self.reaps.push_back((at, key, tombstone));
     }

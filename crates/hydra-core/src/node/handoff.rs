@@ -22,7 +22,7 @@
 
 use crate::bugs::planted;
 use crate::hints::{HINTS_PARTITION, HintIndex, hint_key, parse_hint_key};
-use crate::ids::{NodeId, RequestId};
+use crate::ids::{NodeId, RequestId, Timestamp};
 use crate::key::ObjectKey;
 use crate::limits::{COORDINATOR_HINTS_MAX, HANDOFF_IN_FLIGHT_MAX, SCAN_ENTRIES_MAX};
 use crate::message::{Message, ReplicaError, encode_object};
@@ -43,6 +43,7 @@ struct Delivery {
     object_key: Vec<u8>,
     /// What was sent: the hint is deleted only if it still holds exactly this.
     sent: Object,
+    deadline: Timestamp,
 }
 
 #[derive(Debug, Default)]
@@ -209,6 +210,7 @@ impl Handoff {
                         owner,
                         object_key,
                         sent: object,
+                        deadline,
                     },
                 );
                 local.timers.set(deadline, Timer::HandoffDeadline(req));
@@ -227,6 +229,7 @@ impl Handoff {
         let Some(h) = self.deliveries.remove(&req) else {
             return;
         };
+        local.timers.cancel(h.deadline, Timer::HandoffDeadline(req));
         if result.is_err() {
             return; // offered again at the next interval
         }

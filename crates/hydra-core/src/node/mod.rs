@@ -133,6 +133,12 @@ impl Node {
         self.local.timers.next()
     }
 
+    /// Timers waiting to fire (requests' deadlines, periodic work, reaps), for tests and
+    /// status: it stays bounded by the work in flight.
+    pub fn timers_pending(&self) -> usize {
+        self.local.timers.len()
+    }
+
     /// The buckets this node knows, with their properties.
     pub fn buckets(&self) -> BTreeMap<BucketName, BucketProps> {
         self.local.buckets.props()
@@ -147,7 +153,7 @@ impl Node {
             partitions: local.layout.partition_count(),
             peers: local.membership.status(&local.layout, now),
             in_flight: self.in_flight(),
-            store_poisoned: local.durability.poisoned().map(str::to_string),
+            store_poisoned: local.durability.poisoned().map(ToString::to_string),
             hints: self.handoff.index.targets(),
             hint_counters: self.handoff.index.counters,
             dirty_partitions: self.handoff.index.dirty.len(),
@@ -245,14 +251,15 @@ impl Node {
             Timer::ExchangeDeadline(req) => self.ae.on_deadline(req),
             Timer::Heartbeat => {
                 local.membership.send_heartbeats(&mut local.out);
-                let next = now.plus_ms(local.config.heartbeat_interval_ms);
+                // At least 1 ms: a timer due at once would fire again in this same call.
+                let next = now.plus_ms(local.config.heartbeat_interval_ms.max(1));
                 local.timers.set(next, Timer::Heartbeat);
             }
             Timer::Gossip => {
                 local
                     .buckets
                     .gossip(&mut local.out, local.membership.peers());
-                let next = now.plus_ms(local.config.gossip_interval_ms);
+                let next = now.plus_ms(local.config.gossip_interval_ms.max(1));
                 local.timers.set(next, Timer::Gossip);
             }
             Timer::Handoff => {

@@ -24,7 +24,7 @@ use crate::bugs::planted;
 use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
 use crate::message::{ClientResponse, Message, Outcome, ReplicaError, Role};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::version::{Object, VersionVector};
 use std::collections::BTreeMap;
 
@@ -51,6 +51,9 @@ struct ReadState {
     /// when one asked fails or at the retry timer, and dropped from the receipt once R have
     /// answered.
     unasked: Vec<(NodeId, Option<NodeId>)>,
+    /// When the unasked are asked anyway, and when the read times out.
+    retry_at: Timestamp,
+    deadline: Timestamp,
 }
 
 /// The reads this node coordinates.
@@ -112,6 +115,8 @@ impl Reads {
                 started: ctx.now,
                 replied: false,
                 unasked,
+                retry_at,
+                deadline,
             },
         );
         local.timers.set(deadline, Timer::ReadDeadline(req));
@@ -176,11 +181,11 @@ impl Reads {
         ctx: &mut Ctx<'_, S>,
         req: RequestId,
         key: &ObjectKey,
-        synced: Result<(), String>,
+        synced: Result<(), StoreError>,
     ) {
         let result = match synced {
             Ok(()) => local.local_read(ctx.store, key),
-            Err(e) => Err(ReplicaError::Store(e)),
+            Err(e) => Err(ReplicaError::Store(e.to_string())),
         };
         let me = local.me();
         self.on_response(local, ctx, me, req, result);
@@ -340,6 +345,10 @@ impl Reads {
             return;
         };
         assert!(state.replied, "a read ends only after its reply");
+        local
+            .timers
+            .cancel(state.deadline, Timer::ReadDeadline(req));
+        local.timers.cancel(state.retry_at, Timer::ReadRetry(req));
         let merged = merge_all(state.responses.values());
         read_repair(local, ctx, &mut state, merged.as_ref());
     }

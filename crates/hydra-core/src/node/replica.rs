@@ -20,7 +20,7 @@
 use crate::ids::{NodeId, RequestId};
 use crate::key::ObjectKey;
 use crate::message::{Message, ReplicaError};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::version::Object;
 
 use super::durability::Waiter;
@@ -98,18 +98,18 @@ impl Local {
         &mut self,
         ctx: &mut Ctx<'_, S>,
         waiter: Waiter,
-        result: Result<(), String>,
+        result: Result<(), StoreError>,
     ) {
         match waiter {
             Waiter::ReplicaAck { to, req } => {
-                let result = result.map_err(ReplicaError::Store);
+                let result = result.map_err(|e| ReplicaError::Store(e.to_string()));
                 self.out
                     .send(to, Message::ReplicateResponse { req, result });
             }
             Waiter::Read { to, req, key } => {
                 let result = match result {
                     Ok(()) => self.local_read(ctx.store, &key),
-                    Err(e) => Err(ReplicaError::Store(e)),
+                    Err(e) => Err(ReplicaError::Store(e.to_string())),
                 };
                 self.out.send(to, Message::ReadResponse { req, result });
             }

@@ -1,10 +1,10 @@
 //! Every timer of the node in one queue. A fired timer says what it is; the router hands it
 //! to the part that set it.
 //!
-//! Timers of a request (deadline, fallback, read retry) may outlive it: a part ignores a timer
-//! whose request it no longer holds. The queue is bounded by what sets timers: at most three
-//! per coordination ([`COORDINATIONS_MAX`]), one per hint delivery and exchange in flight, one
-//! per pending reap ([`REAPS_MAX`]) and one per periodic task.
+//! A request that ends cancels its timers, so the queue is bounded by what is in flight: at
+//! most two per coordination ([`COORDINATIONS_MAX`]), one per hint delivery and exchange, one
+//! per pending reap ([`REAPS_MAX`]) and one per periodic task. A part ignores a timer whose
+//! request it no longer holds.
 //!
 //! [`COORDINATIONS_MAX`]: crate::limits::COORDINATIONS_MAX
 //! [`REAPS_MAX`]: crate::limits::REAPS_MAX
@@ -52,6 +52,11 @@ impl Timers {
         self.queue.insert((at, timer));
     }
 
+    /// Removes a timer that is no longer needed (no-op if it already fired).
+    pub(crate) fn cancel(&mut self, at: Timestamp, timer: Timer) {
+        self.queue.remove(&(at, timer));
+    }
+
     /// The earliest timer due at or before `now`, removed from the queue.
     pub(crate) fn pop_due(&mut self, now: Timestamp) -> Option<Timer> {
         let (at, _) = self.queue.first()?;
@@ -59,6 +64,10 @@ impl Timers {
             return None;
         }
         self.queue.pop_first().map(|(_, t)| t)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
     }
 
     pub(crate) fn next(&self) -> Option<Timestamp> {

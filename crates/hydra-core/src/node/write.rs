@@ -36,7 +36,7 @@ use crate::message::{
     ClientError, ClientResponse, ErrorCode, Outcome, ReplicaError, Role, WriteRequest,
     encode_object,
 };
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::version::{LwwValue, Object, Sibling};
 use std::collections::BTreeMap;
 
@@ -60,8 +60,10 @@ struct WriteState {
     sloppy: bool,
     /// A delete: once every primary has acked it, its tombstone is reaped after the grace.
     is_delete: bool,
-    /// When primaries that have not answered get a fallback too (sloppy writes only).
+    /// When primaries that have not answered get a fallback too (sloppy writes only), and
+    /// when the write times out.
     fallback_at: Timestamp,
+    deadline: Timestamp,
     /// Whether the object went out to the other replicas (once).
     sent: bool,
 }
@@ -169,6 +171,7 @@ impl Writes {
                 sloppy,
                 is_delete,
                 fallback_at: ctx.now.plus_ms(fallback_ms),
+                deadline: at.deadline,
                 sent: false,
             },
         );
@@ -229,7 +232,7 @@ impl Writes {
         local: &mut Local,
         now: Timestamp,
         req: RequestId,
-        result: Result<(), String>,
+        result: Result<(), StoreError>,
     ) {
         let me = local.me();
         let Some(state) = self.in_flight.get_mut(&req) else {
@@ -369,6 +372,14 @@ impl Writes {
             return;
         };
         assert!(state.replied, "a write ends only after its reply");
+        local
+            .timers
+            .cancel(state.deadline, Timer::WriteDeadline(req));
+        if state.sloppy {
+            local
+                .timers
+                .cancel(state.fallback_at, Timer::WriteFallback(req));
+        }
         let me = local.me();
         let all_primaries = state
             .slots

@@ -1,0 +1,275 @@
+//! The simulated clients: each reads a key's set, adds an element (or deletes the set) with
+//! the read's context, and records every step in the Jepsen-style history the checkers read.
+
+use super::{Event, World};
+use crate::workload::{AddOp, Completion, DeleteOp, ReadOp, encode_set, is_strict, union_of};
+use hydra_core::bucket::Consistency;
+use hydra_core::ids::Timestamp;
+use hydra_core::message::{ClientError, ClientRequest, ClientResponse, WriteRequest};
+use hydra_core::version::VersionVector;
+use rand::Rng;
+use std::collections::BTreeSet;
+
+#[derive(Clone, Debug)]
+pub(super) enum ClientState {
+    Idle,
+    Reading {
+        key: u64,
+        op: u64,
+        invoked: Timestamp,
+        is_final: bool,
+    },
+    Writing {
+        add: usize,
+        op: u64,
+    },
+    Deleting {
+        delete: usize,
+        op: u64,
+    },
+}
+
+pub(super) struct Client {
+    pub(super) state: ClientState,
+    pub(super) next_op: u64,
+}
+
+impl World {
+    pub(super) fn client_start(&mut self, client: usize) {
+        if !self.faulty || !matches!(self.clients[client].state, ClientState::Idle) {
+            return;
+        }
+        let key = self.active_keys[self.rng.random_range(0..self.active_keys.len())];
+        self.start_read(client, key, None, false);
+    }
+
+    pub(super) fn next_op(&mut self, client: usize) -> u64 {
+        let c = &mut self.clients[client];
+        c.next_op += 1;
+        c.next_op
+    }
+
+    pub(super) fn submit(&mut self, client: usize, op: u64, request: ClientRequest) {
+        let node = self.rng.random_range(0..self.nodes.len());
+        let d = self.rng.random_range(0..=2);
+        self.schedule(
+            d,
+            Event::Request {
+                client,
+                op,
+                node,
+                request,
+            },
+        );
+        // Longer than the node's own request timeout plus forwarding, so a client only times
+        // out when its node crashed or the network lost the answer.
+        self.schedule(12_000, Event::ClientTimeout { client, op });
+    }
+
+    pub(super) fn start_read(
+        &mut self,
+        client: usize,
+        key: u64,
+        r: Option<Consistency>,
+        is_final: bool,
+    ) -> u64 {
+        let op = self.next_op(client);
+        let request = ClientRequest::Get {
+            key: self.object_key(key),
+            r,
+            timeout_ms: None,
+            sloppy: None,
+        };
+        self.clients[client].state = ClientState::Reading {
+            key,
+            op,
+            invoked: Timestamp(self.now),
+            is_final,
+        };
+        self.submit(client, op, request);
+        op
+    }
+
+    pub(super) fn on_answer(
+        &mut self,
+        client: usize,
+        op: u64,
+        result: Result<ClientResponse, ClientError>,
+    ) {
+        match self.clients[client].state.clone() {
+            ClientState::Reading {
+                key,
+                op: o,
+                invoked,
+                is_final,
+            } if o == op => match result {
+                Ok(ClientResponse::Read {
+                    context, siblings, ..
+                }) => {
+                    let elements = union_of(&siblings);
+                    self.history.reads.push(ReadOp {
+                        client,
+                        key,
+                        invoked,
+                        completed: Timestamp(self.now),
+                        quorum: true,
+                        elements: elements.clone(),
+                        siblings: siblings.len(),
+                        is_final,
+                    });
+                    self.report.max_siblings = self.report.max_siblings.max(siblings.len());
+                    self.report.ops += 1;
+                    if is_final {
+                        self.clients[client].state = ClientState::Idle;
+                    } else {
+                        if is_strict(key) && !elements.is_empty() && self.rng.random_bool(0.05) {
+                            self.start_delete(client, key, elements, context, invoked);
+                        } else {
+                            self.start_add(client, key, elements, context);
+                        }
+                    }
+                }
+                _ => {
+                    self.history.failed_reads += 1;
+                    self.report.ops += 1;
+                    self.finish_op(client);
+                }
+            },
+            ClientState::Writing { add, op: o } if o == op => {
+                let completion = match &result {
+                    Ok(_) => Completion::Ok,
+                    Err(e) => Completion::of_write_error(e),
+                };
+                self.complete_add(add, completion);
+                self.finish_op(client);
+            }
+            ClientState::Deleting { delete, op: o } if o == op => {
+                let completion = match &result {
+                    Ok(_) => Completion::Ok,
+                    Err(e) => Completion::of_write_error(e),
+                };
+                self.history.deletes[delete].completed = Some((Timestamp(self.now), completion));
+                self.report.ops += 1;
+                self.finish_op(client);
+            }
+            _ => {} // the answer to an operation that already timed out
+        }
+    }
+
+    pub(super) fn on_client_timeout(&mut self, client: usize, op: u64) {
+        match self.clients[client].state.clone() {
+            ClientState::Reading {
+                op: o, is_final, ..
+            } if o == op => {
+                self.history.failed_reads += 1;
+                if is_final {
+                    self.clients[client].state = ClientState::Idle;
+                } else {
+                    self.finish_op(client);
+                }
+            }
+            ClientState::Writing { add, op: o } if o == op => {
+                self.complete_add(add, Completion::Info);
+                self.finish_op(client);
+            }
+            ClientState::Deleting { delete, op: o } if o == op => {
+                self.history.deletes[delete].completed =
+                    Some((Timestamp(self.now), Completion::Info));
+                self.finish_op(client);
+            }
+            _ => {}
+        }
+    }
+
+    /// Deletes the set the client just read (a tombstone with the read's context).
+    pub(super) fn start_delete(
+        &mut self,
+        client: usize,
+        key: u64,
+        seen: BTreeSet<u64>,
+        context: VersionVector,
+        read_invoked: Timestamp,
+    ) {
+        let op = self.next_op(client);
+        let request = ClientRequest::Put(WriteRequest {
+            key: self.object_key(key),
+            value: None,
+            content_type: String::new(),
+            context: Some(context),
+            w: None,
+            timeout_ms: None,
+            sloppy: None,
+            ttl_ms: None,
+        });
+        self.history.deletes.push(DeleteOp {
+            client,
+            key,
+            read_invoked,
+            seen,
+            invoked: Timestamp(self.now),
+            completed: None,
+        });
+        let delete = self.history.deletes.len() - 1;
+        self.clients[client].state = ClientState::Deleting { delete, op };
+        self.submit(client, op, request);
+    }
+
+    pub(super) fn start_add(
+        &mut self,
+        client: usize,
+        key: u64,
+        mut set: BTreeSet<u64>,
+        context: VersionVector,
+    ) {
+        let element = self.next_element;
+        self.next_element += 1;
+        set.insert(element);
+        let op = self.next_op(client);
+        let request = ClientRequest::Put(WriteRequest {
+            key: self.object_key(key),
+            value: Some(encode_set(&set)),
+            content_type: "application/octet-stream".into(),
+            context: Some(context),
+            w: None,
+            timeout_ms: None,
+            sloppy: None,
+            ttl_ms: None,
+        });
+        self.history.adds.push(AddOp {
+            client,
+            key,
+            element,
+            set: set.iter().copied().collect(),
+            invoked: Timestamp(self.now),
+            completed: None,
+        });
+        let add = self.history.adds.len() - 1;
+        self.clients[client].state = ClientState::Writing { add, op };
+        // Retire a key that has had its share of adds; a fresh key takes its place.
+        let count = self.adds_invoked.entry(key).or_insert(0);
+        *count += 1;
+        if *count >= self.config.adds_per_key
+            && let Some(slot) = self.active_keys.iter().position(|k| *k == key)
+        {
+            self.active_keys[slot] = self.next_key;
+            self.next_key += 1;
+        }
+        self.submit(client, op, request);
+    }
+
+    pub(super) fn complete_add(&mut self, add: usize, completion: Completion) {
+        self.history.adds[add].completed = Some((Timestamp(self.now), completion));
+        self.report.ops += 1;
+        match completion {
+            Completion::Ok => self.report.acked_writes += 1,
+            Completion::Info => self.report.uncertain_writes += 1,
+            Completion::Fail => self.report.failed_writes += 1,
+        }
+    }
+
+    pub(super) fn finish_op(&mut self, client: usize) {
+        self.clients[client].state = ClientState::Idle;
+        let think = self.rng.random_range(0..=20);
+        self.schedule(think, Event::ClientStart { client });
+    }
+}
