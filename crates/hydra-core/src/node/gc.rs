@@ -19,6 +19,7 @@
 //!   [`EXPIRY_DELETES_MAX`] deletes per sweep, one scan page per sweep.
 
 use crate::bucket::BucketProps;
+use crate::bugs::planted;
 use crate::ids::{PartitionId, Timestamp};
 use crate::key::ObjectKey;
 use crate::limits::{EXPIRY_DELETES_MAX, REAPS_MAX, SCAN_ENTRIES_MAX};
@@ -52,17 +53,23 @@ impl Gc {
         self.reaps.len()
     }
 
-    /// A delete every primary acked: reap it once `grace_ms` has passed.
+    /// A delete every primary acked (at `now`): reap it once the tombstone grace has passed.
     pub(crate) fn schedule(
         &mut self,
         local: &mut Local,
-        at: Timestamp,
+        now: Timestamp,
         key: ObjectKey,
         tombstone: Object,
     ) {
         if self.reaps.len() >= REAPS_MAX {
             return;
         }
+        let grace_ms = if planted().reap_early {
+            0
+        } else {
+            local.config.tombstone_grace_ms
+        };
+        let at = now.plus_ms(grace_ms);
         local.timers.set(at, Timer::Reap);
         self.reaps.push_back((at, key, tombstone));
     }

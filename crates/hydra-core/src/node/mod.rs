@@ -219,22 +219,10 @@ impl Node {
             Input::Tick => {}
         }
         let done = self.writes.take_done();
-        for d in &done {
-            if d.reapable {
-                let grace = if crate::bugs::planted().reap_early {
-                    0
-                } else {
-                    self.local.config.tombstone_grace_ms
-                };
-                self.gc.schedule(
-                    &mut self.local,
-                    ctx.now.plus_ms(grace),
-                    d.key.clone(),
-                    d.object.clone(),
-                );
-            }
-        }
         self.handoff.keep_for_missed(&mut self.local, ctx, &done);
+        for d in done.into_iter().filter(|d| d.reapable) {
+            self.gc.schedule(&mut self.local, ctx.now, d.key, d.object);
+        }
         self.local.durability.request_sync(&mut self.local.out);
     }
 

@@ -30,6 +30,15 @@ pub(crate) struct Slot {
     pub(crate) hint_for: Option<NodeId>,
 }
 
+/// The slot of `from` if it still waits for an answer; `None` for an answer from a node not
+/// asked, or a duplicate.
+pub(crate) fn pending_slot(slots: &mut [Slot], from: NodeId) -> Option<&mut Slot> {
+    slots
+        .iter_mut()
+        .find(|s| s.node == from)
+        .filter(|s| s.outcome == Outcome::Pending)
+}
+
 pub(crate) fn count(slots: &[Slot], outcome: &Outcome) -> usize {
     slots.iter().filter(|s| s.outcome == *outcome).count()
 }

@@ -202,12 +202,9 @@ impl Reads {
         let Some(state) = self.in_flight.get_mut(&req) else {
             return;
         };
-        let Some(slot) = state.slots.iter_mut().find(|s| s.node == from) else {
-            return;
+        let Some(slot) = quorum::pending_slot(&mut state.slots, from) else {
+            return; // not asked, or a duplicate
         };
-        if slot.outcome != Outcome::Pending {
-            return; // a duplicate
-        }
         match result {
             Ok(object) => {
                 slot.outcome = Outcome::Read {
@@ -292,18 +289,7 @@ impl Reads {
             );
             state.replied = true;
         } else if !state.replied && answered + pending < needed {
-            let receipt = local.receipt(
-                state.partition,
-                state.needed,
-                &state.slots,
-                vec![],
-                state.started,
-                now,
-            );
-            local
-                .out
-                .reply(state.reply_to, Err(quorum_error("read", receipt)));
-            state.replied = true;
+            reply_quorum_error(local, state, now);
         }
         if state.slots.iter().all(|s| s.outcome != Outcome::Pending) {
             self.finish(local, ctx, req);
@@ -323,18 +309,7 @@ impl Reads {
         };
         quorum::time_out(&mut state.slots, state.started, ctx.now);
         if !state.replied {
-            let receipt = local.receipt(
-                state.partition,
-                state.needed,
-                &state.slots,
-                vec![],
-                state.started,
-                ctx.now,
-            );
-            local
-                .out
-                .reply(state.reply_to, Err(quorum_error("read", receipt)));
-            state.replied = true;
+            reply_quorum_error(local, state, ctx.now);
         }
         self.finish(local, ctx, req);
     }
@@ -352,6 +327,22 @@ impl Reads {
         let merged = merge_all(state.responses.values());
         read_repair(local, ctx, &mut state, merged.as_ref());
     }
+}
+
+/// Answers that R cannot be reached (or was not by the deadline).
+fn reply_quorum_error(local: &mut Local, state: &mut ReadState, now: Timestamp) {
+    let receipt = local.receipt(
+        state.partition,
+        state.needed,
+        &state.slots,
+        vec![],
+        state.started,
+        now,
+    );
+    local
+        .out
+        .reply(state.reply_to, Err(quorum_error("read", receipt)));
+    state.replied = true;
 }
 
 /// Sends `merged` to every primary that answered with something else and was not already

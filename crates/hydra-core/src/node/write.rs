@@ -314,12 +314,9 @@ impl Writes {
         let Some(state) = self.in_flight.get_mut(&req) else {
             return;
         };
-        let Some(slot) = state.slots.iter_mut().find(|s| s.node == from) else {
-            return;
+        let Some(slot) = quorum::pending_slot(&mut state.slots, from) else {
+            return; // not asked, or a duplicate
         };
-        if slot.outcome != Outcome::Pending {
-            return; // a duplicate
-        }
         slot.outcome = match result {
             Ok(()) => Outcome::Acked,
             Err(e) => Outcome::Failed {
