@@ -125,6 +125,11 @@ pub enum ErrorCode {
     NoSuchRoute,
     /// A reply of the core that the front end did not expect (a bug).
     Internal,
+    /// A conditional write (`If-Match`, `If-None-Match`): compare-and-set is not built yet.
+    CasNotSupported,
+    /// A change of a bucket property that cannot change: the conflict mode, or `n` (no data
+    /// would move to the new replicas).
+    BucketPropertyFixed,
 }
 
 impl ErrorCode {
@@ -149,6 +154,8 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::NoSuchRoute => "no_such_route",
             ErrorCode::Internal => "internal",
+            ErrorCode::CasNotSupported => "cas_not_supported",
+            ErrorCode::BucketPropertyFixed => "bucket_property_fixed",
         }
     }
 }

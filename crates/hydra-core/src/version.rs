@@ -281,8 +281,16 @@ pub struct LwwValue {
 }
 
 impl LwwValue {
-    fn order(&self) -> (Hlc, NodeId, &[u8]) {
-        (self.sibling.timestamp, self.writer, &self.sibling.value)
+    /// The last-writer-wins order: timestamp, then writer, then a tombstone over a value of
+    /// the same identity (an expired value's tombstone beats exactly that value and anything
+    /// older, never a later write), then the bytes.
+    fn order(&self) -> (Hlc, NodeId, bool, &[u8]) {
+        (
+            self.sibling.timestamp,
+            self.writer,
+            self.sibling.tombstone,
+            &self.sibling.value,
+        )
     }
 }
 
@@ -342,6 +350,21 @@ impl Object {
         self.all_siblings()
             .iter()
             .all(|s| !s.tombstone && s.expires_at.is_some_and(|t| t < before_ms))
+    }
+
+    /// What an lww object whose value expired turns into: a tombstone with the value's own
+    /// identity (its timestamp and writer), as Cassandra turns an expired cell into a
+    /// tombstone at the cell's timestamp. It replaces that value and anything older, and loses
+    /// to any write made after it. `None` for `siblings` objects (their expiry is a delete
+    /// with the object's context, which supersedes exactly what it saw).
+    pub fn expiry_tombstone(&self) -> Option<Object> {
+        match self {
+            Object::Lww(v) => Some(Object::Lww(LwwValue {
+                writer: v.writer,
+                sibling: Sibling::tombstone(v.sibling.timestamp),
+            })),
+            Object::Siblings(_) => None,
+        }
     }
 
     /// The context a read returns.

@@ -483,8 +483,17 @@ fn buckets_are_created_gossiped_and_keep_their_conflict_mode() {
         },
     };
     let e = error(c.request(1, change));
-    assert_eq!(e.code, ErrorCode::InvalidBucket);
+    assert_eq!(e.code, ErrorCode::BucketPropertyFixed);
     assert!(e.message.contains("cannot change"), "{}", e.message);
+    // So is n, until layout changes can move data: a write acked at n = 2 must not be hidden
+    // by n = 1, nor replicas added that never had it.
+    let change = ClientRequest::SetBucket {
+        name: BucketName::new("carts").expect("valid"),
+        props: BucketProps { n: 3, ..props },
+    };
+    let e = error(c.request(0, change));
+    assert_eq!(e.code, ErrorCode::BucketPropertyFixed);
+    assert!(e.message.contains("n cannot change"), "{}", e.message);
     // A restarted node remembers buckets from its store.
     hydra_core::store::Store::sync(&mut c.stores[1]).expect("sync");
     c.kill(1);
@@ -815,4 +824,114 @@ fn finished_requests_leave_no_timers_behind() {
             node.timers_pending()
         );
     }
+}
+
+#[test]
+fn a_sloppy_read_never_serves_a_hint_older_than_the_tombstone_grace() {
+    // Such a hint may hold what a reaped delete removed; read repair would write it back.
+    let mut c = Cluster::new(5);
+    let k = key("default", "old-hint");
+    let partition = c.layout.partition_for("default", b"old-hint");
+    let order = c.layout.extended_preference_list(partition).to_vec();
+    let (coordinator, down, fallback) = (
+        (order[0].0 - 1) as usize,
+        (order[2].0 - 1) as usize,
+        order[3],
+    );
+    c.idle(1_000);
+    c.kill(down);
+    c.idle(6_000);
+    c.request(coordinator, put(&k, "v", None, Some(Consistency::All)))
+        .expect("sloppy write");
+    let fallback_answer = |c: &mut Cluster| {
+        let read = c.request(coordinator, get(&k, Some(Consistency::All)));
+        let receipt = receipt_of(&read);
+        receipt
+            .replicas
+            .iter()
+            .find(|r| r.node == fallback)
+            .map(|r| r.outcome.clone())
+            .expect("the fallback was asked for its hint")
+    };
+    assert!(
+        matches!(
+            fallback_answer(&mut c),
+            Outcome::Read {
+                version: Some(_),
+                ..
+            }
+        ),
+        "a fresh hint is served"
+    );
+    // The owner stays down, so the hint is never delivered; past the grace (2 s) it is not
+    // served any more.
+    c.idle(2_500);
+    assert_eq!(
+        fallback_answer(&mut c),
+        Outcome::Read {
+            version: None,
+            siblings: 0
+        }
+    );
+}
+
+fn put_ttl(k: &ObjectKey, value: &str, ttl_ms: u64, w: Consistency) -> ClientRequest {
+    ClientRequest::Put(WriteRequest {
+        key: k.clone(),
+        value: Some(value.as_bytes().to_vec()),
+        content_type: "text/plain".into(),
+        context: None,
+        w: Some(w),
+        timeout_ms: None,
+        sloppy: Some(false),
+        ttl_ms: Some(ttl_ms),
+    })
+}
+
+#[test]
+fn an_lww_expiry_never_beats_a_refresh_its_sweeper_missed() {
+    // A session key is written with a short TTL and refreshed while its first primary is
+    // down. Back up, that primary's sweep sees its own stale copy expired; the delete it
+    // issues must carry the expired value's identity, not a timestamp taken now, or it beats
+    // the refresh everywhere (acknowledged write lost).
+    let mut c = Cluster::new(3);
+    // A key of partition 0: the restarted node sweeps it in its very first call, before
+    // handoff or anti-entropy could bring it the refresh.
+    let k = (0..10_000)
+        .map(|i| key("redis", &format!("session{i}")))
+        .find(|k| c.layout.partition_for("redis", k.key()).0 == 0)
+        .expect("some key lands in partition 0");
+    let order = c
+        .layout
+        .preference_list(hydra_core::ids::PartitionId(0), 3)
+        .to_vec();
+    let first = (order[0].0 - 1) as usize;
+    let other = (order[1].0 - 1) as usize;
+    c.request(first, put_ttl(&k, "v1", 1_000, Consistency::All))
+        .expect("first write");
+    hydra_core::store::Store::sync(&mut c.stores[first]).expect("sync");
+    c.idle(500);
+    c.kill(first);
+    c.idle(6_000);
+    c.request(other, put_ttl(&k, "v2", 600_000, Consistency::Quorum))
+        .expect("the refresh is acknowledged by two replicas");
+    // Time passes before the primary comes back: a delete stamped "now" would be newer.
+    c.idle(1_000);
+    c.restart(first);
+    c.idle(3_000);
+    assert_eq!(
+        values(&c.request(other, get(&k, Some(Consistency::All)))),
+        ["v2"],
+        "the acknowledged refresh was lost to the expiry of the value it replaced"
+    );
+    // A value nobody refreshed still expires, and its tombstone is reaped everywhere.
+    let gone = key("redis", "gone");
+    c.request(0, put_ttl(&gone, "x", 1_000, Consistency::All))
+        .expect("write");
+    c.idle(10_000);
+    assert!(values(&c.request(1, get(&gone, Some(Consistency::All)))).is_empty());
+    assert!(
+        (0..3).all(|i| !stored(&c, i, &gone)),
+        "the expired lww value was never reaped"
+    );
 }

@@ -64,7 +64,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
             StatusCode::NOT_FOUND
         }
         ErrorCode::ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::TooManySiblings => StatusCode::CONFLICT,
+        ErrorCode::TooManySiblings | ErrorCode::BucketPropertyFixed => StatusCode::CONFLICT,
+        ErrorCode::CasNotSupported => StatusCode::NOT_IMPLEMENTED,
         ErrorCode::QuorumNotReached | ErrorCode::CoordinatorUnreachable | ErrorCode::Overloaded => {
             StatusCode::SERVICE_UNAVAILABLE
         }
@@ -421,6 +422,18 @@ async fn write_kv(
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
+    // A conditional write needs compare-and-set (Paxos): refused, never run unconditionally.
+    if let Some(h) = ["if-match", "if-none-match"]
+        .into_iter()
+        .find(|h| headers.contains_key(*h))
+    {
+        return error_response(
+            ErrorCode::CasNotSupported,
+            format!(
+                "{h} needs compare-and-set (Paxos), which this version of Hydra does not have yet; nothing was written"
+            ),
+        );
+    }
     let (key, w, timeout_ms, context, sloppy) = match (
         object_key(&bucket, &key),
         params.consistency("w"),

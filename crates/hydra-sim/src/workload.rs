@@ -60,7 +60,9 @@ impl Completion {
             | ErrorCode::InvalidContext
             | ErrorCode::InvalidQuery
             | ErrorCode::NotFound
-            | ErrorCode::NoSuchRoute => Completion::Fail,
+            | ErrorCode::NoSuchRoute
+            | ErrorCode::CasNotSupported
+            | ErrorCode::BucketPropertyFixed => Completion::Fail,
             // Some replicas (or the coordinator) may hold the write.
             ErrorCode::QuorumNotReached
             | ErrorCode::CoordinatorUnreachable

@@ -338,7 +338,47 @@ fn status_ring_buckets_and_metrics() {
         n1.set_bucket("carts", &serde_json::json!({ "conflicts": "siblings" }))
             .expect_err("fixed"),
     );
-    assert_eq!((status, code.as_str()), (400, "invalid_bucket"), "{body}");
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "bucket_property_fixed"),
+        "{body}"
+    );
+    let (status, code, body) = api_error(
+        n1.set_bucket("carts", &serde_json::json!({ "n": 3 }))
+            .expect_err("n is fixed"),
+    );
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "bucket_property_fixed"),
+        "{body}"
+    );
+    // Conditional writes are refused until compare-and-set exists, and write nothing.
+    for header in ["If-None-Match: *", "If-Match: x"] {
+        let url = format!("http://{}/v1/kv/default/cas-key", c.nodes[0].http);
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-X",
+                "PUT",
+                "-H",
+                header,
+                "--data",
+                "v",
+                "-w",
+                "\n%{http_code}",
+                &url,
+            ])
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(text.ends_with("\n501"), "{header}: {text}");
+        assert!(text.contains("\"code\":\"cas_not_supported\""), "{text}");
+    }
+    assert_eq!(
+        n1.get("default", "cas-key", &[]).expect("get").status,
+        404,
+        "a refused conditional write wrote nothing"
+    );
     // Metrics name requests by operation and level.
     let metrics = n1.metrics().expect("metrics");
     assert!(

@@ -94,11 +94,19 @@ impl Buckets {
                 Changed::default(),
             );
         }
+        let fixed = |m: String| ClientError::new(ErrorCode::BucketPropertyFixed, m);
         match self.table.get(&name) {
             Some((old, _)) if old.conflicts != props.conflicts => {
-                let e = invalid(format!(
+                let e = fixed(format!(
                     "bucket {name} has conflict mode {}; a bucket's conflict mode cannot change",
                     old.conflicts
+                ));
+                return (Err(e), Changed::default());
+            }
+            Some((old, _)) if old.n != props.n => {
+                let e = fixed(format!(
+                    "bucket {name} has n = {}; n cannot change yet: no data would move to the new replicas (shrinking would hide acknowledged writes, growing would bring reaped ones back); create a new bucket instead",
+                    old.n
                 ));
                 return (Err(e), Changed::default());
             }

@@ -23,7 +23,7 @@ use crate::bugs::planted;
 use crate::ids::{PartitionId, Timestamp};
 use crate::key::ObjectKey;
 use crate::limits::{EXPIRY_DELETES_MAX, REAPS_MAX, SCAN_ENTRIES_MAX};
-use crate::message::{Message, WriteRequest, decode_object};
+use crate::message::{Message, decode_object};
 use crate::store::Store;
 use crate::version::Object;
 use std::collections::VecDeque;
@@ -113,16 +113,16 @@ impl Gc {
     }
 
     /// Looks through one page of one partition (round robin) for objects whose every value
-    /// has expired, and returns deletes of them with their own context, at most `room`:
-    /// expired values then go the way of tombstones (reaped once every primary holds the
-    /// delete). Only the first primary of a key does this, so replicas do not all issue the
-    /// same delete.
+    /// has expired, and returns them (at most `room`) for the write coordinator to delete
+    /// with their own identity (`Writes::start_expiry`): expired values then go the way of
+    /// tombstones (reaped once every primary holds the delete). Only the first primary of a
+    /// key does this, so replicas do not all issue the same delete.
     pub(crate) fn sweep_expired<S: Store>(
         &mut self,
         local: &mut Local,
         ctx: &mut Ctx<'_, S>,
         room: usize,
-    ) -> Vec<(WriteRequest, BucketProps, Placement)> {
+    ) -> Vec<(ObjectKey, Object, BucketProps, Placement)> {
         let partition =
             PartitionId((self.sweep_cursor % local.layout.partition_count() as u64) as u32);
         let Ok(page) =
@@ -162,16 +162,6 @@ impl Gc {
                 continue;
             }
             let needed = props.w.required(replicas.len() as u8).unwrap_or(1);
-            let write = WriteRequest {
-                key,
-                value: None,
-                content_type: String::new(),
-                context: Some(object.context()),
-                w: None,
-                timeout_ms: None,
-                sloppy: Some(false),
-                ttl_ms: None,
-            };
             let deadline = ctx.now.plus_ms(local.config.request_timeout_ms);
             let at = Placement {
                 partition,
@@ -179,7 +169,7 @@ impl Gc {
                 needed,
                 deadline,
             };
-            deletes.push((write, props, at));
+            deletes.push((key, object, props, at));
             self.expired_deleted += 1;
         }
         deletes

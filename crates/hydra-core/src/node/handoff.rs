@@ -54,14 +54,27 @@ pub(crate) struct Handoff {
     deliveries: BTreeMap<RequestId, Delivery>,
 }
 
-/// The hint this node holds for `owner` of `key`, if any.
+/// The hint this node holds for `owner` of `key`, if any. A hint older than the tombstone
+/// grace is not served (as if absent): it may hold what a reaped delete removed, and a read
+/// would repair it back into the primaries.
 pub(crate) fn hint_read<S: Store>(
     local: &Local,
     store: &mut S,
+    now: Timestamp,
     owner: NodeId,
     key: &ObjectKey,
 ) -> Result<Option<Object>, ReplicaError> {
-    local.load(store, &hint_key(owner, &local.locate(key).1))
+    let hint = local.load(store, &hint_key(owner, &local.locate(key).1))?;
+    Ok(hint.filter(|h| !outlived_grace(h, now, local.config.tombstone_grace_ms)))
+}
+
+/// Whether an object holds a value older than the tombstone grace.
+fn outlived_grace(object: &Object, now: Timestamp, grace_ms: u64) -> bool {
+    object
+        .min_timestamp()
+        .physical_ms()
+        .saturating_add(grace_ms)
+        < now.0
 }
 
 impl Handoff {
@@ -178,11 +191,7 @@ impl Handoff {
                     self.index.remove(owner, &object_key);
                     continue;
                 };
-                let too_old = object
-                    .min_timestamp()
-                    .physical_ms()
-                    .saturating_add(local.config.tombstone_grace_ms)
-                    < ctx.now.0;
+                let too_old = outlived_grace(&object, ctx.now, local.config.tombstone_grace_ms);
                 if too_old || planted().discard_hints {
                     let mut batch = WriteBatch::default();
                     batch.remove(hkey);

@@ -258,9 +258,9 @@ impl Node {
             Timer::AntiEntropy => {
                 let room = COORDINATIONS_MAX.saturating_sub(self.in_flight());
                 let local = &mut self.local;
-                for (write, props, at) in self.gc.sweep_expired(local, ctx, room) {
+                for (key, expired, props, at) in self.gc.sweep_expired(local, ctx, room) {
                     self.writes
-                        .start(local, ctx, ReplyTo::Internal, write, &props, at);
+                        .start_expiry(local, ctx, key, expired, &props, at);
                 }
                 self.ae.start(local, ctx, &self.handoff.index.dirty);
                 let next = now.plus_ms(local.config.anti_entropy_interval_ms);
@@ -390,7 +390,7 @@ impl Node {
                 local.ack_when_durable(ctx, from, req, result);
             }
             Message::HintReadRequest { req, key, owner } => {
-                let result = hint_read(local, ctx.store, owner, &key);
+                let result = hint_read(local, ctx.store, ctx.now, owner, &key);
                 local.out.send(from, Message::ReadResponse { req, result });
             }
             Message::AeTreeRequest {

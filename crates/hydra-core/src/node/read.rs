@@ -167,7 +167,7 @@ impl Reads {
                 }
             }
             Some((_, Some(owner))) => {
-                let result = hint_read(local, ctx.store, *owner, &key);
+                let result = hint_read(local, ctx.store, ctx.now, *owner, &key);
                 self.on_response(local, ctx, me, req, result);
             }
             None => {}

@@ -103,9 +103,52 @@ impl Writes {
         local: &mut Local,
         ctx: &mut Ctx<'_, S>,
         reply_to: ReplyTo,
+        write: WriteRequest,
+        props: &BucketProps,
+        at: Placement,
+    ) {
+        self.start_with(local, ctx, reply_to, write, props, at, None)
+    }
+
+    /// Deletes what expired, as the key's first primary (the expiry sweep's request; its
+    /// reply is dropped). A `siblings` object gets a delete with its own context (superseding
+    /// exactly what expired); an `lww` object gets the tombstone with the expired value's
+    /// identity, so a write made after the value (a refresh) always beats it.
+    pub(crate) fn start_expiry<S: Store>(
+        &mut self,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        key: ObjectKey,
+        expired: Object,
+        props: &BucketProps,
+        at: Placement,
+    ) {
+        let write = WriteRequest {
+            key,
+            value: None,
+            content_type: String::new(),
+            context: Some(expired.context()),
+            w: None,
+            timeout_ms: None,
+            sloppy: Some(false),
+            ttl_ms: None,
+        };
+        let tombstone = expired.expiry_tombstone();
+        self.start_with(local, ctx, ReplyTo::Internal, write, props, at, tombstone)
+    }
+
+    /// Coordinates `write`; with `fixed`, the object written is `fixed` merged into what is
+    /// stored instead of a new version.
+    #[allow(clippy::too_many_arguments)]
+    fn start_with<S: Store>(
+        &mut self,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        reply_to: ReplyTo,
         mut write: WriteRequest,
         props: &BucketProps,
         at: Placement,
+        fixed: Option<Object>,
     ) {
         let me = local.me();
         debug_assert!(
@@ -131,7 +174,11 @@ impl Writes {
         }
         let skey = write.key.storage_key(at.partition);
         let is_delete = write.value.is_none();
-        let (object, timestamp) = match new_object(local, ctx, &skey, &mut write, props) {
+        let made = match fixed {
+            None => new_object(local, ctx, &skey, &mut write, props),
+            Some(fixed) => merge_stored(local, ctx, &skey, fixed),
+        };
+        let (object, timestamp) = match made {
             Ok(x) => x,
             Err(e) => return local.out.reply(reply_to, Err(e)),
         };
@@ -408,6 +455,25 @@ impl Writes {
             missed,
         });
     }
+}
+
+/// `fixed` merged into the stored object, and `fixed`'s newest timestamp.
+fn merge_stored<S: Store>(
+    local: &mut Local,
+    ctx: &mut Ctx<'_, S>,
+    skey: &[u8],
+    fixed: Object,
+) -> Result<(Object, Hlc), ClientError> {
+    let failed = |e: String| ClientError::new(ErrorCode::StoreFailed, e);
+    let timestamp = fixed.max_timestamp();
+    let stored = local
+        .load(ctx.store, skey)
+        .map_err(|e| failed(e.to_string()))?;
+    let object = match stored {
+        None => fixed,
+        Some(stored) => stored.merge(&fixed).map_err(|e| failed(e.to_string()))?,
+    };
+    Ok((object, timestamp))
 }
 
 /// The object a write makes: the stored one updated with the new value or tombstone (a DVV
