@@ -4,12 +4,16 @@
 # 100-byte values, 100k random keys) against node 1, and prints requests/s, p50, p99 and the
 # nodes' CPU time (user + system, from /proc) per request.
 # Usage: scripts/cpu-per-request.sh [requests, default 60000] [extra env for the nodes...]
+# HYDRA_BIN=path measures that hydra binary instead of building target/release/hydra.
 set -euo pipefail
 n=${1:-60000}; shift || true
 cd "$(dirname "$0")/.."
-cargo build --release -p hydra >/dev/null
+if [ -n "${HYDRA_BIN:-}" ]; then hydra=$HYDRA_BIN; else
+    cargo build --release -p hydra >/dev/null
+    hydra=target/release/hydra
+fi
 work=$(mktemp -d)
-env "$@" target/release/hydra dev --dir "$work/c" --ports free >"$work/dev.out" 2>&1 &
+env "$@" "$hydra" dev --dir "$work/c" --ports free >"$work/dev.out" 2>&1 &
 dev=$!
 trap 'kill -TERM $dev 2>/dev/null; wait $dev 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 300); do [ -f "$work/c/cluster.json" ] && break; sleep 0.1; done
