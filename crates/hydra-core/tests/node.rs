@@ -935,3 +935,24 @@ fn an_lww_expiry_never_beats_a_refresh_its_sweeper_missed() {
         "the expired lww value was never reaped"
     );
 }
+
+#[test]
+fn pending_reaps_survive_a_restart_of_the_node_that_scheduled_them() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "gone-after-restart");
+    c.request(0, put(&k, "x", None, Some(Consistency::All)))
+        .expect("ok");
+    let read = c.request(1, get(&k, None));
+    c.request(1, delete(&k, context(&read))).expect("delete");
+    c.idle(500);
+    // Node 2 coordinated the delete and holds its reap; it restarts before the grace ends.
+    assert_eq!(c.nodes[1].status(Timestamp(c.now)).reaps_pending, 1);
+    hydra_core::store::Store::sync(&mut c.stores[1]).expect("sync");
+    c.kill(1);
+    c.restart(1);
+    c.idle(4_000);
+    assert!(
+        (0..3).all(|i| !stored(&c, i, &k)),
+        "the restarted node forgot the reap"
+    );
+}

@@ -15,6 +15,8 @@
 //! * A reap removes only the exact tombstone that every primary acked; anything newer stays.
 //! * A hint older than the grace is never delivered (see `handoff`), so a reaped delete's
 //!   value cannot come back through a hint.
+//! * Pending reaps are written to the store (partition [`REAPS_PARTITION`]), so a restart
+//!   keeps them; one whose record a crash lost leaves its tombstone unreaped (garbage).
 //! * Bounded: [`REAPS_MAX`] pending reaps (beyond, tombstones are kept: safe, only larger),
 //!   [`EXPIRY_DELETES_MAX`] deletes per sweep, one scan page per sweep.
 
@@ -23,8 +25,8 @@ use crate::bugs::planted;
 use crate::ids::{PartitionId, Timestamp};
 use crate::key::ObjectKey;
 use crate::limits::{EXPIRY_DELETES_MAX, REAPS_MAX, SCAN_ENTRIES_MAX};
-use crate::message::{Message, decode_object};
-use crate::store::Store;
+use crate::message::{Message, decode_object, encode_object};
+use crate::store::{Store, WriteBatch};
 use crate::version::Object;
 use std::collections::VecDeque;
 
@@ -32,6 +34,20 @@ use super::io::Ctx;
 use super::local::Local;
 use super::quorum::Placement;
 use super::timers::Timer;
+
+/// The partition number under which pending reaps are stored (no layout has that many
+/// partitions), keyed by when, then the object's storage key: a restart finds them again, in
+/// time order.
+pub const REAPS_PARTITION: PartitionId = PartitionId(0xFFFF_FFFD);
+
+/// Where a pending reap is stored.
+fn reap_key(at: Timestamp, object_key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + object_key.len());
+    out.extend_from_slice(&REAPS_PARTITION.0.to_be_bytes());
+    out.extend_from_slice(&at.0.to_be_bytes());
+    out.extend_from_slice(object_key);
+    out
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Gc {
@@ -53,10 +69,44 @@ impl Gc {
         self.reaps.len()
     }
 
+    /// At start: the reaps that were pending when the node stopped (the ones whose record
+    /// was synced; a lost one leaves a tombstone unreaped: garbage, never a resurrection).
+    pub(crate) fn load<S: Store>(&mut self, local: &mut Local, store: &mut S) {
+        let mut after: Option<Vec<u8>> = None;
+        while self.reaps.len() < REAPS_MAX {
+            let Ok(page) =
+                store.scan_partition(REAPS_PARTITION, after.as_deref(), SCAN_ENTRIES_MAX)
+            else {
+                return;
+            };
+            let Some((last, _)) = page.last() else { return };
+            after = Some(last.clone());
+            for (k, v) in page {
+                let parsed = k
+                    .get(4..12)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(|b| Timestamp(u64::from_be_bytes(b)));
+                let (Some(at), Ok((_, key)), Ok(tombstone)) = (
+                    parsed,
+                    ObjectKey::from_storage_key(&k[12.min(k.len())..]),
+                    decode_object(&v),
+                ) else {
+                    continue;
+                };
+                if self.reaps.len() < REAPS_MAX {
+                    local.timers.set(at, Timer::Reap);
+                    self.reaps.push_back((at, key, tombstone));
+                }
+            }
+        }
+    }
+
     /// A delete every primary acked (at `now`): reap it once the tombstone grace has passed.
-    pub(crate) fn schedule(
+    /// The pending reap is written down (synced with the next group), so a restart keeps it.
+    pub(crate) fn schedule<S: Store>(
         &mut self,
         local: &mut Local,
+        store: &mut S,
         now: Timestamp,
         key: ObjectKey,
         tombstone: Object,
@@ -70,6 +120,13 @@ impl Gc {
             local.config.tombstone_grace_ms
         };
         let at = now.plus_ms(grace_ms);
+        let mut batch = WriteBatch::default();
+        batch.put(
+            reap_key(at, &local.locate(&key).1),
+            encode_object(&tombstone),
+        );
+        // Best effort: without the record a restart forgets the reap (garbage, not a bug).
+        let _ = store.write(batch);
         local.timers.set(at, Timer::Reap);
         self.reaps.push_back((at, key, tombstone));
     }
@@ -78,10 +135,13 @@ impl Gc {
     /// holds exactly that tombstone.
     pub(crate) fn on_reap_timer<S: Store>(&mut self, local: &mut Local, ctx: &mut Ctx<'_, S>) {
         while self.reaps.front().is_some_and(|(t, _, _)| *t <= ctx.now) {
-            let Some((_, key, tombstone)) = self.reaps.pop_front() else {
+            let Some((at, key, tombstone)) = self.reaps.pop_front() else {
                 break;
             };
-            let (partition, _) = local.locate(&key);
+            let (partition, skey) = local.locate(&key);
+            let mut batch = WriteBatch::default();
+            batch.remove(reap_key(at, &skey));
+            let _ = ctx.store.write(batch);
             let n = local.buckets.n_of(&key.bucket);
             let replicas = local.layout.preference_list(partition, n as usize).to_vec();
             for to in replicas {

@@ -45,6 +45,7 @@ mod write;
 pub use buckets::BUCKETS_STORAGE_KEY;
 pub use config::NodeConfig;
 pub use durability::{HLC_MARK_MARGIN_MS, HLC_STORAGE_KEY};
+pub use gc::REAPS_PARTITION;
 pub use io::{Ctx, Input, Output};
 pub use status::{AeStatus, NodeStatus, PeerStatus};
 
@@ -175,6 +176,7 @@ impl Node {
             self.loaded = true;
             self.local.buckets.load(ctx.store);
             self.handoff.load(ctx.store);
+            self.gc.load(&mut self.local, ctx.store);
             self.local.rebuild_trees(ctx.store);
             let local = &mut self.local;
             local
@@ -221,7 +223,8 @@ impl Node {
         let done = self.writes.take_done();
         self.handoff.keep_for_missed(&mut self.local, ctx, &done);
         for d in done.into_iter().filter(|d| d.reapable) {
-            self.gc.schedule(&mut self.local, ctx.now, d.key, d.object);
+            self.gc
+                .schedule(&mut self.local, ctx.store, ctx.now, d.key, d.object);
         }
         self.local.durability.request_sync(&mut self.local.out);
     }
