@@ -22,6 +22,14 @@ pub struct TestCluster {
     pub nodes: Vec<TestNode>,
 }
 
+/// The `hydra` binary under test: this build, or `HYDRA_TEST_BIN` (to show that a test fails
+/// on an older build).
+pub fn hydra_bin() -> std::path::PathBuf {
+    std::env::var_os("HYDRA_TEST_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_hydra").into())
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -31,7 +39,15 @@ pub fn free_port() -> u16 {
 }
 
 impl TestCluster {
+    /// A cluster whose `[limits]` section gets `extra` lines.
     pub fn start(count: u64, extra: &str) -> TestCluster {
+        TestCluster::start_with(count, "", extra)
+    }
+
+    /// A cluster whose `[cluster]` section gets `cluster_extra` lines and `[limits]` section
+    /// `limits_extra` lines.
+    pub fn start_with(count: u64, cluster_extra: &str, limits_extra: &str) -> TestCluster {
+        let extra = limits_extra;
         let dir = tempfile::tempdir().expect("tempdir");
         let addrs: Vec<(String, String, String)> = (0..count)
             .map(|_| {
@@ -57,7 +73,7 @@ impl TestCluster {
             let config = dir.path().join(format!("n{id}.toml"));
             let text = format!(
                 "[node]\nid = {id}\nzone = \"z{id}\"\ndata_dir = \"{}\"\n[listen]\nhttp = \"{http}\"\ninternode = \"{internode}\"\nresp = \"{resp}\"\n\
-                 [cluster]\npeers = [{}]\nheartbeat_interval_ms = 100\n[limits]\nrequest_timeout_ms = 2000\ngossip_interval_ms = 500\n{extra}\n",
+                 [cluster]\npeers = [{}]\nheartbeat_interval_ms = 100\n{cluster_extra}\n[limits]\nrequest_timeout_ms = 2000\ngossip_interval_ms = 500\n{extra}\n",
                 dir.path().join(format!("n{id}")).display(),
                 peers.join(", ")
             );
@@ -88,7 +104,7 @@ impl TestCluster {
             .append(true)
             .open(&n.log)
             .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_hydra"))
+        let child = Command::new(hydra_bin())
             .arg("server")
             .arg("--config")
             .arg(&n.config)
