@@ -112,12 +112,12 @@ impl Handoff {
         key: &ObjectKey,
         object: &Object,
     ) -> Result<(), ReplicaError> {
+        if let Some(why) = local.durability.poisoned() {
+            return Err(ReplicaError::Store(format!("node refuses writes: {why}")));
+        }
         if owner == local.me() {
             // The layout says this node is the owner after all: keep it as a replica would.
             return local.merge_into_store(ctx, key, object, true);
-        }
-        if let Some(why) = local.durability.poisoned() {
-            return Err(ReplicaError::Store(format!("node refuses writes: {why}")));
         }
         let (partition, object_key) = local.locate(key);
         let hkey = hint_key(owner, &object_key);
