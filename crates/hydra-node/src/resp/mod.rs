@@ -19,6 +19,10 @@
 //! `siblings` bucket the context keeps a concurrent write as a sibling. `SET ... NX|XX` and
 //! `SETNX` need compare-and-set (Paxos), which Hydra does not have yet: they are refused
 //! with an error that says so, as are `MULTI`/`EXEC`.
+//!
+//! Here: the connection loop, the pipeline fast path and `Connection::execute`, which finds
+//! a command's row in the table and matches on its handler. `commands.rs`: the key commands.
+//! `meta.rs`: HELLO, AUTH, CLIENT, INFO, CONFIG and the command table itself.
 
 mod commands;
 mod meta;
