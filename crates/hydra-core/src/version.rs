@@ -283,13 +283,17 @@ pub struct LwwValue {
 impl LwwValue {
     /// The last-writer-wins order: timestamp, then writer, then a tombstone over a value of
     /// the same identity (an expired value's tombstone beats exactly that value and anything
-    /// older, never a later write), then the bytes.
-    fn order(&self) -> (Hlc, NodeId, bool, &[u8]) {
+    /// older, never a later write), then the rest of the sibling, so that the order is total
+    /// and the merge a join even for malformed input.
+    fn order(&self) -> (Hlc, NodeId, bool, &[u8], &str, Option<u64>) {
+        let s = &self.sibling;
         (
-            self.sibling.timestamp,
+            s.timestamp,
             self.writer,
-            self.sibling.tombstone,
-            &self.sibling.value,
+            s.tombstone,
+            &s.value,
+            &s.content_type,
+            s.expires_at,
         )
     }
 }

@@ -91,6 +91,10 @@ impl Gc {
                     ObjectKey::from_storage_key(&k[12.min(k.len())..]),
                     decode_object(&v),
                 ) else {
+                    // Unreadable: drop the record (its tombstone stays, as garbage).
+                    let mut batch = WriteBatch::default();
+                    batch.remove(k);
+                    let _ = store.write(batch);
                     continue;
                 };
                 if self.reaps.len() < REAPS_MAX {

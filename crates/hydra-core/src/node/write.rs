@@ -174,6 +174,7 @@ impl Writes {
         }
         let skey = write.key.storage_key(at.partition);
         let is_delete = write.value.is_none();
+        let keeps_identity = fixed.is_some();
         let made = match fixed {
             None => new_object(local, ctx, &skey, &mut write, props),
             Some(fixed) => merge_stored(local, ctx, &skey, fixed),
@@ -228,7 +229,10 @@ impl Writes {
                 .timers
                 .set(ctx.now.plus_ms(fallback_ms), Timer::WriteFallback(req));
         }
-        local.durability.mark_unsynced(skey);
+        if !keeps_identity {
+            // A new version (a new dot) must not leave before it is durable here.
+            local.durability.mark_unsynced(skey);
+        }
         if props.conflicts == ConflictMode::Lww && local.durability.mark_covers(timestamp) {
             // The replicas' fsyncs run alongside ours: W acks cost one fsync, not two. Only
             // when a durable clock mark covers the timestamp: a crash before our fsync must
