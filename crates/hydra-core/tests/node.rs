@@ -449,6 +449,15 @@ fn a_failed_sync_fails_the_write_and_poisons_the_node() {
     assert!(e.message.contains("local write failed"), "{}", e.message);
     let e = error(c.request(0, put(&k, "y", None, None)));
     assert_eq!(e.code, ErrorCode::StoreFailed);
+    // A read of that key does not wait for a sync that will never come: the poisoned node
+    // answers with its store's error at once.
+    let e = error(c.request(1, get(&k, Some(Consistency::All))));
+    assert_eq!(e.code, ErrorCode::QuorumNotReached);
+    assert!(
+        e.message.contains("n1: ") && !e.message.contains("n1: timed out"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]

@@ -95,13 +95,21 @@ impl Durability {
     }
 
     /// Waits for the sync that makes this node's own write of `skey` durable.
-    pub(crate) fn wait_for_key(&mut self, skey: &[u8], waiter: Waiter) -> Option<Waiter> {
-        match self.unsynced.get(skey) {
-            Some(g) => {
+    /// Returns the waiter, with the outcome to release it with, when it need not wait: the
+    /// key has no unsynced write (`Ok`), or the sync that was to cover it failed (the store's
+    /// error: that write may be lost, and no later sync will come).
+    pub(crate) fn wait_for_key(
+        &mut self,
+        skey: &[u8],
+        waiter: Waiter,
+    ) -> Option<(Waiter, Result<(), StoreError>)> {
+        match (self.unsynced.get(skey), &self.poisoned) {
+            (None, _) => Some((waiter, Ok(()))),
+            (Some(_), Some(e)) => Some((waiter, Err(e.clone()))),
+            (Some(g), None) => {
                 self.waiters.push((*g, waiter));
                 None
             }
-            None => Some(waiter),
         }
     }
 

@@ -159,11 +159,10 @@ impl Reads {
             Some((_, None)) => {
                 let (_, skey) = local.locate(&key);
                 let waiter = Waiter::LocalRead { req, key };
-                if let Some(Waiter::LocalRead { req, key }) =
+                if let Some((Waiter::LocalRead { req, key }, synced)) =
                     local.durability.wait_for_key(&skey, waiter)
                 {
-                    let result = local.local_read(ctx.store, &key);
-                    self.on_response(local, ctx, me, req, result);
+                    self.on_local_synced(local, ctx, req, &key, synced);
                 }
             }
             Some((_, Some(owner))) => {

@@ -52,8 +52,8 @@ impl Local {
     ) {
         let (_, skey) = self.locate(&key);
         let waiter = Waiter::Read { to: from, req, key };
-        if let Some(waiter) = self.durability.wait_for_key(&skey, waiter) {
-            self.release(ctx, waiter, Ok(()));
+        if let Some((waiter, synced)) = self.durability.wait_for_key(&skey, waiter) {
+            self.release(ctx, waiter, synced);
         }
     }
 
