@@ -371,11 +371,12 @@ impl Object {
         }
     }
 
-    /// The context a read returns.
+    /// The context a read returns. For an `lww` object it names the version's writer and
+    /// timestamp: a write that carries it back is stamped after that version.
     pub fn context(&self) -> VersionVector {
         match self {
             Object::Siblings(d) => d.context(),
-            Object::Lww(_) => VersionVector::default(),
+            Object::Lww(v) => VersionVector([(v.writer, v.sibling.timestamp.0)].into()),
         }
     }
 

@@ -965,3 +965,34 @@ fn pending_reaps_survive_a_restart_of_the_node_that_scheduled_them() {
         "the restarted node forgot the reap"
     );
 }
+
+#[test]
+fn an_lww_write_carrying_a_reads_context_beats_what_that_read_saw() {
+    // A client reads v1 (written by a node whose clock runs ahead, within the skew limit),
+    // then writes v2 with the read's context through a replica that has not got v1 yet and
+    // whose clock is behind: v2 must still be the newer version.
+    let mut c = Cluster::new(3);
+    let k = key("redis", "profile");
+    let partition = c.layout.partition_for("redis", b"profile");
+    let order = c.layout.preference_list(partition, 3).to_vec();
+    let (fast, slow) = ((order[0].0 - 1) as usize, (order[2].0 - 1) as usize);
+    c.skew_ms[fast] = 800;
+    c.idle(1_000);
+    c.kill(slow);
+    c.idle(6_000);
+    c.request(fast, put(&k, "v1", None, Some(Consistency::Quorum)))
+        .expect("v1 at two replicas");
+    let read = c.request(fast, get(&k, Some(Consistency::Quorum)));
+    assert_eq!(values(&read), ["v1"]);
+    c.restart(slow);
+    c.request(
+        slow,
+        put(&k, "v2", Some(context(&read)), Some(Consistency::Quorum)),
+    )
+    .expect("v2");
+    assert_eq!(
+        values(&c.request(fast, get(&k, Some(Consistency::All)))),
+        ["v2"],
+        "the client's own later write lost to the version it had read"
+    );
+}

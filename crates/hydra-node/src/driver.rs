@@ -59,6 +59,14 @@ pub struct CoreHandle {
 }
 
 impl CoreHandle {
+    /// A handle whose core is gone: every request fails as overloaded (for unit tests of
+    /// the front ends).
+    #[cfg(test)]
+    pub(crate) fn detached() -> CoreHandle {
+        let (tx, _) = std::sync::mpsc::sync_channel(1);
+        CoreHandle { tx }
+    }
+
     /// Hands a client request to the core and waits for its reply.
     pub async fn request(&self, request: ClientRequest) -> Reply {
         let (reply, rx) = oneshot::channel();

@@ -500,6 +500,16 @@ fn new_object<S: Store>(
             local.config.max_clock_skew_ms,
         );
     }
+    if props.conflicts == ConflictMode::Lww
+        && let Some(seen) = write.context.as_ref().and_then(|c| c.0.values().max())
+    {
+        // An lww context names the version a read saw (its timestamp): a write carrying it
+        // is stamped after it, even when this replica has not got that version yet. (Within
+        // the skew bound: a context from the far future does not drag the clock along.)
+        let _ = local
+            .hlc
+            .observe(Hlc(*seen), ctx.now, local.config.max_clock_skew_ms);
+    }
     let timestamp = local.hlc.now(ctx.now);
     let ttl_ms = write
         .ttl_ms

@@ -5,7 +5,7 @@
 
 use super::{Connection, cas_missing, error_value, take_newest};
 use crate::driver::wall_ms;
-use hydra_core::bucket::Consistency;
+use hydra_core::bucket::{ConflictMode, Consistency};
 use hydra_core::key::BucketName;
 use hydra_core::message::ClientResponse;
 use hydra_core::version::{Context, Sibling, VersionVector};
@@ -293,12 +293,21 @@ impl Connection {
         }
     }
 
-    pub(super) fn select_bucket(&mut self, args: &[Vec<u8>]) -> Value {
+    pub(super) async fn select_bucket(&mut self, args: &[Vec<u8>]) -> Value {
         match args.first() {
             None => Value::bulk(self.bucket.as_str()),
             Some(name) => match BucketName::new(&String::from_utf8_lossy(name)) {
                 Ok(b) => {
+                    // Its conflict mode decides whether writes carry the connection's
+                    // newest seen version (see `Connection::seen`).
+                    self.lww = match self.state.core.status().await {
+                        Some((_, buckets)) => buckets
+                            .get(&b)
+                            .is_some_and(|p| p.conflicts == ConflictMode::Lww),
+                        None => return Value::error("OVERLOADED the node did not answer"),
+                    };
                     self.bucket = b;
+                    self.seen = None;
                     Value::ok()
                 }
                 Err(e) => Value::error(format!("INVALID_BUCKET {e}")),

@@ -32,6 +32,7 @@ use crate::http::receipt_json;
 use crate::metrics::{Metrics, record};
 use futures_util::future::join_all;
 use hydra_core::bucket::Consistency;
+use hydra_core::ids::NodeId;
 use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::message::{
     ClientError, ClientRequest, ClientResponse, ErrorCode, Receipt, WriteRequest,
@@ -163,6 +164,12 @@ struct Connection {
     lib_name: Option<Vec<u8>>,
     lib_ver: Option<Vec<u8>>,
     last_receipt: Option<Receipt>,
+    /// Whether the connection's bucket is `lww` (`redis` is).
+    lww: bool,
+    /// In an `lww` bucket: the newest version (writer, timestamp) this connection saw or
+    /// wrote. Every write carries it as its context, so the connection's later writes are
+    /// stamped after anything it saw, whichever replica coordinates them.
+    seen: Option<(NodeId, u64)>,
 }
 
 /// What the loop does after a command.
@@ -191,6 +198,8 @@ impl Connection {
             lib_name: None,
             lib_ver: None,
             last_receipt: None,
+            lww: true,
+            seen: None,
         }
     }
 
@@ -350,6 +359,7 @@ impl Connection {
                 if receipt.is_some() {
                     self.last_receipt = receipt;
                 }
+                self.note_seen(&result);
                 results.push(result);
             }
         }
@@ -377,6 +387,11 @@ impl Connection {
         context: Option<VersionVector>,
         ttl_ms: Option<u64>,
     ) -> ClientRequest {
+        let context = context.or_else(|| {
+            self.seen
+                .filter(|_| self.lww)
+                .map(|(n, c)| VersionVector([(n, c)].into()))
+        });
         ClientRequest::Put(WriteRequest {
             key,
             content_type: if value.is_some() {
@@ -418,7 +433,26 @@ impl Connection {
         if receipt.is_some() {
             self.last_receipt = receipt;
         }
+        self.note_seen(&result);
         result.map_err(|e| error_value(&e))
+    }
+
+    /// Remembers the newest `lww` version a reply names (see `Connection::seen`).
+    fn note_seen(&mut self, result: &Reply) {
+        if !self.lww {
+            return;
+        }
+        let context = match result {
+            Ok(ClientResponse::Read { context, .. } | ClientResponse::Written { context, .. }) => {
+                context
+            }
+            _ => return,
+        };
+        if let Some((n, c)) = context.0.iter().max_by_key(|(_, c)| **c)
+            && self.seen.is_none_or(|(_, s)| *c > s)
+        {
+            self.seen = Some((*n, *c));
+        }
     }
 
     /// Reads a key: its context and its visible value (the newest sibling), if any.
@@ -516,7 +550,7 @@ impl Connection {
             Handler::Expire { millis } => self.expire(args, millis).await,
             Handler::Ttl { millis } => self.ttl(&args[0], millis).await,
             Handler::Persist => self.persist(&args[0]).await,
-            Handler::HydraBucket => self.select_bucket(args),
+            Handler::HydraBucket => self.select_bucket(args).await,
             Handler::HydraConsistency => self.consistency(args),
             Handler::HydraGetAll => self.getall(&args[0]).await,
             Handler::HydraPut => self.context_put(args).await,
@@ -569,4 +603,76 @@ pub fn error_value(e: &ClientError) -> Value {
         text.push_str(&format!(" (needed {}, acked {})", r.needed, r.acked()));
     }
     Value::Error(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hydra_core::message::ClientResponse;
+
+    fn connection() -> Connection {
+        let state = RespState::new(
+            CoreHandle::detached(),
+            Arc::new(Metrics::new()),
+            1,
+            6379,
+            "fsync".into(),
+            1024,
+            10,
+            10,
+        );
+        Connection::new(Arc::new(state))
+    }
+
+    fn written(node: u64, ts: u64) -> Reply {
+        let receipt = Receipt {
+            coordinator: NodeId(node),
+            partition: 0,
+            needed: 1,
+            replicas: vec![],
+            read_repairs: vec![],
+            hints_stored: 0,
+            elapsed_ms: 0,
+        };
+        Ok(ClientResponse::Written {
+            context: VersionVector([(NodeId(node), ts)].into()),
+            receipt,
+        })
+    }
+
+    fn context_of(request: ClientRequest) -> Option<VersionVector> {
+        match request {
+            ClientRequest::Put(w) => w.context,
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn lww_writes_carry_the_newest_version_the_connection_saw() {
+        let mut c = connection();
+        let key = c.key(b"k").expect("key");
+        assert_eq!(
+            context_of(c.put_request(key.clone(), Some(vec![1]), None, None)),
+            None
+        );
+        c.note_seen(&written(2, 500));
+        c.note_seen(&written(3, 400)); // older: kept out
+        let floor = Some(VersionVector([(NodeId(2), 500)].into()));
+        assert_eq!(
+            context_of(c.put_request(key.clone(), Some(vec![1]), None, None)),
+            floor
+        );
+        // A context of its own (read-then-write commands) is kept as it is.
+        let own = Some(VersionVector([(NodeId(3), 9)].into()));
+        assert_eq!(
+            context_of(c.put_request(key.clone(), None, own.clone(), None)),
+            own
+        );
+        // In a siblings bucket a blind write stays blind.
+        c.lww = false;
+        assert_eq!(
+            context_of(c.put_request(key, Some(vec![1]), None, None)),
+            None
+        );
+    }
 }
