@@ -59,14 +59,12 @@ pub(crate) struct AntiEntropy {
     pub(crate) status: AeStatus,
 }
 
-/// The tree of (partition, n), or `empty` when this node holds nothing there.
-fn tree_of<'a>(
-    local: &'a Local,
-    partition: PartitionId,
-    n: u8,
-    empty: &'a MerkleTree,
-) -> &'a MerkleTree {
-    local.trees.get(&(partition, n)).unwrap_or(empty)
+/// The tree of (partition, n); an empty one when this node holds nothing there.
+fn tree_of(local: &Local, partition: PartitionId, n: u8) -> &MerkleTree {
+    local
+        .trees
+        .get(&(partition, n))
+        .unwrap_or(&local.empty_tree)
 }
 
 impl AntiEntropy {
@@ -165,8 +163,7 @@ impl AntiEntropy {
         let Some(x) = self.exchanges.get_mut(&req) else {
             return;
         };
-        let empty = MerkleTree::default();
-        let ours = tree_of(local, x.partition, x.n, &empty).hashes(x.level, &x.indices);
+        let ours = tree_of(local, x.partition, x.n).hashes(x.level, &x.indices);
         if theirs.len() != ours.len() {
             return;
         }
@@ -212,8 +209,7 @@ impl AntiEntropy {
         let Some(x) = self.exchanges.get_mut(&req) else {
             return;
         };
-        let empty = MerkleTree::default();
-        let tree = tree_of(local, x.partition, x.n, &empty);
+        let tree = tree_of(local, x.partition, x.n);
         let mut fetch = Vec::new();
         let mut push = Vec::new();
         for (seg, list) in entries {
@@ -334,9 +330,7 @@ impl Local {
         indices: Vec<u32>,
     ) {
         let indices: Vec<u32> = indices.into_iter().take(SEGMENTS).collect();
-        let empty = MerkleTree::default();
-        let hashes =
-            tree_of(self, PartitionId(partition), n, &empty).hashes(level as usize, &indices);
+        let hashes = tree_of(self, PartitionId(partition), n).hashes(level as usize, &indices);
         self.out.send(from, Message::AeTreeResponse { req, hashes });
     }
 
@@ -348,8 +342,7 @@ impl Local {
         n: u8,
         segments: Vec<u32>,
     ) {
-        let empty = MerkleTree::default();
-        let tree = tree_of(self, PartitionId(partition), n, &empty);
+        let tree = tree_of(self, PartitionId(partition), n);
         let entries = segments
             .into_iter()
             .take(AE_SEGMENTS_PER_ROUND)

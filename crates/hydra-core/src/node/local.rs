@@ -38,6 +38,8 @@ pub(crate) struct Local {
     /// A bucket's n changed or a bucket appeared: keys may belong to other trees now, so the
     /// trees are rebuilt from the store at the next input.
     pub(crate) trees_stale: bool,
+    /// What a tree this node does not hold looks like (built once: a tree is 1,024 segments).
+    pub(crate) empty_tree: MerkleTree,
 }
 
 impl Local {
@@ -58,6 +60,7 @@ impl Local {
             durability: Durability::default(),
             trees: BTreeMap::new(),
             trees_stale: false,
+            empty_tree: MerkleTree::default(),
         }
     }
 
