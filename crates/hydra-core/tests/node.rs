@@ -540,11 +540,12 @@ fn replicas_believed_down_are_not_waited_for() {
         .expect("node 3 is back");
 }
 
-#[test]
-fn sloppy_quorum_writes_to_a_fallback_and_hands_off_when_the_primary_returns() {
-    let mut c = Cluster::new(5);
-    let k = key("default", "cart");
-    let partition = c.layout.partition_for("default", b"cart");
+/// In a cluster of 5: a key of bucket `default` whose third primary is killed and believed
+/// down; returns the key, its first primary (the coordinator), the node down (index) and the
+/// fallback that stands in for it.
+fn one_primary_down(c: &mut Cluster, name: &str) -> (ObjectKey, usize, usize, NodeId) {
+    let k = key("default", name);
+    let partition = c.layout.partition_for("default", name.as_bytes());
     let order = c.layout.extended_preference_list(partition).to_vec();
     let (coordinator, down, fallback) = (
         (order[0].0 - 1) as usize,
@@ -554,6 +555,13 @@ fn sloppy_quorum_writes_to_a_fallback_and_hands_off_when_the_primary_returns() {
     c.idle(1_000);
     c.kill(down);
     c.idle(6_000);
+    (k, coordinator, down, fallback)
+}
+
+#[test]
+fn sloppy_quorum_writes_to_a_fallback_and_hands_off_when_the_primary_returns() {
+    let mut c = Cluster::new(5);
+    let (k, coordinator, down, fallback) = one_primary_down(&mut c, "cart");
     // Strict: the missing primary makes W = all unreachable.
     let strict = ClientRequest::Put(WriteRequest {
         key: k.clone(),
@@ -839,17 +847,7 @@ fn finished_requests_leave_no_timers_behind() {
 fn a_sloppy_read_never_serves_a_hint_older_than_the_tombstone_grace() {
     // Such a hint may hold what a reaped delete removed; read repair would write it back.
     let mut c = Cluster::new(5);
-    let k = key("default", "old-hint");
-    let partition = c.layout.partition_for("default", b"old-hint");
-    let order = c.layout.extended_preference_list(partition).to_vec();
-    let (coordinator, down, fallback) = (
-        (order[0].0 - 1) as usize,
-        (order[2].0 - 1) as usize,
-        order[3],
-    );
-    c.idle(1_000);
-    c.kill(down);
-    c.idle(6_000);
+    let (k, coordinator, _down, fallback) = one_primary_down(&mut c, "old-hint");
     c.request(coordinator, put(&k, "v", None, Some(Consistency::All)))
         .expect("sloppy write");
     let fallback_answer = |c: &mut Cluster| {
