@@ -216,6 +216,50 @@ impl Buckets {
 }
 
 /// A total order on bucket properties, to break ties between changes with equal timestamps.
-fn props_order(p: &BucketProps) -> (u8, String, String, bool) {
-    (p.n, p.r.to_string(), p.w.to_string(), p.sloppy)
+/// Every property takes part: two changes at one timestamp that differ anywhere still order.
+fn props_order(p: &BucketProps) -> (u8, String, String, bool, Option<u64>, String) {
+    (
+        p.n,
+        p.r.to_string(),
+        p.w.to_string(),
+        p.sloppy,
+        p.ttl_secs,
+        p.conflicts.to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+
+    #[test]
+    fn changes_at_one_timestamp_converge_whatever_they_differ_in() {
+        let name = BucketName::new("sessions").expect("valid");
+        let at = Hlc::new(1_000, 0);
+        let a = BucketProps {
+            ttl_secs: Some(60),
+            ..BucketProps::default()
+        };
+        let b = BucketProps {
+            ttl_secs: Some(600),
+            ..BucketProps::default()
+        };
+        let mut one = Buckets::new(&BTreeMap::new());
+        let mut two = Buckets::new(&BTreeMap::new());
+        let _ = one.merge(
+            &mut MemStore::new(),
+            false,
+            vec![(name.clone(), a.clone(), at)],
+        );
+        let _ = two.merge(
+            &mut MemStore::new(),
+            false,
+            vec![(name.clone(), b.clone(), at)],
+        );
+        // Each hears the other's change.
+        let _ = one.merge(&mut MemStore::new(), false, vec![(name.clone(), b, at)]);
+        let _ = two.merge(&mut MemStore::new(), false, vec![(name.clone(), a, at)]);
+        assert_eq!(one.get(&name), two.get(&name));
+    }
 }
