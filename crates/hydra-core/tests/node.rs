@@ -799,7 +799,7 @@ fn a_short_request_timeout_still_leaves_time_for_fallbacks() {
 }
 
 #[test]
-fn zero_intervals_never_spin_and_finished_requests_leave_no_timers() {
+fn zero_periodic_intervals_never_spin_a_call() {
     // A periodic interval of 0 must not make one call fire the same timer forever.
     let mut c = config(1);
     c.gossip_interval_ms = 0;
