@@ -20,6 +20,11 @@ pub struct PlantedBugs {
     pub discard_hints: bool,
     /// Tombstones are reaped at once, even when a primary never acked the delete.
     pub reap_early: bool,
+    /// An expired `lww` value is deleted by a tombstone stamped now (a new write), not one
+    /// with the value's own identity.
+    pub expiry_stamped_now: bool,
+    /// `lww` writes ignore the context (the version the client saw) when stamped.
+    pub lww_ignores_context: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -31,6 +36,8 @@ thread_local! {
         ignore_context: false,
         discard_hints: false,
         reap_early: false,
+        expiry_stamped_now: false,
+        lww_ignores_context: false,
     }) };
 }
 

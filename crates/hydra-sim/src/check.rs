@@ -1,6 +1,6 @@
 //! Checkers of the guarantees, run over a finished simulation's history and final state.
 
-use crate::workload::{Completion, History, is_strict};
+use crate::workload::{Completion, History, RegisterRead, RegisterWrite, is_strict};
 use crate::world::SimReport;
 use hydra_core::ids::NodeId;
 use hydra_core::message::decode_object;
@@ -40,6 +40,24 @@ pub enum Violation {
         deleted_at: u64,
         read_invoked_at: u64,
     },
+    /// (e) A register read returned `returned` (or nothing), though a write it does not beat
+    /// had replaced it (or the register had a value), and that write was acknowledged before
+    /// the read began and cannot have expired.
+    StaleRegister {
+        key: u64,
+        read_invoked_at: u64,
+        returned: Option<u64>,
+        lost: u64,
+        acked_at: u64,
+    },
+    /// (e) A register read returned a value whose TTL had certainly run out, or one whose
+    /// write certainly failed.
+    BadRegisterValue {
+        key: u64,
+        read_invoked_at: u64,
+        value: u64,
+        why: &'static str,
+    },
 }
 
 impl Violation {
@@ -50,6 +68,7 @@ impl Violation {
             Violation::Unconverged { .. } | Violation::FinalReadFailed { .. } => 'b',
             Violation::TooManySiblings { .. } => 'c',
             Violation::Resurrected { .. } => 'd',
+            Violation::StaleRegister { .. } | Violation::BadRegisterValue { .. } => 'e',
         }
     }
 }
@@ -97,13 +116,41 @@ impl fmt::Display for Violation {
                 f,
                 "(d) element {element} of key k{key}, deleted at {deleted_at} ms, came back in a read invoked at {read_invoked_at} ms"
             ),
+            Violation::StaleRegister {
+                key,
+                read_invoked_at,
+                returned,
+                lost,
+                acked_at,
+            } => write!(
+                f,
+                "(e) lost register write: a read of k{key} invoked at {read_invoked_at} ms returned {}, but write {lost}, acknowledged at {acked_at} ms and not expired, had replaced that",
+                returned.map_or("nothing".to_string(), |v| format!("value {v}"))
+            ),
+            Violation::BadRegisterValue {
+                key,
+                read_invoked_at,
+                value,
+                why,
+            } => write!(
+                f,
+                "(e) a read of k{key} invoked at {read_invoked_at} ms returned value {value}: {why}"
+            ),
         }
     }
 }
 
-/// Runs every checker, filling the report's figures and violations.
-pub fn check_all(history: &History, replicas: &ReplicaObjects, report: &mut SimReport) {
-    let lost = check_acknowledged_adds(history, &mut report.violations);
+/// Runs every checker, filling the report's figures and violations. `skew_bound_ms` is how far
+/// apart two nodes' clocks may be: `lww` writes further apart than that are ordered by real
+/// time.
+pub fn check_all(
+    history: &History,
+    replicas: &ReplicaObjects,
+    skew_bound_ms: u64,
+    report: &mut SimReport,
+) {
+    let lost = check_acknowledged_adds(history, &mut report.violations)
+        + check_registers(history, skew_bound_ms, &mut report.violations);
     report.lost_writes = lost;
     report.unconverged_keys = check_convergence(replicas, &mut report.violations);
     check_siblings(history, &mut report.violations);
@@ -245,5 +292,103 @@ pub fn check_siblings(history: &History, violations: &mut Vec<Violation>) {
                 bound,
             });
         }
+    }
+}
+
+/// (e) `lww` order and expiry: a quorum read of a strict register key (and the final read of
+/// every register key) returns a value no acknowledged write had replaced before the read
+/// began. Write `b` is replaced by write `a` (`b` is *before* `a`) when the client of `a` had
+/// seen `b` and sent the newest version it saw as the context, or when `b` was acknowledged
+/// more than the clock skew bound before `a` began. A value whose TTL may have run out by the
+/// end of the read is not owed to anyone (its expiry reads as absent); one whose TTL certainly
+/// ran out must not be read. Returns how many distinct acknowledged writes were lost.
+pub fn check_registers(
+    history: &History,
+    skew_bound_ms: u64,
+    violations: &mut Vec<Violation>,
+) -> u64 {
+    let mut writes_by_key: BTreeMap<u64, Vec<&RegisterWrite>> = BTreeMap::new();
+    for w in &history.register_writes {
+        writes_by_key.entry(w.key).or_default().push(w);
+    }
+    let before = |b: &RegisterWrite, a: &RegisterWrite| {
+        b.id != a.id
+            && (a.saw.as_ref().is_some_and(|saw| saw.contains(&b.id))
+                || matches!(b.completed, Some((t, Completion::Ok)) if t.0 + skew_bound_ms < a.invoked.0))
+    };
+    // Expiry is judged on a node's clock against the coordinator's: up to the bound early.
+    let may_have_expired = |w: &RegisterWrite, at: u64| {
+        w.ttl_ms
+            .is_some_and(|ttl| at + skew_bound_ms >= w.invoked.0 + ttl)
+    };
+    let mut lost = BTreeSet::new();
+    for r in history
+        .register_reads
+        .iter()
+        .filter(|r| r.is_final || is_strict(r.key))
+    {
+        let writes = writes_by_key.get(&r.key).map(Vec::as_slice).unwrap_or(&[]);
+        let returned = match r.value {
+            Some(v) => match writes.iter().find(|w| w.id == v && !w.delete) {
+                Some(w) => Some(*w),
+                None => {
+                    violations.push(bad_value(r, v, "no client wrote it to this key"));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        if let Some(w) = returned {
+            if matches!(w.completed, Some((_, Completion::Fail))) {
+                violations.push(bad_value(r, w.id, "its write failed"));
+                continue;
+            }
+            if let (Some(ttl), Some((t, Completion::Ok))) = (w.ttl_ms, w.completed)
+                && r.invoked.0 > t.0 + ttl + skew_bound_ms
+            {
+                violations.push(bad_value(r, w.id, "its TTL had run out before the read"));
+                continue;
+            }
+        }
+        for a in writes.iter() {
+            let Some((acked_at, Completion::Ok)) = a.completed else {
+                continue;
+            };
+            if acked_at >= r.invoked || may_have_expired(a, r.completed.0) {
+                continue;
+            }
+            let fine = match returned {
+                Some(b) => !before(b, a),
+                // Absent: `a` is a delete, or some delete or expired value `a` does not
+                // replace may have won.
+                None => writes.iter().any(|d| {
+                    (d.delete || may_have_expired(d, r.completed.0))
+                        && d.invoked < r.completed
+                        && !matches!(d.completed, Some((_, Completion::Fail)))
+                        && (d.id == a.id || !before(d, a))
+                }),
+            };
+            if !fine {
+                lost.insert(a.id);
+                violations.push(Violation::StaleRegister {
+                    key: r.key,
+                    read_invoked_at: r.invoked.0,
+                    returned: r.value,
+                    lost: a.id,
+                    acked_at: acked_at.0,
+                });
+                break;
+            }
+        }
+    }
+    lost.len() as u64
+}
+
+fn bad_value(r: &RegisterRead, value: u64, why: &'static str) -> Violation {
+    Violation::BadRegisterValue {
+        key: r.key,
+        read_invoked_at: r.invoked.0,
+        value,
+        why,
     }
 }

@@ -4,7 +4,10 @@
 //!
 //! Start reading at [`run`]. [`world`] moves messages, timers and syncs; [`workload`] holds the
 //! clients (read-modify-write of per-key sets, with contexts) and the history they record;
-//! [`check`] holds the checkers of docs/DESIGN.md's guarantees.
+//! [`check`] holds the checkers of docs/DESIGN.md's guarantees. Keys are sets in `siblings`
+//! buckets (read-modify-write with contexts) and registers in `lww` buckets (unique values,
+//! some with short TTLs, written with or without the newest version the client saw), each
+//! kind in a strict and a sloppy bucket.
 //!
 //! Faults: message drops, duplicates, delays (and so reordering), network partitions, crashes
 //! of one or several nodes at once (losing writes not yet synced) and restarts, pauses (a
@@ -14,7 +17,11 @@
 //! (b) after healing and the final reads (with read repair), every replica of every key holds
 //!     the same object;
 //! (c) siblings per key never exceed the writers that could have been concurrent;
-//! (d) no element of a deleted set comes back in a later read (no resurrection).
+//! (d) no element of a deleted set comes back in a later read (no resurrection);
+//! (e) `lww` order and expiry: a register read never returns a value that an acknowledged,
+//!     unexpired write had replaced before the read began (replaced: the writer had seen it,
+//!     or it was acknowledged more than the clock skew bound earlier), nor a value whose TTL
+//!     had certainly run out.
 //! Each is shown catching a planted bug in `tests/checkers.rs`.
 //!
 //! Must not: read the clock, use OS randomness, iterate hash maps (determinism), or do I/O.

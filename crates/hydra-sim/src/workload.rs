@@ -1,7 +1,13 @@
-//! The clients: each repeatedly reads a key, adds a unique element to the set it holds (the
-//! union of all siblings) and writes it back with the read's context. Every operation is
-//! recorded in a Jepsen-style history (`invoke` then `ok`, `fail` or `info`; a timeout or an
-//! outcome that may have been applied is `info`, never `fail`).
+//! The clients and what they record. Keys come in two kinds:
+//! - sets (`siblings` buckets): a client reads a key, adds a unique element to the set it holds
+//!   (the union of all siblings) and writes it back with the read's context, or deletes it;
+//! - registers (`lww` buckets): a client reads a key, then writes a unique value (some with a
+//!   short TTL, as `SET k v PX ms`), or deletes it. Even-numbered clients write as a Redis
+//!   connection does (every write carries the newest version the client saw); odd-numbered
+//!   ones write blind, as an HTTP client without a context.
+//!
+//! Every operation is recorded in a Jepsen-style history (`invoke` then `ok`, `fail` or
+//! `info`; a timeout or an outcome that may have been applied is `info`, never `fail`).
 
 use hydra_core::ids::Timestamp;
 use hydra_core::message::{ClientError, ErrorCode};
@@ -13,6 +19,18 @@ use std::collections::BTreeSet;
 /// promise it for the final state (after hinted handoff).
 pub fn is_strict(key: u64) -> bool {
     key.is_multiple_of(2)
+}
+
+/// Keys 2, 3, 6, 7, 10, 11... are registers in `lww` buckets; the others are sets in
+/// `siblings` buckets. (Strictness is by parity, so both kinds come strict and sloppy.)
+pub fn is_register(key: u64) -> bool {
+    (key / 2) % 2 == 1
+}
+
+/// Whether a client writes registers as a Redis connection does, with the newest version it
+/// saw as the context (otherwise blind).
+pub fn writes_with_context(client: usize) -> bool {
+    client.is_multiple_of(2)
 }
 
 /// Encodes a set of elements as a value (sorted, 8 bytes each, little endian).
@@ -44,6 +62,15 @@ pub enum Completion {
 }
 
 impl Completion {
+    /// Jepsen's name of the completion.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Completion::Ok => "ok",
+            Completion::Fail => "fail",
+            Completion::Info => "info",
+        }
+    }
+
     pub fn of_write_error(e: &ClientError) -> Completion {
         match e.code {
             ErrorCode::InvalidKey
@@ -109,12 +136,53 @@ pub struct ReadOp {
     pub is_final: bool,
 }
 
+/// One write of a register: a unique value (its id, also the value's bytes), or a delete.
+#[derive(Clone, Debug)]
+pub struct RegisterWrite {
+    pub client: usize,
+    pub key: u64,
+    /// Unique over the run; what a read of this value returns.
+    pub id: u64,
+    pub delete: bool,
+    pub ttl_ms: Option<u64>,
+    /// The writes of this key the client had seen (read, or written and acknowledged) when it
+    /// invoked this one, if it sent the newest version it saw as the context.
+    pub saw: Option<Vec<u64>>,
+    pub invoked: Timestamp,
+    pub completed: Option<(Timestamp, Completion)>,
+}
+
+/// One successful read of a register.
+#[derive(Clone, Debug)]
+pub struct RegisterRead {
+    pub client: usize,
+    pub key: u64,
+    pub invoked: Timestamp,
+    pub completed: Timestamp,
+    /// The id of the value read; `None` when the key read as absent.
+    pub value: Option<u64>,
+    pub is_final: bool,
+}
+
+/// Encodes a register value (its id, 8 bytes little endian).
+pub fn encode_register(id: u64) -> Vec<u8> {
+    id.to_le_bytes().to_vec()
+}
+
+/// The id a register value holds (`None` for bytes no client wrote).
+pub fn decode_register(siblings: &[Sibling]) -> Option<u64> {
+    let s = siblings.first()?;
+    Some(u64::from_le_bytes(s.value.as_slice().try_into().ok()?))
+}
+
 /// Everything the clients did.
 #[derive(Clone, Debug, Default)]
 pub struct History {
     pub adds: Vec<AddOp>,
     pub reads: Vec<ReadOp>,
     pub deletes: Vec<DeleteOp>,
+    pub register_writes: Vec<RegisterWrite>,
+    pub register_reads: Vec<RegisterRead>,
     pub failed_reads: u64,
 }
 
@@ -131,19 +199,54 @@ impl History {
                 ),
             ));
             if let Some((t, c)) = a.completed {
-                let ty = match c {
-                    Completion::Ok => "ok",
-                    Completion::Fail => "fail",
-                    Completion::Info => "info",
-                };
                 events.push((
                     t.0,
                     format!(
-                        r#"{{"process":{},"type":"{ty}","f":"add","key":"k{}","value":{},"time":{}}}"#,
-                        a.client, a.key, a.element, t.0
+                        r#"{{"process":{},"type":"{}","f":"add","key":"k{}","value":{},"time":{}}}"#,
+                        a.client,
+                        c.as_str(),
+                        a.key,
+                        a.element,
+                        t.0
                     ),
                 ));
             }
+        }
+        for w in &self.register_writes {
+            let (f, value) = if w.delete {
+                ("delete", "null".to_string())
+            } else {
+                ("write", w.id.to_string())
+            };
+            events.push((
+                w.invoked.0,
+                format!(
+                    r#"{{"process":{},"type":"invoke","f":"{f}","key":"k{}","value":{value},"time":{}}}"#,
+                    w.client, w.key, w.invoked.0
+                ),
+            ));
+            if let Some((t, c)) = w.completed {
+                events.push((
+                    t.0,
+                    format!(
+                        r#"{{"process":{},"type":"{}","f":"{f}","key":"k{}","value":{value},"time":{}}}"#,
+                        w.client,
+                        c.as_str(),
+                        w.key,
+                        t.0
+                    ),
+                ));
+            }
+        }
+        for r in &self.register_reads {
+            let value = r.value.map_or("null".to_string(), |v| v.to_string());
+            events.push((
+                r.completed.0,
+                format!(
+                    r#"{{"process":{},"type":"ok","f":"read","key":"k{}","value":{value},"time":{}}}"#,
+                    r.client, r.key, r.completed.0
+                ),
+            ));
         }
         for r in &self.reads {
             let elems: Vec<String> = r.elements.iter().map(|e| e.to_string()).collect();

@@ -5,7 +5,7 @@ use hydra_core::bugs::{PlantedBugs, set_planted};
 use hydra_sim::{SimConfig, run};
 
 /// Seeds `cargo test` runs; the long sweep is `cargo run --release -p hydra-sim -- --seeds N`.
-const FIXED_SEEDS: u64 = 70;
+const FIXED_SEEDS: u64 = 100;
 
 #[test]
 fn fixed_seeds_hold_every_guarantee() {
@@ -135,4 +135,32 @@ fn checker_d_catches_tombstones_reaped_before_every_replica_has_them() {
         caught_by(bugs, 'd', 300).is_some(),
         "deleted values coming back went unnoticed"
     );
+}
+
+#[test]
+fn checker_e_catches_expiry_that_deletes_with_a_new_timestamp() {
+    let bugs = PlantedBugs {
+        expiry_stamped_now: true,
+        ..PlantedBugs::default()
+    };
+    let found = caught_by(bugs, 'e', 300);
+    assert!(
+        found.is_some(),
+        "an expiry delete beating a later refresh went unnoticed"
+    );
+    eprintln!("caught: {found:?}");
+}
+
+#[test]
+fn checker_e_catches_lww_writes_that_ignore_what_the_client_saw() {
+    let bugs = PlantedBugs {
+        lww_ignores_context: true,
+        ..PlantedBugs::default()
+    };
+    let found = caught_by(bugs, 'e', 300);
+    assert!(
+        found.is_some(),
+        "a client's later write losing to what it saw went unnoticed"
+    );
+    eprintln!("caught: {found:?}");
 }

@@ -133,7 +133,11 @@ impl Writes {
             sloppy: Some(false),
             ttl_ms: None,
         };
-        let tombstone = expired.expiry_tombstone();
+        let tombstone = if planted().expiry_stamped_now {
+            None
+        } else {
+            expired.expiry_tombstone()
+        };
         self.start_with(local, ctx, ReplyTo::Internal, write, props, at, tombstone)
     }
 
@@ -501,6 +505,7 @@ fn new_object<S: Store>(
         );
     }
     if props.conflicts == ConflictMode::Lww
+        && !planted().lww_ignores_context
         && let Some(seen) = write.context.as_ref().and_then(|c| c.0.values().max())
     {
         // An lww context names the version a read saw (its timestamp): a write carrying it

@@ -1,14 +1,29 @@
-//! The simulated clients: each reads a key's set, adds an element (or deletes the set) with
-//! the read's context, and records every step in the Jepsen-style history the checkers read.
+//! The simulated clients: each reads a key, then writes it (a set: adds an element or deletes
+//! the set, with the read's context; a register: writes a unique value, some with a TTL, or
+//! deletes it), and records every step in the Jepsen-style history the checkers read.
 
 use super::{Event, World};
-use crate::workload::{AddOp, Completion, DeleteOp, ReadOp, encode_set, is_strict, union_of};
+use crate::workload::{
+    AddOp, Completion, DeleteOp, ReadOp, RegisterRead, RegisterWrite, decode_register,
+    encode_register, encode_set, is_register, is_strict, union_of, writes_with_context,
+};
 use hydra_core::bucket::Consistency;
 use hydra_core::ids::Timestamp;
 use hydra_core::message::{ClientError, ClientRequest, ClientResponse, WriteRequest};
 use hydra_core::version::VersionVector;
 use rand::Rng;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Register writes with a TTL get one of at most this many milliseconds (short, so values
+/// expire during the run and refreshes race expiry).
+const REGISTER_TTL_MS_MAX: u64 = 3_000;
+/// Writes a register key gets before it retires. Fewer than a set's: each key's last writes
+/// (often a short-TTL value refreshed by one without a TTL) then sit idle, for a replica
+/// that missed the refresh to come back to and sweep its expired copy.
+const REGISTER_WRITES_PER_KEY: usize = 8;
+/// A client thinks up to this long after half its register writes, so a register key's writes spread
+/// over seconds (as a session key's refreshes do) and faults fall between them.
+const REGISTER_THINK_MS_MAX: u64 = 1_500;
 
 #[derive(Clone, Debug)]
 pub(super) enum ClientState {
@@ -27,11 +42,46 @@ pub(super) enum ClientState {
         delete: usize,
         op: u64,
     },
+    WritingRegister {
+        write: usize,
+        op: u64,
+    },
 }
 
 pub(super) struct Client {
     pub(super) state: ClientState,
     pub(super) next_op: u64,
+    /// The newest `lww` version this client saw (from reads and writes), as a Redis
+    /// connection keeps it; sent as the context of its register writes.
+    pub(super) seen: Option<VersionVector>,
+    /// Per register key: the ids of the values this client read or wrote (acknowledged).
+    pub(super) saw: BTreeMap<u64, Vec<u64>>,
+}
+
+impl Client {
+    pub(super) fn new() -> Client {
+        Client {
+            state: ClientState::Idle,
+            next_op: 0,
+            seen: None,
+            saw: BTreeMap::new(),
+        }
+    }
+
+    /// Keeps the newer of the version seen so far and `context` (an `lww` context names one
+    /// version: its writer and timestamp).
+    fn note_seen(&mut self, context: &VersionVector) {
+        let newest = |c: &VersionVector| c.0.iter().map(|(n, t)| (*t, *n)).max();
+        if let Some(new) = newest(context)
+            && self
+                .seen
+                .as_ref()
+                .and_then(newest)
+                .is_none_or(|old| new > old)
+        {
+            self.seen = Some(context.clone());
+        }
+    }
 }
 
 impl World {
@@ -105,6 +155,28 @@ impl World {
             } if o == op => match result {
                 Ok(ClientResponse::Read {
                     context, siblings, ..
+                }) if is_register(key) => {
+                    let value = decode_register(&siblings);
+                    self.history.register_reads.push(RegisterRead {
+                        client,
+                        key,
+                        invoked,
+                        completed: Timestamp(self.now),
+                        value,
+                        is_final,
+                    });
+                    self.report.ops += 1;
+                    let c = &mut self.clients[client];
+                    c.note_seen(&context);
+                    c.saw.entry(key).or_default().extend(value);
+                    if is_final {
+                        c.state = ClientState::Idle;
+                    } else {
+                        self.start_register_write(client, key);
+                    }
+                }
+                Ok(ClientResponse::Read {
+                    context, siblings, ..
                 }) => {
                     let elements = union_of(&siblings);
                     self.history.reads.push(ReadOp {
@@ -152,6 +224,28 @@ impl World {
                 self.report.ops += 1;
                 self.finish_op(client);
             }
+            ClientState::WritingRegister { write, op: o } if o == op => {
+                let think = if self.rng.random_bool(0.5) {
+                    self.rng.random_range(0..=20)
+                } else {
+                    self.rng.random_range(0..=REGISTER_THINK_MS_MAX)
+                };
+                let completion = match &result {
+                    Ok(ClientResponse::Written { context, .. }) => {
+                        let w = &self.history.register_writes[write];
+                        let c = &mut self.clients[client];
+                        c.note_seen(context);
+                        if !w.delete {
+                            c.saw.entry(w.key).or_default().push(w.id);
+                        }
+                        Completion::Ok
+                    }
+                    Ok(_) => Completion::Ok,
+                    Err(e) => Completion::of_write_error(e),
+                };
+                self.complete_register_write(write, completion);
+                self.finish_op_after(client, think);
+            }
             _ => {} // the answer to an operation that already timed out
         }
     }
@@ -175,6 +269,10 @@ impl World {
             ClientState::Deleting { delete, op: o } if o == op => {
                 self.history.deletes[delete].completed =
                     Some((Timestamp(self.now), Completion::Info));
+                self.finish_op(client);
+            }
+            ClientState::WritingRegister { write, op: o } if o == op => {
+                self.complete_register_write(write, Completion::Info);
                 self.finish_op(client);
             }
             _ => {}
@@ -245,16 +343,83 @@ impl World {
         });
         let add = self.history.adds.len() - 1;
         self.clients[client].state = ClientState::Writing { add, op };
-        // Retire a key that has had its share of adds; a fresh key takes its place.
+        self.count_write(key);
+        self.submit(client, op, request);
+    }
+
+    /// Writes a register key: a unique value (a third of them with a short TTL) or, now and
+    /// then, a delete. A Redis-style client sends the newest version it saw as the context.
+    pub(super) fn start_register_write(&mut self, client: usize, key: u64) {
+        let id = self.next_element;
+        self.next_element += 1;
+        let delete = self.rng.random_bool(0.08);
+        let ttl_ms = (!delete && self.rng.random_bool(0.5))
+            .then(|| self.rng.random_range(200..=REGISTER_TTL_MS_MAX));
+        let c = &self.clients[client];
+        let (context, saw) = if writes_with_context(client) {
+            (
+                c.seen.clone(),
+                Some(c.saw.get(&key).cloned().unwrap_or_default()),
+            )
+        } else {
+            (None, None)
+        };
+        let op = self.next_op(client);
+        let request = ClientRequest::Put(WriteRequest {
+            key: self.object_key(key),
+            value: (!delete).then(|| encode_register(id)),
+            content_type: if delete {
+                String::new()
+            } else {
+                "application/octet-stream".into()
+            },
+            context,
+            w: None,
+            timeout_ms: None,
+            sloppy: None,
+            ttl_ms,
+        });
+        self.history.register_writes.push(RegisterWrite {
+            client,
+            key,
+            id,
+            delete,
+            ttl_ms,
+            saw,
+            invoked: Timestamp(self.now),
+            completed: None,
+        });
+        let write = self.history.register_writes.len() - 1;
+        self.clients[client].state = ClientState::WritingRegister { write, op };
+        self.count_write(key);
+        self.submit(client, op, request);
+    }
+
+    fn complete_register_write(&mut self, write: usize, completion: Completion) {
+        self.history.register_writes[write].completed = Some((Timestamp(self.now), completion));
+        self.report.ops += 1;
+        match completion {
+            Completion::Ok => self.report.acked_writes += 1,
+            Completion::Info => self.report.uncertain_writes += 1,
+            Completion::Fail => self.report.failed_writes += 1,
+        }
+    }
+
+    /// Retires a key that has had its share of writes; a fresh key takes its place.
+    fn count_write(&mut self, key: u64) {
         let count = self.adds_invoked.entry(key).or_insert(0);
         *count += 1;
-        if *count >= self.config.adds_per_key
+        let per_key = if is_register(key) {
+            REGISTER_WRITES_PER_KEY
+        } else {
+            self.config.adds_per_key
+        };
+        if *count >= per_key
             && let Some(slot) = self.active_keys.iter().position(|k| *k == key)
         {
             self.active_keys[slot] = self.next_key;
             self.next_key += 1;
         }
-        self.submit(client, op, request);
     }
 
     pub(super) fn complete_add(&mut self, add: usize, completion: Completion) {
@@ -268,8 +433,12 @@ impl World {
     }
 
     pub(super) fn finish_op(&mut self, client: usize) {
-        self.clients[client].state = ClientState::Idle;
         let think = self.rng.random_range(0..=20);
-        self.schedule(think, Event::ClientStart { client });
+        self.finish_op_after(client, think);
+    }
+
+    fn finish_op_after(&mut self, client: usize, think_ms: u64) {
+        self.clients[client].state = ClientState::Idle;
+        self.schedule(think_ms, Event::ClientStart { client });
     }
 }

@@ -6,8 +6,8 @@ mod clients;
 use clients::{Client, ClientState};
 
 use crate::check::{self, Violation};
-use crate::workload::{History, is_strict};
-use hydra_core::bucket::{BucketProps, Consistency};
+use crate::workload::{History, is_register, is_strict};
+use hydra_core::bucket::{BucketProps, ConflictMode, Consistency};
 use hydra_core::ids::{ClientRequestId, NodeId, Timestamp};
 use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::layout::Layout;
@@ -52,6 +52,10 @@ pub struct SimConfig {
     /// Bytes of hints a node keeps per owner; small in some seeds, so a node stays down longer
     /// than its budget lasts and anti-entropy must make up for the dropped hints.
     pub hints_bytes_max: u64,
+    /// Partitions of the ring (a power of two). Each anti-entropy tick sweeps one partition
+    /// for expired values, so with fewer partitions a returning replica's sweep reaches its
+    /// stale keys sooner (before anti-entropy has brought them up to date).
+    pub partitions: u32,
 }
 
 impl SimConfig {
@@ -76,6 +80,7 @@ impl SimConfig {
             } else {
                 64 * 1024 * 1024
             },
+            partitions: 1 << rng.random_range(3..=6),
         }
     }
 }
@@ -106,6 +111,8 @@ pub struct SimReport {
     pub hints_dropped: u64,
     /// Hints still held when the run ended (after healing and settling).
     pub hints_pending: u64,
+    /// Expired values the nodes' sweeps deleted.
+    pub expired_deleted: u64,
     pub violations: Vec<Violation>,
     pub history: History,
 }
@@ -113,7 +120,7 @@ pub struct SimReport {
 impl SimReport {
     pub fn summary(&self) -> String {
         format!(
-            "seed={} nodes={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} violations={}",
+            "seed={} nodes={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} violations={}",
             self.seed,
             self.nodes,
             self.sim_ms,
@@ -135,6 +142,7 @@ impl SimReport {
             self.hints_delivered,
             self.hints_dropped,
             self.hints_pending,
+            self.expired_deleted,
             self.violations.len()
         )
     }
@@ -240,9 +248,9 @@ struct World {
     adds_invoked: BTreeMap<u64, usize>,
     next_key: u64,
     next_element: u64,
-    /// Sloppy bucket (odd keys) and strict bucket (even keys).
-    bucket: BucketName,
-    strict: BucketName,
+    /// The buckets of sets (`siblings`) and registers (`lww`), sloppy (odd keys) and strict
+    /// (even keys): see [`bucket_of`].
+    buckets: [BucketName; 4],
     /// Every replica's objects after healing, before the final reads (anti-entropy runs only).
     before_final_reads: Option<check::ReplicaObjects>,
     report: SimReport,
@@ -259,7 +267,8 @@ pub fn run(config: SimConfig) -> SimReport {
 impl World {
     fn new(config: SimConfig) -> World {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        let layout = Layout::uniform(config.nodes as u64, 64).expect("simulated layouts are valid");
+        let layout = Layout::uniform(config.nodes as u64, config.partitions)
+            .expect("simulated layouts are valid");
         let nodes = (0..config.nodes)
             .map(|i| {
                 let id = NodeId(i as u64 + 1);
@@ -283,12 +292,7 @@ impl World {
                 }
             })
             .collect();
-        let clients = (0..config.clients)
-            .map(|_| Client {
-                state: ClientState::Idle,
-                next_op: 0,
-            })
-            .collect();
+        let clients = (0..config.clients).map(|_| Client::new()).collect();
         let active_keys: Vec<u64> = (0..config.active_keys as u64).collect();
         let report = SimReport {
             seed: config.seed,
@@ -311,8 +315,7 @@ impl World {
             history: History::default(),
             adds_invoked: BTreeMap::new(),
             next_element: 1,
-            bucket: BucketName::new("default").expect("valid name"),
-            strict: BucketName::new("strict").expect("valid name"),
+            buckets: BUCKETS.map(|(name, _, _)| BucketName::new(name).expect("valid name")),
             before_final_reads: None,
             report,
         }
@@ -328,12 +331,11 @@ impl World {
     }
 
     fn object_key(&self, key: u64) -> ObjectKey {
-        let bucket = if is_strict(key) {
-            &self.strict
-        } else {
-            &self.bucket
-        };
-        ObjectKey::new(bucket.clone(), format!("k{key}").as_bytes()).expect("valid key")
+        ObjectKey::new(
+            self.buckets[bucket_of(key)].clone(),
+            format!("k{key}").as_bytes(),
+        )
+        .expect("valid key")
     }
 
     fn run_workload(&mut self) {
@@ -389,12 +391,18 @@ impl World {
                         break;
                     }
                 }
-                if self
-                    .history
-                    .reads
-                    .last()
-                    .is_some_and(|r| r.is_final && r.key == key)
-                {
+                let read = if is_register(key) {
+                    self.history
+                        .register_reads
+                        .last()
+                        .is_some_and(|r| r.is_final && r.key == key)
+                } else {
+                    self.history
+                        .reads
+                        .last()
+                        .is_some_and(|r| r.is_final && r.key == key)
+                };
+                if read {
                     done = true;
                     break;
                 }
@@ -431,7 +439,10 @@ impl World {
         let mut report = std::mem::take(&mut self.report);
         report.sim_ms = self.now - EPOCH_MS;
         report.keys = self.next_key;
-        check::check_all(&self.history, &replicas, &mut report);
+        // Two nodes' clocks are at most twice the largest skew apart (plus a millisecond, as
+        // timestamps of one millisecond tie).
+        let skew_bound_ms = 2 * self.config.clock_skew_ms_max + 1;
+        check::check_all(&self.history, &replicas, skew_bound_ms, &mut report);
         report.history = std::mem::take(&mut self.history);
         report
     }
@@ -707,7 +718,14 @@ impl World {
                     1
                 };
                 for _ in 0..count {
-                    let victim = self.rng.random_range(0..n);
+                    // Half the time the first primary of a register key being written: the
+                    // replica whose expiry sweep deletes that key's expired values, coming
+                    // back with a stale copy after missing a refresh.
+                    let victim = if self.rng.random_bool(0.5) {
+                        self.first_primary_of_a_register().unwrap_or(0)
+                    } else {
+                        self.rng.random_range(0..n)
+                    };
                     if self.nodes[victim].core.is_some() {
                         self.crash(victim);
                         let d = self.rng.random_range(200..=4000);
@@ -730,10 +748,31 @@ impl World {
         self.schedule(d, Event::Fault);
     }
 
-    /// Adds a node's hint counters (which restart from zero with the node) to the report.
+    /// The index of the first primary of an active register key, if one is active.
+    fn first_primary_of_a_register(&mut self) -> Option<usize> {
+        let registers: Vec<u64> = self
+            .active_keys
+            .iter()
+            .copied()
+            .filter(|k| is_register(*k))
+            .collect();
+        if registers.is_empty() {
+            return None;
+        }
+        let pick = self.rng.random_range(0..registers.len());
+        let key = self.object_key(registers[pick]);
+        let partition = self.layout.partition_for(key.bucket.as_str(), key.key());
+        let first = self.layout.preference_list(partition, 1).first().copied()?;
+        Some((first.0 - 1) as usize)
+    }
+
+    /// Adds a node's hint and expiry counters (which restart from zero with the node) to the
+    /// report.
     fn count_hints(&mut self, i: usize) {
         if let Some(core) = &self.nodes[i].core {
-            let c = core.status(Timestamp(self.now)).hint_counters;
+            let status = core.status(Timestamp(self.now));
+            self.report.expired_deleted += status.expired_deleted;
+            let c = status.hint_counters;
             self.report.hints_stored += c.stored;
             self.report.hints_delivered += c.delivered;
             self.report.hints_dropped += c.dropped;
@@ -783,13 +822,29 @@ fn node_config(id: NodeId, sim: &SimConfig) -> NodeConfig {
     c.handoff_interval_ms = 100;
     // Longer than a request can take (3 s) plus message delays; older hints are dropped.
     c.tombstone_grace_ms = 10_000;
-    // Even keys live here: no fallbacks, so strict quorums (Riak's PR/PW) hold.
-    c.buckets.insert(
-        BucketName::new("strict").expect("valid name"),
-        BucketProps {
-            sloppy: false,
-            ..BucketProps::default()
-        },
-    );
+    // Even keys live in strict buckets: no fallbacks, so strict quorums (Riak's PR/PW) hold.
+    for (name, conflicts, sloppy) in BUCKETS {
+        c.buckets.insert(
+            BucketName::new(name).expect("valid name"),
+            BucketProps {
+                sloppy,
+                conflicts,
+                ..BucketProps::default()
+            },
+        );
+    }
     c
+}
+
+/// The simulated buckets: name, conflict mode, sloppy.
+const BUCKETS: [(&str, ConflictMode, bool); 4] = [
+    ("sets-strict", ConflictMode::Siblings, false),
+    ("sets", ConflictMode::Siblings, true),
+    ("registers-strict", ConflictMode::Lww, false),
+    ("registers", ConflictMode::Lww, true),
+];
+
+/// Which of [`BUCKETS`] holds `key`.
+fn bucket_of(key: u64) -> usize {
+    usize::from(is_register(key)) * 2 + usize::from(!is_strict(key))
 }
