@@ -17,9 +17,12 @@ use crate::version::{Object, Sibling, VersionVector};
 use serde::{Deserialize, Serialize};
 
 /// Format byte of internode messages.
-pub const MESSAGE_FORMAT: u8 = 3;
+pub const MESSAGE_FORMAT: u8 = 4;
 /// Format byte of stored objects.
-pub const OBJECT_FORMAT: u8 = 2;
+pub const OBJECT_FORMAT: u8 = 3;
+/// Format byte of stored objects before `lww` versions had a TTL-change stamp: still read
+/// (as never touched), never written.
+const OBJECT_FORMAT_V2: u8 = 2;
 
 /// A client's request, as the shell hands it to the core.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +57,21 @@ pub struct WriteRequest {
     pub sloppy: Option<bool>,
     /// Milliseconds until the value expires (default: the bucket's `ttl_secs`, if any).
     pub ttl_ms: Option<u64>,
+    /// `lww` buckets only: act on exactly the version the context names instead of writing a
+    /// new one, so a write made after that version (by anyone) is never undone.
+    pub on_version: Option<VersionOp>,
+}
+
+/// What a write bound to one `lww` version does to it (Redis's read-then-write commands).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VersionOp {
+    /// Sets the version's TTL to `ttl_ms` (`None`: no expiry) and keeps its value and
+    /// identity (`EXPIRE`, `PEXPIRE`, `PERSIST`). `value` and `content_type` carry the value
+    /// the client read, used only by a coordinator that does not hold the version yet.
+    Touch,
+    /// Deletes the version: a tombstone with its identity, which loses to every later write
+    /// (`GETDEL`, `DEL`).
+    Delete,
 }
 
 impl ClientRequest {
@@ -520,13 +538,40 @@ pub fn decode_buckets(bytes: &[u8]) -> Result<Vec<(BucketName, BucketProps, Hlc)
     decode("bucket table", BUCKETS_FORMAT, bytes)
 }
 
+/// The shapes of older formats, kept to read what they stored.
+mod legacy {
+    use crate::ids::NodeId;
+    use crate::version::{Dvv, LwwValue, Object, Sibling};
+    use serde::Deserialize;
+
+    /// Object format 2: an `lww` version without its TTL-change stamp.
+    #[derive(Deserialize)]
+    pub(super) enum ObjectV2 {
+        Siblings(Dvv),
+        Lww { writer: NodeId, sibling: Sibling },
+    }
+
+    impl From<ObjectV2> for Object {
+        fn from(o: ObjectV2) -> Object {
+            match o {
+                ObjectV2::Siblings(d) => Object::Siblings(d),
+                ObjectV2::Lww { writer, sibling } => Object::Lww(LwwValue::new(writer, sibling)),
+            }
+        }
+    }
+}
+
 pub fn encode_object(object: &Object) -> Vec<u8> {
     encode(OBJECT_FORMAT, object)
 }
 
 pub fn decode_object(bytes: &[u8]) -> Result<Object, CodecError> {
     const WHAT: &str = "stored object";
-    let object = decode(WHAT, OBJECT_FORMAT, bytes)?;
+    let object = if bytes.first() == Some(&OBJECT_FORMAT_V2) {
+        decode::<legacy::ObjectV2>(WHAT, OBJECT_FORMAT_V2, bytes)?.into()
+    } else {
+        decode(WHAT, OBJECT_FORMAT, bytes)?
+    };
     validate_object(WHAT, &object)?;
     Ok(object)
 }
@@ -558,21 +603,34 @@ mod tests {
         Object::Siblings(d)
     }
 
-    /// Golden bytes: these pin object format 2 (version 1 had no TTL on siblings; nothing was
-    /// ever stored in it outside development) and message format 3 (2 carried TTLs in seconds;
-    /// messages are never stored, and a cluster runs one version). If this test fails, the format changed:
-    /// bump the format byte and keep a decoder for the old one instead of editing this.
+    /// Golden bytes: these pin object format 3 (2 had no TTL-change stamp on `lww` versions
+    /// and is still read, below; version 1 had no TTL on siblings; nothing was ever stored in
+    /// it outside development) and message format 4 (3 had no version-bound writes; messages
+    /// are never stored, and a cluster runs one version). If this test fails, the format
+    /// changed: bump the format byte and keep a decoder for the old one instead of editing this.
     #[test]
     fn golden_bytes() {
         assert_eq!(
             hex(&encode_object(&sample_object())),
-            "02000102010101760174050000"
+            "03000102010101760174050000"
         );
-        let lww = Object::Lww(LwwValue {
-            writer: NodeId(3),
-            sibling: Sibling::tombstone(Hlc(9)),
-        });
-        assert_eq!(hex(&encode_object(&lww)), "0201030000090100");
+        let lww = Object::Lww(LwwValue::new(NodeId(3), Sibling::tombstone(Hlc(9))));
+        assert_eq!(hex(&encode_object(&lww)), "030103000009010000");
+        // Format 2 still reads: an lww version then had no TTL-change stamp.
+        let unhex = |h: &str| -> Vec<u8> {
+            (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
+                .collect()
+        };
+        assert_eq!(
+            decode_object(&unhex("0201030000090100")).expect("format 2"),
+            lww
+        );
+        assert_eq!(
+            decode_object(&unhex("02000102010101760174050000")).expect("format 2"),
+            sample_object()
+        );
         let env = Envelope {
             layout_version: LayoutVersion(7),
             message: Message::ReplicateRequest {
@@ -583,7 +641,7 @@ mod tests {
         };
         assert_eq!(
             hex(&encode_envelope(&env)),
-            "030700ac020162016b000102010101760174050000"
+            "040700ac020162016b000102010101760174050000"
         );
         let env = Envelope {
             layout_version: LayoutVersion(1),
@@ -592,7 +650,7 @@ mod tests {
                 result: Err(ReplicaError::NotReplica),
             },
         };
-        assert_eq!(hex(&encode_envelope(&env)), "030103010103");
+        assert_eq!(hex(&encode_envelope(&env)), "040103010103");
     }
 
     #[test]
@@ -603,7 +661,7 @@ mod tests {
         );
         assert_eq!(
             decode_object(&[9]).expect_err("format").to_string(),
-            "stored object has format version 9, this node reads version 2"
+            "stored object has format version 9, this node reads version 3"
         );
         let mut bytes = encode_object(&sample_object());
         bytes.push(0);
@@ -655,9 +713,10 @@ mod tests {
                 }
                 Object::Siblings(d)
             }),
-            (any::<u64>(), sib).prop_map(|(w, s)| Object::Lww(LwwValue {
+            (any::<u64>(), sib, any::<u64>()).prop_map(|(w, s, t)| Object::Lww(LwwValue {
                 writer: NodeId(w),
-                sibling: s
+                sibling: s,
+                touched: Hlc(t),
             })),
         ]
     }

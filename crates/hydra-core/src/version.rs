@@ -278,23 +278,43 @@ fn merge_entry(a: &DvvEntry, b: &DvvEntry) -> DvvEntry {
 pub struct LwwValue {
     pub writer: NodeId,
     pub sibling: Sibling,
+    /// When the version's TTL was last changed without a new write (`EXPIRE`, `PERSIST`;
+    /// zero if never): of two copies of one version, the later change wins.
+    pub touched: Hlc,
 }
 
 impl LwwValue {
-    /// The last-writer-wins order: timestamp, then writer, then a tombstone over a value of
-    /// the same identity (an expired value's tombstone beats exactly that value and anything
-    /// older, never a later write), then the rest of the sibling, so that the order is total
-    /// and the merge a join even for malformed input.
-    fn order(&self) -> (Hlc, NodeId, bool, &[u8], &str, Option<u64>) {
+    /// A new version.
+    pub fn new(writer: NodeId, sibling: Sibling) -> LwwValue {
+        LwwValue {
+            writer,
+            sibling,
+            touched: Hlc::default(),
+        }
+    }
+
+    /// The last-writer-wins order: timestamp, then writer (together the version's
+    /// identity), then a tombstone over a value of the same identity (an expired or deleted
+    /// version's tombstone beats exactly that version and anything older, never a later
+    /// write), then the later TTL change, then the rest of the sibling, so that the order is
+    /// total and the merge a join even for malformed input.
+    fn order(&self) -> (Hlc, NodeId, bool, Hlc, &[u8], &str, Option<u64>) {
         let s = &self.sibling;
         (
             s.timestamp,
             self.writer,
             s.tombstone,
+            self.touched,
             &s.value,
             &s.content_type,
             s.expires_at,
         )
+    }
+
+    /// The tombstone of this version: it replaces this version (and any older), and loses to
+    /// any write made after it.
+    pub fn tombstone(&self) -> LwwValue {
+        LwwValue::new(self.writer, Sibling::tombstone(self.sibling.timestamp))
     }
 }
 
@@ -363,10 +383,7 @@ impl Object {
     /// with the object's context, which supersedes exactly what it saw).
     pub fn expiry_tombstone(&self) -> Option<Object> {
         match self {
-            Object::Lww(v) => Some(Object::Lww(LwwValue {
-                writer: v.writer,
-                sibling: Sibling::tombstone(v.sibling.timestamp),
-            })),
+            Object::Lww(v) => Some(Object::Lww(v.tombstone())),
             Object::Siblings(_) => None,
         }
     }
@@ -632,12 +649,53 @@ mod tests {
     }
 
     #[test]
+    fn a_ttl_change_or_version_delete_acts_on_its_version_only() {
+        let v = |ts: u64, s: &str| {
+            LwwValue::new(
+                NodeId(1),
+                Sibling::value(s.as_bytes().to_vec(), "t", Hlc(ts)),
+            )
+        };
+        let old = v(10, "old");
+        let mut touched = old.clone();
+        touched.sibling.expires_at = Some(5_000);
+        touched.touched = Hlc(20);
+        let mut persisted = old.clone();
+        persisted.touched = Hlc(30);
+        let newer = v(15, "new");
+        let merge = |a: &LwwValue, b: &LwwValue| {
+            let m = Object::Lww(a.clone())
+                .merge(&Object::Lww(b.clone()))
+                .expect("same mode");
+            assert_eq!(
+                m,
+                Object::Lww(b.clone())
+                    .merge(&Object::Lww(a.clone()))
+                    .expect("same mode"),
+                "the merge commutes"
+            );
+            m
+        };
+        // The later TTL change of one version wins, whatever its expiry.
+        assert_eq!(merge(&old, &touched), Object::Lww(touched.clone()));
+        assert_eq!(merge(&touched, &persisted), Object::Lww(persisted.clone()));
+        // A write made after the version beats any change of it, and its delete.
+        assert_eq!(merge(&touched, &newer), Object::Lww(newer.clone()));
+        assert_eq!(merge(&old.tombstone(), &newer), Object::Lww(newer.clone()));
+        // The version's delete beats the version, touched or not.
+        assert_eq!(
+            merge(&persisted, &old.tombstone()),
+            Object::Lww(old.tombstone())
+        );
+    }
+
+    #[test]
     fn lww_keeps_the_larger_timestamp_then_writer() {
         let w = |node: u64, ts: u64, s: &str| {
-            Object::Lww(LwwValue {
-                writer: NodeId(node),
-                sibling: Sibling::value(s.as_bytes().to_vec(), "t", Hlc(ts)),
-            })
+            Object::Lww(LwwValue::new(
+                NodeId(node),
+                Sibling::value(s.as_bytes().to_vec(), "t", Hlc(ts)),
+            ))
         };
         let a = w(1, 10, "a");
         let b = w(2, 10, "b");

@@ -188,6 +188,7 @@ fn put(
         timeout_ms: None,
         sloppy: None,
         ttl_ms: None,
+        on_version: None,
     })
 }
 
@@ -327,6 +328,7 @@ fn delete_hides_the_value_and_keeps_a_context() {
         timeout_ms: None,
         sloppy: None,
         ttl_ms: None,
+        on_version: None,
     });
     c.request(1, del).expect("ok");
     let after = c.request(2, get(&k, Some(Consistency::All)));
@@ -572,6 +574,7 @@ fn sloppy_quorum_writes_to_a_fallback_and_hands_off_when_the_primary_returns() {
         timeout_ms: None,
         sloppy: Some(false),
         ttl_ms: None,
+        on_version: None,
     });
     assert_eq!(
         error(c.request(coordinator, strict)).code,
@@ -612,6 +615,7 @@ fn delete(k: &ObjectKey, context: VersionVector) -> ClientRequest {
         timeout_ms: None,
         sloppy: None,
         ttl_ms: None,
+        on_version: None,
     })
 }
 
@@ -686,6 +690,7 @@ fn values_expire_then_are_reaped_like_tombstones() {
         timeout_ms: None,
         sloppy: None,
         ttl_ms: Some(2000),
+        on_version: None,
     });
     c.request(0, write).expect("write with a ttl");
     assert_eq!(
@@ -712,6 +717,7 @@ fn values_expire_then_are_reaped_like_tombstones() {
         timeout_ms: None,
         sloppy: None,
         ttl_ms: Some(0),
+        on_version: None,
     });
     let e = error(c.request(0, bad));
     assert_eq!(e.code, ErrorCode::InvalidTtl);
@@ -892,6 +898,7 @@ fn put_ttl(k: &ObjectKey, value: &str, ttl_ms: u64, w: Consistency) -> ClientReq
         timeout_ms: None,
         sloppy: Some(false),
         ttl_ms: Some(ttl_ms),
+        on_version: None,
     })
 }
 

@@ -486,6 +486,7 @@ async fn write_kv(
         content_type,
         sloppy,
         ttl_ms,
+        on_version: None,
         context,
         w,
         timeout_ms,

@@ -81,3 +81,92 @@ fn an_expiry_never_undoes_a_refresh_made_while_a_replica_was_down() {
         "the acknowledged refresh was lost to the expiry of the value it replaced"
     );
 }
+
+/// A Redis-protocol connection that sends one command and reads one simple reply (status,
+/// error, integer, nil or bulk string) as text.
+struct Resp {
+    reader: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl Resp {
+    fn connect(addr: &str) -> Resp {
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        Resp {
+            reader: std::io::BufReader::new(stream),
+        }
+    }
+
+    fn call(&mut self, args: &[&str]) -> String {
+        use std::io::{BufRead, Read, Write};
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.reader
+            .get_mut()
+            .write_all(out.as_bytes())
+            .expect("send");
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("reply");
+        let line = line.trim_end().to_string();
+        match line.strip_prefix('$') {
+            Some("-1") => "(nil)".into(),
+            Some(len) => {
+                let len: usize = len.parse().expect("bulk length");
+                let mut body = vec![0; len + 2];
+                self.reader.read_exact(&mut body).expect("bulk");
+                String::from_utf8_lossy(&body[..len]).into_owned()
+            }
+            None => line,
+        }
+    }
+}
+
+#[test]
+fn read_then_write_commands_never_undo_a_concurrent_set() {
+    // `EXPIRE k` (or `GETDEL k`) on one connection and `SET k v2` on another at the same
+    // moment: whichever order they take, the final value is never the old one (EXPIRE used
+    // to write the value it read back over v2, and GETDEL to delete a v2 it never returned).
+    let c = TestCluster::start(3, "");
+    let (addr_a, addr_b) = (c.nodes[0].resp.clone(), c.nodes[1].resp.clone());
+    let mut setup = Resp::connect(&addr_a);
+    let mut old_value_won = Vec::new();
+    for i in 0..60 {
+        let key = format!("race{i}");
+        assert_eq!(setup.call(&["SET", &key, "v1"]), "+OK");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let getdel = i % 2 == 1;
+        let (k, b, addr) = (key.clone(), barrier.clone(), addr_b.clone());
+        let racer = std::thread::spawn(move || {
+            let mut conn = Resp::connect(&addr);
+            b.wait();
+            if getdel {
+                conn.call(&["GETDEL", &k])
+            } else {
+                conn.call(&["EXPIRE", &k, "100"])
+            }
+        });
+        let mut writer = Resp::connect(&addr_a);
+        barrier.wait();
+        assert_eq!(writer.call(&["SET", &key, "v2"]), "+OK");
+        let raced = racer.join().expect("racer");
+        let last = setup.call(&["GET", &key]);
+        let fine = match (getdel, raced.as_str()) {
+            // GETDEL that returned v2 deleted it; one that returned v1 leaves v2.
+            (true, "v2") => last == "(nil)",
+            (true, "v1") => last == "v2",
+            (false, ":1") => last == "v2",
+            _ => false,
+        };
+        if !fine {
+            old_value_won.push(format!("{key}: racer said {raced}, then GET said {last}"));
+        }
+    }
+    assert!(
+        old_value_won.is_empty(),
+        "a read-then-write command undid a concurrent SET: {old_value_won:?}"
+    );
+}

@@ -9,10 +9,10 @@
 //! SetBucket ─▶ buckets
 //! ```
 
-use crate::bucket::{BucketProps, Consistency};
+use crate::bucket::{BucketProps, ConflictMode, Consistency};
 use crate::key::ObjectKey;
 use crate::limits::{CONTENT_TYPE_BYTES_MAX, CONTEXT_COUNTER_MAX, TIMEOUT_MS_MAX, TTL_SECS_MAX};
-use crate::message::{ClientError, ClientRequest, ErrorCode};
+use crate::message::{ClientError, ClientRequest, ErrorCode, VersionOp};
 
 use super::local::Local;
 
@@ -76,6 +76,26 @@ impl Local {
                                 "context names node {n} with counter {c}; it is not from this cluster"
                             ),
                         ));
+                    }
+                }
+                if let Some(op) = w.on_version {
+                    let why = if props.conflicts != ConflictMode::Lww {
+                        Some(format!(
+                            "a write bound to the version read needs an lww bucket; {:?} keeps siblings",
+                            key.bucket.as_str()
+                        ))
+                    } else if w.context.as_ref().map_or(0, |c| c.0.len()) != 1 {
+                        Some("a write bound to the version read needs the context of that read (one entry)".into())
+                    } else if (op == VersionOp::Touch) != w.value.is_some() {
+                        Some(
+                            "a TTL change carries the value read; a version delete carries none"
+                                .into(),
+                        )
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        return Err(ClientError::new(ErrorCode::InvalidContext, why));
                     }
                 }
                 if let Some(t) = w.ttl_ms

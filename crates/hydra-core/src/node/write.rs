@@ -33,7 +33,7 @@ use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
 use crate::limits::OBJECT_BYTES_MAX;
 use crate::message::{
-    ClientError, ClientResponse, ErrorCode, Outcome, ReplicaError, Role, WriteRequest,
+    ClientError, ClientResponse, ErrorCode, Outcome, ReplicaError, Role, VersionOp, WriteRequest,
     encode_object,
 };
 use crate::store::{Store, StoreError};
@@ -107,7 +107,14 @@ impl Writes {
         props: &BucketProps,
         at: Placement,
     ) {
-        self.start_with(local, ctx, reply_to, write, props, at, None)
+        let fixed = match write.on_version {
+            None => None,
+            Some(op) => match version_bound(local, ctx, &write, op, at.partition) {
+                Ok(object) => Some(object),
+                Err(e) => return local.out.reply(reply_to, Err(e)),
+            },
+        };
+        self.start_with(local, ctx, reply_to, write, props, at, fixed)
     }
 
     /// Deletes what expired, as the key's first primary (the expiry sweep's request; its
@@ -132,6 +139,7 @@ impl Writes {
             timeout_ms: None,
             sloppy: Some(false),
             ttl_ms: None,
+            on_version: None,
         };
         let tombstone = if planted().expiry_stamped_now {
             None
@@ -465,6 +473,57 @@ impl Writes {
     }
 }
 
+/// The object a write bound to the version its context names makes (validated: an `lww`
+/// bucket, a one-entry context): that version's tombstone, or that version with a new TTL
+/// and a new TTL-change stamp (its value taken from the store when this node holds the
+/// version, else from the client, which read it). Merged into any replica, it changes that
+/// version only: a newer one stays.
+fn version_bound<S: Store>(
+    local: &mut Local,
+    ctx: &mut Ctx<'_, S>,
+    write: &WriteRequest,
+    op: VersionOp,
+    partition: PartitionId,
+) -> Result<Object, ClientError> {
+    let (writer, ts) = write
+        .context
+        .as_ref()
+        .and_then(|c| c.0.iter().next())
+        .map(|(n, t)| (*n, Hlc(*t)))
+        .ok_or_else(|| ClientError::new(ErrorCode::InvalidContext, "no version named"))?;
+    let version = match op {
+        VersionOp::Delete => LwwValue::new(writer, Sibling::tombstone(ts)),
+        VersionOp::Touch => {
+            let stored = local
+                .load(ctx.store, &write.key.storage_key(partition))
+                .map_err(|e| ClientError::new(ErrorCode::StoreFailed, e.to_string()))?;
+            let mut sibling = match stored {
+                Some(Object::Lww(v))
+                    if v.writer == writer && v.sibling.timestamp == ts && !v.sibling.tombstone =>
+                {
+                    // A later change of this version's TTL is stamped after the last one.
+                    let _ = local
+                        .hlc
+                        .observe(v.touched, ctx.now, local.config.max_clock_skew_ms);
+                    v.sibling
+                }
+                _ => Sibling::value(
+                    write.value.clone().unwrap_or_default(),
+                    &write.content_type,
+                    ts,
+                ),
+            };
+            sibling.expires_at = write.ttl_ms.map(|t| ctx.now.0.saturating_add(t));
+            LwwValue {
+                writer,
+                sibling,
+                touched: local.hlc.now(ctx.now),
+            }
+        }
+    };
+    Ok(Object::Lww(version))
+}
+
 /// `fixed` merged into the stored object, and `fixed`'s newest timestamp.
 fn merge_stored<S: Store>(
     local: &mut Local,
@@ -545,10 +604,7 @@ fn new_object<S: Store>(
             Object::Siblings(d)
         }
         ConflictMode::Lww => {
-            let new = Object::Lww(LwwValue {
-                writer: local.me(),
-                sibling,
-            });
+            let new = Object::Lww(LwwValue::new(local.me(), sibling));
             match stored.map(|l| l.merge(&new)) {
                 None => new,
                 Some(Ok(merged)) => merged,

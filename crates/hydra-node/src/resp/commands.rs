@@ -1,13 +1,16 @@
 //! The key commands: GET, SET and its options, GETDEL, DEL, EXISTS, MGET, MSET, STRLEN,
 //! EXPIRE, TTL, PERSIST, and Hydra's own (HYDRA.BUCKET, HYDRA.CONSISTENCY, HYDRA.GETALL,
-//! HYDRA.PUT, HYDRA.DEL). Each turns into core requests through [`Connection::request`];
-//! read-then-write commands carry the read's context.
+//! HYDRA.PUT, HYDRA.DEL). Each turns into core requests through [`Connection::request`].
+//! Read-then-write commands act on exactly the version they read: in an `lww` bucket a
+//! write bound to that version (`EXPIRE`/`PERSIST` change its TTL only, `GETDEL`/`DEL` delete
+//! it), so a concurrent write is never undone; in a `siblings` bucket a write with the
+//! read's context, refused while the key has several siblings.
 
 use super::{Connection, cas_missing, error_value, take_newest};
 use crate::driver::wall_ms;
 use hydra_core::bucket::{ConflictMode, Consistency};
 use hydra_core::key::BucketName;
-use hydra_core::message::ClientResponse;
+use hydra_core::message::{ClientResponse, VersionOp};
 use hydra_core::version::{Context, Sibling, VersionVector};
 use hydra_resp::Value;
 
@@ -121,13 +124,19 @@ impl Connection {
             Ok(k) => k,
             Err(e) => return e,
         };
-        match self.read(&key).await {
+        match self.read_version(&key).await {
             Err(e) => e,
             Ok((_, None)) => Value::Null,
-            Ok((context, Some(s))) => match self.write(key, None, Some(context), None).await {
-                Ok(_) => Value::Bulk(s.value),
-                Err(e) => e,
-            },
+            Ok((context, Some(s))) => {
+                let value = s.value.clone();
+                match self
+                    .write_version(key, VersionOp::Delete, (context, s), None)
+                    .await
+                {
+                    Ok(_) => Value::Bulk(value),
+                    Err(e) => e,
+                }
+            }
         }
     }
 
@@ -138,10 +147,13 @@ impl Connection {
                 Ok(k) => k,
                 Err(e) => return e,
             };
-            match self.read(&key).await {
+            match self.read_version(&key).await {
                 Err(e) => return e,
                 Ok((_, None)) => {}
-                Ok((context, Some(_))) => match self.write(key, None, Some(context), None).await {
+                Ok((context, Some(s))) => match self
+                    .write_version(key, VersionOp::Delete, (context, s), None)
+                    .await
+                {
                     Ok(_) => deleted += 1,
                     Err(e) => return e,
                 },
@@ -228,7 +240,7 @@ impl Connection {
             }
             Some(_) => return Value::error("ERR Unsupported option"),
         };
-        let (context, sibling) = match self.read(&key).await {
+        let (context, sibling) = match self.read_version(&key).await {
             Ok((_, None)) => return Value::Integer(0),
             Ok((c, Some(s))) => (c, s),
             Err(e) => return e,
@@ -247,9 +259,10 @@ impl Connection {
             return Value::Integer(0);
         }
         let result = if ms <= 0 {
-            self.write(key, None, Some(context), None).await
+            self.write_version(key, VersionOp::Delete, (context, sibling), None)
+                .await
         } else {
-            self.write(key, Some(sibling.value), Some(context), Some(ms as u64))
+            self.write_version(key, VersionOp::Touch, (context, sibling), Some(ms as u64))
                 .await
         };
         match result {
@@ -281,10 +294,13 @@ impl Connection {
             Ok(k) => k,
             Err(e) => return e,
         };
-        match self.read(&key).await {
+        match self.read_version(&key).await {
             Err(e) => e,
             Ok((context, Some(s))) if s.expires_at.is_some() => {
-                match self.write(key, Some(s.value), Some(context), None).await {
+                match self
+                    .write_version(key, VersionOp::Touch, (context, s), None)
+                    .await
+                {
                     Ok(_) => Value::Integer(1),
                     Err(e) => e,
                 }

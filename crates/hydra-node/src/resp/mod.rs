@@ -35,7 +35,7 @@ use hydra_core::bucket::Consistency;
 use hydra_core::ids::NodeId;
 use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::message::{
-    ClientError, ClientRequest, ClientResponse, ErrorCode, Receipt, WriteRequest,
+    ClientError, ClientRequest, ClientResponse, ErrorCode, Receipt, VersionOp, WriteRequest,
 };
 use hydra_core::version::{Sibling, VersionVector};
 use hydra_resp::{Command, Limits, Protocol, Value, parse_command};
@@ -405,6 +405,7 @@ impl Connection {
             timeout_ms: None,
             sloppy: None,
             ttl_ms,
+            on_version: None,
         })
     }
 
@@ -460,6 +461,54 @@ impl Connection {
         match take_newest(self.request(self.get_request(key.clone())).await?) {
             (Some(context), sibling) => Ok((context, sibling)),
             (None, _) => Err(Value::error("ERR unexpected reply to a read")),
+        }
+    }
+
+    /// Reads a key for a command that then acts on what it read (`EXPIRE`, `PERSIST`,
+    /// `GETDEL`, `DEL`): its context and its one live value, if any. In a `siblings` bucket a
+    /// key with several live siblings is refused: acting on one would drop the others.
+    async fn read_version(
+        &mut self,
+        key: &ObjectKey,
+    ) -> Result<(VersionVector, Option<Sibling>), Value> {
+        let response = self.request(self.get_request(key.clone())).await?;
+        if let ClientResponse::Read { siblings, .. } = &response {
+            let live = siblings.iter().filter(|s| !s.tombstone).count();
+            if live > 1 {
+                return Err(Value::error(format!(
+                    "CONFLICT the key has {live} concurrent values (siblings); read them with HYDRA.GETALL and resolve them with HYDRA.PUT first"
+                )));
+            }
+        }
+        match take_newest(response) {
+            (Some(context), sibling) => Ok((context, sibling)),
+            (None, _) => Err(Value::error("ERR unexpected reply to a read")),
+        }
+    }
+
+    /// Acts on exactly the version a [`Connection::read_version`] returned: in an `lww`
+    /// bucket a write bound to that version (a later write by anyone stays); in a `siblings`
+    /// bucket a new version with the read's context (a concurrent write stays as a sibling).
+    /// `Touch` keeps the value read with TTL `ttl_ms`; `Delete` deletes it.
+    async fn write_version(
+        &mut self,
+        key: ObjectKey,
+        op: VersionOp,
+        read: (VersionVector, Sibling),
+        ttl_ms: Option<u64>,
+    ) -> Result<VersionVector, Value> {
+        let (context, sibling) = read;
+        let value = (op == VersionOp::Touch).then_some(sibling.value);
+        let mut request = self.put_request(key, value, Some(context), ttl_ms);
+        if let ClientRequest::Put(w) = &mut request {
+            if op == VersionOp::Touch {
+                w.content_type = sibling.content_type;
+            }
+            w.on_version = self.lww.then_some(op);
+        }
+        match self.request(request).await? {
+            ClientResponse::Written { context, .. } => Ok(context),
+            _ => Err(Value::error("ERR unexpected reply to a write")),
         }
     }
 

@@ -298,6 +298,7 @@ impl World {
             timeout_ms: None,
             sloppy: None,
             ttl_ms: None,
+            on_version: None,
         });
         self.history.deletes.push(DeleteOp {
             client,
@@ -332,6 +333,7 @@ impl World {
             timeout_ms: None,
             sloppy: None,
             ttl_ms: None,
+            on_version: None,
         });
         self.history.adds.push(AddOp {
             client,
@@ -378,6 +380,7 @@ impl World {
             timeout_ms: None,
             sloppy: None,
             ttl_ms,
+            on_version: None,
         });
         self.history.register_writes.push(RegisterWrite {
             client,
