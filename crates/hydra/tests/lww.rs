@@ -170,3 +170,28 @@ fn read_then_write_commands_never_undo_a_concurrent_set() {
         "a read-then-write command undid a concurrent SET: {old_value_won:?}"
     );
 }
+
+#[test]
+fn read_then_write_commands_refuse_a_key_with_siblings() {
+    // In a `siblings` bucket, EXPIRE or GETDEL on one of several concurrent values would drop
+    // the others: refused, naming how to resolve them; the siblings stay.
+    let c = TestCluster::start(3, "");
+    let mut conn = Resp::connect(&c.nodes[0].resp);
+    assert_eq!(conn.call(&["HYDRA.BUCKET", "default"]), "+OK");
+    assert!(!conn.call(&["HYDRA.PUT", "k", "a", ""]).starts_with('-'));
+    assert!(!conn.call(&["HYDRA.PUT", "k", "b", ""]).starts_with('-'));
+    for cmd in [
+        &["EXPIRE", "k", "100"][..],
+        &["GETDEL", "k"],
+        &["PERSIST", "k"],
+        &["DEL", "k"],
+    ] {
+        let reply = conn.call(cmd);
+        assert!(
+            reply.starts_with("-CONFLICT the key has 2 concurrent values"),
+            "{cmd:?}: {reply}"
+        );
+    }
+    let siblings = c.client(0).get("default", "k", &[]).expect("read");
+    assert_eq!(siblings.status, 300, "both siblings are still there");
+}
