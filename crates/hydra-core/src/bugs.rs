@@ -25,6 +25,8 @@ pub struct PlantedBugs {
     pub expiry_stamped_now: bool,
     /// `lww` writes ignore the context (the version the client saw) when stamped.
     pub lww_ignores_context: bool,
+    /// A node uses its clock whatever its peers' heartbeats say of it (no `ClockSkew`).
+    pub ignore_clock_verdict: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -38,6 +40,7 @@ thread_local! {
         reap_early: false,
         expiry_stamped_now: false,
         lww_ignores_context: false,
+        ignore_clock_verdict: false,
     }) };
 }
 

@@ -62,6 +62,18 @@ pub struct WriteRequest {
     pub on_version: Option<VersionOp>,
 }
 
+/// The echo of a peer's heartbeat, by which that peer measures the round trip and its clock
+/// offset (see `node/clock.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Echo {
+    /// The monotonic reading the peer's heartbeat carried.
+    pub mono_ms: u64,
+    /// How long the echoing node held it before this heartbeat left.
+    pub held_ms: u64,
+    /// The echoing node's wall clock when the peer's heartbeat came.
+    pub wall_ms: u64,
+}
+
 /// What a write bound to one `lww` version does to it (Redis's read-then-write commands).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VersionOp {
@@ -148,6 +160,9 @@ pub enum ErrorCode {
     /// A change of a bucket property that cannot change: the conflict mode, or `n` (no data
     /// would move to the new replicas).
     BucketPropertyFixed,
+    /// The node's clock is off its peers' (or unverified after a jump or a start): it
+    /// coordinates no write and no `lww` read until it is right.
+    ClockSkew,
 }
 
 impl ErrorCode {
@@ -174,6 +189,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::CasNotSupported => "cas_not_supported",
             ErrorCode::BucketPropertyFixed => "bucket_property_fixed",
+            ErrorCode::ClockSkew => "clock_skew",
         }
     }
 }
@@ -324,8 +340,14 @@ pub enum Message {
     BucketsGossip {
         buckets: Vec<(BucketName, BucketProps, Hlc)>,
     },
-    /// Sent to every peer every heartbeat interval; feeds the failure detector.
-    Heartbeat,
+    /// Sent to every peer every heartbeat interval; feeds the failure detector and the clock
+    /// offset estimate (the sender's wall and monotonic readings, and an echo of the
+    /// receiver's last heartbeat).
+    Heartbeat {
+        wall_ms: u64,
+        mono_ms: u64,
+        echo: Option<Echo>,
+    },
     /// Coordinator to fallback: hold this object for `owner` (durably), then answer with a
     /// `ReplicateResponse`.
     HintRequest {

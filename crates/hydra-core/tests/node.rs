@@ -37,7 +37,7 @@ impl Cluster {
         let nodes = (1..=count)
             .map(|i| Node::new(config(i), layout.clone()))
             .collect();
-        Cluster {
+        let mut c = Cluster {
             nodes,
             stores: (0..count).map(|_| MemStore::new()).collect(),
             skew_ms: vec![0; count as usize],
@@ -46,7 +46,10 @@ impl Cluster {
             rng: ChaCha8Rng::seed_from_u64(1),
             next_id: 0,
             layout,
-        }
+        };
+        // A node coordinates nothing until a heartbeat round trip has verified its clock.
+        c.idle(1_000);
+        c
     }
 
     fn kill(&mut self, i: usize) {
@@ -72,6 +75,7 @@ impl Cluster {
         }
         let mut ctx = Ctx {
             now: Timestamp(self.now + self.skew_ms[i]),
+            mono: Timestamp(self.now),
             store: &mut self.stores[i],
             rng: &mut self.rng,
         };
@@ -420,10 +424,11 @@ fn a_node_that_is_no_replica_forwards_writes_to_one() {
 }
 
 #[test]
-fn lww_keeps_the_last_write_and_refuses_far_future_timestamps() {
+fn lww_keeps_the_last_write_and_a_node_whose_clock_runs_ahead_stamps_nothing() {
     let mut c = Cluster::new(3);
-    // Node 1's clock runs 10 s ahead all along (skew limit 1 s).
+    // Node 1's clock runs 10 s ahead (skew limit 1 s): its peers' heartbeats show it.
     c.skew_ms[0] = 10_000;
+    c.idle(1_000);
     let k = key("redis", "k");
     c.request(1, put(&k, "first", None, None)).expect("ok");
     c.request(2, put(&k, "second", None, None)).expect("ok");
@@ -431,13 +436,27 @@ fn lww_keeps_the_last_write_and_refuses_far_future_timestamps() {
         values(&c.request(2, get(&k, Some(Consistency::All)))),
         ["second"]
     );
-    // The other replicas refuse node 1's writes: their timestamps are too far ahead.
+    // Node 1 refuses to stamp a write (or judge an lww read) with its clock, naming its
+    // offset; the others would refuse its timestamps anyway (too far ahead).
     let e = error(c.request(0, put(&k, "future", None, Some(Consistency::All))));
-    assert_eq!(e.code, ErrorCode::QuorumNotReached);
+    assert_eq!(e.code, ErrorCode::ClockSkew);
     assert!(
-        e.message.contains("ahead of this node's clock"),
+        e.message.contains("its clock is 10000 ms off"),
         "{}",
         e.message
+    );
+    let e = error(c.request(0, get(&k, None)));
+    assert_eq!(e.code, ErrorCode::ClockSkew);
+    let status = c.nodes[0].status(Timestamp(c.now)).clock;
+    assert_eq!((status.state, status.offset_ms), ("skewed", Some(10_000)));
+    // Its clock put right, it verifies it with its peers and coordinates again.
+    c.skew_ms[0] = 0;
+    c.idle(1_000);
+    c.request(0, put(&k, "third", None, Some(Consistency::All)))
+        .expect("ok once the clock is right");
+    assert_eq!(
+        values(&c.request(2, get(&k, Some(Consistency::All)))),
+        ["third"]
     );
 }
 
@@ -732,6 +751,7 @@ fn a_restarted_coordinator_keeps_its_clock_ahead_of_what_it_issued_but_near_the_
     hydra_core::store::Store::sync(&mut c.stores[0]).expect("sync");
     c.kill(0);
     c.restart(0);
+    c.idle(1_000);
     // lww writes stamped more than the skew limit ahead are refused: the persisted clock mark
     // must not push a restarted node that far ahead.
     c.request(0, put(&k, "after", None, Some(Consistency::All)))
@@ -773,6 +793,7 @@ fn reads_ask_r_replicas_and_the_rest_only_when_one_is_slow() {
         cfg.read_retry_after_ms = 0;
         *n = Node::new(cfg, c.layout.clone());
     }
+    c.idle(1_000);
     c.request(0, put(&k, "v", None, Some(Consistency::All)))
         .expect("ok");
     c.idle(10);
@@ -816,6 +837,7 @@ fn zero_periodic_intervals_never_spin_a_call() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let mut ctx = Ctx {
         now: Timestamp(1_000),
+        mono: Timestamp(1_000),
         store: &mut store,
         rng: &mut rng,
     };
@@ -981,7 +1003,17 @@ fn an_lww_write_carrying_a_reads_context_beats_what_that_read_saw() {
     let partition = c.layout.partition_for("redis", b"profile");
     let order = c.layout.preference_list(partition, 3).to_vec();
     let (fast, slow) = ((order[0].0 - 1) as usize, (order[2].0 - 1) as usize);
-    c.skew_ms[fast] = 800;
+    c.skew_ms[fast] = 400;
+    // No handoff or anti-entropy: the slow replica gets v1 from nobody.
+    let quiet = |id: u64| {
+        let mut cfg = config(id);
+        cfg.handoff_interval_ms = 0;
+        cfg.anti_entropy_interval_ms = 0;
+        cfg
+    };
+    for n in &mut c.nodes {
+        *n = Node::new(quiet(n.id().0), c.layout.clone());
+    }
     c.idle(1_000);
     c.kill(slow);
     c.idle(6_000);
@@ -989,7 +1021,9 @@ fn an_lww_write_carrying_a_reads_context_beats_what_that_read_saw() {
         .expect("v1 at two replicas");
     let read = c.request(fast, get(&k, Some(Consistency::Quorum)));
     assert_eq!(values(&read), ["v1"]);
-    c.restart(slow);
+    c.down.remove(&slow);
+    c.nodes[slow] = Node::new(quiet(slow as u64 + 1), c.layout.clone());
+    c.idle(1_000); // its clock verified by a heartbeat round trip
     c.request(
         slow,
         put(&k, "v2", Some(context(&read)), Some(Consistency::Quorum)),

@@ -59,7 +59,8 @@ pub fn classify(e: &Error) -> Kind {
             status, code, body, ..
         } => match (*status, code.as_str()) {
             (400..=499, _) => Kind::Fail,
-            (503, "overloaded") => Kind::Fail,
+            // Refused before anything was written.
+            (503, "overloaded" | "clock_skew") => Kind::Fail,
             (503, "quorum_not_reached") => {
                 // Refused up front: no replica acked and every failure is a replica the
                 // coordinator believed down (so it wrote nothing, not even locally).

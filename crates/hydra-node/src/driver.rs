@@ -121,6 +121,15 @@ pub fn wall_ms() -> u64 {
     ms.saturating_add_signed(CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed))
 }
 
+/// Milliseconds since this process first asked: a clock that never jumps (`Ctx::mono`).
+pub fn mono_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
 /// Test-only shift of this process's wall clock (`node.clock_offset_ms`), so fault tests can
 /// give nodes skewed clocks on one machine, where the real clock cannot differ per process.
 static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
@@ -346,6 +355,7 @@ impl Driver {
         while let Some(input) = inputs.pop() {
             let mut ctx = Ctx {
                 now: Timestamp(wall_ms()),
+                mono: Timestamp(mono_ms()),
                 store: &mut self.store,
                 rng: &mut self.rng,
             };

@@ -66,9 +66,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::TooManySiblings | ErrorCode::BucketPropertyFixed => StatusCode::CONFLICT,
         ErrorCode::CasNotSupported => StatusCode::NOT_IMPLEMENTED,
-        ErrorCode::QuorumNotReached | ErrorCode::CoordinatorUnreachable | ErrorCode::Overloaded => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        ErrorCode::QuorumNotReached
+        | ErrorCode::CoordinatorUnreachable
+        | ErrorCode::Overloaded
+        | ErrorCode::ClockSkew => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::StoreFailed | ErrorCode::NotReplica | ErrorCode::Internal => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
@@ -531,6 +532,13 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
         "peers": peers,
         "in_flight": status.in_flight,
         "store_poisoned": status.store_poisoned,
+        "clock": json!({
+            "state": status.clock.state,
+            "offset_ms": status.clock.offset_ms,
+            "peers_measured": status.clock.peers_measured,
+            "jumps": status.clock.jumps,
+            "detail": status.clock.detail,
+        }),
         "durability": state.durability,
         "buckets": buckets.iter().map(|(n, p)| (n.to_string(), props_json(p))).collect::<serde_json::Map<_, _>>(),
         "hints_pending_bytes": status.hints.iter().map(|h| h.bytes).sum::<u64>(),

@@ -51,6 +51,10 @@ pub struct Metrics {
     pub hints_pending_bytes: Family<TargetLabels, Gauge>,
     pub ae_exchanges: Counter,
     pub ae_keys_repaired: Counter,
+    /// This node's clock minus its peers' median (0 until measured).
+    pub clock_offset_ms: Gauge,
+    /// 1 while the node does not trust its clock (skewed or unverified): it refuses writes.
+    pub clock_refusing: Gauge,
     /// The core's hint counters at the last scrape (the registry's counters advance by the
     /// difference).
     last_hints: std::sync::Mutex<hydra_core::hints::HintCounters>,
@@ -141,8 +145,22 @@ impl Metrics {
             "Keys repaired by anti-entropy",
             ae_keys_repaired.clone(),
         );
+        let clock_offset_ms = Gauge::default();
+        registry.register(
+            "hydra_clock_offset_ms",
+            "This node's clock minus the median of its peers' (heartbeat round trips)",
+            clock_offset_ms.clone(),
+        );
+        let clock_refusing = Gauge::default();
+        registry.register(
+            "hydra_clock_refusing",
+            "1 while this node's clock is skewed or unverified and it refuses writes (CLOCK_SKEW)",
+            clock_refusing.clone(),
+        );
         Metrics {
             registry,
+            clock_offset_ms,
+            clock_refusing,
             ae_exchanges,
             ae_keys_repaired,
             last_ae: std::sync::Mutex::new((0, 0)),
@@ -180,6 +198,10 @@ impl Metrics {
                 .inc_by(ae.keys_repaired.saturating_sub(last.1));
             *last = (ae.exchanges_completed, ae.keys_repaired);
         }
+        self.clock_offset_ms
+            .set(status.clock.offset_ms.unwrap_or_default());
+        self.clock_refusing
+            .set(i64::from(status.clock.state != "ok"));
         self.hints_pending_bytes.clear();
         for t in &status.hints {
             self.hints_pending_bytes

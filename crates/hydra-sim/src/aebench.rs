@@ -124,6 +124,7 @@ pub fn run(keys: usize, differing: usize) -> AeBenchReport {
         now = now.max(t);
         let mut ctx = Ctx {
             now: Timestamp(now),
+            mono: Timestamp(now),
             store: &mut stores[i],
             rng: &mut rng,
         };
@@ -133,7 +134,7 @@ pub fn run(keys: usize, differing: usize) -> AeBenchReport {
                 Output::Send { to, envelope } => {
                     let size = encode_envelope(&envelope).len() as u64;
                     match &envelope.message {
-                        Message::Heartbeat | Message::BucketsGossip { .. } => {}
+                        Message::Heartbeat { .. } | Message::BucketsGossip { .. } => {}
                         Message::RepairRequest { .. } => {
                             report.repair_bytes += size;
                             report.repair_messages += 1;

@@ -89,7 +89,8 @@ impl Completion {
             | ErrorCode::NotFound
             | ErrorCode::NoSuchRoute
             | ErrorCode::CasNotSupported
-            | ErrorCode::BucketPropertyFixed => Completion::Fail,
+            | ErrorCode::BucketPropertyFixed
+            | ErrorCode::ClockSkew => Completion::Fail,
             // Some replicas (or the coordinator) may hold the write.
             ErrorCode::QuorumNotReached
             | ErrorCode::CoordinatorUnreachable

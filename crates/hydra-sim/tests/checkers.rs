@@ -5,11 +5,12 @@ use hydra_core::bugs::{PlantedBugs, set_planted};
 use hydra_sim::{SimConfig, run};
 
 /// Seeds `cargo test` runs; the long sweep is `cargo run --release -p hydra-sim -- --seeds N`.
-const FIXED_SEEDS: u64 = 100;
+const FIXED_SEEDS: u64 = 120;
 
 #[test]
 fn fixed_seeds_hold_every_guarantee() {
     let (mut acked, mut pauses, mut crashes, mut partitions) = (0, 0, 0, 0);
+    let mut jumps = 0;
     for seed in 0..FIXED_SEEDS {
         let report = run(SimConfig::from_seed(seed));
         assert!(
@@ -21,10 +22,11 @@ fn fixed_seeds_hold_every_guarantee() {
         pauses += report.pauses;
         crashes += report.crashes;
         partitions += report.partitions;
+        jumps += report.clock_jumps;
     }
     assert!(
-        pauses > 0 && crashes > 0 && partitions > 0,
-        "the seeds must include every fault: {pauses} pauses, {crashes} crashes, {partitions} partitions"
+        pauses > 0 && crashes > 0 && partitions > 0 && jumps > 0,
+        "the seeds must include every fault: {pauses} pauses, {crashes} crashes, {partitions} partitions, {jumps} clock jumps"
     );
     assert!(
         acked > 10_000,
@@ -161,6 +163,20 @@ fn checker_e_catches_lww_writes_that_ignore_what_the_client_saw() {
     assert!(
         found.is_some(),
         "a client's later write losing to what it saw went unnoticed"
+    );
+    eprintln!("caught: {found:?}");
+}
+
+#[test]
+fn checker_e_catches_a_node_that_stamps_writes_with_a_clock_that_jumped() {
+    let bugs = PlantedBugs {
+        ignore_clock_verdict: true,
+        ..PlantedBugs::default()
+    };
+    let found = caught_by(bugs, 'e', 300);
+    assert!(
+        found.is_some(),
+        "writes stamped by a clock an hour off went unnoticed"
     );
     eprintln!("caught: {found:?}");
 }

@@ -315,6 +315,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(why) = s["store_poisoned"].as_str() {
                 println!("STORE POISONED: {why}");
             }
+            let clock = &s["clock"];
+            println!(
+                "clock {}  offset {} ms  peers measured {}  jumps {}",
+                clock["state"].as_str().unwrap_or("?"),
+                clock["offset_ms"]
+                    .as_i64()
+                    .map_or("?".to_string(), |o| o.to_string()),
+                clock["peers_measured"],
+                clock["jumps"]
+            );
+            if let Some(why) = clock["detail"].as_str() {
+                println!("CLOCK: {why}");
+            }
             println!(
                 "{:<6} {:<8} {:<10} {:<10} {:>14} {:>6}",
                 "node", "state", "zone", "dc", "last heard", "phi"

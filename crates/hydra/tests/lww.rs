@@ -195,3 +195,56 @@ fn read_then_write_commands_refuse_a_key_with_siblings() {
     let siblings = c.client(0).get("default", "k", &[]).expect("read");
     assert_eq!(siblings.status, 300, "both siblings are still there");
 }
+
+#[test]
+fn a_node_whose_clock_is_an_hour_ahead_refuses_writes_and_poisons_no_key() {
+    // A node comes back with its clock an hour ahead. It used to stamp writes an hour in the
+    // future: its replicas refused them but its own copy kept them, and once its clock was put
+    // right every later write to those keys was acknowledged and invisible. Now its peers'
+    // heartbeats show the offset and it refuses to coordinate (CLOCK_SKEW), until its clock
+    // is right again.
+    let mut c = TestCluster::start(3, "");
+    c.kill9(0);
+    let config = std::fs::read_to_string(&c.nodes[0].config).expect("config");
+    let ahead = config.replacen("[node]\n", "[node]\nclock_offset_ms = 3600000\n", 1);
+    std::fs::write(&c.nodes[0].config, &ahead).expect("config");
+    c.spawn(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = c.client(0).status().map(|s| s["clock"].clone());
+        if let Ok(clock) = &state
+            && clock["state"] == "skewed"
+        {
+            let offset = clock["offset_ms"].as_i64().expect("offset");
+            assert!((3_590_000..3_610_000).contains(&offset), "{clock}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the skew was never seen: {state:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut resp = Resp::connect(&c.nodes[0].resp);
+    let keys: Vec<String> = (0..20).map(|i| format!("clock{i}")).collect();
+    for k in &keys {
+        let reply = resp.call(&["SET", k, "from-the-future"]);
+        assert!(reply.starts_with("-CLOCK_SKEW node n1 refuses writes: its clock is"), "{reply}");
+    }
+    let e = c
+        .client(0)
+        .put("redis", "clock0", b"x", "text/plain", None, &[])
+        .expect_err("refused over HTTP too");
+    assert!(e.to_string().contains("clock_skew"), "{e}");
+    // The clock put right (a restart with the offset gone), writes through any node are seen.
+    c.kill9(0);
+    std::fs::write(&c.nodes[0].config, config).expect("config");
+    c.restart(0);
+    for (i, k) in keys.iter().enumerate() {
+        let mut conn = Resp::connect(&c.nodes[i % 3].resp);
+        assert_eq!(conn.call(&["SET", k, "now"]), "+OK");
+    }
+    for k in &keys {
+        for n in 0..3 {
+            let mut conn = Resp::connect(&c.nodes[n].resp);
+            assert_eq!(conn.call(&["GET", k]), "now", "key {k} read at node {}", n + 1);
+        }
+    }
+}

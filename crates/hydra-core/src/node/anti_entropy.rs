@@ -118,7 +118,7 @@ impl AntiEntropy {
             .preference_list(partition, n as usize)
             .iter()
             .copied()
-            .filter(|p| *p != me && local.membership.is_alive(*p, ctx.now))
+            .filter(|p| *p != me && local.membership.is_alive(*p, ctx.mono))
             .collect();
         if peers.is_empty() {
             return;
@@ -265,7 +265,7 @@ impl AntiEntropy {
             let Ok((_, key)) = ObjectKey::from_storage_key(&skey.0) else {
                 continue;
             };
-            if local.merge_into_store(ctx, &key, &theirs, false).is_err() {
+            if local.merge_into_store(ctx, &key, &theirs).is_err() {
                 continue;
             }
             repaired += 1;

@@ -171,19 +171,34 @@ impl Durability {
     }
 
     /// At start: the persisted clock mark moves the clock past every timestamp issued before.
+    /// A mark further ahead of the wall clock than `max_skew_ms` (plus the mark's margin)
+    /// means the clock was wrong before the restart or is now: it is not taken in (a wrong
+    /// clock must not cross a restart); the error says why, and the node then waits for its
+    /// peers to verify its clock before it stamps anything.
     pub(crate) fn load_clock_mark<S: Store>(
         &mut self,
         store: &mut S,
         hlc: &mut HlcClock,
         now: Timestamp,
-    ) {
+        max_skew_ms: u64,
+    ) -> Result<(), String> {
         if let Ok(Some(bytes)) = store.get(HLC_STORAGE_KEY)
             && let Ok(raw) = <[u8; 8]>::try_from(bytes.as_slice())
         {
-            self.mark = u64::from_be_bytes(raw);
+            let mark = Hlc(u64::from_be_bytes(raw));
+            if hlc
+                .observe(mark, now, max_skew_ms.saturating_add(HLC_MARK_MARGIN_MS))
+                .is_err()
+            {
+                return Err(format!(
+                    "its clock mark from before the restart is {} ms ahead of its clock",
+                    mark.physical_ms().saturating_sub(now.0)
+                ));
+            }
+            self.mark = mark.0;
             self.mark_durable = self.mark;
-            let _ = hlc.observe(Hlc(self.mark), now, u64::MAX);
         }
+        Ok(())
     }
 
     /// Before `timestamp` is used: persists a clock high-water mark ahead of it when the last

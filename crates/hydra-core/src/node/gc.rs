@@ -138,6 +138,13 @@ impl Gc {
     /// Reaps every tombstone whose grace has passed: each primary removes the key if it still
     /// holds exactly that tombstone.
     pub(crate) fn on_reap_timer<S: Store>(&mut self, local: &mut Local, ctx: &mut Ctx<'_, S>) {
+        if local.clock_allows("reaping").is_err() {
+            // Reap times are on the wall clock: not while it cannot be trusted. Look again
+            // after a heartbeat round.
+            let later = ctx.now.plus_ms(local.config.heartbeat_interval_ms.max(1));
+            local.timers.set(later, Timer::Reap);
+            return;
+        }
         while self.reaps.front().is_some_and(|(t, _, _)| *t <= ctx.now) {
             let Some((at, key, tombstone)) = self.reaps.pop_front() else {
                 break;

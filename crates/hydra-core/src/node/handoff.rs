@@ -117,7 +117,7 @@ impl Handoff {
         }
         if owner == local.me() {
             // The layout says this node is the owner after all: keep it as a replica would.
-            return local.merge_into_store(ctx, key, object, true);
+            return local.merge_into_store(ctx, key, object);
         }
         let (partition, object_key) = local.locate(key);
         let hkey = hint_key(owner, &object_key);
@@ -172,7 +172,7 @@ impl Handoff {
     /// per owner, so handoff never floods a node that just came back.
     pub(crate) fn offer<S: Store>(&mut self, local: &mut Local, ctx: &mut Ctx<'_, S>) {
         for owner in self.index.owners() {
-            if !local.membership.is_alive(owner, ctx.now) || !local.layout.contains(owner) {
+            if !local.membership.is_alive(owner, ctx.mono) || !local.layout.contains(owner) {
                 continue;
             }
             let busy: BTreeSet<Vec<u8>> = self

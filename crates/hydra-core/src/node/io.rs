@@ -53,7 +53,11 @@ pub enum Output {
 
 /// What a call into the node may use: the time, the store, a seeded random source.
 pub struct Ctx<'a, S: Store> {
+    /// The wall clock (milliseconds since the Unix epoch): stamps writes, TTLs, reap times.
     pub now: Timestamp,
+    /// A clock that never jumps (milliseconds from any origin fixed for the process): timers
+    /// and the failure detector run on it, and a step of `now` against it is a clock jump.
+    pub mono: Timestamp,
     pub store: &'a mut S,
     pub rng: &'a mut dyn rand::RngCore,
 }

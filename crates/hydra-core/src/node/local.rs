@@ -11,12 +11,13 @@ use crate::ids::{NodeId, PartitionId, Timestamp};
 use crate::key::ObjectKey;
 use crate::layout::Layout;
 use crate::merkle::{MerkleTree, object_hash};
-use crate::message::{ReplicaError, decode_object, encode_object};
+use crate::message::{ClientError, ErrorCode, ReplicaError, decode_object, encode_object};
 use crate::store::{SCAN_ENTRIES_MAX, Store, StoreError, WriteBatch};
 use crate::version::Object;
 use std::collections::BTreeMap;
 
 use super::buckets::{Buckets, Changed};
+use super::clock::{Clock, Verdict};
 use super::config::NodeConfig;
 use super::durability::Durability;
 use super::io::{Ctx, Outbox};
@@ -29,6 +30,7 @@ pub(crate) struct Local {
     pub(crate) hlc: HlcClock,
     pub(crate) out: Outbox,
     pub(crate) timers: Timers,
+    pub(crate) clock: Clock,
     pub(crate) membership: Membership,
     pub(crate) buckets: Buckets,
     pub(crate) durability: Durability,
@@ -57,6 +59,7 @@ impl Local {
             layout,
             hlc: HlcClock::default(),
             timers: Timers::default(),
+            clock: Clock::new(),
             durability: Durability::default(),
             trees: BTreeMap::new(),
             trees_stale: false,
@@ -66,6 +69,41 @@ impl Local {
 
     pub(crate) fn me(&self) -> NodeId {
         self.config.id
+    }
+
+    /// Whether this node may use its wall clock (see `clock.rs`): its offset from its peers
+    /// is within half the skew bound, and no jump or start waits for verification.
+    pub(crate) fn clock_verdict(&self) -> Verdict {
+        self.clock.verdict(
+            self.timers.mono(),
+            self.membership.peers().len(),
+            self.config.max_clock_skew_ms / 2,
+            self.config.heartbeat_interval_ms,
+        )
+    }
+
+    /// `Ok` when the clock may be used, else the `ClockSkew` error that refuses `what`.
+    pub(crate) fn clock_allows(&self, what: &str) -> Result<(), ClientError> {
+        if crate::bugs::planted().ignore_clock_verdict {
+            return Ok(());
+        }
+        let why = match self.clock_verdict() {
+            Verdict::Ok => return Ok(()),
+            Verdict::Skewed { offset_ms } => format!(
+                "its clock is {offset_ms} ms off its peers' (more than {} ms)",
+                self.config.max_clock_skew_ms / 2
+            ),
+            Verdict::Unverified { why } => {
+                format!("{why}, and no heartbeat round trip has verified it since")
+            }
+        };
+        Err(ClientError::new(
+            ErrorCode::ClockSkew,
+            format!(
+                "node {} refuses {what}: {why}; it resumes by itself once its clock agrees with its peers'; use another node meanwhile",
+                self.me()
+            ),
+        ))
     }
 
     pub(crate) fn note(&mut self, changed: Changed) {
@@ -100,18 +138,18 @@ impl Local {
         self.load(store, &self.locate(key).1)
     }
 
-    /// Merges `object` into the stored one and writes the result if it changed. A
-    /// `new_write` (replication or a hint, not a repair) of an `lww` object stamped beyond the
-    /// clock skew bound is refused.
+    /// Merges `object` into the stored one and writes the result if it changed. An `lww`
+    /// object stamped beyond the clock skew bound is refused, whatever brings it
+    /// (replication, a hint, a repair, anti-entropy): no path stores a far-future timestamp,
+    /// which would hide every later write.
     pub(crate) fn merge_into_store<S: Store>(
         &mut self,
         ctx: &mut Ctx<'_, S>,
         key: &ObjectKey,
         object: &Object,
-        new_write: bool,
     ) -> Result<(), ReplicaError> {
         let ts = object.max_timestamp();
-        if new_write && matches!(object, Object::Lww(_)) {
+        if matches!(object, Object::Lww(_)) {
             check_skew(ts, ctx.now, self.config.max_clock_skew_ms)
                 .map_err(|e| ReplicaError::ClockSkew(e.to_string()))?;
         }
@@ -217,8 +255,9 @@ impl Local {
         }
     }
 
-    /// Whether `node` is believed up (this node always is).
-    pub(crate) fn is_alive(&self, node: NodeId, now: Timestamp) -> bool {
-        node == self.me() || self.membership.is_alive(node, now)
+    /// Whether `node` is believed up (this node always is). The failure detector runs on the
+    /// monotonic clock, whatever `_now` says.
+    pub(crate) fn is_alive(&self, node: NodeId, _now: Timestamp) -> bool {
+        node == self.me() || self.membership.is_alive(node, self.timers.mono())
     }
 }

@@ -10,8 +10,8 @@
 use crate::failure::FailureDetector;
 use crate::ids::{NodeId, Timestamp};
 use crate::layout::Layout;
-use crate::message::Message;
 
+use super::clock::Clock;
 use super::io::Outbox;
 use super::status::PeerStatus;
 
@@ -52,9 +52,16 @@ impl Membership {
         self.detector.phi(node, now)
     }
 
-    pub(crate) fn send_heartbeats(&self, out: &mut Outbox) {
+    /// A heartbeat to every peer, carrying this node's clock readings for its estimate.
+    pub(crate) fn send_heartbeats(
+        &self,
+        out: &mut Outbox,
+        clock: &Clock,
+        wall: Timestamp,
+        mono: Timestamp,
+    ) {
         for to in &self.peers {
-            out.send(*to, Message::Heartbeat);
+            out.send(*to, clock.heartbeat(*to, wall, mono));
         }
     }
 

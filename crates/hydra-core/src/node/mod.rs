@@ -27,6 +27,7 @@
 mod anti_entropy;
 mod buckets;
 mod client;
+mod clock;
 mod config;
 mod durability;
 mod forward;
@@ -43,13 +44,14 @@ mod timers;
 mod write;
 
 pub use buckets::BUCKETS_STORAGE_KEY;
+pub use clock::{CLOCK_JUMP_MS, Verdict};
 pub use config::NodeConfig;
 pub use durability::{HLC_MARK_MARGIN_MS, HLC_STORAGE_KEY};
 pub use gc::REAPS_PARTITION;
 pub use io::{Ctx, Input, Output};
-pub use status::{AeStatus, NodeStatus, PeerStatus};
+pub use status::{AeStatus, ClockStatus, NodeStatus, PeerStatus};
 
-use crate::bucket::BucketProps;
+use crate::bucket::{BucketProps, ConflictMode};
 use crate::ids::{NodeId, Timestamp};
 use crate::key::BucketName;
 use crate::layout::Layout;
@@ -59,6 +61,7 @@ use crate::store::{Store, StoreError};
 use std::collections::BTreeMap;
 
 use anti_entropy::AntiEntropy;
+
 use durability::Waiter;
 use forward::Forwards;
 use gc::Gc;
@@ -146,13 +149,13 @@ impl Node {
     }
 
     /// What the node knows of itself and its peers, for status pages.
-    pub fn status(&self, now: Timestamp) -> NodeStatus {
+    pub fn status(&self, _now: Timestamp) -> NodeStatus {
         let local = &self.local;
         NodeStatus {
             id: self.id(),
             layout_version: local.layout.version(),
             partitions: local.layout.partition_count(),
-            peers: local.membership.status(&local.layout, now),
+            peers: local.membership.status(&local.layout, local.timers.mono()),
             in_flight: self.in_flight(),
             store_poisoned: local.durability.poisoned().map(ToString::to_string),
             hints: self.handoff.index.targets(),
@@ -167,6 +170,26 @@ impl Node {
             tombstones_reaped: self.gc.tombstones_reaped,
             expired_deleted: self.gc.expired_deleted,
             reaps_pending: self.gc.reaps_pending(),
+            clock: self.clock_status(),
+        }
+    }
+
+    fn clock_status(&self) -> ClockStatus {
+        let local = &self.local;
+        let (offset_ms, peers_measured, jumps) = local
+            .clock
+            .figures(local.timers.mono(), local.config.heartbeat_interval_ms);
+        let (state, detail) = match local.clock_verdict() {
+            Verdict::Ok => ("ok", None),
+            Verdict::Skewed { .. } => ("skewed", local.clock_allows("writes").err()),
+            Verdict::Unverified { .. } => ("unverified", local.clock_allows("writes").err()),
+        };
+        ClockStatus {
+            state,
+            offset_ms,
+            peers_measured,
+            jumps,
+            detail: detail.map(|e| e.message),
         }
     }
 
@@ -179,15 +202,22 @@ impl Node {
             self.gc.load(&mut self.local, ctx.store);
             self.local.rebuild_trees(ctx.store);
             let local = &mut self.local;
-            local
-                .durability
-                .load_clock_mark(ctx.store, &mut local.hlc, ctx.now);
+            let max_skew_ms = local.config.max_clock_skew_ms;
+            if let Err(why) =
+                local
+                    .durability
+                    .load_clock_mark(ctx.store, &mut local.hlc, ctx.now, max_skew_ms)
+            {
+                local.clock.distrust_at_start(why);
+            }
         }
         if self.local.trees_stale {
             self.local.trees_stale = false;
             self.local.rebuild_trees(ctx.store);
         }
-        while let Some(timer) = self.local.timers.pop_due(ctx.now) {
+        self.local.timers.set_clock(ctx.now, ctx.mono);
+        self.local.clock.observe(ctx.now, ctx.mono);
+        while let Some(timer) = self.local.timers.pop_due() {
             self.on_timer(ctx, timer);
         }
         match input {
@@ -196,6 +226,10 @@ impl Node {
                 request: ClientRequest::SetBucket { name, props },
             } => {
                 let local = &mut self.local;
+                if let Err(e) = local.clock_allows("bucket changes") {
+                    local.out.push(Output::Reply { id, result: Err(e) });
+                    return self.finish_call(ctx);
+                }
                 let (result, changed) = local.buckets.set(
                     ctx.store,
                     &mut local.hlc,
@@ -220,6 +254,11 @@ impl Node {
             Input::Synced { generation, result } => self.on_synced(ctx, generation, result),
             Input::Tick => {}
         }
+        self.finish_call(ctx);
+    }
+
+    /// The end of every call: what finished writes leave to the other parts, and the sync.
+    fn finish_call<S: Store>(&mut self, ctx: &mut Ctx<'_, S>) {
         let done = self.writes.take_done();
         self.handoff.keep_for_missed(&mut self.local, ctx, &done);
         for d in done.into_iter().filter(|d| d.reapable) {
@@ -241,7 +280,9 @@ impl Node {
             Timer::HandoffDeadline(req) => self.handoff.on_deadline(req),
             Timer::ExchangeDeadline(req) => self.ae.on_deadline(req),
             Timer::Heartbeat => {
-                local.membership.send_heartbeats(&mut local.out);
+                local
+                    .membership
+                    .send_heartbeats(&mut local.out, &local.clock, now, ctx.mono);
                 // At least 1 ms: a timer due at once would fire again in this same call.
                 let next = now.plus_ms(local.config.heartbeat_interval_ms.max(1));
                 local.timers.set(next, Timer::Heartbeat);
@@ -261,6 +302,12 @@ impl Node {
             Timer::AntiEntropy => {
                 let room = COORDINATIONS_MAX.saturating_sub(self.in_flight());
                 let local = &mut self.local;
+                // Expiry is judged by this node's clock: not while it cannot be trusted.
+                let room = if local.clock_allows("expiry").is_ok() {
+                    room
+                } else {
+                    0
+                };
                 for (key, expired, props, at) in self.gc.sweep_expired(local, ctx, room) {
                     self.writes
                         .start_expiry(local, ctx, key, expired, &props, at);
@@ -294,6 +341,18 @@ impl Node {
             Ok(v) => v,
             Err(e) => return local.out.reply(reply_to, Err(e)),
         };
+        // Writes are stamped, and lww reads judged (order, expiry), by this node's clock.
+        let clocked = match &request {
+            ClientRequest::Get { .. } => {
+                (valid.props.conflicts == ConflictMode::Lww).then_some("reads of lww buckets")
+            }
+            _ => Some("writes"),
+        };
+        if let Some(what) = clocked
+            && let Err(e) = local.clock_allows(what)
+        {
+            return local.out.reply(reply_to, Err(e));
+        }
         let (partition, _) = local.locate(&valid.key);
         let replicas = local
             .layout
@@ -382,7 +441,13 @@ impl Node {
                 let changed = local.buckets.merge(ctx.store, poisoned, buckets);
                 local.note(changed);
             }
-            Message::Heartbeat => local.membership.on_heartbeat(from, ctx.now),
+            Message::Heartbeat { mono_ms, echo, .. } => {
+                local.membership.on_heartbeat(from, ctx.mono);
+                let limit = local.config.max_clock_skew_ms / 2;
+                local
+                    .clock
+                    .on_heartbeat(from, mono_ms, echo, ctx.now, ctx.mono, limit);
+            }
             Message::HintRequest {
                 req,
                 key,

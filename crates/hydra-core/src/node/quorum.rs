@@ -58,7 +58,7 @@ impl Local {
             .iter()
             .map(|n| {
                 let outcome = if !self.is_alive(*n, now) {
-                    let phi = self.membership.phi(*n, now).unwrap_or(0.0);
+                    let phi = self.membership.phi(*n, self.timers.mono()).unwrap_or(0.0);
                     Outcome::Failed {
                         reason: format!("believed down (phi {phi:.1})"),
                     }

@@ -373,7 +373,7 @@ fn read_repair<S: Store>(
         state.repaired.insert(*n, merged.clone());
         if *n == local.me() {
             // Repairing ourselves: a plain write, synced with the next group.
-            let _ = local.merge_into_store(ctx, &state.key, merged, false);
+            let _ = local.merge_into_store(ctx, &state.key, merged);
         } else {
             local.out.send(
                 *n,

@@ -38,7 +38,7 @@ impl Local {
     ) {
         let result = match self.durability.poisoned() {
             Some(why) => Err(ReplicaError::Store(format!("node refuses writes: {why}"))),
-            None => self.merge_into_store(ctx, &key, &object, true),
+            None => self.merge_into_store(ctx, &key, &object),
         };
         self.ack_when_durable(ctx, from, req, result);
     }
@@ -64,7 +64,7 @@ impl Local {
         object: Object,
     ) {
         if self.durability.poisoned().is_none() {
-            let _ = self.merge_into_store(ctx, &key, &object, false);
+            let _ = self.merge_into_store(ctx, &key, &object);
         }
     }
 

@@ -26,6 +26,23 @@ pub struct NodeStatus {
     pub expired_deleted: u64,
     /// Tombstones waiting for their grace to pass.
     pub reaps_pending: usize,
+    pub clock: ClockStatus,
+}
+
+/// This node's clock against its peers' (see `node/clock.rs`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ClockStatus {
+    /// `ok`, `skewed` (coordinates no write and no lww read) or `unverified` (after a start,
+    /// a jump, or a clock mark ahead of the clock, until a heartbeat round trip verifies it).
+    pub state: &'static str,
+    /// This node's clock minus the median of its peers' (from recent heartbeats), if measured.
+    pub offset_ms: Option<i64>,
+    /// Peers whose offset was measured recently.
+    pub peers_measured: usize,
+    /// Jumps of the wall clock seen since start.
+    pub jumps: u64,
+    /// Why the clock is not used, if it is not.
+    pub detail: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]

@@ -41,36 +41,60 @@ pub(crate) enum Timer {
     Reap,
 }
 
-/// The queue: `(when, timer)` in time order.
+/// The queue: `(when, timer)` in time order. Callers give times on the wall clock; the queue
+/// keeps them on the monotonic clock (converted with the two readings of the current call),
+/// so a jump of the wall clock neither fires every timer at once nor stalls them.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
     queue: BTreeSet<(Timestamp, Timer)>,
+    /// The current call's monotonic reading, and wall minus monotonic.
+    mono: Timestamp,
+    wall_ahead_ms: i64,
 }
 
 impl Timers {
+    /// At the start of every call: the two clocks' readings.
+    pub(crate) fn set_clock(&mut self, wall: Timestamp, mono: Timestamp) {
+        self.mono = mono;
+        self.wall_ahead_ms = wall.0 as i64 - mono.0 as i64;
+    }
+
+    fn to_mono(&self, at: Timestamp) -> Timestamp {
+        Timestamp(at.0.saturating_add_signed(-self.wall_ahead_ms))
+    }
+
     pub(crate) fn set(&mut self, at: Timestamp, timer: Timer) {
-        self.queue.insert((at, timer));
+        self.queue.insert((self.to_mono(at), timer));
     }
 
-    /// Removes a timer that is no longer needed (no-op if it already fired).
+    /// Removes a timer that is no longer needed (no-op if it already fired, or if the wall
+    /// clock jumped since it was set: it then fires, as a no-op, at its time).
     pub(crate) fn cancel(&mut self, at: Timestamp, timer: Timer) {
-        self.queue.remove(&(at, timer));
+        self.queue.remove(&(self.to_mono(at), timer));
     }
 
-    /// The earliest timer due at or before `now`, removed from the queue.
-    pub(crate) fn pop_due(&mut self, now: Timestamp) -> Option<Timer> {
+    /// The earliest timer due by the current call's time, removed from the queue.
+    pub(crate) fn pop_due(&mut self) -> Option<Timer> {
         let (at, _) = self.queue.first()?;
-        if *at > now {
+        if *at > self.mono {
             return None;
         }
         self.queue.pop_first().map(|(_, t)| t)
+    }
+
+    /// The current call's monotonic reading (the failure detector's time).
+    pub(crate) fn mono(&self) -> Timestamp {
+        self.mono
     }
 
     pub(crate) fn len(&self) -> usize {
         self.queue.len()
     }
 
+    /// When the next timer is due, on the wall clock of the last call.
     pub(crate) fn next(&self) -> Option<Timestamp> {
-        self.queue.first().map(|(at, _)| *at)
+        self.queue
+            .first()
+            .map(|(at, _)| Timestamp(at.0.saturating_add_signed(self.wall_ahead_ms)))
     }
 }

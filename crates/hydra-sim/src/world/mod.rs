@@ -21,8 +21,11 @@ use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-/// Simulated times start here, so that negative clock skews stay positive.
-const EPOCH_MS: u64 = 1_000_000;
+/// Simulated times start here, so that negative clock skews (and jumps of an hour back) stay
+/// positive.
+const EPOCH_MS: u64 = 10_000_000;
+/// How far a clock jump moves a node's wall clock, at most (forward or back).
+const CLOCK_JUMP_MS_MAX: u64 = 3_600_000;
 /// Most events one run may process (a bound on every loop of the simulator).
 const EVENTS_MAX: u64 = 20_000_000;
 /// How many times the final read of a key is retried after healing.
@@ -104,6 +107,8 @@ pub struct SimReport {
     pub partitions: u64,
     /// Nodes frozen for a while (as by SIGSTOP): state kept, nothing processed.
     pub pauses: u64,
+    /// Clock jumps (of 2 s to an hour, forward or back, each put right later).
+    pub clock_jumps: u64,
     pub messages: u64,
     pub dropped_messages: u64,
     pub hints_stored: u64,
@@ -120,7 +125,7 @@ pub struct SimReport {
 impl SimReport {
     pub fn summary(&self) -> String {
         format!(
-            "seed={} nodes={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} violations={}",
+            "seed={} nodes={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} violations={}",
             self.seed,
             self.nodes,
             self.sim_ms,
@@ -136,6 +141,7 @@ impl SimReport {
             self.crashes,
             self.partitions,
             self.pauses,
+            self.clock_jumps,
             self.messages,
             self.dropped_messages,
             self.hints_stored,
@@ -188,6 +194,10 @@ enum Event {
     Restart {
         node: usize,
     },
+    /// A node's clock is put right after a jump.
+    ClockFixed {
+        node: usize,
+    },
 }
 
 struct Scheduled {
@@ -223,6 +233,9 @@ struct SimNode {
     sync_waiting: Option<u64>,
     next_tick: Option<u64>,
     clock_skew_ms: i64,
+    /// The skew drawn at the start; `clock_skew_ms` differs from it while the clock has
+    /// jumped (across restarts too: the clock is the machine's).
+    base_skew_ms: i64,
     /// Frozen until then (a pause): every event for the node waits.
     paused_until: Option<u64>,
     /// Client request ids of this incarnation -> (client, op).
@@ -273,6 +286,11 @@ impl World {
             .map(|i| {
                 let id = NodeId(i as u64 + 1);
                 let skew = config.clock_skew_ms_max as i64;
+                let drawn = if skew == 0 {
+                    0
+                } else {
+                    rng.random_range(-skew..=skew)
+                };
                 SimNode {
                     id,
                     core: Some(Node::new(node_config(id, &config), layout.clone())),
@@ -281,11 +299,8 @@ impl World {
                     sync_in_flight: false,
                     sync_waiting: None,
                     next_tick: None,
-                    clock_skew_ms: if skew == 0 {
-                        0
-                    } else {
-                        rng.random_range(-skew..=skew)
-                    },
+                    clock_skew_ms: drawn,
+                    base_skew_ms: drawn,
                     paused_until: None,
                     requests: BTreeMap::new(),
                     next_request: 0,
@@ -366,6 +381,9 @@ impl World {
     fn heal_and_read_everything(&mut self) {
         self.faulty = false;
         self.groups = vec![0; self.nodes.len()];
+        for n in &mut self.nodes {
+            n.clock_skew_ms = n.base_skew_ms;
+        }
         for i in 0..self.nodes.len() {
             if self.nodes[i].core.is_none() {
                 self.restart(i);
@@ -585,6 +603,10 @@ impl World {
                     self.restart(node);
                 }
             }
+            Event::ClockFixed { node } => {
+                let n = &mut self.nodes[node];
+                n.clock_skew_ms = n.base_skew_ms;
+            }
         }
     }
 
@@ -596,6 +618,7 @@ impl World {
         let Some(core) = n.core.as_mut() else { return };
         let mut ctx = Ctx {
             now: Timestamp(wall),
+            mono: Timestamp(self.now),
             store: &mut n.store,
             rng,
         };
@@ -703,7 +726,7 @@ impl World {
             return;
         }
         let n = self.nodes.len();
-        match self.rng.random_range(0..10) {
+        match self.rng.random_range(0..11) {
             0..=2 => {
                 // Partition: a random split into two sides.
                 self.report.partitions += 1;
@@ -731,6 +754,20 @@ impl World {
                         let d = self.rng.random_range(200..=4000);
                         self.schedule(d, Event::Restart { node: victim });
                     }
+                }
+            }
+            10 => {
+                // One node's clock jumps (forward or back, by up to an hour) and is put right
+                // a while later, running or not.
+                let victim = self.rng.random_range(0..n);
+                let node = &mut self.nodes[victim];
+                if node.clock_skew_ms == node.base_skew_ms {
+                    self.report.clock_jumps += 1;
+                    let by = self.rng.random_range(2_000..=CLOCK_JUMP_MS_MAX) as i64;
+                    let by = if self.rng.random_bool(0.5) { by } else { -by };
+                    self.nodes[victim].clock_skew_ms += by;
+                    let d = self.rng.random_range(500..=10_000);
+                    self.schedule(d, Event::ClockFixed { node: victim });
                 }
             }
             8 => {

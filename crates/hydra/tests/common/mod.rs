@@ -133,9 +133,16 @@ impl TestCluster {
         n.child = Some(child);
     }
 
+    /// Waits until node `i` answers and coordinates: a node refuses writes (`CLOCK_SKEW`)
+    /// until a heartbeat round trip with a peer has verified its clock.
     pub fn wait_healthy(&self, i: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.client(i).health().is_err() {
+        let ready = |c: &Client| {
+            c.health().is_ok()
+                && c.status()
+                    .is_ok_and(|s| s["clock"]["state"] == "ok" || self.nodes.len() == 1)
+        };
+        while !ready(&self.client(i)) {
             assert!(
                 Instant::now() < deadline,
                 "node {} never answered; log:\n{}",
