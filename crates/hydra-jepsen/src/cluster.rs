@@ -87,7 +87,28 @@ impl Cluster {
         for i in 0..n {
             cluster.wait_healthy(i, Duration::from_secs(30))?;
         }
+        for i in 0..n {
+            cluster.wait_clock_verified(i, Duration::from_secs(30))?;
+        }
         Ok(cluster)
+    }
+
+    /// Waits until node `i` trusts its clock (a heartbeat round trip with a peer verified it):
+    /// before, it refuses writes with `clock_skew`.
+    fn wait_clock_verified(&self, i: usize, within: Duration) -> Result<()> {
+        let client = Client::with_timeout(&self.http[i], Duration::from_secs(1));
+        let deadline = Instant::now() + within;
+        while !client.status().is_ok_and(|s| s["clock"]["state"] == "ok") {
+            if Instant::now() > deadline {
+                bail!(
+                    "node {} never verified its clock within {within:?}; see {}",
+                    i + 1,
+                    self.dir.join(format!("n{}.log", i + 1)).display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> usize {

@@ -224,12 +224,14 @@ pub fn run(args: DevArgs) -> Result<ExitCode> {
             }
         }
     }
-    // Wait until every node answers.
+    // Wait until every node answers and takes writes (a node refuses them until a heartbeat
+    // round trip with a peer has verified its clock).
     let deadline = Instant::now() + Duration::from_secs(30);
     for (i, n) in nodes.iter().enumerate() {
         let client = Client::new(&n.http);
         loop {
-            if client.health().is_ok() {
+            let clock_ok = |s: serde_json::Value| s["clock"]["state"] == "ok";
+            if client.health().is_ok() && client.status().is_ok_and(clock_ok) {
                 break;
             }
             if let Ok(Some(status)) = children[i].try_wait() {

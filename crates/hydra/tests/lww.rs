@@ -219,14 +219,20 @@ fn a_node_whose_clock_is_an_hour_ahead_refuses_writes_and_poisons_no_key() {
             assert!((3_590_000..3_610_000).contains(&offset), "{clock}");
             break;
         }
-        assert!(Instant::now() < deadline, "the skew was never seen: {state:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the skew was never seen: {state:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut resp = Resp::connect(&c.nodes[0].resp);
     let keys: Vec<String> = (0..20).map(|i| format!("clock{i}")).collect();
     for k in &keys {
         let reply = resp.call(&["SET", k, "from-the-future"]);
-        assert!(reply.starts_with("-CLOCK_SKEW node n1 refuses writes: its clock is"), "{reply}");
+        assert!(
+            reply.starts_with("-CLOCK_SKEW node n1 refuses writes: its clock is"),
+            "{reply}"
+        );
     }
     let e = c
         .client(0)
@@ -244,7 +250,12 @@ fn a_node_whose_clock_is_an_hour_ahead_refuses_writes_and_poisons_no_key() {
     for k in &keys {
         for n in 0..3 {
             let mut conn = Resp::connect(&c.nodes[n].resp);
-            assert_eq!(conn.call(&["GET", k]), "now", "key {k} read at node {}", n + 1);
+            assert_eq!(
+                conn.call(&["GET", k]),
+                "now",
+                "key {k} read at node {}",
+                n + 1
+            );
         }
     }
 }

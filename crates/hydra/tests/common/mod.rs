@@ -153,6 +153,21 @@ impl TestCluster {
         }
     }
 
+    /// Waits until node `i` answers (it may still refuse writes: see [`wait_healthy`]); for
+    /// tests where what happens in the first moments after a restart matters.
+    pub fn wait_up(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.client(i).health().is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "node {} never answered; log:\n{}",
+                self.nodes[i].id,
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
     }
