@@ -278,14 +278,17 @@ impl Reads {
                 ),
                 None => (VersionVector::default(), vec![]),
             };
-            local.out.reply(
-                state.reply_to,
-                Ok(ClientResponse::Read {
+            // What an lww read shows depends on this node's clock (expiry): if the clock
+            // jumped while the read was in flight, refuse rather than judge by it.
+            let answer = match (&merged, local.clock_allows("reads of lww buckets")) {
+                (Some(Object::Lww(_)), Err(e)) => Err(e),
+                _ => Ok(ClientResponse::Read {
                     context,
                     siblings,
                     receipt,
                 }),
-            );
+            };
+            local.out.reply(state.reply_to, answer);
             state.replied = true;
         } else if !state.replied && answered + pending < needed {
             reply_quorum_error(local, state, now);
