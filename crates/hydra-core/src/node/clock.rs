@@ -155,21 +155,15 @@ impl Clock {
         }
     }
 
-    fn fresh(&self, mono: Timestamp, fresh_ms: u64) -> Vec<Estimate> {
+    fn fresh(&self, mono: Timestamp, fresh_ms: u64) -> impl Iterator<Item = &Estimate> {
         self.estimates
             .values()
-            .filter(|e| e.measured.0.saturating_add(fresh_ms) >= mono.0)
-            .copied()
-            .collect()
+            .filter(move |e| e.measured.0.saturating_add(fresh_ms) >= mono.0)
     }
 
     /// This node's clock minus the median of its peers' (from fresh estimates), if any.
     fn offset(&self, mono: Timestamp, fresh_ms: u64) -> Option<i64> {
-        let mut offsets: Vec<i64> = self
-            .fresh(mono, fresh_ms)
-            .iter()
-            .map(|e| -e.offset_ms)
-            .collect();
+        let mut offsets: Vec<i64> = self.fresh(mono, fresh_ms).map(|e| -e.offset_ms).collect();
         offsets.sort_unstable();
         offsets.get(offsets.len() / 2).copied()
     }
@@ -187,12 +181,15 @@ impl Clock {
             return Verdict::Ok;
         }
         let fresh_ms = heartbeat_interval_ms.saturating_mul(ESTIMATE_FRESH_INTERVALS);
-        let fresh = self.fresh(mono, fresh_ms);
-        let beyond = fresh
-            .iter()
-            .filter(|e| e.offset_ms.unsigned_abs() > limit_ms + e.uncertainty_ms)
-            .count();
-        if !fresh.is_empty() && beyond * 2 > fresh.len() {
+        // Called for every client request: counts without allocating.
+        let (mut fresh, mut beyond) = (0, 0);
+        for e in self.fresh(mono, fresh_ms) {
+            fresh += 1;
+            if e.offset_ms.unsigned_abs() > limit_ms + e.uncertainty_ms {
+                beyond += 1;
+            }
+        }
+        if fresh > 0 && beyond * 2 > fresh {
             return Verdict::Skewed {
                 offset_ms: self.offset(mono, fresh_ms).unwrap_or_default(),
             };
@@ -213,7 +210,7 @@ impl Clock {
         let fresh_ms = heartbeat_interval_ms.saturating_mul(ESTIMATE_FRESH_INTERVALS);
         (
             self.offset(mono, fresh_ms),
-            self.fresh(mono, fresh_ms).len(),
+            self.fresh(mono, fresh_ms).count(),
             self.jumps,
         )
     }
