@@ -66,8 +66,9 @@ pub struct WriteRequest {
 /// offset (see `node/clock.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Echo {
-    /// The monotonic reading the peer's heartbeat carried.
+    /// The monotonic and wall readings the peer's heartbeat carried.
     pub mono_ms: u64,
+    pub sent_wall_ms: u64,
     /// How long the echoing node held it before this heartbeat left.
     pub held_ms: u64,
     /// The echoing node's wall clock when the peer's heartbeat came.

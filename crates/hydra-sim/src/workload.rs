@@ -222,8 +222,11 @@ impl History {
             events.push((
                 w.invoked.0,
                 format!(
-                    r#"{{"process":{},"type":"invoke","f":"{f}","key":"k{}","value":{value},"time":{}}}"#,
-                    w.client, w.key, w.invoked.0
+                    r#"{{"process":{},"type":"invoke","f":"{f}","key":"k{}","value":{value},"ttl_ms":{},"time":{}}}"#,
+                    w.client,
+                    w.key,
+                    w.ttl_ms.map_or("null".to_string(), |t| t.to_string()),
+                    w.invoked.0
                 ),
             ));
             if let Some((t, c)) = w.completed {

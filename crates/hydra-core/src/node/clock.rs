@@ -53,6 +53,15 @@ struct Estimate {
     measured: Timestamp,
 }
 
+/// A peer's last heartbeat, kept for the echo.
+#[derive(Clone, Copy, Debug)]
+struct Heard {
+    their_mono: u64,
+    their_wall: u64,
+    got_mono: Timestamp,
+    got_wall: Timestamp,
+}
+
 /// What a node knows of its clock.
 #[derive(Debug)]
 pub(crate) struct Clock {
@@ -61,9 +70,9 @@ pub(crate) struct Clock {
     /// Since when (monotonic) the clock waits for a verifying round trip, and why.
     unverified: Option<(Timestamp, String)>,
     estimates: BTreeMap<NodeId, Estimate>,
-    /// Per peer, its last heartbeat: its monotonic reading, and our monotonic and wall
-    /// readings when it came (echoed back in our next heartbeat to it).
-    heard: BTreeMap<NodeId, (u64, Timestamp, Timestamp)>,
+    /// Per peer, its last heartbeat: its monotonic and wall readings, and ours when it came
+    /// (echoed back in our next heartbeat to it).
+    heard: BTreeMap<NodeId, Heard>,
     jumps: u64,
 }
 
@@ -91,6 +100,12 @@ impl Clock {
                 format!("its wall clock jumped by {} ms", ahead - before),
             ));
         }
+        if self.wall_ahead_ms.is_none()
+            && let Some((since, _)) = &mut self.unverified
+        {
+            // The first call: only round trips begun from now on verify the clock.
+            *since = mono;
+        }
         self.wall_ahead_ms = Some(ahead);
     }
 
@@ -105,34 +120,52 @@ impl Clock {
         Message::Heartbeat {
             wall_ms: wall.0,
             mono_ms: mono.0,
-            echo: self
-                .heard
-                .get(&peer)
-                .map(|(their_mono, got, got_wall)| Echo {
-                    mono_ms: *their_mono,
-                    held_ms: mono.0.saturating_sub(got.0),
-                    wall_ms: got_wall.0,
-                }),
+            echo: self.heard.get(&peer).map(|h| Echo {
+                mono_ms: h.their_mono,
+                sent_wall_ms: h.their_wall,
+                held_ms: mono.0.saturating_sub(h.got_mono.0),
+                wall_ms: h.got_wall.0,
+            }),
         }
     }
 
     /// A peer's heartbeat: remembered for the echo, and an estimate if it echoes ours.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_heartbeat(
         &mut self,
         from: NodeId,
         their_mono: u64,
+        their_wall: u64,
         echo: Option<Echo>,
         wall: Timestamp,
         mono: Timestamp,
         limit_ms: u64,
     ) {
-        self.heard.insert(from, (their_mono, mono, wall));
+        self.heard.insert(
+            from,
+            Heard {
+                their_mono,
+                their_wall,
+                got_mono: mono,
+                got_wall: wall,
+            },
+        );
         let Some(echo) = echo else { return };
         let since = self.unverified.as_ref().map_or(0, |(t, _)| t.0);
         if echo.mono_ms > mono.0 || echo.mono_ms < since {
             return; // not ours, or sent before the last jump
         }
-        let rtt = (mono.0 - echo.mono_ms).saturating_sub(echo.held_ms);
+        // Our two clocks must have moved alike since we sent it: else the wall clock jumped
+        // in between, or the echo is of a heartbeat from before a restart.
+        let mono_passed = mono.0 - echo.mono_ms;
+        let wall_passed = wall.0 as i64 - echo.sent_wall_ms as i64;
+        if (wall_passed - mono_passed as i64).unsigned_abs() > CLOCK_JUMP_MS {
+            return;
+        }
+        let rtt = mono_passed.saturating_sub(echo.held_ms);
+        if rtt / 2 > limit_ms {
+            return; // too slow a round trip to tell anything
+        }
         // Our wall clock when we sent the echoed heartbeat, plus half the round trip.
         let ours_then = wall.0 as i64 - (mono.0 - echo.mono_ms) as i64 + (rtt / 2) as i64;
         self.estimates.insert(
@@ -229,21 +262,27 @@ mod tests {
         let wall_b = |mono: u64| Timestamp(10_000_000 + mono);
         let mut t = 100;
         for _ in 0..3 {
-            let Message::Heartbeat { mono_ms, echo, .. } =
-                a.heartbeat(b_id, wall_a(t), Timestamp(t))
+            let Message::Heartbeat {
+                mono_ms,
+                wall_ms,
+                echo,
+            } = a.heartbeat(b_id, wall_a(t), Timestamp(t))
             else {
                 unreachable!()
             };
             t += one_way_ms;
-            b.on_heartbeat(a_id, mono_ms, echo, wall_b(t), Timestamp(t), 2_500);
+            b.on_heartbeat(a_id, mono_ms, wall_ms, echo, wall_b(t), Timestamp(t), 2_500);
             t += 10;
-            let Message::Heartbeat { mono_ms, echo, .. } =
-                b.heartbeat(a_id, wall_b(t), Timestamp(t))
+            let Message::Heartbeat {
+                mono_ms,
+                wall_ms,
+                echo,
+            } = b.heartbeat(a_id, wall_b(t), Timestamp(t))
             else {
                 unreachable!()
             };
             t += one_way_ms;
-            a.on_heartbeat(b_id, mono_ms, echo, wall_a(t), Timestamp(t), 2_500);
+            a.on_heartbeat(b_id, mono_ms, wall_ms, echo, wall_a(t), Timestamp(t), 2_500);
         }
         let v = a.verdict(Timestamp(t), 1, 2_500, 100);
         (v, a.figures(Timestamp(t), 100).0)
@@ -286,11 +325,13 @@ mod tests {
         // An echo of a heartbeat sent before the jump does not verify it.
         let before = Echo {
             mono_ms: 250,
+            sent_wall_ms: 5_250,
             held_ms: 5,
             wall_ms: 3_605_300,
         };
         c.on_heartbeat(
             NodeId(2),
+            0,
             0,
             Some(before),
             Timestamp(3_605_400),
@@ -304,11 +345,13 @@ mod tests {
         // One sent after it, showing the peer agrees with the new time, does.
         let after = Echo {
             mono_ms: 350,
+            sent_wall_ms: 3_605_350,
             held_ms: 10,
             wall_ms: 3_605_400,
         };
         c.on_heartbeat(
             NodeId(2),
+            0,
             0,
             Some(after),
             Timestamp(3_605_410),

@@ -441,12 +441,16 @@ impl Node {
                 let changed = local.buckets.merge(ctx.store, poisoned, buckets);
                 local.note(changed);
             }
-            Message::Heartbeat { mono_ms, echo, .. } => {
+            Message::Heartbeat {
+                mono_ms,
+                wall_ms,
+                echo,
+            } => {
                 local.membership.on_heartbeat(from, ctx.mono);
                 let limit = local.config.max_clock_skew_ms / 2;
                 local
                     .clock
-                    .on_heartbeat(from, mono_ms, echo, ctx.now, ctx.mono, limit);
+                    .on_heartbeat(from, mono_ms, wall_ms, echo, ctx.now, ctx.mono, limit);
             }
             Message::HintRequest {
                 req,

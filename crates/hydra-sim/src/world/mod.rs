@@ -854,6 +854,10 @@ fn node_config(id: NodeId, sim: &SimConfig) -> NodeConfig {
     c.anti_entropy_interval_ms = if sim.anti_entropy { 100 } else { 0 };
     c.hints_bytes_max = sim.hints_bytes_max;
     c.request_timeout_ms = 3_000;
+    // Skews are at most 200 ms each (400 ms apart); a node more than 500 ms off its peers
+    // stops coordinating, so every jump (2 s or more) takes a node out until it is put right,
+    // and the checkers' skew bound holds for every node that coordinates.
+    c.max_clock_skew_ms = 1_000;
     c.heartbeat_interval_ms = 100;
     c.fallback_after_ms = 500;
     c.handoff_interval_ms = 100;
