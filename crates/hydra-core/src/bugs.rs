@@ -27,6 +27,9 @@ pub struct PlantedBugs {
     pub lww_ignores_context: bool,
     /// A node uses its clock whatever its peers' heartbeats say of it (no `ClockSkew`).
     pub ignore_clock_verdict: bool,
+    /// Syncs covering a new dot are not marked required: in `periodic`/`none` durability a
+    /// dot leaves before it is on disk.
+    pub dots_leave_unsynced: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -41,6 +44,7 @@ thread_local! {
         expiry_stamped_now: false,
         lww_ignores_context: false,
         ignore_clock_verdict: false,
+        dots_leave_unsynced: false,
     }) };
 }
 

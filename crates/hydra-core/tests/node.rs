@@ -20,6 +20,8 @@ use std::collections::{BTreeSet, VecDeque};
 struct Cluster {
     nodes: Vec<Node>,
     stores: Vec<MemStore>,
+    /// Acks without fsync (`periodic`/`none` durability): only required syncs reach the store.
+    acks_without_fsync: bool,
     /// Wall-clock offset of each node, for skew tests.
     skew_ms: Vec<u64>,
     down: BTreeSet<usize>,
@@ -41,6 +43,7 @@ impl Cluster {
             nodes,
             stores: (0..count).map(|_| MemStore::new()).collect(),
             skew_ms: vec![0; count as usize],
+            acks_without_fsync: false,
             down: BTreeSet::new(),
             now: 1_000_000,
             rng: ChaCha8Rng::seed_from_u64(1),
@@ -88,8 +91,15 @@ impl Cluster {
                 }
                 Output::Reply { id, result } => replies.push((id, result)),
                 Output::HintBudgetFull { .. } => {}
-                Output::Sync { generation } => {
-                    let result = hydra_core::store::Store::sync(&mut self.stores[i]);
+                Output::Sync {
+                    generation,
+                    required,
+                } => {
+                    let result = if self.acks_without_fsync && !required {
+                        Ok(())
+                    } else {
+                        hydra_core::store::Store::sync(&mut self.stores[i])
+                    };
                     queue.push_back((i, Input::Synced { generation, result }));
                 }
             }
@@ -1034,4 +1044,63 @@ fn an_lww_write_carrying_a_reads_context_beats_what_that_read_saw() {
         ["v2"],
         "the client's own later write lost to the version it had read"
     );
+}
+
+/// `periodic`/`none` durability: acks wait for no fsync, but a new dot must be on disk before
+/// it leaves. Else node 1 writes v1 (dot n1:2) to every replica, crashes before its own copy
+/// is synced, comes back holding n1:1 and names v2 n1:2 too; replicas holding v1 under that
+/// dot never take v2. Returns whether the replicas converged.
+fn a_coordinator_crashes_after_sending_a_dot_without_fsync() -> bool {
+    let mut c = Cluster::new(3);
+    c.acks_without_fsync = true;
+    // No handoff or anti-entropy: node 1 learns of n1:2 from nobody after its restart.
+    let quiet = |id: u64| {
+        let mut cfg = config(id);
+        cfg.handoff_interval_ms = 0;
+        cfg.anti_entropy_interval_ms = 0;
+        cfg
+    };
+    for n in &mut c.nodes {
+        *n = Node::new(quiet(n.id().0), c.layout.clone());
+    }
+    c.idle(1_000);
+    let k = key("default", "reused");
+    c.request(0, put(&k, "v0", None, Some(Consistency::All)))
+        .expect("v0");
+    hydra_core::store::Store::sync(&mut c.stores[0]).expect("sync");
+    c.request(0, put(&k, "v1", None, Some(Consistency::All)))
+        .expect("v1");
+    c.kill(0);
+    c.down.remove(&0);
+    c.nodes[0] = Node::new(quiet(1), c.layout.clone());
+    c.idle(1_000);
+    c.request(0, put(&k, "v2", None, Some(Consistency::All)))
+        .expect("v2");
+    let p = c.layout.partition_for(k.bucket.as_str(), k.key());
+    let objects: Vec<_> = (0..3)
+        .map(|i| hydra_core::store::Store::get(&c.stores[i], &k.storage_key(p)).expect("memstore"))
+        .collect();
+    objects.iter().all(|o| *o == objects[0])
+}
+
+#[test]
+fn without_fsync_a_crashed_coordinator_never_reuses_a_dot() {
+    assert!(
+        a_coordinator_crashes_after_sending_a_dot_without_fsync(),
+        "replicas diverged: a dot was reused"
+    );
+}
+
+/// The scenario above catches a sync of a new dot that is not made real.
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn a_dot_sent_before_it_is_on_disk_makes_replicas_diverge() {
+    use hydra_core::bugs::{PlantedBugs, set_planted};
+    set_planted(PlantedBugs {
+        dots_leave_unsynced: true,
+        ..PlantedBugs::default()
+    });
+    let converged = a_coordinator_crashes_after_sending_a_dot_without_fsync();
+    set_planted(PlantedBugs::default());
+    assert!(!converged, "the reused dot went unnoticed");
 }

@@ -381,11 +381,16 @@ impl Driver {
                         "hints for {owner} exceed the budget (limits.hints_bytes_max); partition {} is left to anti-entropy",
                         partition.0
                     ),
-                    Output::Sync { generation } if self.fsync => {
+                    // A real fsync: in `fsync` mode, for a generation covering a new dot or a
+                    // clock mark, and behind one already waiting (generations end in order).
+                    Output::Sync {
+                        generation,
+                        required,
+                    } if self.fsync || required || self.sync_wanted.is_some() => {
                         self.sync_wanted = Some(self.sync_wanted.unwrap_or(0).max(generation));
                     }
                     // Acks need no fsync in this durability mode.
-                    Output::Sync { generation } => inputs.push(Input::Synced {
+                    Output::Sync { generation, .. } => inputs.push(Input::Synced {
                         generation,
                         result: Ok(()),
                     }),

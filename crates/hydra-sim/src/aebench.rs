@@ -151,7 +151,7 @@ pub fn run(keys: usize, differing: usize) -> AeBenchReport {
                         Input::Message { from, envelope },
                     ));
                 }
-                Output::Sync { generation } => {
+                Output::Sync { generation, .. } => {
                     let result = stores[i].sync();
                     queue.push_back((now + 1, i, Input::Synced { generation, result }));
                 }

@@ -31,4 +31,4 @@ pub mod check;
 pub mod workload;
 pub mod world;
 
-pub use world::{SimConfig, SimReport, run};
+pub use world::{Durability, SimConfig, SimReport, run};

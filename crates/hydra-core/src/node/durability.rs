@@ -25,6 +25,7 @@ use crate::ids::{NodeId, RequestId, Timestamp};
 use crate::key::ObjectKey;
 use crate::store::{Store, StoreError, WriteBatch};
 use std::collections::BTreeMap;
+use std::ops::Not;
 
 use super::io::{Outbox, Output};
 
@@ -122,12 +123,18 @@ impl Durability {
         self.unsynced.contains_key(skey)
     }
 
-    /// At the end of each call: asks the shell for a sync when a waiter needs one.
+    /// At the end of each call: asks the shell for a sync when a waiter needs one, saying
+    /// whether it covers a new dot or a clock mark (then it must be real in every mode).
     pub(crate) fn request_sync(&mut self, out: &mut Outbox) {
         if self.waiters.iter().any(|(g, _)| *g > self.requested) {
             self.requested += 1;
+            let g = self.requested;
+            let required = planted().dots_leave_unsynced.not()
+                && (self.unsynced.values().any(|u| *u == g)
+                    || self.mark_pending.is_some_and(|(m, _)| m == g));
             out.push(Output::Sync {
-                generation: self.requested,
+                generation: g,
+                required,
             });
         }
     }

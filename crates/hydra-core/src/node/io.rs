@@ -39,9 +39,15 @@ pub enum Output {
     },
     /// Sync the store, then report [`Input::Synced`] with this generation. Several may be
     /// outstanding; one sync that starts after a request was emitted satisfies it, so the
-    /// shell may coalesce them (group commit).
+    /// shell may coalesce them (group commit). A shell whose durability mode acks without
+    /// fsync (`periodic`, `none`) may report an unrequired generation at once, but never
+    /// before an earlier required one it is still syncing.
     Sync {
         generation: u64,
+        /// The generation covers a new dot of this node or a clock mark: it must be made
+        /// durable whatever the durability mode (else a crash could make the node issue the
+        /// same dot, or an older timestamp, for another value).
+        required: bool,
     },
     /// A hint for `owner` was refused because its byte budget is full: the key's partition is
     /// left to anti-entropy. For the operator's log.

@@ -324,11 +324,14 @@ impl World {
         self.next_element += 1;
         set.insert(element);
         let op = self.next_op(client);
+        // A fifth of the adds to sloppy keys are blind (no context): they make siblings, and
+        // they are what could reuse a dot a crashed coordinator lost (a context names it).
+        let blind = !is_strict(key) && self.rng.random_bool(0.2);
         let request = ClientRequest::Put(WriteRequest {
             key: self.object_key(key),
             value: Some(encode_set(&set)),
             content_type: "application/octet-stream".into(),
-            context: Some(context),
+            context: (!blind).then_some(context),
             w: None,
             timeout_ms: None,
             sloppy: None,

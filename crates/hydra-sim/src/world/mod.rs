@@ -31,6 +31,16 @@ const EVENTS_MAX: u64 = 20_000_000;
 /// How many times the final read of a key is retried after healing.
 const FINAL_READ_TRIES: u32 = 20;
 
+/// The durability mode of every node, as `[node] durability` sets it: acks wait for an
+/// fsync, or for none (`periodic`: the store is synced every interval in the background;
+/// `none`: never). Either way a sync covering a new dot or a clock mark is real.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    Fsync,
+    Periodic { interval_ms: u64 },
+    None,
+}
+
 /// What to simulate. [`SimConfig::from_seed`] draws a configuration from the seed.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -55,6 +65,8 @@ pub struct SimConfig {
     /// Bytes of hints a node keeps per owner; small in some seeds, so a node stays down longer
     /// than its budget lasts and anti-entropy must make up for the dropped hints.
     pub hints_bytes_max: u64,
+    /// When the nodes' acks wait for fsync (see [`Durability`]).
+    pub durability: Durability,
     /// Partitions of the ring (a power of two). Each anti-entropy tick sweeps one partition
     /// for expired values, so with fewer partitions a returning replica's sweep reaches its
     /// stale keys sooner (before anti-entropy has brought them up to date).
@@ -84,6 +96,13 @@ impl SimConfig {
                 64 * 1024 * 1024
             },
             partitions: 1 << rng.random_range(3..=6),
+            durability: match rng.random_range(0..10) {
+                0..=5 => Durability::Fsync,
+                6..=7 => Durability::Periodic {
+                    interval_ms: rng.random_range(20..=500),
+                },
+                _ => Durability::None,
+            },
         }
     }
 }
@@ -189,6 +208,13 @@ enum Event {
         node: usize,
         incarnation: u64,
         generation: u64,
+        /// An fsync (else an ack the durability mode gives without one).
+        real: bool,
+    },
+    /// `periodic` durability: the background fsync.
+    PeriodicSync {
+        node: usize,
+        incarnation: u64,
     },
     Fault,
     Restart {
@@ -363,6 +389,7 @@ impl World {
                     incarnation: 0,
                 },
             );
+            self.start_periodic_sync(i);
         }
         for c in 0..self.clients.len() {
             let d = self.rng.random_range(0..10);
@@ -460,7 +487,14 @@ impl World {
         // Two nodes' clocks are at most twice the largest skew apart (plus a millisecond, as
         // timestamps of one millisecond tie).
         let skew_bound_ms = 2 * self.config.clock_skew_ms_max + 1;
-        check::check_all(&self.history, &replicas, skew_bound_ms, &mut report);
+        let durable_acks = self.config.durability == Durability::Fsync;
+        check::check_all(
+            &self.history,
+            &replicas,
+            skew_bound_ms,
+            durable_acks,
+            &mut report,
+        );
         report.history = std::mem::take(&mut self.history);
         report
     }
@@ -521,7 +555,8 @@ impl World {
             Event::Deliver { to, .. } => Some(*to),
             Event::Request { node, .. }
             | Event::Tick { node, .. }
-            | Event::SyncDone { node, .. } => Some(*node),
+            | Event::SyncDone { node, .. }
+            | Event::PeriodicSync { node, .. } => Some(*node),
             _ => None,
         };
         if let Some(i) = target
@@ -585,9 +620,20 @@ impl World {
                 node,
                 incarnation,
                 generation,
+                real,
             } => {
                 let n = &mut self.nodes[node];
                 if n.incarnation != incarnation || n.core.is_none() {
+                    return;
+                }
+                if !real {
+                    self.feed(
+                        node,
+                        Input::Synced {
+                            generation,
+                            result: Ok(()),
+                        },
+                    );
                     return;
                 }
                 let result = n.store.sync();
@@ -595,6 +641,16 @@ impl World {
                 self.feed(node, Input::Synced { generation, result });
                 if let Some(g) = self.nodes[node].sync_waiting.take() {
                     self.start_sync(node, g);
+                }
+            }
+            Event::PeriodicSync { node, incarnation } => {
+                let n = &mut self.nodes[node];
+                if n.incarnation != incarnation || n.core.is_none() {
+                    return;
+                }
+                let _ = n.store.sync();
+                if let Durability::Periodic { interval_ms } = self.config.durability {
+                    self.schedule(interval_ms, Event::PeriodicSync { node, incarnation });
                 }
             }
             Event::Fault => self.inject_fault(),
@@ -641,8 +697,24 @@ impl World {
                         self.schedule(d, Event::Answer { client, op, result });
                     }
                 }
-                Output::Sync { generation } => {
-                    if self.nodes[i].sync_in_flight {
+                Output::Sync {
+                    generation,
+                    required,
+                } => {
+                    let fsync = self.config.durability == Durability::Fsync;
+                    if !fsync && !required && !self.nodes[i].sync_in_flight {
+                        // Acked at once, as the shell does in `periodic` and `none` modes.
+                        let incarnation = self.nodes[i].incarnation;
+                        self.schedule(
+                            0,
+                            Event::SyncDone {
+                                node: i,
+                                incarnation,
+                                generation,
+                                real: false,
+                            },
+                        );
+                    } else if self.nodes[i].sync_in_flight {
                         let w = &mut self.nodes[i].sync_waiting;
                         *w = Some(w.unwrap_or(0).max(generation));
                     } else {
@@ -680,6 +752,7 @@ impl World {
                 node: i,
                 incarnation,
                 generation,
+                real: true,
             },
         );
     }
@@ -846,6 +919,21 @@ impl World {
                 incarnation,
             },
         );
+        self.start_periodic_sync(i);
+    }
+
+    /// `periodic` durability: the node's background fsync, every interval from now on.
+    fn start_periodic_sync(&mut self, i: usize) {
+        if let Durability::Periodic { interval_ms } = self.config.durability {
+            let incarnation = self.nodes[i].incarnation;
+            self.schedule(
+                interval_ms,
+                Event::PeriodicSync {
+                    node: i,
+                    incarnation,
+                },
+            );
+        }
     }
 }
 
