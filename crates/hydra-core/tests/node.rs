@@ -33,6 +33,10 @@ struct Cluster {
 
 type Reply = Result<ClientResponse, ClientError>;
 
+/// How far the harness's monotonic clock is behind its wall clock (the harness starts at
+/// 1,000,000 ms of wall time).
+const MONO_BEHIND_WALL_MS: u64 = 990_000;
+
 impl Cluster {
     fn new(count: u64) -> Cluster {
         let layout = Layout::uniform(count, 16).expect("valid");
@@ -78,7 +82,9 @@ impl Cluster {
         }
         let mut ctx = Ctx {
             now: Timestamp(self.now + self.skew_ms[i]),
-            mono: Timestamp(self.now),
+            // A monotonic clock with its own origin, far from the wall clock's (as a
+            // process's is): nothing may mix the two.
+            mono: Timestamp(self.now - MONO_BEHIND_WALL_MS),
             store: &mut self.stores[i],
             rng: &mut self.rng,
         };

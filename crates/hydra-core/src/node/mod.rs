@@ -61,7 +61,6 @@ use crate::store::{Store, StoreError};
 use std::collections::BTreeMap;
 
 use anti_entropy::AntiEntropy;
-
 use durability::Waiter;
 use forward::Forwards;
 use gc::Gc;
@@ -194,6 +193,8 @@ impl Node {
     }
 
     pub fn handle<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, input: Input) {
+        // First: timers set from here on (reaps loaded below too) convert wall to monotonic.
+        self.local.timers.set_clock(ctx.now, ctx.mono);
         if !self.loaded {
             // First call since start: load what the store remembers.
             self.loaded = true;
@@ -215,7 +216,6 @@ impl Node {
             self.local.trees_stale = false;
             self.local.rebuild_trees(ctx.store);
         }
-        self.local.timers.set_clock(ctx.now, ctx.mono);
         self.local.clock.observe(ctx.now, ctx.mono);
         while let Some(timer) = self.local.timers.pop_due() {
             self.on_timer(ctx, timer);

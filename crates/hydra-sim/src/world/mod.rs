@@ -674,7 +674,9 @@ impl World {
         let Some(core) = n.core.as_mut() else { return };
         let mut ctx = Ctx {
             now: Timestamp(wall),
-            mono: Timestamp(self.now),
+            // The monotonic clock has its own origin (simulated time from the start), as a
+            // process's has: nothing may mix it with the wall clock.
+            mono: Timestamp(self.now - EPOCH_MS),
             store: &mut n.store,
             rng,
         };
