@@ -112,6 +112,7 @@ impl SimConfig {
 pub struct SimReport {
     pub seed: u64,
     pub nodes: usize,
+    pub durability: Option<Durability>,
     pub sim_ms: u64,
     pub events: u64,
     pub ops: u64,
@@ -144,9 +145,10 @@ pub struct SimReport {
 impl SimReport {
     pub fn summary(&self) -> String {
         format!(
-            "seed={} nodes={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} violations={}",
+            "seed={} nodes={} durability={:?} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} violations={}",
             self.seed,
             self.nodes,
+            self.durability,
             self.sim_ms,
             self.events,
             self.ops,
@@ -338,6 +340,7 @@ impl World {
         let report = SimReport {
             seed: config.seed,
             nodes: config.nodes,
+            durability: Some(config.durability),
             ..SimReport::default()
         };
         World {
