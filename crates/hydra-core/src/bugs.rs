@@ -30,6 +30,9 @@ pub struct PlantedBugs {
     /// Syncs covering a new dot are not marked required: in `periodic`/`none` durability a
     /// dot leaves before it is on disk.
     pub dots_leave_unsynced: bool,
+    /// Writes bound to the version read (`EXPIRE`, `GETDEL`) are made as new writes: the
+    /// value read is written back, stamped now.
+    pub version_ops_as_new_writes: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -45,6 +48,7 @@ thread_local! {
         lww_ignores_context: false,
         ignore_clock_verdict: false,
         dots_leave_unsynced: false,
+        version_ops_as_new_writes: false,
     }) };
 }
 

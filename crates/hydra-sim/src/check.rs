@@ -1,6 +1,6 @@
 //! Checkers of the guarantees, run over a finished simulation's history and final state.
 
-use crate::workload::{Completion, History, RegisterRead, RegisterWrite, is_strict};
+use crate::workload::{Completion, History, RegisterOp, RegisterRead, RegisterWrite, is_strict};
 use crate::world::SimReport;
 use hydra_core::ids::NodeId;
 use hydra_core::message::decode_object;
@@ -319,11 +319,13 @@ pub fn check_siblings(history: &History, violations: &mut Vec<Violation>) {
 
 /// (e) `lww` order and expiry: a quorum read of a strict register key (and the final read of
 /// every register key) returns a value no acknowledged write had replaced before the read
-/// began. Write `b` is replaced by write `a` (`b` is *before* `a`) when the client of `a` had
+/// began. Value `b` is replaced by write `a` (`b` is *before* `a`) when the client of `a` had
 /// seen `b` and sent the newest version it saw as the context, or when `b` was acknowledged
-/// more than the clock skew bound before `a` began. A value whose TTL may have run out by the
-/// end of the read is not owed to anyone (its expiry reads as absent); one whose TTL certainly
-/// ran out must not be read. Returns how many distinct acknowledged writes were lost.
+/// more than the clock skew bound before `a` began; a delete bound to the version of value
+/// `v` replaces `v` and what `v` replaced, nothing else; a TTL change replaces nothing. A value
+/// whose TTL may have run out by the end of the read is not owed to anyone (its expiry reads
+/// as absent); one whose TTL certainly ran out (and was never changed) must not be read.
+/// Returns how many distinct acknowledged writes were lost.
 pub fn check_registers(
     history: &History,
     skew_bound_ms: u64,
@@ -333,16 +335,32 @@ pub fn check_registers(
     for w in &history.register_writes {
         writes_by_key.entry(w.key).or_default().push(w);
     }
-    let before = |b: &RegisterWrite, a: &RegisterWrite| {
+    let values: BTreeMap<u64, &RegisterWrite> = history
+        .register_writes
+        .iter()
+        .filter(|w| w.op == RegisterOp::Set)
+        .map(|w| (w.id, w))
+        .collect();
+    // `b` before `a`, for `a` a value or a blind delete.
+    let plain_before = |b: &RegisterWrite, a: &RegisterWrite| {
         b.id != a.id
             && (a.saw.as_ref().is_some_and(|saw| saw.contains(&b.id))
                 || matches!(b.completed, Some((t, Completion::Ok)) if t.0 + skew_bound_ms < a.invoked.0))
     };
+    let before = |b: &RegisterWrite, a: &RegisterWrite| match a.op {
+        RegisterOp::Set | RegisterOp::Delete => plain_before(b, a),
+        RegisterOp::Touch { .. } => false,
+        RegisterOp::DeleteVersion { of } => {
+            b.id == of || values.get(&of).is_some_and(|v| plain_before(b, v))
+        }
+    };
     // Expiry is judged on a node's clock against the coordinator's: up to the bound early.
     let may_have_expired = |w: &RegisterWrite, at: u64| {
-        w.ttl_ms
-            .is_some_and(|ttl| at + skew_bound_ms >= w.invoked.0 + ttl)
+        w.op == RegisterOp::Set
+            && w.ttl_ms
+                .is_some_and(|ttl| at + skew_bound_ms >= w.invoked.0 + ttl)
     };
+    let failed = |w: &RegisterWrite| matches!(w.completed, Some((_, Completion::Fail)));
     let mut lost = BTreeSet::new();
     for r in history
         .register_reads
@@ -351,7 +369,7 @@ pub fn check_registers(
     {
         let writes = writes_by_key.get(&r.key).map(Vec::as_slice).unwrap_or(&[]);
         let returned = match r.value {
-            Some(v) => match writes.iter().find(|w| w.id == v && !w.delete) {
+            Some(v) => match values.get(&v).filter(|w| w.key == r.key) {
                 Some(w) => Some(*w),
                 None => {
                     violations.push(bad_value(r, v, "no client wrote it to this key"));
@@ -361,11 +379,15 @@ pub fn check_registers(
             None => None,
         };
         if let Some(w) = returned {
-            if matches!(w.completed, Some((_, Completion::Fail))) {
+            if failed(w) {
                 violations.push(bad_value(r, w.id, "its write failed"));
                 continue;
             }
-            if let (Some(ttl), Some((t, Completion::Ok))) = (w.ttl_ms, w.completed)
+            let ttl_changed = writes
+                .iter()
+                .any(|t| t.op == RegisterOp::Touch { of: w.id } && t.invoked < r.completed);
+            if let (Some(ttl), Some((t, Completion::Ok)), false) =
+                (w.ttl_ms, w.completed, ttl_changed)
                 && r.invoked.0 > t.0 + ttl + skew_bound_ms
             {
                 violations.push(bad_value(r, w.id, "its TTL had run out before the read"));
@@ -376,18 +398,29 @@ pub fn check_registers(
             let Some((acked_at, Completion::Ok)) = a.completed else {
                 continue;
             };
-            if acked_at >= r.invoked || may_have_expired(a, r.completed.0) {
+            if matches!(a.op, RegisterOp::Touch { .. })
+                || acked_at >= r.invoked
+                || may_have_expired(a, r.completed.0)
+            {
                 continue;
             }
             let fine = match returned {
                 Some(b) => !before(b, a),
-                // Absent: `a` is a delete, or some delete or expired value `a` does not
-                // replace may have won.
+                // Absent: `a` is a delete, or some delete (or expired value) that `a` does
+                // not replace may have won.
                 None => writes.iter().any(|d| {
-                    (d.delete || may_have_expired(d, r.completed.0))
-                        && d.invoked < r.completed
-                        && !matches!(d.completed, Some((_, Completion::Fail)))
-                        && (d.id == a.id || !before(d, a))
+                    d.invoked < r.completed
+                        && !failed(d)
+                        && match d.op {
+                            RegisterOp::Set => may_have_expired(d, r.completed.0) && !before(d, a),
+                            RegisterOp::Delete => d.id == a.id || !before(d, a),
+                            // Deletes only its version (and anything older): it may win over
+                            // `a` unless that version is known to be older than `a`.
+                            RegisterOp::DeleteVersion { of } => {
+                                d.id == a.id || values.get(&of).is_none_or(|v| !before(v, a))
+                            }
+                            RegisterOp::Touch { .. } => false,
+                        }
                 }),
             };
             if !fine {

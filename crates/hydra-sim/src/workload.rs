@@ -137,14 +137,30 @@ pub struct ReadOp {
     pub is_final: bool,
 }
 
-/// One write of a register: a unique value (its id, also the value's bytes), or a delete.
+/// What a register write does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisterOp {
+    /// A new value (`SET`).
+    Set,
+    /// A delete of whatever the key holds (a blind `DEL`).
+    Delete,
+    /// A TTL change of exactly the version holding value `of`, which the client just read
+    /// (`EXPIRE` with a long TTL, or `PERSIST`): never a new value.
+    Touch { of: u64 },
+    /// A delete of exactly the version holding value `of`, which the client just read
+    /// (`GETDEL`).
+    DeleteVersion { of: u64 },
+}
+
+/// One write of a register: a unique value (its id, also the value's bytes), a delete, or an
+/// operation bound to the version the client read.
 #[derive(Clone, Debug)]
 pub struct RegisterWrite {
     pub client: usize,
     pub key: u64,
-    /// Unique over the run; what a read of this value returns.
+    /// Unique over the run; what a read of this value returns (for `Set`).
     pub id: u64,
-    pub delete: bool,
+    pub op: RegisterOp,
     pub ttl_ms: Option<u64>,
     /// The writes of this key the client had seen (read, or written and acknowledged) when it
     /// invoked this one, if it sent the newest version it saw as the context.
@@ -214,10 +230,11 @@ impl History {
             }
         }
         for w in &self.register_writes {
-            let (f, value) = if w.delete {
-                ("delete", "null".to_string())
-            } else {
-                ("write", w.id.to_string())
+            let (f, value) = match w.op {
+                RegisterOp::Set => ("write", w.id.to_string()),
+                RegisterOp::Delete => ("delete", "null".to_string()),
+                RegisterOp::Touch { of } => ("touch", of.to_string()),
+                RegisterOp::DeleteVersion { of } => ("getdel", of.to_string()),
             };
             events.push((
                 w.invoked.0,

@@ -180,3 +180,17 @@ fn checker_e_catches_a_node_that_stamps_writes_with_a_clock_that_jumped() {
     );
     eprintln!("caught: {found:?}");
 }
+
+#[test]
+fn checker_e_catches_read_then_write_operations_that_write_the_old_value_back() {
+    let bugs = PlantedBugs {
+        version_ops_as_new_writes: true,
+        ..PlantedBugs::default()
+    };
+    let found = caught_by(bugs, 'e', 300);
+    assert!(
+        found.is_some(),
+        "an EXPIRE writing the value it read over a later write went unnoticed"
+    );
+    eprintln!("caught: {found:?}");
+}

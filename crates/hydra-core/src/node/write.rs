@@ -109,6 +109,7 @@ impl Writes {
     ) {
         let fixed = match write.on_version {
             None => None,
+            Some(_) if planted().version_ops_as_new_writes => None,
             Some(op) => match version_bound(local, ctx, &write, op, at.partition) {
                 Ok(object) => Some(object),
                 Err(e) => return local.out.reply(reply_to, Err(e)),

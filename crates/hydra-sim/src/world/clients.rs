@@ -4,12 +4,12 @@
 
 use super::{Event, World};
 use crate::workload::{
-    AddOp, Completion, DeleteOp, ReadOp, RegisterRead, RegisterWrite, decode_register,
+    AddOp, Completion, DeleteOp, ReadOp, RegisterOp, RegisterRead, RegisterWrite, decode_register,
     encode_register, encode_set, is_register, is_strict, union_of, writes_with_context,
 };
 use hydra_core::bucket::Consistency;
 use hydra_core::ids::Timestamp;
-use hydra_core::message::{ClientError, ClientRequest, ClientResponse, WriteRequest};
+use hydra_core::message::{ClientError, ClientRequest, ClientResponse, VersionOp, WriteRequest};
 use hydra_core::version::VersionVector;
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -172,7 +172,8 @@ impl World {
                     if is_final {
                         c.state = ClientState::Idle;
                     } else {
-                        self.start_register_write(client, key);
+                        let read = value.map(|v| (v, context));
+                        self.start_register_write(client, key, read);
                     }
                 }
                 Ok(ClientResponse::Read {
@@ -235,7 +236,7 @@ impl World {
                         let w = &self.history.register_writes[write];
                         let c = &mut self.clients[client];
                         c.note_seen(context);
-                        if !w.delete {
+                        if w.op == RegisterOp::Set {
                             c.saw.entry(w.key).or_default().push(w.id);
                         }
                         Completion::Ok
@@ -352,44 +353,81 @@ impl World {
         self.submit(client, op, request);
     }
 
-    /// Writes a register key: a unique value (a third of them with a short TTL) or, now and
-    /// then, a delete. A Redis-style client sends the newest version it saw as the context.
-    pub(super) fn start_register_write(&mut self, client: usize, key: u64) {
+    /// Writes a register key: a unique value (half of them with a short TTL) or, now and then,
+    /// a delete; or, on the version the client just read (`read`: its value and the read's
+    /// context), a TTL change (`EXPIRE` with a long TTL, `PERSIST`) or a delete (`GETDEL`), as
+    /// the Redis front end sends them. A Redis-style client sends the newest version it saw as
+    /// the context of its other writes.
+    pub(super) fn start_register_write(
+        &mut self,
+        client: usize,
+        key: u64,
+        read: Option<(u64, VersionVector)>,
+    ) {
         let id = self.next_element;
         self.next_element += 1;
-        let delete = self.rng.random_bool(0.08);
-        let ttl_ms = (!delete && self.rng.random_bool(0.5))
-            .then(|| self.rng.random_range(200..=REGISTER_TTL_MS_MAX));
+        let roll = self.rng.random_range(0..100);
+        let (op, bound) = match &read {
+            Some((of, context)) if roll < 10 => (RegisterOp::Touch { of: *of }, Some(context)),
+            Some((of, context)) if roll < 15 => {
+                (RegisterOp::DeleteVersion { of: *of }, Some(context))
+            }
+            _ if roll >= 92 => (RegisterOp::Delete, None),
+            _ => (RegisterOp::Set, None),
+        };
+        let ttl_ms = match op {
+            RegisterOp::Set if self.rng.random_bool(0.5) => {
+                Some(self.rng.random_range(200..=REGISTER_TTL_MS_MAX))
+            }
+            // Long enough to outlast the run: a TTL change never shortens one here.
+            RegisterOp::Touch { .. } if self.rng.random_bool(0.5) => Some(600_000),
+            _ => None,
+        };
         let c = &self.clients[client];
-        let (context, saw) = if writes_with_context(client) {
-            (
+        let (context, saw) = match (op, bound) {
+            // Bound to the version read: its context, and that version only.
+            (RegisterOp::Touch { of } | RegisterOp::DeleteVersion { of }, Some(context)) => {
+                (Some(context.clone()), Some(vec![of]))
+            }
+            _ if writes_with_context(client) => (
                 c.seen.clone(),
                 Some(c.saw.get(&key).cloned().unwrap_or_default()),
-            )
-        } else {
-            (None, None)
+            ),
+            _ => (None, None),
         };
-        let op = self.next_op(client);
+        let value = match op {
+            RegisterOp::Set => Some(encode_register(id)),
+            RegisterOp::Touch { of } => Some(encode_register(of)),
+            RegisterOp::Delete | RegisterOp::DeleteVersion { .. } => None,
+        };
+        let on_version = match op {
+            RegisterOp::Touch { .. } => Some(VersionOp::Touch),
+            RegisterOp::DeleteVersion { .. } => Some(VersionOp::Delete),
+            _ => None,
+        };
+        let op_id = self.next_op(client);
         let request = ClientRequest::Put(WriteRequest {
             key: self.object_key(key),
-            value: (!delete).then(|| encode_register(id)),
-            content_type: if delete {
-                String::new()
-            } else {
+            content_type: if value.is_some() {
                 "application/octet-stream".into()
+            } else {
+                String::new()
             },
+            value,
             context,
             w: None,
             timeout_ms: None,
             sloppy: None,
             ttl_ms,
-            on_version: None,
+            on_version,
         });
+        let op_kind = op;
+        let op = op_id;
         self.history.register_writes.push(RegisterWrite {
             client,
             key,
             id,
-            delete,
+            op: op_kind,
             ttl_ms,
             saw,
             invoked: Timestamp(self.now),
