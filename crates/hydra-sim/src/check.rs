@@ -164,7 +164,7 @@ pub fn check_all(
     }
     report.violations.extend(register_violations);
     report.lost_writes = lost;
-    report.unconverged_keys = check_convergence(replicas, &mut report.violations);
+    report.unconverged_keys = check_convergence(replicas, report);
     if durable_acks {
         check_siblings(history, &mut report.violations);
         check_deletes(history, &mut report.violations);
@@ -267,13 +267,28 @@ pub fn check_acknowledged_adds(
 
 /// (b) Every replica of every key holds the same object. Returns the number of keys that
 /// differ.
-pub fn check_convergence(replicas: &ReplicaObjects, violations: &mut Vec<Violation>) -> u64 {
+/// A replica holding only a tombstone where another holds nothing converged too (both read as
+/// absent): a reap whose removal a crash undid leaves that tombstone behind, as garbage, not
+/// as a difference; those keys are counted in `SimReport::tombstones_left`.
+pub fn check_convergence(replicas: &ReplicaObjects, report: &mut SimReport) -> u64 {
     let mut unconverged = 0;
     for (key, objects) in replicas {
         let decoded: Vec<_> = objects
             .iter()
             .map(|(n, b)| (*n, b.as_ref().map(|b| decode_object(b))))
             .collect();
+        let tombstone = |o: &Option<Result<_, _>>| matches!(o, Some(Ok(o)) if hydra_core::version::Object::is_tombstone(o));
+        let decoded: Vec<_> = if decoded.iter().any(|(_, o)| o.is_none())
+            && decoded.iter().all(|(_, o)| o.is_none() || tombstone(o))
+        {
+            if decoded.iter().any(|(_, o)| tombstone(o)) {
+                report.tombstones_left += 1;
+            }
+            decoded.into_iter().map(|(n, _)| (n, None)).collect()
+        } else {
+            decoded
+        };
+        let violations = &mut report.violations;
         let first = &decoded[0].1;
         if let Some((node, _)) = decoded.iter().find(|(_, o)| o != first) {
             unconverged += 1;

@@ -138,6 +138,9 @@ pub struct SimReport {
     pub hints_pending: u64,
     /// Expired values the nodes' sweeps deleted.
     pub expired_deleted: u64,
+    /// Keys some replica still holds a tombstone of after every other one reaped it (a crash
+    /// undid that replica's removal): garbage, read as absent.
+    pub tombstones_left: u64,
     pub violations: Vec<Violation>,
     pub history: History,
 }
@@ -145,7 +148,7 @@ pub struct SimReport {
 impl SimReport {
     pub fn summary(&self) -> String {
         format!(
-            "seed={} nodes={} durability={:?} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} violations={}",
+            "seed={} nodes={} durability={:?} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} violations={}",
             self.seed,
             self.nodes,
             self.durability,
@@ -170,6 +173,7 @@ impl SimReport {
             self.hints_dropped,
             self.hints_pending,
             self.expired_deleted,
+            self.tombstones_left,
             self.violations.len()
         )
     }
