@@ -5,14 +5,19 @@
 //! Start reading at [`run`]. [`world`] moves messages, timers and syncs; [`workload`] holds the
 //! clients (read-modify-write of per-key sets, with contexts) and the history they record;
 //! [`check`] holds the checkers of docs/DESIGN.md's guarantees. Keys are sets in `siblings`
-//! buckets (read-modify-write with contexts) and registers in `lww` buckets (unique values,
-//! some with short TTLs, written with or without the newest version the client saw), each
-//! kind in a strict and a sloppy bucket.
+//! buckets (read-modify-write with contexts, some blind) and registers in `lww` buckets
+//! (unique values, some with short TTLs, written with or without the newest version the
+//! client saw; TTL changes and deletes bound to the version read, as `EXPIRE`, `PERSIST` and
+//! `GETDEL` send them), each kind in a strict and a sloppy bucket. Each seed runs one
+//! durability mode: `fsync`, `periodic` or `none`.
 //!
 //! Faults: message drops, duplicates, delays (and so reordering), network partitions, crashes
 //! of one or several nodes at once (losing writes not yet synced) and restarts, pauses (a
-//! node frozen for 1 to 8 s with its state, as by SIGSTOP), clock skew between nodes. After the workload the world heals, every key is read at `r = all`, and the
-//! checkers run:
+//! node frozen for 1 to 8 s with its state, as by SIGSTOP), clock skew between nodes, and
+//! clock jumps (2 s to an hour, forward or back, across restarts, put right later). After the
+//! workload the world heals, every key is read at `r = all`, and the checkers run (without
+//! fsync, where a replica's ack may be lost by design, (a) checks the final state only and
+//! (c), (d) and the loss half of (e) are off):
 //! (a) no acknowledged add is missing from any later quorum read or from the final state;
 //! (b) after healing and the final reads (with read repair), every replica of every key holds
 //!     the same object;
@@ -22,7 +27,9 @@
 //!     unexpired write had replaced before the read began (replaced: the writer had seen it,
 //!     or it was acknowledged more than the clock skew bound earlier), nor a value whose TTL
 //!     had certainly run out.
-//! Each is shown catching a planted bug in `tests/checkers.rs`.
+//! Each is shown catching a planted bug in `tests/checkers.rs` ((e) four: an expiry stamped
+//! now, writes ignoring the client's context, a node using a clock its peers disown, and
+//! read-then-write operations writing the old value back).
 //!
 //! Must not: read the clock, use OS randomness, iterate hash maps (determinism), or do I/O.
 
