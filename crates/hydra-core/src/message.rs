@@ -336,10 +336,10 @@ pub enum Message {
         req: RequestId,
         result: Result<ClientResponse, ClientError>,
     },
-    /// The sender's bucket table, pushed periodically; the receiver keeps, per bucket, the
-    /// entry with the larger timestamp.
+    /// The sender's bucket table, pushed periodically; the receiver joins it with its own
+    /// (see `node/buckets.rs`).
     BucketsGossip {
-        buckets: Vec<(BucketName, BucketProps, Hlc)>,
+        buckets: Vec<BucketEntry>,
     },
     /// Sent to every peer every heartbeat interval; feeds the failure detector and the clock
     /// offset estimate (the sender's wall and monotonic readings, and an echo of the
@@ -550,15 +550,40 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
     Ok(envelope)
 }
 
-/// Format byte of the stored bucket table.
-pub const BUCKETS_FORMAT: u8 = 2;
+/// One bucket of the table: its properties, when they last changed (`version`), and when the
+/// bucket was created (`created`: the earliest creation fixes `n` and the conflict mode).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketEntry {
+    pub name: BucketName,
+    pub props: BucketProps,
+    pub version: Hlc,
+    pub created: Hlc,
+}
 
-pub fn encode_buckets(table: &[(BucketName, BucketProps, Hlc)]) -> Vec<u8> {
+/// Format byte of the stored bucket table.
+pub const BUCKETS_FORMAT: u8 = 3;
+/// Format 2 had no creation time: still read (created = version), never written.
+const BUCKETS_FORMAT_V2: u8 = 2;
+
+pub fn encode_buckets(table: &[BucketEntry]) -> Vec<u8> {
     encode(BUCKETS_FORMAT, &table)
 }
 
-pub fn decode_buckets(bytes: &[u8]) -> Result<Vec<(BucketName, BucketProps, Hlc)>, CodecError> {
-    decode("bucket table", BUCKETS_FORMAT, bytes)
+pub fn decode_buckets(bytes: &[u8]) -> Result<Vec<BucketEntry>, CodecError> {
+    const WHAT: &str = "bucket table";
+    if bytes.first() == Some(&BUCKETS_FORMAT_V2) {
+        let old: Vec<(BucketName, BucketProps, Hlc)> = decode(WHAT, BUCKETS_FORMAT_V2, bytes)?;
+        return Ok(old
+            .into_iter()
+            .map(|(name, props, version)| BucketEntry {
+                name,
+                props,
+                version,
+                created: version,
+            })
+            .collect());
+    }
+    decode(WHAT, BUCKETS_FORMAT, bytes)
 }
 
 /// The shapes of older formats, kept to read what they stored.
@@ -674,6 +699,21 @@ mod tests {
             },
         };
         assert_eq!(hex(&encode_envelope(&env)), "040103010103");
+    }
+
+    #[test]
+    fn bucket_tables_of_format_2_still_read() {
+        let name = BucketName::new("old").expect("valid");
+        let old = encode(2, &vec![(name.clone(), BucketProps::lww(), Hlc(77))]);
+        assert_eq!(
+            decode_buckets(&old).expect("format 2"),
+            vec![BucketEntry {
+                name,
+                props: BucketProps::lww(),
+                version: Hlc(77),
+                created: Hlc(77),
+            }]
+        );
     }
 
     #[test]

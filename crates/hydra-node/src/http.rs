@@ -539,6 +539,7 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
             "jumps": status.clock.jumps,
             "detail": status.clock.detail,
         }),
+        "bucket_conflicts": status.bucket_conflicts,
         "durability": state.durability,
         "buckets": buckets.iter().map(|(n, p)| (n.to_string(), props_json(p))).collect::<serde_json::Map<_, _>>(),
         "hints_pending_bytes": status.hints.iter().map(|h| h.bytes).sum::<u64>(),

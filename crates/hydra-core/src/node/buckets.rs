@@ -1,15 +1,18 @@
-//! Bucket metadata: a last-writer-wins table of bucket properties, gossiped to every peer.
+//! Bucket metadata: a table of bucket properties, gossiped to every peer and joined.
 //!
 //! ```text
 //! client ─SetBucket─▶ any node: validate, stamp with its HLC, save, gossip to every peer
-//! every gossip_interval_ms: BucketsGossip(table) ─▶ every peer: keep the newer of each entry
+//! every gossip_interval_ms: BucketsGossip(table) ─▶ every peer: join each entry with its own
 //! ```
 //!
 //! Invariants:
-//! * A bucket's conflict mode never changes: changes and gossip naming another mode are
-//!   refused, so every object of a bucket has one mode.
-//! * Ties (two nodes changing a bucket at the same timestamp) break on the properties
-//!   themselves, so every node keeps the same one.
+//! * The join is per bucket: `n` and the conflict mode come from the earliest creation
+//!   (`created`, ties broken on the two values), every other property from the latest change
+//!   (`version`, ties broken on the properties). It is commutative, associative and
+//!   idempotent, so every node ends with the same definition, whatever order gossip takes.
+//! * A client cannot change `n` or the conflict mode (409); two nodes that created one bucket
+//!   differently at once converge on the earlier creation, and the node whose creation lost
+//!   says so in its status (`bucket_conflicts`).
 //! * At most [`BUCKETS_MAX`] buckets.
 
 use crate::bucket::BucketProps;
@@ -18,7 +21,7 @@ use crate::ids::{NodeId, Timestamp};
 use crate::key::BucketName;
 use crate::limits::BUCKETS_MAX;
 use crate::message::{
-    ClientError, ClientResponse, ErrorCode, Message, decode_buckets, encode_buckets,
+    BucketEntry, ClientError, ClientResponse, ErrorCode, Message, decode_buckets, encode_buckets,
 };
 use crate::store::{Store, StoreError, WriteBatch};
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,10 +32,48 @@ use super::io::Outbox;
 /// never see it.
 pub const BUCKETS_STORAGE_KEY: &[u8] = b"\xff\xff\xff\xffbuckets";
 
+/// Creations of this node that lost to an earlier one elsewhere, kept for status.
+const BUCKET_CONFLICTS_KEPT: usize = 16;
+
 #[derive(Debug)]
 pub(crate) struct Buckets {
-    /// Buckets and the HLC timestamp of their last change. At most [`BUCKETS_MAX`].
-    table: BTreeMap<BucketName, (BucketProps, Hlc)>,
+    /// Buckets, when their properties last changed, and when they were created. At most
+    /// [`BUCKETS_MAX`].
+    table: BTreeMap<BucketName, Kept>,
+    /// What this node's losing creations were (newest last, at most
+    /// [`BUCKET_CONFLICTS_KEPT`]).
+    conflicts: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Kept {
+    props: BucketProps,
+    version: Hlc,
+    created: Hlc,
+}
+
+impl Kept {
+    /// The join of two entries of one bucket (see the invariants above).
+    fn join(&self, other: &Kept) -> Kept {
+        let def = |k: &Kept| (k.created, k.props.n, k.props.conflicts.to_string());
+        let first = if def(self) <= def(other) { self } else { other };
+        let latest = if (self.version, props_order(&self.props))
+            >= (other.version, props_order(&other.props))
+        {
+            self
+        } else {
+            other
+        };
+        Kept {
+            props: BucketProps {
+                n: first.props.n,
+                conflicts: first.props.conflicts,
+                ..latest.props.clone()
+            },
+            version: latest.version,
+            created: first.created,
+        }
+    }
 }
 
 /// What a change of the table means to the rest of the node.
@@ -48,13 +89,21 @@ impl Buckets {
         Buckets {
             table: configured
                 .iter()
-                .map(|(n, p)| (n.clone(), (p.clone(), Hlc::default())))
+                .map(|(n, p)| {
+                    let kept = Kept {
+                        props: p.clone(),
+                        version: Hlc::default(),
+                        created: Hlc::default(),
+                    };
+                    (n.clone(), kept)
+                })
                 .collect(),
+            conflicts: Vec::new(),
         }
     }
 
     pub(crate) fn get(&self, name: &BucketName) -> Option<&BucketProps> {
-        self.table.get(name).map(|(p, _)| p)
+        self.table.get(name).map(|k| &k.props)
     }
 
     /// The replication factor of a bucket (the default's for an unknown bucket).
@@ -64,13 +113,13 @@ impl Buckets {
 
     /// Every replication factor in use.
     pub(crate) fn replication_factors(&self) -> BTreeSet<u8> {
-        self.table.values().map(|(p, _)| p.n).collect()
+        self.table.values().map(|k| k.props.n).collect()
     }
 
     pub(crate) fn props(&self) -> BTreeMap<BucketName, BucketProps> {
         self.table
             .iter()
-            .map(|(n, (p, _))| (n.clone(), p.clone()))
+            .map(|(n, k)| (n.clone(), k.props.clone()))
             .collect()
     }
 
@@ -96,17 +145,17 @@ impl Buckets {
         }
         let fixed = |m: String| ClientError::new(ErrorCode::BucketPropertyFixed, m);
         match self.table.get(&name) {
-            Some((old, _)) if old.conflicts != props.conflicts => {
+            Some(old) if old.props.conflicts != props.conflicts => {
                 let e = fixed(format!(
                     "bucket {name} has conflict mode {}; a bucket's conflict mode cannot change",
-                    old.conflicts
+                    old.props.conflicts
                 ));
                 return (Err(e), Changed::default());
             }
-            Some((old, _)) if old.n != props.n => {
+            Some(old) if old.props.n != props.n => {
                 let e = fixed(format!(
                     "bucket {name} has n = {}; n cannot change yet: no data would move to the new replicas (shrinking would hide acknowledged writes, growing would bring reaped ones back); create a new bucket instead",
-                    old.n
+                    old.props.n
                 ));
                 return (Err(e), Changed::default());
             }
@@ -128,9 +177,15 @@ impl Buckets {
             trees_stale: self
                 .table
                 .get(&name)
-                .is_none_or(|(old, _)| old.n != props.n),
+                .is_none_or(|old| old.props.n != props.n),
         };
-        self.table.insert(name.clone(), (props.clone(), version));
+        let created = self.table.get(&name).map_or(version, |old| old.created);
+        let kept = Kept {
+            props: props.clone(),
+            version,
+            created,
+        };
+        self.table.insert(name.clone(), kept);
         if let Err(e) = self.save(store) {
             let e = ClientError::new(ErrorCode::StoreFailed, e.to_string());
             return (Err(e), changed);
@@ -140,11 +195,7 @@ impl Buckets {
     }
 
     pub(crate) fn gossip(&self, out: &mut Outbox, peers: &[NodeId]) {
-        let buckets: Vec<_> = self
-            .table
-            .iter()
-            .map(|(n, (p, v))| (n.clone(), p.clone(), *v))
-            .collect();
+        let buckets = self.entries();
         for to in peers {
             out.send(
                 *to,
@@ -155,32 +206,47 @@ impl Buckets {
         }
     }
 
-    /// A peer's table: keep the newer of each entry.
+    /// A peer's table: each entry joined with ours. A bucket this node created whose `n` or
+    /// conflict mode gives way to an earlier creation is noted for status.
     pub(crate) fn merge<S: Store>(
         &mut self,
         store: &mut S,
         poisoned: bool,
-        theirs: Vec<(BucketName, BucketProps, Hlc)>,
+        theirs: Vec<BucketEntry>,
     ) -> Changed {
         let mut changed = false;
         let mut trees_stale = false;
-        for (name, props, version) in theirs {
-            if props.validate().is_err() {
+        for entry in theirs {
+            if entry.props.validate().is_err() {
                 continue;
             }
-            match self.table.get(&name) {
-                Some((ours, _)) if ours.conflicts != props.conflicts => {}
-                Some((ours, v)) if (*v, props_order(ours)) >= (version, props_order(&props)) => {}
-                None if self.table.len() >= BUCKETS_MAX => {}
-                _ => {
-                    trees_stale |= self
-                        .table
-                        .get(&name)
-                        .is_none_or(|(old, _)| old.n != props.n);
-                    self.table.insert(name, (props, version));
-                    changed = true;
+            let theirs = Kept {
+                props: entry.props,
+                version: entry.version,
+                created: entry.created,
+            };
+            let joined = match self.table.get(&entry.name) {
+                None if self.table.len() >= BUCKETS_MAX => continue,
+                None => theirs,
+                Some(ours) => {
+                    let joined = ours.join(&theirs);
+                    if joined == *ours {
+                        continue;
+                    }
+                    let (was, now) = (&ours.props, &joined.props);
+                    if (was.n, was.conflicts) != (now.n, now.conflicts) {
+                        trees_stale |= was.n != now.n;
+                        self.note_conflict(format!(
+                            "bucket {} was created here with n = {} and conflicts = {}, and elsewhere earlier with n = {} and conflicts = {}: the earlier creation holds; objects written here under the other definition need rewriting",
+                            entry.name, was.n, was.conflicts, now.n, now.conflicts
+                        ));
+                    }
+                    joined
                 }
-            }
+            };
+            trees_stale |= !self.table.contains_key(&entry.name);
+            self.table.insert(entry.name, joined);
+            changed = true;
         }
         if changed && !poisoned {
             // Best effort: gossip repeats, so a failed save is retried by the next round.
@@ -189,14 +255,36 @@ impl Buckets {
         Changed { trees_stale }
     }
 
-    fn save<S: Store>(&self, store: &mut S) -> Result<(), StoreError> {
-        let table: Vec<_> = self
-            .table
+    fn note_conflict(&mut self, what: String) {
+        if self.conflicts.len() >= BUCKET_CONFLICTS_KEPT {
+            self.conflicts.remove(0);
+        }
+        self.conflicts.push(what);
+    }
+
+    /// This node's creations that lost to an earlier one elsewhere (for status).
+    pub(crate) fn conflicts(&self) -> &[String] {
+        &self.conflicts
+    }
+
+    fn entries(&self) -> Vec<BucketEntry> {
+        self.table
             .iter()
-            .map(|(n, (p, v))| (n.clone(), p.clone(), *v))
-            .collect();
+            .map(|(n, k)| BucketEntry {
+                name: n.clone(),
+                props: k.props.clone(),
+                version: k.version,
+                created: k.created,
+            })
+            .collect()
+    }
+
+    fn save<S: Store>(&self, store: &mut S) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        batch.put(BUCKETS_STORAGE_KEY.to_vec(), encode_buckets(&table));
+        batch.put(
+            BUCKETS_STORAGE_KEY.to_vec(),
+            encode_buckets(&self.entries()),
+        );
         store.write(batch)
     }
 
@@ -205,11 +293,17 @@ impl Buckets {
         if let Ok(Some(bytes)) = store.get(BUCKETS_STORAGE_KEY)
             && let Ok(table) = decode_buckets(&bytes)
         {
-            for (name, props, version) in table {
-                let newer = self.table.get(&name).is_none_or(|(_, v)| *v < version);
-                if newer {
-                    self.table.insert(name, (props, version));
-                }
+            for e in table {
+                let stored = Kept {
+                    props: e.props,
+                    version: e.version,
+                    created: e.created,
+                };
+                let kept = match self.table.get(&e.name) {
+                    Some(configured) => configured.join(&stored),
+                    None => stored,
+                };
+                self.table.insert(e.name, kept);
             }
         }
     }
@@ -247,19 +341,70 @@ mod tests {
         };
         let mut one = Buckets::new(&BTreeMap::new());
         let mut two = Buckets::new(&BTreeMap::new());
-        let _ = one.merge(
-            &mut MemStore::new(),
-            false,
-            vec![(name.clone(), a.clone(), at)],
-        );
-        let _ = two.merge(
-            &mut MemStore::new(),
-            false,
-            vec![(name.clone(), b.clone(), at)],
-        );
+        let entry = |props: &BucketProps| BucketEntry {
+            name: name.clone(),
+            props: props.clone(),
+            version: at,
+            created: at,
+        };
+        let _ = one.merge(&mut MemStore::new(), false, vec![entry(&a)]);
+        let _ = two.merge(&mut MemStore::new(), false, vec![entry(&b)]);
         // Each hears the other's change.
-        let _ = one.merge(&mut MemStore::new(), false, vec![(name.clone(), b, at)]);
-        let _ = two.merge(&mut MemStore::new(), false, vec![(name.clone(), a, at)]);
+        let _ = one.merge(&mut MemStore::new(), false, vec![entry(&b)]);
+        let _ = two.merge(&mut MemStore::new(), false, vec![entry(&a)]);
         assert_eq!(one.get(&name), two.get(&name));
+    }
+
+    #[test]
+    fn creations_racing_with_other_modes_converge_on_the_earlier_and_the_loser_is_told() {
+        let name = BucketName::new("carts").expect("valid");
+        let lww = BucketProps::lww();
+        let siblings = BucketProps {
+            n: 2,
+            ..BucketProps::default()
+        };
+        // Node one created it (lww) at 1,000; node two, not having heard, as siblings with
+        // n = 2 at 1,005; then node two changed its TTL at 2,000.
+        let early = BucketEntry {
+            name: name.clone(),
+            props: lww.clone(),
+            version: Hlc::new(1_000, 0),
+            created: Hlc::new(1_000, 0),
+        };
+        let late = BucketEntry {
+            name: name.clone(),
+            props: BucketProps {
+                ttl_secs: Some(60),
+                ..siblings
+            },
+            version: Hlc::new(2_000, 0),
+            created: Hlc::new(1_005, 0),
+        };
+        let mut one = Buckets::new(&BTreeMap::new());
+        let mut two = Buckets::new(&BTreeMap::new());
+        let _ = one.merge(&mut MemStore::new(), false, vec![early.clone()]);
+        let _ = two.merge(&mut MemStore::new(), false, vec![late.clone()]);
+        assert!(one.conflicts().is_empty() && two.conflicts().is_empty());
+        let _ = one.merge(&mut MemStore::new(), false, vec![late]);
+        let changed = two.merge(&mut MemStore::new(), false, vec![early]);
+        assert_eq!(one.entries(), two.entries(), "both hold one definition");
+        let kept = one.get(&name).expect("bucket");
+        assert_eq!(
+            (kept.conflicts, kept.n),
+            (lww.conflicts, lww.n),
+            "the earlier creation's"
+        );
+        assert_eq!(kept.ttl_secs, Some(60), "the latest change's");
+        assert!(changed.trees_stale, "n changed on node two");
+        assert!(one.conflicts().is_empty());
+        assert!(
+            two.conflicts()[0].contains("the earlier creation holds"),
+            "{:?}",
+            two.conflicts()
+        );
+        // Gossiped again, nothing moves.
+        let again = one.entries();
+        let _ = two.merge(&mut MemStore::new(), false, again);
+        assert_eq!(two.conflicts().len(), 1);
     }
 }

@@ -170,6 +170,7 @@ impl Node {
             expired_deleted: self.gc.expired_deleted,
             reaps_pending: self.gc.reaps_pending(),
             clock: self.clock_status(),
+            bucket_conflicts: local.buckets.conflicts().to_vec(),
         }
     }
 

@@ -27,6 +27,9 @@ pub struct NodeStatus {
     /// Tombstones waiting for their grace to pass.
     pub reaps_pending: usize,
     pub clock: ClockStatus,
+    /// Buckets this node created that gave way to an earlier creation elsewhere with another
+    /// `n` or conflict mode (newest last, a few at most).
+    pub bucket_conflicts: Vec<String>,
 }
 
 /// This node's clock against its peers' (see `node/clock.rs`).
