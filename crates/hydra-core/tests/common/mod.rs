@@ -1,0 +1,319 @@
+//! The tiny synchronous cluster the node tests drive: messages are delivered in order at
+//! once, syncs complete at once, time moves only to the next deadline when nothing else is
+//! left to do; and the helpers the tests share.
+#![allow(dead_code)]
+
+use hydra_core::bucket::{BucketProps, Consistency};
+use hydra_core::ids::{ClientRequestId, NodeId, Timestamp};
+use hydra_core::key::{BucketName, ObjectKey};
+use hydra_core::layout::Layout;
+use hydra_core::message::{ClientError, ClientRequest, ClientResponse, WriteRequest};
+use hydra_core::node::{Ctx, Input, Node, NodeConfig, Output};
+use hydra_core::store::MemStore;
+use hydra_core::version::{Sibling, VersionVector};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeSet, VecDeque};
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub stores: Vec<MemStore>,
+    /// Acks without fsync (`periodic`/`none` durability): only required syncs reach the store.
+    pub acks_without_fsync: bool,
+    /// Wall-clock offset of each node, for skew tests.
+    pub skew_ms: Vec<u64>,
+    pub down: BTreeSet<usize>,
+    pub now: u64,
+    pub rng: ChaCha8Rng,
+    pub next_id: u64,
+    pub layout: Layout,
+}
+
+pub type Reply = Result<ClientResponse, ClientError>;
+
+/// How far the harness's monotonic clock is behind its wall clock (the harness starts at
+/// 1,000,000 ms of wall time).
+pub const MONO_BEHIND_WALL_MS: u64 = 990_000;
+
+impl Cluster {
+    pub fn new(count: u64) -> Cluster {
+        let layout = Layout::uniform(count, 16).expect("valid");
+        let nodes = (1..=count)
+            .map(|i| Node::new(config(i), layout.clone()))
+            .collect();
+        let mut c = Cluster {
+            nodes,
+            stores: (0..count).map(|_| MemStore::new()).collect(),
+            skew_ms: vec![0; count as usize],
+            acks_without_fsync: false,
+            down: BTreeSet::new(),
+            now: 1_000_000,
+            rng: ChaCha8Rng::seed_from_u64(1),
+            next_id: 0,
+            layout,
+        };
+        // A node coordinates nothing until a heartbeat round trip has verified its clock.
+        c.idle(1_000);
+        c
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        self.down.insert(i);
+        self.stores[i].crash();
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        self.down.remove(&i);
+        self.nodes[i] = Node::new(config(i as u64 + 1), self.layout.clone());
+    }
+
+    /// Hands `input` to node `i`; queues what it sends and syncs, returns its replies.
+    pub fn feed(
+        &mut self,
+        i: usize,
+        input: Input,
+        queue: &mut VecDeque<(usize, Input)>,
+    ) -> Vec<(ClientRequestId, Reply)> {
+        let mut replies = vec![];
+        if self.down.contains(&i) {
+            return replies;
+        }
+        let mut ctx = Ctx {
+            now: Timestamp(self.now + self.skew_ms[i]),
+            // A monotonic clock with its own origin, far from the wall clock's (as a
+            // process's is): nothing may mix the two.
+            mono: Timestamp(self.now - MONO_BEHIND_WALL_MS),
+            store: &mut self.stores[i],
+            rng: &mut self.rng,
+        };
+        self.nodes[i].handle(&mut ctx, input);
+        while let Some(out) = self.nodes[i].poll_output() {
+            match out {
+                Output::Send { to, envelope } => {
+                    let from = self.nodes[i].id();
+                    queue.push_back(((to.0 - 1) as usize, Input::Message { from, envelope }));
+                }
+                Output::Reply { id, result } => replies.push((id, result)),
+                Output::HintBudgetFull { .. } => {}
+                Output::Sync {
+                    generation,
+                    required,
+                } => {
+                    let result = if self.acks_without_fsync && !required {
+                        Ok(())
+                    } else {
+                        hydra_core::store::Store::sync(&mut self.stores[i])
+                    };
+                    queue.push_back((i, Input::Synced { generation, result }));
+                }
+            }
+        }
+        replies
+    }
+
+    /// The earliest deadline of a live node, in cluster time.
+    pub fn next_deadline(&self) -> (u64, usize) {
+        (0..self.nodes.len())
+            .filter(|i| !self.down.contains(i))
+            .filter_map(|i| {
+                self.nodes[i]
+                    .next_deadline()
+                    .map(|t| (t.0.saturating_sub(self.skew_ms[i]), i))
+            })
+            .min()
+            .expect("live nodes always have a heartbeat deadline")
+    }
+
+    /// Lets `ms` of time pass: timers fire, messages are delivered.
+    pub fn idle(&mut self, ms: u64) {
+        let until = self.now + ms;
+        let mut queue = VecDeque::new();
+        for _ in 0..1_000_000 {
+            if let Some((i, input)) = queue.pop_front() {
+                self.feed(i, input, &mut queue);
+                continue;
+            }
+            let (t, i) = self.next_deadline();
+            if t > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(t);
+            queue.push_back((i, Input::Tick));
+        }
+        panic!("idle never ended");
+    }
+
+    /// Runs `request` at node `at` until it is answered.
+    pub fn request(&mut self, at: usize, request: ClientRequest) -> Reply {
+        self.next_id += 1;
+        let id = ClientRequestId(self.next_id);
+        let mut queue: VecDeque<(usize, Input)> = VecDeque::new();
+        queue.push_back((at, Input::Client { id, request }));
+        let mut answer = None;
+        for _ in 0..100_000 {
+            let Some((i, input)) = queue.pop_front() else {
+                if let Some(answer) = answer {
+                    return answer;
+                }
+                // Nothing left to deliver: jump to the earliest deadline.
+                let (t, i) = self.next_deadline();
+                self.now = self.now.max(t);
+                queue.push_back((i, Input::Tick));
+                continue;
+            };
+            for (got, result) in self.feed(i, input, &mut queue) {
+                assert_eq!(got, id);
+                answer = Some(result);
+            }
+        }
+        panic!("request never answered");
+    }
+}
+
+pub fn config(id: u64) -> NodeConfig {
+    let mut c = NodeConfig::new(NodeId(id));
+    c.request_timeout_ms = 1_000;
+    c.max_clock_skew_ms = 1_000;
+    c.tombstone_grace_ms = 2_000;
+    c.anti_entropy_interval_ms = 100;
+    c.buckets.insert(
+        BucketName::new("small").expect("valid"),
+        BucketProps {
+            n: 2,
+            ..BucketProps::default()
+        },
+    );
+    c
+}
+
+pub fn key(bucket: &str, k: &str) -> ObjectKey {
+    ObjectKey::new(BucketName::new(bucket).expect("valid"), k.as_bytes()).expect("valid")
+}
+
+pub fn put(
+    k: &ObjectKey,
+    value: &str,
+    context: Option<VersionVector>,
+    w: Option<Consistency>,
+) -> ClientRequest {
+    ClientRequest::Put(WriteRequest {
+        key: k.clone(),
+        value: Some(value.as_bytes().to_vec()),
+        content_type: "text/plain".into(),
+        context,
+        w,
+        timeout_ms: None,
+        sloppy: None,
+        ttl_ms: None,
+        on_version: None,
+    })
+}
+
+pub fn get(k: &ObjectKey, r: Option<Consistency>) -> ClientRequest {
+    ClientRequest::Get {
+        key: k.clone(),
+        r,
+        timeout_ms: None,
+        sloppy: None,
+    }
+}
+
+pub fn values(reply: &Reply) -> Vec<String> {
+    match reply {
+        Ok(ClientResponse::Read { siblings, .. }) => {
+            let mut v: Vec<String> = siblings
+                .iter()
+                .map(|s: &Sibling| String::from_utf8_lossy(&s.value).into())
+                .collect();
+            v.sort();
+            v
+        }
+        other => panic!("not a read: {other:?}"),
+    }
+}
+
+pub fn context(reply: &Reply) -> VersionVector {
+    match reply {
+        Ok(ClientResponse::Read { context, .. }) | Ok(ClientResponse::Written { context, .. }) => {
+            context.clone()
+        }
+        other => panic!("no context: {other:?}"),
+    }
+}
+
+pub fn receipt_of(reply: &Reply) -> hydra_core::message::Receipt {
+    reply
+        .as_ref()
+        .expect("a successful reply")
+        .receipt()
+        .expect("a read or write has a receipt")
+        .clone()
+}
+
+/// A replica in `receipt` other than `me`.
+pub fn other_replica(receipt: &hydra_core::message::Receipt, me: NodeId) -> NodeId {
+    receipt
+        .replicas
+        .iter()
+        .map(|r| r.node)
+        .find(|n| *n != me)
+        .expect("another replica")
+}
+
+pub fn error(reply: Reply) -> ClientError {
+    reply.expect_err("expected an error")
+}
+
+/// In a cluster of 5: a key of bucket `default` whose third primary is killed and believed
+/// down; returns the key, its first primary (the coordinator), the node down (index) and the
+/// fallback that stands in for it.
+pub fn one_primary_down(c: &mut Cluster, name: &str) -> (ObjectKey, usize, usize, NodeId) {
+    let k = key("default", name);
+    let partition = c.layout.partition_for("default", name.as_bytes());
+    let order = c.layout.extended_preference_list(partition).to_vec();
+    let (coordinator, down, fallback) = (
+        (order[0].0 - 1) as usize,
+        (order[2].0 - 1) as usize,
+        order[3],
+    );
+    c.idle(1_000);
+    c.kill(down);
+    c.idle(6_000);
+    (k, coordinator, down, fallback)
+}
+
+pub fn delete(k: &ObjectKey, context: VersionVector) -> ClientRequest {
+    ClientRequest::Put(WriteRequest {
+        key: k.clone(),
+        value: None,
+        content_type: String::new(),
+        context: Some(context),
+        w: None,
+        timeout_ms: None,
+        sloppy: None,
+        ttl_ms: None,
+        on_version: None,
+    })
+}
+
+pub fn stored(c: &Cluster, node: usize, k: &ObjectKey) -> bool {
+    let p = c.layout.partition_for(k.bucket.as_str(), k.key());
+    hydra_core::store::Store::get(&c.stores[node], &k.storage_key(p))
+        .expect("memstore")
+        .is_some()
+}
+
+pub fn put_ttl(k: &ObjectKey, value: &str, ttl_ms: u64, w: Consistency) -> ClientRequest {
+    ClientRequest::Put(WriteRequest {
+        key: k.clone(),
+        value: Some(value.as_bytes().to_vec()),
+        content_type: "text/plain".into(),
+        context: None,
+        w: Some(w),
+        timeout_ms: None,
+        sloppy: Some(false),
+        ttl_ms: Some(ttl_ms),
+        on_version: None,
+    })
+}
