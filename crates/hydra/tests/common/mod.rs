@@ -136,31 +136,27 @@ impl TestCluster {
     /// Waits until node `i` answers and coordinates: a node refuses writes (`CLOCK_SKEW`)
     /// until a heartbeat round trip with a peer has verified its clock.
     pub fn wait_healthy(&self, i: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let ready = |c: &Client| {
+        let single = self.nodes.len() == 1;
+        self.wait_until(i, "took writes", |c| {
             c.health().is_ok()
                 && c.status()
-                    .is_ok_and(|s| s["clock"]["state"] == "ok" || self.nodes.len() == 1)
-        };
-        while !ready(&self.client(i)) {
-            assert!(
-                Instant::now() < deadline,
-                "node {} never answered; log:\n{}",
-                self.nodes[i].id,
-                self.log(i)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                    .is_ok_and(|s| s["clock"]["state"] == "ok" || single)
+        });
     }
 
     /// Waits until node `i` answers (it may still refuse writes: see [`wait_healthy`]); for
     /// tests where what happens in the first moments after a restart matters.
     pub fn wait_up(&self, i: usize) {
+        self.wait_until(i, "answered", |c| c.health().is_ok());
+    }
+
+    /// Polls node `i` until `ready` holds, for 30 s at most.
+    fn wait_until(&self, i: usize, what: &str, ready: impl Fn(&Client) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.client(i).health().is_err() {
+        while !ready(&self.client(i)) {
             assert!(
                 Instant::now() < deadline,
-                "node {} never answered; log:\n{}",
+                "node {} never {what}; log:\n{}",
                 self.nodes[i].id,
                 self.log(i)
             );
