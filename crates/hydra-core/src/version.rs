@@ -294,27 +294,43 @@ impl LwwValue {
     }
 
     /// The last-writer-wins order: timestamp, then writer (together the version's
-    /// identity), then a tombstone over a value of the same identity (an expired or deleted
-    /// version's tombstone beats exactly that version and anything older, never a later
-    /// write), then the later TTL change, then the rest of the sibling, so that the order is
-    /// total and the merge a join even for malformed input.
-    fn order(&self) -> (Hlc, NodeId, bool, Hlc, &[u8], &str, Option<u64>) {
+    /// identity), then the TTL-change stamp, then a tombstone over a value (so a version's
+    /// tombstone beats that version as of its stamp and anything older, never a later write),
+    /// then the rest of the sibling, so that the order is total and the merge a join even for
+    /// malformed input. An expiry tombstone keeps the stamp of the copy that expired, so a
+    /// later TTL change (`EXPIRE`, `PERSIST`) the sweeping node missed still wins; a delete of
+    /// the version (`GETDEL`) takes the largest stamp, so no TTL change brings it back.
+    fn order(&self) -> (Hlc, NodeId, Hlc, bool, &[u8], &str, Option<u64>) {
         let s = &self.sibling;
         (
             s.timestamp,
             self.writer,
-            s.tombstone,
             self.touched,
+            s.tombstone,
             &s.value,
             &s.content_type,
             s.expires_at,
         )
     }
 
-    /// The tombstone of this version: it replaces this version (and any older), and loses to
-    /// any write made after it.
+    /// The tombstone of this copy of the version, as its expiry: it replaces this copy (and
+    /// anything older), and loses to a later TTL change of the version and any later write.
     pub fn tombstone(&self) -> LwwValue {
-        LwwValue::new(self.writer, Sibling::tombstone(self.sibling.timestamp))
+        LwwValue {
+            writer: self.writer,
+            sibling: Sibling::tombstone(self.sibling.timestamp),
+            touched: self.touched,
+        }
+    }
+
+    /// The delete of version `(writer, timestamp)` (`GETDEL`): it replaces every copy of that
+    /// version, however its TTL changed, and loses to any later write.
+    pub fn version_delete(writer: NodeId, timestamp: Hlc) -> LwwValue {
+        LwwValue {
+            writer,
+            sibling: Sibling::tombstone(timestamp),
+            touched: Hlc(u64::MAX),
+        }
     }
 }
 
@@ -682,10 +698,18 @@ mod tests {
         // A write made after the version beats any change of it, and its delete.
         assert_eq!(merge(&touched, &newer), Object::Lww(newer.clone()));
         assert_eq!(merge(&old.tombstone(), &newer), Object::Lww(newer.clone()));
-        // The version's delete beats the version, touched or not.
+        // The version's delete beats the version, touched or not (before or after it).
+        let deleted = LwwValue::version_delete(NodeId(1), Hlc(10));
+        assert_eq!(merge(&persisted, &deleted), Object::Lww(deleted.clone()));
+        let mut later = persisted.clone();
+        later.touched = Hlc(40);
+        assert_eq!(merge(&later, &deleted), Object::Lww(deleted.clone()));
+        assert_eq!(merge(&deleted, &newer), Object::Lww(newer.clone()));
+        // The expiry of the copy a node held beats that copy, not a later TTL change of it.
+        assert_eq!(merge(&old, &old.tombstone()), Object::Lww(old.tombstone()));
         assert_eq!(
             merge(&persisted, &old.tombstone()),
-            Object::Lww(old.tombstone())
+            Object::Lww(persisted.clone())
         );
     }
 

@@ -57,9 +57,10 @@ impl Kept {
     fn join(&self, other: &Kept) -> Kept {
         let def = |k: &Kept| (k.created, k.props.n, k.props.conflicts.to_string());
         let first = if def(self) <= def(other) { self } else { other };
-        let latest = if (self.version, props_order(&self.props))
-            >= (other.version, props_order(&other.props))
-        {
+        // Ties on the properties the latest change decides, not on n or the mode (those come
+        // from the creation): else the join would not be associative.
+        let rest = |k: &Kept| (k.version, rest_order(&k.props));
+        let latest = if rest(self) >= rest(other) {
             self
         } else {
             other
@@ -309,22 +310,15 @@ impl Buckets {
     }
 }
 
-/// A total order on bucket properties, to break ties between changes with equal timestamps.
-/// Every property takes part: two changes at one timestamp that differ anywhere still order.
-fn props_order(p: &BucketProps) -> (u8, String, String, bool, Option<u64>, String) {
-    (
-        p.n,
-        p.r.to_string(),
-        p.w.to_string(),
-        p.sloppy,
-        p.ttl_secs,
-        p.conflicts.to_string(),
-    )
+/// The order of the properties a change decides (all but `n` and the conflict mode).
+fn rest_order(p: &BucketProps) -> (String, String, bool, Option<u64>) {
+    (p.r.to_string(), p.w.to_string(), p.sloppy, p.ttl_secs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bucket::Consistency;
     use crate::store::MemStore;
 
     #[test]
@@ -353,6 +347,26 @@ mod tests {
         let _ = one.merge(&mut MemStore::new(), false, vec![entry(&b)]);
         let _ = two.merge(&mut MemStore::new(), false, vec![entry(&a)]);
         assert_eq!(one.get(&name), two.get(&name));
+    }
+
+    #[test]
+    fn the_join_is_associative_when_versions_tie() {
+        // Creations 1, 2, 3 with n = 4, 2, 3; the last two changed at one version with
+        // different r: any grouping gives the same entry.
+        let kept = |created: u64, n: u8, version: u64, r: Consistency| Kept {
+            props: BucketProps {
+                n,
+                r,
+                ..BucketProps::default()
+            },
+            version: Hlc(version),
+            created: Hlc(created),
+        };
+        let a = kept(1, 4, 1, Consistency::Quorum);
+        let b = kept(2, 2, 5, Consistency::One);
+        let c = kept(3, 3, 5, Consistency::All);
+        assert_eq!(a.join(&b).join(&c), a.join(&b.join(&c)));
+        assert_eq!(a.join(&c).join(&b), b.join(&a).join(&c));
     }
 
     #[test]

@@ -169,6 +169,11 @@ impl Gc {
                 }
             }
         }
+        // What is left waits for the first one's time (a timer set for it may have fired
+        // early by the wall clock, after a step back).
+        if let Some((at, _, _)) = self.reaps.front() {
+            local.timers.set(*at, Timer::Reap);
+        }
     }
 
     pub(crate) fn on_reap_request<S: Store>(

@@ -11,7 +11,9 @@ use crate::ids::{NodeId, PartitionId, Timestamp};
 use crate::key::ObjectKey;
 use crate::layout::Layout;
 use crate::merkle::{MerkleTree, object_hash};
-use crate::message::{ClientError, ErrorCode, ReplicaError, decode_object, encode_object};
+use crate::message::{
+    ClientError, ErrorCode, OBJECT_FORMAT, ReplicaError, decode_object, encode_object,
+};
 use crate::store::{SCAN_ENTRIES_MAX, Store, StoreError, WriteBatch};
 use crate::version::Object;
 use std::collections::BTreeMap;
@@ -245,10 +247,19 @@ impl Local {
                 for (k, v) in &page {
                     if let Ok((partition, key)) = ObjectKey::from_storage_key(k) {
                         let n = self.buckets.n_of(&key.bucket);
+                        // Hash the current encoding: a record of an older format must hash
+                        // as a peer's current copy of the same object does, or anti-entropy
+                        // would repair it on every pass.
+                        let hash = match decode_object(v) {
+                            Ok(o) if v.first() != Some(&OBJECT_FORMAT) => {
+                                object_hash(&encode_object(&o))
+                            }
+                            _ => object_hash(v),
+                        };
                         self.trees
                             .entry((partition, n))
                             .or_default()
-                            .update(k, Some(object_hash(v)));
+                            .update(k, Some(hash));
                     }
                 }
             }

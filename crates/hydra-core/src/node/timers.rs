@@ -50,13 +50,25 @@ pub(crate) struct Timers {
     /// The current call's monotonic reading, and wall minus monotonic.
     mono: Timestamp,
     wall_ahead_ms: i64,
+    clock_set: bool,
 }
 
+/// How far wall minus monotonic may drift before timers take the new offset (timers then fire
+/// up to this late or early by the wall clock).
+const OFFSET_SLACK_MS: i64 = 20;
+
 impl Timers {
-    /// At the start of every call: the two clocks' readings.
+    /// At the start of every call: the two clocks' readings. The offset between them moves
+    /// only when it changed by more than [`OFFSET_SLACK_MS`]: read separately and rounded,
+    /// the two clocks jitter by a millisecond from call to call, and a `cancel` must find
+    /// the key its `set` made in an earlier call.
     pub(crate) fn set_clock(&mut self, wall: Timestamp, mono: Timestamp) {
         self.mono = mono;
-        self.wall_ahead_ms = wall.0 as i64 - mono.0 as i64;
+        let ahead = wall.0 as i64 - mono.0 as i64;
+        if !self.clock_set || (ahead - self.wall_ahead_ms).abs() > OFFSET_SLACK_MS {
+            self.wall_ahead_ms = ahead;
+            self.clock_set = true;
+        }
     }
 
     fn to_mono(&self, at: Timestamp) -> Timestamp {

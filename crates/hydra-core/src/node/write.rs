@@ -493,7 +493,7 @@ fn version_bound<S: Store>(
         .map(|(n, t)| (*n, Hlc(*t)))
         .ok_or_else(|| ClientError::new(ErrorCode::InvalidContext, "no version named"))?;
     let version = match op {
-        VersionOp::Delete => LwwValue::new(writer, Sibling::tombstone(ts)),
+        VersionOp::Delete => LwwValue::version_delete(writer, ts),
         VersionOp::Touch => {
             let stored = local
                 .load(ctx.store, &write.key.storage_key(partition))
