@@ -10,8 +10,14 @@ pub const VALUE_BYTES_DEFAULT_MAX: usize = 8 * 1024 * 1024;
 pub const VALUE_BYTES_CEILING: usize = 64 * 1024 * 1024;
 /// Longest content type, in bytes.
 pub const CONTENT_TYPE_BYTES_MAX: usize = 256;
-/// Most siblings one object may hold; a write that would exceed it is refused.
+/// Most siblings one object may hold: a write, and a replica's merge (replication, a hint,
+/// a repair, anti-entropy), that would store more is refused; a read may return more (the
+/// union of replicas that each hold at most this many) so that one write resolves them.
 pub const SIBLINGS_MAX: usize = 100;
+/// Most siblings a decoded object may hold: more than [`SIBLINGS_MAX`] only in objects stored
+/// before merges respected the limit (each coordinator's entry held at most
+/// [`SIBLINGS_MAX`], and only the `n` primaries coordinate), which must stay readable.
+pub const SIBLINGS_DECODE_MAX: usize = REPLICATION_FACTOR_MAX as usize * SIBLINGS_MAX;
 /// Most entries of a version vector (one per coordinating node; nodes are bounded too).
 pub const VECTOR_ENTRIES_MAX: usize = 1024;
 /// Longest encoded context token a client may send back, in characters.

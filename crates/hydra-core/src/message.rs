@@ -12,7 +12,7 @@ use crate::hlc::Hlc;
 use crate::ids::{LayoutVersion, NodeId, RequestId};
 use crate::key::BucketName;
 use crate::key::ObjectKey;
-use crate::limits::{BUCKETS_MAX, MESSAGE_BYTES_MAX, SIBLINGS_MAX, VECTOR_ENTRIES_MAX};
+use crate::limits::{BUCKETS_MAX, MESSAGE_BYTES_MAX, SIBLINGS_DECODE_MAX, VECTOR_ENTRIES_MAX};
 use crate::version::{Object, Sibling, VersionVector};
 use serde::{Deserialize, Serialize};
 
@@ -299,6 +299,10 @@ pub enum ReplicaError {
     NotReplica,
     #[error("hints for {owner} already take {bytes} bytes, the budget is {max}")]
     HintBudgetFull { owner: NodeId, bytes: u64, max: u64 },
+    /// The merge would store an object beyond [`crate::limits::SIBLINGS_MAX`] or
+    /// [`crate::limits::OBJECT_BYTES_MAX`].
+    #[error("{0}")]
+    ObjectLimit(String),
 }
 
 /// Internode messages. Requests and responses come in pairs and share a [`RequestId`].
@@ -490,9 +494,9 @@ fn malformed(what: &'static str, detail: impl Into<String>) -> CodecError {
 
 fn validate_object(what: &'static str, object: &Object) -> Result<(), CodecError> {
     let siblings = object.sibling_count();
-    // Merges may hold a few more siblings than a single write may create (the limit is
-    // enforced on writes); allow twice the limit here, refuse anything beyond.
-    if siblings > 2 * SIBLINGS_MAX {
+    // Writes and merges store at most `SIBLINGS_MAX`; objects stored before merges respected
+    // it may hold more and must stay readable (see `SIBLINGS_DECODE_MAX`).
+    if siblings > SIBLINGS_DECODE_MAX {
         return Err(malformed(what, format!("{siblings} siblings")));
     }
     if object.context().len() > VECTOR_ENTRIES_MAX {

@@ -121,11 +121,13 @@ impl Handoff {
         }
         let (partition, object_key) = local.locate(key);
         let hkey = hint_key(owner, &object_key);
-        let merged = match local.load(ctx.store, &hkey)? {
+        let held = local.load(ctx.store, &hkey)?;
+        let merged = match &held {
             None => object.clone(),
             Some(held) => held.merge(object).map_err(|_| ReplicaError::ModeMismatch)?,
         };
         let bytes = encode_object(&merged);
+        super::local::check_merge_limits(held.as_ref(), &merged, bytes.len())?;
         let old = self.index.size_of(owner, &object_key).unwrap_or(0);
         let total = self.index.bytes_for(owner) - old + bytes.len() as u64;
         let max = local.config.hints_bytes_max;

@@ -10,6 +10,7 @@ use crate::hlc::{HlcClock, check_skew};
 use crate::ids::{NodeId, PartitionId, Timestamp};
 use crate::key::ObjectKey;
 use crate::layout::Layout;
+use crate::limits::{OBJECT_BYTES_MAX, SIBLINGS_MAX};
 use crate::merkle::{MerkleTree, object_hash};
 use crate::message::{
     ClientError, ErrorCode, OBJECT_FORMAT, ReplicaError, decode_object, encode_object,
@@ -140,7 +141,9 @@ impl Local {
         self.load(store, &self.locate(key).1)
     }
 
-    /// Merges `object` into the stored one and writes the result if it changed. An `lww`
+    /// Merges `object` into the stored one and writes the result if it changed. A merge that
+    /// would store more siblings or bytes than a write may is refused (see
+    /// [`check_merge_limits`]). An `lww`
     /// object stamped beyond the clock skew bound is refused, whatever brings it
     /// (replication, a hint, a repair, anti-entropy): no path stores a far-future timestamp,
     /// which would hide every later write.
@@ -171,8 +174,10 @@ impl Local {
             "merging into {key} is not a join"
         );
         if local.as_ref() != Some(&merged) {
+            let bytes = encode_object(&merged);
+            check_merge_limits(local.as_ref(), &merged, bytes.len())?;
             let n = self.buckets.n_of(&key.bucket);
-            self.write_object(ctx.store, &skey, n, encode_object(&merged))
+            self.write_object(ctx.store, &skey, n, bytes)
                 .map_err(|e| ReplicaError::Store(e.to_string()))?;
         }
         Ok(())
@@ -270,5 +275,63 @@ impl Local {
     /// monotonic clock, whatever `_now` says.
     pub(crate) fn is_alive(&self, node: NodeId, _now: Timestamp) -> bool {
         node == self.me() || self.membership.is_alive(node, self.timers.mono())
+    }
+}
+
+/// A replica's merge stores at most what a coordinator's write may: [`SIBLINGS_MAX`] siblings
+/// and [`OBJECT_BYTES_MAX`] bytes, unless it shrinks what is held (an object stored before the
+/// limit held may only get smaller). Refusing loses nothing: each replica keeps what it
+/// acknowledged, a read returns the union of the replicas it asks (more than the limit, if
+/// need be), and a write carrying that read's context replaces them all with one value, which
+/// every replica takes (it covers what they hold). Without this, unions of replicas grow past
+/// what decodes or fits an internode message, and the key can no longer be read or resolved.
+pub(crate) fn check_merge_limits(
+    held: Option<&Object>,
+    merged: &Object,
+    bytes: usize,
+) -> Result<(), ReplicaError> {
+    let siblings = merged.sibling_count();
+    let held_siblings = held.map_or(0, Object::sibling_count);
+    if siblings > SIBLINGS_MAX && siblings > held_siblings {
+        return Err(ReplicaError::ObjectLimit(format!(
+            "the merged key would hold {siblings} siblings, more than the limit of {SIBLINGS_MAX}; read it and write with the read's context to resolve them"
+        )));
+    }
+    let held_bytes = held.map_or(0, |h| encode_object(h).len());
+    if bytes > OBJECT_BYTES_MAX && bytes > held_bytes {
+        return Err(ReplicaError::ObjectLimit(format!(
+            "the merged key's siblings would take {bytes} bytes, more than the limit of {OBJECT_BYTES_MAX}; read it and write with the read's context to resolve them"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Hlc;
+    use crate::version::{Dvv, Sibling, VersionVector};
+
+    fn one_value(node: u64, bytes: usize) -> Object {
+        let value = Sibling::value(vec![b'x'; bytes], "text/plain", Hlc::new(1, 0));
+        let (d, _) = Dvv::default()
+            .update(&VersionVector::default(), value, NodeId(node))
+            .expect("one sibling");
+        Object::Siblings(d)
+    }
+
+    #[test]
+    fn merges_past_the_byte_limit_are_refused_unless_they_shrink_what_is_held() {
+        let a = one_value(1, OBJECT_BYTES_MAX / 2 + 1);
+        let b = one_value(2, OBJECT_BYTES_MAX / 2 + 1);
+        let merged = a.merge(&b).expect("same mode");
+        let size = encode_object(&merged).len();
+        let e = check_merge_limits(Some(&a), &merged, size).expect_err("past the limit");
+        assert!(e.to_string().contains("bytes, more than the limit"), "{e}");
+        assert!(check_merge_limits(None, &merged, size).is_err());
+        // Held already (stored before the limit held): taking something smaller is fine.
+        let smaller = one_value(3, 10);
+        assert!(check_merge_limits(Some(&merged), &smaller, 100).is_ok());
+        assert!(check_merge_limits(Some(&a), &a, size / 2).is_ok());
     }
 }

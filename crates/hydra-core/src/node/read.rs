@@ -23,7 +23,8 @@
 use crate::bugs::planted;
 use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
-use crate::message::{ClientResponse, Message, Outcome, ReplicaError, Role};
+use crate::limits::{OBJECT_BYTES_MAX, SIBLINGS_MAX};
+use crate::message::{ClientResponse, Message, Outcome, ReplicaError, Role, encode_object};
 use crate::store::{Store, StoreError};
 use crate::version::{Object, VersionVector};
 use std::collections::BTreeMap;
@@ -372,6 +373,14 @@ fn read_repair<S: Store>(
         .filter(|(n, o)| o.as_ref() != Some(merged) && state.repaired.get(n) != Some(merged))
         .map(|(n, _)| *n)
         .collect();
+    // A union past the limits is returned to the client (whose write with its context
+    // resolves it) but stored nowhere: every replica would refuse it.
+    if stale.is_empty()
+        || merged.sibling_count() > SIBLINGS_MAX
+        || encode_object(merged).len() > OBJECT_BYTES_MAX
+    {
+        return vec![];
+    }
     for n in &stale {
         state.repaired.insert(*n, merged.clone());
         if *n == local.me() {

@@ -66,6 +66,10 @@ struct WriteState {
     deadline: Timestamp,
     /// Whether the object went out to the other replicas (once).
     sent: bool,
+    /// Replicas that refused the object because their merge would pass the sibling or size
+    /// limit, with the first one's reason: the client is told to resolve, and they get no
+    /// hint (they would refuse it again; the resolving write covers it).
+    over_limit: Vec<(NodeId, String)>,
 }
 
 /// A write whose every replica answered or timed out: what the other parts do about it.
@@ -229,6 +233,7 @@ impl Writes {
                 object,
                 started: ctx.now,
                 replied: false,
+                over_limit: Vec::new(),
                 sloppy,
                 is_delete,
                 fallback_at: ctx.now.plus_ms(fallback_ms),
@@ -381,6 +386,9 @@ impl Writes {
         let Some(slot) = quorum::pending_slot(&mut state.slots, from) else {
             return; // not asked, or a duplicate
         };
+        if let Err(ReplicaError::ObjectLimit(why)) = &result {
+            state.over_limit.push((from, why.clone()));
+        }
         slot.outcome = match result {
             Ok(()) => Outcome::Acked,
             Err(e) => Outcome::Failed {
@@ -420,6 +428,11 @@ impl Writes {
                     context: state.object.context(),
                     receipt,
                 })
+            } else if let Some((node, why)) = state.over_limit.first() {
+                let mut e = quorum_error("write", receipt);
+                e.code = ErrorCode::TooManySiblings;
+                e.message = format!("replica {node} refused the write: {why}");
+                Err(e)
             } else {
                 Err(quorum_error("write", receipt))
             };
@@ -457,6 +470,7 @@ impl Writes {
                 s.role == Role::Primary
                     && s.node != me
                     && matches!(s.outcome, Outcome::Failed { .. })
+                    && !state.over_limit.iter().any(|(n, _)| *n == s.node)
                     && !state
                         .slots
                         .iter()

@@ -23,6 +23,9 @@ pub struct Cluster {
     /// Wall-clock offset of each node, for skew tests.
     pub skew_ms: Vec<u64>,
     pub down: BTreeSet<usize>,
+    /// A partition: a message between nodes of different groups is lost (all in group 0 at
+    /// first).
+    pub group: Vec<u8>,
     pub now: u64,
     pub rng: ChaCha8Rng,
     pub next_id: u64,
@@ -47,6 +50,7 @@ impl Cluster {
             skew_ms: vec![0; count as usize],
             acks_without_fsync: false,
             down: BTreeSet::new(),
+            group: vec![0; count as usize],
             now: 1_000_000,
             rng: ChaCha8Rng::seed_from_u64(1),
             next_id: 0,
@@ -91,7 +95,10 @@ impl Cluster {
             match out {
                 Output::Send { to, envelope } => {
                     let from = self.nodes[i].id();
-                    queue.push_back(((to.0 - 1) as usize, Input::Message { from, envelope }));
+                    let to = (to.0 - 1) as usize;
+                    if self.group[i] == self.group[to] {
+                        queue.push_back((to, Input::Message { from, envelope }));
+                    }
                 }
                 Output::Reply { id, result } => replies.push((id, result)),
                 Output::HintBudgetFull { .. } => {}

@@ -1,0 +1,60 @@
+//! Limits that must never brick a key: replicas' merges store no more siblings or bytes than
+//! a write may, a read still returns everything acknowledged, and one write with the read's
+//! context resolves it everywhere.
+
+mod common;
+
+use common::*;
+use hydra_core::bucket::Consistency;
+use hydra_core::limits::SIBLINGS_MAX;
+use hydra_core::message::ErrorCode;
+
+#[test]
+fn a_sibling_flood_across_a_partition_stays_readable_and_one_write_resolves_it() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "flood");
+    // Each node alone: each takes writes nobody else sees, within the limit on its own, past
+    // it together (and past what used to decode).
+    c.group = vec![0, 1, 2];
+    c.idle(6_000);
+    let per_node = SIBLINGS_MAX * 4 / 5;
+    let mut written = vec![];
+    for i in 0..3 {
+        for j in 0..per_node {
+            let value = format!("n{i}-{j:03}");
+            let reply = c.request(i, put(&k, &value, None, Some(Consistency::One)));
+            assert!(reply.is_ok(), "{reply:?}");
+            written.push(value);
+        }
+    }
+    written.sort();
+    // Healed: hints and anti-entropy try to merge the three; no replica stores the union.
+    c.group = vec![0, 0, 0];
+    c.idle(10_000);
+    for i in 0..3 {
+        let one = c.request(i, get(&k, Some(Consistency::One)));
+        assert!(values(&one).len() <= SIBLINGS_MAX, "node {i} stored more");
+    }
+    // Nothing acknowledged is lost: a read of every replica returns the union.
+    let all = c.request(0, get(&k, Some(Consistency::All)));
+    assert_eq!(values(&all), written);
+    // A blind write adds to it: refused, saying how to resolve.
+    let e = error(c.request(1, put(&k, "blind", None, Some(Consistency::All))));
+    assert_eq!(e.code, ErrorCode::TooManySiblings, "{e:?}");
+    assert!(e.message.contains("context"), "{}", e.message);
+    // One write with a read's context resolves the key on every replica.
+    let all = c.request(2, get(&k, Some(Consistency::All)));
+    assert!(values(&all).len() > written.len() - 1);
+    let resolved = c.request(
+        2,
+        put(&k, "resolved", Some(context(&all)), Some(Consistency::All)),
+    );
+    assert!(resolved.is_ok(), "{resolved:?}");
+    c.idle(5_000);
+    for i in 0..3 {
+        assert_eq!(
+            values(&c.request(i, get(&k, Some(Consistency::One)))),
+            ["resolved"]
+        );
+    }
+}
