@@ -8,7 +8,9 @@
 //! a delete acked by every primary ──(tombstone_grace_ms)──▶ ReapRequest(tombstone) to each
 //!     primary: remove the key if it still holds exactly that tombstone
 //! every anti-entropy interval: one partition scanned (round robin, resumable) for objects
-//!     whose every value expired; the key's first primary deletes each with its context
+//!     whose every value expired, and for tombstones twice the grace old (their reap never
+//!     happened, or anti-entropy copied them back); the key's first primary deletes each
+//!     with its own identity, which is reaped like any delete once every primary acks it
 //! ```
 //!
 //! Invariants:
@@ -16,7 +18,8 @@
 //! * A hint older than the grace is never delivered (see `handoff`), so a reaped delete's
 //!   value cannot come back through a hint.
 //! * Pending reaps are written to the store (partition [`REAPS_PARTITION`]), so a restart
-//!   keeps them; one whose record a crash lost leaves its tombstone unreaped (garbage).
+//!   keeps them; a tombstone whose reap was lost anyway is found by the sweep and deleted
+//!   again: garbage is collected in the end, whatever was lost.
 //! * Bounded: [`REAPS_MAX`] pending reaps (beyond, tombstones are kept: safe, only larger),
 //!   [`EXPIRY_DELETES_MAX`] deletes per sweep, one scan page per sweep.
 
@@ -62,6 +65,8 @@ pub(crate) struct Gc {
     pub(crate) tombstones_reaped: u64,
     /// Deletes this node issued for values whose TTL ran out.
     pub(crate) expired_deleted: u64,
+    /// Tombstones found unreaped long after their grace and deleted again (to be reaped).
+    pub(crate) tombstones_reissued: u64,
 }
 
 impl Gc {
@@ -189,10 +194,11 @@ impl Gc {
     }
 
     /// Looks through one page of one partition (round robin) for objects whose every value
-    /// has expired, and returns them (at most `room`) for the write coordinator to delete
-    /// with their own identity (`Writes::start_expiry`): expired values then go the way of
-    /// tombstones (reaped once every primary holds the delete). Only the first primary of a
-    /// key does this, so replicas do not all issue the same delete.
+    /// has expired, or that are tombstones twice the grace old, and returns them (at most
+    /// `room`) for the write coordinator to delete with their own identity
+    /// (`Writes::start_expiry`): they then go the way of tombstones (reaped once every
+    /// primary acks the delete). Only the first primary of a key does this, so replicas do
+    /// not all issue the same delete.
     pub(crate) fn sweep_expired<S: Store>(
         &mut self,
         local: &mut Local,
@@ -224,7 +230,17 @@ impl Gc {
             else {
                 continue;
             };
-            if !object.expired_before(ctx.now.0) {
+            // A tombstone still here twice the grace after it was written: its reap never
+            // happened (a primary missed the delete, a reap record was lost in a crash, or
+            // anti-entropy copied it back to a replica that had reaped it). It is deleted
+            // again with its own identity, and reaped if every primary acks.
+            let old_tombstone = object.is_tombstone()
+                && object
+                    .max_timestamp()
+                    .physical_ms()
+                    .saturating_add(local.config.tombstone_grace_ms.saturating_mul(2))
+                    < ctx.now.0;
+            if !old_tombstone && !object.expired_before(ctx.now.0) {
                 continue;
             }
             let Some(props) = local.buckets.get(&key.bucket).cloned() else {
@@ -245,8 +261,12 @@ impl Gc {
                 needed,
                 deadline,
             };
+            if old_tombstone {
+                self.tombstones_reissued += 1;
+            } else {
+                self.expired_deleted += 1;
+            }
             deletes.push((key, object, props, at));
-            self.expired_deleted += 1;
         }
         deletes
     }

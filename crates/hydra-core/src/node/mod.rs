@@ -168,6 +168,7 @@ impl Node {
                 .sum(),
             tombstones_reaped: self.gc.tombstones_reaped,
             expired_deleted: self.gc.expired_deleted,
+            tombstones_reissued: self.gc.tombstones_reissued,
             reaps_pending: self.gc.reaps_pending(),
             clock: self.clock_status(),
             bucket_conflicts: local.buckets.conflicts().to_vec(),

@@ -24,6 +24,9 @@ pub struct NodeStatus {
     pub tombstones_reaped: u64,
     /// Deletes this node issued for values whose TTL ran out.
     pub expired_deleted: u64,
+    /// Tombstones found unreaped twice the grace after their delete, deleted again to be
+    /// reaped.
+    pub tombstones_reissued: u64,
     /// Tombstones waiting for their grace to pass.
     pub reaps_pending: usize,
     pub clock: ClockStatus,

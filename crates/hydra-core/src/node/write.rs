@@ -122,8 +122,8 @@ impl Writes {
         self.start_with(local, ctx, reply_to, write, props, at, fixed)
     }
 
-    /// Deletes what expired, as the key's first primary (the expiry sweep's request; its
-    /// reply is dropped). A `siblings` object gets a delete with its own context (superseding
+    /// Deletes what expired, or a tombstone whose reap never happened (itself again), as the
+    /// key's first primary (the expiry sweep's request; its reply is dropped). A `siblings` object gets a delete with its own context (superseding
     /// exactly what expired); an `lww` object gets the tombstone with the expired value's
     /// identity, so a write made after the value (a refresh) always beats it.
     pub(crate) fn start_expiry<S: Store>(
@@ -146,7 +146,10 @@ impl Writes {
             ttl_ms: None,
             on_version: None,
         };
-        let tombstone = if planted().expiry_stamped_now {
+        let tombstone = if expired.is_tombstone() {
+            // A tombstone deleted again, as itself (nothing new: no dot, no timestamp).
+            Some(expired)
+        } else if planted().expiry_stamped_now {
             None
         } else {
             expired.expiry_tombstone()
