@@ -1,5 +1,6 @@
-//! `hydra server` processes, one per namespace: start, SIGKILL, restart (optionally with a
-//! skewed clock), SIGSTOP/SIGCONT. Every process is killed when the cluster is dropped.
+//! `hydra server` processes, one per namespace: start, SIGKILL, restart, SIGSTOP/SIGCONT, and
+//! clock jumps of a running node (each node's wall clock follows an offset file, the
+//! test-only `node.clock_offset_file`). Every process is killed when the cluster is dropped.
 
 use crate::net::Net;
 use anyhow::{Context, Result, bail};
@@ -13,6 +14,9 @@ use std::time::{Duration, Instant};
 pub const HTTP_PORT: u16 = 8000;
 pub const INTERNODE_PORT: u16 = 7000;
 pub const RESP_PORT: u16 = 6379;
+/// The nodes' clock skew bound (`limits.max_clock_skew_ms`): tighter than the default, so
+/// the checkers' real-time order is tighter too.
+pub const MAX_CLOCK_SKEW_MS: u64 = 1_000;
 
 struct Proc {
     child: Option<Child>,
@@ -26,6 +30,8 @@ pub struct Cluster {
     procs: Vec<Proc>,
     /// Each node's HTTP address, as clients (in the root namespace) reach it.
     pub http: Vec<String>,
+    /// Each node's Redis-protocol address.
+    pub resp: Vec<String>,
     namespaces: Vec<String>,
     env: Vec<(String, String)>,
 }
@@ -56,7 +62,7 @@ impl Cluster {
                 "[node]\nid = {id}\nzone = \"z{id}\"\ndata_dir = \"{data}\"\nworker_threads = 1\n\n\
                  [listen]\nhttp = \"{a}:{HTTP_PORT}\"\ninternode = \"{a}:{INTERNODE_PORT}\"\nresp = \"{a}:{RESP_PORT}\"\n\n\
                  [cluster]\npeers = [\n{peers}\n]\nheartbeat_interval_ms = 100\nanti_entropy_interval_ms = 100\nfallback_after_ms = {fallback}\n\n\
-                 [limits]\nrequest_timeout_ms = {request_timeout_ms}\ngossip_interval_ms = 500\n",
+                 [limits]\nrequest_timeout_ms = {request_timeout_ms}\ngossip_interval_ms = 500\nmax_clock_skew_ms = {MAX_CLOCK_SKEW_MS}\n",
                 id = i + 1,
                 data = dir.join(format!("n{}", i + 1)).display(),
                 a = net.addr(i),
@@ -77,6 +83,9 @@ impl Cluster {
                 .collect(),
             http: (0..n)
                 .map(|i| format!("{}:{HTTP_PORT}", net.addr(i)))
+                .collect(),
+            resp: (0..n)
+                .map(|i| format!("{}:{RESP_PORT}", net.addr(i)))
                 .collect(),
             namespaces: (0..n).map(|i| net.namespace(i)).collect(),
             env: env.to_vec(),
@@ -124,7 +133,7 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(self.dir.join(format!("n{}.log", i + 1)))?;
-        let offset = self.procs[i].clock_offset_ms;
+        self.write_clock(i)?;
         // `ip netns exec` execs the server, so the child's pid is the server's.
         let child = Command::new("ip")
             .args(["netns", "exec", &self.namespaces[i]])
@@ -133,7 +142,10 @@ impl Cluster {
             .arg("--config")
             .arg(self.dir.join(format!("n{}.toml", i + 1)))
             .arg("--set")
-            .arg(format!("node.clock_offset_ms={offset}"))
+            .arg(format!(
+                "node.clock_offset_file={}",
+                self.clock_file(i).display()
+            ))
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -196,6 +208,26 @@ impl Cluster {
         self.restart(i)
     }
 
+    /// Makes running node `i`'s wall clock jump to `offset_ms` from the real one (within
+    /// 100 ms: the node polls its offset file).
+    pub fn jump_clock(&mut self, i: usize, offset_ms: i64) -> Result<()> {
+        self.procs[i].clock_offset_ms = offset_ms;
+        self.write_clock(i)
+    }
+
+    fn clock_file(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("n{}.clock", i + 1))
+    }
+
+    /// Writes node `i`'s clock offset by rename, so the node never reads half of it.
+    fn write_clock(&self, i: usize) -> Result<()> {
+        let path = self.clock_file(i);
+        let tmp = path.with_extension("clock.tmp");
+        std::fs::write(&tmp, self.procs[i].clock_offset_ms.to_string())?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
     pub fn pause(&mut self, i: usize) {
         if self.procs[i].child.is_some() && !self.procs[i].paused {
             self.signal(i, Signal::SIGSTOP);
@@ -216,7 +248,8 @@ impl Cluster {
         for i in 0..self.len() {
             self.resume(i);
             if self.procs[i].clock_offset_ms != 0 {
-                self.restart_with_clock(i, 0)?;
+                // Put back while running, as NTP would step it.
+                self.jump_clock(i, 0)?;
             }
             self.restart(i)?;
         }

@@ -23,6 +23,10 @@ pub enum F {
     Add,
     /// Read a key's set.
     Read,
+    /// Register workload: `SET` a key to a unique value (with `ttl_ms`, if any).
+    Set,
+    /// Register workload: `GET` a key (completions: the value, or null).
+    Get,
 }
 
 /// One line of the history.
@@ -41,6 +45,9 @@ pub struct Op {
     pub node: usize,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+    /// `set`: the TTL the write carried, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ttl_ms: Option<u64>,
 }
 
 /// A fault the nemesis applied, from `start` to `end` (nanoseconds since the run started).

@@ -12,10 +12,12 @@
 //! the harness's namespaces.
 
 pub mod check;
+pub mod check_register;
 pub mod cluster;
 pub mod history;
 pub mod net;
 pub mod plot;
+pub mod register;
 pub mod workload;
 
 use anyhow::{Context, Result, bail};
@@ -46,7 +48,9 @@ pub struct Options {
     pub nodes: usize,
     /// Seconds of workload under faults.
     pub seconds: u64,
-    /// `siblings` (no acknowledged add may be lost) or `lww` (the loss is measured).
+    /// `siblings` (the set workload: no acknowledged add may be lost), `lww` (the set
+    /// workload in an `lww` bucket: the loss is measured) or `register` (the register
+    /// workload over RESP, with TTLs: judged by [`check_register`]).
     pub mode: String,
     pub nemesis: Vec<String>,
     /// Seconds each fault lasts, and each quiet period between faults.
@@ -77,6 +81,9 @@ pub struct Summary {
     pub ops: u64,
     pub faults: BTreeMap<String, u64>,
     pub verdict: check::Verdict,
+    /// The register workload's verdict (mode `register`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub register: Option<check_register::RegisterVerdict>,
     pub converged_keys: usize,
     pub unconverged_keys: usize,
     pub convergence_ms: Percentiles,
@@ -162,12 +169,13 @@ pub fn run(opts: &Options) -> Result<Summary> {
             "--time x --rate x 2 is more than the {HISTORY_OPS_MAX} operations a history holds; lower --rate or --time"
         );
     }
-    if opts.mode != "siblings" && opts.mode != "lww" {
+    if !["siblings", "lww", "register"].contains(&opts.mode.as_str()) {
         bail!(
-            "--workload mode must be siblings or lww, not {:?}",
+            "--workload mode must be siblings, lww or register, not {:?}",
             opts.mode
         );
     }
+    let registers = opts.mode == "register";
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("while creating {}", opts.out.display()))?;
     let node_dir = opts.out.join("nodes");
@@ -175,8 +183,13 @@ pub fn run(opts: &Options) -> Result<Summary> {
     std::fs::create_dir_all(&node_dir)?;
     let mut net = Net::create(opts.nodes)?;
     let mut cluster = Cluster::start(&net, &opts.hydra, &node_dir, 1_000, &opts.server_env)?;
-    let bucket = format!("jepsen_{}", opts.mode);
-    create_bucket(&cluster, &bucket, &opts.mode, opts.sloppy)?;
+    let bucket = if registers {
+        register::BUCKET.to_string()
+    } else {
+        format!("jepsen_{}", opts.mode)
+    };
+    let conflicts = if registers { "lww" } else { opts.mode.as_str() };
+    create_bucket(&cluster, &bucket, conflicts, opts.sloppy)?;
 
     let recorder = Arc::new(Recorder {
         started: Instant::now(),
@@ -189,12 +202,19 @@ pub fn run(opts: &Options) -> Result<Summary> {
         let (recorder, stop, done) = (recorder.clone(), stop.clone(), done.clone());
         let node = p % opts.nodes;
         let endpoint = cluster.http[node].clone();
+        let resp = cluster.resp[node].clone();
         let (bucket, keys, seed) = (bucket.clone(), opts.keys, opts.seed);
         let pause = Duration::from_micros(1_000_000 * opts.clients as u64 / opts.rate.max(1));
         threads.push(std::thread::spawn(move || {
-            client_loop(
-                p as u64, node, &endpoint, &bucket, keys, seed, pause, &recorder, &stop, &done,
-            )
+            if registers {
+                register_loop(
+                    p as u64, node, &resp, keys, seed, pause, &recorder, &stop, &done,
+                )
+            } else {
+                client_loop(
+                    p as u64, node, &endpoint, &bucket, keys, seed, pause, &recorder, &stop, &done,
+                )
+            }
         }));
     }
 
@@ -253,7 +273,11 @@ pub fn run(opts: &Options) -> Result<Summary> {
     // Heal everything, then measure how long the replicas take to agree.
     heal(&mut net, &mut cluster)?;
     let healed = Instant::now();
-    let keys: Vec<String> = (0..opts.keys).map(key_name).collect();
+    let keys: Vec<String> = if registers {
+        (0..opts.keys).map(register::key_name).collect()
+    } else {
+        (0..opts.keys).map(key_name).collect()
+    };
     let (convergence, unconverged) = converge(
         &cluster,
         &bucket,
@@ -261,13 +285,26 @@ pub fn run(opts: &Options) -> Result<Summary> {
         healed,
         Duration::from_secs(opts.converge_timeout),
     )?;
-    let final_sets = final_reads(&cluster, &bucket, &keys)?;
+    let final_time = recorder.now();
+    let (final_sets, final_registers) = if registers {
+        (BTreeMap::new(), final_registers(&cluster, &keys)?)
+    } else {
+        (final_reads(&cluster, &bucket, &keys)?, BTreeMap::new())
+    };
 
     let mut ops = recorder.ops.lock().map(|o| o.clone()).unwrap_or_default();
     // Threads record concurrently; each process's own ops are already in order, and a stable
     // sort by time keeps them so.
     ops.sort_by_key(|o| o.time);
     let verdict = check::check(&ops, &final_sets);
+    let register_verdict = registers.then(|| {
+        check_register::check_registers(
+            &ops,
+            &final_registers,
+            final_time,
+            cluster::MAX_CLOCK_SKEW_MS,
+        )
+    });
     let completed: Vec<&Op> = ops.iter().filter(|o| o.kind != Kind::Invoke).collect();
     let ok = completed.iter().filter(|o| o.kind == Kind::Ok).count();
     let latencies = latencies_ms(&ops);
@@ -284,10 +321,15 @@ pub fn run(opts: &Options) -> Result<Summary> {
             })).collect::<Vec<_>>() })
         })
         .collect();
-    let passed = verdict.failed_but_observed == 0
-        && verdict.unexpected == 0
-        && unconverged == 0
-        && (opts.mode == "lww" || verdict.lost == 0);
+    let passed = match &register_verdict {
+        Some(r) => r.violations() == 0 && unconverged == 0,
+        None => {
+            verdict.failed_but_observed == 0
+                && verdict.unexpected == 0
+                && unconverged == 0
+                && (opts.mode == "lww" || verdict.lost == 0)
+        }
+    };
 
     let history_path = opts.out.join("history.jsonl");
     let mut text = String::new();
@@ -312,6 +354,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         ops: completed.len() as u64,
         faults: fault_counts,
         verdict,
+        register: register_verdict,
         converged_keys: keys.len() - unconverged,
         unconverged_keys: unconverged,
         convergence_ms: percentiles(convergence),
@@ -385,6 +428,7 @@ fn client_loop(
             time: recorder.now(),
             node,
             error,
+            ttl_ms: None,
         };
         if rng.random_bool(0.75) {
             counter += 1;
@@ -405,6 +449,96 @@ fn client_loop(
                     serde_json::Value::Null,
                     Some(e.to_string()),
                 )),
+            }
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(pause);
+    }
+}
+
+/// One register client: a RESP connection to its node, `SET` (unique values; odd keys with
+/// a short or long TTL) and `GET`. After a broken connection the client reconnects under a
+/// new process id (what it saw went with the old connection).
+#[allow(clippy::too_many_arguments)]
+fn register_loop(
+    client: u64,
+    node: usize,
+    addr: &str,
+    keys: usize,
+    seed: u64,
+    pause: Duration,
+    recorder: &Recorder,
+    stop: &AtomicBool,
+    done: &AtomicU64,
+) {
+    let timeout = Duration::from_secs(3);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (client + 1).wrapping_mul(0x9E37_79B9));
+    let mut generation: u64 = 0;
+    let mut conn: Option<register::Connection> = None;
+    let mut counter: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let process = (client << 20) | generation;
+        let i = rng.random_range(0..keys);
+        let key = register::key_name(i);
+        let op = |kind, f, value, error, ttl_ms| Op {
+            process,
+            kind,
+            f,
+            key: key.clone(),
+            value,
+            time: recorder.now(),
+            node,
+            error,
+            ttl_ms,
+        };
+        let is_set = rng.random_bool(if register::has_ttl(i) {
+            register::TTL_SET_SHARE
+        } else {
+            register::SET_SHARE
+        });
+        let ttl_ms = (register::has_ttl(i)).then(|| {
+            if rng.random_bool(register::SHORT_SHARE) {
+                register::SHORT_TTL_MS
+            } else {
+                register::LONG_TTL_MS
+            }
+        });
+        counter += 1;
+        let value = (client << 40) | counter;
+        let (f, invoke_value, invoke_ttl) = if is_set {
+            (F::Set, json!(value), ttl_ms)
+        } else {
+            (F::Get, serde_json::Value::Null, None)
+        };
+        recorder.record(op(Kind::Invoke, f, invoke_value.clone(), None, invoke_ttl));
+        let c = match conn.take() {
+            Some(c) => Ok(c),
+            None => register::Connection::open(addr, timeout),
+        };
+        let result = c.and_then(|mut c| {
+            let r = if is_set {
+                register::set(&mut c, &key, value, ttl_ms).map(|()| invoke_value.clone())
+            } else {
+                register::get(&mut c, &key).map(|v| json!(v))
+            };
+            conn = Some(c);
+            r
+        });
+        match result {
+            Ok(v) => recorder.record(op(Kind::Ok, f, v, None, None)),
+            Err(e) => {
+                let value = if is_set {
+                    invoke_value
+                } else {
+                    serde_json::Value::Null
+                };
+                let kind = if is_set { e.kind } else { Kind::Fail };
+                recorder.record(op(kind, f, value, Some(e.error), None));
+                if e.kind == Kind::Info {
+                    // Indeterminate: a new connection, and a new process.
+                    conn = None;
+                    generation += 1;
+                }
             }
         }
         done.fetch_add(1, Ordering::Relaxed);
@@ -484,13 +618,23 @@ fn apply_fault(
             (format!("SIGSTOP n{}", order[0] + 1), vec![])
         }
         _ => {
-            let offset =
-                rng.random_range(1_000..=10_000i64) * if rng.random_bool(0.5) { 1 } else { -1 };
-            cluster.restart_with_clock(order[0], offset)?;
-            (
-                format!("clock n{} {offset:+} ms (restarted)", order[0] + 1),
-                vec![],
-            )
+            let sign = if rng.random_bool(0.5) { 1 } else { -1 };
+            if rng.random_bool(0.5) {
+                let offset = rng.random_range(1_000..=10_000i64) * sign;
+                cluster.restart_with_clock(order[0], offset)?;
+                (
+                    format!("clock n{} {offset:+} ms (restarted)", order[0] + 1),
+                    vec![],
+                )
+            } else {
+                // A running clock steps by 2 s to an hour, forward or back.
+                let offset = rng.random_range(2_000..=3_600_000i64) * sign;
+                cluster.jump_clock(order[0], offset)?;
+                (
+                    format!("clock n{} jumps {offset:+} ms (running)", order[0] + 1),
+                    vec![],
+                )
+            }
         }
     })
 }
@@ -538,9 +682,9 @@ fn converge(
             if times.contains_key(k.as_str()) {
                 continue;
             }
-            let sets: Vec<Option<Set>> = replicas[k.as_str()]
+            let sets: Vec<Option<String>> = replicas[k.as_str()]
                 .iter()
-                .map(|&i| workload::read(&clients[i], bucket, k, "one").ok())
+                .map(|&i| replica_state(&clients[i], bucket, k))
                 .collect();
             if sets.iter().all(Option::is_some) && sets.windows(2).all(|w| w[0] == w[1]) {
                 times.insert(k.as_str(), since.elapsed().as_secs_f64() * 1000.0);
@@ -549,6 +693,51 @@ fn converge(
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok((times.values().copied().collect(), keys.len() - times.len()))
+}
+
+/// What one replica holds for `key` (`r=one` at a replica answers from its own store): the
+/// status and the values, siblings in order; `None` if it did not answer.
+fn replica_state(client: &Client, bucket: &str, key: &str) -> Option<String> {
+    let r = client.get(bucket, key, &[("r", "one")]).ok()?;
+    Some(match r.status {
+        300 => format!("300 {:?}", workload::read_set(&r)),
+        status => format!("{status} {}", String::from_utf8_lossy(&r.body)),
+    })
+}
+
+/// Every register at `r=all` over HTTP (retried a bounded number of times): its value, or
+/// `None` when absent.
+fn final_registers(cluster: &Cluster, keys: &[String]) -> Result<BTreeMap<String, Option<u64>>> {
+    let c = Client::with_timeout(&cluster.http[0], Duration::from_secs(5));
+    let mut out = BTreeMap::new();
+    for k in keys {
+        let mut last = None;
+        for _ in 0..20 {
+            match c.get(register::BUCKET, k, &[("r", "all")]) {
+                Ok(r) if r.status == 404 => {
+                    last = Some(None);
+                    break;
+                }
+                Ok(r) => {
+                    let text = String::from_utf8_lossy(&r.body);
+                    let value = text.parse::<u64>().with_context(|| {
+                        format!("the final value of {k} is no workload value: {text:?}")
+                    })?;
+                    last = Some(Some(value));
+                    break;
+                }
+                Err(e) => {
+                    eprintln!("final read of {k} failed: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+        let Some(value) = last else {
+            bail!("the final r=all read of {k} failed 20 times");
+        };
+        out.insert(k.clone(), value);
+    }
+    Ok(out)
 }
 
 /// Every key at `r=all` (retried a bounded number of times).

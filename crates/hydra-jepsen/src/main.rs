@@ -17,8 +17,10 @@ struct Args {
     /// Seconds of workload under faults.
     #[arg(long, default_value_t = 120)]
     time: u64,
-    /// `set` (a siblings bucket: no acknowledged add may be lost) or `set-lww` (an lww
-    /// bucket: the loss is measured and reported, never claimed as a pass).
+    /// `set` (a siblings bucket: no acknowledged add may be lost), `set-lww` (an lww
+    /// bucket: the loss is measured and reported, never claimed as a pass) or `register`
+    /// (SET/GET with TTLs over the Redis protocol in bucket `redis`, checked for lww order,
+    /// refreshes undone by expiry, expired values and phantoms).
     #[arg(long, default_value = "set")]
     workload: String,
     /// Faults to rotate through: partition, kill, pause, clock (comma list; empty: none).
@@ -77,7 +79,8 @@ fn run() -> Result<bool> {
     let mode = match args.workload.as_str() {
         "set" => "siblings",
         "set-lww" => "lww",
-        other => anyhow::bail!("unknown workload {other:?}; expected set or set-lww"),
+        "register" => "register",
+        other => anyhow::bail!("unknown workload {other:?}; expected set, set-lww or register"),
     };
     let opts = hydra_jepsen::Options {
         nodes: args.nodes,

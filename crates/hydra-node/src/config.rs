@@ -39,6 +39,10 @@ pub struct NodeSection {
     pub worker_threads: usize,
     /// Test-only: milliseconds added to this node's wall clock (fault tests skew clocks).
     pub clock_offset_ms: i64,
+    /// Test-only: a file holding milliseconds added to this node's wall clock, read at start
+    /// and every 100 ms after (instead of `clock_offset_ms`): fault tests make a running
+    /// node's clock jump, as an NTP step or an operator's mistake would.
+    pub clock_offset_file: Option<PathBuf>,
 }
 
 impl Default for NodeSection {
@@ -51,6 +55,7 @@ impl Default for NodeSection {
             data_dir: "data".into(),
             worker_threads: 0,
             clock_offset_ms: 0,
+            clock_offset_file: None,
         }
     }
 }

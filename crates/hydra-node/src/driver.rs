@@ -139,6 +139,52 @@ pub fn set_clock_offset_ms(offset: i64) {
     CLOCK_OFFSET_MS.store(offset, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Test-only: takes the clock offset from `path` now (so the core starts with it), then
+/// re-reads it every 100 ms on a thread of its own; a missing or empty file means 0. Write it
+/// by rename, so no read sees half a number.
+pub fn follow_clock_offset_file(path: std::path::PathBuf) -> anyhow::Result<()> {
+    fn read(path: &std::path::Path) -> anyhow::Result<i64> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(0);
+        }
+        text.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}: expected milliseconds (node.clock_offset_file)",
+                path.display()
+            )
+        })
+    }
+    let first = read(&path)?;
+    set_clock_offset_ms(first);
+    tracing::warn!(
+        "node clock follows {} (node.clock_offset_file, for fault tests only), now {first:+} ms",
+        path.display()
+    );
+    std::thread::Builder::new()
+        .name("hydra-clock-offset".into())
+        .spawn(move || {
+            let mut last = first;
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                // An unreadable file keeps the last offset (the start checked the path).
+                if let Ok(offset) = read(&path)
+                    && offset != last
+                {
+                    tracing::warn!("node clock offset {last:+} ms -> {offset:+} ms (test-only)");
+                    set_clock_offset_ms(offset);
+                    last = offset;
+                }
+            }
+        })?;
+    Ok(())
+}
+
 /// Starts the core thread (which also runs group-commit fsyncs for `fsync` durability) and,
 /// for `periodic` durability, the thread that syncs every interval.
 pub fn start(

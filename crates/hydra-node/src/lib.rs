@@ -28,7 +28,9 @@ use tokio::net::TcpListener;
 /// Runs one node until SIGTERM or Ctrl-C, then stops cleanly (final fsync included).
 pub async fn run(config: Config) -> Result<()> {
     let layout = config.layout()?;
-    if config.node.clock_offset_ms != 0 {
+    if let Some(path) = &config.node.clock_offset_file {
+        driver::follow_clock_offset_file(path.clone())?;
+    } else if config.node.clock_offset_ms != 0 {
         driver::set_clock_offset_ms(config.node.clock_offset_ms);
         tracing::warn!(
             "node clock shifted by {} ms (node.clock_offset_ms, for fault tests only)",

@@ -1,0 +1,406 @@
+//! Checks a register-workload history (`set`/`get` over RESP in an `lww` bucket) and the
+//! final values read after every fault healed. The order it holds the server to is the
+//! one Hydra promises for `lww` (ARCHITECTURE.md, "lww order"):
+//!
+//! - a write is **ordered after** another when it began more than the clock skew bound after
+//!   the other ended, or when its connection had seen the other (wrote it, or read it)
+//!   before it began;
+//! - **stale**: a `get` returns a value although a write ordered after that value's write
+//!   was acknowledged before the `get` began (an expired later write still hides it: its
+//!   expiry is a tombstone with its identity);
+//! - **lost**: a `get` returns nil although an acknowledged write, still within its TTL, ended
+//!   before the `get` began, and no write that may be ordered after it may have expired by
+//!   the time the `get` ended (the refresh that an expiry undid, in the words);
+//! - **expired returned**: a `get` returns a value past its TTL by more than the skew bound;
+//! - **failed but observed** and **unexpected**, as in the set checker.
+//!
+//! `info` writes (indeterminate) may be ordered anywhere after they began: they never make a
+//! read wrong, and they excuse a nil when they carry a TTL. Final values count as reads that
+//! began and ended when the run stopped.
+
+use crate::history::{F, Kind, Op};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RegisterVerdict {
+    pub sets_ok: u64,
+    pub sets_fail: u64,
+    pub sets_info: u64,
+    pub gets_ok: u64,
+    pub gets_nil: u64,
+    pub gets_fail: u64,
+    pub stale: u64,
+    pub lost: u64,
+    pub expired_returned: u64,
+    pub failed_but_observed: u64,
+    pub unexpected: u64,
+    /// `info` writes whose value some read returned (they took effect).
+    pub info_observed: u64,
+    /// The first few violations, described.
+    pub examples: Vec<String>,
+}
+
+impl RegisterVerdict {
+    pub fn violations(&self) -> u64 {
+        self.stale + self.lost + self.expired_returned + self.failed_but_observed + self.unexpected
+    }
+}
+
+const EXAMPLES_MAX: usize = 10;
+/// Nil reads look at this many of the latest acknowledged writes before them (a bound on the
+/// checker's time; looking at fewer can only miss a violation, never invent one).
+const CANDIDATES_MAX: usize = 64;
+
+#[derive(Clone, Debug)]
+struct Write {
+    process: u64,
+    value: u64,
+    ttl_ms: Option<u64>,
+    invoke: u64,
+    /// Completion time, for `ok` and `fail`; `None` for `info` (it may take effect any time).
+    complete: Option<u64>,
+    kind: Kind,
+}
+
+#[derive(Clone, Debug)]
+struct Read {
+    process: u64,
+    invoke: u64,
+    complete: u64,
+    value: Option<u64>,
+}
+
+const MS: u64 = 1_000_000;
+
+/// Checks `ops` (in time order, times in nanoseconds) and the `finals` read at `final_time`.
+pub fn check_registers(
+    ops: &[Op],
+    finals: &BTreeMap<String, Option<u64>>,
+    final_time: u64,
+    skew_ms: u64,
+) -> RegisterVerdict {
+    let skew = skew_ms * MS;
+    let mut v = RegisterVerdict::default();
+    let mut writes: BTreeMap<&str, Vec<Write>> = BTreeMap::new();
+    let mut reads: BTreeMap<&str, Vec<Read>> = BTreeMap::new();
+    let mut open: BTreeMap<u64, &Op> = BTreeMap::new();
+    for op in ops.iter().filter(|o| matches!(o.f, F::Set | F::Get)) {
+        if op.kind == Kind::Invoke {
+            open.insert(op.process, op);
+            continue;
+        }
+        let Some(inv) = open.remove(&op.process) else {
+            continue;
+        };
+        match op.f {
+            F::Set => {
+                let Some(value) = inv.value.as_u64() else {
+                    continue;
+                };
+                match op.kind {
+                    Kind::Ok => v.sets_ok += 1,
+                    Kind::Fail => v.sets_fail += 1,
+                    _ => v.sets_info += 1,
+                }
+                writes.entry(&op.key).or_default().push(Write {
+                    process: op.process,
+                    value,
+                    ttl_ms: inv.ttl_ms,
+                    invoke: inv.time,
+                    complete: (op.kind != Kind::Info).then_some(op.time),
+                    kind: op.kind,
+                });
+            }
+            _ => match op.kind {
+                Kind::Ok => {
+                    v.gets_ok += 1;
+                    let value = op.value.as_u64();
+                    if value.is_none() {
+                        v.gets_nil += 1;
+                    }
+                    reads.entry(&op.key).or_default().push(Read {
+                        process: op.process,
+                        invoke: inv.time,
+                        complete: op.time,
+                        value,
+                    });
+                }
+                _ => v.gets_fail += 1,
+            },
+        }
+    }
+    // Writes still open at the end are indeterminate.
+    for inv in open.values().filter(|o| o.f == F::Set) {
+        if let Some(value) = inv.value.as_u64() {
+            v.sets_info += 1;
+            writes.entry(&inv.key).or_default().push(Write {
+                process: inv.process,
+                value,
+                ttl_ms: inv.ttl_ms,
+                invoke: inv.time,
+                complete: None,
+                kind: Kind::Info,
+            });
+        }
+    }
+    for (key, value) in finals {
+        reads.entry(key).or_default().push(Read {
+            process: u64::MAX,
+            invoke: final_time,
+            complete: final_time,
+            value: *value,
+        });
+    }
+    let mut examples = Vec::new();
+    let mut info_observed = BTreeSet::new();
+    for (key, key_reads) in &reads {
+        let none = Vec::new();
+        let key_writes = writes.get(key).unwrap_or(&none);
+        let by_value: BTreeMap<u64, &Write> = key_writes.iter().map(|w| (w.value, w)).collect();
+        // What each connection saw by reading, and when.
+        let mut seen: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+        for r in key_reads {
+            if let Some(value) = r.value {
+                let at = seen.entry((r.process, value)).or_insert(r.complete);
+                *at = (*at).min(r.complete);
+            }
+        }
+        // `later` is ordered after `earlier`.
+        let follows = |later: &Write, earlier: &Write| -> bool {
+            let by_time = earlier
+                .complete
+                .is_some_and(|c| later.invoke > c.saturating_add(skew));
+            let same_connection = later.process == earlier.process
+                && earlier.complete.is_some_and(|c| c < later.invoke);
+            let read_it = seen
+                .get(&(later.process, earlier.value))
+                .is_some_and(|t| *t < later.invoke);
+            by_time || same_connection || read_it
+        };
+        let mut acked: Vec<&Write> = key_writes.iter().filter(|w| w.kind == Kind::Ok).collect();
+        acked.sort_by_key(|w| w.complete);
+        for r in key_reads {
+            let before: Vec<&Write> = acked
+                .iter()
+                .copied()
+                .filter(|w| w.complete.is_some_and(|c| c < r.invoke))
+                .collect();
+            let mut flag = |what: &str, counter: &mut u64, detail: String| {
+                *counter += 1;
+                if examples.len() < EXAMPLES_MAX {
+                    examples.push(format!("{what} {key}: {detail}"));
+                }
+            };
+            match r.value {
+                Some(value) => {
+                    let Some(w) = by_value.get(&value) else {
+                        flag("unexpected", &mut v.unexpected, format!("{value}"));
+                        continue;
+                    };
+                    if w.kind == Kind::Fail {
+                        flag(
+                            "failed but observed",
+                            &mut v.failed_but_observed,
+                            format!("{value}"),
+                        );
+                    }
+                    if w.kind == Kind::Info {
+                        info_observed.insert((*key, value));
+                    }
+                    if let (Some(ttl), Some(c)) = (w.ttl_ms, w.complete)
+                        && r.invoke > c + ttl * MS + skew
+                    {
+                        flag(
+                            "expired returned",
+                            &mut v.expired_returned,
+                            format!(
+                                "{value} (ttl {ttl} ms, written by {} ms, read from {} ms)",
+                                c / MS,
+                                r.invoke / MS
+                            ),
+                        );
+                    }
+                    if let Some(newer) = before.iter().find(|n| follows(n, w)) {
+                        flag(
+                            "stale",
+                            &mut v.stale,
+                            format!(
+                                "read {value} at {}..{} ms, but {} (written {}..{} ms) replaced it",
+                                r.invoke / MS,
+                                r.complete / MS,
+                                newer.value,
+                                newer.invoke / MS,
+                                newer.complete.unwrap_or(0) / MS
+                            ),
+                        );
+                    }
+                }
+                None => {
+                    let alive = |w: &Write| {
+                        w.ttl_ms
+                            .is_none_or(|t| w.invoke + t * MS > r.complete + skew)
+                    };
+                    // Writes with a TTL that may have run out by the end of the read.
+                    let may_expire: Vec<&Write> = key_writes
+                        .iter()
+                        .filter(|w| w.kind != Kind::Fail && w.invoke < r.complete)
+                        .filter(|w| {
+                            w.ttl_ms
+                                .is_some_and(|t| w.invoke + t * MS < r.complete + skew)
+                        })
+                        .collect();
+                    let lost = before
+                        .iter()
+                        .rev()
+                        .filter(|w| alive(w))
+                        .take(CANDIDATES_MAX)
+                        .find(|w| may_expire.iter().all(|e| follows(w, e)));
+                    if let Some(w) = lost {
+                        flag(
+                            "lost",
+                            &mut v.lost,
+                            format!(
+                                "nil at {}..{} ms, but {} (ttl {:?} ms, written {}..{} ms) was acknowledged and nothing after it can have expired",
+                                r.invoke / MS,
+                                r.complete / MS,
+                                w.value,
+                                w.ttl_ms,
+                                w.invoke / MS,
+                                w.complete.unwrap_or(0) / MS
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    v.info_observed = info_observed.len() as u64;
+    v.examples = examples;
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn op(process: u64, kind: Kind, f: F, value: serde_json::Value, ms: u64) -> Op {
+        Op {
+            process,
+            kind,
+            f,
+            key: "reg1".into(),
+            value,
+            time: ms * MS,
+            node: 0,
+            error: None,
+            ttl_ms: None,
+        }
+    }
+
+    fn set(process: u64, value: u64, from: u64, to: u64, kind: Kind, ttl: Option<u64>) -> [Op; 2] {
+        let mut inv = op(process, Kind::Invoke, F::Set, json!(value), from);
+        inv.ttl_ms = ttl;
+        [inv, op(process, kind, F::Set, json!(value), to)]
+    }
+
+    fn get(process: u64, value: Option<u64>, from: u64, to: u64) -> [Op; 2] {
+        [
+            op(process, Kind::Invoke, F::Get, json!(null), from),
+            op(process, Kind::Ok, F::Get, json!(value), to),
+        ]
+    }
+
+    fn run(mut ops: Vec<Op>, fin: Option<u64>) -> RegisterVerdict {
+        ops.sort_by_key(|o| o.time);
+        let finals = [("reg1".to_string(), fin)].into();
+        check_registers(&ops, &finals, 100_000 * MS, 1_000)
+    }
+
+    #[test]
+    fn a_serial_history_passes() {
+        let ops = [
+            set(1, 10, 0, 5, Kind::Ok, None),
+            get(2, Some(10), 10, 12),
+            set(2, 11, 20, 25, Kind::Ok, None),
+            get(1, Some(11), 30, 32),
+        ]
+        .concat();
+        let v = run(ops, Some(11));
+        assert_eq!(v.violations(), 0, "{v:?}");
+    }
+
+    #[test]
+    fn an_old_value_after_a_later_write_of_the_same_connection_is_stale() {
+        // Within the skew bound, but the connection wrote 11 after 10: 10 is stale.
+        let ops = [
+            set(1, 10, 0, 5, Kind::Ok, None),
+            set(1, 11, 6, 9, Kind::Ok, None),
+            get(2, Some(10), 20, 22),
+        ]
+        .concat();
+        let v = run(ops, Some(11));
+        assert_eq!(v.stale, 1, "{v:?}");
+        // Two connections within the bound: either order is allowed.
+        let ops = [
+            set(1, 10, 0, 5, Kind::Ok, None),
+            set(2, 11, 6, 9, Kind::Ok, None),
+            get(3, Some(10), 20, 22),
+        ]
+        .concat();
+        assert_eq!(run(ops, Some(10)).violations(), 0);
+        // Beyond the bound: real time orders them.
+        let ops = [
+            set(1, 10, 0, 5, Kind::Ok, None),
+            set(2, 11, 2_000, 2_005, Kind::Ok, None),
+            get(3, Some(10), 3_000, 3_002),
+        ]
+        .concat();
+        assert_eq!(run(ops, Some(11)).stale, 1);
+    }
+
+    #[test]
+    fn a_nil_after_an_acknowledged_refresh_is_lost_unless_a_later_ttl_may_have_run_out() {
+        // A short TTL, then a refresh with a long one: nil afterwards is a lost write.
+        let ops = [
+            set(1, 10, 0, 5, Kind::Ok, Some(1_500)),
+            set(2, 11, 3_000, 3_005, Kind::Ok, Some(600_000)),
+            get(3, None, 4_000, 4_002),
+        ]
+        .concat();
+        let v = run(ops, Some(11));
+        assert_eq!(v.lost, 1, "{v:?}");
+        // The final state counts as a read too.
+        let ops = [
+            set(1, 10, 0, 5, Kind::Ok, Some(1_500)),
+            set(2, 11, 3_000, 3_005, Kind::Ok, Some(600_000)),
+        ]
+        .concat();
+        assert_eq!(run(ops, None).lost, 1);
+        // A short-TTL write that may be ordered after the refresh excuses the nil.
+        let ops = [
+            set(2, 11, 3_000, 3_005, Kind::Ok, Some(600_000)),
+            set(1, 12, 3_001, 3_006, Kind::Info, Some(1_500)),
+            get(3, None, 6_000, 6_002),
+        ]
+        .concat();
+        assert_eq!(run(ops, Some(11)).violations(), 0);
+    }
+
+    #[test]
+    fn phantoms_failed_writes_and_expired_values_are_caught() {
+        let ops = [
+            set(1, 10, 0, 5, Kind::Fail, None),
+            get(2, Some(10), 10, 12),
+            get(2, Some(99), 20, 22),
+            set(1, 11, 30, 35, Kind::Ok, Some(1_500)),
+            get(3, Some(11), 5_000, 5_002),
+        ]
+        .concat();
+        let v = run(ops, None);
+        assert_eq!(v.failed_but_observed, 1, "{v:?}");
+        assert_eq!(v.unexpected, 1, "{v:?}");
+        assert_eq!(v.expired_returned, 1, "{v:?}");
+    }
+}

@@ -1,0 +1,219 @@
+//! The register workload, over the Redis protocol: each client keeps one RESP connection to
+//! its node and sends `SET key value` (unique values) and `GET key` to keys of bucket
+//! `redis` (`lww`). Half the keys carry TTLs: a short one (`PX 500`, so values expire during
+//! the run) or a long one (`PX 600000`, a refresh that must outlive any earlier expiry). A
+//! connection that fails is replaced, and so is its process id (as Jepsen does after an
+//! indeterminate operation): what one connection saw is carried by that connection only.
+
+use crate::history::Kind;
+use hydra_resp::{Limits, Value, encode_command, parse_value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// The bucket RESP commands act on.
+pub const BUCKET: &str = "redis";
+/// The short TTL, in milliseconds, and the long one.
+pub const SHORT_TTL_MS: u64 = 500;
+pub const LONG_TTL_MS: u64 = 600_000;
+/// Share of operations on a key without TTLs that are `SET`s (the rest are `GET`s).
+pub const SET_SHARE: f64 = 0.65;
+/// Share of operations on a key with TTLs that are `SET`s: few, so short TTLs run out
+/// between writes and reads see values expire, and refreshes outlive them.
+pub const TTL_SET_SHARE: f64 = 0.1;
+/// Share of `SET`s on a key with TTLs that carry the short one.
+pub const SHORT_SHARE: f64 = 0.4;
+/// Longest reply the workload accepts (its values are decimal numbers).
+const REPLY_BYTES_MAX: usize = 64 * 1024;
+
+pub fn key_name(i: usize) -> String {
+    format!("reg{i}")
+}
+
+/// Whether writes to key `i` carry TTLs (odd keys).
+pub fn has_ttl(i: usize) -> bool {
+    i % 2 == 1
+}
+
+/// One RESP connection with a deadline on every request.
+pub struct Connection {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// Why a request did not get a reply: `Fail` when nothing can have been written (the
+/// connection was refused), else `Info`.
+#[derive(Debug)]
+pub struct Broken {
+    pub kind: Kind,
+    pub error: String,
+}
+
+impl Connection {
+    pub fn open(addr: &str, timeout: Duration) -> Result<Connection, Broken> {
+        let to = |e: String| Broken {
+            kind: Kind::Fail,
+            error: e,
+        };
+        let addr: SocketAddr = addr.parse().map_err(|e| to(format!("{addr}: {e}")))?;
+        let stream = TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| to(format!("connect {addr}: {e}")))?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|_| stream.set_write_timeout(Some(timeout)))
+            .and_then(|_| stream.set_nodelay(true))
+            .map_err(|e| to(e.to_string()))?;
+        Ok(Connection {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends one command and reads its reply. Any I/O error breaks the connection (`Info`:
+    /// the command may have run).
+    pub fn call(&mut self, args: &[&[u8]]) -> Result<Value, Broken> {
+        let info = |e: String| Broken {
+            kind: Kind::Info,
+            error: e,
+        };
+        let mut out = Vec::new();
+        encode_command(args, &mut out);
+        self.stream
+            .write_all(&out)
+            .map_err(|e| info(format!("send: {e}")))?;
+        let limits = Limits::default();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match parse_value(&self.buf, &limits) {
+                Ok(Some((value, used))) => {
+                    self.buf.drain(..used);
+                    return Ok(value);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(info(format!("bad reply: {}", e.0))),
+            }
+            if self.buf.len() > REPLY_BYTES_MAX {
+                return Err(info("reply too long".into()));
+            }
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .map_err(|e| info(format!("receive: {e}")))?;
+            if n == 0 {
+                return Err(info("connection closed".into()));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// How an error reply counts: `fail` when the server refused before writing anything
+/// (overloaded, clock not trusted, a quorum failure where no replica acked and every
+/// replica was believed down up front), `info` otherwise.
+pub fn classify_error(text: &str) -> Kind {
+    let code = text.split_whitespace().next().unwrap_or("");
+    match code {
+        "OVERLOADED" | "CLOCK_SKEW" | "ERR" | "WRONGTYPE" => Kind::Fail,
+        _ if code.starts_with("INVALID_") => Kind::Fail,
+        "QUORUM_NOT_REACHED" => {
+            // "... needed N of M replicas, A answered; nX: reason, ... (needed N, acked 0)"
+            let acked_zero = text.ends_with("acked 0)");
+            let reasons = text
+                .split_once("; ")
+                .map(|(_, r)| r.rsplit_once(" (needed").map_or(r, |(r, _)| r))
+                .unwrap_or("");
+            let all_down = !reasons.is_empty()
+                && reasons.split(", ").all(|r| {
+                    r.split_once(": ")
+                        .is_some_and(|(_, why)| why.starts_with("believed down"))
+                });
+            if acked_zero && all_down {
+                Kind::Fail
+            } else {
+                Kind::Info
+            }
+        }
+        _ => Kind::Info,
+    }
+}
+
+/// `SET key value [PX ttl]`: `Ok` on `+OK`.
+pub fn set(
+    conn: &mut Connection,
+    key: &str,
+    value: u64,
+    ttl_ms: Option<u64>,
+) -> Result<(), Broken> {
+    let value = value.to_string();
+    let ttl = ttl_ms.map(|t| t.to_string());
+    let mut args: Vec<&[u8]> = vec![b"SET", key.as_bytes(), value.as_bytes()];
+    if let Some(t) = &ttl {
+        args.extend([b"PX".as_slice(), t.as_bytes()]);
+    }
+    match conn.call(&args)? {
+        Value::Simple(s) if s == "OK" => Ok(()),
+        Value::Error(e) => Err(Broken {
+            kind: classify_error(&e),
+            error: e,
+        }),
+        other => Err(Broken {
+            kind: Kind::Info,
+            error: format!("unexpected reply {other:?}"),
+        }),
+    }
+}
+
+/// `GET key`: the value (a number), or `None` for nil.
+pub fn get(conn: &mut Connection, key: &str) -> Result<Option<u64>, Broken> {
+    match conn.call(&[b"GET", key.as_bytes()])? {
+        Value::Null => Ok(None),
+        Value::Bulk(b) => String::from_utf8_lossy(&b)
+            .parse()
+            .map(Some)
+            .map_err(|_| Broken {
+                kind: Kind::Fail,
+                error: format!("not a workload value: {:?}", String::from_utf8_lossy(&b)),
+            }),
+        Value::Error(e) => Err(Broken {
+            kind: Kind::Fail,
+            error: e,
+        }),
+        other => Err(Broken {
+            kind: Kind::Fail,
+            error: format!("unexpected reply {other:?}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refusals_before_any_write_count_as_failed() {
+        assert_eq!(
+            classify_error("CLOCK_SKEW node 2 refuses writes"),
+            Kind::Fail
+        );
+        assert_eq!(classify_error("OVERLOADED too many requests"), Kind::Fail);
+        assert_eq!(
+            classify_error(
+                "QUORUM_NOT_REACHED write quorum not reached: needed 2 of 3 replicas, 0 answered; n2: believed down, n3: believed down (needed 2, acked 0)"
+            ),
+            Kind::Fail
+        );
+        assert_eq!(
+            classify_error(
+                "QUORUM_NOT_REACHED write quorum not reached: needed 2 of 3 replicas, 1 answered; n3: timed out after 1000 ms (needed 2, acked 1)"
+            ),
+            Kind::Info
+        );
+        assert_eq!(
+            classify_error(
+                "QUORUM_NOT_REACHED write quorum not reached: needed 2 of 3 replicas, 0 answered; n2: believed down, n3: timed out after 1000 ms (needed 2, acked 0)"
+            ),
+            Kind::Info
+        );
+        assert_eq!(classify_error("TIMEOUT gave up"), Kind::Info);
+    }
+}
