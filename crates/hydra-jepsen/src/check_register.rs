@@ -14,11 +14,14 @@
 //! - **expired returned**: a `get` returns a value past its TTL by more than the skew bound;
 //! - **failed but observed** and **unexpected**, as in the set checker.
 //!
-//! `info` writes (indeterminate) may be ordered anywhere after they began: they never make a
-//! read wrong, and they excuse a nil when they carry a TTL. Final values count as reads that
+//! `info` writes (indeterminate) never make a read wrong by being absent, and they excuse a nil
+//! when they carry a TTL; one the server answered (a quorum failure) is bounded by its answer
+//! like any write (its stamp was taken before), one without an answer may be ordered anywhere
+//! after it began. Final values count as reads that
 //! began and ended when the run stopped.
 
 use crate::history::{F, Kind, Op};
+use crate::register::REPLIED;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -58,7 +61,8 @@ struct Write {
     value: u64,
     ttl_ms: Option<u64>,
     invoke: u64,
-    /// Completion time, for `ok` and `fail`; `None` for `info` (it may take effect any time).
+    /// Completion time, for `ok`, `fail` and `info` the server answered; `None` for `info`
+    /// without an answer (it may be coordinated any time).
     complete: Option<u64>,
     kind: Kind,
 }
@@ -108,7 +112,9 @@ pub fn check_registers(
                     value,
                     ttl_ms: inv.ttl_ms,
                     invoke: inv.time,
-                    complete: (op.kind != Kind::Info).then_some(op.time),
+                    complete: (op.kind != Kind::Info
+                        || op.error.as_deref().is_some_and(|e| e.starts_with(REPLIED)))
+                    .then_some(op.time),
                     kind: op.kind,
                 });
             }

@@ -17,6 +17,12 @@ pub const RESP_PORT: u16 = 6379;
 /// The nodes' clock skew bound (`limits.max_clock_skew_ms`): tighter than the default, so
 /// the checkers' real-time order is tighter too.
 pub const MAX_CLOCK_SKEW_MS: u64 = 1_000;
+/// The nodes' tombstone grace: short, so tombstones (deletes and expiries) are reaped, and
+/// hints older than it dropped, within a run.
+pub const TOMBSTONE_GRACE_MS: u64 = 10_000;
+/// Partitions of the layout: few, so the expiry sweep and anti-entropy (one partition each
+/// interval) come round to every key every couple of seconds.
+pub const PARTITIONS: u32 = 16;
 
 struct Proc {
     child: Option<Child>,
@@ -43,6 +49,7 @@ impl Cluster {
         hydra: &Path,
         dir: &Path,
         request_timeout_ms: u64,
+        durability: &str,
         env: &[(String, String)],
     ) -> Result<Cluster> {
         let n = net.nodes();
@@ -61,8 +68,9 @@ impl Cluster {
             let text = format!(
                 "[node]\nid = {id}\nzone = \"z{id}\"\ndata_dir = \"{data}\"\nworker_threads = 1\n\n\
                  [listen]\nhttp = \"{a}:{HTTP_PORT}\"\ninternode = \"{a}:{INTERNODE_PORT}\"\nresp = \"{a}:{RESP_PORT}\"\n\n\
-                 [cluster]\npeers = [\n{peers}\n]\nheartbeat_interval_ms = 100\nanti_entropy_interval_ms = 100\nfallback_after_ms = {fallback}\n\n\
-                 [limits]\nrequest_timeout_ms = {request_timeout_ms}\ngossip_interval_ms = 500\nmax_clock_skew_ms = {MAX_CLOCK_SKEW_MS}\n",
+                 [cluster]\npartitions = {PARTITIONS}\npeers = [\n{peers}\n]\nheartbeat_interval_ms = 100\nanti_entropy_interval_ms = 100\nfallback_after_ms = {fallback}\n\n\
+                 [limits]\nrequest_timeout_ms = {request_timeout_ms}\ngossip_interval_ms = 500\nmax_clock_skew_ms = {MAX_CLOCK_SKEW_MS}\n\n\
+                 [storage]\ndurability = \"{durability}\"\ntombstone_grace_ms = {TOMBSTONE_GRACE_MS}\n",
                 id = i + 1,
                 data = dir.join(format!("n{}", i + 1)).display(),
                 a = net.addr(i),

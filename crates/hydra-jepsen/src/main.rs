@@ -43,6 +43,9 @@ struct Args {
     /// Use strict quorums (no fallbacks or hints) instead of sloppy ones.
     #[arg(long)]
     strict: bool,
+    /// The nodes' storage.durability: fsync, periodic:<ms> or none.
+    #[arg(long, default_value = "fsync")]
+    durability: String,
     /// The `hydra` binary to run (default: next to this one).
     #[arg(long)]
     hydra: Option<PathBuf>,
@@ -92,6 +95,7 @@ fn run() -> Result<bool> {
         keys: args.keys,
         rate: args.rate,
         sloppy: !args.strict,
+        durability: args.durability,
         hydra,
         out: args.out,
         seed: args.seed,

@@ -39,10 +39,13 @@ fn ip(args: &[&str]) -> Result<()> {
 impl Net {
     /// Creates the bridge and `nodes` namespaces. Needs root (CAP_NET_ADMIN).
     pub fn create(nodes: usize) -> Result<Net> {
+        // Unique per process and per network of the process (tests run several in turn).
+        static CREATED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
         let id = std::process::id();
         let net = Net {
-            tag: format!("hj{}", id % 100_000),
-            subnet: (id % 200) as u8 + 20,
+            tag: format!("hj{}{seq}", id % 100_000),
+            subnet: ((id + seq * 37) % 200) as u8 + 20,
             nodes,
             cuts: BTreeSet::new(),
         };

@@ -35,6 +35,13 @@ pub fn has_ttl(i: usize) -> bool {
     i % 2 == 1
 }
 
+/// How the error of an operation the server answered begins. An `info` write the server
+/// answered (a quorum failure) was stamped before the answer, and a replica that holds it
+/// holds that stamp: it cannot be ordered after writes that began later than the answer
+/// plus the skew bound. One that got no answer (a timeout, a broken connection) may still
+/// be coordinated later (a paused node resumes), so it has no such bound.
+pub const REPLIED: &str = "reply: ";
+
 /// One RESP connection with a deadline on every request.
 pub struct Connection {
     stream: TcpStream,
@@ -154,7 +161,7 @@ pub fn set(
         Value::Simple(s) if s == "OK" => Ok(()),
         Value::Error(e) => Err(Broken {
             kind: classify_error(&e),
-            error: e,
+            error: format!("{REPLIED}{e}"),
         }),
         other => Err(Broken {
             kind: Kind::Info,

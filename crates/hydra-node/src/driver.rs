@@ -255,6 +255,11 @@ fn plant_bugs_from_env() {
             "ignore_context" => bugs.ignore_context = true,
             "discard_hints" => bugs.discard_hints = true,
             "reap_early" => bugs.reap_early = true,
+            "expiry_stamped_now" => bugs.expiry_stamped_now = true,
+            "lww_ignores_context" => bugs.lww_ignores_context = true,
+            "ignore_clock_verdict" => bugs.ignore_clock_verdict = true,
+            "dots_leave_unsynced" => bugs.dots_leave_unsynced = true,
+            "version_ops_as_new_writes" => bugs.version_ops_as_new_writes = true,
             other => tracing::error!("HYDRA_PLANTED_BUGS: unknown bug {other:?}"),
         }
     }
