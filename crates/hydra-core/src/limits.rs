@@ -50,8 +50,11 @@ pub const CONTEXT_COUNTER_MAX: u64 = 1 << 62;
 /// Entries one page of a partition scan holds at most.
 pub const SCAN_ENTRIES_MAX: usize = 10_000;
 
-/// Deletes of expired values one expiry sweep issues at most.
-pub const EXPIRY_DELETES_MAX: usize = 100;
+/// Deletes of expired values one expiry sweep issues at most (the index sweep runs every
+/// 100 ms: 5,000 expiries a second per node).
+pub const EXPIRY_DELETES_MAX: usize = 500;
+/// Entries of the expiry index one sweep reads at most.
+pub const EXPIRY_INDEX_PAGE: usize = 4 * EXPIRY_DELETES_MAX;
 /// Tombstones one node waits to reap at most (beyond, they are kept: safe, only larger).
 pub const REAPS_MAX: usize = 100_000;
 

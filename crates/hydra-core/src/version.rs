@@ -386,6 +386,19 @@ impl Object {
 
     /// Whether every sibling is a value that expired before `before_ms` (nothing left to show,
     /// and no delete to remember: the object can be dropped).
+    /// When the whole object expires: the latest TTL of its values, if every one is a value
+    /// with a TTL (else it never expires as a whole). What the expiry index records.
+    pub fn expires_at(&self) -> Option<u64> {
+        let siblings = self.all_siblings();
+        if siblings.is_empty() || siblings.iter().any(|s| s.tombstone) {
+            return None;
+        }
+        siblings
+            .iter()
+            .map(|s| s.expires_at)
+            .try_fold(0, |latest, e| e.map(|e| latest.max(e)))
+    }
+
     pub fn expired_before(&self, before_ms: u64) -> bool {
         self.all_siblings()
             .iter()

@@ -342,7 +342,12 @@ pub fn run(opts: &Options) -> Result<Summary> {
                 r.unexpected == 0
                     && r.failed_but_observed == 0
                     && r.expired_returned == 0
-                    && (!fsync || r.violations() == 0)
+                    && (!fsync
+                        || if opts.sloppy {
+                            r.sloppy_violations() == 0
+                        } else {
+                            r.violations() == 0
+                        })
             }
             None => {
                 verdict.failed_but_observed == 0
@@ -364,6 +369,12 @@ pub fn run(opts: &Options) -> Result<Summary> {
         text.push('\n');
     }
     std::fs::write(&history_path, text)?;
+    if registers {
+        std::fs::write(
+            opts.out.join("final.json"),
+            serde_json::to_string(&json!({ "time": final_time, "registers": final_registers }))?,
+        )?;
+    }
     let plot_path = opts.out.join("plot.svg");
     plot::draw(&plot_path, &ops, &faults, workload_secs)?;
     let summary = Summary {
@@ -398,6 +409,29 @@ pub fn run(opts: &Options) -> Result<Summary> {
         serde_json::to_string_pretty(&summary)?,
     )?;
     Ok(summary)
+}
+
+/// Checks a finished register run again from its files (`history.jsonl`, `final.json`), as
+/// `hydra-jepsen --recheck DIR` does: for a checker change, or to look at a failure.
+pub fn recheck_registers(dir: &std::path::Path) -> Result<check_register::RegisterVerdict> {
+    let history = std::fs::read_to_string(dir.join("history.jsonl"))
+        .with_context(|| format!("while reading {}", dir.join("history.jsonl").display()))?;
+    let ops: Vec<Op> = history
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Op>(l).ok())
+        .collect();
+    let fin: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("final.json"))
+            .with_context(|| format!("while reading {}", dir.join("final.json").display()))?,
+    )?;
+    let time = fin["time"].as_u64().context("final.json has no time")?;
+    let finals: BTreeMap<String, Option<u64>> = serde_json::from_value(fin["registers"].clone())?;
+    Ok(check_register::check_registers(
+        &ops,
+        &finals,
+        time,
+        cluster::MAX_CLOCK_SKEW_MS,
+    ))
 }
 
 pub fn key_name(i: usize) -> String {

@@ -54,6 +54,9 @@ struct Args {
     out: PathBuf,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Check a finished register run's files again (no cluster) and print the verdict.
+    #[arg(long)]
+    recheck: Option<PathBuf>,
     /// Seconds the replicas may take to agree after the final heal.
     #[arg(long, default_value_t = 120)]
     converge_timeout: u64,
@@ -72,6 +75,11 @@ fn main() -> ExitCode {
 
 fn run() -> Result<bool> {
     let args = Args::parse();
+    if let Some(dir) = &args.recheck {
+        let verdict = hydra_jepsen::recheck_registers(dir)?;
+        println!("{}", serde_json::to_string_pretty(&verdict)?);
+        return Ok(verdict.violations() == 0);
+    }
     let hydra = match args.hydra {
         Some(p) => p,
         None => std::env::current_exe()?

@@ -35,12 +35,13 @@ pub fn has_ttl(i: usize) -> bool {
     i % 2 == 1
 }
 
-/// How the error of an operation the server answered begins. An `info` write the server
-/// answered (a quorum failure) was stamped before the answer, and a replica that holds it
-/// holds that stamp: it cannot be ordered after writes that began later than the answer
-/// plus the skew bound. One that got no answer (a timeout, a broken connection) may still
-/// be coordinated later (a paused node resumes), so it has no such bound.
-pub const REPLIED: &str = "reply: ";
+/// How the error of a write its coordinator answered begins. An `info` write that got a
+/// quorum failure was stamped by its coordinator before that answer, and a replica that
+/// holds it holds that stamp: it cannot be ordered after writes that began later than the
+/// answer plus the skew bound. Any other `info` (a timeout, a broken connection, a forward
+/// that got no answer from the coordinator) may still be coordinated later (a paused node
+/// resumes), so it has no such bound.
+pub const REPLIED: &str = "coordinator answered: ";
 
 /// One RESP connection with a deadline on every request.
 pub struct Connection {
@@ -159,9 +160,13 @@ pub fn set(
     }
     match conn.call(&args)? {
         Value::Simple(s) if s == "OK" => Ok(()),
-        Value::Error(e) => Err(Broken {
+        Value::Error(e) if e.starts_with("QUORUM_NOT_REACHED") => Err(Broken {
             kind: classify_error(&e),
             error: format!("{REPLIED}{e}"),
+        }),
+        Value::Error(e) => Err(Broken {
+            kind: classify_error(&e),
+            error: e,
         }),
         other => Err(Broken {
             kind: Kind::Info,

@@ -7,6 +7,8 @@
 //! ```text
 //! a delete acked by every primary ──(tombstone_grace_ms)──▶ ReapRequest(tombstone) to each
 //!     primary: remove the key if it still holds exactly that tombstone
+//! every EXPIRY_INTERVAL_MS: the expiry index's due entries (objects whose TTL ran out, in
+//!     time order); the key's first primary deletes each with its own identity
 //! every anti-entropy interval: one partition scanned (round robin, resumable) for objects
 //!     whose every value expired, and for tombstones twice the grace old (their reap never
 //!     happened, or anti-entropy copied them back); the key's first primary deletes each
@@ -20,21 +22,22 @@
 //! * Pending reaps are written to the store (partition [`REAPS_PARTITION`]), so a restart
 //!   keeps them; a tombstone whose reap was lost anyway is found by the sweep and deleted
 //!   again: garbage is collected in the end, whatever was lost.
-//! * Bounded: [`REAPS_MAX`] pending reaps (beyond, tombstones are kept: safe, only larger),
-//!   [`EXPIRY_DELETES_MAX`] deletes per sweep, one scan page per sweep.
+//! * Bounded: [`REAPS_MAX`] pending reaps in memory (the rest wait in the store, one record
+//!   per tombstone, and are taken in as those in memory are done), [`EXPIRY_DELETES_MAX`]
+//!   deletes per sweep, one scan page per sweep.
 
 use crate::bucket::BucketProps;
 use crate::bugs::planted;
 use crate::ids::{PartitionId, Timestamp};
 use crate::key::ObjectKey;
-use crate::limits::{EXPIRY_DELETES_MAX, REAPS_MAX, SCAN_ENTRIES_MAX};
+use crate::limits::{EXPIRY_DELETES_MAX, EXPIRY_INDEX_PAGE, REAPS_MAX, SCAN_ENTRIES_MAX};
 use crate::message::{Message, decode_object, encode_object};
 use crate::store::{Store, WriteBatch};
 use crate::version::Object;
 use std::collections::VecDeque;
 
 use super::io::Ctx;
-use super::local::Local;
+use super::local::{EXPIRY_PARTITION, Local};
 use super::quorum::Placement;
 use super::timers::Timer;
 
@@ -42,6 +45,10 @@ use super::timers::Timer;
 /// partitions), keyed by when, then the object's storage key: a restart finds them again, in
 /// time order.
 pub const REAPS_PARTITION: PartitionId = PartitionId(0xFFFF_FFFD);
+
+/// How often the expiry index is looked at (each time: up to [`EXPIRY_DELETES_MAX`] deletes,
+/// so one node keeps up with that many expiries per interval).
+pub const EXPIRY_INTERVAL_MS: u64 = 100;
 
 /// Where a pending reap is stored.
 fn reap_key(at: Timestamp, object_key: &[u8]) -> Vec<u8> {
@@ -58,6 +65,9 @@ pub(crate) struct Gc {
     /// most [`REAPS_MAX`]. (If the clock stepped back, a later entry may be due earlier; it
     /// waits for the ones before it: late, never early.)
     reaps: VecDeque<(Timestamp, ObjectKey, Object)>,
+    /// The store holds pending reaps beyond those in memory (memory holds the earliest,
+    /// at most [`REAPS_MAX`]; the store holds every one, a record per tombstone).
+    spilled: bool,
     /// Partition the expiry sweep looks at next, and where it resumes within it.
     sweep_cursor: u64,
     sweep_after: Option<Vec<u8>>,
@@ -75,17 +85,36 @@ impl Gc {
     }
 
     /// At start: the reaps that were pending when the node stopped (the ones whose record
-    /// was synced; a lost one leaves a tombstone unreaped: garbage, never a resurrection).
+    /// was synced; a lost one leaves a tombstone that the sweep deletes again later).
     pub(crate) fn load<S: Store>(&mut self, local: &mut Local, store: &mut S) {
-        let mut after: Option<Vec<u8>> = None;
-        while self.reaps.len() < REAPS_MAX {
-            let Ok(page) =
-                store.scan_partition(REAPS_PARTITION, after.as_deref(), SCAN_ENTRIES_MAX)
-            else {
+        self.spilled = true;
+        self.refill(local, store);
+        if let Some((at, _, _)) = self.reaps.front() {
+            local.timers.set(*at, Timer::Reap);
+        }
+    }
+
+    /// Takes pending reaps from the store into memory (after the last one there), up to
+    /// [`REAPS_MAX`]; clears `spilled` once the store has no more.
+    fn refill<S: Store>(&mut self, local: &mut Local, store: &mut S) {
+        let mut after: Option<Vec<u8>> = self
+            .reaps
+            .back()
+            .map(|(at, key, _)| reap_key(*at, &local.locate(key).1));
+        for _ in 0..REAPS_MAX / SCAN_ENTRIES_MAX + 2 {
+            if self.reaps.len() >= REAPS_MAX {
+                return;
+            }
+            let room = (REAPS_MAX - self.reaps.len()).min(SCAN_ENTRIES_MAX);
+            let Ok(page) = store.scan_partition(REAPS_PARTITION, after.as_deref(), room) else {
                 return;
             };
-            let Some((last, _)) = page.last() else { return };
+            let Some((last, _)) = page.last() else {
+                self.spilled = false;
+                return;
+            };
             after = Some(last.clone());
+            let full = page.len() == room;
             for (k, v) in page {
                 let parsed = k
                     .get(4..12)
@@ -102,10 +131,11 @@ impl Gc {
                     let _ = store.write(batch);
                     continue;
                 };
-                if self.reaps.len() < REAPS_MAX {
-                    local.timers.set(at, Timer::Reap);
-                    self.reaps.push_back((at, key, tombstone));
-                }
+                self.reaps.push_back((at, key, tombstone));
+            }
+            if !full {
+                self.spilled = false;
+                return;
             }
         }
     }
@@ -120,9 +150,6 @@ impl Gc {
         key: ObjectKey,
         tombstone: Object,
     ) {
-        if self.reaps.len() >= REAPS_MAX {
-            return;
-        }
         let grace_ms = if planted().reap_early {
             0
         } else {
@@ -134,8 +161,14 @@ impl Gc {
             reap_key(at, &local.locate(&key).1),
             encode_object(&tombstone),
         );
-        // Best effort: without the record a restart forgets the reap (garbage, not a bug).
+        // Best effort: without the record a restart forgets the reap (garbage, not a bug;
+        // the sweep deletes the tombstone again later).
         let _ = store.write(batch);
+        if self.spilled || self.reaps.len() >= REAPS_MAX {
+            // Memory holds the earliest; this one waits in the store for a refill.
+            self.spilled = true;
+            return;
+        }
         local.timers.set(at, Timer::Reap);
         self.reaps.push_back((at, key, tombstone));
     }
@@ -174,6 +207,9 @@ impl Gc {
                 }
             }
         }
+        if self.spilled && self.reaps.len() < REAPS_MAX / 2 {
+            self.refill(local, ctx.store);
+        }
         // What is left waits for the first one's time (a timer set for it may have fired
         // early by the wall clock, after a step back).
         if let Some((at, _, _)) = self.reaps.front() {
@@ -191,6 +227,74 @@ impl Gc {
         if local.remove_tombstone(ctx.store, key, tombstone) {
             self.tombstones_reaped += 1;
         }
+    }
+
+    /// Takes the expiry index's due entries (oldest first, one page at most) and returns the
+    /// objects that did expire, where this node is the key's first primary (at most `room`),
+    /// for the write coordinator to delete with their own identity. Every due entry it
+    /// looks at is removed: an object refreshed since has a later entry of its own, and one
+    /// whose delete fails is found again by the full sweep (`sweep_expired`). This is what
+    /// keeps expiry up with a TTL-heavy load: it touches only what is due.
+    pub(crate) fn sweep_expiry_index<S: Store>(
+        &mut self,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        room: usize,
+    ) -> Vec<(ObjectKey, Object, BucketProps, Placement)> {
+        let limit = EXPIRY_DELETES_MAX.min(room);
+        if limit == 0 {
+            return vec![];
+        }
+        let Ok(page) = ctx
+            .store
+            .scan_partition(EXPIRY_PARTITION, None, EXPIRY_INDEX_PAGE)
+        else {
+            return vec![];
+        };
+        let mut done = WriteBatch::default();
+        let mut deletes = vec![];
+        for (entry, _) in page {
+            let due = entry
+                .get(4..12)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes);
+            if due.is_some_and(|at| at >= ctx.now.0) || deletes.len() >= limit {
+                break;
+            }
+            let skey = entry.get(12..).unwrap_or_default().to_vec();
+            done.remove(entry);
+            let Ok((partition, key)) = ObjectKey::from_storage_key(&skey) else {
+                continue;
+            };
+            let Ok(Some(object)) = local.load(ctx.store, &skey) else {
+                continue;
+            };
+            if !object.expired_before(ctx.now.0) {
+                continue;
+            }
+            let Some(props) = local.buckets.get(&key.bucket).cloned() else {
+                continue;
+            };
+            let replicas = local
+                .layout
+                .preference_list(partition, props.n as usize)
+                .to_vec();
+            if replicas.first() != Some(&local.me()) {
+                continue;
+            }
+            let needed = props.w.required(replicas.len() as u8).unwrap_or(1);
+            let at = Placement {
+                partition,
+                replicas,
+                needed,
+                deadline: ctx.now.plus_ms(local.config.request_timeout_ms),
+            };
+            deletes.push((key, object, props, at));
+            self.expired_deleted += 1;
+        }
+        // Best effort: an entry left behind is looked at again (and found stale) next time.
+        let _ = ctx.store.write(done);
+        deletes
     }
 
     /// Looks through one page of one partition (round robin) for objects whose every value
@@ -269,5 +373,72 @@ impl Gc {
             deletes.push((key, object, props, at));
         }
         deletes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Hlc;
+    use crate::ids::NodeId;
+    use crate::key::BucketName;
+    use crate::layout::Layout;
+    use crate::node::config::NodeConfig;
+    use crate::store::MemStore;
+    use crate::version::{LwwValue, Sibling};
+    use rand::SeedableRng;
+
+    #[test]
+    fn pending_reaps_beyond_memory_wait_in_the_store_and_every_one_is_done() {
+        // One node (its clock needs no peer to be trusted), its own only replica.
+        let mut local = Local::new(
+            NodeConfig::new(NodeId(1)),
+            Layout::uniform(1, 16).expect("layout"),
+        );
+        let mut store = MemStore::new();
+        let mut gc = Gc::default();
+        let extra = 1_000;
+        let bucket = BucketName::new("redis").expect("valid");
+        let mut keys = vec![];
+        for i in 0..REAPS_MAX + extra {
+            let key = ObjectKey::new(bucket.clone(), format!("k{i}").as_bytes()).expect("key");
+            let sibling = Sibling::tombstone(Hlc::new(1_000, 0));
+            let tombstone = Object::Lww(LwwValue::new(NodeId(1), sibling));
+            let (_, skey) = local.locate(&key);
+            local
+                .write_object(&mut store, &skey, 1, &tombstone, encode_object(&tombstone))
+                .expect("stored");
+            gc.schedule(
+                &mut local,
+                &mut store,
+                Timestamp(2_000 + i as u64),
+                key.clone(),
+                tombstone,
+            );
+            keys.push(skey);
+        }
+        assert_eq!(gc.reaps_pending(), REAPS_MAX);
+        assert!(gc.spilled, "the rest wait in the store");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..3 {
+            let mut ctx = Ctx {
+                now: Timestamp(100_000_000),
+                mono: Timestamp(0),
+                store: &mut store,
+                rng: &mut rng,
+            };
+            gc.on_reap_timer(&mut local, &mut ctx);
+        }
+        assert_eq!(gc.reaps_pending(), 0);
+        assert!(!gc.spilled);
+        assert_eq!(gc.tombstones_reaped, (REAPS_MAX + extra) as u64);
+        assert!(
+            keys.iter()
+                .all(|k| store.get(k).expect("memstore").is_none())
+        );
+        let records = store
+            .scan_partition(REAPS_PARTITION, None, 10)
+            .expect("scan");
+        assert!(records.is_empty(), "reap records left: {}", records.len());
     }
 }

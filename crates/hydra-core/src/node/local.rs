@@ -177,22 +177,27 @@ impl Local {
             let bytes = encode_object(&merged);
             check_merge_limits(local.as_ref(), &merged, bytes.len())?;
             let n = self.buckets.n_of(&key.bucket);
-            self.write_object(ctx.store, &skey, n, bytes)
+            self.write_object(ctx.store, &skey, n, &merged, bytes)
                 .map_err(|e| ReplicaError::Store(e.to_string()))?;
         }
         Ok(())
     }
 
-    /// Writes an object and records it in the Merkle tree of its (partition, n).
+    /// Writes an object and records it in the Merkle tree of its (partition, n) and, if it
+    /// expires, in the expiry index (same batch), where the expiry sweep finds it when due.
     pub(crate) fn write_object<S: Store>(
         &mut self,
         store: &mut S,
         skey: &[u8],
         n: u8,
+        object: &Object,
         bytes: Vec<u8>,
     ) -> Result<(), StoreError> {
         let hash = object_hash(&bytes);
         let mut batch = WriteBatch::default();
+        if let Some(at) = object.expires_at() {
+            batch.put(expiry_key(at, skey), Vec::new());
+        }
         batch.put(skey.to_vec(), bytes);
         store.write(batch)?;
         if let Ok((partition, _)) = ObjectKey::from_storage_key(skey) {
@@ -276,6 +281,20 @@ impl Local {
     pub(crate) fn is_alive(&self, node: NodeId, _now: Timestamp) -> bool {
         node == self.me() || self.membership.is_alive(node, self.timers.mono())
     }
+}
+
+/// The partition number under which the expiry index lives (no layout has that many
+/// partitions): an empty record per object that expires, keyed by when, then the object's
+/// storage key. Entries are removed once due (a refreshed object has its own, later entry).
+pub const EXPIRY_PARTITION: PartitionId = PartitionId(0xFFFF_FFFC);
+
+/// Where the expiry index records that the object at `skey` expires at `at_ms`.
+pub(crate) fn expiry_key(at_ms: u64, skey: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + skey.len());
+    out.extend_from_slice(&EXPIRY_PARTITION.0.to_be_bytes());
+    out.extend_from_slice(&at_ms.to_be_bytes());
+    out.extend_from_slice(skey);
+    out
 }
 
 /// A replica's merge stores at most what a coordinator's write may: [`SIBLINGS_MAX`] siblings

@@ -98,6 +98,7 @@ impl Node {
         if local.config.anti_entropy_interval_ms > 0 {
             local.timers.set(start, Timer::AntiEntropy);
         }
+        local.timers.set(start, Timer::Expiry);
         Node {
             local,
             writes: Writes::default(),
@@ -319,6 +320,18 @@ impl Node {
                 local.timers.set(next, Timer::AntiEntropy);
             }
             Timer::Reap => self.gc.on_reap_timer(local, ctx),
+            Timer::Expiry => {
+                let room = COORDINATIONS_MAX.saturating_sub(self.in_flight());
+                let local = &mut self.local;
+                if local.clock_allows("expiry").is_ok() {
+                    for (key, expired, props, at) in self.gc.sweep_expiry_index(local, ctx, room) {
+                        self.writes
+                            .start_expiry(local, ctx, key, expired, &props, at);
+                    }
+                }
+                let next = now.plus_ms(gc::EXPIRY_INTERVAL_MS);
+                local.timers.set(next, Timer::Expiry);
+            }
         }
     }
 

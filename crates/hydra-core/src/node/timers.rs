@@ -39,6 +39,8 @@ pub(crate) enum Timer {
     AntiEntropy,
     /// Tombstones whose grace has passed are reaped.
     Reap,
+    /// Due entries of the expiry index are deleted.
+    Expiry,
 }
 
 /// The queue: `(when, timer)` in time order. Callers give times on the wall clock; the queue

@@ -215,7 +215,7 @@ impl Writes {
             return local.out.reply(reply_to, Err(e));
         }
         local.durability.cover_timestamp(ctx.store, timestamp);
-        if let Err(e) = local.write_object(ctx.store, &skey, props.n, encoded) {
+        if let Err(e) = local.write_object(ctx.store, &skey, props.n, &object, encoded) {
             let e = ClientError::new(ErrorCode::StoreFailed, e.to_string());
             return local.out.reply(reply_to, Err(e));
         }
