@@ -551,6 +551,12 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
         }),
         "partitions_needing_anti_entropy": status.dirty_partitions,
         "objects": status.objects,
+        "garbage": json!({
+            "expired_deleted": status.expired_deleted,
+            "tombstones_reaped": status.tombstones_reaped,
+            "tombstones_reissued": status.tombstones_reissued,
+            "reaps_pending": status.reaps_pending,
+        }),
         "anti_entropy": json!({
             "exchanges_completed": status.anti_entropy.exchanges_completed,
             "exchanges_failed": status.anti_entropy.exchanges_failed,
