@@ -297,12 +297,13 @@ pub fn run(opts: &Options) -> Result<Summary> {
         healed,
         Duration::from_secs(opts.converge_timeout),
     )?;
-    let final_time = recorder.now();
     let (final_sets, final_registers) = if registers {
         (BTreeMap::new(), final_registers(&cluster, &keys)?)
     } else {
         (final_reads(&cluster, &bucket, &keys)?, BTreeMap::new())
     };
+    // The final reads count as reads that ended now (a value may expire while they retry).
+    let final_time = recorder.now();
 
     let mut ops = recorder.ops.lock().map(|o| o.clone()).unwrap_or_default();
     // Threads record concurrently; each process's own ops are already in order, and a stable
@@ -757,6 +758,17 @@ fn converge(
             }
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // What the replicas of the keys that never agreed hold, for the log.
+    for k in keys
+        .iter()
+        .filter(|k| !times.contains_key(k.as_str()))
+        .take(3)
+    {
+        for &i in &replicas[k.as_str()] {
+            let state = replica_state(&clients[i], bucket, k);
+            eprintln!("unconverged {k} at n{}: {state:?}", i + 1);
+        }
     }
     Ok((times.values().copied().collect(), keys.len() - times.len()))
 }

@@ -34,7 +34,7 @@ use crate::limits::{EXPIRY_DELETES_MAX, EXPIRY_INDEX_PAGE, REAPS_MAX, SCAN_ENTRI
 use crate::message::{Message, decode_object, encode_object};
 use crate::store::{Store, WriteBatch};
 use crate::version::Object;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::io::Ctx;
 use super::local::{EXPIRY_PARTITION, Local};
@@ -65,9 +65,17 @@ pub(crate) struct Gc {
     /// most [`REAPS_MAX`]. (If the clock stepped back, a later entry may be due earlier; it
     /// waits for the ones before it: late, never early.)
     reaps: VecDeque<(Timestamp, ObjectKey, Object)>,
-    /// The store holds pending reaps beyond those in memory (memory holds the earliest,
-    /// at most [`REAPS_MAX`]; the store holds every one, a record per tombstone).
+    /// The store holds pending reaps beyond those in memory (memory holds at most
+    /// [`REAPS_MAX`]; the store holds every one, a record per tombstone).
     spilled: bool,
+    /// The store records (`reap_key`) of the reaps in memory, so a refill takes only others.
+    in_memory: BTreeSet<Vec<u8>>,
+    /// Objects (storage keys) with a reap in memory: the sweep does not delete those again.
+    pending: BTreeMap<Vec<u8>, u32>,
+    /// Tombstones this node deleted again, and when: not again within twice the grace (an
+    /// old tombstone whose primary is down cannot be reaped; deleting it every sweep would
+    /// only add load). At most [`REAPS_MAX`] (the oldest are forgotten first).
+    reissued: BTreeMap<Vec<u8>, Timestamp>,
     /// Partition the expiry sweep looks at next, and where it resumes within it.
     sweep_cursor: u64,
     sweep_after: Option<Vec<u8>>,
@@ -94,18 +102,35 @@ impl Gc {
         }
     }
 
-    /// Takes pending reaps from the store into memory (after the last one there), up to
-    /// [`REAPS_MAX`]; clears `spilled` once the store has no more.
+    fn remember(&mut self, local: &Local, at: Timestamp, key: ObjectKey, tombstone: Object) {
+        let skey = local.locate(&key).1;
+        self.in_memory.insert(reap_key(at, &skey));
+        *self.pending.entry(skey).or_default() += 1;
+        self.reaps.push_back((at, key, tombstone));
+    }
+
+    fn forget(&mut self, at: Timestamp, skey: &[u8]) {
+        self.in_memory.remove(&reap_key(at, skey));
+        if let Some(n) = self.pending.get_mut(skey) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending.remove(skey);
+            }
+        }
+    }
+
+    /// Takes pending reaps from the store into memory, up to [`REAPS_MAX`], skipping those
+    /// already there; clears `spilled` once the store has no more. (It scans from the start:
+    /// records are keyed by time, and memory is not always a prefix of the store, since
+    /// deletes that end at once share a time and a clock may step back.)
     fn refill<S: Store>(&mut self, local: &mut Local, store: &mut S) {
-        let mut after: Option<Vec<u8>> = self
-            .reaps
-            .back()
-            .map(|(at, key, _)| reap_key(*at, &local.locate(key).1));
-        for _ in 0..REAPS_MAX / SCAN_ENTRIES_MAX + 2 {
+        let mut after: Option<Vec<u8>> = None;
+        // Bounded: the store holds what memory does plus the spilled ones.
+        for _ in 0..2 * (REAPS_MAX / SCAN_ENTRIES_MAX) + 2 {
             if self.reaps.len() >= REAPS_MAX {
                 return;
             }
-            let room = (REAPS_MAX - self.reaps.len()).min(SCAN_ENTRIES_MAX);
+            let room = SCAN_ENTRIES_MAX;
             let Ok(page) = store.scan_partition(REAPS_PARTITION, after.as_deref(), room) else {
                 return;
             };
@@ -116,6 +141,12 @@ impl Gc {
             after = Some(last.clone());
             let full = page.len() == room;
             for (k, v) in page {
+                if self.in_memory.contains(&k) {
+                    continue;
+                }
+                if self.reaps.len() >= REAPS_MAX {
+                    return;
+                }
                 let parsed = k
                     .get(4..12)
                     .and_then(|b| <[u8; 8]>::try_from(b).ok())
@@ -131,7 +162,7 @@ impl Gc {
                     let _ = store.write(batch);
                     continue;
                 };
-                self.reaps.push_back((at, key, tombstone));
+                self.remember(local, at, key, tombstone);
             }
             if !full {
                 self.spilled = false;
@@ -170,7 +201,7 @@ impl Gc {
             return;
         }
         local.timers.set(at, Timer::Reap);
-        self.reaps.push_back((at, key, tombstone));
+        self.remember(local, at, key, tombstone);
     }
 
     /// Reaps every tombstone whose grace has passed: each primary removes the key if it still
@@ -188,6 +219,7 @@ impl Gc {
                 break;
             };
             let (partition, skey) = local.locate(&key);
+            self.forget(at, &skey);
             let mut batch = WriteBatch::default();
             batch.remove(reap_key(at, &skey));
             let _ = ctx.store.write(batch);
@@ -347,6 +379,17 @@ impl Gc {
             if !old_tombstone && !object.expired_before(ctx.now.0) {
                 continue;
             }
+            let twice_grace = local.config.tombstone_grace_ms.saturating_mul(2);
+            if old_tombstone
+                && (self.pending.contains_key(&skey)
+                    || self
+                        .reissued
+                        .get(&skey)
+                        .is_some_and(|t| t.plus_ms(twice_grace) > ctx.now))
+            {
+                // Its reap is on its way, or it was deleted again lately.
+                continue;
+            }
             let Some(props) = local.buckets.get(&key.bucket).cloned() else {
                 continue;
             };
@@ -367,6 +410,14 @@ impl Gc {
             };
             if old_tombstone {
                 self.tombstones_reissued += 1;
+                if self.reissued.len() >= REAPS_MAX {
+                    let horizon = Timestamp(ctx.now.0.saturating_sub(twice_grace));
+                    self.reissued.retain(|_, t| *t > horizon);
+                    if self.reissued.len() >= REAPS_MAX {
+                        self.reissued.clear();
+                    }
+                }
+                self.reissued.insert(skey.clone(), ctx.now);
             } else {
                 self.expired_deleted += 1;
             }
@@ -406,7 +457,14 @@ mod tests {
             let tombstone = Object::Lww(LwwValue::new(NodeId(1), sibling));
             let (_, skey) = local.locate(&key);
             local
-                .write_object(&mut store, &skey, 1, &tombstone, encode_object(&tombstone))
+                .write_object(
+                    &mut store,
+                    &skey,
+                    1,
+                    &tombstone,
+                    None,
+                    encode_object(&tombstone),
+                )
                 .expect("stored");
             gc.schedule(
                 &mut local,

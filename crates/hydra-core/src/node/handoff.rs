@@ -52,7 +52,16 @@ pub(crate) struct Handoff {
     pub(crate) index: HintIndex,
     /// Deliveries in flight (at most [`HANDOFF_IN_FLIGHT_MAX`] per owner).
     deliveries: BTreeMap<RequestId, Delivery>,
+    /// Hints their owner refused because the merge would pass the sibling or size limit,
+    /// and when to offer them again: until a client resolves the key the owner refuses them
+    /// again, and offering them first every interval would keep the owner's other hints
+    /// waiting. At most one entry per hint held.
+    deferred: BTreeMap<(NodeId, Vec<u8>), Timestamp>,
 }
+
+/// How long a hint its owner refused for the sibling or size limit waits before it is
+/// offered again.
+const DEFER_AFTER_LIMIT_MS: u64 = 30_000;
 
 /// The hint this node holds for `owner` of `key`, if any. A hint older than the tombstone
 /// grace is not served (as if absent): it may hold what a reaped delete removed, and a read
@@ -173,17 +182,24 @@ impl Handoff {
     /// Offers hints to every owner believed up, at most [`HANDOFF_IN_FLIGHT_MAX`] at a time
     /// per owner, so handoff never floods a node that just came back.
     pub(crate) fn offer<S: Store>(&mut self, local: &mut Local, ctx: &mut Ctx<'_, S>) {
+        self.deferred.retain(|_, until| *until > ctx.now);
         for owner in self.index.owners() {
             if !local.membership.is_alive(owner, ctx.mono) || !local.layout.contains(owner) {
                 continue;
             }
-            let busy: BTreeSet<Vec<u8>> = self
+            let mut busy: BTreeSet<Vec<u8>> = self
                 .deliveries
                 .values()
                 .filter(|h| h.owner == owner)
                 .map(|h| h.object_key.clone())
                 .collect();
             let room = HANDOFF_IN_FLIGHT_MAX.saturating_sub(busy.len());
+            busy.extend(
+                self.deferred
+                    .keys()
+                    .filter(|(o, _)| *o == owner)
+                    .map(|(_, k)| k.clone()),
+            );
             for object_key in self.index.next_for(owner, &busy, room) {
                 let hkey = hint_key(owner, &object_key);
                 let (Ok(Some(object)), Ok((partition, key))) = (
@@ -241,6 +257,11 @@ impl Handoff {
             return;
         };
         local.timers.cancel(h.deadline, Timer::HandoffDeadline(req));
+        if let Err(ReplicaError::ObjectLimit(_)) = result {
+            let until = ctx.now.plus_ms(DEFER_AFTER_LIMIT_MS);
+            self.deferred.insert((h.owner, h.object_key), until);
+            return;
+        }
         if result.is_err() {
             return; // offered again at the next interval
         }

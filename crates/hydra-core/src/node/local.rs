@@ -177,25 +177,33 @@ impl Local {
             let bytes = encode_object(&merged);
             check_merge_limits(local.as_ref(), &merged, bytes.len())?;
             let n = self.buckets.n_of(&key.bucket);
-            self.write_object(ctx.store, &skey, n, &merged, bytes)
+            let previous = local.as_ref().and_then(Object::expires_at);
+            self.write_object(ctx.store, &skey, n, &merged, previous, bytes)
                 .map_err(|e| ReplicaError::Store(e.to_string()))?;
         }
         Ok(())
     }
 
     /// Writes an object and records it in the Merkle tree of its (partition, n) and, if it
-    /// expires, in the expiry index (same batch), where the expiry sweep finds it when due.
+    /// expires, in the expiry index (same batch), where the expiry sweep finds it when due;
+    /// the entry of what it replaces (`previous`: when that expired) goes, so the index
+    /// holds about one entry per object that expires, whatever the rate of refreshes.
     pub(crate) fn write_object<S: Store>(
         &mut self,
         store: &mut S,
         skey: &[u8],
         n: u8,
         object: &Object,
+        previous: Option<u64>,
         bytes: Vec<u8>,
     ) -> Result<(), StoreError> {
         let hash = object_hash(&bytes);
         let mut batch = WriteBatch::default();
-        if let Some(at) = object.expires_at() {
+        let expires = object.expires_at();
+        if let Some(at) = previous.filter(|p| Some(*p) != expires) {
+            batch.remove(expiry_key(at, skey));
+        }
+        if let Some(at) = expires {
             batch.put(expiry_key(at, skey), Vec::new());
         }
         batch.put(skey.to_vec(), bytes);

@@ -67,8 +67,9 @@ struct WriteState {
     /// Whether the object went out to the other replicas (once).
     sent: bool,
     /// Replicas that refused the object because their merge would pass the sibling or size
-    /// limit, with the first one's reason: the client is told to resolve, and they get no
-    /// hint (they would refuse it again; the resolving write covers it).
+    /// limit, with the reasons: the client is told to resolve (in a quorum error: others
+    /// may hold the write), and they get no hint (they would refuse it again; the resolving
+    /// write covers it).
     over_limit: Vec<(NodeId, String)>,
 }
 
@@ -199,7 +200,7 @@ impl Writes {
             None => new_object(local, ctx, &skey, &mut write, props),
             Some(fixed) => merge_stored(local, ctx, &skey, fixed),
         };
-        let (object, timestamp) = match made {
+        let (object, timestamp, previous_expiry) = match made {
             Ok(x) => x,
             Err(e) => return local.out.reply(reply_to, Err(e)),
         };
@@ -215,7 +216,9 @@ impl Writes {
             return local.out.reply(reply_to, Err(e));
         }
         local.durability.cover_timestamp(ctx.store, timestamp);
-        if let Err(e) = local.write_object(ctx.store, &skey, props.n, &object, encoded) {
+        let written =
+            local.write_object(ctx.store, &skey, props.n, &object, previous_expiry, encoded);
+        if let Err(e) = written {
             let e = ClientError::new(ErrorCode::StoreFailed, e.to_string());
             return local.out.reply(reply_to, Err(e));
         }
@@ -432,9 +435,10 @@ impl Writes {
                     receipt,
                 })
             } else if let Some((node, why)) = state.over_limit.first() {
+                // Indeterminate like any quorum failure (this node and others may hold the
+                // write), with the reason and the way out.
                 let mut e = quorum_error("write", receipt);
-                e.code = ErrorCode::TooManySiblings;
-                e.message = format!("replica {node} refused the write: {why}");
+                e.message = format!("{}; replica {node} refused it: {why}", e.message);
                 Err(e)
             } else {
                 Err(quorum_error("write", receipt))
@@ -548,17 +552,18 @@ fn merge_stored<S: Store>(
     ctx: &mut Ctx<'_, S>,
     skey: &[u8],
     fixed: Object,
-) -> Result<(Object, Hlc), ClientError> {
+) -> Result<(Object, Hlc, Option<u64>), ClientError> {
     let failed = |e: String| ClientError::new(ErrorCode::StoreFailed, e);
     let timestamp = fixed.max_timestamp();
     let stored = local
         .load(ctx.store, skey)
         .map_err(|e| failed(e.to_string()))?;
+    let previous = stored.as_ref().and_then(Object::expires_at);
     let object = match stored {
         None => fixed,
         Some(stored) => stored.merge(&fixed).map_err(|e| failed(e.to_string()))?,
     };
-    Ok((object, timestamp))
+    Ok((object, timestamp, previous))
 }
 
 /// The object a write makes: the stored one updated with the new value or tombstone (a DVV
@@ -569,10 +574,11 @@ fn new_object<S: Store>(
     skey: &[u8],
     write: &mut WriteRequest,
     props: &BucketProps,
-) -> Result<(Object, Hlc), ClientError> {
+) -> Result<(Object, Hlc, Option<u64>), ClientError> {
     let stored = local
         .load(ctx.store, skey)
         .map_err(|e| ClientError::new(ErrorCode::StoreFailed, e.to_string()))?;
+    let previous = stored.as_ref().and_then(Object::expires_at);
     if let Some(stored) = &stored {
         // Move this node's clock past what the key already holds, so the new value is newer.
         let _ = local.hlc.observe(
@@ -632,5 +638,5 @@ fn new_object<S: Store>(
             }
         }
     };
-    Ok((object, timestamp))
+    Ok((object, timestamp, previous))
 }
