@@ -77,8 +77,15 @@ impl Timers {
         Timestamp(at.0.saturating_add_signed(-self.wall_ahead_ms))
     }
 
+    /// Sets `timer` for `at` (wall clock). A time already past fires at the next call, never
+    /// in this one: the offset may be up to [`OFFSET_SLACK_MS`] stale, so a timer re-armed
+    /// for a moment just ahead of `now` could otherwise be due at once, again and again, and
+    /// the call would never end.
     pub(crate) fn set(&mut self, at: Timestamp, timer: Timer) {
-        self.queue.insert((self.to_mono(at), timer));
+        let at = self
+            .to_mono(at)
+            .max(Timestamp(self.mono.0.saturating_add(1)));
+        self.queue.insert((at, timer));
     }
 
     /// Removes a timer that is no longer needed (no-op if it already fired, or if the wall
@@ -110,5 +117,26 @@ impl Timers {
         self.queue
             .first()
             .map(|(at, _)| Timestamp(at.0.saturating_add_signed(self.wall_ahead_ms)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timer_set_during_a_call_never_fires_in_that_call() {
+        let mut t = Timers::default();
+        t.set_clock(Timestamp(1_000_000), Timestamp(0));
+        // 10 ms later by both clocks, the wall clock 5 ms short (within the slack: the
+        // offset stays, 5 ms stale).
+        let (wall, mono) = (Timestamp(1_000_005), Timestamp(10));
+        t.set_clock(wall, mono);
+        // Re-armed for a moment just ahead of the wall clock (as a reap whose time has not
+        // come): by the stale offset it is already due.
+        t.set(Timestamp(wall.0 + 2), Timer::Reap);
+        assert_eq!(t.pop_due(), None, "due in the call that set it");
+        t.set_clock(Timestamp(wall.0 + 1), Timestamp(mono.0 + 1));
+        assert_eq!(t.pop_due(), Some(Timer::Reap));
     }
 }
