@@ -44,11 +44,27 @@ struct DevNode {
     data: PathBuf,
 }
 
+/// A port that can be bound now, from below the kernel's ephemeral range (32768 and up on
+/// Linux): a port the kernel hands out for outgoing connections could be taken by one
+/// between this probe and the node's bind, and the node would fail to start.
 fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")
-        .context("while finding a free port")?
-        .local_addr()?
-        .port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id().wrapping_mul(7_919)) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port between {FIRST} and {}", FIRST + SPAN)
 }
 
 /// `preferred` if it can be bound now, else a free port.

@@ -427,6 +427,13 @@ fn hydra_dev_starts_a_cluster_writes_cluster_json_and_stops_it_on_sigterm() {
         {
             break v;
         }
+        if let Ok(Some(status)) = dev.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = dev.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("hydra dev exited ({status}) before writing cluster.json: {err}");
+        }
         assert!(
             Instant::now() < deadline,
             "hydra dev never wrote cluster.json"
