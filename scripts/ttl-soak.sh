@@ -11,6 +11,8 @@
 # Usage: scripts/ttl-soak.sh [seconds, default 600] [ttl ms, default 2000]
 #                            [grace ms, default 30000] [interval s, default 15]
 # Needs redis-benchmark (scripts/test.sh installs it). HYDRA_BIN=path runs that binary.
+# CLIENTS and PIPELINE (default 50 and 16: as fast as the cluster goes) set the load;
+# fewer give a rate below saturation.
 set -euo pipefail
 secs=${1:-600}; ttl=${2:-2000}; grace=${3:-30000}; every=${4:-15}
 cd "$(dirname "$0")/.."
@@ -53,7 +55,8 @@ status() { # node -> "objects reaps_pending expired_deleted"
         'import json,sys;s=json.load(sys.stdin);g=s["garbage"];print(s["objects"],g["reaps_pending"],g["expired_deleted"])'
 }
 
-redis-benchmark -h 127.0.0.1 -p "$resp_port" -c 50 -P 16 -n 2000000000 -r 100000000 -q \
+redis-benchmark -h 127.0.0.1 -p "$resp_port" -c "${CLIENTS:-50}" -P "${PIPELINE:-16}" \
+    -n 2000000000 -r 100000000 -q \
     SET 'sess:__rand_int__' v PX "$ttl" >"$work/bench.out" 2>&1 &
 bench=$!
 pids+=($bench)

@@ -53,8 +53,13 @@ pub const SCAN_ENTRIES_MAX: usize = 10_000;
 /// Deletes of expired values one expiry sweep issues at most (the index sweep runs every
 /// 100 ms: 5,000 expiries a second per node).
 pub const EXPIRY_DELETES_MAX: usize = 500;
+/// Expiry deletes (and deletes of old tombstones) one node has in flight at most.
+pub const EXPIRY_IN_FLIGHT_MAX: usize = 64;
 /// Entries of the expiry index one sweep reads at most.
 pub const EXPIRY_INDEX_PAGE: usize = 4 * EXPIRY_DELETES_MAX;
+/// Reaps one call of the node carries out at most (the rest wait for the next call, so a
+/// burst of due reaps cannot hold the node for seconds and delay its heartbeats).
+pub const REAPS_PER_CALL_MAX: usize = 500;
 /// Tombstones one node waits to reap at most (beyond, they are kept: safe, only larger).
 pub const REAPS_MAX: usize = 100_000;
 

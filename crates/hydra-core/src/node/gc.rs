@@ -30,7 +30,9 @@ use crate::bucket::BucketProps;
 use crate::bugs::planted;
 use crate::ids::{PartitionId, Timestamp};
 use crate::key::ObjectKey;
-use crate::limits::{EXPIRY_DELETES_MAX, EXPIRY_INDEX_PAGE, REAPS_MAX, SCAN_ENTRIES_MAX};
+use crate::limits::{
+    EXPIRY_DELETES_MAX, EXPIRY_INDEX_PAGE, REAPS_MAX, REAPS_PER_CALL_MAX, SCAN_ENTRIES_MAX,
+};
 use crate::message::{Message, decode_object, encode_object};
 use crate::store::{Store, WriteBatch};
 use crate::version::Object;
@@ -214,7 +216,10 @@ impl Gc {
             local.timers.set(later, Timer::Reap);
             return;
         }
-        while self.reaps.front().is_some_and(|(t, _, _)| *t <= ctx.now) {
+        let mut done = 0;
+        while done < REAPS_PER_CALL_MAX && self.reaps.front().is_some_and(|(t, _, _)| *t <= ctx.now)
+        {
+            done += 1;
             let Some((at, key, tombstone)) = self.reaps.pop_front() else {
                 break;
             };
@@ -478,7 +483,8 @@ mod tests {
         assert_eq!(gc.reaps_pending(), REAPS_MAX);
         assert!(gc.spilled, "the rest wait in the store");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        for _ in 0..3 {
+        // At most REAPS_PER_CALL_MAX a call.
+        for _ in 0..(REAPS_MAX + extra) / REAPS_PER_CALL_MAX + 3 {
             let mut ctx = Ctx {
                 now: Timestamp(100_000_000),
                 mono: Timestamp(0),

@@ -55,7 +55,7 @@ use crate::bucket::{BucketProps, ConflictMode};
 use crate::ids::{NodeId, Timestamp};
 use crate::key::BucketName;
 use crate::layout::Layout;
-use crate::limits::COORDINATIONS_MAX;
+use crate::limits::{COORDINATIONS_MAX, EXPIRY_IN_FLIGHT_MAX};
 use crate::message::{ClientError, ClientRequest, ErrorCode, Message};
 use crate::store::{Store, StoreError};
 use std::collections::BTreeMap;
@@ -303,7 +303,9 @@ impl Node {
                 local.timers.set(next, Timer::Handoff);
             }
             Timer::AntiEntropy => {
-                let room = COORDINATIONS_MAX.saturating_sub(self.in_flight());
+                let room = COORDINATIONS_MAX
+                    .saturating_sub(self.in_flight())
+                    .min(EXPIRY_IN_FLIGHT_MAX.saturating_sub(self.writes.internal()));
                 let local = &mut self.local;
                 // Expiry is judged by this node's clock: not while it cannot be trusted.
                 let room = if local.clock_allows("expiry").is_ok() {
@@ -321,15 +323,27 @@ impl Node {
             }
             Timer::Reap => self.gc.on_reap_timer(local, ctx),
             Timer::Expiry => {
-                let room = COORDINATIONS_MAX.saturating_sub(self.in_flight());
+                // Expiry deletes go as fast as they complete, a bounded number in flight:
+                // they share the node with client writes and must not swamp it.
+                let room = COORDINATIONS_MAX
+                    .saturating_sub(self.in_flight())
+                    .min(EXPIRY_IN_FLIGHT_MAX.saturating_sub(self.writes.internal()));
                 let local = &mut self.local;
+                let mut started = 0;
                 if local.clock_allows("expiry").is_ok() {
                     for (key, expired, props, at) in self.gc.sweep_expiry_index(local, ctx, room) {
+                        started += 1;
                         self.writes
                             .start_expiry(local, ctx, key, expired, &props, at);
                     }
                 }
-                let next = now.plus_ms(gc::EXPIRY_INTERVAL_MS);
+                // All the room taken: more may be due; look again at the next call (as the
+                // deletes complete), else after the interval.
+                let next = if room > 0 && started == room {
+                    now
+                } else {
+                    now.plus_ms(gc::EXPIRY_INTERVAL_MS)
+                };
                 local.timers.set(next, Timer::Expiry);
             }
         }

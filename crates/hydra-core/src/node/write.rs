@@ -99,6 +99,14 @@ impl Writes {
         self.in_flight.len()
     }
 
+    /// Writes this node started for itself (expiry deletes) still in flight.
+    pub(crate) fn internal(&self) -> usize {
+        self.in_flight
+            .values()
+            .filter(|w| w.reply_to == ReplyTo::Internal)
+            .count()
+    }
+
     pub(crate) fn take_done(&mut self) -> Vec<WriteDone> {
         std::mem::take(&mut self.done)
     }
