@@ -783,25 +783,43 @@ fn replica_state(client: &Client, bucket: &str, key: &str) -> Option<String> {
     })
 }
 
-/// Every register at `r=all` over HTTP (retried a bounded number of times): its value, or
-/// `None` when absent.
+/// Every register at `r=all` over HTTP: its value, or `None` when absent.
 fn final_registers(cluster: &Cluster, keys: &[String]) -> Result<BTreeMap<String, Option<u64>>> {
+    final_each(cluster, keys, |c, k| {
+        let r = c.get(register::BUCKET, k, &[("r", "all")])?;
+        if r.status == 404 {
+            return Ok(Ok(None));
+        }
+        let text = String::from_utf8_lossy(&r.body);
+        Ok(text
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("the final value of {k} is no workload value: {text:?}")))
+    })
+}
+
+/// Every key's set at `r=all`.
+fn final_reads(cluster: &Cluster, bucket: &str, keys: &[String]) -> Result<BTreeMap<String, Set>> {
+    final_each(cluster, keys, |c, k| {
+        workload::read(c, bucket, k, "all").map(Ok)
+    })
+}
+
+/// `read` of every key through node 1, each retried up to 20 times while the request
+/// fails (`Err`); an answer that makes no sense (`Ok(Err)`) ends the run.
+fn final_each<T>(
+    cluster: &Cluster,
+    keys: &[String],
+    read: impl Fn(&Client, &str) -> Result<Result<T>, hydra_client::Error>,
+) -> Result<BTreeMap<String, T>> {
     let c = Client::with_timeout(&cluster.http[0], Duration::from_secs(5));
     let mut out = BTreeMap::new();
     for k in keys {
         let mut last = None;
         for _ in 0..20 {
-            match c.get(register::BUCKET, k, &[("r", "all")]) {
-                Ok(r) if r.status == 404 => {
-                    last = Some(None);
-                    break;
-                }
-                Ok(r) => {
-                    let text = String::from_utf8_lossy(&r.body);
-                    let value = text.parse::<u64>().with_context(|| {
-                        format!("the final value of {k} is no workload value: {text:?}")
-                    })?;
-                    last = Some(Some(value));
+            match read(&c, k) {
+                Ok(answer) => {
+                    last = Some(answer?);
                     break;
                 }
                 Err(e) => {
@@ -814,32 +832,6 @@ fn final_registers(cluster: &Cluster, keys: &[String]) -> Result<BTreeMap<String
             bail!("the final r=all read of {k} failed 20 times");
         };
         out.insert(k.clone(), value);
-    }
-    Ok(out)
-}
-
-/// Every key at `r=all` (retried a bounded number of times).
-fn final_reads(cluster: &Cluster, bucket: &str, keys: &[String]) -> Result<BTreeMap<String, Set>> {
-    let c = Client::with_timeout(&cluster.http[0], Duration::from_secs(5));
-    let mut out = BTreeMap::new();
-    for k in keys {
-        let mut last = None;
-        for _ in 0..20 {
-            match workload::read(&c, bucket, k, "all") {
-                Ok(s) => {
-                    last = Some(s);
-                    break;
-                }
-                Err(e) => {
-                    eprintln!("final read of {k} failed: {e}; retrying");
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-            }
-        }
-        let Some(set) = last else {
-            bail!("the final r=all read of {k} failed 20 times");
-        };
-        out.insert(k.clone(), set);
     }
     Ok(out)
 }

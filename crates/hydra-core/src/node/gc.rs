@@ -48,6 +48,32 @@ use super::timers::Timer;
 /// time order.
 pub const REAPS_PARTITION: PartitionId = PartitionId(0xFFFF_FFFD);
 
+/// Where this node's delete of `key` goes, if this node is the key's first primary (only
+/// the first primary deletes what expired, so replicas do not all issue the same delete).
+fn first_primary_delete(
+    local: &Local,
+    now: Timestamp,
+    partition: PartitionId,
+    key: &ObjectKey,
+) -> Option<(BucketProps, Placement)> {
+    let props = local.buckets.get(&key.bucket).cloned()?;
+    let replicas = local
+        .layout
+        .preference_list(partition, props.n as usize)
+        .to_vec();
+    if replicas.first() != Some(&local.me()) {
+        return None;
+    }
+    let needed = props.w.required(replicas.len() as u8).unwrap_or(1);
+    let at = Placement {
+        partition,
+        replicas,
+        needed,
+        deadline: now.plus_ms(local.config.request_timeout_ms),
+    };
+    Some((props, at))
+}
+
 /// How often the expiry index is looked at (each time: up to [`EXPIRY_DELETES_MAX`] deletes,
 /// so one node keeps up with that many expiries per interval).
 pub const EXPIRY_INTERVAL_MS: u64 = 100;
@@ -309,22 +335,8 @@ impl Gc {
             if !object.expired_before(ctx.now.0) {
                 continue;
             }
-            let Some(props) = local.buckets.get(&key.bucket).cloned() else {
+            let Some((props, at)) = first_primary_delete(local, ctx.now, partition, &key) else {
                 continue;
-            };
-            let replicas = local
-                .layout
-                .preference_list(partition, props.n as usize)
-                .to_vec();
-            if replicas.first() != Some(&local.me()) {
-                continue;
-            }
-            let needed = props.w.required(replicas.len() as u8).unwrap_or(1);
-            let at = Placement {
-                partition,
-                replicas,
-                needed,
-                deadline: ctx.now.plus_ms(local.config.request_timeout_ms),
             };
             deletes.push((key, object, props, at));
             self.expired_deleted += 1;
@@ -395,23 +407,8 @@ impl Gc {
                 // Its reap is on its way, or it was deleted again lately.
                 continue;
             }
-            let Some(props) = local.buckets.get(&key.bucket).cloned() else {
+            let Some((props, at)) = first_primary_delete(local, ctx.now, partition, &key) else {
                 continue;
-            };
-            let replicas = local
-                .layout
-                .preference_list(partition, props.n as usize)
-                .to_vec();
-            if replicas.first() != Some(&local.me()) {
-                continue;
-            }
-            let needed = props.w.required(replicas.len() as u8).unwrap_or(1);
-            let deadline = ctx.now.plus_ms(local.config.request_timeout_ms);
-            let at = Placement {
-                partition,
-                replicas,
-                needed,
-                deadline,
             };
             if old_tombstone {
                 self.tombstones_reissued += 1;
