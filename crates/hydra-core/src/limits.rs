@@ -50,8 +50,8 @@ pub const CONTEXT_COUNTER_MAX: u64 = 1 << 62;
 /// Entries one page of a partition scan holds at most.
 pub const SCAN_ENTRIES_MAX: usize = 10_000;
 
-/// Deletes of expired values one expiry sweep issues at most (the index sweep runs every
-/// 100 ms: 5,000 expiries a second per node).
+/// Deletes of expired values one expiry sweep issues at most (also within
+/// [`EXPIRY_IN_FLIGHT_MAX`]).
 pub const EXPIRY_DELETES_MAX: usize = 500;
 /// Expiry deletes (and deletes of old tombstones) one node has in flight at most.
 pub const EXPIRY_IN_FLIGHT_MAX: usize = 64;

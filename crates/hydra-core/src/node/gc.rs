@@ -7,8 +7,9 @@
 //! ```text
 //! a delete acked by every primary ──(tombstone_grace_ms)──▶ ReapRequest(tombstone) to each
 //!     primary: remove the key if it still holds exactly that tombstone
-//! every EXPIRY_INTERVAL_MS: the expiry index's due entries (objects whose TTL ran out, in
-//!     time order); the key's first primary deletes each with its own identity
+//! every EXPIRY_INTERVAL_MS (sooner while busy): the expiry index's due entries (objects whose
+//!     TTL ran out, in time order); the key's first primary deletes each with its own
+//!     identity, a bounded number in flight
 //! every anti-entropy interval: one partition scanned (round robin, resumable) for objects
 //!     whose every value expired, and for tombstones twice the grace old (their reap never
 //!     happened, or anti-entropy copied them back); the key's first primary deletes each
@@ -74,8 +75,9 @@ fn first_primary_delete(
     Some((props, at))
 }
 
-/// How often the expiry index is looked at (each time: up to [`EXPIRY_DELETES_MAX`] deletes,
-/// so one node keeps up with that many expiries per interval).
+/// How often the expiry index is looked at when the last look found room to spare (each
+/// look starts deletes up to the room [`crate::limits::EXPIRY_IN_FLIGHT_MAX`] leaves; with
+/// none to spare it looks again at the next call, as deletes complete).
 pub const EXPIRY_INTERVAL_MS: u64 = 100;
 
 /// Where a pending reap is stored.
