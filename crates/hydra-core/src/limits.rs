@@ -53,7 +53,11 @@ pub const SCAN_ENTRIES_MAX: usize = 10_000;
 /// Deletes of expired values one expiry sweep issues at most (also within
 /// [`EXPIRY_IN_FLIGHT_MAX`]).
 pub const EXPIRY_DELETES_MAX: usize = 500;
-/// Expiry deletes (and deletes of old tombstones) one node has in flight at most.
+/// Batches of expiry deletes (each up to [`EXPIRY_DELETES_MAX`] values, one message per
+/// other primary) one node has in flight at most.
+pub const EXPIRY_BATCHES_MAX: usize = 4;
+/// Expiry deletes of `siblings` values (and deletes of old tombstones), each a write
+/// coordination, one node has in flight at most.
 pub const EXPIRY_IN_FLIGHT_MAX: usize = 64;
 /// Entries of the expiry index one sweep reads at most.
 pub const EXPIRY_INDEX_PAGE: usize = 4 * EXPIRY_DELETES_MAX;

@@ -17,7 +17,7 @@ use crate::version::{Object, Sibling, VersionVector};
 use serde::{Deserialize, Serialize};
 
 /// Format byte of internode messages.
-pub const MESSAGE_FORMAT: u8 = 4;
+pub const MESSAGE_FORMAT: u8 = 5;
 /// Format byte of stored objects.
 pub const OBJECT_FORMAT: u8 = 3;
 /// Format byte of stored objects before `lww` versions had a TTL-change stamp: still read
@@ -406,6 +406,18 @@ pub enum Message {
         key: ObjectKey,
         object: Object,
     },
+    /// A key's first primary to its other primaries: merge these expiry tombstones (each
+    /// the tombstone of a value whose TTL ran out, with that value's identity), durably, then
+    /// answer with an `ExpireResponse`. At most `EXPIRY_DELETES_MAX` entries are taken.
+    ExpireRequest {
+        req: RequestId,
+        entries: Vec<(ObjectKey, Object)>,
+    },
+    /// The positions (in the request) of the tombstones the replica now holds.
+    ExpireResponse {
+        req: RequestId,
+        merged: Vec<u32>,
+    },
 }
 
 /// A storage key on the wire.
@@ -693,7 +705,7 @@ mod tests {
         };
         assert_eq!(
             hex(&encode_envelope(&env)),
-            "040700ac020162016b000102010101760174050000"
+            "050700ac020162016b000102010101760174050000"
         );
         let env = Envelope {
             layout_version: LayoutVersion(1),
@@ -702,7 +714,7 @@ mod tests {
                 result: Err(ReplicaError::NotReplica),
             },
         };
-        assert_eq!(hex(&encode_envelope(&env)), "040103010103");
+        assert_eq!(hex(&encode_envelope(&env)), "050103010103");
     }
 
     #[test]

@@ -89,3 +89,40 @@ fn expiry_keeps_up_with_a_ttl_heavy_load_and_leaves_no_garbage() {
     assert_eq!(status(&c, |s| s.objects as u64), 0);
     assert_eq!(status(&c, |s| s.reaps_pending as u64), 0);
 }
+
+#[test]
+fn an_expiry_a_primary_missed_is_not_reaped_until_it_holds_it_and_the_older_value_never_returns() {
+    let mut c = Cluster::new(3);
+    let name = "session";
+    let k = key("redis", name);
+    let partition = c.layout.partition_for("redis", name.as_bytes());
+    let order = c.layout.extended_preference_list(partition).to_vec();
+    let (first, last) = ((order[0].0 - 1) as usize, (order[2].0 - 1) as usize);
+    c.request(first, put(&k, "v0", None, Some(Consistency::All)))
+        .expect("written everywhere");
+    // The key's last primary is cut off: it keeps v0 and misses v1 (written with a short
+    // TTL at quorum); the first primary, which deletes what expires, is not.
+    c.group = vec![0, 0, 0];
+    c.group[last] = 1;
+    c.idle(6_000);
+    c.request(first, put_ttl(&k, "v1", 500, Consistency::Quorum))
+        .expect("written at quorum");
+    // v1 expires and the grace passes; the cut-off primary never answered the expiry
+    // batch, so the tombstone is not reaped on the others (else v0 would come back).
+    c.idle(500 + 2_000 + 1_000);
+    assert!(stored(&c, first, &k), "reaped without every primary's ack");
+    c.group = vec![0, 0, 0];
+    // Anti-entropy and the sweep of old tombstones bring node 3 the tombstone; then all of
+    // it is reaped.
+    c.idle(20_000);
+    for at in 0..3 {
+        assert!(
+            values(&c.request(at, get(&k, Some(Consistency::All)))).is_empty(),
+            "v0 came back"
+        );
+    }
+    assert!(
+        (0..3).all(|i| !stored(&c, i, &k)),
+        "the tombstone is still stored"
+    );
+}

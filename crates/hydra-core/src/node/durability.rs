@@ -50,6 +50,12 @@ pub(crate) enum Waiter {
         req: RequestId,
         key: ObjectKey,
     },
+    /// A replica's answer to an ExpireRequest: the positions it merged.
+    ExpireAck {
+        to: NodeId,
+        req: RequestId,
+        merged: Vec<u32>,
+    },
     /// The coordinator's own read of such a key, for request `RequestId`.
     LocalRead { req: RequestId, key: ObjectKey },
 }

@@ -40,9 +40,18 @@ use crate::version::Object;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::io::Ctx;
-use super::local::{EXPIRY_PARTITION, Local};
+use super::local::{EXPIRY_PARTITION, Local, expiry_key};
 use super::quorum::Placement;
 use super::timers::Timer;
+
+/// What a look at the expiry index found to delete (see `Gc::sweep_expiry_index`).
+#[derive(Default)]
+pub(crate) struct ExpirySweep {
+    pub(crate) lww: Vec<(ObjectKey, Object, BucketProps, Placement)>,
+    pub(crate) siblings: Vec<(ObjectKey, Object, BucketProps, Placement)>,
+    /// More entries may be due now.
+    pub(crate) more: bool,
+}
 
 /// The partition number under which pending reaps are stored (no layout has that many
 /// partitions), keyed by when, then the object's storage key: a restart finds them again, in
@@ -98,6 +107,10 @@ pub(crate) struct Gc {
     /// The store holds pending reaps beyond those in memory (memory holds at most
     /// [`REAPS_MAX`]; the store holds every one, a record per tombstone).
     spilled: bool,
+    /// Every record in the store that is not in memory comes after this key (`None`: look
+    /// from the start): a refill starts here, not over the records already removed (an LSM
+    /// keeps removed keys until compaction, and a scan walks over them).
+    spill_after: Option<Vec<u8>>,
     /// The store records (`reap_key`) of the reaps in memory, so a refill takes only others.
     in_memory: BTreeSet<Vec<u8>>,
     /// Objects (storage keys) with a reap in memory: the sweep does not delete those again.
@@ -154,7 +167,7 @@ impl Gc {
     /// records are keyed by time, and memory is not always a prefix of the store, since
     /// deletes that end at once share a time and a clock may step back.)
     fn refill<S: Store>(&mut self, local: &mut Local, store: &mut S) {
-        let mut after: Option<Vec<u8>> = None;
+        let mut after: Option<Vec<u8>> = self.spill_after.clone();
         // Bounded: the store holds what memory does plus the spilled ones.
         for _ in 0..2 * (REAPS_MAX / SCAN_ENTRIES_MAX) + 2 {
             if self.reaps.len() >= REAPS_MAX {
@@ -166,6 +179,7 @@ impl Gc {
             };
             let Some((last, _)) = page.last() else {
                 self.spilled = false;
+                self.spill_after = None;
                 return;
             };
             after = Some(last.clone());
@@ -175,8 +189,10 @@ impl Gc {
                     continue;
                 }
                 if self.reaps.len() >= REAPS_MAX {
+                    // Memory is full: what is left comes after what was taken.
                     return;
                 }
+                self.spill_after = Some(k.clone());
                 let parsed = k
                     .get(4..12)
                     .and_then(|b| <[u8; 8]>::try_from(b).ok())
@@ -196,6 +212,7 @@ impl Gc {
             }
             if !full {
                 self.spilled = false;
+                self.spill_after = None;
                 return;
             }
         }
@@ -226,7 +243,12 @@ impl Gc {
         // the sweep deletes the tombstone again later).
         let _ = store.write(batch);
         if self.spilled || self.reaps.len() >= REAPS_MAX {
-            // Memory holds the earliest; this one waits in the store for a refill.
+            // Memory holds the earliest; this one waits in the store for a refill (which
+            // starts before it: just before its time).
+            let before = reap_key(at, &[]);
+            if !self.spilled || self.spill_after.as_ref().is_some_and(|a| *a > before) {
+                self.spill_after = Some(before);
+            }
             self.spilled = true;
             return;
         }
@@ -295,57 +317,95 @@ impl Gc {
     }
 
     /// Takes the expiry index's due entries (oldest first, one page at most) and returns the
-    /// objects that did expire, where this node is the key's first primary (at most `room`),
-    /// for the write coordinator to delete with their own identity. Every due entry it
-    /// looks at is removed: an object refreshed since has a later entry of its own, and one
+    /// objects that did expire where this node is the key's first primary, for it to delete
+    /// with their own identity: `lww` ones (at most `lww_room`, for `Expiries`) and
+    /// `siblings` ones (at most `siblings_room`, for the write coordinator). Every due entry
+    /// it takes is removed: an object refreshed since has a later entry of its own, and one
     /// whose delete fails is found again by the full sweep (`sweep_expired`). This is what
-    /// keeps expiry up with a TTL-heavy load: it touches only what is due.
+    /// keeps expiry up with a TTL-heavy load: it touches only what is due, and it starts at
+    /// `Local::expiry_floor`, past the entries already removed.
     pub(crate) fn sweep_expiry_index<S: Store>(
         &mut self,
         local: &mut Local,
         ctx: &mut Ctx<'_, S>,
-        room: usize,
-    ) -> Vec<(ObjectKey, Object, BucketProps, Placement)> {
-        let limit = EXPIRY_DELETES_MAX.min(room);
-        if limit == 0 {
-            return vec![];
+        lww_room: usize,
+        siblings_room: usize,
+    ) -> ExpirySweep {
+        let mut out = ExpirySweep::default();
+        if local.expiry_floor >= ctx.now.0 {
+            // Nothing in the index is due yet.
+            return out;
         }
-        let Ok(page) = ctx
-            .store
-            .scan_partition(EXPIRY_PARTITION, None, EXPIRY_INDEX_PAGE)
-        else {
-            return vec![];
-        };
+        let lww_room = lww_room.min(EXPIRY_DELETES_MAX);
+        let siblings_room = siblings_room.min(EXPIRY_DELETES_MAX);
         let mut done = WriteBatch::default();
-        let mut deletes = vec![];
-        for (entry, _) in page {
-            let due = entry
-                .get(4..12)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes);
-            if due.is_some_and(|at| at >= ctx.now.0) || deletes.len() >= limit {
-                break;
+        // The due time of the entry that stopped the look (left in place), if one did.
+        let mut stopped_at = None;
+        let mut last_taken = None;
+        let mut room_ran_out = false;
+        let mut after = expiry_key(local.expiry_floor, &[]);
+        // Pages that start small and grow: a look that finds little due reads little.
+        let mut page_len = 32;
+        let mut read = 0;
+        let mut full = true;
+        'pages: while full && read < EXPIRY_INDEX_PAGE {
+            let Ok(page) = ctx
+                .store
+                .scan_partition(EXPIRY_PARTITION, Some(&after), page_len)
+            else {
+                return out;
+            };
+            full = page.len() == page_len;
+            read += page.len();
+            page_len = (page_len * 4).min(EXPIRY_INDEX_PAGE);
+            for (entry, _) in page {
+                let due = entry
+                    .get(4..12)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                if due >= ctx.now.0 {
+                    stopped_at = Some(due);
+                    break 'pages;
+                }
+                let skey = entry.get(12..).unwrap_or_default();
+                let found = ObjectKey::from_storage_key(skey).ok().and_then(|(p, key)| {
+                    let object = local.load(ctx.store, skey).ok().flatten()?;
+                    object.expired_before(ctx.now.0).then_some((p, key, object))
+                });
+                let delete = found.and_then(|(partition, key, object)| {
+                    let (props, at) = first_primary_delete(local, ctx.now, partition, &key)?;
+                    Some((key, object, props, at))
+                });
+                if let Some(d) = delete {
+                    let (list, room) = match d.1 {
+                        Object::Lww(_) => (&mut out.lww, lww_room),
+                        Object::Siblings(_) => (&mut out.siblings, siblings_room),
+                    };
+                    if list.len() >= room {
+                        // No room for this one: it stays for a later look.
+                        room_ran_out = true;
+                        stopped_at = Some(due);
+                        break 'pages;
+                    }
+                    list.push(d);
+                    self.expired_deleted += 1;
+                }
+                last_taken = Some(due);
+                after.clone_from(&entry);
+                done.remove(entry);
             }
-            let skey = entry.get(12..).unwrap_or_default().to_vec();
-            done.remove(entry);
-            let Ok((partition, key)) = ObjectKey::from_storage_key(&skey) else {
-                continue;
-            };
-            let Ok(Some(object)) = local.load(ctx.store, &skey) else {
-                continue;
-            };
-            if !object.expired_before(ctx.now.0) {
-                continue;
-            }
-            let Some((props, at)) = first_primary_delete(local, ctx.now, partition, &key) else {
-                continue;
-            };
-            deletes.push((key, object, props, at));
-            self.expired_deleted += 1;
         }
-        // Best effort: an entry left behind is looked at again (and found stale) next time.
-        let _ = ctx.store.write(done);
-        deletes
+        // Best effort: an entry left behind is looked at again (and found stale) next time,
+        // since the floor stays at or below it (a restart starts at the index's start).
+        if ctx.store.write(done).is_ok()
+            && let Some(due) = stopped_at.or(last_taken)
+        {
+            local.expiry_floor = local.expiry_floor.max(due);
+        }
+        // More may be due now: the lww room ran out (a batch is full), or the page did.
+        out.more = (room_ran_out && out.lww.len() >= lww_room) || (full && stopped_at.is_none());
+        out
     }
 
     /// Looks through one page of one partition (round robin) for objects whose every value

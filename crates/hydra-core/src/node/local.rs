@@ -45,6 +45,10 @@ pub(crate) struct Local {
     pub(crate) trees_stale: bool,
     /// What a tree this node does not hold looks like (built once: a tree is 1,024 segments).
     pub(crate) empty_tree: MerkleTree,
+    /// No expiry index entry is due before this (ms): the expiry sweep starts here, not at
+    /// the index's start, past the entries it removed (an LSM keeps removed keys until
+    /// compaction, and a scan walks over them). Lowered by every entry written earlier.
+    pub(crate) expiry_floor: u64,
 }
 
 impl Local {
@@ -67,6 +71,7 @@ impl Local {
             trees: BTreeMap::new(),
             trees_stale: false,
             empty_tree: MerkleTree::default(),
+            expiry_floor: 0,
         }
     }
 
@@ -205,6 +210,7 @@ impl Local {
         }
         if let Some(at) = expires {
             batch.put(expiry_key(at, skey), Vec::new());
+            self.expiry_floor = self.expiry_floor.min(at);
         }
         batch.put(skey.to_vec(), bytes);
         store.write(batch)?;

@@ -30,6 +30,7 @@ mod client;
 mod clock;
 mod config;
 mod durability;
+mod expiry;
 mod forward;
 mod gc;
 mod handoff;
@@ -55,13 +56,14 @@ use crate::bucket::{BucketProps, ConflictMode};
 use crate::ids::{NodeId, Timestamp};
 use crate::key::BucketName;
 use crate::layout::Layout;
-use crate::limits::{COORDINATIONS_MAX, EXPIRY_IN_FLIGHT_MAX};
+use crate::limits::{COORDINATIONS_MAX, EXPIRY_DELETES_MAX, EXPIRY_IN_FLIGHT_MAX};
 use crate::message::{ClientError, ClientRequest, ErrorCode, Message};
 use crate::store::{Store, StoreError};
 use std::collections::BTreeMap;
 
 use anti_entropy::AntiEntropy;
 use durability::Waiter;
+use expiry::Expiries;
 use forward::Forwards;
 use gc::Gc;
 use handoff::{Handoff, hint_read};
@@ -81,6 +83,7 @@ pub struct Node {
     handoff: Handoff,
     ae: AntiEntropy,
     gc: Gc,
+    expiries: Expiries,
     /// Whether the first call loaded what the store remembers.
     loaded: bool,
 }
@@ -107,6 +110,7 @@ impl Node {
             handoff: Handoff::default(),
             ae: AntiEntropy::default(),
             gc: Gc::default(),
+            expiries: Expiries::default(),
             loaded: false,
         }
     }
@@ -282,6 +286,7 @@ impl Node {
             Timer::ForwardDeadline(req) => self.forwards.on_deadline(local, now, req),
             Timer::HandoffDeadline(req) => self.handoff.on_deadline(req),
             Timer::ExchangeDeadline(req) => self.ae.on_deadline(req),
+            Timer::ExpireDeadline(req) => self.expiries.on_deadline(local, ctx, req),
             Timer::Heartbeat => {
                 local
                     .membership
@@ -323,28 +328,45 @@ impl Node {
             }
             Timer::Reap => self.gc.on_reap_timer(local, ctx),
             Timer::Expiry => {
-                // Expiry deletes go as fast as they complete, a bounded number in flight:
-                // they share the node with client writes and must not swamp it.
-                let room = COORDINATIONS_MAX
+                // Expiry goes as fast as its batches complete, a bounded number in flight
+                // (and `siblings` deletes, each a write, a bounded number): it shares the
+                // node with client writes and must not swamp it.
+                if !self.expiries.has_room() {
+                    // The batch that ends next looks again.
+                    return self.expiries.wait_for_room();
+                }
+                let siblings_room = COORDINATIONS_MAX
                     .saturating_sub(self.in_flight())
                     .min(EXPIRY_IN_FLIGHT_MAX.saturating_sub(self.writes.internal()));
                 let local = &mut self.local;
-                let mut started = 0;
+                let mut more = false;
                 if local.clock_allows("expiry").is_ok() {
-                    for (key, expired, props, at) in self.gc.sweep_expiry_index(local, ctx, room) {
-                        started += 1;
+                    let sweep =
+                        self.gc
+                            .sweep_expiry_index(local, ctx, EXPIRY_DELETES_MAX, siblings_room);
+                    more = sweep.more;
+                    let (mut by_write, mut lww) = (sweep.siblings, sweep.lww);
+                    if crate::bugs::planted().expiry_stamped_now {
+                        by_write.append(&mut lww);
+                    }
+                    for (key, expired, props, at) in by_write {
                         self.writes
                             .start_expiry(local, ctx, key, expired, &props, at);
                     }
+                    self.expiries.start(local, ctx, &mut self.gc, lww);
                 }
-                // All the room taken: more may be due; look again at the next call (as the
-                // deletes complete), else after the interval.
-                let next = if room > 0 && started == room {
-                    now
+                // More may be due: look again at the next call, or when a batch ends; else
+                // after the interval.
+                if more && !self.expiries.has_room() {
+                    self.expiries.wait_for_room();
                 } else {
-                    now.plus_ms(gc::EXPIRY_INTERVAL_MS)
-                };
-                local.timers.set(next, Timer::Expiry);
+                    let next = if more {
+                        now
+                    } else {
+                        now.plus_ms(gc::EXPIRY_INTERVAL_MS)
+                    };
+                    local.timers.set(next, Timer::Expiry);
+                }
             }
         }
     }
@@ -521,6 +543,13 @@ impl Node {
             }
             Message::ReapRequest { key, object } => {
                 self.gc.on_reap_request(local, ctx, &key, &object)
+            }
+            Message::ExpireRequest { req, entries } => {
+                local.on_expire_request(ctx, from, req, entries)
+            }
+            Message::ExpireResponse { req, merged } => {
+                self.expiries
+                    .on_response(local, ctx, &mut self.gc, from, req, merged)
             }
         }
     }

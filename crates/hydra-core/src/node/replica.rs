@@ -113,6 +113,11 @@ impl Local {
                 };
                 self.out.send(to, Message::ReadResponse { req, result });
             }
+            Waiter::ExpireAck { to, req, merged } => {
+                // A failed sync holds none of them durably.
+                let merged = if result.is_ok() { merged } else { Vec::new() };
+                self.out.send(to, Message::ExpireResponse { req, merged });
+            }
             Waiter::LocalWrite(_) | Waiter::LocalRead { .. } => {
                 unreachable!("coordinator waiters are released by their coordinators")
             }

@@ -27,6 +27,8 @@ pub(crate) enum Timer {
     ForwardDeadline(RequestId),
     /// A hint delivery got no answer; the hint is offered again later.
     HandoffDeadline(RequestId),
+    /// A batch of expiry deletes did not get every answer.
+    ExpireDeadline(RequestId),
     /// An anti-entropy exchange got no answer.
     ExchangeDeadline(RequestId),
     /// Send heartbeats to every peer.
