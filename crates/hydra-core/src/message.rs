@@ -57,8 +57,10 @@ pub struct WriteRequest {
     pub sloppy: Option<bool>,
     /// Milliseconds until the value expires (default: the bucket's `ttl_secs`, if any).
     pub ttl_ms: Option<u64>,
-    /// `lww` buckets only: act on exactly the version the context names instead of writing a
-    /// new one, so a write made after that version (by anyone) is never undone.
+    /// `lww` buckets: act on exactly the version the context names instead of writing a new
+    /// one, so a write made after that version (by anyone) is never undone. In a `siblings`
+    /// bucket a `Delete` is a plain delete with the context (it supersedes exactly what the
+    /// read saw) and a `Touch` is refused.
     pub on_version: Option<VersionOp>,
 }
 

@@ -17,7 +17,8 @@ use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::layout::Layout;
 use hydra_core::limits::REPLICATION_FACTOR_MAX;
 use hydra_core::message::{
-    ClientError, ClientRequest, ClientResponse, ErrorCode, Outcome, Receipt, Role, WriteRequest,
+    ClientError, ClientRequest, ClientResponse, ErrorCode, Outcome, Receipt, Role, VersionOp,
+    WriteRequest,
 };
 use hydra_core::version::{Context, VersionVector};
 use serde_json::{Value, json};
@@ -481,13 +482,17 @@ async fn write_kv(
         Ok(t) => t.map(|s| s.saturating_mul(1000)),
         Err(e) => return e.into_response(),
     };
+    // A DELETE with a context deletes what that read saw: in an `lww` bucket exactly the
+    // version it names (a value written since, by anyone, stays), as `GETDEL`/`DEL` do.
+    let on_version = (value.is_none() && context.as_ref().is_some_and(|c| !c.0.is_empty()))
+        .then_some(VersionOp::Delete);
     let request = ClientRequest::Put(WriteRequest {
         key,
         value,
         content_type,
         sloppy,
         ttl_ms,
-        on_version: None,
+        on_version,
         context,
         w,
         timeout_ms,

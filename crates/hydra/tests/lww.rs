@@ -173,8 +173,8 @@ fn read_then_write_commands_never_undo_a_concurrent_set() {
 
 #[test]
 fn read_then_write_commands_refuse_a_key_with_siblings() {
-    // In a `siblings` bucket, EXPIRE or GETDEL on one of several concurrent values would drop
-    // the others: refused, naming how to resolve them; the siblings stay.
+    // In a `siblings` bucket, EXPIRE, GETDEL or SET ... GET on one of several concurrent values
+    // would drop the others (SET ... GET would return one and replace all): refused, naming how to resolve them; the siblings stay.
     let c = TestCluster::start(3, "");
     let mut conn = Resp::connect(&c.nodes[0].resp);
     assert_eq!(conn.call(&["HYDRA.BUCKET", "default"]), "+OK");
@@ -185,6 +185,8 @@ fn read_then_write_commands_refuse_a_key_with_siblings() {
         &["GETDEL", "k"],
         &["PERSIST", "k"],
         &["DEL", "k"],
+        &["SET", "k", "c", "GET"],
+        &["SET", "k", "c", "KEEPTTL"],
     ] {
         let reply = conn.call(cmd);
         assert!(
@@ -194,6 +196,37 @@ fn read_then_write_commands_refuse_a_key_with_siblings() {
     }
     let siblings = c.client(0).get("default", "k", &[]).expect("read");
     assert_eq!(siblings.status, 300, "both siblings are still there");
+}
+
+#[test]
+fn an_http_delete_with_a_context_deletes_only_the_version_that_read_saw() {
+    // HTTP's analog of GETDEL: a DELETE carrying a read's context. In an `lww` bucket it
+    // used to be a new tombstone stamped now, so a value another client wrote after the
+    // read (and before the delete) was deleted too, unseen. Now it deletes exactly the
+    // version the context names; a later value stays. In a `siblings` bucket it deletes
+    // what the read saw, as before.
+    let c = TestCluster::start(3, "");
+    let (alice, bob) = (c.client(0), c.client(1));
+    for bucket in ["redis", "default"] {
+        alice
+            .put(bucket, "k", b"v1", "text/plain", None, &[])
+            .expect("v1");
+        let read = alice.get(bucket, "k", &[]).expect("read");
+        assert_eq!(read.body, b"v1");
+        let context = read.context.expect("a context");
+        let later = bob.get(bucket, "k", &[]).expect("read").context;
+        bob.put(bucket, "k", b"v2", "text/plain", later.as_deref(), &[])
+            .expect("v2, written after alice's read");
+        alice
+            .delete(bucket, "k", Some(&context), &[])
+            .expect("alice deletes what she read");
+        let after = c.client(2).get(bucket, "k", &[("r", "all")]).expect("read");
+        assert_eq!(
+            (after.status, after.body.as_slice()),
+            (200, &b"v2"[..]),
+            "{bucket}: the delete of v1 took v2 with it"
+        );
+    }
 }
 
 #[test]

@@ -78,7 +78,12 @@ impl Local {
                         ));
                     }
                 }
-                if let Some(op) = w.on_version {
+                // A version delete in a `siblings` bucket is a delete with the read's context
+                // (which supersedes exactly what the read saw): nothing to check.
+                let bound = w
+                    .on_version
+                    .filter(|op| props.conflicts == ConflictMode::Lww || *op != VersionOp::Delete);
+                if let Some(op) = bound {
                     let why = if props.conflicts != ConflictMode::Lww {
                         Some(format!(
                             "a write bound to the version read needs an lww bucket; {:?} keeps siblings",

@@ -120,7 +120,11 @@ impl Writes {
         props: &BucketProps,
         at: Placement,
     ) {
-        let fixed = match write.on_version {
+        // In a `siblings` bucket a version delete is a delete with the read's context.
+        let on_version = write
+            .on_version
+            .filter(|_| props.conflicts == ConflictMode::Lww);
+        let fixed = match on_version {
             None => None,
             Some(_) if planted().version_ops_as_new_writes => None,
             Some(op) => match version_bound(local, ctx, &write, op, at.partition) {

@@ -89,8 +89,10 @@ impl Connection {
             }
             i += 1;
         }
+        // GET and KEEPTTL act on the version they read: in a `siblings` bucket a key with
+        // several live values is refused (the write would replace values GET never returned).
         let old = if want_old || keep_ttl {
-            match self.read(&key).await {
+            match self.read_version(&key).await {
                 Ok(r) => Some(r),
                 Err(e) => return e,
             }

@@ -465,7 +465,7 @@ impl Connection {
     }
 
     /// Reads a key for a command that then acts on what it read (`EXPIRE`, `PERSIST`,
-    /// `GETDEL`, `DEL`): its context and its one live value, if any. In a `siblings` bucket a
+    /// `GETDEL`, `DEL`, `SET ... GET|KEEPTTL`): its context and its one live value, if any. In a `siblings` bucket a
     /// key with several live siblings is refused: acting on one would drop the others.
     async fn read_version(
         &mut self,
