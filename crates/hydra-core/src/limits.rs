@@ -36,6 +36,9 @@ pub const CAPACITY_MAX: u32 = 1000;
 pub const MESSAGE_BYTES_MAX: usize = VALUE_BYTES_CEILING + 1024 * 1024;
 /// Most coordinations (client requests in flight) one node keeps before it answers `Overloaded`.
 pub const COORDINATIONS_MAX: usize = 10_000;
+/// Answered writes one node keeps waiting for their other replicas' acks at most (the
+/// oldest then ends as if its deadline passed: its silent replicas get hints).
+pub const WRITES_LINGERING_MAX: usize = COORDINATIONS_MAX;
 /// Longest request timeout a client may ask for, in milliseconds.
 pub const TIMEOUT_MS_MAX: u64 = 120_000;
 /// Most buckets a cluster may have.

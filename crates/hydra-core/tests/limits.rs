@@ -63,3 +63,30 @@ fn a_sibling_flood_across_a_partition_stays_readable_and_one_write_resolves_it()
         );
     }
 }
+
+#[test]
+fn answered_writes_waiting_for_a_silent_replica_never_make_the_node_refuse_clients() {
+    // Node 3 hears nothing: every write is answered at W=2 and then waits for node 3's ack
+    // until its deadline. Those waiting writes used to count as requests in flight, so past
+    // 10,000 of them the node answered OVERLOADED though every client had its answer. Now
+    // they are bounded apart; the oldest ends early and node 3 gets its hint.
+    let mut c = Cluster::new(3);
+    c.idle(1_000);
+    // Cut off now: still believed up, so each write waits for it.
+    c.group = vec![0, 0, 1];
+    let writes = hydra_core::limits::WRITES_LINGERING_MAX + 500;
+    let started = c.now;
+    for i in 0..writes {
+        let k = key("default", &format!("k{i}"));
+        c.request(0, put(&k, "v", None, Some(Consistency::Quorum)))
+            .unwrap_or_else(|e| panic!("write {i}: {e:?}"));
+    }
+    assert!(
+        c.now < started + 1_000,
+        "the writes outlasted their deadline, so none waited: the test shows nothing"
+    );
+    // The first write ended early, without node 3's ack: node 3 gets it by handoff.
+    c.group = vec![0, 0, 0];
+    c.idle(30_000);
+    assert!(stored(&c, 2, &key("default", "k0")), "node 3 never got k0");
+}

@@ -378,7 +378,9 @@ impl Node {
         request: ClientRequest,
     ) {
         let local = &mut self.local;
-        if self.writes.len() + self.reads.len() + self.forwards.len() >= COORDINATIONS_MAX {
+        // Requests whose clients wait for an answer (answered writes waiting for their last
+        // replicas are bounded apart, `WRITES_LINGERING_MAX`).
+        if self.writes.waiting() + self.reads.len() + self.forwards.len() >= COORDINATIONS_MAX {
             let e = ClientError::new(
                 ErrorCode::Overloaded,
                 format!(

@@ -2,12 +2,14 @@
 //! to the part that set it.
 //!
 //! A request that ends cancels its timers, so the queue is bounded by what is in flight: at
-//! most two per coordination ([`COORDINATIONS_MAX`]), one per hint delivery and exchange, one
-//! per pending reap ([`REAPS_MAX`]) and one per periodic task. A part ignores a timer whose
+//! most two per coordination ([`COORDINATIONS_MAX`]) and per answered write still waiting for
+//! acks ([`WRITES_LINGERING_MAX`]), one per hint delivery, exchange and expiry batch, one per
+//! pending reap ([`REAPS_MAX`]) and one per periodic task. A part ignores a timer whose
 //! request it no longer holds.
 //!
 //! [`COORDINATIONS_MAX`]: crate::limits::COORDINATIONS_MAX
 //! [`REAPS_MAX`]: crate::limits::REAPS_MAX
+//! [`WRITES_LINGERING_MAX`]: crate::limits::WRITES_LINGERING_MAX
 
 use crate::ids::{RequestId, Timestamp};
 use std::collections::BTreeSet;

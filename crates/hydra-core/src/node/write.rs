@@ -31,14 +31,14 @@ use crate::bugs::planted;
 use crate::hlc::Hlc;
 use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
-use crate::limits::OBJECT_BYTES_MAX;
+use crate::limits::{OBJECT_BYTES_MAX, WRITES_LINGERING_MAX};
 use crate::message::{
     ClientError, ClientResponse, ErrorCode, Outcome, ReplicaError, Role, VersionOp, WriteRequest,
     encode_object,
 };
 use crate::store::{Store, StoreError};
 use crate::version::{LwwValue, Object, Sibling};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::durability::Waiter;
 use super::io::{Ctx, ReplyTo};
@@ -55,7 +55,9 @@ struct WriteState {
     slots: Vec<Slot>,
     object: Object,
     started: Timestamp,
-    replied: bool,
+    /// Set once the client has its answer: then the order in which writes were answered
+    /// (the write lingers for its other replicas' acks, see `Writes::lingering`).
+    replied: Option<u64>,
     /// Whether fallbacks may stand in for primaries that are down or slow.
     sloppy: bool,
     /// A delete: once every primary has acked it, its tombstone is reaped after the grace.
@@ -90,6 +92,12 @@ pub(crate) struct WriteDone {
 #[derive(Debug, Default)]
 pub(crate) struct Writes {
     in_flight: BTreeMap<RequestId, WriteState>,
+    /// Writes answered but still waiting for their other replicas' acks, in the order they
+    /// were answered. At most [`WRITES_LINGERING_MAX`]: beyond, the oldest ends at once, its
+    /// silent replicas counted as timed out (they get hints, as at the deadline), so that a
+    /// slow replica cannot fill the node with answered writes and refuse new clients.
+    lingering: BTreeSet<(u64, RequestId)>,
+    next_reply: u64,
     /// Writes that ended since the router last looked.
     done: Vec<WriteDone>,
 }
@@ -97,6 +105,11 @@ pub(crate) struct Writes {
 impl Writes {
     pub(crate) fn len(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// Writes whose client still waits for an answer.
+    pub(crate) fn waiting(&self) -> usize {
+        self.in_flight.len() - self.lingering.len()
     }
 
     /// Writes this node started for itself (expiry deletes) still in flight.
@@ -250,7 +263,7 @@ impl Writes {
                 slots,
                 object,
                 started: ctx.now,
-                replied: false,
+                replied: None,
                 over_limit: Vec::new(),
                 sloppy,
                 is_delete,
@@ -369,7 +382,7 @@ impl Writes {
         };
         // Only once the write went out (for `siblings` writes: once the coordinator's own
         // write, and so its dot, is durable) may it go to fallbacks.
-        if !state.sent || !state.sloppy || state.replied {
+        if !state.sent || !state.sloppy || state.replied.is_some() {
             return;
         }
         let slow: Vec<NodeId> = state
@@ -432,7 +445,7 @@ impl Writes {
         let acked = quorum::count(&state.slots, &Outcome::Acked);
         let pending = quorum::count(&state.slots, &Outcome::Pending);
         let needed = state.needed as usize;
-        if !state.replied && (acked >= needed || acked + pending < needed) {
+        if state.replied.is_none() && (acked >= needed || acked + pending < needed) {
             let receipt = local.receipt(
                 state.partition,
                 state.needed,
@@ -456,7 +469,17 @@ impl Writes {
                 Err(quorum_error("write", receipt))
             };
             local.out.reply(state.reply_to, result);
-            state.replied = true;
+            self.next_reply += 1;
+            state.replied = Some(self.next_reply);
+            if pending > 0 {
+                self.lingering.insert((self.next_reply, req));
+                if self.lingering.len() > WRITES_LINGERING_MAX
+                    && let Some((_, oldest)) = self.lingering.first().copied()
+                {
+                    self.on_deadline(local, now, oldest);
+                }
+                return;
+            }
         }
         if pending > 0 {
             return;
@@ -464,7 +487,8 @@ impl Writes {
         let Some(state) = self.in_flight.remove(&req) else {
             return;
         };
-        assert!(state.replied, "a write ends only after its reply");
+        let replied = state.replied.expect("a write ends only after its reply");
+        self.lingering.remove(&(replied, req));
         local
             .timers
             .cancel(state.deadline, Timer::WriteDeadline(req));
