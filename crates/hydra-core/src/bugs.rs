@@ -33,6 +33,9 @@ pub struct PlantedBugs {
     /// Writes bound to the version read (`EXPIRE`, `GETDEL`) are made as new writes: the
     /// value read is written back, stamped now.
     pub version_ops_as_new_writes: bool,
+    /// Replicas' merges ignore the sibling and size limits (the union of every side of a
+    /// split is stored).
+    pub merge_ignores_limits: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -49,6 +52,7 @@ thread_local! {
         ignore_clock_verdict: false,
         dots_leave_unsynced: false,
         version_ops_as_new_writes: false,
+        merge_ignores_limits: false,
     }) };
 }
 

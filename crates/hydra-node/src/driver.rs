@@ -260,6 +260,7 @@ fn plant_bugs_from_env() {
             "ignore_clock_verdict" => bugs.ignore_clock_verdict = true,
             "dots_leave_unsynced" => bugs.dots_leave_unsynced = true,
             "version_ops_as_new_writes" => bugs.version_ops_as_new_writes = true,
+            "merge_ignores_limits" => bugs.merge_ignores_limits = true,
             other => tracing::error!("HYDRA_PLANTED_BUGS: unknown bug {other:?}"),
         }
     }

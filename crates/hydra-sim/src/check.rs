@@ -3,6 +3,7 @@
 use crate::workload::{Completion, History, RegisterOp, RegisterRead, RegisterWrite, is_strict};
 use crate::world::SimReport;
 use hydra_core::ids::NodeId;
+use hydra_core::limits::SIBLINGS_MAX;
 use hydra_core::message::decode_object;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -50,6 +51,15 @@ pub enum Violation {
         lost: u64,
         acked_at: u64,
     },
+    /// (f) A replica stores an object with more siblings than a write may make (a merge
+    /// ignored the limit).
+    OverLimit {
+        key: u64,
+        node: u64,
+        siblings: usize,
+    },
+    /// (f) A key cannot be read, or one write with a read's context does not resolve it.
+    KeyBricked { key: u64, detail: String },
     /// (e) A register read returned a value whose TTL had certainly run out, or one whose
     /// write certainly failed.
     BadRegisterValue {
@@ -69,6 +79,7 @@ impl Violation {
             Violation::TooManySiblings { .. } => 'c',
             Violation::Resurrected { .. } => 'd',
             Violation::StaleRegister { .. } | Violation::BadRegisterValue { .. } => 'e',
+            Violation::OverLimit { .. } | Violation::KeyBricked { .. } => 'f',
         }
     }
 }
@@ -127,6 +138,17 @@ impl fmt::Display for Violation {
                 "(e) lost register write: a read of k{key} invoked at {read_invoked_at} ms returned {}, but write {lost}, acknowledged at {acked_at} ms and not expired, had replaced that",
                 returned.map_or("nothing".to_string(), |v| format!("value {v}"))
             ),
+            Violation::OverLimit {
+                key,
+                node,
+                siblings,
+            } => write!(
+                f,
+                "(f) node {node} stores key k{key} with {siblings} siblings, more than the limit of {SIBLINGS_MAX}"
+            ),
+            Violation::KeyBricked { key, detail } => {
+                write!(f, "(f) key k{key} is bricked: {detail}")
+            }
             Violation::BadRegisterValue {
                 key,
                 read_invoked_at,
@@ -165,6 +187,7 @@ pub fn check_all(
     report.violations.extend(register_violations);
     report.lost_writes = lost;
     report.unconverged_keys = check_convergence(replicas, report);
+    check_stored_limits(replicas, &mut report.violations);
     if durable_acks {
         check_siblings(history, &mut report.violations);
         check_deletes(history, &mut report.violations);
@@ -299,6 +322,25 @@ pub fn check_convergence(replicas: &ReplicaObjects, report: &mut SimReport) -> u
         }
     }
     unconverged
+}
+
+/// (f) No replica stores an object with more siblings than a write may make: merges
+/// (replication, hints, repair, anti-entropy) respect the limit, so every stored object stays
+/// readable and resolvable.
+pub fn check_stored_limits(replicas: &ReplicaObjects, violations: &mut Vec<Violation>) {
+    for (key, objects) in replicas {
+        for (node, bytes) in objects {
+            if let Some(Ok(object)) = bytes.as_ref().map(|b| decode_object(b))
+                && object.all_siblings().len() > SIBLINGS_MAX
+            {
+                violations.push(Violation::OverLimit {
+                    key: *key,
+                    node: node.0,
+                    siblings: object.all_siblings().len(),
+                });
+            }
+        }
+    }
 }
 
 /// (c) A read of a strict key never shows more siblings than the clients that wrote the key

@@ -111,6 +111,7 @@ fn main() -> Result<ExitCode> {
     let mut pauses = 0u64;
     let mut jumps = 0u64;
     let mut tombstones_left = 0u64;
+    let (mut flood_writes, mut max_flood_siblings) = (0u64, 0usize);
     let mut failing = Vec::new();
     for seed in args.first..args.first + args.seeds {
         let report = run(config(&args, seed));
@@ -125,6 +126,8 @@ fn main() -> Result<ExitCode> {
         pauses += report.pauses;
         jumps += report.clock_jumps;
         tombstones_left += report.tombstones_left;
+        flood_writes += report.flood_writes;
+        max_flood_siblings = max_flood_siblings.max(report.max_flood_siblings);
         hints_stored += report.hints_stored;
         hints_delivered += report.hints_delivered;
         hints_dropped += report.hints_dropped;
@@ -140,7 +143,7 @@ fn main() -> Result<ExitCode> {
     }
     bar.finish_and_clear();
     println!(
-        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} pauses={pauses} clock_jumps={jumps} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} tombstones_left={tombstones_left} failing_seeds={}",
+        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} pauses={pauses} clock_jumps={jumps} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} tombstones_left={tombstones_left} flood_writes={flood_writes} max_flood_siblings={max_flood_siblings} failing_seeds={}",
         args.seeds,
         sim_ms as f64 / 3_600_000.0,
         failing.len()

@@ -194,3 +194,17 @@ fn checker_e_catches_read_then_write_operations_that_write_the_old_value_back() 
     );
     eprintln!("caught: {found:?}");
 }
+
+#[test]
+fn checker_f_catches_merges_that_ignore_the_sibling_limit() {
+    let bugs = PlantedBugs {
+        merge_ignores_limits: true,
+        ..PlantedBugs::default()
+    };
+    let found = caught_by(bugs, 'f', 300);
+    assert!(
+        found.is_some(),
+        "replicas storing the union of a sibling flood went unnoticed"
+    );
+    eprintln!("caught: {found:?}");
+}

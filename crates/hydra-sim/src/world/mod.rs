@@ -2,6 +2,7 @@
 //! clients (what they send, how they record the history) are in `clients.rs`.
 
 mod clients;
+mod flood;
 
 use clients::{Client, ClientState};
 
@@ -141,6 +142,10 @@ pub struct SimReport {
     /// Keys some replica still holds a tombstone of after every other one reaped it (a crash
     /// undid that replica's removal): garbage, read as absent.
     pub tombstones_left: u64,
+    /// Blind writes sent to the flood key during splits (see `flood`), and the live values
+    /// its final read returned (past `SIBLINGS_MAX` when the sides' floods met).
+    pub flood_writes: u64,
+    pub max_flood_siblings: usize,
     pub violations: Vec<Violation>,
     pub history: History,
 }
@@ -148,7 +153,7 @@ pub struct SimReport {
 impl SimReport {
     pub fn summary(&self) -> String {
         format!(
-            "seed={} nodes={} durability={:?} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} violations={}",
+            "seed={} nodes={} durability={:?} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} flood_writes={} max_flood_siblings={} violations={}",
             self.seed,
             self.nodes,
             self.durability,
@@ -174,6 +179,8 @@ impl SimReport {
             self.hints_pending,
             self.expired_deleted,
             self.tombstones_left,
+            self.flood_writes,
+            self.max_flood_siblings,
             self.violations.len()
         )
     }
@@ -298,6 +305,11 @@ struct World {
     buckets: [BucketName; 4],
     /// Every replica's objects after healing, before the final reads (anti-entropy runs only).
     before_final_reads: Option<check::ReplicaObjects>,
+    /// Sibling floods (see `flood`): their own random stream, the last request id, and the
+    /// answers of the final check's requests.
+    flood_rng: ChaCha8Rng,
+    flood_op: u64,
+    flood_answers: BTreeMap<u64, Result<ClientResponse, ClientError>>,
     report: SimReport,
 }
 
@@ -347,6 +359,7 @@ impl World {
             durability: Some(config.durability),
             ..SimReport::default()
         };
+        let flood_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0xF100D);
         World {
             next_key: active_keys.len() as u64,
             active_keys,
@@ -365,6 +378,9 @@ impl World {
             next_element: 1,
             buckets: BUCKETS.map(|(name, _, _)| BucketName::new(name).expect("valid name")),
             before_final_reads: None,
+            flood_rng,
+            flood_op: 0,
+            flood_answers: BTreeMap::new(),
             report,
         }
     }
@@ -467,6 +483,7 @@ impl World {
             }
             self.clients[0].state = ClientState::Idle;
         }
+        self.check_flood();
         let settle = self.now + 5_000;
         self.run_until(settle);
     }
@@ -508,27 +525,29 @@ impl World {
 
     /// For every key: each replica's stored object (encoded), or None.
     fn replica_objects(&self) -> check::ReplicaObjects {
-        let mut out = BTreeMap::new();
-        for key in 0..self.next_key {
-            let ok = self.object_key(key);
-            let partition = self.layout.partition_for(ok.bucket.as_str(), ok.key());
-            let skey = ok.storage_key(partition);
-            let holders = self.layout.preference_list(partition, 3).to_vec();
-            let objects = holders
-                .iter()
-                .map(|id| {
-                    let node = &self.nodes[(id.0 - 1) as usize];
-                    (
-                        *id,
-                        node.store
-                            .get(&skey)
-                            .expect("memstore reads do not fail after restart"),
-                    )
-                })
-                .collect();
-            out.insert(key, objects);
-        }
-        out
+        (0..self.next_key)
+            .map(|key| (key, self.stored_objects(key)))
+            .collect()
+    }
+
+    /// Each replica's stored object of `key` (encoded), or None.
+    fn stored_objects(&self, key: u64) -> Vec<(NodeId, Option<Vec<u8>>)> {
+        let ok = self.object_key(key);
+        let partition = self.layout.partition_for(ok.bucket.as_str(), ok.key());
+        let skey = ok.storage_key(partition);
+        let holders = self.layout.preference_list(partition, 3).to_vec();
+        holders
+            .iter()
+            .map(|id| {
+                let node = &self.nodes[(id.0 - 1) as usize];
+                (
+                    *id,
+                    node.store
+                        .get(&skey)
+                        .expect("memstore reads do not fail after restart"),
+                )
+            })
+            .collect()
     }
 
     fn run_until(&mut self, until: u64) {
@@ -609,6 +628,9 @@ impl World {
                 let id = ClientRequestId(n.next_request);
                 n.requests.insert(id, (client, op));
                 self.feed(node, Input::Client { id, request });
+            }
+            Event::Answer { client, op, result } if client == flood::FLOOD_CLIENT => {
+                self.flood_answers.insert(op, result);
             }
             Event::Answer { client, op, result } => self.on_answer(client, op, result),
             Event::ClientTimeout { client, op } => self.on_client_timeout(client, op),
@@ -813,6 +835,7 @@ impl World {
                 // Partition: a random split into two sides.
                 self.report.partitions += 1;
                 self.groups = (0..n).map(|_| self.rng.random_range(0..2)).collect();
+                self.maybe_flood();
             }
             3..=4 => self.groups = vec![0; n],
             5..=7 => {
