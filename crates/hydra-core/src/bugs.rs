@@ -36,6 +36,9 @@ pub struct PlantedBugs {
     /// Replicas' merges ignore the sibling and size limits (the union of every side of a
     /// split is stored).
     pub merge_ignores_limits: bool,
+    /// The sweep never deletes old tombstones again (a tombstone whose reap never happened
+    /// stays for good).
+    pub sweep_skips_old_tombstones: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -53,6 +56,7 @@ thread_local! {
         dots_leave_unsynced: false,
         version_ops_as_new_writes: false,
         merge_ignores_limits: false,
+        sweep_skips_old_tombstones: false,
     }) };
 }
 

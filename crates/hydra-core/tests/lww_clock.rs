@@ -261,3 +261,37 @@ fn a_dot_sent_before_it_is_on_disk_makes_replicas_diverge() {
     set_planted(PlantedBugs::default());
     assert!(!converged, "the reused dot went unnoticed");
 }
+
+#[test]
+fn a_version_delete_naming_a_version_beyond_the_skew_bound_is_refused() {
+    // A context is client input (an HTTP header): a forged one naming a version thousands of
+    // years ahead would leave a tombstone on the coordinator that beats every later write.
+    let mut c = Cluster::new(3);
+    c.idle(1_000);
+    let k = key("redis", "k");
+    c.request(0, put(&k, "v", None, None)).expect("ok");
+    let mut forged = hydra_core::version::VersionVector::default();
+    forged
+        .0
+        .insert(hydra_core::ids::NodeId(1), (1u64 << 62) - 1);
+    let reply = c.request(
+        0,
+        ClientRequest::Put(WriteRequest {
+            key: k.clone(),
+            value: None,
+            content_type: String::new(),
+            context: Some(forged),
+            w: None,
+            timeout_ms: None,
+            sloppy: None,
+            ttl_ms: None,
+            on_version: Some(hydra_core::message::VersionOp::Delete),
+        }),
+    );
+    assert_eq!(error(reply).code, ErrorCode::InvalidContext);
+    c.request(0, put(&k, "later", None, None)).expect("ok");
+    assert_eq!(
+        values(&c.request(0, get(&k, Some(Consistency::All)))),
+        ["later"]
+    );
+}

@@ -484,7 +484,8 @@ async fn write_kv(
     };
     // A DELETE with a context deletes what that read saw: in an `lww` bucket exactly the
     // version it names (a value written since, by anyone, stays), as `GETDEL`/`DEL` do.
-    let on_version = (value.is_none() && context.as_ref().is_some_and(|c| !c.0.is_empty()))
+    // (A context of several entries is from a `siblings` read: a delete with that context.)
+    let on_version = (value.is_none() && context.as_ref().is_some_and(|c| c.0.len() == 1))
         .then_some(VersionOp::Delete);
     let request = ClientRequest::Put(WriteRequest {
         key,

@@ -58,6 +58,13 @@ pub enum Violation {
         node: u64,
         siblings: usize,
     },
+    /// (g) Garbage (a tombstone, or a value whose TTL ran out) still stored long after every
+    /// fault healed: three tombstone graces and a sweep cycle.
+    GarbageLeft {
+        key: u64,
+        node: u64,
+        what: &'static str,
+    },
     /// (f) A key cannot be read, or one write with a read's context does not resolve it.
     KeyBricked { key: u64, detail: String },
     /// (e) A register read returned a value whose TTL had certainly run out, or one whose
@@ -80,6 +87,7 @@ impl Violation {
             Violation::Resurrected { .. } => 'd',
             Violation::StaleRegister { .. } | Violation::BadRegisterValue { .. } => 'e',
             Violation::OverLimit { .. } | Violation::KeyBricked { .. } => 'f',
+            Violation::GarbageLeft { .. } => 'g',
         }
     }
 }
@@ -145,6 +153,10 @@ impl fmt::Display for Violation {
             } => write!(
                 f,
                 "(f) node {node} stores key k{key} with {siblings} siblings, more than the limit of {SIBLINGS_MAX}"
+            ),
+            Violation::GarbageLeft { key, node, what } => write!(
+                f,
+                "(g) node {node} still stores {what} of key k{key} three graces after every fault healed"
             ),
             Violation::KeyBricked { key, detail } => {
                 write!(f, "(f) key k{key} is bricked: {detail}")

@@ -50,6 +50,8 @@ pub(crate) enum Waiter {
         req: RequestId,
         key: ObjectKey,
     },
+    /// A first primary's own merges of expiry batch `RequestId`.
+    ExpireLocal(RequestId),
     /// A replica's answer to an ExpireRequest: the positions it merged.
     ExpireAck {
         to: NodeId,

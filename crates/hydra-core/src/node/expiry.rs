@@ -21,14 +21,16 @@
 //! Invariants:
 //! * What is merged is the expired value's own tombstone: it replaces that value and what it
 //!   replaced, never a value written after it (invariant 2 of ARCHITECTURE.md).
-//! * A tombstone is reaped only once every primary answered that it holds it, durably; one
-//!   that a primary did not take (down, slow, refused) stays, and the sweep of old tombstones
-//!   deletes it again later (`Gc::sweep_expired`).
+//! * A tombstone is reaped only once every primary holds it durably: each other primary
+//!   answered so, and this node's own sync covered it. One that a primary did not take
+//!   (down, slow, refused) stays, and the sweep of old tombstones deletes it again later
+//!   (`Gc::sweep_expired`). Primaries believed down are not sent a batch (it would hold a
+//!   batch slot for a whole timeout): their entries are not reaped.
 //! * Bounded: [`EXPIRY_BATCHES_MAX`] batches in flight, [`EXPIRY_DELETES_MAX`] values each; a
 //!   replica takes at most [`EXPIRY_DELETES_MAX`] entries of a request.
 
 use crate::bucket::BucketProps;
-use crate::ids::{NodeId, RequestId};
+use crate::ids::{NodeId, RequestId, Timestamp};
 use crate::key::ObjectKey;
 use crate::limits::{EXPIRY_BATCHES_MAX, EXPIRY_DELETES_MAX};
 use crate::message::Message;
@@ -58,6 +60,29 @@ struct Batch {
     entries: Vec<(ObjectKey, Object, Option<usize>)>,
     /// Peers yet to answer, with the positions (in `entries`) of what each was sent.
     peers: BTreeMap<NodeId, Vec<usize>>,
+    /// Whether this node's own merges are durable (a sync covered them).
+    synced: bool,
+    deadline: Timestamp,
+}
+
+impl Batch {
+    /// Schedules the reap of entry `i` if every primary now holds it durably.
+    fn reap_if_held<S: Store>(
+        &self,
+        i: usize,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        gc: &mut Gc,
+    ) {
+        let (key, tombstone, left) = &self.entries[i];
+        if self.synced && *left == Some(0) {
+            gc.schedule(local, ctx.store, ctx.now, key.clone(), tombstone.clone());
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.synced && self.peers.is_empty()
+    }
 }
 
 impl Expiries {
@@ -91,15 +116,16 @@ impl Expiries {
                 continue;
             }
             let others: Vec<NodeId> = at.replicas.iter().copied().filter(|r| *r != me).collect();
-            for peer in &others {
+            // A primary believed down cannot hold it: not reaped (the sweep deletes it
+            // again once the grace has passed twice).
+            let down = others.iter().any(|p| !local.is_alive(*p, ctx.now));
+            for peer in others.iter().filter(|p| local.is_alive(**p, ctx.now)) {
                 peers.entry(*peer).or_default().push(entries.len());
             }
-            if others.is_empty() {
-                gc.schedule(local, ctx.store, ctx.now, key.clone(), tombstone.clone());
-            }
-            entries.push((key, tombstone, Some(others.len())));
+            let left = (!down).then_some(others.len());
+            entries.push((key, tombstone, left));
         }
-        if peers.is_empty() {
+        if entries.is_empty() {
             return;
         }
         let req = local.out.new_request(ctx.rng);
@@ -114,7 +140,45 @@ impl Expiries {
         }
         let deadline = ctx.now.plus_ms(local.config.request_timeout_ms);
         local.timers.set(deadline, Timer::ExpireDeadline(req));
-        self.in_flight.insert(req, Batch { entries, peers });
+        self.in_flight.insert(
+            req,
+            Batch {
+                entries,
+                peers,
+                synced: false,
+                deadline,
+            },
+        );
+        // This node's merges must be durable before any reap: else a crash could bring back
+        // an older value here after every other primary reaped the tombstone.
+        if let Some(Waiter::ExpireLocal(req)) = local.durability.wait(Waiter::ExpireLocal(req)) {
+            self.on_local_synced(local, ctx, gc, req, true);
+        }
+    }
+
+    /// This node's sync of a batch's merges ended (`ok`: it succeeded).
+    pub(crate) fn on_local_synced<S: Store>(
+        &mut self,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        gc: &mut Gc,
+        req: RequestId,
+        ok: bool,
+    ) {
+        let Some(batch) = self.in_flight.get_mut(&req) else {
+            return;
+        };
+        if !ok {
+            // Nothing here is known durable: reap none of it.
+            for e in &mut batch.entries {
+                e.2 = None;
+            }
+        }
+        batch.synced = true;
+        for i in 0..batch.entries.len() {
+            batch.reap_if_held(i, local, ctx, gc);
+        }
+        self.end_if_done(local, ctx, req);
     }
 
     /// A peer's answer: the positions (in what it was sent) of the tombstones it now holds,
@@ -141,19 +205,25 @@ impl Expiries {
             }
         }
         for (i, took) in sent.into_iter().zip(took) {
-            let (key, tombstone, left) = &mut batch.entries[i];
+            let left = &mut batch.entries[i].2;
             match left {
                 Some(n) if took => {
                     *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        gc.schedule(local, ctx.store, ctx.now, key.clone(), tombstone.clone());
-                    }
+                    batch.reap_if_held(i, local, ctx, gc);
                 }
                 _ => *left = None,
             }
         }
-        if batch.peers.is_empty() {
-            self.in_flight.remove(&req);
+        self.end_if_done(local, ctx, req);
+    }
+
+    fn end_if_done<S: Store>(&mut self, local: &mut Local, ctx: &mut Ctx<'_, S>, req: RequestId) {
+        if self.in_flight.get(&req).is_some_and(Batch::done) {
+            if let Some(batch) = self.in_flight.remove(&req) {
+                local
+                    .timers
+                    .cancel(batch.deadline, Timer::ExpireDeadline(req));
+            }
             self.room_freed(local, ctx);
         }
     }

@@ -103,7 +103,9 @@ pub(crate) struct Gc {
     /// Tombstones to reap, in the order their deletes ended: `(when, key, tombstone)`. At
     /// most [`REAPS_MAX`]. (If the clock stepped back, a later entry may be due earlier; it
     /// waits for the ones before it: late, never early.)
-    reaps: VecDeque<(Timestamp, ObjectKey, Object)>,
+    /// Each entry is `(at, due, key, tombstone)`: `at` names its store record, `due` is when
+    /// it is reaped (`at`, or sooner when a clock running ahead set it: see `arm`).
+    reaps: VecDeque<(Timestamp, Timestamp, ObjectKey, Object)>,
     /// The store holds pending reaps beyond those in memory (memory holds at most
     /// [`REAPS_MAX`]; the store holds every one, a record per tombstone).
     spilled: bool,
@@ -137,11 +139,15 @@ impl Gc {
 
     /// At start: the reaps that were pending when the node stopped (the ones whose record
     /// was synced; a lost one leaves a tombstone that the sweep deletes again later).
-    pub(crate) fn load<S: Store>(&mut self, local: &mut Local, store: &mut S) {
+    pub(crate) fn load<S: Store>(&mut self, local: &mut Local, store: &mut S, now: Timestamp) {
         self.spilled = true;
         self.refill(local, store);
-        if let Some((at, _, _)) = self.reaps.front() {
-            local.timers.set(*at, Timer::Reap);
+        // Within a grace at most: the times were set by the clock before the restart, and
+        // this clock may be off (a timer set by it for a far time would stay late after the
+        // clock is put right). The timer's call looks again with a verified clock.
+        if let Some((_, due, _, _)) = self.reaps.front() {
+            let soon = now.plus_ms(local.config.tombstone_grace_ms);
+            local.timers.set((*due).min(soon), Timer::Reap);
         }
     }
 
@@ -149,7 +155,7 @@ impl Gc {
         let skey = local.locate(&key).1;
         self.in_memory.insert(reap_key(at, &skey));
         *self.pending.entry(skey).or_default() += 1;
-        self.reaps.push_back((at, key, tombstone));
+        self.reaps.push_back((at, at, key, tombstone));
     }
 
     fn forget(&mut self, at: Timestamp, skey: &[u8]) {
@@ -267,10 +273,19 @@ impl Gc {
             return;
         }
         let mut done = 0;
-        while done < REAPS_PER_CALL_MAX && self.reaps.front().is_some_and(|(t, _, _)| *t <= ctx.now)
-        {
+        // A reap whose time a clock running ahead set (further off than the grace) is due a
+        // grace from now: late by the wall clock it had, never early by real time.
+        let latest = ctx.now.plus_ms(local.config.tombstone_grace_ms);
+        while done < REAPS_PER_CALL_MAX {
+            let Some((_, due, _, _)) = self.reaps.front_mut() else {
+                break;
+            };
+            *due = (*due).min(latest);
+            if *due > ctx.now {
+                break;
+            }
             done += 1;
-            let Some((at, key, tombstone)) = self.reaps.pop_front() else {
+            let Some((at, _, key, tombstone)) = self.reaps.pop_front() else {
                 break;
             };
             let (partition, skey) = local.locate(&key);
@@ -299,8 +314,9 @@ impl Gc {
         }
         // What is left waits for the first one's time (a timer set for it may have fired
         // early by the wall clock, after a step back).
-        if let Some((at, _, _)) = self.reaps.front() {
-            local.timers.set(*at, Timer::Reap);
+        if let Some((_, due, _, _)) = self.reaps.front_mut() {
+            *due = (*due).min(latest);
+            local.timers.set(*due, Timer::Reap);
         }
     }
 
@@ -339,8 +355,10 @@ impl Gc {
         let lww_room = lww_room.min(EXPIRY_DELETES_MAX);
         let siblings_room = siblings_room.min(EXPIRY_DELETES_MAX);
         let mut done = WriteBatch::default();
-        // The due time of the entry that stopped the look (left in place), if one did.
+        // The due time of the entry that stopped the look (left in place), if one did; of the
+        // first `siblings` one left in place for want of room (the look goes on past it).
         let mut stopped_at = None;
+        let mut first_left: Option<u64> = None;
         let mut last_taken = None;
         let mut room_ran_out = false;
         let mut after = expiry_key(local.expiry_floor, &[]);
@@ -357,7 +375,7 @@ impl Gc {
             };
             full = page.len() == page_len;
             read += page.len();
-            page_len = (page_len * 4).min(EXPIRY_INDEX_PAGE);
+            page_len = (page_len * 4).min(EXPIRY_INDEX_PAGE.saturating_sub(read).max(1));
             for (entry, _) in page {
                 let due = entry
                     .get(4..12)
@@ -378,17 +396,23 @@ impl Gc {
                     Some((key, object, props, at))
                 });
                 if let Some(d) = delete {
-                    let (list, room) = match d.1 {
-                        Object::Lww(_) => (&mut out.lww, lww_room),
-                        Object::Siblings(_) => (&mut out.siblings, siblings_room),
-                    };
-                    if list.len() >= room {
-                        // No room for this one: it stays for a later look.
-                        room_ran_out = true;
-                        stopped_at = Some(due);
-                        break 'pages;
+                    match d.1 {
+                        Object::Lww(_) if out.lww.len() >= lww_room => {
+                            // A full batch: this one stays for the next look.
+                            room_ran_out = true;
+                            stopped_at = Some(due);
+                            break 'pages;
+                        }
+                        Object::Siblings(_) if out.siblings.len() >= siblings_room => {
+                            // No room for another write: it stays (the floor with it), and
+                            // the look goes on for `lww` values.
+                            first_left.get_or_insert(due);
+                            after.clone_from(&entry);
+                            continue;
+                        }
+                        Object::Lww(_) => out.lww.push(d),
+                        Object::Siblings(_) => out.siblings.push(d),
                     }
-                    list.push(d);
                     self.expired_deleted += 1;
                 }
                 last_taken = Some(due);
@@ -398,13 +422,16 @@ impl Gc {
         }
         // Best effort: an entry left behind is looked at again (and found stale) next time,
         // since the floor stays at or below it (a restart starts at the index's start).
-        if ctx.store.write(done).is_ok()
-            && let Some(due) = stopped_at.or(last_taken)
-        {
+        if ctx.store.write(done).is_err() {
+            // Nothing was removed: look again after the interval, not at once.
+            out.more = false;
+            return out;
+        }
+        if let Some(due) = first_left.or(stopped_at).or(last_taken) {
             local.expiry_floor = local.expiry_floor.max(due);
         }
         // More may be due now: the lww room ran out (a batch is full), or the page did.
-        out.more = (room_ran_out && out.lww.len() >= lww_room) || (full && stopped_at.is_none());
+        out.more = room_ran_out || (full && stopped_at.is_none());
         out
     }
 
@@ -449,7 +476,8 @@ impl Gc {
             // happened (a primary missed the delete, a reap record was lost in a crash, or
             // anti-entropy copied it back to a replica that had reaped it). It is deleted
             // again with its own identity, and reaped if every primary acks.
-            let old_tombstone = object.is_tombstone()
+            let old_tombstone = !planted().sweep_skips_old_tombstones
+                && object.is_tombstone()
                 && object
                     .max_timestamp()
                     .physical_ms()

@@ -132,6 +132,12 @@ impl Node {
         self.writes.len() + self.reads.len() + self.forwards.len()
     }
 
+    /// Requests whose clients wait for an answer (answered writes waiting for their last
+    /// replicas are bounded apart, `WRITES_LINGERING_MAX`).
+    fn waiting(&self) -> usize {
+        self.writes.waiting() + self.reads.len() + self.forwards.len()
+    }
+
     pub fn poll_output(&mut self) -> Option<Output> {
         self.local.out.pop()
     }
@@ -207,7 +213,7 @@ impl Node {
             self.loaded = true;
             self.local.buckets.load(ctx.store);
             self.handoff.load(ctx.store);
-            self.gc.load(&mut self.local, ctx.store);
+            self.gc.load(&mut self.local, ctx.store, ctx.now);
             self.local.rebuild_trees(ctx.store);
             let local = &mut self.local;
             let max_skew_ms = local.config.max_clock_skew_ms;
@@ -309,7 +315,7 @@ impl Node {
             }
             Timer::AntiEntropy => {
                 let room = COORDINATIONS_MAX
-                    .saturating_sub(self.in_flight())
+                    .saturating_sub(self.waiting())
                     .min(EXPIRY_IN_FLIGHT_MAX.saturating_sub(self.writes.internal()));
                 let local = &mut self.local;
                 // Expiry is judged by this node's clock: not while it cannot be trusted.
@@ -336,7 +342,7 @@ impl Node {
                     return self.expiries.wait_for_room();
                 }
                 let siblings_room = COORDINATIONS_MAX
-                    .saturating_sub(self.in_flight())
+                    .saturating_sub(self.waiting())
                     .min(EXPIRY_IN_FLIGHT_MAX.saturating_sub(self.writes.internal()));
                 let local = &mut self.local;
                 let mut more = false;
@@ -377,10 +383,9 @@ impl Node {
         reply_to: ReplyTo,
         request: ClientRequest,
     ) {
+        let full = self.waiting() >= COORDINATIONS_MAX;
         let local = &mut self.local;
-        // Requests whose clients wait for an answer (answered writes waiting for their last
-        // replicas are bounded apart, `WRITES_LINGERING_MAX`).
-        if self.writes.waiting() + self.reads.len() + self.forwards.len() >= COORDINATIONS_MAX {
+        if full {
             let e = ClientError::new(
                 ErrorCode::Overloaded,
                 format!(
@@ -573,6 +578,10 @@ impl Node {
                 Waiter::LocalRead { req, key } => {
                     self.reads
                         .on_local_synced(local, ctx, req, &key, outcome.clone())
+                }
+                Waiter::ExpireLocal(req) => {
+                    self.expiries
+                        .on_local_synced(local, ctx, &mut self.gc, req, outcome.is_ok())
                 }
                 other => local.release(ctx, other, outcome.clone()),
             }

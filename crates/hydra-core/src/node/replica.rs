@@ -118,7 +118,7 @@ impl Local {
                 let merged = if result.is_ok() { merged } else { Vec::new() };
                 self.out.send(to, Message::ExpireResponse { req, merged });
             }
-            Waiter::LocalWrite(_) | Waiter::LocalRead { .. } => {
+            Waiter::LocalWrite(_) | Waiter::LocalRead { .. } | Waiter::ExpireLocal(_) => {
                 unreachable!("coordinator waiters are released by their coordinators")
             }
         }

@@ -28,7 +28,7 @@
 
 use crate::bucket::{BucketProps, ConflictMode};
 use crate::bugs::planted;
-use crate::hlc::Hlc;
+use crate::hlc::{Hlc, check_skew};
 use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
 use crate::limits::{OBJECT_BYTES_MAX, WRITES_LINGERING_MAX};
@@ -549,6 +549,15 @@ fn version_bound<S: Store>(
         .and_then(|c| c.0.iter().next())
         .map(|(n, t)| (*n, Hlc(*t)))
         .ok_or_else(|| ClientError::new(ErrorCode::InvalidContext, "no version named"))?;
+    // A context is client input: a version stamped beyond the skew bound cannot exist here
+    // (no path stores one), and a tombstone or TTL change at that time would outlive every
+    // later write.
+    check_skew(ts, ctx.now, local.config.max_clock_skew_ms).map_err(|e| {
+        ClientError::new(
+            ErrorCode::InvalidContext,
+            format!("the context names a version this cluster cannot hold: {e}"),
+        )
+    })?;
     let version = match op {
         VersionOp::Delete => LwwValue::version_delete(writer, ts),
         VersionOp::Touch => {

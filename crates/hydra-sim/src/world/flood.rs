@@ -68,6 +68,7 @@ impl World {
     fn flood_request(&mut self, request: ClientRequest) -> Option<Result<ClientResponse, String>> {
         self.flood_op += 1;
         let op = self.flood_op;
+        self.flood_waiting = Some(op);
         self.schedule(
             0,
             super::Event::Request {
@@ -83,6 +84,7 @@ impl World {
                 break;
             }
         }
+        self.flood_waiting = None;
         self.flood_answers
             .remove(&op)
             .map(|r| r.map_err(|e| format!("{:?}: {}", e.code, e.message)))
@@ -149,25 +151,42 @@ impl World {
                 });
             }
         };
-        let resolve = ClientRequest::Put(WriteRequest {
-            key: self.object_key(FLOOD_KEY),
-            value: Some(b"resolved".to_vec()),
-            content_type: "text/plain".into(),
-            context,
-            w: Some(Consistency::All),
-            timeout_ms: None,
-            sloppy: None,
-            ttl_ms: None,
-            on_version: None,
-        });
-        let detail = match self.flood_request(resolve) {
-            Some(Ok(_)) => match self.flood_read() {
+        // Retried as the final reads are (a node may still be verifying its clock), each time
+        // with a fresh read's context (a failed write may have left its value behind).
+        let mut context = context;
+        let mut written = Err("no answer".to_string());
+        for _ in 0..FINAL_READ_TRIES {
+            let resolve = ClientRequest::Put(WriteRequest {
+                key: self.object_key(FLOOD_KEY),
+                value: Some(b"resolved".to_vec()),
+                content_type: "text/plain".into(),
+                context: context.clone(),
+                w: Some(Consistency::All),
+                timeout_ms: None,
+                sloppy: None,
+                ttl_ms: None,
+                on_version: None,
+            });
+            written = match self.flood_request(resolve) {
+                Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => Err(e),
+                None => Err("no answer in 10 s".into()),
+            };
+            if written.is_ok() {
+                break;
+            }
+            match self.flood_read() {
+                Ok((_, fresh)) => context = fresh,
+                Err(e) => written = Err(format!("{e} (reading again after a failed write)")),
+            }
+        }
+        let detail = match written {
+            Ok(()) => match self.flood_read() {
                 Ok((1, _)) => return,
                 Ok((live, _)) => format!("{live} values after a write with the read's context"),
                 Err(e) => format!("the read after the resolving write failed: {e}"),
             },
-            Some(Err(e)) => format!("the write with the read's context failed: {e}"),
-            None => "the write with the read's context got no answer".into(),
+            Err(e) => format!("the write with the read's context failed: {e}"),
         };
         self.report.violations.push(Violation::KeyBricked {
             key: FLOOD_KEY,

@@ -13,7 +13,8 @@ use hydra_core::ids::{ClientRequestId, NodeId, Timestamp};
 use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::layout::Layout;
 use hydra_core::message::{
-    ClientError, ClientRequest, ClientResponse, ErrorCode, decode_envelope, encode_envelope,
+    ClientError, ClientRequest, ClientResponse, ErrorCode, decode_envelope, decode_object,
+    encode_envelope,
 };
 use hydra_core::node::{Ctx, Input, Node, NodeConfig, Output};
 use hydra_core::store::{MemStore, Store};
@@ -31,6 +32,8 @@ const CLOCK_JUMP_MS_MAX: u64 = 3_600_000;
 const EVENTS_MAX: u64 = 20_000_000;
 /// How many times the final read of a key is retried after healing.
 const FINAL_READ_TRIES: u32 = 20;
+/// The nodes' tombstone grace: longer than a request can take (3 s) plus message delays.
+const TOMBSTONE_GRACE_MS: u64 = 10_000;
 
 /// The durability mode of every node, as `[node] durability` sets it: acks wait for an
 /// fsync, or for none (`periodic`: the store is synced every interval in the background;
@@ -146,6 +149,9 @@ pub struct SimReport {
     /// its final read returned (past `SIBLINGS_MAX` when the sides' floods met).
     pub flood_writes: u64,
     pub max_flood_siblings: usize,
+    /// Objects that read as absent (tombstones, expired values) still stored at the end
+    /// (checker (g)).
+    pub garbage_left: u64,
     pub violations: Vec<Violation>,
     pub history: History,
 }
@@ -309,6 +315,7 @@ struct World {
     /// answers of the final check's requests.
     flood_rng: ChaCha8Rng,
     flood_op: u64,
+    flood_waiting: Option<u64>,
     flood_answers: BTreeMap<u64, Result<ClientResponse, ClientError>>,
     report: SimReport,
 }
@@ -318,6 +325,7 @@ pub fn run(config: SimConfig) -> SimReport {
     let mut world = World::new(config);
     world.run_workload();
     world.heal_and_read_everything();
+    world.check_garbage();
     world.finish()
 }
 
@@ -380,6 +388,7 @@ impl World {
             before_final_reads: None,
             flood_rng,
             flood_op: 0,
+            flood_waiting: None,
             flood_answers: BTreeMap::new(),
             report,
         }
@@ -523,6 +532,40 @@ impl World {
         report
     }
 
+    /// (g) After healing and the final reads, three tombstone graces and a sweep cycle of
+    /// quiet (no faults, no clients): by then every delete reached every primary (hints,
+    /// read repair, anti-entropy, the sweep's second delete of an old tombstone) and was
+    /// reaped, and every expired value was deleted and reaped. Nothing that reads as absent
+    /// may be left stored.
+    fn check_garbage(&mut self) {
+        let quiet = 3 * TOMBSTONE_GRACE_MS + 10_000;
+        let until = self.now + quiet;
+        self.run_until(until);
+        // Well past any node's clock skew.
+        let expired_by = self.now - 1_000;
+        let flood = (self.report.flood_writes > 0).then_some(flood::FLOOD_KEY);
+        for key in (0..self.next_key).chain(flood) {
+            for (node, bytes) in self.stored_objects(key) {
+                let Some(Ok(object)) = bytes.map(|b| decode_object(&b)) else {
+                    continue;
+                };
+                let what = if object.is_tombstone() {
+                    "a tombstone"
+                } else if object.expired_before(expired_by) {
+                    "an expired value"
+                } else {
+                    continue;
+                };
+                self.report.garbage_left += 1;
+                self.report.violations.push(Violation::GarbageLeft {
+                    key,
+                    node: node.0,
+                    what,
+                });
+            }
+        }
+    }
+
     /// For every key: each replica's stored object (encoded), or None.
     fn replica_objects(&self) -> check::ReplicaObjects {
         (0..self.next_key)
@@ -630,7 +673,10 @@ impl World {
                 self.feed(node, Input::Client { id, request });
             }
             Event::Answer { client, op, result } if client == flood::FLOOD_CLIENT => {
-                self.flood_answers.insert(op, result);
+                // Only the answer the final check waits for (flood writes' go unread).
+                if self.flood_waiting == Some(op) {
+                    self.flood_answers.insert(op, result);
+                }
             }
             Event::Answer { client, op, result } => self.on_answer(client, op, result),
             Event::ClientTimeout { client, op } => self.on_client_timeout(client, op),
@@ -982,7 +1028,7 @@ fn node_config(id: NodeId, sim: &SimConfig) -> NodeConfig {
     c.fallback_after_ms = 500;
     c.handoff_interval_ms = 100;
     // Longer than a request can take (3 s) plus message delays; older hints are dropped.
-    c.tombstone_grace_ms = 10_000;
+    c.tombstone_grace_ms = TOMBSTONE_GRACE_MS;
     // Even keys live in strict buckets: no fallbacks, so strict quorums (Riak's PR/PW) hold.
     for (name, conflicts, sloppy) in BUCKETS {
         c.buckets.insert(
