@@ -11,8 +11,18 @@
 //! - **lost**: a `get` returns nil although an acknowledged write, still within its TTL, ended
 //!   before the `get` began, and no write that may be ordered after it may have expired by
 //!   the time the `get` ended (the refresh that an expiry undid, in the words);
-//! - **expired returned**: a `get` returns a value past its TTL by more than the skew bound;
+//! - **expired returned**: a `get` returns a value past its TTL by more than the skew bound
+//!   (unless a `PEXPIRE` or `PERSIST` that may have touched it lengthened its life);
+//! - **deleted returned** (counted as stale): a `get` returns a value a `GETDEL` returned
+//!   (and so deleted) before the `get` began;
 //! - **failed but observed** and **unexpected**, as in the set checker.
+//!
+//! `GETDEL` and `PEXPIRE`/`PERSIST` act on the version the server read, which the client
+//! never learns for a touch: a `GETDEL` is a read, and a nil is excused by a `GETDEL` that
+//! returned a value not ordered before the lost write, or an indeterminate one; a nil is
+//! excused by a short `PEXPIRE` that may have run out by then unless it ended (by more than
+//! the skew bound) before the lost write began. A `PEXPIRE` answering 0 read nil, and counts
+//! as a nil read.
 //!
 //! `info` writes (indeterminate) never make a read wrong by being absent, and they excuse a nil
 //! when they carry a TTL; one the server answered (a quorum failure) is bounded by its answer
@@ -33,6 +43,12 @@ pub struct RegisterVerdict {
     pub gets_ok: u64,
     pub gets_nil: u64,
     pub gets_fail: u64,
+    /// `GETDEL`s answered (a value or nil), and those indeterminate.
+    pub getdels_ok: u64,
+    pub getdels_info: u64,
+    /// `PEXPIRE`/`PERSIST`s answered, and those indeterminate.
+    pub touches_ok: u64,
+    pub touches_info: u64,
     pub stale: u64,
     pub lost: u64,
     /// Of `stale` and `lost`, those in the final values (read at `r=all` after every fault
@@ -88,6 +104,24 @@ struct Write {
     kind: Kind,
 }
 
+/// A `GETDEL` that may have deleted a value: the one it returned, or (`None`) whatever was
+/// current when it is indeterminate.
+#[derive(Clone, Debug)]
+struct Del {
+    invoke: u64,
+    complete: Option<u64>,
+    value: Option<u64>,
+}
+
+/// A `PEXPIRE` (`ttl_ms`) or `PERSIST` (none) that may have changed the TTL of the version
+/// current while it ran.
+#[derive(Clone, Debug)]
+struct Touch {
+    invoke: u64,
+    complete: Option<u64>,
+    ttl_ms: Option<u64>,
+}
+
 #[derive(Clone, Debug)]
 struct Read {
     process: u64,
@@ -109,8 +143,11 @@ pub fn check_registers(
     let mut v = RegisterVerdict::default();
     let mut writes: BTreeMap<&str, Vec<Write>> = BTreeMap::new();
     let mut reads: BTreeMap<&str, Vec<Read>> = BTreeMap::new();
+    let mut dels: BTreeMap<&str, Vec<Del>> = BTreeMap::new();
+    let mut touches: BTreeMap<&str, Vec<Touch>> = BTreeMap::new();
     let mut open: BTreeMap<u64, &Op> = BTreeMap::new();
-    for op in ops.iter().filter(|o| matches!(o.f, F::Set | F::Get)) {
+    let registers = |o: &&Op| matches!(o.f, F::Set | F::Get | F::Getdel | F::Touch);
+    for op in ops.iter().filter(registers) {
         if op.kind == Kind::Invoke {
             open.insert(op.process, op);
             continue;
@@ -139,6 +176,63 @@ pub fn check_registers(
                     kind: op.kind,
                 });
             }
+            F::Getdel => match op.kind {
+                Kind::Ok => {
+                    v.getdels_ok += 1;
+                    let value = op.value.as_u64();
+                    reads.entry(&op.key).or_default().push(Read {
+                        process: op.process,
+                        invoke: inv.time,
+                        complete: op.time,
+                        value,
+                    });
+                    if value.is_some() {
+                        dels.entry(&op.key).or_default().push(Del {
+                            invoke: inv.time,
+                            complete: Some(op.time),
+                            value,
+                        });
+                    }
+                }
+                Kind::Info => {
+                    v.getdels_info += 1;
+                    dels.entry(&op.key).or_default().push(Del {
+                        invoke: inv.time,
+                        complete: None,
+                        value: None,
+                    });
+                }
+                _ => {}
+            },
+            F::Touch => match op.kind {
+                Kind::Ok => {
+                    v.touches_ok += 1;
+                    match (op.value.as_i64(), inv.ttl_ms) {
+                        // `PEXPIRE` answers 0 only when it read nil.
+                        (Some(0), Some(_)) => reads.entry(&op.key).or_default().push(Read {
+                            process: op.process,
+                            invoke: inv.time,
+                            complete: op.time,
+                            value: None,
+                        }),
+                        (Some(0), None) => {}
+                        _ => touches.entry(&op.key).or_default().push(Touch {
+                            invoke: inv.time,
+                            complete: Some(op.time),
+                            ttl_ms: inv.ttl_ms,
+                        }),
+                    }
+                }
+                Kind::Info => {
+                    v.touches_info += 1;
+                    touches.entry(&op.key).or_default().push(Touch {
+                        invoke: inv.time,
+                        complete: None,
+                        ttl_ms: inv.ttl_ms,
+                    });
+                }
+                _ => {}
+            },
             _ => match op.kind {
                 Kind::Ok => {
                     v.gets_ok += 1;
@@ -157,7 +251,22 @@ pub fn check_registers(
             },
         }
     }
-    // Writes still open at the end are indeterminate.
+    // Operations still open at the end are indeterminate.
+    for inv in open.values() {
+        match inv.f {
+            F::Getdel => dels.entry(&inv.key).or_default().push(Del {
+                invoke: inv.time,
+                complete: None,
+                value: None,
+            }),
+            F::Touch => touches.entry(&inv.key).or_default().push(Touch {
+                invoke: inv.time,
+                complete: None,
+                ttl_ms: inv.ttl_ms,
+            }),
+            _ => {}
+        }
+    }
     for inv in open.values().filter(|o| o.f == F::Set) {
         if let Some(value) = inv.value.as_u64() {
             v.sets_info += 1;
@@ -184,6 +293,8 @@ pub fn check_registers(
     for (key, key_reads) in &reads {
         let none = Vec::new();
         let key_writes = writes.get(key).unwrap_or(&none);
+        let key_dels = dels.get(key).map_or(&[][..], Vec::as_slice);
+        let key_touches = touches.get(key).map_or(&[][..], Vec::as_slice);
         let by_value: BTreeMap<u64, &Write> = key_writes.iter().map(|w| (w.value, w)).collect();
         // What each connection saw by reading, and when.
         let mut seen: BTreeMap<(u64, u64), u64> = BTreeMap::new();
@@ -235,8 +346,17 @@ pub fn check_registers(
                     if w.kind == Kind::Info {
                         info_observed.insert((*key, value));
                     }
+                    // A touch that ran after the write began may have lengthened its life.
+                    let lengthened = key_touches.iter().any(|t| {
+                        t.invoke < r.complete
+                            && t.complete.is_none_or(|c| c > w.invoke)
+                            && t.ttl_ms.is_none_or(|ttl| {
+                                t.complete.is_none_or(|c| r.invoke <= c + ttl * MS + skew)
+                            })
+                    });
                     if let (Some(ttl), Some(c)) = (w.ttl_ms, w.complete)
                         && r.invoke > c + ttl * MS + skew
+                        && !lengthened
                     {
                         flag(
                             "expired returned",
@@ -248,7 +368,22 @@ pub fn check_registers(
                             ),
                         );
                     }
-                    if let Some(newer) = before.iter().find(|n| follows(n, w)) {
+                    if let Some(d) = key_dels.iter().find(|d| {
+                        d.value == Some(value) && d.complete.is_some_and(|c| c < r.invoke)
+                    }) {
+                        v.final_stale += u64::from(r.process == FINAL);
+                        flag(
+                            "stale",
+                            &mut v.stale,
+                            format!(
+                                "read {value} at {}..{} ms, but a GETDEL returned and deleted it at {}..{} ms",
+                                r.invoke / MS,
+                                r.complete / MS,
+                                d.invoke / MS,
+                                d.complete.unwrap_or(0) / MS
+                            ),
+                        );
+                    } else if let Some(newer) = before.iter().find(|n| follows(n, w)) {
                         v.final_stale += u64::from(r.process == FINAL);
                         flag(
                             "stale",
@@ -269,7 +404,15 @@ pub fn check_registers(
                         w.ttl_ms
                             .is_none_or(|t| w.invoke + t * MS > r.complete + skew)
                     };
-                    // Writes with a TTL that may have run out by the end of the read.
+                    // An indeterminate `GETDEL` may have deleted whatever was current.
+                    if key_dels
+                        .iter()
+                        .any(|d| d.value.is_none() && d.invoke < r.complete)
+                    {
+                        continue;
+                    }
+                    // Writes with a TTL that may have run out by the end of the read, and
+                    // those a `GETDEL` deleted.
                     let may_expire: Vec<&Write> = key_writes
                         .iter()
                         .filter(|w| w.kind != Kind::Fail && w.invoke < r.complete)
@@ -277,13 +420,34 @@ pub fn check_registers(
                             w.ttl_ms
                                 .is_some_and(|t| w.invoke + t * MS < r.complete + skew)
                         })
+                        .chain(
+                            key_dels
+                                .iter()
+                                .filter(|d| d.invoke < r.complete)
+                                .filter_map(|d| by_value.get(&d.value?).copied()),
+                        )
+                        .collect();
+                    // Short touches that may have run out by then: each may have touched any
+                    // version current while it ran.
+                    let short_touches: Vec<&Touch> = key_touches
+                        .iter()
+                        .filter(|t| t.invoke < r.complete)
+                        .filter(|t| {
+                            t.ttl_ms
+                                .is_some_and(|ttl| t.invoke + ttl * MS < r.complete + skew)
+                        })
                         .collect();
                     let lost = before
                         .iter()
                         .rev()
                         .filter(|w| alive(w))
                         .take(CANDIDATES_MAX)
-                        .find(|w| may_expire.iter().all(|e| follows(w, e)));
+                        .find(|w| {
+                            may_expire.iter().all(|e| follows(w, e))
+                                && short_touches
+                                    .iter()
+                                    .all(|t| t.complete.is_some_and(|c| c + skew < w.invoke))
+                        });
                     if let Some(w) = lost {
                         v.final_lost += u64::from(r.process == FINAL);
                         flag(
@@ -339,6 +503,19 @@ mod tests {
             op(process, Kind::Invoke, F::Get, json!(null), from),
             op(process, Kind::Ok, F::Get, json!(value), to),
         ]
+    }
+
+    fn getdel(process: u64, kind: Kind, value: Option<u64>, from: u64, to: u64) -> [Op; 2] {
+        [
+            op(process, Kind::Invoke, F::Getdel, json!(null), from),
+            op(process, kind, F::Getdel, json!(value), to),
+        ]
+    }
+
+    fn touch(process: u64, ttl: Option<u64>, reply: i64, from: u64, to: u64) -> [Op; 2] {
+        let mut inv = op(process, Kind::Invoke, F::Touch, json!(null), from);
+        inv.ttl_ms = ttl;
+        [inv, op(process, Kind::Ok, F::Touch, json!(reply), to)]
     }
 
     fn run(mut ops: Vec<Op>, fin: Option<u64>) -> RegisterVerdict {
@@ -432,5 +609,91 @@ mod tests {
         assert_eq!(v.failed_but_observed, 1, "{v:?}");
         assert_eq!(v.unexpected, 1, "{v:?}");
         assert_eq!(v.expired_returned, 1, "{v:?}");
+    }
+
+    #[test]
+    fn a_getdel_excuses_a_nil_only_for_what_it_may_have_deleted() {
+        // GETDEL returned 11, the newest: nil afterwards is right.
+        let ops = [
+            set(1, 10, 0, 5, Kind::Ok, None),
+            set(1, 11, 10, 15, Kind::Ok, None),
+            getdel(2, Kind::Ok, Some(11), 20, 25),
+            get(3, None, 30, 32),
+        ]
+        .concat();
+        assert_eq!(run(ops, None).violations(), 0);
+        // GETDEL returned 10, but 11 replaced it (same connection) before the read: nil
+        // loses 11, and so does the final state.
+        let ops = [
+            set(1, 10, 0, 5, Kind::Ok, None),
+            getdel(2, Kind::Ok, Some(10), 6, 7),
+            set(1, 11, 10, 15, Kind::Ok, None),
+            get(3, None, 30, 32),
+        ]
+        .concat();
+        let v = run(ops, None);
+        assert_eq!((v.lost, v.final_lost), (2, 1), "{v:?}");
+        // An indeterminate GETDEL may have deleted anything.
+        let ops = [
+            set(1, 10, 0, 5, Kind::Ok, None),
+            getdel(2, Kind::Info, None, 6, 7),
+            get(3, None, 30, 32),
+        ]
+        .concat();
+        assert_eq!(run(ops, None).violations(), 0);
+    }
+
+    #[test]
+    fn a_value_a_getdel_returned_never_comes_back() {
+        let ops = [
+            set(1, 10, 0, 5, Kind::Ok, None),
+            getdel(2, Kind::Ok, Some(10), 10, 15),
+            get(3, Some(10), 30, 32),
+        ]
+        .concat();
+        let v = run(ops, Some(10));
+        assert_eq!((v.stale, v.final_stale), (2, 1), "{v:?}");
+    }
+
+    #[test]
+    fn touches_excuse_expiries_they_may_have_caused_or_delayed() {
+        // A short PEXPIRE after the write: the nil is excused.
+        let ops = [
+            set(1, 10, 0, 5, Kind::Ok, Some(600_000)),
+            touch(2, Some(500), 1, 10, 15),
+            get(3, None, 3_000, 3_002),
+        ]
+        .concat();
+        assert_eq!(run(ops, None).violations(), 0);
+        // One that ended long before the write began touched an older version.
+        let ops = [
+            touch(2, Some(500), 1, 10, 15),
+            set(1, 10, 2_000, 2_005, Kind::Ok, Some(600_000)),
+            get(3, None, 3_000, 3_002),
+        ]
+        .concat();
+        assert_eq!(run(ops, None).lost, 2);
+        // PEXPIRE answering 0 read nil: a lost write like a GET's nil.
+        let ops = [
+            set(1, 10, 0, 5, Kind::Ok, Some(600_000)),
+            touch(2, Some(500), 0, 10, 15),
+        ]
+        .concat();
+        assert_eq!(run(ops, Some(10)).lost, 1);
+        // A PERSIST after a short write lengthens its life: not an expired value returned.
+        let ops = [
+            set(1, 10, 0, 5, Kind::Ok, Some(500)),
+            touch(2, None, 1, 100, 105),
+            get(3, Some(10), 5_000, 5_002),
+        ]
+        .concat();
+        assert_eq!(run(ops, Some(10)).violations(), 0);
+        // Without it, the value had expired.
+        let ops = [
+            set(1, 10, 0, 5, Kind::Ok, Some(500)),
+            get(3, Some(10), 5_000, 5_002),
+        ]
+        .concat();
+        assert_eq!(run(ops, None).expired_returned, 1);
     }
 }

@@ -27,6 +27,12 @@ pub enum F {
     Set,
     /// Register workload: `GET` a key (completions: the value, or null).
     Get,
+    /// Register workload: `GETDEL` a key (completions: the value it returned and deleted,
+    /// or null).
+    Getdel,
+    /// Register workload: `PEXPIRE` a key (`ttl_ms`) or `PERSIST` it (no `ttl_ms`): a TTL
+    /// change of the version the server read (completions: the integer reply).
+    Touch,
 }
 
 /// One line of the history.
@@ -45,7 +51,8 @@ pub struct Op {
     pub node: usize,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
-    /// `set`: the TTL the write carried, in milliseconds.
+    /// `set`: the TTL the write carried, in milliseconds; `touch`: the TTL it set (none for
+    /// `PERSIST`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub ttl_ms: Option<u64>,
 }

@@ -513,7 +513,7 @@ fn client_loop(
 }
 
 /// One register client: a RESP connection to its node, `SET` (unique values; odd keys with
-/// a short or long TTL) and `GET`. After a broken connection the client reconnects under a
+/// a short or long TTL), `GET`, `GETDEL`, and on odd keys `PEXPIRE` and `PERSIST`. After a broken connection the client reconnects under a
 /// new process id (what it saw went with the old connection).
 #[allow(clippy::too_many_arguments)]
 fn register_loop(
@@ -547,24 +547,36 @@ fn register_loop(
             error,
             ttl_ms,
         };
-        let is_set = rng.random_bool(if register::has_ttl(i) {
+        let ttl = register::has_ttl(i);
+        let roll: f64 = rng.random();
+        let f = if roll < register::GETDEL_SHARE {
+            F::Getdel
+        } else if ttl && roll < register::GETDEL_SHARE + register::TOUCH_SHARE {
+            F::Touch
+        } else if rng.random_bool(if ttl {
             register::TTL_SET_SHARE
         } else {
             register::SET_SHARE
-        });
-        let ttl_ms = (register::has_ttl(i)).then(|| {
-            if rng.random_bool(register::SHORT_SHARE) {
-                register::SHORT_TTL_MS
-            } else {
-                register::LONG_TTL_MS
-            }
-        });
+        }) {
+            F::Set
+        } else {
+            F::Get
+        };
+        let ttl_ms = ttl
+            .then(|| {
+                if rng.random_bool(register::SHORT_SHARE) {
+                    register::SHORT_TTL_MS
+                } else {
+                    register::LONG_TTL_MS
+                }
+            })
+            .filter(|_| f != F::Touch || !rng.random_bool(register::PERSIST_SHARE));
         counter += 1;
         let value = (client << 40) | counter;
-        let (f, invoke_value, invoke_ttl) = if is_set {
-            (F::Set, json!(value), ttl_ms)
-        } else {
-            (F::Get, serde_json::Value::Null, None)
+        let (invoke_value, invoke_ttl) = match f {
+            F::Set => (json!(value), ttl_ms),
+            F::Touch => (serde_json::Value::Null, ttl_ms),
+            _ => (serde_json::Value::Null, None),
         };
         recorder.record(op(Kind::Invoke, f, invoke_value.clone(), None, invoke_ttl));
         let c = match conn.take() {
@@ -572,10 +584,11 @@ fn register_loop(
             None => register::Connection::open(addr, timeout),
         };
         let result = c.and_then(|mut c| {
-            let r = if is_set {
-                register::set(&mut c, &key, value, ttl_ms).map(|()| invoke_value.clone())
-            } else {
-                register::get(&mut c, &key).map(|v| json!(v))
+            let r = match f {
+                F::Set => register::set(&mut c, &key, value, ttl_ms).map(|()| invoke_value.clone()),
+                F::Getdel => register::getdel(&mut c, &key).map(|v| json!(v)),
+                F::Touch => register::touch(&mut c, &key, ttl_ms).map(|n| json!(n)),
+                _ => register::get(&mut c, &key).map(|v| json!(v)),
             };
             conn = Some(c);
             r
@@ -583,13 +596,9 @@ fn register_loop(
         match result {
             Ok(v) => recorder.record(op(Kind::Ok, f, v, None, None)),
             Err(e) => {
-                let value = if is_set {
-                    invoke_value
-                } else {
-                    serde_json::Value::Null
-                };
-                let kind = if is_set { e.kind } else { Kind::Fail };
-                recorder.record(op(kind, f, value, Some(e.error), None));
+                // A failed `GET` changed nothing; the others may have written.
+                let kind = if f == F::Get { Kind::Fail } else { e.kind };
+                recorder.record(op(kind, f, invoke_value, Some(e.error), invoke_ttl));
                 if e.kind == Kind::Info {
                     // Indeterminate: a new connection, and a new process.
                     conn = None;

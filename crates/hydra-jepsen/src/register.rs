@@ -1,7 +1,9 @@
 //! The register workload, over the Redis protocol: each client keeps one RESP connection to
 //! its node and sends `SET key value` (unique values) and `GET key` to keys of bucket
 //! `redis` (`lww`). Half the keys carry TTLs: a short one (`PX 500`, so values expire during
-//! the run) or a long one (`PX 600000`, a refresh that must outlive any earlier expiry). A
+//! the run) or a long one (`PX 600000`, a refresh that must outlive any earlier expiry).
+//! Every key also takes `GETDEL`s, and keys with TTLs take `PEXPIRE`s (short or long) and
+//! `PERSIST`s: commands that act on the version they read, racing the other clients' `SET`s. A
 //! connection that fails is replaced, and so is its process id (as Jepsen does after an
 //! indeterminate operation): what one connection saw is carried by that connection only.
 
@@ -23,6 +25,12 @@ pub const SET_SHARE: f64 = 0.65;
 pub const TTL_SET_SHARE: f64 = 0.1;
 /// Share of `SET`s on a key with TTLs that carry the short one.
 pub const SHORT_SHARE: f64 = 0.4;
+/// Share of operations on any key that are `GETDEL`s.
+pub const GETDEL_SHARE: f64 = 0.04;
+/// Share of operations on a key with TTLs that are `PEXPIRE`s or `PERSIST`s.
+pub const TOUCH_SHARE: f64 = 0.1;
+/// Share of those that are `PERSIST`s (the rest are `PEXPIRE`s, short or long as `SET`s).
+pub const PERSIST_SHARE: f64 = 0.3;
 /// Longest reply the workload accepts (its values are decimal numbers).
 const REPLY_BYTES_MAX: usize = 64 * 1024;
 
@@ -177,7 +185,47 @@ pub fn set(
 
 /// `GET key`: the value (a number), or `None` for nil.
 pub fn get(conn: &mut Connection, key: &str) -> Result<Option<u64>, Broken> {
-    match conn.call(&[b"GET", key.as_bytes()])? {
+    bulk_number(conn.call(&[b"GET", key.as_bytes()])?)
+}
+
+/// `GETDEL key`: the value it deleted, or `None` for nil. An error may come after the read
+/// (the delete failed), so it is `info` unless the server refused up front.
+pub fn getdel(conn: &mut Connection, key: &str) -> Result<Option<u64>, Broken> {
+    match conn.call(&[b"GETDEL", key.as_bytes()])? {
+        Value::Error(e) => Err(Broken {
+            kind: classify_error(&e),
+            error: e,
+        }),
+        other => bulk_number(other).map_err(|b| Broken {
+            kind: Kind::Info,
+            ..b
+        }),
+    }
+}
+
+/// `PEXPIRE key ttl` (`Some(ttl)`) or `PERSIST key` (`None`): the integer reply.
+pub fn touch(conn: &mut Connection, key: &str, ttl_ms: Option<u64>) -> Result<i64, Broken> {
+    let ttl = ttl_ms.map(|t| t.to_string());
+    let reply = match &ttl {
+        Some(t) => conn.call(&[b"PEXPIRE", key.as_bytes(), t.as_bytes()])?,
+        None => conn.call(&[b"PERSIST", key.as_bytes()])?,
+    };
+    match reply {
+        Value::Integer(n) => Ok(n),
+        Value::Error(e) => Err(Broken {
+            kind: classify_error(&e),
+            error: e,
+        }),
+        other => Err(Broken {
+            kind: Kind::Info,
+            error: format!("unexpected reply {other:?}"),
+        }),
+    }
+}
+
+/// A bulk reply holding a workload value, or nil.
+fn bulk_number(reply: Value) -> Result<Option<u64>, Broken> {
+    match reply {
         Value::Null => Ok(None),
         Value::Bulk(b) => String::from_utf8_lossy(&b)
             .parse()

@@ -104,6 +104,10 @@ fn registers_over_resp_with_ttls_keep_lww_order_under_every_fault() {
     );
     assert!(v.gets_nil > 50, "no TTL ran out: {text}");
     assert!(
+        v.getdels_ok > 50 && v.touches_ok > 50,
+        "too few GETDELs or touches: {text}"
+    );
+    assert!(
         summary.faults.values().sum::<u64>() >= 4,
         "too few faults: {text}"
     );
@@ -186,6 +190,36 @@ fn the_register_checker_catches_a_node_that_stamps_writes_with_a_jumped_clock() 
     println!("{}", serde_json::to_string_pretty(&summary).expect("json"));
     let v = summary.register.as_ref().expect("a register verdict");
     assert!(v.violations() > 0, "the planted bugs went unnoticed");
+    assert!(!summary.passed);
+}
+
+/// The register checker catches `GETDEL`/`PEXPIRE`/`PERSIST` made as new writes (planted
+/// `version_ops_as_new_writes`: the value read is written back stamped now, over any `SET`
+/// that landed since the read), the issue's "read-then-write commands write the old value
+/// back". Four keys, so version ops race `SET`s often. Ignored by default: it builds a second
+/// `hydra` (minutes). `cargo test -p hydra --test jepsen -- --ignored --nocapture`
+#[test]
+#[ignore = "builds a second hydra with planted bugs; run with --ignored"]
+fn the_register_checker_catches_version_ops_made_as_new_writes() {
+    if !can_run("the_register_checker_catches_version_ops_made_as_new_writes") {
+        return;
+    }
+    let _one = exclusive();
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("jepsen-register-version-ops");
+    let _ = std::fs::remove_dir_all(&out);
+    let env = vec![(
+        "HYDRA_PLANTED_BUGS".into(),
+        "version_ops_as_new_writes".into(),
+    )];
+    let mut opts = register_options(out, planted_hydra(), env);
+    opts.nemesis = vec![];
+    opts.keys = 4;
+    opts.clients = 8;
+    opts.seed = 6;
+    let summary = hydra_jepsen::run(&opts).expect("the harness runs");
+    println!("{}", serde_json::to_string_pretty(&summary).expect("json"));
+    let v = summary.register.as_ref().expect("a register verdict");
+    assert!(v.violations() > 0, "the planted bug went unnoticed");
     assert!(!summary.passed);
 }
 
