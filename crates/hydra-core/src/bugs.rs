@@ -39,6 +39,9 @@ pub struct PlantedBugs {
     /// The sweep never deletes old tombstones again (a tombstone whose reap never happened
     /// stays for good).
     pub sweep_skips_old_tombstones: bool,
+    /// Paxos acceptors forget what they promised: every prepare and proposal is accepted,
+    /// whatever ballot was promised before.
+    pub paxos_forgets_promises: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -57,6 +60,7 @@ thread_local! {
         version_ops_as_new_writes: false,
         merge_ignores_limits: false,
         sweep_skips_old_tombstones: false,
+        paxos_forgets_promises: false,
     }) };
 }
 

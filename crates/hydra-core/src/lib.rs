@@ -12,7 +12,7 @@
 //! seeded random source), drains [`node::Node::poll_output`], and calls again at
 //! [`node::Node::next_deadline`]. `Node` is a router: each protocol (write and read
 //! coordination, forwarding, the replica side, hinted handoff, anti-entropy, reaping and
-//! expiry, buckets, membership, durability) is a part in `src/node/` with its own state,
+//! expiry, compare-and-set through Paxos ([`paxos`]), buckets, membership, durability) is a part in `src/node/` with its own state,
 //! messages and invariants; the table in `node/mod.rs` says which file holds which. Every
 //! bound is in [`limits`].
 //!
@@ -33,6 +33,7 @@ pub mod limits;
 pub mod merkle;
 pub mod message;
 pub mod node;
+pub mod paxos;
 pub mod store;
 pub mod version;
 

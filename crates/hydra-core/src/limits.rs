@@ -87,6 +87,10 @@ pub const DIRTY_PARTITIONS_MAX: usize = 65_536;
 pub const COORDINATOR_HINTS_MAX: usize = 10_000;
 /// Most forwarded-write ids a node remembers for deduplication.
 pub const FORWARDS_SEEN_MAX: usize = 100_000;
+/// Prepare rounds one compare-and-set starts at most before it gives up (`cas_contention`).
+pub const PAXOS_ATTEMPTS_MAX: u32 = 64;
+/// Longest random wait, in milliseconds, before a beaten compare-and-set prepares again.
+pub const PAXOS_BACKOFF_MS_MAX: u64 = 100;
 
 // Related bounds, checked when the crate compiles.
 const _: () = assert!(VALUE_BYTES_DEFAULT_MAX <= VALUE_BYTES_CEILING);

@@ -13,11 +13,12 @@ use crate::ids::{LayoutVersion, NodeId, RequestId};
 use crate::key::BucketName;
 use crate::key::ObjectKey;
 use crate::limits::{BUCKETS_MAX, MESSAGE_BYTES_MAX, SIBLINGS_DECODE_MAX, VECTOR_ENTRIES_MAX};
+use crate::paxos::{Accepted, Ballot, Condition, Proposal};
 use crate::version::{Object, Sibling, VersionVector};
 use serde::{Deserialize, Serialize};
 
 /// Format byte of internode messages.
-pub const MESSAGE_FORMAT: u8 = 5;
+pub const MESSAGE_FORMAT: u8 = 6;
 /// Format byte of stored objects.
 pub const OBJECT_FORMAT: u8 = 3;
 /// Format byte of stored objects before `lww` versions had a TTL-change stamp: still read
@@ -40,6 +41,33 @@ pub enum ClientRequest {
         name: BucketName,
         props: BucketProps,
     },
+    /// A compare-and-set or a serial read, through Paxos among the key's primaries.
+    Cas(CasRequest),
+}
+
+/// A conditional write (or a serial read: `action` `Read`), decided by Paxos: linearizable
+/// with every other `Cas` request of the key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CasRequest {
+    pub key: ObjectKey,
+    pub condition: Condition,
+    pub action: CasAction,
+    pub timeout_ms: Option<u64>,
+}
+
+/// What a `Cas` request does when its condition holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CasAction {
+    /// Nothing: a serial read (the condition is then `Always`).
+    Read,
+    /// Write a value (with a TTL in milliseconds, else the bucket's default).
+    Write {
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        content_type: String,
+        ttl_ms: Option<u64>,
+    },
+    Delete,
 }
 
 /// A PUT (a value) or a DELETE (a tombstone), with the context of the read it follows.
@@ -96,6 +124,7 @@ impl ClientRequest {
             ClientRequest::Get { key, .. } => Some(key),
             ClientRequest::Put(w) => Some(&w.key),
             ClientRequest::SetBucket { .. } => None,
+            ClientRequest::Cas(c) => Some(&c.key),
         }
     }
 }
@@ -117,15 +146,38 @@ pub enum ClientResponse {
         name: BucketName,
         props: BucketProps,
     },
+    /// A `Cas` request's outcome: `applied` (the write was made), else the condition did not
+    /// hold (or it was a read). `siblings` and `context` are the key's value after it: the
+    /// new one when applied, else the current one the condition was judged on.
+    Cas {
+        applied: bool,
+        context: VersionVector,
+        siblings: Vec<Sibling>,
+        receipt: Receipt,
+        paxos: PaxosReceipt,
+    },
+}
+
+/// What Paxos did for a `Cas` request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaxosReceipt {
+    /// The last ballot this request used.
+    pub ballot: Ballot,
+    /// Prepare rounds started (more than one after contention).
+    pub attempts: u32,
+    /// Round trips to the replicas, all phases of all attempts.
+    pub round_trips: u32,
+    /// Proposals of other requests, found in progress, that this one finished first.
+    pub reproposed: u32,
 }
 
 impl ClientResponse {
     /// The receipt of a read or write (`None` for bucket administration).
     pub fn receipt(&self) -> Option<&Receipt> {
         match self {
-            ClientResponse::Read { receipt, .. } | ClientResponse::Written { receipt, .. } => {
-                Some(receipt)
-            }
+            ClientResponse::Read { receipt, .. }
+            | ClientResponse::Written { receipt, .. }
+            | ClientResponse::Cas { receipt, .. } => Some(receipt),
             ClientResponse::Bucket { .. } => None,
         }
     }
@@ -166,6 +218,12 @@ pub enum ErrorCode {
     /// The node's clock is off its peers' (or unverified after a jump or a start): it
     /// coordinates no write and no `lww` read until it is right.
     ClockSkew,
+    /// A compare-and-set's deadline passed after its proposal was sent: it may or may not
+    /// have been applied (a serial read tells).
+    OutcomeUnknown,
+    /// A compare-and-set kept losing to other ballots until its deadline; nothing of it was
+    /// proposed, so it was not applied.
+    CasContention,
 }
 
 impl ErrorCode {
@@ -193,6 +251,8 @@ impl ErrorCode {
             ErrorCode::CasNotSupported => "cas_not_supported",
             ErrorCode::BucketPropertyFixed => "bucket_property_fixed",
             ErrorCode::ClockSkew => "clock_skew",
+            ErrorCode::OutcomeUnknown => "outcome_unknown",
+            ErrorCode::CasContention => "cas_contention",
         }
     }
 }
@@ -420,6 +480,56 @@ pub enum Message {
         req: RequestId,
         merged: Vec<u32>,
     },
+    /// A `Cas` coordinator to a key's primary (its acceptor): one Paxos phase at `ballot`.
+    /// Answered with a `PaxosResponse` once the acceptor's state change is durable.
+    PaxosRequest {
+        req: RequestId,
+        key: ObjectKey,
+        ballot: Ballot,
+        phase: PaxosPhase,
+    },
+    PaxosResponse {
+        req: RequestId,
+        result: Result<PaxosAnswer, PaxosRefusal>,
+    },
+}
+
+/// One phase of a Paxos round.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaxosPhase {
+    /// Promise no lower ballot; answer with what was accepted and committed, and the data.
+    Prepare,
+    /// Accept this proposal.
+    Propose(Proposal),
+    /// The proposal was accepted by a majority: merge it into the data.
+    Commit(Proposal),
+}
+
+/// An acceptor's answer to a phase.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaxosAnswer {
+    Promise(Box<Promise>),
+    Accepted,
+    Committed,
+}
+
+/// An acceptor's promise: what the next coordinator must know.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promise {
+    /// The accepted proposal not known committed here, if any.
+    pub accepted: Option<Accepted>,
+    pub committed: Ballot,
+    /// The key's object in this replica's store.
+    pub object: Option<Object>,
+}
+
+/// Why an acceptor did not do a phase.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum PaxosRefusal {
+    #[error("promised ballot {0}, a higher one")]
+    Ballot(Ballot),
+    #[error("{0}")]
+    Replica(ReplicaError),
 }
 
 /// A storage key on the wire.
@@ -559,6 +669,26 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
         Message::BucketsGossip { buckets } if buckets.len() > BUCKETS_MAX => {
             return Err(malformed(WHAT, format!("{} buckets", buckets.len())));
         }
+        Message::PaxosRequest { key, phase, .. } => {
+            key_ok(key)?;
+            if let PaxosPhase::Propose(Some(object)) | PaxosPhase::Commit(Some(object)) = phase {
+                validate_object(WHAT, object)?;
+            }
+        }
+        Message::PaxosResponse {
+            result: Ok(PaxosAnswer::Promise(promise)),
+            ..
+        } => {
+            if let Some(Accepted {
+                proposal: Some(o), ..
+            }) = &promise.accepted
+            {
+                validate_object(WHAT, o)?;
+            }
+            if let Some(o) = &promise.object {
+                validate_object(WHAT, o)?;
+            }
+        }
         Message::ForwardRequest { request, .. } => {
             key_ok(&request.key)?;
             validate_vector(WHAT, &request.context)?;
@@ -627,6 +757,25 @@ mod legacy {
     }
 }
 
+/// Format byte of an acceptor's stored Paxos state.
+pub const PAXOS_FORMAT: u8 = 1;
+
+pub fn encode_acceptor_state(state: &crate::paxos::AcceptorState) -> Vec<u8> {
+    encode(PAXOS_FORMAT, state)
+}
+
+pub fn decode_acceptor_state(bytes: &[u8]) -> Result<crate::paxos::AcceptorState, CodecError> {
+    const WHAT: &str = "stored paxos state";
+    let state: crate::paxos::AcceptorState = decode(WHAT, PAXOS_FORMAT, bytes)?;
+    if let Some(Accepted {
+        proposal: Some(o), ..
+    }) = &state.accepted
+    {
+        validate_object(WHAT, o)?;
+    }
+    Ok(state)
+}
+
 pub fn encode_object(object: &Object) -> Vec<u8> {
     encode(OBJECT_FORMAT, object)
 }
@@ -671,8 +820,9 @@ mod tests {
 
     /// Golden bytes: these pin object format 3 (2 had no TTL-change stamp on `lww` versions
     /// and is still read, below; version 1 had no TTL on siblings; nothing was ever stored in
-    /// it outside development) and message format 4 (3 had no version-bound writes; messages
-    /// are never stored, and a cluster runs one version). If this test fails, the format
+    /// it outside development), message format 6 (5 had no Paxos messages, 4 no expiry
+    /// batches, 3 no version-bound writes; messages are never stored, and a cluster runs one
+    /// version) and Paxos state format 1. If this test fails, the format
     /// changed: bump the format byte and keep a decoder for the old one instead of editing this.
     #[test]
     fn golden_bytes() {
@@ -707,7 +857,7 @@ mod tests {
         };
         assert_eq!(
             hex(&encode_envelope(&env)),
-            "050700ac020162016b000102010101760174050000"
+            "060700ac020162016b000102010101760174050000"
         );
         let env = Envelope {
             layout_version: LayoutVersion(1),
@@ -716,7 +866,37 @@ mod tests {
                 result: Err(ReplicaError::NotReplica),
             },
         };
-        assert_eq!(hex(&encode_envelope(&env)), "050103010103");
+        assert_eq!(hex(&encode_envelope(&env)), "060103010103");
+        let ballot = Ballot {
+            hlc: Hlc(5),
+            node: NodeId(2),
+        };
+        let env = Envelope {
+            layout_version: LayoutVersion(1),
+            message: Message::PaxosRequest {
+                req: RequestId(1),
+                key: key(),
+                ballot,
+                phase: PaxosPhase::Propose(None),
+            },
+        };
+        assert_eq!(hex(&encode_envelope(&env)), "060114010162016b05020100");
+        let state = crate::paxos::AcceptorState {
+            promised: ballot,
+            accepted: Some(Accepted {
+                ballot,
+                proposal: Some(sample_object()),
+            }),
+            committed: Ballot::ZERO,
+        };
+        assert_eq!(
+            hex(&encode_acceptor_state(&state)),
+            "010502010502010001020101017601740500000000"
+        );
+        assert_eq!(
+            decode_acceptor_state(&encode_acceptor_state(&state)),
+            Ok(state)
+        );
     }
 
     #[test]

@@ -19,8 +19,9 @@ struct Args {
     time: u64,
     /// `set` (a siblings bucket: no acknowledged add may be lost), `set-lww` (an lww
     /// bucket: the loss is measured and reported, never claimed as a pass) or `register`
-    /// (SET/GET with TTLs over the Redis protocol in bucket `redis`, checked for lww order,
-    /// refreshes undone by expiry, expired values and phantoms).
+    /// (SET/GET with TTLs, GETDEL, PEXPIRE and PERSIST over the Redis protocol in bucket
+    /// `redis`, checked for lww order, refreshes undone by expiry, deleted or expired
+    /// values returned and phantoms).
     #[arg(long, default_value = "set")]
     workload: String,
     /// Faults to rotate through: partition, kill, pause, clock (comma list; empty: none).

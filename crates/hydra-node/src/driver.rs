@@ -262,6 +262,7 @@ fn plant_bugs_from_env() {
             "version_ops_as_new_writes" => bugs.version_ops_as_new_writes = true,
             "merge_ignores_limits" => bugs.merge_ignores_limits = true,
             "sweep_skips_old_tombstones" => bugs.sweep_skips_old_tombstones = true,
+            "paxos_forgets_promises" => bugs.paxos_forgets_promises = true,
             other => tracing::error!("HYDRA_PLANTED_BUGS: unknown bug {other:?}"),
         }
     }

@@ -65,7 +65,11 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
             StatusCode::NOT_FOUND
         }
         ErrorCode::ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::TooManySiblings | ErrorCode::BucketPropertyFixed => StatusCode::CONFLICT,
+        ErrorCode::TooManySiblings | ErrorCode::BucketPropertyFixed | ErrorCode::CasContention => {
+            StatusCode::CONFLICT
+        }
+        // As a gateway that timed out: the outcome is not known.
+        ErrorCode::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
         ErrorCode::CasNotSupported => StatusCode::NOT_IMPLEMENTED,
         ErrorCode::QuorumNotReached
         | ErrorCode::CoordinatorUnreachable

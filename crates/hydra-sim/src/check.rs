@@ -67,6 +67,9 @@ pub enum Violation {
     },
     /// (f) A key cannot be read, or one write with a read's context does not resolve it.
     KeyBricked { key: u64, detail: String },
+    /// (h) Compare-and-set operations of a key that no serial order explains (see
+    /// `check_cas`).
+    NotLinearizable { key: u64, detail: String },
     /// (e) A register read returned a value whose TTL had certainly run out, or one whose
     /// write certainly failed.
     BadRegisterValue {
@@ -88,6 +91,7 @@ impl Violation {
             Violation::StaleRegister { .. } | Violation::BadRegisterValue { .. } => 'e',
             Violation::OverLimit { .. } | Violation::KeyBricked { .. } => 'f',
             Violation::GarbageLeft { .. } => 'g',
+            Violation::NotLinearizable { .. } => 'h',
         }
     }
 }
@@ -161,6 +165,12 @@ impl fmt::Display for Violation {
             Violation::KeyBricked { key, detail } => {
                 write!(f, "(f) key k{key} is bricked: {detail}")
             }
+            Violation::NotLinearizable { key, detail } => {
+                write!(
+                    f,
+                    "(h) compare-and-set key cas{key} is not linearizable: {detail}"
+                )
+            }
             Violation::BadRegisterValue {
                 key,
                 read_invoked_at,
@@ -200,6 +210,8 @@ pub fn check_all(
     report.lost_writes = lost;
     report.unconverged_keys = check_convergence(replicas, report);
     check_stored_limits(replicas, &mut report.violations);
+    // Paxos syncs its state in every durability mode: (h) always holds.
+    crate::check_cas::check_cas(history, &mut report.violations);
     if durable_acks {
         check_siblings(history, &mut report.violations);
         check_deletes(history, &mut report.violations);

@@ -26,7 +26,13 @@
 //! (e) `lww` order and expiry: a register read never returns a value that an acknowledged,
 //!     unexpired write had replaced before the read began (replaced: the writer had seen it,
 //!     or it was acknowledged more than the clock skew bound earlier), nor a value whose TTL
-//!     had certainly run out.
+//!     had certainly run out;
+//! (f) no replica stores more siblings than a write may make, and a flooded key stays
+//!     readable and resolvable; (g) no garbage is left after healing;
+//! (h) compare-and-set (Paxos) is linearizable: the applied writes of a key form one chain
+//!     from absent in an order real time allows, and every value a serial read or a failed
+//!     condition returned was current at some point during that operation (in every
+//!     durability mode).
 //! Each is shown catching a planted bug in `tests/checkers.rs` ((e) four: an expiry stamped
 //! now, writes ignoring the client's context, a node using a clock its peers disown, and
 //! read-then-write operations writing the old value back).
@@ -35,6 +41,7 @@
 
 pub mod aebench;
 pub mod check;
+pub mod check_cas;
 pub mod workload;
 pub mod world;
 

@@ -90,11 +90,13 @@ impl Completion {
             | ErrorCode::NoSuchRoute
             | ErrorCode::CasNotSupported
             | ErrorCode::BucketPropertyFixed
+            | ErrorCode::CasContention
             | ErrorCode::ClockSkew => Completion::Fail,
             // Some replicas (or the coordinator) may hold the write.
             ErrorCode::QuorumNotReached
             | ErrorCode::CoordinatorUnreachable
             | ErrorCode::StoreFailed
+            | ErrorCode::OutcomeUnknown
             | ErrorCode::Internal => Completion::Info,
         }
     }
@@ -192,6 +194,40 @@ pub fn decode_register(siblings: &[Sibling]) -> Option<u64> {
     Some(u64::from_le_bytes(s.value.as_slice().try_into().ok()?))
 }
 
+/// What a compare-and-set client did: a serial read, or a write of a unique value `new` if
+/// the key still holds `expected` (what its serial read returned; `None`: absent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CasKind {
+    Read,
+    Write { expected: Option<u64>, new: u64 },
+}
+
+/// How a compare-and-set ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CasResult {
+    /// Applied (a write).
+    Applied,
+    /// Answered without applying: the condition did not hold (a write), or a read; with the
+    /// value the key held.
+    Current(Option<u64>),
+    /// Certainly not applied (refused, or beaten until its deadline before proposing).
+    Fail,
+    /// Maybe applied (`outcome_unknown`, or no answer).
+    Unknown,
+}
+
+/// One compare-and-set operation (keys of their own, `cas0`, `cas1`...).
+#[derive(Clone, Debug)]
+pub struct CasOp {
+    pub client: usize,
+    pub key: u64,
+    pub kind: CasKind,
+    pub invoked: Timestamp,
+    pub completed: Option<(Timestamp, CasResult)>,
+    /// The serial read after healing.
+    pub is_final: bool,
+}
+
 /// Everything the clients did.
 #[derive(Clone, Debug, Default)]
 pub struct History {
@@ -200,6 +236,7 @@ pub struct History {
     pub deletes: Vec<DeleteOp>,
     pub register_writes: Vec<RegisterWrite>,
     pub register_reads: Vec<RegisterRead>,
+    pub cas_ops: Vec<CasOp>,
     pub failed_reads: u64,
 }
 
@@ -268,6 +305,47 @@ impl History {
                     r.client, r.key, r.completed.0
                 ),
             ));
+        }
+        for c in &self.cas_ops {
+            let (f, value) = match c.kind {
+                CasKind::Read => ("serial-read", "null".to_string()),
+                CasKind::Write { expected, new } => (
+                    "cas",
+                    format!(
+                        "[{},{new}]",
+                        expected.map_or("null".to_string(), |e| e.to_string())
+                    ),
+                ),
+            };
+            events.push((
+                c.invoked.0,
+                format!(
+                    r#"{{"process":{},"type":"invoke","f":"{f}","key":"cas{}","value":{value},"time":{}}}"#,
+                    c.client, c.key, c.invoked.0
+                ),
+            ));
+            if let Some((t, result)) = c.completed {
+                let (kind, value) = match result {
+                    CasResult::Applied => ("ok", value.clone()),
+                    CasResult::Current(v) => (
+                        if matches!(c.kind, CasKind::Read) {
+                            "ok"
+                        } else {
+                            "fail"
+                        },
+                        v.map_or("null".to_string(), |v| v.to_string()),
+                    ),
+                    CasResult::Fail => ("fail", value.clone()),
+                    CasResult::Unknown => ("info", value.clone()),
+                };
+                events.push((
+                    t.0,
+                    format!(
+                        r#"{{"process":{},"type":"{kind}","f":"{f}","key":"cas{}","value":{value},"time":{}}}"#,
+                        c.client, c.key, t.0
+                    ),
+                ));
+            }
         }
         for r in &self.reads {
             let elems: Vec<String> = r.elements.iter().map(|e| e.to_string()).collect();

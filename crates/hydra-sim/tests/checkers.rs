@@ -238,3 +238,17 @@ fn checker_g_catches_tombstones_that_are_never_deleted_again() {
     );
     eprintln!("caught: {found:?}");
 }
+
+#[test]
+fn checker_h_catches_paxos_acceptors_that_forget_their_promises() {
+    let bugs = PlantedBugs {
+        paxos_forgets_promises: true,
+        ..PlantedBugs::default()
+    };
+    let found = caught_by(bugs, 'h', 100);
+    assert!(
+        found.is_some(),
+        "acceptors that accept any ballot (two writes applied on one value) went unnoticed"
+    );
+    eprintln!("caught: {found:?}");
+}

@@ -12,7 +12,9 @@
 use crate::bucket::{BucketProps, ConflictMode, Consistency};
 use crate::key::ObjectKey;
 use crate::limits::{CONTENT_TYPE_BYTES_MAX, CONTEXT_COUNTER_MAX, TIMEOUT_MS_MAX, TTL_SECS_MAX};
-use crate::message::{ClientError, ClientRequest, ErrorCode, VersionOp};
+use crate::message::{CasAction, ClientError, ClientRequest, ErrorCode, VersionOp};
+use crate::paxos::Condition;
+use crate::version::VersionVector;
 
 use super::local::Local;
 
@@ -44,6 +46,46 @@ impl Local {
         let (level, timeout_ms) = match request {
             ClientRequest::SetBucket { .. } => (props.w, None),
             ClientRequest::Get { r, timeout_ms, .. } => (r.unwrap_or(props.r), *timeout_ms),
+            ClientRequest::Cas(c) => {
+                if !super::paxos::supported(props.conflicts) {
+                    return Err(ClientError::new(
+                        ErrorCode::CasNotSupported,
+                        format!(
+                            "compare-and-set needs an lww bucket for now; {:?} keeps siblings",
+                            key.bucket.as_str()
+                        ),
+                    ));
+                }
+                let max = self.config.value_bytes_max;
+                match (&c.action, &c.condition) {
+                    (CasAction::Write { value, .. }, _) if value.len() > max => {
+                        return Err(ClientError::value_too_large(Some(value.len()), max));
+                    }
+                    (_, Condition::ValueIs(v)) if v.len() > max => {
+                        return Err(ClientError::value_too_large(Some(v.len()), max));
+                    }
+                    (CasAction::Read, c) if *c != Condition::Always => {
+                        return Err(ClientError::new(
+                            ErrorCode::InvalidQuery,
+                            "a serial read takes no condition",
+                        ));
+                    }
+                    _ => {}
+                }
+                if let CasAction::Write {
+                    content_type,
+                    ttl_ms,
+                    ..
+                } = &c.action
+                {
+                    check_content_type(content_type)?;
+                    check_ttl(*ttl_ms)?;
+                }
+                if let Condition::VersionIs(v) = &c.condition {
+                    self.check_context(v)?;
+                }
+                (Consistency::Quorum, c.timeout_ms)
+            }
             ClientRequest::Put(w) => {
                 if let Some(v) = &w.value
                     && v.len() > self.config.value_bytes_max
@@ -53,30 +95,9 @@ impl Local {
                         self.config.value_bytes_max,
                     ));
                 }
-                if w.content_type.len() > CONTENT_TYPE_BYTES_MAX {
-                    return Err(ClientError::new(
-                        ErrorCode::InvalidContentType,
-                        format!(
-                            "content type is {} bytes, more than the limit of {CONTENT_TYPE_BYTES_MAX}",
-                            w.content_type.len()
-                        ),
-                    ));
-                }
+                check_content_type(&w.content_type)?;
                 if let Some(ctx) = &w.context {
-                    // Entries must name members and leave room to count: a context is client
-                    // input, and it becomes part of the stored version vector.
-                    if let Some((n, c)) = ctx
-                        .0
-                        .iter()
-                        .find(|(n, c)| !self.layout.contains(**n) || **c > CONTEXT_COUNTER_MAX)
-                    {
-                        return Err(ClientError::new(
-                            ErrorCode::InvalidContext,
-                            format!(
-                                "context names node {n} with counter {c}; it is not from this cluster"
-                            ),
-                        ));
-                    }
+                    self.check_context(ctx)?;
                 }
                 // A version delete in a `siblings` bucket is a delete with the read's context
                 // (which supersedes exactly what the read saw): nothing to check.
@@ -103,17 +124,7 @@ impl Local {
                         return Err(ClientError::new(ErrorCode::InvalidContext, why));
                     }
                 }
-                if let Some(t) = w.ttl_ms
-                    && !(1..=TTL_SECS_MAX * 1000).contains(&t)
-                {
-                    return Err(ClientError::new(
-                        ErrorCode::InvalidTtl,
-                        format!(
-                            "ttl of {t} ms is out of range 1..={} ms ({TTL_SECS_MAX} s)",
-                            TTL_SECS_MAX * 1000
-                        ),
-                    ));
-                }
+                check_ttl(w.ttl_ms)?;
                 (w.w.unwrap_or(props.w), w.timeout_ms)
             }
         };
@@ -134,4 +145,48 @@ impl Local {
             level,
         })
     }
+
+    /// A context is client input that becomes part of stored version vectors: its entries
+    /// must name members and leave room to count.
+    fn check_context(&self, ctx: &VersionVector) -> Result<(), ClientError> {
+        match ctx
+            .0
+            .iter()
+            .find(|(n, c)| !self.layout.contains(**n) || **c > CONTEXT_COUNTER_MAX)
+        {
+            Some((n, c)) => Err(ClientError::new(
+                ErrorCode::InvalidContext,
+                format!("context names node {n} with counter {c}; it is not from this cluster"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+fn check_content_type(content_type: &str) -> Result<(), ClientError> {
+    if content_type.len() > CONTENT_TYPE_BYTES_MAX {
+        return Err(ClientError::new(
+            ErrorCode::InvalidContentType,
+            format!(
+                "content type is {} bytes, more than the limit of {CONTENT_TYPE_BYTES_MAX}",
+                content_type.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_ttl(ttl_ms: Option<u64>) -> Result<(), ClientError> {
+    if let Some(t) = ttl_ms
+        && !(1..=TTL_SECS_MAX * 1000).contains(&t)
+    {
+        return Err(ClientError::new(
+            ErrorCode::InvalidTtl,
+            format!(
+                "ttl of {t} ms is out of range 1..={} ms ({TTL_SECS_MAX} s)",
+                TTL_SECS_MAX * 1000
+            ),
+        ));
+    }
+    Ok(())
 }

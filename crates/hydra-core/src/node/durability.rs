@@ -18,11 +18,13 @@
 //! * The clock never goes back across restarts: a high-water mark ahead of every issued
 //!   timestamp is written before the timestamp is used, and `mark_durable` covers only what
 //!   a finished sync made durable.
+//! * A sync covering a Paxos acceptor's state change is real in every durability mode.
 
 use crate::bugs::planted;
 use crate::hlc::{Hlc, HlcClock};
 use crate::ids::{NodeId, RequestId, Timestamp};
 use crate::key::ObjectKey;
+use crate::message::PaxosAnswer;
 use crate::store::{Store, StoreError, WriteBatch};
 use std::collections::BTreeMap;
 use std::ops::Not;
@@ -60,6 +62,12 @@ pub(crate) enum Waiter {
     },
     /// The coordinator's own read of such a key, for request `RequestId`.
     LocalRead { req: RequestId, key: ObjectKey },
+    /// An acceptor's answer to a Paxos phase, sent once its state change is durable.
+    PaxosAck {
+        to: NodeId,
+        req: RequestId,
+        answer: PaxosAnswer,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -80,6 +88,9 @@ pub(crate) struct Durability {
     /// one written but not yet synced, with the sync generation that will cover it.
     mark_durable: u64,
     mark_pending: Option<(u64, u64)>,
+    /// The latest sync generation that must be real in every durability mode because it
+    /// covers a Paxos acceptor's state change.
+    paxos_required: u64,
 }
 
 impl Durability {
@@ -122,6 +133,12 @@ impl Durability {
         }
     }
 
+    /// The next sync covers a Paxos acceptor's state change: it must be real in every
+    /// durability mode (a promise forgotten in a crash breaks Paxos).
+    pub(crate) fn require_next_sync(&mut self) {
+        self.paxos_required = self.next_generation();
+    }
+
     /// A coordinator write of `skey` carries a dot that is not durable until the next sync.
     pub(crate) fn mark_unsynced(&mut self, skey: Vec<u8>) {
         self.unsynced.insert(skey, self.next_generation());
@@ -139,7 +156,8 @@ impl Durability {
             let g = self.requested;
             let required = planted().dots_leave_unsynced.not()
                 && (self.unsynced.values().any(|u| *u == g)
-                    || self.mark_pending.is_some_and(|(m, _)| m == g));
+                    || self.mark_pending.is_some_and(|(m, _)| m == g)
+                    || self.paxos_required == g);
             out.push(Output::Sync {
                 generation: g,
                 required,

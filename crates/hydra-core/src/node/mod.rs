@@ -16,6 +16,7 @@
 //! | hinted handoff | `handoff.rs` | the hint index, deliveries in flight |
 //! | anti-entropy | `anti_entropy.rs` | Merkle exchanges in flight, their figures |
 //! | reaping and expiry | `gc.rs` | tombstones to reap, the expiry sweep |
+//! | compare-and-set | `paxos.rs` | Paxos rounds in flight (coordinator), acceptor state (replica) |
 //! | bucket metadata | `buckets.rs` | the gossiped bucket table |
 //! | membership | `membership.rs` | heartbeats, the failure detector |
 //! | durability | `durability.rs` | sync generations and their waiters, the clock mark |
@@ -37,6 +38,7 @@ mod handoff;
 mod io;
 mod local;
 mod membership;
+mod paxos;
 mod quorum;
 mod read;
 mod replica;
@@ -50,6 +52,7 @@ pub use config::NodeConfig;
 pub use durability::{HLC_MARK_MARGIN_MS, HLC_STORAGE_KEY};
 pub use gc::REAPS_PARTITION;
 pub use io::{Ctx, Input, Output};
+pub use paxos::PAXOS_PARTITION;
 pub use status::{AeStatus, ClockStatus, NodeStatus, PeerStatus};
 
 use crate::bucket::{BucketProps, ConflictMode};
@@ -69,6 +72,7 @@ use gc::Gc;
 use handoff::{Handoff, hint_read};
 use io::ReplyTo;
 use local::Local;
+use paxos::Paxos;
 use quorum::Placement;
 use read::Reads;
 use timers::Timer;
@@ -84,6 +88,7 @@ pub struct Node {
     ae: AntiEntropy,
     gc: Gc,
     expiries: Expiries,
+    paxos: Paxos,
     /// Whether the first call loaded what the store remembers.
     loaded: bool,
 }
@@ -111,6 +116,7 @@ impl Node {
             ae: AntiEntropy::default(),
             gc: Gc::default(),
             expiries: Expiries::default(),
+            paxos: Paxos::default(),
             loaded: false,
         }
     }
@@ -129,13 +135,13 @@ impl Node {
 
     /// Client requests and internode requests this node is coordinating.
     pub fn in_flight(&self) -> usize {
-        self.writes.len() + self.reads.len() + self.forwards.len()
+        self.writes.len() + self.reads.len() + self.forwards.len() + self.paxos.len()
     }
 
     /// Requests whose clients wait for an answer (answered writes waiting for their last
     /// replicas are bounded apart, `WRITES_LINGERING_MAX`).
     fn waiting(&self) -> usize {
-        self.writes.waiting() + self.reads.len() + self.forwards.len()
+        self.writes.waiting() + self.reads.len() + self.forwards.len() + self.paxos.len()
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -272,6 +278,7 @@ impl Node {
 
     /// The end of every call: what finished writes leave to the other parts, and the sync.
     fn finish_call<S: Store>(&mut self, ctx: &mut Ctx<'_, S>) {
+        self.paxos.pump(&mut self.local, ctx);
         let done = self.writes.take_done();
         self.handoff.keep_for_missed(&mut self.local, ctx, &done);
         for d in done.into_iter().filter(|d| d.reapable) {
@@ -293,6 +300,8 @@ impl Node {
             Timer::HandoffDeadline(req) => self.handoff.on_deadline(req),
             Timer::ExchangeDeadline(req) => self.ae.on_deadline(req),
             Timer::ExpireDeadline(req) => self.expiries.on_deadline(local, ctx, req),
+            Timer::PaxosDeadline(req) => self.paxos.on_deadline(local, now, req),
+            Timer::PaxosRetry(req) => self.paxos.on_retry(local, ctx, req),
             Timer::Heartbeat => {
                 local
                     .membership
@@ -427,6 +436,19 @@ impl Node {
         match request {
             // Answered in `handle`; `validate` refuses it.
             ClientRequest::SetBucket { .. } => {}
+            ClientRequest::Cas(cas) => {
+                let ttl_default_ms = valid.props.ttl_secs.map(|s| s.saturating_mul(1000));
+                self.paxos.start(
+                    local,
+                    ctx,
+                    reply_to,
+                    cas,
+                    ttl_default_ms,
+                    partition,
+                    replicas,
+                    deadline,
+                )
+            }
             ClientRequest::Get { key, sloppy, .. } => {
                 let sloppy = sloppy.unwrap_or(valid.props.sloppy);
                 let at = Placement {
@@ -554,6 +576,19 @@ impl Node {
             Message::ExpireRequest { req, entries } => {
                 local.on_expire_request(ctx, from, req, entries)
             }
+            Message::PaxosRequest {
+                req,
+                key,
+                ballot,
+                phase,
+            } => {
+                if let Some(result) = local.on_paxos_request(ctx, from, req, &key, ballot, phase) {
+                    local.out.send(from, Message::PaxosResponse { req, result });
+                }
+            }
+            Message::PaxosResponse { req, result } => {
+                self.paxos.on_response(local, ctx, from, req, result)
+            }
             Message::ExpireResponse { req, merged } => {
                 self.expiries
                     .on_response(local, ctx, &mut self.gc, from, req, merged)
@@ -582,6 +617,14 @@ impl Node {
                 Waiter::ExpireLocal(req) => {
                     self.expiries
                         .on_local_synced(local, ctx, &mut self.gc, req, outcome.is_ok())
+                }
+                Waiter::PaxosAck { to, req, answer } if to == local.me() => {
+                    let result = outcome.clone().map(|()| answer).map_err(|e| {
+                        crate::message::PaxosRefusal::Replica(crate::message::ReplicaError::Store(
+                            e.to_string(),
+                        ))
+                    });
+                    self.paxos.own_answer(req, result)
                 }
                 other => local.release(ctx, other, outcome.clone()),
             }

@@ -19,7 +19,7 @@
 
 use crate::ids::{NodeId, RequestId};
 use crate::key::ObjectKey;
-use crate::message::{Message, ReplicaError};
+use crate::message::{Message, PaxosRefusal, ReplicaError};
 use crate::store::{Store, StoreError};
 use crate::version::Object;
 
@@ -117,6 +117,12 @@ impl Local {
                 // A failed sync holds none of them durably.
                 let merged = if result.is_ok() { merged } else { Vec::new() };
                 self.out.send(to, Message::ExpireResponse { req, merged });
+            }
+            Waiter::PaxosAck { to, req, answer } => {
+                let result = result
+                    .map(|()| answer)
+                    .map_err(|e| PaxosRefusal::Replica(ReplicaError::Store(e.to_string())));
+                self.out.send(to, Message::PaxosResponse { req, result });
             }
             Waiter::LocalWrite(_) | Waiter::LocalRead { .. } | Waiter::ExpireLocal(_) => {
                 unreachable!("coordinator waiters are released by their coordinators")

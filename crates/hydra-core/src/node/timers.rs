@@ -33,6 +33,10 @@ pub(crate) enum Timer {
     ExpireDeadline(RequestId),
     /// An anti-entropy exchange got no answer.
     ExchangeDeadline(RequestId),
+    /// A compare-and-set ran out of time.
+    PaxosDeadline(RequestId),
+    /// A compare-and-set beaten by another ballot prepares again.
+    PaxosRetry(RequestId),
     /// Send heartbeats to every peer.
     Heartbeat,
     /// Push the bucket table to every peer.

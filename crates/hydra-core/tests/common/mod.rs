@@ -151,6 +151,50 @@ impl Cluster {
         panic!("idle never ended");
     }
 
+    /// Runs `requests` (node, request) together until each is answered, dropping every
+    /// message `drop(from, to, input)` says to drop; the replies in the order given.
+    pub fn requests_together(
+        &mut self,
+        requests: Vec<(usize, ClientRequest)>,
+        mut drop: impl FnMut(usize, usize, &Input) -> bool,
+    ) -> Vec<Reply> {
+        let mut queue: VecDeque<(usize, Input)> = VecDeque::new();
+        let mut ids = Vec::new();
+        for (at, request) in requests {
+            self.next_id += 1;
+            let id = ClientRequestId(self.next_id);
+            ids.push(id);
+            queue.push_back((at, Input::Client { id, request }));
+        }
+        let mut answers: Vec<Option<Reply>> = vec![None; ids.len()];
+        let mut inputs: VecDeque<(usize, usize, Input)> =
+            queue.into_iter().map(|(i, input)| (i, i, input)).collect();
+        for _ in 0..1_000_000 {
+            let Some((from, i, input)) = inputs.pop_front() else {
+                if answers.iter().all(Option::is_some) {
+                    return answers.into_iter().map(Option::unwrap).collect();
+                }
+                let (t, i) = self.next_deadline();
+                self.now = self.now.max(t);
+                inputs.push_back((i, i, Input::Tick));
+                continue;
+            };
+            if drop(from, i, &input) {
+                continue;
+            }
+            let mut out = VecDeque::new();
+            for (got, result) in self.feed(i, input, &mut out) {
+                let slot = ids
+                    .iter()
+                    .position(|id| *id == got)
+                    .expect("a known request");
+                answers[slot] = Some(result);
+            }
+            inputs.extend(out.into_iter().map(|(to, input)| (i, to, input)));
+        }
+        panic!("requests never answered");
+    }
+
     /// Runs `request` at node `at` until it is answered.
     pub fn request(&mut self, at: usize, request: ClientRequest) -> Reply {
         self.next_id += 1;
@@ -323,4 +367,51 @@ pub fn put_ttl(k: &ObjectKey, value: &str, ttl_ms: u64, w: Consistency) -> Clien
         ttl_ms: Some(ttl_ms),
         on_version: None,
     })
+}
+
+/// A compare-and-set of `k`: write `value` (or delete: `None`) if `condition` holds.
+pub fn cas(
+    k: &ObjectKey,
+    condition: hydra_core::paxos::Condition,
+    value: Option<&str>,
+) -> ClientRequest {
+    let action = match value {
+        Some(v) => hydra_core::message::CasAction::Write {
+            value: v.as_bytes().to_vec(),
+            content_type: "text/plain".into(),
+            ttl_ms: None,
+        },
+        None => hydra_core::message::CasAction::Delete,
+    };
+    ClientRequest::Cas(hydra_core::message::CasRequest {
+        key: k.clone(),
+        condition,
+        action,
+        timeout_ms: None,
+    })
+}
+
+/// A serial read of `k`.
+pub fn serial_get(k: &ObjectKey) -> ClientRequest {
+    ClientRequest::Cas(hydra_core::message::CasRequest {
+        key: k.clone(),
+        condition: hydra_core::paxos::Condition::Always,
+        action: hydra_core::message::CasAction::Read,
+        timeout_ms: None,
+    })
+}
+
+/// A compare-and-set's outcome: whether it applied, and the value after it.
+pub fn cas_outcome(reply: &Reply) -> (bool, Option<String>) {
+    match reply {
+        Ok(ClientResponse::Cas {
+            applied, siblings, ..
+        }) => (
+            *applied,
+            siblings
+                .first()
+                .map(|s| String::from_utf8_lossy(&s.value).into()),
+        ),
+        other => panic!("not a compare-and-set answer: {other:?}"),
+    }
 }

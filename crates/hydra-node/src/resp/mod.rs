@@ -418,6 +418,7 @@ impl Connection {
             ClientRequest::Put(w) if w.value.is_some() => ("put", w.w),
             ClientRequest::Put(w) => ("delete", w.w),
             ClientRequest::SetBucket { .. } => ("bucket", None),
+            ClientRequest::Cas(_) => ("cas", None),
         };
         let result = self.state.core.request(request).await;
         record(&self.state.metrics, op, level, started, &result);

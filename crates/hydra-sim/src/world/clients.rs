@@ -46,6 +46,11 @@ pub(super) enum ClientState {
         write: usize,
         op: u64,
     },
+    /// A compare-and-set operation (`history.cas_ops[idx]`).
+    Cas {
+        idx: usize,
+        op: u64,
+    },
 }
 
 pub(super) struct Client {
@@ -87,6 +92,11 @@ impl Client {
 impl World {
     pub(super) fn client_start(&mut self, client: usize) {
         if !self.faulty || !matches!(self.clients[client].state, ClientState::Idle) {
+            return;
+        }
+        if self.rng.random_bool(super::cas::CAS_SHARE) {
+            let key = self.rng.random_range(0..super::cas::CAS_KEYS);
+            self.start_cas_read(client, key, false);
             return;
         }
         let key = self.active_keys[self.rng.random_range(0..self.active_keys.len())];
@@ -247,6 +257,7 @@ impl World {
                 self.complete_register_write(write, completion);
                 self.finish_op_after(client, think);
             }
+            ClientState::Cas { idx, op: o } if o == op => self.on_cas_answer(client, idx, result),
             _ => {} // the answer to an operation that already timed out
         }
     }
@@ -276,6 +287,7 @@ impl World {
                 self.complete_register_write(write, Completion::Info);
                 self.finish_op(client);
             }
+            ClientState::Cas { idx, op: o } if o == op => self.on_cas_timeout(client, idx),
             _ => {}
         }
     }

@@ -1,6 +1,7 @@
 //! The simulated world: nodes, disks, network, clients and faults on one event queue. The
 //! clients (what they send, how they record the history) are in `clients.rs`.
 
+mod cas;
 mod clients;
 mod faults;
 mod flood;
@@ -493,6 +494,7 @@ impl World {
             }
             self.clients[0].state = ClientState::Idle;
         }
+        self.read_cas_keys(FINAL_READ_TRIES);
         self.check_flood();
         let settle = self.now + 5_000;
         self.run_until(settle);

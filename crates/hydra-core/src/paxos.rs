@@ -1,0 +1,206 @@
+//! Compare-and-set through single-decree Paxos per key: the data half (ballots, an acceptor's
+//! state for one key and its transitions, the conditions a client can ask for). The protocol
+//! (the coordinator's rounds, the messages, durability) is `node/paxos.rs`.
+//!
+//! Source: Lamport, "Paxos Made Simple" (2001); Cassandra's lightweight transactions
+//! (`Paxos.md` in its tree): one Paxos instance per key at a time, and a commit ends it, so
+//! the next ballot starts the next instance. An acceptor remembers the highest ballot it
+//! promised, the proposal it accepted last, and the highest ballot committed to it.
+//!
+//! Invariants:
+//! * `promised` never goes down; a proposal is accepted only at a ballot at least the one
+//!   promised; so once a majority promised ballot `b`, no proposal of a lower ballot can win
+//!   a majority again.
+//! * A proposal accepted above the highest commit a quorum reports is in progress: the next
+//!   coordinator proposes it again (with its own ballot) and commits it before anything else.
+//! * Ballots are unique (the HLC reading of their coordinator, then its node id) and carry no
+//!   randomness, so the simulator replays them.
+
+use crate::hlc::Hlc;
+use crate::ids::NodeId;
+use crate::version::Object;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A Paxos ballot: its coordinator's HLC reading, then the coordinator (unique per node, as
+/// the HLC of one node never repeats a reading). A commit's value is stamped with its ballot,
+/// so committed values of one key are ordered as their ballots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Ballot {
+    pub hlc: Hlc,
+    pub node: NodeId,
+}
+
+impl Ballot {
+    /// Below every ballot a coordinator makes.
+    pub const ZERO: Ballot = Ballot {
+        hlc: Hlc(0),
+        node: NodeId(0),
+    };
+}
+
+impl Default for Ballot {
+    fn default() -> Ballot {
+        Ballot::ZERO
+    }
+}
+
+impl fmt::Display for Ballot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.hlc, self.node)
+    }
+}
+
+/// What a proposal commits: an object merged into the key's replicas, or nothing (a commit
+/// that only ends the instance, so an older proposal can never be taken up again).
+pub type Proposal = Option<Object>;
+
+/// A proposal an acceptor accepted, and at which ballot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub ballot: Ballot,
+    pub proposal: Proposal,
+}
+
+/// One acceptor's state for one key (stored durably before any answer that depends on it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptorState {
+    pub promised: Ballot,
+    pub accepted: Option<Accepted>,
+    pub committed: Ballot,
+}
+
+impl AcceptorState {
+    /// Phase 1: promise `ballot` if it is above every ballot promised so far; else the ballot
+    /// that wins over it.
+    pub fn prepare(&mut self, ballot: Ballot) -> Result<(), Ballot> {
+        if ballot > self.promised {
+            self.promised = ballot;
+            Ok(())
+        } else {
+            Err(self.promised)
+        }
+    }
+
+    /// Phase 2: accept `proposal` at `ballot` unless a higher ballot was promised (or
+    /// committed: that instance is over).
+    pub fn propose(&mut self, ballot: Ballot, proposal: Proposal) -> Result<(), Ballot> {
+        if ballot >= self.promised && ballot > self.committed {
+            self.promised = ballot;
+            self.accepted = Some(Accepted { ballot, proposal });
+            Ok(())
+        } else {
+            Err(self.promised.max(self.committed))
+        }
+    }
+
+    /// The commit of `ballot` reached this acceptor (its proposal is merged into the data by
+    /// the caller): an accepted proposal at or below it is done.
+    pub fn commit(&mut self, ballot: Ballot) {
+        self.committed = self.committed.max(ballot);
+        if self
+            .accepted
+            .as_ref()
+            .is_some_and(|a| a.ballot <= self.committed)
+        {
+            self.accepted = None;
+        }
+    }
+
+    /// The accepted proposal not known committed here.
+    pub fn in_progress(&self) -> Option<&Accepted> {
+        self.accepted.as_ref().filter(|a| a.ballot > self.committed)
+    }
+}
+
+/// What a conditional write requires of the key's current value (the newest visible one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Condition {
+    /// Nothing: a serial read, or an unconditional write through Paxos.
+    Always,
+    /// The key has no visible value (`SET NX`, `If-None-Match: *`).
+    Absent,
+    /// The key has a visible value (`SET XX`).
+    Present,
+    /// The visible value is exactly these bytes (`SET ... IFEQ`, `DELIFEQ`).
+    ValueIs(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The key's version is the one a read returned (`If-Match: <context>`): the context of
+    /// the current object equals it.
+    VersionIs(crate::version::VersionVector),
+}
+
+impl Condition {
+    /// Whether `current` (the visible value, if any, and the object's context) satisfies it.
+    pub fn holds(&self, current: Option<&[u8]>, version: &crate::version::VersionVector) -> bool {
+        match self {
+            Condition::Always => true,
+            Condition::Absent => current.is_none(),
+            Condition::Present => current.is_some(),
+            Condition::ValueIs(v) => current == Some(v.as_slice()),
+            Condition::VersionIs(c) => current.is_some() && c == version,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(ms: u64, node: u64) -> Ballot {
+        Ballot {
+            hlc: Hlc::new(ms, 0),
+            node: NodeId(node),
+        }
+    }
+
+    #[test]
+    fn promises_only_go_up_and_proposals_below_a_promise_are_refused() {
+        let mut s = AcceptorState::default();
+        assert_eq!(s.prepare(b(10, 1)), Ok(()));
+        assert_eq!(
+            s.prepare(b(10, 1)),
+            Err(b(10, 1)),
+            "a ballot is promised once"
+        );
+        assert_eq!(s.prepare(b(9, 2)), Err(b(10, 1)));
+        assert_eq!(s.propose(b(9, 2), None), Err(b(10, 1)));
+        assert_eq!(s.propose(b(10, 1), None), Ok(()));
+        assert_eq!(s.in_progress().map(|a| a.ballot), Some(b(10, 1)));
+        // A higher promise keeps the accepted proposal (a later coordinator takes it up).
+        assert_eq!(s.prepare(b(11, 2)), Ok(()));
+        assert_eq!(s.in_progress().map(|a| a.ballot), Some(b(10, 1)));
+        assert_eq!(s.propose(b(10, 1), None), Err(b(11, 2)));
+    }
+
+    #[test]
+    fn a_commit_ends_the_instance() {
+        let mut s = AcceptorState::default();
+        s.prepare(b(10, 1)).expect("promised");
+        s.propose(b(10, 1), None).expect("accepted");
+        s.commit(b(10, 1));
+        assert_eq!(s.in_progress(), None);
+        assert_eq!(s.committed, b(10, 1));
+        // A stale commit never lowers it; a proposal at a committed ballot is refused.
+        s.commit(b(5, 3));
+        assert_eq!(s.committed, b(10, 1));
+        assert!(s.propose(b(10, 1), None).is_err());
+        // A later proposal accepted, then an older commit arrives: still in progress.
+        s.prepare(b(12, 2)).expect("promised");
+        s.propose(b(12, 2), None).expect("accepted");
+        s.commit(b(11, 3));
+        assert_eq!(s.in_progress().map(|a| a.ballot), Some(b(12, 2)));
+    }
+
+    #[test]
+    fn conditions() {
+        let v = crate::version::VersionVector::default();
+        assert!(Condition::Absent.holds(None, &v));
+        assert!(!Condition::Absent.holds(Some(b"x"), &v));
+        assert!(Condition::Present.holds(Some(b"x"), &v));
+        assert!(Condition::ValueIs(b"x".to_vec()).holds(Some(b"x"), &v));
+        assert!(!Condition::ValueIs(b"x".to_vec()).holds(Some(b"y"), &v));
+        assert!(!Condition::ValueIs(b"x".to_vec()).holds(None, &v));
+        assert!(Condition::VersionIs(v.clone()).holds(Some(b"x"), &v));
+        assert!(!Condition::VersionIs(v.clone()).holds(None, &v));
+    }
+}

@@ -1,0 +1,206 @@
+//! Compare-and-set and serial reads through Paxos, driven by the tiny synchronous cluster of
+//! `common`: conditions, majorities, a proposal its coordinator left half done, contention,
+//! and acceptor state that survives a crash without fsync.
+
+mod common;
+
+use common::*;
+use hydra_core::bucket::Consistency;
+use hydra_core::message::{ClientResponse, ErrorCode, Message, PaxosPhase};
+use hydra_core::node::{Input, PAXOS_PARTITION};
+use hydra_core::paxos::Condition;
+
+#[test]
+fn conditional_writes_apply_only_when_their_condition_holds() {
+    let mut c = Cluster::new(3);
+    let k = key("redis", "lock");
+    let r = c.request(0, cas(&k, Condition::Absent, Some("a")));
+    assert_eq!(cas_outcome(&r), (true, Some("a".into())));
+    // Absent no more: not applied, and the answer carries the current value.
+    let r = c.request(1, cas(&k, Condition::Absent, Some("b")));
+    assert_eq!(cas_outcome(&r), (false, Some("a".into())));
+    // A plain quorum read sees the applied value.
+    assert_eq!(values(&c.request(2, get(&k, None))), ["a"]);
+    let r = c.request(2, cas(&k, Condition::ValueIs(b"x".to_vec()), Some("c")));
+    assert_eq!(cas_outcome(&r), (false, Some("a".into())));
+    let r = c.request(2, cas(&k, Condition::ValueIs(b"a".to_vec()), Some("c")));
+    assert_eq!(cas_outcome(&r), (true, Some("c".into())));
+    // A version condition: the context of a read.
+    let ctx = context(&c.request(0, get(&k, Some(Consistency::All))));
+    let r = c.request(1, cas(&k, Condition::VersionIs(ctx.clone()), Some("d")));
+    assert_eq!(cas_outcome(&r), (true, Some("d".into())));
+    let r = c.request(1, cas(&k, Condition::VersionIs(ctx), Some("e")));
+    assert_eq!(cas_outcome(&r), (false, Some("d".into())));
+    // Delete if present, then absent again.
+    let r = c.request(0, cas(&k, Condition::Present, None));
+    assert_eq!(cas_outcome(&r), (true, None));
+    let r = c.request(0, cas(&k, Condition::Present, None));
+    assert_eq!(cas_outcome(&r), (false, None));
+    assert_eq!(cas_outcome(&c.request(1, serial_get(&k))), (false, None));
+    // The plain path sees the delete too.
+    assert!(values(&c.request(2, get(&k, None))).is_empty());
+    // The receipt says what Paxos did: one attempt, no contention.
+    let Ok(ClientResponse::Cas { paxos, .. }) = c.request(0, cas(&k, Condition::Absent, Some("f")))
+    else {
+        panic!("not a cas answer");
+    };
+    assert_eq!(
+        (paxos.attempts, paxos.round_trips, paxos.reproposed),
+        (1, 3, 0)
+    );
+}
+
+#[test]
+fn a_failed_condition_or_a_serial_read_costs_one_round_trip_when_replicas_agree() {
+    let mut c = Cluster::new(3);
+    let k = key("redis", "k");
+    c.request(0, cas(&k, Condition::Absent, Some("a")))
+        .expect("applied");
+    // The commit reached every primary in this cluster, so they agree.
+    for request in [serial_get(&k), cas(&k, Condition::Absent, Some("b"))] {
+        let Ok(ClientResponse::Cas { paxos, applied, .. }) = c.request(1, request) else {
+            panic!("not a cas answer");
+        };
+        assert!(!applied);
+        assert_eq!(paxos.round_trips, 1);
+    }
+}
+
+#[test]
+fn a_cas_needs_a_majority_of_the_primaries_and_names_who_answered() {
+    let mut c = Cluster::new(3);
+    let k = key("redis", "k");
+    c.kill(2);
+    c.idle(6_000);
+    let r = c.request(0, cas(&k, Condition::Absent, Some("a")));
+    assert_eq!(cas_outcome(&r), (true, Some("a".into())));
+    c.kill(1);
+    c.idle(6_000);
+    let e = error(c.request(0, cas(&k, Condition::Absent, Some("b"))));
+    assert_eq!(e.code, ErrorCode::QuorumNotReached, "{e:?}");
+    assert!(e.message.contains("needed 2 of 3"), "{}", e.message);
+    assert!(e.message.contains("n2: believed down"), "{}", e.message);
+}
+
+#[test]
+fn a_proposal_its_coordinator_left_uncommitted_is_finished_by_the_next_one() {
+    let mut c = Cluster::new(3);
+    let k = key("redis", "k");
+    // Node 1's commits never reach the others: its client learns nothing for sure.
+    let is_commit_from_node_1 = |from: usize, to: usize, input: &Input| {
+        from == 0
+            && to != 0
+            && matches!(input, Input::Message { envelope, .. }
+                if matches!(&envelope.message, Message::PaxosRequest { phase: PaxosPhase::Commit(_), .. }))
+    };
+    let r = c.requests_together(
+        vec![(0, cas(&k, Condition::Absent, Some("a")))],
+        is_commit_from_node_1,
+    );
+    let e = error(r.into_iter().next().expect("one reply"));
+    assert_eq!(e.code, ErrorCode::OutcomeUnknown, "{e:?}");
+    // Nodes 2 and 3 accepted "a" (a majority): it was chosen. With node 1 (which committed
+    // it) down, the next compare-and-set finds it in progress, finishes it first, then finds
+    // the key present.
+    c.kill(0);
+    c.idle(6_000);
+    let Ok(ClientResponse::Cas {
+        applied,
+        siblings,
+        paxos,
+        ..
+    }) = c.request(1, cas(&k, Condition::Absent, Some("b")))
+    else {
+        panic!("not a cas answer");
+    };
+    assert!(!applied);
+    assert_eq!(siblings[0].value, b"a");
+    assert_eq!((paxos.reproposed, paxos.attempts), (1, 2), "{paxos:?}");
+    // And the primaries up hold it: plain quorum reads see it.
+    assert_eq!(values(&c.request(2, get(&k, None))), ["a"]);
+}
+
+#[test]
+fn concurrent_set_if_absent_through_every_node_applies_at_most_once() {
+    let mut c = Cluster::new(3);
+    let (mut applied_total, mut unknown_total) = (0, 0);
+    for round in 0..20 {
+        let k = key("redis", &format!("k{round}"));
+        let replies = c.requests_together(
+            (0..3)
+                .map(|i| (i, cas(&k, Condition::Absent, Some(&format!("v{i}")))))
+                .collect(),
+            |_, _, _| false,
+        );
+        let (mut applied, mut unknown, mut current) = (vec![], vec![], vec![]);
+        for (i, r) in replies.iter().enumerate() {
+            match r {
+                Ok(ClientResponse::Cas {
+                    applied: true,
+                    siblings,
+                    ..
+                }) => applied.push(String::from_utf8_lossy(&siblings[0].value).into_owned()),
+                Ok(ClientResponse::Cas { siblings, .. }) => {
+                    current.push(String::from_utf8_lossy(&siblings[0].value).into_owned())
+                }
+                Err(e) if e.code == ErrorCode::OutcomeUnknown => unknown.push(format!("v{i}")),
+                Err(e) => assert_eq!(e.code, ErrorCode::CasContention, "{e:?}"),
+                Ok(other) => panic!("not a cas answer: {other:?}"),
+            }
+        }
+        assert!(applied.len() <= 1, "round {round}: {replies:?}");
+        // The key holds the applied value, else one whose outcome was unknown; every
+        // request not applied saw that value.
+        let now = c.request(0, serial_get(&k));
+        let (_, value) = cas_outcome(&now);
+        let value = value.expect("one of them applied");
+        assert!(
+            applied.contains(&value) || (applied.is_empty() && unknown.contains(&value)),
+            "round {round}: holds {value}, applied {applied:?}, unknown {unknown:?}"
+        );
+        assert!(
+            current.iter().all(|v| *v == value),
+            "round {round}: {replies:?}"
+        );
+        assert_eq!(
+            values(&c.request(0, get(&k, Some(Consistency::All)))),
+            [value]
+        );
+        applied_total += applied.len();
+        unknown_total += unknown.len();
+    }
+    // Contention costs some certainty, never much.
+    assert!(
+        applied_total >= 10,
+        "{applied_total} applied, {unknown_total} unknown"
+    );
+}
+
+#[test]
+fn acceptor_state_survives_a_crash_without_fsync() {
+    let mut c = Cluster::new(3);
+    c.acks_without_fsync = true;
+    let k = key("redis", "k");
+    c.request(0, cas(&k, Condition::Absent, Some("a")))
+        .expect("applied");
+    for i in 0..3 {
+        c.kill(i);
+        let state =
+            hydra_core::store::Store::scan_partition(&c.stores[i], PAXOS_PARTITION, None, 10)
+                .expect("scan");
+        assert_eq!(state.len(), 1, "node {i} lost its Paxos state in the crash");
+        c.restart(i);
+    }
+    c.idle(2_000);
+    let r = c.request(2, cas(&k, Condition::Absent, Some("b")));
+    assert_eq!(cas_outcome(&r), (false, Some("a".into())));
+}
+
+#[test]
+fn compare_and_set_in_a_siblings_bucket_is_refused_by_name() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "k");
+    let e = error(c.request(0, cas(&k, Condition::Absent, Some("a"))));
+    assert_eq!(e.code, ErrorCode::CasNotSupported);
+    assert!(e.message.contains("lww"), "{}", e.message);
+}
