@@ -60,12 +60,14 @@ pub struct CasRequest {
 pub enum CasAction {
     /// Nothing: a serial read (the condition is then `Always`).
     Read,
-    /// Write a value (with a TTL in milliseconds, else the bucket's default).
+    /// Write a value (with a TTL in milliseconds, else the bucket's default; `keep_ttl`:
+    /// the expiry of the value it replaces, as `SET ... KEEPTTL`).
     Write {
         #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         content_type: String,
         ttl_ms: Option<u64>,
+        keep_ttl: bool,
     },
     Delete,
 }
@@ -148,11 +150,13 @@ pub enum ClientResponse {
     },
     /// A `Cas` request's outcome: `applied` (the write was made), else the condition did not
     /// hold (or it was a read). `siblings` and `context` are the key's value after it: the
-    /// new one when applied, else the current one the condition was judged on.
+    /// new one when applied, else the current one the condition was judged on; `previous`
+    /// is the value the condition was judged on (what `SET ... GET` returns).
     Cas {
         applied: bool,
         context: VersionVector,
         siblings: Vec<Sibling>,
+        previous: Vec<Sibling>,
         receipt: Receipt,
         paxos: PaxosReceipt,
     },
@@ -224,6 +228,8 @@ pub enum ErrorCode {
     /// A compare-and-set kept losing to other ballots until its deadline; nothing of it was
     /// proposed, so it was not applied.
     CasContention,
+    /// A conditional write's condition did not hold (HTTP 412); nothing was written.
+    PreconditionFailed,
 }
 
 impl ErrorCode {
@@ -253,6 +259,7 @@ impl ErrorCode {
             ErrorCode::ClockSkew => "clock_skew",
             ErrorCode::OutcomeUnknown => "outcome_unknown",
             ErrorCode::CasContention => "cas_contention",
+            ErrorCode::PreconditionFailed => "precondition_failed",
         }
     }
 }

@@ -3,7 +3,7 @@
 //! with HTTP statuses mapped from the core's error codes in [`status_of`] (the one place).
 
 use crate::driver::CoreHandle;
-use crate::metrics::{Metrics, record};
+use crate::metrics::{Metrics, record, record_serial};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -17,16 +17,19 @@ use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::layout::Layout;
 use hydra_core::limits::REPLICATION_FACTOR_MAX;
 use hydra_core::message::{
-    ClientError, ClientRequest, ClientResponse, ErrorCode, Outcome, Receipt, Role, VersionOp,
-    WriteRequest,
+    CasAction, CasRequest, ClientError, ClientRequest, ClientResponse, ErrorCode, Outcome,
+    PaxosReceipt, Receipt, Role, VersionOp, WriteRequest,
 };
-use hydra_core::version::{Context, VersionVector};
+use hydra_core::paxos::Condition;
+use hydra_core::version::{Context, Sibling, VersionVector};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
 
 pub const CONTEXT_HEADER: &str = "x-hydra-context";
 pub const RECEIPT_HEADER: &str = "x-hydra-receipt";
+/// What Paxos did for a conditional write or a serial read (JSON).
+pub const PAXOS_HEADER: &str = "x-hydra-paxos";
 
 /// What the handlers share.
 pub struct AppState {
@@ -71,6 +74,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         // As a gateway that timed out: the outcome is not known.
         ErrorCode::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
         ErrorCode::CasNotSupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         ErrorCode::QuorumNotReached
         | ErrorCode::CoordinatorUnreachable
         | ErrorCode::Overloaded
@@ -280,6 +284,37 @@ fn object_key(bucket: &str, key: &str) -> Result<ObjectKey, ApiError> {
         .map_err(|e| http_error(ErrorCode::InvalidKey, e.to_string()))
 }
 
+/// The condition of a conditional write: `If-None-Match: *` (absent), `If-Match: *`
+/// (present) or `If-Match: <context>` (the version that read returned is still current).
+fn condition_from(headers: &HeaderMap) -> Result<Option<Condition>, ApiError> {
+    let text = |name: &str| -> Result<Option<&str>, ApiError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str().map_err(|_| {
+                    http_error(ErrorCode::InvalidQuery, format!("{name} is not ASCII"))
+                })
+            })
+            .transpose()
+    };
+    match (text("if-none-match")?, text("if-match")?) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(http_error(
+            ErrorCode::InvalidQuery,
+            "give If-Match or If-None-Match, not both".into(),
+        )),
+        (Some("*"), None) => Ok(Some(Condition::Absent)),
+        (Some(other), None) => Err(http_error(
+            ErrorCode::InvalidQuery,
+            format!("If-None-Match takes only \"*\" (the key is absent), not {other:?}"),
+        )),
+        (None, Some("*")) => Ok(Some(Condition::Present)),
+        (None, Some(token)) => Context::decode(token.trim_matches('"'))
+            .map(|c| Some(Condition::VersionIs(c.0)))
+            .map_err(|e| http_error(ErrorCode::InvalidContext, format!("If-Match: {e}"))),
+    }
+}
+
 fn context_from(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
     match headers.get(CONTEXT_HEADER) {
         None => Ok(None),
@@ -321,6 +356,9 @@ async fn get_kv(
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
+    if params.get("r") == Some("serial") {
+        return serial_get(state, bucket, key, params, started).await;
+    }
     let (key, r, timeout_ms, sloppy) = match (
         object_key(&bucket, &key),
         params.consistency("r"),
@@ -348,51 +386,120 @@ async fn get_kv(
             context,
             siblings,
             receipt,
+        }) => read_response(&shown, &context, &siblings, &receipt),
+        Ok(_) => error_response(ErrorCode::Internal, "unexpected reply to a read".into()),
+        Err(e) => client_error(&e),
+    }
+}
+
+/// `GET ?r=serial`: a read through Paxos, linearizable with every compare-and-set.
+async fn serial_get(
+    state: Arc<AppState>,
+    bucket: String,
+    key: String,
+    params: Params,
+    started: Instant,
+) -> Response {
+    if params.get("sloppy").is_some() {
+        return http_error(
+            ErrorCode::InvalidQuery,
+            "a serial read asks the primaries only; it takes no sloppy".into(),
+        )
+        .into_response();
+    }
+    let (key, timeout_ms) = match (object_key(&bucket, &key), params.timeout_ms()) {
+        (Ok(k), Ok(t)) => (k, t),
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    let shown = key.to_string();
+    let result = state
+        .core
+        .request(ClientRequest::Cas(CasRequest {
+            key,
+            condition: Condition::Always,
+            action: CasAction::Read,
+            timeout_ms,
+        }))
+        .await;
+    record_serial(&state.metrics, "get", started, &result);
+    match result {
+        Ok(ClientResponse::Cas {
+            context,
+            siblings,
+            receipt,
+            paxos,
+            ..
         }) => {
-            let resp = match siblings.len() {
-                0 => error_response(ErrorCode::NotFound, format!("key {shown} does not exist")),
-                1 => {
-                    let s = &siblings[0];
-                    let ct = if s.content_type.is_empty() {
-                        "application/octet-stream"
-                    } else {
-                        &s.content_type
-                    };
-                    let mut resp = (StatusCode::OK, s.value.clone()).into_response();
-                    set_header(resp.headers_mut(), "content-type", ct);
-                    set_header(
-                        resp.headers_mut(),
-                        "x-hydra-timestamp",
-                        &s.timestamp.physical_ms().to_string(),
-                    );
-                    resp
-                }
-                _ => {
-                    let list: Vec<Value> = siblings
-                        .iter()
-                        .map(|s| {
-                            json!({
-                                "value_base64": base64::engine::general_purpose::STANDARD.encode(&s.value),
-                                "content_type": s.content_type,
-                                "last_modified": s.timestamp.physical_ms(),
-                            })
-                        })
-                        .collect();
-                    let body =
-                        json!({ "context": Context(context.clone()).encode(), "siblings": list });
-                    (
-                        StatusCode::MULTIPLE_CHOICES,
-                        [(header::CONTENT_TYPE, "application/json")],
-                        body.to_string(),
-                    )
-                        .into_response()
-                }
-            };
-            with_kv_headers(resp, &context, &receipt)
+            let mut resp = read_response(&shown, &context, &siblings, &receipt);
+            set_header(
+                resp.headers_mut(),
+                PAXOS_HEADER,
+                &paxos_json(&paxos, "read").to_string(),
+            );
+            resp
         }
         Ok(_) => error_response(ErrorCode::Internal, "unexpected reply to a read".into()),
         Err(e) => client_error(&e),
     }
+}
+
+/// What Paxos did, as the `X-Hydra-Paxos` header.
+fn paxos_json(p: &PaxosReceipt, outcome: &str) -> Value {
+    json!({
+        "ballot": p.ballot.to_string(),
+        "attempts": p.attempts,
+        "round_trips": p.round_trips,
+        "reproposed": p.reproposed,
+        "outcome": outcome,
+    })
+}
+
+/// A read's answer: the value (200), siblings as JSON (300) or `not_found` (404).
+fn read_response(
+    shown: &str,
+    context: &VersionVector,
+    siblings: &[Sibling],
+    receipt: &Receipt,
+) -> Response {
+    let resp = match siblings.len() {
+        0 => error_response(ErrorCode::NotFound, format!("key {shown} does not exist")),
+        1 => {
+            let s = &siblings[0];
+            let ct = if s.content_type.is_empty() {
+                "application/octet-stream"
+            } else {
+                &s.content_type
+            };
+            let mut resp = (StatusCode::OK, s.value.clone()).into_response();
+            set_header(resp.headers_mut(), "content-type", ct);
+            set_header(
+                resp.headers_mut(),
+                "x-hydra-timestamp",
+                &s.timestamp.physical_ms().to_string(),
+            );
+            resp
+        }
+        _ => {
+            let list: Vec<Value> = siblings
+                .iter()
+                .map(|s| {
+                    json!({
+                        "value_base64": base64::engine::general_purpose::STANDARD.encode(&s.value),
+                        "content_type": s.content_type,
+                        "last_modified": s.timestamp.physical_ms(),
+                    })
+                })
+                .collect();
+            let body = json!({ "context": Context(context.clone()).encode(), "siblings": list });
+            (
+                StatusCode::MULTIPLE_CHOICES,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+    };
+    with_kv_headers(resp, context, receipt)
 }
 
 async fn put_kv(
@@ -428,18 +535,10 @@ async fn write_kv(
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    // A conditional write needs compare-and-set (Paxos): refused, never run unconditionally.
-    if let Some(h) = ["if-match", "if-none-match"]
-        .into_iter()
-        .find(|h| headers.contains_key(*h))
-    {
-        return error_response(
-            ErrorCode::CasNotSupported,
-            format!(
-                "{h} needs compare-and-set (Paxos), which this version of Hydra does not have yet; nothing was written"
-            ),
-        );
-    }
+    let condition = match condition_from(&headers) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
     let (key, w, timeout_ms, context, sloppy) = match (
         object_key(&bucket, &key),
         params.consistency("w"),
@@ -486,6 +585,59 @@ async fn write_kv(
         Ok(t) => t.map(|s| s.saturating_mul(1000)),
         Err(e) => return e.into_response(),
     };
+    if let Some(condition) = condition {
+        if w.is_some() || sloppy.is_some() || context.is_some() {
+            return http_error(
+                ErrorCode::InvalidQuery,
+                "a conditional write goes through compare-and-set (a majority of the primaries): it takes no w, sloppy or X-Hydra-Context".into(),
+            )
+            .into_response();
+        }
+        let action = match value {
+            Some(value) => CasAction::Write {
+                value,
+                content_type,
+                ttl_ms,
+                keep_ttl: false,
+            },
+            None => CasAction::Delete,
+        };
+        let request = ClientRequest::Cas(CasRequest {
+            key,
+            condition,
+            action,
+            timeout_ms,
+        });
+        let result = state.core.request(request).await;
+        record_serial(&state.metrics, op, started, &result);
+        return match result {
+            Ok(ClientResponse::Cas {
+                applied,
+                context,
+                receipt,
+                paxos,
+                ..
+            }) => {
+                let mut resp = if applied {
+                    StatusCode::NO_CONTENT.into_response()
+                } else {
+                    error_response(
+                        ErrorCode::PreconditionFailed,
+                        "the condition did not hold; nothing was written (X-Hydra-Context is the current version)".into(),
+                    )
+                };
+                let outcome = if applied { "applied" } else { "not_applied" };
+                set_header(
+                    resp.headers_mut(),
+                    PAXOS_HEADER,
+                    &paxos_json(&paxos, outcome).to_string(),
+                );
+                with_kv_headers(resp, &context, &receipt)
+            }
+            Ok(_) => error_response(ErrorCode::Internal, "unexpected reply to a write".into()),
+            Err(e) => client_error(&e),
+        };
+    }
     // A DELETE with a context deletes what that read saw: in an `lww` bucket exactly the
     // version it names (a value written since, by anyone, stays), as `GETDEL`/`DEL` do.
     // (A context of several entries is from a `siblings` read: a delete with that context.)

@@ -229,9 +229,22 @@ pub fn record(
     result: &Reply,
 ) {
     let level = level.map_or("default".to_string(), |l| l.to_string());
+    record_at(metrics, op, level, started, result)
+}
+
+/// Records a compare-and-set (a conditional write, or a serial read): level `serial`.
+pub fn record_serial(metrics: &Metrics, op: &str, started: Instant, result: &Reply) {
+    record_at(metrics, op, "serial".into(), started, result)
+}
+
+fn record_at(metrics: &Metrics, op: &str, level: String, started: Instant, result: &Reply) {
     let status = match result {
         Ok(ClientResponse::Read { siblings, .. }) if siblings.is_empty() => "not_found",
         Ok(ClientResponse::Read { siblings, .. }) if siblings.len() > 1 => "siblings",
+        Ok(ClientResponse::Cas { siblings, .. }) if op == "get" && siblings.is_empty() => {
+            "not_found"
+        }
+        Ok(ClientResponse::Cas { applied: false, .. }) if op != "get" => "not_applied",
         Ok(_) => "ok",
         Err(e) => e.code.as_str(),
     };

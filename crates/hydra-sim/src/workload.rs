@@ -91,6 +91,7 @@ impl Completion {
             | ErrorCode::CasNotSupported
             | ErrorCode::BucketPropertyFixed
             | ErrorCode::CasContention
+            | ErrorCode::PreconditionFailed
             | ErrorCode::ClockSkew => Completion::Fail,
             // Some replicas (or the coordinator) may hold the write.
             ErrorCode::QuorumNotReached

@@ -359,12 +359,14 @@ fn status_ring_buckets_and_metrics() {
         (409, "bucket_property_fixed"),
         "{body}"
     );
-    // Conditional writes are refused until compare-and-set exists, and write nothing.
-    for header in ["If-None-Match: *", "If-Match: x"] {
-        let url = format!("http://{}/v1/kv/default/cas-key", c.nodes[0].http);
+    // Conditional writes: compare-and-set in `lww` buckets; refused by name in a bucket
+    // that keeps siblings (and nothing is written); a malformed condition is bad input.
+    let curl_put = |bucket: &str, header: &str| {
+        let url = format!("http://{}/v1/kv/{bucket}/cas-key", c.nodes[0].http);
         let out = std::process::Command::new("curl")
             .args([
                 "-s",
+                "-i",
                 "-X",
                 "PUT",
                 "-H",
@@ -377,14 +379,50 @@ fn status_ring_buckets_and_metrics() {
             ])
             .output()
             .expect("curl runs");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(text.ends_with("\n501"), "{header}: {text}");
-        assert!(text.contains("\"code\":\"cas_not_supported\""), "{text}");
-    }
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let text = curl_put("default", "If-None-Match: *");
+    assert!(text.ends_with("\n501"), "{text}");
+    assert!(text.contains("\"code\":\"cas_not_supported\""), "{text}");
+    let text = curl_put("redis", "If-Match: x");
+    assert!(text.ends_with("\n400"), "{text}");
+    assert!(text.contains("\"code\":\"invalid_context\""), "{text}");
+    let text = curl_put("redis", "If-None-Match: 123");
+    assert!(text.ends_with("\n400"), "{text}");
     assert_eq!(
         n1.get("default", "cas-key", &[]).expect("get").status,
         404,
         "a refused conditional write wrote nothing"
+    );
+    let text = curl_put("redis", "If-None-Match: *");
+    assert!(text.ends_with("\n204"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("x-hydra-paxos: {\"attempts\":1"),
+        "{text}"
+    );
+    let text = curl_put("redis", "If-None-Match: *");
+    assert!(text.ends_with("\n412"), "{text}");
+    assert!(text.contains("\"code\":\"precondition_failed\""), "{text}");
+    // If-Match with the context the 412 carried (the current version) applies.
+    let context = text
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("x-hydra-context:")
+                .then(|| l.split_once(':').expect("header").1.trim().to_string())
+        })
+        .expect("a 412 carries the current context");
+    let text = curl_put("redis", &format!("If-Match: {context}"));
+    assert!(text.ends_with("\n204"), "{text}");
+    let text = curl_put("redis", &format!("If-Match: {context}"));
+    assert!(text.ends_with("\n412"), "the version changed: {text}");
+    let serial = n1
+        .get("redis", "cas-key", &[("r", "serial")])
+        .expect("a serial read");
+    assert_eq!(
+        (serial.status, serial.body.as_slice()),
+        (200, b"v".as_slice())
     );
     // Metrics name requests by operation and level.
     let metrics = n1.metrics().expect("metrics");

@@ -73,10 +73,12 @@ fn state_key(skey: &[u8]) -> Vec<u8> {
 enum Then {
     /// Another request's proposal was finished: prepare again.
     Restart,
-    /// Answer the client: `object` is the key's value after the request.
+    /// Answer the client: `object` is the key's value after the request, `previous` the
+    /// value its condition was judged on.
     Reply {
         applied: bool,
         object: Option<Object>,
+        previous: Option<Sibling>,
     },
 }
 
@@ -117,7 +119,7 @@ struct Round {
     /// This request's own proposals (ballot and value), each from when it is sent until it
     /// is known committed (applied) or dead (a commit at a higher ballot without it): while
     /// any is in doubt, the deadline answers `outcome_unknown`. At most one per attempt.
-    owns: Vec<(Ballot, Object)>,
+    owns: Vec<(Ballot, Object, Option<Sibling>)>,
     /// The next commit of this round ends every own proposal (the prepare found none of
     /// them committed or in progress).
     seals_own: bool,
@@ -436,14 +438,20 @@ impl Paxos {
         // This request's own proposals (values of earlier attempts that may have been
         // accepted): applied if one is in progress (Paxos carries a chosen value into every
         // later proposal) or is what the data hold.
-        let is_own = |o: &Object| round.owns.iter().any(|(_, v)| same_version(o, v));
+        let own_of = |o: &Object| {
+            round
+                .owns
+                .iter()
+                .find(|(_, v, _)| same_version(o, v))
+                .map(|(_, _, previous)| previous.clone())
+        };
         let own_in_progress = in_progress
             .as_ref()
             .and_then(|a| a.proposal.as_ref())
-            .is_some_and(is_own);
-        let own_committed = merged.as_ref().is_some_and(is_own);
+            .and_then(own_of);
+        let own_committed = merged.as_ref().and_then(own_of);
         if let Some(acc) = in_progress {
-            let then = if own_in_progress || own_committed {
+            let then = if let Some(previous) = own_in_progress.or(own_committed) {
                 let object = match (&merged, &acc.proposal) {
                     (Some(m), Some(p)) => m.merge(p).ok(),
                     (m, p) => p.clone().or(m.clone()),
@@ -451,6 +459,7 @@ impl Paxos {
                 Then::Reply {
                     applied: true,
                     object,
+                    previous,
                 }
             } else {
                 round.reproposed += 1;
@@ -458,15 +467,16 @@ impl Paxos {
             };
             // No own proposal committed (`latest` is below them all) nor in progress: this
             // commit, at a higher ballot, ends them.
-            let lowest_own = round.owns.iter().map(|(b, _)| *b).min();
+            let lowest_own = round.owns.iter().map(|(b, ..)| *b).min();
             round.seals_own = lowest_own.is_some_and(|b| latest < b);
             let proposal = acc.proposal;
             return self.send_step(local, ctx, id, Step::Propose { proposal, then });
         }
-        if own_committed {
+        if let Some(previous) = own_committed {
             let then = Then::Reply {
                 applied: true,
                 object: merged.clone(),
+                previous,
             };
             if agree {
                 return self.on_committed(local, ctx, id, then);
@@ -474,7 +484,7 @@ impl Paxos {
             let proposal = merged;
             return self.send_step(local, ctx, id, Step::Propose { proposal, then });
         }
-        if let Some(lowest) = round.owns.iter().map(|(b, _)| *b).min() {
+        if let Some(lowest) = round.owns.iter().map(|(b, ..)| *b).min() {
             if latest > lowest {
                 // A commit above an own proposal, which the data do not show: it may have
                 // been committed and replaced since, or never chosen. No telling which.
@@ -499,13 +509,17 @@ impl Paxos {
                     value,
                     content_type,
                     ttl_ms,
+                    keep_ttl,
                 },
                 true,
             ) => {
                 let mut s = Sibling::value(value.clone(), content_type, Hlc::default());
-                s.expires_at = ttl_ms
-                    .or(round.ttl_default_ms)
-                    .map(|t| now_ms.saturating_add(t));
+                s.expires_at = match (keep_ttl, &current) {
+                    (true, Some(c)) => c.expires_at,
+                    _ => ttl_ms
+                        .or(round.ttl_default_ms)
+                        .map(|t| now_ms.saturating_add(t)),
+                };
                 Some(s)
             }
             (CasAction::Delete, true) => Some(Sibling::tombstone(Hlc::default())),
@@ -517,10 +531,13 @@ impl Paxos {
                 .map_or(Hlc::default(), |m| Hlc(m.max_timestamp().0 + 1));
             sibling.timestamp = round.ballot.hlc.max(after);
             let object = Object::Lww(LwwValue::new(local.me(), sibling));
-            round.owns.push((round.ballot, object.clone()));
+            round
+                .owns
+                .push((round.ballot, object.clone(), current.clone()));
             let then = Then::Reply {
                 applied: true,
                 object: Some(object.clone()),
+                previous: current,
             };
             let proposal = Some(object);
             return self.send_step(local, ctx, id, Step::Propose { proposal, then });
@@ -528,6 +545,7 @@ impl Paxos {
         let then = Then::Reply {
             applied: false,
             object: merged.clone(),
+            previous: current,
         };
         if agree && !round.seals_own {
             // Nothing in flight, nothing to repair: one round trip.
@@ -554,7 +572,11 @@ impl Paxos {
         }
         match then {
             Then::Restart => self.prepare(local, ctx, id),
-            Then::Reply { applied, object } => {
+            Then::Reply {
+                applied,
+                object,
+                previous,
+            } => {
                 let Some(round) = self.remove(local, id) else {
                     return;
                 };
@@ -567,6 +589,7 @@ impl Paxos {
                     applied,
                     context: object.as_ref().map(Object::context).unwrap_or_default(),
                     siblings,
+                    previous: previous.into_iter().collect(),
                     receipt: local.receipt(
                         round.partition,
                         round.needed as u8,
@@ -613,7 +636,7 @@ impl Paxos {
         let Some(round) = self.remove(local, id) else {
             return;
         };
-        let ballot = round.owns.last().map_or(round.ballot, |(b, _)| *b);
+        let ballot = round.owns.last().map_or(round.ballot, |(b, ..)| *b);
         let e = ClientError::new(
             ErrorCode::OutcomeUnknown,
             format!(

@@ -380,6 +380,7 @@ pub fn cas(
             value: v.as_bytes().to_vec(),
             content_type: "text/plain".into(),
             ttl_ms: None,
+            keep_ttl: false,
         },
         None => hydra_core::message::CasAction::Delete,
     };

@@ -6,11 +6,12 @@
 //! it), so a concurrent write is never undone; in a `siblings` bucket a write with the
 //! read's context, refused while the key has several siblings.
 
-use super::{Connection, cas_missing, error_value, take_newest};
+use super::{Connection, error_value, take_newest};
 use crate::driver::wall_ms;
 use hydra_core::bucket::{ConflictMode, Consistency};
 use hydra_core::key::BucketName;
-use hydra_core::message::{ClientResponse, VersionOp};
+use hydra_core::message::{CasAction, CasRequest, ClientRequest, ClientResponse, VersionOp};
+use hydra_core::paxos::Condition;
 use hydra_core::version::{Context, Sibling, VersionVector};
 use hydra_resp::Value;
 
@@ -46,18 +47,21 @@ impl Connection {
         let mut ttl_ms: Option<u64> = None;
         let mut keep_ttl = false;
         let mut want_old = false;
+        let mut condition: Option<Condition> = None;
         let mut i = 2;
         let syntax = || Value::error("ERR syntax error");
         while i < args.len() {
             let opt = args[i].to_ascii_lowercase();
             match opt.as_slice() {
-                b"nx" | b"xx" => {
-                    return Value::error(cas_missing(&format!(
-                        "SET ... {}",
-                        String::from_utf8_lossy(&opt).to_uppercase()
-                    )));
+                b"nx" if condition.is_none() => condition = Some(Condition::Absent),
+                b"xx" if condition.is_none() => condition = Some(Condition::Present),
+                b"ifeq" if condition.is_none() => {
+                    let Some(old) = args.get(i + 1) else {
+                        return syntax();
+                    };
+                    condition = Some(Condition::ValueIs(old.clone()));
+                    i += 1;
                 }
-                b"ifeq" => return Value::error(cas_missing("SET ... IFEQ")),
                 b"get" => want_old = true,
                 b"keepttl" if ttl_ms.is_none() => keep_ttl = true,
                 b"ex" | b"px" | b"exat" | b"pxat" if ttl_ms.is_none() && !keep_ttl => {
@@ -89,6 +93,27 @@ impl Connection {
             }
             i += 1;
         }
+        if let Some(condition) = condition {
+            // Conditional: through compare-and-set, atomic with every other one of the key.
+            let action = if ttl_ms == Some(0) {
+                CasAction::Delete
+            } else {
+                CasAction::Write {
+                    value,
+                    content_type: "application/octet-stream".into(),
+                    ttl_ms,
+                    keep_ttl,
+                }
+            };
+            return match self.cas(key, condition, action).await {
+                Err(e) => e,
+                Ok((applied, previous)) => match (want_old, applied) {
+                    (true, _) => previous.map_or(Value::Null, |s| Value::Bulk(s.value)),
+                    (false, true) => Value::ok(),
+                    (false, false) => Value::Null,
+                },
+            };
+        }
         // GET and KEEPTTL act on the version they read: in a `siblings` bucket a key with
         // several live values is refused (the write would replace values GET never returned).
         let old = if want_old || keep_ttl {
@@ -118,6 +143,64 @@ impl Connection {
                 Some((_, Some(s))) => Value::Bulk(s.value),
                 _ => Value::Null,
             },
+        }
+    }
+
+    /// `SETNX key value`: 1 if it set the key, 0 if the key held a value.
+    pub(super) async fn setnx(&mut self, args: &[Vec<u8>]) -> Value {
+        let key = match self.key(&args[0]) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        let action = CasAction::Write {
+            value: args[1].clone(),
+            content_type: "application/octet-stream".into(),
+            ttl_ms: None,
+            keep_ttl: false,
+        };
+        match self.cas(key, Condition::Absent, action).await {
+            Ok((applied, _)) => Value::Integer(i64::from(applied)),
+            Err(e) => e,
+        }
+    }
+
+    /// `DELIFEQ key value` (Valkey 9): deletes the key if it holds exactly `value`; 1 if it
+    /// did, else 0.
+    pub(super) async fn delifeq(&mut self, args: &[Vec<u8>]) -> Value {
+        let key = match self.key(&args[0]) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        let condition = Condition::ValueIs(args[1].clone());
+        match self.cas(key, condition, CasAction::Delete).await {
+            Ok((applied, _)) => Value::Integer(i64::from(applied)),
+            Err(e) => e,
+        }
+    }
+
+    /// A compare-and-set of `key` in the connection's bucket: whether it applied, and the
+    /// value its condition was judged on.
+    async fn cas(
+        &mut self,
+        key: hydra_core::key::ObjectKey,
+        condition: Condition,
+        action: CasAction,
+    ) -> Result<(bool, Option<Sibling>), Value> {
+        let request = ClientRequest::Cas(CasRequest {
+            key,
+            condition,
+            action,
+            timeout_ms: None,
+        });
+        match self.request(request).await? {
+            ClientResponse::Cas {
+                applied,
+                mut previous,
+                ..
+            } => Ok((applied, previous.pop())),
+            _ => Err(Value::error(
+                "INTERNAL unexpected reply to a compare-and-set",
+            )),
         }
     }
 

@@ -320,6 +320,8 @@ pub(super) enum Handler {
     /// MULTI, EXEC, DISCARD, WATCH, UNWATCH: refused by name.
     Transaction,
     SetNx,
+    /// DELIFEQ: delete if the value is exactly the one given (compare-and-set).
+    DelIfEq,
     Get,
     Set,
     GetDel,
@@ -414,6 +416,7 @@ static COMMANDS: &[Spec] = &[
     spec("get", 2, R, KEY1, Handler::Get),
     spec("set", -3, W, KEY1, Handler::Set),
     spec("setnx", 3, W, KEY1, Handler::SetNx),
+    spec("delifeq", 3, W, KEY1, Handler::DelIfEq),
     spec("getdel", 2, W, KEY1, Handler::GetDel),
     spec("del", -2, W, KEYS, Handler::Del),
     spec("unlink", -2, W, KEYS, Handler::Del),
@@ -536,6 +539,7 @@ mod tests {
             Handler::Reset | Handler::Select | Handler::Client | Handler::Command => h,
             Handler::Info | Handler::Config | Handler::DbSize | Handler::Transaction => h,
             Handler::SetNx | Handler::Get | Handler::Set | Handler::GetDel | Handler::Del => h,
+            Handler::DelIfEq => h,
             Handler::Exists | Handler::MGet | Handler::MSet | Handler::StrLen => h,
             Handler::Expire { .. } | Handler::Ttl { .. } | Handler::Persist => h,
             Handler::HydraBucket | Handler::HydraConsistency | Handler::HydraGetAll => h,
@@ -556,6 +560,7 @@ mod tests {
             Handler::DbSize,
             Handler::Transaction,
             Handler::SetNx,
+            Handler::DelIfEq,
             Handler::Get,
             Handler::Set,
             Handler::GetDel,

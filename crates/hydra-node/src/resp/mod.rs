@@ -13,12 +13,12 @@
 //! with `HYDRA.BUCKET`. In a `siblings` bucket a plain `GET` returns the newest sibling
 //! (by timestamp, then bytes) and a plain `SET` is a blind write. Commands Redis runs
 //! atomically on one thread run here as a read, then a write carrying the read's context
-//! (`GETDEL`, `DEL`, `SET ... GET|KEEPTTL`, `EXPIRE`, `PERSIST`): not atomic. In an `lww`
-//! bucket the write is simply the newer one, so `EXPIRE` racing with a `SET` on another
-//! connection may write back the value it read over that `SET` (last writer wins); in a
-//! `siblings` bucket the context keeps a concurrent write as a sibling. `SET ... NX|XX` and
-//! `SETNX` need compare-and-set (Paxos), which Hydra does not have yet: they are refused
-//! with an error that says so, as are `MULTI`/`EXEC`.
+//! (`GETDEL`, `DEL`, `SET ... GET|KEEPTTL`, `EXPIRE`, `PERSIST`): not atomic, but the write
+//! acts only on the version read (see `commands.rs`). Conditional commands (`SET ...
+//! NX|XX|IFEQ`, with `GET` and `KEEPTTL` too, `SETNX`, `DELIFEQ`) go through compare-and-set
+//! (Paxos, `lww` buckets): atomic with every other conditional command of the key, though
+//! not with plain `SET`s (which do not take part in Paxos). An outcome the coordinator
+//! could not learn is `-TIMEOUT`. `MULTI`/`EXEC` are refused with an error that says so.
 //!
 //! Here: the connection loop, the pipeline fast path and `Connection::execute`, which finds
 //! a command's row in the table and matches on its handler. `commands.rs`: the key commands.
@@ -29,13 +29,14 @@ mod meta;
 
 use crate::driver::{CoreHandle, Reply};
 use crate::http::receipt_json;
-use crate::metrics::{Metrics, record};
+use crate::metrics::{Metrics, record, record_serial};
 use futures_util::future::join_all;
 use hydra_core::bucket::Consistency;
 use hydra_core::ids::NodeId;
 use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::message::{
-    ClientError, ClientRequest, ClientResponse, ErrorCode, Receipt, VersionOp, WriteRequest,
+    CasAction, ClientError, ClientRequest, ClientResponse, ErrorCode, Receipt, VersionOp,
+    WriteRequest,
 };
 use hydra_core::version::{Sibling, VersionVector};
 use hydra_resp::{Command, Limits, Protocol, Value, parse_command};
@@ -413,15 +414,24 @@ impl Connection {
     /// receipt (or the receipt of the failure).
     async fn call(&self, request: ClientRequest) -> (Reply, Option<Receipt>) {
         let started = Instant::now();
+        let serial = matches!(request, ClientRequest::Cas(_));
         let (op, level) = match &request {
             ClientRequest::Get { r, .. } => ("get", *r),
             ClientRequest::Put(w) if w.value.is_some() => ("put", w.w),
             ClientRequest::Put(w) => ("delete", w.w),
             ClientRequest::SetBucket { .. } => ("bucket", None),
-            ClientRequest::Cas(_) => ("cas", None),
+            ClientRequest::Cas(c) => match c.action {
+                CasAction::Read => ("get", None),
+                CasAction::Write { .. } => ("put", None),
+                CasAction::Delete => ("delete", None),
+            },
         };
         let result = self.state.core.request(request).await;
-        record(&self.state.metrics, op, level, started, &result);
+        if serial {
+            record_serial(&self.state.metrics, op, started, &result);
+        } else {
+            record(&self.state.metrics, op, level, started, &result);
+        }
         let receipt = match &result {
             Ok(r) => r.receipt().cloned(),
             Err(e) => e.receipt.clone(),
@@ -588,7 +598,8 @@ impl Connection {
                  pipeline(transaction=False) in redis-py",
                 name.to_uppercase()
             )),
-            Handler::SetNx => Value::error(cas_missing("SETNX")),
+            Handler::SetNx => self.setnx(args).await,
+            Handler::DelIfEq => self.delifeq(args).await,
             Handler::Get => self.get(&args[0]).await,
             Handler::Set => self.set(args).await,
             Handler::GetDel => self.getdel(&args[0]).await,
@@ -618,13 +629,6 @@ fn default_bucket() -> BucketName {
     BucketName::new(DEFAULT_BUCKET).expect("the default bucket name is valid")
 }
 
-fn cas_missing(what: &str) -> String {
-    format!(
-        "ERR {what} needs compare-and-set (Paxos), which this version of Hydra does not have \
-         yet; it is refused rather than run without atomicity"
-    )
-}
-
 /// A read's context and the sibling a plain `GET` returns: the newest by timestamp, ties
 /// broken by the bytes, so every node picks the same one. Moved out, not copied. The context
 /// is `None` for a reply that is not a read.
@@ -646,7 +650,12 @@ fn take_newest(resp: ClientResponse) -> (Option<VersionVector>, Option<Sibling>)
 /// A core error as a RESP error: its stable code in capitals, then the message (for quorum
 /// failures: needed, acked and why each other replica failed).
 pub fn error_value(e: &ClientError) -> Value {
-    let mut text = format!("{} {}", e.code.as_str().to_ascii_uppercase(), e.message);
+    // Redis clients know `-TIMEOUT` (Redis Cluster's, Valkey's) as "may have happened".
+    let code = match e.code {
+        ErrorCode::OutcomeUnknown => "TIMEOUT".to_string(),
+        code => code.as_str().to_ascii_uppercase(),
+    };
+    let mut text = format!("{code} {}", e.message);
     if let Some(r) = &e.receipt
         && e.code == ErrorCode::QuorumNotReached
     {

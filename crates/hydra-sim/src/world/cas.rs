@@ -50,6 +50,7 @@ impl World {
                 value: encode_register(new),
                 content_type: "application/octet-stream".into(),
                 ttl_ms: None,
+                keep_ttl: false,
             },
             timeout_ms: None,
         });

@@ -67,12 +67,12 @@ def check(protocol, port_a, port_b):
         raise AssertionError("MULTI/EXEC was accepted")
     except redis.ResponseError as e:
         assert "MULTI" in str(e), e
-    # Conditional writes need Paxos: refused, named.
-    try:
-        a.set(f"{tag}:nx", b"1", nx=True)
-        raise AssertionError("SET NX was accepted")
-    except redis.ResponseError as e:
-        assert "compare-and-set" in str(e), e
+    # Conditional writes go through compare-and-set (Paxos).
+    assert a.set(f"{tag}:nx", b"1", nx=True) in (True, b"OK", "OK")
+    assert a.set(f"{tag}:nx", b"2", nx=True) is None
+    assert b.setnx(f"{tag}:nx", b"3") in (False, 0)
+    assert b.get(f"{tag}:nx") == b"1"
+    assert a.set(f"{tag}:nx", b"4", xx=True, get=True) == b"1"
     # Hydra's extension commands: siblings and contexts in a `siblings` bucket.
     c = redis.Redis(host="127.0.0.1", port=port_a, protocol=protocol, single_connection_client=True)
     assert c.execute_command("HYDRA.BUCKET", "default") in (b"OK", "OK", True)
