@@ -33,6 +33,12 @@ pub enum F {
     /// Register workload: `PEXPIRE` a key (`ttl_ms`) or `PERSIST` it (no `ttl_ms`): a TTL
     /// change of the version the server read (completions: the integer reply).
     Touch,
+    /// Compare-and-set workload: a serial `GET` (completions: the value, or null).
+    #[serde(rename = "cas-read")]
+    CasRead,
+    /// Compare-and-set workload: write `value[1]` if the key holds `value[0]` (null:
+    /// absent); completions: null when applied, else `{"current": value}`.
+    Cas,
 }
 
 /// One line of the history.

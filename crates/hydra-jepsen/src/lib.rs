@@ -11,6 +11,7 @@
 //! Start reading at [`run`]. Every loop is bounded in count or time; traffic goes only to
 //! the harness's namespaces.
 
+pub mod cas;
 pub mod check;
 pub mod check_register;
 pub mod cluster;
@@ -49,8 +50,9 @@ pub struct Options {
     /// Seconds of workload under faults.
     pub seconds: u64,
     /// `siblings` (the set workload: no acknowledged add may be lost), `lww` (the set
-    /// workload in an `lww` bucket: the loss is measured) or `register` (the register
-    /// workload over RESP, with TTLs: judged by [`check_register`]).
+    /// workload in an `lww` bucket: the loss is measured), `register` (the register
+    /// workload over RESP, with TTLs: judged by [`check_register`]) or `cas` (compare-and-set
+    /// over RESP: judged by [`cas::check`]).
     pub mode: String,
     pub nemesis: Vec<String>,
     /// Seconds each fault lasts, and each quiet period between faults.
@@ -89,6 +91,9 @@ pub struct Summary {
     /// The register workload's verdict (mode `register`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub register: Option<check_register::RegisterVerdict>,
+    /// The compare-and-set workload's verdict (mode `cas`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cas: Option<cas::CasVerdict>,
     pub converged_keys: usize,
     pub unconverged_keys: usize,
     pub convergence_ms: Percentiles,
@@ -174,12 +179,13 @@ pub fn run(opts: &Options) -> Result<Summary> {
             "--time x --rate x 2 is more than the {HISTORY_OPS_MAX} operations a history holds; lower --rate or --time"
         );
     }
-    if !["siblings", "lww", "register"].contains(&opts.mode.as_str()) {
+    if !["siblings", "lww", "register", "cas"].contains(&opts.mode.as_str()) {
         bail!(
-            "--workload mode must be siblings, lww or register, not {:?}",
+            "--workload mode must be siblings, lww, register or cas, not {:?}",
             opts.mode
         );
     }
+    let cas_mode = opts.mode == "cas";
     let registers = opts.mode == "register";
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("while creating {}", opts.out.display()))?;
@@ -195,12 +201,16 @@ pub fn run(opts: &Options) -> Result<Summary> {
         &opts.durability,
         &opts.server_env,
     )?;
-    let bucket = if registers {
+    let bucket = if registers || cas_mode {
         register::BUCKET.to_string()
     } else {
         format!("jepsen_{}", opts.mode)
     };
-    let conflicts = if registers { "lww" } else { opts.mode.as_str() };
+    let conflicts = if registers || cas_mode {
+        "lww"
+    } else {
+        opts.mode.as_str()
+    };
     create_bucket(&cluster, &bucket, conflicts, opts.sloppy)?;
 
     let recorder = Arc::new(Recorder {
@@ -220,6 +230,10 @@ pub fn run(opts: &Options) -> Result<Summary> {
         threads.push(std::thread::spawn(move || {
             if registers {
                 register_loop(
+                    p as u64, node, &resp, keys, seed, pause, &recorder, &stop, &done,
+                )
+            } else if cas_mode {
+                cas_loop(
                     p as u64, node, &resp, keys, seed, pause, &recorder, &stop, &done,
                 )
             } else {
@@ -287,6 +301,8 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let healed = Instant::now();
     let keys: Vec<String> = if registers {
         (0..opts.keys).map(register::key_name).collect()
+    } else if cas_mode {
+        (0..opts.keys).map(cas::key_name).collect()
     } else {
         (0..opts.keys).map(key_name).collect()
     };
@@ -298,7 +314,9 @@ pub fn run(opts: &Options) -> Result<Summary> {
         Duration::from_secs(opts.converge_timeout),
     )?;
     let (final_sets, final_registers) = if registers {
-        (BTreeMap::new(), final_registers(&cluster, &keys)?)
+        (BTreeMap::new(), final_registers(&cluster, &keys, "all")?)
+    } else if cas_mode {
+        (BTreeMap::new(), final_registers(&cluster, &keys, "serial")?)
     } else {
         (final_reads(&cluster, &bucket, &keys)?, BTreeMap::new())
     };
@@ -310,6 +328,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
     // sort by time keeps them so.
     ops.sort_by_key(|o| o.time);
     let verdict = check::check(&ops, &final_sets);
+    let cas_verdict = cas_mode.then(|| cas::check(&ops, &final_registers, final_time));
     let register_verdict = registers.then(|| {
         check_register::check_registers(
             &ops,
@@ -338,6 +357,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
     // stale reads they cause are then measured, not failures; the rest still must hold.
     let fsync = opts.durability == "fsync";
     let passed = unconverged == 0
+        && cas_verdict.as_ref().is_none_or(|c| c.violations.is_empty())
         && match &register_verdict {
             Some(r) => {
                 r.unexpected == 0
@@ -350,6 +370,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
                             r.violations() == 0
                         })
             }
+            None if cas_mode => true,
             None => {
                 verdict.failed_but_observed == 0
                     && verdict.unexpected == 0
@@ -370,7 +391,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         text.push('\n');
     }
     std::fs::write(&history_path, text)?;
-    if registers {
+    if registers || cas_mode {
         std::fs::write(
             opts.out.join("final.json"),
             serde_json::to_string(&json!({ "time": final_time, "registers": final_registers }))?,
@@ -388,6 +409,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         faults: fault_counts,
         verdict,
         register: register_verdict,
+        cas: cas_verdict,
         converged_keys: keys.len() - unconverged,
         unconverged_keys: unconverged,
         convergence_ms: percentiles(convergence),
@@ -505,6 +527,93 @@ fn client_loop(
                     serde_json::Value::Null,
                     Some(e.to_string()),
                 )),
+            }
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(pause);
+    }
+}
+
+/// One compare-and-set client: a RESP connection to its node with serial reads; reads, or
+/// writes a new unique value if the key still holds what this client last read there. A
+/// broken connection is replaced, under a new process id.
+#[allow(clippy::too_many_arguments)]
+fn cas_loop(
+    client: u64,
+    node: usize,
+    addr: &str,
+    keys: usize,
+    seed: u64,
+    pause: Duration,
+    recorder: &Recorder,
+    stop: &AtomicBool,
+    done: &AtomicU64,
+) {
+    let timeout = Duration::from_secs(3);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (client + 1).wrapping_mul(0x9E37_79B9));
+    let mut generation: u64 = 0;
+    let mut conn: Option<register::Connection> = None;
+    let mut counter: u64 = 0;
+    let mut last_read: BTreeMap<usize, Option<u64>> = BTreeMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        let process = (client << 20) | generation;
+        let i = rng.random_range(0..keys);
+        let key = cas::key_name(i);
+        let op = |kind, f, value, error| Op {
+            process,
+            kind,
+            f,
+            key: key.clone(),
+            value,
+            time: recorder.now(),
+            node,
+            error,
+            ttl_ms: None,
+        };
+        let reading = rng.random_bool(cas::READ_SHARE) || !last_read.contains_key(&i);
+        counter += 1;
+        let new = (client << 40) | counter;
+        let expected = last_read.get(&i).copied().flatten();
+        let (f, invoke) = if reading {
+            (F::CasRead, serde_json::Value::Null)
+        } else {
+            (F::Cas, json!([expected, new]))
+        };
+        recorder.record(op(Kind::Invoke, f, invoke.clone(), None));
+        let c = match conn.take() {
+            Some(c) => Ok(c),
+            None => cas::open(addr, timeout),
+        };
+        let result = c.and_then(|mut c| {
+            let r = if reading {
+                cas::read(&mut c, &key).map(|v| {
+                    last_read.insert(i, v);
+                    json!(v)
+                })
+            } else {
+                cas::write(&mut c, &key, expected, new).map(|outcome| match outcome {
+                    None => {
+                        last_read.insert(i, Some(new));
+                        serde_json::Value::Null
+                    }
+                    Some(current) => {
+                        last_read.insert(i, current);
+                        json!({ "current": current })
+                    }
+                })
+            };
+            conn = Some(c);
+            r
+        });
+        match result {
+            Ok(v) => recorder.record(op(Kind::Ok, f, v, None)),
+            Err(e) => {
+                let kind = if reading { Kind::Fail } else { e.kind };
+                recorder.record(op(kind, f, invoke, Some(e.error)));
+                if e.kind == Kind::Info {
+                    conn = None;
+                    generation += 1;
+                }
             }
         }
         done.fetch_add(1, Ordering::Relaxed);
@@ -793,9 +902,14 @@ fn replica_state(client: &Client, bucket: &str, key: &str) -> Option<String> {
 }
 
 /// Every register at `r=all` over HTTP: its value, or `None` when absent.
-fn final_registers(cluster: &Cluster, keys: &[String]) -> Result<BTreeMap<String, Option<u64>>> {
+/// Every register's value, read at `r` (`all`, or `serial` for compare-and-set keys).
+fn final_registers(
+    cluster: &Cluster,
+    keys: &[String],
+    r: &str,
+) -> Result<BTreeMap<String, Option<u64>>> {
     final_each(cluster, keys, |c, k| {
-        let r = c.get(register::BUCKET, k, &[("r", "all")])?;
+        let r = c.get(register::BUCKET, k, &[("r", r)])?;
         if r.status == 404 {
             return Ok(Ok(None));
         }

@@ -18,10 +18,11 @@ struct Args {
     #[arg(long, default_value_t = 120)]
     time: u64,
     /// `set` (a siblings bucket: no acknowledged add may be lost), `set-lww` (an lww
-    /// bucket: the loss is measured and reported, never claimed as a pass) or `register`
+    /// bucket: the loss is measured and reported, never claimed as a pass), `register`
     /// (SET/GET with TTLs, GETDEL, PEXPIRE and PERSIST over the Redis protocol in bucket
     /// `redis`, checked for lww order, refreshes undone by expiry, deleted or expired
-    /// values returned and phantoms).
+    /// values returned and phantoms) or `cas-register` (`SET ... IFEQ|NX GET` and serial
+    /// `GET`s over the Redis protocol, checked for linearizability).
     #[arg(long, default_value = "set")]
     workload: String,
     /// Faults to rotate through: partition, kill, pause, clock (comma list; empty: none).
@@ -98,7 +99,10 @@ fn run() -> Result<bool> {
         "set" => "siblings",
         "set-lww" => "lww",
         "register" => "register",
-        other => anyhow::bail!("unknown workload {other:?}; expected set, set-lww or register"),
+        "cas-register" => "cas",
+        other => anyhow::bail!(
+            "unknown workload {other:?}; expected set, set-lww, register or cas-register"
+        ),
     };
     let opts = hydra_jepsen::Options {
         nodes: args.nodes,

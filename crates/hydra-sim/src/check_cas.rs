@@ -36,7 +36,9 @@ struct Write<'a> {
     new: u64,
 }
 
-fn check_key(ops: &[&CasOp]) -> Result<(), String> {
+/// Checks one key's operations (the final serial read among them, if any): why no serial
+/// order explains them, if none does.
+pub fn check_key(ops: &[&CasOp]) -> Result<(), String> {
     let mut writes: BTreeMap<u64, Write> = BTreeMap::new();
     // Values some operation returned (reads and failed conditions), or expected and saw
     // applied.

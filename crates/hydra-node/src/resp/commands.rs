@@ -15,6 +15,10 @@ use hydra_core::paxos::Condition;
 use hydra_core::version::{Context, Sibling, VersionVector};
 use hydra_resp::Value;
 
+/// Compare-and-set attempts of one read-modify-write command (`INCR`, `APPEND`) before it
+/// gives up (each lost attempt means another client's write to the key applied).
+const READ_MODIFY_WRITE_ATTEMPTS: usize = 16;
+
 impl Connection {
     pub(super) async fn strlen(&mut self, key: &[u8]) -> Value {
         match self.key(key) {
@@ -176,6 +180,131 @@ impl Connection {
             Ok((applied, _)) => Value::Integer(i64::from(applied)),
             Err(e) => e,
         }
+    }
+
+    /// `INCR`, `DECR`, `INCRBY`, `DECRBY`: a compare-and-set loop (the value read, plus the
+    /// amount, written if the key still holds what was read; the TTL kept, as in Redis).
+    pub(super) async fn incr_by(&mut self, args: &[Vec<u8>], by_arg: bool, negate: bool) -> Value {
+        let not_integer = || Value::error("ERR value is not an integer or out of range");
+        let by = match args.get(1).filter(|_| by_arg) {
+            None => 1,
+            Some(a) => match std::str::from_utf8(a)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+            {
+                Some(n) => n,
+                None => return not_integer(),
+            },
+        };
+        let by = if negate {
+            match by.checked_neg() {
+                Some(n) => n,
+                None => return Value::error("ERR decrement would overflow"),
+            }
+        } else {
+            by
+        };
+        let result = self
+            .read_modify_write(&args[0], |current| {
+                let now = match current {
+                    None => 0,
+                    Some(v) => std::str::from_utf8(v)
+                        .ok()
+                        .filter(|s| !s.is_empty() && !s.starts_with('+') && s.len() <= 20)
+                        .and_then(|s| s.parse::<i64>().ok())
+                        .ok_or_else(not_integer)?,
+                };
+                now.checked_add(by)
+                    .map(|n| n.to_string().into_bytes())
+                    .ok_or_else(|| Value::error("ERR increment or decrement would overflow"))
+            })
+            .await;
+        match result {
+            Ok(new) => Value::Integer(
+                std::str::from_utf8(&new)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_default(),
+            ),
+            Err(e) => e,
+        }
+    }
+
+    /// `APPEND key value`: the new length (a compare-and-set loop).
+    pub(super) async fn append(&mut self, args: &[Vec<u8>]) -> Value {
+        let tail = args[1].clone();
+        let max = self.state.value_bytes_max;
+        let result = self
+            .read_modify_write(&args[0], |current| {
+                let mut v = current.map(<[u8]>::to_vec).unwrap_or_default();
+                if v.len() + tail.len() > max {
+                    return Err(Value::error(format!(
+                        "VALUE_TOO_LARGE the value would be {} bytes, more than the limit of {max}",
+                        v.len() + tail.len()
+                    )));
+                }
+                v.extend_from_slice(&tail);
+                Ok(v)
+            })
+            .await;
+        match result {
+            Ok(new) => Value::Integer(new.len() as i64),
+            Err(e) => e,
+        }
+    }
+
+    /// `GETSET key value`: sets the value (no TTL) and returns the one it replaced, in one
+    /// compare-and-set.
+    pub(super) async fn getset(&mut self, args: &[Vec<u8>]) -> Value {
+        let key = match self.key(&args[0]) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        let action = CasAction::Write {
+            value: args[1].clone(),
+            content_type: "application/octet-stream".into(),
+            ttl_ms: None,
+            keep_ttl: false,
+        };
+        match self.cas(key, Condition::Always, action).await {
+            Ok((_, previous)) => previous.map_or(Value::Null, |s| Value::Bulk(s.value)),
+            Err(e) => e,
+        }
+    }
+
+    /// Reads `key` serially, computes its new value with `f` (from the current one), and
+    /// writes it if the key still holds exactly what was read; on a lost race `f` runs
+    /// again on the value the compare-and-set found. The TTL is kept. Returns the value
+    /// written.
+    async fn read_modify_write(
+        &mut self,
+        key: &[u8],
+        f: impl Fn(Option<&[u8]>) -> Result<Vec<u8>, Value>,
+    ) -> Result<Vec<u8>, Value> {
+        let key = self.key(key)?;
+        let (_, mut current) = self
+            .cas(key.clone(), Condition::Always, CasAction::Read)
+            .await?;
+        for _ in 0..READ_MODIFY_WRITE_ATTEMPTS {
+            let new = f(current.as_ref().map(|s| s.value.as_slice()))?;
+            let condition = match &current {
+                Some(s) => Condition::ValueIs(s.value.clone()),
+                None => Condition::Absent,
+            };
+            let action = CasAction::Write {
+                value: new.clone(),
+                content_type: "application/octet-stream".into(),
+                ttl_ms: None,
+                keep_ttl: true,
+            };
+            match self.cas(key.clone(), condition, action).await? {
+                (true, _) => return Ok(new),
+                (false, found) => current = found,
+            }
+        }
+        Err(Value::error(format!(
+            "CAS_CONTENTION {key} changed under {READ_MODIFY_WRITE_ATTEMPTS} attempts in a row; nothing was written"
+        )))
     }
 
     /// A compare-and-set of `key` in the connection's bucket: whether it applied, and the
@@ -420,7 +549,14 @@ impl Connection {
         let shown = |c: Option<Consistency>| c.map_or("default".to_string(), |c| c.to_string());
         match args.len() {
             0 => Value::Map(vec![
-                (Value::bulk("r"), Value::bulk(shown(self.r))),
+                (
+                    Value::bulk("r"),
+                    Value::bulk(if self.serial_reads {
+                        "serial".to_string()
+                    } else {
+                        shown(self.r)
+                    }),
+                ),
                 (Value::bulk("w"), Value::bulk(shown(self.w))),
             ]),
             2 => {
@@ -435,10 +571,19 @@ impl Connection {
                             Value::error(format!("INVALID_CONSISTENCY {what}: {e}"))
                         })
                 };
-                match (parse(&args[0], "r"), parse(&args[1], "w")) {
+                // `serial` reads go through Paxos (`lww` buckets): linearizable with every
+                // conditional write.
+                let serial = args[0].eq_ignore_ascii_case(b"serial");
+                let r = if serial {
+                    Ok(None)
+                } else {
+                    parse(&args[0], "r")
+                };
+                match (r, parse(&args[1], "w")) {
                     (Ok(r), Ok(w)) => {
                         self.r = r;
                         self.w = w;
+                        self.serial_reads = serial;
                         Value::ok()
                     }
                     (Err(e), _) | (_, Err(e)) => e,
@@ -457,9 +602,14 @@ impl Connection {
         };
         match self.request(self.get_request(key)).await {
             Err(e) => e,
-            Ok(ClientResponse::Read {
-                context, siblings, ..
-            }) => Value::Map(vec![
+            Ok(
+                ClientResponse::Read {
+                    context, siblings, ..
+                }
+                | ClientResponse::Cas {
+                    context, siblings, ..
+                },
+            ) => Value::Map(vec![
                 (
                     Value::bulk("context"),
                     Value::bulk(Context(context).encode()),

@@ -322,6 +322,13 @@ pub(super) enum Handler {
     SetNx,
     /// DELIFEQ: delete if the value is exactly the one given (compare-and-set).
     DelIfEq,
+    /// INCR, DECR (`by_arg` false) and INCRBY, DECRBY (the amount is the second argument).
+    IncrBy {
+        by_arg: bool,
+        negate: bool,
+    },
+    Append,
+    GetSet,
     Get,
     Set,
     GetDel,
@@ -417,6 +424,48 @@ static COMMANDS: &[Spec] = &[
     spec("set", -3, W, KEY1, Handler::Set),
     spec("setnx", 3, W, KEY1, Handler::SetNx),
     spec("delifeq", 3, W, KEY1, Handler::DelIfEq),
+    spec(
+        "incr",
+        2,
+        W,
+        KEY1,
+        Handler::IncrBy {
+            by_arg: false,
+            negate: false,
+        },
+    ),
+    spec(
+        "decr",
+        2,
+        W,
+        KEY1,
+        Handler::IncrBy {
+            by_arg: false,
+            negate: true,
+        },
+    ),
+    spec(
+        "incrby",
+        3,
+        W,
+        KEY1,
+        Handler::IncrBy {
+            by_arg: true,
+            negate: false,
+        },
+    ),
+    spec(
+        "decrby",
+        3,
+        W,
+        KEY1,
+        Handler::IncrBy {
+            by_arg: true,
+            negate: true,
+        },
+    ),
+    spec("append", 3, W, KEY1, Handler::Append),
+    spec("getset", 3, W, KEY1, Handler::GetSet),
     spec("getdel", 2, W, KEY1, Handler::GetDel),
     spec("del", -2, W, KEYS, Handler::Del),
     spec("unlink", -2, W, KEYS, Handler::Del),
@@ -539,7 +588,7 @@ mod tests {
             Handler::Reset | Handler::Select | Handler::Client | Handler::Command => h,
             Handler::Info | Handler::Config | Handler::DbSize | Handler::Transaction => h,
             Handler::SetNx | Handler::Get | Handler::Set | Handler::GetDel | Handler::Del => h,
-            Handler::DelIfEq => h,
+            Handler::DelIfEq | Handler::IncrBy { .. } | Handler::Append | Handler::GetSet => h,
             Handler::Exists | Handler::MGet | Handler::MSet | Handler::StrLen => h,
             Handler::Expire { .. } | Handler::Ttl { .. } | Handler::Persist => h,
             Handler::HydraBucket | Handler::HydraConsistency | Handler::HydraGetAll => h,
@@ -561,6 +610,24 @@ mod tests {
             Handler::Transaction,
             Handler::SetNx,
             Handler::DelIfEq,
+            Handler::IncrBy {
+                by_arg: false,
+                negate: false,
+            },
+            Handler::IncrBy {
+                by_arg: false,
+                negate: true,
+            },
+            Handler::IncrBy {
+                by_arg: true,
+                negate: false,
+            },
+            Handler::IncrBy {
+                by_arg: true,
+                negate: true,
+            },
+            Handler::Append,
+            Handler::GetSet,
             Handler::Get,
             Handler::Set,
             Handler::GetDel,

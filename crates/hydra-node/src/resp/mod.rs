@@ -160,6 +160,8 @@ struct Connection {
     protocol: Protocol,
     bucket: BucketName,
     r: Option<Consistency>,
+    /// Reads go through Paxos (`HYDRA.CONSISTENCY serial ...`).
+    serial_reads: bool,
     w: Option<Consistency>,
     name: Option<Vec<u8>>,
     lib_name: Option<Vec<u8>>,
@@ -194,6 +196,7 @@ impl Connection {
             protocol: Protocol::Resp2,
             bucket: default_bucket(),
             r: None,
+            serial_reads: false,
             w: None,
             name: None,
             lib_name: None,
@@ -337,10 +340,12 @@ impl Connection {
         for result in self.call_all(requests).await {
             let reply = match result {
                 Err(e) => error_value(&e),
-                Ok(resp @ ClientResponse::Read { .. }) => match take_newest(resp).1 {
-                    Some(s) => Value::Bulk(s.value),
-                    None => Value::Null,
-                },
+                Ok(resp @ (ClientResponse::Read { .. } | ClientResponse::Cas { .. })) => {
+                    match take_newest(resp).1 {
+                        Some(s) => Value::Bulk(s.value),
+                        None => Value::Null,
+                    }
+                }
                 Ok(_) => Value::ok(),
             };
             reply.encode(self.protocol, out);
@@ -372,7 +377,17 @@ impl Connection {
             .map_err(|e| Value::error(format!("INVALID_KEY {e}")))
     }
 
+    /// A read of `key` at the connection's level: a serial read (through Paxos) after
+    /// `HYDRA.CONSISTENCY serial ...`.
     fn get_request(&self, key: ObjectKey) -> ClientRequest {
+        if self.serial_reads {
+            return ClientRequest::Cas(hydra_core::message::CasRequest {
+                key,
+                condition: hydra_core::paxos::Condition::Always,
+                action: CasAction::Read,
+                timeout_ms: None,
+            });
+        }
         ClientRequest::Get {
             key,
             r: self.r,
@@ -600,6 +615,9 @@ impl Connection {
             )),
             Handler::SetNx => self.setnx(args).await,
             Handler::DelIfEq => self.delifeq(args).await,
+            Handler::IncrBy { by_arg, negate } => self.incr_by(args, by_arg, negate).await,
+            Handler::Append => self.append(args).await,
+            Handler::GetSet => self.getset(args).await,
             Handler::Get => self.get(&args[0]).await,
             Handler::Set => self.set(args).await,
             Handler::GetDel => self.getdel(&args[0]).await,
@@ -635,6 +653,9 @@ fn default_bucket() -> BucketName {
 fn take_newest(resp: ClientResponse) -> (Option<VersionVector>, Option<Sibling>) {
     match resp {
         ClientResponse::Read {
+            context, siblings, ..
+        }
+        | ClientResponse::Cas {
             context, siblings, ..
         } => (
             Some(context),

@@ -1,0 +1,237 @@
+//! The compare-and-set workload, over the Redis protocol: each client keeps one RESP
+//! connection with serial reads (`HYDRA.CONSISTENCY serial default`) and, on a few keys of
+//! bucket `redis`, reads (`GET`, through Paxos) or writes a unique value if the key still
+//! holds what it last read (`SET key new IFEQ old GET`, or `SET key new NX GET` when it read
+//! nothing): the reply is the value the condition was judged on, so the write applied exactly
+//! when it equals what was expected. Checked by the simulator's checker (h)
+//! (`hydra_sim::check_cas`): the applied writes of a key form one chain in an order real time
+//! allows, and every value returned was current at some point while its request ran.
+
+use crate::history::{F, Kind, Op};
+use crate::register::{Broken, Connection, classify_error};
+use hydra_core::ids::Timestamp;
+use hydra_resp::Value;
+use hydra_sim::workload::{CasKind, CasOp, CasResult};
+use std::collections::BTreeMap;
+
+/// The bucket of the workload (`lww`: compare-and-set needs it).
+pub const BUCKET: &str = "redis";
+/// Share of operations that are reads.
+pub const READ_SHARE: f64 = 0.4;
+
+pub fn key_name(i: usize) -> String {
+    format!("cas{i}")
+}
+
+/// Opens a connection whose reads are serial.
+pub fn open(addr: &str, timeout: std::time::Duration) -> Result<Connection, Broken> {
+    let mut c = Connection::open(addr, timeout)?;
+    match c.call(&[b"HYDRA.CONSISTENCY", b"serial", b"default"])? {
+        Value::Simple(s) if s == "OK" => Ok(c),
+        other => Err(Broken {
+            kind: Kind::Fail,
+            error: format!("HYDRA.CONSISTENCY serial: {other:?}"),
+        }),
+    }
+}
+
+/// A serial `GET`: the value (a number) or `None`.
+pub fn read(c: &mut Connection, key: &str) -> Result<Option<u64>, Broken> {
+    crate::register::get(c, key)
+}
+
+/// `SET key new IFEQ old GET` (or `NX GET`): `Ok(None)` when applied, else the value the key
+/// held (`Ok(Some(current))`).
+pub fn write(
+    c: &mut Connection,
+    key: &str,
+    expected: Option<u64>,
+    new: u64,
+) -> Result<Option<Option<u64>>, Broken> {
+    let new = new.to_string();
+    let old = expected.map(|e| e.to_string());
+    let mut args: Vec<&[u8]> = vec![b"SET", key.as_bytes(), new.as_bytes()];
+    match &old {
+        Some(o) => args.extend([b"IFEQ".as_slice(), o.as_bytes()]),
+        None => args.push(b"NX"),
+    }
+    args.push(b"GET");
+    let previous = match c.call(&args)? {
+        Value::Null => None,
+        Value::Bulk(b) => Some(
+            String::from_utf8_lossy(&b)
+                .parse::<u64>()
+                .map_err(|_| Broken {
+                    kind: Kind::Info,
+                    error: format!("not a workload value: {:?}", String::from_utf8_lossy(&b)),
+                })?,
+        ),
+        // `-TIMEOUT`: the coordinator could not learn the outcome; a broken connection too.
+        Value::Error(e) if e.starts_with("TIMEOUT") => {
+            return Err(Broken {
+                kind: Kind::Info,
+                error: e,
+            });
+        }
+        // Refused, beaten until its deadline with nothing proposed, or no majority: not
+        // applied.
+        Value::Error(e) => {
+            let kind = match classify_error(&e) {
+                Kind::Info if e.starts_with("QUORUM_NOT_REACHED") => Kind::Fail,
+                k => k,
+            };
+            return Err(Broken { kind, error: e });
+        }
+        other => {
+            return Err(Broken {
+                kind: Kind::Info,
+                error: format!("unexpected reply {other:?}"),
+            });
+        }
+    };
+    Ok(if previous == expected {
+        None
+    } else {
+        Some(previous)
+    })
+}
+
+/// What checker (h) found.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CasVerdict {
+    pub reads_ok: u64,
+    pub applied: u64,
+    pub not_applied: u64,
+    pub failed: u64,
+    pub unknown: u64,
+    /// Keys whose history no serial order explains, with why.
+    pub violations: Vec<String>,
+}
+
+/// Checks a compare-and-set history (`ops`, times in nanoseconds) and the final serial reads.
+pub fn check(ops: &[Op], finals: &BTreeMap<String, Option<u64>>, final_time: u64) -> CasVerdict {
+    let mut v = CasVerdict::default();
+    let mut by_key: BTreeMap<&str, Vec<CasOp>> = BTreeMap::new();
+    let mut open: BTreeMap<u64, &Op> = BTreeMap::new();
+    for op in ops.iter().filter(|o| matches!(o.f, F::CasRead | F::Cas)) {
+        if op.kind == Kind::Invoke {
+            open.insert(op.process, op);
+            continue;
+        }
+        let Some(inv) = open.remove(&op.process) else {
+            continue;
+        };
+        let kind = match inv.f {
+            F::Cas => CasKind::Write {
+                expected: inv.value[0].as_u64(),
+                new: inv.value[1].as_u64().unwrap_or_default(),
+            },
+            _ => CasKind::Read,
+        };
+        let result = match (op.kind, kind) {
+            (Kind::Ok, CasKind::Read) => {
+                v.reads_ok += 1;
+                CasResult::Current(op.value.as_u64())
+            }
+            (Kind::Ok, CasKind::Write { .. }) if op.value.is_null() => {
+                v.applied += 1;
+                CasResult::Applied
+            }
+            (Kind::Ok, CasKind::Write { .. }) => {
+                v.not_applied += 1;
+                CasResult::Current(op.value["current"].as_u64())
+            }
+            (Kind::Fail, CasKind::Read) => continue,
+            (Kind::Fail, _) => {
+                v.failed += 1;
+                CasResult::Fail
+            }
+            (_, CasKind::Read) => continue,
+            _ => {
+                v.unknown += 1;
+                CasResult::Unknown
+            }
+        };
+        by_key.entry(&op.key).or_default().push(CasOp {
+            client: op.process as usize,
+            key: 0,
+            kind,
+            invoked: Timestamp(inv.time),
+            completed: Some((Timestamp(op.time), result)),
+            is_final: false,
+        });
+    }
+    // Writes still open at the end may have applied.
+    for inv in open.values().filter(|o| o.f == F::Cas) {
+        v.unknown += 1;
+        by_key.entry(&inv.key).or_default().push(CasOp {
+            client: inv.process as usize,
+            key: 0,
+            kind: CasKind::Write {
+                expected: inv.value[0].as_u64(),
+                new: inv.value[1].as_u64().unwrap_or_default(),
+            },
+            invoked: Timestamp(inv.time),
+            completed: Some((Timestamp(u64::MAX), CasResult::Unknown)),
+            is_final: false,
+        });
+    }
+    for (key, value) in finals {
+        by_key.entry(key).or_default().push(CasOp {
+            client: usize::MAX,
+            key: 0,
+            kind: CasKind::Read,
+            invoked: Timestamp(final_time),
+            completed: Some((Timestamp(final_time), CasResult::Current(*value))),
+            is_final: true,
+        });
+    }
+    for (key, ops) in &by_key {
+        if let Err(why) = hydra_sim::check_cas::check_key(&ops.iter().collect::<Vec<_>>()) {
+            v.violations
+                .push(format!("{key}: {why} (times in ns since the start)"));
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn op(process: u64, kind: Kind, f: F, value: serde_json::Value, ns: u64) -> Op {
+        Op {
+            process,
+            kind,
+            f,
+            key: "cas0".into(),
+            value,
+            time: ns,
+            node: 0,
+            error: None,
+            ttl_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_linearizable_history_passes_and_a_fork_fails() {
+        let ops = vec![
+            op(1, Kind::Invoke, F::Cas, json!([null, 1]), 0),
+            op(1, Kind::Ok, F::Cas, json!(null), 5),
+            op(2, Kind::Invoke, F::Cas, json!([null, 2]), 6),
+            op(2, Kind::Ok, F::Cas, json!({ "current": 1 }), 9),
+            op(3, Kind::Invoke, F::CasRead, json!(null), 10),
+            op(3, Kind::Ok, F::CasRead, json!(1), 12),
+        ];
+        let finals = [("cas0".to_string(), Some(1))].into();
+        let v = check(&ops, &finals, 100);
+        assert!(v.violations.is_empty(), "{v:?}");
+        assert_eq!((v.applied, v.not_applied, v.reads_ok), (1, 1, 1));
+        // Both applied on absent: a fork.
+        let mut ops = ops;
+        ops[3] = op(2, Kind::Ok, F::Cas, json!(null), 9);
+        let v = check(&ops, &finals, 100);
+        assert_eq!(v.violations.len(), 1, "{v:?}");
+    }
+}
