@@ -188,6 +188,9 @@ impl Paxos {
             return;
         };
         if round.attempts >= PAXOS_ATTEMPTS_MAX {
+            if !round.owns.is_empty() {
+                return self.fail_unknown(local, ctx.now, id);
+            }
             return self.fail_contended(local, ctx.now, id);
         }
         // A ballot is stamped by this node's clock, which may have jumped since the request
@@ -449,7 +452,23 @@ impl Paxos {
             .as_ref()
             .and_then(|a| a.proposal.as_ref())
             .and_then(own_of);
-        let own_committed = merged.as_ref().and_then(own_of);
+        // A commit at an own ballot is that own proposal committed (only this request
+        // proposes at its ballots), even if the data no longer show it (a later plain write,
+        // an expiry).
+        let own_committed = merged.as_ref().and_then(own_of).or_else(|| {
+            round
+                .owns
+                .iter()
+                .find(|(b, ..)| round.promises.values().any(|p| p.1 == *b))
+                .map(|(_, _, previous)| previous.clone())
+        });
+        let lowest_own = round.owns.iter().map(|(b, ..)| *b).min();
+        // No own proposal can have been chosen when no promise shows a commit or an
+        // acceptance at or above the lowest own ballot (a chosen one was accepted by a
+        // majority, which this majority meets, and an acceptor's accepted ballot only grows
+        // until a commit at or above it).
+        let owns_unchosen = lowest_own
+            .is_some_and(|b| latest < b && in_progress.as_ref().is_none_or(|a| a.ballot < b));
         if let Some(acc) = in_progress {
             let then = if let Some(previous) = own_in_progress.or(own_committed) {
                 let object = match (&merged, &acc.proposal) {
@@ -465,10 +484,10 @@ impl Paxos {
                 round.reproposed += 1;
                 Then::Restart
             };
-            // No own proposal committed (`latest` is below them all) nor in progress: this
-            // commit, at a higher ballot, ends them.
-            let lowest_own = round.owns.iter().map(|(b, ..)| *b).min();
-            round.seals_own = lowest_own.is_some_and(|b| latest < b);
+            // If none was chosen, this commit, at a higher ballot, ends them all. (An
+            // in-progress proposal above an own one may belong to a later instance, built on
+            // an own value committed at a minority: then they stay in doubt.)
+            round.seals_own = owns_unchosen;
             let proposal = acc.proposal;
             return self.send_step(local, ctx, id, Step::Propose { proposal, then });
         }
@@ -484,13 +503,13 @@ impl Paxos {
             let proposal = merged;
             return self.send_step(local, ctx, id, Step::Propose { proposal, then });
         }
-        if let Some(lowest) = round.owns.iter().map(|(b, ..)| *b).min() {
-            if latest > lowest {
+        if lowest_own.is_some() {
+            if !owns_unchosen {
                 // A commit above an own proposal, which the data do not show: it may have
                 // been committed and replaced since, or never chosen. No telling which.
                 return self.fail_unknown(local, ctx.now, id);
             }
-            // Nothing committed since: they are dead once anything commits at this ballot.
+            // None chosen: they are dead once anything commits at this ballot.
             round.seals_own = true;
         }
         let now_ms = ctx.now.0;
@@ -525,11 +544,19 @@ impl Paxos {
             (CasAction::Delete, true) => Some(Sibling::tombstone(Hlc::default())),
         };
         if let Some(mut sibling) = write {
-            // Stamped after the ballot and everything read, so it is the newest version.
-            let after = merged
-                .as_ref()
-                .map_or(Hlc::default(), |m| Hlc(m.max_timestamp().0 + 1));
-            sibling.timestamp = round.ballot.hlc.max(after);
+            // Stamped by this node's clock after the ballot and everything read: the newest
+            // version, and an identity no other proposal has (the clock never repeats).
+            if let Some(m) = &merged
+                && local
+                    .hlc
+                    .observe(m.max_timestamp(), ctx.now, local.config.max_clock_skew_ms)
+                    .is_err()
+            {
+                // The data are stamped beyond what this clock may take in: a value stamped
+                // by it would lose to them.
+                return self.fail_clock(local, ctx.now, id);
+            }
+            sibling.timestamp = local.hlc.now(ctx.now);
             let object = Object::Lww(LwwValue::new(local.me(), sibling));
             round
                 .owns
@@ -643,6 +670,26 @@ impl Paxos {
                 "compare-and-set of {} proposed at ballot {ballot} and could not learn within {} ms whether it was applied; a serial read tells",
                 round.request.key,
                 now.ms_since(round.started)
+            ),
+        );
+        local.out.reply(round.reply_to, Err(e));
+    }
+
+    /// The read held timestamps this node's clock cannot stamp after (beyond the skew
+    /// bound): nothing of this attempt was proposed.
+    fn fail_clock(&mut self, local: &mut Local, now: Timestamp, id: RequestId) {
+        if self.rounds.get(&id).is_some_and(|r| !r.owns.is_empty()) {
+            return self.fail_unknown(local, now, id);
+        }
+        let Some(round) = self.remove(local, id) else {
+            return;
+        };
+        let e = ClientError::new(
+            ErrorCode::ClockSkew,
+            format!(
+                "compare-and-set of {} read a version stamped more than the skew bound ahead of node {}'s clock; not applied",
+                round.request.key,
+                local.me()
             ),
         );
         local.out.reply(round.reply_to, Err(e));
@@ -789,12 +836,16 @@ pub(crate) fn supported(mode: ConflictMode) -> bool {
     mode == ConflictMode::Lww
 }
 
-/// Whether `a` holds exactly the version `b` is (an `lww` value's identity: timestamp and
-/// writer).
+/// Whether `a` holds exactly the version `b` is: an `lww` value's identity (timestamp and
+/// writer, unique per proposal: its coordinator's clock never repeats) and its value (a TTL
+/// change since keeps both).
 fn same_version(a: &Object, b: &Object) -> bool {
     match (a, b) {
         (Object::Lww(a), Object::Lww(b)) => {
-            a.sibling.timestamp == b.sibling.timestamp && a.writer == b.writer
+            a.sibling.timestamp == b.sibling.timestamp
+                && a.writer == b.writer
+                && a.sibling.value == b.sibling.value
+                && a.sibling.tombstone == b.sibling.tombstone
         }
         _ => false,
     }

@@ -15,6 +15,14 @@ use hydra_core::paxos::Condition;
 use hydra_core::version::{Context, Sibling, VersionVector};
 use hydra_resp::Value;
 
+/// An integer as Redis reads one (`string2ll`): the canonical decimal form only (no sign
+/// `+`, no leading zeros or spaces, no `-0`).
+fn redis_integer(bytes: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let n = text.parse::<i64>().ok()?;
+    (n.to_string() == text).then_some(n)
+}
+
 /// Compare-and-set attempts of one read-modify-write command (`INCR`, `APPEND`) before it
 /// gives up (each lost attempt means another client's write to the key applied).
 const READ_MODIFY_WRITE_ATTEMPTS: usize = 16;
@@ -57,8 +65,13 @@ impl Connection {
         while i < args.len() {
             let opt = args[i].to_ascii_lowercase();
             match opt.as_slice() {
-                b"nx" if condition.is_none() => condition = Some(Condition::Absent),
-                b"xx" if condition.is_none() => condition = Some(Condition::Present),
+                // A flag given twice is as once (Redis's parser); NX with XX is an error.
+                b"nx" if matches!(condition, None | Some(Condition::Absent)) => {
+                    condition = Some(Condition::Absent)
+                }
+                b"xx" if matches!(condition, None | Some(Condition::Present)) => {
+                    condition = Some(Condition::Present)
+                }
                 b"ifeq" if condition.is_none() => {
                     let Some(old) = args.get(i + 1) else {
                         return syntax();
@@ -188,10 +201,7 @@ impl Connection {
         let not_integer = || Value::error("ERR value is not an integer or out of range");
         let by = match args.get(1).filter(|_| by_arg) {
             None => 1,
-            Some(a) => match std::str::from_utf8(a)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-            {
+            Some(a) => match redis_integer(a) {
                 Some(n) => n,
                 None => return not_integer(),
             },
@@ -208,11 +218,7 @@ impl Connection {
             .read_modify_write(&args[0], |current| {
                 let now = match current {
                     None => 0,
-                    Some(v) => std::str::from_utf8(v)
-                        .ok()
-                        .filter(|s| !s.is_empty() && !s.starts_with('+') && s.len() <= 20)
-                        .and_then(|s| s.parse::<i64>().ok())
-                        .ok_or_else(not_integer)?,
+                    Some(v) => redis_integer(v).ok_or_else(not_integer)?,
                 };
                 now.checked_add(by)
                     .map(|n| n.to_string().into_bytes())
