@@ -546,6 +546,11 @@ impl Paxos {
         if let Some(mut sibling) = write {
             // Stamped by this node's clock after the ballot and everything read: the newest
             // version, and an identity no other proposal has (the clock never repeats).
+            // The clock may have jumped since the ballot was taken: a stamp from a clock its
+            // peers disown would poison the key (and this node's later writes).
+            if local.clock_allows("compare-and-set").is_err() {
+                return self.fail_clock(local, ctx.now, id);
+            }
             if let Some(m) = &merged
                 && local
                     .hlc
@@ -675,8 +680,8 @@ impl Paxos {
         local.out.reply(round.reply_to, Err(e));
     }
 
-    /// The read held timestamps this node's clock cannot stamp after (beyond the skew
-    /// bound): nothing of this attempt was proposed.
+    /// This node's clock cannot stamp the value (it jumped, or the read held timestamps
+    /// beyond the skew bound): nothing of this attempt was proposed.
     fn fail_clock(&mut self, local: &mut Local, now: Timestamp, id: RequestId) {
         if self.rounds.get(&id).is_some_and(|r| !r.owns.is_empty()) {
             return self.fail_unknown(local, now, id);
@@ -687,7 +692,7 @@ impl Paxos {
         let e = ClientError::new(
             ErrorCode::ClockSkew,
             format!(
-                "compare-and-set of {} read a version stamped more than the skew bound ahead of node {}'s clock; not applied",
+                "compare-and-set of {}: node {}'s clock is not trusted (its peers disown it, or it read a version stamped beyond the skew bound ahead of it); not applied",
                 round.request.key,
                 local.me()
             ),
