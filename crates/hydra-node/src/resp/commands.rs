@@ -15,6 +15,16 @@ use hydra_core::paxos::Condition;
 use hydra_core::version::{Context, Sibling, VersionVector};
 use hydra_resp::Value;
 
+/// What a RESP write of `value` does through compare-and-set (RESP values carry no type).
+fn write_action(value: Vec<u8>, ttl_ms: Option<u64>, keep_ttl: bool) -> CasAction {
+    CasAction::Write {
+        value,
+        content_type: "application/octet-stream".into(),
+        ttl_ms,
+        keep_ttl,
+    }
+}
+
 /// An integer as Redis reads one (`string2ll`): the canonical decimal form only (no sign
 /// `+`, no leading zeros or spaces, no `-0`).
 fn redis_integer(bytes: &[u8]) -> Option<i64> {
@@ -115,12 +125,7 @@ impl Connection {
             let action = if ttl_ms == Some(0) {
                 CasAction::Delete
             } else {
-                CasAction::Write {
-                    value,
-                    content_type: "application/octet-stream".into(),
-                    ttl_ms,
-                    keep_ttl,
-                }
+                write_action(value, ttl_ms, keep_ttl)
             };
             return match self.cas(key, condition, action).await {
                 Err(e) => e,
@@ -169,12 +174,7 @@ impl Connection {
             Ok(k) => k,
             Err(e) => return e,
         };
-        let action = CasAction::Write {
-            value: args[1].clone(),
-            content_type: "application/octet-stream".into(),
-            ttl_ms: None,
-            keep_ttl: false,
-        };
+        let action = write_action(args[1].clone(), None, false);
         match self.cas(key, Condition::Absent, action).await {
             Ok((applied, _)) => Value::Integer(i64::from(applied)),
             Err(e) => e,
@@ -266,12 +266,7 @@ impl Connection {
             Ok(k) => k,
             Err(e) => return e,
         };
-        let action = CasAction::Write {
-            value: args[1].clone(),
-            content_type: "application/octet-stream".into(),
-            ttl_ms: None,
-            keep_ttl: false,
-        };
+        let action = write_action(args[1].clone(), None, false);
         match self.cas(key, Condition::Always, action).await {
             Ok((_, previous)) => previous.map_or(Value::Null, |s| Value::Bulk(s.value)),
             Err(e) => e,
@@ -297,12 +292,7 @@ impl Connection {
                 Some(s) => Condition::ValueIs(s.value.clone()),
                 None => Condition::Absent,
             };
-            let action = CasAction::Write {
-                value: new.clone(),
-                content_type: "application/octet-stream".into(),
-                ttl_ms: None,
-                keep_ttl: true,
-            };
+            let action = write_action(new.clone(), None, true);
             match self.cas(key.clone(), condition, action).await? {
                 (true, _) => return Ok(new),
                 (false, found) => current = found,
