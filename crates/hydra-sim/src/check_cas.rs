@@ -74,7 +74,7 @@ pub fn check_key(ops: &[&CasOp]) -> Result<(), String> {
         );
         if failed && seen.contains(&w.new) {
             return Err(format!(
-                "value {} was seen, but its write (invoked at {} ms) was answered as not applied",
+                "value {} was seen, but its write (invoked at {}) was answered as not applied",
                 w.new, w.op.invoked.0
             ));
         }
@@ -84,7 +84,7 @@ pub fn check_key(ops: &[&CasOp]) -> Result<(), String> {
     for w in writes.values().filter(|w| applied(w)) {
         if let Some(other) = successor.insert(w.expected, w) {
             return Err(format!(
-                "two writes applied on {}: {} (invoked at {} ms) and {} (invoked at {} ms)",
+                "two writes applied on {}: {} (invoked at {}) and {} (invoked at {})",
                 w.expected
                     .map_or("absent".to_string(), |v| format!("value {v}")),
                 other.new,
@@ -128,7 +128,7 @@ pub fn check_key(ops: &[&CasOp]) -> Result<(), String> {
     for w in chain.iter().rev() {
         if earliest_end_after < w.op.invoked.0 {
             return Err(format!(
-                "write {} (invoked at {} ms) comes before a write that completed at {} ms in the only order of the applied writes",
+                "write {} (invoked at {}) comes before a write that completed at {} in the only order of the applied writes",
                 w.new, w.op.invoked.0, earliest_end_after
             ));
         }
@@ -136,47 +136,64 @@ pub fn check_key(ops: &[&CasOp]) -> Result<(), String> {
             earliest_end_after = earliest_end_after.min(t.0);
         }
     }
+    // When each position of the chain was first known to be past: the earliest end of an
+    // operation that saw a later position (a read or failed condition returning it, a write
+    // applied at it), and the latest invocation of a write up to each position.
+    let seen_at = |op: &CasOp| -> Option<(usize, u64)> {
+        match op.completed? {
+            (end, CasResult::Current(v)) => Some((*position.get(&v)?, end.0)),
+            (end, CasResult::Applied) => match op.kind {
+                CasKind::Write { new, .. } => Some((*position.get(&Some(new))?, end.0)),
+                CasKind::Read => None,
+            },
+            _ => None,
+        }
+    };
+    let mut first_seen = vec![u64::MAX; chain.len() + 1];
+    for op in ops {
+        if let Some((p, end)) = seen_at(op) {
+            first_seen[p] = first_seen[p].min(end);
+        }
+    }
+    // `past[p]`: the earliest time a position after `p` was seen.
+    let mut past = vec![u64::MAX; chain.len() + 1];
+    for p in (0..chain.len()).rev() {
+        past[p] = past[p + 1].min(first_seen[p + 1]);
+    }
+    // `invoked_by[p]`: the latest invocation among the writes that made positions 1..=p.
+    let mut invoked_by = vec![0u64; chain.len() + 1];
+    for p in 1..=chain.len() {
+        invoked_by[p] = invoked_by[p - 1].max(chain[p - 1].op.invoked.0);
+    }
     // Every value returned was current during its operation.
     for op in ops {
         let Some((end, CasResult::Current(value))) = op.completed else {
             continue;
         };
+        let shown = value.map_or("absent".to_string(), |v| format!("value {v}"));
         if let CasKind::Write { expected, .. } = op.kind
             && expected == value
         {
             return Err(format!(
-                "a write expecting {} was not applied, though the key held exactly that",
-                value.map_or("absent".to_string(), |v| format!("value {v}"))
+                "a write expecting {shown} was not applied, though the key held exactly that"
             ));
         }
         let Some(&p) = position.get(&value) else {
             return Err(format!(
-                "an operation at {}..{} ms returned value {}, which no applied write made",
-                op.invoked.0,
-                end.0,
-                value.map_or(0, |v| v)
+                "an operation at {}..{} returned {shown}, which no applied write made",
+                op.invoked.0, end.0
             ));
         };
-        if p > 0 && chain[p - 1].op.invoked.0 >= end.0 {
+        if invoked_by[p] >= end.0 {
             return Err(format!(
-                "an operation at {}..{} ms returned value {}, written only from {} ms",
-                op.invoked.0,
-                end.0,
-                chain[p - 1].new,
-                chain[p - 1].op.invoked.0
+                "an operation at {}..{} returned {shown}, but a write before it in the only order of the applied writes began only at {}",
+                op.invoked.0, end.0, invoked_by[p]
             ));
         }
-        if let Some(next) = chain.get(p)
-            && let Some((done, CasResult::Applied)) = next.op.completed
-            && done.0 < op.invoked.0
-        {
+        if past[p] < op.invoked.0 {
             return Err(format!(
-                "an operation at {}..{} ms returned {}, but write {} had replaced it at {} ms",
-                op.invoked.0,
-                end.0,
-                value.map_or("absent".to_string(), |v| format!("value {v}")),
-                next.new,
-                done.0
+                "an operation at {}..{} returned {shown}, but a later value had been seen by {}",
+                op.invoked.0, end.0, past[p]
             ));
         }
     }
@@ -228,6 +245,30 @@ mod tests {
     }
 
     #[test]
+    fn a_read_older_than_one_already_seen_is_caught_even_past_unknown_writes() {
+        // 1 applied; 2 written with an unknown outcome; a read sees 2, a later read sees 1.
+        let ops = [
+            write(None, 1, 0, 1, CasResult::Applied),
+            write(Some(1), 2, 2, 3, CasResult::Unknown),
+            read(Some(2), 4, 5),
+            read(Some(1), 6, 7),
+        ];
+        assert!(
+            check(&ops)
+                .expect_err("stale")
+                .contains("later value had been seen")
+        );
+        // Overlapping reads may see either.
+        let ops = [
+            write(None, 1, 0, 1, CasResult::Applied),
+            write(Some(1), 2, 2, 3, CasResult::Unknown),
+            read(Some(2), 4, 8),
+            read(Some(1), 5, 7),
+        ];
+        assert_eq!(check(&ops), Ok(()));
+    }
+
+    #[test]
     fn forks_stale_reads_and_real_time_inversions_are_caught() {
         // Two applied on absent.
         let ops = [
@@ -245,7 +286,11 @@ mod tests {
             write(Some(1), 2, 2, 3, CasResult::Applied),
             read(Some(1), 5, 6),
         ];
-        assert!(check(&ops).expect_err("stale").contains("had replaced it"));
+        assert!(
+            check(&ops)
+                .expect_err("stale")
+                .contains("later value had been seen")
+        );
         // A value read before its write began.
         let ops = [
             read(Some(1), 0, 1),
@@ -254,7 +299,7 @@ mod tests {
         assert!(
             check(&ops)
                 .expect_err("early")
-                .contains("written only from")
+                .contains("began only at")
         );
         // A failed write seen; a not-applied answer equal to what it expected.
         let ops = [write(None, 1, 0, 1, CasResult::Fail), read(Some(1), 5, 6)];
