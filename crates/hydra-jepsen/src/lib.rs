@@ -434,6 +434,28 @@ pub fn run(opts: &Options) -> Result<Summary> {
     Ok(summary)
 }
 
+/// Checks a finished compare-and-set run again from its files (`summary.json` says the
+/// mode, `history.jsonl`, `final.json`); `None` for a run of another workload.
+pub fn recheck_cas(dir: &std::path::Path) -> Result<Option<cas::CasVerdict>> {
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("summary.json"))
+            .with_context(|| format!("while reading {}", dir.join("summary.json").display()))?,
+    )?;
+    if summary["mode"] != "cas" {
+        return Ok(None);
+    }
+    let history = std::fs::read_to_string(dir.join("history.jsonl"))?;
+    let ops: Vec<Op> = history
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Op>(l).ok())
+        .collect();
+    let fin: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("final.json"))?)?;
+    let time = fin["time"].as_u64().context("final.json has no time")?;
+    let finals: BTreeMap<String, Option<u64>> = serde_json::from_value(fin["registers"].clone())?;
+    Ok(Some(cas::check(&ops, &finals, time)))
+}
+
 /// Checks a finished register run again from its files (`history.jsonl`, `final.json`), as
 /// `hydra-jepsen --recheck DIR` does: for a checker change, or to look at a failure.
 pub fn recheck_registers(dir: &std::path::Path) -> Result<check_register::RegisterVerdict> {

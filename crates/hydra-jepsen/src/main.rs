@@ -79,6 +79,10 @@ fn main() -> ExitCode {
 fn run() -> Result<bool> {
     let args = Args::parse();
     if let Some(dir) = &args.recheck {
+        if let Some(verdict) = hydra_jepsen::recheck_cas(dir)? {
+            println!("{}", serde_json::to_string_pretty(&verdict)?);
+            return Ok(verdict.violations.is_empty());
+        }
         let verdict = hydra_jepsen::recheck_registers(dir)?;
         println!("{}", serde_json::to_string_pretty(&verdict)?);
         // As the run judged it: every read with --strict, the final values only if sloppy.

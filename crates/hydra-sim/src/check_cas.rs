@@ -296,11 +296,7 @@ mod tests {
             read(Some(1), 0, 1),
             write(None, 1, 2, 3, CasResult::Applied),
         ];
-        assert!(
-            check(&ops)
-                .expect_err("early")
-                .contains("began only at")
-        );
+        assert!(check(&ops).expect_err("early").contains("began only at"));
         // A failed write seen; a not-applied answer equal to what it expected.
         let ops = [write(None, 1, 0, 1, CasResult::Fail), read(Some(1), 5, 6)];
         assert!(check(&ops).is_err());
