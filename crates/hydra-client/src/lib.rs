@@ -173,6 +173,40 @@ impl Client {
         api_result(self.finish(req.send(value))?, &[204])
     }
 
+    /// A compare-and-set write (PUT with `If-None-Match`/`If-Match`): `Ok` with status 204
+    /// (applied) or 412 (not applied; `context` is the current version).
+    pub fn put_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        value: &[u8],
+        content_type: &str,
+        condition: &Precondition,
+    ) -> Result<KvResponse, Error> {
+        let (name, token) = condition.header();
+        let req = self
+            .agent
+            .put(self.kv_url(bucket, key))
+            .header("content-type", content_type)
+            .header(name, token);
+        api_result(self.finish(req.send(value))?, &[204, 412])
+    }
+
+    /// A compare-and-set delete: `Ok` with status 204 (applied) or 412 (not applied).
+    pub fn delete_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: &Precondition,
+    ) -> Result<KvResponse, Error> {
+        let (name, token) = condition.header();
+        let req = self
+            .agent
+            .delete(self.kv_url(bucket, key))
+            .header(name, token);
+        api_result(self.finish(req.call())?, &[204, 412])
+    }
+
     pub fn delete(
         &self,
         bucket: &str,
@@ -237,6 +271,24 @@ impl Client {
     pub fn health(&self) -> Result<(), Error> {
         let resp = self.agent.get(format!("{}/health", self.endpoint)).call();
         api_result(self.finish(resp)?, &[200]).map(|_| ())
+    }
+}
+
+/// The condition of a compare-and-set write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// The key is absent (`If-None-Match: *`).
+    Absent,
+    /// The key's current version is the one this context (from a read) names (`If-Match`).
+    Matches(String),
+}
+
+impl Precondition {
+    fn header(&self) -> (&'static str, &str) {
+        match self {
+            Precondition::Absent => ("if-none-match", "*"),
+            Precondition::Matches(context) => ("if-match", context),
+        }
     }
 }
 

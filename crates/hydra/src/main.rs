@@ -61,25 +61,37 @@ enum Command {
         #[arg(long, default_value = "default")]
         bucket: String,
         /// Read quorum: one, two, three, quorum, all or a number.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "serial")]
         r: Option<String>,
+        /// A serial read, through Paxos (`lww` buckets): linearizable with compare-and-set.
+        #[arg(long)]
+        serial: bool,
         #[arg(short, long)]
         verbose: bool,
         #[command(flatten)]
         endpoint: Endpoint,
     },
     /// Write a key; the value comes from the argument or, without one, from stdin.
+    /// `--if-absent` and `--if-match` make it a compare-and-set (exit status 1 when the
+    /// condition does not hold).
     Put {
         key: String,
         value: Option<String>,
         #[arg(long, default_value = "default")]
         bucket: String,
         /// The context of the read this write follows (from `hydra get -v`).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["if_absent", "if_match"])]
         context: Option<String>,
         /// Write quorum: one, two, three, quorum, all or a number.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["if_absent", "if_match"])]
         w: Option<String>,
+        /// Write only if the key is absent (compare-and-set, `lww` buckets).
+        #[arg(long, conflicts_with = "if_match")]
+        if_absent: bool,
+        /// Write only if the key's version is still the one this context names (from
+        /// `hydra get -v`; compare-and-set, `lww` buckets).
+        #[arg(long)]
+        if_match: Option<String>,
         #[arg(long, default_value = "application/octet-stream")]
         content_type: String,
         #[arg(short, long)]
@@ -201,10 +213,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             key,
             bucket,
             r,
+            serial,
             verbose,
             endpoint,
         } => {
             let client = Client::new(&endpoint.endpoint);
+            let r = if serial {
+                Some("serial".to_string())
+            } else {
+                r
+            };
             let params: Vec<(&str, &str)> = r.as_deref().map(|r| ("r", r)).into_iter().collect();
             let resp = client.get(&bucket, &key, &params).map_err(api)?;
             if verbose {
@@ -249,6 +267,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bucket,
             context,
             w,
+            if_absent,
+            if_match,
             content_type,
             verbose,
             endpoint,
@@ -263,6 +283,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     buf
                 }
             };
+            let condition = match (if_absent, if_match) {
+                (true, _) => Some(hydra_client::Precondition::Absent),
+                (false, Some(c)) => Some(hydra_client::Precondition::Matches(c)),
+                (false, None) => None,
+            };
+            if let Some(condition) = condition {
+                let resp = Client::new(&endpoint.endpoint)
+                    .put_if(&bucket, &key, &value, &content_type, &condition)
+                    .map_err(api)?;
+                if verbose {
+                    show_meta(resp.context.as_deref(), resp.receipt.as_ref());
+                }
+                if resp.status == 412 {
+                    eprintln!(
+                        "hydra: not written: the condition does not hold for {bucket}/{key} (current context: {})",
+                        resp.context.as_deref().unwrap_or("none")
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let params: Vec<(&str, &str)> = w.as_deref().map(|w| ("w", w)).into_iter().collect();
             let resp = Client::new(&endpoint.endpoint)
                 .put(

@@ -493,6 +493,25 @@ fn hydra_dev_starts_a_cluster_writes_cluster_json_and_stops_it_on_sigterm() {
         .get("default", "k", &[("r", "all")])
         .expect("read");
     assert_eq!(r.body, b"v");
+    // The CLI's compare-and-set: a write if absent, then a serial read.
+    let http = nodes[1]["http"].as_str().expect("http");
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hydra"))
+            .args(args)
+            .args(["--endpoint", http, "--bucket", "redis"])
+            .output()
+            .expect("run hydra")
+    };
+    let out = cli(&["put", "--if-absent", "lock", "a"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = cli(&["put", "--if-absent", "lock", "b"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("condition does not hold"),
+        "{out:?}"
+    );
+    let out = cli(&["get", "--serial", "lock"]);
+    assert_eq!(out.stdout, b"a", "{out:?}");
     // SIGTERM stops every node.
     let pids: Vec<i32> = nodes
         .iter()
