@@ -104,10 +104,14 @@ enum Command {
         key: String,
         #[arg(long, default_value = "default")]
         bucket: String,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "if_match")]
         context: Option<String>,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "if_match")]
         w: Option<String>,
+        /// Delete only if the key's version is still the one this context names
+        /// (compare-and-set, `lww` buckets; exit status 1 when it is not).
+        #[arg(long)]
+        if_match: Option<String>,
         #[arg(short, long)]
         verbose: bool,
         #[command(flatten)]
@@ -292,17 +296,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let resp = Client::new(&endpoint.endpoint)
                     .put_if(&bucket, &key, &value, &content_type, &condition)
                     .map_err(api)?;
-                if verbose {
-                    show_meta(resp.context.as_deref(), resp.receipt.as_ref());
-                }
-                if resp.status == 412 {
-                    eprintln!(
-                        "hydra: not written: the condition does not hold for {bucket}/{key} (current context: {})",
-                        resp.context.as_deref().unwrap_or("none")
-                    );
-                    return Ok(ExitCode::from(1));
-                }
-                return Ok(ExitCode::SUCCESS);
+                return Ok(conditional_outcome(&resp, &bucket, &key, verbose));
             }
             let params: Vec<(&str, &str)> = w.as_deref().map(|w| ("w", w)).into_iter().collect();
             let resp = Client::new(&endpoint.endpoint)
@@ -325,10 +319,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bucket,
             context,
             w,
+            if_match,
             verbose,
             endpoint,
         } => {
             let client = Client::new(&endpoint.endpoint);
+            if let Some(c) = if_match {
+                let condition = hydra_client::Precondition::Matches(c);
+                let resp = client.delete_if(&bucket, &key, &condition).map_err(api)?;
+                return Ok(conditional_outcome(&resp, &bucket, &key, verbose));
+            }
             // Without a context, delete everything there is now: read it first.
             let context = match context {
                 Some(c) => Some(c),
@@ -463,6 +463,27 @@ fn props_json(p: &BucketProps) -> Value {
         v["sloppy"] = json!(s);
     }
     v
+}
+
+/// The exit status of a compare-and-set write: 1 (saying why) when its condition did not
+/// hold (412).
+fn conditional_outcome(
+    resp: &hydra_client::KvResponse,
+    bucket: &str,
+    key: &str,
+    verbose: bool,
+) -> ExitCode {
+    if verbose {
+        show_meta(resp.context.as_deref(), resp.receipt.as_ref());
+    }
+    if resp.status == 412 {
+        eprintln!(
+            "hydra: not written: the condition does not hold for {bucket}/{key} (current context: {})",
+            resp.context.as_deref().unwrap_or("none")
+        );
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }
 
 fn show_meta(context: Option<&str>, receipt: Option<&Value>) {

@@ -512,6 +512,15 @@ fn hydra_dev_starts_a_cluster_writes_cluster_json_and_stops_it_on_sigterm() {
     );
     let out = cli(&["get", "--serial", "lock"]);
     assert_eq!(out.stdout, b"a", "{out:?}");
+    // A conditional delete with a context that is not the current version deletes nothing.
+    let stale = hydra_core::version::Context(hydra_core::version::VersionVector(
+        [(hydra_core::ids::NodeId(1), 1)].into(),
+    ))
+    .encode();
+    let out = cli(&["del", "--if-match", &stale, "lock"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = cli(&["get", "--serial", "lock"]);
+    assert_eq!(out.stdout, b"a", "{out:?}");
     // SIGTERM stops every node.
     let pids: Vec<i32> = nodes
         .iter()
