@@ -42,6 +42,27 @@ pub struct PlantedBugs {
     /// Paxos acceptors forget what they promised: every prepare and proposal is accepted,
     /// whatever ballot was promised before.
     pub paxos_forgets_promises: bool,
+    /// Acceptors accept a proposal below the ballot they promised.
+    pub paxos_accepts_below_promise: bool,
+    /// Accepting a proposal does not raise the acceptor's promise to its ballot.
+    pub paxos_accept_keeps_promise: bool,
+    /// Coordinators ignore a proposal a promise reports accepted and not committed.
+    pub paxos_ignores_in_progress: bool,
+    /// Coordinators take up the in-progress proposal of the first promise that came, not
+    /// the one at the highest ballot.
+    pub paxos_in_progress_by_arrival: bool,
+    /// A Paxos phase moves on with one answer fewer than a majority.
+    pub paxos_quorum_off_by_one: bool,
+    /// Acceptors answer before their state change is durable.
+    pub paxos_answers_before_sync: bool,
+    /// Ballots leave out their coordinator (two nodes' ballots can be equal).
+    pub paxos_ballots_not_unique: bool,
+    /// A serial read answers from the promised data without finishing a proposal in
+    /// progress.
+    pub paxos_read_skips_in_progress: bool,
+    /// A compare-and-set's value is stamped without taking in the timestamps its prepare
+    /// read (it may be older than the value it replaces).
+    pub paxos_stamp_ignores_read: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -61,6 +82,15 @@ thread_local! {
         merge_ignores_limits: false,
         sweep_skips_old_tombstones: false,
         paxos_forgets_promises: false,
+        paxos_accepts_below_promise: false,
+        paxos_accept_keeps_promise: false,
+        paxos_ignores_in_progress: false,
+        paxos_in_progress_by_arrival: false,
+        paxos_quorum_off_by_one: false,
+        paxos_answers_before_sync: false,
+        paxos_ballots_not_unique: false,
+        paxos_read_skips_in_progress: false,
+        paxos_stamp_ignores_read: false,
     }) };
 }
 

@@ -263,6 +263,15 @@ fn plant_bugs_from_env() {
             "merge_ignores_limits" => bugs.merge_ignores_limits = true,
             "sweep_skips_old_tombstones" => bugs.sweep_skips_old_tombstones = true,
             "paxos_forgets_promises" => bugs.paxos_forgets_promises = true,
+            "paxos_accepts_below_promise" => bugs.paxos_accepts_below_promise = true,
+            "paxos_accept_keeps_promise" => bugs.paxos_accept_keeps_promise = true,
+            "paxos_ignores_in_progress" => bugs.paxos_ignores_in_progress = true,
+            "paxos_in_progress_by_arrival" => bugs.paxos_in_progress_by_arrival = true,
+            "paxos_quorum_off_by_one" => bugs.paxos_quorum_off_by_one = true,
+            "paxos_answers_before_sync" => bugs.paxos_answers_before_sync = true,
+            "paxos_ballots_not_unique" => bugs.paxos_ballots_not_unique = true,
+            "paxos_read_skips_in_progress" => bugs.paxos_read_skips_in_progress = true,
+            "paxos_stamp_ignores_read" => bugs.paxos_stamp_ignores_read = true,
             other => tracing::error!("HYDRA_PLANTED_BUGS: unknown bug {other:?}"),
         }
     }

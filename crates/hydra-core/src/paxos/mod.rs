@@ -16,11 +16,16 @@
 //! * Ballots are unique (the HLC reading of their coordinator, then its node id) and carry no
 //!   randomness, so the simulator replays them.
 
+use crate::bugs::planted;
 use crate::hlc::Hlc;
 use crate::ids::NodeId;
+use crate::message::{PaxosAnswer, PaxosPhase, Promise};
 use crate::version::Object;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+pub mod coordinator;
+pub use coordinator::{Coordinator, Decided, GiveUp, Next};
 
 /// A Paxos ballot: its coordinator's HLC reading, then the coordinator (unique per node, as
 /// the HLC of one node never repeats a reading). A commit's value is stamped with its ballot,
@@ -37,6 +42,17 @@ impl Ballot {
         hlc: Hlc(0),
         node: NodeId(0),
     };
+
+    /// The ballot `node` takes at its clock reading `hlc`.
+    pub fn new(hlc: Hlc, node: NodeId) -> Ballot {
+        if planted().paxos_ballots_not_unique {
+            return Ballot {
+                hlc,
+                node: NodeId(0),
+            };
+        }
+        Ballot { hlc, node }
+    }
 }
 
 impl Default for Ballot {
@@ -74,7 +90,7 @@ impl AcceptorState {
     /// Phase 1: promise `ballot` if it is above every ballot promised so far; else the ballot
     /// that wins over it.
     pub fn prepare(&mut self, ballot: Ballot) -> Result<(), Ballot> {
-        if ballot > self.promised {
+        if ballot > self.promised || planted().paxos_forgets_promises {
             self.promised = ballot;
             Ok(())
         } else {
@@ -85,8 +101,14 @@ impl AcceptorState {
     /// Phase 2: accept `proposal` at `ballot` unless a higher ballot was promised (or
     /// committed: that instance is over).
     pub fn propose(&mut self, ballot: Ballot, proposal: Proposal) -> Result<(), Ballot> {
-        if ballot >= self.promised && ballot > self.committed {
-            self.promised = ballot;
+        let bugs = planted();
+        let promise_kept = ballot >= self.promised
+            || bugs.paxos_forgets_promises
+            || bugs.paxos_accepts_below_promise;
+        if promise_kept && ballot > self.committed {
+            if !bugs.paxos_accept_keeps_promise {
+                self.promised = ballot;
+            }
             self.accepted = Some(Accepted { ballot, proposal });
             Ok(())
         } else {
@@ -104,6 +126,30 @@ impl AcceptorState {
             .is_some_and(|a| a.ballot <= self.committed)
         {
             self.accepted = None;
+        }
+    }
+
+    /// One phase at this acceptor: its state change and its answer, or the ballot that wins
+    /// over `ballot`. A promise carries no data (the caller adds the key's object); a
+    /// commit's proposal is merged into the data by the caller.
+    pub fn handle(&mut self, ballot: Ballot, phase: &PaxosPhase) -> Result<PaxosAnswer, Ballot> {
+        match phase {
+            PaxosPhase::Prepare => {
+                self.prepare(ballot)?;
+                Ok(PaxosAnswer::Promise(Box::new(Promise {
+                    accepted: self.in_progress().cloned(),
+                    committed: self.committed,
+                    object: None,
+                })))
+            }
+            PaxosPhase::Propose(proposal) => {
+                self.propose(ballot, proposal.clone())?;
+                Ok(PaxosAnswer::Accepted)
+            }
+            PaxosPhase::Commit(_) => {
+                self.commit(ballot);
+                Ok(PaxosAnswer::Committed)
+            }
         }
     }
 

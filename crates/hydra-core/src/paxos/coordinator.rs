@@ -1,0 +1,517 @@
+//! One compare-and-set request's coordinator, as a pure state machine: it is told each
+//! acceptor's answer and says what to do next (send a phase, stamp a write, back off, answer).
+//! The node's driver (`node/paxos.rs`) does the sending, the timers and the clock checks; the
+//! model checker (`hydra-model`) drives this same code over every interleaving.
+//!
+//! ```text
+//! prepare(ballot) ─▶ Send(Prepare) ─▶ a majority promises (its state and its data)
+//!   ├ a proposal accepted above the highest commit (in progress): Send(Propose it at our
+//!   │ ballot), Send(Commit it), then Restart (it may be this request's own: then Done)
+//!   ├ the condition holds: Stamp ─▶ stamp(clock) ─▶ Send(Propose the new value)
+//!   │ ─▶ majority ─▶ Send(Commit) ─▶ majority ─▶ Done(applied)
+//!   ├ it does not (or a read) and the promised data agree: Done (one round trip)
+//!   └ they differ: Propose/Commit the merged data first, so a later quorum read sees it
+//! a majority refused or cannot answer: BackOff, then prepare again with a higher ballot
+//! ```
+//!
+//! Invariants:
+//! * A committed value is stamped after everything the prepare read (`stamp` observes the
+//!   newest timestamp read), so the `lww` order of committed values is their commit order.
+//! * This request's own proposals, once sent, are in doubt until one is seen committed or in
+//!   progress (applied), or a commit at a higher ballot ends them all (the prepare before it
+//!   found none committed or in progress); a commit above one that the data do not show is
+//!   unknown (it may have been applied and replaced). Never `not applied` while one may still
+//!   win, never applied twice (a retry proposes anew only after finding the earlier ones
+//!   uncommitted, and the first commit ends the rest).
+//! * A phase moves on only with answers from a majority of the key's primaries.
+
+use super::{Accepted, Ballot, Condition, Proposal};
+use crate::bugs::planted;
+use crate::hlc::{ClockSkewError, HlcClock};
+use crate::ids::{NodeId, Timestamp};
+use crate::message::{CasAction, PaxosAnswer, PaxosPhase, PaxosRefusal, Promise};
+use crate::version::{LwwValue, Object, Sibling};
+
+/// What follows a commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Then {
+    /// Another request's proposal was finished: prepare again.
+    Restart,
+    /// Answer the client.
+    Reply(Decided),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Step {
+    /// Between attempts (backing off), or before the first.
+    Idle,
+    Prepare,
+    Propose { proposal: Proposal, then: Then },
+    Commit { proposal: Proposal, then: Then },
+    /// The condition held: the write waits for its timestamp (`stamp`).
+    Stamp {
+        write: Sibling,
+        previous: Option<Sibling>,
+        merged: Option<Object>,
+    },
+}
+
+/// A decided request: `object` is the key's value after it, `previous` the value its
+/// condition was judged on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decided {
+    pub applied: bool,
+    pub object: Option<Object>,
+    pub previous: Option<Sibling>,
+}
+
+/// What the driver does next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing until more answers come.
+    Wait,
+    /// Send this phase, at the current ballot, to every primary.
+    Send(PaxosPhase),
+    /// The condition holds: the write needs a timestamp from this node's clock (`stamp`).
+    Stamp,
+    /// Another request's proposal was finished: prepare again at once.
+    Restart,
+    /// Beaten by a higher ballot, or a majority cannot answer: wait, then prepare again.
+    BackOff,
+    /// The request is decided.
+    Done(Decided),
+    /// One of this request's proposals may have been applied and replaced since: its
+    /// outcome cannot be learned (`outcome_unknown`; a serial read tells the value now).
+    Unknown,
+}
+
+/// Why a request ends undecided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GiveUp {
+    /// One of this request's proposals may have been chosen: a serial read tells.
+    Unknown,
+    /// Higher ballots kept winning; nothing of this request was proposed.
+    Contended,
+    /// A majority did not answer; nothing of this request was proposed.
+    Unavailable,
+}
+
+/// One compare-and-set request, coordinated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Coordinator {
+    pub condition: Condition,
+    pub action: CasAction,
+    /// The bucket's default TTL, for writes that name none.
+    ttl_default_ms: Option<u64>,
+    replicas: Vec<NodeId>,
+    needed: usize,
+    pub ballot: Ballot,
+    step: Step,
+    /// Who answered the current step, and who refused it or failed.
+    answered: Vec<NodeId>,
+    failed: Vec<NodeId>,
+    /// The promises of the current prepare, in the order they came.
+    promises: Vec<(NodeId, Promise)>,
+    /// The highest ballot a refusal named.
+    pub beaten_by: Option<Ballot>,
+    pub attempts: u32,
+    pub round_trips: u32,
+    pub reproposed: u32,
+    /// This request's own proposals (ballot, value, the value its condition was judged on),
+    /// each from when it is sent until it is known committed (applied) or dead (a commit at
+    /// a higher ballot without it). At most one per attempt.
+    owns: Vec<(Ballot, Object, Option<Sibling>)>,
+    /// The next commit of this attempt ends every own proposal (its prepare found none of
+    /// them committed or in progress).
+    seals_own: bool,
+}
+
+impl Coordinator {
+    pub fn new(
+        condition: Condition,
+        action: CasAction,
+        ttl_default_ms: Option<u64>,
+        replicas: Vec<NodeId>,
+    ) -> Coordinator {
+        let mut needed = replicas.len() / 2 + 1;
+        if planted().paxos_quorum_off_by_one {
+            needed -= 1;
+        }
+        Coordinator {
+            condition,
+            action,
+            ttl_default_ms,
+            replicas,
+            needed,
+            ballot: Ballot::ZERO,
+            step: Step::Idle,
+            answered: Vec::new(),
+            failed: Vec::new(),
+            promises: Vec::new(),
+            beaten_by: None,
+            attempts: 0,
+            round_trips: 0,
+            reproposed: 0,
+            owns: Vec::new(),
+            seals_own: false,
+        }
+    }
+
+    /// Answers a majority must give for a phase to move on.
+    pub fn needed(&self) -> usize {
+        self.needed
+    }
+
+    /// Whether one of this request's proposals may have been chosen (so giving up now is
+    /// `outcome_unknown`).
+    pub fn in_doubt(&self) -> bool {
+        !self.owns.is_empty()
+    }
+
+    /// The ballot of this request's last proposal in doubt, else the current one.
+    pub fn last_own_ballot(&self) -> Ballot {
+        self.owns.last().map_or(self.ballot, |(b, ..)| *b)
+    }
+
+    /// Whether the request waits between attempts (a `BackOff` not yet followed by
+    /// `prepare`).
+    pub fn backing_off(&self) -> bool {
+        self.step == Step::Idle
+    }
+
+    /// Why the request ends if it must end now (its deadline, or its attempts spent).
+    pub fn give_up(&self) -> GiveUp {
+        if self.in_doubt() {
+            GiveUp::Unknown
+        } else if self.beaten_by.is_some_and(|b| b > self.ballot) {
+            GiveUp::Contended
+        } else {
+            GiveUp::Unavailable
+        }
+    }
+
+    /// The ballot a refusal named, which the next ballot must exceed (the driver's clock
+    /// observes it before taking the next ballot).
+    pub fn to_beat(&self) -> Option<Ballot> {
+        self.beaten_by
+    }
+
+    /// A new attempt at `ballot` (above every ballot seen): send `Prepare`.
+    pub fn prepare(&mut self, ballot: Ballot) -> Next {
+        self.attempts += 1;
+        self.seals_own = false;
+        self.ballot = ballot;
+        self.promises.clear();
+        self.start(Step::Prepare)
+    }
+
+    fn start(&mut self, step: Step) -> Next {
+        let phase = match &step {
+            Step::Prepare => PaxosPhase::Prepare,
+            Step::Propose { proposal, .. } => PaxosPhase::Propose(proposal.clone()),
+            Step::Commit { proposal, .. } => PaxosPhase::Commit(proposal.clone()),
+            Step::Idle | Step::Stamp { .. } => unreachable!("only phases are sent"),
+        };
+        self.step = step;
+        self.round_trips += 1;
+        self.answered.clear();
+        self.failed.clear();
+        Next::Send(phase)
+    }
+
+    /// A primary cannot be asked (believed down): it counts as a failure of this step.
+    pub fn unreachable(&mut self, from: NodeId, now: Timestamp) -> Next {
+        if !self.replicas.contains(&from)
+            || self.answered.contains(&from)
+            || self.failed.contains(&from)
+            || matches!(self.step, Step::Idle | Step::Stamp { .. })
+        {
+            return Next::Wait;
+        }
+        self.failed.push(from);
+        self.settle(now)
+    }
+
+    /// An acceptor's answer to the current step (the driver drops answers to older steps).
+    /// `now` judges TTLs.
+    pub fn on_answer(
+        &mut self,
+        from: NodeId,
+        result: Result<PaxosAnswer, PaxosRefusal>,
+        now: Timestamp,
+    ) -> Next {
+        if !self.replicas.contains(&from)
+            || self.answered.contains(&from)
+            || self.failed.contains(&from)
+        {
+            return Next::Wait;
+        }
+        match (result, &self.step) {
+            (Ok(PaxosAnswer::Promise(promise)), Step::Prepare) => {
+                self.promises.push((from, *promise));
+                self.answered.push(from);
+            }
+            (Ok(PaxosAnswer::Accepted), Step::Propose { .. })
+            | (Ok(PaxosAnswer::Committed), Step::Commit { .. }) => self.answered.push(from),
+            (Ok(_), Step::Idle | Step::Stamp { .. }) => return Next::Wait,
+            (Ok(_), _) => self.failed.push(from),
+            (Err(refusal), _) => {
+                if let PaxosRefusal::Ballot(b) = refusal {
+                    self.beaten_by = self.beaten_by.max(Some(b));
+                }
+                if matches!(self.step, Step::Idle | Step::Stamp { .. }) {
+                    return Next::Wait;
+                }
+                self.failed.push(from);
+            }
+        }
+        self.settle(now)
+    }
+
+    /// Moves on when the current step has a majority, or cannot get one.
+    fn settle(&mut self, now: Timestamp) -> Next {
+        if self.answered.len() >= self.needed {
+            match self.step.clone() {
+                Step::Prepare => self.on_promised(now),
+                Step::Propose { proposal, then } => self.start(Step::Commit { proposal, then }),
+                Step::Commit { then, .. } => self.on_committed(then),
+                Step::Idle | Step::Stamp { .. } => Next::Wait,
+            }
+        } else if self.failed.len() > self.replicas.len() - self.needed {
+            // Beaten by a higher ballot, or replicas down or failing: try again (they may
+            // come back). This request's own proposals stay in doubt (a refusal does not
+            // prove an acceptor never took one: a duplicate's refusal can overtake the
+            // acceptance); the next prepare finds out what became of them.
+            self.step = Step::Idle;
+            Next::BackOff
+        } else {
+            Next::Wait
+        }
+    }
+
+    /// A majority promised: finish what is in progress, or judge the condition.
+    fn on_promised(&mut self, now: Timestamp) -> Next {
+        let latest = self
+            .promises
+            .iter()
+            .map(|(_, p)| p.committed)
+            .max()
+            .unwrap_or(Ballot::ZERO);
+        let accepted = self
+            .promises
+            .iter()
+            .filter_map(|(_, p)| p.accepted.as_ref())
+            .filter(|a| a.ballot > latest);
+        let in_progress: Option<Accepted> = if planted().paxos_ignores_in_progress {
+            None
+        } else if planted().paxos_in_progress_by_arrival {
+            accepted.clone().next().cloned()
+        } else {
+            accepted.max_by_key(|a| a.ballot).cloned()
+        };
+        let mut merged: Option<Object> = None;
+        for object in self.promises.iter().filter_map(|(_, p)| p.object.as_ref()) {
+            merged = match merged {
+                None => Some(object.clone()),
+                Some(m) => match m.merge(object) {
+                    Ok(m) => Some(m),
+                    // A bucket's conflict mode never changes: keep what the first held.
+                    Err(_) => Some(m),
+                },
+            };
+        }
+        let agree = {
+            let mut objects = self.promises.iter().map(|(_, p)| &p.object);
+            let first = objects.next();
+            objects.all(|o| Some(o) == first)
+        };
+        // This request's own proposals (values of earlier attempts that may have been
+        // accepted): applied if one is in progress (Paxos carries a chosen value into every
+        // later proposal) or is what the data hold.
+        let own_of = |o: &Object| {
+            self.owns
+                .iter()
+                .find(|(_, v, _)| same_version(o, v))
+                .map(|(_, _, previous)| previous.clone())
+        };
+        let own_in_progress = in_progress
+            .as_ref()
+            .and_then(|a| a.proposal.as_ref())
+            .and_then(own_of);
+        // A commit at an own ballot is that own proposal committed (only this request
+        // proposes at its ballots), even if the data no longer show it (a later plain write,
+        // an expiry).
+        let own_committed = merged.as_ref().and_then(own_of).or_else(|| {
+            self.owns
+                .iter()
+                .find(|(b, ..)| self.promises.iter().any(|(_, p)| p.committed == *b))
+                .map(|(_, _, previous)| previous.clone())
+        });
+        let lowest_own = self.owns.iter().map(|(b, ..)| *b).min();
+        // No own proposal can have been chosen when no promise shows a commit or an
+        // acceptance at or above the lowest own ballot (a chosen one was accepted by a
+        // majority, which this majority meets, and an acceptor's accepted ballot only grows
+        // until a commit at or above it).
+        let owns_unchosen = lowest_own
+            .is_some_and(|b| latest < b && in_progress.as_ref().is_none_or(|a| a.ballot < b));
+        let read_fast = planted().paxos_read_skips_in_progress && self.action == CasAction::Read;
+        if let Some(acc) = in_progress.filter(|_| !read_fast) {
+            let then = if let Some(previous) = own_in_progress.or(own_committed) {
+                let object = match (&merged, &acc.proposal) {
+                    (Some(m), Some(p)) => m.merge(p).ok(),
+                    (m, p) => p.clone().or(m.clone()),
+                };
+                Then::Reply(Decided {
+                    applied: true,
+                    object,
+                    previous,
+                })
+            } else {
+                self.reproposed += 1;
+                Then::Restart
+            };
+            // If none was chosen, this commit, at a higher ballot, ends them all. (An
+            // in-progress proposal above an own one may belong to a later instance, built on
+            // an own value committed at a minority: then they stay in doubt.)
+            self.seals_own = owns_unchosen;
+            let proposal = acc.proposal;
+            return self.start(Step::Propose { proposal, then });
+        }
+        if let Some(previous) = own_committed {
+            let then = Then::Reply(Decided {
+                applied: true,
+                object: merged.clone(),
+                previous,
+            });
+            if agree {
+                return self.on_committed(then);
+            }
+            let proposal = merged;
+            return self.start(Step::Propose { proposal, then });
+        }
+        if lowest_own.is_some() {
+            if !owns_unchosen {
+                // A commit above an own proposal, which the data do not show: it may have
+                // been committed and replaced since, or never chosen. No telling which.
+                self.step = Step::Idle;
+                return Next::Unknown;
+            }
+            // None chosen: they are dead once anything commits at this ballot.
+            self.seals_own = true;
+        }
+        let now_ms = now.0;
+        let current = merged
+            .as_ref()
+            .and_then(|m| m.visible_at(now_ms).into_iter().next().cloned());
+        let version = merged.as_ref().map(Object::context).unwrap_or_default();
+        let holds = self
+            .condition
+            .holds(current.as_ref().map(|s| s.value.as_slice()), &version);
+        let write = match (&self.action, holds) {
+            (CasAction::Read, _) | (_, false) => None,
+            (
+                CasAction::Write {
+                    value,
+                    content_type,
+                    ttl_ms,
+                    keep_ttl,
+                },
+                true,
+            ) => {
+                let mut s = Sibling::value(value.clone(), content_type, Default::default());
+                s.expires_at = match (keep_ttl, &current) {
+                    (true, Some(c)) => c.expires_at,
+                    _ => ttl_ms
+                        .or(self.ttl_default_ms)
+                        .map(|t| now_ms.saturating_add(t)),
+                };
+                Some(s)
+            }
+            (CasAction::Delete, true) => Some(Sibling::tombstone(Default::default())),
+        };
+        if let Some(write) = write {
+            self.step = Step::Stamp {
+                write,
+                previous: current,
+                merged,
+            };
+            return Next::Stamp;
+        }
+        let then = Then::Reply(Decided {
+            applied: false,
+            object: merged.clone(),
+            previous: current,
+        });
+        if agree && !self.seals_own {
+            // Nothing in flight, nothing to repair: one round trip.
+            return self.on_committed(then);
+        }
+        // Make what was read the state of a majority, so no later read sees less (and end
+        // this request's earlier proposals).
+        let proposal = merged;
+        self.start(Step::Propose { proposal, then })
+    }
+
+    /// After `Next::Stamp`: stamps the write by `clock` (after everything the prepare read,
+    /// so it is the newest version, with an identity no other proposal has) and proposes it.
+    /// Refused when the data read are stamped beyond what the clock may take in (a value
+    /// stamped by it would lose to them); then nothing was proposed.
+    pub fn stamp(
+        &mut self,
+        clock: &mut HlcClock,
+        now: Timestamp,
+        max_skew_ms: u64,
+    ) -> Result<Next, ClockSkewError> {
+        let Step::Stamp {
+            mut write,
+            previous,
+            merged,
+        } = std::mem::replace(&mut self.step, Step::Idle)
+        else {
+            return Ok(Next::Wait);
+        };
+        if let Some(m) = &merged
+            && !planted().paxos_stamp_ignores_read
+        {
+            clock.observe(m.max_timestamp(), now, max_skew_ms)?;
+        }
+        write.timestamp = clock.now(now);
+        let object = Object::Lww(LwwValue::new(self.ballot.node, write));
+        self.owns.push((self.ballot, object.clone(), previous.clone()));
+        let then = Then::Reply(Decided {
+            applied: true,
+            object: Some(object.clone()),
+            previous,
+        });
+        Ok(self.start(Step::Propose {
+            proposal: Some(object),
+            then,
+        }))
+    }
+
+    fn on_committed(&mut self, then: Then) -> Next {
+        if self.seals_own && matches!(self.step, Step::Commit { .. }) {
+            self.owns.clear();
+        }
+        self.step = Step::Idle;
+        match then {
+            Then::Restart => Next::Restart,
+            Then::Reply(decided) => Next::Done(decided),
+        }
+    }
+}
+
+/// Whether `a` holds exactly the version `b` is: an `lww` value's identity (timestamp and
+/// writer, unique per proposal: its coordinator's clock never repeats) and its value (a TTL
+/// change since keeps both).
+fn same_version(a: &Object, b: &Object) -> bool {
+    match (a, b) {
+        (Object::Lww(a), Object::Lww(b)) => {
+            a.sibling.timestamp == b.sibling.timestamp
+                && a.writer == b.writer
+                && a.sibling.value == b.sibling.value
+                && a.sibling.tombstone == b.sibling.tombstone
+        }
+        _ => false,
+    }
+}
