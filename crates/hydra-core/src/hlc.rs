@@ -52,7 +52,7 @@ pub struct ClockSkewError {
 }
 
 /// The clock of one node.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Eq)]
 pub struct HlcClock {
     last: Hlc,
 }

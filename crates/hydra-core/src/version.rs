@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One stored value with its metadata. A tombstone is a value too (a causal delete).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub struct Sibling {
     #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
@@ -78,7 +78,7 @@ pub struct Dot {
 }
 
 /// A version vector: per node, how many of its events are known. A read's context is one.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub struct VersionVector(pub BTreeMap<NodeId, u64>);
 
 impl VersionVector {
@@ -107,7 +107,7 @@ impl VersionVector {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Eq, Serialize, Deserialize)]
 struct DvvEntry {
     counter: u64,
     /// Newest first: `values[i]` has dot `counter - i`. Never longer than `counter`.
@@ -115,7 +115,7 @@ struct DvvEntry {
 }
 
 /// A dotted version vector set: the causal history of a key and its live siblings.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub struct Dvv {
     entries: BTreeMap<NodeId, DvvEntry>,
 }
@@ -274,7 +274,7 @@ fn merge_entry(a: &DvvEntry, b: &DvvEntry) -> DvvEntry {
 }
 
 /// The single value of an `lww` key and the node that coordinated it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub struct LwwValue {
     pub writer: NodeId,
     pub sibling: Sibling,
@@ -335,7 +335,7 @@ impl LwwValue {
 }
 
 /// A stored object: what a replica keeps for one key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub enum Object {
     Siblings(Dvv),
     Lww(LwwValue),

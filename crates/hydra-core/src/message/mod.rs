@@ -56,7 +56,7 @@ pub struct CasRequest {
 }
 
 /// What a `Cas` request does when its condition holds.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub enum CasAction {
     /// Nothing: a serial read (the condition is then `Always`).
     Read,
@@ -356,7 +356,7 @@ impl Receipt {
 }
 
 /// Why a replica could not serve an internode request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Hash, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ReplicaError {
     #[error("store failed: {0}")]
     Store(String),
@@ -502,7 +502,7 @@ pub enum Message {
 }
 
 /// One phase of a Paxos round.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub enum PaxosPhase {
     /// Promise no lower ballot; answer with what was accepted and committed, and the data.
     Prepare,
@@ -513,7 +513,7 @@ pub enum PaxosPhase {
 }
 
 /// An acceptor's answer to a phase.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub enum PaxosAnswer {
     Promise(Box<Promise>),
     Accepted,
@@ -521,7 +521,7 @@ pub enum PaxosAnswer {
 }
 
 /// An acceptor's promise: what the next coordinator must know.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub struct Promise {
     /// The accepted proposal not known committed here, if any.
     pub accepted: Option<Accepted>,
@@ -531,7 +531,7 @@ pub struct Promise {
 }
 
 /// Why an acceptor did not do a phase.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Hash, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum PaxosRefusal {
     #[error("promised ballot {0}, a higher one")]
     Ballot(Ballot),

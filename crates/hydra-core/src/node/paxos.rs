@@ -24,9 +24,8 @@ use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
 use crate::limits::{PAXOS_ATTEMPTS_MAX, PAXOS_BACKOFF_MS_MAX};
 use crate::message::{
-    CasRequest, ClientError, ClientResponse, ErrorCode, Message, Outcome, PaxosAnswer,
-    PaxosPhase, PaxosReceipt, PaxosRefusal, ReplicaError, decode_acceptor_state,
-    encode_acceptor_state,
+    CasRequest, ClientError, ClientResponse, ErrorCode, Message, Outcome, PaxosAnswer, PaxosPhase,
+    PaxosReceipt, PaxosRefusal, ReplicaError, decode_acceptor_state, encode_acceptor_state,
 };
 use crate::paxos::{AcceptorState, Ballot, Coordinator, Decided, GiveUp, Next};
 use crate::store::{Store, WriteBatch};
@@ -169,11 +168,10 @@ impl Paxos {
                     if local.clock_allows("compare-and-set").is_err() {
                         return self.fail_clock(local, ctx.now, id);
                     }
-                    match round.coord.stamp(
-                        &mut local.hlc,
-                        ctx.now,
-                        local.config.max_clock_skew_ms,
-                    ) {
+                    match round
+                        .coord
+                        .stamp(&mut local.hlc, ctx.now, local.config.max_clock_skew_ms)
+                    {
                         Ok(next) => next,
                         Err(_) => return self.fail_clock(local, ctx.now, id),
                     }
@@ -300,11 +298,7 @@ impl Paxos {
         ctx: &mut Ctx<'_, S>,
         id: RequestId,
     ) {
-        if self
-            .rounds
-            .get(&id)
-            .is_some_and(|r| r.coord.backing_off())
-        {
+        if self.rounds.get(&id).is_some_and(|r| r.coord.backing_off()) {
             self.prepare(local, ctx, id);
         }
     }
@@ -506,9 +500,7 @@ impl Local {
             check_skew(o.max_timestamp(), ctx.now, self.config.max_clock_skew_ms)
                 .map_err(|e| refuse(ReplicaError::ClockSkew(e.to_string())))?;
         }
-        let mut answer = state
-            .handle(ballot, &phase)
-            .map_err(PaxosRefusal::Ballot)?;
+        let mut answer = state.handle(ballot, &phase).map_err(PaxosRefusal::Ballot)?;
         match (&mut answer, &phase) {
             (PaxosAnswer::Promise(promise), _) => {
                 promise.object = self.load(ctx.store, &skey).map_err(refuse)?;

@@ -31,9 +31,10 @@ use crate::hlc::{ClockSkewError, HlcClock};
 use crate::ids::{NodeId, Timestamp};
 use crate::message::{CasAction, PaxosAnswer, PaxosPhase, PaxosRefusal, Promise};
 use crate::version::{LwwValue, Object, Sibling};
+use std::collections::BTreeSet;
 
 /// What follows a commit.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Hash, Eq)]
 enum Then {
     /// Another request's proposal was finished: prepare again.
     Restart,
@@ -41,13 +42,19 @@ enum Then {
     Reply(Decided),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Hash, Eq)]
 enum Step {
     /// Between attempts (backing off), or before the first.
     Idle,
     Prepare,
-    Propose { proposal: Proposal, then: Then },
-    Commit { proposal: Proposal, then: Then },
+    Propose {
+        proposal: Proposal,
+        then: Then,
+    },
+    Commit {
+        proposal: Proposal,
+        then: Then,
+    },
     /// The condition held: the write waits for its timestamp (`stamp`).
     Stamp {
         write: Sibling,
@@ -58,7 +65,7 @@ enum Step {
 
 /// A decided request: `object` is the key's value after it, `previous` the value its
 /// condition was judged on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Hash, Eq)]
 pub struct Decided {
     pub applied: bool,
     pub object: Option<Object>,
@@ -97,7 +104,7 @@ pub enum GiveUp {
 }
 
 /// One compare-and-set request, coordinated.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Hash, Eq)]
 pub struct Coordinator {
     pub condition: Condition,
     pub action: CasAction,
@@ -108,8 +115,8 @@ pub struct Coordinator {
     pub ballot: Ballot,
     step: Step,
     /// Who answered the current step, and who refused it or failed.
-    answered: Vec<NodeId>,
-    failed: Vec<NodeId>,
+    answered: BTreeSet<NodeId>,
+    failed: BTreeSet<NodeId>,
     /// The promises of the current prepare, in the order they came.
     promises: Vec<(NodeId, Promise)>,
     /// The highest ballot a refusal named.
@@ -145,8 +152,8 @@ impl Coordinator {
             needed,
             ballot: Ballot::ZERO,
             step: Step::Idle,
-            answered: Vec::new(),
-            failed: Vec::new(),
+            answered: BTreeSet::new(),
+            failed: BTreeSet::new(),
             promises: Vec::new(),
             beaten_by: None,
             attempts: 0,
@@ -228,7 +235,7 @@ impl Coordinator {
         {
             return Next::Wait;
         }
-        self.failed.push(from);
+        self.failed.insert(from);
         self.settle(now)
     }
 
@@ -249,12 +256,16 @@ impl Coordinator {
         match (result, &self.step) {
             (Ok(PaxosAnswer::Promise(promise)), Step::Prepare) => {
                 self.promises.push((from, *promise));
-                self.answered.push(from);
+                self.answered.insert(from);
             }
             (Ok(PaxosAnswer::Accepted), Step::Propose { .. })
-            | (Ok(PaxosAnswer::Committed), Step::Commit { .. }) => self.answered.push(from),
+            | (Ok(PaxosAnswer::Committed), Step::Commit { .. }) => {
+                self.answered.insert(from);
+            }
             (Ok(_), Step::Idle | Step::Stamp { .. }) => return Next::Wait,
-            (Ok(_), _) => self.failed.push(from),
+            (Ok(_), _) => {
+                self.failed.insert(from);
+            }
             (Err(refusal), _) => {
                 if let PaxosRefusal::Ballot(b) = refusal {
                     self.beaten_by = self.beaten_by.max(Some(b));
@@ -262,7 +273,7 @@ impl Coordinator {
                 if matches!(self.step, Step::Idle | Step::Stamp { .. }) {
                     return Next::Wait;
                 }
-                self.failed.push(from);
+                self.failed.insert(from);
             }
         }
         self.settle(now)
@@ -477,7 +488,8 @@ impl Coordinator {
         }
         write.timestamp = clock.now(now);
         let object = Object::Lww(LwwValue::new(self.ballot.node, write));
-        self.owns.push((self.ballot, object.clone(), previous.clone()));
+        self.owns
+            .push((self.ballot, object.clone(), previous.clone()));
         let then = Then::Reply(Decided {
             applied: true,
             object: Some(object.clone()),

@@ -30,7 +30,7 @@ pub use coordinator::{Coordinator, Decided, GiveUp, Next};
 /// A Paxos ballot: its coordinator's HLC reading, then the coordinator (unique per node, as
 /// the HLC of one node never repeats a reading). A commit's value is stamped with its ballot,
 /// so committed values of one key are ordered as their ballots.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Hash, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Ballot {
     pub hlc: Hlc,
     pub node: NodeId,
@@ -72,14 +72,14 @@ impl fmt::Display for Ballot {
 pub type Proposal = Option<Object>;
 
 /// A proposal an acceptor accepted, and at which ballot.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub struct Accepted {
     pub ballot: Ballot,
     pub proposal: Proposal,
 }
 
 /// One acceptor's state for one key (stored durably before any answer that depends on it).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub struct AcceptorState {
     pub promised: Ballot,
     pub accepted: Option<Accepted>,
@@ -160,7 +160,7 @@ impl AcceptorState {
 }
 
 /// What a conditional write requires of the key's current value (the newest visible one).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub enum Condition {
     /// Nothing: a serial read, or an unconditional write through Paxos.
     Always,

@@ -1,0 +1,661 @@
+//! Exhaustive model checking of compare-and-set: the core's own Paxos code
+//! (`hydra_core::paxos::AcceptorState::handle` for acceptors, `hydra_core::paxos::Coordinator`
+//! for coordinators, `Object::merge` for the data) driven over every interleaving that
+//! stateright finds, with a lossy, duplicating, reordering network and acceptors that crash
+//! and restart from what they persisted.
+//!
+//! What the model adds around the core is what the node's driver (`node/paxos.rs`) does: it
+//! sends each phase to every acceptor, drops answers to older steps, takes ballots and stamps
+//! from a per-coordinator HLC, backs off and retries, and gives up at a deadline (which may
+//! fire at any moment).
+//!
+//! One reduction keeps the state space small enough: an acceptor's answer is not a message
+//! of its own. When an acceptor handles a request, its answer either reaches the coordinator
+//! at once or is lost. An answer that arrives late is the same run as one that arrived at
+//! once to a coordinator that then acted late: what the coordinator sends can itself be
+//! delayed, and an earlier return to its client only adds real-time constraints to the
+//! history, so a violation with late answers is also one with early answers. Clients invoke operations on a CAS register and record them in a
+//! linearizability tester; an operation whose outcome is unknown stays in flight forever (it
+//! may or may not have taken effect).
+//!
+//! Properties: every history is linearizable (`always`), and, so the check is not vacuous,
+//! some run finishes every operation with a conditional write applied, and some run leaves an
+//! outcome unknown (`sometimes`).
+
+use hydra_core::bugs::PlantedBugs;
+use hydra_core::hlc::HlcClock;
+use hydra_core::message::{CasAction, PaxosAnswer, PaxosPhase, PaxosRefusal};
+use hydra_core::paxos::{AcceptorState, Ballot, Condition, Coordinator, GiveUp, Next};
+use hydra_core::version::Object;
+use hydra_core::{NodeId, Timestamp};
+use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
+use stateright::{Model, Property};
+use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// The model's wall time: it never moves, so HLCs advance by their logical part only.
+const NOW: Timestamp = Timestamp(0);
+const SKEW_MS: u64 = 500;
+
+/// An operation on the CAS register (values are single bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// A serial read.
+    Read,
+    /// An unconditional write through Paxos.
+    Write(u8),
+    /// `SET NX`: write if absent.
+    SetIfAbsent(u8),
+    /// `SET ... IFEQ`: write `new` if the value is `old`.
+    SetIfEq { old: u8, new: u8 },
+}
+
+/// What an operation returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ret {
+    Value(Option<u8>),
+    Applied,
+    /// The condition did not hold; the value it was judged on.
+    NotApplied(Option<u8>),
+    /// Ended without effect (contention, no majority): valid anywhere, changes nothing.
+    Failed,
+}
+
+/// The sequential specification: a register that may be empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CasRegister(Option<u8>);
+
+impl SequentialSpec for CasRegister {
+    type Op = Op;
+    type Ret = Ret;
+
+    fn invoke(&mut self, op: &Op) -> Ret {
+        match *op {
+            Op::Read => Ret::Value(self.0),
+            Op::Write(v) => {
+                self.0 = Some(v);
+                Ret::Applied
+            }
+            Op::SetIfAbsent(v) if self.0.is_none() => {
+                self.0 = Some(v);
+                Ret::Applied
+            }
+            Op::SetIfEq { old, new } if self.0 == Some(old) => {
+                self.0 = Some(new);
+                Ret::Applied
+            }
+            Op::SetIfAbsent(_) | Op::SetIfEq { .. } => Ret::NotApplied(self.0),
+        }
+    }
+
+    fn is_valid_step(&mut self, op: &Op, ret: &Ret) -> bool {
+        *ret == Ret::Failed || self.invoke(op) == *ret
+    }
+}
+
+/// What the model explores.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Each client's operations, in order.
+    pub clients: Vec<Vec<Op>>,
+    /// Coordinators (operation `k` of client `i` goes to coordinator `(i + k) % coordinators`).
+    pub coordinators: usize,
+    /// Acceptors (the key's primaries).
+    pub acceptors: usize,
+    /// Prepare attempts per operation before it gives up.
+    pub attempts: u32,
+    /// Messages the network may lose, and deliver twice, in one run.
+    pub drops: u8,
+    pub duplicates: u8,
+    /// Acceptor crashes (a restart from what was persisted) in one run.
+    pub crashes: u8,
+    /// Coordinator deadlines firing in one run (each at any moment an operation runs).
+    pub timeouts: u8,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            clients: vec![
+                vec![Op::SetIfAbsent(1), Op::Read],
+                vec![Op::SetIfEq { old: 1, new: 2 }],
+            ],
+            coordinators: 2,
+            acceptors: 3,
+            attempts: 2,
+            drops: 1,
+            duplicates: 1,
+            crashes: 1,
+            timeouts: 1,
+        }
+    }
+}
+
+/// One acceptor: what it persisted, and what it holds now (the same unless it answers
+/// before syncing).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Acceptor {
+    durable: (AcceptorState, Option<Object>),
+    live: (AcceptorState, Option<Object>),
+}
+
+/// One coordinator: its clock, the step counter (answers to older steps are dropped) and the
+/// operation it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CoordinatorSlot {
+    clock: HlcClock,
+    step: u32,
+    running: Option<Running>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Running {
+    client: usize,
+    op: Op,
+    coord: Coordinator,
+    backing_off: bool,
+}
+
+/// A request in flight to an acceptor. (Answers are not messages: see `Action::Deliver`.)
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Msg {
+    to: usize,
+    from: usize,
+    step: u32,
+    ballot: Ballot,
+    phase: PaxosPhase,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientState {
+    next: usize,
+    waiting: bool,
+    /// An operation ended `unknown`: the client stops (it stays in flight in the history).
+    stuck: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    pub acceptors: Vec<Acceptor>,
+    pub coordinators: Vec<CoordinatorSlot>,
+    /// In flight, as a multiset in a canonical order.
+    pub network: Vec<Msg>,
+    pub clients: Vec<ClientState>,
+    pub history: LinearizabilityTester<usize, CasRegister>,
+    pub applied_conditional: bool,
+    pub unknown: bool,
+    drops: u8,
+    duplicates: u8,
+    crashes: u8,
+    timeouts: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Invoke(usize),
+    /// The acceptor handles the `i`th request in flight, and its answer reaches the
+    /// coordinator at once.
+    Deliver(usize),
+    /// The acceptor handles the `i`th request in flight; its answer is lost (or comes after
+    /// its coordinator left that step, which is the same).
+    DeliverUnanswered(usize),
+    Drop(usize),
+    Duplicate(usize),
+    Retry(usize),
+    Timeout(usize),
+    Crash(usize),
+    Sync(usize),
+}
+
+/// The model: a configuration, and the planted bugs (with the function that switches them on
+/// in the checker's worker threads: the switches are per thread).
+#[derive(Clone)]
+pub struct CasModel {
+    pub config: Config,
+    bugs: PlantedBugs,
+    arm: fn(PlantedBugs),
+}
+
+impl fmt::Debug for CasModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CasModel")
+            .field("config", &self.config)
+            .field("bugs", &self.bugs)
+            .finish()
+    }
+}
+
+fn acceptor_id(i: usize) -> NodeId {
+    NodeId(1 + i as u64)
+}
+
+fn coordinator_id(c: usize) -> NodeId {
+    NodeId(101 + c as u64)
+}
+
+impl CasModel {
+    pub fn new(config: Config) -> CasModel {
+        CasModel {
+            config,
+            bugs: PlantedBugs::default(),
+            arm: |_| {},
+        }
+    }
+
+    /// Runs the core with `bugs` switched on; `arm` is `hydra_core::bugs::set_planted`
+    /// (present only in builds with the `planted-bugs` feature).
+    pub fn with_bugs(mut self, bugs: PlantedBugs, arm: fn(PlantedBugs)) -> CasModel {
+        self.bugs = bugs;
+        self.arm = arm;
+        self
+    }
+
+    fn coordinator_of(&self, client: usize, k: usize) -> usize {
+        (client + k) % self.config.coordinators
+    }
+
+    fn request(op: Op) -> (Condition, CasAction) {
+        let write = |v: u8| CasAction::Write {
+            value: vec![v],
+            content_type: String::new(),
+            ttl_ms: None,
+            keep_ttl: false,
+        };
+        match op {
+            Op::Read => (Condition::Always, CasAction::Read),
+            Op::Write(v) => (Condition::Always, write(v)),
+            Op::SetIfAbsent(v) => (Condition::Absent, write(v)),
+            Op::SetIfEq { old, new } => (Condition::ValueIs(vec![old]), write(new)),
+        }
+    }
+
+    fn send(state: &mut State, msg: Msg) {
+        state.network.push(msg);
+    }
+
+    /// A new attempt: a ballot from the coordinator's clock above every ballot seen.
+    fn prepare(&self, state: &mut State, c: usize) {
+        let slot = &mut state.coordinators[c];
+        let Some(run) = slot.running.as_mut() else {
+            return;
+        };
+        if run.coord.attempts >= self.config.attempts {
+            let give_up = if run.coord.in_doubt() {
+                GiveUp::Unknown
+            } else {
+                GiveUp::Contended
+            };
+            return self.end(state, c, give_up);
+        }
+        if let Some(b) = run.coord.to_beat() {
+            let _ = slot.clock.observe(b.hlc, NOW, SKEW_MS);
+        }
+        run.backing_off = false;
+        let ballot = Ballot::new(slot.clock.now(NOW), coordinator_id(c));
+        let next = run.coord.prepare(ballot);
+        self.follow(state, c, next);
+    }
+
+    /// What the node's driver does with the coordinator's `Next`.
+    fn follow(&self, state: &mut State, c: usize, mut next: Next) {
+        loop {
+            let slot = &mut state.coordinators[c];
+            let Some(run) = slot.running.as_mut() else {
+                return;
+            };
+            next = match next {
+                Next::Wait => return,
+                Next::Send(phase) => {
+                    slot.step += 1;
+                    let (step, ballot) = (slot.step, run.coord.ballot);
+                    for a in 0..self.config.acceptors {
+                        Self::send(
+                            state,
+                            Msg {
+                                to: a,
+                                from: c,
+                                step,
+                                ballot,
+                                phase: phase.clone(),
+                            },
+                        );
+                    }
+                    return;
+                }
+                Next::Stamp => match run.coord.stamp(&mut slot.clock, NOW, SKEW_MS) {
+                    Ok(next) => next,
+                    Err(_) => return self.end(state, c, GiveUp::Unavailable),
+                },
+                Next::Restart => return self.prepare(state, c),
+                Next::BackOff => {
+                    run.backing_off = true;
+                    return;
+                }
+                Next::Done(decided) => {
+                    let current = decided
+                        .previous
+                        .as_ref()
+                        .filter(|s| !s.tombstone)
+                        .and_then(|s| s.value.first().copied());
+                    let ret = match (run.op, decided.applied) {
+                        (Op::Read, _) => Ret::Value(current),
+                        (_, true) => Ret::Applied,
+                        (_, false) => Ret::NotApplied(current),
+                    };
+                    if decided.applied && run.op != Op::Read && !matches!(run.op, Op::Write(_)) {
+                        state.applied_conditional = true;
+                    }
+                    let client = run.client;
+                    slot.running = None;
+                    let _ = state.history.on_return(client, ret);
+                    let cs = &mut state.clients[client];
+                    cs.waiting = false;
+                    cs.next += 1;
+                    return;
+                }
+                Next::Unknown => return self.end(state, c, GiveUp::Unknown),
+            };
+        }
+    }
+
+    /// The operation ends undecided: `unknown` stays in flight; otherwise it had no effect.
+    fn end(&self, state: &mut State, c: usize, why: GiveUp) {
+        let Some(run) = state.coordinators[c].running.take() else {
+            return;
+        };
+        let cs = &mut state.clients[run.client];
+        cs.waiting = false;
+        if why == GiveUp::Unknown {
+            cs.stuck = true;
+            state.unknown = true;
+        } else {
+            let _ = state.history.on_return(run.client, Ret::Failed);
+            cs.next += 1;
+        }
+    }
+
+    /// An acceptor handles a request; its answer reaches the coordinator at once if
+    /// `answered`.
+    fn deliver(&self, state: &mut State, msg: Msg, answered: bool) {
+        let Msg {
+            to,
+            from,
+            step,
+            ballot,
+            phase,
+        } = msg;
+        let acceptor = &mut state.acceptors[to];
+        let (acc, data) = &mut acceptor.live;
+        let result = match acc.handle(ballot, &phase) {
+            Err(b) => Err(PaxosRefusal::Ballot(b)),
+            Ok(mut answer) => {
+                match (&mut answer, &phase) {
+                    (PaxosAnswer::Promise(p), _) => p.object = data.clone(),
+                    (PaxosAnswer::Committed, PaxosPhase::Commit(Some(o))) => {
+                        *data = Some(match data.as_ref() {
+                            None => o.clone(),
+                            Some(d) => d.merge(o).unwrap_or_else(|_| d.clone()),
+                        });
+                    }
+                    _ => {}
+                }
+                // The node answers once the change is durable (unless planted).
+                if !hydra_core::bugs::planted().paxos_answers_before_sync {
+                    acceptor.durable = acceptor.live.clone();
+                }
+                Ok(answer)
+            }
+        };
+        if !answered {
+            return;
+        }
+        let slot = &mut state.coordinators[from];
+        let Some(run) = slot.running.as_mut() else {
+            return;
+        };
+        if step != slot.step || run.backing_off {
+            return;
+        }
+        let next = run.coord.on_answer(acceptor_id(to), result, NOW);
+        self.follow(state, from, next);
+    }
+}
+
+impl Model for CasModel {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        let empty = (AcceptorState::default(), None);
+        vec![State {
+            acceptors: vec![
+                Acceptor {
+                    durable: empty.clone(),
+                    live: empty,
+                };
+                self.config.acceptors
+            ],
+            coordinators: vec![
+                CoordinatorSlot {
+                    clock: HlcClock::default(),
+                    step: 0,
+                    running: None,
+                };
+                self.config.coordinators
+            ],
+            network: Vec::new(),
+            clients: vec![
+                ClientState {
+                    next: 0,
+                    waiting: false,
+                    stuck: false,
+                };
+                self.config.clients.len()
+            ],
+            history: LinearizabilityTester::new(CasRegister::default()),
+            applied_conditional: false,
+            unknown: false,
+            drops: 0,
+            duplicates: 0,
+            crashes: 0,
+            timeouts: 0,
+        }]
+    }
+
+    fn actions(&self, state: &State, actions: &mut Vec<Action>) {
+        for (i, cs) in state.clients.iter().enumerate() {
+            if !cs.waiting
+                && !cs.stuck
+                && cs.next < self.config.clients[i].len()
+                && state.coordinators[self.coordinator_of(i, cs.next)]
+                    .running
+                    .is_none()
+            {
+                actions.push(Action::Invoke(i));
+            }
+        }
+        for i in 0..state.network.len() {
+            if i > 0 && state.network[i] == state.network[i - 1] {
+                continue;
+            }
+            actions.push(Action::Deliver(i));
+            // An answer to a step its coordinator left is dropped anyway.
+            let m = &state.network[i];
+            let slot = &state.coordinators[m.from];
+            if slot.step == m.step && slot.running.as_ref().is_some_and(|r| !r.backing_off) {
+                actions.push(Action::DeliverUnanswered(i));
+            }
+            if state.drops < self.config.drops {
+                actions.push(Action::Drop(i));
+            }
+            if state.duplicates < self.config.duplicates {
+                actions.push(Action::Duplicate(i));
+            }
+        }
+        for (c, slot) in state.coordinators.iter().enumerate() {
+            if let Some(run) = &slot.running {
+                if run.backing_off {
+                    actions.push(Action::Retry(c));
+                }
+                if state.timeouts < self.config.timeouts {
+                    actions.push(Action::Timeout(c));
+                }
+            }
+        }
+        for (a, acceptor) in state.acceptors.iter().enumerate() {
+            if acceptor.live != acceptor.durable {
+                actions.push(Action::Sync(a));
+                if state.crashes < self.config.crashes {
+                    actions.push(Action::Crash(a));
+                }
+            }
+        }
+    }
+
+    fn next_state(&self, last: &State, action: Action) -> Option<State> {
+        (self.arm)(self.bugs);
+        let mut state = last.clone();
+        match action {
+            Action::Invoke(i) => {
+                let k = state.clients[i].next;
+                let op = self.config.clients[i][k];
+                let c = self.coordinator_of(i, k);
+                let (condition, action) = Self::request(op);
+                let replicas = (0..self.config.acceptors).map(acceptor_id).collect();
+                state.coordinators[c].running = Some(Running {
+                    client: i,
+                    op,
+                    coord: Coordinator::new(condition, action, None, replicas),
+                    backing_off: false,
+                });
+                state.clients[i].waiting = true;
+                let _ = state.history.on_invoke(i, op);
+                self.prepare(&mut state, c);
+            }
+            Action::Deliver(i) => {
+                let msg = state.network.remove(i);
+                self.deliver(&mut state, msg, true);
+            }
+            Action::DeliverUnanswered(i) => {
+                let msg = state.network.remove(i);
+                self.deliver(&mut state, msg, false);
+            }
+            Action::Drop(i) => {
+                state.network.remove(i);
+                state.drops += 1;
+            }
+            Action::Duplicate(i) => {
+                let msg = state.network[i].clone();
+                state.network.push(msg);
+                state.duplicates += 1;
+            }
+            Action::Retry(c) => self.prepare(&mut state, c),
+            Action::Timeout(c) => {
+                let why = state.coordinators[c]
+                    .running
+                    .as_ref()
+                    .map(|r| r.coord.give_up())?;
+                self.end(&mut state, c, why);
+                state.timeouts += 1;
+            }
+            Action::Crash(a) => {
+                let acceptor = &mut state.acceptors[a];
+                acceptor.live = acceptor.durable.clone();
+                state.crashes += 1;
+            }
+            Action::Sync(a) => {
+                let acceptor = &mut state.acceptors[a];
+                acceptor.durable = acceptor.live.clone();
+            }
+        }
+        // The network is a multiset: one canonical order, so equal states are one state.
+        state.network.sort_by_cached_key(|m| {
+            let mut h = DefaultHasher::new();
+            m.hash(&mut h);
+            h.finish()
+        });
+        Some(state)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        vec![
+            Property::always("linearizable", |_, state: &State| {
+                state.history.serialized_history().is_some()
+            }),
+            Property::sometimes(
+                "every operation done, a conditional write applied",
+                |m: &CasModel, state: &State| {
+                    state.applied_conditional
+                        && state
+                            .clients
+                            .iter()
+                            .enumerate()
+                            .all(|(i, c)| c.next == m.config.clients[i].len())
+                },
+            ),
+            Property::sometimes("an outcome unknown", |_, state: &State| state.unknown),
+        ]
+    }
+}
+
+/// The clients' programs by name.
+pub const WORKLOADS: &[&str] = &["race", "race3", "read", "swap", "small", "wide"];
+
+/// The clients' programs named `name` (one of [`WORKLOADS`]).
+pub fn workload(name: &str) -> Option<Vec<Vec<Op>>> {
+    Some(match name {
+        "race" => vec![vec![Op::SetIfAbsent(1)], vec![Op::SetIfAbsent(2)]],
+        "race3" => vec![
+            vec![Op::SetIfAbsent(1)],
+            vec![Op::SetIfAbsent(2)],
+            vec![Op::SetIfAbsent(3)],
+        ],
+        "read" => vec![vec![Op::SetIfAbsent(1)], vec![Op::Read, Op::Read]],
+        "swap" => vec![
+            vec![Op::SetIfAbsent(1)],
+            vec![Op::SetIfEq { old: 1, new: 2 }],
+        ],
+        "small" => vec![
+            vec![Op::SetIfAbsent(1), Op::Read],
+            vec![Op::SetIfEq { old: 1, new: 2 }],
+        ],
+        "wide" => vec![
+            vec![Op::SetIfAbsent(1), Op::Read],
+            vec![Op::Write(2), Op::SetIfEq { old: 1, new: 3 }],
+        ],
+        _ => return None,
+    })
+}
+
+/// The planted Paxos bugs the model is shown to catch, by name.
+pub const BUGS: &[&str] = &[
+    "paxos_forgets_promises",
+    "paxos_accepts_below_promise",
+    "paxos_accept_keeps_promise",
+    "paxos_ignores_in_progress",
+    "paxos_in_progress_by_arrival",
+    "paxos_quorum_off_by_one",
+    "paxos_answers_before_sync",
+    "paxos_ballots_not_unique",
+    "paxos_read_skips_in_progress",
+    "paxos_stamp_ignores_read",
+];
+
+/// The planted bugs switched on by `name` (one of [`BUGS`]).
+pub fn bug_named(name: &str) -> Option<PlantedBugs> {
+    let mut b = PlantedBugs::default();
+    match name {
+        "paxos_forgets_promises" => b.paxos_forgets_promises = true,
+        "paxos_accepts_below_promise" => b.paxos_accepts_below_promise = true,
+        "paxos_accept_keeps_promise" => b.paxos_accept_keeps_promise = true,
+        "paxos_ignores_in_progress" => b.paxos_ignores_in_progress = true,
+        "paxos_in_progress_by_arrival" => b.paxos_in_progress_by_arrival = true,
+        "paxos_quorum_off_by_one" => b.paxos_quorum_off_by_one = true,
+        "paxos_answers_before_sync" => b.paxos_answers_before_sync = true,
+        "paxos_ballots_not_unique" => b.paxos_ballots_not_unique = true,
+        "paxos_read_skips_in_progress" => b.paxos_read_skips_in_progress = true,
+        "paxos_stamp_ignores_read" => b.paxos_stamp_ignores_read = true,
+        _ => return None,
+    }
+    Some(b)
+}
