@@ -324,7 +324,15 @@ impl CasModel {
                 }
                 Next::Stamp => match run.coord.stamp(&mut slot.clock, NOW, SKEW_MS) {
                     Ok(next) => next,
-                    Err(_) => return self.end(state, c, GiveUp::Unavailable),
+                    // As the driver's `fail_clock`: unknown while an own proposal is in doubt.
+                    Err(_) => {
+                        let why = if run.coord.in_doubt() {
+                            GiveUp::Unknown
+                        } else {
+                            GiveUp::Unavailable
+                        };
+                        return self.end(state, c, why);
+                    }
                 },
                 Next::Restart => return self.prepare(state, c),
                 Next::BackOff => {

@@ -1,6 +1,7 @@
-//! Compare-and-set through single-decree Paxos per key: the data half (ballots, an acceptor's
-//! state for one key and its transitions, the conditions a client can ask for). The protocol
-//! (the coordinator's rounds, the messages, durability) is `node/paxos.rs`.
+//! Compare-and-set through single-decree Paxos per key: ballots, an acceptor's state for one
+//! key and its transitions, the conditions a client can ask for, and (`coordinator.rs`) one
+//! request's coordinator as a pure state machine. The node's driver (sending, timers, the
+//! clock, durability) is `node/paxos.rs`; the model checker (`hydra-model`) runs this code.
 //!
 //! Source: Lamport, "Paxos Made Simple" (2001); Cassandra's lightweight transactions
 //! (`Paxos.md` in its tree): one Paxos instance per key at a time, and a commit ends it, so
