@@ -94,6 +94,39 @@ thread_local! {
     }) };
 }
 
+impl PlantedBugs {
+    /// Switches on the bug named as its field; false for an unknown name.
+    pub fn switch_on(&mut self, name: &str) -> bool {
+        match name {
+            "ack_before_sync" => self.ack_before_sync = true,
+            "merge_drops_sibling" => self.merge_drops_sibling = true,
+            "skip_read_repair" => self.skip_read_repair = true,
+            "ignore_context" => self.ignore_context = true,
+            "discard_hints" => self.discard_hints = true,
+            "reap_early" => self.reap_early = true,
+            "expiry_stamped_now" => self.expiry_stamped_now = true,
+            "lww_ignores_context" => self.lww_ignores_context = true,
+            "ignore_clock_verdict" => self.ignore_clock_verdict = true,
+            "dots_leave_unsynced" => self.dots_leave_unsynced = true,
+            "version_ops_as_new_writes" => self.version_ops_as_new_writes = true,
+            "merge_ignores_limits" => self.merge_ignores_limits = true,
+            "sweep_skips_old_tombstones" => self.sweep_skips_old_tombstones = true,
+            "paxos_forgets_promises" => self.paxos_forgets_promises = true,
+            "paxos_accepts_below_promise" => self.paxos_accepts_below_promise = true,
+            "paxos_accept_keeps_promise" => self.paxos_accept_keeps_promise = true,
+            "paxos_ignores_in_progress" => self.paxos_ignores_in_progress = true,
+            "paxos_in_progress_by_arrival" => self.paxos_in_progress_by_arrival = true,
+            "paxos_quorum_off_by_one" => self.paxos_quorum_off_by_one = true,
+            "paxos_answers_before_sync" => self.paxos_answers_before_sync = true,
+            "paxos_ballots_not_unique" => self.paxos_ballots_not_unique = true,
+            "paxos_read_skips_in_progress" => self.paxos_read_skips_in_progress = true,
+            "paxos_stamp_ignores_read" => self.paxos_stamp_ignores_read = true,
+            _ => return false,
+        }
+        true
+    }
+}
+
 /// The bugs switched on for this thread.
 #[inline]
 pub fn planted() -> PlantedBugs {

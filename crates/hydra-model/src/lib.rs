@@ -651,19 +651,6 @@ pub const BUGS: &[&str] = &[
 
 /// The planted bugs switched on by `name` (one of [`BUGS`]).
 pub fn bug_named(name: &str) -> Option<PlantedBugs> {
-    let mut b = PlantedBugs::default();
-    match name {
-        "paxos_forgets_promises" => b.paxos_forgets_promises = true,
-        "paxos_accepts_below_promise" => b.paxos_accepts_below_promise = true,
-        "paxos_accept_keeps_promise" => b.paxos_accept_keeps_promise = true,
-        "paxos_ignores_in_progress" => b.paxos_ignores_in_progress = true,
-        "paxos_in_progress_by_arrival" => b.paxos_in_progress_by_arrival = true,
-        "paxos_quorum_off_by_one" => b.paxos_quorum_off_by_one = true,
-        "paxos_answers_before_sync" => b.paxos_answers_before_sync = true,
-        "paxos_ballots_not_unique" => b.paxos_ballots_not_unique = true,
-        "paxos_read_skips_in_progress" => b.paxos_read_skips_in_progress = true,
-        "paxos_stamp_ignores_read" => b.paxos_stamp_ignores_read = true,
-        _ => return None,
-    }
-    Some(b)
+    let mut bugs = PlantedBugs::default();
+    (BUGS.contains(&name) && bugs.switch_on(name)).then_some(bugs)
 }

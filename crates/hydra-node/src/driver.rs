@@ -248,31 +248,8 @@ fn plant_bugs_from_env() {
     };
     let mut bugs = hydra_core::bugs::PlantedBugs::default();
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        match name {
-            "ack_before_sync" => bugs.ack_before_sync = true,
-            "merge_drops_sibling" => bugs.merge_drops_sibling = true,
-            "skip_read_repair" => bugs.skip_read_repair = true,
-            "ignore_context" => bugs.ignore_context = true,
-            "discard_hints" => bugs.discard_hints = true,
-            "reap_early" => bugs.reap_early = true,
-            "expiry_stamped_now" => bugs.expiry_stamped_now = true,
-            "lww_ignores_context" => bugs.lww_ignores_context = true,
-            "ignore_clock_verdict" => bugs.ignore_clock_verdict = true,
-            "dots_leave_unsynced" => bugs.dots_leave_unsynced = true,
-            "version_ops_as_new_writes" => bugs.version_ops_as_new_writes = true,
-            "merge_ignores_limits" => bugs.merge_ignores_limits = true,
-            "sweep_skips_old_tombstones" => bugs.sweep_skips_old_tombstones = true,
-            "paxos_forgets_promises" => bugs.paxos_forgets_promises = true,
-            "paxos_accepts_below_promise" => bugs.paxos_accepts_below_promise = true,
-            "paxos_accept_keeps_promise" => bugs.paxos_accept_keeps_promise = true,
-            "paxos_ignores_in_progress" => bugs.paxos_ignores_in_progress = true,
-            "paxos_in_progress_by_arrival" => bugs.paxos_in_progress_by_arrival = true,
-            "paxos_quorum_off_by_one" => bugs.paxos_quorum_off_by_one = true,
-            "paxos_answers_before_sync" => bugs.paxos_answers_before_sync = true,
-            "paxos_ballots_not_unique" => bugs.paxos_ballots_not_unique = true,
-            "paxos_read_skips_in_progress" => bugs.paxos_read_skips_in_progress = true,
-            "paxos_stamp_ignores_read" => bugs.paxos_stamp_ignores_read = true,
-            other => tracing::error!("HYDRA_PLANTED_BUGS: unknown bug {other:?}"),
+        if !bugs.switch_on(name) {
+            tracing::error!("HYDRA_PLANTED_BUGS: unknown bug {name:?}");
         }
     }
     tracing::warn!("planted bugs switched on (test build): {bugs:?}");

@@ -63,6 +63,20 @@ struct Round {
     deadline: Timestamp,
 }
 
+impl Round {
+    /// Who answered the current step, for the client's receipt.
+    fn receipt(&self, local: &Local, now: Timestamp) -> crate::message::Receipt {
+        local.receipt(
+            self.partition,
+            self.coord.needed() as u8,
+            &self.slots,
+            vec![],
+            self.started,
+            now,
+        )
+    }
+}
+
 /// The compare-and-set requests this node coordinates.
 #[derive(Debug, Default)]
 pub(crate) struct Paxos {
@@ -324,14 +338,7 @@ impl Paxos {
                 .unwrap_or_default(),
             siblings,
             previous: previous.into_iter().collect(),
-            receipt: local.receipt(
-                round.partition,
-                round.coord.needed() as u8,
-                &round.slots,
-                vec![],
-                round.started,
-                now,
-            ),
+            receipt: round.receipt(local, now),
             paxos: receipt_of(&round.coord),
         };
         local.out.reply(round.reply_to, Ok(response));
@@ -350,14 +357,7 @@ impl Paxos {
             return;
         };
         time_out(&mut round.slots, round.started, now);
-        let receipt = local.receipt(
-            round.partition,
-            round.coord.needed() as u8,
-            &round.slots,
-            vec![],
-            round.started,
-            now,
-        );
+        let receipt = round.receipt(local, now);
         local
             .out
             .reply(round.reply_to, Err(quorum_error("paxos", receipt)));
