@@ -36,6 +36,46 @@ impl fmt::Display for ConflictMode {
     }
 }
 
+/// Whether plain writes may mix with compare-and-set on one key (the bucket property `cas`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CasMode {
+    /// No compare-and-set: conditional writes and serial reads are refused.
+    Off,
+    /// Conditional writes and serial reads go through Paxos, plain writes take the quorum
+    /// path, and a replica that holds Paxos state for a key refuses plain writes to it
+    /// (`cas_managed_key`). Refusals are best effort: a plain write that reaches a replica
+    /// without the key's Paxos state (or a fallback) is taken.
+    #[default]
+    ConditionalOnly,
+    /// Every write goes through Paxos (a plain write is an unconditional one) and reads
+    /// default to serial: every operation of the bucket is linearizable.
+    AllWrites,
+}
+
+impl FromStr for CasMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(CasMode::Off),
+            "conditional_only" => Ok(CasMode::ConditionalOnly),
+            "all_writes" => Ok(CasMode::AllWrites),
+            other => Err(format!(
+                "unknown cas mode {other:?}; expected off, conditional_only or all_writes"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for CasMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CasMode::Off => "off",
+            CasMode::ConditionalOnly => "conditional_only",
+            CasMode::AllWrites => "all_writes",
+        })
+    }
+}
+
 /// How many replicas a request waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Consistency {
@@ -126,6 +166,8 @@ pub struct BucketProps {
     pub sloppy: bool,
     /// Default time to live of values written to the bucket, in seconds.
     pub ttl_secs: Option<u64>,
+    /// Whether plain writes may mix with compare-and-set on one key.
+    pub cas: CasMode,
 }
 
 impl Default for BucketProps {
@@ -137,6 +179,7 @@ impl Default for BucketProps {
             conflicts: ConflictMode::Siblings,
             sloppy: true,
             ttl_secs: None,
+            cas: CasMode::ConditionalOnly,
         }
     }
 }
@@ -149,6 +192,8 @@ pub enum BucketError {
     Consistency(#[from] ConsistencyError),
     #[error("ttl of {0} s is out of range 1..={TTL_SECS_MAX}")]
     Ttl(u64),
+    #[error("cas = all_writes needs an lww bucket for now; this one keeps siblings")]
+    AllWritesNeedsLww,
 }
 
 pub use crate::limits::TTL_SECS_MAX;
@@ -171,6 +216,9 @@ impl BucketProps {
             && !(1..=TTL_SECS_MAX).contains(&t)
         {
             return Err(BucketError::Ttl(t));
+        }
+        if self.cas == CasMode::AllWrites && self.conflicts != ConflictMode::Lww {
+            return Err(BucketError::AllWritesNeedsLww);
         }
         Ok(())
     }
@@ -241,5 +289,22 @@ mod tests {
             .validate()
             .is_err()
         );
+        let all_writes = |conflicts| BucketProps {
+            conflicts,
+            cas: CasMode::AllWrites,
+            ..BucketProps::default()
+        };
+        assert_eq!(
+            all_writes(ConflictMode::Siblings).validate(),
+            Err(BucketError::AllWritesNeedsLww)
+        );
+        assert!(all_writes(ConflictMode::Lww).validate().is_ok());
+        for mode in ["off", "conditional_only", "all_writes"] {
+            assert_eq!(
+                mode.parse::<CasMode>().map(|m| m.to_string()).as_deref(),
+                Ok(mode)
+            );
+        }
+        assert!("sometimes".parse::<CasMode>().is_err());
     }
 }

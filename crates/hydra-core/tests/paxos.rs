@@ -204,3 +204,111 @@ fn compare_and_set_in_a_siblings_bucket_is_refused_by_name() {
     assert_eq!(e.code, ErrorCode::CasNotSupported);
     assert!(e.message.contains("lww"), "{}", e.message);
 }
+
+#[test]
+fn a_plain_write_to_a_key_compare_and_set_manages_is_refused_by_name() {
+    let mut c = Cluster::new(3);
+    let k = key("redis", "lock");
+    // Before any compare-and-set the key takes plain writes.
+    c.request(0, put(&k, "plain", None, None))
+        .expect("plain write");
+    c.request(1, cas(&k, Condition::ValueIs(b"plain".to_vec()), Some("a")))
+        .expect("applied");
+    // Every primary holds the key's Paxos state now: a plain write or delete through any
+    // node is refused, naming the key and the way out, and changes nothing.
+    for at in 0..3 {
+        for request in [
+            put(&k, "b", None, None),
+            delete(&k, context(&c.request(at, get(&k, None)))),
+        ] {
+            let e = error(c.request(at, request));
+            assert_eq!(e.code, ErrorCode::CasManagedKey, "{e:?}");
+            assert!(
+                e.message.contains("lock") && e.message.contains("IFEQ"),
+                "{}",
+                e.message
+            );
+        }
+    }
+    assert_eq!(
+        values(&c.request(2, get(&k, Some(Consistency::All)))),
+        ["a"]
+    );
+    // Conditional writes still go through.
+    let r = c.request(2, cas(&k, Condition::ValueIs(b"a".to_vec()), Some("c")));
+    assert_eq!(cas_outcome(&r), (true, Some("c".into())));
+    // Other keys are untouched.
+    c.request(0, put(&key("redis", "other"), "x", None, None))
+        .expect("plain write");
+}
+
+#[test]
+fn a_bucket_with_cas_off_refuses_conditional_writes_and_serial_reads() {
+    let mut c = Cluster::new(3);
+    let k = key("nocas", "k");
+    for request in [cas(&k, Condition::Absent, Some("a")), serial_get(&k)] {
+        let e = error(c.request(0, request));
+        assert_eq!(e.code, ErrorCode::CasNotSupported);
+        assert!(e.message.contains("cas = off"), "{}", e.message);
+    }
+    c.request(0, put(&k, "a", None, None)).expect("plain write");
+}
+
+#[test]
+fn every_write_of_an_all_writes_bucket_goes_through_paxos() {
+    let mut c = Cluster::new(3);
+    let k = key("serial", "k");
+    // A plain write answers as one, and leaves Paxos state on a majority of primaries.
+    let written = c.request(0, put(&k, "a", None, None));
+    assert!(
+        matches!(written, Ok(ClientResponse::Written { .. })),
+        "{written:?}"
+    );
+    let holders = (0..3)
+        .filter(|i| {
+            !hydra_core::store::Store::scan_partition(&c.stores[*i], PAXOS_PARTITION, None, 10)
+                .expect("scan")
+                .is_empty()
+        })
+        .count();
+    assert!(holders >= 2, "Paxos state on {holders} nodes");
+    // A read without a level is a serial read, answered as a read.
+    let read = c.request(1, get(&k, None));
+    assert_eq!(values(&read), ["a"]);
+    // Deletes too, and the quorum path sees them.
+    c.request(2, delete(&k, context(&read))).expect("delete");
+    assert!(values(&c.request(1, get(&k, Some(Consistency::Quorum)))).is_empty());
+    // Never refused as cas-managed: every write is one Paxos manages.
+    c.request(1, put(&k, "b", None, None)).expect("plain write");
+    assert_eq!(values(&c.request(0, get(&k, None))), ["b"]);
+}
+
+#[test]
+fn a_replica_without_the_paxos_state_coordinates_but_the_others_refuse() {
+    let mut c = Cluster::new(3);
+    let k = key("redis", "k");
+    c.kill(2);
+    c.idle(6_000);
+    c.request(0, cas(&k, Condition::Absent, Some("a")))
+        .expect("applied by a majority");
+    c.restart(2);
+    c.idle(6_000);
+    // Node 2 holds no Paxos state for the key; the two that do refuse its replicas, so the
+    // write fails with W out of reach (it may have landed on node 2 alone, as any failed
+    // write may).
+    let e = error(c.request(2, put(&k, "b", None, None)));
+    assert_eq!(e.code, ErrorCode::CasManagedKey, "{e:?}");
+    assert_eq!(e.quorum(), Some((2, 1)), "{e:?}");
+    // The refusal is best effort: the failed write landed on node 2, and like any failed
+    // write it may take effect later. Here the serial read's quorum includes node 2, so it
+    // takes effect now (its timestamp is the latest), and every path agrees from then on.
+    // (`cas = all_writes` has no such window.)
+    assert_eq!(
+        cas_outcome(&c.request(2, serial_get(&k))),
+        (false, Some("b".into()))
+    );
+    assert_eq!(
+        values(&c.request(0, get(&k, Some(Consistency::All)))),
+        ["b"]
+    );
+}

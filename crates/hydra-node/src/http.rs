@@ -68,9 +68,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
             StatusCode::NOT_FOUND
         }
         ErrorCode::ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::TooManySiblings | ErrorCode::BucketPropertyFixed | ErrorCode::CasContention => {
-            StatusCode::CONFLICT
-        }
+        ErrorCode::TooManySiblings
+        | ErrorCode::BucketPropertyFixed
+        | ErrorCode::CasContention
+        | ErrorCode::CasManagedKey => StatusCode::CONFLICT,
         // As a gateway that timed out: the outcome is not known.
         ErrorCode::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
         ErrorCode::CasNotSupported => StatusCode::NOT_IMPLEMENTED,
@@ -801,7 +802,7 @@ async fn ring(
 }
 
 pub fn props_json(p: &BucketProps) -> Value {
-    json!({ "n": p.n, "r": p.r.to_string(), "w": p.w.to_string(), "conflicts": p.conflicts.to_string(), "sloppy": p.sloppy, "ttl": p.ttl_secs })
+    json!({ "n": p.n, "r": p.r.to_string(), "w": p.w.to_string(), "conflicts": p.conflicts.to_string(), "sloppy": p.sloppy, "ttl": p.ttl_secs, "cas": p.cas.to_string() })
 }
 
 async fn list_buckets(State(state): State<Arc<AppState>>) -> Response {
@@ -897,8 +898,11 @@ async fn put_bucket(
                     .map(|t| props.ttl_secs = Some(t))
                     .ok_or(format!("ttl must be a number of seconds or null, not {v}")),
             },
+            "cas" => text
+                .parse::<hydra_core::bucket::CasMode>()
+                .map(|c| props.cas = c),
             other => Err(format!(
-                "unknown bucket property {other:?}; expected n, r, w, conflicts, sloppy, ttl"
+                "unknown bucket property {other:?}; expected n, r, w, conflicts, sloppy, ttl, cas"
             )),
         };
         if let Err(m) = result {

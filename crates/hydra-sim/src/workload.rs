@@ -93,8 +93,10 @@ impl Completion {
             | ErrorCode::CasContention
             | ErrorCode::PreconditionFailed
             | ErrorCode::ClockSkew => Completion::Fail,
-            // Some replicas (or the coordinator) may hold the write.
-            ErrorCode::QuorumNotReached
+            // Some replicas (or the coordinator) may hold the write: a cas-managed refusal
+            // comes from the replicas that hold Paxos state, after others may have taken it.
+            ErrorCode::CasManagedKey
+            | ErrorCode::QuorumNotReached
             | ErrorCode::CoordinatorUnreachable
             | ErrorCode::StoreFailed
             | ErrorCode::OutcomeUnknown

@@ -156,6 +156,13 @@ struct BucketProps {
     conflicts: Option<String>,
     #[arg(long)]
     sloppy: Option<bool>,
+    /// Default time to live of values, in seconds.
+    #[arg(long)]
+    ttl: Option<u64>,
+    /// off, conditional_only or all_writes: whether plain writes may mix with
+    /// compare-and-set on one key.
+    #[arg(long)]
+    cas: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -461,6 +468,12 @@ fn props_json(p: &BucketProps) -> Value {
     }
     if let Some(s) = p.sloppy {
         v["sloppy"] = json!(s);
+    }
+    if let Some(t) = p.ttl {
+        v["ttl"] = json!(t);
+    }
+    if let Some(c) = &p.cas {
+        v["cas"] = json!(c);
     }
     v
 }

@@ -424,10 +424,48 @@ fn status_ring_buckets_and_metrics() {
         (serial.status, serial.body.as_slice()),
         (200, b"v".as_slice())
     );
-    // Metrics name requests by operation and level.
+    // The key is compare-and-set's now: a plain write to it is refused by name (409), and
+    // changes nothing.
+    let text = curl_put("redis", "X-Plain: yes");
+    assert!(text.ends_with("\n409"), "{text}");
+    assert!(text.contains("\"code\":\"cas_managed_key\""), "{text}");
+    assert!(text.contains("If-Match"), "names the way out: {text}");
+    // A bucket with cas = all_writes takes plain writes through Paxos, and one with
+    // cas = off refuses conditional ones.
+    for (bucket, cas) in [("strict", "all_writes"), ("loose", "off")] {
+        n1.set_bucket(
+            bucket,
+            &serde_json::json!({ "conflicts": "lww", "cas": cas }),
+        )
+        .expect("bucket made");
+        let shown = n1.bucket(bucket).expect("bucket shown");
+        assert_eq!(shown["cas"], cas, "{shown}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (1..3)
+        .any(|i| c.client(i).bucket("loose").is_err() || c.client(i).bucket("strict").is_err())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the buckets never reached every node"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = curl_put("strict", "X-Plain: yes");
+    assert!(text.ends_with("\n204"), "{text}");
+    let text = curl_put("strict", "X-Plain: yes");
+    assert!(
+        text.ends_with("\n204"),
+        "never refused as cas-managed: {text}"
+    );
+    let text = curl_put("loose", "If-None-Match: *");
+    assert!(text.ends_with("\n501"), "{text}");
+    assert!(text.contains("cas = off"), "{text}");
+    // Metrics name requests by operation and level (the plain puts of the all_writes bucket
+    // count as the puts they are).
     let metrics = n1.metrics().expect("metrics");
     assert!(
-        metrics.contains("hydra_requests_total{op=\"put\",level=\"default\",status=\"ok\"} 1"),
+        metrics.contains("hydra_requests_total{op=\"put\",level=\"default\",status=\"ok\"} 3"),
         "{metrics}"
     );
     assert!(

@@ -106,7 +106,9 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
     let envelope: Envelope = decode(WHAT, MESSAGE_FORMAT, bytes)?;
     let key_ok = |k: &ObjectKey| k.validate().map_err(|e| malformed(WHAT, e.to_string()));
     match &envelope.message {
-        Message::ReplicateRequest { key, object, .. } | Message::RepairRequest { key, object } => {
+        Message::ReplicateRequest { key, object, .. }
+        | Message::ReplicatePlainRequest { key, object, .. }
+        | Message::RepairRequest { key, object } => {
             key_ok(key)?;
             validate_object(WHAT, object)?;
         }
@@ -162,8 +164,10 @@ pub struct BucketEntry {
 }
 
 /// Format byte of the stored bucket table.
-pub const BUCKETS_FORMAT: u8 = 3;
-/// Format 2 had no creation time: still read (created = version), never written.
+pub const BUCKETS_FORMAT: u8 = 4;
+/// Format 3 had no `cas` property: still read (`conditional_only`), never written.
+const BUCKETS_FORMAT_V3: u8 = 3;
+/// Format 2 had no creation time either: still read (created = version), never written.
 const BUCKETS_FORMAT_V2: u8 = 2;
 
 pub fn encode_buckets(table: &[BucketEntry]) -> Vec<u8> {
@@ -172,26 +176,78 @@ pub fn encode_buckets(table: &[BucketEntry]) -> Vec<u8> {
 
 pub fn decode_buckets(bytes: &[u8]) -> Result<Vec<BucketEntry>, CodecError> {
     const WHAT: &str = "bucket table";
-    if bytes.first() == Some(&BUCKETS_FORMAT_V2) {
-        let old: Vec<(BucketName, BucketProps, Hlc)> = decode(WHAT, BUCKETS_FORMAT_V2, bytes)?;
-        return Ok(old
-            .into_iter()
-            .map(|(name, props, version)| BucketEntry {
-                name,
-                props,
-                version,
-                created: version,
-            })
-            .collect());
+    match bytes.first() {
+        Some(&BUCKETS_FORMAT_V2) => {
+            let old: Vec<(BucketName, legacy::PropsV3, Hlc)> =
+                decode(WHAT, BUCKETS_FORMAT_V2, bytes)?;
+            Ok(old
+                .into_iter()
+                .map(|(name, props, version)| BucketEntry {
+                    name,
+                    props: props.into(),
+                    version,
+                    created: version,
+                })
+                .collect())
+        }
+        Some(&BUCKETS_FORMAT_V3) => {
+            let old: Vec<legacy::EntryV3> = decode(WHAT, BUCKETS_FORMAT_V3, bytes)?;
+            Ok(old
+                .into_iter()
+                .map(|e| BucketEntry {
+                    name: e.name,
+                    props: e.props.into(),
+                    version: e.version,
+                    created: e.created,
+                })
+                .collect())
+        }
+        _ => decode(WHAT, BUCKETS_FORMAT, bytes),
     }
-    decode(WHAT, BUCKETS_FORMAT, bytes)
 }
 
 /// The shapes of older formats, kept to read what they stored.
 mod legacy {
+    use crate::bucket::{BucketProps, CasMode, ConflictMode, Consistency};
+    use crate::hlc::Hlc;
     use crate::ids::NodeId;
+    use crate::key::BucketName;
     use crate::version::{Dvv, LwwValue, Object, Sibling};
     use serde::Deserialize;
+
+    /// Bucket properties of formats 2 and 3: no `cas` (it reads as the default).
+    #[derive(Deserialize)]
+    pub(super) struct PropsV3 {
+        n: u8,
+        r: Consistency,
+        w: Consistency,
+        conflicts: ConflictMode,
+        sloppy: bool,
+        ttl_secs: Option<u64>,
+    }
+
+    impl From<PropsV3> for BucketProps {
+        fn from(p: PropsV3) -> BucketProps {
+            BucketProps {
+                n: p.n,
+                r: p.r,
+                w: p.w,
+                conflicts: p.conflicts,
+                sloppy: p.sloppy,
+                ttl_secs: p.ttl_secs,
+                cas: CasMode::default(),
+            }
+        }
+    }
+
+    /// A bucket table entry of format 3.
+    #[derive(Deserialize)]
+    pub(super) struct EntryV3 {
+        pub(super) name: BucketName,
+        pub(super) props: PropsV3,
+        pub(super) version: Hlc,
+        pub(super) created: Hlc,
+    }
 
     /// Object format 2: an `lww` version without its TTL-change stamp.
     #[derive(Deserialize)]
@@ -247,6 +303,7 @@ pub fn decode_object(bytes: &[u8]) -> Result<Object, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bucket::CasMode;
     use crate::hlc::Hlc;
     use crate::key::BucketName;
     use crate::version::{Dvv, LwwValue};
@@ -273,7 +330,7 @@ mod tests {
 
     /// Golden bytes: these pin object format 3 (2 had no TTL-change stamp on `lww` versions
     /// and is still read, below; version 1 had no TTL on siblings; nothing was ever stored in
-    /// it outside development), message format 6 (5 had no Paxos messages, 4 no expiry
+    /// it outside development), message format 7 (6 had no plain-write replication nor bucket `cas`, 5 no Paxos messages, 4 no expiry
     /// batches, 3 no version-bound writes; messages are never stored, and a cluster runs one
     /// version) and Paxos state format 1. If this test fails, the format
     /// changed: bump the format byte and keep a decoder for the old one instead of editing this.
@@ -310,7 +367,7 @@ mod tests {
         };
         assert_eq!(
             hex(&encode_envelope(&env)),
-            "060700ac020162016b000102010101760174050000"
+            "070700ac020162016b000102010101760174050000"
         );
         let env = Envelope {
             layout_version: LayoutVersion(1),
@@ -319,7 +376,7 @@ mod tests {
                 result: Err(ReplicaError::NotReplica),
             },
         };
-        assert_eq!(hex(&encode_envelope(&env)), "060103010103");
+        assert_eq!(hex(&encode_envelope(&env)), "070103010103");
         let ballot = Ballot {
             hlc: Hlc(5),
             node: NodeId(2),
@@ -333,7 +390,7 @@ mod tests {
                 phase: PaxosPhase::Propose(None),
             },
         };
-        assert_eq!(hex(&encode_envelope(&env)), "060114010162016b05020100");
+        assert_eq!(hex(&encode_envelope(&env)), "070114010162016b05020100");
         let state = crate::paxos::AcceptorState {
             promised: ballot,
             accepted: Some(Accepted {
@@ -352,18 +409,42 @@ mod tests {
         );
     }
 
+    /// Bucket table format 4 is pinned here; 3 (no `cas`) and 2 (no creation time either)
+    /// still read, with `cas` at its default.
     #[test]
-    fn bucket_tables_of_format_2_still_read() {
+    fn bucket_tables_golden_and_older_formats() {
         let name = BucketName::new("old").expect("valid");
-        let old = encode(2, &vec![(name.clone(), BucketProps::lww(), Hlc(77))]);
+        let entry = |created| BucketEntry {
+            name: name.clone(),
+            props: BucketProps::lww(),
+            version: Hlc(77),
+            created: Hlc(created),
+        };
+        let unhex = |h: &str| -> Vec<u8> {
+            (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
+                .collect()
+        };
+        let table = vec![BucketEntry {
+            props: BucketProps {
+                cas: CasMode::AllWrites,
+                ..BucketProps::lww()
+            },
+            ..entry(78)
+        }];
         assert_eq!(
-            decode_buckets(&old).expect("format 2"),
-            vec![BucketEntry {
-                name,
-                props: BucketProps::lww(),
-                version: Hlc(77),
-                created: Hlc(77),
-            }]
+            hex(&encode_buckets(&table)),
+            "0401036f6c64030303010100024d4e"
+        );
+        assert_eq!(decode_buckets(&encode_buckets(&table)), Ok(table));
+        assert_eq!(
+            decode_buckets(&unhex("0301036f6c640303030101004d4e")).expect("format 3"),
+            vec![entry(78)]
+        );
+        assert_eq!(
+            decode_buckets(&unhex("0201036f6c640303030101004d")).expect("format 2"),
+            vec![entry(77)]
         );
     }
 

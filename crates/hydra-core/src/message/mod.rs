@@ -18,7 +18,7 @@ use crate::version::{Object, Sibling, VersionVector};
 use serde::{Deserialize, Serialize};
 
 /// Format byte of internode messages.
-pub const MESSAGE_FORMAT: u8 = 6;
+pub const MESSAGE_FORMAT: u8 = 7;
 /// Format byte of stored objects.
 pub const OBJECT_FORMAT: u8 = 3;
 /// Format byte of stored objects before `lww` versions had a TTL-change stamp: still read
@@ -92,6 +92,35 @@ pub struct WriteRequest {
     /// bucket a `Delete` is a plain delete with the context (it supersedes exactly what the
     /// read saw) and a `Touch` is refused.
     pub on_version: Option<VersionOp>,
+}
+
+impl WriteRequest {
+    /// The compare-and-set that makes this plain write through Paxos (every write of a
+    /// `cas = all_writes` bucket; a Redis command on a key compare-and-set manages): a write
+    /// or delete without a condition, or, bound to the version a read returned (`EXPIRE`,
+    /// `GETDEL`), one on condition that this version is still the key's. A TTL change to no
+    /// TTL (`PERSIST`) takes the bucket's default TTL there, if it has one.
+    pub fn into_cas(self) -> CasRequest {
+        let condition = match (self.on_version, self.context) {
+            (Some(_), Some(context)) => Condition::VersionIs(context),
+            _ => Condition::Always,
+        };
+        let action = match self.value {
+            Some(value) => CasAction::Write {
+                value,
+                content_type: self.content_type,
+                ttl_ms: self.ttl_ms,
+                keep_ttl: false,
+            },
+            None => CasAction::Delete,
+        };
+        CasRequest {
+            key: self.key,
+            condition,
+            action,
+            timeout_ms: self.timeout_ms,
+        }
+    }
 }
 
 /// The echo of a peer's heartbeat, by which that peer measures the round trip and its clock
@@ -230,6 +259,9 @@ pub enum ErrorCode {
     CasContention,
     /// A conditional write's condition did not hold (HTTP 412); nothing was written.
     PreconditionFailed,
+    /// A plain write to a key that compare-and-set manages (a replica holds its Paxos state)
+    /// in a `cas = conditional_only` bucket: write it with a condition instead.
+    CasManagedKey,
 }
 
 impl ErrorCode {
@@ -260,6 +292,7 @@ impl ErrorCode {
             ErrorCode::OutcomeUnknown => "outcome_unknown",
             ErrorCode::CasContention => "cas_contention",
             ErrorCode::PreconditionFailed => "precondition_failed",
+            ErrorCode::CasManagedKey => "cas_managed_key",
         }
     }
 }
@@ -372,6 +405,10 @@ pub enum ReplicaError {
     /// [`crate::limits::OBJECT_BYTES_MAX`].
     #[error("{0}")]
     ObjectLimit(String),
+    /// A plain write to a key whose Paxos state this replica holds, in a
+    /// `cas = conditional_only` bucket.
+    #[error("the key is managed by compare-and-set on this replica")]
+    CasManaged,
 }
 
 /// Internode messages. Requests and responses come in pairs and share a [`RequestId`].
@@ -498,6 +535,15 @@ pub enum Message {
     PaxosResponse {
         req: RequestId,
         result: Result<PaxosAnswer, PaxosRefusal>,
+    },
+    /// The coordinator of a client's plain write to a replica: as `ReplicateRequest`, but a
+    /// replica that holds the key's Paxos state refuses it (`ReplicaError::CasManaged`) when
+    /// the bucket is `cas = conditional_only`. Handoff, repair and expiry deletes use
+    /// `ReplicateRequest`, which nothing refuses for that reason.
+    ReplicatePlainRequest {
+        req: RequestId,
+        key: ObjectKey,
+        object: Object,
     },
 }
 

@@ -9,7 +9,7 @@
 //! SetBucket ─▶ buckets
 //! ```
 
-use crate::bucket::{BucketProps, ConflictMode, Consistency};
+use crate::bucket::{BucketProps, CasMode, ConflictMode, Consistency};
 use crate::key::ObjectKey;
 use crate::limits::{CONTENT_TYPE_BYTES_MAX, CONTEXT_COUNTER_MAX, TIMEOUT_MS_MAX, TTL_SECS_MAX};
 use crate::message::{CasAction, ClientError, ClientRequest, ErrorCode, VersionOp};
@@ -47,6 +47,15 @@ impl Local {
             ClientRequest::SetBucket { .. } => (props.w, None),
             ClientRequest::Get { r, timeout_ms, .. } => (r.unwrap_or(props.r), *timeout_ms),
             ClientRequest::Cas(c) => {
+                if props.cas == CasMode::Off {
+                    return Err(ClientError::new(
+                        ErrorCode::CasNotSupported,
+                        format!(
+                            "bucket {:?} has cas = off: no conditional write or serial read; set its cas to conditional_only or all_writes",
+                            key.bucket.as_str()
+                        ),
+                    ));
+                }
                 if !super::paxos::supported(props.conflicts) {
                     return Err(ClientError::new(
                         ErrorCode::CasNotSupported,

@@ -55,12 +55,13 @@ pub use io::{Ctx, Input, Output};
 pub use paxos::PAXOS_PARTITION;
 pub use status::{AeStatus, ClockStatus, NodeStatus, PeerStatus};
 
-use crate::bucket::{BucketProps, ConflictMode};
+use crate::bucket::{BucketProps, CasMode, ConflictMode};
 use crate::ids::{NodeId, Timestamp};
 use crate::key::BucketName;
 use crate::layout::Layout;
 use crate::limits::{COORDINATIONS_MAX, EXPIRY_DELETES_MAX, EXPIRY_IN_FLIGHT_MAX};
-use crate::message::{ClientError, ClientRequest, ErrorCode, Message};
+use crate::message::{CasAction, CasRequest, ClientError, ClientRequest, ErrorCode, Message};
+use crate::paxos::Condition;
 use crate::store::{Store, StoreError};
 use std::collections::BTreeMap;
 
@@ -72,7 +73,7 @@ use gc::Gc;
 use handoff::{Handoff, hint_read};
 use io::ReplyTo;
 use local::Local;
-use paxos::Paxos;
+use paxos::{AnswerAs, Paxos};
 use quorum::Placement;
 use read::Reads;
 use timers::Timer;
@@ -420,6 +421,28 @@ impl Node {
         {
             return local.out.reply(reply_to, Err(e));
         }
+        // In a `cas = all_writes` bucket every write, and every read without a level of its
+        // own, goes through Paxos: linearizable with each other by construction.
+        let (request, answer_as) = match request {
+            ClientRequest::Put(w) if valid.props.cas == CasMode::AllWrites => {
+                (ClientRequest::Cas(w.into_cas()), AnswerAs::Written)
+            }
+            ClientRequest::Get {
+                key,
+                r: None,
+                timeout_ms,
+                ..
+            } if valid.props.cas == CasMode::AllWrites => {
+                let cas = CasRequest {
+                    key,
+                    condition: Condition::Always,
+                    action: CasAction::Read,
+                    timeout_ms,
+                };
+                (ClientRequest::Cas(cas), AnswerAs::Read)
+            }
+            other => (other, AnswerAs::Cas),
+        };
         let (partition, _) = local.locate(&valid.key);
         let replicas = local
             .layout
@@ -442,6 +465,7 @@ impl Node {
                     local,
                     ctx,
                     reply_to,
+                    answer_as,
                     cas,
                     ttl_default_ms,
                     partition,
@@ -492,7 +516,10 @@ impl Node {
         let dirty = &mut self.handoff.index.dirty;
         match message {
             Message::ReplicateRequest { req, key, object } => {
-                local.on_replicate_request(ctx, from, req, key, object)
+                local.on_replicate_request(ctx, from, req, key, object, false)
+            }
+            Message::ReplicatePlainRequest { req, key, object } => {
+                local.on_replicate_request(ctx, from, req, key, object, true)
             }
             Message::ReplicateResponse { req, result } => {
                 if self.handoff.owns(req) {

@@ -18,7 +18,7 @@
 //! * While one of a request's proposals may have been chosen, it ends only as applied or
 //!   `outcome_unknown` (`Coordinator::give_up`), never as not applied.
 
-use crate::bucket::ConflictMode;
+use crate::bucket::{BucketProps, CasMode, ConflictMode};
 use crate::hlc::check_skew;
 use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
@@ -48,9 +48,20 @@ fn state_key(skey: &[u8]) -> Vec<u8> {
     out
 }
 
+/// How a round's outcome is told to its client: as a compare-and-set, or (in a
+/// `cas = all_writes` bucket, where every write and default read goes through Paxos) as the
+/// plain write or read the client sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AnswerAs {
+    Cas,
+    Written,
+    Read,
+}
+
 #[derive(Debug)]
 struct Round {
     reply_to: ReplyTo,
+    answer_as: AnswerAs,
     key: ObjectKey,
     coord: Coordinator,
     partition: PartitionId,
@@ -98,6 +109,7 @@ impl Paxos {
         local: &mut Local,
         ctx: &mut Ctx<'_, S>,
         reply_to: ReplyTo,
+        answer_as: AnswerAs,
         request: CasRequest,
         ttl_default_ms: Option<u64>,
         partition: PartitionId,
@@ -115,6 +127,7 @@ impl Paxos {
             id,
             Round {
                 reply_to,
+                answer_as,
                 key: request.key,
                 coord,
                 partition,
@@ -330,16 +343,28 @@ impl Paxos {
             .as_ref()
             .map(|o| o.visible_at(now.0).into_iter().cloned().collect())
             .unwrap_or_default();
-        let response = ClientResponse::Cas {
-            applied,
-            context: object
-                .as_ref()
-                .map(crate::version::Object::context)
-                .unwrap_or_default(),
-            siblings,
-            previous: previous.into_iter().collect(),
-            receipt: round.receipt(local, now),
-            paxos: receipt_of(&round.coord),
+        let context = object
+            .as_ref()
+            .map(crate::version::Object::context)
+            .unwrap_or_default();
+        let receipt = round.receipt(local, now);
+        // A write bound to a version that is gone did nothing, as on the quorum path (a
+        // later write is never undone): the answer is the current version's context.
+        let response = match round.answer_as {
+            AnswerAs::Cas => ClientResponse::Cas {
+                applied,
+                context,
+                siblings,
+                previous: previous.into_iter().collect(),
+                receipt,
+                paxos: receipt_of(&round.coord),
+            },
+            AnswerAs::Written => ClientResponse::Written { context, receipt },
+            AnswerAs::Read => ClientResponse::Read {
+                context,
+                siblings,
+                receipt,
+            },
         };
         local.out.reply(round.reply_to, Ok(response));
     }
@@ -522,4 +547,37 @@ impl Local {
 /// Whether compare-and-set works in a bucket of this mode (`siblings` buckets: not yet).
 pub(crate) fn supported(mode: ConflictMode) -> bool {
     mode == ConflictMode::Lww
+}
+
+impl Local {
+    /// Whether this replica refuses a plain (unconditional, quorum-path) write to `key`: its
+    /// bucket is `cas = conditional_only` and this replica holds the key's Paxos state. A
+    /// store that cannot be read refuses nothing here (the write fails on its own).
+    pub(crate) fn cas_managed<S: Store>(
+        &self,
+        store: &S,
+        key: &ObjectKey,
+        props: &BucketProps,
+        partition: PartitionId,
+    ) -> bool {
+        if props.cas != CasMode::ConditionalOnly || !supported(props.conflicts) {
+            return false;
+        }
+        let skey = key.storage_key(partition);
+        matches!(store.get(&state_key(&skey)), Ok(Some(_)))
+    }
+}
+
+/// The error of a plain write refused because compare-and-set manages the key (`by`: the
+/// replica that said so).
+pub(crate) fn cas_managed_error(key: &ObjectKey, by: Option<NodeId>) -> ClientError {
+    let by = by.map_or(String::new(), |n| {
+        format!(" (replica {n} holds its Paxos state)")
+    });
+    ClientError::new(
+        ErrorCode::CasManagedKey,
+        format!(
+            "{key} is managed by compare-and-set{by}; in a cas = conditional_only bucket it takes only conditional writes (If-Match / If-None-Match, SET ... NX|XX|IFEQ, DELIFEQ); set the bucket's cas to all_writes to make every write go through Paxos"
+        ),
+    )
 }

@@ -186,13 +186,21 @@ pub(crate) fn time_out(slots: &mut [Slot], started: Timestamp, now: Timestamp) {
 }
 
 /// The message that carries a write to a slot: a replica merges it, a fallback holds it.
+/// `plain`: a client's write without a condition (a replica may refuse it if compare-and-set
+/// manages the key).
 pub(crate) fn write_message(
     slot: &Slot,
     req: RequestId,
     key: &ObjectKey,
     object: &Object,
+    plain: bool,
 ) -> Message {
     match slot.hint_for {
+        None if plain => Message::ReplicatePlainRequest {
+            req,
+            key: key.clone(),
+            object: object.clone(),
+        },
         None => Message::ReplicateRequest {
             req,
             key: key.clone(),

@@ -35,12 +35,23 @@ impl Local {
         req: RequestId,
         key: ObjectKey,
         object: Object,
+        plain: bool,
     ) {
         let result = match self.durability.poisoned() {
             Some(why) => Err(ReplicaError::Store(format!("node refuses writes: {why}"))),
+            None if plain && self.refuses_plain(ctx.store, &key) => Err(ReplicaError::CasManaged),
             None => self.merge_into_store(ctx, &key, &object),
         };
         self.ack_when_durable(ctx, from, req, result);
+    }
+
+    /// Whether compare-and-set manages `key` here, so a plain write to it is refused.
+    fn refuses_plain<S: Store>(&self, store: &S, key: &ObjectKey) -> bool {
+        let Some(props) = self.buckets.get(&key.bucket) else {
+            return false;
+        };
+        let (partition, _) = self.locate(key);
+        self.cas_managed(store, key, props, partition)
     }
 
     pub(crate) fn on_read_request<S: Store>(

@@ -43,6 +43,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::durability::Waiter;
 use super::io::{Ctx, ReplyTo};
 use super::local::Local;
+use super::paxos::cas_managed_error;
 use super::quorum::{self, Placement, Slot, quorum_error, write_message};
 use super::timers::Timer;
 
@@ -73,6 +74,10 @@ struct WriteState {
     /// may hold the write), and they get no hint (they would refuse it again; the resolving
     /// write covers it).
     over_limit: Vec<(NodeId, String)>,
+    /// Replicas that refused the write because compare-and-set manages the key there
+    /// (`cas = conditional_only`): the client is told to write with a condition, and they
+    /// get no hint (its handoff would bypass the refusal).
+    cas_managed: Vec<NodeId>,
 }
 
 /// A write whose every replica answered or timed out: what the other parts do about it.
@@ -133,6 +138,10 @@ impl Writes {
         props: &BucketProps,
         at: Placement,
     ) {
+        if local.cas_managed(ctx.store, &write.key, props, at.partition) {
+            let e = cas_managed_error(&write.key, Some(local.me()));
+            return local.out.reply(reply_to, Err(e));
+        }
         // In a `siblings` bucket a version delete is a delete with the read's context.
         let on_version = write
             .on_version
@@ -265,6 +274,7 @@ impl Writes {
                 started: ctx.now,
                 replied: None,
                 over_limit: Vec::new(),
+                cas_managed: Vec::new(),
                 sloppy,
                 is_delete,
                 fallback_at: ctx.now.plus_ms(fallback_ms),
@@ -320,9 +330,16 @@ impl Writes {
             .iter()
             .filter(|s| s.node != me && s.outcome == Outcome::Pending)
         {
-            local
-                .out
-                .send(s.node, write_message(s, req, &state.key, &state.object));
+            local.out.send(
+                s.node,
+                write_message(
+                    s,
+                    req,
+                    &state.key,
+                    &state.object,
+                    state.reply_to != ReplyTo::Internal,
+                ),
+            );
         }
     }
 
@@ -397,9 +414,16 @@ impl Writes {
             local.add_fallback(state.partition, &mut state.slots, owner, now);
         }
         for s in &state.slots[before..] {
-            local
-                .out
-                .send(s.node, write_message(s, req, &state.key, &state.object));
+            local.out.send(
+                s.node,
+                write_message(
+                    s,
+                    req,
+                    &state.key,
+                    &state.object,
+                    state.reply_to != ReplyTo::Internal,
+                ),
+            );
         }
     }
 
@@ -417,8 +441,10 @@ impl Writes {
         let Some(slot) = quorum::pending_slot(&mut state.slots, from) else {
             return; // not asked, or a duplicate
         };
-        if let Err(ReplicaError::ObjectLimit(why)) = &result {
-            state.over_limit.push((from, why.clone()));
+        match &result {
+            Err(ReplicaError::ObjectLimit(why)) => state.over_limit.push((from, why.clone())),
+            Err(ReplicaError::CasManaged) => state.cas_managed.push(from),
+            _ => {}
         }
         slot.outcome = match result {
             Ok(()) => Outcome::Acked,
@@ -459,6 +485,11 @@ impl Writes {
                     context: state.object.context(),
                     receipt,
                 })
+            } else if let Some(node) = state.cas_managed.first() {
+                // Indeterminate too: replicas without the key's Paxos state may hold it.
+                let mut e = cas_managed_error(&state.key, Some(*node));
+                e.receipt = Some(receipt);
+                Err(e)
             } else if let Some((node, why)) = state.over_limit.first() {
                 // Indeterminate like any quorum failure (this node and others may hold the
                 // write), with the reason and the way out.
@@ -514,6 +545,7 @@ impl Writes {
                     && s.node != me
                     && matches!(s.outcome, Outcome::Failed { .. })
                     && !state.over_limit.iter().any(|(n, _)| *n == s.node)
+                    && !state.cas_managed.contains(&s.node)
                     && !state
                         .slots
                         .iter()

@@ -3,7 +3,7 @@
 //! left to do; and the helpers the tests share.
 #![allow(dead_code)]
 
-use hydra_core::bucket::{BucketProps, Consistency};
+use hydra_core::bucket::{BucketProps, CasMode, Consistency};
 use hydra_core::ids::{ClientRequestId, NodeId, Timestamp};
 use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::layout::Layout;
@@ -235,6 +235,15 @@ pub fn config(id: u64) -> NodeConfig {
             ..BucketProps::default()
         },
     );
+    for (name, cas) in [("serial", CasMode::AllWrites), ("nocas", CasMode::Off)] {
+        c.buckets.insert(
+            BucketName::new(name).expect("valid"),
+            BucketProps {
+                cas,
+                ..BucketProps::lww()
+            },
+        );
+    }
     c
 }
 

@@ -16,8 +16,12 @@
 //! (`GETDEL`, `DEL`, `SET ... GET|KEEPTTL`, `EXPIRE`, `PERSIST`): not atomic, but the write
 //! acts only on the version read (see `commands.rs`). Conditional commands (`SET ...
 //! NX|XX|IFEQ`, with `GET` and `KEEPTTL` too, `SETNX`, `DELIFEQ`) go through compare-and-set
-//! (Paxos, `lww` buckets): atomic with every other conditional command of the key, though
-//! not with plain `SET`s (which do not take part in Paxos). An outcome the coordinator
+//! (Paxos, `lww` buckets): atomic with every other conditional command of the key. In a
+//! `cas = conditional_only` bucket a plain write to a key compare-and-set manages is refused
+//! by the core (`cas_managed_key`) and made again here through Paxos, unconditionally (or
+//! bound to the version read), so once a key took part in compare-and-set its writes are
+//! atomic with each other (a plain write to it that reaches only replicas without its Paxos
+//! state is the exception, see docs/DESIGN.md). An outcome the coordinator
 //! could not learn is `-TIMEOUT`. `MULTI`/`EXEC` are refused with an error that says so.
 //!
 //! Here: the connection loop, the pipeline fast path and `Connection::execute`, which finds
@@ -426,8 +430,32 @@ impl Connection {
     }
 
     /// Sends a request to the core, records its metrics, and returns the reply with its
-    /// receipt (or the receipt of the failure).
+    /// receipt (or the receipt of the failure). A plain write refused because
+    /// compare-and-set manages the key (`cas = conditional_only`) is made again through
+    /// Paxos, as Redis runs every command atomically: from then on the key's writes are
+    /// linearizable with each other.
     async fn call(&self, request: ClientRequest) -> (Reply, Option<Receipt>) {
+        let retry = match &request {
+            ClientRequest::Put(w) if self.lww => Some(w.clone()),
+            _ => None,
+        };
+        let (result, receipt) = self.call_once(request).await;
+        match (result, retry) {
+            (Err(e), Some(w)) if e.code == ErrorCode::CasManagedKey => {
+                let (result, receipt) = self.call_once(ClientRequest::Cas(w.into_cas())).await;
+                let result = result.map(|r| match r {
+                    ClientResponse::Cas {
+                        context, receipt, ..
+                    } => ClientResponse::Written { context, receipt },
+                    other => other,
+                });
+                (result, receipt)
+            }
+            (result, _) => (result, receipt),
+        }
+    }
+
+    async fn call_once(&self, request: ClientRequest) -> (Reply, Option<Receipt>) {
         let started = Instant::now();
         let serial = matches!(request, ClientRequest::Cas(_));
         let (op, level) = match &request {
