@@ -63,6 +63,9 @@ pub struct PlantedBugs {
     /// A compare-and-set's value is stamped without taking in the timestamps its prepare
     /// read (it may be older than the value it replaces).
     pub paxos_stamp_ignores_read: bool,
+    /// Replicas never refuse a plain write to a key compare-and-set manages
+    /// (`cas = conditional_only` acts as if plain and conditional writes could mix).
+    pub plain_writes_not_refused: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -91,6 +94,7 @@ thread_local! {
         paxos_ballots_not_unique: false,
         paxos_read_skips_in_progress: false,
         paxos_stamp_ignores_read: false,
+        plain_writes_not_refused: false,
     }) };
 }
 
@@ -121,6 +125,7 @@ impl PlantedBugs {
             "paxos_ballots_not_unique" => self.paxos_ballots_not_unique = true,
             "paxos_read_skips_in_progress" => self.paxos_read_skips_in_progress = true,
             "paxos_stamp_ignores_read" => self.paxos_stamp_ignores_read = true,
+            "plain_writes_not_refused" => self.plain_writes_not_refused = true,
             _ => return false,
         }
         true

@@ -213,6 +213,7 @@ mod tests {
             invoked: Timestamp(from),
             completed: Some((Timestamp(to), r)),
             is_final: false,
+            plain: false,
         }
     }
 
@@ -224,6 +225,7 @@ mod tests {
             invoked: Timestamp(from),
             completed: Some((Timestamp(to), CasResult::Current(value))),
             is_final: false,
+            plain: false,
         }
     }
 

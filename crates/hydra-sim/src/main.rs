@@ -29,12 +29,20 @@ struct Args {
     /// them differing; prints bytes exchanged and time to converge.
     #[arg(long)]
     ae_bench: Option<usize>,
+    /// The mixing run: send this share (0 to 1) of the compare-and-set clients' writes as
+    /// plain writes, and report how many were refused (`cas_managed_key`) against how many
+    /// seeds checker (h) finds not linearizable.
+    #[arg(long)]
+    mix_plain: Option<f64>,
 }
 
 fn config(args: &Args, seed: u64) -> SimConfig {
     let mut c = SimConfig::from_seed(seed);
     if let Some(d) = args.duration_ms {
         c.duration_ms = d;
+    }
+    if let Some(p) = args.mix_plain {
+        c.plain_cas_writes = p.clamp(0.0, 1.0);
     }
     c
 }
@@ -43,6 +51,9 @@ fn replay_command(args: &Args, seed: u64) -> String {
     let mut cmd = format!("cargo run --release -p hydra-sim -- --seed {seed}");
     if let Some(d) = args.duration_ms {
         cmd.push_str(&format!(" --duration-ms {d}"));
+    }
+    if let Some(p) = args.mix_plain {
+        cmd.push_str(&format!(" --mix-plain {p}"));
     }
     cmd
 }
@@ -112,6 +123,7 @@ fn main() -> Result<ExitCode> {
     let mut jumps = 0u64;
     let mut tombstones_left = 0u64;
     let (mut flood_writes, mut max_flood_siblings) = (0u64, 0usize);
+    let (mut plain, mut refused, mut plain_acked) = (0u64, 0u64, 0u64);
     let mut failing = Vec::new();
     for seed in args.first..args.first + args.seeds {
         let report = run(config(&args, seed));
@@ -131,6 +143,9 @@ fn main() -> Result<ExitCode> {
         hints_stored += report.hints_stored;
         hints_delivered += report.hints_delivered;
         hints_dropped += report.hints_dropped;
+        plain += report.plain_cas_writes;
+        refused += report.plain_cas_refused;
+        plain_acked += report.plain_cas_acked;
         if !report.violations.is_empty() {
             bar.suspend(|| {
                 eprintln!("seed {seed} failed: {}", report.violations[0]);
@@ -142,6 +157,13 @@ fn main() -> Result<ExitCode> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if args.mix_plain.is_some() {
+        println!(
+            "mixing run: plain_cas_writes={plain} refused={refused} acked={plain_acked} not_linearizable_seeds={} of {}",
+            failing.len(),
+            args.seeds
+        );
+    }
     println!(
         "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} pauses={pauses} clock_jumps={jumps} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} tombstones_left={tombstones_left} flood_writes={flood_writes} max_flood_siblings={max_flood_siblings} failing_seeds={}",
         args.seeds,

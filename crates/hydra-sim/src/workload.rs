@@ -229,6 +229,8 @@ pub struct CasOp {
     pub completed: Option<(Timestamp, CasResult)>,
     /// The serial read after healing.
     pub is_final: bool,
+    /// A plain (quorum-path) write of the mixing run.
+    pub plain: bool,
 }
 
 /// Everything the clients did.

@@ -239,6 +239,49 @@ fn checker_g_catches_tombstones_that_are_never_deleted_again() {
     eprintln!("caught: {found:?}");
 }
 
+/// The mixing run (plain writes to compare-and-set keys in a `cas = conditional_only`
+/// bucket): with the refusal, no seed of the sample is found not linearizable; without it,
+/// checker (h) finds the plain writes that broke the chain.
+#[test]
+fn checker_h_catches_plain_writes_mixed_with_compare_and_set_when_not_refused() {
+    let mixing = |seed| SimConfig {
+        plain_cas_writes: 0.8,
+        ..SimConfig::from_seed(seed)
+    };
+    let mut refused = 0;
+    for seed in 0..20 {
+        let report = run(mixing(seed));
+        assert!(
+            report.violations.is_empty(),
+            "seed {seed}: {:?}",
+            report.violations
+        );
+        refused += report.plain_cas_refused;
+    }
+    assert!(
+        refused > 0,
+        "no plain write was refused: the run mixed nothing"
+    );
+    set_planted(PlantedBugs {
+        plain_writes_not_refused: true,
+        ..PlantedBugs::default()
+    });
+    let found = (0..100).find_map(|seed| {
+        let report = run(mixing(seed));
+        report
+            .violations
+            .iter()
+            .find(|v| v.checker() == 'h')
+            .map(|v| (seed, v.to_string()))
+    });
+    set_planted(PlantedBugs::default());
+    assert!(
+        found.is_some(),
+        "plain writes mixed with compare-and-set went unnoticed"
+    );
+    eprintln!("caught: {found:?}");
+}
+
 #[test]
 fn checker_h_catches_paxos_acceptors_that_forget_their_promises() {
     let bugs = PlantedBugs {

@@ -560,7 +560,10 @@ impl Local {
         props: &BucketProps,
         partition: PartitionId,
     ) -> bool {
-        if props.cas != CasMode::ConditionalOnly || !supported(props.conflicts) {
+        if props.cas != CasMode::ConditionalOnly
+            || !supported(props.conflicts)
+            || crate::bugs::planted().plain_writes_not_refused
+        {
             return false;
         }
         let skey = key.storage_key(partition);

@@ -3,6 +3,11 @@
 //! still holds what it read (`SET ... IFEQ`, or `SET NX` when it read nothing). Checker (h)
 //! judges the history: the applied writes must form one chain from absent, in an order real
 //! time allows, and every value read must have been current during its read.
+//!
+//! The mixing run (`SimConfig::plain_cas_writes`) sends some of those writes as plain ones
+//! (a blind write of the new value after the serial read): the bucket is
+//! `cas = conditional_only`, so replicas holding the key's Paxos state refuse them, and
+//! checker (h) counts what gets through anyway as violations (refusals are best effort).
 
 use super::World;
 use super::clients::ClientState;
@@ -10,9 +15,10 @@ use crate::workload::{CasKind, CasOp, CasResult, decode_register, encode_registe
 use hydra_core::ids::Timestamp;
 use hydra_core::key::ObjectKey;
 use hydra_core::message::{
-    CasAction, CasRequest, ClientError, ClientRequest, ClientResponse, ErrorCode,
+    CasAction, CasRequest, ClientError, ClientRequest, ClientResponse, ErrorCode, WriteRequest,
 };
 use hydra_core::paxos::Condition;
+use rand::Rng;
 
 /// Keys the compare-and-set clients share (few, so their requests contend).
 pub(super) const CAS_KEYS: u64 = 2;
@@ -43,6 +49,27 @@ impl World {
             Some(v) => Condition::ValueIs(encode_register(v)),
             None => Condition::Absent,
         };
+        if self.config.plain_cas_writes > 0.0 && self.rng.random_bool(self.config.plain_cas_writes)
+        {
+            self.report.plain_cas_writes += 1;
+            let request = ClientRequest::Put(WriteRequest {
+                key: self.cas_key(key),
+                value: Some(encode_register(new)),
+                content_type: "application/octet-stream".into(),
+                context: None,
+                w: None,
+                timeout_ms: None,
+                sloppy: None,
+                ttl_ms: None,
+                on_version: None,
+            });
+            let kind = CasKind::Write { expected, new };
+            self.start_cas(client, key, kind, request, false);
+            if let Some(op) = self.history.cas_ops.last_mut() {
+                op.plain = true;
+            }
+            return;
+        }
         let request = ClientRequest::Cas(CasRequest {
             key: self.cas_key(key),
             condition,
@@ -79,6 +106,7 @@ impl World {
             invoked: Timestamp(self.now),
             completed: None,
             is_final,
+            plain: false,
         });
         let idx = self.history.cas_ops.len() - 1;
         self.clients[client].state = ClientState::Cas { idx, op };
@@ -97,7 +125,21 @@ impl World {
             Ok(ClientResponse::Cas { siblings, .. }) => {
                 CasResult::Current(decode_register(&siblings))
             }
+            // A plain write of the mixing run.
+            Ok(ClientResponse::Written { .. }) => {
+                self.report.plain_cas_acked += 1;
+                CasResult::Applied
+            }
             Ok(_) => CasResult::Unknown,
+            Err(e) if self.history.cas_ops[idx].plain => {
+                if e.code == ErrorCode::CasManagedKey {
+                    self.report.plain_cas_refused += 1;
+                }
+                match crate::workload::Completion::of_write_error(&e) {
+                    crate::workload::Completion::Fail => CasResult::Fail,
+                    _ => CasResult::Unknown,
+                }
+            }
             Err(e) => of_error(&e),
         };
         self.complete_cas(idx, result);

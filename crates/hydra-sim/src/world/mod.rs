@@ -77,6 +77,10 @@ pub struct SimConfig {
     /// for expired values, so with fewer partitions a returning replica's sweep reaches its
     /// stale keys sooner (before anti-entropy has brought them up to date).
     pub partitions: u32,
+    /// The mixing run: the share of compare-and-set clients' writes sent as plain writes
+    /// (the bucket is `cas = conditional_only`, so replicas holding the key's Paxos state
+    /// refuse them). 0 in the sweep; `--mix-plain` sets it.
+    pub plain_cas_writes: f64,
 }
 
 impl SimConfig {
@@ -109,6 +113,7 @@ impl SimConfig {
                 },
                 _ => Durability::None,
             },
+            plain_cas_writes: 0.0,
         }
     }
 }
@@ -151,6 +156,11 @@ pub struct SimReport {
     /// its final read returned (past `SIBLINGS_MAX` when the sides' floods met).
     pub flood_writes: u64,
     pub max_flood_siblings: usize,
+    /// The mixing run: plain writes to compare-and-set keys, how many were refused
+    /// (`cas_managed_key`) and how many acknowledged.
+    pub plain_cas_writes: u64,
+    pub plain_cas_refused: u64,
+    pub plain_cas_acked: u64,
     /// Objects that read as absent (tombstones, expired values) still stored at the end
     /// (checker (g)).
     pub garbage_left: u64,
@@ -161,7 +171,7 @@ pub struct SimReport {
 impl SimReport {
     pub fn summary(&self) -> String {
         format!(
-            "seed={} nodes={} durability={:?} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} flood_writes={} max_flood_siblings={} violations={}",
+            "seed={} nodes={} durability={:?} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} flood_writes={} max_flood_siblings={} plain_cas_writes={} plain_cas_refused={} plain_cas_acked={} violations={}",
             self.seed,
             self.nodes,
             self.durability,
@@ -189,6 +199,9 @@ impl SimReport {
             self.tombstones_left,
             self.flood_writes,
             self.max_flood_siblings,
+            self.plain_cas_writes,
+            self.plain_cas_refused,
+            self.plain_cas_acked,
             self.violations.len()
         )
     }
