@@ -159,6 +159,7 @@ pub fn check(ops: &[Op], finals: &BTreeMap<String, Option<u64>>, final_time: u64
             invoked: Timestamp(inv.time),
             completed: Some((Timestamp(op.time), result)),
             is_final: false,
+            plain: false,
         });
     }
     // Writes still open at the end may have applied.
@@ -174,6 +175,7 @@ pub fn check(ops: &[Op], finals: &BTreeMap<String, Option<u64>>, final_time: u64
             invoked: Timestamp(inv.time),
             completed: Some((Timestamp(u64::MAX), CasResult::Unknown)),
             is_final: false,
+            plain: false,
         });
     }
     for (key, value) in finals {
@@ -184,6 +186,7 @@ pub fn check(ops: &[Op], finals: &BTreeMap<String, Option<u64>>, final_time: u64
             invoked: Timestamp(final_time),
             completed: Some((Timestamp(final_time), CasResult::Current(*value))),
             is_final: true,
+            plain: false,
         });
     }
     for (key, ops) in &by_key {
