@@ -29,6 +29,9 @@ pub struct KvResponse {
     pub status: u16,
     pub context: Option<String>,
     pub receipt: Option<Value>,
+    /// What Paxos did (`X-Hydra-Paxos`: ballot, attempts, round trips...), on compare-and-set
+    /// answers.
+    pub paxos: Option<Value>,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
 }
@@ -113,6 +116,7 @@ impl Client {
         };
         let context = header("x-hydra-context");
         let receipt = header("x-hydra-receipt").and_then(|r| serde_json::from_str(&r).ok());
+        let paxos = header("x-hydra-paxos").and_then(|r| serde_json::from_str(&r).ok());
         let content_type = header("content-type");
         let status = resp.status().as_u16();
         let body = resp
@@ -125,6 +129,7 @@ impl Client {
             status,
             context,
             receipt,
+            paxos,
             content_type,
             body,
         })
@@ -279,6 +284,8 @@ impl Client {
 pub enum Precondition {
     /// The key is absent (`If-None-Match: *`).
     Absent,
+    /// The key is present (`If-Match: *`).
+    Present,
     /// The key's current version is the one this context (from a read) names (`If-Match`).
     Matches(String),
 }
@@ -287,6 +294,7 @@ impl Precondition {
     fn header(&self) -> (&'static str, &str) {
         match self {
             Precondition::Absent => ("if-none-match", "*"),
+            Precondition::Present => ("if-match", "*"),
             Precondition::Matches(context) => ("if-match", context),
         }
     }

@@ -6,6 +6,11 @@
 //! - `d`: 95% read, 5% insert, reads favouring the newest records ("read latest");
 //! - `f`: 50% read, 50% read-modify-write (a read, then a write carrying its context);
 //! - `write`: update only.
+//! - `cas`: compare-and-set only: a conditional write that applies whenever the key exists
+//!   (`If-Match: *` over HTTP, `SET k v XX` over RESP), through Paxos; with `--records 1`
+//!   every connection contends on one key. The report adds the mean Paxos attempts per
+//!   applied write (HTTP only: from `X-Hydra-Paxos`) and the outcomes the coordinator could
+//!   not learn (504 `outcome_unknown`, `-TIMEOUT`).
 //!
 //! Keys are `user<n>` for n below `--records`; `zipfian` (YCSB's constant 0.99, scrambled so
 //! the hot keys spread over the ring) or `uniform`. Updates are blind writes, as in YCSB: in
@@ -38,6 +43,7 @@ pub enum Workload {
     D,
     F,
     Write,
+    Cas,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -54,7 +60,7 @@ pub enum KeyDistribution {
 
 #[derive(Args, Clone, Debug)]
 pub struct BenchArgs {
-    /// YCSB workload: a, b, c, d, f, or write (update only).
+    /// YCSB workload: a, b, c, d, f, write (update only), or cas (compare-and-set only).
     #[arg(long, value_enum, default_value = "a")]
     workload: Workload,
     /// Protocol to drive: http or resp.
@@ -112,9 +118,16 @@ enum Op {
     Update,
     Insert,
     ReadModifyWrite,
+    Cas,
 }
 
-const OPS: [Op; 4] = [Op::Read, Op::Update, Op::Insert, Op::ReadModifyWrite];
+const OPS: [Op; 5] = [
+    Op::Read,
+    Op::Update,
+    Op::Insert,
+    Op::ReadModifyWrite,
+    Op::Cas,
+];
 
 impl Op {
     fn name(self) -> &'static str {
@@ -123,6 +136,7 @@ impl Op {
             Op::Update => "update",
             Op::Insert => "insert",
             Op::ReadModifyWrite => "read_modify_write",
+            Op::Cas => "cas",
         }
     }
 }
@@ -277,6 +291,32 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// A compare-and-set write that applies when the key exists; the Paxos attempts it took,
+    /// when the protocol says (HTTP).
+    fn cas(&mut self, key: &str, value: &[u8]) -> Result<Option<u64>> {
+        match self {
+            Conn::Http { client, bucket, .. } => {
+                let r = client.put_if(
+                    bucket,
+                    key,
+                    value,
+                    "application/octet-stream",
+                    &hydra_client::Precondition::Present,
+                )?;
+                if r.status != 204 {
+                    bail!("not applied (status {}): the key is absent", r.status);
+                }
+                Ok(r.paxos.and_then(|p| p["attempts"].as_u64()))
+            }
+            Conn::Resp { .. } => match self.resp(&[b"SET", key.as_bytes(), value, b"XX"])? {
+                Value::Simple(s) if s == "OK" => Ok(None),
+                other => bail!("not applied ({other:?}): the key is absent"),
+            },
+        }
+    }
+}
+
 /// Chooses keys: scrambled zipfian or uniform over the records, or the newest for workload D.
 struct Keys {
     zipf: Option<Zipf<f64>>,
@@ -333,6 +373,11 @@ struct Tally {
     histograms: Vec<Histogram<u64>>,
     errors: Vec<u64>,
     first_error: Option<String>,
+    /// Compare-and-set: Paxos attempts summed over the applied writes that reported them,
+    /// how many did, and the outcomes the coordinator could not learn.
+    paxos_attempts: u64,
+    paxos_reported: u64,
+    unknown: u64,
 }
 
 impl Tally {
@@ -345,6 +390,9 @@ impl Tally {
             histograms,
             errors: vec![0; OPS.len()],
             first_error: None,
+            paxos_attempts: 0,
+            paxos_reported: 0,
+            unknown: 0,
         })
     }
 
@@ -357,6 +405,10 @@ impl Tally {
             }
             Err(e) => {
                 self.errors[i] += 1;
+                let text = format!("{e:#}");
+                if text.contains("outcome_unknown") || text.contains("TIMEOUT") {
+                    self.unknown += 1;
+                }
                 if self.first_error.is_none() {
                     self.first_error = Some(format!("{} failed: {e:#}", op.name()));
                 }
@@ -371,6 +423,9 @@ impl Tally {
         for (a, b) in self.errors.iter_mut().zip(other.errors.iter()) {
             *a += b;
         }
+        self.paxos_attempts += other.paxos_attempts;
+        self.paxos_reported += other.paxos_reported;
+        self.unknown += other.unknown;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -504,6 +559,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     Workload::F if roll < 0.5 => Op::Read,
                     Workload::F => Op::ReadModifyWrite,
                     Workload::Write => Op::Update,
+                    Workload::Cas => Op::Cas,
                 };
                 let key = match (args.workload, op) {
                     (_, Op::Insert) => key_name(inserted.fetch_add(1, Ordering::Relaxed)),
@@ -523,6 +579,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
                         let value = value_of(&mut rng, args.value_size);
                         conn.read(&key, true)
                             .and_then(|ctx| conn.write(&key, &value, ctx.as_deref()))
+                    }
+                    Op::Cas => {
+                        let value = value_of(&mut rng, args.value_size);
+                        conn.cas(&key, &value).map(|attempts| {
+                            if let Some(a) = attempts {
+                                tally.paxos_attempts += a;
+                                tally.paxos_reported += 1;
+                            }
+                        })
                     }
                 };
                 let failed = result.is_err();
@@ -610,6 +675,16 @@ fn report(args: &BenchArgs, tally: &Tally, elapsed: f64) -> Result<()> {
     }
     let throughput = all as f64 / elapsed;
     println!("total {all} ops, {throughput:.0} ops/s, {errors} errors");
+    let attempts_mean = (tally.paxos_reported > 0)
+        .then(|| tally.paxos_attempts as f64 / tally.paxos_reported as f64);
+    if args.workload == Workload::Cas {
+        let attempts = attempts_mean.map_or("not reported".to_string(), |a| format!("{a:.2}"));
+        println!(
+            "compare-and-set: mean Paxos attempts per applied write {attempts}, outcome unknown {} of {}",
+            tally.unknown,
+            all + errors
+        );
+    }
     if let Some(e) = &tally.first_error {
         println!("first error: {e}");
     }
@@ -625,6 +700,8 @@ fn report(args: &BenchArgs, tally: &Tally, elapsed: f64) -> Result<()> {
         "ops_per_s": throughput,
         "errors": errors,
         "first_error": tally.first_error,
+        "paxos_attempts_mean": attempts_mean,
+        "outcome_unknown": tally.unknown,
         "ops": ops,
     });
     match &args.json {

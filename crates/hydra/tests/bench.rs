@@ -28,6 +28,8 @@ fn every_workload_runs_over_http_and_resp() {
         ("http", "f", "default"),
         ("http", "write", "redis"),
         ("resp", "c", "redis"),
+        ("http", "cas", "redis"),
+        ("resp", "cas", "redis"),
     ] {
         let report = dir.path().join(format!("{protocol}-{workload}.json"));
         let out = Command::new(env!("CARGO_BIN_EXE_hydra"))
@@ -61,15 +63,29 @@ fn every_workload_runs_over_http_and_resp() {
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&report).expect("report written"))
                 .expect("report is JSON");
-        assert_eq!(json["errors"], 0, "{protocol} {workload}: {json}");
+        // Compare-and-sets on hot keys contend: a request whose proposal a rival's commit
+        // overtook may end `outcome_unknown` (never any other error).
+        let expected_errors = match workload {
+            "cas" => json["outcome_unknown"].clone(),
+            _ => 0.into(),
+        };
+        assert_eq!(
+            json["errors"], expected_errors,
+            "{protocol} {workload}: {json}"
+        );
         let ops = json["ops"].as_object().expect("ops");
         let expected: &[&str] = match workload {
             "a" | "b" => &["read", "update"],
             "c" => &["read"],
             "d" => &["read", "insert"],
             "f" => &["read", "read_modify_write"],
+            "cas" => &["cas"],
             _ => &["update"],
         };
+        if workload == "cas" && protocol == "http" {
+            let attempts = json["paxos_attempts_mean"].as_f64().unwrap_or(0.0);
+            assert!(attempts >= 1.0, "Paxos attempts reported: {json}");
+        }
         for op in expected {
             let o = &ops[*op];
             assert!(
