@@ -29,6 +29,7 @@
 //! `meta.rs`: HELLO, AUTH, CLIENT, INFO, CONFIG and the command table itself.
 
 mod commands;
+mod float;
 mod meta;
 
 use crate::driver::{CoreHandle, Reply};
@@ -485,11 +486,22 @@ impl Connection {
     /// Like [`Connection::call`], keeping the receipt as the connection's last.
     async fn request(&mut self, request: ClientRequest) -> Result<ClientResponse, Value> {
         let (result, receipt) = self.call(request).await;
+        self.keep(result, receipt).map_err(|e| error_value(&e))
+    }
+
+    /// Like [`Connection::request`], but a plain write refused because compare-and-set
+    /// manages the key comes back as that error (for the caller to redo atomically).
+    async fn request_once(&mut self, request: ClientRequest) -> Reply {
+        let (result, receipt) = self.call_once(request).await;
+        self.keep(result, receipt)
+    }
+
+    fn keep(&mut self, result: Reply, receipt: Option<Receipt>) -> Reply {
         if receipt.is_some() {
             self.last_receipt = receipt;
         }
         self.note_seen(&result);
-        result.map_err(|e| error_value(&e))
+        result
     }
 
     /// Remembers the newest `lww` version a reply names (see `Connection::seen`).
@@ -646,6 +658,11 @@ impl Connection {
             Handler::IncrBy { by_arg, negate } => self.incr_by(args, by_arg, negate).await,
             Handler::Append => self.append(args).await,
             Handler::GetSet => self.getset(args).await,
+            Handler::IncrByFloat => self.incr_by_float(args).await,
+            Handler::SetRange => self.setrange(args).await,
+            Handler::GetRange => self.getrange(args).await,
+            Handler::GetEx => self.getex(args).await,
+            Handler::MSetNx => self.msetnx(args).await,
             Handler::Get => self.get(&args[0]).await,
             Handler::Set => self.set(args).await,
             Handler::GetDel => self.getdel(&args[0]).await,
