@@ -6,6 +6,11 @@
 //! when it equals what was expected. Checked by the simulator's checker (h)
 //! (`hydra_sim::check_cas`): the applied writes of a key form one chain in an order real time
 //! allows, and every value returned was current at some point while its request ran.
+//!
+//! Over HTTP (`cas-register-http`) the same operations are `GET ?r=serial` and a `PUT` with
+//! `If-Match: <context of the version last read or written>` (or `If-None-Match: *` when the
+//! read found nothing): with unique values the version matches exactly when the value does.
+//! A 412 says only that the condition failed (not the current value): certainly not applied.
 
 use crate::history::{F, Kind, Op};
 use crate::register::{Broken, Connection, classify_error};
@@ -96,6 +101,125 @@ pub fn write(
     })
 }
 
+/// Where a client sends its operations.
+pub enum Front {
+    /// A node's Redis-protocol address.
+    Resp(String),
+    /// A node's HTTP address.
+    Http(String),
+}
+
+/// One client's connection, either protocol.
+pub enum Conn {
+    Resp(Connection),
+    Http(hydra_client::Client),
+}
+
+/// What a conditional write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    Applied,
+    /// Not applied; the key held this.
+    Current(Option<u64>),
+    /// Not applied; what the key held is not known (HTTP's 412).
+    NotApplied,
+}
+
+impl Conn {
+    pub fn open(front: &Front, timeout: std::time::Duration) -> Result<Conn, Broken> {
+        match front {
+            Front::Resp(addr) => open(addr, timeout).map(Conn::Resp),
+            Front::Http(addr) => Ok(Conn::Http(hydra_client::Client::with_timeout(
+                addr, timeout,
+            ))),
+        }
+    }
+
+    /// A serial read: the value, and (over HTTP) the context of its version.
+    pub fn read(&mut self, key: &str) -> Result<(Option<u64>, Option<String>), Broken> {
+        match self {
+            Conn::Resp(c) => read(c, key).map(|v| (v, None)),
+            Conn::Http(c) => {
+                let r = c
+                    .get(BUCKET, key, &[("r", "serial")])
+                    .map_err(|e| http_broken(&e))?;
+                match r.status {
+                    404 => Ok((None, None)),
+                    200 => Ok((Some(http_number(&r.body)?), r.context)),
+                    s => Err(Broken {
+                        kind: Kind::Info,
+                        error: format!("unexpected status {s} to a serial read"),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Writes `new` if the key holds `expected` (over HTTP: the version `context` names):
+    /// the outcome, and (over HTTP) the context of the version now known current.
+    pub fn write(
+        &mut self,
+        key: &str,
+        expected: Option<u64>,
+        context: Option<&str>,
+        new: u64,
+    ) -> Result<(Written, Option<String>), Broken> {
+        match self {
+            Conn::Resp(c) => write(c, key, expected, new).map(|outcome| {
+                let w = match outcome {
+                    None => Written::Applied,
+                    Some(current) => Written::Current(current),
+                };
+                (w, None)
+            }),
+            Conn::Http(c) => {
+                let condition = match (expected, context) {
+                    (None, _) => hydra_client::Precondition::Absent,
+                    (Some(_), Some(ctx)) => hydra_client::Precondition::Matches(ctx.to_string()),
+                    (Some(_), None) => {
+                        return Err(Broken {
+                            kind: Kind::Fail,
+                            error: "no context of the version read".into(),
+                        });
+                    }
+                };
+                let body = new.to_string();
+                let r = c
+                    .put_if(BUCKET, key, body.as_bytes(), "text/plain", &condition)
+                    .map_err(|e| http_broken(&e))?;
+                match r.status {
+                    204 => Ok((Written::Applied, r.context)),
+                    _ => Ok((Written::NotApplied, None)),
+                }
+            }
+        }
+    }
+}
+
+/// How an HTTP failure counts: only what certainly proposed nothing is `fail`.
+fn http_broken(e: &hydra_client::Error) -> Broken {
+    let kind = match e {
+        hydra_client::Error::Api { code, .. } => match code.as_str() {
+            "outcome_unknown" | "store_failed" | "internal" => Kind::Info,
+            _ => Kind::Fail,
+        },
+        _ => Kind::Info,
+    };
+    Broken {
+        kind,
+        error: e.to_string(),
+    }
+}
+
+fn http_number(body: &[u8]) -> Result<u64, Broken> {
+    String::from_utf8_lossy(body)
+        .parse::<u64>()
+        .map_err(|_| Broken {
+            kind: Kind::Info,
+            error: format!("not a workload value: {:?}", String::from_utf8_lossy(body)),
+        })
+}
+
 /// What checker (h) found.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct CasVerdict {
@@ -136,6 +260,10 @@ pub fn check(ops: &[Op], finals: &BTreeMap<String, Option<u64>>, final_time: u64
             (Kind::Ok, CasKind::Write { .. }) if op.value.is_null() => {
                 v.applied += 1;
                 CasResult::Applied
+            }
+            (Kind::Ok, CasKind::Write { .. }) if op.value["not_applied"] == true => {
+                v.not_applied += 1;
+                CasResult::Fail
             }
             (Kind::Ok, CasKind::Write { .. }) => {
                 v.not_applied += 1;

@@ -179,13 +179,14 @@ pub fn run(opts: &Options) -> Result<Summary> {
             "--time x --rate x 2 is more than the {HISTORY_OPS_MAX} operations a history holds; lower --rate or --time"
         );
     }
-    if !["siblings", "lww", "register", "cas"].contains(&opts.mode.as_str()) {
+    if !["siblings", "lww", "register", "cas", "cas-http"].contains(&opts.mode.as_str()) {
         bail!(
-            "--workload mode must be siblings, lww, register or cas, not {:?}",
+            "--workload mode must be siblings, lww, register, cas or cas-http, not {:?}",
             opts.mode
         );
     }
-    let cas_mode = opts.mode == "cas";
+    let cas_http = opts.mode == "cas-http";
+    let cas_mode = opts.mode == "cas" || cas_http;
     let registers = opts.mode == "register";
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("while creating {}", opts.out.display()))?;
@@ -233,8 +234,13 @@ pub fn run(opts: &Options) -> Result<Summary> {
                     p as u64, node, &resp, keys, seed, pause, &recorder, &stop, &done,
                 )
             } else if cas_mode {
+                let front = if cas_http {
+                    cas::Front::Http(endpoint)
+                } else {
+                    cas::Front::Resp(resp)
+                };
                 cas_loop(
-                    p as u64, node, &resp, keys, seed, pause, &recorder, &stop, &done,
+                    p as u64, node, &front, keys, seed, pause, &recorder, &stop, &done,
                 )
             } else {
                 client_loop(
@@ -563,7 +569,7 @@ fn client_loop(
 fn cas_loop(
     client: u64,
     node: usize,
-    addr: &str,
+    front: &cas::Front,
     keys: usize,
     seed: u64,
     pause: Duration,
@@ -574,9 +580,11 @@ fn cas_loop(
     let timeout = Duration::from_secs(3);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (client + 1).wrapping_mul(0x9E37_79B9));
     let mut generation: u64 = 0;
-    let mut conn: Option<register::Connection> = None;
+    let mut conn: Option<cas::Conn> = None;
     let mut counter: u64 = 0;
     let mut last_read: BTreeMap<usize, Option<u64>> = BTreeMap::new();
+    // Over HTTP: the context of the version last read or written (`If-Match`).
+    let mut last_context: BTreeMap<usize, String> = BTreeMap::new();
     while !stop.load(Ordering::Relaxed) {
         let process = (client << 20) | generation;
         let i = rng.random_range(0..keys);
@@ -604,25 +612,41 @@ fn cas_loop(
         recorder.record(op(Kind::Invoke, f, invoke.clone(), None));
         let c = match conn.take() {
             Some(c) => Ok(c),
-            None => cas::open(addr, timeout),
+            None => cas::Conn::open(front, timeout),
         };
         let result = c.and_then(|mut c| {
             let r = if reading {
-                cas::read(&mut c, &key).map(|v| {
+                c.read(&key).map(|(v, context)| {
                     last_read.insert(i, v);
+                    match context {
+                        Some(ctx) => last_context.insert(i, ctx),
+                        None => last_context.remove(&i),
+                    };
                     json!(v)
                 })
             } else {
-                cas::write(&mut c, &key, expected, new).map(|outcome| match outcome {
-                    None => {
-                        last_read.insert(i, Some(new));
-                        serde_json::Value::Null
-                    }
-                    Some(current) => {
-                        last_read.insert(i, current);
-                        json!({ "current": current })
-                    }
-                })
+                let context = last_context.get(&i).cloned();
+                c.write(&key, expected, context.as_deref(), new)
+                    .map(|(outcome, context)| {
+                        if let Some(ctx) = context {
+                            last_context.insert(i, ctx);
+                        }
+                        match outcome {
+                            cas::Written::Applied => {
+                                last_read.insert(i, Some(new));
+                                serde_json::Value::Null
+                            }
+                            cas::Written::Current(current) => {
+                                last_read.insert(i, current);
+                                json!({ "current": current })
+                            }
+                            // Not applied, the current value unknown: read it next.
+                            cas::Written::NotApplied => {
+                                last_read.remove(&i);
+                                json!({ "not_applied": true })
+                            }
+                        }
+                    })
             };
             conn = Some(c);
             r

@@ -22,7 +22,9 @@ struct Args {
     /// (SET/GET with TTLs, GETDEL, PEXPIRE and PERSIST over the Redis protocol in bucket
     /// `redis`, checked for lww order, refreshes undone by expiry, deleted or expired
     /// values returned and phantoms) or `cas-register` (`SET ... IFEQ|NX GET` and serial
-    /// `GET`s over the Redis protocol, checked for linearizability).
+    /// `GET`s over the Redis protocol, checked for linearizability) or `cas-register-http`
+    /// (the same over HTTP: `If-Match: <context>`/`If-None-Match: *` PUTs and `r=serial`
+    /// GETs).
     #[arg(long, default_value = "set")]
     workload: String,
     /// Faults to rotate through: partition, kill, pause, clock (comma list; empty: none).
@@ -104,8 +106,9 @@ fn run() -> Result<bool> {
         "set-lww" => "lww",
         "register" => "register",
         "cas-register" => "cas",
+        "cas-register-http" => "cas-http",
         other => anyhow::bail!(
-            "unknown workload {other:?}; expected set, set-lww, register or cas-register"
+            "unknown workload {other:?}; expected set, set-lww, register, cas-register or cas-register-http"
         ),
     };
     let opts = hydra_jepsen::Options {
