@@ -66,6 +66,9 @@ pub struct PlantedBugs {
     /// Replicas never refuse a plain write to a key compare-and-set manages
     /// (`cas = conditional_only` acts as if plain and conditional writes could mix).
     pub plain_writes_not_refused: bool,
+    /// A coordinator takes any commit above its own proposal of another value as proof
+    /// that its proposal was never chosen, whatever that commit's base.
+    pub paxos_beaten_ignores_base: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -95,6 +98,7 @@ thread_local! {
         paxos_read_skips_in_progress: false,
         paxos_stamp_ignores_read: false,
         plain_writes_not_refused: false,
+        paxos_beaten_ignores_base: false,
     }) };
 }
 
@@ -126,6 +130,7 @@ impl PlantedBugs {
             "paxos_read_skips_in_progress" => self.paxos_read_skips_in_progress = true,
             "paxos_stamp_ignores_read" => self.paxos_stamp_ignores_read = true,
             "plain_writes_not_refused" => self.plain_writes_not_refused = true,
+            "paxos_beaten_ignores_base" => self.paxos_beaten_ignores_base = true,
             _ => return false,
         }
         true

@@ -87,6 +87,10 @@ pub const DIRTY_PARTITIONS_MAX: usize = 65_536;
 pub const COORDINATOR_HINTS_MAX: usize = 10_000;
 /// Most forwarded-write ids a node remembers for deduplication.
 pub const FORWARDS_SEEN_MAX: usize = 100_000;
+/// Commits an acceptor remembers per key (ballot, value, base): the last few, so a
+/// coordinator beaten by several other commits can still prove its own proposal was never
+/// chosen (see `paxos::AcceptorState`).
+pub const PAXOS_COMMITS_KEPT: usize = 4;
 /// Prepare rounds one compare-and-set starts at most before it gives up (`cas_contention`).
 pub const PAXOS_ATTEMPTS_MAX: u32 = 64;
 /// Longest random wait, in milliseconds, before a beaten compare-and-set prepares again.

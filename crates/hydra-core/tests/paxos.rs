@@ -91,7 +91,7 @@ fn a_proposal_its_coordinator_left_uncommitted_is_finished_by_the_next_one() {
         from == 0
             && to != 0
             && matches!(input, Input::Message { envelope, .. }
-                if matches!(&envelope.message, Message::PaxosRequest { phase: PaxosPhase::Commit(_), .. }))
+                if matches!(&envelope.message, Message::PaxosRequest { phase: PaxosPhase::Commit(..), .. }))
     };
     let r = c.requests_together(
         vec![(0, cas(&k, Condition::Absent, Some("a")))],

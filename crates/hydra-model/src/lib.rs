@@ -399,7 +399,7 @@ impl CasModel {
             Ok(mut answer) => {
                 match (&mut answer, &phase) {
                     (PaxosAnswer::Promise(p), _) => p.object = data.clone(),
-                    (PaxosAnswer::Committed, PaxosPhase::Commit(Some(o))) => {
+                    (PaxosAnswer::Committed, PaxosPhase::Commit(Some(o), _)) => {
                         *data = Some(match data.as_ref() {
                             None => o.clone(),
                             Some(d) => d.merge(o).unwrap_or_else(|_| d.clone()),
@@ -647,6 +647,7 @@ pub const BUGS: &[&str] = &[
     "paxos_ballots_not_unique",
     "paxos_read_skips_in_progress",
     "paxos_stamp_ignores_read",
+    "paxos_beaten_ignores_base",
 ];
 
 /// The planted bugs switched on by `name` (one of [`BUGS`]).

@@ -77,6 +77,22 @@ fn the_model_catches_planted_paxos_bugs() {
             "{bug}: no violation in {unique} states"
         );
     }
+    // A coordinator that takes any commit of another value above its proposal as proof the
+    // proposal was never chosen (ignoring the commit's base) answers `not applied` for a
+    // proposal that was: two lost messages and a swap show it.
+    let bugs = bug_named("paxos_beaten_ignores_base").expect("a planted bug");
+    let config = Config {
+        drops: 2,
+        ..config("swap", false, 2)
+    };
+    let (found, unique) = check(
+        CasModel::new(config).with_bugs(bugs, set_planted),
+        6_000_000,
+    );
+    assert!(
+        found.contains(&"linearizable"),
+        "paxos_beaten_ignores_base: no violation in {unique} states"
+    );
 }
 
 #[test]

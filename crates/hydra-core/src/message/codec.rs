@@ -126,7 +126,9 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
         }
         Message::PaxosRequest { key, phase, .. } => {
             key_ok(key)?;
-            if let PaxosPhase::Propose(Some(object)) | PaxosPhase::Commit(Some(object)) = phase {
+            if let PaxosPhase::Propose(Some(object), _) | PaxosPhase::Commit(Some(object), _) =
+                phase
+            {
                 validate_object(WHAT, object)?;
             }
         }
@@ -143,6 +145,7 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
             if let Some(o) = &promise.object {
                 validate_object(WHAT, o)?;
             }
+            check_commits(WHAT, &promise.commits)?;
         }
         Message::ForwardRequest { request, .. } => {
             key_ok(&request.key)?;
@@ -240,6 +243,37 @@ mod legacy {
         }
     }
 
+    /// Acceptor state format 1 (no commits kept: none proves anything).
+    #[derive(Deserialize)]
+    pub(super) struct AcceptorStateV1 {
+        promised: crate::paxos::Ballot,
+        accepted: Option<AcceptedV1>,
+        committed: crate::paxos::Ballot,
+    }
+
+    #[derive(Deserialize)]
+    struct AcceptedV1 {
+        ballot: crate::paxos::Ballot,
+        proposal: crate::paxos::Proposal,
+    }
+
+    impl From<AcceptorStateV1> for crate::paxos::AcceptorState {
+        fn from(s: AcceptorStateV1) -> crate::paxos::AcceptorState {
+            // A base is at most its proposal's ballot, and a commit's at most the commit:
+            // taking those proves nothing a true base would not.
+            crate::paxos::AcceptorState {
+                promised: s.promised,
+                accepted: s.accepted.map(|a| crate::paxos::Accepted {
+                    ballot: a.ballot,
+                    proposal: a.proposal,
+                    base: a.ballot,
+                }),
+                committed: s.committed,
+                commits: Vec::new(),
+            }
+        }
+    }
+
     /// A bucket table entry of format 3.
     #[derive(Deserialize)]
     pub(super) struct EntryV3 {
@@ -267,7 +301,10 @@ mod legacy {
 }
 
 /// Format byte of an acceptor's stored Paxos state.
-pub const PAXOS_FORMAT: u8 = 1;
+pub const PAXOS_FORMAT: u8 = 2;
+/// Format 1 had no base of accepted proposals and no value of the last commit: still read
+/// (with the bases as high as they can be, so they prove nothing), never written.
+const PAXOS_FORMAT_V1: u8 = 1;
 
 pub fn encode_acceptor_state(state: &crate::paxos::AcceptorState) -> Vec<u8> {
     encode(PAXOS_FORMAT, state)
@@ -275,14 +312,37 @@ pub fn encode_acceptor_state(state: &crate::paxos::AcceptorState) -> Vec<u8> {
 
 pub fn decode_acceptor_state(bytes: &[u8]) -> Result<crate::paxos::AcceptorState, CodecError> {
     const WHAT: &str = "stored paxos state";
-    let state: crate::paxos::AcceptorState = decode(WHAT, PAXOS_FORMAT, bytes)?;
+    let state: crate::paxos::AcceptorState = if bytes.first() == Some(&PAXOS_FORMAT_V1) {
+        decode::<legacy::AcceptorStateV1>(WHAT, PAXOS_FORMAT_V1, bytes)?.into()
+    } else {
+        decode(WHAT, PAXOS_FORMAT, bytes)?
+    };
     if let Some(Accepted {
         proposal: Some(o), ..
     }) = &state.accepted
     {
         validate_object(WHAT, o)?;
     }
+    check_commits(WHAT, &state.commits)?;
     Ok(state)
+}
+
+/// An acceptor keeps at most [`crate::limits::PAXOS_COMMITS_KEPT`] commits.
+fn check_commits(
+    what: &'static str,
+    commits: &[crate::paxos::CommitSeen],
+) -> Result<(), CodecError> {
+    if commits.len() > crate::limits::PAXOS_COMMITS_KEPT {
+        return Err(malformed(
+            what,
+            format!(
+                "{} commits kept, more than the limit of {}",
+                commits.len(),
+                crate::limits::PAXOS_COMMITS_KEPT
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub fn encode_object(object: &Object) -> Vec<u8> {
@@ -332,7 +392,7 @@ mod tests {
     /// and is still read, below; version 1 had no TTL on siblings; nothing was ever stored in
     /// it outside development), message format 7 (6 had no plain-write replication nor bucket `cas`, 5 no Paxos messages, 4 no expiry
     /// batches, 3 no version-bound writes; messages are never stored, and a cluster runs one
-    /// version) and Paxos state format 1. If this test fails, the format
+    /// version) and Paxos state format 2 (1 had no bases, still read). If this test fails, the format
     /// changed: bump the format byte and keep a decoder for the old one instead of editing this.
     #[test]
     fn golden_bytes() {
@@ -387,26 +447,39 @@ mod tests {
                 req: RequestId(1),
                 key: key(),
                 ballot,
-                phase: PaxosPhase::Propose(None),
+                phase: PaxosPhase::Propose(None, Ballot::ZERO),
             },
         };
-        assert_eq!(hex(&encode_envelope(&env)), "070114010162016b05020100");
+        assert_eq!(hex(&encode_envelope(&env)), "070114010162016b050201000000");
         let state = crate::paxos::AcceptorState {
             promised: ballot,
             accepted: Some(Accepted {
                 ballot,
                 proposal: Some(sample_object()),
+                base: Ballot::ZERO,
             }),
             committed: Ballot::ZERO,
+            commits: vec![],
         };
         assert_eq!(
             hex(&encode_acceptor_state(&state)),
-            "010502010502010001020101017601740500000000"
+            "020502010502010001020101017601740500000000000000"
         );
         assert_eq!(
             decode_acceptor_state(&encode_acceptor_state(&state)),
-            Ok(state)
+            Ok(state.clone())
         );
+        // Format 1 still reads, with bases as high as they can be.
+        let v1 = decode_acceptor_state(&unhex("010502010502010001020101017601740500000000"))
+            .expect("format 1");
+        let want = crate::paxos::AcceptorState {
+            accepted: state
+                .accepted
+                .clone()
+                .map(|a| Accepted { base: ballot, ..a }),
+            ..state
+        };
+        assert_eq!(v1, want);
     }
 
     /// Bucket table format 4 is pinned here; 3 (no `cas`) and 2 (no creation time either)

@@ -552,10 +552,10 @@ pub enum Message {
 pub enum PaxosPhase {
     /// Promise no lower ballot; answer with what was accepted and committed, and the data.
     Prepare,
-    /// Accept this proposal.
-    Propose(Proposal),
-    /// The proposal was accepted by a majority: merge it into the data.
-    Commit(Proposal),
+    /// Accept this proposal (first made after a prepare that found this highest commit).
+    Propose(Proposal, Ballot),
+    /// The proposal (with its base) was accepted by a majority: merge it into the data.
+    Commit(Proposal, Ballot),
 }
 
 /// An acceptor's answer to a phase.
@@ -574,6 +574,8 @@ pub struct Promise {
     pub committed: Ballot,
     /// The key's object in this replica's store.
     pub object: Option<Object>,
+    /// The last commits this acceptor saw (see `AcceptorState`).
+    pub commits: Vec<crate::paxos::CommitSeen>,
 }
 
 /// Why an acceptor did not do a phase.

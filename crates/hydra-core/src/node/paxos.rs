@@ -521,7 +521,7 @@ impl Local {
         };
         check_skew(ballot.hlc, ctx.now, self.config.max_clock_skew_ms)
             .map_err(|e| refuse(ReplicaError::ClockSkew(e.to_string())))?;
-        if let PaxosPhase::Propose(Some(o @ crate::version::Object::Lww(_))) = &phase {
+        if let PaxosPhase::Propose(Some(o @ crate::version::Object::Lww(_)), _) = &phase {
             check_skew(o.max_timestamp(), ctx.now, self.config.max_clock_skew_ms)
                 .map_err(|e| refuse(ReplicaError::ClockSkew(e.to_string())))?;
         }
@@ -530,7 +530,7 @@ impl Local {
             (PaxosAnswer::Promise(promise), _) => {
                 promise.object = self.load(ctx.store, &skey).map_err(refuse)?;
             }
-            (PaxosAnswer::Committed, PaxosPhase::Commit(Some(object))) => {
+            (PaxosAnswer::Committed, PaxosPhase::Commit(Some(object), _)) => {
                 self.merge_into_store(ctx, key, object).map_err(refuse)?;
             }
             _ => {}

@@ -19,8 +19,9 @@
 //!   newest timestamp read), so the `lww` order of committed values is their commit order.
 //! * This request's own proposals, once sent, are in doubt until one is seen committed or in
 //!   progress (applied), or a commit at a higher ballot ends them all (the prepare before it
-//!   found none committed or in progress); a commit above one that the data do not show is
-//!   unknown (it may have been applied and replaced). Never `not applied` while one may still
+//!   found none committed or in progress, or found for each a commit above it of another
+//!   value first proposed below it: see `AcceptorState`); any other commit above one that
+//!   the data do not show is unknown (it may have been applied and replaced). Never `not applied` while one may still
 //!   win, never applied twice (a retry proposes anew only after finding the earlier ones
 //!   uncommitted, and the first commit ends the rest).
 //! * A phase moves on only with answers from a majority of the key's primaries.
@@ -47,12 +48,15 @@ enum Step {
     /// Between attempts (backing off), or before the first.
     Idle,
     Prepare,
+    /// `base`: the highest commit the prepare before the proposal's first proposing found.
     Propose {
         proposal: Proposal,
+        base: Ballot,
         then: Then,
     },
     Commit {
         proposal: Proposal,
+        base: Ballot,
         then: Then,
     },
     /// The condition held: the write waits for its timestamp (`stamp`).
@@ -60,6 +64,7 @@ enum Step {
         write: Sibling,
         previous: Option<Sibling>,
         merged: Option<Object>,
+        base: Ballot,
     },
 }
 
@@ -215,8 +220,8 @@ impl Coordinator {
     fn start(&mut self, step: Step) -> Next {
         let phase = match &step {
             Step::Prepare => PaxosPhase::Prepare,
-            Step::Propose { proposal, .. } => PaxosPhase::Propose(proposal.clone()),
-            Step::Commit { proposal, .. } => PaxosPhase::Commit(proposal.clone()),
+            Step::Propose { proposal, base, .. } => PaxosPhase::Propose(proposal.clone(), *base),
+            Step::Commit { proposal, base, .. } => PaxosPhase::Commit(proposal.clone(), *base),
             Step::Idle | Step::Stamp { .. } => unreachable!("only phases are sent"),
         };
         self.step = step;
@@ -284,7 +289,15 @@ impl Coordinator {
         if self.answered.len() >= self.needed {
             match self.step.clone() {
                 Step::Prepare => self.on_promised(now),
-                Step::Propose { proposal, then } => self.start(Step::Commit { proposal, then }),
+                Step::Propose {
+                    proposal,
+                    base,
+                    then,
+                } => self.start(Step::Commit {
+                    proposal,
+                    base,
+                    then,
+                }),
                 Step::Commit { then, .. } => self.on_committed(then),
                 Step::Idle | Step::Stamp { .. } => Next::Wait,
             }
@@ -359,12 +372,24 @@ impl Coordinator {
                 .map(|(_, _, previous)| previous.clone())
         });
         let lowest_own = self.owns.iter().map(|(b, ..)| *b).min();
-        // No own proposal can have been chosen when no promise shows a commit or an
-        // acceptance at or above the lowest own ballot (a chosen one was accepted by a
-        // majority, which this majority meets, and an acceptor's accepted ballot only grows
-        // until a commit at or above it).
-        let owns_unchosen = lowest_own
-            .is_some_and(|b| latest < b && in_progress.as_ref().is_none_or(|a| a.ballot < b));
+        // An own proposal at `b` cannot have been chosen (yet) when no promise shows an
+        // acceptance at or above `b` and either no promise shows a commit at or above `b`
+        // (a chosen one was accepted by a majority, which this majority meets, and an
+        // acceptor's accepted ballot only grows until a commit at or above it), or one shows
+        // a commit above `b` of another value first proposed below every commit at or above
+        // `b` (its base): see `AcceptorState`. Until this attempt's own commit reaches a
+        // majority (`seals_own`) one could still be taken up, so they stay in doubt till then.
+        let beaten = |b: Ballot, own: &Object| {
+            let id = super::value_id(&Some(own.clone()));
+            self.promises.iter().flat_map(|(_, p)| &p.commits).any(|c| {
+                c.ballot > b && c.id != id && (c.base < b || planted().paxos_beaten_ignores_base)
+            })
+        };
+        let owns_unchosen = !self.owns.is_empty()
+            && self.owns.iter().all(|(b, own, _)| {
+                (latest < *b || beaten(*b, own))
+                    && in_progress.as_ref().is_none_or(|a| a.ballot < *b)
+            });
         let read_fast = planted().paxos_read_skips_in_progress && self.action == CasAction::Read;
         if let Some(acc) = in_progress.filter(|_| !read_fast) {
             let then = if let Some(previous) = own_in_progress.or(own_committed) {
@@ -385,8 +410,12 @@ impl Coordinator {
             // in-progress proposal above an own one may belong to a later instance, built on
             // an own value committed at a minority: then they stay in doubt.)
             self.seals_own = owns_unchosen;
-            let proposal = acc.proposal;
-            return self.start(Step::Propose { proposal, then });
+            let (proposal, base) = (acc.proposal, acc.base);
+            return self.start(Step::Propose {
+                proposal,
+                base,
+                then,
+            });
         }
         if let Some(previous) = own_committed {
             let then = Then::Reply(Decided {
@@ -398,7 +427,11 @@ impl Coordinator {
                 return self.on_committed(then);
             }
             let proposal = merged;
-            return self.start(Step::Propose { proposal, then });
+            return self.start(Step::Propose {
+                proposal,
+                base: latest,
+                then,
+            });
         }
         if lowest_own.is_some() {
             if !owns_unchosen {
@@ -445,6 +478,7 @@ impl Coordinator {
                 write,
                 previous: current,
                 merged,
+                base: latest,
             };
             return Next::Stamp;
         }
@@ -460,7 +494,11 @@ impl Coordinator {
         // Make what was read the state of a majority, so no later read sees less (and end
         // this request's earlier proposals).
         let proposal = merged;
-        self.start(Step::Propose { proposal, then })
+        self.start(Step::Propose {
+            proposal,
+            base: latest,
+            then,
+        })
     }
 
     /// After `Next::Stamp`: stamps the write by `clock` (after everything the prepare read,
@@ -477,6 +515,7 @@ impl Coordinator {
             mut write,
             previous,
             merged,
+            base,
         } = std::mem::replace(&mut self.step, Step::Idle)
         else {
             return Ok(Next::Wait);
@@ -497,6 +536,7 @@ impl Coordinator {
         });
         Ok(self.start(Step::Propose {
             proposal: Some(object),
+            base,
             then,
         }))
     }

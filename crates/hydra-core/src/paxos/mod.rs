@@ -20,6 +20,7 @@
 use crate::bugs::planted;
 use crate::hlc::Hlc;
 use crate::ids::NodeId;
+use crate::limits::PAXOS_COMMITS_KEPT;
 use crate::message::{PaxosAnswer, PaxosPhase, Promise};
 use crate::version::Object;
 use serde::{Deserialize, Serialize};
@@ -77,14 +78,48 @@ pub type Proposal = Option<Object>;
 pub struct Accepted {
     pub ballot: Ballot,
     pub proposal: Proposal,
+    /// The highest commit the prepare of its first proposer found (kept when another
+    /// coordinator proposes it again): see [`ValueId`].
+    pub base: Ballot,
+}
+
+/// What tells one proposal's value from every other: the timestamp and writer of its `lww`
+/// version (unique: a coordinator's clock never repeats a reading). `None` for a proposal
+/// that carries nothing.
+pub type ValueId = Option<(crate::hlc::Hlc, NodeId)>;
+
+/// The identity of a proposal's value.
+pub fn value_id(proposal: &Proposal) -> ValueId {
+    match proposal {
+        Some(Object::Lww(l)) => Some((l.sibling.timestamp, l.writer)),
+        _ => None,
+    }
+}
+
+/// A commit an acceptor saw: its ballot, its value and its base.
+#[derive(Clone, Copy, Debug, PartialEq, Hash, Eq, Serialize, Deserialize)]
+pub struct CommitSeen {
+    pub ballot: Ballot,
+    pub id: ValueId,
+    pub base: Ballot,
 }
 
 /// One acceptor's state for one key (stored durably before any answer that depends on it).
+///
+/// The last commits' values and bases let a coordinator prove that one of its own proposals,
+/// at ballot `b`, was never chosen: if a value `v` is ever chosen at a ballot `>= b`, every
+/// proposal of another value committed at a ballot above that was first made after a
+/// prepare that found a commit at or above `b` (its base), since that prepare met an
+/// acceptor of `v`'s majority. So a commit above `b` of another value whose base is below
+/// `b` proves `v` was not chosen before it; the coordinator's own later commit at a majority
+/// then ends `v` for good (see `coordinator.rs`).
 #[derive(Clone, Debug, Default, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub struct AcceptorState {
     pub promised: Ballot,
     pub accepted: Option<Accepted>,
     pub committed: Ballot,
+    /// The highest commits seen, by ballot (at most [`PAXOS_COMMITS_KEPT`]).
+    pub commits: Vec<CommitSeen>,
 }
 
 impl AcceptorState {
@@ -99,9 +134,14 @@ impl AcceptorState {
         }
     }
 
-    /// Phase 2: accept `proposal` at `ballot` unless a higher ballot was promised (or
-    /// committed: that instance is over).
-    pub fn propose(&mut self, ballot: Ballot, proposal: Proposal) -> Result<(), Ballot> {
+    /// Phase 2: accept `proposal` (first made with `base`) at `ballot` unless a higher ballot
+    /// was promised (or committed: that instance is over).
+    pub fn propose(
+        &mut self,
+        ballot: Ballot,
+        proposal: Proposal,
+        base: Ballot,
+    ) -> Result<(), Ballot> {
         let bugs = planted();
         let promise_kept = ballot >= self.promised
             || bugs.paxos_forgets_promises
@@ -110,7 +150,11 @@ impl AcceptorState {
             if !bugs.paxos_accept_keeps_promise {
                 self.promised = ballot;
             }
-            self.accepted = Some(Accepted { ballot, proposal });
+            self.accepted = Some(Accepted {
+                ballot,
+                proposal,
+                base,
+            });
             Ok(())
         } else {
             Err(self.promised.max(self.committed))
@@ -119,8 +163,14 @@ impl AcceptorState {
 
     /// The commit of `ballot` reached this acceptor (its proposal is merged into the data by
     /// the caller): an accepted proposal at or below it is done.
-    pub fn commit(&mut self, ballot: Ballot) {
+    pub fn commit(&mut self, ballot: Ballot, id: ValueId, base: Ballot) {
         self.committed = self.committed.max(ballot);
+        if let Err(at) = self.commits.binary_search_by_key(&ballot, |c| c.ballot) {
+            self.commits.insert(at, CommitSeen { ballot, id, base });
+            if self.commits.len() > PAXOS_COMMITS_KEPT {
+                self.commits.remove(0);
+            }
+        }
         if self
             .accepted
             .as_ref()
@@ -141,14 +191,15 @@ impl AcceptorState {
                     accepted: self.in_progress().cloned(),
                     committed: self.committed,
                     object: None,
+                    commits: self.commits.clone(),
                 })))
             }
-            PaxosPhase::Propose(proposal) => {
-                self.propose(ballot, proposal.clone())?;
+            PaxosPhase::Propose(proposal, base) => {
+                self.propose(ballot, proposal.clone(), *base)?;
                 Ok(PaxosAnswer::Accepted)
             }
-            PaxosPhase::Commit(_) => {
-                self.commit(ballot);
+            PaxosPhase::Commit(proposal, base) => {
+                self.commit(ballot, value_id(proposal), *base);
                 Ok(PaxosAnswer::Committed)
             }
         }
@@ -210,31 +261,31 @@ mod tests {
             "a ballot is promised once"
         );
         assert_eq!(s.prepare(b(9, 2)), Err(b(10, 1)));
-        assert_eq!(s.propose(b(9, 2), None), Err(b(10, 1)));
-        assert_eq!(s.propose(b(10, 1), None), Ok(()));
+        assert_eq!(s.propose(b(9, 2), None, Ballot::ZERO), Err(b(10, 1)));
+        assert_eq!(s.propose(b(10, 1), None, Ballot::ZERO), Ok(()));
         assert_eq!(s.in_progress().map(|a| a.ballot), Some(b(10, 1)));
         // A higher promise keeps the accepted proposal (a later coordinator takes it up).
         assert_eq!(s.prepare(b(11, 2)), Ok(()));
         assert_eq!(s.in_progress().map(|a| a.ballot), Some(b(10, 1)));
-        assert_eq!(s.propose(b(10, 1), None), Err(b(11, 2)));
+        assert_eq!(s.propose(b(10, 1), None, Ballot::ZERO), Err(b(11, 2)));
     }
 
     #[test]
     fn a_commit_ends_the_instance() {
         let mut s = AcceptorState::default();
         s.prepare(b(10, 1)).expect("promised");
-        s.propose(b(10, 1), None).expect("accepted");
-        s.commit(b(10, 1));
+        s.propose(b(10, 1), None, Ballot::ZERO).expect("accepted");
+        s.commit(b(10, 1), None, Ballot::ZERO);
         assert_eq!(s.in_progress(), None);
         assert_eq!(s.committed, b(10, 1));
         // A stale commit never lowers it; a proposal at a committed ballot is refused.
-        s.commit(b(5, 3));
+        s.commit(b(5, 3), None, Ballot::ZERO);
         assert_eq!(s.committed, b(10, 1));
-        assert!(s.propose(b(10, 1), None).is_err());
+        assert!(s.propose(b(10, 1), None, Ballot::ZERO).is_err());
         // A later proposal accepted, then an older commit arrives: still in progress.
         s.prepare(b(12, 2)).expect("promised");
-        s.propose(b(12, 2), None).expect("accepted");
-        s.commit(b(11, 3));
+        s.propose(b(12, 2), None, Ballot::ZERO).expect("accepted");
+        s.commit(b(11, 3), None, Ballot::ZERO);
         assert_eq!(s.in_progress().map(|a| a.ballot), Some(b(12, 2)));
     }
 
