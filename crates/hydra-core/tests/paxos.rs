@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use hydra_core::bucket::Consistency;
-use hydra_core::message::{ClientResponse, ErrorCode, Message, PaxosPhase};
+use hydra_core::message::{ClientRequest, ClientResponse, ErrorCode, Message, PaxosPhase};
 use hydra_core::node::{Input, PAXOS_PARTITION};
 use hydra_core::paxos::Condition;
 
@@ -280,7 +280,18 @@ fn every_write_of_an_all_writes_bucket_goes_through_paxos() {
     assert!(values(&c.request(1, get(&k, Some(Consistency::Quorum)))).is_empty());
     // Never refused as cas-managed: every write is one Paxos manages.
     c.request(1, put(&k, "b", None, None)).expect("plain write");
-    assert_eq!(values(&c.request(0, get(&k, None))), ["b"]);
+    let read_b = c.request(0, get(&k, None));
+    assert_eq!(values(&read_b), ["b"]);
+    // A delete bound to the version read (`GETDEL`) applies only to that version: after
+    // another write it is refused (412), and the newer value stays.
+    c.request(1, put(&k, "c", None, None)).expect("plain write");
+    let ClientRequest::Put(mut bound) = delete(&k, context(&read_b)) else {
+        unreachable!("a delete is a put")
+    };
+    bound.on_version = Some(hydra_core::message::VersionOp::Delete);
+    let e = error(c.request(2, ClientRequest::Put(bound)));
+    assert_eq!(e.code, ErrorCode::PreconditionFailed, "{e:?}");
+    assert_eq!(values(&c.request(0, get(&k, None))), ["c"]);
 }
 
 #[test]

@@ -259,8 +259,8 @@ mod legacy {
 
     impl From<AcceptorStateV1> for crate::paxos::AcceptorState {
         fn from(s: AcceptorStateV1) -> crate::paxos::AcceptorState {
-            // A base is at most its proposal's ballot, and a commit's at most the commit:
-            // taking those proves nothing a true base would not.
+            // A proposal's own ballot is at least its first ballot, which is all the proof
+            // of beaten proposals needs of a base; no commits kept proves nothing.
             crate::paxos::AcceptorState {
                 promised: s.promised,
                 accepted: s.accepted.map(|a| crate::paxos::Accepted {

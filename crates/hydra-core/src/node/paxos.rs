@@ -348,8 +348,16 @@ impl Paxos {
             .map(crate::version::Object::context)
             .unwrap_or_default();
         let receipt = round.receipt(local, now);
-        // A write bound to a version that is gone did nothing, as on the quorum path (a
-        // later write is never undone): the answer is the current version's context.
+        // A write bound to a version another write replaced did nothing (`all_writes`): the
+        // client is told, so it can act on the new version (Redis's commands run again).
+        if round.answer_as == AnswerAs::Written && !applied {
+            let mut e = ClientError::new(
+                ErrorCode::PreconditionFailed,
+                "the version read was replaced before the write; nothing was written",
+            );
+            e.receipt = Some(receipt);
+            return local.out.reply(round.reply_to, Err(e));
+        }
         let response = match round.answer_as {
             AnswerAs::Cas => ClientResponse::Cas {
                 applied,

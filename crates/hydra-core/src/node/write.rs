@@ -552,7 +552,9 @@ impl Writes {
                         .any(|f| f.hint_for == Some(s.node) && f.outcome == Outcome::Acked)
             })
             .map(|s| s.node)
-            .filter(|_| durable_here)
+            // A write compare-and-set's replicas refused gets no hint at all: its handoff
+            // would bypass the refusal.
+            .filter(|_| durable_here && state.cas_managed.is_empty())
             .collect();
         self.done.push(WriteDone {
             reapable: state.is_delete && (all_primaries || planted().reap_early),

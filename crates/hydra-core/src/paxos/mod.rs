@@ -79,7 +79,7 @@ pub struct Accepted {
     pub ballot: Ballot,
     pub proposal: Proposal,
     /// The highest commit the prepare of its first proposer found (kept when another
-    /// coordinator proposes it again): see [`ValueId`].
+    /// coordinator proposes it again): see [`AcceptorState`].
     pub base: Ballot,
 }
 

@@ -160,12 +160,15 @@ impl Connection {
             // On a key compare-and-set manages, the read and the write are made one
             // compare-and-set instead (atomic, as in Redis).
             let value = (ttl_ms != Some(0)).then(|| value.clone());
-            let request = self.put_request(key.clone(), value, context, ttl_ms);
+            let request = self.put_request(key.clone(), value, context, ttl_ms.filter(|&t| t != 0));
             match self.request_once(request).await {
                 Err(e) if e.code == ErrorCode::CasManagedKey => {
+                    // KEEPTTL: the TTL of the value the compare-and-set finds, not the one
+                    // read before.
                     let action = match ttl_ms {
                         Some(0) => CasAction::Delete,
-                        _ => write_action(args[1].clone(), ttl_ms, keep_ttl),
+                        _ if keep_ttl => write_action(args[1].clone(), None, true),
+                        _ => write_action(args[1].clone(), ttl_ms, false),
                     };
                     return match self.cas(key, Condition::Always, action).await {
                         Err(e) => e,
@@ -361,7 +364,7 @@ impl Connection {
         }
     }
 
-    pub(super) async fn getdel(&mut self, key: &[u8]) -> Value {
+    async fn getdel_once(&mut self, key: &[u8]) -> Value {
         let key = match self.key(key) {
             Ok(k) => k,
             Err(e) => return e,
@@ -389,19 +392,77 @@ impl Connection {
                 Ok(k) => k,
                 Err(e) => return e,
             };
-            match self.read_version(&key).await {
-                Err(e) => return e,
-                Ok((_, None)) => {}
-                Ok((context, Some(s))) => match self
-                    .write_version(key, VersionOp::Delete, (context, s), None)
-                    .await
-                {
-                    Ok(_) => deleted += 1,
-                    Err(e) => return e,
-                },
+            let mut attempts = 0;
+            loop {
+                let reply = match self.read_version(&key).await {
+                    Err(e) => e,
+                    Ok((_, None)) => break,
+                    Ok((context, Some(s))) => match self
+                        .write_version(key.clone(), VersionOp::Delete, (context, s), None)
+                        .await
+                    {
+                        Ok(_) => {
+                            deleted += 1;
+                            break;
+                        }
+                        Err(e) => e,
+                    },
+                };
+                attempts += 1;
+                if !replaced(&reply) || attempts == READ_MODIFY_WRITE_ATTEMPTS {
+                    return reply;
+                }
             }
         }
         Value::Integer(deleted)
+    }
+
+    /// `GETDEL`, `EXPIRE`/`PEXPIRE`, `PERSIST` and `GETEX` act on the version they read; on a
+    /// key compare-and-set manages that write is a compare-and-set on the version, and when
+    /// another write replaced it in between the command runs again on the new one (so it is
+    /// atomic there, as in Redis), up to [`READ_MODIFY_WRITE_ATTEMPTS`] times.
+    pub(super) async fn getdel(&mut self, key: &[u8]) -> Value {
+        let mut reply = Value::Null;
+        for _ in 0..READ_MODIFY_WRITE_ATTEMPTS {
+            reply = self.getdel_once(key).await;
+            if !replaced(&reply) {
+                break;
+            }
+        }
+        reply
+    }
+
+    pub(super) async fn expire(&mut self, args: &[Vec<u8>], millis: bool) -> Value {
+        let mut reply = Value::Null;
+        for _ in 0..READ_MODIFY_WRITE_ATTEMPTS {
+            reply = self.expire_once(args, millis).await;
+            if !replaced(&reply) {
+                break;
+            }
+        }
+        reply
+    }
+
+    pub(super) async fn persist(&mut self, key: &[u8]) -> Value {
+        let mut reply = Value::Null;
+        for _ in 0..READ_MODIFY_WRITE_ATTEMPTS {
+            reply = self.persist_once(key).await;
+            if !replaced(&reply) {
+                break;
+            }
+        }
+        reply
+    }
+
+    pub(super) async fn getex(&mut self, args: &[Vec<u8>]) -> Value {
+        let mut reply = Value::Null;
+        for _ in 0..READ_MODIFY_WRITE_ATTEMPTS {
+            reply = self.getex_once(args).await;
+            if !replaced(&reply) {
+                break;
+            }
+        }
+        reply
     }
 
     /// Reads keys concurrently; each result is the key's newest sibling (or none).
@@ -463,7 +524,7 @@ impl Connection {
         }
     }
 
-    pub(super) async fn expire(&mut self, args: &[Vec<u8>], millis: bool) -> Value {
+    async fn expire_once(&mut self, args: &[Vec<u8>], millis: bool) -> Value {
         let key = match self.key(&args[0]) {
             Ok(k) => k,
             Err(e) => return e,
@@ -531,7 +592,7 @@ impl Connection {
         }
     }
 
-    pub(super) async fn persist(&mut self, key: &[u8]) -> Value {
+    async fn persist_once(&mut self, key: &[u8]) -> Value {
         let key = match self.key(key) {
             Ok(k) => k,
             Err(e) => return e,
@@ -740,6 +801,12 @@ impl Connection {
     }
 }
 
+/// Whether a reply says the version a command read was replaced before its write (a
+/// version-bound write made through compare-and-set that did not apply): run it again.
+fn replaced(reply: &Value) -> bool {
+    matches!(reply, Value::Error(e) if e.starts_with("PRECONDITION_FAILED"))
+}
+
 /// An integer argument as Redis reads one, or its error reply.
 fn integer_arg(arg: &[u8]) -> Result<i64, Value> {
     redis_integer(arg).ok_or_else(|| Value::error("ERR value is not an integer or out of range"))
@@ -827,7 +894,7 @@ impl Connection {
     /// `GETEX key [EX s | PX ms | EXAT t | PXAT t | PERSIST]`: the value, and a new TTL for
     /// exactly the version read (as `EXPIRE` and `PERSIST` do); a time already past deletes
     /// it.
-    pub(super) async fn getex(&mut self, args: &[Vec<u8>]) -> Value {
+    async fn getex_once(&mut self, args: &[Vec<u8>]) -> Value {
         let key = match self.key(&args[0]) {
             Ok(k) => k,
             Err(e) => return e,
@@ -897,25 +964,34 @@ impl Connection {
         if !args.len().is_multiple_of(2) {
             return Value::error("ERR wrong number of arguments for 'msetnx' command");
         }
-        let keys: Vec<Vec<u8>> = args.iter().step_by(2).cloned().collect();
+        // A key given twice takes its last value, as in Redis.
+        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(args.len() / 2);
+        for pair in args.chunks(2) {
+            pairs.retain(|(k, _)| *k != pair[0]);
+            pairs.push((pair[0].clone(), pair[1].clone()));
+        }
+        let keys: Vec<Vec<u8>> = pairs.iter().map(|(k, _)| k.clone()).collect();
         match self.read_many(&keys).await {
             Ok(v) if v.iter().any(Option::is_some) => return Value::Integer(0),
             Ok(_) => {}
             Err(e) => return e,
         }
-        let mut all = true;
-        for pair in args.chunks(2) {
-            let key = match self.key(&pair[0]) {
+        for (k, v) in pairs {
+            let key = match self.key(&k) {
                 Ok(k) => k,
                 Err(e) => return e,
             };
-            let action = write_action(pair[1].clone(), None, false);
-            match self.cas(key, Condition::Absent, action).await {
-                Ok((applied, _)) => all &= applied,
+            match self
+                .cas(key, Condition::Absent, write_action(v, None, false))
+                .await
+            {
+                Ok((true, _)) => {}
+                // Another client set it in between: stop, as Redis would have set none.
+                Ok((false, _)) => return Value::Integer(0),
                 Err(e) => return e,
             }
         }
-        Value::Integer(i64::from(all))
+        Value::Integer(1)
     }
 }
 

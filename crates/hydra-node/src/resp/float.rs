@@ -258,7 +258,7 @@ fn parse_decimal(text: &[u8]) -> Option<(BigUint, BigUint, i64)> {
         // Certainly beyond the range: an infinity.
         return Some((BigUint::from(1u8), BigUint::from(1u8), 1 << 20));
     }
-    if exp < -DECIMAL_EXPONENT_MAX {
+    if exp + (digits.len() as i64) < -DECIMAL_EXPONENT_MAX {
         // Certainly below the smallest denormal.
         return Some((BigUint::from(1u8), BigUint::from(1u8), -(1 << 20)));
     }

@@ -443,12 +443,19 @@ impl Connection {
         let (result, receipt) = self.call_once(request).await;
         match (result, retry) {
             (Err(e), Some(w)) if e.code == ErrorCode::CasManagedKey => {
+                let bound = w.on_version.is_some();
                 let (result, receipt) = self.call_once(ClientRequest::Cas(w.into_cas())).await;
-                let result = result.map(|r| match r {
+                let result = result.and_then(|r| match r {
+                    // A write bound to a version that another write replaced since: the
+                    // command runs again on the new one (`commands.rs`, `replaced`).
+                    ClientResponse::Cas { applied: false, .. } if bound => Err(ClientError::new(
+                        ErrorCode::PreconditionFailed,
+                        "the version read was replaced before the write; nothing was written",
+                    )),
                     ClientResponse::Cas {
                         context, receipt, ..
-                    } => ClientResponse::Written { context, receipt },
-                    other => other,
+                    } => Ok(ClientResponse::Written { context, receipt }),
+                    other => Ok(other),
                 });
                 (result, receipt)
             }
