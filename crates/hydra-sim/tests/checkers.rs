@@ -175,7 +175,9 @@ fn checker_e_catches_lww_writes_that_ignore_what_the_client_saw() {
         lww_ignores_context: true,
         ..PlantedBugs::default()
     };
-    let found = caught_by(bugs, 'e', 300);
+    // Rare: the first seed that shows it moves as the simulated traffic changes (439 after
+    // compare-and-set kept commits), hence the budget.
+    let found = caught_by(bugs, 'e', 1000);
     assert!(
         found.is_some(),
         "a client's later write losing to what it saw went unnoticed"
