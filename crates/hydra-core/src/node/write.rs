@@ -80,6 +80,15 @@ struct WriteState {
     cas_managed: Vec<NodeId>,
 }
 
+impl WriteState {
+    /// The message that carries this write to `slot` (a client's write is plain: a
+    /// replica may refuse it where compare-and-set manages the key; an expiry delete is not).
+    fn message(&self, slot: &Slot, req: RequestId) -> crate::message::Message {
+        let plain = self.reply_to != ReplyTo::Internal;
+        write_message(slot, req, &self.key, &self.object, plain)
+    }
+}
+
 /// A write whose every replica answered or timed out: what the other parts do about it.
 #[derive(Debug)]
 pub(crate) struct WriteDone {
@@ -330,16 +339,7 @@ impl Writes {
             .iter()
             .filter(|s| s.node != me && s.outcome == Outcome::Pending)
         {
-            local.out.send(
-                s.node,
-                write_message(
-                    s,
-                    req,
-                    &state.key,
-                    &state.object,
-                    state.reply_to != ReplyTo::Internal,
-                ),
-            );
+            local.out.send(s.node, state.message(s, req));
         }
     }
 
@@ -414,16 +414,7 @@ impl Writes {
             local.add_fallback(state.partition, &mut state.slots, owner, now);
         }
         for s in &state.slots[before..] {
-            local.out.send(
-                s.node,
-                write_message(
-                    s,
-                    req,
-                    &state.key,
-                    &state.object,
-                    state.reply_to != ReplyTo::Internal,
-                ),
-            );
+            local.out.send(s.node, state.message(s, req));
         }
     }
 

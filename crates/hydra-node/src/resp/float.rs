@@ -230,17 +230,7 @@ fn round(negative: bool, num: &BigUint, den: &BigUint, shift: i64) -> Ext {
 /// Decimal digits with an optional point and exponent: the exact value as
 /// `(numerator, denominator, binary shift)`.
 fn parse_decimal(text: &[u8]) -> Option<(BigUint, BigUint, i64)> {
-    let (mantissa, exponent) = match text.iter().position(|&c| c == b'e') {
-        Some(i) => (&text[..i], Some(&text[i + 1..])),
-        None => (text, None),
-    };
-    let (int, frac) = match mantissa.iter().position(|&c| c == b'.') {
-        Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
-        None => (mantissa, &b""[..]),
-    };
-    if int.is_empty() && frac.is_empty() {
-        return None;
-    }
+    let (int, frac, exponent) = split_number(text, b'e')?;
     if !int.iter().chain(frac).all(u8::is_ascii_digit) {
         return None;
     }
@@ -272,7 +262,25 @@ fn parse_decimal(text: &[u8]) -> Option<(BigUint, BigUint, i64)> {
 
 /// Hexadecimal digits (after `0x`) with an optional point and binary exponent (`p`).
 fn parse_hex(text: &[u8]) -> Option<(BigUint, BigUint, i64)> {
-    let (mantissa, exponent) = match text.iter().position(|&c| c == b'p') {
+    let (int, frac, exponent) = split_number(text, b'p')?;
+    let digit = |c: &u8| (*c as char).to_digit(16).map(|d| d as u8);
+    let digits: Option<Vec<u8>> = int.iter().chain(frac).map(digit).collect();
+    let value = BigUint::from_radix_be(&digits?, 16)?;
+    let exp = match exponent {
+        None => 0,
+        Some(e) => parse_exponent(e)?,
+    };
+    let shift = exp - 4 * frac.len() as i64;
+    Some((value, BigUint::from(1u8), shift.clamp(-(1 << 20), 1 << 20)))
+}
+
+/// A number's parts: integer digits, fraction digits (after a point), exponent.
+type NumberParts<'a> = (&'a [u8], &'a [u8], Option<&'a [u8]>);
+
+/// A number's integer digits, fraction digits (after a point) and exponent (after
+/// `exponent_mark`); `None` without any digit before the exponent.
+fn split_number(text: &[u8], exponent_mark: u8) -> Option<NumberParts<'_>> {
+    let (mantissa, exponent) = match text.iter().position(|&c| c == exponent_mark) {
         Some(i) => (&text[..i], Some(&text[i + 1..])),
         None => (text, None),
     };
@@ -283,15 +291,7 @@ fn parse_hex(text: &[u8]) -> Option<(BigUint, BigUint, i64)> {
     if int.is_empty() && frac.is_empty() {
         return None;
     }
-    let digit = |c: &u8| (*c as char).to_digit(16).map(|d| d as u8);
-    let digits: Option<Vec<u8>> = int.iter().chain(frac).map(digit).collect();
-    let value = BigUint::from_radix_be(&digits?, 16)?;
-    let exp = match exponent {
-        None => 0,
-        Some(e) => parse_exponent(e)?,
-    };
-    let shift = exp - 4 * frac.len() as i64;
-    Some((value, BigUint::from(1u8), shift.clamp(-(1 << 20), 1 << 20)))
+    Some((int, frac, exponent))
 }
 
 /// An exponent: optional sign, then digits (clamped far beyond any range that matters).
