@@ -25,12 +25,15 @@
 //! could not learn is `-TIMEOUT`. `MULTI`/`EXEC` are refused with an error that says so.
 //!
 //! Here: the connection loop, the pipeline fast path and `Connection::execute`, which finds
-//! a command's row in the table and matches on its handler. `commands.rs`: the key commands.
+//! a command's row in the table and matches on its handler. `commands.rs`: the key commands;
+//! `strings.rs`: the string-editing ones (`INCRBYFLOAT`, `SETRANGE`, `GETRANGE`, `GETEX`,
+//! `MSETNX`).
 //! `meta.rs`: HELLO, AUTH, CLIENT, INFO, CONFIG and the command table itself.
 
 mod commands;
 mod float;
 mod meta;
+mod strings;
 
 use crate::driver::{CoreHandle, Reply};
 use crate::http::receipt_json;
