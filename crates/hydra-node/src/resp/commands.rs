@@ -420,43 +420,15 @@ impl Connection {
     /// key compare-and-set manages that write is a compare-and-set on the version, and when
     /// another write replaced it in between the command runs again on the new one (so it is
     /// atomic there, as in Redis), up to [`READ_MODIFY_WRITE_ATTEMPTS`] times.
-    pub(super) async fn getdel(&mut self, key: &[u8]) -> Value {
+    pub(super) async fn version_bound(&mut self, command: VersionBound, args: &[Vec<u8>]) -> Value {
         let mut reply = Value::Null;
         for _ in 0..READ_MODIFY_WRITE_ATTEMPTS {
-            reply = self.getdel_once(key).await;
-            if !replaced(&reply) {
-                break;
-            }
-        }
-        reply
-    }
-
-    pub(super) async fn expire(&mut self, args: &[Vec<u8>], millis: bool) -> Value {
-        let mut reply = Value::Null;
-        for _ in 0..READ_MODIFY_WRITE_ATTEMPTS {
-            reply = self.expire_once(args, millis).await;
-            if !replaced(&reply) {
-                break;
-            }
-        }
-        reply
-    }
-
-    pub(super) async fn persist(&mut self, key: &[u8]) -> Value {
-        let mut reply = Value::Null;
-        for _ in 0..READ_MODIFY_WRITE_ATTEMPTS {
-            reply = self.persist_once(key).await;
-            if !replaced(&reply) {
-                break;
-            }
-        }
-        reply
-    }
-
-    pub(super) async fn getex(&mut self, args: &[Vec<u8>]) -> Value {
-        let mut reply = Value::Null;
-        for _ in 0..READ_MODIFY_WRITE_ATTEMPTS {
-            reply = self.getex_once(args).await;
+            reply = match command {
+                VersionBound::GetDel => self.getdel_once(&args[0]).await,
+                VersionBound::Expire { millis } => self.expire_once(args, millis).await,
+                VersionBound::Persist => self.persist_once(&args[0]).await,
+                VersionBound::GetEx => self.getex_once(args).await,
+            };
             if !replaced(&reply) {
                 break;
             }
@@ -798,6 +770,15 @@ impl Connection {
             Err(e) => e,
         }
     }
+}
+
+/// The commands that act on exactly the version they read (see `version_bound`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum VersionBound {
+    GetDel,
+    Expire { millis: bool },
+    Persist,
+    GetEx,
 }
 
 /// Whether a reply says the version a command read was replaced before its write (a

@@ -38,6 +38,7 @@ mod strings;
 use crate::driver::{CoreHandle, Reply};
 use crate::http::receipt_json;
 use crate::metrics::{Metrics, record, record_serial};
+use commands::VersionBound;
 use futures_util::future::join_all;
 use hydra_core::bucket::Consistency;
 use hydra_core::ids::NodeId;
@@ -671,19 +672,22 @@ impl Connection {
             Handler::IncrByFloat => self.incr_by_float(args).await,
             Handler::SetRange => self.setrange(args).await,
             Handler::GetRange => self.getrange(args).await,
-            Handler::GetEx => self.getex(args).await,
+            Handler::GetEx => self.version_bound(VersionBound::GetEx, args).await,
             Handler::MSetNx => self.msetnx(args).await,
             Handler::Get => self.get(&args[0]).await,
             Handler::Set => self.set(args).await,
-            Handler::GetDel => self.getdel(&args[0]).await,
+            Handler::GetDel => self.version_bound(VersionBound::GetDel, args).await,
             Handler::Del => self.del(args).await,
             Handler::Exists => self.exists(args).await,
             Handler::MGet => self.mget(args).await,
             Handler::MSet => self.mset(args).await,
             Handler::StrLen => self.strlen(&args[0]).await,
-            Handler::Expire { millis } => self.expire(args, millis).await,
+            Handler::Expire { millis } => {
+                self.version_bound(VersionBound::Expire { millis }, args)
+                    .await
+            }
             Handler::Ttl { millis } => self.ttl(&args[0], millis).await,
-            Handler::Persist => self.persist(&args[0]).await,
+            Handler::Persist => self.version_bound(VersionBound::Persist, args).await,
             Handler::HydraBucket => self.select_bucket(args).await,
             Handler::HydraConsistency => self.consistency(args),
             Handler::HydraGetAll => self.getall(&args[0]).await,
