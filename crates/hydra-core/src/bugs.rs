@@ -69,6 +69,14 @@ pub struct PlantedBugs {
     /// A coordinator takes any commit above its own proposal of another value as proof
     /// that its proposal was never chosen, whatever that commit's base.
     pub paxos_beaten_ignores_base: bool,
+    /// Paxos state collection drops a group's settled state without keeping the round's
+    /// bounds (the fence and the low bound are not stored).
+    pub paxos_collection_forgets_watermark: bool,
+    /// A key's Paxos state is loaded without its group's bounds applied.
+    pub paxos_low_bound_not_applied_on_load: bool,
+    /// Paxos state collection drops every state of a group when a round ends, whatever its
+    /// ballots (as if state were forgotten after a while).
+    pub paxos_state_forgotten_by_wall_time: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -99,6 +107,9 @@ thread_local! {
         paxos_stamp_ignores_read: false,
         plain_writes_not_refused: false,
         paxos_beaten_ignores_base: false,
+        paxos_collection_forgets_watermark: false,
+        paxos_low_bound_not_applied_on_load: false,
+        paxos_state_forgotten_by_wall_time: false,
     }) };
 }
 
@@ -131,6 +142,11 @@ impl PlantedBugs {
             "paxos_stamp_ignores_read" => self.paxos_stamp_ignores_read = true,
             "plain_writes_not_refused" => self.plain_writes_not_refused = true,
             "paxos_beaten_ignores_base" => self.paxos_beaten_ignores_base = true,
+            "paxos_collection_forgets_watermark" => self.paxos_collection_forgets_watermark = true,
+            "paxos_low_bound_not_applied_on_load" => {
+                self.paxos_low_bound_not_applied_on_load = true
+            }
+            "paxos_state_forgotten_by_wall_time" => self.paxos_state_forgotten_by_wall_time = true,
             _ => return false,
         }
         true

@@ -95,6 +95,13 @@ pub const PAXOS_COMMITS_KEPT: usize = 4;
 pub const PAXOS_ATTEMPTS_MAX: u32 = 64;
 /// Longest random wait, in milliseconds, before a beaten compare-and-set prepares again.
 pub const PAXOS_BACKOFF_MS_MAX: u64 = 100;
+/// Keys one primary lists for a Paxos repair round per `PaxosFenceRequest` (the round asks
+/// again after the last one listed).
+pub const PAXOS_REPAIR_KEYS_MAX: usize = 256;
+/// Serial reads one Paxos repair round runs at once.
+pub const PAXOS_REPAIRS_IN_FLIGHT: usize = 4;
+/// Paxos states one primary looks at per `PaxosLowBound` (the rest wait for the next round).
+pub const PAXOS_COLLECT_MAX: usize = 1_000;
 
 // Related bounds, checked when the crate compiles.
 const _: () = assert!(VALUE_BYTES_DEFAULT_MAX <= VALUE_BYTES_CEILING);

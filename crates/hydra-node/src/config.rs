@@ -127,6 +127,9 @@ pub struct ClusterSection {
     pub handoff_interval_ms: u64,
     /// How often an anti-entropy exchange starts (0: anti-entropy off).
     pub anti_entropy_interval_ms: u64,
+    /// The pause between two walks of Paxos repair rounds over the groups this node holds
+    /// compare-and-set state of (0: Paxos state is never collected).
+    pub paxos_repair_interval_ms: u64,
 }
 
 /// The core's defaults: every default the core uses is written once, in `NodeConfig::new`.
@@ -147,6 +150,7 @@ impl Default for ClusterSection {
             read_retry_after_ms: core.read_retry_after_ms,
             handoff_interval_ms: core.handoff_interval_ms,
             anti_entropy_interval_ms: core.anti_entropy_interval_ms,
+            paxos_repair_interval_ms: core.paxos_repair_interval_ms,
         }
     }
 }
@@ -349,6 +353,7 @@ impl Config {
         c.read_retry_after_ms = self.cluster.read_retry_after_ms;
         c.handoff_interval_ms = self.cluster.handoff_interval_ms;
         c.anti_entropy_interval_ms = self.cluster.anti_entropy_interval_ms;
+        c.paxos_repair_interval_ms = self.cluster.paxos_repair_interval_ms;
         c.hints_bytes_max = self.limits.hints_bytes_max;
         c.tombstone_grace_ms = self.storage.tombstone_grace_ms;
         c

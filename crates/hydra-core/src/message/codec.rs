@@ -151,6 +151,14 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
             key_ok(&request.key)?;
             validate_vector(WHAT, &request.context)?;
         }
+        Message::PaxosFenceResponse {
+            result: Ok(list), ..
+        } if list.keys.len() > crate::limits::PAXOS_REPAIR_KEYS_MAX => {
+            return Err(malformed(
+                WHAT,
+                format!("{} keys to repair", list.keys.len()),
+            ));
+        }
         _ => {}
     }
     Ok(envelope)
@@ -305,6 +313,17 @@ pub const PAXOS_FORMAT: u8 = 2;
 /// Format 1 had no base of accepted proposals and no value of the last commit: still read
 /// (with the bases as high as they can be, so they prove nothing), never written.
 const PAXOS_FORMAT_V1: u8 = 1;
+
+/// Format byte of a group's stored Paxos bounds (`paxos::GroupBound`).
+pub const PAXOS_BOUND_FORMAT: u8 = 1;
+
+pub fn encode_group_bound(bound: &crate::paxos::GroupBound) -> Vec<u8> {
+    encode(PAXOS_BOUND_FORMAT, bound)
+}
+
+pub fn decode_group_bound(bytes: &[u8]) -> Result<crate::paxos::GroupBound, CodecError> {
+    decode("stored paxos bound", PAXOS_BOUND_FORMAT, bytes)
+}
 
 pub fn encode_acceptor_state(state: &crate::paxos::AcceptorState) -> Vec<u8> {
     encode(PAXOS_FORMAT, state)

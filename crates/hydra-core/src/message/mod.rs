@@ -9,7 +9,7 @@
 
 use crate::bucket::{BucketProps, Consistency};
 use crate::hlc::Hlc;
-use crate::ids::{LayoutVersion, NodeId, RequestId};
+use crate::ids::{LayoutVersion, NodeId, PartitionId, RequestId};
 use crate::key::BucketName;
 use crate::key::ObjectKey;
 use crate::limits::{BUCKETS_MAX, MESSAGE_BYTES_MAX, SIBLINGS_DECODE_MAX, VECTOR_ENTRIES_MAX};
@@ -545,6 +545,37 @@ pub enum Message {
         key: ObjectKey,
         object: Object,
     },
+    /// A Paxos repair round's coordinator to the primaries of one group (`bucket`'s keys in
+    /// `partition`): promise `fence` for every key of the group, durably, then answer with a
+    /// `PaxosFenceResponse` listing the group's keys after `after` (storage keys) whose state
+    /// changed above your low bound.
+    PaxosFenceRequest {
+        req: RequestId,
+        bucket: BucketName,
+        partition: PartitionId,
+        fence: Ballot,
+        after: Option<StorageKey>,
+    },
+    PaxosFenceResponse {
+        req: RequestId,
+        result: Result<FenceList, ReplicaError>,
+    },
+    /// The round settled every key listed: state at or below `bound` may be dropped, and
+    /// `bound` is applied to the group's keys from now on. No answer.
+    PaxosLowBound {
+        bucket: BucketName,
+        partition: PartitionId,
+        bound: Ballot,
+    },
+}
+
+/// A primary's answer to a `PaxosFenceRequest`: the keys to settle (at most
+/// `PAXOS_REPAIR_KEYS_MAX`, in storage key order), and where its listing stopped when it did
+/// not reach the group's end (keys after it were not looked at).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceList {
+    pub keys: Vec<StorageKey>,
+    pub next: Option<StorageKey>,
 }
 
 /// One phase of a Paxos round.

@@ -41,6 +41,10 @@ pub struct NodeConfig {
     /// fails or has not answered after this long (Cassandra's speculative retry). 0: every
     /// read asks all N at once (as Riak does).
     pub read_retry_after_ms: u64,
+    /// How long a walk over this node's Paxos state waits after the last (each walk runs a
+    /// repair round per group it holds state of, one at a time); 0 turns Paxos state
+    /// collection off.
+    pub paxos_repair_interval_ms: u64,
 }
 
 impl NodeConfig {
@@ -70,6 +74,7 @@ impl NodeConfig {
             value_bytes_max: VALUE_BYTES_DEFAULT_MAX.min(VALUE_BYTES_CEILING),
             gossip_interval_ms: 5_000,
             read_retry_after_ms: 20,
+            paxos_repair_interval_ms: 60_000,
         }
     }
 }

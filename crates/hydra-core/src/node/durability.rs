@@ -68,6 +68,12 @@ pub(crate) enum Waiter {
         req: RequestId,
         answer: PaxosAnswer,
     },
+    /// A primary's answer to a Paxos repair round's fence, sent once the fence is durable.
+    PaxosFenceAck {
+        to: NodeId,
+        req: RequestId,
+        list: crate::message::FenceList,
+    },
 }
 
 #[derive(Debug, Default)]

@@ -79,6 +79,9 @@ pub(crate) enum ReplyTo {
         node: NodeId,
         req: RequestId,
     },
+    /// A serial read of a Paxos repair round (`paxos_repair.rs`): whether it succeeded is
+    /// queued for the round ([`Outbox::take_repaired`]).
+    Repair(RequestId),
 }
 
 /// The node's queue of outputs, drained by the shell after each call, and the source of
@@ -90,6 +93,9 @@ pub(crate) struct Outbox {
     layout_version: LayoutVersion,
     outputs: VecDeque<Output>,
     next_request: u64,
+    /// Ends of Paxos repair rounds' serial reads (round, succeeded), for the repair part.
+    /// Bounded by `PAXOS_REPAIRS_IN_FLIGHT`.
+    repaired: Vec<(RequestId, bool)>,
 }
 
 impl Outbox {
@@ -99,6 +105,7 @@ impl Outbox {
             layout_version,
             outputs: VecDeque::new(),
             next_request: 0,
+            repaired: Vec::new(),
         }
     }
 
@@ -141,6 +148,12 @@ impl Outbox {
             ReplyTo::Node { node, req } => {
                 self.send(node, Message::ForwardResponse { req, result })
             }
+            ReplyTo::Repair(round) => self.repaired.push((round, result.is_ok())),
         }
+    }
+
+    /// The repair rounds' serial reads that ended since the last call.
+    pub(crate) fn take_repaired(&mut self) -> Vec<(RequestId, bool)> {
+        std::mem::take(&mut self.repaired)
     }
 }

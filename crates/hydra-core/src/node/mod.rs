@@ -39,6 +39,7 @@ mod io;
 mod local;
 mod membership;
 mod paxos;
+mod paxos_repair;
 mod quorum;
 mod read;
 mod replica;
@@ -53,6 +54,7 @@ pub use durability::{HLC_MARK_MARGIN_MS, HLC_STORAGE_KEY};
 pub use gc::REAPS_PARTITION;
 pub use io::{Ctx, Input, Output};
 pub use paxos::PAXOS_PARTITION;
+pub use paxos_repair::{PAXOS_BOUNDS_PARTITION, PaxosRepairStatus};
 pub use status::{AeStatus, ClockStatus, NodeStatus, PeerStatus};
 
 use crate::bucket::{BucketProps, CasMode, ConflictMode};
@@ -74,6 +76,7 @@ use handoff::{Handoff, hint_read};
 use io::ReplyTo;
 use local::Local;
 use paxos::{AnswerAs, Paxos};
+use paxos_repair::Repairs;
 use quorum::Placement;
 use read::Reads;
 use timers::Timer;
@@ -90,6 +93,7 @@ pub struct Node {
     gc: Gc,
     expiries: Expiries,
     paxos: Paxos,
+    repairs: Repairs,
     /// Whether the first call loaded what the store remembers.
     loaded: bool,
 }
@@ -108,6 +112,9 @@ impl Node {
             local.timers.set(start, Timer::AntiEntropy);
         }
         local.timers.set(start, Timer::Expiry);
+        if local.config.paxos_repair_interval_ms > 0 {
+            local.timers.set(start, Timer::PaxosRepair);
+        }
         Node {
             local,
             writes: Writes::default(),
@@ -118,6 +125,7 @@ impl Node {
             gc: Gc::default(),
             expiries: Expiries::default(),
             paxos: Paxos::default(),
+            repairs: Repairs::default(),
             loaded: false,
         }
     }
@@ -279,7 +287,14 @@ impl Node {
 
     /// The end of every call: what finished writes leave to the other parts, and the sync.
     fn finish_call<S: Store>(&mut self, ctx: &mut Ctx<'_, S>) {
-        self.paxos.pump(&mut self.local, ctx);
+        // Own answers may start more rounds (repairs' serial reads) and those more answers:
+        // bounded by the repair rounds' serial reads in flight.
+        loop {
+            self.paxos.pump(&mut self.local, ctx);
+            if !self.repairs.pump(&mut self.local, ctx, &mut self.paxos) {
+                break;
+            }
+        }
         let done = self.writes.take_done();
         self.handoff.keep_for_missed(&mut self.local, ctx, &done);
         for d in done.into_iter().filter(|d| d.reapable) {
@@ -343,6 +358,7 @@ impl Node {
                 local.timers.set(next, Timer::AntiEntropy);
             }
             Timer::Reap => self.gc.on_reap_timer(local, ctx),
+            Timer::PaxosRepair => self.repairs.on_timer(local, ctx, &mut self.paxos),
             Timer::Expiry => {
                 // Expiry goes as fast as its batches complete, a bounded number in flight
                 // (and `siblings` deletes, each a write, a bounded number): it shares the
@@ -616,6 +632,32 @@ impl Node {
             Message::PaxosResponse { req, result } => {
                 self.paxos.on_response(local, ctx, from, req, result)
             }
+            Message::PaxosFenceRequest {
+                req,
+                bucket,
+                partition,
+                fence,
+                after,
+            } => {
+                let answer = local.on_paxos_fence(ctx, from, req, &bucket, partition, fence, after);
+                if let Some(result) = answer {
+                    local
+                        .out
+                        .send(from, Message::PaxosFenceResponse { req, result });
+                }
+            }
+            Message::PaxosFenceResponse { req, result } => {
+                self.repairs
+                    .on_fence_response(local, ctx, &mut self.paxos, from, req, result)
+            }
+            Message::PaxosLowBound {
+                bucket,
+                partition,
+                bound,
+            } => {
+                self.repairs.status.states_collected +=
+                    local.on_paxos_low_bound(ctx, &bucket, partition, bound) as u64;
+            }
             Message::ExpireResponse { req, merged } => {
                 self.expiries
                     .on_response(local, ctx, &mut self.gc, from, req, merged)
@@ -652,6 +694,13 @@ impl Node {
                         ))
                     });
                     self.paxos.own_answer(req, result)
+                }
+                Waiter::PaxosFenceAck { to, req, list } if to == local.me() => {
+                    let result = outcome
+                        .clone()
+                        .map(|()| list)
+                        .map_err(|e| crate::message::ReplicaError::Store(e.to_string()));
+                    self.repairs.own_answer(req, result)
                 }
                 other => local.release(ctx, other, outcome.clone()),
             }

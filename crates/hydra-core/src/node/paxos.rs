@@ -41,7 +41,7 @@ use super::timers::Timer;
 /// Where acceptors keep their Paxos state: this partition, then the object's storage key.
 pub const PAXOS_PARTITION: PartitionId = PartitionId(0xFFFF_FFFB);
 
-fn state_key(skey: &[u8]) -> Vec<u8> {
+pub(crate) fn state_key(skey: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + skey.len());
     out.extend_from_slice(&PAXOS_PARTITION.0.to_be_bytes());
     out.extend_from_slice(skey);
@@ -527,6 +527,10 @@ impl Local {
                 .map_err(|e| refuse(ReplicaError::Store(e.to_string())))?,
             Err(e) => return Err(refuse(ReplicaError::Store(e.to_string()))),
         };
+        // The group's bounds hold for every key, whether its state was dropped or not.
+        self.group_bound_of(ctx.store, partition, key)
+            .map_err(refuse)?
+            .apply(&mut state);
         check_skew(ballot.hlc, ctx.now, self.config.max_clock_skew_ms)
             .map_err(|e| refuse(ReplicaError::ClockSkew(e.to_string())))?;
         if let PaxosPhase::Propose(Some(o @ crate::version::Object::Lww(_)), _) = &phase {

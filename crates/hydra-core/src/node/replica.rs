@@ -135,6 +135,13 @@ impl Local {
                     .map_err(|e| PaxosRefusal::Replica(ReplicaError::Store(e.to_string())));
                 self.out.send(to, Message::PaxosResponse { req, result });
             }
+            Waiter::PaxosFenceAck { to, req, list } => {
+                let result = result
+                    .map(|()| list)
+                    .map_err(|e| ReplicaError::Store(e.to_string()));
+                self.out
+                    .send(to, Message::PaxosFenceResponse { req, result });
+            }
             Waiter::LocalWrite(_) | Waiter::LocalRead { .. } | Waiter::ExpireLocal(_) => {
                 unreachable!("coordinator waiters are released by their coordinators")
             }

@@ -49,6 +49,8 @@ pub(crate) enum Timer {
     Reap,
     /// Due entries of the expiry index are deleted.
     Expiry,
+    /// The next Paxos repair round starts (or the running one ran out of time).
+    PaxosRepair,
 }
 
 /// The queue: `(when, timer)` in time order. Callers give times on the wall clock; the queue

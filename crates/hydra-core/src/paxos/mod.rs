@@ -211,6 +211,59 @@ impl AcceptorState {
     }
 }
 
+/// The Paxos bounds of one group of keys (one bucket's keys in one partition), kept forever
+/// by each of the group's primaries and applied to every key's state as it is loaded
+/// ([`GroupBound::apply`]).
+///
+/// `fence`: a repair round promised it for every key of the group (no proposal below it can
+/// win a majority from then on). `low`: every value that may have been chosen below it is
+/// settled (committed to a majority's data by the round's serial reads), so state wholly at
+/// or below it can be dropped (`collectable`) and an accepted proposal below it is never
+/// taken up again. `low <= fence`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Hash, Eq, Serialize, Deserialize)]
+pub struct GroupBound {
+    pub fence: Ballot,
+    pub low: Ballot,
+}
+
+impl GroupBound {
+    /// A key's state as the bounds make it: nothing promised below the fence, nothing
+    /// accepted at or below the low bound in progress, and the low bound reported as
+    /// committed (so a coordinator's base accounts for everything collected below it).
+    pub fn apply(&self, state: &mut AcceptorState) {
+        if planted().paxos_low_bound_not_applied_on_load {
+            return;
+        }
+        state.promised = state.promised.max(self.fence);
+        state.committed = state.committed.max(self.low);
+        if state
+            .accepted
+            .as_ref()
+            .is_some_and(|a| a.ballot <= state.committed)
+        {
+            state.accepted = None;
+        }
+    }
+}
+
+impl AcceptorState {
+    /// Whether a repair round must settle this key: a proposal was accepted or committed here
+    /// above the low bound.
+    pub fn touched_above(&self, low: Ballot) -> bool {
+        self.committed > low || self.accepted.as_ref().is_some_and(|a| a.ballot > low)
+    }
+
+    /// Whether dropping this state changes nothing once `low` applies: every ballot in it is
+    /// at or below `low`.
+    pub fn collectable(&self, low: Ballot) -> bool {
+        if planted().paxos_state_forgotten_by_wall_time {
+            // The mutation: state dropped when a round passes, whatever its ballots.
+            return true;
+        }
+        self.promised <= low && !self.touched_above(low)
+    }
+}
+
 /// What a conditional write requires of the key's current value (the newest visible one).
 #[derive(Clone, Debug, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub enum Condition {

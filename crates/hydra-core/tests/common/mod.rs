@@ -30,6 +30,8 @@ pub struct Cluster {
     pub rng: ChaCha8Rng,
     pub next_id: u64,
     pub layout: Layout,
+    /// Changes to every node's configuration (kept for restarts).
+    pub tweak: fn(&mut NodeConfig),
 }
 
 pub type Reply = Result<ClientResponse, ClientError>;
@@ -40,9 +42,18 @@ pub const MONO_BEHIND_WALL_MS: u64 = 990_000;
 
 impl Cluster {
     pub fn new(count: u64) -> Cluster {
+        Cluster::with(count, |_| {})
+    }
+
+    /// A cluster whose nodes' configuration `tweak` changes.
+    pub fn with(count: u64, tweak: fn(&mut NodeConfig)) -> Cluster {
         let layout = Layout::uniform(count, 16).expect("valid");
         let nodes = (1..=count)
-            .map(|i| Node::new(config(i), layout.clone()))
+            .map(|i| {
+                let mut config = config(i);
+                tweak(&mut config);
+                Node::new(config, layout.clone())
+            })
             .collect();
         let mut c = Cluster {
             nodes,
@@ -55,6 +66,7 @@ impl Cluster {
             rng: ChaCha8Rng::seed_from_u64(1),
             next_id: 0,
             layout,
+            tweak,
         };
         // A node coordinates nothing until a heartbeat round trip has verified its clock.
         c.idle(1_000);
@@ -68,7 +80,9 @@ impl Cluster {
 
     pub fn restart(&mut self, i: usize) {
         self.down.remove(&i);
-        self.nodes[i] = Node::new(config(i as u64 + 1), self.layout.clone());
+        let mut config = config(i as u64 + 1);
+        (self.tweak)(&mut config);
+        self.nodes[i] = Node::new(config, self.layout.clone());
     }
 
     /// Hands `input` to node `i`; queues what it sends and syncs, returns its replies.
@@ -424,4 +438,14 @@ pub fn cas_outcome(reply: &Reply) -> (bool, Option<String>) {
         ),
         other => panic!("not a compare-and-set answer: {other:?}"),
     }
+}
+
+/// How many keys node `i` holds Paxos state of.
+pub fn paxos_states(c: &Cluster, i: usize) -> usize {
+    let prefix = hydra_core::node::PAXOS_PARTITION.0.to_be_bytes();
+    c.stores[i]
+        .entries()
+        .keys()
+        .filter(|k| k.starts_with(&prefix))
+        .count()
 }

@@ -903,6 +903,8 @@ impl World {
 fn node_config(id: NodeId, sim: &SimConfig) -> NodeConfig {
     let mut c = NodeConfig::new(id);
     c.anti_entropy_interval_ms = if sim.anti_entropy { 100 } else { 0 };
+    // Paxos state collection runs through the faults: a walk every half second.
+    c.paxos_repair_interval_ms = 500;
     c.hints_bytes_max = sim.hints_bytes_max;
     c.request_timeout_ms = 3_000;
     // Skews are at most 200 ms each (400 ms apart); a node more than 500 ms off its peers

@@ -1,0 +1,129 @@
+//! Paxos state collection, driven by the tiny synchronous cluster of `common`: repair rounds
+//! settle a group's keys, then its primaries drop the state below the round's low bound, the
+//! key takes plain writes again, and compare-and-set on it still sees every value.
+
+mod common;
+
+use common::*;
+use hydra_core::bucket::Consistency;
+use hydra_core::message::{ErrorCode, Message, PaxosPhase};
+use hydra_core::node::{Input, NodeConfig};
+use hydra_core::paxos::Condition;
+
+const INTERVAL_MS: u64 = 1_000;
+
+fn repairing(c: &mut NodeConfig) {
+    c.paxos_repair_interval_ms = INTERVAL_MS;
+}
+
+#[test]
+fn settled_paxos_state_is_collected_and_the_key_takes_plain_writes_again() {
+    let mut c = Cluster::with(3, repairing);
+    let k = key("redis", "lock");
+    let r = c.request(0, cas(&k, Condition::Absent, Some("a")));
+    assert_eq!(cas_outcome(&r), (true, Some("a".into())));
+    assert_eq!((0..3).map(|i| paxos_states(&c, i)).sum::<usize>(), 3);
+    let e = error(c.request(1, put(&k, "plain", None, None)));
+    assert_eq!(e.code, ErrorCode::CasManagedKey, "{e:?}");
+    // Two walks: the first settles the key (a serial read above its fence), the second
+    // finds nothing changed above the first's low bound and drops every state.
+    c.idle(4 * INTERVAL_MS);
+    assert_eq!(
+        (0..3).map(|i| paxos_states(&c, i)).collect::<Vec<_>>(),
+        [0, 0, 0]
+    );
+    // The value is still there, and compare-and-set still judges by it.
+    assert_eq!(
+        values(&c.request(2, get(&k, Some(Consistency::All)))),
+        ["a"]
+    );
+    let r = c.request(2, cas(&k, Condition::Absent, Some("b")));
+    assert_eq!(cas_outcome(&r), (false, Some("a".into())));
+    // Collected again: plain writes go through, and a conditional write sees them.
+    c.idle(4 * INTERVAL_MS);
+    c.request(1, put(&k, "plain", None, None))
+        .expect("a plain write to a key whose Paxos state was collected");
+    let r = c.request(0, cas(&k, Condition::ValueIs(b"plain".to_vec()), Some("c")));
+    assert_eq!(cas_outcome(&r), (true, Some("c".into())));
+    assert_eq!(
+        cas_outcome(&c.request(1, serial_get(&k))),
+        (false, Some("c".into()))
+    );
+}
+
+#[test]
+fn a_chosen_proposal_left_uncommitted_is_committed_before_its_state_is_dropped() {
+    let mut c = Cluster::with(3, repairing);
+    let k = key("redis", "k");
+    // Node 1's commits never reach the others: "a" is chosen (nodes 2 and 3 accepted it)
+    // but only node 1's data hold it.
+    let is_commit_from_node_1 = |from: usize, to: usize, input: &Input| {
+        from == 0
+            && to != 0
+            && matches!(input, Input::Message { envelope, .. }
+                if matches!(&envelope.message, Message::PaxosRequest { phase: PaxosPhase::Commit(..), .. }))
+    };
+    let r = c.requests_together(
+        vec![(0, cas(&k, Condition::Absent, Some("a")))],
+        is_commit_from_node_1,
+    );
+    assert_eq!(
+        error(r.into_iter().next().expect("one reply")).code,
+        ErrorCode::OutcomeUnknown
+    );
+    // With node 1 down, nodes 2 and 3 repair the group: "a" is committed to their data
+    // before their state is dropped.
+    c.kill(0);
+    c.idle(6 * INTERVAL_MS);
+    assert_eq!([paxos_states(&c, 1), paxos_states(&c, 2)], [0, 0]);
+    assert_eq!(values(&c.request(1, get(&k, None))), ["a"]);
+    // A compare-and-set after the collection sees it.
+    let r = c.request(2, cas(&k, Condition::Absent, Some("b")));
+    assert_eq!(cas_outcome(&r), (false, Some("a".into())));
+}
+
+#[test]
+fn a_ballot_below_a_collected_groups_low_bound_is_refused() {
+    let mut c = Cluster::with(3, repairing);
+    let k = key("redis", "k");
+    c.request(0, cas(&k, Condition::Absent, Some("a")))
+        .expect("applied");
+    c.idle(4 * INTERVAL_MS);
+    assert_eq!(paxos_states(&c, 1), 0);
+    // A coordinator whose clock is behind every round's fence (here: a prepare at a ballot
+    // from before the collection) is refused by the group's bound, as if the state were
+    // still there.
+    let stale = hydra_core::paxos::Ballot::new(
+        hydra_core::hlc::Hlc::new(c.now - 3 * INTERVAL_MS, 0),
+        hydra_core::ids::NodeId(1),
+    );
+    let mut queue = std::collections::VecDeque::new();
+    let envelope = hydra_core::message::Envelope {
+        layout_version: c.layout.version(),
+        message: Message::PaxosRequest {
+            req: hydra_core::ids::RequestId(7),
+            key: k.clone(),
+            ballot: stale,
+            phase: PaxosPhase::Prepare,
+        },
+    };
+    c.feed(
+        1,
+        Input::Message {
+            from: hydra_core::ids::NodeId(1),
+            envelope,
+        },
+        &mut queue,
+    );
+    let answer = queue.into_iter().find_map(|(_, input)| match input {
+        Input::Message { envelope, .. } => match envelope.message {
+            Message::PaxosResponse { result, .. } => Some(result),
+            _ => None,
+        },
+        _ => None,
+    });
+    assert!(
+        matches!(answer, Some(Err(hydra_core::message::PaxosRefusal::Ballot(b))) if b > stale),
+        "{answer:?}"
+    );
+}
