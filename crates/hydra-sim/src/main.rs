@@ -34,6 +34,10 @@ struct Args {
     /// seeds checker (h) finds not linearizable.
     #[arg(long)]
     mix_plain: Option<f64>,
+    /// Milliseconds between the nodes' walks of Paxos repair rounds (0: Paxos state is never
+    /// collected, so plain writes to a compare-and-set key are always refused).
+    #[arg(long)]
+    paxos_repair_ms: Option<u64>,
 }
 
 fn config(args: &Args, seed: u64) -> SimConfig {
@@ -43,6 +47,9 @@ fn config(args: &Args, seed: u64) -> SimConfig {
     }
     if let Some(p) = args.mix_plain {
         c.plain_cas_writes = p.clamp(0.0, 1.0);
+    }
+    if let Some(ms) = args.paxos_repair_ms {
+        c.paxos_repair_interval_ms = ms;
     }
     c
 }
@@ -54,6 +61,9 @@ fn replay_command(args: &Args, seed: u64) -> String {
     }
     if let Some(p) = args.mix_plain {
         cmd.push_str(&format!(" --mix-plain {p}"));
+    }
+    if let Some(ms) = args.paxos_repair_ms {
+        cmd.push_str(&format!(" --paxos-repair-ms {ms}"));
     }
     cmd
 }
@@ -124,6 +134,7 @@ fn main() -> Result<ExitCode> {
     let mut tombstones_left = 0u64;
     let (mut flood_writes, mut max_flood_siblings) = (0u64, 0usize);
     let (mut plain, mut refused, mut plain_acked) = (0u64, 0u64, 0u64);
+    let (mut paxos_rounds, mut paxos_collected) = (0u64, 0u64);
     let mut failing = Vec::new();
     for seed in args.first..args.first + args.seeds {
         let report = run(config(&args, seed));
@@ -146,6 +157,8 @@ fn main() -> Result<ExitCode> {
         plain += report.plain_cas_writes;
         refused += report.plain_cas_refused;
         plain_acked += report.plain_cas_acked;
+        paxos_rounds += report.paxos_rounds;
+        paxos_collected += report.paxos_states_collected;
         if !report.violations.is_empty() {
             bar.suspend(|| {
                 eprintln!("seed {seed} failed: {}", report.violations[0]);
@@ -165,7 +178,7 @@ fn main() -> Result<ExitCode> {
         );
     }
     println!(
-        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} pauses={pauses} clock_jumps={jumps} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} tombstones_left={tombstones_left} flood_writes={flood_writes} max_flood_siblings={max_flood_siblings} failing_seeds={}",
+        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} pauses={pauses} clock_jumps={jumps} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} tombstones_left={tombstones_left} flood_writes={flood_writes} max_flood_siblings={max_flood_siblings} paxos_rounds={paxos_rounds} paxos_states_collected={paxos_collected} failing_seeds={}",
         args.seeds,
         sim_ms as f64 / 3_600_000.0,
         failing.len()

@@ -246,8 +246,11 @@ fn checker_g_catches_tombstones_that_are_never_deleted_again() {
 /// checker (h) finds the plain writes that broke the chain.
 #[test]
 fn checker_h_catches_plain_writes_mixed_with_compare_and_set_when_not_refused() {
+    // Without Paxos state collection, so every key compare-and-set touched stays refused
+    // (once collected, a key takes plain writes again: the mixing run's figure).
     let mixing = |seed| SimConfig {
         plain_cas_writes: 0.8,
+        paxos_repair_interval_ms: 0,
         ..SimConfig::from_seed(seed)
     };
     let mut refused = 0;
@@ -296,4 +299,36 @@ fn checker_h_catches_paxos_acceptors_that_forget_their_promises() {
         "acceptors that accept any ballot (two writes applied on one value) went unnoticed"
     );
     eprintln!("caught: {found:?}");
+}
+
+/// Paxos state collection: each way of dropping state unsafely is caught by checker (h).
+#[test]
+fn checker_h_catches_paxos_state_collection_that_loses_its_bounds() {
+    for (name, bugs) in [
+        (
+            "collection that forgets the watermark",
+            PlantedBugs {
+                paxos_collection_forgets_watermark: true,
+                ..PlantedBugs::default()
+            },
+        ),
+        (
+            "a low bound not applied on load",
+            PlantedBugs {
+                paxos_low_bound_not_applied_on_load: true,
+                ..PlantedBugs::default()
+            },
+        ),
+        (
+            "state forgotten whatever its ballots",
+            PlantedBugs {
+                paxos_state_forgotten_by_wall_time: true,
+                ..PlantedBugs::default()
+            },
+        ),
+    ] {
+        let found = caught_by(bugs, 'h', 300);
+        assert!(found.is_some(), "{name} went unnoticed");
+        eprintln!("{name}: caught: {found:?}");
+    }
 }

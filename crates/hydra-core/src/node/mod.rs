@@ -198,6 +198,7 @@ impl Node {
             reaps_pending: self.gc.reaps_pending(),
             clock: self.clock_status(),
             bucket_conflicts: local.buckets.conflicts().to_vec(),
+            paxos_repair: self.repairs.status,
         }
     }
 

@@ -82,7 +82,7 @@ fn bound_key(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// What this node's repair rounds did, for status pages and metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PaxosRepairStatus {
     pub rounds: u64,
     pub rounds_failed: u64,

@@ -33,6 +33,9 @@ pub struct NodeStatus {
     /// Buckets this node created that gave way to an earlier creation elsewhere with another
     /// `n` or conflict mode (newest last, a few at most).
     pub bucket_conflicts: Vec<String>,
+    /// Paxos state collection: repair rounds done and failed, keys they settled, states
+    /// dropped here.
+    pub paxos_repair: super::PaxosRepairStatus,
 }
 
 /// This node's clock against its peers' (see `node/clock.rs`).

@@ -94,6 +94,8 @@ impl World {
         if let Some(core) = &self.nodes[i].core {
             let status = core.status(Timestamp(self.now));
             self.report.expired_deleted += status.expired_deleted;
+            self.report.paxos_rounds += status.paxos_repair.rounds;
+            self.report.paxos_states_collected += status.paxos_repair.states_collected;
             let c = status.hint_counters;
             self.report.hints_stored += c.stored;
             self.report.hints_delivered += c.delivered;

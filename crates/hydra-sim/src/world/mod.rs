@@ -81,6 +81,9 @@ pub struct SimConfig {
     /// (the bucket is `cas = conditional_only`, so replicas holding the key's Paxos state
     /// refuse them). 0 in the sweep; `--mix-plain` sets it.
     pub plain_cas_writes: f64,
+    /// Milliseconds between a node's walks of Paxos repair rounds (0: no Paxos state
+    /// collection). Short, so collection runs many times through the faults.
+    pub paxos_repair_interval_ms: u64,
 }
 
 impl SimConfig {
@@ -114,6 +117,7 @@ impl SimConfig {
                 _ => Durability::None,
             },
             plain_cas_writes: 0.0,
+            paxos_repair_interval_ms: 100,
         }
     }
 }
@@ -161,6 +165,9 @@ pub struct SimReport {
     pub plain_cas_writes: u64,
     pub plain_cas_refused: u64,
     pub plain_cas_acked: u64,
+    /// Paxos repair rounds completed, and Paxos states they dropped.
+    pub paxos_rounds: u64,
+    pub paxos_states_collected: u64,
     /// Objects that read as absent (tombstones, expired values) still stored at the end
     /// (checker (g)).
     pub garbage_left: u64,
@@ -171,7 +178,7 @@ pub struct SimReport {
 impl SimReport {
     pub fn summary(&self) -> String {
         format!(
-            "seed={} nodes={} durability={:?} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} flood_writes={} max_flood_siblings={} plain_cas_writes={} plain_cas_refused={} plain_cas_acked={} violations={}",
+            "seed={} nodes={} durability={:?} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} flood_writes={} max_flood_siblings={} plain_cas_writes={} plain_cas_refused={} plain_cas_acked={} paxos_rounds={} paxos_states_collected={} violations={}",
             self.seed,
             self.nodes,
             self.durability,
@@ -202,6 +209,8 @@ impl SimReport {
             self.plain_cas_writes,
             self.plain_cas_refused,
             self.plain_cas_acked,
+            self.paxos_rounds,
+            self.paxos_states_collected,
             self.violations.len()
         )
     }
@@ -903,8 +912,7 @@ impl World {
 fn node_config(id: NodeId, sim: &SimConfig) -> NodeConfig {
     let mut c = NodeConfig::new(id);
     c.anti_entropy_interval_ms = if sim.anti_entropy { 100 } else { 0 };
-    // Paxos state collection runs through the faults: a walk every half second.
-    c.paxos_repair_interval_ms = 500;
+    c.paxos_repair_interval_ms = sim.paxos_repair_interval_ms;
     c.hints_bytes_max = sim.hints_bytes_max;
     c.request_timeout_ms = 3_000;
     // Skews are at most 200 ms each (400 ms apart); a node more than 500 ms off its peers
