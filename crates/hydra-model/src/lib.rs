@@ -25,7 +25,7 @@
 use hydra_core::bugs::PlantedBugs;
 use hydra_core::hlc::HlcClock;
 use hydra_core::message::{CasAction, PaxosAnswer, PaxosPhase, PaxosRefusal};
-use hydra_core::paxos::{AcceptorState, Ballot, Condition, Coordinator, GiveUp, Next};
+use hydra_core::paxos::{AcceptorState, Ballot, Condition, Coordinator, GiveUp, GroupBound, Next};
 use hydra_core::version::Object;
 use hydra_core::{NodeId, Timestamp};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
@@ -111,6 +111,13 @@ pub struct Config {
     pub crashes: u8,
     /// Coordinator deadlines firing in one run (each at any moment an operation runs).
     pub timeouts: u8,
+    /// Paxos repair rounds (state collection, `node/paxos_repair.rs`) in one run, each
+    /// started at any moment by a repairer of its own.
+    pub repairs: u8,
+    /// The repairer's node id: below the coordinators' (101, 102, ...) its fence is below
+    /// their ballots of the same clock reading, above them it is above (both orders happen
+    /// in a cluster).
+    pub repairer_id: u64,
 }
 
 impl Default for Config {
@@ -127,16 +134,26 @@ impl Default for Config {
             duplicates: 1,
             crashes: 1,
             timeouts: 1,
+            repairs: 0,
+            repairer_id: 100,
         }
     }
+}
+
+/// What an acceptor stores: the key's Paxos state, its data, and its group's bounds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Stored {
+    state: AcceptorState,
+    data: Option<Object>,
+    bound: GroupBound,
 }
 
 /// One acceptor: what it persisted, and what it holds now (the same unless it answers
 /// before syncing).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Acceptor {
-    durable: (AcceptorState, Option<Object>),
-    live: (AcceptorState, Option<Object>),
+    durable: Stored,
+    live: Stored,
 }
 
 /// One coordinator: its clock, the step counter (answers to older steps are dropped) and the
@@ -150,7 +167,8 @@ pub struct CoordinatorSlot {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Running {
-    client: usize,
+    /// The client, or `None`: the repairer's serial read.
+    client: Option<usize>,
     op: Op,
     coord: Coordinator,
     backing_off: bool,
@@ -163,7 +181,28 @@ pub struct Msg {
     from: usize,
     step: u32,
     ballot: Ballot,
-    phase: PaxosPhase,
+    kind: Kind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Paxos(PaxosPhase),
+    /// A repair round's fence (at `ballot`); the answer says whether the key changed above
+    /// the acceptor's low bound.
+    Fence,
+    /// A repair round's low bound (at `ballot`); no answer.
+    LowBound,
+}
+
+/// The repairer's round: its fence, who answered it, whether one listed the key, and whether
+/// its serial read runs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RepairRound {
+    fence: Ballot,
+    step: u32,
+    answered: Vec<usize>,
+    touched: bool,
+    reading: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -188,6 +227,8 @@ pub struct State {
     duplicates: u8,
     crashes: u8,
     timeouts: u8,
+    repairs: u8,
+    pub repair: Option<RepairRound>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -205,6 +246,8 @@ pub enum Action {
     Timeout(usize),
     Crash(usize),
     Sync(usize),
+    /// The repairer starts a round.
+    Repair,
 }
 
 /// The model: a configuration, and the planted bugs (with the function that switches them on
@@ -291,7 +334,7 @@ impl CasModel {
             let _ = slot.clock.observe(b.hlc, NOW, SKEW_MS);
         }
         run.backing_off = false;
-        let ballot = Ballot::new(slot.clock.now(NOW), coordinator_id(c));
+        let ballot = Ballot::new(slot.clock.now(NOW), self.node_of(c));
         let next = run.coord.prepare(ballot);
         self.follow(state, c, next);
     }
@@ -316,7 +359,7 @@ impl CasModel {
                                 from: c,
                                 step,
                                 ballot,
-                                phase: phase.clone(),
+                                kind: Kind::Paxos(phase.clone()),
                             },
                         );
                     }
@@ -355,6 +398,11 @@ impl CasModel {
                     }
                     let client = run.client;
                     slot.running = None;
+                    let Some(client) = client else {
+                        // The repairer's serial read settled the key: the fence is the low
+                        // bound.
+                        return self.send_low_bound(state);
+                    };
                     let _ = state.history.on_return(client, ret);
                     let cs = &mut state.clients[client];
                     cs.waiting = false;
@@ -371,14 +419,113 @@ impl CasModel {
         let Some(run) = state.coordinators[c].running.take() else {
             return;
         };
-        let cs = &mut state.clients[run.client];
+        let Some(client) = run.client else {
+            // The repairer's serial read failed: the round ends without a low bound.
+            state.repair = None;
+            return;
+        };
+        let cs = &mut state.clients[client];
         cs.waiting = false;
         if why == GiveUp::Unknown {
             cs.stuck = true;
             state.unknown = true;
         } else {
-            let _ = state.history.on_return(run.client, Ret::Failed);
+            let _ = state.history.on_return(client, Ret::Failed);
             cs.next += 1;
+        }
+    }
+
+    /// The repairer's slot among the coordinators (after the clients' ones).
+    fn repairer(&self) -> usize {
+        self.config.coordinators
+    }
+
+    /// The node id of coordinator slot `c`.
+    fn node_of(&self, c: usize) -> NodeId {
+        if c == self.repairer() {
+            NodeId(self.config.repairer_id)
+        } else {
+            coordinator_id(c)
+        }
+    }
+
+    /// The repairer starts a round: a fence from its clock, to every acceptor.
+    fn start_repair(&self, state: &mut State) {
+        let r = self.repairer();
+        let slot = &mut state.coordinators[r];
+        slot.step += 1;
+        let fence = Ballot::new(slot.clock.now(NOW), self.node_of(r));
+        let step = slot.step;
+        state.repairs += 1;
+        state.repair = Some(RepairRound {
+            fence,
+            step,
+            answered: Vec::new(),
+            touched: false,
+            reading: false,
+        });
+        for a in 0..self.config.acceptors {
+            Self::send(
+                state,
+                Msg {
+                    to: a,
+                    from: r,
+                    step,
+                    ballot: fence,
+                    kind: Kind::Fence,
+                },
+            );
+        }
+    }
+
+    /// An acceptor's answer to the round's fence: at a majority, settle the key with a serial
+    /// read if one listed it, else end with the low bound at once.
+    fn on_fence_answer(&self, state: &mut State, from: usize, step: u32, touched: bool) {
+        let Some(round) = state.repair.as_mut() else {
+            return;
+        };
+        if round.step != step || round.reading || round.answered.contains(&from) {
+            return;
+        }
+        round.answered.push(from);
+        round.answered.sort_unstable();
+        round.touched |= touched;
+        if round.answered.len() < self.config.acceptors / 2 + 1 {
+            return;
+        }
+        if !round.touched {
+            return self.send_low_bound(state);
+        }
+        round.reading = true;
+        let r = self.repairer();
+        let (condition, action) = Self::request(Op::Read);
+        let replicas = (0..self.config.acceptors).map(acceptor_id).collect();
+        state.coordinators[r].running = Some(Running {
+            client: None,
+            op: Op::Read,
+            coord: Coordinator::new(condition, action, None, replicas),
+            backing_off: false,
+        });
+        self.prepare(state, r);
+    }
+
+    /// The round is over: its fence is the low bound at every acceptor.
+    fn send_low_bound(&self, state: &mut State) {
+        let Some(round) = state.repair.take() else {
+            return;
+        };
+        let r = self.repairer();
+        for a in 0..self.config.acceptors {
+            Self::send(
+                state,
+                Msg {
+                    to: a,
+                    from: r,
+                    step: 0,
+                    ballot: round.fence,
+                    kind: Kind::LowBound,
+                },
+            );
         }
     }
 
@@ -390,10 +537,36 @@ impl CasModel {
             from,
             step,
             ballot,
-            phase,
+            kind,
         } = msg;
         let acceptor = &mut state.acceptors[to];
-        let (acc, data) = &mut acceptor.live;
+        let live = &mut acceptor.live;
+        let phase = match kind {
+            Kind::Paxos(phase) => phase,
+            Kind::Fence => {
+                // As `Local::paxos_fence`: kept (durably) before the answer.
+                live.bound.raise_fence(ballot);
+                let touched = live.state.touched_above(live.bound.low);
+                acceptor.durable = acceptor.live.clone();
+                if answered {
+                    self.on_fence_answer(state, to, step, touched);
+                }
+                return;
+            }
+            Kind::LowBound => {
+                // As `Local::on_paxos_low_bound`: the bound and the collection in one write
+                // (durable at a later sync).
+                let low = live.bound.raise_low(ballot);
+                if live.state.collectable(low) {
+                    live.state = AcceptorState::default();
+                }
+                return;
+            }
+        };
+        // As `Local::paxos_phase`: the group's bounds apply to the state as it is loaded.
+        let bound = live.bound;
+        bound.apply(&mut live.state);
+        let (acc, data) = (&mut live.state, &mut live.data);
         let result = match acc.handle(ballot, &phase) {
             Err(b) => Err(PaxosRefusal::Ballot(b)),
             Ok(mut answer) => {
@@ -434,7 +607,7 @@ impl Model for CasModel {
     type Action = Action;
 
     fn init_states(&self) -> Vec<State> {
-        let empty = (AcceptorState::default(), None);
+        let empty = Stored::default();
         vec![State {
             acceptors: vec![
                 Acceptor {
@@ -449,7 +622,7 @@ impl Model for CasModel {
                     step: 0,
                     running: None,
                 };
-                self.config.coordinators
+                self.config.coordinators + usize::from(self.config.repairs > 0)
             ],
             network: Vec::new(),
             clients: vec![
@@ -467,6 +640,8 @@ impl Model for CasModel {
             duplicates: 0,
             crashes: 0,
             timeouts: 0,
+            repairs: 0,
+            repair: None,
         }]
     }
 
@@ -500,6 +675,9 @@ impl Model for CasModel {
                 actions.push(Action::Duplicate(i));
             }
         }
+        if state.repair.is_none() && state.repairs < self.config.repairs {
+            actions.push(Action::Repair);
+        }
         for (c, slot) in state.coordinators.iter().enumerate() {
             if let Some(run) = &slot.running {
                 if run.backing_off {
@@ -531,7 +709,7 @@ impl Model for CasModel {
                 let (condition, action) = Self::request(op);
                 let replicas = (0..self.config.acceptors).map(acceptor_id).collect();
                 state.coordinators[c].running = Some(Running {
-                    client: i,
+                    client: Some(i),
                     op,
                     coord: Coordinator::new(condition, action, None, replicas),
                     backing_off: false,
@@ -575,6 +753,7 @@ impl Model for CasModel {
                 let acceptor = &mut state.acceptors[a];
                 acceptor.durable = acceptor.live.clone();
             }
+            Action::Repair => self.start_repair(&mut state),
         }
         // The network is a multiset: one canonical order, so equal states are one state.
         state.network.sort_by_cached_key(|m| {
@@ -648,6 +827,9 @@ pub const BUGS: &[&str] = &[
     "paxos_read_skips_in_progress",
     "paxos_stamp_ignores_read",
     "paxos_beaten_ignores_base",
+    "paxos_collection_forgets_watermark",
+    "paxos_low_bound_not_applied_on_load",
+    "paxos_state_forgotten_by_wall_time",
 ];
 
 /// The planted bugs switched on by `name` (one of [`BUGS`]).

@@ -28,6 +28,13 @@ struct Args {
     /// Coordinator deadlines firing in one run.
     #[arg(long, default_value_t = 1)]
     timeouts: u8,
+    /// Paxos repair rounds (state collection) in one run, each started at any moment.
+    #[arg(long, default_value_t = 0)]
+    repairs: u8,
+    /// The repairer's node id (the coordinators are 101, 102, ...): its fence is below or
+    /// above their ballots of the same clock reading.
+    #[arg(long, default_value_t = 100)]
+    repairer_id: u64,
     /// The clients' programs (`hydra_model::workload`): `race` (two `SET NX`), `read` (a
     /// `SET NX` and two serial reads), `swap` (`SET NX` then `IFEQ`), `small` (`SET NX` and a
     /// read against an `IFEQ`), `wide` (4 operations).
@@ -75,6 +82,8 @@ fn main() -> anyhow::Result<()> {
         duplicates: args.duplicates,
         crashes: args.crashes,
         timeouts: args.timeouts,
+        repairs: args.repairs,
+        repairer_id: args.repairer_id,
         ..Config::default()
     };
     let mut model = CasModel::new(config);

@@ -119,3 +119,58 @@ fn random_walks_of_the_model_catch_an_acceptor_answering_before_its_sync() {
         checker.unique_state_count()
     );
 }
+
+/// Random walks over `model` up to `states` states: whether a non-linearizable history was
+/// found, and the states explored.
+fn walk(model: CasModel, states: usize) -> (bool, usize) {
+    let checker = model
+        .checker()
+        .threads(2)
+        .target_state_count(states)
+        .finish_when(HasDiscoveries::AnyFailures)
+        .spawn_simulation(1, stateright::UniformChooser)
+        .join();
+    (
+        checker.discovery("linearizable").is_some(),
+        checker.unique_state_count(),
+    )
+}
+
+#[test]
+fn paxos_state_collection_keeps_histories_linearizable_and_each_unsafe_collection_is_caught() {
+    // Two repair rounds among two `SET NX` with retries: the rounds fence, settle the key
+    // with a serial read, set the low bound and drop the state, at any moment.
+    let repairing = |repairer_id| Config {
+        repairs: 2,
+        repairer_id,
+        ..config("race", false, 2)
+    };
+    for repairer_id in [100, 200] {
+        let (violated, unique) = walk(CasModel::new(repairing(repairer_id)), 1_000_000);
+        assert!(
+            !violated,
+            "repairer {repairer_id}: a non-linearizable history"
+        );
+        println!("repairer {repairer_id}: {unique} states, linearizable");
+    }
+    // A fence below the coordinators' ballots (repairer 100) shows state dropped while a
+    // coordinator's promise above the low bound is live; one above them (200), state
+    // dropped without the bounds that stand in for it.
+    for (bug, repairer_id) in [
+        ("paxos_state_forgotten_by_wall_time", 100),
+        ("paxos_collection_forgets_watermark", 200),
+        ("paxos_low_bound_not_applied_on_load", 200),
+    ] {
+        let bugs = bug_named(bug).expect("a planted bug");
+        let config = Config {
+            repairs: 1,
+            repairer_id,
+            ..config("race", false, 1)
+        };
+        let (violated, unique) = walk(
+            CasModel::new(config).with_bugs(bugs, set_planted),
+            5_000_000,
+        );
+        assert!(violated, "{bug}: no violation in {unique} states");
+    }
+}

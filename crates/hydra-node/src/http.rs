@@ -726,6 +726,12 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
             "keys_repaired": status.anti_entropy.keys_repaired,
             "partitions": status.anti_entropy.partitions.iter().map(|(p, (t, k))| (p.to_string(), json!({ "last_exchange_ms": t.0, "keys_repaired": k }))).collect::<serde_json::Map<_, _>>(),
         }),
+        "paxos_repair": json!({
+            "rounds": status.paxos_repair.rounds,
+            "rounds_failed": status.paxos_repair.rounds_failed,
+            "keys_repaired": status.paxos_repair.keys_repaired,
+            "states_collected": status.paxos_repair.states_collected,
+        }),
         "time_ms": crate::driver::wall_ms(),
     });
     (

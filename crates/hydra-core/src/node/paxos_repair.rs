@@ -526,12 +526,10 @@ impl Local {
         let store_err = |e: crate::store::StoreError| ReplicaError::Store(e.to_string());
         let prefix = group_prefix(partition, bucket);
         let mut bound = group_bound(ctx.store, &prefix)?;
-        if !crate::bugs::planted().paxos_collection_forgets_watermark {
-            bound.fence = bound.fence.max(fence);
-            let mut batch = WriteBatch::default();
-            batch.put(bound_key(&prefix), encode_group_bound(&bound));
-            ctx.store.write(batch).map_err(store_err)?;
-        }
+        bound.raise_fence(fence);
+        let mut batch = WriteBatch::default();
+        batch.put(bound_key(&prefix), encode_group_bound(&bound));
+        ctx.store.write(batch).map_err(store_err)?;
         let states = state_key(&prefix);
         let start = after.map_or_else(|| states.clone(), |a| state_key(&a.0));
         let entries = ctx
@@ -580,12 +578,9 @@ impl Local {
         let Ok(mut bound) = group_bound(ctx.store, &prefix) else {
             return 0;
         };
-        bound.low = bound.low.max(low);
-        bound.fence = bound.fence.max(bound.low);
+        let low = bound.raise_low(low);
         let mut batch = WriteBatch::default();
-        if !crate::bugs::planted().paxos_collection_forgets_watermark {
-            batch.put(bound_key(&prefix), encode_group_bound(&bound));
-        }
+        batch.put(bound_key(&prefix), encode_group_bound(&bound));
         let states = state_key(&prefix);
         let Ok(entries) =
             ctx.store
@@ -598,7 +593,7 @@ impl Local {
             .into_iter()
             .take_while(|(k, _)| k.starts_with(&states))
         {
-            if decode_acceptor_state(&v).is_ok_and(|s| s.collectable(bound.low)) {
+            if decode_acceptor_state(&v).is_ok_and(|s| s.collectable(low)) {
                 batch.remove(k);
                 collected += 1;
             }

@@ -227,6 +227,25 @@ pub struct GroupBound {
 }
 
 impl GroupBound {
+    /// A repair round's fence reached this primary: no ballot below it is promised for any
+    /// key of the group from now on.
+    pub fn raise_fence(&mut self, fence: Ballot) {
+        if !planted().paxos_collection_forgets_watermark {
+            self.fence = self.fence.max(fence);
+        }
+    }
+
+    /// A repair round settled every key of the group below `low`: the low bound (and the
+    /// fence with it) rises. Returns the low bound state is collected below.
+    pub fn raise_low(&mut self, low: Ballot) -> Ballot {
+        let low = self.low.max(low);
+        if !planted().paxos_collection_forgets_watermark {
+            self.low = low;
+            self.fence = self.fence.max(low);
+        }
+        low
+    }
+
     /// A key's state as the bounds make it: nothing promised below the fence, nothing
     /// accepted at or below the low bound in progress, and the low bound reported as
     /// committed (so a coordinator's base accounts for everything collected below it).
