@@ -16,6 +16,7 @@ pub mod check;
 pub mod check_register;
 pub mod cluster;
 pub mod history;
+mod loops;
 pub mod net;
 pub mod plot;
 pub mod register;
@@ -96,6 +97,9 @@ pub struct Summary {
     pub cas: Option<cas::CasVerdict>,
     pub converged_keys: usize,
     pub unconverged_keys: usize,
+    /// Paxos state collection, summed over the nodes at the end (counters restart with a
+    /// node): repair rounds done and failed, keys settled, states dropped.
+    pub paxos_repair: BTreeMap<String, u64>,
     pub convergence_ms: Percentiles,
     pub availability: f64,
     pub availability_by_partition_side: Vec<serde_json::Value>,
@@ -230,7 +234,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         let pause = Duration::from_micros(1_000_000 * opts.clients as u64 / opts.rate.max(1));
         threads.push(std::thread::spawn(move || {
             if registers {
-                register_loop(
+                loops::register_loop(
                     p as u64, node, &resp, keys, seed, pause, &recorder, &stop, &done,
                 )
             } else if cas_mode {
@@ -239,11 +243,11 @@ pub fn run(opts: &Options) -> Result<Summary> {
                 } else {
                     cas::Front::Resp(resp)
                 };
-                cas_loop(
+                loops::cas_loop(
                     p as u64, node, &front, keys, seed, pause, &recorder, &stop, &done,
                 )
             } else {
-                client_loop(
+                loops::client_loop(
                     p as u64, node, &endpoint, &bucket, keys, seed, pause, &recorder, &stop, &done,
                 )
             }
@@ -319,6 +323,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         healed,
         Duration::from_secs(opts.converge_timeout),
     )?;
+    let paxos_repair = paxos_repair_figures(&cluster);
     let (final_sets, final_registers) = if registers {
         (BTreeMap::new(), final_registers(&cluster, &keys, "all")?)
     } else if cas_mode {
@@ -416,6 +421,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         verdict,
         register: register_verdict,
         cas: cas_verdict,
+        paxos_repair,
         converged_keys: keys.len() - unconverged,
         unconverged_keys: unconverged,
         convergence_ms: percentiles(convergence),
@@ -508,264 +514,6 @@ fn create_bucket(cluster: &Cluster, bucket: &str, mode: &str, sloppy: bool) -> R
 }
 
 #[allow(clippy::too_many_arguments)]
-fn client_loop(
-    process: u64,
-    node: usize,
-    endpoint: &str,
-    bucket: &str,
-    keys: usize,
-    seed: u64,
-    pause: Duration,
-    recorder: &Recorder,
-    stop: &AtomicBool,
-    done: &AtomicU64,
-) {
-    let client = Client::with_timeout(endpoint, Duration::from_secs(3));
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (process + 1).wrapping_mul(0x9E37_79B9));
-    let mut counter: u64 = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let key = key_name(rng.random_range(0..keys));
-        let op = |kind, f, value, error| Op {
-            process,
-            kind,
-            f,
-            key: key.clone(),
-            value,
-            time: recorder.now(),
-            node,
-            error,
-            ttl_ms: None,
-        };
-        if rng.random_bool(0.75) {
-            counter += 1;
-            let element = (process << 32) | counter;
-            recorder.record(op(Kind::Invoke, F::Add, json!(element), None));
-            let (kind, error) = match workload::add(&client, bucket, &key, element) {
-                Ok(()) => (Kind::Ok, None),
-                Err((kind, e)) => (kind, Some(e)),
-            };
-            recorder.record(op(kind, F::Add, json!(element), error));
-        } else {
-            recorder.record(op(Kind::Invoke, F::Read, serde_json::Value::Null, None));
-            match workload::read(&client, bucket, &key, "quorum") {
-                Ok(set) => recorder.record(op(Kind::Ok, F::Read, json!(set), None)),
-                Err(e) => recorder.record(op(
-                    Kind::Fail,
-                    F::Read,
-                    serde_json::Value::Null,
-                    Some(e.to_string()),
-                )),
-            }
-        }
-        done.fetch_add(1, Ordering::Relaxed);
-        std::thread::sleep(pause);
-    }
-}
-
-/// One compare-and-set client: a RESP connection to its node with serial reads; reads, or
-/// writes a new unique value if the key still holds what this client last read there. A
-/// broken connection is replaced, under a new process id.
-#[allow(clippy::too_many_arguments)]
-fn cas_loop(
-    client: u64,
-    node: usize,
-    front: &cas::Front,
-    keys: usize,
-    seed: u64,
-    pause: Duration,
-    recorder: &Recorder,
-    stop: &AtomicBool,
-    done: &AtomicU64,
-) {
-    let timeout = Duration::from_secs(3);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (client + 1).wrapping_mul(0x9E37_79B9));
-    let mut generation: u64 = 0;
-    let mut conn: Option<cas::Conn> = None;
-    let mut counter: u64 = 0;
-    let mut last_read: BTreeMap<usize, Option<u64>> = BTreeMap::new();
-    // Over HTTP: the context of the version last read or written (`If-Match`).
-    let mut last_context: BTreeMap<usize, String> = BTreeMap::new();
-    while !stop.load(Ordering::Relaxed) {
-        let process = (client << 20) | generation;
-        let i = rng.random_range(0..keys);
-        let key = cas::key_name(i);
-        let op = |kind, f, value, error| Op {
-            process,
-            kind,
-            f,
-            key: key.clone(),
-            value,
-            time: recorder.now(),
-            node,
-            error,
-            ttl_ms: None,
-        };
-        let reading = rng.random_bool(cas::READ_SHARE) || !last_read.contains_key(&i);
-        counter += 1;
-        let new = (client << 40) | counter;
-        let expected = last_read.get(&i).copied().flatten();
-        let (f, invoke) = if reading {
-            (F::CasRead, serde_json::Value::Null)
-        } else {
-            (F::Cas, json!([expected, new]))
-        };
-        recorder.record(op(Kind::Invoke, f, invoke.clone(), None));
-        let c = match conn.take() {
-            Some(c) => Ok(c),
-            None => cas::Conn::open(front, timeout),
-        };
-        let result = c.and_then(|mut c| {
-            let r = if reading {
-                c.read(&key).map(|(v, context)| {
-                    last_read.insert(i, v);
-                    match context {
-                        Some(ctx) => last_context.insert(i, ctx),
-                        None => last_context.remove(&i),
-                    };
-                    json!(v)
-                })
-            } else {
-                let context = last_context.get(&i).cloned();
-                c.write(&key, expected, context.as_deref(), new)
-                    .map(|(outcome, context)| {
-                        if let Some(ctx) = context {
-                            last_context.insert(i, ctx);
-                        }
-                        match outcome {
-                            cas::Written::Applied => {
-                                last_read.insert(i, Some(new));
-                                serde_json::Value::Null
-                            }
-                            cas::Written::Current(current) => {
-                                last_read.insert(i, current);
-                                json!({ "current": current })
-                            }
-                            // Not applied, the current value unknown: read it next.
-                            cas::Written::NotApplied => {
-                                last_read.remove(&i);
-                                json!({ "not_applied": true })
-                            }
-                        }
-                    })
-            };
-            conn = Some(c);
-            r
-        });
-        match result {
-            Ok(v) => recorder.record(op(Kind::Ok, f, v, None)),
-            Err(e) => {
-                let kind = if reading { Kind::Fail } else { e.kind };
-                recorder.record(op(kind, f, invoke, Some(e.error)));
-                if e.kind == Kind::Info {
-                    conn = None;
-                    generation += 1;
-                }
-            }
-        }
-        done.fetch_add(1, Ordering::Relaxed);
-        std::thread::sleep(pause);
-    }
-}
-
-/// One register client: a RESP connection to its node, `SET` (unique values; odd keys with
-/// a short or long TTL), `GET`, `GETDEL`, and on odd keys `PEXPIRE` and `PERSIST`. After a broken connection the client reconnects under a
-/// new process id (what it saw went with the old connection).
-#[allow(clippy::too_many_arguments)]
-fn register_loop(
-    client: u64,
-    node: usize,
-    addr: &str,
-    keys: usize,
-    seed: u64,
-    pause: Duration,
-    recorder: &Recorder,
-    stop: &AtomicBool,
-    done: &AtomicU64,
-) {
-    let timeout = Duration::from_secs(3);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (client + 1).wrapping_mul(0x9E37_79B9));
-    let mut generation: u64 = 0;
-    let mut conn: Option<register::Connection> = None;
-    let mut counter: u64 = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let process = (client << 20) | generation;
-        let i = rng.random_range(0..keys);
-        let key = register::key_name(i);
-        let op = |kind, f, value, error, ttl_ms| Op {
-            process,
-            kind,
-            f,
-            key: key.clone(),
-            value,
-            time: recorder.now(),
-            node,
-            error,
-            ttl_ms,
-        };
-        let ttl = register::has_ttl(i);
-        let roll: f64 = rng.random();
-        let f = if roll < register::GETDEL_SHARE {
-            F::Getdel
-        } else if ttl && roll < register::GETDEL_SHARE + register::TOUCH_SHARE {
-            F::Touch
-        } else if rng.random_bool(if ttl {
-            register::TTL_SET_SHARE
-        } else {
-            register::SET_SHARE
-        }) {
-            F::Set
-        } else {
-            F::Get
-        };
-        let ttl_ms = ttl
-            .then(|| {
-                if rng.random_bool(register::SHORT_SHARE) {
-                    register::SHORT_TTL_MS
-                } else {
-                    register::LONG_TTL_MS
-                }
-            })
-            .filter(|_| f != F::Touch || !rng.random_bool(register::PERSIST_SHARE));
-        counter += 1;
-        let value = (client << 40) | counter;
-        let (invoke_value, invoke_ttl) = match f {
-            F::Set => (json!(value), ttl_ms),
-            F::Touch => (serde_json::Value::Null, ttl_ms),
-            _ => (serde_json::Value::Null, None),
-        };
-        recorder.record(op(Kind::Invoke, f, invoke_value.clone(), None, invoke_ttl));
-        let c = match conn.take() {
-            Some(c) => Ok(c),
-            None => register::Connection::open(addr, timeout),
-        };
-        let result = c.and_then(|mut c| {
-            let r = match f {
-                F::Set => register::set(&mut c, &key, value, ttl_ms).map(|()| invoke_value.clone()),
-                F::Getdel => register::getdel(&mut c, &key).map(|v| json!(v)),
-                F::Touch => register::touch(&mut c, &key, ttl_ms).map(|n| json!(n)),
-                _ => register::get(&mut c, &key).map(|v| json!(v)),
-            };
-            conn = Some(c);
-            r
-        });
-        match result {
-            Ok(v) => recorder.record(op(Kind::Ok, f, v, None, None)),
-            Err(e) => {
-                // A failed `GET` changed nothing; the others may have written.
-                let kind = if f == F::Get { Kind::Fail } else { e.kind };
-                recorder.record(op(kind, f, invoke_value, Some(e.error), invoke_ttl));
-                if e.kind == Kind::Info {
-                    // Indeterminate: a new connection, and a new process.
-                    conn = None;
-                    generation += 1;
-                }
-            }
-        }
-        done.fetch_add(1, Ordering::Relaxed);
-        std::thread::sleep(pause);
-    }
-}
-
 /// Applies one fault of `kind`; returns its description and, for partitions, the groups.
 fn apply_fault(
     kind: &str,
@@ -878,6 +626,23 @@ fn heal(net: &mut Net, cluster: &mut Cluster) -> Result<()> {
 /// Polls every replica of every key (`r=one` at the replica answers from its own store)
 /// until all replicas of the key agree. Returns the milliseconds each key took, and how many
 /// never agreed within `limit`.
+/// The nodes' Paxos repair counters (`/v1/status`), summed; nodes that do not answer count
+/// nothing.
+fn paxos_repair_figures(cluster: &Cluster) -> BTreeMap<String, u64> {
+    let mut sum = BTreeMap::new();
+    for http in &cluster.http {
+        let Ok(status) = Client::with_timeout(http, Duration::from_secs(2)).status() else {
+            continue;
+        };
+        if let Some(figures) = status["paxos_repair"].as_object() {
+            for (name, v) in figures {
+                *sum.entry(name.clone()).or_default() += v.as_u64().unwrap_or(0);
+            }
+        }
+    }
+    sum
+}
+
 fn converge(
     cluster: &Cluster,
     bucket: &str,
