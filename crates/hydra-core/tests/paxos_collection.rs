@@ -127,3 +127,71 @@ fn a_ballot_below_a_collected_groups_low_bound_is_refused() {
         "{answer:?}"
     );
 }
+
+/// Bytes (keys and values) node `i` stores under `partition`, and how many entries.
+fn stored_under(c: &Cluster, i: usize, partition: hydra_core::ids::PartitionId) -> (usize, usize) {
+    let prefix = partition.0.to_be_bytes();
+    c.stores[i]
+        .entries()
+        .iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .fold((0, 0), |(n, bytes), (k, v)| {
+            (n + 1, bytes + k.len() + v.len())
+        })
+}
+
+#[test]
+fn paxos_bytes_per_key_before_and_after_collection() {
+    use hydra_core::node::{PAXOS_BOUNDS_PARTITION, PAXOS_PARTITION};
+    let mut c = Cluster::with(3, repairing);
+    const KEYS: usize = 200;
+    for i in 0..KEYS {
+        let k = key("redis", &format!("counter:{i:04}"));
+        c.request(i % 3, cas(&k, Condition::Absent, Some("1")))
+            .expect("applied");
+        c.request(
+            (i + 1) % 3,
+            cas(&k, Condition::ValueIs(b"1".to_vec()), Some("2")),
+        )
+        .expect("applied");
+    }
+    let (states, before) = stored_under(&c, 0, PAXOS_PARTITION);
+    assert_eq!(states, KEYS, "every key has Paxos state at every primary");
+    c.idle(4 * INTERVAL_MS);
+    let (left, _) = stored_under(&c, 0, PAXOS_PARTITION);
+    let (groups, bounds) = stored_under(&c, 0, PAXOS_BOUNDS_PARTITION);
+    assert_eq!(left, 0, "states left after collection");
+    // One bound per group (the bucket's keys in one of the 16 partitions), not per key.
+    assert!(groups <= 16, "{groups} bounds");
+    println!(
+        "Paxos bytes per key at one node: {:.1} before collection, {:.1} after ({groups} group bounds of {} bytes in all)",
+        before as f64 / KEYS as f64,
+        bounds as f64 / KEYS as f64,
+        bounds
+    );
+}
+
+#[test]
+fn a_group_of_more_keys_than_one_page_is_settled_page_by_page() {
+    let mut c = Cluster::with(3, repairing);
+    // About 300 keys per group (16 partitions): more than a primary lists per fence
+    // (`PAXOS_REPAIR_KEYS_MAX`).
+    const KEYS: usize = 16 * 300;
+    for i in 0..KEYS {
+        let k = key("redis", &format!("k{i}"));
+        c.request(i % 3, cas(&k, Condition::Absent, Some("v")))
+            .expect("applied");
+    }
+    assert_eq!(paxos_states(&c, 0), KEYS);
+    c.idle(6 * INTERVAL_MS);
+    assert_eq!(
+        (0..3).map(|i| paxos_states(&c, i)).collect::<Vec<_>>(),
+        [0, 0, 0]
+    );
+    let status = c.nodes[0].status(hydra_core::ids::Timestamp(c.now));
+    assert!(
+        status.paxos_repair.keys_repaired > 0,
+        "{:?}",
+        status.paxos_repair
+    );
+}

@@ -17,6 +17,7 @@
 //! | anti-entropy | `anti_entropy.rs` | Merkle exchanges in flight, their figures |
 //! | reaping and expiry | `gc.rs` | tombstones to reap, the expiry sweep |
 //! | compare-and-set | `paxos.rs` | Paxos rounds in flight (coordinator), acceptor state (replica) |
+//! | Paxos state collection | `paxos_repair.rs` | the repair round in flight, group bounds (primary side) |
 //! | bucket metadata | `buckets.rs` | the gossiped bucket table |
 //! | membership | `membership.rs` | heartbeats, the failure detector |
 //! | durability | `durability.rs` | sync generations and their waiters, the clock mark |

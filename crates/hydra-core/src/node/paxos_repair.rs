@@ -66,6 +66,12 @@ const GROUPS_PER_TICK: usize = 64;
 /// States looked at per fence request (each primary lists from them).
 const FENCE_SCAN_MAX: usize = 4 * PAXOS_REPAIR_KEYS_MAX;
 
+/// How long one page of a round may take: its fence, and the serial reads of up to
+/// `PAXOS_REPAIR_KEYS_MAX` keys per primary, a few at a time.
+fn round_time(local: &Local) -> u64 {
+    local.config.request_timeout_ms.max(1).saturating_mul(4)
+}
+
 /// The storage-key prefix of a group's keys (as `ObjectKey::storage_key` lays them out).
 fn group_prefix(partition: PartitionId, bucket: &BucketName) -> Vec<u8> {
     let mut out = Vec::with_capacity(5 + bucket.as_str().len());
@@ -169,16 +175,24 @@ impl Repairs {
     /// The group of the next Paxos state this node holds after the cursor; the cursor moves
     /// past the group.
     fn next_group<S: Store>(&mut self, store: &S) -> Option<(BucketName, PartitionId)> {
-        let entries = store
-            .scan_partition(PAXOS_PARTITION, self.cursor.as_deref(), 1)
-            .ok()?;
-        let (key, _) = entries.into_iter().next()?;
-        let (partition, object) = ObjectKey::from_storage_key(&key[4..]).ok()?;
-        // Past every key of the group: its prefix, then more 0xFF bytes than any key has.
-        let mut cursor = state_key(&group_prefix(partition, &object.bucket));
-        cursor.extend(std::iter::repeat_n(0xFF, KEY_BYTES_MAX + 1));
-        self.cursor = Some(cursor);
-        Some((object.bucket, partition))
+        for _ in 0..GROUPS_PER_TICK {
+            let entries = store
+                .scan_partition(PAXOS_PARTITION, self.cursor.as_deref(), 1)
+                .ok()?;
+            let (key, _) = entries.into_iter().next()?;
+            let Ok((partition, object)) = ObjectKey::from_storage_key(&key[4..]) else {
+                // Not a key's state (it cannot be repaired): step over it.
+                self.cursor = Some(key);
+                continue;
+            };
+            // Past every key of the group: its prefix, then more 0xFF bytes than any key
+            // has.
+            let mut cursor = state_key(&group_prefix(partition, &object.bucket));
+            cursor.extend(std::iter::repeat_n(0xFF, KEY_BYTES_MAX + 1));
+            self.cursor = Some(cursor);
+            return Some((object.bucket, partition));
+        }
+        None
     }
 
     fn start<S: Store>(
@@ -191,8 +205,7 @@ impl Repairs {
         replicas: Vec<NodeId>,
     ) {
         let fence = Ballot::new(local.hlc.now(ctx.now), local.me());
-        let timeout = local.config.request_timeout_ms.max(1);
-        let deadline = ctx.now.plus_ms(timeout.saturating_mul(4));
+        let deadline = ctx.now.plus_ms(round_time(local));
         let id = local.out.new_request(ctx.rng);
         self.round = Some(Round {
             id,
@@ -219,6 +232,13 @@ impl Repairs {
             return;
         };
         let req = local.out.new_request(ctx.rng);
+        if round.req != round.id {
+            // A later page: the round gets its time again (a group of many keys takes many
+            // pages).
+            local.timers.cancel(round.deadline, Timer::PaxosRepair);
+            round.deadline = ctx.now.plus_ms(round_time(local));
+            local.timers.set(round.deadline, Timer::PaxosRepair);
+        }
         round.req = req;
         round.lists.clear();
         round.failed.clear();
