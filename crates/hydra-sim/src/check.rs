@@ -70,6 +70,15 @@ pub enum Violation {
     /// (h) Compare-and-set operations of a key that no serial order explains (see
     /// `check_cas`).
     NotLinearizable { key: u64, detail: String },
+    /// (h) A client's field of the counter is not the increments it saw applied (one more
+    /// allowed while one is in doubt).
+    CounterWrong {
+        client: usize,
+        confirmed: u32,
+        in_doubt: bool,
+        found: u32,
+        read_at: u64,
+    },
     /// (e) A register read returned a value whose TTL had certainly run out, or one whose
     /// write certainly failed.
     BadRegisterValue {
@@ -91,7 +100,7 @@ impl Violation {
             Violation::StaleRegister { .. } | Violation::BadRegisterValue { .. } => 'e',
             Violation::OverLimit { .. } | Violation::KeyBricked { .. } => 'f',
             Violation::GarbageLeft { .. } => 'g',
-            Violation::NotLinearizable { .. } => 'h',
+            Violation::NotLinearizable { .. } | Violation::CounterWrong { .. } => 'h',
         }
     }
 }
@@ -165,6 +174,21 @@ impl fmt::Display for Violation {
             Violation::KeyBricked { key, detail } => {
                 write!(f, "(f) key k{key} is bricked: {detail}")
             }
+            Violation::CounterWrong {
+                client,
+                confirmed,
+                in_doubt,
+                found,
+                read_at,
+            } => write!(
+                f,
+                "(h) counter: client {client}'s field read {found} at {read_at} ms, but {confirmed} of its increments were applied{}",
+                if *in_doubt {
+                    " (and one more in doubt)"
+                } else {
+                    ""
+                }
+            ),
             Violation::NotLinearizable { key, detail } => {
                 write!(
                     f,

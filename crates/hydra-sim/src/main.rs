@@ -135,6 +135,7 @@ fn main() -> Result<ExitCode> {
     let (mut flood_writes, mut max_flood_siblings) = (0u64, 0usize);
     let (mut plain, mut refused, mut plain_acked) = (0u64, 0u64, 0u64);
     let (mut paxos_rounds, mut paxos_collected) = (0u64, 0u64);
+    let (mut counter_applied, mut counter_resolved) = (0u64, 0u64);
     let mut failing = Vec::new();
     for seed in args.first..args.first + args.seeds {
         let report = run(config(&args, seed));
@@ -158,6 +159,8 @@ fn main() -> Result<ExitCode> {
         refused += report.plain_cas_refused;
         plain_acked += report.plain_cas_acked;
         paxos_rounds += report.paxos_rounds;
+        counter_applied += report.counter_applied;
+        counter_resolved += report.counter_resolved;
         paxos_collected += report.paxos_states_collected;
         if !report.violations.is_empty() {
             bar.suspend(|| {
@@ -178,7 +181,7 @@ fn main() -> Result<ExitCode> {
         );
     }
     println!(
-        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} pauses={pauses} clock_jumps={jumps} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} tombstones_left={tombstones_left} flood_writes={flood_writes} max_flood_siblings={max_flood_siblings} paxos_rounds={paxos_rounds} paxos_states_collected={paxos_collected} failing_seeds={}",
+        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} pauses={pauses} clock_jumps={jumps} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} tombstones_left={tombstones_left} flood_writes={flood_writes} max_flood_siblings={max_flood_siblings} counter_applied={counter_applied} counter_resolved={counter_resolved} paxos_rounds={paxos_rounds} paxos_states_collected={paxos_collected} failing_seeds={}",
         args.seeds,
         sim_ms as f64 / 3_600_000.0,
         failing.len()

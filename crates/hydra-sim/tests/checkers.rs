@@ -332,3 +332,24 @@ fn checker_h_catches_paxos_state_collection_that_loses_its_bounds() {
         eprintln!("{name}: caught: {found:?}");
     }
 }
+
+/// The counter invariant catches lost increments on its own (not only checker (h)'s
+/// linearizability search over the registers).
+#[test]
+fn the_counter_invariant_catches_acceptors_that_forget_their_promises() {
+    set_planted(PlantedBugs {
+        paxos_forgets_promises: true,
+        ..PlantedBugs::default()
+    });
+    let found = (0..300).find_map(|seed| {
+        let report = run(SimConfig::from_seed(seed));
+        report
+            .violations
+            .iter()
+            .find(|v| matches!(v, hydra_sim::check::Violation::CounterWrong { .. }))
+            .map(|v| (seed, v.to_string()))
+    });
+    set_planted(PlantedBugs::default());
+    assert!(found.is_some(), "no counter went wrong");
+    eprintln!("caught: {found:?}");
+}

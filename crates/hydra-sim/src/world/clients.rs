@@ -51,6 +51,11 @@ pub(super) enum ClientState {
         idx: usize,
         op: u64,
     },
+    /// A step of a counter increment (`counter.rs`).
+    Counter {
+        op: u64,
+        stage: super::counter::CounterStage,
+    },
 }
 
 pub(super) struct Client {
@@ -61,6 +66,8 @@ pub(super) struct Client {
     pub(super) seen: Option<VersionVector>,
     /// Per register key: the ids of the values this client read or wrote (acknowledged).
     pub(super) saw: BTreeMap<u64, Vec<u64>>,
+    /// Its own field of the counter.
+    pub(super) count: super::counter::Count,
 }
 
 impl Client {
@@ -70,6 +77,7 @@ impl Client {
             next_op: 0,
             seen: None,
             saw: BTreeMap::new(),
+            count: Default::default(),
         }
     }
 
@@ -95,6 +103,10 @@ impl World {
             return;
         }
         if self.rng.random_bool(super::cas::CAS_SHARE) {
+            if self.rng.random_bool(super::counter::COUNTER_SHARE) {
+                self.start_counter_read(client, false);
+                return;
+            }
             let key = self.rng.random_range(0..super::cas::CAS_KEYS);
             self.start_cas_read(client, key, false);
             return;
@@ -258,6 +270,9 @@ impl World {
                 self.finish_op_after(client, think);
             }
             ClientState::Cas { idx, op: o } if o == op => self.on_cas_answer(client, idx, result),
+            ClientState::Counter { op: o, stage } if o == op => {
+                self.on_counter_answer(client, stage, result)
+            }
             _ => {} // the answer to an operation that already timed out
         }
     }
@@ -288,6 +303,9 @@ impl World {
                 self.finish_op(client);
             }
             ClientState::Cas { idx, op: o } if o == op => self.on_cas_timeout(client, idx),
+            ClientState::Counter { op: o, stage } if o == op => {
+                self.on_counter_timeout(client, stage)
+            }
             _ => {}
         }
     }

@@ -3,6 +3,7 @@
 
 mod cas;
 mod clients;
+mod counter;
 mod faults;
 mod flood;
 
@@ -165,6 +166,10 @@ pub struct SimReport {
     pub plain_cas_writes: u64,
     pub plain_cas_refused: u64,
     pub plain_cas_acked: u64,
+    /// The counter invariant: increments acknowledged applied, and increments in doubt that
+    /// a later serial read settled.
+    pub counter_applied: u64,
+    pub counter_resolved: u64,
     /// Paxos repair rounds completed, and Paxos states they dropped.
     pub paxos_rounds: u64,
     pub paxos_states_collected: u64,
@@ -178,7 +183,7 @@ pub struct SimReport {
 impl SimReport {
     pub fn summary(&self) -> String {
         format!(
-            "seed={} nodes={} durability={:?} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} flood_writes={} max_flood_siblings={} plain_cas_writes={} plain_cas_refused={} plain_cas_acked={} paxos_rounds={} paxos_states_collected={} violations={}",
+            "seed={} nodes={} durability={:?} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} flood_writes={} max_flood_siblings={} plain_cas_writes={} plain_cas_refused={} plain_cas_acked={} counter_applied={} counter_resolved={} paxos_rounds={} paxos_states_collected={} violations={}",
             self.seed,
             self.nodes,
             self.durability,
@@ -209,6 +214,8 @@ impl SimReport {
             self.plain_cas_writes,
             self.plain_cas_refused,
             self.plain_cas_acked,
+            self.counter_applied,
+            self.counter_resolved,
             self.paxos_rounds,
             self.paxos_states_collected,
             self.violations.len()
@@ -313,6 +320,8 @@ struct SimNode {
 }
 
 struct World {
+    /// The final serial read of the counter (`counter.rs`), once answered.
+    counter_final: Option<Vec<u32>>,
     config: SimConfig,
     rng: ChaCha8Rng,
     now: u64,
@@ -393,6 +402,7 @@ impl World {
         };
         let flood_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0xF100D);
         World {
+            counter_final: None,
             next_key: active_keys.len() as u64,
             active_keys,
             groups: vec![0; config.nodes],
@@ -517,6 +527,7 @@ impl World {
             self.clients[0].state = ClientState::Idle;
         }
         self.read_cas_keys(FINAL_READ_TRIES);
+        self.read_counter(FINAL_READ_TRIES);
         self.check_flood();
         let settle = self.now + 5_000;
         self.run_until(settle);
