@@ -513,7 +513,6 @@ fn create_bucket(cluster: &Cluster, bucket: &str, mode: &str, sloppy: bool) -> R
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Applies one fault of `kind`; returns its description and, for partitions, the groups.
 fn apply_fault(
     kind: &str,

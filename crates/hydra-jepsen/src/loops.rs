@@ -4,6 +4,7 @@
 
 use super::*;
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn client_loop(
     process: u64,
     node: usize,
