@@ -100,8 +100,9 @@ pub const PAXOS_BACKOFF_MS_MAX: u64 = 100;
 pub const PAXOS_REPAIR_KEYS_MAX: usize = 256;
 /// Serial reads one Paxos repair round runs at once.
 pub const PAXOS_REPAIRS_IN_FLIGHT: usize = 4;
-/// Paxos states one primary looks at per `PaxosLowBound` (the rest wait for the next round).
-pub const PAXOS_COLLECT_MAX: usize = SCAN_ENTRIES_MAX;
+/// Paxos states one primary looks at per page when a `PaxosLowBound` comes (16 pages at
+/// most; the rest wait for the next round).
+pub const PAXOS_COLLECT_MAX: usize = 1_000;
 
 // Related bounds, checked when the crate compiles.
 const _: () = assert!(VALUE_BYTES_DEFAULT_MAX <= VALUE_BYTES_CEILING);

@@ -64,6 +64,9 @@ pub struct Options {
     pub rate: u64,
     /// Whether the bucket uses sloppy quorums (fallbacks and hints).
     pub sloppy: bool,
+    /// The bucket's `cas` property (`conditional_only` when `None`, the default):
+    /// `all_writes` sends the register workload's every write and read through Paxos.
+    pub cas: Option<String>,
     /// The nodes' `storage.durability`: `fsync`, `periodic:<ms>` or `none`. Without fsync a
     /// node killed with SIGKILL may lose what it acknowledged (by design), so a run without
     /// it counts losses and stale reads without failing on them.
@@ -216,7 +219,13 @@ pub fn run(opts: &Options) -> Result<Summary> {
     } else {
         opts.mode.as_str()
     };
-    create_bucket(&cluster, &bucket, conflicts, opts.sloppy)?;
+    create_bucket(
+        &cluster,
+        &bucket,
+        conflicts,
+        opts.sloppy,
+        opts.cas.as_deref(),
+    )?;
 
     let recorder = Arc::new(Recorder {
         started: Instant::now(),
@@ -495,9 +504,19 @@ pub fn key_name(i: usize) -> String {
     format!("set{i}")
 }
 
-fn create_bucket(cluster: &Cluster, bucket: &str, mode: &str, sloppy: bool) -> Result<()> {
+fn create_bucket(
+    cluster: &Cluster,
+    bucket: &str,
+    mode: &str,
+    sloppy: bool,
+    cas: Option<&str>,
+) -> Result<()> {
     let c = Client::with_timeout(&cluster.http[0], Duration::from_secs(5));
-    c.set_bucket(bucket, &json!({ "conflicts": mode, "sloppy": sloppy }))
+    let mut props = json!({ "conflicts": mode, "sloppy": sloppy });
+    if let Some(cas) = cas {
+        props["cas"] = json!(cas);
+    }
+    c.set_bucket(bucket, &props)
         .with_context(|| format!("while creating bucket {bucket}"))?;
     // Wait until gossip has brought it to every node (bounded).
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -47,6 +47,10 @@ struct Args {
     /// Use strict quorums (no fallbacks or hints) instead of sloppy ones.
     #[arg(long)]
     strict: bool,
+    /// The bucket's `cas` property: `all_writes` makes the `register` workload's every
+    /// write and read a Paxos one (default: the bucket's default, `conditional_only`).
+    #[arg(long)]
+    cas: Option<String>,
     /// The nodes' storage.durability: fsync, periodic:<ms> or none.
     #[arg(long, default_value = "fsync")]
     durability: String,
@@ -121,6 +125,7 @@ fn run() -> Result<bool> {
         keys: args.keys,
         rate: args.rate,
         sloppy: !args.strict,
+        cas: args.cas,
         durability: args.durability,
         hydra,
         out: args.out,

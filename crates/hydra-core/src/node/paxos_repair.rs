@@ -18,24 +18,45 @@
 //!   ─PaxosLowBound(fence)─▶ each primary: low bound = fence; drop the state wholly ≤ it
 //! ```
 //!
-//! Why it is safe (each step is in `GroupBound`):
+//! Why it is safe (the bounds' part is `paxos::GroupBound`, the rounds' this file):
 //! * Once a majority keeps the fence, no proposal below it can win a majority (every majority
 //!   meets it), so a value chosen below the fence was accepted by a member of every majority
-//!   before its fence: that member lists the key (its state changed above the last low
-//!   bound, which settled everything below it), and the key's serial read finishes it.
-//! * A serial read leaves the key's newest value in a majority's data, so every later prepare
-//!   reads it (and stamps after it): nothing below the low bound is needed again, and an
-//!   acceptor that applies the low bound as a commit never takes up an older proposal.
-//! * A coordinator still in doubt about an own proposal below the low bound sees the low
-//!   bound as a commit above it: it never takes that as proof its proposal lost (the base of
-//!   every later proposal is at least the low bound), so it stays in doubt (`unknown`).
+//!   before that member's fence: in the listing majority that member lists the key (its
+//!   state changed above its low bound; an earlier round with a higher low bound already
+//!   settled the value), and the key's serial read finishes it (in progress), or commits the
+//!   read data to a majority when replicas differ; when they agree, the value is already in
+//!   a majority's data. Paging keeps this: a page covers, at each primary of the listing
+//!   majority, every key up to the lowest point one of them stopped at.
+//! * So every later prepare reads the newest value below the low bound (and stamps after
+//!   it), and an acceptor that applies the low bound as a commit never takes up an older
+//!   proposal: nothing below the low bound is needed again.
+//! * A coordinator still in doubt about an own proposal below the low bound: a member of the
+//!   majority that accepted it reports `committed` at least the low bound (its state dropped
+//!   or not), so the proposal is not proved unchosen by an empty state; the low bound is
+//!   never in the commits a proof uses (`beaten` in `coordinator.rs`), so it stays in doubt
+//!   (`unknown`), or is seen committed. Dropped commits only make such proofs rarer.
 //! * A state is dropped only when every ballot in it (promised too) is at or below the low
-//!   bound: the fence, kept forever, refuses those ballots in its place.
+//!   bound: the fence, kept forever, refuses those ballots in its place. (A proposal at
+//!   exactly the fence is accepted after it; only the round's own node could have made it,
+//!   across a restart, and such a value was never acknowledged, and was committed above
+//!   the fence if anyone saw it.)
+//! * Concurrent rounds of two primaries need nothing of each other: each relies only on low
+//!   bounds of rounds that ended before its listings.
+//!
+//! Costs: a fence refuses the group's proposals below it (their coordinators retry above
+//! it), and a proposal accepted only at a primary outside the listing majority is dropped
+//! with its state, so its coordinator, if still in doubt, answers `unknown`; rounds are one
+//! per group per interval (a primary skips a group another fenced within half an interval)
+//! and each node's first walk starts at a random point of the first interval.
 //!
 //! Limits: one round at a time per node, [`PAXOS_REPAIRS_IN_FLIGHT`] serial reads at once,
-//! [`PAXOS_REPAIR_KEYS_MAX`] keys per primary per page, [`PAXOS_COLLECT_MAX`] states looked at
-//! per low bound. A key whose serial read committed (its replicas differed) changed above the
-//! fence: the next round settles it again (with nothing to commit) and the one after drops it.
+//! [`PAXOS_REPAIR_KEYS_MAX`] keys listed per primary per page (a page settles up to that many
+//! per primary of the listing majority), [`PAXOS_COLLECT_MAX`] states looked at per page of a
+//! low bound (16 pages). A key whose serial read committed (its replicas differed) changed
+//! above the fence: the next round settles it again (with nothing to commit) and the one
+//! after drops it. A serial read that fails is tried again (the fence holds); a key that
+//! fails 3 times, or a round that does not move on for 4 request timeouts, ends the round
+//! without a low bound.
 
 use crate::bucket::CasMode;
 use crate::hlc::check_skew;
@@ -65,9 +86,12 @@ pub const PAXOS_BOUNDS_PARTITION: PartitionId = PartitionId(0xFFFF_FFFA);
 const GROUPS_PER_TICK: usize = 64;
 /// States looked at per fence request (each primary lists from them).
 const FENCE_SCAN_MAX: usize = 4 * PAXOS_REPAIR_KEYS_MAX;
+/// Serial reads of one key that may fail (contention, no majority) before its round ends.
+const REPAIR_TRIES: u32 = 3;
+/// Pages of `PAXOS_COLLECT_MAX` states a primary looks at per low bound.
+const COLLECT_PAGES_MAX: usize = 16;
 
-/// How long one page of a round may take: its fence, and the serial reads of up to
-/// `PAXOS_REPAIR_KEYS_MAX` keys per primary, a few at a time.
+/// How long a round may go without moving on (a page listed, a key settled) before it ends.
 fn round_time(local: &Local) -> u64 {
     local.config.request_timeout_ms.max(1).saturating_mul(4)
 }
@@ -98,23 +122,27 @@ pub struct PaxosRepairStatus {
 
 #[derive(Debug)]
 struct Round {
-    /// The round's id (its serial reads answer to it), and the current page's request.
-    id: RequestId,
+    /// The current page's fence request.
     req: RequestId,
     bucket: BucketName,
     partition: PartitionId,
     replicas: Vec<NodeId>,
     fence: Ballot,
-    /// Where the current page starts (exclusive).
+    /// Where the current page starts (exclusive); once its listings are in, where the next
+    /// one does (`None`: the current page is the last).
     after: Option<StorageKey>,
     /// The current page's listings, and who refused or cannot answer.
     lists: BTreeMap<NodeId, FenceList>,
     failed: BTreeSet<NodeId>,
     /// Whether the page's listings are in (its keys are being settled).
     listed: bool,
-    to_repair: VecDeque<ObjectKey>,
-    running: usize,
-    deadline: Timestamp,
+    /// Keys to settle, each with the serial reads that failed on it so far.
+    to_repair: VecDeque<(ObjectKey, u32)>,
+    /// Serial reads running (each answers to its own id).
+    running: BTreeMap<RequestId, (ObjectKey, u32)>,
+    /// When the round last moved on (a page listed, a key settled): it ends when it has not
+    /// for `round_time`.
+    progress_at: Timestamp,
 }
 
 impl Round {
@@ -123,9 +151,20 @@ impl Round {
     }
 }
 
+/// What the walk over this node's Paxos state found next.
+enum Walk {
+    Group(BucketName, PartitionId),
+    /// The walk is over.
+    End,
+    /// Not yet known (entries stepped over, or the store failed): look again later.
+    Later,
+}
+
 /// This node's Paxos repair rounds (one at a time).
 #[derive(Debug, Default)]
 pub(crate) struct Repairs {
+    /// Whether the first walk was given its random start.
+    begun: bool,
     /// The state key after which the walk over this node's Paxos state goes on.
     cursor: Option<Vec<u8>>,
     round: Option<Round>,
@@ -142,15 +181,23 @@ impl Repairs {
         ctx: &mut Ctx<'_, S>,
         paxos: &mut Paxos,
     ) {
-        if let Some(round) = &self.round {
-            if ctx.now < round.deadline {
-                // The round's own timer (at its deadline) is pending.
-                return;
-            }
-            self.end(local, ctx.now, false);
-            return;
-        }
         let interval = local.config.paxos_repair_interval_ms;
+        if let Some(round) = &self.round {
+            let due = round.progress_at.plus_ms(round_time(local));
+            if ctx.now < due {
+                // Moving on: look again when it would have stalled. (Set again at every
+                // fire, so a clock that stepped back never leaves a round without a timer.)
+                return local.timers.set(due, Timer::PaxosRepair);
+            }
+            return self.end(local, ctx.now, false);
+        }
+        if !self.begun {
+            // Nodes started together would walk in step: each begins at a random point of
+            // the first interval.
+            self.begun = true;
+            let wait = rand::Rng::random_range(&mut *ctx.rng, 0..=interval);
+            return local.timers.set(ctx.now.plus_ms(wait), Timer::PaxosRepair);
+        }
         // Ballots come only from a trusted clock.
         if local.clock_allows("paxos repair").is_err() {
             return local
@@ -158,15 +205,22 @@ impl Repairs {
                 .set(ctx.now.plus_ms(interval), Timer::PaxosRepair);
         }
         for _ in 0..GROUPS_PER_TICK {
-            let Some((bucket, partition)) = self.next_group(ctx.store) else {
-                // The walk is over: the next starts after the interval.
-                self.cursor = None;
-                return local
-                    .timers
-                    .set(ctx.now.plus_ms(interval), Timer::PaxosRepair);
-            };
-            if let Some(replicas) = local.repairable(&bucket, partition) {
-                return self.start(local, ctx, paxos, bucket, partition, replicas);
+            match self.next_group(ctx.store) {
+                Walk::End => {
+                    // The walk is over: the next starts after the interval.
+                    self.cursor = None;
+                    return local
+                        .timers
+                        .set(ctx.now.plus_ms(interval), Timer::PaxosRepair);
+                }
+                Walk::Later => break,
+                Walk::Group(bucket, partition) => {
+                    if let Some(replicas) = local.repairable(&bucket, partition)
+                        && !local.repaired_lately(ctx, &bucket, partition)
+                    {
+                        return self.start(local, ctx, paxos, bucket, partition, replicas);
+                    }
+                }
             }
         }
         local.timers.set(ctx.now.plus_ms(1), Timer::PaxosRepair);
@@ -174,25 +228,23 @@ impl Repairs {
 
     /// The group of the next Paxos state this node holds after the cursor; the cursor moves
     /// past the group.
-    fn next_group<S: Store>(&mut self, store: &S) -> Option<(BucketName, PartitionId)> {
-        for _ in 0..GROUPS_PER_TICK {
-            let entries = store
-                .scan_partition(PAXOS_PARTITION, self.cursor.as_deref(), 1)
-                .ok()?;
-            let (key, _) = entries.into_iter().next()?;
-            let Ok((partition, object)) = ObjectKey::from_storage_key(&key[4..]) else {
-                // Not a key's state (it cannot be repaired): step over it.
-                self.cursor = Some(key);
-                continue;
-            };
-            // Past every key of the group: its prefix, then more 0xFF bytes than any key
-            // has.
-            let mut cursor = state_key(&group_prefix(partition, &object.bucket));
-            cursor.extend(std::iter::repeat_n(0xFF, KEY_BYTES_MAX + 1));
-            self.cursor = Some(cursor);
-            return Some((object.bucket, partition));
-        }
-        None
+    fn next_group<S: Store>(&mut self, store: &S) -> Walk {
+        let Ok(entries) = store.scan_partition(PAXOS_PARTITION, self.cursor.as_deref(), 1) else {
+            return Walk::Later;
+        };
+        let Some((key, _)) = entries.into_iter().next() else {
+            return Walk::End;
+        };
+        let Ok((partition, object)) = ObjectKey::from_storage_key(&key[4..]) else {
+            // Not a key's state (it cannot be repaired): step over it.
+            self.cursor = Some(key);
+            return Walk::Later;
+        };
+        // Past every key of the group: its prefix, then more 0xFF bytes than any key has.
+        let mut cursor = state_key(&group_prefix(partition, &object.bucket));
+        cursor.extend(std::iter::repeat_n(0xFF, KEY_BYTES_MAX + 1));
+        self.cursor = Some(cursor);
+        Walk::Group(object.bucket, partition)
     }
 
     fn start<S: Store>(
@@ -205,10 +257,8 @@ impl Repairs {
         replicas: Vec<NodeId>,
     ) {
         let fence = Ballot::new(local.hlc.now(ctx.now), local.me());
-        let deadline = ctx.now.plus_ms(round_time(local));
         let id = local.out.new_request(ctx.rng);
         self.round = Some(Round {
-            id,
             req: id,
             bucket,
             partition,
@@ -219,10 +269,12 @@ impl Repairs {
             failed: BTreeSet::new(),
             listed: false,
             to_repair: VecDeque::new(),
-            running: 0,
-            deadline,
+            running: BTreeMap::new(),
+            progress_at: ctx.now,
         });
-        local.timers.set(deadline, Timer::PaxosRepair);
+        local
+            .timers
+            .set(ctx.now.plus_ms(round_time(local)), Timer::PaxosRepair);
         self.ask(local, ctx, paxos);
     }
 
@@ -232,13 +284,7 @@ impl Repairs {
             return;
         };
         let req = local.out.new_request(ctx.rng);
-        if round.req != round.id {
-            // A later page: the round gets its time again (a group of many keys takes many
-            // pages).
-            local.timers.cancel(round.deadline, Timer::PaxosRepair);
-            round.deadline = ctx.now.plus_ms(round_time(local));
-            local.timers.set(round.deadline, Timer::PaxosRepair);
-        }
+        round.progress_at = ctx.now;
         round.req = req;
         round.lists.clear();
         round.failed.clear();
@@ -359,11 +405,12 @@ impl Repairs {
             }
             round.after = stop;
             round.listed = true;
+            round.progress_at = ctx.now;
             round.to_repair = keys
                 .iter()
                 .filter_map(|k| ObjectKey::from_storage_key(k).ok())
                 .filter(|(p, k)| *p == round.partition && k.bucket == round.bucket)
-                .map(|(_, k)| k)
+                .map(|(_, k)| (k, 0))
                 .collect();
             self.repair_more(local, ctx, paxos);
         } else if round.failed.len() > round.replicas.len() - round.needed() {
@@ -382,10 +429,11 @@ impl Repairs {
         let Some(round) = self.round.as_mut() else {
             return;
         };
-        while round.running < PAXOS_REPAIRS_IN_FLIGHT
-            && let Some(key) = round.to_repair.pop_front()
+        while round.running.len() < PAXOS_REPAIRS_IN_FLIGHT
+            && let Some((key, failures)) = round.to_repair.pop_front()
         {
-            round.running += 1;
+            let read = local.out.new_request(ctx.rng);
+            round.running.insert(read, (key.clone(), failures));
             let request = CasRequest {
                 key,
                 condition: Condition::Always,
@@ -397,7 +445,7 @@ impl Repairs {
             paxos.start(
                 local,
                 ctx,
-                ReplyTo::Repair(round.id),
+                ReplyTo::Repair(read),
                 AnswerAs::Cas,
                 request,
                 None,
@@ -409,7 +457,7 @@ impl Repairs {
         let Some(round) = self.round.as_mut() else {
             return;
         };
-        if round.running > 0 || !round.to_repair.is_empty() {
+        if !round.running.is_empty() || !round.to_repair.is_empty() {
             return;
         }
         if round.after.is_some() {
@@ -444,15 +492,23 @@ impl Repairs {
         id: RequestId,
         ok: bool,
     ) {
-        let Some(round) = self.round.as_mut().filter(|r| r.id == id) else {
+        let Some(round) = self.round.as_mut() else {
             return;
         };
-        round.running = round.running.saturating_sub(1);
+        let Some((key, failures)) = round.running.remove(&id) else {
+            return;
+        };
         if !ok {
-            // A key not settled: no low bound this round (the next tries again).
-            return self.end(local, ctx.now, false);
+            // Contention, or no majority for now: the fence still holds, so the key is
+            // tried again; a key that keeps failing ends the round without a low bound.
+            if failures + 1 >= REPAIR_TRIES {
+                return self.end(local, ctx.now, false);
+            }
+            round.to_repair.push_back((key, failures + 1));
+        } else {
+            round.progress_at = ctx.now;
+            self.status.keys_repaired += 1;
         }
-        self.status.keys_repaired += 1;
         self.repair_more(local, ctx, paxos);
     }
 
@@ -466,7 +522,8 @@ impl Repairs {
         } else {
             self.status.rounds_failed += 1;
         }
-        local.timers.cancel(round.deadline, Timer::PaxosRepair);
+        let due = round.progress_at.plus_ms(round_time(local));
+        local.timers.cancel(due, Timer::PaxosRepair);
         local.timers.set(now.plus_ms(1), Timer::PaxosRepair);
     }
 }
@@ -484,6 +541,22 @@ impl Local {
             .preference_list(partition, props.n as usize)
             .to_vec();
         replicas.contains(&self.me()).then_some(replicas)
+    }
+
+    /// Whether a round (of any primary) fenced the group within the last half interval: its
+    /// primaries walk the same groups, and one round per interval is enough.
+    fn repaired_lately<S: Store>(
+        &self,
+        ctx: &Ctx<'_, S>,
+        bucket: &BucketName,
+        partition: PartitionId,
+    ) -> bool {
+        let Ok(bound) = group_bound(ctx.store, &group_prefix(partition, bucket)) else {
+            return false;
+        };
+        let half = self.config.paxos_repair_interval_ms / 2;
+        bound.fence != Ballot::ZERO
+            && bound.fence.hlc.physical_ms().saturating_add(half) > ctx.now.0
     }
 
     /// The bounds of the group of `key` (as stored: the default when none are).
@@ -602,20 +675,30 @@ impl Local {
         let mut batch = WriteBatch::default();
         batch.put(bound_key(&prefix), encode_group_bound(&bound));
         let states = state_key(&prefix);
-        let Ok(entries) =
-            ctx.store
-                .scan_partition(PAXOS_PARTITION, Some(&states), PAXOS_COLLECT_MAX)
-        else {
-            return 0;
-        };
         let mut collected = 0;
-        for (k, v) in entries
-            .into_iter()
-            .take_while(|(k, _)| k.starts_with(&states))
-        {
-            if decode_acceptor_state(&v).is_ok_and(|s| s.collectable(low)) {
-                batch.remove(k);
-                collected += 1;
+        let mut after = states.clone();
+        for _ in 0..COLLECT_PAGES_MAX {
+            let Ok(entries) =
+                ctx.store
+                    .scan_partition(PAXOS_PARTITION, Some(&after), PAXOS_COLLECT_MAX)
+            else {
+                return 0;
+            };
+            let full = entries.len() == PAXOS_COLLECT_MAX;
+            let mut last = None;
+            for (k, v) in entries
+                .into_iter()
+                .take_while(|(k, _)| k.starts_with(&states))
+            {
+                if decode_acceptor_state(&v).is_ok_and(|s| s.collectable(low)) {
+                    batch.remove(k.clone());
+                    collected += 1;
+                }
+                last = Some(k);
+            }
+            match last {
+                Some(k) if full => after = k,
+                _ => break,
             }
         }
         // The bound and the removals in one batch: a crash keeps both or neither.

@@ -216,10 +216,10 @@ impl AcceptorState {
 /// ([`GroupBound::apply`]).
 ///
 /// `fence`: a repair round promised it for every key of the group (no proposal below it can
-/// win a majority from then on). `low`: every value that may have been chosen below it is
-/// settled (committed to a majority's data by the round's serial reads), so state wholly at
-/// or below it can be dropped (`collectable`) and an accepted proposal below it is never
-/// taken up again. `low <= fence`.
+/// win a majority from then on). `low`: every value that may have been chosen below it is in
+/// a majority's data (the round's serial reads finished or committed it, or found it there
+/// already), so state wholly at or below it can be dropped (`collectable`) and an accepted
+/// proposal below it is never taken up again. `low <= fence`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub struct GroupBound {
     pub fence: Ballot,
@@ -272,8 +272,9 @@ impl AcceptorState {
         self.committed > low || self.accepted.as_ref().is_some_and(|a| a.ballot > low)
     }
 
-    /// Whether dropping this state changes nothing once `low` applies: every ballot in it is
-    /// at or below `low`.
+    /// Whether this state may be dropped once `low` applies: every ballot in it is at or
+    /// below `low` (the fence refuses them in its place). Its commits go with it, so a
+    /// coordinator may prove less from them (more `unknown`, never a wrong proof).
     pub fn collectable(&self, low: Ballot) -> bool {
         if planted().paxos_state_forgotten_by_wall_time {
             // The mutation: state dropped when a round passes, whatever its ballots.

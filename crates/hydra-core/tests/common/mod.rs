@@ -242,6 +242,8 @@ pub fn config(id: u64) -> NodeConfig {
     c.max_clock_skew_ms = 1_000;
     c.tombstone_grace_ms = 2_000;
     c.anti_entropy_interval_ms = 100;
+    // Paxos state collection only where a test asks for it (`paxos_collection.rs`).
+    c.paxos_repair_interval_ms = 0;
     c.buckets.insert(
         BucketName::new("small").expect("valid"),
         BucketProps {
