@@ -114,6 +114,42 @@ fn registers_over_resp_with_ttls_keep_lww_order_under_every_fault() {
     );
 }
 
+/// The register workload in a `cas = all_writes` bucket: every `SET`, `GET`, `GETDEL`,
+/// `PEXPIRE` and `PERSIST` goes through Paxos (reads serial), and the strict lww-order checker
+/// must find nothing, as for the quorum path; the nodes' repair rounds collect Paxos state
+/// meanwhile.
+#[test]
+fn registers_in_an_all_writes_bucket_hold_under_every_fault() {
+    if !can_run("registers_in_an_all_writes_bucket_hold_under_every_fault") {
+        return;
+    }
+    let _one = exclusive();
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("jepsen-all-writes");
+    let _ = std::fs::remove_dir_all(&out);
+    let mut opts = register_options(
+        out.clone(),
+        PathBuf::from(env!("CARGO_BIN_EXE_hydra")),
+        vec![],
+    );
+    opts.cas = Some("all_writes".into());
+    opts.seconds = 30;
+    opts.seed = 11;
+    let summary = hydra_jepsen::run(&opts).expect("the harness runs (it needs root)");
+    let text = serde_json::to_string_pretty(&summary).expect("json");
+    let v = summary.register.as_ref().expect("a register verdict");
+    assert_eq!(v.violations(), 0, "{text}");
+    assert_eq!(summary.unconverged_keys, 0, "{text}");
+    assert!(summary.passed, "{text}");
+    assert!(
+        v.sets_ok > 300 && v.gets_ok > 300 && v.getdels_ok > 10,
+        "too little work: {text}"
+    );
+    assert!(
+        summary.paxos_repair.get("rounds").copied().unwrap_or(0) > 0,
+        "no Paxos repair round: were the writes Paxos ones? {text}"
+    );
+}
+
 #[test]
 fn compare_and_set_over_resp_is_linearizable_under_every_fault() {
     compare_and_set_is_linearizable_under_every_fault("cas", 7);
