@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use hydra_core::bucket::Consistency;
-use hydra_core::message::{ClientRequest, ClientResponse, ErrorCode, Message, PaxosPhase};
-use hydra_core::node::{Input, PAXOS_PARTITION};
+use hydra_core::message::{ClientRequest, ClientResponse, ErrorCode};
+use hydra_core::node::PAXOS_PARTITION;
 use hydra_core::paxos::Condition;
 
 #[test]
@@ -87,12 +87,6 @@ fn a_proposal_its_coordinator_left_uncommitted_is_finished_by_the_next_one() {
     let mut c = Cluster::new(3);
     let k = key("redis", "k");
     // Node 1's commits never reach the others: its client learns nothing for sure.
-    let is_commit_from_node_1 = |from: usize, to: usize, input: &Input| {
-        from == 0
-            && to != 0
-            && matches!(input, Input::Message { envelope, .. }
-                if matches!(&envelope.message, Message::PaxosRequest { phase: PaxosPhase::Commit(..), .. }))
-    };
     let r = c.requests_together(
         vec![(0, cas(&k, Condition::Absent, Some("a")))],
         is_commit_from_node_1,

@@ -57,12 +57,6 @@ fn a_chosen_proposal_left_uncommitted_is_committed_before_its_state_is_dropped()
     let k = key("redis", "k");
     // Node 1's commits never reach the others: "a" is chosen (nodes 2 and 3 accepted it)
     // but only node 1's data hold it.
-    let is_commit_from_node_1 = |from: usize, to: usize, input: &Input| {
-        from == 0
-            && to != 0
-            && matches!(input, Input::Message { envelope, .. }
-                if matches!(&envelope.message, Message::PaxosRequest { phase: PaxosPhase::Commit(..), .. }))
-    };
     let r = c.requests_together(
         vec![(0, cas(&k, Condition::Absent, Some("a")))],
         is_commit_from_node_1,

@@ -451,3 +451,15 @@ pub fn paxos_states(c: &Cluster, i: usize) -> usize {
         .filter(|k| k.starts_with(&prefix))
         .count()
 }
+
+/// Whether `input`, sent from node index `from` to `to`, is a Paxos commit node 1 sends
+/// another node (dropping them leaves node 1's proposals uncommitted elsewhere).
+pub fn is_commit_from_node_1(from: usize, to: usize, input: &Input) -> bool {
+    from == 0
+        && to != 0
+        && matches!(input, Input::Message { envelope, .. }
+        if matches!(&envelope.message, hydra_core::message::Message::PaxosRequest {
+            phase: hydra_core::message::PaxosPhase::Commit(..),
+            ..
+        }))
+}
