@@ -156,8 +156,10 @@ enum Walk {
     Group(BucketName, PartitionId),
     /// The walk is over.
     End,
-    /// Not yet known (entries stepped over, or the store failed): look again later.
+    /// An entry that is not a key's state was stepped over: go on at the next call.
     Later,
+    /// The store failed: try again after the interval, from the same place.
+    Failed,
 }
 
 /// This node's Paxos repair rounds (one at a time).
@@ -214,6 +216,11 @@ impl Repairs {
                         .set(ctx.now.plus_ms(interval), Timer::PaxosRepair);
                 }
                 Walk::Later => break,
+                Walk::Failed => {
+                    return local
+                        .timers
+                        .set(ctx.now.plus_ms(interval), Timer::PaxosRepair);
+                }
                 Walk::Group(bucket, partition) => {
                     if let Some(replicas) = local.repairable(&bucket, partition)
                         && !local.repaired_lately(ctx, &bucket, partition)
@@ -230,7 +237,7 @@ impl Repairs {
     /// past the group.
     fn next_group<S: Store>(&mut self, store: &S) -> Walk {
         let Ok(entries) = store.scan_partition(PAXOS_PARTITION, self.cursor.as_deref(), 1) else {
-            return Walk::Later;
+            return Walk::Failed;
         };
         let Some((key, _)) = entries.into_iter().next() else {
             return Walk::End;
