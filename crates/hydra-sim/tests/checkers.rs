@@ -251,6 +251,7 @@ fn checker_h_catches_plain_writes_mixed_with_compare_and_set_when_not_refused() 
     let mixing = |seed| SimConfig {
         plain_cas_writes: 0.8,
         paxos_repair_interval_ms: 0,
+        all_writes: false,
         ..SimConfig::from_seed(seed)
     };
     let mut refused = 0;

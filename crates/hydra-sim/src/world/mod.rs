@@ -11,7 +11,7 @@ use clients::{Client, ClientState};
 
 use crate::check::{self, Violation};
 use crate::workload::{History, is_register, is_strict};
-use hydra_core::bucket::{BucketProps, ConflictMode, Consistency};
+use hydra_core::bucket::{BucketProps, CasMode, ConflictMode, Consistency};
 use hydra_core::ids::{ClientRequestId, NodeId, Timestamp};
 use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::layout::Layout;
@@ -85,6 +85,9 @@ pub struct SimConfig {
     /// Milliseconds between a node's walks of Paxos repair rounds (0: no Paxos state
     /// collection). Short, so collection runs many times through the faults.
     pub paxos_repair_interval_ms: u64,
+    /// The strict `lww` bucket (its registers, the compare-and-set keys, the counter) is
+    /// `cas = all_writes`: every write and default read there goes through Paxos.
+    pub all_writes: bool,
 }
 
 impl SimConfig {
@@ -119,6 +122,7 @@ impl SimConfig {
             },
             plain_cas_writes: 0.0,
             paxos_repair_interval_ms: 100,
+            all_writes: rng.random_bool(0.25),
         }
     }
 }
@@ -170,6 +174,8 @@ pub struct SimReport {
     /// a later serial read settled.
     pub counter_applied: u64,
     pub counter_resolved: u64,
+    /// Whether the strict `lww` bucket was `cas = all_writes` (see `SimConfig::all_writes`).
+    pub all_writes: bool,
     /// Paxos repair rounds completed, and Paxos states they dropped.
     pub paxos_rounds: u64,
     pub paxos_states_collected: u64,
@@ -183,10 +189,11 @@ pub struct SimReport {
 impl SimReport {
     pub fn summary(&self) -> String {
         format!(
-            "seed={} nodes={} durability={:?} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} flood_writes={} max_flood_siblings={} plain_cas_writes={} plain_cas_refused={} plain_cas_acked={} counter_applied={} counter_resolved={} paxos_rounds={} paxos_states_collected={} violations={}",
+            "seed={} nodes={} durability={:?} all_writes={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} flood_writes={} max_flood_siblings={} plain_cas_writes={} plain_cas_refused={} plain_cas_acked={} counter_applied={} counter_resolved={} paxos_rounds={} paxos_states_collected={} violations={}",
             self.seed,
             self.nodes,
             self.durability,
+            self.all_writes,
             self.sim_ms,
             self.events,
             self.ops,
@@ -398,6 +405,7 @@ impl World {
             seed: config.seed,
             nodes: config.nodes,
             durability: Some(config.durability),
+            all_writes: config.all_writes,
             ..SimReport::default()
         };
         let flood_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0xF100D);
@@ -937,11 +945,17 @@ fn node_config(id: NodeId, sim: &SimConfig) -> NodeConfig {
     c.tombstone_grace_ms = TOMBSTONE_GRACE_MS;
     // Even keys live in strict buckets: no fallbacks, so strict quorums (Riak's PR/PW) hold.
     for (name, conflicts, sloppy) in BUCKETS {
+        let all_writes = sim.all_writes && conflicts == ConflictMode::Lww && !sloppy;
         c.buckets.insert(
             BucketName::new(name).expect("valid name"),
             BucketProps {
                 sloppy,
                 conflicts,
+                cas: if all_writes {
+                    CasMode::AllWrites
+                } else {
+                    CasMode::ConditionalOnly
+                },
                 ..BucketProps::default()
             },
         );
