@@ -79,8 +79,8 @@ pub(crate) enum ReplyTo {
         node: NodeId,
         req: RequestId,
     },
-    /// A serial read of a Paxos repair round (`paxos_repair.rs`): whether it succeeded is
-    /// queued for the round ([`Outbox::take_repaired`]).
+    /// A serial read of a Paxos repair round (`paxos_repair.rs`), by its own id: whether it
+    /// succeeded is queued for the round ([`Outbox::take_repaired`]).
     Repair(RequestId),
 }
 
@@ -93,8 +93,8 @@ pub(crate) struct Outbox {
     layout_version: LayoutVersion,
     outputs: VecDeque<Output>,
     next_request: u64,
-    /// Ends of Paxos repair rounds' serial reads (round, succeeded), for the repair part.
-    /// Bounded by `PAXOS_REPAIRS_IN_FLIGHT`.
+    /// Ends of Paxos repair rounds' serial reads (the read's id, whether it succeeded), for
+    /// the repair part. Bounded by `PAXOS_REPAIRS_IN_FLIGHT`.
     repaired: Vec<(RequestId, bool)>,
 }
 
@@ -148,7 +148,7 @@ impl Outbox {
             ReplyTo::Node { node, req } => {
                 self.send(node, Message::ForwardResponse { req, result })
             }
-            ReplyTo::Repair(round) => self.repaired.push((round, result.is_ok())),
+            ReplyTo::Repair(read) => self.repaired.push((read, result.is_ok())),
         }
     }
 
