@@ -7,7 +7,11 @@
 //! What the model adds around the core is what the node's driver (`node/paxos.rs`) does: it
 //! sends each phase to every acceptor, drops answers to older steps, takes ballots and stamps
 //! from a per-coordinator HLC, backs off and retries, and gives up at a deadline (which may
-//! fire at any moment).
+//! fire at any moment). With `Config::repairs`, a repairer also runs Paxos repair rounds
+//! (`node/paxos_repair.rs`) at any moment: a fence kept by the acceptors, a serial read
+//! (a `Coordinator`) when a majority's answers listed the key, then the low bound, with the
+//! core's `GroupBound` applied before every phase and its `collectable` judging what is
+//! dropped. The model's one key stands for a group: no paging, one repairer.
 //!
 //! One reduction keeps the state space small enough: an acceptor's answer is not a message
 //! of its own. When an acceptor handles a request, its answer either reaches the coordinator
