@@ -80,18 +80,26 @@ fn the_model_catches_planted_paxos_bugs() {
     // A coordinator that takes any commit of another value above its proposal as proof the
     // proposal was never chosen (ignoring the commit's base) answers `not applied` for a
     // proposal that was: two lost messages and a swap show it.
+    // Where the two threads' depth-first search meets it depends on how they interleave
+    // (usually within 1-3 million states; a single thread's order passes it by): up to
+    // three searches.
     let bugs = bug_named("paxos_beaten_ignores_base").expect("a planted bug");
     let config = Config {
         drops: 2,
         ..config("swap", false, 2)
     };
-    let (found, unique) = check(
-        CasModel::new(config).with_bugs(bugs, set_planted),
-        6_000_000,
-    );
+    let mut explored = Vec::new();
+    let caught = (0..3).any(|_| {
+        let (found, unique) = check(
+            CasModel::new(config.clone()).with_bugs(bugs, set_planted),
+            6_000_000,
+        );
+        explored.push(unique);
+        found.contains(&"linearizable")
+    });
     assert!(
-        found.contains(&"linearizable"),
-        "paxos_beaten_ignores_base: no violation in {unique} states"
+        caught,
+        "paxos_beaten_ignores_base: no violation in searches of {explored:?} states"
     );
 }
 
