@@ -85,10 +85,7 @@ impl ObjectKey {
     /// The storage key: partition (4 bytes, big endian), bucket length (1 byte), bucket, key.
     /// Big-endian partition first makes "scan one partition" a prefix scan.
     pub fn storage_key(&self, partition: PartitionId) -> Vec<u8> {
-        let mut out = Vec::with_capacity(5 + self.bucket.0.len() + self.key.len());
-        out.extend_from_slice(&partition.0.to_be_bytes());
-        out.push(self.bucket.0.len() as u8);
-        out.extend_from_slice(self.bucket.0.as_bytes());
+        let mut out = bucket_prefix(partition, &self.bucket);
         out.extend_from_slice(&self.key);
         out
     }
@@ -104,6 +101,16 @@ impl ObjectKey {
         let key = &bytes[5 + blen..];
         Ok((partition, ObjectKey::new(BucketName::new(bucket)?, key)?))
     }
+}
+
+/// The storage-key prefix of every key of `bucket` in `partition` (see
+/// [`ObjectKey::storage_key`]): partition, bucket length, bucket.
+pub fn bucket_prefix(partition: PartitionId, bucket: &BucketName) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + bucket.0.len() + 16);
+    out.extend_from_slice(&partition.0.to_be_bytes());
+    out.push(bucket.0.len() as u8);
+    out.extend_from_slice(bucket.0.as_bytes());
+    out
 }
 
 impl fmt::Display for ObjectKey {

@@ -96,14 +96,8 @@ fn round_time(local: &Local) -> u64 {
     local.config.request_timeout_ms.max(1).saturating_mul(4)
 }
 
-/// The storage-key prefix of a group's keys (as `ObjectKey::storage_key` lays them out).
-fn group_prefix(partition: PartitionId, bucket: &BucketName) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + bucket.as_str().len());
-    out.extend_from_slice(&partition.0.to_be_bytes());
-    out.push(bucket.as_str().len() as u8);
-    out.extend_from_slice(bucket.as_str().as_bytes());
-    out
-}
+// The storage-key prefix of a group's keys.
+use crate::key::bucket_prefix as group_prefix;
 
 fn bound_key(prefix: &[u8]) -> Vec<u8> {
     let mut out = PAXOS_BOUNDS_PARTITION.0.to_be_bytes().to_vec();
