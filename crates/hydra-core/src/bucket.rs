@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// How concurrent writes are kept. Fixed when the bucket is created.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ConflictMode {
     /// Concurrent writes are kept as siblings (dotted version vectors), as in Riak.
     Siblings,
@@ -192,8 +192,6 @@ pub enum BucketError {
     Consistency(#[from] ConsistencyError),
     #[error("ttl of {0} s is out of range 1..={TTL_SECS_MAX}")]
     Ttl(u64),
-    #[error("cas = all_writes needs an lww bucket for now; this one keeps siblings")]
-    AllWritesNeedsLww,
 }
 
 pub use crate::limits::TTL_SECS_MAX;
@@ -216,9 +214,6 @@ impl BucketProps {
             && !(1..=TTL_SECS_MAX).contains(&t)
         {
             return Err(BucketError::Ttl(t));
-        }
-        if self.cas == CasMode::AllWrites && self.conflicts != ConflictMode::Lww {
-            return Err(BucketError::AllWritesNeedsLww);
         }
         Ok(())
     }
@@ -294,11 +289,9 @@ mod tests {
             cas: CasMode::AllWrites,
             ..BucketProps::default()
         };
-        assert_eq!(
-            all_writes(ConflictMode::Siblings).validate(),
-            Err(BucketError::AllWritesNeedsLww)
-        );
-        assert!(all_writes(ConflictMode::Lww).validate().is_ok());
+        for conflicts in [ConflictMode::Siblings, ConflictMode::Lww] {
+            assert!(all_writes(conflicts).validate().is_ok());
+        }
         for mode in ["off", "conditional_only", "all_writes"] {
             assert_eq!(
                 mode.parse::<CasMode>().map(|m| m.to_string()).as_deref(),

@@ -8,9 +8,31 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeId(pub u64);
 
+/// The top bit of a [`NodeId`] names not a node but a node's Paxos writer: the actor of the
+/// compare-and-set commits it coordinates in `siblings` buckets (see `paxos/coordinator.rs`).
+/// Configured node ids stay below it.
+pub const PAXOS_WRITER_BIT: u64 = 1 << 63;
+
+impl NodeId {
+    /// The version-vector actor of this node's compare-and-set commits in `siblings` buckets.
+    /// Its events are apart from the node's plain writes: they are stamped by the node's
+    /// clock, not counted per key.
+    pub fn paxos_writer(self) -> NodeId {
+        NodeId(self.0 | PAXOS_WRITER_BIT)
+    }
+
+    pub fn is_paxos_writer(self) -> bool {
+        self.0 & PAXOS_WRITER_BIT != 0
+    }
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "n{}", self.0)
+        if self.is_paxos_writer() {
+            write!(f, "n{}/paxos", self.0 & !PAXOS_WRITER_BIT)
+        } else {
+            write!(f, "n{}", self.0)
+        }
     }
 }
 

@@ -186,6 +186,49 @@ impl Dvv {
         node: NodeId,
         floor: u64,
     ) -> Result<(Dvv, Dot), TooManySiblings> {
+        let mut entries = self.discard(context);
+        // The floor applies whenever this object has no entry of `node`, even if the context
+        // names it: an entry known only from a context has no values, so raising its counter
+        // renumbers nothing, and the context may predate a reaped tombstone.
+        let fresh = !self.entries.contains_key(&node);
+        let own = entries.entry(node).or_default();
+        if fresh {
+            own.counter = own.counter.max(floor);
+        }
+        own.counter = own.counter.saturating_add(1);
+        own.values.insert(0, value);
+        let dot = Dot {
+            node,
+            counter: own.counter,
+        };
+        Ok((Dvv { entries }.within_limit()?, dot))
+    }
+
+    fn within_limit(self) -> Result<Dvv, TooManySiblings> {
+        let count = self.sibling_count();
+        if count > SIBLINGS_MAX {
+            return Err(TooManySiblings {
+                count,
+                max: SIBLINGS_MAX,
+            });
+        }
+        Ok(self)
+    }
+
+    /// The newest live value a compare-and-set commit wrote (an event of a Paxos writer,
+    /// [`NodeId::paxos_writer`]), by its stamp, with its writer: the value of the key's
+    /// last commit, if it is still there. Its stamp and writer identify the proposal (the
+    /// writer's node never stamps twice alike).
+    pub fn newest_commit(&self) -> Option<(NodeId, &Sibling)> {
+        self.siblings()
+            .filter(|(d, _)| d.node.is_paxos_writer())
+            .map(|(d, s)| (d.node, s))
+            .max_by_key(|(n, s)| (s.timestamp, *n))
+    }
+
+    /// What is left of this object after a write with `context`: the values it did not see,
+    /// and every counter at least the context's.
+    fn discard(&self, context: &VersionVector) -> BTreeMap<NodeId, DvvEntry> {
         let ignore = planted().ignore_context;
         let empty = VersionVector::default();
         let context = if ignore { &empty } else { context };
@@ -207,29 +250,7 @@ impl Dvv {
                 values: Vec::new(),
             });
         }
-        // The floor applies whenever this object has no entry of `node`, even if the context
-        // names it: an entry known only from a context has no values, so raising its counter
-        // renumbers nothing, and the context may predate a reaped tombstone.
-        let fresh = !self.entries.contains_key(&node);
-        let own = entries.entry(node).or_default();
-        if fresh {
-            own.counter = own.counter.max(floor);
-        }
-        own.counter = own.counter.saturating_add(1);
-        own.values.insert(0, value);
-        let dot = Dot {
-            node,
-            counter: own.counter,
-        };
-        let dvv = Dvv { entries };
-        let count = dvv.sibling_count();
-        if count > SIBLINGS_MAX {
-            return Err(TooManySiblings {
-                count,
-                max: SIBLINGS_MAX,
-            });
-        }
-        Ok((dvv, dot))
+        entries
     }
 
     /// Replica side: the join of two objects. Keeps a value unless the other side's history

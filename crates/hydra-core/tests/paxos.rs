@@ -84,8 +84,14 @@ fn a_cas_needs_a_majority_of_the_primaries_and_names_who_answered() {
 
 #[test]
 fn a_proposal_its_coordinator_left_uncommitted_is_finished_by_the_next_one() {
+    for bucket in ["redis", "default"] {
+        left_uncommitted_then_finished(bucket);
+    }
+}
+
+fn left_uncommitted_then_finished(bucket: &str) {
     let mut c = Cluster::new(3);
-    let k = key("redis", "k");
+    let k = key(bucket, "k");
     // Node 1's commits never reach the others: its client learns nothing for sure.
     let r = c.requests_together(
         vec![(0, cas(&k, Condition::Absent, Some("a")))],
@@ -116,10 +122,16 @@ fn a_proposal_its_coordinator_left_uncommitted_is_finished_by_the_next_one() {
 
 #[test]
 fn concurrent_set_if_absent_through_every_node_applies_at_most_once() {
+    for bucket in ["redis", "default"] {
+        set_if_absent_races(bucket);
+    }
+}
+
+fn set_if_absent_races(bucket: &str) {
     let mut c = Cluster::new(3);
     let (mut applied_total, mut unknown_total) = (0, 0);
     for round in 0..20 {
-        let k = key("redis", &format!("k{round}"));
+        let k = key(bucket, &format!("k{round}"));
         let replies = c.requests_together(
             (0..3)
                 .map(|i| (i, cas(&k, Condition::Absent, Some(&format!("v{i}")))))
@@ -191,12 +203,81 @@ fn acceptor_state_survives_a_crash_without_fsync() {
 }
 
 #[test]
-fn compare_and_set_in_a_siblings_bucket_is_refused_by_name() {
+fn compare_and_set_in_a_siblings_bucket_supersedes_exactly_what_it_read() {
     let mut c = Cluster::new(3);
     let k = key("default", "k");
-    let e = error(c.request(0, cas(&k, Condition::Absent, Some("a"))));
-    assert_eq!(e.code, ErrorCode::CasNotSupported);
-    assert!(e.message.contains("lww"), "{}", e.message);
+    let r = c.request(0, cas(&k, Condition::Absent, Some("a")));
+    assert_eq!(cas_outcome(&r), (true, Some("a".into())));
+    let r = c.request(1, cas(&k, Condition::Absent, Some("b")));
+    assert_eq!(cas_outcome(&r), (false, Some("a".into())));
+    assert_eq!(values(&c.request(2, get(&k, None))), ["a"]);
+    // The commit is an event of node 1's Paxos writer, not of node 1.
+    let ctx = context(&c.request(0, get(&k, Some(Consistency::All))));
+    assert!(
+        ctx.0.keys().all(|n| n.is_paxos_writer()) && ctx.0.len() == 1,
+        "{ctx:?}"
+    );
+    let r = c.request(1, cas(&k, Condition::VersionIs(ctx.clone()), Some("c")));
+    assert_eq!(cas_outcome(&r), (true, Some("c".into())));
+    let r = c.request(2, cas(&k, Condition::VersionIs(ctx), Some("d")));
+    assert_eq!(cas_outcome(&r), (false, Some("c".into())));
+    assert_eq!(
+        values(&c.request(0, get(&k, Some(Consistency::All)))),
+        ["c"]
+    );
+    // Siblings made by plain writes (before any compare-and-set of the key) are resolved by
+    // one write with the context of their read, and only then.
+    let s = key("default", "s");
+    for (at, v) in [(0, "x"), (1, "y")] {
+        c.request(at, put(&s, v, None, None)).expect("plain write");
+    }
+    let read = c.request(2, get(&s, Some(Consistency::All)));
+    assert_eq!(values(&read), ["x", "y"]);
+    let r = c.request(2, cas(&s, Condition::Absent, Some("z")));
+    assert!(!cas_outcome(&r).0);
+    let r = c.request(0, cas(&s, Condition::VersionIs(context(&read)), Some("z")));
+    assert_eq!(cas_outcome(&r), (true, Some("z".into())));
+    for at in 0..3 {
+        assert_eq!(
+            values(&c.request(at, get(&s, Some(Consistency::All)))),
+            ["z"]
+        );
+    }
+    // A conditional delete leaves a tombstone: absent to both paths.
+    let r = c.request(1, cas(&s, Condition::Present, None));
+    assert_eq!(cas_outcome(&r), (true, None));
+    assert_eq!(cas_outcome(&c.request(2, serial_get(&s))), (false, None));
+    assert!(values(&c.request(0, get(&s, Some(Consistency::All)))).is_empty());
+    let r = c.request(2, cas(&s, Condition::Absent, Some("w")));
+    assert_eq!(cas_outcome(&r), (true, Some("w".into())));
+}
+
+#[test]
+fn an_all_writes_siblings_bucket_keeps_concurrent_values_as_siblings() {
+    let mut c = Cluster::new(3);
+    let k = key("serial-sets", "k");
+    // Blind writes through Paxos supersede nothing: siblings, as on the plain path.
+    for (at, v) in [(0, "a"), (1, "b")] {
+        let r = c.request(at, put(&k, v, None, None));
+        assert!(matches!(r, Ok(ClientResponse::Written { .. })), "{r:?}");
+    }
+    let read = c.request(2, get(&k, None));
+    assert_eq!(values(&read), ["a", "b"]);
+    // A write with the read's context supersedes exactly what it read.
+    c.request(0, put(&k, "c", Some(context(&read)), None))
+        .expect("write");
+    let read = c.request(1, get(&k, None));
+    assert_eq!(values(&read), ["c"]);
+    // A write with an older context leaves the newer value as a sibling.
+    c.request(2, put(&k, "d", Some(context(&read)), None))
+        .expect("write");
+    c.request(1, put(&k, "e", Some(context(&read)), None))
+        .expect("write");
+    assert_eq!(values(&c.request(0, get(&k, None))), ["d", "e"]);
+    assert_eq!(
+        values(&c.request(0, get(&k, Some(Consistency::All)))),
+        ["d", "e"]
+    );
 }
 
 #[test]

@@ -26,6 +26,7 @@
 //! some run finishes every operation with a conditional write applied, and some run leaves an
 //! outcome unknown (`sometimes`).
 
+use hydra_core::bucket::ConflictMode;
 use hydra_core::bugs::PlantedBugs;
 use hydra_core::hlc::HlcClock;
 use hydra_core::message::{CasAction, PaxosAnswer, PaxosPhase, PaxosRefusal};
@@ -122,6 +123,9 @@ pub struct Config {
     /// their ballots of the same clock reading, above them it is above (both orders happen
     /// in a cluster).
     pub repairer_id: u64,
+    /// The key lives in a `siblings` bucket: a write's value is an event of its
+    /// coordinator's Paxos writer in a dotted version vector set, not an `lww` version.
+    pub siblings: bool,
 }
 
 impl Default for Config {
@@ -140,6 +144,7 @@ impl Default for Config {
             timeouts: 1,
             repairs: 0,
             repairer_id: 100,
+            siblings: false,
         }
     }
 }
@@ -313,6 +318,15 @@ impl CasModel {
             Op::Write(v) => (Condition::Always, write(v)),
             Op::SetIfAbsent(v) => (Condition::Absent, write(v)),
             Op::SetIfEq { old, new } => (Condition::ValueIs(vec![old]), write(new)),
+        }
+    }
+
+    /// The conflict mode of the key's bucket.
+    fn conflicts(&self) -> ConflictMode {
+        if self.config.siblings {
+            ConflictMode::Siblings
+        } else {
+            ConflictMode::Lww
         }
     }
 
@@ -507,7 +521,8 @@ impl CasModel {
         state.coordinators[r].running = Some(Running {
             client: None,
             op: Op::Read,
-            coord: Coordinator::new(condition, action, None, replicas),
+            coord: Coordinator::new(condition, action, None, replicas)
+                .in_mode(self.conflicts(), None),
             backing_off: false,
         });
         self.prepare(state, r);
@@ -715,7 +730,8 @@ impl Model for CasModel {
                 state.coordinators[c].running = Some(Running {
                     client: Some(i),
                     op,
-                    coord: Coordinator::new(condition, action, None, replicas),
+                    coord: Coordinator::new(condition, action, None, replicas)
+                        .in_mode(self.conflicts(), None),
                     backing_off: false,
                 });
                 state.clients[i].waiting = true;

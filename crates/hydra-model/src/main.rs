@@ -35,6 +35,10 @@ struct Args {
     /// above their ballots of the same clock reading.
     #[arg(long, default_value_t = 100)]
     repairer_id: u64,
+    /// The key lives in a `siblings` bucket (values are events of the coordinators' Paxos
+    /// writers in a dotted version vector set), not an `lww` one.
+    #[arg(long)]
+    siblings: bool,
     /// The clients' programs (`hydra_model::workload`): `race` (two `SET NX`), `read` (a
     /// `SET NX` and two serial reads), `swap` (`SET NX` then `IFEQ`), `small` (`SET NX` and a
     /// read against an `IFEQ`), `wide` (4 operations).
@@ -84,6 +88,7 @@ fn main() -> anyhow::Result<()> {
         timeouts: args.timeouts,
         repairs: args.repairs,
         repairer_id: args.repairer_id,
+        siblings: args.siblings,
         ..Config::default()
     };
     let mut model = CasModel::new(config);

@@ -304,6 +304,15 @@ impl Config {
                 "limits.resp_connections_max and limits.resp_pipeline_commands_max must be at least 1"
             );
         }
+        let ids = std::iter::once(self.node.id).chain(self.cluster.peers.iter().map(|p| p.id));
+        if let Some(id) = ids
+            .into_iter()
+            .find(|id| id & hydra_core::ids::PAXOS_WRITER_BIT != 0)
+        {
+            bail!(
+                "node id {id} is too large: ids must be below 2^63 (the top bit of an id in a version vector names a node's compare-and-set writer)"
+            );
+        }
         if self.cluster.peers.iter().any(|p| p.id == self.node.id) {
             bail!("cluster.peers lists this node's own id {}", self.node.id);
         }

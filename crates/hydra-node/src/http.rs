@@ -420,6 +420,7 @@ async fn serial_get(
             condition: Condition::Always,
             action: CasAction::Read,
             timeout_ms,
+            supersedes: None,
         }))
         .await;
     record_serial(&state.metrics, "get", started, &result);
@@ -608,6 +609,7 @@ async fn write_kv(
             condition,
             action,
             timeout_ms,
+            supersedes: None,
         });
         let result = state.core.request(request).await;
         record_serial(&state.metrics, op, started, &result);

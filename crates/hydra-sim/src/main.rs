@@ -49,6 +49,7 @@ fn config(args: &Args, seed: u64) -> SimConfig {
         c.plain_cas_writes = p.clamp(0.0, 1.0);
         // The mixing run measures plain writes against the refusal of `conditional_only`.
         c.all_writes = false;
+        c.cas_siblings = false;
     }
     if let Some(ms) = args.paxos_repair_ms {
         c.paxos_repair_interval_ms = ms;
@@ -139,6 +140,7 @@ fn main() -> Result<ExitCode> {
     let (mut paxos_rounds, mut paxos_collected) = (0u64, 0u64);
     let (mut counter_applied, mut counter_resolved) = (0u64, 0u64);
     let mut all_writes_seeds = 0u64;
+    let mut cas_siblings_seeds = 0u64;
     let mut failing = Vec::new();
     for seed in args.first..args.first + args.seeds {
         let report = run(config(&args, seed));
@@ -164,6 +166,7 @@ fn main() -> Result<ExitCode> {
         paxos_rounds += report.paxos_rounds;
         counter_applied += report.counter_applied;
         all_writes_seeds += u64::from(report.all_writes);
+        cas_siblings_seeds += u64::from(report.cas_siblings);
         counter_resolved += report.counter_resolved;
         paxos_collected += report.paxos_states_collected;
         if !report.violations.is_empty() {
@@ -185,7 +188,7 @@ fn main() -> Result<ExitCode> {
         );
     }
     println!(
-        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} pauses={pauses} clock_jumps={jumps} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} tombstones_left={tombstones_left} flood_writes={flood_writes} max_flood_siblings={max_flood_siblings} all_writes_seeds={all_writes_seeds} counter_applied={counter_applied} counter_resolved={counter_resolved} paxos_rounds={paxos_rounds} paxos_states_collected={paxos_collected} failing_seeds={}",
+        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} pauses={pauses} clock_jumps={jumps} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} tombstones_left={tombstones_left} flood_writes={flood_writes} max_flood_siblings={max_flood_siblings} all_writes_seeds={all_writes_seeds} cas_siblings_seeds={cas_siblings_seeds} counter_applied={counter_applied} counter_resolved={counter_resolved} paxos_rounds={paxos_rounds} paxos_states_collected={paxos_collected} failing_seeds={}",
         args.seeds,
         sim_ms as f64 / 3_600_000.0,
         failing.len()

@@ -252,6 +252,7 @@ fn checker_h_catches_plain_writes_mixed_with_compare_and_set_when_not_refused() 
         plain_cas_writes: 0.8,
         paxos_repair_interval_ms: 0,
         all_writes: false,
+        cas_siblings: false,
         ..SimConfig::from_seed(seed)
     };
     let mut refused = 0;

@@ -359,8 +359,8 @@ fn status_ring_buckets_and_metrics() {
         (409, "bucket_property_fixed"),
         "{body}"
     );
-    // Conditional writes: compare-and-set in `lww` buckets; refused by name in a bucket
-    // that keeps siblings (and nothing is written); a malformed condition is bad input.
+    // Conditional writes: compare-and-set, in `lww` buckets and in buckets that keep
+    // siblings; a malformed condition is bad input (and nothing is written).
     let curl_put = |bucket: &str, header: &str| {
         let url = format!("http://{}/v1/kv/{bucket}/cas-key", c.nodes[0].http);
         let out = std::process::Command::new("curl")
@@ -381,19 +381,28 @@ fn status_ring_buckets_and_metrics() {
             .expect("curl runs");
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    let text = curl_put("default", "If-None-Match: *");
-    assert!(text.ends_with("\n501"), "{text}");
-    assert!(text.contains("\"code\":\"cas_not_supported\""), "{text}");
     let text = curl_put("redis", "If-Match: x");
     assert!(text.ends_with("\n400"), "{text}");
     assert!(text.contains("\"code\":\"invalid_context\""), "{text}");
     let text = curl_put("redis", "If-None-Match: 123");
     assert!(text.ends_with("\n400"), "{text}");
     assert_eq!(
-        n1.get("default", "cas-key", &[]).expect("get").status,
+        n1.get("redis", "cas-key", &[]).expect("get").status,
         404,
         "a refused conditional write wrote nothing"
     );
+    // In a bucket that keeps siblings: If-None-Match, then If-Match with the context of a
+    // read, which the next one no longer matches.
+    let text = curl_put("default", "If-None-Match: *");
+    assert!(text.ends_with("\n204"), "{text}");
+    let text = curl_put("default", "If-None-Match: *");
+    assert!(text.ends_with("\n412"), "{text}");
+    let read = n1.get("default", "cas-key", &[]).expect("get");
+    let context = read.context.clone().expect("a read carries its context");
+    let text = curl_put("default", &format!("If-Match: {context}"));
+    assert!(text.ends_with("\n204"), "{text}");
+    let text = curl_put("default", &format!("If-Match: {context}"));
+    assert!(text.ends_with("\n412"), "the version changed: {text}");
     let text = curl_put("redis", "If-None-Match: *");
     assert!(text.ends_with("\n204"), "{text}");
     assert!(

@@ -625,10 +625,12 @@ fn set_ifeq_and_delifeq() {
     assert_eq!(run(&["MGET", "k", "nothing"]), "*2\r\n$1\r\ns\r\n$-1\r\n");
     assert!(run(&["HYDRA.CONSISTENCY"]).contains("serial"));
     assert_eq!(run(&["HYDRA.CONSISTENCY", "default", "default"]), "+OK\r\n");
-    // A bucket that keeps siblings has no compare-and-set yet: refused by name.
+    // In a bucket that keeps siblings too.
     assert_eq!(run(&["HYDRA.BUCKET", "default"]), "+OK\r\n");
-    let e = run(&["SET", "k", "a", "NX"]);
-    assert!(e.starts_with("-CAS_NOT_SUPPORTED"), "{e}");
+    assert_eq!(run(&["SET", "k", "a", "NX"]), "+OK\r\n");
+    assert_eq!(run(&["SET", "k", "b", "NX"]), "$-1\r\n");
+    assert_eq!(run(&["SET", "k", "b", "IFEQ", "a"]), "+OK\r\n");
+    assert_eq!(run(&["GET", "k"]), "$1\r\nb\r\n");
 }
 
 /// `INCR` from 20 clients at once through every node, on one key: it ends at exactly the

@@ -53,6 +53,11 @@ pub struct CasRequest {
     pub condition: Condition,
     pub action: CasAction,
     pub timeout_ms: Option<u64>,
+    /// `siblings` buckets: the context a write supersedes, when not everything the prepare
+    /// read (a plain write of a `cas = all_writes` bucket supersedes what its client read,
+    /// so a blind write makes a sibling there as anywhere). Ignored in `lww` buckets.
+    #[serde(default)]
+    pub supersedes: Option<VersionVector>,
 }
 
 /// What a `Cas` request does when its condition holds.
@@ -101,9 +106,9 @@ impl WriteRequest {
     /// `GETDEL`), one on condition that this version is still the key's. A TTL change to no
     /// TTL (`PERSIST`) takes the bucket's default TTL there, if it has one.
     pub fn into_cas(self) -> CasRequest {
-        let condition = match (self.on_version, self.context) {
-            (Some(_), Some(context)) => Condition::VersionIs(context),
-            _ => Condition::Always,
+        let (condition, supersedes) = match (self.on_version, self.context) {
+            (Some(_), Some(context)) => (Condition::VersionIs(context), None),
+            (_, context) => (Condition::Always, Some(context.unwrap_or_default())),
         };
         let action = match self.value {
             Some(value) => CasAction::Write {
@@ -119,6 +124,7 @@ impl WriteRequest {
             condition,
             action,
             timeout_ms: self.timeout_ms,
+            supersedes,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! ```
 
 use crate::bucket::{BucketProps, CasMode, ConflictMode, Consistency};
+use crate::ids::{NodeId, PAXOS_WRITER_BIT};
 use crate::key::ObjectKey;
 use crate::limits::{CONTENT_TYPE_BYTES_MAX, CONTEXT_COUNTER_MAX, TIMEOUT_MS_MAX, TTL_SECS_MAX};
 use crate::message::{CasAction, ClientError, ClientRequest, ErrorCode, VersionOp};
@@ -52,15 +53,6 @@ impl Local {
                         ErrorCode::CasNotSupported,
                         format!(
                             "bucket {:?} has cas = off: no conditional write or serial read; set its cas to conditional_only or all_writes",
-                            key.bucket.as_str()
-                        ),
-                    ));
-                }
-                if !super::paxos::supported(props.conflicts) {
-                    return Err(ClientError::new(
-                        ErrorCode::CasNotSupported,
-                        format!(
-                            "compare-and-set needs an lww bucket for now; {:?} keeps siblings",
                             key.bucket.as_str()
                         ),
                     ));
@@ -156,12 +148,13 @@ impl Local {
     }
 
     /// A context is client input that becomes part of stored version vectors: its entries
-    /// must name members and leave room to count.
+    /// must name members (or their Paxos writers) and leave room to count.
     fn check_context(&self, ctx: &VersionVector) -> Result<(), ClientError> {
+        let member = |n: NodeId| self.layout.contains(NodeId(n.0 & !PAXOS_WRITER_BIT));
         match ctx
             .0
             .iter()
-            .find(|(n, c)| !self.layout.contains(**n) || **c > CONTEXT_COUNTER_MAX)
+            .find(|(n, c)| !member(**n) || **c > CONTEXT_COUNTER_MAX)
         {
             Some((n, c)) => Err(ClientError::new(
                 ErrorCode::InvalidContext,

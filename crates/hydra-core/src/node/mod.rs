@@ -442,7 +442,11 @@ impl Node {
         // In a `cas = all_writes` bucket every write, and every read without a level of its
         // own, goes through Paxos: linearizable with each other by construction.
         let (request, answer_as) = match request {
-            ClientRequest::Put(w) if valid.props.cas == CasMode::AllWrites => {
+            ClientRequest::Put(mut w) if valid.props.cas == CasMode::AllWrites => {
+                // In a `siblings` bucket a version delete is a delete with the read's context.
+                if valid.props.conflicts == ConflictMode::Siblings {
+                    w.on_version = None;
+                }
                 (ClientRequest::Cas(w.into_cas()), AnswerAs::Written)
             }
             ClientRequest::Get {
@@ -456,6 +460,7 @@ impl Node {
                     condition: Condition::Always,
                     action: CasAction::Read,
                     timeout_ms,
+                    supersedes: None,
                 };
                 (ClientRequest::Cas(cas), AnswerAs::Read)
             }
@@ -485,7 +490,7 @@ impl Node {
                     reply_to,
                     answer_as,
                     cas,
-                    ttl_default_ms,
+                    (valid.props.conflicts, ttl_default_ms),
                     partition,
                     replicas,
                     deadline,

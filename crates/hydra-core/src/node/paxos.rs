@@ -27,7 +27,7 @@ use crate::message::{
     CasRequest, ClientError, ClientResponse, ErrorCode, Message, Outcome, PaxosAnswer, PaxosPhase,
     PaxosReceipt, PaxosRefusal, ReplicaError, decode_acceptor_state, encode_acceptor_state,
 };
-use crate::paxos::{AcceptorState, Ballot, Coordinator, Decided, GiveUp, Next};
+use crate::paxos::{AcceptorState, Ballot, Coordinator, Decided, GiveUp, Next, StampError};
 use crate::store::{Store, WriteBatch};
 use rand::Rng;
 use std::collections::{BTreeMap, VecDeque};
@@ -111,7 +111,7 @@ impl Paxos {
         reply_to: ReplyTo,
         answer_as: AnswerAs,
         request: CasRequest,
-        ttl_default_ms: Option<u64>,
+        (conflicts, ttl_default_ms): (ConflictMode, Option<u64>),
         partition: PartitionId,
         replicas: Vec<NodeId>,
         deadline: Timestamp,
@@ -122,7 +122,8 @@ impl Paxos {
             request.action,
             ttl_default_ms,
             replicas.clone(),
-        );
+        )
+        .in_mode(conflicts, request.supersedes);
         self.rounds.insert(
             id,
             Round {
@@ -200,7 +201,10 @@ impl Paxos {
                         .stamp(&mut local.hlc, ctx.now, local.config.max_clock_skew_ms)
                     {
                         Ok(next) => next,
-                        Err(_) => return self.fail_clock(local, ctx.now, id),
+                        Err(StampError::Clock(_)) => return self.fail_clock(local, ctx.now, id),
+                        Err(StampError::TooManySiblings(e)) => {
+                            return self.fail_siblings(local, ctx.now, id, e);
+                        }
                     }
                 }
                 Next::Restart => return self.prepare(local, ctx, id),
@@ -432,6 +436,25 @@ impl Paxos {
         local.out.reply(round.reply_to, Err(e));
     }
 
+    /// The write would leave more siblings than allowed (a write of a `cas = all_writes`
+    /// bucket superseding less than the key holds): nothing of this attempt was proposed.
+    fn fail_siblings(
+        &mut self,
+        local: &mut Local,
+        now: Timestamp,
+        id: RequestId,
+        e: crate::version::TooManySiblings,
+    ) {
+        if self.rounds.get(&id).is_some_and(|r| r.coord.in_doubt()) {
+            return self.fail_unknown(local, now, id);
+        }
+        let Some(round) = self.remove(local, id) else {
+            return;
+        };
+        let e = ClientError::new(ErrorCode::TooManySiblings, e.to_string());
+        local.out.reply(round.reply_to, Err(e));
+    }
+
     fn fail_contended(&mut self, local: &mut Local, now: Timestamp, id: RequestId) {
         let Some(round) = self.remove(local, id) else {
             return;
@@ -533,7 +556,7 @@ impl Local {
             .apply(&mut state);
         check_skew(ballot.hlc, ctx.now, self.config.max_clock_skew_ms)
             .map_err(|e| refuse(ReplicaError::ClockSkew(e.to_string())))?;
-        if let PaxosPhase::Propose(Some(o @ crate::version::Object::Lww(_)), _) = &phase {
+        if let PaxosPhase::Propose(Some(o), _) = &phase {
             check_skew(o.max_timestamp(), ctx.now, self.config.max_clock_skew_ms)
                 .map_err(|e| refuse(ReplicaError::ClockSkew(e.to_string())))?;
         }
@@ -556,11 +579,6 @@ impl Local {
     }
 }
 
-/// Whether compare-and-set works in a bucket of this mode (`siblings` buckets: not yet).
-pub(crate) fn supported(mode: ConflictMode) -> bool {
-    mode == ConflictMode::Lww
-}
-
 impl Local {
     /// Whether this replica refuses a plain (unconditional, quorum-path) write to `key`: its
     /// bucket is `cas = conditional_only` and this replica holds the key's Paxos state. A
@@ -572,9 +590,7 @@ impl Local {
         props: &BucketProps,
         partition: PartitionId,
     ) -> bool {
-        if props.cas != CasMode::ConditionalOnly
-            || !supported(props.conflicts)
-            || crate::bugs::planted().plain_writes_not_refused
+        if props.cas != CasMode::ConditionalOnly || crate::bugs::planted().plain_writes_not_refused
         {
             return false;
         }

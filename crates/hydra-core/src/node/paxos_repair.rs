@@ -58,7 +58,7 @@
 //! fails 3 times, or a round that does not move on for 4 request timeouts, ends the round
 //! without a low bound.
 
-use crate::bucket::CasMode;
+use crate::bucket::{CasMode, ConflictMode};
 use crate::hlc::check_skew;
 use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::{BucketName, ObjectKey};
@@ -76,7 +76,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use super::durability::Waiter;
 use super::io::{Ctx, ReplyTo};
 use super::local::Local;
-use super::paxos::{AnswerAs, PAXOS_PARTITION, Paxos, state_key, supported};
+use super::paxos::{AnswerAs, PAXOS_PARTITION, Paxos, state_key};
 use super::timers::Timer;
 
 /// Where primaries keep each group's Paxos bounds: this partition, then the group's prefix.
@@ -440,6 +440,7 @@ impl Repairs {
                 condition: Condition::Always,
                 action: CasAction::Read,
                 timeout_ms: None,
+                supersedes: None,
             };
             let deadline = ctx.now.plus_ms(local.config.request_timeout_ms);
             let (partition, replicas) = (round.partition, round.replicas.clone());
@@ -449,7 +450,8 @@ impl Repairs {
                 ReplyTo::Repair(read),
                 AnswerAs::Cas,
                 request,
-                None,
+                // A serial read writes nothing of its own: the mode makes no difference.
+                (ConflictMode::Lww, None),
                 partition,
                 replicas,
                 deadline,
@@ -534,7 +536,7 @@ impl Local {
     /// compare-and-set.
     fn repairable(&self, bucket: &BucketName, partition: PartitionId) -> Option<Vec<NodeId>> {
         let props = self.buckets.get(bucket)?;
-        if props.cas == CasMode::Off || !supported(props.conflicts) {
+        if props.cas == CasMode::Off {
             return None;
         }
         let replicas = self

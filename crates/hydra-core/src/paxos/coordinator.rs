@@ -27,11 +27,12 @@
 //! * A phase moves on only with answers from a majority of the key's primaries.
 
 use super::{Accepted, Ballot, Condition, Proposal};
+use crate::bucket::ConflictMode;
 use crate::bugs::planted;
 use crate::hlc::{ClockSkewError, HlcClock};
 use crate::ids::{NodeId, Timestamp};
 use crate::message::{CasAction, PaxosAnswer, PaxosPhase, PaxosRefusal, Promise};
-use crate::version::{LwwValue, Object, Sibling};
+use crate::version::{Dvv, LwwValue, Object, Sibling, TooManySiblings, VersionVector};
 use std::collections::BTreeSet;
 
 /// What follows a commit.
@@ -108,11 +109,25 @@ pub enum GiveUp {
     Unavailable,
 }
 
+/// Why a write could not be stamped; nothing of the attempt was proposed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StampError {
+    #[error(transparent)]
+    Clock(#[from] ClockSkewError),
+    #[error(transparent)]
+    TooManySiblings(#[from] TooManySiblings),
+}
+
 /// One compare-and-set request, coordinated.
 #[derive(Clone, Debug, PartialEq, Hash, Eq)]
 pub struct Coordinator {
     pub condition: Condition,
     pub action: CasAction,
+    /// The bucket's conflict mode: the kind of object a write makes.
+    conflicts: ConflictMode,
+    /// `siblings` buckets: what a write supersedes (the context of the client's read, for a
+    /// plain write of a `cas = all_writes` bucket); `None`, everything the prepare read.
+    supersedes: Option<VersionVector>,
     /// The bucket's default TTL, for writes that name none.
     ttl_default_ms: Option<u64>,
     replicas: Vec<NodeId>,
@@ -152,6 +167,8 @@ impl Coordinator {
         Coordinator {
             condition,
             action,
+            conflicts: ConflictMode::Lww,
+            supersedes: None,
             ttl_default_ms,
             replicas,
             needed,
@@ -167,6 +184,14 @@ impl Coordinator {
             owns: Vec::new(),
             seals_own: false,
         }
+    }
+
+    /// A request in a bucket of this conflict mode (the default is `lww`); `supersedes`, for
+    /// `siblings` buckets: the context the write supersedes, if not everything read.
+    pub fn in_mode(mut self, conflicts: ConflictMode, supersedes: Option<VersionVector>) -> Self {
+        self.conflicts = conflicts;
+        self.supersedes = supersedes;
+        self
     }
 
     /// Answers a majority must give for a phase to move on.
@@ -444,13 +469,16 @@ impl Coordinator {
             self.seals_own = true;
         }
         let now_ms = now.0;
+        let visible = merged.as_ref().map_or(0, |m| m.visible_at(now_ms).len());
         let current = merged
             .as_ref()
             .and_then(|m| m.visible_at(now_ms).into_iter().next().cloned());
         let version = merged.as_ref().map(Object::context).unwrap_or_default();
+        // A `siblings` key holding several values holds none of them alone.
         let holds = self
             .condition
-            .holds(current.as_ref().map(|s| s.value.as_slice()), &version);
+            .holds(current.as_ref().map(|s| s.value.as_slice()), &version)
+            && (visible <= 1 || !matches!(self.condition, Condition::ValueIs(_)));
         let write = match (&self.action, holds) {
             (CasAction::Read, _) | (_, false) => None,
             (
@@ -504,13 +532,22 @@ impl Coordinator {
     /// After `Next::Stamp`: stamps the write by `clock` (after everything the prepare read,
     /// so it is the newest version, with an identity no other proposal has) and proposes it.
     /// Refused when the data read are stamped beyond what the clock may take in (a value
-    /// stamped by it would lose to them); then nothing was proposed.
+    /// stamped by it would lose to them), or when the write would leave too many siblings;
+    /// then nothing was proposed.
+    ///
+    /// In a `siblings` bucket the value is an event of this node's Paxos writer
+    /// ([`NodeId::paxos_writer`]) with the writer's counter for the key one above what the
+    /// prepare read (above the stamp if the key holds none, as plain writes start). That
+    /// names one value: of the proposals that share the dot only one is chosen, and each
+    /// chosen one was proposed after a prepare that read the commit before (a majority holds
+    /// it, or it was in progress and finished first), so the writer's chosen events count
+    /// up. The value's stamp and writer identify the proposal, as an `lww` value's do.
     pub fn stamp(
         &mut self,
         clock: &mut HlcClock,
         now: Timestamp,
         max_skew_ms: u64,
-    ) -> Result<Next, ClockSkewError> {
+    ) -> Result<Next, StampError> {
         let Step::Stamp {
             mut write,
             previous,
@@ -526,7 +563,20 @@ impl Coordinator {
             clock.observe(m.max_timestamp(), now, max_skew_ms)?;
         }
         write.timestamp = clock.now(now);
-        let object = Object::Lww(LwwValue::new(self.ballot.node, write));
+        let object = match self.conflicts {
+            ConflictMode::Lww => Object::Lww(LwwValue::new(self.ballot.node, write)),
+            ConflictMode::Siblings => {
+                let base = match &merged {
+                    Some(Object::Siblings(d)) => d.clone(),
+                    _ => Dvv::default(),
+                };
+                let context = self.supersedes.clone().unwrap_or_else(|| base.context());
+                let writer = self.ballot.node.paxos_writer();
+                let floor = write.timestamp.0;
+                let (dvv, _) = base.update_from(&context, write, writer, floor)?;
+                Object::Siblings(dvv)
+            }
+        };
         self.owns
             .push((self.ballot, object.clone(), previous.clone()));
         let then = Then::Reply(Decided {
@@ -555,9 +605,22 @@ impl Coordinator {
 
 /// Whether `a` holds exactly the version `b` is: an `lww` value's identity (timestamp and
 /// writer, unique per proposal: its coordinator's clock never repeats) and its value (a TTL
-/// change since keeps both).
+/// change since keeps both). For `siblings` objects: whether `a` keeps alive the value `b`'s
+/// commit wrote (its writer and stamp; values enter the data only through commits of
+/// proposals that held them, so a later proposal keeping it alive also shows it chosen).
 fn same_version(a: &Object, b: &Object) -> bool {
     match (a, b) {
+        (Object::Siblings(a), Object::Siblings(b)) => {
+            let Some((writer, own)) = b.newest_commit() else {
+                return false;
+            };
+            a.siblings().any(|(d, s)| {
+                d.node == writer
+                    && s.timestamp == own.timestamp
+                    && s.value == own.value
+                    && s.tombstone == own.tombstone
+            })
+        }
         (Object::Lww(a), Object::Lww(b)) => {
             a.sibling.timestamp == b.sibling.timestamp
                 && a.writer == b.writer

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub mod coordinator;
-pub use coordinator::{Coordinator, Decided, GiveUp, Next};
+pub use coordinator::{Coordinator, Decided, GiveUp, Next, StampError};
 
 /// A Paxos ballot: its coordinator's HLC reading, then the coordinator (unique per node, as
 /// the HLC of one node never repeats a reading). A commit's value is stamped with its ballot,
@@ -84,15 +84,17 @@ pub struct Accepted {
 }
 
 /// What tells one proposal's value from every other: the timestamp and writer of its `lww`
-/// version (unique: a coordinator's clock never repeats a reading). `None` for a proposal
-/// that carries nothing.
+/// version (unique: a coordinator's clock never repeats a reading), or of the newest value a
+/// commit wrote in its `siblings` object (`Dvv::newest_commit`). `None` for a proposal that
+/// carries nothing (or, in a `siblings` bucket, no value of a commit).
 pub type ValueId = Option<(crate::hlc::Hlc, NodeId)>;
 
 /// The identity of a proposal's value.
 pub fn value_id(proposal: &Proposal) -> ValueId {
     match proposal {
         Some(Object::Lww(l)) => Some((l.sibling.timestamp, l.writer)),
-        _ => None,
+        Some(Object::Siblings(d)) => d.newest_commit().map(|(w, s)| (s.timestamp, w)),
+        None => None,
     }
 }
 

@@ -251,6 +251,13 @@ pub fn config(id: u64) -> NodeConfig {
             ..BucketProps::default()
         },
     );
+    c.buckets.insert(
+        BucketName::new("serial-sets").expect("valid"),
+        BucketProps {
+            cas: CasMode::AllWrites,
+            ..BucketProps::default()
+        },
+    );
     for (name, cas) in [("serial", CasMode::AllWrites), ("nocas", CasMode::Off)] {
         c.buckets.insert(
             BucketName::new(name).expect("valid"),
@@ -414,6 +421,7 @@ pub fn cas(
         condition,
         action,
         timeout_ms: None,
+        supersedes: None,
     })
 }
 
@@ -424,6 +432,7 @@ pub fn serial_get(k: &ObjectKey) -> ClientRequest {
         condition: hydra_core::paxos::Condition::Always,
         action: hydra_core::message::CasAction::Read,
         timeout_ms: None,
+        supersedes: None,
     })
 }
 

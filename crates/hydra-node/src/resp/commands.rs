@@ -350,6 +350,7 @@ impl Connection {
             condition,
             action,
             timeout_ms: None,
+            supersedes: None,
         });
         match self.request(request).await? {
             ClientResponse::Cas {

@@ -395,6 +395,7 @@ impl Connection {
                 condition: hydra_core::paxos::Condition::Always,
                 action: CasAction::Read,
                 timeout_ms: None,
+                supersedes: None,
             });
         }
         ClientRequest::Get {

@@ -27,7 +27,11 @@ pub(super) const CAS_SHARE: f64 = 0.1;
 
 impl World {
     pub(super) fn cas_key(&self, key: u64) -> ObjectKey {
-        ObjectKey::new(self.buckets[2].clone(), format!("cas{key}").as_bytes()).expect("valid key")
+        ObjectKey::new(
+            self.buckets[super::cas_bucket(&self.config)].clone(),
+            format!("cas{key}").as_bytes(),
+        )
+        .expect("valid key")
     }
 
     /// A serial read of `key` (`is_final`: the read after healing).
@@ -37,6 +41,7 @@ impl World {
             condition: Condition::Always,
             action: CasAction::Read,
             timeout_ms: None,
+            supersedes: None,
         });
         self.start_cas(client, key, CasKind::Read, request, is_final)
     }
@@ -80,6 +85,7 @@ impl World {
                 keep_ttl: false,
             },
             timeout_ms: None,
+            supersedes: None,
         });
         self.start_cas(
             client,

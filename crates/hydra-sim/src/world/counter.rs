@@ -60,7 +60,11 @@ fn decode(bytes: &[u8], clients: usize) -> Vec<u32> {
 
 impl World {
     fn counter_key(&self) -> ObjectKey {
-        ObjectKey::new(self.buckets[2].clone(), b"counter").expect("valid key")
+        ObjectKey::new(
+            self.buckets[super::cas_bucket(&self.config)].clone(),
+            b"counter",
+        )
+        .expect("valid key")
     }
 
     /// A serial read of the counter.
@@ -70,6 +74,7 @@ impl World {
             condition: Condition::Always,
             action: CasAction::Read,
             timeout_ms: None,
+            supersedes: None,
         });
         let op = self.next_op(client);
         self.clients[client].state = ClientState::Counter {
@@ -127,6 +132,7 @@ impl World {
                         keep_ttl: false,
                     },
                     timeout_ms: None,
+                    supersedes: None,
                 });
                 let op = self.next_op(client);
                 self.clients[client].state = ClientState::Counter {

@@ -85,9 +85,13 @@ pub struct SimConfig {
     /// Milliseconds between a node's walks of Paxos repair rounds (0: no Paxos state
     /// collection). Short, so collection runs many times through the faults.
     pub paxos_repair_interval_ms: u64,
-    /// The strict `lww` bucket (its registers, the compare-and-set keys, the counter) is
-    /// `cas = all_writes`: every write and default read there goes through Paxos.
+    /// The strict buckets (the `lww` one's registers, the `siblings` one's sets, the
+    /// compare-and-set keys and the counter) are `cas = all_writes`: every write and default
+    /// read there goes through Paxos.
     pub all_writes: bool,
+    /// The compare-and-set keys and the counter live in the strict `siblings` bucket (their
+    /// commits are events of the coordinators' Paxos writers), not the strict `lww` one.
+    pub cas_siblings: bool,
 }
 
 impl SimConfig {
@@ -123,6 +127,7 @@ impl SimConfig {
             plain_cas_writes: 0.0,
             paxos_repair_interval_ms: 100,
             all_writes: rng.random_bool(0.25),
+            cas_siblings: rng.random_bool(0.3),
         }
     }
 }
@@ -174,8 +179,10 @@ pub struct SimReport {
     /// a later serial read settled.
     pub counter_applied: u64,
     pub counter_resolved: u64,
-    /// Whether the strict `lww` bucket was `cas = all_writes` (see `SimConfig::all_writes`).
+    /// Whether the strict buckets were `cas = all_writes` (see `SimConfig::all_writes`).
     pub all_writes: bool,
+    /// Whether the compare-and-set keys lived in a `siblings` bucket.
+    pub cas_siblings: bool,
     /// Paxos repair rounds completed, and Paxos states they dropped.
     pub paxos_rounds: u64,
     pub paxos_states_collected: u64,
@@ -189,11 +196,12 @@ pub struct SimReport {
 impl SimReport {
     pub fn summary(&self) -> String {
         format!(
-            "seed={} nodes={} durability={:?} all_writes={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} flood_writes={} max_flood_siblings={} plain_cas_writes={} plain_cas_refused={} plain_cas_acked={} counter_applied={} counter_resolved={} paxos_rounds={} paxos_states_collected={} violations={}",
+            "seed={} nodes={} durability={:?} all_writes={} cas_siblings={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} flood_writes={} max_flood_siblings={} plain_cas_writes={} plain_cas_refused={} plain_cas_acked={} counter_applied={} counter_resolved={} paxos_rounds={} paxos_states_collected={} violations={}",
             self.seed,
             self.nodes,
             self.durability,
             self.all_writes,
+            self.cas_siblings,
             self.sim_ms,
             self.events,
             self.ops,
@@ -406,6 +414,7 @@ impl World {
             nodes: config.nodes,
             durability: Some(config.durability),
             all_writes: config.all_writes,
+            cas_siblings: config.cas_siblings,
             ..SimReport::default()
         };
         let flood_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0xF100D);
@@ -945,7 +954,7 @@ fn node_config(id: NodeId, sim: &SimConfig) -> NodeConfig {
     c.tombstone_grace_ms = TOMBSTONE_GRACE_MS;
     // Even keys live in strict buckets: no fallbacks, so strict quorums (Riak's PR/PW) hold.
     for (name, conflicts, sloppy) in BUCKETS {
-        let all_writes = sim.all_writes && conflicts == ConflictMode::Lww && !sloppy;
+        let all_writes = sim.all_writes && !sloppy;
         c.buckets.insert(
             BucketName::new(name).expect("valid name"),
             BucketProps {
@@ -970,6 +979,11 @@ const BUCKETS: [(&str, ConflictMode, bool); 4] = [
     ("registers-strict", ConflictMode::Lww, false),
     ("registers", ConflictMode::Lww, true),
 ];
+
+/// Which of [`BUCKETS`] holds the compare-and-set keys and the counter: a strict one.
+fn cas_bucket(sim: &SimConfig) -> usize {
+    if sim.cas_siblings { 0 } else { 2 }
+}
 
 /// Which of [`BUCKETS`] holds `key`.
 fn bucket_of(key: u64) -> usize {
