@@ -60,6 +60,10 @@ pub struct PlantedBugs {
     /// A serial read answers from the promised data without finishing a proposal in
     /// progress.
     pub paxos_read_skips_in_progress: bool,
+    /// A serial read (or a failed condition) skips its proposal even when a write was
+    /// promised since the latest commit (its proposal may still be accepted, and later
+    /// finished, after the read).
+    pub paxos_read_ignores_write_promises: bool,
     /// A compare-and-set's value is stamped without taking in the timestamps its prepare
     /// read (it may be older than the value it replaces).
     pub paxos_stamp_ignores_read: bool,
@@ -104,6 +108,7 @@ thread_local! {
         paxos_answers_before_sync: false,
         paxos_ballots_not_unique: false,
         paxos_read_skips_in_progress: false,
+        paxos_read_ignores_write_promises: false,
         paxos_stamp_ignores_read: false,
         plain_writes_not_refused: false,
         paxos_beaten_ignores_base: false,
@@ -139,6 +144,7 @@ impl PlantedBugs {
             "paxos_answers_before_sync" => self.paxos_answers_before_sync = true,
             "paxos_ballots_not_unique" => self.paxos_ballots_not_unique = true,
             "paxos_read_skips_in_progress" => self.paxos_read_skips_in_progress = true,
+            "paxos_read_ignores_write_promises" => self.paxos_read_ignores_write_promises = true,
             "paxos_stamp_ignores_read" => self.paxos_stamp_ignores_read = true,
             "plain_writes_not_refused" => self.plain_writes_not_refused = true,
             "paxos_beaten_ignores_base" => self.paxos_beaten_ignores_base = true,

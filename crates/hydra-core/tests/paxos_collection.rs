@@ -99,7 +99,7 @@ fn a_ballot_below_a_collected_groups_low_bound_is_refused() {
             req: hydra_core::ids::RequestId(7),
             key: k.clone(),
             ballot: stale,
-            phase: PaxosPhase::Prepare,
+            phase: PaxosPhase::Prepare { write: true },
         },
     };
     c.feed(

@@ -47,6 +47,42 @@ fn every_explored_compare_and_set_history_is_linearizable() {
     }
 }
 
+/// In a `siblings` bucket (each value an event of its coordinator's Paxos writer): every
+/// explored history linearizable, both properties reached, and a planted bug caught there
+/// too.
+#[test]
+fn the_model_holds_in_a_siblings_bucket() {
+    let siblings = |name, faults, attempts| Config {
+        siblings: true,
+        ..config(name, faults, attempts)
+    };
+    for (name, faults, attempts) in [("race", false, 1), ("small", true, 2)] {
+        let (found, unique) = check(CasModel::new(siblings(name, faults, attempts)), 1_000_000);
+        assert!(
+            !found.contains(&"linearizable"),
+            "{name}: a non-linearizable history"
+        );
+        println!("siblings {name} (faults {faults}): {unique} unique states, found {found:?}");
+        if !faults {
+            for property in [
+                "every operation done, a conditional write applied",
+                "an outcome unknown",
+            ] {
+                assert!(found.contains(&property), "never reached: {property}");
+            }
+        }
+    }
+    for bug in ["paxos_forgets_promises", "paxos_ignores_in_progress"] {
+        let bugs: PlantedBugs = bug_named(bug).expect("a planted bug");
+        let model = CasModel::new(siblings("race", false, 1)).with_bugs(bugs, set_planted);
+        let (found, unique) = check(model, 3_000_000);
+        assert!(
+            found.contains(&"linearizable"),
+            "{bug}: no violation in {unique} states"
+        );
+    }
+}
+
 #[test]
 fn the_model_is_not_vacuous() {
     // A run where every operation ends and a conditional write applied, and one where an

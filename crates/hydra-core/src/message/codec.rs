@@ -251,6 +251,27 @@ mod legacy {
         }
     }
 
+    /// Acceptor state format 2 (no write promise kept: any promise may have been one).
+    #[derive(Deserialize)]
+    pub(super) struct AcceptorStateV2 {
+        promised: crate::paxos::Ballot,
+        accepted: Option<crate::paxos::Accepted>,
+        committed: crate::paxos::Ballot,
+        commits: Vec<crate::paxos::CommitSeen>,
+    }
+
+    impl From<AcceptorStateV2> for crate::paxos::AcceptorState {
+        fn from(s: AcceptorStateV2) -> crate::paxos::AcceptorState {
+            crate::paxos::AcceptorState {
+                promised: s.promised,
+                accepted: s.accepted,
+                committed: s.committed,
+                commits: s.commits,
+                promised_write: s.promised,
+            }
+        }
+    }
+
     /// Acceptor state format 1 (no commits kept: none proves anything).
     #[derive(Deserialize)]
     pub(super) struct AcceptorStateV1 {
@@ -278,6 +299,7 @@ mod legacy {
                 }),
                 committed: s.committed,
                 commits: Vec::new(),
+                promised_write: s.promised,
             }
         }
     }
@@ -309,10 +331,12 @@ mod legacy {
 }
 
 /// Format byte of an acceptor's stored Paxos state.
-pub const PAXOS_FORMAT: u8 = 2;
+pub const PAXOS_FORMAT: u8 = 3;
 /// Format 1 had no base of accepted proposals and no value of the last commit: still read
 /// (with the bases as high as they can be, so they prove nothing), never written.
 const PAXOS_FORMAT_V1: u8 = 1;
+/// Acceptor state without `promised_write`.
+const PAXOS_FORMAT_V2: u8 = 2;
 
 /// Format byte of a group's stored Paxos bounds (`paxos::GroupBound`).
 pub const PAXOS_BOUND_FORMAT: u8 = 1;
@@ -333,6 +357,8 @@ pub fn decode_acceptor_state(bytes: &[u8]) -> Result<crate::paxos::AcceptorState
     const WHAT: &str = "stored paxos state";
     let state: crate::paxos::AcceptorState = if bytes.first() == Some(&PAXOS_FORMAT_V1) {
         decode::<legacy::AcceptorStateV1>(WHAT, PAXOS_FORMAT_V1, bytes)?.into()
+    } else if bytes.first() == Some(&PAXOS_FORMAT_V2) {
+        decode::<legacy::AcceptorStateV2>(WHAT, PAXOS_FORMAT_V2, bytes)?.into()
     } else {
         decode(WHAT, PAXOS_FORMAT, bytes)?
     };
@@ -479,15 +505,20 @@ mod tests {
             }),
             committed: Ballot::ZERO,
             commits: vec![],
+            promised_write: ballot,
         };
         assert_eq!(
             hex(&encode_acceptor_state(&state)),
-            "020502010502010001020101017601740500000000000000"
+            "0305020105020100010201010176017405000000000000000502"
         );
         assert_eq!(
             decode_acceptor_state(&encode_acceptor_state(&state)),
             Ok(state.clone())
         );
+        // Format 2 still reads, every promise taken for a write's.
+        let v2 = decode_acceptor_state(&unhex("020502010502010001020101017601740500000000000000"))
+            .expect("format 2");
+        assert_eq!(v2, state);
         // Format 1 still reads, with bases as high as they can be.
         let v1 = decode_acceptor_state(&unhex("010502010502010001020101017601740500000000"))
             .expect("format 1");

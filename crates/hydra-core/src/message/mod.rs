@@ -588,7 +588,8 @@ pub struct FenceList {
 #[derive(Clone, Debug, PartialEq, Hash, Eq, Serialize, Deserialize)]
 pub enum PaxosPhase {
     /// Promise no lower ballot; answer with what was accepted and committed, and the data.
-    Prepare,
+    /// `write`: for a request that may propose a value of its own (not a serial read).
+    Prepare { write: bool },
     /// Accept this proposal (first made after a prepare that found this highest commit).
     Propose(Proposal, Ballot),
     /// The proposal (with its base) was accepted by a majority: merge it into the data.
@@ -609,6 +610,8 @@ pub struct Promise {
     /// The accepted proposal not known committed here, if any.
     pub accepted: Option<Accepted>,
     pub committed: Ballot,
+    /// The highest ballot promised to a write (or accepted) before this prepare.
+    pub promised_write: Ballot,
     /// The key's object in this replica's store.
     pub object: Option<Object>,
     /// The last commits this acceptor saw (see `AcceptorState`).

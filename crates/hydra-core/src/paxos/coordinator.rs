@@ -244,7 +244,9 @@ impl Coordinator {
 
     fn start(&mut self, step: Step) -> Next {
         let phase = match &step {
-            Step::Prepare => PaxosPhase::Prepare,
+            Step::Prepare => PaxosPhase::Prepare {
+                write: self.action != CasAction::Read,
+            },
             Step::Propose { proposal, base, .. } => PaxosPhase::Propose(proposal.clone(), *base),
             Step::Commit { proposal, base, .. } => PaxosPhase::Commit(proposal.clone(), *base),
             Step::Idle | Step::Stamp { .. } => unreachable!("only phases are sent"),
@@ -515,12 +517,22 @@ impl Coordinator {
             object: merged.clone(),
             previous: current,
         });
-        if agree && !self.seals_own {
+        // A write promised since the latest commit may still have its proposal accepted
+        // outside this majority and finished later: this read would not settle it.
+        let writes_since = self
+            .promises
+            .iter()
+            .map(|(_, p)| p.promised_write)
+            .max()
+            .is_some_and(|w| w > latest)
+            && !planted().paxos_read_ignores_write_promises;
+        if agree && !self.seals_own && !writes_since {
             // Nothing in flight, nothing to repair: one round trip.
             return self.on_committed(then);
         }
         // Make what was read the state of a majority, so no later read sees less (and end
-        // this request's earlier proposals).
+        // this request's earlier proposals, and those of writes promised since the latest
+        // commit: none can be accepted below this commit from then on).
         let proposal = merged;
         self.start(Step::Propose {
             proposal,

@@ -122,6 +122,12 @@ pub struct AcceptorState {
     pub committed: Ballot,
     /// The highest commits seen, by ballot (at most [`PAXOS_COMMITS_KEPT`]).
     pub commits: Vec<CommitSeen>,
+    /// The highest ballot promised to a request that may write (not a serial read), or
+    /// accepted. A read may answer without a proposal of its own only if no promise showed
+    /// one above the latest commit: else a write prepared before it may still have its
+    /// proposal accepted, and finished by a later coordinator, after the read (Cassandra's
+    /// `promisedWrite`, Paxos v2).
+    pub promised_write: Ballot,
 }
 
 impl AcceptorState {
@@ -152,6 +158,7 @@ impl AcceptorState {
             if !bugs.paxos_accept_keeps_promise {
                 self.promised = ballot;
             }
+            self.promised_write = self.promised_write.max(ballot);
             self.accepted = Some(Accepted {
                 ballot,
                 proposal,
@@ -187,11 +194,16 @@ impl AcceptorState {
     /// commit's proposal is merged into the data by the caller.
     pub fn handle(&mut self, ballot: Ballot, phase: &PaxosPhase) -> Result<PaxosAnswer, Ballot> {
         match phase {
-            PaxosPhase::Prepare => {
+            PaxosPhase::Prepare { write } => {
+                let promised_write = self.promised_write;
                 self.prepare(ballot)?;
+                if *write {
+                    self.promised_write = self.promised_write.max(ballot);
+                }
                 Ok(PaxosAnswer::Promise(Box::new(Promise {
                     accepted: self.in_progress().cloned(),
                     committed: self.committed,
+                    promised_write,
                     object: None,
                     commits: self.commits.clone(),
                 })))
