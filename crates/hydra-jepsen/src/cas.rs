@@ -19,8 +19,8 @@ use hydra_resp::Value;
 use hydra_sim::workload::{CasKind, CasOp, CasResult};
 use std::collections::BTreeMap;
 
-/// The bucket of the workload (`lww`: compare-and-set needs it).
-pub const BUCKET: &str = "redis";
+/// The bucket of the workload in a `siblings` bucket (`--siblings`); else bucket `redis`.
+pub const SIBLINGS_BUCKET: &str = "jepsen_cas";
 /// Share of operations that are reads.
 pub const READ_SHARE: f64 = 0.4;
 
@@ -28,16 +28,24 @@ pub fn key_name(i: usize) -> String {
     format!("cas{i}")
 }
 
-/// Opens a connection whose reads are serial.
-pub fn open(addr: &str, timeout: std::time::Duration) -> Result<Connection, Broken> {
+/// Opens a connection to `bucket` whose reads are serial.
+pub fn open(addr: &str, bucket: &str, timeout: std::time::Duration) -> Result<Connection, Broken> {
     let mut c = Connection::open(addr, timeout)?;
-    match c.call(&[b"HYDRA.CONSISTENCY", b"serial", b"default"])? {
-        Value::Simple(s) if s == "OK" => Ok(c),
-        other => Err(Broken {
-            kind: Kind::Fail,
-            error: format!("HYDRA.CONSISTENCY serial: {other:?}"),
-        }),
+    for command in [
+        &[b"HYDRA.BUCKET".as_slice(), bucket.as_bytes()][..],
+        &[b"HYDRA.CONSISTENCY", b"serial", b"default"],
+    ] {
+        match c.call(command)? {
+            Value::Simple(s) if s == "OK" => {}
+            other => {
+                return Err(Broken {
+                    kind: Kind::Fail,
+                    error: format!("{}: {other:?}", String::from_utf8_lossy(command[0])),
+                });
+            }
+        }
     }
+    Ok(c)
 }
 
 /// A serial `GET`: the value (a number) or `None`.
@@ -109,10 +117,10 @@ pub enum Front {
     Http(String),
 }
 
-/// One client's connection, either protocol.
+/// One client's connection, either protocol (over HTTP, with the bucket).
 pub enum Conn {
     Resp(Connection),
-    Http(hydra_client::Client),
+    Http(hydra_client::Client, String),
 }
 
 /// What a conditional write did.
@@ -126,12 +134,13 @@ pub enum Written {
 }
 
 impl Conn {
-    pub fn open(front: &Front, timeout: std::time::Duration) -> Result<Conn, Broken> {
+    pub fn open(front: &Front, bucket: &str, timeout: std::time::Duration) -> Result<Conn, Broken> {
         match front {
-            Front::Resp(addr) => open(addr, timeout).map(Conn::Resp),
-            Front::Http(addr) => Ok(Conn::Http(hydra_client::Client::with_timeout(
-                addr, timeout,
-            ))),
+            Front::Resp(addr) => open(addr, bucket, timeout).map(Conn::Resp),
+            Front::Http(addr) => Ok(Conn::Http(
+                hydra_client::Client::with_timeout(addr, timeout),
+                bucket.to_string(),
+            )),
         }
     }
 
@@ -139,9 +148,9 @@ impl Conn {
     pub fn read(&mut self, key: &str) -> Result<(Option<u64>, Option<String>), Broken> {
         match self {
             Conn::Resp(c) => read(c, key).map(|v| (v, None)),
-            Conn::Http(c) => {
+            Conn::Http(c, bucket) => {
                 let r = c
-                    .get(BUCKET, key, &[("r", "serial")])
+                    .get(bucket, key, &[("r", "serial")])
                     .map_err(|e| http_broken(&e))?;
                 match r.status {
                     404 => Ok((None, None)),
@@ -172,7 +181,7 @@ impl Conn {
                 };
                 (w, None)
             }),
-            Conn::Http(c) => {
+            Conn::Http(c, bucket) => {
                 let condition = match (expected, context) {
                     (None, _) => hydra_client::Precondition::Absent,
                     (Some(_), Some(ctx)) => hydra_client::Precondition::Matches(ctx.to_string()),
@@ -185,7 +194,7 @@ impl Conn {
                 };
                 let body = new.to_string();
                 let r = c
-                    .put_if(BUCKET, key, body.as_bytes(), "text/plain", &condition)
+                    .put_if(bucket, key, body.as_bytes(), "text/plain", &condition)
                     .map_err(|e| http_broken(&e))?;
                 match r.status {
                     204 => Ok((Written::Applied, r.context)),

@@ -67,6 +67,9 @@ pub struct Options {
     /// The bucket's `cas` property (`conditional_only` when `None`, the default):
     /// `all_writes` sends the register workload's every write and read through Paxos.
     pub cas: Option<String>,
+    /// The compare-and-set workloads' keys live in bucket [`cas::SIBLINGS_BUCKET`], which
+    /// keeps siblings (default: bucket `redis`, `lww`).
+    pub siblings: bool,
     /// The nodes' `storage.durability`: `fsync`, `periodic:<ms>` or `none`. Without fsync a
     /// node killed with SIGKILL may lose what it acknowledged (by design), so a run without
     /// it counts losses and stale reads without failing on them.
@@ -209,12 +212,17 @@ pub fn run(opts: &Options) -> Result<Summary> {
         &opts.durability,
         &opts.server_env,
     )?;
-    let bucket = if registers || cas_mode {
+    let cas_siblings = cas_mode && opts.siblings;
+    let bucket = if cas_siblings {
+        cas::SIBLINGS_BUCKET.to_string()
+    } else if registers || cas_mode {
         register::BUCKET.to_string()
     } else {
         format!("jepsen_{}", opts.mode)
     };
-    let conflicts = if registers || cas_mode {
+    let conflicts = if cas_siblings {
+        "siblings"
+    } else if registers || cas_mode {
         "lww"
     } else {
         opts.mode.as_str()
@@ -253,7 +261,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
                     cas::Front::Resp(resp)
                 };
                 loops::cas_loop(
-                    p as u64, node, &front, keys, seed, pause, &recorder, &stop, &done,
+                    p as u64, node, &front, &bucket, keys, seed, pause, &recorder, &stop, &done,
                 )
             } else {
                 loops::client_loop(
@@ -334,9 +342,15 @@ pub fn run(opts: &Options) -> Result<Summary> {
     )?;
     let paxos_repair = paxos_repair_figures(&cluster);
     let (final_sets, final_registers) = if registers {
-        (BTreeMap::new(), final_registers(&cluster, &keys, "all")?)
+        (
+            BTreeMap::new(),
+            final_registers(&cluster, &bucket, &keys, "all")?,
+        )
     } else if cas_mode {
-        (BTreeMap::new(), final_registers(&cluster, &keys, "serial")?)
+        (
+            BTreeMap::new(),
+            final_registers(&cluster, &bucket, &keys, "serial")?,
+        )
     } else {
         (final_reads(&cluster, &bucket, &keys)?, BTreeMap::new())
     };
@@ -734,11 +748,12 @@ fn replica_state(client: &Client, bucket: &str, key: &str) -> Option<String> {
 /// Every register's value, read at `r` (`all`, or `serial` for compare-and-set keys).
 fn final_registers(
     cluster: &Cluster,
+    bucket: &str,
     keys: &[String],
     r: &str,
 ) -> Result<BTreeMap<String, Option<u64>>> {
     final_each(cluster, keys, |c, k| {
-        let r = c.get(register::BUCKET, k, &[("r", r)])?;
+        let r = c.get(bucket, k, &[("r", r)])?;
         if r.status == 404 {
             return Ok(Ok(None));
         }

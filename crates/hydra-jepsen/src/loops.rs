@@ -67,6 +67,7 @@ pub(crate) fn cas_loop(
     client: u64,
     node: usize,
     front: &cas::Front,
+    bucket: &str,
     keys: usize,
     seed: u64,
     pause: Duration,
@@ -109,7 +110,7 @@ pub(crate) fn cas_loop(
         recorder.record(op(Kind::Invoke, f, invoke.clone(), None));
         let c = match conn.take() {
             Some(c) => Ok(c),
-            None => cas::Conn::open(front, timeout),
+            None => cas::Conn::open(front, bucket, timeout),
         };
         let result = c.and_then(|mut c| {
             let r = if reading {

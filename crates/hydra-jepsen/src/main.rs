@@ -51,6 +51,10 @@ struct Args {
     /// write and read a Paxos one (default: the bucket's default, `conditional_only`).
     #[arg(long)]
     cas: Option<String>,
+    /// `cas-register` and `cas-register-http`: the keys live in a bucket that keeps
+    /// siblings (`jepsen_cas`) instead of the `lww` bucket `redis`.
+    #[arg(long)]
+    siblings: bool,
     /// The nodes' storage.durability: fsync, periodic:<ms> or none.
     #[arg(long, default_value = "fsync")]
     durability: String,
@@ -126,6 +130,7 @@ fn run() -> Result<bool> {
         rate: args.rate,
         sloppy: !args.strict,
         cas: args.cas,
+        siblings: args.siblings,
         durability: args.durability,
         hydra,
         out: args.out,

@@ -38,6 +38,10 @@ struct Args {
     /// collected, so plain writes to a compare-and-set key are always refused).
     #[arg(long)]
     paxos_repair_ms: Option<u64>,
+    /// Plant this bug (a field of `hydra_core::bugs::PlantedBugs`; needs a build with
+    /// `--features planted-bugs`): how many seeds it takes a checker to catch it.
+    #[arg(long)]
+    bug: Option<String>,
 }
 
 fn config(args: &Args, seed: u64) -> SimConfig {
@@ -73,6 +77,16 @@ fn replay_command(args: &Args, seed: u64) -> String {
 
 fn main() -> Result<ExitCode> {
     let args = Args::parse();
+    if let Some(name) = &args.bug {
+        let mut bugs = hydra_core::bugs::PlantedBugs::default();
+        if !bugs.switch_on(name) {
+            anyhow::bail!("unknown planted bug {name:?}");
+        }
+        #[cfg(feature = "planted-bugs")]
+        hydra_core::bugs::set_planted(bugs);
+        #[cfg(not(feature = "planted-bugs"))]
+        anyhow::bail!("planted bugs need a build with --features planted-bugs");
+    }
     if let Some(keys) = args.ae_bench {
         println!(
             "{:>8} {:>9} {:>12} {:>9} {:>13} {:>9} {:>9} {:>9}",

@@ -52,6 +52,7 @@ fn three_nodes_under_every_fault_lose_no_acknowledged_add() {
         rate: 150,
         sloppy: true,
         cas: None,
+        siblings: false,
         durability: "fsync".into(),
         hydra: PathBuf::from(env!("CARGO_BIN_EXE_hydra")),
         out: out.clone(),
@@ -152,23 +153,39 @@ fn registers_in_an_all_writes_bucket_hold_under_every_fault() {
 
 #[test]
 fn compare_and_set_over_resp_is_linearizable_under_every_fault() {
-    compare_and_set_is_linearizable_under_every_fault("cas", 7);
+    compare_and_set_is_linearizable_under_every_fault("cas", false, 7);
 }
 
 #[test]
 fn compare_and_set_over_http_is_linearizable_under_every_fault() {
-    compare_and_set_is_linearizable_under_every_fault("cas-http", 9);
+    compare_and_set_is_linearizable_under_every_fault("cas-http", false, 9);
 }
 
-/// The compare-and-set register over one front end (`cas`: RESP, `cas-http`: HTTP) for 40
-/// seconds of every fault.
-fn compare_and_set_is_linearizable_under_every_fault(mode: &str, seed: u64) {
-    let test = format!("compare_and_set_over_{mode}_is_linearizable_under_every_fault");
+#[test]
+fn compare_and_set_over_resp_in_a_siblings_bucket_is_linearizable_under_every_fault() {
+    compare_and_set_is_linearizable_under_every_fault("cas", true, 12);
+}
+
+#[test]
+fn compare_and_set_over_http_in_a_siblings_bucket_is_linearizable_under_every_fault() {
+    compare_and_set_is_linearizable_under_every_fault("cas-http", true, 13);
+}
+
+/// The compare-and-set register over one front end (`cas`: RESP, `cas-http`: HTTP), in the
+/// `lww` bucket `redis` or (`siblings`) in one that keeps siblings, for 40 seconds of every
+/// fault (30 in the `siblings` bucket).
+fn compare_and_set_is_linearizable_under_every_fault(mode: &str, siblings: bool, seed: u64) {
+    let bucket = if siblings {
+        "_in_a_siblings_bucket"
+    } else {
+        ""
+    };
+    let test = format!("compare_and_set_over_{mode}{bucket}_is_linearizable_under_every_fault");
     if !can_run(&test) {
         return;
     }
     let _one = exclusive();
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("jepsen-{mode}"));
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("jepsen-{mode}{bucket}"));
     let _ = std::fs::remove_dir_all(&out);
     let mut opts = register_options(
         out.clone(),
@@ -178,7 +195,8 @@ fn compare_and_set_is_linearizable_under_every_fault(mode: &str, seed: u64) {
     opts.mode = mode.into();
     opts.keys = 3;
     opts.seed = seed;
-    opts.seconds = 40;
+    opts.seconds = if siblings { 30 } else { 40 };
+    opts.siblings = siblings;
     let summary = hydra_jepsen::run(&opts).expect("the harness runs (it needs root)");
     let text = serde_json::to_string_pretty(&summary).expect("json");
     let v = summary.cas.as_ref().expect("a compare-and-set verdict");
@@ -237,6 +255,7 @@ fn register_options(
         rate: 150,
         sloppy: false,
         cas: None,
+        siblings: false,
         durability: "fsync".into(),
         hydra,
         out,
@@ -354,6 +373,7 @@ fn the_harness_catches_a_server_that_drops_siblings() {
         rate: 150,
         sloppy: true,
         cas: None,
+        siblings: false,
         durability: "fsync".into(),
         hydra,
         out,
