@@ -378,12 +378,13 @@ impl Coordinator {
         };
         // This request's own proposals (values of earlier attempts that may have been
         // accepted): applied if one is in progress (Paxos carries a chosen value into every
-        // later proposal) or is what the data hold.
+        // later proposal) or is what the data hold. The answer is then that own version (its
+        // context is the one a later `If-Match` names), not whatever replaced it since.
         let own_of = |o: &Object| {
             self.owns
                 .iter()
                 .find(|(_, v, _)| same_version(o, v))
-                .map(|(_, _, previous)| previous.clone())
+                .map(|(_, v, previous)| (v.clone(), previous.clone()))
         };
         let own_in_progress = in_progress
             .as_ref()
@@ -396,7 +397,7 @@ impl Coordinator {
             self.owns
                 .iter()
                 .find(|(b, ..)| self.promises.iter().any(|(_, p)| p.committed == *b))
-                .map(|(_, _, previous)| previous.clone())
+                .map(|(_, v, previous)| (v.clone(), previous.clone()))
         });
         let lowest_own = self.owns.iter().map(|(b, ..)| *b).min();
         // An own proposal at `b` cannot have been chosen (yet) when no promise shows an
@@ -419,14 +420,10 @@ impl Coordinator {
             });
         let read_fast = planted().paxos_read_skips_in_progress && self.action == CasAction::Read;
         if let Some(acc) = in_progress.filter(|_| !read_fast) {
-            let then = if let Some(previous) = own_in_progress.or(own_committed) {
-                let object = match (&merged, &acc.proposal) {
-                    (Some(m), Some(p)) => m.merge(p).ok(),
-                    (m, p) => p.clone().or(m.clone()),
-                };
+            let then = if let Some((own, previous)) = own_in_progress.or(own_committed) {
                 Then::Reply(Decided {
                     applied: true,
-                    object,
+                    object: Some(own),
                     previous,
                 })
             } else {
@@ -444,10 +441,10 @@ impl Coordinator {
                 then,
             });
         }
-        if let Some(previous) = own_committed {
+        if let Some((own, previous)) = own_committed {
             let then = Then::Reply(Decided {
                 applied: true,
-                object: merged.clone(),
+                object: Some(own),
                 previous,
             });
             if agree {
