@@ -14,9 +14,9 @@ pub struct NodeId(pub u64);
 pub const PAXOS_WRITER_BIT: u64 = 1 << 63;
 
 impl NodeId {
-    /// The version-vector actor of this node's compare-and-set commits in `siblings` buckets.
-    /// Its events are apart from the node's plain writes: they are stamped by the node's
-    /// clock, not counted per key.
+    /// The version-vector actor of this node's compare-and-set commits in `siblings` buckets,
+    /// apart from the node's plain writes: those count their dots by a durable local write,
+    /// these by the chain of a key's commits (each built on a read of the one before).
     pub fn paxos_writer(self) -> NodeId {
         NodeId(self.0 | PAXOS_WRITER_BIT)
     }
