@@ -202,8 +202,11 @@ impl Paxos {
                     {
                         Ok(next) => next,
                         Err(StampError::Clock(_)) => return self.fail_clock(local, ctx.now, id),
+                        // A write of a `cas = all_writes` bucket superseding less than the
+                        // key holds would leave too many siblings.
                         Err(StampError::TooManySiblings(e)) => {
-                            return self.fail_siblings(local, ctx.now, id, e);
+                            let e = ClientError::new(ErrorCode::TooManySiblings, e.to_string());
+                            return self.fail_unproposed(local, ctx.now, id, e);
                         }
                     }
                 }
@@ -419,31 +422,27 @@ impl Paxos {
     /// This node's clock cannot stamp the value (it jumped, or the read held timestamps
     /// beyond the skew bound): nothing of this attempt was proposed.
     fn fail_clock(&mut self, local: &mut Local, now: Timestamp, id: RequestId) {
-        if self.rounds.get(&id).is_some_and(|r| r.coord.in_doubt()) {
-            return self.fail_unknown(local, now, id);
-        }
-        let Some(round) = self.remove(local, id) else {
+        let Some(key) = self.rounds.get(&id).map(|r| r.key.clone()) else {
             return;
         };
         let e = ClientError::new(
             ErrorCode::ClockSkew,
             format!(
-                "compare-and-set of {}: node {}'s clock is not trusted (its peers disown it, or it read a version stamped beyond the skew bound ahead of it); not applied",
-                round.key,
+                "compare-and-set of {key}: node {}'s clock is not trusted (its peers disown it, or it read a version stamped beyond the skew bound ahead of it); not applied",
                 local.me()
             ),
         );
-        local.out.reply(round.reply_to, Err(e));
+        self.fail_unproposed(local, now, id, e);
     }
 
-    /// The write would leave more siblings than allowed (a write of a `cas = all_writes`
-    /// bucket superseding less than the key holds): nothing of this attempt was proposed.
-    fn fail_siblings(
+    /// The attempt could not propose (its write could not be stamped): the request fails
+    /// with `e`, or is `outcome_unknown` if an earlier attempt's proposal is in doubt.
+    fn fail_unproposed(
         &mut self,
         local: &mut Local,
         now: Timestamp,
         id: RequestId,
-        e: crate::version::TooManySiblings,
+        e: ClientError,
     ) {
         if self.rounds.get(&id).is_some_and(|r| r.coord.in_doubt()) {
             return self.fail_unknown(local, now, id);
@@ -451,7 +450,6 @@ impl Paxos {
         let Some(round) = self.remove(local, id) else {
             return;
         };
-        let e = ClientError::new(ErrorCode::TooManySiblings, e.to_string());
         local.out.reply(round.reply_to, Err(e));
     }
 

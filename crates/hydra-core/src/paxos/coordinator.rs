@@ -9,7 +9,8 @@
 //!   │ ballot), Send(Commit it), then Restart (it may be this request's own: then Done)
 //!   ├ the condition holds: Stamp ─▶ stamp(clock) ─▶ Send(Propose the new value)
 //!   │ ─▶ majority ─▶ Send(Commit) ─▶ majority ─▶ Done(applied)
-//!   ├ it does not (or a read) and the promised data agree: Done (one round trip)
+//!   ├ it does not (or a read), the promised data agree and no write was promised since
+//!   │ the latest commit: Done (one round trip)
 //!   └ they differ: Propose/Commit the merged data first, so a later quorum read sees it
 //! a majority refused or cannot answer: BackOff, then prepare again with a higher ballot
 //! ```
