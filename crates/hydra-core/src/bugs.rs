@@ -64,6 +64,11 @@ pub struct PlantedBugs {
     /// promised since the latest commit (its proposal may still be accepted, and later
     /// finished, after the read).
     pub paxos_read_ignores_write_promises: bool,
+    /// A serial read (or a failed condition) skips its proposal even when an acceptor of its
+    /// majority still holds an accepted proposal its own state does not show committed (the
+    /// latest commit another acceptor reported, perhaps only a Paxos low bound there, is not
+    /// known to a majority, so a later coordinator may take the proposal up again).
+    pub paxos_read_trusts_minority_commits: bool,
     /// A compare-and-set's value is stamped without taking in the timestamps its prepare
     /// read (it may be older than the value it replaces).
     pub paxos_stamp_ignores_read: bool,
@@ -109,6 +114,7 @@ thread_local! {
         paxos_ballots_not_unique: false,
         paxos_read_skips_in_progress: false,
         paxos_read_ignores_write_promises: false,
+        paxos_read_trusts_minority_commits: false,
         paxos_stamp_ignores_read: false,
         plain_writes_not_refused: false,
         paxos_beaten_ignores_base: false,
@@ -145,6 +151,7 @@ impl PlantedBugs {
             "paxos_ballots_not_unique" => self.paxos_ballots_not_unique = true,
             "paxos_read_skips_in_progress" => self.paxos_read_skips_in_progress = true,
             "paxos_read_ignores_write_promises" => self.paxos_read_ignores_write_promises = true,
+            "paxos_read_trusts_minority_commits" => self.paxos_read_trusts_minority_commits = true,
             "paxos_stamp_ignores_read" => self.paxos_stamp_ignores_read = true,
             "plain_writes_not_refused" => self.plain_writes_not_refused = true,
             "paxos_beaten_ignores_base" => self.paxos_beaten_ignores_base = true,

@@ -31,7 +31,7 @@ use hydra_core::bugs::PlantedBugs;
 use hydra_core::hlc::HlcClock;
 use hydra_core::message::{CasAction, PaxosAnswer, PaxosPhase, PaxosRefusal};
 use hydra_core::paxos::{AcceptorState, Ballot, Condition, Coordinator, GiveUp, GroupBound, Next};
-use hydra_core::version::Object;
+use hydra_core::version::{Dvv, LwwValue, Object, Sibling};
 use hydra_core::{NodeId, Timestamp};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
 use stateright::{Model, Property};
@@ -53,6 +53,16 @@ pub enum Op {
     SetIfAbsent(u8),
     /// `SET ... IFEQ`: write `new` if the value is `old`.
     SetIfEq { old: u8, new: u8 },
+}
+
+impl Op {
+    /// The value the operation writes, if it writes.
+    pub fn written(self) -> Option<u8> {
+        match self {
+            Op::Read => None,
+            Op::Write(v) | Op::SetIfAbsent(v) | Op::SetIfEq { new: v, .. } => Some(v),
+        }
+    }
 }
 
 /// What an operation returned.
@@ -103,8 +113,11 @@ impl SequentialSpec for CasRegister {
 pub struct Config {
     /// Each client's operations, in order.
     pub clients: Vec<Vec<Op>>,
-    /// Coordinators (operation `k` of client `i` goes to coordinator `(i + k) % coordinators`).
+    /// Coordinators (operation `k` of client `i` goes to coordinator `(i + k) % coordinators`,
+    /// or `i % coordinators` when `pinned`).
     pub coordinators: usize,
+    /// Each client sends every operation through one coordinator.
+    pub pinned: bool,
     /// Acceptors (the key's primaries).
     pub acceptors: usize,
     /// Prepare attempts per operation before it gives up.
@@ -126,7 +139,28 @@ pub struct Config {
     /// The key lives in a `siblings` bucket: a write's value is an event of its
     /// coordinator's Paxos writer in a dotted version vector set, not an `lww` version.
     pub siblings: bool,
+    /// A client whose write ends `unknown` settles it with a serial read, as applications
+    /// (and the simulator's counter workers) do: its own value read means applied, an empty
+    /// key means it never takes effect (the read's commit ends it), another value leaves it
+    /// in doubt. Without this an unknown write stays in flight forever and may take effect
+    /// at any later moment, so a read that fails to end it goes unnoticed.
+    pub settle: bool,
+    /// The key holds this value before the clients start, written by a plain write of a node
+    /// whose clock runs ahead of the coordinators' (by [`PLAIN_AHEAD_MS`], within the skew
+    /// they accept), as in a `conditional_only` bucket before the key's first conditional
+    /// write.
+    pub initial: Option<u8>,
 }
+
+/// How far ahead of the coordinators' clocks the initial value was stamped.
+pub const PLAIN_AHEAD_MS: u64 = 100;
+
+/// The node that wrote the initial value.
+const PLAIN_WRITER: NodeId = NodeId(50);
+
+/// A register value no write stores: what a read of several siblings returns (a register
+/// holds one value; every write through Paxos supersedes what its prepare read).
+pub const SEVERAL: u8 = u8::MAX;
 
 impl Default for Config {
     fn default() -> Config {
@@ -136,6 +170,7 @@ impl Default for Config {
                 vec![Op::SetIfEq { old: 1, new: 2 }],
             ],
             coordinators: 2,
+            pinned: false,
             acceptors: 3,
             attempts: 2,
             drops: 1,
@@ -145,6 +180,8 @@ impl Default for Config {
             repairs: 0,
             repairer_id: 100,
             siblings: false,
+            settle: true,
+            initial: None,
         }
     }
 }
@@ -178,6 +215,8 @@ pub struct CoordinatorSlot {
 pub struct Running {
     /// The client, or `None`: the repairer's serial read.
     client: Option<usize>,
+    /// A read that settles the client's write of this value, which ended `unknown`.
+    settles: Option<u8>,
     op: Op,
     coord: Coordinator,
     backing_off: bool,
@@ -220,6 +259,9 @@ pub struct ClientState {
     waiting: bool,
     /// An operation ended `unknown`: the client stops (it stays in flight in the history).
     stuck: bool,
+    /// An operation that wrote this value ended `unknown`; the client's next step is a
+    /// serial read that settles it (`Config::settle`).
+    settling: Option<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -303,6 +345,7 @@ impl CasModel {
     }
 
     fn coordinator_of(&self, client: usize, k: usize) -> usize {
+        let k = if self.config.pinned { 0 } else { k };
         (client + k) % self.config.coordinators
     }
 
@@ -401,11 +444,16 @@ impl CasModel {
                     return;
                 }
                 Next::Done(decided) => {
+                    let several = decided
+                        .object
+                        .as_ref()
+                        .is_some_and(|o| o.visible_at(NOW.0).len() > 1);
                     let current = decided
                         .previous
                         .as_ref()
                         .filter(|s| !s.tombstone)
-                        .and_then(|s| s.value.first().copied());
+                        .and_then(|s| s.value.first().copied())
+                        .map(|v| if several { SEVERAL } else { v });
                     let ret = match (run.op, decided.applied) {
                         (Op::Read, _) => Ret::Value(current),
                         (_, true) => Ret::Applied,
@@ -414,17 +462,35 @@ impl CasModel {
                     if decided.applied && run.op != Op::Read && !matches!(run.op, Op::Write(_)) {
                         state.applied_conditional = true;
                     }
-                    let client = run.client;
+                    let (client, settles) = (run.client, run.settles);
                     slot.running = None;
                     let Some(client) = client else {
                         // The repairer's serial read settled the key: the fence is the low
                         // bound.
                         return self.send_low_bound(state);
                     };
-                    let _ = state.history.on_return(client, ret);
+                    let Some(value) = settles else {
+                        let _ = state.history.on_return(client, ret);
+                        let cs = &mut state.clients[client];
+                        cs.waiting = false;
+                        cs.next += 1;
+                        return;
+                    };
+                    // The settling read, then what it says of the write in doubt.
+                    let _ = state.history.on_return(self.settler(client), ret);
                     let cs = &mut state.clients[client];
                     cs.waiting = false;
+                    cs.settling = None;
+                    let settled = match current {
+                        Some(v) if v == value => Ret::Applied,
+                        None => Ret::Failed,
+                        Some(_) => {
+                            cs.stuck = true;
+                            return;
+                        }
+                    };
                     cs.next += 1;
+                    let _ = state.history.on_return(client, settled);
                     return;
                 }
                 Next::Unknown => return self.end(state, c, GiveUp::Unknown),
@@ -444,12 +510,43 @@ impl CasModel {
         };
         let cs = &mut state.clients[client];
         cs.waiting = false;
-        if why == GiveUp::Unknown {
+        if run.settles.is_some() {
+            // The settling read failed (it had no effect): the write stays in doubt.
+            let _ = state.history.on_return(self.settler(client), Ret::Failed);
+            cs.settling = None;
             cs.stuck = true;
+            return;
+        }
+        if why == GiveUp::Unknown {
             state.unknown = true;
+            match run.op.written() {
+                Some(v) if self.config.settle => cs.settling = Some(v),
+                _ => cs.stuck = true,
+            }
         } else {
             let _ = state.history.on_return(client, Ret::Failed);
             cs.next += 1;
+        }
+    }
+
+    /// The history's thread of client `i`'s settling reads.
+    fn settler(&self, i: usize) -> usize {
+        self.config.clients.len() + i
+    }
+
+    /// The object a plain write of `value` left, stamped [`PLAIN_AHEAD_MS`] ahead of the
+    /// coordinators' clocks.
+    fn plain_value(&self, value: u8) -> Object {
+        let stamp = hydra_core::hlc::Hlc::new(NOW.0 + PLAIN_AHEAD_MS, 0);
+        let sibling = Sibling::value(vec![value], "", stamp);
+        match self.conflicts() {
+            ConflictMode::Lww => Object::Lww(LwwValue::new(PLAIN_WRITER, sibling)),
+            ConflictMode::Siblings => {
+                let (dvv, _) = Dvv::default()
+                    .update(&Default::default(), sibling, PLAIN_WRITER)
+                    .expect("one sibling");
+                Object::Siblings(dvv)
+            }
         }
     }
 
@@ -520,6 +617,7 @@ impl CasModel {
         let replicas = (0..self.config.acceptors).map(acceptor_id).collect();
         state.coordinators[r].running = Some(Running {
             client: None,
+            settles: None,
             op: Op::Read,
             coord: Coordinator::new(condition, action, None, replicas)
                 .in_mode(self.conflicts(), None),
@@ -626,7 +724,10 @@ impl Model for CasModel {
     type Action = Action;
 
     fn init_states(&self) -> Vec<State> {
-        let empty = Stored::default();
+        let empty = Stored {
+            data: self.config.initial.map(|v| self.plain_value(v)),
+            ..Stored::default()
+        };
         vec![State {
             acceptors: vec![
                 Acceptor {
@@ -649,10 +750,11 @@ impl Model for CasModel {
                     next: 0,
                     waiting: false,
                     stuck: false,
+                    settling: None,
                 };
                 self.config.clients.len()
             ],
-            history: LinearizabilityTester::new(CasRegister::default()),
+            history: LinearizabilityTester::new(CasRegister(self.config.initial)),
             applied_conditional: false,
             unknown: false,
             drops: 0,
@@ -668,7 +770,7 @@ impl Model for CasModel {
         for (i, cs) in state.clients.iter().enumerate() {
             if !cs.waiting
                 && !cs.stuck
-                && cs.next < self.config.clients[i].len()
+                && (cs.settling.is_some() || cs.next < self.config.clients[i].len())
                 && state.coordinators[self.coordinator_of(i, cs.next)]
                     .running
                     .is_none()
@@ -723,19 +825,29 @@ impl Model for CasModel {
         match action {
             Action::Invoke(i) => {
                 let k = state.clients[i].next;
-                let op = self.config.clients[i][k];
+                let settles = state.clients[i].settling;
+                let op = match settles {
+                    Some(_) => Op::Read,
+                    None => self.config.clients[i][k],
+                };
                 let c = self.coordinator_of(i, k);
                 let (condition, action) = Self::request(op);
                 let replicas = (0..self.config.acceptors).map(acceptor_id).collect();
                 state.coordinators[c].running = Some(Running {
                     client: Some(i),
+                    settles,
                     op,
                     coord: Coordinator::new(condition, action, None, replicas)
                         .in_mode(self.conflicts(), None),
                     backing_off: false,
                 });
                 state.clients[i].waiting = true;
-                let _ = state.history.on_invoke(i, op);
+                let thread = if settles.is_some() {
+                    self.settler(i)
+                } else {
+                    i
+                };
+                let _ = state.history.on_invoke(thread, op);
                 self.prepare(&mut state, c);
             }
             Action::Deliver(i) => {
@@ -806,7 +918,208 @@ impl Model for CasModel {
 }
 
 /// The clients' programs by name.
-pub const WORKLOADS: &[&str] = &["race", "race3", "read", "swap", "small", "wide"];
+pub const WORKLOADS: &[&str] = &[
+    "race",
+    "race3",
+    "race-read",
+    "read",
+    "read-race",
+    "replace",
+    "swap",
+    "small",
+    "wide",
+];
+
+/// A short form of a ballot: clock reading (physical ms and logical part) and node.
+fn short(b: Ballot) -> String {
+    if b == Ballot::ZERO {
+        return "0".into();
+    }
+    format!("{}.{}@{}", b.hlc.physical_ms(), b.hlc.0 & 0xFFFF, b.node.0)
+}
+
+/// A short form of an object: its visible values.
+fn values(o: &Option<Object>) -> String {
+    match o {
+        None => "-".into(),
+        Some(o) => {
+            let v: Vec<String> = o
+                .visible_at(NOW.0)
+                .iter()
+                .map(|s| format!("{:?}", s.value))
+                .collect();
+            format!("[{}]", v.join(","))
+        }
+    }
+}
+
+impl CasModel {
+    /// One line per step of a run: the action, then what it left (for counterexamples).
+    pub fn describe(&self, before: &State, action: &Action, after: &State) -> String {
+        let acceptor = |a: usize| {
+            let st = &after.acceptors[a].live;
+            format!(
+                "A{a}{{promised {} write {} accepted {} committed {} low {} data {}}}",
+                short(st.state.promised),
+                short(st.state.promised_write),
+                st.state.accepted.as_ref().map_or("-".into(), |x| format!(
+                    "{}:{}",
+                    short(x.ballot),
+                    values(&x.proposal)
+                )),
+                short(st.state.committed),
+                short(st.bound.low),
+                values(&st.data),
+            )
+        };
+        let phase = |k: &Kind| match k {
+            Kind::Paxos(PaxosPhase::Prepare { write }) => format!("prepare(write {write})"),
+            Kind::Paxos(PaxosPhase::Propose(p, base)) => {
+                format!("propose {} base {}", values(p), short(*base))
+            }
+            Kind::Paxos(PaxosPhase::Commit(p, _)) => format!("commit {}", values(p)),
+            Kind::Fence => "fence".into(),
+            Kind::LowBound => "low bound".into(),
+        };
+        let what = match action {
+            Action::Deliver(i) | Action::DeliverUnanswered(i) => {
+                let m = &before.network[*i];
+                let lost = if matches!(action, Action::DeliverUnanswered(_)) {
+                    " (answer lost)"
+                } else {
+                    ""
+                };
+                format!(
+                    "C{} -> A{}: {} at {}{lost}; {}",
+                    m.from,
+                    m.to,
+                    phase(&m.kind),
+                    short(m.ballot),
+                    acceptor(m.to)
+                )
+            }
+            Action::Drop(i) | Action::Duplicate(i) => {
+                let m = &before.network[*i];
+                format!(
+                    "{action:?}: C{} -> A{} {} at {}",
+                    m.from,
+                    m.to,
+                    phase(&m.kind),
+                    short(m.ballot)
+                )
+            }
+            Action::Crash(a) => format!("crash A{a}: {}", acceptor(*a)),
+            other => format!("{other:?}"),
+        };
+        let mut line = what;
+        let ended = |s: &State| -> Vec<usize> {
+            s.clients
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.waiting)
+                .map(|(i, _)| i)
+                .collect()
+        };
+        if before.history != after.history || ended(before) != ended(after) {
+            line.push_str(&format!("\n    history: {:?}", after.history));
+        }
+        line
+    }
+}
+
+/// Swarm random walks (stateright's simulation checker with this chooser): each walk draws
+/// its own weights, one per kind of action and one per link from a coordinator to an
+/// acceptor (a third of the links are slow: their messages tend to wait while much else
+/// happens), then picks each step's action by weight. A uniform walk rarely keeps a few
+/// messages waiting through a dozen other steps, which is what the deeper Paxos bugs need;
+/// a swarm walk often does. Still no completeness: a violation found is real, none found
+/// proves nothing.
+#[derive(Clone)]
+pub struct SwarmChooser;
+
+/// One swarm walk's random source and weights.
+pub struct SwarmWalk {
+    rng: u64,
+    kinds: [u64; ACTION_KINDS],
+    links: Vec<u64>,
+}
+
+const ACTION_KINDS: usize = 10;
+/// Links per coordinator slot and acceptor the weights cover (more wrap around).
+const LINKS: usize = 8;
+
+impl SwarmWalk {
+    /// splitmix64: a fixed, reproducible generator.
+    fn next(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn link(&self, from: usize, to: usize) -> u64 {
+        self.links[(from % LINKS) * LINKS + to % LINKS]
+    }
+
+    fn weight(&self, state: &State, action: &Action) -> u64 {
+        let (kind, link) = match *action {
+            Action::Invoke(_) => (0, None),
+            Action::Deliver(i) => (1, Some(i)),
+            Action::DeliverUnanswered(i) => (2, Some(i)),
+            Action::Drop(i) => (3, Some(i)),
+            Action::Duplicate(i) => (4, Some(i)),
+            Action::Retry(_) => (5, None),
+            Action::Timeout(_) => (6, None),
+            Action::Crash(_) => (7, None),
+            Action::Sync(_) => (8, None),
+            Action::Repair => (9, None),
+        };
+        let link = link
+            .and_then(|i| state.network.get(i))
+            .map_or(1, |m| self.link(m.from, m.to));
+        self.kinds[kind] * link
+    }
+}
+
+impl stateright::Chooser<CasModel> for SwarmChooser {
+    type State = SwarmWalk;
+
+    fn new_state(&self, seed: u64) -> SwarmWalk {
+        let mut walk = SwarmWalk {
+            rng: seed,
+            kinds: [1; ACTION_KINDS],
+            links: vec![1; LINKS * LINKS],
+        };
+        for k in 0..ACTION_KINDS {
+            walk.kinds[k] = [1, 4, 16][walk.below(3) as usize];
+        }
+        for l in 0..LINKS * LINKS {
+            walk.links[l] = if walk.below(3) == 0 { 1 } else { 16 };
+        }
+        walk
+    }
+
+    fn choose_initial_state(&self, _: &mut SwarmWalk, _: &[State]) -> usize {
+        0
+    }
+
+    fn choose_action(&self, walk: &mut SwarmWalk, state: &State, actions: &[Action]) -> usize {
+        let weights: Vec<u64> = actions.iter().map(|a| walk.weight(state, a)).collect();
+        let mut pick = walk.below(weights.iter().sum::<u64>().max(1));
+        for (i, w) in weights.iter().enumerate() {
+            if pick < *w {
+                return i;
+            }
+            pick -= w;
+        }
+        actions.len() - 1
+    }
+}
 
 /// The clients' programs named `name` (one of [`WORKLOADS`]).
 pub fn workload(name: &str) -> Option<Vec<Vec<Op>>> {
@@ -821,6 +1134,15 @@ pub fn workload(name: &str) -> Option<Vec<Vec<Op>>> {
         "swap" => vec![
             vec![Op::SetIfAbsent(1)],
             vec![Op::SetIfEq { old: 1, new: 2 }],
+        ],
+        "race-read" => vec![
+            vec![Op::SetIfAbsent(1), Op::Read],
+            vec![Op::SetIfAbsent(2), Op::Read],
+        ],
+        "read-race" => vec![vec![Op::SetIfAbsent(1)], vec![Op::Read, Op::SetIfAbsent(2)]],
+        "replace" => vec![
+            vec![Op::SetIfEq { old: 0, new: 1 }, Op::Read],
+            vec![Op::SetIfEq { old: 0, new: 2 }],
         ],
         "small" => vec![
             vec![Op::SetIfAbsent(1), Op::Read],
@@ -847,6 +1169,8 @@ pub const BUGS: &[&str] = &[
     "paxos_read_skips_in_progress",
     "paxos_stamp_ignores_read",
     "paxos_beaten_ignores_base",
+    "paxos_read_ignores_write_promises",
+    "paxos_read_trusts_minority_commits",
     "paxos_collection_forgets_watermark",
     "paxos_low_bound_not_applied_on_load",
     "paxos_state_forgotten_by_wall_time",

@@ -13,6 +13,10 @@ struct Args {
     /// Coordinators (2 or 3).
     #[arg(long, default_value_t = 2)]
     coordinators: usize,
+    /// Each client sends every operation through one coordinator (else its operations take
+    /// turns among them).
+    #[arg(long)]
+    pinned: bool,
     /// Prepare attempts per operation.
     #[arg(long, default_value_t = 2)]
     attempts: u32,
@@ -39,7 +43,17 @@ struct Args {
     /// writers in a dotted version vector set), not an `lww` one.
     #[arg(long)]
     siblings: bool,
-    /// The clients' programs (`hydra_model::workload`): `race` (two `SET NX`), `read` (a
+    /// A write whose outcome is unknown is not settled by a serial read (it stays in
+    /// flight, free to take effect at any later moment).
+    #[arg(long)]
+    no_settle: bool,
+    /// The key holds this value first, written by a plain write stamped ahead of the
+    /// coordinators' clocks.
+    #[arg(long)]
+    initial: Option<u8>,
+    /// The clients' programs (`hydra_model::workload`): `race` (two `SET NX`), `race-read`
+    /// (two `SET NX`, each followed by a read), `replace` (two `IFEQ 0`, for `--initial 0`),
+    /// `read` (a
     /// `SET NX` and two serial reads), `swap` (`SET NX` then `IFEQ`), `small` (`SET NX` and a
     /// read against an `IFEQ`), `wide` (4 operations).
     #[arg(long, default_value = "race")]
@@ -59,6 +73,11 @@ struct Args {
     /// exhaustive search: deep states fast, no completeness.
     #[arg(long)]
     simulate: Option<u64>,
+    /// With `--simulate`: swarm random walks (`hydra_model::SwarmChooser`: each walk weighs
+    /// kinds of actions and links its own way, so some messages wait long) instead of uniform
+    /// ones.
+    #[arg(long)]
+    swarm: bool,
     /// Checker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -81,6 +100,7 @@ fn main() -> anyhow::Result<()> {
     let config = Config {
         clients,
         coordinators: args.coordinators,
+        pinned: args.pinned,
         attempts: args.attempts,
         drops: args.drops,
         duplicates: args.duplicates,
@@ -89,6 +109,8 @@ fn main() -> anyhow::Result<()> {
         repairs: args.repairs,
         repairer_id: args.repairer_id,
         siblings: args.siblings,
+        settle: !args.no_settle,
+        initial: args.initial,
         ..Config::default()
     };
     let mut model = CasModel::new(config);
@@ -108,7 +130,14 @@ fn main() -> anyhow::Result<()> {
     }
     let mut stderr = std::io::stderr();
     let mut progress = stateright::report::WriteReporter::new(&mut stderr);
-    let failed = if let Some(seed) = args.simulate {
+    let failed = if let (Some(seed), true) = (args.simulate, args.swarm) {
+        report(
+            builder
+                .spawn_simulation(seed, hydra_model::SwarmChooser)
+                .join_and_report(&mut progress),
+            started,
+        )
+    } else if let Some(seed) = args.simulate {
         report(
             builder
                 .spawn_simulation(seed, stateright::UniformChooser)
@@ -156,7 +185,16 @@ fn report(checker: impl Checker<CasModel>, started: Instant) -> bool {
             if holds { "holds" } else { "violated" }
         );
         if let (false, Some(path)) = (holds, found) {
-            println!("counterexample:\n{path:#?}");
+            println!("counterexample:");
+            let steps = path.into_vec();
+            for pair in steps.windows(2) {
+                if let [(before, Some(action)), (after, _)] = pair {
+                    println!("  {}", checker.model().describe(before, action, after));
+                }
+            }
+            if let Some((last, _)) = steps.last() {
+                println!("last state: {last:#?}");
+            }
         }
         failed |= !holds;
     }

@@ -4,9 +4,12 @@
 //! same model exhaustively (the figures are in ARCHITECTURE.md).
 
 use hydra_core::bugs::{PlantedBugs, set_planted};
-use hydra_model::{CasModel, Config, bug_named, workload};
+use hydra_model::{CasModel, Config, SwarmChooser, bug_named, workload};
 use stateright::{Checker, HasDiscoveries, Model};
 
+/// A workload without settling reads (an unknown write stays in flight): the depth-first
+/// searches below meet their violations soonest so (settling reads are checked by swarm
+/// walks, at the end).
 fn config(name: &str, faults: bool, attempts: u32) -> Config {
     let budget = u8::from(faults);
     Config {
@@ -16,6 +19,7 @@ fn config(name: &str, faults: bool, attempts: u32) -> Config {
         duplicates: budget,
         crashes: budget,
         timeouts: budget,
+        settle: false,
         ..Config::default()
     }
 }
@@ -197,5 +201,90 @@ fn paxos_state_collection_keeps_histories_linearizable_and_each_unsafe_collectio
             5_000_000,
         );
         assert!(violated, "{bug}: no violation in {unique} states");
+    }
+}
+
+/// Swarm random walks over `model` (each walk weighs actions and links its own way) up to
+/// `states` states from `seed`: whether a non-linearizable history was found, and the states
+/// explored.
+fn swarm(model: CasModel, seed: u64, states: usize) -> (bool, usize) {
+    let checker = model
+        .checker()
+        .threads(2)
+        .target_state_count(states)
+        .finish_when(HasDiscoveries::AnyFailures)
+        .spawn_simulation(seed, SwarmChooser)
+        .join();
+    (
+        checker.discovery("linearizable").is_some(),
+        checker.unique_state_count(),
+    )
+}
+
+/// Clients settle each write whose outcome is unknown with a serial read (`Config::settle`),
+/// a plain write stamped ahead of the coordinators' clocks may come first
+/// (`Config::initial`), and swarm walks keep some messages waiting long: with these the model
+/// catches the mutations its plain searches missed, and holds without them.
+#[test]
+fn swarm_walks_with_settling_reads_catch_the_deeper_paxos_bugs() {
+    let faults = |name, attempts, drops, crashes, timeouts, repairs| Config {
+        clients: workload(name).expect("a workload"),
+        attempts,
+        drops,
+        duplicates: 0,
+        crashes,
+        timeouts,
+        repairs,
+        ..Config::default()
+    };
+    // The walk that found a serial read trusting a low bound only one acceptor had (fixed:
+    // `stale` in `Coordinator::on_promised`), without bugs.
+    let wide = Config {
+        coordinators: 3,
+        duplicates: 1,
+        ..faults("wide", 2, 2, 1, 2, 2)
+    };
+    let (violated, unique) = swarm(CasModel::new(wide.clone()), 7, 2_000_000);
+    assert!(!violated, "wide: a non-linearizable history");
+    println!("wide, swarm: {unique} states, linearizable");
+    let cases = [
+        (
+            "paxos_read_skips_in_progress",
+            Config {
+                coordinators: 3,
+                ..faults("read-race", 1, 0, 0, 0, 0)
+            },
+        ),
+        (
+            "paxos_in_progress_by_arrival",
+            Config {
+                pinned: true,
+                ..faults("race-read", 2, 0, 0, 1, 0)
+            },
+        ),
+        (
+            "paxos_stamp_ignores_read",
+            Config {
+                initial: Some(0),
+                ..faults("replace", 1, 0, 0, 0, 0)
+            },
+        ),
+        (
+            "paxos_read_trusts_minority_commits",
+            Config {
+                pinned: true,
+                ..faults("race-read", 2, 2, 1, 1, 2)
+            },
+        ),
+    ];
+    for (bug, config) in cases {
+        let bugs = bug_named(bug).expect("a planted bug");
+        let (violated, unique) = swarm(
+            CasModel::new(config).with_bugs(bugs, set_planted),
+            1,
+            8_000_000,
+        );
+        assert!(violated, "{bug}: no violation in {unique} states");
+        println!("{bug}: caught in {unique} states");
     }
 }

@@ -524,7 +524,13 @@ impl Coordinator {
             .max()
             .is_some_and(|w| w > latest)
             && !planted().paxos_read_ignores_write_promises;
-        if agree && !self.seals_own && !writes_since {
+        // An acceptor still holding a proposal it does not know committed: the latest commit
+        // that hides it here may be known to a minority only (a Paxos low bound that reached
+        // one acceptor, say), and a majority without it would take the proposal up again
+        // after this read. Proposing makes this read's view a majority's.
+        let stale = self.promises.iter().any(|(_, p)| p.accepted.is_some())
+            && !planted().paxos_read_trusts_minority_commits;
+        if agree && !self.seals_own && !writes_since && !stale {
             // Nothing in flight, nothing to repair: one round trip.
             return self.on_committed(then);
         }
