@@ -30,7 +30,9 @@ use hydra_core::bucket::ConflictMode;
 use hydra_core::bugs::PlantedBugs;
 use hydra_core::hlc::HlcClock;
 use hydra_core::message::{CasAction, PaxosAnswer, PaxosPhase, PaxosRefusal};
-use hydra_core::paxos::{AcceptorState, Ballot, Condition, Coordinator, GiveUp, GroupBound, Next};
+use hydra_core::paxos::{
+    AcceptorState, Ballot, Condition, Coordinator, GiveUp, GroupBound, Next, ValueId, value_id,
+};
 use hydra_core::version::{Dvv, LwwValue, Object, Sibling};
 use hydra_core::{NodeId, Timestamp};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
@@ -280,6 +282,11 @@ pub struct State {
     timeouts: u8,
     repairs: u8,
     pub repair: Option<RepairRound>,
+    /// Ghost state: each proposal accepted anywhere (ballot, value, base) and the acceptors
+    /// that accepted it (a bit each), and the proposals a majority accepted (chosen), in
+    /// the order chosen. Not seen by the code under test.
+    pub accepts: Vec<(Ballot, ValueId, Ballot, u8)>,
+    pub chosen: Vec<(Ballot, ValueId, Ballot)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -683,8 +690,27 @@ impl CasModel {
         // As `Local::paxos_phase`: the group's bounds apply to the state as it is loaded.
         let bound = live.bound;
         bound.apply(&mut live.state);
-        let (acc, data) = (&mut live.state, &mut live.data);
-        let result = match acc.handle(ballot, &phase) {
+        let result = live.state.handle(ballot, &phase);
+        if let (Ok(PaxosAnswer::Accepted), PaxosPhase::Propose(proposal, base)) = (&result, &phase)
+        {
+            let key = (ballot, value_id(proposal), *base);
+            let at = match state.accepts.iter().position(|e| (e.0, e.1, e.2) == key) {
+                Some(at) => at,
+                None => {
+                    state.accepts.push((key.0, key.1, key.2, 0));
+                    state.accepts.len() - 1
+                }
+            };
+            let entry = &mut state.accepts[at];
+            entry.3 |= 1 << to;
+            if entry.3.count_ones() as usize == self.config.acceptors / 2 + 1 {
+                state.chosen.push(key);
+            }
+            state.accepts.sort();
+        }
+        let acceptor = &mut state.acceptors[to];
+        let data = &mut acceptor.live.data;
+        let result = match result {
             Err(b) => Err(PaxosRefusal::Ballot(b)),
             Ok(mut answer) => {
                 match (&mut answer, &phase) {
@@ -763,6 +789,8 @@ impl Model for CasModel {
             timeouts: 0,
             repairs: 0,
             repair: None,
+            accepts: Vec::new(),
+            chosen: Vec::new(),
         }]
     }
 
@@ -900,6 +928,18 @@ impl Model for CasModel {
         vec![
             Property::always("linearizable", |_, state: &State| {
                 state.history.serialized_history().is_some()
+            }),
+            // Paxos's own safety, per instance: once a proposal is chosen at `b`, every
+            // proposal chosen at a higher ballot carries its value or was first made after a
+            // prepare that found a commit at or above `b` (its base). Stronger than the
+            // history: it fails even when nobody has read the value that was lost.
+            Property::always("a chosen value is kept", |_, state: &State| {
+                state.chosen.iter().all(|&(b1, id1, _)| {
+                    state
+                        .chosen
+                        .iter()
+                        .all(|&(b2, id2, base2)| b2 <= b1 || id2 == id1 || base2 >= b1)
+                })
             }),
             Property::sometimes(
                 "every operation done, a conditional write applied",
