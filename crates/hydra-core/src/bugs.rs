@@ -64,10 +64,10 @@ pub struct PlantedBugs {
     /// promised since the latest commit (its proposal may still be accepted, and later
     /// finished, after the read).
     pub paxos_read_ignores_write_promises: bool,
-    /// A serial read (or a failed condition) skips its proposal even when an acceptor of its
-    /// majority still holds an accepted proposal its own state does not show committed (the
-    /// latest commit another acceptor reported, perhaps only a Paxos low bound there, is not
-    /// known to a majority, so a later coordinator may take the proposal up again).
+    /// A serial read (or a failed condition) skips its proposal even when the latest commit
+    /// its majority reported is neither a commit an acceptor saw nor held by the whole
+    /// majority (a Paxos low bound that reached a minority only): a later majority without it
+    /// may take up a proposal below it again.
     pub paxos_read_trusts_minority_commits: bool,
     /// A compare-and-set's value is stamped without taking in the timestamps its prepare
     /// read (it may be older than the value it replaces).

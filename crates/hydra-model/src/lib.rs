@@ -18,13 +18,18 @@
 //! at once or is lost. An answer that arrives late is the same run as one that arrived at
 //! once to a coordinator that then acted late: what the coordinator sends can itself be
 //! delayed, and an earlier return to its client only adds real-time constraints to the
-//! history, so a violation with late answers is also one with early answers. Clients invoke operations on a CAS register and record them in a
-//! linearizability tester; an operation whose outcome is unknown stays in flight forever (it
-//! may or may not have taken effect).
+//! history, so a violation with late answers is also one with early answers. Clients invoke
+//! operations on a CAS register and record them in a linearizability tester. A client whose
+//! write ends `unknown` settles it with a serial read (`Config::settle`), as applications
+//! do: its own value read means applied, an empty key means the write never takes effect
+//! (the workloads write each value once and delete nothing), another value leaves it in
+//! flight (it may or may not have taken effect).
 //!
-//! Properties: every history is linearizable (`always`), and, so the check is not vacuous,
-//! some run finishes every operation with a conditional write applied, and some run leaves an
-//! outcome unknown (`sometimes`).
+//! Properties: every history is linearizable (`always`); a chosen value is kept (`always`:
+//! Paxos's own safety, over ghost state of who accepted what); and, so the check is not
+//! vacuous, some run finishes every operation with a conditional write applied, and some
+//! run leaves an outcome unknown (`sometimes`). Deep runs come from swarm random walks
+//! ([`SwarmChooser`]).
 
 use hydra_core::bucket::ConflictMode;
 use hydra_core::bugs::PlantedBugs;
@@ -283,8 +288,8 @@ pub struct State {
     repairs: u8,
     pub repair: Option<RepairRound>,
     /// Ghost state: each proposal accepted anywhere (ballot, value, base) and the acceptors
-    /// that accepted it (a bit each), and the proposals a majority accepted (chosen), in
-    /// the order chosen. Not seen by the code under test.
+    /// that accepted it (a bit each), and the proposals a majority accepted (chosen). Not
+    /// seen by the code under test.
     pub accepts: Vec<(Ballot, ValueId, Ballot, u8)>,
     pub chosen: Vec<(Ballot, ValueId, Ballot)>,
 }
@@ -336,6 +341,8 @@ fn coordinator_id(c: usize) -> NodeId {
 
 impl CasModel {
     pub fn new(config: Config) -> CasModel {
+        // The ghost state keeps a bit per acceptor.
+        assert!(config.acceptors <= 8, "at most 8 acceptors");
         CasModel {
             config,
             bugs: PlantedBugs::default(),
@@ -705,6 +712,7 @@ impl CasModel {
             entry.3 |= 1 << to;
             if entry.3.count_ones() as usize == self.config.acceptors / 2 + 1 {
                 state.chosen.push(key);
+                state.chosen.sort();
             }
             state.accepts.sort();
         }

@@ -53,8 +53,8 @@ struct Args {
     initial: Option<u8>,
     /// The clients' programs (`hydra_model::workload`): `race` (two `SET NX`), `race-read`
     /// (two `SET NX`, each followed by a read), `replace` (two `IFEQ 0`, for `--initial 0`),
-    /// `read` (a
-    /// `SET NX` and two serial reads), `swap` (`SET NX` then `IFEQ`), `small` (`SET NX` and a
+    /// `read` (a `SET NX` and two serial reads), `read-race` (a `SET NX` against a read then a
+    /// `SET NX`), `swap` (`SET NX` then `IFEQ`), `small` (`SET NX` and a
     /// read against an `IFEQ`), `wide` (4 operations).
     #[arg(long, default_value = "race")]
     workload: String,

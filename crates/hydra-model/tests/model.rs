@@ -237,7 +237,7 @@ fn swarm_walks_with_settling_reads_catch_the_deeper_paxos_bugs() {
         ..Config::default()
     };
     // The walk that found a serial read trusting a low bound only one acceptor had (fixed:
-    // `stale` in `Coordinator::on_promised`), without bugs.
+    // `latest_settled` in `Coordinator::on_promised`), without bugs.
     let wide = Config {
         coordinators: 3,
         duplicates: 1,
@@ -292,13 +292,19 @@ fn swarm_walks_with_settling_reads_catch_the_deeper_paxos_bugs() {
         ),
     ];
     for (bug, config) in cases {
+        // The same configuration without the bug holds (so the violation is the bug's).
+        // (Armed with no bugs: the switches are per thread, and the path of a violation is
+        // rebuilt on this one.)
+        let clean = CasModel::new(config.clone()).with_bugs(PlantedBugs::default(), set_planted);
+        let (violated, unique) = swarm(clean, 2, 300_000);
+        assert!(!violated, "{bug}'s configuration fails without it");
         let bugs = bug_named(bug).expect("a planted bug");
-        let (violated, unique) = swarm(
+        let (violated, unique_bug) = swarm(
             CasModel::new(config).with_bugs(bugs, set_planted),
             1,
             8_000_000,
         );
-        assert!(violated, "{bug}: no violation in {unique} states");
-        println!("{bug}: caught in {unique} states");
+        assert!(violated, "{bug}: no violation in {unique_bug} states");
+        println!("{bug}: caught in {unique_bug} states (holds without it: {unique} states)");
     }
 }

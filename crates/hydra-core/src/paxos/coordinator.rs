@@ -524,13 +524,18 @@ impl Coordinator {
             .max()
             .is_some_and(|w| w > latest)
             && !planted().paxos_read_ignores_write_promises;
-        // An acceptor still holding a proposal it does not know committed: the latest commit
-        // that hides it here may be known to a minority only (a Paxos low bound that reached
-        // one acceptor, say), and a majority without it would take the proposal up again
-        // after this read. Proposing makes this read's view a majority's.
-        let stale = self.promises.iter().any(|(_, p)| p.accepted.is_some())
-            && !planted().paxos_read_trusts_minority_commits;
-        if agree && !self.seals_own && !writes_since && !stale {
+        // The latest commit hides older proposals (and older write promises) from every later
+        // majority only if it was chosen (a commit an acceptor saw: a majority accepted it) or
+        // this whole majority holds it. A Paxos low bound stands in for a commit and may have
+        // reached a minority only: a later majority without it would take up a proposal below
+        // it after this read. Then proposing makes this read's view a majority's.
+        let latest_settled = self.promises.iter().all(|(_, p)| p.committed == latest)
+            || self
+                .promises
+                .iter()
+                .any(|(_, p)| p.commits.iter().any(|c| c.ballot == latest))
+            || planted().paxos_read_trusts_minority_commits;
+        if agree && !self.seals_own && !writes_since && latest_settled {
             // Nothing in flight, nothing to repair: one round trip.
             return self.on_committed(then);
         }
