@@ -69,6 +69,9 @@ pub struct PlantedBugs {
     /// majority (a Paxos low bound that reached a minority only): a later majority without it
     /// may take up a proposal below it again.
     pub paxos_read_trusts_minority_commits: bool,
+    /// A request takes any commit above one of its own proposals for its own (applied),
+    /// not only a commit at its ballot or of its value.
+    pub paxos_own_commit_any_above: bool,
     /// A compare-and-set's value is stamped without taking in the timestamps its prepare
     /// read (it may be older than the value it replaces).
     pub paxos_stamp_ignores_read: bool,
@@ -115,6 +118,7 @@ thread_local! {
         paxos_read_skips_in_progress: false,
         paxos_read_ignores_write_promises: false,
         paxos_read_trusts_minority_commits: false,
+        paxos_own_commit_any_above: false,
         paxos_stamp_ignores_read: false,
         plain_writes_not_refused: false,
         paxos_beaten_ignores_base: false,
@@ -152,6 +156,7 @@ impl PlantedBugs {
             "paxos_read_skips_in_progress" => self.paxos_read_skips_in_progress = true,
             "paxos_read_ignores_write_promises" => self.paxos_read_ignores_write_promises = true,
             "paxos_read_trusts_minority_commits" => self.paxos_read_trusts_minority_commits = true,
+            "paxos_own_commit_any_above" => self.paxos_own_commit_any_above = true,
             "paxos_stamp_ignores_read" => self.paxos_stamp_ignores_read = true,
             "plain_writes_not_refused" => self.plain_writes_not_refused = true,
             "paxos_beaten_ignores_base" => self.paxos_beaten_ignores_base = true,

@@ -1219,6 +1219,7 @@ pub const BUGS: &[&str] = &[
     "paxos_beaten_ignores_base",
     "paxos_read_ignores_write_promises",
     "paxos_read_trusts_minority_commits",
+    "paxos_own_commit_any_above",
     "paxos_collection_forgets_watermark",
     "paxos_low_bound_not_applied_on_load",
     "paxos_state_forgotten_by_wall_time",

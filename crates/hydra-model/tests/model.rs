@@ -258,6 +258,7 @@ fn swarm_walks_with_settling_reads_catch_the_deeper_paxos_bugs() {
                 ..faults("small", 3, 2, 0, 1, 1)
             },
         ),
+        ("paxos_own_commit_any_above", faults("race", 2, 1, 0, 1, 0)),
         (
             "paxos_read_ignores_write_promises",
             faults("read", 2, 1, 0, 1, 0),

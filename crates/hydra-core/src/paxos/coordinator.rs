@@ -392,12 +392,24 @@ impl Coordinator {
             .and_then(|a| a.proposal.as_ref())
             .and_then(own_of);
         // A commit at an own ballot is that own proposal committed (only this request
-        // proposes at its ballots), even if the data no longer show it (a later plain write,
-        // an expiry).
+        // proposes at its ballots), and a commit of an own value (its identity is unique:
+        // another coordinator that took it up, or a read that found it in the data and
+        // proposed what it read) shows the value was chosen: applied, even if the data no
+        // longer show it (a later write, a plain write, an expiry). Under contention this is
+        // how a request learns its value was committed and replaced at once.
         let own_committed = merged.as_ref().and_then(own_of).or_else(|| {
             self.owns
                 .iter()
-                .find(|(b, ..)| self.promises.iter().any(|(_, p)| p.committed == *b))
+                .find(|(b, own, _)| {
+                    let id = super::value_id(&Some(own.clone()));
+                    let any_above = planted().paxos_own_commit_any_above;
+                    self.promises.iter().any(|(_, p)| {
+                        p.committed == *b
+                            || p.commits.iter().any(|c| {
+                                c.ballot == *b || c.id == id || (any_above && c.ballot > *b)
+                            })
+                    })
+                })
                 .map(|(_, v, previous)| (v.clone(), previous.clone()))
         });
         let lowest_own = self.owns.iter().map(|(b, ..)| *b).min();
