@@ -1204,7 +1204,7 @@ pub fn workload(name: &str) -> Option<Vec<Vec<Op>>> {
     })
 }
 
-/// The planted Paxos bugs the model is shown to catch, by name.
+/// The planted Paxos bugs the model can switch on, by name (its tests show which it catches).
 pub const BUGS: &[&str] = &[
     "paxos_forgets_promises",
     "paxos_accepts_below_promise",

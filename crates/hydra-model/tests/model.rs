@@ -120,7 +120,11 @@ fn the_model_catches_planted_paxos_bugs() {
             "{bug}: no violation in {unique} states"
         );
     }
-    // The deeper ones are caught by swarm walks with settling reads (the last test).
+    // The deeper ones are caught by swarm walks with settling reads (the last test), except
+    // `paxos_beaten_ignores_base`: since a request knows its value applied when a commit of
+    // it shows, ignoring a beating commit's base misleads it only when more than
+    // `PAXOS_COMMITS_KEPT` commits passed while it was in doubt, more than these workloads
+    // make (the simulator catches it).
 }
 
 #[test]
@@ -246,8 +250,25 @@ fn swarm_walks_with_settling_reads_catch_the_deeper_paxos_bugs() {
     let (violated, unique) = swarm(CasModel::new(wide.clone()), 7, 2_000_000);
     assert!(!violated, "wide: a non-linearizable history");
     println!("wide, swarm: {unique} states, linearizable");
+    // The same in a `siblings` bucket, and from a plain value stamped ahead.
+    let siblings = Config {
+        siblings: true,
+        ..wide.clone()
+    };
+    let (violated, unique) = swarm(CasModel::new(siblings), 8, 1_000_000);
+    assert!(!violated, "wide, siblings: a non-linearizable history");
+    println!("wide, siblings, swarm: {unique} states, linearizable");
+    let ahead = Config {
+        initial: Some(0),
+        ..faults("replace", 2, 2, 1, 2, 1)
+    };
+    let (violated, unique) = swarm(CasModel::new(ahead), 9, 1_000_000);
+    assert!(
+        !violated,
+        "replace from a plain value: a non-linearizable history"
+    );
+    println!("replace, initial value, swarm: {unique} states, linearizable");
     let cases = [
-        ("paxos_beaten_ignores_base", faults("swap", 3, 2, 0, 1, 0)),
         // Caught by Paxos's own property: the proposal chosen and then lost was never read.
         ("paxos_accept_keeps_promise", faults("race", 2, 1, 0, 1, 0)),
         // A repair round's fence equal to a coordinator's ballot.

@@ -306,11 +306,14 @@ fn checker_h_catches_paxos_acceptors_that_forget_their_promises() {
 /// A serial read that skips its proposal while a write was promised since the latest commit
 /// does not settle that write: its proposal, accepted later outside the read's majority, is
 /// finished by the next compare-and-set. Seed 2520 of the sweep found it (a counter
-/// increment in doubt read as not applied, then applied); replayed here with the check
+/// increment in doubt read as not applied, then applied). Since reads also propose when
+/// their latest commit is not settled, that seed holds with the check planted away; seed
+/// 1095, the only one of 4,000 that still shows it, loses a register write in an
+/// `all_writes` bucket (checker (e); its reads are serial). Replayed here with the check
 /// planted away, and clean with it.
 #[test]
-fn the_counter_invariant_catches_reads_that_ignore_write_promises() {
-    let seed = 2520;
+fn the_simulator_catches_reads_that_ignore_write_promises() {
+    let seed = 1095;
     assert!(run(SimConfig::from_seed(seed)).violations.is_empty());
     set_planted(PlantedBugs {
         paxos_read_ignores_write_promises: true,
@@ -318,20 +321,24 @@ fn the_counter_invariant_catches_reads_that_ignore_write_promises() {
     });
     let report = run(SimConfig::from_seed(seed));
     set_planted(PlantedBugs::default());
-    let found = report.violations.iter().find(|v| v.checker() == 'h');
+    let found = report
+        .violations
+        .iter()
+        .find(|v| matches!(v.checker(), 'e' | 'h'));
     assert!(found.is_some(), "seed {seed}: {:?}", report.violations);
     eprintln!("caught: {found:?}");
 }
 
-/// The Paxos mutations the model checker misses within its bounds are caught here, each by
-/// the checker that sees it first (first catching seeds on 2026-12-01: 0, 42, 204, 219, 272;
+/// The deeper Paxos mutations are caught here too (the model checker catches all of them but
+/// `paxos_beaten_ignores_base`), each by the checker that sees it first (first catching
+/// seeds on 2026-12-01, after the own-value commit rule: 228, 42, 77, 339, 188;
 /// `hydra-sim --bug NAME` in a planted-bugs build). Lost set elements (checker (a)) come
 /// from seeds whose strict `siblings` bucket is `all_writes`, where the sets go through
 /// Paxos.
 #[test]
-fn the_simulator_catches_the_paxos_mutations_the_model_misses() {
+fn the_simulator_catches_the_deeper_paxos_mutations_too() {
     let mut bugs = [
-        ("paxos_beaten_ignores_base", 'h', 100),
+        ("paxos_beaten_ignores_base", 'h', 300),
         ("paxos_ballots_not_unique", 'a', 300),
         ("paxos_read_skips_in_progress", 'h', 400),
         ("paxos_in_progress_by_arrival", 'h', 400),
