@@ -18,11 +18,12 @@ dev=$!
 for _ in $(seq 1 100); do [ -f "$work/cluster/cluster.json" ] && break; sleep 0.1; done
 # Plain writes and compare-and-sets on keys of their own (a key compare-and-set manages
 # refuses plain writes), in lww buckets every node knows before the runs.
+token=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['token'])" "$work/cluster/cluster.json")
 mapfile -t nodes < <(python3 -c "import json,sys;[print(n['http']) for n in json.load(open(sys.argv[1]))['nodes']]" "$work/cluster/cluster.json")
 for b in bench-plain bench-cas bench-hot; do
-  target/release/hydra bucket create "$b" --conflicts lww --endpoint "${nodes[0]}" >/dev/null
+  target/release/hydra bucket create "$b" --conflicts lww --endpoint "${nodes[0]}" --token "$token" >/dev/null
   for n in "${nodes[@]}"; do
-    for _ in $(seq 1 100); do curl -sf "http://$n/v1/buckets/$b" >/dev/null && break; sleep 0.1; done
+    for _ in $(seq 1 100); do curl -sf -H "Authorization: Bearer $token" "http://$n/v1/buckets/$b" >/dev/null && break; sleep 0.1; done
   done
 done
 bench() {

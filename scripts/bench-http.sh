@@ -13,6 +13,7 @@ target/release/hydra dev --dir "$work/cluster" --ports free --durability "$durab
 dev=$!
 for _ in $(seq 1 100); do [ -f "$work/cluster/cluster.json" ] && break; sleep 0.1; done
 http=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['nodes'][0]['http'])" "$work/cluster/cluster.json")
+token=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['token'])" "$work/cluster/cluster.json")
 cat >"$work/report.lua" <<'LUA'
 done = function(summary, latency, requests)
   io.write(string.format("p50=%.2fms p99=%.2fms max=%.2fms non2xx=%d\n",
@@ -20,19 +21,20 @@ done = function(summary, latency, requests)
 end
 LUA
 { cat "$work/report.lua"; cat <<'LUA'
-request = function() return wrk.format("GET", "/v1/kv/default/g" .. math.random(1, 1000)) end
+request = function() return wrk.format("GET", "/v1/kv/default/g" .. math.random(1, 1000), {["Authorization"]="Bearer " .. os.getenv("HYDRA_TOKEN")}) end
 LUA
 } >"$work/get.lua"
 { cat "$work/report.lua"; cat <<'LUA'
 local value = string.rep("x", 100)
 request = function()
-  return wrk.format("PUT", "/v1/kv/default/b" .. math.random(1, 1000000000), {["Content-Type"]="application/octet-stream"}, value)
+  return wrk.format("PUT", "/v1/kv/default/b" .. math.random(1, 1000000000), {["Content-Type"]="application/octet-stream", ["Authorization"]="Bearer " .. os.getenv("HYDRA_TOKEN")}, value)
 end
 LUA
 } >"$work/put.lua"
 for i in $(seq 1 1000); do
-  curl -s -o /dev/null -X PUT --data "value-$i-$(printf 'x%.0s' $(seq 1 90))" "http://$http/v1/kv/default/g$i"
+  curl -s -o /dev/null -H "Authorization: Bearer $token" -X PUT --data "value-$i-$(printf 'x%.0s' $(seq 1 90))" "http://$http/v1/kv/default/g$i"
 done
+export HYDRA_TOKEN=$token
 echo "GET r=quorum, $conns connections, ${secs}s, durability $durability:"
 wrk -t2 -c"$conns" -d"${secs}s" -s "$work/get.lua" "http://$http" | grep -E "Requests/sec|p50"
 echo "PUT w=quorum (100-byte values, new keys), $conns connections, ${secs}s, durability $durability:"

@@ -53,15 +53,17 @@ start_hydra() { # durability [binary] [name] -> sets $cluster (the cluster.json 
     for _ in $(seq 1 300); do [ -f "$dir/cluster.json" ] && break; sleep 0.1; done
     [ -f "$dir/cluster.json" ] || { cat "$work/$name.out" >&2; exit 1; }
     cluster="$dir/cluster.json"
+    token=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1])).get('token', ''))" "$cluster")
 }
 
 node_field() { python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['nodes'][int(sys.argv[2])][sys.argv[3]])" "$1" "$2" "$3"; }
 
 # redis-benchmark --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-run_rb() { # label port pipeline
-    local label=$1 port=$2 pipeline=$3
+run_rb() { # label port pipeline [password]
+    local label=$1 port=$2 pipeline=$3 auth=()
+    [ -n "${4:-}" ] && auth=(-a "$4")
     echo "  $label -P $pipeline" >&2
-    redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -n "$requests" -c 50 -d 100 -r 100000 -P "$pipeline" --csv 2>/dev/null \
+    redis-benchmark -h 127.0.0.1 -p "$port" "${auth[@]}" -t set,get -n "$requests" -c 50 -d 100 -r 100000 -P "$pipeline" --csv 2>/dev/null \
         | tr -d '"' | awk -F, -v l="$label" -v p="$pipeline" 'NR>1 {print l","p","$1","$2","$5","$7","$8}' >>"$out/redis-benchmark.csv"
 }
 
@@ -72,16 +74,16 @@ start_redis redis-always --appendonly yes --appendfsync always; p_always=$port
 if [ -n "$baseline" ]; then
     start_hydra fsync "$baseline" hydra-baseline
     pid_baseline=${pids[-1]}
-    p_baseline=$(node_field "$cluster" 0 resp | sed 's/.*://')
+    p_baseline=$(node_field "$cluster" 0 resp | sed 's/.*://'); t_baseline=$token
 fi
 start_hydra fsync
-p_hydra=$(node_field "$cluster" 0 resp | sed 's/.*://')
+p_hydra=$(node_field "$cluster" 0 resp | sed 's/.*://'); t_hydra=$token
 echo "redis-benchmark -t set,get -n $requests -c 50 -d 100 -r 100000:" >&2
 for pipeline in 1 16; do
     run_rb redis-nopersist "$p_none" "$pipeline"
     run_rb redis-always "$p_always" "$pipeline"
-    run_rb hydra-fsync "$p_hydra" "$pipeline"
-    if [ -n "$baseline" ]; then run_rb hydra-baseline "$p_baseline" "$pipeline"; fi
+    run_rb hydra-fsync "$p_hydra" "$pipeline" "$t_hydra"
+    if [ -n "$baseline" ]; then run_rb hydra-baseline "$p_baseline" "$pipeline" "$t_baseline"; fi
 done
 if [ -n "$baseline" ]; then
     kill -TERM "$pid_baseline" 2>/dev/null || true; wait "$pid_baseline" 2>/dev/null || true

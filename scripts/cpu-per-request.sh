@@ -19,12 +19,13 @@ trap 'kill -TERM $dev 2>/dev/null; wait $dev 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 300); do [ -f "$work/c/cluster.json" ] && break; sleep 0.1; done
 sleep 0.5
 port=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['nodes'][0]['resp'].split(':')[1])" "$work/c/cluster.json")
+token=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['token'])" "$work/c/cluster.json")
 pids=$(python3 -c "import json,sys;print(' '.join(str(x['pid']) for x in json.load(open(sys.argv[1]))['nodes']))" "$work/c/cluster.json")
 ticks() { t=0; for p in $pids; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"; }
 hz=$(getconf CLK_TCK)
 for test in set get; do
     before=$(ticks)
-    line=$(redis-benchmark -p "$port" -t "$test" -n "$n" -c 50 -d 100 -r 100000 --csv 2>/dev/null | tail -1 | tr -d '"')
+    line=$(redis-benchmark -p "$port" -a "$token" -t "$test" -n "$n" -c 50 -d 100 -r 100000 --csv 2>/dev/null | tail -1 | tr -d '"')
     after=$(ticks)
     echo "$line" | awk -F, -v us=$(( (after - before) * 1000000 / hz / n )) \
         '{printf "%-4s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  nodes %d us CPU per request\n", $1, $2, $5, $7, us}'

@@ -39,23 +39,24 @@ for _ in $(seq 1 300); do [ -f "$work/dev/cluster.json" ] && break; sleep 0.1; d
 [ -f "$work/dev/cluster.json" ] || { cat "$work/dev.out" >&2; exit 1; }
 field() { python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['nodes'][int(sys.argv[2])][sys.argv[3]])" "$work/dev/cluster.json" "$1" "$2"; }
 resp=$(field 0 resp); resp_port=${resp##*:}
+token=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['token'])" "$work/dev/cluster.json")
 https=(); dirs=()
 for i in 0 1 2; do https+=("$(field $i http)"); dirs+=("$work/dev/n$((i + 1))"); done
 
 puts() { # SETs answered OK, all nodes together
     local total=0 n
     for h in "${https[@]}"; do
-        n=$(curl -s "http://$h/metrics" | awk '/^hydra_requests_total\{.*op="put".*status="ok"/ {s+=$2} END {printf "%d", s}')
+        n=$(curl -s -H "Authorization: Bearer $token" "http://$h/metrics" | awk '/^hydra_requests_total\{.*op="put".*status="ok"/ {s+=$2} END {printf "%d", s}')
         total=$((total + n))
     done
     echo "$total"
 }
 status() { # node -> "objects reaps_pending expired_deleted"
-    curl -s "http://${https[$1]}/v1/status" | python3 -c \
+    curl -s -H "Authorization: Bearer $token" "http://${https[$1]}/v1/status" | python3 -c \
         'import json,sys;s=json.load(sys.stdin);g=s["garbage"];print(s["objects"],g["reaps_pending"],g["expired_deleted"])'
 }
 
-redis-benchmark -h 127.0.0.1 -p "$resp_port" -c "${CLIENTS:-50}" -P "${PIPELINE:-16}" \
+redis-benchmark -h 127.0.0.1 -p "$resp_port" -a "$token" -c "${CLIENTS:-50}" -P "${PIPELINE:-16}" \
     -n 2000000000 -r 100000000 -q \
     SET 'sess:__rand_int__' v PX "$ttl" >"$work/bench.out" 2>&1 &
 bench=$!

@@ -46,6 +46,8 @@ impl KvResponse {
 pub struct Client {
     agent: ureq::Agent,
     endpoint: String,
+    /// `Bearer <token>`, sent with every request but `/health`'s.
+    authorization: Option<String>,
 }
 
 /// Percent-encodes one path segment (everything but unreserved characters).
@@ -80,7 +82,33 @@ impl Client {
             .timeout_global(Some(timeout))
             .build()
             .into();
-        Client { agent, endpoint }
+        Client {
+            agent,
+            endpoint,
+            authorization: None,
+        }
+    }
+
+    /// Sends `token` as the bearer token of every request (every route but `/health` needs
+    /// one).
+    pub fn with_token(mut self, token: &str) -> Client {
+        self.authorization = Some(format!("Bearer {token}"));
+        self
+    }
+
+    /// The same as [`with_token`](Self::with_token) when there is a token.
+    pub fn with_token_opt(self, token: Option<&str>) -> Client {
+        match token {
+            Some(t) => self.with_token(t),
+            None => self,
+        }
+    }
+
+    fn authed<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(a) => req.header("authorization", a),
+            None => req,
+        }
     }
 
     pub fn endpoint(&self) -> &str {
@@ -143,7 +171,7 @@ impl Client {
         key: &str,
         params: &[(&str, &str)],
     ) -> Result<KvResponse, Error> {
-        let mut req = self.agent.get(self.kv_url(bucket, key));
+        let mut req = self.authed(self.agent.get(self.kv_url(bucket, key)));
         for (k, v) in params {
             req = req.query(*k, *v);
         }
@@ -166,8 +194,7 @@ impl Client {
         params: &[(&str, &str)],
     ) -> Result<KvResponse, Error> {
         let mut req = self
-            .agent
-            .put(self.kv_url(bucket, key))
+            .authed(self.agent.put(self.kv_url(bucket, key)))
             .header("content-type", content_type);
         if let Some(c) = context {
             req = req.header("x-hydra-context", c);
@@ -190,8 +217,7 @@ impl Client {
     ) -> Result<KvResponse, Error> {
         let (name, token) = condition.header();
         let req = self
-            .agent
-            .put(self.kv_url(bucket, key))
+            .authed(self.agent.put(self.kv_url(bucket, key)))
             .header("content-type", content_type)
             .header(name, token);
         api_result(self.finish(req.send(value))?, &[204, 412])
@@ -206,8 +232,7 @@ impl Client {
     ) -> Result<KvResponse, Error> {
         let (name, token) = condition.header();
         let req = self
-            .agent
-            .delete(self.kv_url(bucket, key))
+            .authed(self.agent.delete(self.kv_url(bucket, key)))
             .header(name, token);
         api_result(self.finish(req.call())?, &[204, 412])
     }
@@ -219,7 +244,7 @@ impl Client {
         context: Option<&str>,
         params: &[(&str, &str)],
     ) -> Result<KvResponse, Error> {
-        let mut req = self.agent.delete(self.kv_url(bucket, key));
+        let mut req = self.authed(self.agent.delete(self.kv_url(bucket, key)));
         if let Some(c) = context {
             req = req.header("x-hydra-context", c);
         }
@@ -230,7 +255,7 @@ impl Client {
     }
 
     fn json_get(&self, path: &str, params: &[(&str, &str)]) -> Result<Value, Error> {
-        let mut req = self.agent.get(format!("{}{path}", self.endpoint));
+        let mut req = self.authed(self.agent.get(format!("{}{path}", self.endpoint)));
         for (k, v) in params {
             req = req.query(*k, *v);
         }
@@ -258,23 +283,47 @@ impl Client {
     pub fn set_bucket(&self, name: &str, props: &Value) -> Result<Value, Error> {
         let url = format!("{}/v1/buckets/{}", self.endpoint, encode_segment(name));
         let resp = self
-            .agent
-            .put(url)
+            .authed(self.agent.put(url))
             .header("content-type", "application/json")
             .send(props.to_string());
         let r = api_result(self.finish(resp)?, &[200])?;
         Ok(r.json().unwrap_or(Value::Null))
     }
 
+    /// An admin API call (`/v1/admin/...`): `method` is GET, POST, PUT or DELETE; the JSON
+    /// answer (`null` for 204).
+    pub fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Error> {
+        let url = format!("{}/v1/admin/{path}", self.endpoint);
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let resp = match method {
+            "GET" => self.authed(self.agent.get(url)).call(),
+            "DELETE" => self.authed(self.agent.delete(url)).call(),
+            "POST" => self
+                .authed(self.agent.post(url))
+                .header("content-type", "application/json")
+                .send(body),
+            _ => self
+                .authed(self.agent.put(url))
+                .header("content-type", "application/json")
+                .send(body),
+        };
+        let r = api_result(self.finish(resp)?, &[200, 201, 204])?;
+        Ok(r.json().unwrap_or(Value::Null))
+    }
+
     /// The Prometheus text of `/metrics`.
     pub fn metrics(&self) -> Result<String, Error> {
-        let resp = self.agent.get(format!("{}/metrics", self.endpoint)).call();
+        let resp = self
+            .authed(self.agent.get(format!("{}/metrics", self.endpoint)))
+            .call();
         let r = api_result(self.finish(resp)?, &[200])?;
         Ok(String::from_utf8_lossy(&r.body).into_owned())
     }
 
     pub fn health(&self) -> Result<(), Error> {
-        let resp = self.agent.get(format!("{}/health", self.endpoint)).call();
+        let resp = self
+            .authed(self.agent.get(format!("{}/health", self.endpoint)))
+            .call();
         api_result(self.finish(resp)?, &[200]).map(|_| ())
     }
 }

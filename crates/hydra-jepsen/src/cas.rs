@@ -138,7 +138,8 @@ impl Conn {
         match front {
             Front::Resp(addr) => open(addr, bucket, timeout).map(Conn::Resp),
             Front::Http(addr) => Ok(Conn::Http(
-                hydra_client::Client::with_timeout(addr, timeout),
+                hydra_client::Client::with_timeout(addr, timeout)
+                    .with_token(crate::cluster::ADMIN_TOKEN),
                 bucket.to_string(),
             )),
         }

@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The harness cluster's secret (the nodes live in throwaway namespaces).
+pub const CLUSTER_SECRET: &str = "hydra-jepsen-cluster-secret-0123456789abcdef";
+/// The harness cluster's admin token (HTTP bearer token, Redis `AUTH` password).
+pub const ADMIN_TOKEN: &str = "hydra-jepsen-admin-token-0123456789";
 pub const HTTP_PORT: u16 = 8000;
 pub const INTERNODE_PORT: u16 = 7000;
 pub const RESP_PORT: u16 = 6379;
@@ -68,7 +72,8 @@ impl Cluster {
             let text = format!(
                 "[node]\nid = {id}\nzone = \"z{id}\"\ndata_dir = \"{data}\"\nworker_threads = 1\n\n\
                  [listen]\nhttp = \"{a}:{HTTP_PORT}\"\ninternode = \"{a}:{INTERNODE_PORT}\"\nresp = \"{a}:{RESP_PORT}\"\n\n\
-                 [cluster]\npartitions = {PARTITIONS}\npeers = [\n{peers}\n]\nheartbeat_interval_ms = 100\nanti_entropy_interval_ms = 100\npaxos_repair_interval_ms = 1000\nfallback_after_ms = {fallback}\n\n\
+                 [auth]\nadmin_token = \"{ADMIN_TOKEN}\"\n\n\
+                 [cluster]\nsecret = \"{CLUSTER_SECRET}\"\npartitions = {PARTITIONS}\npeers = [\n{peers}\n]\nheartbeat_interval_ms = 100\nanti_entropy_interval_ms = 100\npaxos_repair_interval_ms = 1000\nfallback_after_ms = {fallback}\n\n\
                  [limits]\nrequest_timeout_ms = {request_timeout_ms}\ngossip_interval_ms = 500\nmax_clock_skew_ms = {MAX_CLOCK_SKEW_MS}\n\n\
                  [storage]\ndurability = \"{durability}\"\ntombstone_grace_ms = {TOMBSTONE_GRACE_MS}\n",
                 id = i + 1,
@@ -113,7 +118,8 @@ impl Cluster {
     /// Waits until node `i` trusts its clock (a heartbeat round trip with a peer verified it):
     /// before, it refuses writes with `clock_skew`.
     fn wait_clock_verified(&self, i: usize, within: Duration) -> Result<()> {
-        let client = Client::with_timeout(&self.http[i], Duration::from_secs(1));
+        let client = Client::with_timeout(&self.http[i], Duration::from_secs(1))
+            .with_token(crate::cluster::ADMIN_TOKEN);
         let deadline = Instant::now() + within;
         while !client.status().is_ok_and(|s| s["clock"]["state"] == "ok") {
             if Instant::now() > deadline {
@@ -167,7 +173,8 @@ impl Cluster {
     }
 
     pub fn wait_healthy(&self, i: usize, within: Duration) -> Result<()> {
-        let client = Client::with_timeout(&self.http[i], Duration::from_secs(1));
+        let client = Client::with_timeout(&self.http[i], Duration::from_secs(1))
+            .with_token(crate::cluster::ADMIN_TOKEN);
         let deadline = Instant::now() + within;
         while client.health().is_err() {
             if Instant::now() > deadline {

@@ -525,7 +525,8 @@ fn create_bucket(
     sloppy: bool,
     cas: Option<&str>,
 ) -> Result<()> {
-    let c = Client::with_timeout(&cluster.http[0], Duration::from_secs(5));
+    let c = Client::with_timeout(&cluster.http[0], Duration::from_secs(5))
+        .with_token(crate::cluster::ADMIN_TOKEN);
     let mut props = json!({ "conflicts": mode, "sloppy": sloppy });
     if let Some(cas) = cas {
         props["cas"] = json!(cas);
@@ -535,7 +536,8 @@ fn create_bucket(
     // Wait until gossip has brought it to every node (bounded).
     let deadline = Instant::now() + Duration::from_secs(20);
     for http in &cluster.http {
-        let c = Client::with_timeout(http, Duration::from_secs(2));
+        let c = Client::with_timeout(http, Duration::from_secs(2))
+            .with_token(crate::cluster::ADMIN_TOKEN);
         while c.bucket(bucket).is_err() {
             if Instant::now() > deadline {
                 bail!("bucket {bucket} did not reach {http} within 20 s");
@@ -663,7 +665,10 @@ fn heal(net: &mut Net, cluster: &mut Cluster) -> Result<()> {
 fn paxos_repair_figures(cluster: &Cluster) -> BTreeMap<String, u64> {
     let mut sum = BTreeMap::new();
     for http in &cluster.http {
-        let Ok(status) = Client::with_timeout(http, Duration::from_secs(2)).status() else {
+        let Ok(status) = Client::with_timeout(http, Duration::from_secs(2))
+            .with_token(crate::cluster::ADMIN_TOKEN)
+            .status()
+        else {
             continue;
         };
         if let Some(figures) = status["paxos_repair"].as_object() {
@@ -682,11 +687,14 @@ fn converge(
     since: Instant,
     limit: Duration,
 ) -> Result<(Vec<f64>, usize)> {
-    let admin = Client::with_timeout(&cluster.http[0], Duration::from_secs(5));
+    let admin = Client::with_timeout(&cluster.http[0], Duration::from_secs(5))
+        .with_token(crate::cluster::ADMIN_TOKEN);
     let clients: Vec<Client> = cluster
         .http
         .iter()
-        .map(|h| Client::with_timeout(h, Duration::from_secs(2)))
+        .map(|h| {
+            Client::with_timeout(h, Duration::from_secs(2)).with_token(crate::cluster::ADMIN_TOKEN)
+        })
         .collect();
     let mut replicas: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for k in keys {
@@ -779,7 +787,8 @@ fn final_each<T>(
     keys: &[String],
     read: impl Fn(&Client, &str) -> Result<Result<T>, hydra_client::Error>,
 ) -> Result<BTreeMap<String, T>> {
-    let c = Client::with_timeout(&cluster.http[0], Duration::from_secs(5));
+    let c = Client::with_timeout(&cluster.http[0], Duration::from_secs(5))
+        .with_token(crate::cluster::ADMIN_TOKEN);
     let mut out = BTreeMap::new();
     for k in keys {
         let mut last = None;

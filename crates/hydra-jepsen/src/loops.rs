@@ -17,7 +17,8 @@ pub(crate) fn client_loop(
     stop: &AtomicBool,
     done: &AtomicU64,
 ) {
-    let client = Client::with_timeout(endpoint, Duration::from_secs(3));
+    let client = Client::with_timeout(endpoint, Duration::from_secs(3))
+        .with_token(crate::cluster::ADMIN_TOKEN);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (process + 1).wrapping_mul(0x9E37_79B9));
     let mut counter: u64 = 0;
     while !stop.load(Ordering::Relaxed) {

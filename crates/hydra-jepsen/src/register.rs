@@ -79,10 +79,15 @@ impl Connection {
             .and_then(|_| stream.set_write_timeout(Some(timeout)))
             .and_then(|_| stream.set_nodelay(true))
             .map_err(|e| to(e.to_string()))?;
-        Ok(Connection {
+        let mut c = Connection {
             stream,
             buf: Vec::new(),
-        })
+        };
+        match c.call(&[b"AUTH", crate::cluster::ADMIN_TOKEN.as_bytes()]) {
+            Ok(Value::Simple(ok)) if ok == "OK" => Ok(c),
+            Ok(other) => Err(to(format!("AUTH answered {other:?}"))),
+            Err(e) => Err(to(format!("AUTH: {}", e.error))),
+        }
     }
 
     /// Sends one command and reads its reply. Any I/O error breaks the connection (`Info`:

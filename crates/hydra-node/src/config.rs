@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Sections of the file; environment variables are matched against these.
-const SECTIONS: &[&str] = &["node", "listen", "cluster", "storage", "limits"];
+const SECTIONS: &[&str] = &["node", "listen", "cluster", "storage", "limits", "auth"];
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -22,6 +22,18 @@ pub struct Config {
     pub cluster: ClusterSection,
     pub storage: StorageSection,
     pub limits: LimitsSection,
+    pub auth: AuthSection,
+}
+
+/// Client credentials.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// The admin credential (at least 16 printable bytes): an HTTP bearer token with every
+    /// scope, and the Redis protocol's `default` user's password. Required by `hydra server`.
+    pub admin_token: String,
+    /// A file holding the admin token (instead of `admin_token`).
+    pub admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -43,6 +55,9 @@ pub struct NodeSection {
     /// and every 100 ms after (instead of `clock_offset_ms`): fault tests make a running
     /// node's clock jump, as an NTP step or an operator's mistake would.
     pub clock_offset_file: Option<PathBuf>,
+    /// This node's internode key pair (its identity to peers); created on first start.
+    /// Empty: `node.key` in the data directory.
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for NodeSection {
@@ -56,6 +71,7 @@ impl Default for NodeSection {
             worker_threads: 0,
             clock_offset_ms: 0,
             clock_offset_file: None,
+            key_file: None,
         }
     }
 }
@@ -93,6 +109,10 @@ pub struct Peer {
     pub datacenter: String,
     #[serde(default = "default_capacity")]
     pub capacity: u32,
+    /// The peer's internode public key (base64, printed by `hydra server` at start and kept in
+    /// its key file). Absent: the key the peer first shows is pinned (trust on first use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }
 
 fn default_zone() -> String {
@@ -108,6 +128,14 @@ fn default_capacity() -> u32 {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSection {
+    /// The cluster secret (at least 32 bytes; `hydra secret` makes one): every internode
+    /// connection proves both ends hold it. Required by `hydra server`.
+    pub secret: String,
+    /// A file holding the cluster secret (instead of `secret`; surrounding whitespace is
+    /// ignored).
+    pub secret_file: Option<PathBuf>,
+    /// During a rotation, the other secret this node accepts (and tries when `secret` fails).
+    pub secret_next: String,
     /// Number of partitions (a power of two); fixed when the cluster is created.
     pub partitions: u32,
     /// Version of the layout that this membership describes.
@@ -141,6 +169,9 @@ impl Default for ClusterSection {
     fn default() -> Self {
         let core = core_defaults();
         ClusterSection {
+            secret: String::new(),
+            secret_file: None,
+            secret_next: String::new(),
             partitions: PARTITIONS_DEFAULT,
             layout_version: 1,
             peers: vec![],
@@ -198,6 +229,11 @@ pub struct LimitsSection {
     pub resp_connections_max: usize,
     /// Pipelined Redis commands taken from one read before their replies are written.
     pub resp_pipeline_commands_max: usize,
+    /// Inbound internode connections open at once; more are closed at accept.
+    pub internode_connections_max: usize,
+    /// An inbound internode connection silent this long is closed (peers send heartbeats every
+    /// `cluster.heartbeat_interval_ms`).
+    pub internode_idle_timeout_ms: u64,
 }
 
 impl Default for LimitsSection {
@@ -213,6 +249,8 @@ impl Default for LimitsSection {
             hints_bytes_max: core.hints_bytes_max,
             resp_connections_max: 10_000,
             resp_pipeline_commands_max: 1024,
+            internode_connections_max: 256,
+            internode_idle_timeout_ms: 30_000,
         }
     }
 }
@@ -304,6 +342,20 @@ impl Config {
                 "limits.resp_connections_max and limits.resp_pipeline_commands_max must be at least 1"
             );
         }
+        if self.limits.internode_connections_max == 0
+            || self.limits.internode_idle_timeout_ms < 4 * self.cluster.heartbeat_interval_ms
+        {
+            bail!(
+                "limits.internode_connections_max must be at least 1 and limits.internode_idle_timeout_ms at least 4 x cluster.heartbeat_interval_ms ({})",
+                4 * self.cluster.heartbeat_interval_ms
+            );
+        }
+        for p in &self.cluster.peers {
+            if let Some(key) = &p.public_key {
+                crate::secure::parse_public_key(key)
+                    .with_context(|| format!("cluster.peers: node {}'s public_key", p.id))?;
+            }
+        }
         let ids = std::iter::once(self.node.id).chain(self.cluster.peers.iter().map(|p| p.id));
         if let Some(id) = ids
             .into_iter()
@@ -318,6 +370,58 @@ impl Config {
         }
         self.layout()?;
         Ok(())
+    }
+
+    /// The cluster secret (`cluster.secret` or `cluster.secret_file`), checked for strength:
+    /// a server does not start without one.
+    pub fn secret(&self) -> Result<String> {
+        let secret = match (&self.cluster.secret_file, self.cluster.secret.is_empty()) {
+            (Some(_), false) => bail!("set cluster.secret or cluster.secret_file, not both"),
+            (Some(path), true) => std::fs::read_to_string(path)
+                .with_context(|| format!("while reading cluster.secret_file {}", path.display()))?
+                .trim()
+                .to_string(),
+            (None, true) => bail!(
+                "no cluster secret: set cluster.secret (or HYDRA_CLUSTER_SECRET, or cluster.secret_file) to the same secret of at least {} bytes on every node; `hydra secret` makes one",
+                crate::secure::SECRET_BYTES_MIN
+            ),
+            (None, false) => self.cluster.secret.clone(),
+        };
+        crate::secure::check_secret("cluster.secret", &secret)?;
+        if !self.cluster.secret_next.is_empty() {
+            crate::secure::check_secret("cluster.secret_next", &self.cluster.secret_next)?;
+        }
+        Ok(secret)
+    }
+
+    /// The admin token (`auth.admin_token` or `auth.admin_token_file`): a server does not
+    /// start without one.
+    pub fn admin_token(&self) -> Result<String> {
+        let token = match (
+            &self.auth.admin_token_file,
+            self.auth.admin_token.is_empty(),
+        ) {
+            (Some(_), false) => bail!("set auth.admin_token or auth.admin_token_file, not both"),
+            (Some(path), true) => std::fs::read_to_string(path)
+                .with_context(|| format!("while reading auth.admin_token_file {}", path.display()))?
+                .trim()
+                .to_string(),
+            (None, true) => bail!(
+                "no admin credential: set auth.admin_token (or HYDRA_AUTH_ADMIN_TOKEN, or auth.admin_token_file) to a token of at least {} bytes; `hydra secret` makes one",
+                crate::auth::TOKEN_BYTES_MIN
+            ),
+            (None, false) => self.auth.admin_token.clone(),
+        };
+        crate::auth::check_token("auth.admin_token", &token)?;
+        Ok(token)
+    }
+
+    /// Where this node's key pair is kept.
+    pub fn key_file(&self) -> PathBuf {
+        self.node
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.node.data_dir.join("node.key"))
     }
 
     pub fn durability(&self) -> Result<Durability> {
@@ -352,6 +456,12 @@ impl Config {
 
     pub fn node_config(&self) -> NodeConfig {
         let mut c = NodeConfig::new(NodeId(self.node.id));
+        // The credentials table's bucket exists on every node from the start.
+        c.buckets.insert(
+            hydra_core::key::BucketName::new(crate::credentials::SYSTEM_BUCKET)
+                .expect("a valid name"),
+            hydra_core::bucket::BucketProps::lww(),
+        );
         c.request_timeout_ms = self.limits.request_timeout_ms;
         c.max_clock_skew_ms = self.limits.max_clock_skew_ms;
         c.value_bytes_max = self.limits.value_bytes_max;

@@ -59,6 +59,14 @@ pub struct CoreHandle {
 }
 
 impl CoreHandle {
+    /// A handle whose events land in the returned receiver (tests count what reaches the
+    /// core).
+    #[cfg(test)]
+    pub(crate) fn probe() -> (CoreHandle, Receiver<CoreEvent>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4096);
+        (CoreHandle { tx }, rx)
+    }
+
     /// A handle whose core is gone: every request fails as overloaded (for unit tests of
     /// the front ends).
     #[cfg(test)]

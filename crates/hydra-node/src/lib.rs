@@ -9,11 +9,15 @@
 //! Must not: decide anything about replication (that is `hydra-core`'s), or block the async
 //! reactor with storage work (the core thread does all of it).
 
+pub mod admin;
+pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod driver;
 pub mod http;
 pub mod metrics;
 pub mod resp;
+pub mod secure;
 pub mod transport;
 
 use anyhow::{Context, Result};
@@ -38,6 +42,8 @@ pub async fn run(config: Config) -> Result<()> {
         );
     }
     let durability = config.durability()?;
+    let secret = config.secret()?;
+    let admin_token = config.admin_token()?;
     let me = NodeId(config.node.id);
     // Bind first, so a port in use fails before anything starts.
     let internode = TcpListener::bind(&config.listen.internode)
@@ -66,6 +72,34 @@ pub async fn run(config: Config) -> Result<()> {
             config.node.data_dir.display()
         )
     })?;
+    let identity = secure::Identity::load_or_create(&config.key_file())?;
+    let mut members = Vec::new();
+    for p in &config.cluster.peers {
+        let key = match &p.public_key {
+            Some(k) => Some(secure::parse_public_key(k)?),
+            None => None,
+        };
+        members.push((NodeId(p.id), key));
+    }
+    let security = Arc::new(secure::Security::new(
+        me,
+        identity,
+        &secret,
+        Some(config.cluster.secret_next.as_str()),
+        &members,
+        Some(config.node.data_dir.join("peer_keys.toml")),
+    )?);
+    tracing::info!(
+        "node {me}'s internode public key: {} (kept in {})",
+        security.identity().public_base64(),
+        config.key_file().display()
+    );
+    let unkeyed = security.unkeyed_members();
+    if !unkeyed.is_empty() {
+        tracing::info!(
+            "peers without a configured public_key ({unkeyed:?}): the key each first shows is pinned"
+        );
+    }
     let metrics = Arc::new(metrics::Metrics::new());
     let peers: Vec<(NodeId, String)> = config
         .cluster
@@ -77,6 +111,7 @@ pub async fn run(config: Config) -> Result<()> {
         me,
         &peers,
         config.limits.internode_queue_frames_max,
+        security.clone(),
         metrics.clone(),
     );
     let node = Node::new(config.node_config(), layout.clone());
@@ -89,13 +124,18 @@ pub async fn run(config: Config) -> Result<()> {
         config.limits.core_queue_max,
     )
     .context("while starting the core thread")?;
-    let known: Vec<NodeId> = peers.iter().map(|(id, _)| *id).collect();
     tokio::spawn(transport::serve(
         internode,
-        known,
+        security,
+        config.limits.internode_connections_max,
+        std::time::Duration::from_millis(config.limits.internode_idle_timeout_ms),
         core.clone(),
         metrics.clone(),
     ));
+    let auth = Arc::new(auth::Auth::new(
+        &admin_token,
+        Some(credentials::Credentials::new(core.clone())),
+    )?);
     let resp_state = Arc::new(resp::RespState::new(
         core.clone(),
         metrics.clone(),
@@ -105,6 +145,7 @@ pub async fn run(config: Config) -> Result<()> {
         config.limits.value_bytes_max,
         config.limits.resp_connections_max,
         config.limits.resp_pipeline_commands_max,
+        auth.clone(),
     ));
     tokio::spawn(resp::serve(resp_listener, resp_state));
     let state = Arc::new(http::AppState {
@@ -113,6 +154,7 @@ pub async fn run(config: Config) -> Result<()> {
         layout,
         value_bytes_max: config.limits.value_bytes_max,
         durability: config.storage.durability.clone(),
+        auth,
     });
     tracing::info!(
         "node {me} serving HTTP on {}, RESP on {}, internode on {}, data in {}",

@@ -33,6 +33,16 @@ pub struct TargetLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FrontLabels {
+    pub front: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
     pub op: String,
 }
@@ -44,6 +54,14 @@ pub struct Metrics {
     pub quorum_failures: Family<OpLabels, Counter>,
     pub read_repairs: Counter,
     pub frames_dropped: Counter,
+    /// Internode handshakes by outcome (`ok`, or why the peer was refused).
+    pub handshakes: Family<OutcomeLabels, Counter>,
+    /// Inbound internode connections refused at `limits.internode_connections_max`.
+    pub internode_connections_refused: Counter,
+    /// Internode records that failed to authenticate (the connection was closed).
+    pub records_rejected: Counter,
+    /// Client requests refused for a missing or wrong credential or scope, by front end.
+    pub auth_failures: Family<FrontLabels, Counter>,
     pub fsyncs: Counter,
     pub hints_stored: Counter,
     pub hints_delivered: Counter,
@@ -102,6 +120,30 @@ impl Metrics {
             "hydra_internode_frames_dropped",
             "Internode frames dropped: a queue was full or the peer unreachable",
             frames_dropped.clone(),
+        );
+        let handshakes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "hydra_internode_handshakes",
+            "Internode handshakes by outcome: ok, or why the peer was refused (wrong_secret, no_role, wrong_key, protocol, io)",
+            handshakes.clone(),
+        );
+        let internode_connections_refused = Counter::default();
+        registry.register(
+            "hydra_internode_connections_refused",
+            "Inbound internode connections refused at limits.internode_connections_max",
+            internode_connections_refused.clone(),
+        );
+        let records_rejected = Counter::default();
+        registry.register(
+            "hydra_internode_records_rejected",
+            "Internode records that failed to authenticate (replayed, reordered or modified); each closed its connection",
+            records_rejected.clone(),
+        );
+        let auth_failures = Family::<FrontLabels, Counter>::default();
+        registry.register(
+            "hydra_auth_failures",
+            "Client requests refused for a missing or wrong credential or scope (front: http, resp)",
+            auth_failures.clone(),
         );
         let fsyncs = Counter::default();
         registry.register(
@@ -169,6 +211,10 @@ impl Metrics {
             quorum_failures,
             read_repairs,
             frames_dropped,
+            handshakes,
+            internode_connections_refused,
+            records_rejected,
+            auth_failures,
             fsyncs,
             hints_stored,
             hints_delivered,
@@ -176,6 +222,33 @@ impl Metrics {
             hints_pending_bytes,
             last_hints: std::sync::Mutex::new(Default::default()),
         }
+    }
+
+    /// Counts a refused internode handshake.
+    pub fn handshake(&self, refusal: crate::secure::Refusal) {
+        self.handshakes
+            .get_or_create(&OutcomeLabels {
+                outcome: refusal.label().into(),
+            })
+            .inc();
+    }
+
+    /// Counts a client refused for its credential or scope.
+    pub fn auth_failure(&self, front: &str) {
+        self.auth_failures
+            .get_or_create(&FrontLabels {
+                front: front.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a completed internode handshake.
+    pub fn handshake_ok(&self) {
+        self.handshakes
+            .get_or_create(&OutcomeLabels {
+                outcome: "ok".into(),
+            })
+            .inc();
     }
 
     /// Takes in the core's view of hinted handoff (at each scrape).

@@ -1,33 +1,39 @@
-//! Internode transport: persistent TCP connections carrying length-prefixed frames.
+//! Internode transport: persistent TCP connections carrying length-prefixed frames inside
+//! authenticated, encrypted records (see [`crate::secure`] for the handshake and records).
 //!
 //! ```text
-//! connect ─> hello: "HYDRA\0v1" (8 bytes) ‖ sender node id (u64 BE)
-//!         ─> frame: length (u32 BE) ‖ encoded Envelope (hydra-core's versioned format)
-//!         ─> frame ...
+//! connect ─> handshake (Noise XXpsk3, keyed by the cluster secret; identities are static keys)
+//!         ─> records, whose plaintext is: length (u32 BE) ‖ encoded Envelope ‖ length ‖ ...
 //! ```
 //!
 //! One outbound connection per peer, owned by a task with a bounded queue of batches (the
 //! core thread hands over, per peer, every frame one pass over its queue produced, already
 //! length-prefixed: one hand-off and one write for many frames); it reconnects with
-//! exponential backoff (100 ms to 1 s) and writes every queued batch before it flushes. Requests are not paired with connections:
-//! any number are in flight, matched by request id in the core. A frame that cannot be queued
-//! or written is dropped; the core's deadline turns that into a timeout. Inbound connections
-//! are read by one task each; frames larger than the message limit, a bad hello or an
-//! undecodable frame close the connection. TCP_NODELAY is set on every socket.
+//! exponential backoff (100 ms to 1 s), seals every queued batch into records and then
+//! flushes. Requests are not paired with connections: any number are in flight, matched by
+//! request id in the core. A frame that cannot be queued or written is dropped; the core's
+//! deadline turns that into a timeout. Inbound connections are read by one task each, at
+//! most `limits.internode_connections_max` at once; a handshake must finish within
+//! [`HANDSHAKE_TIMEOUT`] and a connection that stays silent for
+//! `limits.internode_idle_timeout_ms` is closed (peers send heartbeats far more often). A
+//! record that fails to authenticate, a frame larger than the message limit or an
+//! undecodable frame closes the connection. TCP_NODELAY is set on every socket.
 
 use crate::driver::CoreHandle;
 use crate::metrics::Metrics;
+use crate::secure::{Frames, Refusal, Security};
 use hydra_core::ids::NodeId;
 use hydra_core::limits::MESSAGE_BYTES_MAX;
 use hydra_core::message::decode_envelope;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-const HELLO: &[u8; 8] = b"HYDRA\0v1";
+/// The longest a peer may take to finish its handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN_MS: u64 = 100;
 const BACKOFF_MAX_MS: u64 = 1_000;
 
@@ -49,13 +55,20 @@ impl Transport {
         me: NodeId,
         peers: &[(NodeId, String)],
         queue_frames_max: usize,
+        security: Arc<Security>,
         metrics: Arc<Metrics>,
     ) -> Arc<Transport> {
         let mut queues = BTreeMap::new();
         for (id, addr) in peers {
             let (tx, rx) = mpsc::channel(queue_frames_max);
             queues.insert(*id, tx);
-            tokio::spawn(peer_task(me, *id, addr.clone(), rx, metrics.clone()));
+            tokio::spawn(peer_task(
+                *id,
+                addr.clone(),
+                rx,
+                security.clone(),
+                metrics.clone(),
+            ));
         }
         Arc::new(Transport { me, peers: queues })
     }
@@ -74,18 +87,44 @@ impl Transport {
 }
 
 async fn peer_task(
-    me: NodeId,
     peer: NodeId,
     addr: String,
     mut rx: mpsc::Receiver<Vec<u8>>,
+    security: Arc<Security>,
     metrics: Arc<Metrics>,
 ) {
     let mut backoff = BACKOFF_MIN_MS;
+    // Counts failed handshakes: each next attempt tries the other secret during a rotation.
+    let mut attempt = 0usize;
     loop {
-        let stream = match TcpStream::connect(&addr).await {
-            Ok(s) => s,
+        let connected = match TcpStream::connect(&addr).await {
+            Ok(mut stream) => {
+                let _ = stream.set_nodelay(true);
+                match tokio::time::timeout(
+                    HANDSHAKE_TIMEOUT,
+                    security.connect(&mut stream, peer, attempt),
+                )
+                .await
+                {
+                    Ok(Ok(sealer)) => Ok((stream, sealer)),
+                    Ok(Err(e)) => {
+                        metrics.handshake(e.refusal);
+                        attempt += 1;
+                        Err(format!("handshake with {peer} at {addr} failed: {e}"))
+                    }
+                    Err(_) => {
+                        metrics.handshake(Refusal::Io);
+                        attempt += 1;
+                        Err(format!("handshake with {peer} at {addr} timed out"))
+                    }
+                }
+            }
+            Err(e) => Err(format!("connecting to {peer} at {addr}: {e}")),
+        };
+        let (stream, mut sealer) = match connected {
+            Ok(c) => c,
             Err(e) => {
-                tracing::debug!("connecting to {peer} at {addr}: {e}");
+                tracing::debug!("{e}");
                 // Frames queued for an unreachable peer would only be stale when it returns.
                 while let Ok(_dropped) = rx.try_recv() {
                     metrics.frames_dropped.inc();
@@ -95,30 +134,21 @@ async fn peer_task(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let mut out = BufWriter::with_capacity(64 * 1024, stream);
-        let mut hello = HELLO.to_vec();
-        hello.extend_from_slice(&me.0.to_be_bytes());
-        if out.write_all(&hello).await.is_err() || out.flush().await.is_err() {
-            continue;
-        }
+        metrics.handshake_ok();
         backoff = BACKOFF_MIN_MS;
         tracing::info!("connected to {peer} at {addr}");
+        let mut out = BufWriter::with_capacity(64 * 1024, stream);
+        let mut sealed = Vec::with_capacity(64 * 1024);
         loop {
             let Some(batch) = rx.recv().await else { return };
-            if out.write_all(&batch).await.is_err() {
-                metrics.frames_dropped.inc();
-                break;
+            sealed.clear();
+            let mut ok = sealer.push(&batch, &mut sealed).is_ok();
+            // Coalesce whatever else is queued into the same records and flush.
+            while ok && let Ok(batch) = rx.try_recv() {
+                ok = sealer.push(&batch, &mut sealed).is_ok();
             }
-            // Coalesce whatever else is queued into the same flush.
-            let mut failed = false;
-            while let Ok(batch) = rx.try_recv() {
-                if out.write_all(&batch).await.is_err() {
-                    failed = true;
-                    break;
-                }
-            }
-            if failed || out.flush().await.is_err() {
+            ok = ok && sealer.seal(&mut sealed).is_ok();
+            if !ok || out.write_all(&sealed).await.is_err() || out.flush().await.is_err() {
                 metrics.frames_dropped.inc();
                 break;
             }
@@ -130,60 +160,86 @@ async fn peer_task(
 /// Accepts peers' connections and hands their frames to the core.
 pub async fn serve(
     listener: TcpListener,
-    known: Vec<NodeId>,
+    security: Arc<Security>,
+    connections_max: usize,
+    idle_timeout: Duration,
     core: CoreHandle,
     metrics: Arc<Metrics>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(connections_max));
     loop {
-        let Ok((stream, remote)) = listener.accept().await else {
+        let Ok((mut stream, remote)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.internode_connections_refused.inc();
+            tracing::warn!(
+                "internode connection from {remote} refused: {connections_max} connections open (limits.internode_connections_max)"
+            );
+            drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (known, core, metrics) = (known.clone(), core.clone(), metrics.clone());
+        let (security, core, metrics) = (security.clone(), core.clone(), metrics.clone());
         tokio::spawn(async move {
-            if let Err(e) = read_peer(stream, &known, &core, &metrics).await {
-                tracing::info!("internode connection from {remote} closed: {e}");
+            let _slot = slot;
+            let admitted =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, security.accept(&mut stream)).await;
+            let (from, opener) = match admitted {
+                Ok(Ok(admitted)) => admitted,
+                Ok(Err(e)) => {
+                    metrics.handshake(e.refusal);
+                    tracing::warn!("internode connection from {remote} refused: {e}");
+                    return;
+                }
+                Err(_) => {
+                    metrics.handshake(Refusal::Io);
+                    tracing::warn!(
+                        "internode connection from {remote} refused: no handshake within {HANDSHAKE_TIMEOUT:?}"
+                    );
+                    return;
+                }
+            };
+            metrics.handshake_ok();
+            if let Err(e) = read_peer(stream, from, opener, idle_timeout, &core, &metrics).await {
+                tracing::info!("internode connection from {from} at {remote} closed: {e}");
             }
         });
     }
 }
 
 async fn read_peer(
-    mut stream: TcpStream,
-    known: &[NodeId],
+    stream: TcpStream,
+    from: NodeId,
+    mut opener: crate::secure::Opener,
+    idle_timeout: Duration,
     core: &CoreHandle,
     metrics: &Metrics,
 ) -> Result<(), String> {
-    let mut hello = [0u8; 16];
-    stream
-        .read_exact(&mut hello)
-        .await
-        .map_err(|e| e.to_string())?;
-    if &hello[..8] != HELLO {
-        return Err("bad hello: not a Hydra peer or another protocol version".into());
-    }
-    let from = NodeId(u64::from_be_bytes(
-        hello[8..].try_into().map_err(|_| "bad hello")?,
-    ));
-    if !known.contains(&from) {
-        return Err(format!("node {from} is not in this node's layout"));
-    }
     let mut stream = tokio::io::BufReader::with_capacity(64 * 1024, stream);
+    let mut frames = Frames::new(MESSAGE_BYTES_MAX);
+    let mut record = Vec::new();
     loop {
-        let len = stream.read_u32().await.map_err(|e| e.to_string())? as usize;
-        if len > MESSAGE_BYTES_MAX {
-            return Err(format!(
-                "frame of {len} bytes from {from}, more than the limit of {MESSAGE_BYTES_MAX}"
-            ));
-        }
-        let mut frame = vec![0u8; len];
-        stream
-            .read_exact(&mut frame)
-            .await
-            .map_err(|e| e.to_string())?;
-        let envelope = decode_envelope(&frame).map_err(|e| format!("from {from}: {e}"))?;
-        if !core.deliver(from, envelope) {
-            metrics.frames_dropped.inc();
-        }
+        let plain =
+            match tokio::time::timeout(idle_timeout, opener.next_record(&mut stream, &mut record))
+                .await
+            {
+                Ok(Ok(Some(plain))) => plain,
+                Ok(Ok(None)) => return Ok(()),
+                Ok(Err(e)) => {
+                    metrics.records_rejected.inc();
+                    return Err(format!("from {from}: {e}"));
+                }
+                Err(_) => return Err(format!("from {from}: silent for {idle_timeout:?}")),
+            };
+        frames
+            .feed(plain, |frame| {
+                let envelope = decode_envelope(frame).map_err(|e| format!("from {from}: {e}"))?;
+                if !core.deliver(from, envelope) {
+                    metrics.frames_dropped.inc();
+                }
+                Ok(())
+            })
+            .map_err(|e| format!("from {from}: {e}"))?;
     }
 }

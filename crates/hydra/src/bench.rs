@@ -73,6 +73,10 @@ pub struct BenchArgs {
     /// Nodes to use instead of `--cluster` (`host:port` of the chosen protocol; comma list).
     #[arg(long, value_delimiter = ',', env = "HYDRA_ENDPOINT")]
     endpoint: Vec<String>,
+    /// The admin token: HTTP bearer token, Redis `AUTH` password (default: `HYDRA_TOKEN`,
+    /// else the `token` of `--cluster`'s file).
+    #[arg(long, env = "HYDRA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Records loaded before the run (the key space).
     #[arg(long, default_value_t = 10_000)]
     records: u64,
@@ -163,7 +167,7 @@ impl Conn {
     fn open(protocol: Protocol, addr: &str, args: &BenchArgs) -> Result<Conn> {
         match protocol {
             Protocol::Http => Ok(Conn::Http {
-                client: Client::new(addr),
+                client: Client::new(addr).with_token_opt(args.token.as_deref()),
                 bucket: args.bucket.clone(),
                 params_r: args.r.iter().map(|r| ("r".into(), r.clone())).collect(),
                 params_w: args.w.iter().map(|w| ("w".into(), w.clone())).collect(),
@@ -178,6 +182,9 @@ impl Conn {
                     buf: Vec::with_capacity(64 * 1024),
                     out: Vec::with_capacity(1024),
                 };
+                if let Some(token) = &args.token {
+                    conn.resp(&[b"AUTH", token.as_bytes()])?;
+                }
                 conn.resp(&[b"HYDRA.BUCKET", args.bucket.as_bytes()])?;
                 if args.r.is_some() || args.w.is_some() {
                     let r = args.r.as_deref().unwrap_or("default");
@@ -477,11 +484,17 @@ fn progress(quiet: bool, len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
+pub fn run(mut args: BenchArgs) -> Result<()> {
     if args.connections == 0 || args.records == 0 {
         bail!("--connections and --records must be at least 1");
     }
     let nodes = endpoints(&args)?;
+    if args.token.is_none()
+        && let Some(path) = &args.cluster
+    {
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+        args.token = json["token"].as_str().map(str::to_string);
+    }
     let args = Arc::new(args);
     // Load: every record once, the connections sharing the key range.
     if !args.skip_load && args.workload != Workload::Write {

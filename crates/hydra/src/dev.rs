@@ -134,13 +134,72 @@ fn plan(args: &DevArgs, dir: &Path) -> Result<Vec<DevNode>> {
         .collect()
 }
 
-fn write_config(node: &DevNode, all: &[DevNode], durability: &str) -> Result<()> {
+/// The `cluster.json` of a running `hydra dev` cluster: the file `HYDRA_CLUSTER` names, or
+/// `hydra-dev/cluster.json` in the current directory (the default `--dir`).
+pub fn find_cluster_json() -> Option<Value> {
+    let path = std::env::var_os("HYDRA_CLUSTER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("hydra-dev").join("cluster.json"));
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// A secret kept in a file of the directory (made on first use, mode 0600).
+fn kept_secret(path: &Path) -> Result<String> {
+    if !path.exists() {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let secret = hydra_node::secure::generate_secret()?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("while creating {}", path.display()))?;
+        writeln!(f, "{secret}").with_context(|| format!("while writing {}", path.display()))?;
+    }
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("while reading {}", path.display()))?
+        .trim()
+        .to_string())
+}
+
+/// The cluster secret kept in the directory (made on first use, mode 0600), and its path.
+fn secret_file(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("cluster-secret");
+    kept_secret(&path)?;
+    Ok(path)
+}
+
+/// Each node's internode public key, from its key file (made now if missing), so every
+/// configuration names its peers' keys and nothing is trusted on first use.
+fn public_keys(nodes: &[DevNode]) -> Result<Vec<String>> {
+    nodes
+        .iter()
+        .map(|n| {
+            Ok(
+                hydra_node::secure::Identity::load_or_create(&n.data.join("node.key"))?
+                    .public_base64(),
+            )
+        })
+        .collect()
+}
+
+fn write_config(
+    node: &DevNode,
+    all: &[DevNode],
+    keys: &[String],
+    secret: &Path,
+    token: &Path,
+    durability: &str,
+) -> Result<()> {
     let peers: Vec<String> = all
         .iter()
-        .filter(|p| p.id != node.id)
-        .map(|p| {
+        .zip(keys)
+        .filter(|(p, _)| p.id != node.id)
+        .map(|(p, key)| {
             format!(
-                "  {{ id = {}, internode = \"{}\", zone = \"z{}\", datacenter = \"dc1\" }},",
+                "  {{ id = {}, internode = \"{}\", zone = \"z{}\", datacenter = \"dc1\", public_key = \"{key}\" }},",
                 p.id, p.internode, p.id
             )
         })
@@ -153,12 +212,15 @@ fn write_config(node: &DevNode, all: &[DevNode], durability: &str) -> Result<()>
          [node]\nid = {id}\nzone = \"z{id}\"\ndatacenter = \"dc1\"\ndata_dir = \"{data}\"\n\
          worker_threads = {workers}\n\n\
          [listen]\nhttp = \"{http}\"\ninternode = \"{internode}\"\nresp = \"{resp}\"\n\n\
-         [cluster]\npeers = [\n{peers}\n]\n\n[storage]\ndurability = \"{durability}\"\n",
+         [auth]\nadmin_token_file = \"{token}\"\n\n\
+         [cluster]\nsecret_file = \"{secret}\"\npeers = [\n{peers}\n]\n\n[storage]\ndurability = \"{durability}\"\n",
         id = node.id,
         data = node.data.display(),
         http = node.http,
         internode = node.internode,
         resp = node.resp,
+        secret = secret.display(),
+        token = token.display(),
         peers = peers.join("\n"),
     );
     std::fs::write(&node.config, text)
@@ -227,8 +289,12 @@ pub fn run(args: DevArgs) -> Result<ExitCode> {
         .with_context(|| format!("while creating {}", args.dir.display()))?;
     let dir = args.dir.canonicalize()?;
     let nodes = plan(&args, &dir)?;
+    let secret = secret_file(&dir)?;
+    let token_file = dir.join("admin-token");
+    let token = kept_secret(&token_file)?;
+    let keys = public_keys(&nodes)?;
     for n in &nodes {
-        write_config(n, &nodes, &args.durability)?;
+        write_config(n, &nodes, &keys, &secret, &token_file, &args.durability)?;
     }
     let mut children = Vec::new();
     for n in &nodes {
@@ -244,7 +310,7 @@ pub fn run(args: DevArgs) -> Result<ExitCode> {
     // round trip with a peer has verified its clock).
     let deadline = Instant::now() + Duration::from_secs(30);
     for (i, n) in nodes.iter().enumerate() {
-        let client = Client::new(&n.http);
+        let client = Client::new(&n.http).with_token(&token);
         loop {
             let clock_ok = |s: serde_json::Value| s["clock"]["state"] == "ok";
             if client.health().is_ok() && client.status().is_ok_and(clock_ok) {
@@ -272,6 +338,11 @@ pub fn run(args: DevArgs) -> Result<ExitCode> {
     }
     let exe = std::env::current_exe()?;
     let cluster = json!({
+        // What a local client needs: the HTTP bearer token, the Redis protocol's user and
+        // password (the admin credential either way).
+        "token": token,
+        "user": hydra_node::auth::DEFAULT_USER,
+        "password": token,
         "nodes": nodes.iter().zip(&children).map(|(n, c)| json!({
             "id": n.id, "pid": c.id(), "http": n.http, "resp": n.resp, "internode": n.internode,
             "config": n.config, "log": n.log,
@@ -305,13 +376,22 @@ pub fn run(args: DevArgs) -> Result<ExitCode> {
     let first = &nodes[0].http;
     println!();
     println!("Try:");
-    println!("  curl -i -X PUT --data 'hello' http://{first}/v1/kv/default/greeting");
-    println!("  curl -i http://{first}/v1/kv/default/greeting?r=all");
+    println!("  export HYDRA_TOKEN=$(cat {})", token_file.display());
+    println!(
+        "  curl -i -H \"Authorization: Bearer $HYDRA_TOKEN\" -X PUT --data 'hello' http://{first}/v1/kv/default/greeting"
+    );
+    println!(
+        "  curl -i -H \"Authorization: Bearer $HYDRA_TOKEN\" http://{first}/v1/kv/default/greeting?r=all"
+    );
     println!("  export HYDRA_ENDPOINT={first}");
     println!("  hydra put greeting hello && hydra get -v greeting && hydra status");
     let resp_port = nodes[0].resp.rsplit(':').next().unwrap_or("6381");
     println!(
-        "  redis-cli -p {resp_port} set greeting hello && redis-cli -p {resp_port} get greeting"
+        "  export REDISCLI_AUTH=$HYDRA_TOKEN; redis-cli -p {resp_port} set greeting hello && redis-cli -p {resp_port} get greeting"
+    );
+    println!(
+        "The admin token (HTTP bearer token; Redis `AUTH <token>`) is in {}",
+        token_file.display()
     );
     println!("cluster.json: {}", dir.join("cluster.json").display());
     println!("Ctrl-C stops the cluster.");

@@ -30,14 +30,36 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Endpoint {
-    /// Node to talk to (`host:port` of its HTTP API).
-    #[arg(
-        long,
-        env = "HYDRA_ENDPOINT",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
-    endpoint: String,
+    /// Node to talk to (`host:port` of its HTTP API). Default: the first node of a running
+    /// `hydra dev` cluster (`hydra-dev/cluster.json` here, or the file `HYDRA_CLUSTER`
+    /// names), else 127.0.0.1:8080.
+    #[arg(long, env = "HYDRA_ENDPOINT", global = true)]
+    endpoint: Option<String>,
+    /// Bearer token (default: `HYDRA_TOKEN`, else the `token` of that cluster.json).
+    #[arg(long, env = "HYDRA_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Endpoint {
+    /// A client for the chosen node, with the chosen token.
+    fn client(&self) -> Client {
+        let cluster = dev::find_cluster_json();
+        let endpoint = self
+            .endpoint
+            .clone()
+            .or_else(|| {
+                cluster
+                    .as_ref()
+                    .and_then(|c| c["nodes"][0]["http"].as_str().map(str::to_string))
+            })
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let token = self.token.clone().or_else(|| {
+            cluster
+                .as_ref()
+                .and_then(|c| c["token"].as_str().map(str::to_string))
+        });
+        Client::new(&endpoint).with_token_opt(token.as_deref())
+    }
 }
 
 #[derive(Subcommand)]
@@ -53,6 +75,8 @@ enum Command {
     },
     /// Start a local cluster of real node processes on 127.0.0.1; Ctrl-C stops it.
     Dev(dev::DevArgs),
+    /// Print a new random cluster secret (64 hex digits) for `cluster.secret`.
+    Secret,
     /// Run a YCSB workload (a, b, c, d, f, write) over HTTP or RESP; prints HDR latencies.
     Bench(bench::BenchArgs),
     /// Read a key: prints the value (or each sibling); -v shows context and receipt.
@@ -138,6 +162,55 @@ enum Command {
         #[command(flatten)]
         endpoint: Endpoint,
     },
+    /// HTTP bearer tokens with scopes, kept in the cluster (needs an admin token).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Redis-protocol users with scopes, kept in the cluster (needs an admin token).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Make a token; it is printed once (the cluster keeps only its digest).
+    Create {
+        /// A name to recognise it by.
+        #[arg(long)]
+        name: String,
+        /// What it may do (repeatable): admin, metrics, read:<bucket glob>, write:<bucket glob>.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+    /// The tokens (ids, names, scopes; never the tokens).
+    List,
+    /// Revoke a token by id: every node refuses it within 5 s.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create a Redis-protocol user, or replace its password and scopes (`AUTH user pass`).
+    Set {
+        name: String,
+        /// The password (8 bytes or more; kept as an argon2id hash).
+        #[arg(long, env = "HYDRA_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// What it may do (repeatable): admin, read:<bucket glob>, write:<bucket glob>.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+    /// The users and their scopes.
+    List,
+    /// Remove a user: every node refuses it within 5 s.
+    Del { name: String },
 }
 
 #[derive(Args, Clone)]
@@ -219,6 +292,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dev(args) => dev::run(args),
+        Command::Secret => {
+            println!("{}", hydra_node::secure::generate_secret()?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Get {
             key,
@@ -228,7 +305,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             verbose,
             endpoint,
         } => {
-            let client = Client::new(&endpoint.endpoint);
+            let client = endpoint.client();
             let r = if serial {
                 Some("serial".to_string())
             } else {
@@ -300,13 +377,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 (false, None) => None,
             };
             if let Some(condition) = condition {
-                let resp = Client::new(&endpoint.endpoint)
+                let resp = endpoint
+                    .client()
                     .put_if(&bucket, &key, &value, &content_type, &condition)
                     .map_err(api)?;
                 return Ok(conditional_outcome(&resp, &bucket, &key, verbose));
             }
             let params: Vec<(&str, &str)> = w.as_deref().map(|w| ("w", w)).into_iter().collect();
-            let resp = Client::new(&endpoint.endpoint)
+            let resp = endpoint
+                .client()
                 .put(
                     &bucket,
                     &key,
@@ -330,7 +409,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             verbose,
             endpoint,
         } => {
-            let client = Client::new(&endpoint.endpoint);
+            let client = endpoint.client();
             if let Some(c) = if_match {
                 let condition = hydra_client::Precondition::Matches(c);
                 let resp = client.delete_if(&bucket, &key, &condition).map_err(api)?;
@@ -351,7 +430,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { endpoint } => {
-            let s = Client::new(&endpoint.endpoint).status().map_err(api)?;
+            let s = endpoint.client().status().map_err(api)?;
             println!(
                 "node {}  layout v{}  partitions {}  durability {}  in flight {}",
                 s["node"],
@@ -412,7 +491,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bucket,
             endpoint,
         } => {
-            let r = Client::new(&endpoint.endpoint)
+            let r = endpoint
+                .client()
                 .ring(&[("bucket", &bucket), ("key", &key)])
                 .map_err(api)?;
             println!("{bucket}/{key} is in partition {}", r["partition"]);
@@ -431,7 +511,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bucket { action, endpoint } => {
-            let client = Client::new(&endpoint.endpoint);
+            let client = endpoint.client();
             let out = match action {
                 BucketAction::Create { name, props } => {
                     if client.bucket(&name).is_ok() {
@@ -447,6 +527,52 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 BucketAction::List => client.buckets().map_err(api)?,
             };
             println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token { action, endpoint } => {
+            let client = endpoint.client();
+            let out = match action {
+                TokenAction::Create { name, scopes } => client.admin(
+                    "POST",
+                    "tokens",
+                    Some(&json!({ "name": name, "scopes": scopes })),
+                ),
+                TokenAction::List => client.admin("GET", "tokens", None),
+                TokenAction::Revoke { id } => client.admin(
+                    "DELETE",
+                    &format!("tokens/{}", hydra_client::encode_segment(&id)),
+                    None,
+                ),
+            }
+            .map_err(api)?;
+            if !out.is_null() {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User { action, endpoint } => {
+            let client = endpoint.client();
+            let out = match action {
+                UserAction::Set {
+                    name,
+                    password,
+                    scopes,
+                } => client.admin(
+                    "PUT",
+                    &format!("users/{}", hydra_client::encode_segment(&name)),
+                    Some(&json!({ "password": password, "scopes": scopes })),
+                ),
+                UserAction::List => client.admin("GET", "users", None),
+                UserAction::Del { name } => client.admin(
+                    "DELETE",
+                    &format!("users/{}", hydra_client::encode_segment(&name)),
+                    None,
+                ),
+            }
+            .map_err(api)?;
+            if !out.is_null() {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

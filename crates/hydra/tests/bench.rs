@@ -17,7 +17,7 @@ fn every_workload_runs_over_http_and_resp() {
     let cluster_json = dir.path().join("cluster.json");
     std::fs::write(
         &cluster_json,
-        serde_json::json!({ "nodes": nodes }).to_string(),
+        serde_json::json!({ "nodes": nodes, "token": common::TEST_TOKEN }).to_string(),
     )
     .expect("write cluster.json");
     for (protocol, workload, bucket) in [

@@ -371,6 +371,8 @@ fn status_ring_buckets_and_metrics() {
                 "PUT",
                 "-H",
                 header,
+                "-H",
+                &format!("Authorization: Bearer {}", common::TEST_TOKEN),
                 "--data",
                 "v",
                 "-w",
@@ -532,20 +534,34 @@ fn hydra_dev_starts_a_cluster_writes_cluster_json_and_stops_it_on_sigterm() {
             assert!(!n[field].is_null(), "cluster.json node lacks {field}: {n}");
         }
     }
-    let client = Client::new(nodes[0]["http"].as_str().expect("http"));
+    // Secure by default: no token, no access; cluster.json carries what a local client needs.
+    let anonymous = Client::new(nodes[0]["http"].as_str().expect("http"));
+    let denied = anonymous.get("default", "k", &[]);
+    assert!(
+        matches!(&denied, Err(hydra_client::Error::Api { status: 401, .. })),
+        "{denied:?}"
+    );
+    let token = cluster["token"].as_str().expect("cluster.json has a token");
+    assert_eq!(cluster["password"].as_str(), Some(token));
+    assert_eq!(cluster["user"].as_str(), Some("default"));
+    let client = anonymous.with_token(token);
     client
         .put("default", "k", b"v", "text/plain", None, &[("w", "all")])
         .expect("the dev cluster takes writes");
     let r = Client::new(nodes[2]["http"].as_str().expect("http"))
+        .with_token(token)
         .get("default", "k", &[("r", "all")])
         .expect("read");
     assert_eq!(r.body, b"v");
     // The CLI's compare-and-set: a write if absent, then a serial read.
     let http = nodes[1]["http"].as_str().expect("http");
+    // The CLI takes the token from the cluster.json that HYDRA_CLUSTER names.
     let cli = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_hydra"))
             .args(args)
             .args(["--endpoint", http, "--bucket", "redis"])
+            .env("HYDRA_CLUSTER", &cluster_json)
+            .env_remove("HYDRA_TOKEN")
             .output()
             .expect("run hydra")
     };

@@ -94,9 +94,11 @@ impl Resp {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
-        Resp {
+        let mut resp = Resp {
             reader: std::io::BufReader::new(stream),
-        }
+        };
+        assert_eq!(resp.call(&["AUTH", common::TEST_TOKEN]), "+OK");
+        resp
     }
 
     fn call(&mut self, args: &[&str]) -> String {

@@ -7,7 +7,7 @@
 //! from PyPI; `.ci/run` installs them. A missing tool fails the test with a message naming it.
 
 mod common;
-use common::{TestCluster, free_port};
+use common::{TEST_TOKEN, TestCluster, free_port};
 use hydra_resp::{Limits, Value, encode_command, parse_value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -45,6 +45,7 @@ fn run(cmd: &mut Command) -> Output {
 
 fn cli(addr: &str, args: &[&str]) -> String {
     let out = run(tool("redis-cli")
+        .env("REDISCLI_AUTH", TEST_TOKEN)
         .args(["-h", "127.0.0.1", "-p", &port_of(addr)])
         .args(args));
     String::from_utf8_lossy(&out.stdout).trim_end().to_string()
@@ -57,7 +58,15 @@ struct Raw {
 }
 
 impl Raw {
+    /// A connection logged in with the test token.
     fn connect(addr: &str) -> Raw {
+        let mut raw = Raw::anonymous(addr);
+        assert_eq!(raw.command(&[b"AUTH", TEST_TOKEN.as_bytes()]), b"+OK\r\n");
+        raw
+    }
+
+    /// A connection that has not logged in.
+    fn anonymous(addr: &str) -> Raw {
         let stream = TcpStream::connect(addr).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -156,6 +165,8 @@ fn redis_benchmark_runs_plain_and_pipelined() {
             "1000",
             "-P",
             pipeline,
+            "-a",
+            TEST_TOKEN,
             "-q",
         ]));
         let stdout = text(&out.stdout);
@@ -201,6 +212,7 @@ fn redis_py_in_resp2_and_resp3_with_pipelines() {
         script,
         &port_of(&cluster.nodes[0].resp),
         &port_of(&cluster.nodes[2].resp),
+        TEST_TOKEN,
     ]));
     let stdout = text(&out.stdout);
     assert!(
@@ -297,6 +309,8 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "no",
+                "--requirepass",
+                TEST_TOKEN,
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -537,6 +551,75 @@ fn replies_match_redis_server_byte_for_byte() {
         }
         assert_eq!(text(&ours), text(&theirs), "replies differ for {cmd:?}");
     }
+}
+
+/// Before AUTH, Hydra answers what a Redis with a password answers, byte for byte; after
+/// it, the connection works; RESET logs it out.
+#[test]
+fn unauthenticated_connections_get_redis_exact_refusals() {
+    let cluster = TestCluster::start(1, "");
+    let redis = RedisServer::start();
+    let mut hydra = Raw::anonymous(&cluster.nodes[0].resp);
+    let mut real = Raw::anonymous(&redis.addr);
+    let script: &[&[&str]] = &[
+        &["GET", "x"],
+        &["PING"],
+        &["SET", "x", "1"],
+        &["HELLO", "3"],
+        &["HELLO"],
+        &["HELLO", "3", "SETNAME", "n"],
+        &["HELLO", "3", "AUTH", "default"],
+        &["HELLO", "4"],
+        &["HELLO", "x"],
+        &["HELLO", "2", "AUTH", "default", "bad"],
+        &["AUTH", "bad"],
+        &["AUTH", "someone", "bad"],
+        &["AUTH"],
+        &["AUTH", "a", "b", "c"],
+        &["CLIENT", "SETNAME", "x"],
+        &["ECHO", "x"],
+        &["SELECT", "0"],
+        &["NOSUCH"],
+        &["COMMAND"],
+        &["ACL", "WHOAMI"],
+        &["MULTI"],
+        &["GET"],
+        &["SET", "a"],
+        &["INFO"],
+        &["DBSIZE"],
+        &["AUTH", TEST_TOKEN],
+        &["ACL", "WHOAMI"],
+        &["AUTH", "default", "bad"],
+        &["GET", "x"],
+        &["AUTH", "default", TEST_TOKEN],
+        &["RESET"],
+        &["GET", "x"],
+        &["ACL", "WHOAMI"],
+    ];
+    for cmd in script {
+        let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+        assert_eq!(
+            text(&hydra.command(&args)),
+            text(&real.command(&args)),
+            "replies differ for {cmd:?}"
+        );
+    }
+    // HELLO with AUTH logs in and switches protocol at once.
+    let hello = hydra.command(&[b"HELLO", b"3", b"AUTH", b"default", TEST_TOKEN.as_bytes()]);
+    assert!(hello.starts_with(b"%"), "{}", text(&hello));
+    assert_eq!(hydra.command(&[b"GET", b"x"]), b"_\r\n");
+    assert_eq!(hydra.command(&[b"QUIT"]), b"+OK\r\n");
+    // Inline commands before AUTH are refused the same way (redis-benchmark sends them).
+    let mut inline = Raw::anonymous(&cluster.nodes[0].resp);
+    assert_eq!(
+        inline.send(b"PING\r\n", 1),
+        b"-NOAUTH Authentication required.\r\n"
+    );
+    let metrics = cluster.client(0).metrics().expect("metrics");
+    assert!(
+        common::metric(&metrics, "hydra_auth_failures_total{front=\"resp\"}") >= 20.0,
+        "{metrics}"
+    );
 }
 
 /// `SET NX` as a lock: clients racing through every node for the same keys, each key taken

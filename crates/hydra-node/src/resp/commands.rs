@@ -588,6 +588,19 @@ impl Connection {
         match args.first() {
             None => Value::bulk(self.bucket.as_str()),
             Some(name) => match BucketName::new(&String::from_utf8_lossy(name)) {
+                Ok(b) if crate::http::reserved(b.as_str()) => Value::error(
+                    "INVALID_BUCKET buckets whose names start with '_' are reserved for the cluster",
+                ),
+                Ok(b)
+                    if !self
+                        .principal
+                        .as_ref()
+                        .is_some_and(|p| p.may_read(b.as_str())) =>
+                {
+                    Value::error(
+                        "NOPERM this user has no permissions to access one of the keys used as arguments",
+                    )
+                }
                 Ok(b) => {
                     // Its conflict mode decides whether writes carry the connection's
                     // newest seen version (see `Connection::seen`).

@@ -6,10 +6,57 @@ use hydra_resp::{Protocol, Value};
 use std::sync::atomic::Ordering;
 
 impl Connection {
-    pub(super) fn hello(&mut self, args: &[Vec<u8>]) -> Value {
-        // Check everything before changing anything (as Redis does).
+    /// `AUTH [user] password`; `AUTH password` logs in as `default`.
+    pub(super) async fn auth(&mut self, args: &[Vec<u8>]) -> Value {
+        match args {
+            [password] => {
+                self.login(crate::auth::DEFAULT_USER.as_bytes(), password)
+                    .await
+            }
+            [user, password] => self.login(user, password).await,
+            _ => Value::error("ERR syntax error"),
+        }
+    }
+
+    /// Checks a user's password; a failure leaves the connection as it was (as Redis does).
+    async fn login(&mut self, user: &[u8], password: &[u8]) -> Value {
+        match self.state.auth.login(user, password).await {
+            Some(p) => {
+                self.principal = Some(p);
+                Value::ok()
+            }
+            None => {
+                self.state.metrics.auth_failure("resp");
+                Value::error("WRONGPASS invalid username-password pair or user is disabled.")
+            }
+        }
+    }
+
+    /// `ACL WHOAMI`; the other subcommands are not there yet.
+    pub(super) fn acl(&mut self, args: &[Vec<u8>]) -> Value {
+        let sub = args[0].to_ascii_lowercase();
+        match (sub.as_slice(), args.len()) {
+            (b"whoami", 1) => Value::bulk(
+                self.principal
+                    .as_ref()
+                    .map_or(String::new(), |p| p.name.clone()),
+            ),
+            (b"whoami", _) => Value::error(
+                "ERR unknown subcommand or wrong number of arguments for 'whoami'. Try ACL HELP.",
+            ),
+            _ => Value::error(format!(
+                "ERR unknown subcommand '{}'. Try ACL HELP.",
+                String::from_utf8_lossy(&args[0])
+            )),
+        }
+    }
+
+    pub(super) async fn hello(&mut self, args: &[Vec<u8>]) -> Value {
+        // Check everything before changing anything (as Redis does): the version, then
+        // the options' syntax, then the credentials, then whether the connection may run it.
         let mut protocol = self.protocol;
         let mut name = None;
+        let mut login = None;
         let mut i = 0;
         if let Some(v) = args.first() {
             match v.as_slice() {
@@ -34,9 +81,7 @@ impl Connection {
             let opt = args[i].to_ascii_lowercase();
             match opt.as_slice() {
                 b"auth" if i + 2 < args.len() => {
-                    if let Value::Error(e) = auth(&args[i + 1..i + 3]) {
-                        return Value::Error(e);
-                    }
+                    login = Some((&args[i + 1], &args[i + 2]));
                     i += 3;
                 }
                 b"setname" if i + 1 < args.len() => {
@@ -50,6 +95,17 @@ impl Connection {
                     ));
                 }
             }
+        }
+        if let Some((user, password)) = login
+            && let Value::Error(e) = self.login(user, password).await
+        {
+            return Value::Error(e);
+        }
+        if self.principal.is_none() {
+            self.state.metrics.auth_failure("resp");
+            return Value::error(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+            );
         }
         self.protocol = protocol;
         if name.is_some() {
@@ -288,19 +344,6 @@ fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
     pattern[p..].iter().all(|&c| c == b'*')
 }
 
-/// `AUTH [user] password`: Hydra has no users or passwords yet (as a Redis whose default
-/// user is `nopass`): `AUTH default <anything>` succeeds, a bare password is an error.
-pub(super) fn auth(args: &[Vec<u8>]) -> Value {
-    match args {
-        [user, _] if user.as_slice() == b"default" => Value::ok(),
-        [_, _] => Value::error("WRONGPASS invalid username-password pair or user is disabled."),
-        _ => Value::error(
-            "ERR AUTH <password> called without any password configured for the default user. \
-             Are you sure your configuration is correct?",
-        ),
-    }
-}
-
 /// What runs a command: [`Connection::execute`] matches on it (exhaustively), so every row
 /// of [`COMMANDS`] has exactly one handler and no handler runs without a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -309,6 +352,8 @@ pub(super) enum Handler {
     Echo,
     Hello,
     Auth,
+    /// ACL WHOAMI.
+    Acl,
     Quit,
     Reset,
     Select,
@@ -364,8 +409,8 @@ pub(super) struct Spec {
     pub(super) name: &'static str,
     /// Arguments including the name; negative: at least that many.
     arity: i64,
-    flags: &'static [&'static str],
-    first_key: i64,
+    pub(super) flags: &'static [&'static str],
+    pub(super) first_key: i64,
     last_key: i64,
     step: i64,
     pub(super) handler: Handler,
@@ -408,11 +453,12 @@ const KEY1: (i64, i64, i64) = (1, 1, 1);
 const KEYS: (i64, i64, i64) = (1, -1, 1);
 
 /// Every command this front end knows.
-static COMMANDS: &[Spec] = &[
+pub(super) static COMMANDS: &[Spec] = &[
     spec("ping", -1, C, NOKEY, Handler::Ping),
     spec("echo", 2, C, NOKEY, Handler::Echo),
     spec("hello", -1, C, NOKEY, Handler::Hello),
     spec("auth", -2, C, NOKEY, Handler::Auth),
+    spec("acl", -2, C, NOKEY, Handler::Acl),
     spec("quit", -1, C, NOKEY, Handler::Quit),
     spec("reset", 1, C, NOKEY, Handler::Reset),
     spec("select", 2, C, NOKEY, Handler::Select),
@@ -597,6 +643,7 @@ mod tests {
         // variant without a row fail this test (the match below must stay exhaustive).
         let all = |h: Handler| match h {
             Handler::Ping | Handler::Echo | Handler::Hello | Handler::Auth | Handler::Quit => h,
+            Handler::Acl => h,
             Handler::Reset | Handler::Select | Handler::Client | Handler::Command => h,
             Handler::Info | Handler::Config | Handler::DbSize | Handler::Transaction => h,
             Handler::SetNx | Handler::Get | Handler::Set | Handler::GetDel | Handler::Del => h,
@@ -613,6 +660,7 @@ mod tests {
             Handler::Echo,
             Handler::Hello,
             Handler::Auth,
+            Handler::Acl,
             Handler::Quit,
             Handler::Reset,
             Handler::Select,

@@ -49,7 +49,7 @@ use hydra_core::message::{
 };
 use hydra_core::version::{Sibling, VersionVector};
 use hydra_resp::{Command, Limits, Protocol, Value, parse_command};
-use meta::{Handler, auth, command_reply, lookup};
+use meta::{Handler, command_reply, lookup};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -87,6 +87,9 @@ pub struct RespState {
     /// Commands taken from one read before replies are written (bounds the reply buffer).
     pub pipeline_commands_max: usize,
     pub started: Instant,
+    /// Credentials; a connection runs nothing but AUTH, HELLO ... AUTH, QUIT and RESET until
+    /// it has logged in.
+    pub auth: Arc<crate::auth::Auth>,
     next_client_id: AtomicU64,
     connected: AtomicUsize,
 }
@@ -102,6 +105,7 @@ impl RespState {
         value_bytes_max: usize,
         connections_max: usize,
         pipeline_commands_max: usize,
+        auth: Arc<crate::auth::Auth>,
     ) -> RespState {
         RespState {
             core,
@@ -113,6 +117,7 @@ impl RespState {
             connections_max,
             pipeline_commands_max,
             started: Instant::now(),
+            auth,
             next_client_id: AtomicU64::new(1),
             connected: AtomicUsize::new(0),
         }
@@ -182,6 +187,8 @@ struct Connection {
     /// wrote. Every write carries it as its context, so the connection's later writes are
     /// stamped after anything it saw, whichever replica coordinates them.
     seen: Option<(NodeId, u64)>,
+    /// Who logged in (`None`: not authenticated).
+    principal: Option<crate::auth::Principal>,
 }
 
 /// What the loop does after a command.
@@ -213,6 +220,7 @@ impl Connection {
             last_receipt: None,
             lww: true,
             seen: None,
+            principal: None,
         }
     }
 
@@ -322,7 +330,8 @@ impl Connection {
     fn fast(&self, mut cmd: Command) -> Result<Fast, Command> {
         let is = |name: &[u8], len: usize| cmd.len() == len && cmd[0].eq_ignore_ascii_case(name);
         let (get, set) = (is(b"get", 2), is(b"set", 3));
-        if !get && !set {
+        // Only the admin skips the per-command checks of `execute`.
+        if (!get && !set) || !self.principal.as_ref().is_some_and(|p| p.is_admin()) {
             return Err(cmd);
         }
         let Ok(key) = self.key(&cmd[1]) else {
@@ -629,6 +638,42 @@ impl Connection {
             ));
             return (e, Flow::Continue);
         }
+        if self.principal.is_none()
+            && !matches!(
+                spec.handler,
+                Handler::Auth | Handler::Hello | Handler::Quit | Handler::Reset
+            )
+        {
+            self.state.metrics.auth_failure("resp");
+            return (
+                Value::error("NOAUTH Authentication required."),
+                Flow::Continue,
+            );
+        }
+        if let Some(p) = &self.principal
+            && !p.is_admin()
+            && spec.first_key > 0
+        {
+            let bucket = self.bucket.as_str();
+            if !p.may_read(bucket) {
+                self.state.metrics.auth_failure("resp");
+                return (
+                    Value::error(
+                        "NOPERM this user has no permissions to access one of the keys used as arguments",
+                    ),
+                    Flow::Continue,
+                );
+            }
+            if spec.flags.contains(&"write") && !p.may_write(bucket) {
+                self.state.metrics.auth_failure("resp");
+                return (
+                    Value::error(format!(
+                        "NOPERM this user has no permissions to run the '{name}' command"
+                    )),
+                    Flow::Continue,
+                );
+            }
+        }
         let reply = match spec.handler {
             Handler::Quit => return (Value::ok(), Flow::Close),
             Handler::Ping => match args.first() {
@@ -636,8 +681,9 @@ impl Connection {
                 Some(m) => Value::Bulk(m.clone()),
             },
             Handler::Echo => Value::Bulk(args[0].clone()),
-            Handler::Hello => self.hello(args),
-            Handler::Auth => auth(args),
+            Handler::Hello => self.hello(args).await,
+            Handler::Auth => self.auth(args).await,
+            Handler::Acl => self.acl(args),
             Handler::Reset => {
                 let state = self.state.clone();
                 let id = self.id;
@@ -750,6 +796,8 @@ mod tests {
     use super::*;
     use hydra_core::message::ClientResponse;
 
+    const TEST_TOKEN: &str = "test-admin-token-0123456789";
+
     fn connection() -> Connection {
         let state = RespState::new(
             CoreHandle::detached(),
@@ -760,8 +808,66 @@ mod tests {
             1024,
             10,
             10,
+            Arc::new(crate::auth::Auth::new(TEST_TOKEN, None).expect("valid")),
         );
-        Connection::new(Arc::new(state))
+        let mut c = Connection::new(Arc::new(state));
+        c.principal = Some(crate::auth::Principal {
+            name: "default".into(),
+            scopes: vec![crate::auth::Scope::Admin],
+        });
+        c
+    }
+
+    /// Before a connection logs in, nothing it sends reaches the core, and every reply is
+    /// one Redis gives an unauthenticated client.
+    #[test]
+    fn before_auth_nothing_reaches_the_core() {
+        use proptest::prelude::*;
+        let names: Vec<&'static str> = meta::COMMANDS.iter().map(|c| c.name).collect();
+        let word = prop_oneof![
+            proptest::sample::select(names.clone()).prop_map(|s| s.as_bytes().to_vec()),
+            proptest::sample::select(vec!["default", "3", "2", "AUTH", "SETNAME", "x"])
+                .prop_map(|s| s.as_bytes().to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..12),
+        ];
+        let command = (
+            proptest::sample::select(names),
+            proptest::collection::vec(word, 0..5),
+        )
+            .prop_map(|(name, args)| {
+                let mut cmd = vec![name.as_bytes().to_vec()];
+                cmd.extend(args);
+                cmd
+            });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        proptest!(ProptestConfig::with_cases(300), |(script in proptest::collection::vec(command, 1..20))| {
+            let (core, events) = CoreHandle::probe();
+            let state = RespState::new(
+                core, Arc::new(Metrics::new()), 1, 6379, "fsync".into(), 1024, 10, 10,
+                Arc::new(crate::auth::Auth::new(TEST_TOKEN, None).expect("valid")),
+            );
+            let mut c = Connection::new(Arc::new(state));
+            for cmd in script {
+                let (reply, flow) = runtime.block_on(c.execute(cmd.clone()));
+                let text = match &reply {
+                    Value::Error(e) => e.clone(),
+                    Value::Simple(s) => s.clone(),
+                    other => panic!("{cmd:?} answered {other:?} before AUTH"),
+                };
+                let allowed = ["NOAUTH ", "WRONGPASS ", "ERR wrong number of arguments",
+                    "ERR syntax error", "ERR Syntax error in HELLO option", "NOPROTO ",
+                    "ERR Protocol version", "RESET", "OK"];
+                prop_assert!(allowed.iter().any(|a| text.starts_with(a)), "{:?} -> {}", cmd, text);
+                prop_assert!(text != "OK" || cmd[0].eq_ignore_ascii_case(b"quit"), "{:?} -> OK", cmd);
+                prop_assert!(c.principal.is_none());
+                prop_assert!(events.try_recv().is_err(), "{:?} reached the core", cmd);
+                if let Flow::Close = flow {
+                    break;
+                }
+            }
+        });
     }
 
     fn written(node: u64, ts: u64) -> Reply {

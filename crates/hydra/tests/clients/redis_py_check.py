@@ -1,7 +1,7 @@
 """redis-py, unmodified, against a Hydra cluster: RESP2 and RESP3, pipelines, TTLs, the
 Hydra extension commands, and the errors for what Hydra refuses.
 
-Usage: python3 redis_py_check.py PORT_A PORT_B   (two nodes of the same cluster)
+Usage: python3 redis_py_check.py PORT_A PORT_B PASSWORD   (two nodes of the same cluster)
 Exits non-zero with an assertion message on the first difference from what Redis users expect.
 """
 
@@ -13,8 +13,8 @@ import redis
 
 def check(protocol, port_a, port_b):
     tag = f"p{protocol}"
-    a = redis.Redis(host="127.0.0.1", port=port_a, protocol=protocol, socket_timeout=10)
-    b = redis.Redis(host="127.0.0.1", port=port_b, protocol=protocol, socket_timeout=10)
+    a = redis.Redis(host="127.0.0.1", port=port_a, protocol=protocol, socket_timeout=10, password=PASSWORD)
+    b = redis.Redis(host="127.0.0.1", port=port_b, protocol=protocol, socket_timeout=10, password=PASSWORD)
     assert a.ping() is True
     assert a.set(f"{tag}:k", b"v1") is True
     assert a.get(f"{tag}:k") == b"v1"
@@ -74,7 +74,7 @@ def check(protocol, port_a, port_b):
     assert b.get(f"{tag}:nx") == b"1"
     assert a.set(f"{tag}:nx", b"4", xx=True, get=True) == b"1"
     # Hydra's extension commands: siblings and contexts in a `siblings` bucket.
-    c = redis.Redis(host="127.0.0.1", port=port_a, protocol=protocol, single_connection_client=True)
+    c = redis.Redis(host="127.0.0.1", port=port_a, protocol=protocol, single_connection_client=True, password=PASSWORD)
     assert c.execute_command("HYDRA.BUCKET", "default") in (b"OK", "OK", True)
     c.set(f"{tag}:s", b"left")
     c.set(f"{tag}:s", b"right")
@@ -105,5 +105,6 @@ def check(protocol, port_a, port_b):
 
 if __name__ == "__main__":
     port_a, port_b = int(sys.argv[1]), int(sys.argv[2])
+    PASSWORD = sys.argv[3]
     for protocol in (2, 3):
         check(protocol, port_a, port_b)

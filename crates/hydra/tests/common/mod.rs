@@ -7,11 +7,17 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The cluster secret of the test clusters.
+pub const TEST_SECRET: &str = "hydra-test-cluster-secret-0123456789abcdef";
+/// The admin token of the test clusters (HTTP bearer token, Redis `AUTH` password).
+pub const TEST_TOKEN: &str = "hydra-test-admin-token-0123456789";
+
 pub struct TestNode {
     pub id: u64,
     pub http: String,
     /// Redis-protocol address.
     pub resp: String,
+    pub internode: String,
     pub config: PathBuf,
     pub log: PathBuf,
     pub child: Option<Child>,
@@ -54,6 +60,32 @@ pub fn free_port() -> u16 {
     panic!("no free port between {FIRST} and {}", FIRST + SPAN);
 }
 
+/// Starts `hydra server --config config`, its output appended to `log`.
+pub fn spawn_server(config: &std::path::Path, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log");
+    Command::new(hydra_bin())
+        .arg("server")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start hydra server")
+}
+
+/// A counter's value in Prometheus text (`name{labels} value`), 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 impl TestCluster {
     /// A cluster whose `[limits]` section gets `extra` lines.
     pub fn start(count: u64, extra: &str) -> TestCluster {
@@ -89,7 +121,8 @@ impl TestCluster {
             let config = dir.path().join(format!("n{id}.toml"));
             let text = format!(
                 "[node]\nid = {id}\nzone = \"z{id}\"\ndata_dir = \"{}\"\n[listen]\nhttp = \"{http}\"\ninternode = \"{internode}\"\nresp = \"{resp}\"\n\
-                 [cluster]\npeers = [{}]\nheartbeat_interval_ms = 100\n{cluster_extra}\n[limits]\nrequest_timeout_ms = 2000\ngossip_interval_ms = 500\n{extra}\n",
+                 [auth]\nadmin_token = \"{TEST_TOKEN}\"\n\
+                 [cluster]\nsecret = \"{TEST_SECRET}\"\npeers = [{}]\nheartbeat_interval_ms = 100\n{cluster_extra}\n[limits]\nrequest_timeout_ms = 2000\ngossip_interval_ms = 500\n{extra}\n",
                 dir.path().join(format!("n{id}")).display(),
                 peers.join(", ")
             );
@@ -98,6 +131,7 @@ impl TestCluster {
                 id,
                 http: http.clone(),
                 resp: resp.clone(),
+                internode: internode.clone(),
                 config,
                 log: dir.path().join(format!("n{id}.log")),
                 child: None,
@@ -115,22 +149,7 @@ impl TestCluster {
 
     pub fn spawn(&mut self, i: usize) {
         let n = &mut self.nodes[i];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&n.log)
-            .expect("log");
-        let child = Command::new(hydra_bin())
-            .arg("server")
-            .arg("--config")
-            .arg(&n.config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start hydra server");
-        n.child = Some(child);
+        n.child = Some(spawn_server(&n.config, &n.log));
     }
 
     /// Waits until node `i` answers and coordinates: a node refuses writes (`CLOCK_SKEW`)
@@ -169,7 +188,7 @@ impl TestCluster {
     }
 
     pub fn client(&self, i: usize) -> Client {
-        Client::new(&self.nodes[i].http)
+        Client::new(&self.nodes[i].http).with_token(TEST_TOKEN)
     }
 
     /// SIGKILL: no clean shutdown, no final fsync.

@@ -1,0 +1,535 @@
+//! Guarantee 6 with real processes: nobody joins the cluster or talks to it without the
+//! secret. Rogue nodes (wrong secret, no role, another node's id) are refused at the
+//! handshake; records replayed, reordered or modified in flight close the connection.
+
+mod common;
+
+use common::{TEST_SECRET, TestCluster, free_port, metric, spawn_server};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn handshakes(cluster: &TestCluster, i: usize, outcome: &str) -> f64 {
+    let text = cluster.client(i).metrics().expect("metrics");
+    metric(
+        &text,
+        &format!("hydra_internode_handshakes_total{{outcome=\"{outcome}\"}}"),
+    )
+}
+
+fn rejected(cluster: &TestCluster, i: usize) -> f64 {
+    let text = cluster.client(i).metrics().expect("metrics");
+    metric(&text, "hydra_internode_records_rejected_total")
+}
+
+/// Polls `what` until it holds, for 30 s at most.
+fn eventually(what: &str, mut holds: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !holds() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A configuration for a node outside the cluster that dials node 1 at `target`.
+fn rogue_config(dir: &std::path::Path, name: &str, id: u64, secret: &str, target: &str) -> String {
+    format!(
+        "[node]\nid = {id}\ndata_dir = \"{}\"\n[listen]\nhttp = \"127.0.0.1:{}\"\ninternode = \"127.0.0.1:{}\"\nresp = \"127.0.0.1:{}\"\n\
+         [auth]\nadmin_token = \"{}\"\n\
+         [cluster]\nsecret = \"{secret}\"\npeers = [{{ id = 1, internode = \"{target}\" }}]\nheartbeat_interval_ms = 100\n",
+        dir.join(name).display(),
+        free_port(),
+        free_port(),
+        free_port(),
+        common::TEST_TOKEN
+    )
+}
+
+#[test]
+fn rogue_nodes_are_refused_at_the_handshake() {
+    let cluster = TestCluster::start(3, "");
+    let c = cluster.client(0);
+    c.put("default", "k", b"v1", "text/plain", None, &[("w", "all")])
+        .expect("write before the rogues");
+    // Node 1 has pinned node 2's key by now (first contact).
+    eventually("node 1 admitted its peers", || {
+        handshakes(&cluster, 0, "ok") >= 2.0
+    });
+    let dir = cluster.dir.path();
+    let target = cluster.nodes[0].internode.clone();
+    let rogues = [
+        (
+            "wrong-secret",
+            2,
+            "a-secret-nobody-in-the-cluster-holds-0123456789",
+            "wrong_secret",
+        ),
+        ("no-role", 9, TEST_SECRET, "no_role"),
+        ("impostor", 2, TEST_SECRET, "wrong_key"),
+    ];
+    let mut children = Vec::new();
+    for (name, id, secret, _) in &rogues {
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(&config, rogue_config(dir, name, *id, secret, &target)).expect("write");
+        children.push(spawn_server(&config, &dir.join(format!("{name}.log"))));
+    }
+    for (name, _, _, outcome) in &rogues {
+        eventually(
+            &format!("node 1 refused the {name} rogue ({outcome})"),
+            || handshakes(&cluster, 0, outcome) >= 2.0,
+        );
+    }
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // The members still talk to each other: a write every replica acks, then a read of all.
+    c.put("default", "k2", b"v2", "text/plain", None, &[("w", "all")])
+        .expect("write after the rogues");
+    let got = cluster
+        .client(1)
+        .get("default", "k", &[("r", "all")])
+        .expect("read");
+    assert_eq!((got.status, got.body.as_slice()), (200, &b"v1"[..]));
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Tamper {
+    None,
+    /// Flip one bit of the next record's ciphertext.
+    Flip,
+    /// Send the next record twice.
+    Replay,
+    /// Swap the next two records.
+    Reorder,
+}
+
+/// A TCP proxy in front of `upstream` that parses the initiator's side of the internode
+/// protocol (preamble, handshake messages 1 and 3, then records) and tampers with records
+/// on request. It also keeps the first bytes of the first connection, for replaying.
+/// The proxy's address, the tampering to do next, and the recorded bytes.
+type Proxy = (String, Arc<Mutex<Tamper>>, Arc<Mutex<Vec<u8>>>);
+
+fn proxy(upstream: String) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let tamper = Arc::new(Mutex::new(Tamper::None));
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let (t, r) = (tamper.clone(), recorded.clone());
+    std::thread::spawn(move || {
+        for client in listener.incoming().take(100) {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (mut c2, mut s2) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Both);
+            });
+            let (t, r) = (t.clone(), r.clone());
+            std::thread::spawn(move || forward(client, server, &t, &r));
+        }
+    });
+    (addr, tamper, recorded)
+}
+
+fn read_message(from: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 2];
+    from.read_exact(&mut len)?;
+    let mut msg = len.to_vec();
+    msg.resize(2 + u16::from_be_bytes(len) as usize, 0);
+    from.read_exact(&mut msg[2..])?;
+    Ok(msg)
+}
+
+fn forward(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    tamper: &Mutex<Tamper>,
+    recorded: &Mutex<Vec<u8>>,
+) {
+    let record = |bytes: &[u8]| {
+        let mut r = recorded.lock().expect("lock");
+        if r.len() < 4096 {
+            r.extend_from_slice(bytes);
+        }
+    };
+    let mut run = || -> std::io::Result<()> {
+        let mut preamble = [0u8; 16];
+        client.read_exact(&mut preamble)?;
+        record(&preamble);
+        server.write_all(&preamble)?;
+        for _ in 0..2 {
+            let msg = read_message(&mut client)?;
+            record(&msg);
+            server.write_all(&msg)?;
+        }
+        loop {
+            let mut msg = read_message(&mut client)?;
+            record(&msg);
+            let what = std::mem::replace(&mut *tamper.lock().expect("lock"), Tamper::None);
+            match what {
+                Tamper::None => server.write_all(&msg)?,
+                Tamper::Flip => {
+                    let at = msg.len() / 2;
+                    msg[at] ^= 0x10;
+                    server.write_all(&msg)?;
+                }
+                Tamper::Replay => {
+                    server.write_all(&msg)?;
+                    server.write_all(&msg)?;
+                }
+                Tamper::Reorder => {
+                    let next = read_message(&mut client)?;
+                    server.write_all(&next)?;
+                    server.write_all(&msg)?;
+                }
+            }
+        }
+    };
+    let _ = run();
+    let _ = server.shutdown(std::net::Shutdown::Both);
+    let _ = client.shutdown(std::net::Shutdown::Both);
+}
+
+#[test]
+fn replayed_reordered_and_modified_records_close_the_connection() {
+    let mut cluster = TestCluster::start(2, "");
+    // Route node 2's connection to node 1 through the tampering proxy.
+    let (addr, tamper, recorded) = proxy(cluster.nodes[0].internode.clone());
+    cluster.kill9(1);
+    let config = std::fs::read_to_string(&cluster.nodes[1].config).expect("read");
+    let config = config.replace(&cluster.nodes[0].internode, &addr);
+    std::fs::write(&cluster.nodes[1].config, config).expect("write");
+    cluster.restart(1);
+    let c = cluster.client(1);
+    c.put(
+        "default",
+        "before",
+        b"1",
+        "text/plain",
+        None,
+        &[("w", "all")],
+    )
+    .expect("write through the proxy");
+
+    let mut expected = rejected(&cluster, 0);
+    for how in [Tamper::Flip, Tamper::Replay, Tamper::Reorder] {
+        let ok_before = handshakes(&cluster, 0, "ok");
+        *tamper.lock().expect("lock") = how;
+        expected += 1.0;
+        eventually(&format!("node 1 rejected a record ({how:?})"), || {
+            rejected(&cluster, 0) >= expected
+        });
+        // Node 2 reconnects with a fresh handshake and the cluster works on.
+        eventually(&format!("node 2 reconnected after {how:?}"), || {
+            handshakes(&cluster, 0, "ok") > ok_before
+        });
+        let key = format!("after-{how:?}");
+        eventually(&format!("a write to every replica after {how:?}"), || {
+            c.put("default", &key, b"x", "text/plain", None, &[("w", "all")])
+                .is_ok()
+        });
+    }
+    assert_eq!(
+        rejected(&cluster, 0),
+        expected,
+        "each tampering closed exactly one connection"
+    );
+
+    // The recorded start of a session (handshake and records), replayed on a new connection,
+    // is refused at the handshake: node 1's answer carries a fresh ephemeral key.
+    let replay = recorded.lock().expect("lock").clone();
+    let refused_before = handshakes(&cluster, 0, "wrong_secret");
+    let mut s = TcpStream::connect(&cluster.nodes[0].internode).expect("connect");
+    let _ = s.write_all(&replay);
+    let mut sink = Vec::new();
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.read_to_end(&mut sink);
+    eventually("node 1 refused the replayed handshake", || {
+        handshakes(&cluster, 0, "wrong_secret") > refused_before
+    });
+    assert_eq!(
+        rejected(&cluster, 0),
+        expected,
+        "no record of it was opened"
+    );
+}
+
+#[test]
+fn a_server_refuses_to_start_without_a_cluster_secret_and_an_admin_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("n.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\ndata_dir = \"{}\"\n[listen]\nhttp = \"127.0.0.1:{}\"\ninternode = \"127.0.0.1:{}\"\nresp = \"127.0.0.1:{}\"\n",
+            dir.path().join("data").display(),
+            free_port(),
+            free_port(),
+            free_port()
+        ),
+    )
+    .expect("write");
+    for (secret, says) in [(None, "no cluster secret"), (Some("short"), "at least 32")] {
+        let mut cmd = std::process::Command::new(common::hydra_bin());
+        cmd.arg("server").arg("--config").arg(&config);
+        cmd.env_remove("HYDRA_CLUSTER_SECRET");
+        if let Some(s) = secret {
+            cmd.env("HYDRA_CLUSTER_SECRET", s);
+        }
+        let out = cmd.output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "started with secret {secret:?}");
+        assert!(err.contains(says), "{err}");
+    }
+}
+
+fn curl(method: &str, url: &str, token: Option<&str>) -> (u16, String) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args([
+        "-s",
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+        "--data-binary",
+        "x",
+    ]);
+    if method == "GET" || method == "DELETE" {
+        cmd.args(["-G"]);
+    }
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    let out = cmd.arg(url).output().expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (code.parse().expect("status"), body.to_string())
+}
+
+fn core_requests(cluster: &TestCluster) -> f64 {
+    let text = cluster.client(0).metrics().expect("metrics");
+    text.lines()
+        .filter(|l| l.starts_with("hydra_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn every_http_route_but_health_needs_a_token() {
+    let cluster = TestCluster::start(1, "");
+    let base = format!("http://{}", cluster.nodes[0].http);
+    let routes = [
+        ("GET", "/v1/kv/default/k"),
+        ("PUT", "/v1/kv/default/k"),
+        ("DELETE", "/v1/kv/default/k"),
+        ("GET", "/v1/kv/redis/k?r=serial"),
+        ("GET", "/v1/status"),
+        ("GET", "/v1/ring"),
+        ("GET", "/v1/buckets"),
+        ("GET", "/v1/buckets/default"),
+        ("PUT", "/v1/buckets/evil"),
+        ("GET", "/metrics"),
+        ("GET", "/nosuch"),
+    ];
+    let before = core_requests(&cluster);
+    for (method, path) in routes {
+        for token in [None, Some("not-the-admin-token-at-all"), Some("")] {
+            let (code, body) = curl(method, &format!("{base}{path}"), token);
+            assert_eq!(code, 401, "{method} {path} with {token:?}: {body}");
+            assert!(body.contains("\"code\":\"unauthorized\""), "{body}");
+        }
+    }
+    assert_eq!(
+        core_requests(&cluster),
+        before,
+        "no refused request reached the core"
+    );
+    assert_eq!(curl("GET", &format!("{base}/health"), None).0, 200);
+    assert!(
+        cluster
+            .client(0)
+            .bucket("evil")
+            .is_err_and(|e| e.to_string().contains("unknown_bucket")),
+        "the refused bucket creation did nothing"
+    );
+    let (code, _) = curl(
+        "PUT",
+        &format!("{base}/v1/kv/default/k"),
+        Some(common::TEST_TOKEN),
+    );
+    assert_eq!(code, 204);
+    let metrics = cluster.client(0).metrics().expect("metrics");
+    assert!(
+        metric(&metrics, "hydra_auth_failures_total{front=\"http\"}") >= 33.0,
+        "{metrics}"
+    );
+}
+
+/// A raw Redis-protocol exchange: one command, its reply's first line (or bulk) as text.
+fn resp(stream: &mut TcpStream, args: &[&str]) -> String {
+    let mut out = format!("*{}\r\n", args.len());
+    for a in args {
+        out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    stream.write_all(out.as_bytes()).expect("send");
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    while !reply.ends_with(b"\r\n") {
+        stream.read_exact(&mut byte).expect("reply");
+        reply.push(byte[0]);
+    }
+    let line = String::from_utf8_lossy(&reply).trim_end().to_string();
+    match line.strip_prefix('$') {
+        Some("-1") => "(nil)".into(),
+        Some(len) => {
+            let mut body = vec![0u8; len.parse::<usize>().expect("length") + 2];
+            stream.read_exact(&mut body).expect("bulk");
+            String::from_utf8_lossy(&body[..body.len() - 2]).into_owned()
+        }
+        None => line,
+    }
+}
+
+#[test]
+fn scoped_tokens_and_users_live_in_the_cluster() {
+    let cluster = TestCluster::start(3, "");
+    let admin = cluster.client(0);
+    admin
+        .set_bucket("app-1", &serde_json::json!({ "conflicts": "lww" }))
+        .expect("bucket");
+    let token = |name: &str, scopes: &[&str]| {
+        let out = admin
+            .admin(
+                "POST",
+                "tokens",
+                Some(&serde_json::json!({ "name": name, "scopes": scopes })),
+            )
+            .expect("create a token");
+        (
+            out["id"].as_str().expect("id").to_string(),
+            out["token"].as_str().expect("token").to_string(),
+        )
+    };
+    let (reader_id, reader) = token("reader", &["read:app-*"]);
+    let (_, writer) = token("writer", &["write:app-*"]);
+    let (_, watcher) = token("watcher", &["metrics"]);
+    // Another node knows them (the table lives in the cluster), within its cache's life.
+    let node2 = |t: &str| hydra_client::Client::new(&cluster.nodes[1].http).with_token(t);
+    eventually("node 2 takes the bucket and the writer's token", || {
+        node2(&writer)
+            .put("app-1", "k", b"v", "text/plain", None, &[])
+            .is_ok()
+    });
+    let status = |r: Result<hydra_client::KvResponse, hydra_client::Error>| match r {
+        Ok(r) => r.status,
+        Err(hydra_client::Error::Api { status, .. }) => status,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(status(node2(&reader).get("app-1", "k", &[])), 200);
+    assert_eq!(
+        status(node2(&reader).put("app-1", "k", b"x", "text/plain", None, &[])),
+        403
+    );
+    assert_eq!(status(node2(&reader).get("default", "k", &[])), 403);
+    assert_eq!(status(node2(&writer).get("app-1", "k", &[])), 200);
+    assert!(node2(&reader).metrics().is_err());
+    assert!(node2(&watcher).metrics().is_ok());
+    assert!(node2(&watcher).get("app-1", "k", &[]).is_err());
+    assert!(
+        node2(&writer)
+            .admin("GET", "tokens", None)
+            .is_err_and(|e| e.to_string().contains("403"))
+    );
+    // The table keeps no token in clear, and no client reaches it.
+    let listed = admin
+        .admin("GET", "tokens", None)
+        .expect("list")
+        .to_string();
+    assert!(
+        listed.contains("reader") && !listed.contains(&reader[20..]),
+        "{listed}"
+    );
+    assert_eq!(status(admin.get("_system", "credentials", &[])), 403);
+    assert!(
+        !admin
+            .buckets()
+            .expect("buckets")
+            .to_string()
+            .contains("_system")
+    );
+    // Revoked through node 3: node 2 refuses it within its cache's life (5 s).
+    hydra_client::Client::new(&cluster.nodes[2].http)
+        .with_token(common::TEST_TOKEN)
+        .admin("DELETE", &format!("tokens/{reader_id}"), None)
+        .expect("revoke");
+    let revoked = Instant::now();
+    eventually("node 2 refuses the revoked token", || {
+        status(node2(&reader).get("app-1", "k", &[])) == 401
+    });
+    assert!(revoked.elapsed() < Duration::from_secs(8));
+
+    // Redis-protocol users, with bucket scopes.
+    for (name, scope) in [("app", "write:app-*"), ("viewer", "read:app-*")] {
+        admin
+            .admin(
+                "PUT",
+                &format!("users/{name}"),
+                Some(&serde_json::json!({ "password": "correct horse", "scopes": [scope] })),
+            )
+            .expect("user");
+    }
+    let mut c = TcpStream::connect(&cluster.nodes[2].resp).expect("connect");
+    eventually("node 3 logs the user in", || {
+        resp(&mut c, &["AUTH", "app", "correct horse"]) == "+OK"
+    });
+    assert_eq!(resp(&mut c, &["ACL", "WHOAMI"]), "app");
+    assert_eq!(
+        resp(&mut c, &["GET", "k"]),
+        "-NOPERM this user has no permissions to access one of the keys used as arguments"
+    );
+    assert_eq!(resp(&mut c, &["HYDRA.BUCKET", "app-1"]), "+OK");
+    assert_eq!(resp(&mut c, &["SET", "k2", "v2"]), "+OK");
+    assert_eq!(resp(&mut c, &["GET", "k2"]), "v2");
+    assert!(resp(&mut c, &["HYDRA.BUCKET", "_system"]).starts_with("-INVALID_BUCKET"));
+    assert_eq!(
+        resp(&mut c, &["AUTH", "app", "wrong horse"]),
+        "-WRONGPASS invalid username-password pair or user is disabled."
+    );
+    assert_eq!(
+        resp(&mut c, &["ACL", "WHOAMI"]),
+        "app",
+        "a failed AUTH changes nothing"
+    );
+    let mut v = TcpStream::connect(&cluster.nodes[0].resp).expect("connect");
+    assert_eq!(resp(&mut v, &["AUTH", "viewer", "correct horse"]), "+OK");
+    assert_eq!(resp(&mut v, &["HYDRA.BUCKET", "app-1"]), "+OK");
+    assert_eq!(resp(&mut v, &["GET", "k2"]), "v2");
+    assert_eq!(
+        resp(&mut v, &["SET", "k2", "v3"]),
+        "-NOPERM this user has no permissions to run the 'set' command"
+    );
+    // The CLI manages them too.
+    let out = std::process::Command::new(common::hydra_bin())
+        .args([
+            "user",
+            "del",
+            "viewer",
+            "--endpoint",
+            &cluster.nodes[0].http,
+        ])
+        .env("HYDRA_TOKEN", common::TEST_TOKEN)
+        .output()
+        .expect("hydra user del");
+    assert!(out.status.success(), "{out:?}");
+    let mut gone = TcpStream::connect(&cluster.nodes[0].resp).expect("connect");
+    eventually("the removed user is refused", || {
+        resp(&mut gone, &["AUTH", "viewer", "correct horse"]).starts_with("-WRONGPASS")
+    });
+}
