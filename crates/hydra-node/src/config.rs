@@ -220,6 +220,9 @@ pub struct LimitsSection {
     pub internode_queue_frames_max: usize,
     /// Events queued for the core thread before requests are refused as overloaded.
     pub core_queue_max: usize,
+    /// Internode messages queued for the core thread (taken before client requests) before
+    /// new ones are dropped.
+    pub core_peer_queue_max: usize,
     /// How often the bucket table is pushed to every peer.
     pub gossip_interval_ms: u64,
     /// Bytes of hints held for one down node at most; beyond, hints are dropped and the
@@ -229,6 +232,14 @@ pub struct LimitsSection {
     pub resp_connections_max: usize,
     /// Pipelined Redis commands taken from one read before their replies are written.
     pub resp_pipeline_commands_max: usize,
+    /// A Redis-protocol connection that has not logged in this long after opening is closed.
+    pub resp_auth_timeout_ms: u64,
+    /// Bytes of values one multi-key read (`MGET`) may answer with; more is an error.
+    pub resp_reply_bytes_max: usize,
+    /// HTTP connections open at once; more are closed at accept.
+    pub http_connections_max: usize,
+    /// An HTTP connection that moves no byte this long is closed.
+    pub http_idle_timeout_ms: u64,
     /// Inbound internode connections open at once; more are closed at accept.
     pub internode_connections_max: usize,
     /// An inbound internode connection silent this long is closed (peers send heartbeats every
@@ -245,10 +256,15 @@ impl Default for LimitsSection {
             max_clock_skew_ms: core.max_clock_skew_ms,
             internode_queue_frames_max: 4096,
             core_queue_max: 65_536,
+            core_peer_queue_max: 65_536,
             gossip_interval_ms: core.gossip_interval_ms,
             hints_bytes_max: core.hints_bytes_max,
             resp_connections_max: 10_000,
             resp_pipeline_commands_max: 1024,
+            resp_auth_timeout_ms: 10_000,
+            resp_reply_bytes_max: 64 * 1024 * 1024,
+            http_connections_max: 4096,
+            http_idle_timeout_ms: 300_000,
             internode_connections_max: 256,
             internode_idle_timeout_ms: 30_000,
         }
@@ -334,12 +350,20 @@ impl Config {
                 "cluster.heartbeat_interval_ms and cluster.phi_convict_threshold must be positive"
             );
         }
-        if self.limits.internode_queue_frames_max == 0 || self.limits.core_queue_max == 0 {
-            bail!("limits.internode_queue_frames_max and limits.core_queue_max must be at least 1");
-        }
-        if self.limits.resp_connections_max == 0 || self.limits.resp_pipeline_commands_max == 0 {
+        if self.limits.internode_queue_frames_max == 0
+            || self.limits.core_queue_max == 0
+            || self.limits.core_peer_queue_max == 0
+        {
             bail!(
-                "limits.resp_connections_max and limits.resp_pipeline_commands_max must be at least 1"
+                "limits.internode_queue_frames_max, limits.core_queue_max and limits.core_peer_queue_max must be at least 1"
+            );
+        }
+        if self.limits.resp_connections_max == 0
+            || self.limits.resp_pipeline_commands_max == 0
+            || self.limits.resp_auth_timeout_ms == 0
+        {
+            bail!(
+                "limits.resp_connections_max, limits.resp_pipeline_commands_max and limits.resp_auth_timeout_ms must be at least 1"
             );
         }
         if self.limits.internode_connections_max == 0
@@ -355,6 +379,23 @@ impl Config {
                 crate::secure::parse_public_key(key)
                     .with_context(|| format!("cluster.peers: node {}'s public_key", p.id))?;
             }
+        }
+        if self.limits.http_connections_max == 0 {
+            bail!("limits.http_connections_max must be at least 1");
+        }
+        if self.limits.http_idle_timeout_ms < 2 * self.limits.request_timeout_ms {
+            bail!(
+                "limits.http_idle_timeout_ms = {} must be at least 2 x limits.request_timeout_ms ({}): a request still waiting would be cut",
+                self.limits.http_idle_timeout_ms,
+                2 * self.limits.request_timeout_ms
+            );
+        }
+        if self.limits.resp_reply_bytes_max < self.limits.value_bytes_max {
+            bail!(
+                "limits.resp_reply_bytes_max = {} must be at least limits.value_bytes_max ({}): one value must fit a reply",
+                self.limits.resp_reply_bytes_max,
+                self.limits.value_bytes_max
+            );
         }
         let ids = std::iter::once(self.node.id).chain(self.cluster.peers.iter().map(|p| p.id));
         if let Some(id) = ids

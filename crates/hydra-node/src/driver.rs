@@ -30,6 +30,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
@@ -50,12 +51,23 @@ pub enum CoreEvent {
         reply: oneshot::Sender<(NodeStatus, BTreeMap<BucketName, BucketProps>)>,
     },
     Shutdown,
+    /// Internode messages wait in the peer lane ([`CoreHandle::deliver`]).
+    Wake,
 }
 
-/// The sending side of the core thread's queue; cheap to clone.
+/// Internode messages, taken before anything else: a flood of client requests never delays
+/// a peer's heartbeat or ack behind it (a node under load stays "up" to its peers).
+struct PeerLane {
+    queue: crossbeam_queue::ArrayQueue<(NodeId, Envelope)>,
+    /// A `Wake` is in the client queue (or the core is awake and will look).
+    wake_sent: AtomicBool,
+}
+
+/// The sending side of the core thread's queues; cheap to clone.
 #[derive(Clone)]
 pub struct CoreHandle {
     tx: SyncSender<CoreEvent>,
+    peers: Arc<PeerLane>,
 }
 
 impl CoreHandle {
@@ -64,7 +76,17 @@ impl CoreHandle {
     #[cfg(test)]
     pub(crate) fn probe() -> (CoreHandle, Receiver<CoreEvent>) {
         let (tx, rx) = std::sync::mpsc::sync_channel(4096);
-        (CoreHandle { tx }, rx)
+        (CoreHandle::new(tx, 16), rx)
+    }
+
+    fn new(tx: SyncSender<CoreEvent>, peer_queue_max: usize) -> CoreHandle {
+        CoreHandle {
+            tx,
+            peers: Arc::new(PeerLane {
+                queue: crossbeam_queue::ArrayQueue::new(peer_queue_max.max(1)),
+                wake_sent: AtomicBool::new(false),
+            }),
+        }
     }
 
     /// A handle whose core is gone: every request fails as overloaded (for unit tests of
@@ -72,7 +94,7 @@ impl CoreHandle {
     #[cfg(test)]
     pub(crate) fn detached() -> CoreHandle {
         let (tx, _) = std::sync::mpsc::sync_channel(1);
-        CoreHandle { tx }
+        CoreHandle::new(tx, 1)
     }
 
     /// Hands a client request to the core and waits for its reply.
@@ -104,9 +126,15 @@ impl CoreHandle {
     /// Delivers an internode message; drops it when the queue is full (the sender's request
     /// then times out, as if the network had lost it). Returns whether it was queued.
     pub fn deliver(&self, from: NodeId, envelope: Envelope) -> bool {
-        self.tx
-            .try_send(CoreEvent::Message { from, envelope })
-            .is_ok()
+        if self.peers.queue.push((from, envelope)).is_err() {
+            return false;
+        }
+        // Ring once; the core clears the flag before it blocks, and looks at the lane first
+        // on every turn, so a full client queue (the bell not rung) delays nothing.
+        if !self.peers.wake_sent.swap(true, AtomicOrdering::SeqCst) {
+            let _ = self.tx.try_send(CoreEvent::Wake);
+        }
+        true
     }
 
     pub async fn status(&self) -> Option<(NodeStatus, BTreeMap<BucketName, BucketProps>)> {
@@ -202,9 +230,11 @@ pub fn start(
     transport: Arc<Transport>,
     metrics: Arc<Metrics>,
     queue_max: usize,
+    peer_queue_max: usize,
 ) -> std::io::Result<(CoreHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(queue_max);
-    let handle = CoreHandle { tx: tx.clone() };
+    let handle = CoreHandle::new(tx.clone(), peer_queue_max);
+    let peers = handle.peers.clone();
     let fsync = match durability {
         Durability::Fsync => true,
         Durability::Periodic { interval_ms } => {
@@ -242,7 +272,7 @@ pub fn start(
                 next_id: 0,
                 rng: ChaCha8Rng::seed_from_u64(seed()),
             };
-            driver.run(rx);
+            driver.run(rx, &peers);
         })?;
     Ok((handle, join))
 }
@@ -303,7 +333,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn run(&mut self, rx: Receiver<CoreEvent>) {
+    fn run(&mut self, rx: Receiver<CoreEvent>, peers: &PeerLane) {
         // Start gossip and load what the store holds.
         self.handle(Input::Tick);
         loop {
@@ -317,26 +347,38 @@ impl Driver {
             if self.sync_wanted.is_some() && self.events_since_sync >= SYNC_BATCH_EVENTS_MAX {
                 self.group_commit();
             }
-            let event = match rx.try_recv() {
-                Ok(e) => e,
-                Err(TryRecvError::Disconnected) => return,
-                Err(TryRecvError::Empty) => {
-                    if self.sync_wanted.is_some() {
-                        self.group_commit();
-                        continue;
-                    }
-                    self.flush_outbox();
-                    let wait = match self.node.next_deadline() {
-                        Some(Timestamp(t)) => Duration::from_millis(t.saturating_sub(wall_ms())),
-                        None => Duration::from_secs(3600),
-                    };
-                    match rx.recv_timeout(wait) {
-                        Ok(e) => e,
-                        Err(RecvTimeoutError::Timeout) => {
-                            self.handle(Input::Tick);
+            // The peer lane first: internode traffic never waits behind client requests.
+            let event = if let Some((from, envelope)) = peers.queue.pop() {
+                CoreEvent::Message { from, envelope }
+            } else {
+                match rx.try_recv() {
+                    Ok(e) => e,
+                    Err(TryRecvError::Disconnected) => return,
+                    Err(TryRecvError::Empty) => {
+                        if self.sync_wanted.is_some() {
+                            self.group_commit();
                             continue;
                         }
-                        Err(RecvTimeoutError::Disconnected) => return,
+                        self.flush_outbox();
+                        // About to block: a message delivered from now on rings again.
+                        peers.wake_sent.store(false, AtomicOrdering::SeqCst);
+                        if !peers.queue.is_empty() {
+                            continue;
+                        }
+                        let wait = match self.node.next_deadline() {
+                            Some(Timestamp(t)) => {
+                                Duration::from_millis(t.saturating_sub(wall_ms()))
+                            }
+                            None => Duration::from_secs(3600),
+                        };
+                        match rx.recv_timeout(wait) {
+                            Ok(e) => e,
+                            Err(RecvTimeoutError::Timeout) => {
+                                self.handle(Input::Tick);
+                                continue;
+                            }
+                            Err(RecvTimeoutError::Disconnected) => return,
+                        }
                     }
                 }
             };
@@ -355,6 +397,7 @@ impl Driver {
                         reply.send((self.node.status(Timestamp(wall_ms())), self.node.buckets()));
                     continue;
                 }
+                CoreEvent::Wake => continue,
                 CoreEvent::Shutdown => {
                     if let Err(e) = self.store.syncer().sync() {
                         tracing::error!("final fsync failed: {e}");

@@ -15,13 +15,13 @@ pub mod config;
 pub mod credentials;
 pub mod driver;
 pub mod http;
+pub mod listen;
 pub mod metrics;
 pub mod resp;
 pub mod secure;
 pub mod transport;
 
 use anyhow::{Context, Result};
-use axum::serve::ListenerExt;
 use config::Config;
 use hydra_core::ids::NodeId;
 use hydra_core::node::Node;
@@ -122,6 +122,7 @@ pub async fn run(config: Config) -> Result<()> {
         transport,
         metrics.clone(),
         config.limits.core_queue_max,
+        config.limits.core_peer_queue_max,
     )
     .context("while starting the core thread")?;
     tokio::spawn(transport::serve(
@@ -136,7 +137,7 @@ pub async fn run(config: Config) -> Result<()> {
         &admin_token,
         Some(credentials::Credentials::new(core.clone())),
     )?);
-    let resp_state = Arc::new(resp::RespState::new(
+    let mut resp_state = resp::RespState::new(
         core.clone(),
         metrics.clone(),
         config.node.id,
@@ -146,11 +147,13 @@ pub async fn run(config: Config) -> Result<()> {
         config.limits.resp_connections_max,
         config.limits.resp_pipeline_commands_max,
         auth.clone(),
-    ));
-    tokio::spawn(resp::serve(resp_listener, resp_state));
+    );
+    resp_state.auth_timeout = std::time::Duration::from_millis(config.limits.resp_auth_timeout_ms);
+    resp_state.reply_bytes_max = config.limits.resp_reply_bytes_max;
+    tokio::spawn(resp::serve(resp_listener, Arc::new(resp_state)));
     let state = Arc::new(http::AppState {
         core: core.clone(),
-        metrics,
+        metrics: metrics.clone(),
         layout,
         value_bytes_max: config.limits.value_bytes_max,
         durability: config.storage.durability.clone(),
@@ -163,9 +166,12 @@ pub async fn run(config: Config) -> Result<()> {
         config.listen.internode,
         config.node.data_dir.display()
     );
-    let listener = http_listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let listener = listen::Bounded::new(
+        http_listener,
+        config.limits.http_connections_max,
+        std::time::Duration::from_millis(config.limits.http_idle_timeout_ms),
+        metrics,
+    );
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -60,6 +60,10 @@ pub struct Metrics {
     pub internode_connections_refused: Counter,
     /// Internode records that failed to authenticate (the connection was closed).
     pub records_rejected: Counter,
+    /// Internode messages dropped because the core's peer lane was full.
+    pub peer_messages_dropped: Counter,
+    /// HTTP connections refused at `limits.http_connections_max`.
+    pub http_connections_refused: Counter,
     /// Client requests refused for a missing or wrong credential or scope, by front end.
     pub auth_failures: Family<FrontLabels, Counter>,
     pub fsyncs: Counter,
@@ -132,6 +136,18 @@ impl Metrics {
             "hydra_internode_connections_refused",
             "Inbound internode connections refused at limits.internode_connections_max",
             internode_connections_refused.clone(),
+        );
+        let peer_messages_dropped = Counter::default();
+        registry.register(
+            "hydra_core_peer_messages_dropped",
+            "Internode messages dropped because the core's peer lane (limits.core_peer_queue_max) was full",
+            peer_messages_dropped.clone(),
+        );
+        let http_connections_refused = Counter::default();
+        registry.register(
+            "hydra_http_connections_refused",
+            "HTTP connections closed at accept because limits.http_connections_max were open",
+            http_connections_refused.clone(),
         );
         let records_rejected = Counter::default();
         registry.register(
@@ -214,6 +230,8 @@ impl Metrics {
             handshakes,
             internode_connections_refused,
             records_rejected,
+            http_connections_refused,
+            peer_messages_dropped,
             auth_failures,
             fsyncs,
             hints_stored,

@@ -236,7 +236,7 @@ async fn read_peer(
             .feed(plain, |frame| {
                 let envelope = decode_envelope(frame).map_err(|e| format!("from {from}: {e}"))?;
                 if !core.deliver(from, envelope) {
-                    metrics.frames_dropped.inc();
+                    metrics.peer_messages_dropped.inc();
                 }
                 Ok(())
             })

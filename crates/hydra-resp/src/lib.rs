@@ -27,6 +27,28 @@ pub struct Limits {
     /// Most bytes of one command, all its arguments together (so a command of many large
     /// arguments cannot make a connection buffer more than this).
     pub command_bytes_max: usize,
+    /// The connection has not logged in: a length over the limit is refused in Redis's
+    /// words for such clients ("unauthenticated multibulk length").
+    pub unauthenticated: bool,
+}
+
+/// Most arguments of a command before the connection logs in (Redis's value).
+pub const UNAUTHENTICATED_ARRAY_LEN_MAX: usize = 10;
+/// Longest argument before the connection logs in (Redis's value).
+pub const UNAUTHENTICATED_BULK_BYTES_MAX: usize = 16 * 1024;
+
+impl Limits {
+    /// What Redis lets a connection send before it logs in.
+    pub fn unauthenticated() -> Limits {
+        Limits {
+            bulk_bytes_max: UNAUTHENTICATED_BULK_BYTES_MAX,
+            array_len_max: UNAUTHENTICATED_ARRAY_LEN_MAX,
+            command_bytes_max: UNAUTHENTICATED_ARRAY_LEN_MAX
+                * (UNAUTHENTICATED_BULK_BYTES_MAX + 32),
+            unauthenticated: true,
+            ..Limits::default()
+        }
+    }
 }
 
 /// Longest bulk string by default: the value ceiling (64 MiB) plus room for a key.
@@ -48,6 +70,7 @@ impl Default for Limits {
             inline_bytes_max: INLINE_BYTES_DEFAULT_MAX,
             depth_max: DEPTH_DEFAULT_MAX,
             command_bytes_max: COMMAND_BYTES_DEFAULT_MAX,
+            unauthenticated: false,
         }
     }
 }
@@ -113,6 +136,7 @@ fn parse_len(
     max: usize,
     what: &str,
     allow_null: bool,
+    unauthenticated: bool,
 ) -> Result<Option<usize>, Invalid> {
     let n = parse_int(bytes, what)?;
     if n == -1 && allow_null {
@@ -122,6 +146,9 @@ fn parse_len(
         return Err(invalid(format!("invalid {what} {n}")));
     }
     let n = usize::try_from(n).map_err(|_| invalid(format!("invalid {what} {n}")))?;
+    if n > max && unauthenticated {
+        return Err(invalid(format!("unauthenticated {what}")));
+    }
     if n > max {
         return Err(invalid(format!(
             "{what} {n} is more than the limit of {max}"
@@ -166,8 +193,14 @@ fn walk_multibulk(
     let Some(end) = line_end(buf, 1, 20)? else {
         return Ok(None);
     };
-    let count =
-        parse_len(&buf[1..end], limits.array_len_max, "multibulk length", true)?.unwrap_or(0);
+    let count = parse_len(
+        &buf[1..end],
+        limits.array_len_max,
+        "multibulk length",
+        true,
+        limits.unauthenticated,
+    )?
+    .unwrap_or(0);
     let mut at = end + 2;
     for _ in 0..count {
         match buf.get(at) {
@@ -188,6 +221,7 @@ fn walk_multibulk(
             limits.bulk_bytes_max,
             "bulk length",
             false,
+            limits.unauthenticated,
         )?
         .unwrap_or(0);
         let start = end + 2;
@@ -573,7 +607,13 @@ fn parse_at(
             (Value::BigNumber(s), next)
         }
         b'$' | b'=' | b'!' => {
-            let Some(len) = parse_len(text, limits.bulk_bytes_max, "bulk length", kind == b'$')?
+            let Some(len) = parse_len(
+                text,
+                limits.bulk_bytes_max,
+                "bulk length",
+                kind == b'$',
+                false,
+            )?
             else {
                 return Ok(Some((Value::Null, next)));
             };
@@ -602,7 +642,13 @@ fn parse_at(
             (value, stop + 2)
         }
         b'*' | b'~' | b'>' | b'%' | b'|' => {
-            let Some(n) = parse_len(text, limits.array_len_max, "aggregate length", kind == b'*')?
+            let Some(n) = parse_len(
+                text,
+                limits.array_len_max,
+                "aggregate length",
+                kind == b'*',
+                false,
+            )?
             else {
                 return Ok(Some((Value::NullArray, next)));
             };
@@ -702,11 +748,22 @@ mod tests {
             inline_bytes_max: 16,
             depth_max: 2,
             command_bytes_max: 24,
+            unauthenticated: false,
         };
         let e = parse_command(b"*4\r\n", &limits).expect_err("too many");
         assert!(e.to_string().contains("multibulk length 4"), "{e}");
         let e = parse_command(b"*1\r\n$11\r\n", &limits).expect_err("too long");
         assert!(e.to_string().contains("bulk length 11"), "{e}");
+        // Before a connection logs in, in Redis's words.
+        let pre = Limits::unauthenticated();
+        let e = parse_command(b"*11\r\n", &pre).expect_err("too many");
+        assert_eq!(
+            e.to_string(),
+            "Protocol error: unauthenticated multibulk length"
+        );
+        let e = parse_command(b"*1\r\n$16385\r\n", &pre).expect_err("too long");
+        assert_eq!(e.to_string(), "Protocol error: unauthenticated bulk length");
+        assert!(parse_command(b"*1\r\n$16384\r\n", &pre).is_ok());
         let e = parse_command(&[b'a'; 18], &limits).expect_err("inline too long");
         assert!(e.to_string().contains("too big inline request"), "{e}");
         assert!(parse_command(b"*1\r\n$-1\r\n", &limits).is_err());

@@ -13,6 +13,7 @@ fn small_limits() -> Limits {
         inline_bytes_max: 64,
         depth_max: 4,
         command_bytes_max: 256,
+        unauthenticated: false,
     }
 }
 

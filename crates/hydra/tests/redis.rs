@@ -620,6 +620,38 @@ fn unauthenticated_connections_get_redis_exact_refusals() {
         common::metric(&metrics, "hydra_auth_failures_total{front=\"resp\"}") >= 20.0,
         "{metrics}"
     );
+    // Redis's limits for the unauthenticated: the same error, then the connection closes.
+    for bytes in [&b"*20\r\n"[..], b"*2\r\n$20000\r\n"] {
+        let mut ours = Raw::anonymous(&cluster.nodes[0].resp);
+        let mut theirs = Raw::anonymous(&redis.addr);
+        assert_eq!(text(&ours.send(bytes, 1)), text(&theirs.send(bytes, 1)));
+        assert!(ours.closed() && theirs.closed());
+    }
+    // AUTH and a large SET in one write: the SET is parsed after AUTH ran.
+    let mut piped = Raw::anonymous(&cluster.nodes[0].resp);
+    let mut bytes = Vec::new();
+    encode_command(&[b"AUTH".as_slice(), TEST_TOKEN.as_bytes()], &mut bytes);
+    encode_command(
+        &[b"SET".as_slice(), b"big", &vec![b'x'; 100_000]],
+        &mut bytes,
+    );
+    assert_eq!(piped.send(&bytes, 2), b"+OK\r\n+OK\r\n");
+}
+
+/// A connection that does not log in is closed after `limits.resp_auth_timeout_ms`.
+#[test]
+fn a_connection_that_never_logs_in_is_closed() {
+    let cluster = TestCluster::start(1, "resp_auth_timeout_ms = 300");
+    let mut idle = Raw::anonymous(&cluster.nodes[0].resp);
+    let started = Instant::now();
+    let reply = text(&idle.send(b"", 1));
+    assert!(reply.contains("no AUTH within 300 ms"), "{reply}");
+    assert!(idle.closed());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // One that logs in in time stays.
+    let mut c = Raw::connect(&cluster.nodes[0].resp);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(c.command(&[b"PING"]), b"+PONG\r\n");
 }
 
 /// `SET NX` as a lock: clients racing through every node for the same keys, each key taken
@@ -766,4 +798,45 @@ fn concurrent_incr_ends_at_the_acknowledged_increments() {
     // after some acceptor took it cannot be told apart from one applied and replaced): the
     // rate is a known weakness, measured here, not a guarantee.
     assert!(acked > 0, "nothing acknowledged");
+}
+
+/// `MGET` answers at most `limits.resp_reply_bytes_max` bytes of values: a command naming
+/// one large key many times is refused, not collected.
+#[test]
+fn mget_has_a_reply_budget() {
+    let cluster = TestCluster::start(1, "value_bytes_max = 1024\nresp_reply_bytes_max = 4096");
+    let mut c = Raw::connect(&cluster.nodes[0].resp);
+    assert_eq!(c.command(&[b"SET", b"big", &[b'x'; 1000]]), b"+OK\r\n");
+    let three: Vec<&[u8]> = std::iter::once(&b"MGET"[..])
+        .chain(std::iter::repeat_n(&b"big"[..], 3))
+        .collect();
+    assert!(c.command(&three).starts_with(b"*3\r\n$1000\r\n"));
+    let many: Vec<&[u8]> = std::iter::once(&b"MGET"[..])
+        .chain(std::iter::repeat_n(&b"big"[..], 10_000))
+        .collect();
+    let reply = text(&c.command(&many));
+    assert!(
+        reply.contains("limits.resp_reply_bytes_max"),
+        "{}",
+        &reply[..reply.len().min(200)]
+    );
+    // Many small values, in order, within the budget.
+    let keys: Vec<String> = (0..300).map(|i| format!("s{i}")).collect();
+    for (i, k) in keys.iter().enumerate().take(300).step_by(50) {
+        assert_eq!(
+            c.command(&[b"SET", k.as_bytes(), i.to_string().as_bytes()]),
+            b"+OK\r\n"
+        );
+    }
+    let mut args: Vec<&[u8]> = vec![b"MGET"];
+    args.extend(keys.iter().map(|k| k.as_bytes()));
+    let (value, _) = parse_value(&c.command(&args), &Limits::default())
+        .expect("valid")
+        .expect("whole");
+    let Value::Array(items) = value else {
+        panic!("{value:?}")
+    };
+    assert_eq!(items.len(), 300);
+    assert_eq!(items[50], Value::Bulk(b"50".to_vec()));
+    assert_eq!(items[51], Value::Null);
 }

@@ -533,3 +533,158 @@ fn scoped_tokens_and_users_live_in_the_cluster() {
         resp(&mut gone, &["AUTH", "viewer", "correct horse"]).starts_with("-WRONGPASS")
     });
 }
+
+/// Resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// A client flood against one node (hundreds of connections, deep pipelines: enough to fill
+/// its client queue) neither makes its peers believe it is down nor makes it drop what its
+/// peers send (internode messages have a lane of their own to the core). Its memory stays
+/// under a stated bound (1 GiB).
+#[test]
+fn a_node_under_a_client_flood_stays_up_to_its_peers() {
+    let cluster = TestCluster::start(3, "");
+    let port = cluster.nodes[0]
+        .resp
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .to_string();
+    let pid = cluster.nodes[0].child.as_ref().expect("running").id();
+    let mut flood = std::process::Command::new("redis-benchmark")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-a",
+            common::TEST_TOKEN,
+            "-c",
+            "500",
+            "-P",
+            "128",
+            "-t",
+            "set,get",
+            "-n",
+            "100000000",
+            "-r",
+            "100000",
+            "-d",
+            "100",
+            "-q",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-benchmark (scripts/test.sh installs it)");
+    let started = Instant::now();
+    let mut worst_rss = 0;
+    let mut worst_silence = 0;
+    let mut worst_view = 0;
+    let mut seen_down = Vec::new();
+    while started.elapsed() < Duration::from_secs(10) {
+        for i in [1, 2] {
+            if let Ok(status) = cluster.client(i).status() {
+                let peers = status["peers"].as_array().cloned().unwrap_or_default();
+                for p in peers {
+                    if p["id"] == 1 && p["state"] == "down" {
+                        seen_down.push((i + 1, started.elapsed()));
+                    }
+                    if p["id"] == 1 {
+                        let heard = p["last_heard_ms_ago"].as_u64().unwrap_or(0);
+                        worst_silence = worst_silence.max(heard);
+                    }
+                }
+            }
+        }
+        worst_rss = worst_rss.max(rss_mib(pid));
+        // Node 1's own view of its peers (its status waits behind the flood's requests).
+        if let Ok(status) =
+            hydra_client::Client::with_timeout(&cluster.nodes[0].http, Duration::from_secs(5))
+                .with_token(common::TEST_TOKEN)
+                .status()
+        {
+            for p in status["peers"].as_array().cloned().unwrap_or_default() {
+                if p["state"] == "down" {
+                    seen_down.push((1, started.elapsed()));
+                }
+                let heard = p["last_heard_ms_ago"].as_u64().unwrap_or(0);
+                worst_view = worst_view.max(heard);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = flood.kill();
+    let _ = flood.wait();
+    assert!(
+        seen_down.is_empty(),
+        "peers believed node 1 down during the flood: {seen_down:?}"
+    );
+    assert!(worst_rss < 1024, "node 1 grew to {worst_rss} MiB");
+    let metrics = cluster.client(0).metrics().expect("metrics");
+    let served: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("hydra_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(served > 1000.0, "the flood reached the node: {served}");
+    // Before the peer lane, a flood like this filled the core's one queue and node 1
+    // dropped thousands of replicas' acks (and its requests timed out).
+    assert_eq!(
+        metric(&metrics, "hydra_core_peer_messages_dropped_total"),
+        0.0,
+        "node 1 dropped internode messages during the flood"
+    );
+    eprintln!(
+        "flood: node 1 served {served} requests, at most {worst_rss} MiB, its peers heard nothing from it for {worst_silence} ms at most, it heard nothing from a peer for {worst_view} ms at most; dropped: {}",
+        metric(&metrics, "hydra_core_peer_messages_dropped_total")
+    );
+}
+
+/// The HTTP port holds at most `limits.http_connections_max` connections and closes those
+/// idle for `limits.http_idle_timeout_ms`.
+#[test]
+fn http_connections_are_capped_and_idle_ones_closed() {
+    let cluster = TestCluster::start(1, "http_connections_max = 4\nhttp_idle_timeout_ms = 4000");
+    let addr = cluster.nodes[0].http.clone();
+    let held: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fifth = TcpStream::connect(&addr).expect("the kernel accepts it");
+    fifth
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = fifth.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(fifth.read(&mut buf), Ok(0) | Err(_)),
+        "the fifth connection is closed unanswered"
+    );
+    drop(held);
+    eventually("a slot is free again", || {
+        cluster.client(0).health().is_ok()
+    });
+    let metrics = cluster.client(0).metrics().expect("metrics");
+    assert!(metric(&metrics, "hydra_http_connections_refused_total") >= 1.0);
+    // An idle connection is closed after about 4 s.
+    let mut idle = TcpStream::connect(&addr).expect("connect");
+    idle.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let started = Instant::now();
+    assert!(matches!(idle.read(&mut buf), Ok(0) | Err(_)));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+}

@@ -446,14 +446,32 @@ impl Connection {
         for k in keys {
             requests.push(self.get_request(self.key(k)?));
         }
-        self.call_all(requests)
-            .await
-            .into_iter()
-            .map(|r| {
-                r.map(|resp| take_newest(resp).1)
-                    .map_err(|e| error_value(&e))
-            })
-            .collect()
+        // The reply budget: values are fetched a few at first, then as many at a time as the
+        // largest seen so far leaves room for, and the command fails once they pass it (so
+        // `MGET big big big ...` cannot make the node hold gigabytes for one connection).
+        let budget = self.state.reply_bytes_max;
+        let mut requests = requests.into_iter().peekable();
+        let (mut out, mut bytes, mut largest) = (Vec::with_capacity(keys.len()), 0usize, 0usize);
+        let mut chunk = super::KEYS_FIRST_FETCH;
+        while requests.peek().is_some() {
+            let batch: Vec<ClientRequest> = requests.by_ref().take(chunk).collect();
+            for r in self.call_all(batch).await {
+                let newest = r
+                    .map(|resp| take_newest(resp).1)
+                    .map_err(|e| error_value(&e))?;
+                let size = newest.as_ref().map_or(0, |s| s.value.len());
+                bytes += size;
+                largest = largest.max(size);
+                out.push(newest);
+            }
+            if bytes > budget {
+                return Err(Value::error(format!(
+                    "ERR the reply would pass {budget} bytes (limits.resp_reply_bytes_max); ask for fewer keys"
+                )));
+            }
+            chunk = ((budget - bytes) / largest.max(1)).clamp(1, super::KEYS_IN_FLIGHT_MAX);
+        }
+        Ok(out)
     }
 
     pub(super) async fn exists(&mut self, args: &[Vec<u8>]) -> Value {

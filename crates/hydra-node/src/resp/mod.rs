@@ -71,6 +71,8 @@ const BUFFER_KEEP_BYTES: usize = 4 * 1024 * 1024;
 /// Keys of one multi-key command (`MGET`, `MSET`, `EXISTS`, `DEL`) in flight at once, so one
 /// command cannot fill the core's queue.
 const KEYS_IN_FLIGHT_MAX: usize = 128;
+/// Keys a multi-key read fetches first, before it knows how large values are.
+const KEYS_FIRST_FETCH: usize = 8;
 /// Longest `CONFIG GET` pattern.
 const PATTERN_BYTES_MAX: usize = 256;
 
@@ -90,6 +92,10 @@ pub struct RespState {
     /// Credentials; a connection runs nothing but AUTH, HELLO ... AUTH, QUIT and RESET until
     /// it has logged in.
     pub auth: Arc<crate::auth::Auth>,
+    /// How long a connection may stay open without logging in.
+    pub auth_timeout: std::time::Duration,
+    /// Bytes of values one multi-key read (MGET) may answer with at most.
+    pub reply_bytes_max: usize,
     next_client_id: AtomicU64,
     connected: AtomicUsize,
 }
@@ -118,6 +124,8 @@ impl RespState {
             pipeline_commands_max,
             started: Instant::now(),
             auth,
+            auth_timeout: std::time::Duration::from_millis(10_000),
+            reply_bytes_max: 64 * 1024 * 1024,
             next_client_id: AtomicU64::new(1),
             connected: AtomicUsize::new(0),
         }
@@ -225,21 +233,30 @@ impl Connection {
     }
 
     async fn run(&mut self, mut stream: TcpStream) -> std::io::Result<()> {
-        let limits = self.state.limits();
+        let full = self.state.limits();
+        let unauthenticated = Limits::unauthenticated();
+        let opened = Instant::now();
         let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         loop {
+            // Before it logs in, a connection gets Redis's small limits for the unauthenticated
+            // and one command at a time (the next is parsed after AUTH has run, as Redis does).
+            let (limits, batch_max) = if self.principal.is_some() {
+                (&full, self.state.pipeline_commands_max)
+            } else {
+                (&unauthenticated, 1)
+            };
             // Take every complete command already buffered (up to the pipeline bound).
             let mut commands = Vec::new();
             let mut used = 0;
             let mut protocol_error = None;
             let mut bound_hit = false;
             loop {
-                if commands.len() >= self.state.pipeline_commands_max {
+                if commands.len() >= batch_max {
                     bound_hit = true;
                     break;
                 }
-                match parse_command(&input[used..], &limits) {
+                match parse_command(&input[used..], limits) {
                     Ok(Some((cmd, n))) => {
                         used += n;
                         if !cmd.is_empty() {
@@ -279,7 +296,25 @@ impl Connection {
                 out = Vec::with_capacity(READ_CHUNK);
             }
             input.reserve(READ_CHUNK);
-            if stream.read_buf(&mut input).await? == 0 {
+            let read = if self.principal.is_some() {
+                stream.read_buf(&mut input).await?
+            } else {
+                // A connection that has not logged in gets `auth_timeout` from its opening.
+                let left = self.state.auth_timeout.saturating_sub(opened.elapsed());
+                match tokio::time::timeout(left, stream.read_buf(&mut input)).await {
+                    Ok(read) => read?,
+                    Err(_) => {
+                        self.state.metrics.auth_failure("resp");
+                        let e = Value::error(format!(
+                            "ERR no AUTH within {} ms (limits.resp_auth_timeout_ms); closing",
+                            self.state.auth_timeout.as_millis()
+                        ));
+                        stream.write_all(&e.to_bytes(self.protocol)).await?;
+                        return Ok(());
+                    }
+                }
+            };
+            if read == 0 {
                 return Ok(());
             }
         }
