@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The test command: installs the real clients the tests drive (Debian's redis-server and
-# redis-tools, redis-py from PyPI) when they are missing, then runs every test.
+# redis-tools, curl and openssl, redis-py from PyPI) when they are missing, then runs every
+# test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
+if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null \
+    || ! command -v curl >/dev/null || ! command -v openssl >/dev/null; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools \
+        curl openssl >/dev/null
 fi
 if ! python3 -c 'import redis' 2>/dev/null; then
     python3 -m pip install -q redis

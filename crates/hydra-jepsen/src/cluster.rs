@@ -71,7 +71,7 @@ impl Cluster {
                 .collect();
             let text = format!(
                 "[node]\nid = {id}\nzone = \"z{id}\"\ndata_dir = \"{data}\"\nworker_threads = 1\n\n\
-                 [listen]\nhttp = \"{a}:{HTTP_PORT}\"\ninternode = \"{a}:{INTERNODE_PORT}\"\nresp = \"{a}:{RESP_PORT}\"\n\n\
+                 [listen]\nhttp = \"{a}:{HTTP_PORT}\"\ninternode = \"{a}:{INTERNODE_PORT}\"\nresp = \"{a}:{RESP_PORT}\"\nallow_plaintext = true\n\n\
                  [auth]\nadmin_token = \"{ADMIN_TOKEN}\"\n\n\
                  [cluster]\nsecret = \"{CLUSTER_SECRET}\"\npartitions = {PARTITIONS}\npeers = [\n{peers}\n]\nheartbeat_interval_ms = 100\nanti_entropy_interval_ms = 100\npaxos_repair_interval_ms = 1000\nfallback_after_ms = {fallback}\n\n\
                  [limits]\nrequest_timeout_ms = {request_timeout_ms}\ngossip_interval_ms = 500\nmax_clock_skew_ms = {MAX_CLOCK_SKEW_MS}\n\n\

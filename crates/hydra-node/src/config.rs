@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Sections of the file; environment variables are matched against these.
-const SECTIONS: &[&str] = &["node", "listen", "cluster", "storage", "limits", "auth"];
+const SECTIONS: &[&str] = &[
+    "node", "listen", "cluster", "storage", "limits", "auth", "tls",
+];
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +25,19 @@ pub struct Config {
     pub storage: StorageSection,
     pub limits: LimitsSection,
     pub auth: AuthSection,
+    pub tls: TlsSection,
+}
+
+/// TLS on the client ports (HTTP and the Redis protocol).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM certificate chain; with `key`, both client ports speak TLS only.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// PEM CA: clients must show a certificate it signed (mutual TLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Client credentials.
@@ -85,6 +100,9 @@ pub struct ListenSection {
     pub internode: String,
     /// Redis-protocol (RESP2/RESP3) address.
     pub resp: String,
+    /// Client ports (HTTP, RESP) bound beyond loopback without TLS are refused unless this
+    /// is true (and then warned about at every start).
+    pub allow_plaintext: bool,
 }
 
 impl Default for ListenSection {
@@ -93,6 +111,7 @@ impl Default for ListenSection {
             http: "127.0.0.1:8080".into(),
             internode: "127.0.0.1:7070".into(),
             resp: "127.0.0.1:6379".into(),
+            allow_plaintext: false,
         }
     }
 }
@@ -397,6 +416,25 @@ impl Config {
                 self.limits.value_bytes_max
             );
         }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) | (None, Some(_)) => bail!("set both tls.cert and tls.key, or neither"),
+            (None, None) if self.tls.client_ca.is_some() => {
+                bail!("tls.client_ca needs tls.cert and tls.key")
+            }
+            _ => {}
+        }
+        if self.tls.cert.is_none() && !self.listen.allow_plaintext {
+            for (name, addr) in [
+                ("listen.http", &self.listen.http),
+                ("listen.resp", &self.listen.resp),
+            ] {
+                if !loopback(addr) {
+                    bail!(
+                        "{name} = {addr:?} is beyond loopback without TLS: set tls.cert and tls.key, or listen.allow_plaintext = true to accept clients in plain text"
+                    );
+                }
+            }
+        }
         let ids = std::iter::once(self.node.id).chain(self.cluster.peers.iter().map(|p| p.id));
         if let Some(id) = ids
             .into_iter()
@@ -520,6 +558,16 @@ impl Config {
     }
 }
 
+/// Whether `addr` (`host:port`) binds loopback only.
+pub fn loopback(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn set(table: &mut toml::Table, section: &str, key: &str, value: &str) {
     // A value that parses as TOML (numbers, booleans, arrays) keeps its type; anything else
     // is a string.
@@ -569,6 +617,24 @@ mod tests {
         assert_eq!(c.limits.request_timeout_ms, 700);
         assert_eq!(c.durability().expect("valid"), Durability::Fsync);
         assert_eq!(c.layout().expect("valid").nodes().len(), 2);
+    }
+
+    #[test]
+    fn client_ports_beyond_loopback_need_tls_or_allow_plaintext() {
+        let wide = ["listen.http=0.0.0.0:8080".to_string()];
+        let e = Config::load(None, std::iter::empty(), &wide).expect_err("plain text");
+        assert!(format!("{e:#}").contains("listen.http"), "{e:#}");
+        let mut allowed = wide.to_vec();
+        allowed.push("listen.allow_plaintext=true".into());
+        assert!(Config::load(None, std::iter::empty(), &allowed).is_ok());
+        let mut tls = wide.to_vec();
+        tls.extend(["tls.cert=c.pem".to_string(), "tls.key=k.pem".to_string()]);
+        assert!(Config::load(None, std::iter::empty(), &tls).is_ok());
+        let e =
+            Config::load(None, std::iter::empty(), &["tls.cert=c.pem".into()]).expect_err("half");
+        assert!(format!("{e:#}").contains("tls.key"), "{e:#}");
+        assert!(loopback("127.0.0.1:1") && loopback("[::1]:1") && loopback("localhost:1"));
+        assert!(!loopback("10.0.0.1:1") && !loopback("0.0.0.0:1") && !loopback("[::]:1"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod listen;
 pub mod metrics;
 pub mod resp;
 pub mod secure;
+pub mod tls;
 pub mod transport;
 
 use anyhow::{Context, Result};
@@ -44,6 +45,17 @@ pub async fn run(config: Config) -> Result<()> {
     let durability = config.durability()?;
     let secret = config.secret()?;
     let admin_token = config.admin_token()?;
+    let acceptor = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => tls::Acceptor::tls(cert, key, config.tls.client_ca.as_deref())?,
+        _ => tls::Acceptor::plain(),
+    };
+    if !acceptor.is_tls()
+        && (!config::loopback(&config.listen.http) || !config::loopback(&config.listen.resp))
+    {
+        tracing::warn!(
+            "client ports beyond loopback in plain text (listen.allow_plaintext = true): credentials and data cross the network unencrypted; set tls.cert and tls.key"
+        );
+    }
     let me = NodeId(config.node.id);
     // Bind first, so a port in use fails before anything starts.
     let internode = TcpListener::bind(&config.listen.internode)
@@ -150,6 +162,7 @@ pub async fn run(config: Config) -> Result<()> {
     );
     resp_state.auth_timeout = std::time::Duration::from_millis(config.limits.resp_auth_timeout_ms);
     resp_state.reply_bytes_max = config.limits.resp_reply_bytes_max;
+    resp_state.acceptor = acceptor.clone();
     tokio::spawn(resp::serve(resp_listener, Arc::new(resp_state)));
     let state = Arc::new(http::AppState {
         core: core.clone(),
@@ -170,8 +183,10 @@ pub async fn run(config: Config) -> Result<()> {
         http_listener,
         config.limits.http_connections_max,
         std::time::Duration::from_millis(config.limits.http_idle_timeout_ms),
+        acceptor,
         metrics,
-    );
+    )
+    .context("while starting the HTTP listener")?;
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -688,3 +688,214 @@ fn http_connections_are_capped_and_idle_ones_closed() {
         "{waited:?}"
     );
 }
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl (scripts/test.sh installs it)");
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, in `dir`.
+fn make_certificates(dir: &std::path::Path) {
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write");
+    // webpki takes version 3 certificates only: the client's gets an extension too.
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("write");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=hydra-test-ca",
+    ]);
+    openssl(dir, &ca);
+    for (name, ext) in [("node", "san.ext"), ("client", "client.ext")] {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        let mut req = vec!["req"];
+        req.extend(ec);
+        let subj = format!("/CN={name}");
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(dir, &req);
+        let sign = [
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        ];
+        openssl(dir, &sign);
+    }
+}
+
+fn curl_tls(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("curl")
+        .current_dir(dir)
+        .args(["-s", "-S", "--max-time", "10", "--cacert", "ca.crt"])
+        .args(args)
+        .output()
+        .expect("curl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn client_ports_speak_tls_to_real_clients() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    make_certificates(d);
+    let (http, resp) = (free_port(), free_port());
+    let config = d.join("n.toml");
+    let write_config = |client_ca: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\ndata_dir = \"{}\"\n[listen]\nhttp = \"127.0.0.1:{http}\"\ninternode = \"127.0.0.1:{}\"\nresp = \"127.0.0.1:{resp}\"\n\
+                 [auth]\nadmin_token = \"{}\"\n[cluster]\nsecret = \"{TEST_SECRET}\"\n\
+                 [tls]\ncert = \"{}\"\nkey = \"{}\"\n{client_ca}",
+                d.join("data").display(),
+                free_port(),
+                common::TEST_TOKEN,
+                d.join("node.crt").display(),
+                d.join("node.key").display(),
+            ),
+        )
+        .expect("write");
+    };
+    write_config("");
+    let mut node = spawn_server(&config, &d.join("n.log"));
+    let base = format!("https://127.0.0.1:{http}");
+    let bearer = format!("Authorization: Bearer {}", common::TEST_TOKEN);
+    eventually("the node answers over TLS", || {
+        curl_tls(d, &[&format!("{base}/health")]).0
+    });
+    // curl --cacert: a write and a read.
+    let (ok, out) = curl_tls(
+        d,
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            &bearer,
+            "--data",
+            "over-tls",
+            "-w",
+            "%{http_code}",
+            &format!("{base}/v1/kv/redis/t"),
+        ],
+    );
+    assert!(ok && out.ends_with("204"), "{out}");
+    let (ok, out) = curl_tls(d, &["-H", &bearer, &format!("{base}/v1/kv/redis/t")]);
+    assert!(ok && out == "over-tls", "{out}");
+    // Plain HTTP to a TLS port gets nothing.
+    let plain = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{http}/health"),
+        ])
+        .output()
+        .expect("curl");
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("ok"));
+    // redis-cli --tls --cacert.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .current_dir(d)
+            .env("REDISCLI_AUTH", common::TEST_TOKEN)
+            .args([
+                "--tls",
+                "--cacert",
+                "ca.crt",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &resp.to_string(),
+            ])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["get", "t"]), "over-tls");
+    assert_eq!(cli(&["set", "u", "from-cli"]), "OK");
+    // redis-py with ssl=True, RESP3, a password.
+    let py = format!(
+        "import redis\nr = redis.Redis(host='127.0.0.1', port={resp}, ssl=True, ssl_ca_certs='ca.crt', password='{}', protocol=3)\nassert r.get('u') == b'from-cli', r.get('u')\nassert r.set('v', 'from-py')\nprint('ok')\n",
+        common::TEST_TOKEN
+    );
+    let out = std::process::Command::new("python3")
+        .current_dir(d)
+        .args(["-c", &py])
+        .output()
+        .expect("python3");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ok"),
+        "{out:?}"
+    );
+    let _ = node.kill();
+    let _ = node.wait();
+
+    // Mutual TLS: with tls.client_ca, a client needs a certificate the CA signed.
+    write_config(&format!("client_ca = \"{}\"\n", d.join("ca.crt").display()));
+    let mut node = spawn_server(&config, &d.join("n.log"));
+    let with_cert = ["--cert", "client.crt", "--key", "client.key"];
+    eventually("the node answers over mutual TLS", || {
+        let mut args = with_cert.to_vec();
+        let url = format!("{base}/health");
+        args.push(&url);
+        curl_tls(d, &args).0
+    });
+    assert!(
+        !curl_tls(d, &[&format!("{base}/health")]).0,
+        "no client certificate, no answer"
+    );
+    let out = std::process::Command::new("redis-cli")
+        .current_dir(d)
+        .env("REDISCLI_AUTH", common::TEST_TOKEN)
+        .args([
+            "--tls",
+            "--cacert",
+            "ca.crt",
+            "--cert",
+            "client.crt",
+            "--key",
+            "client.key",
+        ])
+        .args(["-h", "127.0.0.1", "-p", &resp.to_string(), "get", "v"])
+        .output()
+        .expect("redis-cli");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from-py");
+    let _ = node.kill();
+    let _ = node.wait();
+}

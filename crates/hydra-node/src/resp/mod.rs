@@ -53,8 +53,9 @@ use meta::{Handler, command_reply, lookup};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// The Redis version whose command set and reply shapes Hydra follows (what `HELLO` and
@@ -96,6 +97,8 @@ pub struct RespState {
     pub auth_timeout: std::time::Duration,
     /// Bytes of values one multi-key read (MGET) may answer with at most.
     pub reply_bytes_max: usize,
+    /// Plain TCP, or TLS (`tls.cert`, `tls.key`).
+    pub acceptor: crate::tls::Acceptor,
     next_client_id: AtomicU64,
     connected: AtomicUsize,
 }
@@ -126,6 +129,7 @@ impl RespState {
             auth,
             auth_timeout: std::time::Duration::from_millis(10_000),
             reply_bytes_max: 64 * 1024 * 1024,
+            acceptor: crate::tls::Acceptor::plain(),
             next_client_id: AtomicU64::new(1),
             connected: AtomicUsize::new(0),
         }
@@ -155,15 +159,24 @@ pub async fn serve(listener: TcpListener, state: Arc<RespState>) {
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            let msg = Value::error(format!(
-                "ERR max number of clients reached ({}; limits.resp_connections_max)",
-                state.connections_max
-            ));
-            let _ = stream.write_all(&msg.to_bytes(Protocol::Resp2)).await;
+            if !state.acceptor.is_tls() {
+                let msg = Value::error(format!(
+                    "ERR max number of clients reached ({}; limits.resp_connections_max)",
+                    state.connections_max
+                ));
+                let _ = stream.write_all(&msg.to_bytes(Protocol::Resp2)).await;
+            }
             continue;
         };
         let state = state.clone();
         tokio::spawn(async move {
+            let stream = match state.acceptor.accept(stream).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::info!("RESP connection refused: {e}");
+                    return;
+                }
+            };
             state.connected.fetch_add(1, Ordering::Relaxed);
             let mut conn = Connection::new(state.clone());
             if let Err(e) = conn.run(stream).await {
@@ -232,7 +245,10 @@ impl Connection {
         }
     }
 
-    async fn run(&mut self, mut stream: TcpStream) -> std::io::Result<()> {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        mut stream: S,
+    ) -> std::io::Result<()> {
         let full = self.state.limits();
         let unauthenticated = Limits::unauthenticated();
         let opened = Instant::now();
@@ -326,7 +342,7 @@ impl Connection {
         &mut self,
         commands: Vec<Command>,
         out: &mut Vec<u8>,
-        stream: &mut TcpStream,
+        stream: &mut (impl AsyncWrite + Unpin),
     ) -> std::io::Result<Flow> {
         let mut group: Vec<Fast> = Vec::new();
         for cmd in commands {
