@@ -6,7 +6,7 @@ use hydra_resp::{Limits, parse_value};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let tiny = Limits { bulk_bytes_max: 64, array_len_max: 8, inline_bytes_max: 64, depth_max: 4, command_bytes_max: 256 };
+    let tiny = Limits { bulk_bytes_max: 64, array_len_max: 8, inline_bytes_max: 64, depth_max: 4, command_bytes_max: 256, unauthenticated: false };
     for limits in [Limits::default(), tiny] {
         let mut at = 0;
         while at < data.len() {

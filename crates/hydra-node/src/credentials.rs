@@ -92,7 +92,7 @@ fn random_hex(bytes: usize) -> Result<String> {
 }
 
 /// Splits `hyd_<id>_<secret>`.
-fn parse_token(token: &str) -> Option<(&str, &str)> {
+pub fn parse_token(token: &str) -> Option<(&str, &str)> {
     let rest = token.strip_prefix("hyd_")?;
     let (id, secret) = rest.split_once('_')?;
     (id.len() == 16

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod credentials;
 pub mod driver;
+pub mod fuzzing;
 pub mod http;
 pub mod listen;
 pub mod metrics;

@@ -310,6 +310,24 @@ impl Buckets {
     }
 }
 
+/// The entries of a peer's table stamped no further ahead of `now` than `max_skew_ms`. An
+/// entry stamped far in the future would win every later change of its bucket for good (a
+/// peer with a broken clock, or a hostile one); it is left out until this node's clock
+/// reaches it (gossip repeats it).
+pub(crate) fn stamped_within(
+    entries: Vec<BucketEntry>,
+    now: Timestamp,
+    max_skew_ms: u64,
+) -> Vec<BucketEntry> {
+    entries
+        .into_iter()
+        .filter(|e| {
+            crate::hlc::check_skew(e.version, now, max_skew_ms).is_ok()
+                && crate::hlc::check_skew(e.created, now, max_skew_ms).is_ok()
+        })
+        .collect()
+}
+
 /// The order of the properties a change decides (all but `n` and the conflict mode).
 fn rest_order(p: &BucketProps) -> (String, String, bool, Option<u64>) {
     (p.r.to_string(), p.w.to_string(), p.sloppy, p.ttl_secs)
@@ -320,6 +338,20 @@ mod tests {
     use super::*;
     use crate::bucket::Consistency;
     use crate::store::MemStore;
+
+    #[test]
+    fn entries_stamped_far_ahead_are_left_out() {
+        let entry = |ms: u64| BucketEntry {
+            name: BucketName::new("b").expect("valid"),
+            props: BucketProps::default(),
+            version: Hlc::new(ms, 0),
+            created: Hlc::new(1_000, 0),
+        };
+        let now = Timestamp(10_000);
+        let kept = stamped_within(vec![entry(9_000), entry(14_000), entry(16_000)], now, 5_000);
+        let versions: Vec<u64> = kept.iter().map(|e| e.version.physical_ms()).collect();
+        assert_eq!(versions, vec![9_000, 14_000]);
+    }
 
     #[test]
     fn changes_at_one_timestamp_converge_whatever_they_differ_in() {

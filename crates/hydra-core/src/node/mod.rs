@@ -567,6 +567,8 @@ impl Node {
                 self.forwards.on_response(local, req, result)
             }
             Message::BucketsGossip { buckets } => {
+                let buckets =
+                    buckets::stamped_within(buckets, ctx.now, local.config.max_clock_skew_ms);
                 let poisoned = local.durability.poisoned().is_some();
                 let changed = local.buckets.merge(ctx.store, poisoned, buckets);
                 local.note(changed);
