@@ -454,18 +454,17 @@ impl Config {
     /// The cluster secret (`cluster.secret` or `cluster.secret_file`), checked for strength:
     /// a server does not start without one.
     pub fn secret(&self) -> Result<String> {
-        let secret = match (&self.cluster.secret_file, self.cluster.secret.is_empty()) {
-            (Some(_), false) => bail!("set cluster.secret or cluster.secret_file, not both"),
-            (Some(path), true) => std::fs::read_to_string(path)
-                .with_context(|| format!("while reading cluster.secret_file {}", path.display()))?
-                .trim()
-                .to_string(),
-            (None, true) => bail!(
+        let secret = value_or_file(
+            "cluster.secret",
+            &self.cluster.secret,
+            self.cluster.secret_file.as_deref(),
+        )?
+        .with_context(|| {
+            format!(
                 "no cluster secret: set cluster.secret (or HYDRA_CLUSTER_SECRET, or cluster.secret_file) to the same secret of at least {} bytes on every node; `hydra secret` makes one",
                 crate::secure::SECRET_BYTES_MIN
-            ),
-            (None, false) => self.cluster.secret.clone(),
-        };
+            )
+        })?;
         crate::secure::check_secret("cluster.secret", &secret)?;
         if !self.cluster.secret_next.is_empty() {
             crate::secure::check_secret("cluster.secret_next", &self.cluster.secret_next)?;
@@ -476,21 +475,17 @@ impl Config {
     /// The admin token (`auth.admin_token` or `auth.admin_token_file`): a server does not
     /// start without one.
     pub fn admin_token(&self) -> Result<String> {
-        let token = match (
-            &self.auth.admin_token_file,
-            self.auth.admin_token.is_empty(),
-        ) {
-            (Some(_), false) => bail!("set auth.admin_token or auth.admin_token_file, not both"),
-            (Some(path), true) => std::fs::read_to_string(path)
-                .with_context(|| format!("while reading auth.admin_token_file {}", path.display()))?
-                .trim()
-                .to_string(),
-            (None, true) => bail!(
+        let token = value_or_file(
+            "auth.admin_token",
+            &self.auth.admin_token,
+            self.auth.admin_token_file.as_deref(),
+        )?
+        .with_context(|| {
+            format!(
                 "no admin credential: set auth.admin_token (or HYDRA_AUTH_ADMIN_TOKEN, or auth.admin_token_file) to a token of at least {} bytes; `hydra secret` makes one",
                 crate::auth::TOKEN_BYTES_MIN
-            ),
-            (None, false) => self.auth.admin_token.clone(),
-        };
+            )
+        })?;
         crate::auth::check_token("auth.admin_token", &token)?;
         Ok(token)
     }
@@ -555,6 +550,22 @@ impl Config {
         c.hints_bytes_max = self.limits.hints_bytes_max;
         c.tombstone_grace_ms = self.storage.tombstone_grace_ms;
         c
+    }
+}
+
+/// A secret given in the file (`name`) or in a file (`name_file`; surrounding whitespace
+/// dropped): `None` when neither is set, an error when both are.
+fn value_or_file(name: &str, value: &str, file: Option<&Path>) -> Result<Option<String>> {
+    match (file, value.is_empty()) {
+        (Some(_), false) => bail!("set {name} or {name}_file, not both"),
+        (Some(path), true) => Ok(Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("while reading {name}_file {}", path.display()))?
+                .trim()
+                .to_string(),
+        )),
+        (None, true) => Ok(None),
+        (None, false) => Ok(Some(value.to_string())),
     }
 }
 
