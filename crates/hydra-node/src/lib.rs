@@ -16,6 +16,7 @@ pub mod credentials;
 pub mod driver;
 pub mod fuzzing;
 pub mod http;
+pub mod http_auth;
 pub mod listen;
 pub mod metrics;
 pub mod resp;

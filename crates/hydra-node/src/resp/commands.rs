@@ -606,7 +606,7 @@ impl Connection {
         match args.first() {
             None => Value::bulk(self.bucket.as_str()),
             Some(name) => match BucketName::new(&String::from_utf8_lossy(name)) {
-                Ok(b) if crate::http::reserved(b.as_str()) => Value::error(
+                Ok(b) if crate::http_auth::reserved(b.as_str()) => Value::error(
                     "INVALID_BUCKET buckets whose names start with '_' are reserved for the cluster",
                 ),
                 Ok(b)
