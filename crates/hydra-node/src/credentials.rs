@@ -168,7 +168,8 @@ pub fn new_user(name: &str, password: &str, scopes: &[String]) -> Result<UserRec
 }
 
 struct Cache {
-    table: Table,
+    /// Shared, so a lookup costs no copy of the table.
+    table: std::sync::Arc<Table>,
     fetched: Option<Instant>,
     last_miss_refresh: Option<Instant>,
     /// Users whose password was verified lately: digest of the password, when.
@@ -188,7 +189,7 @@ impl Credentials {
             core,
             cache: tokio::sync::Mutex::new(()),
             state: Mutex::new(Cache {
-                table: Table::default(),
+                table: std::sync::Arc::new(Table::default()),
                 fetched: None,
                 last_miss_refresh: None,
                 verified: BTreeMap::new(),
@@ -236,7 +237,7 @@ impl Credentials {
     }
 
     /// The table, read again if the cached one is older than [`CACHE_MS`] (or `force`).
-    async fn table(&self, force: bool) -> Result<Table> {
+    async fn table(&self, force: bool) -> Result<std::sync::Arc<Table>> {
         let fresh = |c: &Cache| {
             c.fetched
                 .is_some_and(|t| t.elapsed() < Duration::from_millis(CACHE_MS))
@@ -247,19 +248,20 @@ impl Credentials {
                 return Ok(c.table.clone());
             }
         }
-        // One refresh at a time; those waiting take its result.
+        // One refresh at a time; those that arrived while it ran take its result.
+        let arrived = Instant::now();
         let _one = self.cache.lock().await;
-        let started = Instant::now();
         {
             let c = self.lock();
-            if c.fetched.is_some_and(|t| t >= started) || (!force && fresh(&c)) {
+            if c.fetched.is_some_and(|t| t >= arrived) || (!force && fresh(&c)) {
                 return Ok(c.table.clone());
             }
         }
-        let table = match self.read().await? {
+        let table: Table = match self.read().await? {
             Some(bytes) => serde_json::from_slice(&bytes).context("the credentials table")?,
             None => Table::default(),
         };
+        let table = std::sync::Arc::new(table);
         let mut c = self.lock();
         c.table = table.clone();
         c.fetched = Some(Instant::now());
@@ -337,7 +339,7 @@ impl Credentials {
     }
 
     /// The table as it is now (a serial read).
-    pub async fn current(&self) -> Result<Table> {
+    pub async fn current(&self) -> Result<std::sync::Arc<Table>> {
         self.table(true).await
     }
 
@@ -379,7 +381,7 @@ impl Credentials {
             match reply {
                 Ok(ClientResponse::Cas { applied: true, .. }) => {
                     let mut c = self.lock();
-                    c.table = table;
+                    c.table = std::sync::Arc::new(table);
                     c.fetched = Some(Instant::now());
                     c.verified.clear();
                     return Ok(result);
