@@ -46,6 +46,8 @@ use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 mod describe;
+mod repair;
+pub use repair::RepairRound;
 mod swarm;
 
 pub use swarm::{SwarmChooser, SwarmWalk};
@@ -252,17 +254,6 @@ pub enum Kind {
     Fence,
     /// A repair round's low bound (at `ballot`); no answer.
     LowBound,
-}
-
-/// The repairer's round: its fence, who answered it, whether one listed the key, and whether
-/// its serial read runs.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RepairRound {
-    fence: Ballot,
-    step: u32,
-    answered: Vec<usize>,
-    touched: bool,
-    reading: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -580,88 +571,6 @@ impl CasModel {
             NodeId(self.config.repairer_id)
         } else {
             coordinator_id(c)
-        }
-    }
-
-    /// The repairer starts a round: a fence from its clock, to every acceptor.
-    fn start_repair(&self, state: &mut State) {
-        let r = self.repairer();
-        let slot = &mut state.coordinators[r];
-        slot.step += 1;
-        let fence = Ballot::new(slot.clock.now(NOW), self.node_of(r));
-        let step = slot.step;
-        state.repairs += 1;
-        state.repair = Some(RepairRound {
-            fence,
-            step,
-            answered: Vec::new(),
-            touched: false,
-            reading: false,
-        });
-        for a in 0..self.config.acceptors {
-            Self::send(
-                state,
-                Msg {
-                    to: a,
-                    from: r,
-                    step,
-                    ballot: fence,
-                    kind: Kind::Fence,
-                },
-            );
-        }
-    }
-
-    /// An acceptor's answer to the round's fence: at a majority, settle the key with a serial
-    /// read if one listed it, else end with the low bound at once.
-    fn on_fence_answer(&self, state: &mut State, from: usize, step: u32, touched: bool) {
-        let Some(round) = state.repair.as_mut() else {
-            return;
-        };
-        if round.step != step || round.reading || round.answered.contains(&from) {
-            return;
-        }
-        round.answered.push(from);
-        round.answered.sort_unstable();
-        round.touched |= touched;
-        if round.answered.len() < self.config.acceptors / 2 + 1 {
-            return;
-        }
-        if !round.touched {
-            return self.send_low_bound(state);
-        }
-        round.reading = true;
-        let r = self.repairer();
-        let (condition, action) = Self::request(Op::Read);
-        let replicas = (0..self.config.acceptors).map(acceptor_id).collect();
-        state.coordinators[r].running = Some(Running {
-            client: None,
-            settles: None,
-            op: Op::Read,
-            coord: Coordinator::new(condition, action, None, replicas)
-                .in_mode(self.conflicts(), None),
-            backing_off: false,
-        });
-        self.prepare(state, r);
-    }
-
-    /// The round is over: its fence is the low bound at every acceptor.
-    fn send_low_bound(&self, state: &mut State) {
-        let Some(round) = state.repair.take() else {
-            return;
-        };
-        let r = self.repairer();
-        for a in 0..self.config.acceptors {
-            Self::send(
-                state,
-                Msg {
-                    to: a,
-                    from: r,
-                    step: 0,
-                    ballot: round.fence,
-                    kind: Kind::LowBound,
-                },
-            );
         }
     }
 
