@@ -90,3 +90,88 @@ fn answered_writes_waiting_for_a_silent_replica_never_make_the_node_refuse_clien
     c.idle(30_000);
     assert!(stored(&c, 2, &key("default", "k0")), "node 3 never got k0");
 }
+
+/// A member with valid credentials sends what no node of the cluster could have made: a
+/// tombstone whose counter is near the top of `u64` (it would hide the key's value, and
+/// every later write of the sender's would overflow its dot), and hints for a node that does
+/// not exist. Each is dropped at the peer edge, counted, and the value stays readable.
+#[test]
+fn members_messages_carrying_impossible_versions_are_refused() {
+    use hydra_core::hlc::Hlc;
+    use hydra_core::ids::{NodeId, RequestId};
+    use hydra_core::message::{Envelope, Message};
+    use hydra_core::node::Input;
+    use hydra_core::version::{Dvv, Object, Sibling};
+
+    let mut c = Cluster::new(3);
+    let k = key("default", "kept");
+    let written = c.request(0, put(&k, "v1", None, Some(Consistency::All)));
+    let seen = context(&written);
+    let huge = Dvv::default()
+        .update_from(
+            &seen,
+            Sibling::tombstone(Hlc::new(1, 0)),
+            NodeId(2),
+            u64::MAX - 1,
+        )
+        .expect("one sibling")
+        .0;
+    let wipe = Object::Siblings(huge);
+    let mut queue = std::collections::VecDeque::new();
+    let messages = [
+        Message::ReplicateRequest {
+            req: RequestId(9_001),
+            key: k.clone(),
+            object: wipe.clone(),
+        },
+        Message::RepairRequest {
+            key: k.clone(),
+            object: wipe.clone(),
+        },
+        Message::HintRequest {
+            req: RequestId(9_002),
+            key: key("default", "invented"),
+            object: c_object("x"),
+            owner: NodeId(77),
+        },
+    ];
+    for message in messages {
+        let envelope = Envelope {
+            layout_version: c.layout.version(),
+            message,
+        };
+        let from = NodeId(2);
+        c.feed(0, Input::Message { from, envelope }, &mut queue);
+    }
+    assert!(
+        queue
+            .iter()
+            .all(|(_, i)| !matches!(i, Input::Message { .. })),
+        "a refused message is not answered: {queue:?}"
+    );
+    let status = c.nodes[0].status(hydra_core::ids::Timestamp(c.now));
+    assert_eq!(status.peer_messages_refused, 3, "{:?}", status.peer_refusal);
+    assert!(status.hints.is_empty(), "{:?}", status.hints);
+    let read = c.request(0, get(&k, Some(Consistency::One)));
+    assert_eq!(values(&read), vec!["v1".to_string()]);
+    // The sender itself still writes the key.
+    let again = c.request(
+        1,
+        put(&k, "v2", Some(context(&read)), Some(Consistency::All)),
+    );
+    assert!(again.is_ok(), "{again:?}");
+    let read = c.request(0, get(&k, Some(Consistency::All)));
+    assert_eq!(values(&read), vec!["v2".to_string()]);
+}
+
+fn c_object(value: &str) -> hydra_core::version::Object {
+    let sibling = hydra_core::version::Sibling::value(
+        value.as_bytes().to_vec(),
+        "text/plain",
+        hydra_core::hlc::Hlc::new(1, 0),
+    );
+    let (dvv, _) = hydra_core::version::Dvv::default()
+        .update(&Default::default(), sibling, hydra_core::ids::NodeId(2))
+        .expect("one sibling");
+    hydra_core::version::Object::Siblings(dvv)
+}

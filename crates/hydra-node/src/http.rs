@@ -732,6 +732,8 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
             "dropped": status.hint_counters.dropped,
         }),
         "partitions_needing_anti_entropy": status.dirty_partitions,
+        "peer_messages_refused": status.peer_messages_refused,
+        "peer_refusal": status.peer_refusal,
         "objects": status.objects,
         "garbage": json!({
             "expired_deleted": status.expired_deleted,

@@ -62,6 +62,9 @@ pub struct Metrics {
     pub records_rejected: Counter,
     /// Internode messages dropped because the core's peer lane was full.
     pub peer_messages_dropped: Counter,
+    /// Members' messages the core refused at its peer edge (delta of the core's count).
+    pub peer_messages_refused: Counter,
+    last_refused: std::sync::atomic::AtomicU64,
     /// HTTP connections refused at `limits.http_connections_max`.
     pub http_connections_refused: Counter,
     /// Client requests refused for a missing or wrong credential or scope, by front end.
@@ -155,6 +158,12 @@ impl Metrics {
             "Internode records that failed to authenticate (replayed, reordered or modified); each closed its connection",
             records_rejected.clone(),
         );
+        let peer_messages_refused = Counter::default();
+        registry.register(
+            "hydra_internode_messages_refused",
+            "Members' messages the core dropped unapplied (a version no node could have made, a hint for a non-member)",
+            peer_messages_refused.clone(),
+        );
         let auth_failures = Family::<FrontLabels, Counter>::default();
         registry.register(
             "hydra_auth_failures",
@@ -232,6 +241,8 @@ impl Metrics {
             records_rejected,
             http_connections_refused,
             peer_messages_dropped,
+            peer_messages_refused,
+            last_refused: std::sync::atomic::AtomicU64::new(0),
             auth_failures,
             fsyncs,
             hints_stored,
@@ -289,6 +300,12 @@ impl Metrics {
                 .inc_by(ae.keys_repaired.saturating_sub(last.1));
             *last = (ae.exchanges_completed, ae.keys_repaired);
         }
+        let refused = status.peer_messages_refused;
+        let last = self
+            .last_refused
+            .swap(refused, std::sync::atomic::Ordering::Relaxed);
+        self.peer_messages_refused
+            .inc_by(refused.saturating_sub(last));
         self.clock_offset_ms
             .set(status.clock.offset_ms.unwrap_or_default());
         self.clock_refusing

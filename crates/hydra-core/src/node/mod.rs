@@ -9,6 +9,7 @@
 //! | part | file | owns |
 //! |---|---|---|
 //! | client edge | `client.rs` | validation of client requests (once, here) |
+//! | peer edge | `peer.rs` | checks of members' messages (once, here) |
 //! | write coordination | `write.rs` | writes in flight, W acks, fallbacks |
 //! | read coordination | `read.rs` | reads in flight, R answers, read repair |
 //! | forwarding | `forward.rs` | writes handed to a replica, duplicate detection |
@@ -41,6 +42,7 @@ mod local;
 mod membership;
 mod paxos;
 mod paxos_repair;
+mod peer;
 mod quorum;
 mod read;
 mod replica;
@@ -97,6 +99,8 @@ pub struct Node {
     repairs: Repairs,
     /// Whether the first call loaded what the store remembers.
     loaded: bool,
+    /// Members' messages refused at the peer edge (`peer.rs`), and why the last one was.
+    peer_refused: (u64, Option<String>),
 }
 
 impl Node {
@@ -128,6 +132,7 @@ impl Node {
             paxos: Paxos::default(),
             repairs: Repairs::default(),
             loaded: false,
+            peer_refused: (0, None),
         }
     }
 
@@ -200,6 +205,8 @@ impl Node {
             clock: self.clock_status(),
             bucket_conflicts: local.buckets.conflicts().to_vec(),
             paxos_repair: self.repairs.status,
+            peer_messages_refused: self.peer_refused.0,
+            peer_refusal: self.peer_refused.1.clone(),
         }
     }
 
@@ -279,7 +286,13 @@ impl Node {
                     self.local.layout.contains(from),
                     "message from {from}, not a member: the shell authenticates peers"
                 );
-                self.on_message(ctx, from, envelope.message)
+                match self.local.check_peer_message(&envelope.message) {
+                    Ok(()) => self.on_message(ctx, from, envelope.message),
+                    Err(why) => {
+                        self.peer_refused.0 += 1;
+                        self.peer_refused.1 = Some(format!("from node {from}: {why}"));
+                    }
+                }
             }
             Input::Synced { generation, result } => self.on_synced(ctx, generation, result),
             Input::Tick => {}

@@ -36,6 +36,10 @@ pub struct NodeStatus {
     /// Paxos state collection: repair rounds done and failed, keys they settled, states
     /// dropped here.
     pub paxos_repair: super::PaxosRepairStatus,
+    /// Members' messages dropped at the peer edge (a version no node could have made, a
+    /// hint for a non-member), and why the last one was.
+    pub peer_messages_refused: u64,
+    pub peer_refusal: Option<String>,
 }
 
 /// This node's clock against its peers' (see `node/clock.rs`).
