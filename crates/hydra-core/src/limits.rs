@@ -79,6 +79,12 @@ pub const AE_KEYS_PER_ROUND: usize = 1_000;
 /// Bytes of objects one anti-entropy fetch answer carries at most (beyond its first object).
 pub const AE_FETCH_BYTES_MAX: usize = 16 * 1024 * 1024;
 
+/// Keys one step of a bucket's move between Merkle trees (its n changed) looks at; a step
+/// runs every millisecond until the move is done, between the node's other calls.
+pub const TREE_MOVE_KEYS_PER_CALL: usize = 1_000;
+/// How long a tree move waits before it retries a page the store failed to read, in ms.
+pub const TREE_MOVE_RETRY_MS: u64 = 1_000;
+
 /// Hint deliveries in flight per owner.
 pub const HANDOFF_IN_FLIGHT_MAX: usize = 16;
 /// Partitions remembered as needing anti-entropy because a hint was dropped.

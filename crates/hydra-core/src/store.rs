@@ -45,6 +45,14 @@ pub trait Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Applies the batch atomically (visible at once, durable after the next `sync`).
     fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError>;
+    /// Up to `limit` (at most [`SCAN_ENTRIES_MAX`]) entries whose keys start with `prefix`,
+    /// in key order, starting after `after` (exclusive) when given.
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError>;
     /// Up to `limit` (at most [`SCAN_ENTRIES_MAX`]) entries of one partition, in key order,
     /// starting after `after` (exclusive) when given.
     fn scan_partition(
@@ -52,7 +60,9 @@ pub trait Store {
         partition: PartitionId,
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Entries, StoreError>;
+    ) -> Result<Entries, StoreError> {
+        self.scan_prefix(&partition.0.to_be_bytes(), after, limit)
+    }
     /// Makes every earlier write durable.
     fn sync(&mut self) -> Result<(), StoreError>;
 }
@@ -122,17 +132,16 @@ impl Store for MemStore {
         Ok(())
     }
 
-    fn scan_partition(
+    fn scan_prefix(
         &self,
-        partition: PartitionId,
+        prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries, StoreError> {
         self.check()?;
-        let prefix = partition.0.to_be_bytes();
         let start = match after {
-            Some(a) => std::ops::Bound::Excluded(a.to_vec()),
-            None => std::ops::Bound::Included(prefix.to_vec()),
+            Some(a) if a >= prefix => std::ops::Bound::Excluded(a.to_vec()),
+            _ => std::ops::Bound::Included(prefix.to_vec()),
         };
         let limit = limit.min(SCAN_ENTRIES_MAX);
         let range = (start, std::ops::Bound::Unbounded);
@@ -142,13 +151,13 @@ impl Store for MemStore {
         let pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self
             .pending
             .range(range.clone())
-            .take_while(|(k, _)| k.starts_with(&prefix))
+            .take_while(|(k, _)| k.starts_with(prefix))
             .collect();
         let removed = pending.iter().filter(|(_, v)| v.is_none()).count();
         for (k, v) in self
             .durable
             .range(range)
-            .take_while(|(k, _)| k.starts_with(&prefix))
+            .take_while(|(k, _)| k.starts_with(prefix))
             .take(limit + removed)
         {
             merged.insert(k, Some(v));
@@ -235,6 +244,19 @@ pub mod conformance {
                 .len(),
             1,
             "scan honours the limit"
+        );
+        assert_eq!(
+            store.scan_prefix(&key(1, "b"), None, 100).expect("scan"),
+            vec![(key(1, "b"), b"2".to_vec())],
+            "a prefix scan ends where the prefix does"
+        );
+        assert_eq!(
+            store
+                .scan_prefix(&key(1, "b"), Some(&key(0, "z")), 100)
+                .expect("scan")
+                .len(),
+            1,
+            "a prefix scan never starts before its prefix"
         );
         let mut b = WriteBatch::default();
         b.remove(key(1, "a"));

@@ -10,7 +10,6 @@
 //! until the process restarts and fjall recovers from its journal.
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use hydra_core::ids::PartitionId;
 use hydra_core::store::{Entries, SCAN_ENTRIES_MAX, Store, StoreError, WriteBatch};
 use std::ops::Bound;
 use std::path::Path;
@@ -134,22 +133,21 @@ impl Store for FjallStore {
         b.commit().map_err(io)
     }
 
-    fn scan_partition(
+    fn scan_prefix(
         &self,
-        partition: PartitionId,
+        prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries, StoreError> {
         self.check()?;
-        let prefix = partition.0.to_be_bytes().to_vec();
         let start = match after {
-            Some(a) => Bound::Excluded(a.to_vec()),
-            None => Bound::Included(prefix.clone()),
+            Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
+            _ => Bound::Included(prefix.to_vec()),
         };
         let mut out = Vec::new();
         for guard in self.data.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
             let (k, v) = guard.into_inner().map_err(io)?;
-            if !k.starts_with(&prefix) || out.len() >= limit.min(SCAN_ENTRIES_MAX) {
+            if !k.starts_with(prefix) || out.len() >= limit.min(SCAN_ENTRIES_MAX) {
                 break;
             }
             out.push((k.to_vec(), v.to_vec()));

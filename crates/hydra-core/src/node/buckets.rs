@@ -78,11 +78,12 @@ impl Kept {
 }
 
 /// What a change of the table means to the rest of the node.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[must_use]
 pub(crate) struct Changed {
-    /// A bucket's n changed or a bucket appeared: keys may belong to other Merkle trees.
-    pub(crate) trees_stale: bool,
+    /// Buckets whose n changed (a bucket that appeared counts if its n is not the default):
+    /// their keys belong to other Merkle trees now.
+    pub(crate) moved: Vec<BucketName>,
 }
 
 impl Buckets {
@@ -175,10 +176,10 @@ impl Buckets {
         }
         let version = hlc.now(now);
         let changed = Changed {
-            trees_stale: self
-                .table
-                .get(&name)
-                .is_none_or(|old| old.props.n != props.n),
+            moved: (self.n_of(&name) != props.n)
+                .then(|| name.clone())
+                .into_iter()
+                .collect(),
         };
         let created = self.table.get(&name).map_or(version, |old| old.created);
         let kept = Kept {
@@ -216,7 +217,7 @@ impl Buckets {
         theirs: Vec<BucketEntry>,
     ) -> Changed {
         let mut changed = false;
-        let mut trees_stale = false;
+        let mut moved = Vec::new();
         for entry in theirs {
             if entry.props.validate().is_err() {
                 continue;
@@ -236,7 +237,6 @@ impl Buckets {
                     }
                     let (was, now) = (&ours.props, &joined.props);
                     if (was.n, was.conflicts) != (now.n, now.conflicts) {
-                        trees_stale |= was.n != now.n;
                         self.note_conflict(format!(
                             "bucket {} was created here with n = {} and conflicts = {}, and elsewhere earlier with n = {} and conflicts = {}: the earlier creation holds; objects written here under the other definition need rewriting",
                             entry.name, was.n, was.conflicts, now.n, now.conflicts
@@ -245,7 +245,9 @@ impl Buckets {
                     joined
                 }
             };
-            trees_stale |= !self.table.contains_key(&entry.name);
+            if self.n_of(&entry.name) != joined.props.n {
+                moved.push(entry.name.clone());
+            }
             self.table.insert(entry.name, joined);
             changed = true;
         }
@@ -253,7 +255,7 @@ impl Buckets {
             // Best effort: gossip repeats, so a failed save is retried by the next round.
             let _ = self.save(store);
         }
-        Changed { trees_stale }
+        Changed { moved }
     }
 
     fn note_conflict(&mut self, what: String) {
@@ -268,7 +270,7 @@ impl Buckets {
         &self.conflicts
     }
 
-    fn entries(&self) -> Vec<BucketEntry> {
+    pub(crate) fn entries(&self) -> Vec<BucketEntry> {
         self.table
             .iter()
             .map(|(n, k)| BucketEntry {
@@ -441,7 +443,7 @@ mod tests {
             "the earlier creation's"
         );
         assert_eq!(kept.ttl_secs, Some(60), "the latest change's");
-        assert!(changed.trees_stale, "n changed on node two");
+        assert_eq!(changed.moved, vec![name.clone()], "n changed on node two");
         assert!(one.conflicts().is_empty());
         assert!(
             two.conflicts()[0].contains("the earlier creation holds"),

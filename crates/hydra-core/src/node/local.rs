@@ -8,16 +8,16 @@
 
 use crate::hlc::{HlcClock, check_skew};
 use crate::ids::{NodeId, PartitionId, Timestamp};
-use crate::key::ObjectKey;
+use crate::key::{BucketName, ObjectKey, bucket_prefix};
 use crate::layout::Layout;
-use crate::limits::{OBJECT_BYTES_MAX, SIBLINGS_MAX};
+use crate::limits::{OBJECT_BYTES_MAX, SIBLINGS_MAX, TREE_MOVE_KEYS_PER_CALL, TREE_MOVE_RETRY_MS};
 use crate::merkle::{MerkleTree, object_hash};
 use crate::message::{
     ClientError, ErrorCode, OBJECT_FORMAT, ReplicaError, decode_object, encode_object,
 };
 use crate::store::{SCAN_ENTRIES_MAX, Store, StoreError, WriteBatch};
 use crate::version::Object;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::buckets::{Buckets, Changed};
 use super::clock::{Clock, Verdict};
@@ -25,7 +25,28 @@ use super::config::NodeConfig;
 use super::durability::Durability;
 use super::io::{Ctx, Outbox};
 use super::membership::Membership;
-use super::timers::Timers;
+use super::timers::{Timer, Timers};
+
+/// Buckets whose keys are moving between Merkle trees, and where the move stands.
+#[derive(Debug, Default)]
+pub(crate) struct TreeMoves {
+    /// Buckets still to move, each from partition 0.
+    pending: BTreeSet<BucketName>,
+    /// The bucket moving now: the partition, and the last storage key moved in it.
+    current: Option<(BucketName, u32, Option<Vec<u8>>)>,
+    /// Whether a `TreeMoves` timer is set.
+    pub(crate) scheduled: bool,
+}
+
+/// The hash of a stored object as the trees keep it: of its current encoding, so a record of
+/// an older format hashes as a peer's current copy of the same object does (or anti-entropy
+/// would repair it on every pass).
+fn stored_hash(v: &[u8]) -> u64 {
+    match decode_object(v) {
+        Ok(o) if v.first() != Some(&OBJECT_FORMAT) => object_hash(&encode_object(&o)),
+        _ => object_hash(v),
+    }
+}
 
 pub(crate) struct Local {
     pub(crate) config: NodeConfig,
@@ -40,9 +61,9 @@ pub(crate) struct Local {
     /// Merkle trees of the (partition, replication factor) pairs this node holds objects for,
     /// updated on every object write.
     pub(crate) trees: BTreeMap<(PartitionId, u8), MerkleTree>,
-    /// A bucket's n changed or a bucket appeared: keys may belong to other trees now, so the
-    /// trees are rebuilt from the store at the next input.
-    pub(crate) trees_stale: bool,
+    /// Buckets whose n changed (or that appeared with another n than the default): their
+    /// keys move to the trees of their new n, a page at a time (see [`Local::move_trees`]).
+    pub(crate) tree_moves: TreeMoves,
     /// What a tree this node does not hold looks like (built once: a tree is 1,024 segments).
     pub(crate) empty_tree: MerkleTree,
     /// No expiry index entry is due before this (ms): the expiry sweep starts here, not at
@@ -69,7 +90,7 @@ impl Local {
             clock: Clock::new(),
             durability: Durability::default(),
             trees: BTreeMap::new(),
-            trees_stale: false,
+            tree_moves: TreeMoves::default(),
             empty_tree: MerkleTree::default(),
             expiry_floor: 0,
         }
@@ -114,8 +135,27 @@ impl Local {
         ))
     }
 
-    pub(crate) fn note(&mut self, changed: Changed) {
-        self.trees_stale |= changed.trees_stale;
+    /// Takes in a change of the bucket table: buckets whose n changed start (or restart)
+    /// moving between trees, the first page at the next timer.
+    pub(crate) fn note(&mut self, changed: Changed, now: Timestamp) {
+        if changed.moved.is_empty() {
+            return;
+        }
+        for bucket in changed.moved {
+            if self
+                .tree_moves
+                .current
+                .as_ref()
+                .is_some_and(|(b, ..)| *b == bucket)
+            {
+                self.tree_moves.current = None;
+            }
+            self.tree_moves.pending.insert(bucket);
+        }
+        if !self.tree_moves.scheduled {
+            self.tree_moves.scheduled = true;
+            self.timers.set(now, Timer::TreeMoves);
+        }
     }
 
     /// The partition of a key and where it is stored.
@@ -248,8 +288,8 @@ impl Local {
         if store.write(batch).is_err() {
             return false;
         }
-        let n = self.buckets.n_of(&key.bucket);
-        if let Some(t) = self.trees.get_mut(&(partition, n)) {
+        // Every tree of the partition: a key whose bucket is moving may sit in the old one.
+        for (_, t) in self.trees.range_mut((partition, 0)..=(partition, u8::MAX)) {
             t.update(&skey, None);
         }
         true
@@ -259,6 +299,7 @@ impl Local {
     /// live in memory only).
     pub(crate) fn rebuild_trees<S: Store>(&mut self, store: &mut S) {
         self.trees.clear();
+        self.tree_moves = TreeMoves::default();
         for p in 0..self.layout.partition_count() {
             let mut after: Option<Vec<u8>> = None;
             // Bounded by the partition's size, one page at a time.
@@ -273,15 +314,7 @@ impl Local {
                 for (k, v) in &page {
                     if let Ok((partition, key)) = ObjectKey::from_storage_key(k) {
                         let n = self.buckets.n_of(&key.bucket);
-                        // Hash the current encoding: a record of an older format must hash
-                        // as a peer's current copy of the same object does, or anti-entropy
-                        // would repair it on every pass.
-                        let hash = match decode_object(v) {
-                            Ok(o) if v.first() != Some(&OBJECT_FORMAT) => {
-                                object_hash(&encode_object(&o))
-                            }
-                            _ => object_hash(v),
-                        };
+                        let hash = stored_hash(v);
                         self.trees
                             .entry((partition, n))
                             .or_default()
@@ -290,6 +323,62 @@ impl Local {
                 }
             }
         }
+    }
+
+    /// Moves the next page (at most [`TREE_MOVE_KEYS_PER_CALL`] keys) of the buckets whose n
+    /// changed into the trees of their current n, and says when to go on: `None` when every
+    /// move is done. Each key goes to the tree of its bucket's n at the time it is moved and
+    /// leaves every other tree of its partition, so a bucket whose n changes again mid-move
+    /// starts over and ends right. Writes meanwhile update the new tree at once, and
+    /// anti-entropy waits until the trees agree with the store again.
+    pub(crate) fn move_trees<S: Store>(&mut self, store: &mut S) -> Option<u64> {
+        // Each scan counts at least one against the budget, so a step over many partitions
+        // without the bucket's keys is bounded too.
+        let mut budget = TREE_MOVE_KEYS_PER_CALL;
+        while budget > 0 {
+            let (bucket, partition, after) = match self.tree_moves.current.take() {
+                Some(at) => at,
+                None => (self.tree_moves.pending.pop_first()?, 0, None),
+            };
+            if partition >= self.layout.partition_count() {
+                continue;
+            }
+            let pid = PartitionId(partition);
+            let prefix = bucket_prefix(pid, &bucket);
+            let limit = budget.min(SCAN_ENTRIES_MAX);
+            let Ok(page) = store.scan_prefix(&prefix, after.as_deref(), limit) else {
+                // The store failed: try the same page again later.
+                self.tree_moves.current = Some((bucket, partition, after));
+                return Some(TREE_MOVE_RETRY_MS);
+            };
+            let n = self.buckets.n_of(&bucket);
+            for (k, v) in &page {
+                for (&(_, m), t) in self.trees.range_mut((pid, 0)..=(pid, u8::MAX)) {
+                    if m != n {
+                        t.update(k, None);
+                    }
+                }
+                self.trees
+                    .entry((pid, n))
+                    .or_default()
+                    .update(k, Some(stored_hash(v)));
+            }
+            self.trees.retain(|_, t| !t.is_empty());
+            budget = budget.saturating_sub(page.len().max(1));
+            self.tree_moves.current = match page.last() {
+                // A full page: the bucket may have more keys in this partition.
+                Some((last, _)) if page.len() == limit => {
+                    Some((bucket, partition, Some(last.clone())))
+                }
+                _ => Some((bucket, partition + 1, None)),
+            };
+        }
+        Some(1)
+    }
+
+    /// Whether buckets' keys are still moving between trees.
+    pub(crate) fn trees_moving(&self) -> bool {
+        self.tree_moves.current.is_some() || !self.tree_moves.pending.is_empty()
     }
 
     /// Whether `node` is believed up (this node always is). The failure detector runs on the
@@ -368,5 +457,82 @@ mod tests {
         let smaller = one_value(3, 10);
         assert!(check_merge_limits(Some(&merged), &smaller, 100).is_ok());
         assert!(check_merge_limits(Some(&a), &a, size / 2).is_ok());
+    }
+
+    /// A bucket's n changes under a store full of its keys: the keys move between trees a
+    /// bounded page at a time, a write in the middle lands in the new tree, and at the end
+    /// the trees are exactly what a full rebuild makes.
+    #[test]
+    fn a_bucket_whose_n_changes_moves_its_keys_between_trees_a_page_at_a_time() {
+        use crate::bucket::BucketProps;
+        use crate::message::BucketEntry;
+        use crate::store::MemStore;
+
+        let layout = Layout::uniform(3, 16).expect("valid");
+        let mut local = Local::new(NodeConfig::new(NodeId(1)), layout.clone());
+        let mut store = MemStore::new();
+        let moving = BucketName::new("moving").expect("valid");
+        let staying = BucketName::new("staying").expect("valid");
+        let put =
+            |local: &mut Local, store: &mut MemStore, bucket: &BucketName, i: usize, n: u8| {
+                let key =
+                    ObjectKey::new(bucket.clone(), format!("k{i}").as_bytes()).expect("valid");
+                let (_, skey) = local.locate(&key);
+                let object = one_value(1, 8);
+                let bytes = encode_object(&object);
+                local
+                    .write_object(store, &skey, n, &object, None, bytes)
+                    .expect("written");
+            };
+        let total = 2_500;
+        for i in 0..total {
+            put(&mut local, &mut store, &moving, i, 3);
+        }
+        for i in 0..500 {
+            put(&mut local, &mut store, &staying, i, 3);
+        }
+        let entry = BucketEntry {
+            name: moving.clone(),
+            props: BucketProps {
+                n: 2,
+                ..BucketProps::default()
+            },
+            version: Hlc::new(1, 0),
+            created: Hlc::new(1, 0),
+        };
+        let changed = local.buckets.merge(&mut store, false, vec![entry]);
+        assert_eq!(changed.moved, vec![moving.clone()]);
+        local.note(changed, Timestamp(1));
+        let in_n = |local: &Local, n: u8| -> usize {
+            local
+                .trees
+                .iter()
+                .filter(|((_, m), _)| *m == n)
+                .map(|(_, t)| t.len())
+                .sum()
+        };
+        // One step moves at most its budget.
+        assert_eq!(local.move_trees(&mut store), Some(1));
+        let moved = in_n(&local, 2);
+        assert!(moved > 0 && moved <= TREE_MOVE_KEYS_PER_CALL, "{moved}");
+        assert!(local.trees_moving());
+        // A write meanwhile goes to the tree of the new n (whether its key moved yet or not).
+        put(&mut local, &mut store, &moving, total - 1, 2);
+        let mut steps = 1;
+        while local.move_trees(&mut store).is_some() {
+            steps += 1;
+            assert!(steps < 100, "the move ends");
+        }
+        assert!(!local.trees_moving());
+        assert!(steps >= total / TREE_MOVE_KEYS_PER_CALL, "{steps} steps");
+        assert_eq!((in_n(&local, 2), in_n(&local, 3)), (total, 500));
+        let mut rebuilt = Local::new(NodeConfig::new(NodeId(1)), layout);
+        let _ = rebuilt.buckets.merge(
+            &mut store,
+            false,
+            local.buckets.entries().into_iter().collect(),
+        );
+        rebuilt.rebuild_trees(&mut store);
+        assert!(rebuilt.trees == local.trees, "as a full rebuild makes");
     }
 }

@@ -249,10 +249,6 @@ impl Node {
                 local.clock.distrust_at_start(why);
             }
         }
-        if self.local.trees_stale {
-            self.local.trees_stale = false;
-            self.local.rebuild_trees(ctx.store);
-        }
         self.local.clock.observe(ctx.now, ctx.mono);
         while let Some(timer) = self.local.timers.pop_due() {
             self.on_timer(ctx, timer);
@@ -277,7 +273,7 @@ impl Node {
                     name,
                     props,
                 );
-                local.note(changed);
+                local.note(changed, ctx.now);
                 local.out.push(Output::Reply { id, result });
             }
             Input::Client { id, request } => self.on_client(ctx, ReplyTo::Client(id), request),
@@ -368,12 +364,19 @@ impl Node {
                     self.writes
                         .start_expiry(local, ctx, key, expired, &props, at);
                 }
-                self.ae.start(local, ctx, &self.handoff.index.dirty);
+                // Trees that disagree with the store (keys moving) would repair for nothing.
+                if !local.trees_moving() {
+                    self.ae.start(local, ctx, &self.handoff.index.dirty);
+                }
                 let next = now.plus_ms(local.config.anti_entropy_interval_ms);
                 local.timers.set(next, Timer::AntiEntropy);
             }
             Timer::Reap => self.gc.on_reap_timer(local, ctx),
             Timer::PaxosRepair => self.repairs.on_timer(local, ctx, &mut self.paxos),
+            Timer::TreeMoves => match local.move_trees(ctx.store) {
+                Some(after_ms) => local.timers.set(now.plus_ms(after_ms), Timer::TreeMoves),
+                None => local.tree_moves.scheduled = false,
+            },
             Timer::Expiry => {
                 // Expiry goes as fast as its batches complete, a bounded number in flight
                 // (and `siblings` deletes, each a write, a bounded number): it shares the
@@ -584,7 +587,7 @@ impl Node {
                     buckets::stamped_within(buckets, ctx.now, local.config.max_clock_skew_ms);
                 let poisoned = local.durability.poisoned().is_some();
                 let changed = local.buckets.merge(ctx.store, poisoned, buckets);
-                local.note(changed);
+                local.note(changed, ctx.now);
             }
             Message::Heartbeat {
                 mono_ms,

@@ -51,6 +51,8 @@ pub(crate) enum Timer {
     Expiry,
     /// The next Paxos repair round starts (or the running one ran out of time).
     PaxosRepair,
+    /// The next page of a bucket's keys moves between Merkle trees (its n changed).
+    TreeMoves,
 }
 
 /// The queue: `(when, timer)` in time order. Callers give times on the wall clock; the queue
