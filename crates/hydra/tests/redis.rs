@@ -638,6 +638,131 @@ fn unauthenticated_connections_get_redis_exact_refusals() {
     assert_eq!(piped.send(&bytes, 2), b"+OK\r\n+OK\r\n");
 }
 
+/// A logged-in user without a permission gets Redis's `-NOPERM` replies, byte for byte,
+/// taken from redis-server users whose ACL rules deny the same commands. Redis's patterns
+/// name keys and Hydra's scopes name buckets, so a key Redis denies is, here, a key of a
+/// bucket the user may not use.
+#[test]
+fn users_without_a_permission_get_redis_exact_noperm_replies() {
+    let cluster = TestCluster::start(1, "");
+    let redis = RedisServer::start();
+    let mut real_admin = Raw::connect(&redis.addr);
+    let password = "correct-horse-battery";
+    for rule in [
+        // May run anything, on one key only (Hydra: on other buckets only).
+        &[
+            "ACL",
+            "SETUSER",
+            "app",
+            "on",
+            &format!(">{password}"),
+            "~k2",
+            "+@all",
+        ][..],
+        // May read every key (Hydra: the connection's first bucket, `redis`, read only).
+        &[
+            "ACL",
+            "SETUSER",
+            "viewer",
+            "on",
+            &format!(">{password}"),
+            "~*",
+            "+@read",
+            "+@connection",
+        ],
+    ] {
+        let args: Vec<&[u8]> = rule.iter().map(|a| a.as_bytes()).collect();
+        assert_eq!(real_admin.command(&args), b"+OK\r\n");
+    }
+    let admin = cluster.client(0);
+    for (name, scope) in [("app", "write:app-*"), ("viewer", "read:redis")] {
+        admin
+            .admin(
+                "PUT",
+                &format!("users/{name}"),
+                Some(&serde_json::json!({ "password": password, "scopes": [scope] })),
+            )
+            .expect("user");
+    }
+    let scripts: [(&str, &[&[&str]]); 2] = [
+        (
+            "app",
+            &[
+                &["GET", "k"],
+                &["SET", "k", "v"],
+                &["MGET", "k"],
+                &["DEL", "k"],
+                &["EXISTS", "k"],
+                &["INCR", "k"],
+                &["EXPIRE", "k", "10"],
+                &["TTL", "k"],
+                &["GETDEL", "k"],
+                &["APPEND", "k", "x"],
+                &["STRLEN", "k"],
+                &["PING"],
+                &["ECHO", "still here"],
+                &["ACL", "WHOAMI"],
+            ],
+        ),
+        (
+            "viewer",
+            &[
+                &["GET", "k"],
+                &["SET", "k", "v"],
+                &["DEL", "k"],
+                &["INCR", "k"],
+                &["MSET", "k", "v"],
+                &["EXPIRE", "k", "10"],
+                &["SETNX", "k", "v"],
+                &["GETDEL", "k"],
+                &["APPEND", "k", "x"],
+                &["MGET", "k", "k2"],
+                &["PING"],
+                &["ECHO", "still here"],
+            ],
+        ),
+    ];
+    for (user, script) in scripts {
+        let mut ours = Raw::anonymous(&cluster.nodes[0].resp);
+        let mut theirs = Raw::anonymous(&redis.addr);
+        let login: [&[u8]; 3] = [b"AUTH", user.as_bytes(), password.as_bytes()];
+        assert_eq!(theirs.command(&login), b"+OK\r\n");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ours.command(&login) != b"+OK\r\n" {
+            assert!(Instant::now() < deadline, "{user} never logged in");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut denied = 0;
+        for cmd in script {
+            let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+            let reply = text(&ours.command(&args));
+            assert_eq!(
+                reply,
+                text(&theirs.command(&args)),
+                "{user}: replies differ for {cmd:?}"
+            );
+            denied += usize::from(reply.starts_with("-NOPERM"));
+        }
+        assert!(denied >= 8, "{user}: {denied} refusals");
+        // Pipelined, where plain GETs and SETs share a round: the same replies.
+        let mut bytes = Vec::new();
+        for cmd in [
+            &["GET", "k"][..],
+            &["SET", "k", "v"],
+            &["GET", "k"],
+            &["SET", "k", "w"],
+        ] {
+            let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+            encode_command(&args, &mut bytes);
+        }
+        assert_eq!(
+            text(&ours.send(&bytes, 4)),
+            text(&theirs.send(&bytes, 4)),
+            "{user}: pipelined replies differ"
+        );
+    }
+}
+
 /// A connection that does not log in is closed after `limits.resp_auth_timeout_ms`.
 #[test]
 fn a_connection_that_never_logs_in_is_closed() {

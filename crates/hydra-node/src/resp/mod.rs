@@ -381,8 +381,17 @@ impl Connection {
     fn fast(&self, mut cmd: Command) -> Result<Fast, Command> {
         let is = |name: &[u8], len: usize| cmd.len() == len && cmd[0].eq_ignore_ascii_case(name);
         let (get, set) = (is(b"get", 2), is(b"set", 3));
-        // Only the admin skips the per-command checks of `execute`.
-        if (!get && !set) || !self.principal.as_ref().is_some_and(|p| p.is_admin()) {
+        // The fast path skips `execute`, so it checks the user's scope itself: a user who
+        // may not, gets `execute`'s `-NOPERM`.
+        let bucket = self.bucket.as_str();
+        let allowed = self.principal.as_ref().is_some_and(|p| {
+            if get {
+                p.may_read(bucket)
+            } else {
+                p.may_write(bucket)
+            }
+        });
+        if (!get && !set) || !allowed {
             return Err(cmd);
         }
         let Ok(key) = self.key(&cmd[1]) else {
