@@ -94,6 +94,137 @@ fn rogue_nodes_are_refused_at_the_handshake() {
     assert_eq!((got.status, got.body.as_slice()), (200, &b"v1"[..]));
 }
 
+/// A node with the right secret but no role in the layout, present through a minute of
+/// writes (`HYDRA_ROGUE_SECS`, 60 by default) while a member is killed, so fallbacks are
+/// needed: it is refused at every handshake, so it gets no replica write, no hint, no
+/// fallback write and no heartbeat, and what it coordinates itself reaches no member.
+#[test]
+fn a_node_without_a_role_gets_nothing_through_a_minute_of_load_and_a_failure() {
+    let secs: u64 = std::env::var("HYDRA_ROGUE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let mut cluster = TestCluster::start(4, "");
+    let dir = cluster.dir.path().to_path_buf();
+    let rogue_http = format!("127.0.0.1:{}", free_port());
+    // It knows every member (and claims a place among them in its own layout).
+    let peers: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            format!(
+                "{{ id = {}, internode = \"{}\", zone = \"z{}\" }}",
+                n.id, n.internode, n.id
+            )
+        })
+        .collect();
+    let config = dir.join("rogue.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nid = 9\nzone = \"z9\"\ndata_dir = \"{}\"\n[listen]\nhttp = \"{rogue_http}\"\ninternode = \"127.0.0.1:{}\"\nresp = \"127.0.0.1:{}\"\n\
+             [auth]\nadmin_token = \"{}\"\n\
+             [cluster]\nsecret = \"{TEST_SECRET}\"\npeers = [{}]\nheartbeat_interval_ms = 100\n[limits]\nrequest_timeout_ms = 1000\n",
+            dir.join("rogue").display(),
+            free_port(),
+            free_port(),
+            common::TEST_TOKEN,
+            peers.join(", ")
+        ),
+    )
+    .expect("write");
+    let mut rogue = spawn_server(&config, &dir.join("rogue.log"));
+    let rogue_client = hydra_client::Client::new(&rogue_http).with_token(common::TEST_TOKEN);
+    eventually("the rogue answers", || rogue_client.health().is_ok());
+    let refused_before: f64 = (0..4).map(|i| handshakes(&cluster, i, "no_role")).sum();
+
+    // A minute of sloppy writes through members 1, 2 and 4; member 3 dies a sixth in.
+    let start = Instant::now();
+    let mut acked = Vec::new();
+    let mut killed = false;
+    let mut i = 0u64;
+    while start.elapsed() < Duration::from_secs(secs) && i < 100_000 {
+        if !killed && start.elapsed() >= Duration::from_secs(secs / 6) {
+            cluster.kill9(2);
+            killed = true;
+        }
+        let at = [0, 1, 3][(i % 3) as usize];
+        let key = format!("load-{i}");
+        let w = cluster.client(at).put(
+            "default",
+            &key,
+            key.as_bytes(),
+            "text/plain",
+            None,
+            &[("w", "2"), ("sloppy", "true")],
+        );
+        if w.is_ok() {
+            acked.push(key);
+        }
+        // The rogue coordinates writes of its own: they must reach no member.
+        if i.is_multiple_of(10) {
+            let _ = rogue_client.put(
+                "default",
+                &format!("forged-{i}"),
+                b"forged",
+                "text/plain",
+                None,
+                &[("w", "1")],
+            );
+        }
+        i += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(killed && acked.len() > 100, "{} writes acked", acked.len());
+
+    // Fallbacks were needed: members hold hints, for member 3 only.
+    let mut hints_for_3 = 0;
+    for m in [0, 1, 3] {
+        let status = cluster.client(m).status().expect("status");
+        for h in status["hints"].as_array().expect("hints") {
+            assert_eq!(h["owner"], 3, "member {} holds a hint for {h}", m + 1);
+            hints_for_3 += h["count"].as_u64().unwrap_or(0);
+        }
+        assert_eq!(status["peer_messages_refused"], 0);
+    }
+    assert!(hints_for_3 > 0, "no fallback was needed");
+    // The rogue never heard from a member. (Its own side of each handshake ends before the
+    // member judges its role, so it cannot tell; the member then closes at once.)
+    let status = rogue_client.status().expect("rogue status");
+    for p in status["peers"].as_array().expect("peers") {
+        assert!(p["last_heard_ms_ago"].is_null(), "the rogue heard from {p}");
+    }
+    // It tried throughout, and every member refused it for its role.
+    let refused: f64 = (0..4)
+        .filter(|i| *i != 2)
+        .map(|i| handshakes(&cluster, i, "no_role"))
+        .sum();
+    assert!(refused - refused_before >= 3.0, "{refused} refusals");
+    eprintln!(
+        "{secs} s: {} writes acked, {hints_for_3} hints for member 3, {} handshakes of the rogue refused (no_role)",
+        acked.len(),
+        refused - refused_before
+    );
+    let _ = rogue.kill();
+    let _ = rogue.wait();
+    // Every acknowledged write is there; nothing the rogue wrote is.
+    let reader = cluster.client(0);
+    for key in acked.iter().step_by((acked.len() / 200).max(1)) {
+        let got = reader.get("default", key, &[("r", "2")]).expect("read");
+        assert_eq!(
+            (got.status, got.body.as_slice()),
+            (200, key.as_bytes()),
+            "{key}"
+        );
+    }
+    for i in (0..i).step_by(10).take(50) {
+        let got = reader
+            .get("default", &format!("forged-{i}"), &[("r", "2")])
+            .expect("read");
+        assert_eq!(got.status, 404, "forged-{i} reached a member");
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Tamper {
     None,
