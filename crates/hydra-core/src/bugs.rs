@@ -36,6 +36,8 @@ pub struct PlantedBugs {
     /// Replicas' merges ignore the sibling and size limits (the union of every side of a
     /// split is stored).
     pub merge_ignores_limits: bool,
+    /// The peer edge bounds version vector counters at 16, below what members reach.
+    pub peer_counter_limit_low: bool,
     /// The sweep never deletes old tombstones again (a tombstone whose reap never happened
     /// stays for good).
     pub sweep_skips_old_tombstones: bool,
@@ -107,6 +109,7 @@ thread_local! {
         version_ops_as_new_writes: false,
         merge_ignores_limits: false,
         sweep_skips_old_tombstones: false,
+        peer_counter_limit_low: false,
         paxos_forgets_promises: false,
         paxos_accepts_below_promise: false,
         paxos_accept_keeps_promise: false,
@@ -145,6 +148,7 @@ impl PlantedBugs {
             "version_ops_as_new_writes" => self.version_ops_as_new_writes = true,
             "merge_ignores_limits" => self.merge_ignores_limits = true,
             "sweep_skips_old_tombstones" => self.sweep_skips_old_tombstones = true,
+            "peer_counter_limit_low" => self.peer_counter_limit_low = true,
             "paxos_forgets_promises" => self.paxos_forgets_promises = true,
             "paxos_accepts_below_promise" => self.paxos_accepts_below_promise = true,
             "paxos_accept_keeps_promise" => self.paxos_accept_keeps_promise = true,

@@ -93,8 +93,9 @@ fn answered_writes_waiting_for_a_silent_replica_never_make_the_node_refuse_clien
 
 /// A member with valid credentials sends what no node of the cluster could have made: a
 /// tombstone whose counter is near the top of `u64` (it would hide the key's value, and
-/// every later write of the sender's would overflow its dot), and hints for a node that does
-/// not exist. Each is dropped at the peer edge, counted, and the value stays readable.
+/// every later write of the sender's would overflow its dot), hints for a node that does
+/// not exist, a content type and an expiry no client may give. Each is dropped at the peer
+/// edge, counted, and the value stays readable.
 #[test]
 fn members_messages_carrying_impossible_versions_are_refused() {
     use hydra_core::hlc::Hlc;
@@ -134,6 +135,16 @@ fn members_messages_carrying_impossible_versions_are_refused() {
             object: c_object("x"),
             owner: NodeId(77),
         },
+        Message::ReplicateRequest {
+            req: RequestId(9_003),
+            key: key("default", "typed"),
+            object: c_object_with("x", |s| s.content_type = "t".repeat(10_000)),
+        },
+        Message::ReplicateRequest {
+            req: RequestId(9_004),
+            key: key("default", "forever"),
+            object: c_object_with("x", |s| s.expires_at = Some(u64::MAX)),
+        },
     ];
     for message in messages {
         let envelope = Envelope {
@@ -150,7 +161,7 @@ fn members_messages_carrying_impossible_versions_are_refused() {
         "a refused message is not answered: {queue:?}"
     );
     let status = c.nodes[0].status(hydra_core::ids::Timestamp(c.now));
-    assert_eq!(status.peer_messages_refused, 3, "{:?}", status.peer_refusal);
+    assert_eq!(status.peer_messages_refused, 5, "{:?}", status.peer_refusal);
     assert!(status.hints.is_empty(), "{:?}", status.hints);
     let read = c.request(0, get(&k, Some(Consistency::One)));
     assert_eq!(values(&read), vec!["v1".to_string()]);
@@ -165,11 +176,19 @@ fn members_messages_carrying_impossible_versions_are_refused() {
 }
 
 fn c_object(value: &str) -> hydra_core::version::Object {
-    let sibling = hydra_core::version::Sibling::value(
+    c_object_with(value, |_| {})
+}
+
+fn c_object_with(
+    value: &str,
+    change: impl FnOnce(&mut hydra_core::version::Sibling),
+) -> hydra_core::version::Object {
+    let mut sibling = hydra_core::version::Sibling::value(
         value.as_bytes().to_vec(),
         "text/plain",
         hydra_core::hlc::Hlc::new(1, 0),
     );
+    change(&mut sibling);
     let (dvv, _) = hydra_core::version::Dvv::default()
         .update(&Default::default(), sibling, hydra_core::ids::NodeId(2))
         .expect("one sibling");

@@ -79,6 +79,9 @@ pub enum Violation {
         found: u32,
         read_at: u64,
     },
+    /// (i) A node refused a member's message at its peer edge: the simulated nodes follow
+    /// the protocol, so every refusal there is a check too strict for what members send.
+    PeerRefused { node: u64, count: u64, why: String },
     /// (e) A register read returned a value whose TTL had certainly run out, or one whose
     /// write certainly failed.
     BadRegisterValue {
@@ -101,6 +104,7 @@ impl Violation {
             Violation::OverLimit { .. } | Violation::KeyBricked { .. } => 'f',
             Violation::GarbageLeft { .. } => 'g',
             Violation::NotLinearizable { .. } | Violation::CounterWrong { .. } => 'h',
+            Violation::PeerRefused { .. } => 'i',
         }
     }
 }
@@ -174,6 +178,10 @@ impl fmt::Display for Violation {
             Violation::KeyBricked { key, detail } => {
                 write!(f, "(f) key k{key} is bricked: {detail}")
             }
+            Violation::PeerRefused { node, count, why } => write!(
+                f,
+                "(i) node {node} refused {count} messages of members, the last {why}"
+            ),
             Violation::CounterWrong {
                 client,
                 confirmed,

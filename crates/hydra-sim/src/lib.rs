@@ -32,7 +32,9 @@
 //! (h) compare-and-set (Paxos) is linearizable: the applied writes of a key form one chain
 //!     from absent in an order real time allows, and every value a serial read or a failed
 //!     condition returned was current at some point during that operation (in every
-//!     durability mode).
+//!     durability mode);
+//! (i) no node refuses a member's message at its peer edge (the checks there are never
+//!     stricter than what the protocol sends).
 //! Each is shown catching a planted bug in `tests/checkers.rs` ((e) four: an expiry stamped
 //! now, writes ignoring the client's context, a node using a clock its peers disown, and
 //! read-then-write operations writing the old value back).

@@ -156,6 +156,20 @@ fn checker_d_catches_tombstones_reaped_before_every_replica_has_them() {
 }
 
 #[test]
+fn checker_i_catches_a_peer_edge_stricter_than_the_protocol() {
+    let bugs = PlantedBugs {
+        peer_counter_limit_low: true,
+        ..PlantedBugs::default()
+    };
+    let found = caught_by(bugs, 'i', 300);
+    assert!(
+        found.is_some(),
+        "a counter bound members exceed went unnoticed"
+    );
+    eprintln!("caught: {found:?}");
+}
+
+#[test]
 fn checker_e_catches_expiry_that_deletes_with_a_new_timestamp() {
     let bugs = PlantedBugs {
         expiry_stamped_now: true,

@@ -282,7 +282,7 @@ impl Node {
                     self.local.layout.contains(from),
                     "message from {from}, not a member: the shell authenticates peers"
                 );
-                match self.local.check_peer_message(&envelope.message) {
+                match self.local.check_peer_message(&envelope.message, ctx.now) {
                     Ok(()) => self.on_message(ctx, from, envelope.message),
                     Err(why) => {
                         self.peer_refused.0 += 1;

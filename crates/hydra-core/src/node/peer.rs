@@ -13,6 +13,12 @@
 //! * No counter of a `siblings` object above [`CONTEXT_COUNTER_MAX`]: one near the top of
 //!   `u64` would make every later write of the key by that node overflow its dot, and one
 //!   version vector entry would then hide every write made since (the "huge counter" wipe).
+//! * Every value within what a client may write: its size, its content type, its expiry
+//!   (at most twice the longest TTL ahead: a sender's clock may have jumped).
+//! * Nothing stricter than what members following the protocol send: the simulator's
+//!   checker (i) fails a seed on any refusal here. (A check of `lww` TTL-change stamps
+//!   against the skew bound was tried and refused legitimate copies stamped while a
+//!   clock had jumped ahead; version deletes carry the largest stamp on purpose.)
 //! * No hint held for, or asked of, a node that is not a member: a member cannot fill
 //!   another's disk with hints for invented owners.
 //! * `lww` timestamps and Paxos ballots beyond the clock skew bound are refused where they
@@ -23,8 +29,10 @@
 //! A refused message is dropped, not answered: a member that follows the protocol never
 //! sends one, and the request it belonged to ends at its deadline like one lost in transit.
 
-use crate::ids::NodeId;
-use crate::limits::CONTEXT_COUNTER_MAX;
+use crate::ids::{NodeId, Timestamp};
+use crate::limits::{
+    CONTENT_TYPE_BYTES_MAX, CONTEXT_COUNTER_MAX, TTL_SECS_MAX, VALUE_BYTES_CEILING,
+};
 use crate::message::{Message, PaxosAnswer, PaxosPhase};
 use crate::paxos::Accepted;
 use crate::version::Object;
@@ -33,7 +41,12 @@ use super::local::Local;
 
 impl Local {
     /// Why `message` from a member must not be applied, if it must not.
-    pub(crate) fn check_peer_message(&self, message: &Message) -> Result<(), String> {
+    pub(crate) fn check_peer_message(
+        &self,
+        message: &Message,
+        now: Timestamp,
+    ) -> Result<(), String> {
+        let check_object = |o: &Object| self.check_peer_object(o, now);
         let owner_ok = |owner: &NodeId| {
             if self.layout.contains(*owner) {
                 Ok(())
@@ -82,21 +95,51 @@ impl Local {
     }
 }
 
-/// A `siblings` object's counters leave room to count (an `lww` object's identity is its
-/// timestamp, checked against the clock where it is merged).
-fn check_object(object: &Object) -> Result<(), String> {
-    let Object::Siblings(dvv) = object else {
-        return Ok(());
-    };
-    match dvv
-        .context()
-        .0
-        .into_iter()
-        .find(|(_, c)| *c > CONTEXT_COUNTER_MAX)
-    {
-        Some((node, counter)) => Err(format!(
-            "an object whose version names node {node} with counter {counter}, above the limit of {CONTEXT_COUNTER_MAX}"
-        )),
-        None => Ok(()),
+impl Local {
+    /// What a client could have written: counters with room to count, values, content types
+    /// and expiries within the limits (an `lww` version's own timestamp is checked against
+    /// the skew bound where it is merged).
+    fn check_peer_object(&self, object: &Object, now: Timestamp) -> Result<(), String> {
+        let counter_max = if crate::bugs::planted().peer_counter_limit_low {
+            16
+        } else {
+            CONTEXT_COUNTER_MAX
+        };
+        let siblings = match object {
+            Object::Siblings(dvv) => {
+                if let Some((node, counter)) =
+                    dvv.context().0.into_iter().find(|(_, c)| *c > counter_max)
+                {
+                    return Err(format!(
+                        "an object whose version names node {node} with counter {counter}, above the limit of {counter_max}"
+                    ));
+                }
+                object.all_siblings()
+            }
+            Object::Lww(v) => vec![&v.sibling],
+        };
+        // Twice the longest TTL past this node's clock: a sender's clock may be far ahead
+        // (a jump not yet noticed), and a far expiry harms nothing but the disk.
+        let expiry_max = now.0.saturating_add(2 * TTL_SECS_MAX * 1000);
+        for s in siblings {
+            if s.value.len() > VALUE_BYTES_CEILING {
+                return Err(format!(
+                    "a value of {} bytes, more than the ceiling of {VALUE_BYTES_CEILING}",
+                    s.value.len()
+                ));
+            }
+            if s.content_type.len() > CONTENT_TYPE_BYTES_MAX {
+                return Err(format!(
+                    "a content type of {} bytes, more than the limit of {CONTENT_TYPE_BYTES_MAX}",
+                    s.content_type.len()
+                ));
+            }
+            if let Some(at) = s.expires_at.filter(|at| *at > expiry_max) {
+                return Err(format!(
+                    "a value expiring at {at} ms, later than the longest TTL ({TTL_SECS_MAX} s) allows"
+                ));
+            }
+        }
+        Ok(())
     }
 }

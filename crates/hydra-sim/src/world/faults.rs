@@ -96,6 +96,13 @@ impl World {
             self.report.expired_deleted += status.expired_deleted;
             self.report.paxos_rounds += status.paxos_repair.rounds;
             self.report.paxos_states_collected += status.paxos_repair.states_collected;
+            if status.peer_messages_refused > 0 {
+                self.report.violations.push(Violation::PeerRefused {
+                    node: status.id.0,
+                    count: status.peer_messages_refused,
+                    why: status.peer_refusal.clone().unwrap_or_default(),
+                });
+            }
             let c = status.hint_counters;
             self.report.hints_stored += c.stored;
             self.report.hints_delivered += c.delivered;
