@@ -144,6 +144,37 @@ pub fn find_cluster_json() -> Option<Value> {
     serde_json::from_str(&text).ok()
 }
 
+/// Writes `env` in the directory (mode 0600: it holds the admin token), for a shell to
+/// source: the CLI's token, endpoint and cluster file, and redis-cli's password.
+fn write_env_file(dir: &Path, token: &str, first: &DevNode) -> Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("env");
+    let cluster = std::fs::canonicalize(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .join("cluster.json");
+    let text = format!(
+        "# Written by `hydra dev`: source it (`. {}`) to talk to this cluster.\n\
+         export HYDRA_TOKEN={token}\n\
+         export HYDRA_ENDPOINT={}\n\
+         export HYDRA_CLUSTER={}\n\
+         export REDISCLI_AUTH={token}\n",
+        path.display(),
+        first.http,
+        cluster.display()
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("while creating {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("while writing {}", path.display()))?;
+    Ok(path)
+}
+
 /// A secret kept in a file of the directory (made on first use, mode 0600).
 fn kept_secret(path: &Path) -> Result<String> {
     if !path.exists() {
@@ -352,6 +383,7 @@ pub fn run(args: DevArgs) -> Result<ExitCode> {
         dir.join("cluster.json"),
         serde_json::to_string_pretty(&cluster)?,
     )?;
+    let env_file = write_env_file(&dir, &token, &nodes[0])?;
     println!(
         "Hydra dev cluster: {} nodes, N = 3, durability {}; data in {}",
         nodes.len(),
@@ -375,19 +407,18 @@ pub fn run(args: DevArgs) -> Result<ExitCode> {
     }
     let first = &nodes[0].http;
     println!();
-    println!("Try:");
-    println!("  export HYDRA_TOKEN=$(cat {})", token_file.display());
+    println!("Try (the env file sets HYDRA_TOKEN, HYDRA_ENDPOINT, HYDRA_CLUSTER, REDISCLI_AUTH):");
+    println!("  . {}", env_file.display());
     println!(
         "  curl -i -H \"Authorization: Bearer $HYDRA_TOKEN\" -X PUT --data 'hello' http://{first}/v1/kv/default/greeting"
     );
     println!(
         "  curl -i -H \"Authorization: Bearer $HYDRA_TOKEN\" http://{first}/v1/kv/default/greeting?r=all"
     );
-    println!("  export HYDRA_ENDPOINT={first}");
     println!("  hydra put greeting hello && hydra get -v greeting && hydra status");
     let resp_port = nodes[0].resp.rsplit(':').next().unwrap_or("6381");
     println!(
-        "  export REDISCLI_AUTH=$HYDRA_TOKEN; redis-cli -p {resp_port} set greeting hello && redis-cli -p {resp_port} get greeting"
+        "  redis-cli -p {resp_port} set greeting hello && redis-cli -p {resp_port} get greeting"
     );
     println!(
         "The admin token (HTTP bearer token; Redis `AUTH <token>`) is in {}",

@@ -584,6 +584,28 @@ fn hydra_dev_starts_a_cluster_writes_cluster_json_and_stops_it_on_sigterm() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let out = cli(&["get", "--serial", "lock"]);
     assert_eq!(out.stdout, b"a", "{out:?}");
+    // The env file it writes (owner-only: it holds the token) is all a shell needs.
+    let env_file = dir.path().join("env");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&env_file)
+            .expect("env file")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            ". '{}' && '{}' get --bucket redis --serial lock",
+            env_file.display(),
+            env!("CARGO_BIN_EXE_hydra")
+        ))
+        .env_remove("HYDRA_TOKEN")
+        .env_remove("HYDRA_CLUSTER")
+        .env_remove("HYDRA_ENDPOINT")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("sh");
+    assert_eq!(out.stdout, b"a", "{out:?}");
     // SIGTERM stops every node.
     let pids: Vec<i32> = nodes
         .iter()
