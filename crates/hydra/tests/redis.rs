@@ -638,6 +638,126 @@ fn unauthenticated_connections_get_redis_exact_refusals() {
     assert_eq!(piped.send(&bytes, 2), b"+OK\r\n+OK\r\n");
 }
 
+/// `MULTI`/`EXEC`/`DISCARD`/`WATCH` on one key answer as redis-server does, byte for byte:
+/// queued replies, errors that abort the transaction and ones that do not, run-time
+/// errors inside it, a watched key another connection changed (a null array). A
+/// transaction on several keys is refused whole (`-EXECABORT`), never half-applied.
+#[test]
+fn transactions_on_one_key_match_redis_server_and_others_apply_nothing() {
+    let cluster = TestCluster::start(3, "");
+    let redis = RedisServer::start();
+    let mut ours = Raw::connect(&cluster.nodes[0].resp);
+    let mut theirs = Raw::connect(&redis.addr);
+    let mut ours_other = Raw::connect(&cluster.nodes[1].resp);
+    let mut theirs_other = Raw::connect(&redis.addr);
+    let script: &[&[&str]] = &[
+        &["EXEC"],
+        &["DISCARD"],
+        &["MULTI"],
+        &["SET", "t", "1"],
+        &["INCR", "t"],
+        &["GET", "t"],
+        &["EXPIRE", "t", "100"],
+        &["TTL", "t"],
+        &["EXEC"],
+        &["GET", "t"],
+        &["TTL", "t"],
+        &["MULTI"],
+        &["MULTI"],
+        &["SET", "t", "5"],
+        &["DISCARD"],
+        &["GET", "t"],
+        &["MULTI"],
+        &["NOSUCH", "t"],
+        &["SET", "t", "3"],
+        &["EXEC"],
+        &["MULTI"],
+        &["GET"],
+        &["EXEC"],
+        &["GET", "t"],
+        &["MULTI"],
+        &["INCR", "s"],
+        &["SET", "s", "abc"],
+        &["INCR", "s"],
+        &["APPEND", "s", "def"],
+        &["GET", "s"],
+        &["EXEC"],
+        &["GET", "s"],
+        &["MULTI"],
+        &["PING"],
+        &["ECHO", "inside"],
+        &["EXEC"],
+        &["WATCH", "t"],
+        &["MULTI"],
+        &["WATCH", "t"],
+        &["INCR", "t"],
+        &["EXEC"],
+        &["MULTI"],
+        &["GETDEL", "s"],
+        &["EXISTS", "s"],
+        &["SET", "s", "x", "NX"],
+        &["PERSIST", "s"],
+        &["EXEC"],
+        &["TTL", "t"],
+    ];
+    for cmd in script {
+        let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+        assert_eq!(
+            text(&ours.command(&args)),
+            text(&theirs.command(&args)),
+            "replies differ for {cmd:?}"
+        );
+    }
+    // A watched key another connection changes: EXEC answers a null array, applies nothing.
+    for (one, other) in [
+        (&mut ours, &mut ours_other),
+        (&mut theirs, &mut theirs_other),
+    ] {
+        assert_eq!(one.command(&[b"WATCH", b"w"]), b"+OK\r\n");
+        assert_eq!(other.command(&[b"SET", b"w", b"theirs"]), b"+OK\r\n");
+        assert_eq!(one.command(&[b"MULTI"]), b"+OK\r\n");
+        assert_eq!(one.command(&[b"SET", b"w", b"mine"]), b"+QUEUED\r\n");
+        assert_eq!(one.command(&[b"EXEC"]), b"*-1\r\n");
+        assert_eq!(one.command(&[b"GET", b"w"]), b"$6\r\ntheirs\r\n");
+    }
+    // Several keys: refused whole, nothing applied (Redis would apply both).
+    assert_eq!(ours.command(&[b"MULTI"]), b"+OK\r\n");
+    assert_eq!(ours.command(&[b"SET", b"a", b"1"]), b"+QUEUED\r\n");
+    assert_eq!(ours.command(&[b"SET", b"b", b"2"]), b"+QUEUED\r\n");
+    let refused = text(&ours.command(&[b"EXEC"]));
+    assert!(
+        refused.starts_with("-EXECABORT Transaction discarded: it uses 2 keys"),
+        "{refused}"
+    );
+    assert_eq!(
+        ours.command(&[b"MGET", b"a", b"b"]),
+        b"*2\r\n$-1\r\n$-1\r\n"
+    );
+    // Pipelined as clients send them (MULTI ... EXEC in one write): the same.
+    let mut bytes = Vec::new();
+    for cmd in [
+        &["MULTI"][..],
+        &["SET", "a", "1"],
+        &["SET", "b", "2"],
+        &["EXEC"],
+        &["MGET", "a", "b"],
+    ] {
+        let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+        encode_command(&args, &mut bytes);
+    }
+    let replies = text(&ours.send(&bytes, 5));
+    assert!(
+        replies.contains("-EXECABORT") && replies.ends_with("*2\r\n$-1\r\n$-1\r\n"),
+        "{replies}"
+    );
+    // A WATCH on a key the transaction does not write is refused the same way.
+    assert_eq!(ours.command(&[b"WATCH", b"a"]), b"+OK\r\n");
+    assert_eq!(ours.command(&[b"MULTI"]), b"+OK\r\n");
+    assert_eq!(ours.command(&[b"SET", b"b", b"2"]), b"+QUEUED\r\n");
+    assert!(text(&ours.command(&[b"EXEC"])).starts_with("-EXECABORT"));
+    assert_eq!(ours.command(&[b"GET", b"b"]), b"$-1\r\n");
+}
+
 /// A logged-in user without a permission gets Redis's `-NOPERM` replies, byte for byte,
 /// taken from redis-server users whose ACL rules deny the same commands. Redis's patterns
 /// name keys and Hydra's scopes name buckets, so a key Redis denies is, here, a key of a

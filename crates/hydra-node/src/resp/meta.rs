@@ -362,8 +362,12 @@ pub(super) enum Handler {
     Info,
     Config,
     DbSize,
-    /// MULTI, EXEC, DISCARD, WATCH, UNWATCH: refused by name.
-    Transaction,
+    /// MULTI, EXEC, DISCARD, WATCH, UNWATCH (see `transaction.rs`).
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
     SetNx,
     /// DELIFEQ: delete if the value is exactly the one given (compare-and-set).
     DelIfEq,
@@ -417,6 +421,11 @@ pub(super) struct Spec {
 }
 
 impl Spec {
+    /// Where its keys are: the first, the last (negative: from the end) and the step.
+    pub(super) fn key_positions(&self) -> (i64, i64, i64) {
+        (self.first_key, self.last_key, self.step)
+    }
+
     /// Whether a command of `len` words (name included) has the arity of this row.
     pub(super) fn arity_ok(&self, len: usize) -> bool {
         if self.arity >= 0 {
@@ -467,11 +476,11 @@ pub(super) static COMMANDS: &[Spec] = &[
     spec("info", -1, C, NOKEY, Handler::Info),
     spec("config", -2, C, NOKEY, Handler::Config),
     spec("dbsize", 1, R, NOKEY, Handler::DbSize),
-    spec("multi", 1, C, NOKEY, Handler::Transaction),
-    spec("exec", 1, C, NOKEY, Handler::Transaction),
-    spec("discard", 1, C, NOKEY, Handler::Transaction),
-    spec("watch", -2, C, KEYS, Handler::Transaction),
-    spec("unwatch", 1, C, NOKEY, Handler::Transaction),
+    spec("multi", 1, C, NOKEY, Handler::Multi),
+    spec("exec", 1, C, NOKEY, Handler::Exec),
+    spec("discard", 1, C, NOKEY, Handler::Discard),
+    spec("watch", -2, C, KEYS, Handler::Watch),
+    spec("unwatch", 1, C, NOKEY, Handler::Unwatch),
     spec("get", 2, R, KEY1, Handler::Get),
     spec("set", -3, W, KEY1, Handler::Set),
     spec("setnx", 3, W, KEY1, Handler::SetNx),
@@ -645,7 +654,9 @@ mod tests {
             Handler::Ping | Handler::Echo | Handler::Hello | Handler::Auth | Handler::Quit => h,
             Handler::Acl => h,
             Handler::Reset | Handler::Select | Handler::Client | Handler::Command => h,
-            Handler::Info | Handler::Config | Handler::DbSize | Handler::Transaction => h,
+            Handler::Info | Handler::Config | Handler::DbSize => h,
+            Handler::Multi | Handler::Exec | Handler::Discard => h,
+            Handler::Watch | Handler::Unwatch => h,
             Handler::SetNx | Handler::Get | Handler::Set | Handler::GetDel | Handler::Del => h,
             Handler::DelIfEq | Handler::IncrBy { .. } | Handler::Append | Handler::GetSet => h,
             Handler::IncrByFloat | Handler::SetRange | Handler::GetRange | Handler::GetEx => h,
@@ -669,7 +680,11 @@ mod tests {
             Handler::Info,
             Handler::Config,
             Handler::DbSize,
-            Handler::Transaction,
+            Handler::Multi,
+            Handler::Exec,
+            Handler::Discard,
+            Handler::Watch,
+            Handler::Unwatch,
             Handler::SetNx,
             Handler::DelIfEq,
             Handler::IncrBy {

@@ -22,18 +22,20 @@
 //! bound to the version read), so once a key took part in compare-and-set its writes are
 //! atomic with each other (a plain write to it that reaches only replicas without its Paxos
 //! state is the exception, see docs/DESIGN.md). An outcome the coordinator
-//! could not learn is `-TIMEOUT`. `MULTI`/`EXEC` are refused with an error that says so.
+//! could not learn is `-TIMEOUT`. `MULTI`/`EXEC` apply at once or not at all
+//! (`transaction.rs`): on one key through compare-and-set, else `-EXECABORT`.
 //!
 //! Here: the connection loop, the pipeline fast path and `Connection::execute`, which finds
 //! a command's row in the table and matches on its handler. `commands.rs`: the key commands;
 //! `strings.rs`: the string-editing ones (`INCRBYFLOAT`, `SETRANGE`, `GETRANGE`, `GETEX`,
-//! `MSETNX`).
+//! `MSETNX`); `transaction.rs`: `MULTI`, `EXEC`, `WATCH`.
 //! `meta.rs`: HELLO, AUTH, CLIENT, INFO, CONFIG and the command table itself.
 
 mod commands;
 mod float;
 mod meta;
 mod strings;
+mod transaction;
 
 use crate::driver::{CoreHandle, Reply};
 use crate::http::receipt_json;
@@ -210,6 +212,12 @@ struct Connection {
     seen: Option<(NodeId, u64)>,
     /// Who logged in (`None`: not authenticated).
     principal: Option<crate::auth::Principal>,
+    /// After `MULTI`: the commands queued so far.
+    multi: Option<transaction::Multi>,
+    /// Keys `WATCH`ed, with the versions they had.
+    watched: Vec<transaction::Watched>,
+    /// While `EXEC` runs a transaction's commands: the copy of its key they run against.
+    overlay: Option<std::sync::Mutex<transaction::Overlay>>,
 }
 
 /// What the loop does after a command.
@@ -242,6 +250,9 @@ impl Connection {
             lww: true,
             seen: None,
             principal: None,
+            multi: None,
+            watched: Vec::new(),
+            overlay: None,
         }
     }
 
@@ -391,7 +402,7 @@ impl Connection {
                 p.may_write(bucket)
             }
         });
-        if (!get && !set) || !allowed {
+        if (!get && !set) || !allowed || self.multi.is_some() {
             return Err(cmd);
         }
         let Ok(key) = self.key(&cmd[1]) else {
@@ -538,6 +549,12 @@ impl Connection {
     }
 
     async fn call_once(&self, request: ClientRequest) -> (Reply, Option<Receipt>) {
+        if let Some(copy) = &self.overlay {
+            let mut copy = copy
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            return (copy.answer(request), None);
+        }
         let started = Instant::now();
         let serial = matches!(request, ClientRequest::Cas(_));
         let (op, level) = match &request {
@@ -690,12 +707,14 @@ impl Connection {
                 String::from_utf8_lossy(&cmd[0][..cmd[0].len().min(128)]),
                 shown.concat()
             ));
+            self.flag_transaction();
             return (e, Flow::Continue);
         };
         if !spec.arity_ok(cmd.len()) {
             let e = Value::error(format!(
                 "ERR wrong number of arguments for '{name}' command"
             ));
+            self.flag_transaction();
             return (e, Flow::Continue);
         }
         if self.principal.is_none()
@@ -717,6 +736,7 @@ impl Connection {
             let bucket = self.bucket.as_str();
             if !p.may_read(bucket) {
                 self.state.metrics.auth_failure("resp");
+                self.flag_transaction();
                 return (
                     Value::error(
                         "NOPERM this user has no permissions to access one of the keys used as arguments",
@@ -726,6 +746,7 @@ impl Connection {
             }
             if spec.flags.contains(&"write") && !p.may_write(bucket) {
                 self.state.metrics.auth_failure("resp");
+                self.flag_transaction();
                 return (
                     Value::error(format!(
                         "NOPERM this user has no permissions to run the '{name}' command"
@@ -733,6 +754,19 @@ impl Connection {
                     Flow::Continue,
                 );
             }
+        }
+        if self.multi.is_some()
+            && !matches!(
+                spec.handler,
+                Handler::Exec
+                    | Handler::Discard
+                    | Handler::Multi
+                    | Handler::Watch
+                    | Handler::Quit
+                    | Handler::Reset
+            )
+        {
+            return (self.queue(cmd), Flow::Continue);
         }
         let reply = match spec.handler {
             Handler::Quit => return (Value::ok(), Flow::Close),
@@ -765,12 +799,11 @@ impl Connection {
                 Some((status, _)) => Value::Integer(status.objects as i64),
                 None => Value::error("OVERLOADED the node did not answer"),
             },
-            Handler::Transaction => Value::error(format!(
-                "ERR {} is not supported: Hydra has no multi-key transactions (keys live on \
-                 different replicas); send commands without MULTI/EXEC, e.g. \
-                 pipeline(transaction=False) in redis-py",
-                name.to_uppercase()
-            )),
+            Handler::Multi => self.multi(),
+            Handler::Exec => self.exec().await,
+            Handler::Discard => self.discard(),
+            Handler::Watch => self.watch(args).await,
+            Handler::Unwatch => self.unwatch(),
             Handler::SetNx => self.setnx(args).await,
             Handler::DelIfEq => self.delifeq(args).await,
             Handler::IncrBy { by_arg, negate } => self.incr_by(args, by_arg, negate).await,

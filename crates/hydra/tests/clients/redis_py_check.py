@@ -61,12 +61,39 @@ def check(protocol, port_a, port_b):
         pipe.get(f"{tag}:p{i}")
     got = pipe.execute()
     assert got[8:] == [str(i).encode() for i in range(8, 200)], got[:10]
-    # Transactions are refused with a clear error, not faked.
+    # A transaction on one key (a rate limiter) applies at once, through compare-and-set.
+    pipe = a.pipeline(transaction=True)
+    pipe.incr(f"{tag}:rate").expire(f"{tag}:rate", 60).ttl(f"{tag}:rate")
+    assert pipe.execute() == [1, True, 60]
+    assert b.get(f"{tag}:rate") == b"1"
+    # On several keys it is refused whole, never half-applied.
     try:
-        a.pipeline(transaction=True).set(f"{tag}:x", 1).execute()
-        raise AssertionError("MULTI/EXEC was accepted")
-    except redis.ResponseError as e:
-        assert "MULTI" in str(e), e
+        a.pipeline(transaction=True).set(f"{tag}:x", 1).set(f"{tag}:y", 2).execute()
+        raise AssertionError("a transaction on two keys was accepted")
+    except redis.exceptions.ExecAbortError as e:
+        assert "2 keys" in str(e), e
+    assert a.mget(f"{tag}:x", f"{tag}:y") == [None, None]
+    # WATCH: optimistic locking as redis-py does it; a write from elsewhere fails the EXEC.
+    with a.pipeline() as pipe:
+        pipe.watch(f"{tag}:rate")
+        now = int(pipe.get(f"{tag}:rate"))
+        b.set(f"{tag}:rate", b"100")
+        pipe.multi()
+        pipe.set(f"{tag}:rate", now + 1)
+        try:
+            pipe.execute()
+            raise AssertionError("a changed watched key did not fail EXEC")
+        except redis.WatchError:
+            pass
+    assert a.get(f"{tag}:rate") == b"100"
+    # With no change in between it applies.
+    with a.pipeline() as pipe:
+        pipe.watch(f"{tag}:rate")
+        now = int(pipe.get(f"{tag}:rate"))
+        pipe.multi()
+        pipe.set(f"{tag}:rate", now + 1)
+        assert pipe.execute() == [True]
+    assert b.get(f"{tag}:rate") == b"101"
     # Conditional writes go through compare-and-set (Paxos).
     assert a.set(f"{tag}:nx", b"1", nx=True) in (True, b"OK", "OK")
     assert a.set(f"{tag}:nx", b"2", nx=True) is None
