@@ -12,7 +12,7 @@ use hydra_resp::{Limits, Value, encode_command, parse_value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn tool(name: &str) -> Command {
     let found = Command::new("sh")
@@ -506,6 +506,30 @@ fn replies_match_redis_server_byte_for_byte() {
         &[
             "DEL", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "r1", "m1", "m2",
         ],
+        // SETEX, PSETEX, TOUCH, TYPE, EXPIRETIME, PEXPIRETIME.
+        &["SETEX", "x1", "100", "v"],
+        &["TTL", "x1"],
+        &["GET", "x1"],
+        &["SETEX", "x1", "0", "v"],
+        &["SETEX", "x1", "-5", "v"],
+        &["SETEX", "x1", "ten", "v"],
+        &["SETEX", "x1", "9223372036854775807", "v"],
+        &["SETEX", "x1", "100"],
+        &["PSETEX", "x2", "100000", "w"],
+        &["TTL", "x2"],
+        &["PSETEX", "x2", "0", "w"],
+        &["PSETEX", "x2", "1.5", "w"],
+        &["TOUCH", "x1", "x2", "missing", "x1"],
+        &["TOUCH"],
+        &["TYPE", "x1"],
+        &["TYPE", "missing"],
+        &["TYPE"],
+        &["SET", "x3", "v"],
+        &["EXPIRETIME", "x3"],
+        &["PEXPIRETIME", "x3"],
+        &["EXPIRETIME", "missing"],
+        &["PEXPIRETIME", "missing"],
+        &["DEL", "x1", "x2", "x3"],
         &["SET", "gone", "x"],
         &["EXPIRE", "gone", "0"],
         &["GET", "gone"],
@@ -550,6 +574,30 @@ fn replies_match_redis_server_byte_for_byte() {
             continue;
         }
         assert_eq!(text(&ours), text(&theirs), "replies differ for {cmd:?}");
+    }
+    // Absolute expiry times (a year from now, the same argument to both).
+    let at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        + 365 * 86_400;
+    let (at_s, at_ms) = (at.to_string(), (at * 1000 + 123).to_string());
+    let script: &[&[&str]] = &[
+        &["SET", "y1", "v", "EXAT", &at_s],
+        &["EXPIRETIME", "y1"],
+        &["PEXPIRETIME", "y1"],
+        &["SET", "y2", "v", "PXAT", &at_ms],
+        &["EXPIRETIME", "y2"],
+        &["PEXPIRETIME", "y2"],
+        &["DEL", "y1", "y2"],
+    ];
+    for cmd in script {
+        let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+        assert_eq!(
+            text(&hydra.command(&args)),
+            text(&real.command(&args)),
+            "replies differ for {cmd:?}"
+        );
     }
 }
 

@@ -564,7 +564,9 @@ impl Connection {
         }
     }
 
-    pub(super) async fn ttl(&mut self, key: &[u8], millis: bool) -> Value {
+    /// `TTL`, `PTTL`: what is left of a key's TTL; `EXPIRETIME`, `PEXPIRETIME` (`absolute`):
+    /// when it expires, in Unix time. Seconds are rounded as Redis rounds them.
+    pub(super) async fn ttl(&mut self, key: &[u8], millis: bool, absolute: bool) -> Value {
         let key = match self.key(key) {
             Ok(k) => k,
             Err(e) => return e,
@@ -575,10 +577,45 @@ impl Connection {
             Ok((_, Some(s))) => match s.expires_at {
                 None => Value::Integer(-1),
                 Some(at) => {
-                    let left = at.saturating_sub(wall_ms()) as i64;
-                    Value::Integer(if millis { left } else { (left + 500) / 1000 })
+                    let ms = if absolute {
+                        at
+                    } else {
+                        at.saturating_sub(wall_ms())
+                    } as i64;
+                    Value::Integer(if millis { ms } else { (ms + 500) / 1000 })
                 }
             },
+        }
+    }
+
+    /// `SETEX key seconds value`, `PSETEX key milliseconds value`: `SET` with a TTL.
+    pub(super) async fn setex(&mut self, args: &[Vec<u8>], millis: bool) -> Value {
+        let Some(n) = redis_integer(&args[1]) else {
+            return Value::error("ERR value is not an integer or out of range");
+        };
+        if n <= 0 || (!millis && n.checked_mul(1000).is_none()) {
+            let name = if millis { "psetex" } else { "setex" };
+            return Value::error(format!("ERR invalid expire time in '{name}' command"));
+        }
+        let unit: &[u8] = if millis { b"PX" } else { b"EX" };
+        let set = [
+            args[0].clone(),
+            args[2].clone(),
+            unit.to_vec(),
+            args[1].clone(),
+        ];
+        self.set(&set).await
+    }
+
+    /// `TYPE key`: `string` when it holds a value (every Hydra value is one), else `none`.
+    pub(super) async fn type_of(&mut self, key: &[u8]) -> Value {
+        let key = match self.key(key) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        match self.read(&key).await {
+            Err(e) => e,
+            Ok((_, found)) => Value::Simple(if found.is_some() { "string" } else { "none" }.into()),
         }
     }
 

@@ -396,9 +396,17 @@ pub(super) enum Handler {
     Expire {
         millis: bool,
     },
+    /// TTL, PTTL (`absolute` false), EXPIRETIME, PEXPIRETIME (true).
     Ttl {
         millis: bool,
+        absolute: bool,
     },
+    /// SETEX (seconds), PSETEX (`millis`): SET with a TTL, argument order of their own.
+    SetEx {
+        millis: bool,
+    },
+    /// TYPE: `string` or `none` (every Hydra value is a string).
+    Type,
     Persist,
     HydraBucket,
     HydraConsistency,
@@ -542,8 +550,50 @@ pub(super) static COMMANDS: &[Spec] = &[
     spec("strlen", 2, R, KEY1, Handler::StrLen),
     spec("expire", -3, W, KEY1, Handler::Expire { millis: false }),
     spec("pexpire", -3, W, KEY1, Handler::Expire { millis: true }),
-    spec("ttl", 2, R, KEY1, Handler::Ttl { millis: false }),
-    spec("pttl", 2, R, KEY1, Handler::Ttl { millis: true }),
+    spec(
+        "ttl",
+        2,
+        R,
+        KEY1,
+        Handler::Ttl {
+            millis: false,
+            absolute: false,
+        },
+    ),
+    spec(
+        "pttl",
+        2,
+        R,
+        KEY1,
+        Handler::Ttl {
+            millis: true,
+            absolute: false,
+        },
+    ),
+    spec(
+        "expiretime",
+        2,
+        R,
+        KEY1,
+        Handler::Ttl {
+            millis: false,
+            absolute: true,
+        },
+    ),
+    spec(
+        "pexpiretime",
+        2,
+        R,
+        KEY1,
+        Handler::Ttl {
+            millis: true,
+            absolute: true,
+        },
+    ),
+    spec("setex", 4, W, KEY1, Handler::SetEx { millis: false }),
+    spec("psetex", 4, W, KEY1, Handler::SetEx { millis: true }),
+    spec("type", 2, R, KEY1, Handler::Type),
+    spec("touch", -2, R, KEYS, Handler::Exists),
     spec("persist", 2, W, KEY1, Handler::Persist),
     spec("hydra.bucket", -1, C, NOKEY, Handler::HydraBucket),
     spec("hydra.consistency", -1, C, NOKEY, Handler::HydraConsistency),
@@ -663,6 +713,7 @@ mod tests {
             Handler::MSetNx => h,
             Handler::Exists | Handler::MGet | Handler::MSet | Handler::StrLen => h,
             Handler::Expire { .. } | Handler::Ttl { .. } | Handler::Persist => h,
+            Handler::SetEx { .. } | Handler::Type => h,
             Handler::HydraBucket | Handler::HydraConsistency | Handler::HydraGetAll => h,
             Handler::HydraPut | Handler::HydraDel | Handler::HydraReceipt => h,
         };
@@ -720,8 +771,25 @@ mod tests {
             Handler::StrLen,
             Handler::Expire { millis: false },
             Handler::Expire { millis: true },
-            Handler::Ttl { millis: false },
-            Handler::Ttl { millis: true },
+            Handler::Ttl {
+                millis: false,
+                absolute: false,
+            },
+            Handler::Ttl {
+                millis: true,
+                absolute: false,
+            },
+            Handler::Ttl {
+                millis: false,
+                absolute: true,
+            },
+            Handler::Ttl {
+                millis: true,
+                absolute: true,
+            },
+            Handler::SetEx { millis: false },
+            Handler::SetEx { millis: true },
+            Handler::Type,
             Handler::Persist,
             Handler::HydraBucket,
             Handler::HydraConsistency,

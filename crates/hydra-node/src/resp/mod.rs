@@ -826,7 +826,9 @@ impl Connection {
                 self.version_bound(VersionBound::Expire { millis }, args)
                     .await
             }
-            Handler::Ttl { millis } => self.ttl(&args[0], millis).await,
+            Handler::Ttl { millis, absolute } => self.ttl(&args[0], millis, absolute).await,
+            Handler::SetEx { millis } => self.setex(args, millis).await,
+            Handler::Type => self.type_of(&args[0]).await,
             Handler::Persist => self.version_bound(VersionBound::Persist, args).await,
             Handler::HydraBucket => self.select_bucket(args).await,
             Handler::HydraConsistency => self.consistency(args),
