@@ -107,6 +107,31 @@ fn delete_hides_the_value_and_keeps_a_context() {
     );
 }
 
+/// A delete without a context in a `siblings` bucket removes what its coordinator holds
+/// (Riak's way): never a silent no-op that answers success and deletes nothing.
+#[test]
+fn a_delete_without_a_context_removes_what_the_coordinator_holds() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "blind-delete");
+    c.request(0, put(&k, "a", None, Some(Consistency::All)))
+        .expect("ok");
+    c.request(1, put(&k, "b", None, Some(Consistency::All)))
+        .expect("ok");
+    assert_eq!(
+        values(&c.request(2, get(&k, None))).len(),
+        2,
+        "two siblings"
+    );
+    let mut blind = delete(&k, Default::default());
+    if let ClientRequest::Put(w) = &mut blind {
+        w.context = None;
+        w.w = Some(Consistency::All);
+    }
+    c.request(2, blind).expect("ok");
+    let after = c.request(0, get(&k, Some(Consistency::All)));
+    assert!(values(&after).is_empty(), "{:?}", values(&after));
+}
+
 #[test]
 fn quorum_failure_names_needed_acked_and_why() {
     let mut c = Cluster::new(3);
@@ -226,6 +251,20 @@ fn buckets_are_created_gossiped_and_keep_their_conflict_mode() {
     ));
     // The change reached the other nodes by gossip while the request ran; node 3 serves it.
     assert_eq!(c.nodes[2].buckets().get(&name), Some(&props));
+    // More replicas than nodes: refused, by name.
+    let too_many = ClientRequest::SetBucket {
+        name: BucketName::new("wide").expect("valid"),
+        props: BucketProps {
+            n: 5,
+            ..BucketProps::default()
+        },
+    };
+    let e = error(c.request(0, too_many));
+    assert_eq!(e.code, ErrorCode::InvalidBucket);
+    assert!(
+        e.message.contains("n = 5 is more than the 3 nodes"),
+        "{e:?}"
+    );
     c.request(
         2,
         put(&key("carts", "k"), "x", None, Some(Consistency::All)),

@@ -167,6 +167,30 @@ pub async fn set_user(
     )
 }
 
+/// `POST /v1/admin/handoff {"enabled": false|true}`: pause or resume this node's delivery
+/// of the hints it holds (Cassandra's `nodetool disablehandoff`/`enablehandoff`).
+pub async fn set_handoff(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Switch {
+        enabled: bool,
+    }
+    answer(
+        async {
+            let switch: Switch = parse(&body)?;
+            state.core.set_handoff(switch.enabled).await.ok_or((
+                ErrorCode::Overloaded,
+                "the node's core did not answer".to_string(),
+            ))?;
+            Ok(json_response(
+                StatusCode::OK,
+                json!({ "handoff_enabled": switch.enabled }),
+            ))
+        }
+        .await,
+    )
+}
+
 pub async fn list_users(State(state): State<Arc<AppState>>) -> Response {
     answer(
         async {

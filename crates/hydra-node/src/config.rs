@@ -73,6 +73,12 @@ pub struct NodeSection {
     /// This node's internode key pair (its identity to peers); created on first start.
     /// Empty: `node.key` in the data directory.
     pub key_file: Option<PathBuf>,
+    /// Where the node writes its log (appended, without colour codes). Empty: standard
+    /// error (with colours only on a terminal).
+    pub log_file: Option<PathBuf>,
+    /// The `cluster.json` of the `hydra dev` cluster this node belongs to: the node records
+    /// its pid there at every start, so the file stays right when it is restarted by hand.
+    pub dev_cluster_json: Option<PathBuf>,
 }
 
 impl Default for NodeSection {
@@ -87,6 +93,8 @@ impl Default for NodeSection {
             clock_offset_ms: 0,
             clock_offset_file: None,
             key_file: None,
+            log_file: None,
+            dev_cluster_json: None,
         }
     }
 }

@@ -50,6 +50,11 @@ pub enum CoreEvent {
     Status {
         reply: oneshot::Sender<(NodeStatus, BTreeMap<BucketName, BucketProps>)>,
     },
+    /// Pause or resume hinted handoff (`POST /v1/admin/handoff`).
+    SetHandoff {
+        enabled: bool,
+        reply: oneshot::Sender<()>,
+    },
     Shutdown,
     /// Internode messages wait in the peer lane ([`CoreHandle::deliver`]).
     Wake,
@@ -140,6 +145,15 @@ impl CoreHandle {
     pub async fn status(&self) -> Option<(NodeStatus, BTreeMap<BucketName, BucketProps>)> {
         let (reply, rx) = oneshot::channel();
         self.tx.try_send(CoreEvent::Status { reply }).ok()?;
+        rx.await.ok()
+    }
+
+    /// Pauses or resumes this node's hinted handoff; `None` if the core did not answer.
+    pub async fn set_handoff(&self, enabled: bool) -> Option<()> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .try_send(CoreEvent::SetHandoff { enabled, reply })
+            .ok()?;
         rx.await.ok()
     }
 
@@ -395,6 +409,11 @@ impl Driver {
                 CoreEvent::Status { reply } => {
                     let _ =
                         reply.send((self.node.status(Timestamp(wall_ms())), self.node.buckets()));
+                    continue;
+                }
+                CoreEvent::SetHandoff { enabled, reply } => {
+                    self.node.set_handoff(enabled);
+                    let _ = reply.send(());
                     continue;
                 }
                 CoreEvent::Wake => continue,

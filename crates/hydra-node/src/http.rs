@@ -58,6 +58,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/admin/tokens/{id}",
             axum::routing::delete(crate::admin::revoke_token),
         )
+        .route("/v1/admin/handoff", axum::routing::post(crate::admin::set_handoff))
         .route("/v1/admin/users", get(crate::admin::list_users))
         .route(
             "/v1/admin/users/{name}",
@@ -732,6 +733,7 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
             "dropped": status.hint_counters.dropped,
         }),
         "partitions_needing_anti_entropy": status.dirty_partitions,
+        "handoff_enabled": status.handoff_enabled,
         "peer_messages_refused": status.peer_messages_refused,
         "peer_refusal": status.peer_refusal,
         "objects": status.objects,

@@ -144,6 +144,33 @@ pub fn find_cluster_json() -> Option<Value> {
     serde_json::from_str(&text).ok()
 }
 
+/// Records a node's new pid in a dev cluster's `cluster.json` (a node restarted by hand):
+/// best effort, written to a temporary file and renamed over it.
+pub fn record_pid(path: &Path, id: u64, pid: u32) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let Ok(mut cluster) = serde_json::from_str::<Value>(&text) else {
+        return;
+    };
+    let Some(nodes) = cluster["nodes"].as_array_mut() else {
+        return;
+    };
+    let Some(node) = nodes.iter_mut().find(|n| n["id"].as_u64() == Some(id)) else {
+        return;
+    };
+    if node["pid"].as_u64() == Some(u64::from(pid)) {
+        return;
+    }
+    node["pid"] = json!(pid);
+    let tmp = path.with_extension(format!("json.{pid}"));
+    if let Ok(text) = serde_json::to_string_pretty(&cluster)
+        && std::fs::write(&tmp, text).is_ok()
+    {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
 /// Writes `env` in the directory (mode 0600: it holds the admin token), for a shell to
 /// source: the CLI's token, endpoint and cluster file, and redis-cli's password.
 fn write_env_file(dir: &Path, token: &str, first: &DevNode) -> Result<PathBuf> {
@@ -241,12 +268,19 @@ fn write_config(
     let text = format!(
         "# Written by `hydra dev`; see config.example.toml for every key.\n\
          [node]\nid = {id}\nzone = \"z{id}\"\ndatacenter = \"dc1\"\ndata_dir = \"{data}\"\n\
-         worker_threads = {workers}\n\n\
+         worker_threads = {workers}\nlog_file = \"{log}\"\ndev_cluster_json = \"{cluster_json}\"\n\n\
          [listen]\nhttp = \"{http}\"\ninternode = \"{internode}\"\nresp = \"{resp}\"\n\n\
          [auth]\nadmin_token_file = \"{token}\"\n\n\
          [cluster]\nsecret_file = \"{secret}\"\npeers = [\n{peers}\n]\n\n[storage]\ndurability = \"{durability}\"\n",
         id = node.id,
         data = node.data.display(),
+        log = node.log.display(),
+        cluster_json = node
+            .config
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("cluster.json")
+            .display(),
         http = node.http,
         internode = node.internode,
         resp = node.resp,

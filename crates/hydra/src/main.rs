@@ -118,6 +118,9 @@ enum Command {
         if_match: Option<String>,
         #[arg(long, default_value = "application/octet-stream")]
         content_type: String,
+        /// Seconds until the value expires (default: the bucket's TTL, if it has one).
+        #[arg(long, value_name = "SECONDS", conflicts_with_all = ["if_absent", "if_match"])]
+        ttl: Option<u64>,
         #[arg(short, long)]
         verbose: bool,
         #[command(flatten)]
@@ -148,8 +151,11 @@ enum Command {
     },
     /// Which nodes hold a key (its preference list and fallbacks).
     Ring {
-        #[arg(long)]
-        key: String,
+        /// The key (or give it as `--key`).
+        #[arg(required_unless_present = "key_flag", conflicts_with = "key_flag")]
+        key: Option<String>,
+        #[arg(long = "key", value_name = "KEY")]
+        key_flag: Option<String>,
         #[arg(long, default_value = "default")]
         bucket: String,
         #[command(flatten)]
@@ -159,6 +165,14 @@ enum Command {
     Bucket {
         #[command(subcommand)]
         action: BucketAction,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Pause or resume the delivery of hints a node holds (as Cassandra's `nodetool
+    /// disablehandoff`/`enablehandoff`); paused, hints are kept and go out once resumed.
+    Handoff {
+        #[command(subcommand)]
+        action: HandoffAction,
         #[command(flatten)]
         endpoint: Endpoint,
     },
@@ -176,6 +190,14 @@ enum Command {
         #[command(flatten)]
         endpoint: Endpoint,
     },
+}
+
+#[derive(Subcommand)]
+enum HandoffAction {
+    /// Resume delivering hints (the default at every start).
+    Enable,
+    /// Stop delivering hints until `enable` or a restart; they are still kept.
+    Disable,
 }
 
 #[derive(Subcommand)]
@@ -240,19 +262,22 @@ struct BucketProps {
 
 #[derive(Subcommand)]
 enum BucketAction {
+    /// Create a bucket (refused if it exists); unset properties take the defaults
+    /// (n 3, r and w quorum, siblings, not sloppy, no TTL, cas off).
     Create {
         name: String,
         #[command(flatten)]
         props: BucketProps,
     },
+    /// Change a bucket's properties (n and conflicts are fixed at creation).
     Set {
         name: String,
         #[command(flatten)]
         props: BucketProps,
     },
-    Show {
-        name: String,
-    },
+    /// Print a bucket's properties.
+    Show { name: String },
+    /// Print every bucket and its properties.
     List,
 }
 
@@ -270,16 +295,13 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Server { config, sets } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .init();
             let config =
                 hydra_node::config::Config::load(config.as_deref(), std::env::vars(), &sets)?;
+            init_logging(config.node.log_file.as_deref())?;
             write_pid_file(&config.node.data_dir)?;
+            if let Some(path) = &config.node.dev_cluster_json {
+                dev::record_pid(path, config.node.id, std::process::id());
+            }
             let mut runtime = tokio::runtime::Builder::new_multi_thread();
             if config.node.worker_threads > 0 {
                 runtime.worker_threads(config.node.worker_threads);
@@ -305,6 +327,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             verbose,
             endpoint,
         } => {
+            check_key(&key)?;
             let client = endpoint.client();
             let r = if serial {
                 Some("serial".to_string())
@@ -358,9 +381,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if_absent,
             if_match,
             content_type,
+            ttl,
             verbose,
             endpoint,
         } => {
+            check_key(&key)?;
             let value = match value {
                 Some(v) => v.into_bytes(),
                 None => {
@@ -383,7 +408,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .map_err(api)?;
                 return Ok(conditional_outcome(&resp, &bucket, &key, verbose));
             }
-            let params: Vec<(&str, &str)> = w.as_deref().map(|w| ("w", w)).into_iter().collect();
+            let ttl = ttl.map(|t| t.to_string());
+            let params: Vec<(&str, &str)> = w
+                .as_deref()
+                .map(|w| ("w", w))
+                .into_iter()
+                .chain(ttl.as_deref().map(|t| ("ttl", t)))
+                .collect();
             let resp = endpoint
                 .client()
                 .put(
@@ -409,6 +440,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             verbose,
             endpoint,
         } => {
+            check_key(&key)?;
             let client = endpoint.client();
             if let Some(c) = if_match {
                 let condition = hydra_client::Precondition::Matches(c);
@@ -488,9 +520,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Ring {
             key,
+            key_flag,
             bucket,
             endpoint,
         } => {
+            let key = key.or(key_flag).unwrap_or_default();
+            check_key(&key)?;
             let r = endpoint
                 .client()
                 .ring(&[("bucket", &bucket), ("key", &key)])
@@ -507,7 +542,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .unwrap_or_default()
             };
             println!("preference list: {}", names(&r["preference_list"]));
-            println!("fallbacks:       {}", names(&r["fallbacks"]));
+            match names(&r["fallbacks"]) {
+                f if f.is_empty() => {
+                    println!("fallbacks:       none (every node is in the preference list)")
+                }
+                f => println!("fallbacks:       {f}"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bucket { action, endpoint } => {
@@ -526,6 +566,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 BucketAction::Show { name } => client.bucket(&name).map_err(api)?,
                 BucketAction::List => client.buckets().map_err(api)?,
             };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Handoff { action, endpoint } => {
+            let enabled = matches!(action, HandoffAction::Enable);
+            let out = endpoint
+                .client()
+                .admin("POST", "handoff", Some(&json!({ "enabled": enabled })))
+                .map_err(api)?;
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -576,6 +625,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Keys are 1 to 1024 bytes: an empty one is refused here, by name, not sent.
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        bail!("the key is empty; a key is 1 to 1024 bytes");
+    }
+    Ok(())
 }
 
 fn props_json(p: &BucketProps) -> Value {
@@ -641,6 +698,32 @@ fn api(e: ApiError) -> anyhow::Error {
 fn decode_base64(s: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(s).ok()
+}
+
+/// The server's log: to `log_file` (appended, no colour codes) or to standard error
+/// (colours only on a terminal); `RUST_LOG` filters, `info` by default.
+fn init_logging(log_file: Option<&std::path::Path>) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("while opening the log file {}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .init(),
+    }
+    Ok(())
 }
 
 /// The server writes its pid next to its data, so `hydra dev` can stop a node that an

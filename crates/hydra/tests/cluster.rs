@@ -48,12 +48,9 @@ fn read_until(
 
 #[test]
 fn the_seed_example_write_with_a_node_down_then_read_repair() {
-    // No handoff or anti-entropy: only the read's repair may bring node 3 up to date.
-    let mut c = TestCluster::start_with(
-        3,
-        "handoff_interval_ms = 0\nanti_entropy_interval_ms = 0",
-        "",
-    );
+    // No anti-entropy, and node 1's handoff paused below as the README walk-through does:
+    // only the read's repair may bring node 3 up to date.
+    let mut c = TestCluster::start_with(3, "anti_entropy_interval_ms = 0", "");
     let n1 = c.client(0);
     n1.put(
         "default",
@@ -123,7 +120,17 @@ fn the_seed_example_write_with_a_node_down_then_read_repair() {
             .contains("believed down"),
         "{node3}"
     );
-    // Back up (answering, not yet coordinating): before handoff brings it v2.
+    // Node 1 holds a hint for node 3 and would deliver it within 200 ms of its return: pause
+    // its handoff (as the README walk-through does) so the read below finds node 3 stale.
+    let paused = n1
+        .admin(
+            "POST",
+            "handoff",
+            Some(&serde_json::json!({ "enabled": false })),
+        )
+        .expect("pause handoff");
+    assert_eq!(paused["handoff_enabled"], false);
+    assert_eq!(n1.status().expect("status")["handoff_enabled"], false);
     c.spawn(2);
     c.wait_up(2);
     let all = read_until(&n1, "cart", &[("r", "all"), ("timeout_ms", "1000")], |r| {
@@ -140,6 +147,25 @@ fn the_seed_example_write_with_a_node_down_then_read_repair() {
     let n3 = c.client(2);
     let one = read_until(&n3, "cart", &[("r", "one")], |r| r.body == b"v2");
     assert_eq!(receipt(&one)["coordinator"], 3);
+    // Resumed, node 1 hands its hint over (node 3 already holds it: merged, then deleted).
+    n1.admin(
+        "POST",
+        "handoff",
+        Some(&serde_json::json!({ "enabled": true })),
+    )
+    .expect("resume handoff");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while n1.status().expect("status")["hints"]
+        .as_array()
+        .is_some_and(|h| !h.is_empty())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "node 1 never handed its hint over: {}",
+            n1.status().expect("status")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -606,6 +632,57 @@ fn hydra_dev_starts_a_cluster_writes_cluster_json_and_stops_it_on_sigterm() {
         .output()
         .expect("sh");
     assert_eq!(out.stdout, b"a", "{out:?}");
+    // Logs go to each node's log file, without colour codes.
+    let log3 = std::fs::read_to_string(dir.path().join("n3.log")).expect("n3.log");
+    assert!(log3.contains("INFO") && !log3.contains('\u{1b}'), "{log3}");
+    // Node 3 killed and restarted by hand (the command hydra dev printed): it logs to its
+    // file, not the terminal, and cluster.json names its new pid.
+    let old_pid = nodes[2]["pid"].as_i64().expect("pid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill node 3");
+    let config3 = nodes[2]["config"].as_str().expect("config").to_string();
+    let mut by_hand = Command::new(env!("CARGO_BIN_EXE_hydra"))
+        .args(["server", "--config", &config3])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("restart node 3 by hand");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now: Value =
+            serde_json::from_str(&std::fs::read_to_string(&cluster_json).expect("cluster.json"))
+                .expect("json");
+        if now["nodes"][2]["pid"].as_u64() == Some(u64::from(by_hand.id())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster.json kept pid {old_pid}: {now}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = Client::new(nodes[2]["http"].as_str().expect("http"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while r.health().is_err() {
+        assert!(Instant::now() < deadline, "node 3 never came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = by_hand.kill();
+    let out = by_hand.wait_with_output().expect("node 3 output");
+    assert!(
+        out.stderr.is_empty(),
+        "it logged to the terminal: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log3_after = std::fs::read_to_string(dir.path().join("n3.log")).expect("n3.log");
+    assert!(
+        log3_after.len() > log3.len(),
+        "the restarted node logged to its file"
+    );
     // SIGTERM stops every node.
     let pids: Vec<i32> = nodes
         .iter()

@@ -1033,7 +1033,11 @@ fn set_ifeq_and_delifeq() {
     assert_eq!(run(&["MGET", "k", "nothing"]), "*2\r\n$1\r\ns\r\n$-1\r\n");
     assert!(run(&["HYDRA.CONSISTENCY"]).contains("serial"));
     assert_eq!(run(&["HYDRA.CONSISTENCY", "default", "default"]), "+OK\r\n");
-    // In a bucket that keeps siblings too.
+    // In a bucket that keeps siblings too (a bucket that does not exist is refused).
+    assert!(
+        run(&["HYDRA.BUCKET", "nosuch"])
+            .starts_with("-UNKNOWN_BUCKET bucket \"nosuch\" does not exist")
+    );
     assert_eq!(run(&["HYDRA.BUCKET", "default"]), "+OK\r\n");
     assert_eq!(run(&["SET", "k", "a", "NX"]), "+OK\r\n");
     assert_eq!(run(&["SET", "k", "b", "NX"]), "$-1\r\n");

@@ -57,6 +57,9 @@ pub(crate) struct Handoff {
     /// again, and offering them first every interval would keep the owner's other hints
     /// waiting. At most one entry per hint held.
     deferred: BTreeMap<(NodeId, Vec<u8>), Timestamp>,
+    /// An operator paused delivery (as Cassandra's `nodetool disablehandoff`): hints are
+    /// still kept, and delivered once it is resumed.
+    pub(crate) paused: bool,
 }
 
 /// How long a hint its owner refused for the sibling or size limit waits before it is
@@ -183,6 +186,9 @@ impl Handoff {
     /// per owner, so handoff never floods a node that just came back.
     pub(crate) fn offer<S: Store>(&mut self, local: &mut Local, ctx: &mut Ctx<'_, S>) {
         self.deferred.retain(|_, until| *until > ctx.now);
+        if self.paused {
+            return;
+        }
         for owner in self.index.owners() {
             if !local.membership.is_alive(owner, ctx.mono) || !local.layout.contains(owner) {
                 continue;

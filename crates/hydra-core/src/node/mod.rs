@@ -174,6 +174,14 @@ impl Node {
         self.local.timers.len()
     }
 
+    /// Pauses or resumes the delivery of hints this node holds (an operator's switch, as
+    /// Cassandra's `nodetool disablehandoff`/`enablehandoff`): paused, hints are still kept
+    /// and counted, and go out at the first handoff round after it is resumed. Not kept
+    /// across restarts.
+    pub fn set_handoff(&mut self, enabled: bool) {
+        self.handoff.paused = !enabled;
+    }
+
     /// The buckets this node knows, with their properties.
     pub fn buckets(&self) -> BTreeMap<BucketName, BucketProps> {
         self.local.buckets.props()
@@ -205,6 +213,7 @@ impl Node {
             clock: self.clock_status(),
             bucket_conflicts: local.buckets.conflicts().to_vec(),
             paxos_repair: self.repairs.status,
+            handoff_enabled: !self.handoff.paused,
             peer_messages_refused: self.peer_refused.0,
             peer_refusal: self.peer_refused.1.clone(),
         }
@@ -260,6 +269,18 @@ impl Node {
             } => {
                 let local = &mut self.local;
                 if let Err(e) = local.clock_allows("bucket changes") {
+                    local.out.push(Output::Reply { id, result: Err(e) });
+                    return self.finish_call(ctx);
+                }
+                let nodes = local.layout.nodes().len();
+                if usize::from(props.n) > nodes {
+                    let e = ClientError::new(
+                        ErrorCode::InvalidBucket,
+                        format!(
+                            "n = {} is more than the {nodes} nodes of the layout: every key would lack replicas and writes at w = all would fail; use n <= {nodes} (add nodes first to keep more copies)",
+                            props.n
+                        ),
+                    );
                     local.out.push(Output::Reply { id, result: Err(e) });
                     return self.finish_call(ctx);
                 }

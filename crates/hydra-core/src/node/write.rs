@@ -691,7 +691,13 @@ fn new_object<S: Store>(
                     ));
                 }
             };
-            let context = write.context.take().unwrap_or_default();
+            // A delete without a context removes what this coordinator holds (Riak's
+            // way), never nothing: a tombstone that covers no value would be a silent no-op.
+            let context = match write.context.take() {
+                Some(c) => c,
+                None if sibling.tombstone => base.context(),
+                None => Default::default(),
+            };
             let (d, _dot) = base
                 .update_from(&context, sibling, local.me(), timestamp.0)
                 .map_err(|e| ClientError::new(ErrorCode::TooManySiblings, e.to_string()))?;

@@ -660,9 +660,16 @@ impl Connection {
                     // Its conflict mode decides whether writes carry the connection's
                     // newest seen version (see `Connection::seen`).
                     self.lww = match self.state.core.status().await {
-                        Some((_, buckets)) => buckets
-                            .get(&b)
-                            .is_some_and(|p| p.conflicts == ConflictMode::Lww),
+                        Some((_, buckets)) => match buckets.get(&b) {
+                            Some(p) => p.conflicts == ConflictMode::Lww,
+                            None => {
+                                return Value::error(format!(
+                                    "UNKNOWN_BUCKET bucket {:?} does not exist; create it with `hydra bucket create {}`",
+                                    b.as_str(),
+                                    b.as_str()
+                                ));
+                            }
+                        },
                         None => return Value::error("OVERLOADED the node did not answer"),
                     };
                     self.bucket = b;
