@@ -271,6 +271,17 @@ impl Client {
         self.json_get("/v1/ring", params)
     }
 
+    /// One page of a bucket's keys (`GET /v1/kv/{bucket}`): `{"keys", "binary_keys_base64",
+    /// "next"}`; pass `next` back as `after` for the following page.
+    pub fn list(&self, bucket: &str, after: Option<&str>, limit: usize) -> Result<Value, Error> {
+        let limit = limit.to_string();
+        let mut params = vec![("limit", limit.as_str())];
+        if let Some(a) = after {
+            params.push(("after", a));
+        }
+        self.json_get(&format!("/v1/kv/{}", encode_segment(bucket)), &params)
+    }
+
     pub fn buckets(&self) -> Result<Value, Error> {
         self.json_get("/v1/buckets", &[])
     }

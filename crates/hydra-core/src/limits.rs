@@ -50,6 +50,9 @@ pub const TTL_SECS_MAX: u64 = 10 * 365 * 86_400;
 pub const OBJECT_BYTES_MAX: usize = VALUE_BYTES_CEILING + 512 * 1024;
 /// Largest counter a client context may carry (room left for increments).
 pub const CONTEXT_COUNTER_MAX: u64 = 1 << 62;
+/// Keys one page of a listing (`SCAN`, `KEYS`, the HTTP listing) holds at most, per
+/// replica and in the answer.
+pub const SCAN_PAGE_KEYS_MAX: usize = 1_000;
 /// Entries one page of a partition scan holds at most.
 pub const SCAN_ENTRIES_MAX: usize = 10_000;
 

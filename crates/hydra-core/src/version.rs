@@ -381,6 +381,30 @@ impl Object {
         }
     }
 
+    /// The same object with every value and content type emptied: its versions, tombstones
+    /// and expiries (what a listing needs to tell a live key from a deleted or expired one,
+    /// merged like the object itself).
+    pub fn without_values(&self) -> Object {
+        let strip = |s: &mut Sibling| {
+            s.value = Vec::new();
+            s.content_type = String::new();
+        };
+        match self {
+            Object::Siblings(d) => {
+                let mut d = d.clone();
+                for e in d.entries.values_mut() {
+                    e.values.iter_mut().for_each(strip);
+                }
+                Object::Siblings(d)
+            }
+            Object::Lww(v) => {
+                let mut v = v.clone();
+                strip(&mut v.sibling);
+                Object::Lww(v)
+            }
+        }
+    }
+
     /// Every sibling, tombstones included, in a deterministic order.
     pub fn all_siblings(&self) -> Vec<&Sibling> {
         match self {

@@ -144,6 +144,17 @@ enum Command {
         #[command(flatten)]
         endpoint: Endpoint,
     },
+    /// List a bucket's keys over the whole cluster, one per line (deleted and expired keys
+    /// left out; as Redis's SCAN, a key present throughout is listed).
+    Ls {
+        #[arg(long, default_value = "default")]
+        bucket: String,
+        /// Stop after this many keys.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
     /// The node's view of the cluster, as a table.
     Status {
         #[command(flatten)]
@@ -458,6 +469,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .map_err(api)?;
             if verbose {
                 show_meta(resp.context.as_deref(), resp.receipt.as_ref());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ls {
+            bucket,
+            limit,
+            endpoint,
+        } => {
+            let client = endpoint.client();
+            let mut after: Option<String> = None;
+            let mut listed = 0usize;
+            let mut out = std::io::stdout().lock();
+            loop {
+                let want = limit.map_or(1_000, |l| l.saturating_sub(listed).clamp(1, 1_000));
+                let page = client.list(&bucket, after.as_deref(), want).map_err(api)?;
+                for k in page["keys"].as_array().into_iter().flatten() {
+                    writeln!(out, "{}", k.as_str().unwrap_or_default())?;
+                    listed += 1;
+                }
+                for k in page["binary_keys_base64"].as_array().into_iter().flatten() {
+                    writeln!(out, "base64:{}", k.as_str().unwrap_or_default())?;
+                    listed += 1;
+                }
+                after = page["next"].as_str().map(str::to_string);
+                if after.is_none() || limit.is_some_and(|l| listed >= l) {
+                    break;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -929,3 +929,76 @@ fn outage_convergence_time() {
         );
     }
 }
+
+/// `GET /v1/kv/{bucket}` lists the bucket's keys over the whole cluster a page at a time,
+/// deleted keys left out; `hydra ls` prints them; bad cursors and limits are named.
+#[test]
+fn the_http_listing_and_hydra_ls_return_every_live_key() {
+    let c = TestCluster::start(3, "");
+    let mut live = std::collections::BTreeSet::new();
+    for i in 0..80 {
+        let key = format!("item-{i:03}");
+        c.client(i % 3)
+            .put("default", &key, b"v", "text/plain", None, &[("w", "all")])
+            .expect("put");
+        live.insert(key);
+    }
+    for i in (0..80).step_by(9) {
+        let key = format!("item-{i:03}");
+        let read = c.client(0).get("default", &key, &[]).expect("read");
+        c.client(1)
+            .delete("default", &key, read.context.as_deref(), &[("w", "all")])
+            .expect("delete");
+        live.remove(&key);
+    }
+    let n2 = c.client(1);
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    for pages in 0.. {
+        assert!(pages < 1_000, "the listing ends");
+        let page = n2.list("default", after.as_deref(), 7).expect("list");
+        let keys = page["keys"].as_array().expect("keys");
+        assert!(keys.len() <= 7, "{page}");
+        listed.extend(keys.iter().map(|k| k.as_str().expect("text").to_string()));
+        after = page["next"].as_str().map(str::to_string);
+        if after.is_none() {
+            break;
+        }
+    }
+    let unique: std::collections::BTreeSet<String> = listed.iter().cloned().collect();
+    assert_eq!(unique.len(), listed.len(), "a key listed twice");
+    assert_eq!(unique, live);
+    let out = Command::new(env!("CARGO_BIN_EXE_hydra"))
+        .args(["ls", "--bucket", "default", "--endpoint", &c.nodes[2].http])
+        .env("HYDRA_TOKEN", common::TEST_TOKEN)
+        .output()
+        .expect("hydra ls");
+    assert!(out.status.success(), "{out:?}");
+    let printed: std::collections::BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(printed, live);
+    for (query, what) in [
+        ("limit=0", "limit"),
+        ("after=%%%", "after"),
+        ("bogus=1", "bogus"),
+    ] {
+        let url = format!("http://{}/v1/kv/default?{query}", c.nodes[0].http);
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "-H"])
+            .arg(format!("Authorization: Bearer {}", common::TEST_TOKEN))
+            .arg(&url)
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.ends_with("400") && text.contains(what),
+            "{query}: {text}"
+        );
+    }
+    assert!(
+        c.client(0).list("nosuch", None, 10).is_err(),
+        "an unknown bucket is an error"
+    );
+}

@@ -806,6 +806,137 @@ fn transactions_on_one_key_match_redis_server_and_others_apply_nothing() {
     assert_eq!(ours.command(&[b"GET", b"b"]), b"$-1\r\n");
 }
 
+/// `SCAN` over the whole cluster returns every key redis-server returns across cursor
+/// calls (with `MATCH`, `COUNT`, `TYPE`), `KEYS` the same set, `RANDOMKEY` one of them,
+/// deleted and expired keys left out, and the argument errors byte for byte.
+#[test]
+fn scan_and_keys_list_what_redis_server_lists() {
+    let cluster = TestCluster::start(3, "");
+    let redis = RedisServer::start();
+    let mut ours = Raw::connect(&cluster.nodes[0].resp);
+    let mut theirs = Raw::connect(&redis.addr);
+    let mut both = |args: &[&str]| {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let (a, b) = (text(&ours.command(&args)), text(&theirs.command(&args)));
+        assert_eq!(a, b, "replies differ for {args:?}");
+        a
+    };
+    both(&["RANDOMKEY"]);
+    for cmd in [
+        &["SCAN", "abc"][..],
+        &["SCAN", "0", "COUNT", "0"],
+        &["SCAN", "0", "COUNT", "x"],
+        &["SCAN", "0", "COUNT", "-1"],
+        &["SCAN", "0", "BOGUS", "1"],
+        &["SCAN", "0", "MATCH"],
+        &["SCAN", "0", "TYPE", "hash"],
+        &["SCAN", "18446744073709551616"],
+        &["KEYS"],
+    ] {
+        both(cmd);
+    }
+    let mut bytes = Vec::new();
+    for i in 0..300 {
+        let (k, o) = (format!("key:{i}"), format!("other:{i}"));
+        for (key, value) in [(k.as_str(), "v"), (o.as_str(), "w")] {
+            encode_command(
+                &[b"SET".as_slice(), key.as_bytes(), value.as_bytes()],
+                &mut bytes,
+            );
+        }
+    }
+    for i in (0..300).step_by(10) {
+        let k = format!("key:{i}");
+        encode_command(&[b"DEL".as_slice(), k.as_bytes()], &mut bytes);
+    }
+    let k = "key:1";
+    encode_command(
+        &[b"SET".as_slice(), k.as_bytes(), b"v", b"PX", b"1"],
+        &mut bytes,
+    );
+    for raw in [&mut ours, &mut theirs] {
+        raw.send(&bytes, 631);
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let scan_all = |raw: &mut Raw, extra: &[&str]| {
+        let mut cursor = "0".to_string();
+        let mut keys = Vec::new();
+        for calls in 0.. {
+            assert!(calls < 10_000, "the scan ends");
+            let mut args: Vec<&[u8]> = vec![b"SCAN", cursor.as_bytes()];
+            args.extend(extra.iter().map(|a| a.as_bytes()));
+            let reply = raw.command(&args);
+            let (value, _) = parse_value(&reply, &Limits::default())
+                .expect("valid")
+                .expect("whole");
+            let Value::Array(parts) = value else {
+                panic!("SCAN gave {}", text(&reply));
+            };
+            let (Value::Bulk(next), Value::Array(batch)) = (&parts[0], &parts[1]) else {
+                panic!("SCAN gave {}", text(&reply));
+            };
+            keys.extend(batch.iter().map(|k| match k {
+                Value::Bulk(k) => String::from_utf8_lossy(k).into_owned(),
+                other => panic!("{other:?}"),
+            }));
+            cursor = String::from_utf8_lossy(next).into_owned();
+            if cursor == "0" {
+                break;
+            }
+        }
+        keys
+    };
+    for extra in [
+        &[][..],
+        &["COUNT", "7"],
+        &["MATCH", "key:*", "COUNT", "50"],
+        &["MATCH", "*:1[0-9]"],
+        &["TYPE", "string", "COUNT", "1000"],
+    ] {
+        let mine = scan_all(&mut ours, extra);
+        let unique: std::collections::BTreeSet<String> = mine.iter().cloned().collect();
+        assert_eq!(unique.len(), mine.len(), "a key returned twice ({extra:?})");
+        let real: std::collections::BTreeSet<String> =
+            scan_all(&mut theirs, extra).into_iter().collect();
+        assert_eq!(unique, real, "SCAN {extra:?} lists other keys");
+    }
+    let sorted = |reply: Vec<u8>| {
+        let (value, _) = parse_value(&reply, &Limits::default())
+            .expect("valid")
+            .expect("whole");
+        let Value::Array(keys) = value else {
+            panic!("{}", text(&reply));
+        };
+        let mut keys: Vec<String> = keys
+            .into_iter()
+            .map(|k| match k {
+                Value::Bulk(k) => String::from_utf8_lossy(&k).into_owned(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        keys.sort();
+        keys
+    };
+    for pattern in ["key:2*", "*", "nothing*", "other:?"] {
+        let args: [&[u8]; 2] = [b"KEYS", pattern.as_bytes()];
+        assert_eq!(
+            sorted(ours.command(&args)),
+            sorted(theirs.command(&args)),
+            "KEYS {pattern}"
+        );
+    }
+    let random = text(&ours.command(&[b"RANDOMKEY"]));
+    assert!(
+        random.contains("key:") || random.contains("other:"),
+        "{random}"
+    );
+    // A cursor this node never gave out.
+    assert_eq!(
+        text(&ours.command(&[b"SCAN", b"12345"])),
+        "-ERR invalid cursor\r\n"
+    );
+}
+
 /// A logged-in user without a permission gets Redis's `-NOPERM` replies, byte for byte,
 /// taken from redis-server users whose ACL rules deny the same commands. Redis's patterns
 /// name keys and Hydra's scopes name buckets, so a key Redis denies is, here, a key of a

@@ -151,6 +151,25 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
             key_ok(&request.key)?;
             validate_vector(WHAT, &request.context)?;
         }
+        Message::ScanResponse {
+            result: Ok(page), ..
+        } => {
+            if page.entries.len() > crate::limits::SCAN_PAGE_KEYS_MAX {
+                return Err(malformed(
+                    WHAT,
+                    format!("{} keys in a listing page", page.entries.len()),
+                ));
+            }
+            for e in &page.entries {
+                if e.key.is_empty() || e.key.len() > crate::limits::KEY_BYTES_MAX {
+                    return Err(malformed(WHAT, "a listed key of a length no key has"));
+                }
+                validate_object(WHAT, &e.object)?;
+            }
+        }
+        Message::ScanRequest { after: Some(a), .. } if a.len() > crate::limits::KEY_BYTES_MAX => {
+            return Err(malformed(WHAT, "a listing cursor longer than any key"));
+        }
         Message::PaxosFenceResponse {
             result: Ok(list), ..
         } if list.keys.len() > crate::limits::PAXOS_REPAIR_KEYS_MAX => {

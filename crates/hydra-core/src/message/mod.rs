@@ -43,6 +43,46 @@ pub enum ClientRequest {
     },
     /// A compare-and-set or a serial read, through Paxos among the key's primaries.
     Cas(CasRequest),
+    /// One page of a bucket's keys in one partition (`SCAN`, `KEYS`, the HTTP listing).
+    List(ListRequest),
+}
+
+/// A page of a bucket's keys: those of `partition` after `after` (in byte order), at most
+/// `limit`, as the partition's replicas hold them (merged; deleted and expired keys left
+/// out).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListRequest {
+    pub bucket: BucketName,
+    pub cursor: ListCursor,
+    pub limit: u32,
+    /// Replicas that must answer (default: the bucket's `r`).
+    pub r: Option<Consistency>,
+    pub timeout_ms: Option<u64>,
+}
+
+/// Where a listing stands: the partition it is in, and the last key it returned there.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ListCursor {
+    pub partition: u32,
+    #[serde(with = "serde_bytes")]
+    pub after: Option<Vec<u8>>,
+}
+
+/// A replica's page of a listing: keys after the cursor with their objects' metadata
+/// (values left out), in byte order; `complete` when the partition has no more of the
+/// bucket's keys after the last one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanPage {
+    pub entries: Vec<ScanEntry>,
+    pub complete: bool,
+}
+
+/// One key of a replica's page and its object without values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanEntry {
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    pub object: Object,
 }
 
 /// A conditional write (or a serial read: `action` `Read`), decided by Paxos: linearizable
@@ -162,6 +202,7 @@ impl ClientRequest {
             ClientRequest::Put(w) => Some(&w.key),
             ClientRequest::SetBucket { .. } => None,
             ClientRequest::Cas(c) => Some(&c.key),
+            ClientRequest::List(_) => None,
         }
     }
 }
@@ -195,6 +236,12 @@ pub enum ClientResponse {
         receipt: Receipt,
         paxos: PaxosReceipt,
     },
+    /// A page of a listing: its keys, and where the next page starts (`None`: the listing
+    /// is done). A page may be empty and still have a next one.
+    Keys {
+        keys: Vec<Vec<u8>>,
+        next: Option<ListCursor>,
+    },
 }
 
 /// What Paxos did for a `Cas` request.
@@ -217,7 +264,7 @@ impl ClientResponse {
             ClientResponse::Read { receipt, .. }
             | ClientResponse::Written { receipt, .. }
             | ClientResponse::Cas { receipt, .. } => Some(receipt),
-            ClientResponse::Bucket { .. } => None,
+            ClientResponse::Bucket { .. } | ClientResponse::Keys { .. } => None,
         }
     }
 }
@@ -572,6 +619,21 @@ pub enum Message {
         bucket: BucketName,
         partition: PartitionId,
         bound: Ballot,
+    },
+    /// A listing's coordinator to a replica of `partition`: your keys of `bucket` there
+    /// after `after` (a key), at most `limit` (within `SCAN_PAGE_KEYS_MAX`), with their
+    /// objects' metadata. Answered with a `ScanResponse`.
+    ScanRequest {
+        req: RequestId,
+        bucket: BucketName,
+        partition: PartitionId,
+        #[serde(with = "serde_bytes")]
+        after: Option<Vec<u8>>,
+        limit: u32,
+    },
+    ScanResponse {
+        req: RequestId,
+        result: Result<ScanPage, ReplicaError>,
     },
 }
 

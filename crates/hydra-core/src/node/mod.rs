@@ -18,6 +18,7 @@
 //! | anti-entropy | `anti_entropy.rs` | Merkle exchanges in flight, their figures |
 //! | reaping and expiry | `gc.rs` | tombstones to reap, the expiry sweep |
 //! | compare-and-set | `paxos.rs` | Paxos rounds in flight (coordinator), acceptor state (replica) |
+//! | key listing | `scan.rs` | listing pages in flight (coordinator), the replica's page |
 //! | Paxos state collection | `paxos_repair.rs` | the repair round in flight, group bounds (primary side) |
 //! | bucket metadata | `buckets.rs` | the gossiped bucket table |
 //! | membership | `membership.rs` | heartbeats, the failure detector |
@@ -46,6 +47,7 @@ mod peer;
 mod quorum;
 mod read;
 mod replica;
+mod scan;
 mod status;
 mod timers;
 mod write;
@@ -97,6 +99,7 @@ pub struct Node {
     expiries: Expiries,
     paxos: Paxos,
     repairs: Repairs,
+    scans: scan::Scans,
     /// Whether the first call loaded what the store remembers.
     loaded: bool,
     /// Members' messages refused at the peer edge (`peer.rs`), and why the last one was.
@@ -131,6 +134,7 @@ impl Node {
             expiries: Expiries::default(),
             paxos: Paxos::default(),
             repairs: Repairs::default(),
+            scans: scan::Scans::default(),
             loaded: false,
             peer_refused: (0, None),
         }
@@ -150,13 +154,21 @@ impl Node {
 
     /// Client requests and internode requests this node is coordinating.
     pub fn in_flight(&self) -> usize {
-        self.writes.len() + self.reads.len() + self.forwards.len() + self.paxos.len()
+        self.writes.len()
+            + self.reads.len()
+            + self.forwards.len()
+            + self.paxos.len()
+            + self.scans.len()
     }
 
     /// Requests whose clients wait for an answer (answered writes waiting for their last
     /// replicas are bounded apart, `WRITES_LINGERING_MAX`).
     fn waiting(&self) -> usize {
-        self.writes.waiting() + self.reads.len() + self.forwards.len() + self.paxos.len()
+        self.writes.waiting()
+            + self.reads.len()
+            + self.forwards.len()
+            + self.paxos.len()
+            + self.scans.len()
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -349,6 +361,7 @@ impl Node {
             Timer::ExchangeDeadline(req) => self.ae.on_deadline(req),
             Timer::ExpireDeadline(req) => self.expiries.on_deadline(local, ctx, req),
             Timer::PaxosDeadline(req) => self.paxos.on_deadline(local, now, req),
+            Timer::ScanDeadline(req) => self.scans.on_deadline(local, now, req),
             Timer::PaxosRetry(req) => self.paxos.on_retry(local, ctx, req),
             Timer::Heartbeat => {
                 local
@@ -460,6 +473,9 @@ impl Node {
             );
             return local.out.reply(reply_to, Err(e));
         }
+        if let ClientRequest::List(list) = request {
+            return self.scans.start(local, ctx, reply_to, list);
+        }
         let valid = match local.validate(&request) {
             Ok(v) => v,
             Err(e) => return local.out.reply(reply_to, Err(e)),
@@ -518,7 +534,7 @@ impl Node {
         let deadline = ctx.now.plus_ms(valid.timeout_ms);
         match request {
             // Answered in `handle`; `validate` refuses it.
-            ClientRequest::SetBucket { .. } => {}
+            ClientRequest::SetBucket { .. } | ClientRequest::List(_) => {}
             ClientRequest::Cas(cas) => {
                 let ttl_default_ms = valid.props.ttl_secs.map(|s| s.saturating_mul(1000));
                 self.paxos.start(
@@ -703,6 +719,20 @@ impl Node {
             } => {
                 self.repairs.status.states_collected +=
                     local.on_paxos_low_bound(ctx, &bucket, partition, bound) as u64;
+            }
+            Message::ScanRequest {
+                req,
+                bucket,
+                partition,
+                after,
+                limit,
+            } => {
+                let result =
+                    local.on_scan_request(ctx.store, &bucket, partition, after.as_deref(), limit);
+                local.out.send(from, Message::ScanResponse { req, result });
+            }
+            Message::ScanResponse { req, result } => {
+                self.scans.on_response(local, ctx.now, from, req, result)
             }
             Message::ExpireResponse { req, merged } => {
                 self.expiries

@@ -71,6 +71,12 @@ impl Local {
             Message::AeFetchResponse { objects, .. } => {
                 objects.iter().try_for_each(|(_, o)| check_object(o))
             }
+            Message::ScanResponse {
+                result: Ok(page), ..
+            } => page
+                .entries
+                .iter()
+                .try_for_each(|e| check_object(&e.object)),
             Message::ExpireRequest { entries, .. } => {
                 entries.iter().try_for_each(|(_, o)| check_object(o))
             }

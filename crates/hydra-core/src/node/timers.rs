@@ -35,6 +35,8 @@ pub(crate) enum Timer {
     ExchangeDeadline(RequestId),
     /// A compare-and-set ran out of time.
     PaxosDeadline(RequestId),
+    /// A listing's page ran out of time.
+    ScanDeadline(RequestId),
     /// A compare-and-set beaten by another ballot prepares again.
     PaxosRetry(RequestId),
     /// Send heartbeats to every peer.

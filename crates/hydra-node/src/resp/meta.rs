@@ -407,6 +407,10 @@ pub(super) enum Handler {
     },
     /// TYPE: `string` or `none` (every Hydra value is a string).
     Type,
+    /// SCAN, KEYS, RANDOMKEY: listings of the connection's bucket (see `keys.rs`).
+    Scan,
+    Keys,
+    RandomKey,
     Persist,
     HydraBucket,
     HydraConsistency,
@@ -593,6 +597,9 @@ pub(super) static COMMANDS: &[Spec] = &[
     spec("setex", 4, W, KEY1, Handler::SetEx { millis: false }),
     spec("psetex", 4, W, KEY1, Handler::SetEx { millis: true }),
     spec("type", 2, R, KEY1, Handler::Type),
+    spec("scan", -2, &["readonly"], NOKEY, Handler::Scan),
+    spec("keys", 2, &["readonly"], NOKEY, Handler::Keys),
+    spec("randomkey", 1, &["readonly"], NOKEY, Handler::RandomKey),
     spec("touch", -2, R, KEYS, Handler::Exists),
     spec("persist", 2, W, KEY1, Handler::Persist),
     spec("hydra.bucket", -1, C, NOKEY, Handler::HydraBucket),
@@ -714,6 +721,7 @@ mod tests {
             Handler::Exists | Handler::MGet | Handler::MSet | Handler::StrLen => h,
             Handler::Expire { .. } | Handler::Ttl { .. } | Handler::Persist => h,
             Handler::SetEx { .. } | Handler::Type => h,
+            Handler::Scan | Handler::Keys | Handler::RandomKey => h,
             Handler::HydraBucket | Handler::HydraConsistency | Handler::HydraGetAll => h,
             Handler::HydraPut | Handler::HydraDel | Handler::HydraReceipt => h,
         };
@@ -790,6 +798,9 @@ mod tests {
             Handler::SetEx { millis: false },
             Handler::SetEx { millis: true },
             Handler::Type,
+            Handler::Scan,
+            Handler::Keys,
+            Handler::RandomKey,
             Handler::Persist,
             Handler::HydraBucket,
             Handler::HydraConsistency,

@@ -33,6 +33,7 @@
 
 mod commands;
 mod float;
+mod keys;
 mod meta;
 mod strings;
 mod transaction;
@@ -101,6 +102,10 @@ pub struct RespState {
     pub reply_bytes_max: usize,
     /// Plain TCP, or TLS (`tls.cert`, `tls.key`).
     pub acceptor: crate::tls::Acceptor,
+    /// Positions of `SCAN`s in progress (see `keys.rs`).
+    scan_cursors: std::sync::Mutex<keys::ScanCursors>,
+    /// The layout's partition count, once asked of the core.
+    partitions: std::sync::OnceLock<u32>,
     next_client_id: AtomicU64,
     connected: AtomicUsize,
 }
@@ -132,6 +137,8 @@ impl RespState {
             auth_timeout: std::time::Duration::from_millis(10_000),
             reply_bytes_max: 64 * 1024 * 1024,
             acceptor: crate::tls::Acceptor::plain(),
+            scan_cursors: std::sync::Mutex::new(keys::ScanCursors::default()),
+            partitions: std::sync::OnceLock::new(),
             next_client_id: AtomicU64::new(1),
             connected: AtomicUsize::new(0),
         }
@@ -562,6 +569,7 @@ impl Connection {
             ClientRequest::Put(w) if w.value.is_some() => ("put", w.w),
             ClientRequest::Put(w) => ("delete", w.w),
             ClientRequest::SetBucket { .. } => ("bucket", None),
+            ClientRequest::List(l) => ("list", l.r),
             ClientRequest::Cas(c) => match c.action {
                 CasAction::Read => ("get", None),
                 CasAction::Write { .. } => ("put", None),
@@ -729,9 +737,15 @@ impl Connection {
                 Flow::Continue,
             );
         }
+        // Commands on keys, and listings of the bucket, need the user's scope on it.
+        let on_bucket = spec.first_key > 0
+            || matches!(
+                spec.handler,
+                Handler::Scan | Handler::Keys | Handler::RandomKey
+            );
         if let Some(p) = &self.principal
             && !p.is_admin()
-            && spec.first_key > 0
+            && on_bucket
         {
             let bucket = self.bucket.as_str();
             if !p.may_read(bucket) {
@@ -829,6 +843,9 @@ impl Connection {
             Handler::Ttl { millis, absolute } => self.ttl(&args[0], millis, absolute).await,
             Handler::SetEx { millis } => self.setex(args, millis).await,
             Handler::Type => self.type_of(&args[0]).await,
+            Handler::Scan => self.scan(args).await,
+            Handler::Keys => self.keys(args).await,
+            Handler::RandomKey => self.randomkey().await,
             Handler::Persist => self.version_bound(VersionBound::Persist, args).await,
             Handler::HydraBucket => self.select_bucket(args).await,
             Handler::HydraConsistency => self.consistency(args),

@@ -189,9 +189,9 @@ impl Overlay {
                     },
                 })
             }
-            ClientRequest::SetBucket { .. } => Err(ClientError::new(
+            ClientRequest::SetBucket { .. } | ClientRequest::List(_) => Err(ClientError::new(
                 ErrorCode::InvalidBucket,
-                "bucket changes do not run inside a transaction",
+                "bucket changes and listings do not run inside a transaction",
             )),
         }
     }
@@ -252,6 +252,9 @@ fn runs_in_transaction(handler: Handler) -> bool {
             | Handler::Info
             | Handler::Config
             | Handler::DbSize
+            | Handler::Scan
+            | Handler::Keys
+            | Handler::RandomKey
             | Handler::Multi
             | Handler::Exec
             | Handler::Discard
