@@ -36,6 +36,8 @@ pub struct PlantedBugs {
     /// Replicas' merges ignore the sibling and size limits (the union of every side of a
     /// split is stored).
     pub merge_ignores_limits: bool,
+    /// A listing keeps keys whose merged object shows no value (deleted or expired).
+    pub scan_shows_deleted: bool,
     /// The peer edge bounds version vector counters at 16, below what members reach.
     pub peer_counter_limit_low: bool,
     /// The sweep never deletes old tombstones again (a tombstone whose reap never happened
@@ -110,6 +112,7 @@ thread_local! {
         merge_ignores_limits: false,
         sweep_skips_old_tombstones: false,
         peer_counter_limit_low: false,
+        scan_shows_deleted: false,
         paxos_forgets_promises: false,
         paxos_accepts_below_promise: false,
         paxos_accept_keeps_promise: false,
@@ -149,6 +152,7 @@ impl PlantedBugs {
             "merge_ignores_limits" => self.merge_ignores_limits = true,
             "sweep_skips_old_tombstones" => self.sweep_skips_old_tombstones = true,
             "peer_counter_limit_low" => self.peer_counter_limit_low = true,
+            "scan_shows_deleted" => self.scan_shows_deleted = true,
             "paxos_forgets_promises" => self.paxos_forgets_promises = true,
             "paxos_accepts_below_promise" => self.paxos_accepts_below_promise = true,
             "paxos_accept_keeps_promise" => self.paxos_accept_keeps_promise = true,

@@ -79,6 +79,9 @@ pub enum Violation {
         found: u32,
         read_at: u64,
     },
+    /// (j) After healing, a listing of a bucket did not return exactly the keys that show a
+    /// value (each once).
+    ListingWrong { bucket: String, detail: String },
     /// (i) A node refused a member's message at its peer edge: the simulated nodes follow
     /// the protocol, so every refusal there is a check too strict for what members send.
     PeerRefused { node: u64, count: u64, why: String },
@@ -105,6 +108,7 @@ impl Violation {
             Violation::GarbageLeft { .. } => 'g',
             Violation::NotLinearizable { .. } | Violation::CounterWrong { .. } => 'h',
             Violation::PeerRefused { .. } => 'i',
+            Violation::ListingWrong { .. } => 'j',
         }
     }
 }
@@ -177,6 +181,9 @@ impl fmt::Display for Violation {
             ),
             Violation::KeyBricked { key, detail } => {
                 write!(f, "(f) key k{key} is bricked: {detail}")
+            }
+            Violation::ListingWrong { bucket, detail } => {
+                write!(f, "(j) the listing of bucket {bucket} is wrong: {detail}")
             }
             Violation::PeerRefused { node, count, why } => write!(
                 f,

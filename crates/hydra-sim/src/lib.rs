@@ -34,7 +34,9 @@
 //!     condition returned was current at some point during that operation (in every
 //!     durability mode);
 //! (i) no node refuses a member's message at its peer edge (the checks there are never
-//!     stricter than what the protocol sends).
+//!     stricter than what the protocol sends);
+//! (j) after healing, a listing of each bucket (pages of a few keys) returns exactly the
+//!     keys whose objects show a value, each once.
 //! Each is shown catching a planted bug in `tests/checkers.rs` ((e) four: an expiry stamped
 //! now, writes ignoring the client's context, a node using a clock its peers disown, and
 //! read-then-write operations writing the old value back).

@@ -149,6 +149,7 @@ fn main() -> Result<ExitCode> {
     let mut pauses = 0u64;
     let mut jumps = 0u64;
     let mut tombstones_left = 0u64;
+    let mut keys_listed = 0u64;
     let (mut flood_writes, mut max_flood_siblings) = (0u64, 0usize);
     let (mut plain, mut refused, mut plain_acked) = (0u64, 0u64, 0u64);
     let (mut paxos_rounds, mut paxos_collected) = (0u64, 0u64);
@@ -169,6 +170,7 @@ fn main() -> Result<ExitCode> {
         pauses += report.pauses;
         jumps += report.clock_jumps;
         tombstones_left += report.tombstones_left;
+        keys_listed += report.keys_listed;
         flood_writes += report.flood_writes;
         max_flood_siblings = max_flood_siblings.max(report.max_flood_siblings);
         hints_stored += report.hints_stored;
@@ -202,7 +204,7 @@ fn main() -> Result<ExitCode> {
         );
     }
     println!(
-        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} pauses={pauses} clock_jumps={jumps} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} tombstones_left={tombstones_left} flood_writes={flood_writes} max_flood_siblings={max_flood_siblings} all_writes_seeds={all_writes_seeds} cas_siblings_seeds={cas_siblings_seeds} counter_applied={counter_applied} counter_resolved={counter_resolved} paxos_rounds={paxos_rounds} paxos_states_collected={paxos_collected} failing_seeds={}",
+        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} pauses={pauses} clock_jumps={jumps} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} tombstones_left={tombstones_left} flood_writes={flood_writes} max_flood_siblings={max_flood_siblings} all_writes_seeds={all_writes_seeds} cas_siblings_seeds={cas_siblings_seeds} counter_applied={counter_applied} counter_resolved={counter_resolved} paxos_rounds={paxos_rounds} paxos_states_collected={paxos_collected} keys_listed={keys_listed} failing_seeds={}",
         args.seeds,
         sim_ms as f64 / 3_600_000.0,
         failing.len()

@@ -156,6 +156,17 @@ fn checker_d_catches_tombstones_reaped_before_every_replica_has_them() {
 }
 
 #[test]
+fn checker_j_catches_listings_that_show_deleted_keys() {
+    let bugs = PlantedBugs {
+        scan_shows_deleted: true,
+        ..PlantedBugs::default()
+    };
+    let found = caught_by(bugs, 'j', 300);
+    assert!(found.is_some(), "deleted keys in listings went unnoticed");
+    eprintln!("caught: {found:?}");
+}
+
+#[test]
 fn checker_i_catches_a_peer_edge_stricter_than_the_protocol() {
     let bugs = PlantedBugs {
         peer_counter_limit_low: true,

@@ -290,7 +290,9 @@ fn merge(state: &ScanState, now: Timestamp, partitions: u32) -> ClientResponse {
     }
     let keys = merged
         .into_iter()
-        .filter(|(_, o)| !o.visible_at(now.0).is_empty())
+        .filter(|(_, o)| {
+            crate::bugs::planted().scan_shows_deleted || !o.visible_at(now.0).is_empty()
+        })
         .map(|(k, _)| k.to_vec())
         .collect();
     let next = match end {

@@ -46,6 +46,10 @@ pub(super) enum ClientState {
         write: usize,
         op: u64,
     },
+    /// A page of the final listing (`listing.rs`).
+    Listing {
+        op: u64,
+    },
     /// A compare-and-set operation (`history.cas_ops[idx]`).
     Cas {
         idx: usize,
@@ -270,6 +274,12 @@ impl World {
                 self.finish_op_after(client, think);
             }
             ClientState::Cas { idx, op: o } if o == op => self.on_cas_answer(client, idx, result),
+            ClientState::Listing { op: o } if o == op => {
+                if let Ok(ClientResponse::Keys { keys, next }) = result {
+                    self.listing_page = Some((keys, next));
+                }
+                self.clients[client].state = ClientState::Idle;
+            }
             ClientState::Counter { op: o, stage } if o == op => {
                 self.on_counter_answer(client, stage, result)
             }

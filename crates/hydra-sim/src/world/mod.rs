@@ -6,6 +6,7 @@ mod clients;
 mod counter;
 mod faults;
 mod flood;
+mod listing;
 
 use clients::{Client, ClientState};
 
@@ -189,6 +190,8 @@ pub struct SimReport {
     /// Objects that read as absent (tombstones, expired values) still stored at the end
     /// (checker (g)).
     pub garbage_left: u64,
+    /// Keys the final listings returned (checker (j)).
+    pub keys_listed: u64,
     pub violations: Vec<Violation>,
     pub history: History,
 }
@@ -337,6 +340,8 @@ struct SimNode {
 struct World {
     /// The final serial read of the counter (`counter.rs`), once answered.
     counter_final: Option<Vec<u32>>,
+    /// The answer to the listing page in progress (`listing.rs`): its keys and next cursor.
+    listing_page: Option<(Vec<Vec<u8>>, Option<hydra_core::message::ListCursor>)>,
     config: SimConfig,
     rng: ChaCha8Rng,
     now: u64,
@@ -373,6 +378,7 @@ pub fn run(config: SimConfig) -> SimReport {
     let mut world = World::new(config);
     world.run_workload();
     world.heal_and_read_everything();
+    world.check_listings();
     world.check_garbage();
     world.finish()
 }
@@ -420,6 +426,7 @@ impl World {
         let flood_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0xF100D);
         World {
             counter_final: None,
+            listing_page: None,
             next_key: active_keys.len() as u64,
             active_keys,
             groups: vec![0; config.nodes],
