@@ -211,54 +211,43 @@ impl Scans {
     }
 
     pub(crate) fn on_deadline(&mut self, local: &mut Local, now: Timestamp, req: RequestId) {
-        let Some(state) = self.in_flight.remove(&req) else {
-            return;
-        };
-        let result = if state.pages.len() >= state.needed {
-            Ok(merge(&state, now, local.layout.partition_count()))
-        } else {
-            Err(invalid(
-                ErrorCode::QuorumNotReached,
-                format!(
-                    "a listing of partition {} needed {} replicas and {} answered in time",
-                    state.partition,
-                    state.needed,
-                    state.pages.len()
-                ),
-            ))
-        };
-        local.out.reply(state.reply_to, result);
+        if let Some(state) = self.in_flight.remove(&req) {
+            answer(local, now, state);
+        }
     }
 
     /// Replies once every replica asked answered (or failed).
     fn maybe_finish(&mut self, local: &mut Local, now: Timestamp, req: RequestId) {
-        let Some(state) = self.in_flight.get(&req) else {
-            return;
-        };
-        if state.pages.len() + state.failed < state.asked {
-            return;
+        let done = self
+            .in_flight
+            .get(&req)
+            .is_some_and(|s| s.pages.len() + s.failed >= s.asked);
+        if let Some(state) = done.then(|| self.in_flight.remove(&req)).flatten() {
+            local
+                .timers
+                .cancel(state.deadline, Timer::ScanDeadline(req));
+            answer(local, now, state);
         }
-        let Some(state) = self.in_flight.remove(&req) else {
-            return;
-        };
-        local
-            .timers
-            .cancel(state.deadline, Timer::ScanDeadline(req));
-        let result = if state.pages.len() >= state.needed {
-            Ok(merge(&state, now, local.layout.partition_count()))
-        } else {
-            Err(invalid(
-                ErrorCode::QuorumNotReached,
-                format!(
-                    "a listing of partition {} needed {} replicas and {} answered",
-                    state.partition,
-                    state.needed,
-                    state.pages.len()
-                ),
-            ))
-        };
-        local.out.reply(state.reply_to, result);
     }
+}
+
+/// The reply to a listing whose replicas answered (or whose time ran out): the merged page
+/// if at least R answered, else a quorum error.
+fn answer(local: &mut Local, now: Timestamp, state: ScanState) {
+    let result = if state.pages.len() >= state.needed {
+        Ok(merge(&state, now, local.layout.partition_count()))
+    } else {
+        Err(invalid(
+            ErrorCode::QuorumNotReached,
+            format!(
+                "a listing of partition {} needed {} replicas and {} answered",
+                state.partition,
+                state.needed,
+                state.pages.len()
+            ),
+        ))
+    };
+    local.out.reply(state.reply_to, result);
 }
 
 /// The answer from the replicas' pages (see the module's invariants).
