@@ -630,7 +630,7 @@ fn a_listing_returns_every_live_key_across_its_pages() {
                 }),
             );
             match reply {
-                Ok(ClientResponse::Keys { keys, next }) => {
+                Ok(ClientResponse::Keys { keys, next, .. }) => {
                     assert!(keys.len() <= limit as usize);
                     seen.extend(
                         keys.into_iter()

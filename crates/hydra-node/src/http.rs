@@ -449,7 +449,9 @@ async fn list_kv(
             timeout_ms,
         });
         match state.core.request(request).await {
-            Ok(ClientResponse::Keys { keys: page, next }) => {
+            Ok(ClientResponse::Keys {
+                keys: page, next, ..
+            }) => {
                 keys.extend(page);
                 cursor = next;
             }

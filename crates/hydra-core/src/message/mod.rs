@@ -241,6 +241,10 @@ pub enum ClientResponse {
     Keys {
         keys: Vec<Vec<u8>>,
         next: Option<ListCursor>,
+        /// Of `keys`, those whose value has a TTL, and the sum of their remaining TTLs in
+        /// milliseconds (for `INFO keyspace`'s `expires` and `avg_ttl`).
+        expiring: u64,
+        ttl_sum_ms: u64,
     },
 }
 

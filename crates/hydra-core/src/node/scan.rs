@@ -277,13 +277,23 @@ fn merge(state: &ScanState, now: Timestamp, partitions: u32) -> ClientResponse {
             }
         }
     }
-    let keys = merged
-        .into_iter()
-        .filter(|(_, o)| {
-            crate::bugs::planted().scan_shows_deleted || !o.visible_at(now.0).is_empty()
-        })
-        .map(|(k, _)| k.to_vec())
-        .collect();
+    let (mut keys, mut expiring, mut ttl_sum_ms) = (Vec::new(), 0u64, 0u64);
+    for (k, o) in merged {
+        let visible = o.visible_at(now.0);
+        if visible.is_empty() && !crate::bugs::planted().scan_shows_deleted {
+            continue;
+        }
+        // A key expires when its last value does (a value without a TTL never does).
+        let expires = visible
+            .iter()
+            .map(|s| s.expires_at)
+            .try_fold(0u64, |latest, at| at.map(|at| latest.max(at)));
+        if let Some(at) = expires.filter(|_| !visible.is_empty()) {
+            expiring += 1;
+            ttl_sum_ms = ttl_sum_ms.saturating_add(at.saturating_sub(now.0));
+        }
+        keys.push(k.to_vec());
+    }
     let next = match end {
         Some(end) => Some(ListCursor {
             partition: state.partition,
@@ -295,7 +305,12 @@ fn merge(state: &ScanState, now: Timestamp, partitions: u32) -> ClientResponse {
         }),
         None => None,
     };
-    ClientResponse::Keys { keys, next }
+    ClientResponse::Keys {
+        keys,
+        next,
+        expiring,
+        ttl_sum_ms,
+    }
 }
 
 impl Local {

@@ -182,7 +182,7 @@ impl Connection {
         limit: usize,
     ) -> Result<(Vec<Vec<u8>>, Option<ListCursor>), Value> {
         match self.request(self.list_request(cursor, limit)).await? {
-            ClientResponse::Keys { keys, next } => Ok((keys, next)),
+            ClientResponse::Keys { keys, next, .. } => Ok((keys, next)),
             _ => Err(Value::error("INTERNAL unexpected reply to a listing")),
         }
     }
@@ -262,7 +262,7 @@ impl Connection {
                 .collect();
             for result in self.call_all(requests).await {
                 let (keys, next) = match result {
-                    Ok(ClientResponse::Keys { keys, next }) => (keys, next),
+                    Ok(ClientResponse::Keys { keys, next, .. }) => (keys, next),
                     Ok(_) => return Value::error("INTERNAL unexpected reply to a listing"),
                     Err(e) => return error_value(&e),
                 };
@@ -294,6 +294,53 @@ impl Connection {
             Value::Bulk(next_id.to_string().into_bytes()),
             Value::Array(found.into_iter().map(Value::Bulk).collect()),
         ])
+    }
+
+    /// The bucket's keys over the whole cluster: how many, how many have a TTL, and their
+    /// mean remaining TTL in ms (`DBSIZE`, `INFO keyspace`). Exact as of each partition's
+    /// page; as expensive as a listing (every partition is read).
+    pub(super) async fn count_bucket(&mut self) -> Result<(u64, u64, u64), Value> {
+        let partitions = self.partitions().await?;
+        let (mut keys, mut expiring, mut ttl_sum) = (0u64, 0u64, 0u64);
+        let mut cursor = Some(ListCursor::default());
+        while let Some(at) = cursor.take() {
+            let batch: Vec<ListCursor> = if at.after.is_none() {
+                (at.partition..partitions.min(at.partition + SCAN_PARTITIONS_AT_ONCE))
+                    .map(|partition| ListCursor {
+                        partition,
+                        after: None,
+                    })
+                    .collect()
+            } else {
+                vec![at]
+            };
+            let requests = batch
+                .iter()
+                .map(|c| self.list_request(c.clone(), SCAN_PAGE_KEYS_MAX))
+                .collect();
+            for result in self.call_all(requests).await {
+                match result {
+                    Ok(ClientResponse::Keys {
+                        keys: page,
+                        next,
+                        expiring: e,
+                        ttl_sum_ms,
+                    }) => {
+                        keys += page.len() as u64;
+                        expiring += e;
+                        ttl_sum = ttl_sum.saturating_add(ttl_sum_ms);
+                        let more_here = next.as_ref().is_some_and(|n| n.after.is_some());
+                        cursor = next;
+                        if more_here {
+                            break;
+                        }
+                    }
+                    Ok(_) => return Err(Value::error("INTERNAL unexpected reply to a listing")),
+                    Err(e) => return Err(error_value(&e)),
+                }
+            }
+        }
+        Ok((keys, expiring, ttl_sum.checked_div(expiring).unwrap_or(0)))
     }
 
     /// `KEYS pattern`: every key of the bucket that matches, over the whole cluster (as in

@@ -202,8 +202,7 @@ impl Connection {
         )
     }
 
-    pub(super) async fn info(&self, args: &[Vec<u8>]) -> Value {
-        let objects = self.state.core.status().await.map_or(0, |(s, _)| s.objects);
+    pub(super) async fn info(&mut self, args: &[Vec<u8>]) -> Value {
         let wanted: Vec<String> = args
             .iter()
             .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
@@ -212,6 +211,18 @@ impl Connection {
             || wanted
                 .iter()
                 .any(|w| w == "all" || w == "everything" || w == "default");
+        // The keyspace is counted over the cluster (a listing): only when it is asked for.
+        let keyspace = if all || wanted.iter().any(|w| w == "keyspace") {
+            match self.count_bucket().await {
+                Ok((0, _, _)) => String::new(),
+                Ok((keys, expires, avg_ttl)) => {
+                    format!("db0:keys={keys},expires={expires},avg_ttl={avg_ttl}\r\n")
+                }
+                Err(e) => return e,
+            }
+        } else {
+            String::new()
+        };
         let mut text = String::new();
         let mut section = |name: &str, body: String| {
             if all || wanted.iter().any(|w| w == &name.to_ascii_lowercase()) {
@@ -252,10 +263,7 @@ impl Connection {
             "Replication",
             "role:master\r\nconnected_slaves:0\r\n".into(),
         );
-        section(
-            "Keyspace",
-            format!("db0:keys={objects},expires=0,avg_ttl=0\r\n"),
-        );
+        section("Keyspace", keyspace);
         Value::Verbatim("txt".into(), text)
     }
 

@@ -809,9 +809,9 @@ impl Connection {
             Handler::Command => command_reply(args),
             Handler::Info => self.info(args).await,
             Handler::Config => self.config(args),
-            Handler::DbSize => match self.state.core.status().await {
-                Some((status, _)) => Value::Integer(status.objects as i64),
-                None => Value::error("OVERLOADED the node did not answer"),
+            Handler::DbSize => match self.count_bucket().await {
+                Ok((keys, _, _)) => Value::Integer(keys as i64),
+                Err(e) => e,
             },
             Handler::Multi => self.multi(),
             Handler::Exec => self.exec().await,

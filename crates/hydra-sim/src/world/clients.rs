@@ -275,7 +275,7 @@ impl World {
             }
             ClientState::Cas { idx, op: o } if o == op => self.on_cas_answer(client, idx, result),
             ClientState::Listing { op: o } if o == op => {
-                if let Ok(ClientResponse::Keys { keys, next }) = result {
+                if let Ok(ClientResponse::Keys { keys, next, .. }) = result {
                     self.listing_page = Some((keys, next));
                 }
                 self.clients[client].state = ClientState::Idle;
