@@ -7,6 +7,11 @@
 //! (`hydra_sim::check_cas`): the applied writes of a key form one chain in an order real time
 //! allows, and every value returned was current at some point while its request ran.
 //!
+//! Through transactions (`cas-register-txn`) the write is Redis's optimistic lock: `WATCH
+//! key`, `GET key`, and, if it holds what was expected, `MULTI`, `SET key new`, `EXEC`:
+//! applied exactly when `EXEC` answers `[OK]`; a null array says another write came after
+//! the `WATCH` (certainly not applied); a value other than the one expected, a read.
+//!
 //! Over HTTP (`cas-register-http`) the same operations are `GET ?r=serial` and a `PUT` with
 //! `If-Match: <context of the version last read or written>` (or `If-None-Match: *` when the
 //! read found nothing): with unique values the version matches exactly when the value does.
@@ -109,10 +114,72 @@ pub fn write(
     })
 }
 
+/// `WATCH key`, `GET key`, then, if it holds `expected`, `MULTI`, `SET key new`, `EXEC`:
+/// what the write did.
+pub fn txn_write(
+    c: &mut Connection,
+    key: &str,
+    expected: Option<u64>,
+    new: u64,
+) -> Result<Written, Broken> {
+    let step = |c: &mut Connection, args: &[&[u8]], want: &str| -> Result<(), Broken> {
+        match c.call(args)? {
+            Value::Simple(s) if s == want => Ok(()),
+            Value::Error(e) => Err(Broken {
+                // Nothing was queued or applied yet.
+                kind: Kind::Fail,
+                error: e,
+            }),
+            other => Err(Broken {
+                kind: Kind::Fail,
+                error: format!(
+                    "{}: unexpected reply {other:?}",
+                    String::from_utf8_lossy(args[0])
+                ),
+            }),
+        }
+    };
+    step(c, &[b"WATCH", key.as_bytes()], "OK")?;
+    // Read after WATCH: an EXEC that applies saw the key unchanged since, so still this.
+    let current = crate::register::get(c, key).map_err(|b| Broken {
+        kind: Kind::Fail,
+        ..b
+    })?;
+    if current != expected {
+        step(c, &[b"UNWATCH"], "OK")?;
+        return Ok(Written::Current(current));
+    }
+    step(c, &[b"MULTI"], "OK")?;
+    let new = new.to_string();
+    step(c, &[b"SET", key.as_bytes(), new.as_bytes()], "QUEUED")?;
+    match c.call(&[b"EXEC"])? {
+        Value::Array(replies) if replies == [Value::Simple("OK".into())] => Ok(Written::Applied),
+        Value::NullArray | Value::Null => Ok(Written::NotApplied),
+        Value::Error(e) if e.starts_with("TIMEOUT") => Err(Broken {
+            kind: Kind::Info,
+            error: e,
+        }),
+        // Lost every run to other writes, refused, or no majority: nothing applied.
+        Value::Error(e) => Err(Broken {
+            kind: match classify_error(&e) {
+                Kind::Info if e.starts_with("QUORUM_NOT_REACHED") => Kind::Fail,
+                k => k,
+            },
+            error: e,
+        }),
+        other => Err(Broken {
+            kind: Kind::Info,
+            error: format!("EXEC: unexpected reply {other:?}"),
+        }),
+    }
+}
+
 /// Where a client sends its operations.
 pub enum Front {
     /// A node's Redis-protocol address.
     Resp(String),
+    /// A node's Redis-protocol address; writes through `WATCH`/`MULTI`/`EXEC`.
+    Txn(String),
     /// A node's HTTP address.
     Http(String),
 }
@@ -120,6 +187,7 @@ pub enum Front {
 /// One client's connection, either protocol (over HTTP, with the bucket).
 pub enum Conn {
     Resp(Connection),
+    Txn(Connection),
     Http(hydra_client::Client, String),
 }
 
@@ -137,6 +205,7 @@ impl Conn {
     pub fn open(front: &Front, bucket: &str, timeout: std::time::Duration) -> Result<Conn, Broken> {
         match front {
             Front::Resp(addr) => open(addr, bucket, timeout).map(Conn::Resp),
+            Front::Txn(addr) => open(addr, bucket, timeout).map(Conn::Txn),
             Front::Http(addr) => Ok(Conn::Http(
                 hydra_client::Client::with_timeout(addr, timeout)
                     .with_token(crate::cluster::ADMIN_TOKEN),
@@ -148,7 +217,7 @@ impl Conn {
     /// A serial read: the value, and (over HTTP) the context of its version.
     pub fn read(&mut self, key: &str) -> Result<(Option<u64>, Option<String>), Broken> {
         match self {
-            Conn::Resp(c) => read(c, key).map(|v| (v, None)),
+            Conn::Resp(c) | Conn::Txn(c) => read(c, key).map(|v| (v, None)),
             Conn::Http(c, bucket) => {
                 let r = c
                     .get(bucket, key, &[("r", "serial")])
@@ -182,6 +251,7 @@ impl Conn {
                 };
                 (w, None)
             }),
+            Conn::Txn(c) => txn_write(c, key, expected, new).map(|w| (w, None)),
             Conn::Http(c, bucket) => {
                 let condition = match (expected, context) {
                     (None, _) => hydra_client::Precondition::Absent,

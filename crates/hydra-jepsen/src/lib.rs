@@ -189,14 +189,16 @@ pub fn run(opts: &Options) -> Result<Summary> {
             "--time x --rate x 2 is more than the {HISTORY_OPS_MAX} operations a history holds; lower --rate or --time"
         );
     }
-    if !["siblings", "lww", "register", "cas", "cas-http"].contains(&opts.mode.as_str()) {
+    if !["siblings", "lww", "register", "cas", "cas-http", "cas-txn"].contains(&opts.mode.as_str())
+    {
         bail!(
-            "--workload mode must be siblings, lww, register, cas or cas-http, not {:?}",
+            "--workload mode must be siblings, lww, register, cas, cas-http or cas-txn, not {:?}",
             opts.mode
         );
     }
     let cas_http = opts.mode == "cas-http";
-    let cas_mode = opts.mode == "cas" || cas_http;
+    let cas_txn = opts.mode == "cas-txn";
+    let cas_mode = opts.mode == "cas" || cas_http || cas_txn;
     let registers = opts.mode == "register";
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("while creating {}", opts.out.display()))?;
@@ -257,6 +259,8 @@ pub fn run(opts: &Options) -> Result<Summary> {
             } else if cas_mode {
                 let front = if cas_http {
                     cas::Front::Http(endpoint)
+                } else if cas_txn {
+                    cas::Front::Txn(resp)
                 } else {
                     cas::Front::Resp(resp)
                 };

@@ -24,7 +24,8 @@ struct Args {
     /// values returned and phantoms) or `cas-register` (`SET ... IFEQ|NX GET` and serial
     /// `GET`s over the Redis protocol, checked for linearizability) or `cas-register-http`
     /// (the same over HTTP: `If-Match: <context>`/`If-None-Match: *` PUTs and `r=serial`
-    /// GETs).
+    /// GETs) or `cas-register-txn` (the write as Redis's optimistic lock: `WATCH`, `GET`,
+    /// `MULTI`, `SET`, `EXEC`).
     #[arg(long, default_value = "set")]
     workload: String,
     /// Faults to rotate through: partition, kill, pause, clock (comma list; empty: none).
@@ -115,8 +116,9 @@ fn run() -> Result<bool> {
         "register" => "register",
         "cas-register" => "cas",
         "cas-register-http" => "cas-http",
+        "cas-register-txn" => "cas-txn",
         other => anyhow::bail!(
-            "unknown workload {other:?}; expected set, set-lww, register, cas-register or cas-register-http"
+            "unknown workload {other:?}; expected set, set-lww, register, cas-register, cas-register-http or cas-register-txn"
         ),
     };
     let opts = hydra_jepsen::Options {
