@@ -271,6 +271,16 @@ impl Client {
         self.json_get("/v1/ring", params)
     }
 
+    /// Truncates a bucket (`DELETE /v1/kv/{bucket}`): every value written so far is gone.
+    pub fn truncate(&self, bucket: &str) -> Result<Value, Error> {
+        let url = format!("{}/v1/kv/{}", self.endpoint, encode_segment(bucket));
+        let r = api_result(
+            self.finish(self.authed(self.agent.delete(url)).call())?,
+            &[200],
+        )?;
+        Ok(r.json().unwrap_or(Value::Null))
+    }
+
     /// One page of a bucket's keys (`GET /v1/kv/{bucket}`): `{"keys", "binary_keys_base64",
     /// "next"}`; pass `next` back as `after` for the following page.
     pub fn list(&self, bucket: &str, after: Option<&str>, limit: usize) -> Result<Value, Error> {

@@ -85,6 +85,9 @@ pub const AE_FETCH_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Keys one step of a bucket's move between Merkle trees (its n changed) looks at; a step
 /// runs every millisecond until the move is done, between the node's other calls.
 pub const TREE_MOVE_KEYS_PER_CALL: usize = 1_000;
+/// Keys one step of a truncated bucket's purge looks at; a step runs every millisecond
+/// until the purge is done, between the node's other calls.
+pub const PURGE_KEYS_PER_CALL: usize = 1_000;
 /// How long a tree move waits before it retries a page the store failed to read, in ms.
 pub const TREE_MOVE_RETRY_MS: u64 = 1_000;
 

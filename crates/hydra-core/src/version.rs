@@ -381,6 +381,33 @@ impl Object {
         }
     }
 
+    /// What a truncation at `mark` leaves of the object: the values (and tombstones) stamped
+    /// after it, with the object's causal history kept; `None` when nothing is left.
+    ///
+    /// In a `siblings` object each coordinator's values are newest first and stamped by its
+    /// clock, which only goes up: the ones at or before the mark are the oldest, dropped as a
+    /// causal delete drops them (the counter still covers their dots, so a replica's older
+    /// copy of them loses every merge). One out of that order is made a tombstone in place.
+    pub fn after_truncation(&self, mark: Hlc) -> Option<Object> {
+        match self {
+            Object::Siblings(d) => {
+                let mut d = d.clone();
+                for e in d.entries.values_mut() {
+                    while e.values.last().is_some_and(|v| v.timestamp <= mark) {
+                        e.values.pop();
+                    }
+                    for v in &mut e.values {
+                        if v.timestamp <= mark && !v.tombstone {
+                            *v = Sibling::tombstone(v.timestamp);
+                        }
+                    }
+                }
+                (d.sibling_count() > 0).then_some(Object::Siblings(d))
+            }
+            Object::Lww(v) => (v.sibling.timestamp > mark).then(|| self.clone()),
+        }
+    }
+
     /// The same object with every value and content type emptied: its versions, tombstones
     /// and expiries (what a listing needs to tell a live key from a deleted or expired one,
     /// merged like the object itself).

@@ -653,3 +653,83 @@ fn a_listing_returns_every_live_key_across_its_pages() {
     let seen: std::collections::BTreeSet<String> = list_all(&mut c, 0, 1_000).into_iter().collect();
     assert_eq!(seen, live);
 }
+
+fn truncate(bucket: &str) -> ClientRequest {
+    ClientRequest::Truncate {
+        bucket: BucketName::new(bucket).expect("valid"),
+        timeout_ms: None,
+    }
+}
+
+/// A truncation hides every value written before it, on every node, in both conflict modes;
+/// writes after it stay; the purge then removes the older objects from every store.
+#[test]
+fn a_truncation_hides_every_older_value_on_every_node_and_the_purge_removes_them() {
+    let mut c = Cluster::new(3);
+    for bucket in ["default", "nocas"] {
+        let keys: Vec<_> = (0..20).map(|i| key(bucket, &format!("k{i}"))).collect();
+        for (i, k) in keys.iter().enumerate() {
+            c.request(i % 3, put(k, "old", None, Some(Consistency::All)))
+                .expect("written");
+        }
+        match c.request(1, truncate(bucket)) {
+            Ok(ClientResponse::Truncated { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        for node in 0..3 {
+            for k in &keys {
+                let read = c.request(node, get(k, Some(Consistency::One)));
+                assert!(values(&read).is_empty(), "node {node} still shows {k}");
+            }
+        }
+        let again = c.request(2, put(&keys[0], "new", None, Some(Consistency::All)));
+        assert!(again.is_ok(), "{again:?}");
+        c.idle(2_000);
+        for node in 0..3 {
+            assert_eq!(
+                values(&c.request(node, get(&keys[0], Some(Consistency::One)))),
+                vec!["new".to_string()]
+            );
+            for k in &keys[1..] {
+                assert!(!stored(&c, node, k), "node {node} still stores {k}");
+            }
+        }
+    }
+    let unknown = error(c.request(0, truncate("nosuch")));
+    assert_eq!(unknown.code, ErrorCode::UnknownBucket);
+}
+
+/// A node down during a truncation: the truncation answers that it did not confirm; once
+/// back, the node learns the mark by gossip, and its older values never come back (not by
+/// its reads, not by read repair or anti-entropy to the others).
+#[test]
+fn a_node_down_during_a_truncation_never_brings_its_older_values_back() {
+    let mut c = Cluster::new(3);
+    let keys: Vec<_> = (0..10).map(|i| key("default", &format!("d{i}"))).collect();
+    for k in &keys {
+        c.request(0, put(k, "old", None, Some(Consistency::All)))
+            .expect("written");
+    }
+    c.kill(2);
+    c.idle(3_000);
+    let e = error(c.request(0, truncate("default")));
+    assert_eq!(e.code, ErrorCode::QuorumNotReached);
+    assert!(e.message.contains("did not confirm"), "{e:?}");
+    c.restart(2);
+    c.idle(5_000);
+    for node in 0..3 {
+        for k in &keys {
+            let read = c.request(node, get(k, Some(Consistency::All)));
+            assert!(values(&read).is_empty(), "node {node} shows {k} again");
+        }
+    }
+    for k in &keys {
+        assert!(
+            !stored(&c, 2, k),
+            "the returning node still stores {k}: {} {} {}",
+            stored(&c, 0, k),
+            stored(&c, 1, k),
+            c.nodes[2].status(hydra_core::ids::Timestamp(c.now)).objects
+        );
+    }
+}

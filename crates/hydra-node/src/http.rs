@@ -46,7 +46,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         axum::middleware::from_fn_with_state(state.clone(), crate::http_auth::authorize);
     Router::new()
         .route("/v1/kv/{bucket}/{*key}", get(get_kv).put(put_kv).delete(delete_kv))
-        .route("/v1/kv/{bucket}", get(list_kv))
+        .route("/v1/kv/{bucket}", get(list_kv).delete(truncate_kv))
         .route("/v1/status", get(status))
         .route("/v1/ring", get(ring))
         .route("/v1/buckets", get(list_buckets))
@@ -364,6 +364,46 @@ fn with_kv_headers(mut resp: Response, context: &VersionVector, receipt: &Receip
         &receipt_json(receipt).to_string(),
     );
     resp
+}
+
+/// `DELETE /v1/kv/{bucket}`: truncate the bucket (every value written so far is gone, on
+/// every node; see the core's `truncate.rs`). 200 `{"truncated_at_ms"}` once every node took
+/// the mark.
+async fn truncate_kv(
+    State(state): State<Arc<AppState>>,
+    Path(bucket): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let params = match Params::check(query, &["timeout_ms"]) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let bucket = match BucketName::new(&bucket) {
+        Ok(b) => b,
+        Err(e) => return http_error(ErrorCode::InvalidBucket, e.to_string()).into_response(),
+    };
+    let timeout_ms = match params.timeout_ms() {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    match state
+        .core
+        .request(ClientRequest::Truncate { bucket, timeout_ms })
+        .await
+    {
+        Ok(ClientResponse::Truncated { mark }) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            json!({ "truncated_at_ms": mark.physical_ms() }).to_string(),
+        )
+            .into_response(),
+        Ok(_) => http_error(
+            ErrorCode::Internal,
+            "unexpected reply to a truncation".into(),
+        )
+        .into_response(),
+        Err(e) => client_error(&e),
+    }
 }
 
 /// Keys one HTTP listing answers at most (`limit`), and by default.

@@ -290,6 +290,10 @@ enum BucketAction {
     Show { name: String },
     /// Print every bucket and its properties.
     List,
+    /// Remove every value of the bucket written so far, on every node, at once (a mark,
+    /// as Cassandra's TRUNCATE: no tombstone per key; the disk space returns as each node
+    /// purges). Needs every node up to confirm.
+    Truncate { name: String },
 }
 
 fn main() -> ExitCode {
@@ -603,6 +607,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 BucketAction::Show { name } => client.bucket(&name).map_err(api)?,
                 BucketAction::List => client.buckets().map_err(api)?,
+                BucketAction::Truncate { name } => client.truncate(&name).map_err(api)?,
             };
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)

@@ -1001,4 +1001,40 @@ fn the_http_listing_and_hydra_ls_return_every_live_key() {
         c.client(0).list("nosuch", None, 10).is_err(),
         "an unknown bucket is an error"
     );
+    // Truncated (the CLI's `hydra bucket truncate`, `DELETE /v1/kv/{bucket}`): nothing
+    // listed, nothing read, through any node; a write after it stays.
+    let out = Command::new(env!("CARGO_BIN_EXE_hydra"))
+        .args([
+            "bucket",
+            "truncate",
+            "default",
+            "--endpoint",
+            &c.nodes[1].http,
+        ])
+        .env("HYDRA_TOKEN", common::TEST_TOKEN)
+        .output()
+        .expect("hydra bucket truncate");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("truncated_at_ms"),
+        "{out:?}"
+    );
+    for i in 0..3 {
+        let page = c.client(i).list("default", None, 100).expect("list");
+        assert_eq!(page["keys"], serde_json::json!([]), "{page}");
+        let r = c.client(i).get("default", "item-001", &[]).expect("read");
+        assert_eq!(r.status, 404);
+    }
+    c.client(2)
+        .put(
+            "default",
+            "fresh",
+            b"v",
+            "text/plain",
+            None,
+            &[("w", "all")],
+        )
+        .expect("put");
+    let page = c.client(0).list("default", None, 100).expect("list");
+    assert_eq!(page["keys"], serde_json::json!(["fresh"]), "{page}");
 }

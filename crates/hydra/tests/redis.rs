@@ -953,6 +953,31 @@ fn scan_and_keys_list_what_redis_server_lists() {
         text(&ours.command(&[b"SCAN", b"12345"])),
         "-ERR invalid cursor\r\n"
     );
+    // FLUSHDB and FLUSHALL empty the bucket (a truncation mark in Hydra), as in Redis.
+    let mut both = |args: &[&str]| {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let (a, b) = (text(&ours.command(&args)), text(&theirs.command(&args)));
+        assert_eq!(a, b, "replies differ for {args:?}");
+    };
+    for cmd in [
+        &["FLUSHDB", "BOGUS"][..],
+        &["FLUSHDB", "SYNC", "ASYNC"],
+        &["FLUSHDB"],
+        &["DBSIZE"],
+        &["KEYS", "*"],
+        &["SCAN", "0"],
+        &["GET", "key:2"],
+        &["RANDOMKEY"],
+        &["SET", "after", "1"],
+        &["GET", "after"],
+        &["DBSIZE"],
+        &["FLUSHALL", "ASYNC"],
+        &["GET", "after"],
+        &["FLUSHDB", "sync"],
+        &["DBSIZE"],
+    ] {
+        both(cmd);
+    }
 }
 
 /// A logged-in user without a permission gets Redis's `-NOPERM` replies, byte for byte,

@@ -160,6 +160,13 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
                     format!("{} keys in a listing page", page.entries.len()),
                 ));
             }
+            if page
+                .last
+                .as_ref()
+                .is_some_and(|l| l.len() > crate::limits::KEY_BYTES_MAX)
+            {
+                return Err(malformed(WHAT, "a listing position longer than any key"));
+            }
             for e in &page.entries {
                 if e.key.is_empty() || e.key.len() > crate::limits::KEY_BYTES_MAX {
                     return Err(malformed(WHAT, "a listed key of a length no key has"));
@@ -191,10 +198,15 @@ pub struct BucketEntry {
     pub props: BucketProps,
     pub version: Hlc,
     pub created: Hlc,
+    /// The bucket's truncation mark (`FLUSHDB`, `DELETE /v1/kv/{bucket}`): every value
+    /// stamped at or before it is gone (`Hlc(0)`: never truncated). Joined by max.
+    pub truncated: Hlc,
 }
 
 /// Format byte of the stored bucket table.
-pub const BUCKETS_FORMAT: u8 = 4;
+pub const BUCKETS_FORMAT: u8 = 5;
+/// Format 4 had no truncation mark: still read (never truncated), never written.
+const BUCKETS_FORMAT_V4: u8 = 4;
 /// Format 3 had no `cas` property: still read (`conditional_only`), never written.
 const BUCKETS_FORMAT_V3: u8 = 3;
 /// Format 2 had no creation time either: still read (created = version), never written.
@@ -217,6 +229,20 @@ pub fn decode_buckets(bytes: &[u8]) -> Result<Vec<BucketEntry>, CodecError> {
                     props: props.into(),
                     version,
                     created: version,
+                    truncated: Hlc(0),
+                })
+                .collect())
+        }
+        Some(&BUCKETS_FORMAT_V4) => {
+            let old: Vec<legacy::EntryV4> = decode(WHAT, BUCKETS_FORMAT_V4, bytes)?;
+            Ok(old
+                .into_iter()
+                .map(|e| BucketEntry {
+                    name: e.name,
+                    props: e.props,
+                    version: e.version,
+                    created: e.created,
+                    truncated: Hlc(0),
                 })
                 .collect())
         }
@@ -229,6 +255,7 @@ pub fn decode_buckets(bytes: &[u8]) -> Result<Vec<BucketEntry>, CodecError> {
                     props: e.props.into(),
                     version: e.version,
                     created: e.created,
+                    truncated: Hlc(0),
                 })
                 .collect())
         }
@@ -321,6 +348,15 @@ mod legacy {
                 promised_write: s.promised,
             }
         }
+    }
+
+    /// A bucket table entry of format 4 (no truncation mark).
+    #[derive(Deserialize)]
+    pub(super) struct EntryV4 {
+        pub(super) name: BucketName,
+        pub(super) props: BucketProps,
+        pub(super) version: Hlc,
+        pub(super) created: Hlc,
     }
 
     /// A bucket table entry of format 3.
@@ -551,8 +587,8 @@ mod tests {
         assert_eq!(v1, want);
     }
 
-    /// Bucket table format 4 is pinned here; 3 (no `cas`) and 2 (no creation time either)
-    /// still read, with `cas` at its default.
+    /// Bucket table format 5 is pinned here; 4 (no truncation mark), 3 (no `cas`) and 2 (no
+    /// creation time either) still read, with those at their defaults.
     #[test]
     fn bucket_tables_golden_and_older_formats() {
         let name = BucketName::new("old").expect("valid");
@@ -561,6 +597,7 @@ mod tests {
             props: BucketProps::lww(),
             version: Hlc(77),
             created: Hlc(created),
+            truncated: Hlc(0),
         };
         let unhex = |h: &str| -> Vec<u8> {
             (0..h.len())
@@ -575,11 +612,19 @@ mod tests {
             },
             ..entry(78)
         }];
+        let truncated = vec![BucketEntry {
+            truncated: Hlc(79),
+            ..table[0].clone()
+        }];
         assert_eq!(
-            hex(&encode_buckets(&table)),
-            "0401036f6c64030303010100024d4e"
+            hex(&encode_buckets(&truncated)),
+            "0501036f6c64030303010100024d4e4f"
         );
-        assert_eq!(decode_buckets(&encode_buckets(&table)), Ok(table));
+        assert_eq!(decode_buckets(&encode_buckets(&truncated)), Ok(truncated));
+        assert_eq!(
+            decode_buckets(&unhex("0401036f6c64030303010100024d4e")).expect("format 4"),
+            table
+        );
         assert_eq!(
             decode_buckets(&unhex("0301036f6c640303030101004d4e")).expect("format 3"),
             vec![entry(78)]

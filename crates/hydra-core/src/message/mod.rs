@@ -45,6 +45,11 @@ pub enum ClientRequest {
     Cas(CasRequest),
     /// One page of a bucket's keys in one partition (`SCAN`, `KEYS`, the HTTP listing).
     List(ListRequest),
+    /// Hide every value of the bucket written so far (`FLUSHDB`; see `node/truncate.rs`).
+    Truncate {
+        bucket: BucketName,
+        timeout_ms: Option<u64>,
+    },
 }
 
 /// A page of a bucket's keys: those of `partition` after `after` (in byte order), at most
@@ -74,6 +79,10 @@ pub struct ListCursor {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanPage {
     pub entries: Vec<ScanEntry>,
+    /// The last key the replica looked at when it had more (a key a truncation hides is
+    /// looked at but not listed): the next page starts after it.
+    #[serde(with = "serde_bytes")]
+    pub last: Option<Vec<u8>>,
     pub complete: bool,
 }
 
@@ -202,7 +211,7 @@ impl ClientRequest {
             ClientRequest::Put(w) => Some(&w.key),
             ClientRequest::SetBucket { .. } => None,
             ClientRequest::Cas(c) => Some(&c.key),
-            ClientRequest::List(_) => None,
+            ClientRequest::List(_) | ClientRequest::Truncate { .. } => None,
         }
     }
 }
@@ -238,6 +247,8 @@ pub enum ClientResponse {
     },
     /// A page of a listing: its keys, and where the next page starts (`None`: the listing
     /// is done). A page may be empty and still have a next one.
+    /// A truncation every node confirmed: values stamped at or before `mark` are gone.
+    Truncated { mark: crate::hlc::Hlc },
     Keys {
         keys: Vec<Vec<u8>>,
         next: Option<ListCursor>,
@@ -268,7 +279,9 @@ impl ClientResponse {
             ClientResponse::Read { receipt, .. }
             | ClientResponse::Written { receipt, .. }
             | ClientResponse::Cas { receipt, .. } => Some(receipt),
-            ClientResponse::Bucket { .. } | ClientResponse::Keys { .. } => None,
+            ClientResponse::Bucket { .. }
+            | ClientResponse::Keys { .. }
+            | ClientResponse::Truncated { .. } => None,
         }
     }
 }
@@ -638,6 +651,17 @@ pub enum Message {
     ScanResponse {
         req: RequestId,
         result: Result<ScanPage, ReplicaError>,
+    },
+    /// A truncation's coordinator to every other node: raise `bucket`'s mark to `mark`,
+    /// then answer with a `TruncateResponse`.
+    TruncateRequest {
+        req: RequestId,
+        bucket: BucketName,
+        mark: crate::hlc::Hlc,
+    },
+    TruncateResponse {
+        req: RequestId,
+        result: Result<(), ReplicaError>,
     },
 }
 

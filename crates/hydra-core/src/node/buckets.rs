@@ -43,6 +43,11 @@ pub(crate) struct Buckets {
     /// What this node's losing creations were (newest last, at most
     /// [`BUCKET_CONFLICTS_KEPT`]).
     conflicts: Vec<String>,
+    /// Whether some bucket has a truncation mark.
+    any_truncated: bool,
+    /// When this node last answered a peer's gossip with its own table (at most once a
+    /// gossip interval per peer, so two tables that never agree do not ping-pong).
+    answered: BTreeMap<NodeId, Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +55,8 @@ struct Kept {
     props: BucketProps,
     version: Hlc,
     created: Hlc,
+    /// The truncation mark (`Hlc(0)`: never truncated); joined by max, apart from the rest.
+    truncated: Hlc,
 }
 
 impl Kept {
@@ -73,6 +80,7 @@ impl Kept {
             },
             version: latest.version,
             created: first.created,
+            truncated: self.truncated.max(other.truncated),
         }
     }
 }
@@ -84,6 +92,8 @@ pub(crate) struct Changed {
     /// Buckets whose n changed (a bucket that appeared counts if its n is not the default):
     /// their keys belong to other Merkle trees now.
     pub(crate) moved: Vec<BucketName>,
+    /// Buckets whose truncation mark rose: their older values are to be purged.
+    pub(crate) truncated: Vec<BucketName>,
 }
 
 impl Buckets {
@@ -96,16 +106,54 @@ impl Buckets {
                         props: p.clone(),
                         version: Hlc::default(),
                         created: Hlc::default(),
+                        truncated: Hlc::default(),
                     };
                     (n.clone(), kept)
                 })
                 .collect(),
             conflicts: Vec::new(),
+            any_truncated: false,
+            answered: BTreeMap::new(),
         }
     }
 
     pub(crate) fn get(&self, name: &BucketName) -> Option<&BucketProps> {
         self.table.get(name).map(|k| &k.props)
+    }
+
+    /// The bucket's truncation mark (`Hlc(0)`: never truncated, or unknown).
+    pub(crate) fn truncated_at(&self, name: &BucketName) -> Hlc {
+        self.table.get(name).map_or(Hlc(0), |k| k.truncated)
+    }
+
+    /// Whether any bucket was ever truncated (reads skip the mark check otherwise).
+    pub(crate) fn any_truncated(&self) -> bool {
+        self.any_truncated
+    }
+
+    /// Raises a bucket's truncation mark to `mark` (a client's truncation, or a peer's
+    /// request) and saves the table; what changed, for the purge.
+    pub(crate) fn truncate<S: Store>(
+        &mut self,
+        store: &mut S,
+        name: &BucketName,
+        mark: Hlc,
+    ) -> Result<Changed, ClientError> {
+        let Some(kept) = self.table.get_mut(name) else {
+            return Err(ClientError::new(
+                ErrorCode::UnknownBucket,
+                format!("bucket {:?} does not exist", name.as_str()),
+            ));
+        };
+        let mut changed = Changed::default();
+        if kept.truncated < mark {
+            kept.truncated = mark;
+            changed.truncated.push(name.clone());
+            self.any_truncated = true;
+            self.save(store)
+                .map_err(|e| ClientError::new(ErrorCode::StoreFailed, e.to_string()))?;
+        }
+        Ok(changed)
     }
 
     /// The replication factor of a bucket (the default's for an unknown bucket).
@@ -180,12 +228,15 @@ impl Buckets {
                 .then(|| name.clone())
                 .into_iter()
                 .collect(),
+            truncated: vec![],
         };
         let created = self.table.get(&name).map_or(version, |old| old.created);
+        let truncated = self.table.get(&name).map_or(Hlc(0), |old| old.truncated);
         let kept = Kept {
             props: props.clone(),
             version,
             created,
+            truncated,
         };
         self.table.insert(name.clone(), kept);
         if let Err(e) = self.save(store) {
@@ -194,6 +245,33 @@ impl Buckets {
         }
         self.gossip(out, peers);
         (Ok(ClientResponse::Bucket { name, props }), changed)
+    }
+
+    /// After a peer's table was joined into ours: if it lacked something ours has (a node
+    /// back from a crash, say, that missed a creation or a truncation), send ours back at
+    /// once instead of at the next round, at most once a gossip interval per peer.
+    pub(crate) fn answer_gossip(
+        &mut self,
+        out: &mut Outbox,
+        from: NodeId,
+        theirs: &[BucketEntry],
+        now: Timestamp,
+        interval_ms: u64,
+    ) {
+        let ours = self.entries();
+        if ours.as_slice() == theirs
+            || self
+                .answered
+                .get(&from)
+                .is_some_and(|at| now.ms_since(*at) < interval_ms)
+        {
+            return;
+        }
+        if self.answered.len() >= crate::limits::NODES_MAX {
+            self.answered.clear();
+        }
+        self.answered.insert(from, now);
+        out.send(from, Message::BucketsGossip { buckets: ours });
     }
 
     pub(crate) fn gossip(&self, out: &mut Outbox, peers: &[NodeId]) {
@@ -218,6 +296,7 @@ impl Buckets {
     ) -> Changed {
         let mut changed = false;
         let mut moved = Vec::new();
+        let mut truncated = Vec::new();
         for entry in theirs {
             if entry.props.validate().is_err() {
                 continue;
@@ -226,6 +305,7 @@ impl Buckets {
                 props: entry.props,
                 version: entry.version,
                 created: entry.created,
+                truncated: entry.truncated,
             };
             let joined = match self.table.get(&entry.name) {
                 None if self.table.len() >= BUCKETS_MAX => continue,
@@ -248,6 +328,10 @@ impl Buckets {
             if self.n_of(&entry.name) != joined.props.n {
                 moved.push(entry.name.clone());
             }
+            if self.truncated_at(&entry.name) < joined.truncated {
+                truncated.push(entry.name.clone());
+                self.any_truncated = true;
+            }
             self.table.insert(entry.name, joined);
             changed = true;
         }
@@ -255,7 +339,7 @@ impl Buckets {
             // Best effort: gossip repeats, so a failed save is retried by the next round.
             let _ = self.save(store);
         }
-        Changed { moved }
+        Changed { moved, truncated }
     }
 
     fn note_conflict(&mut self, what: String) {
@@ -278,6 +362,7 @@ impl Buckets {
                 props: k.props.clone(),
                 version: k.version,
                 created: k.created,
+                truncated: k.truncated,
             })
             .collect()
     }
@@ -301,11 +386,13 @@ impl Buckets {
                     props: e.props,
                     version: e.version,
                     created: e.created,
+                    truncated: e.truncated,
                 };
                 let kept = match self.table.get(&e.name) {
                     Some(configured) => configured.join(&stored),
                     None => stored,
                 };
+                self.any_truncated |= kept.truncated > Hlc(0);
                 self.table.insert(e.name, kept);
             }
         }
@@ -326,6 +413,7 @@ pub(crate) fn stamped_within(
         .filter(|e| {
             crate::hlc::check_skew(e.version, now, max_skew_ms).is_ok()
                 && crate::hlc::check_skew(e.created, now, max_skew_ms).is_ok()
+                && crate::hlc::check_skew(e.truncated, now, max_skew_ms).is_ok()
         })
         .collect()
 }
@@ -348,6 +436,7 @@ mod tests {
             props: BucketProps::default(),
             version: Hlc::new(ms, 0),
             created: Hlc::new(1_000, 0),
+            truncated: Hlc::default(),
         };
         let now = Timestamp(10_000);
         let kept = stamped_within(vec![entry(9_000), entry(14_000), entry(16_000)], now, 5_000);
@@ -374,6 +463,7 @@ mod tests {
             props: props.clone(),
             version: at,
             created: at,
+            truncated: Hlc::default(),
         };
         let _ = one.merge(&mut MemStore::new(), false, vec![entry(&a)]);
         let _ = two.merge(&mut MemStore::new(), false, vec![entry(&b)]);
@@ -395,6 +485,7 @@ mod tests {
             },
             version: Hlc(version),
             created: Hlc(created),
+            truncated: Hlc(0),
         };
         let a = kept(1, 4, 1, Consistency::Quorum);
         let b = kept(2, 2, 5, Consistency::One);
@@ -418,6 +509,7 @@ mod tests {
             props: lww.clone(),
             version: Hlc::new(1_000, 0),
             created: Hlc::new(1_000, 0),
+            truncated: Hlc::default(),
         };
         let late = BucketEntry {
             name: name.clone(),
@@ -427,6 +519,7 @@ mod tests {
             },
             version: Hlc::new(2_000, 0),
             created: Hlc::new(1_005, 0),
+            truncated: Hlc::default(),
         };
         let mut one = Buckets::new(&BTreeMap::new());
         let mut two = Buckets::new(&BTreeMap::new());

@@ -45,7 +45,9 @@ impl Local {
             )
         })?;
         let (level, timeout_ms) = match request {
-            ClientRequest::SetBucket { .. } | ClientRequest::List(_) => (props.w, None),
+            ClientRequest::SetBucket { .. }
+            | ClientRequest::List(_)
+            | ClientRequest::Truncate { .. } => (props.w, None),
             ClientRequest::Get { r, timeout_ms, .. } => (r.unwrap_or(props.r), *timeout_ms),
             ClientRequest::Cas(c) => {
                 if props.cas == CasMode::Off {

@@ -6,7 +6,7 @@
 //! Every object write goes through [`Local::write_object`], which keeps the Merkle tree of the
 //! object's (partition, n) equal to the store (one invariant anti-entropy rests on).
 
-use crate::hlc::{HlcClock, check_skew};
+use crate::hlc::{Hlc, HlcClock, check_skew};
 use crate::ids::{NodeId, PartitionId, Timestamp};
 use crate::key::{BucketName, ObjectKey, bucket_prefix};
 use crate::layout::Layout;
@@ -64,6 +64,8 @@ pub(crate) struct Local {
     /// Buckets whose n changed (or that appeared with another n than the default): their
     /// keys move to the trees of their new n, a page at a time (see [`Local::move_trees`]).
     pub(crate) tree_moves: TreeMoves,
+    /// Truncated buckets whose older values are being purged (see `truncate.rs`).
+    pub(crate) purges: super::truncate::Purges,
     /// What a tree this node does not hold looks like (built once: a tree is 1,024 segments).
     pub(crate) empty_tree: MerkleTree,
     /// No expiry index entry is due before this (ms): the expiry sweep starts here, not at
@@ -91,6 +93,7 @@ impl Local {
             durability: Durability::default(),
             trees: BTreeMap::new(),
             tree_moves: TreeMoves::default(),
+            purges: super::truncate::Purges::default(),
             empty_tree: MerkleTree::default(),
             expiry_floor: 0,
         }
@@ -138,6 +141,15 @@ impl Local {
     /// Takes in a change of the bucket table: buckets whose n changed start (or restart)
     /// moving between trees, the first page at the next timer.
     pub(crate) fn note(&mut self, changed: Changed, now: Timestamp) {
+        if !changed.truncated.is_empty() {
+            for bucket in changed.truncated {
+                self.purges.add(bucket);
+            }
+            if !self.purges.scheduled {
+                self.purges.scheduled = true;
+                self.timers.set(now, Timer::Purge);
+            }
+        }
         if changed.moved.is_empty() {
             return;
         }
@@ -169,12 +181,38 @@ impl Local {
         store: &mut S,
         skey: &[u8],
     ) -> Result<Option<Object>, ReplicaError> {
-        match store.get(skey) {
-            Ok(None) => Ok(None),
-            Ok(Some(bytes)) => decode_object(&bytes)
-                .map(Some)
-                .map_err(|e| ReplicaError::Store(e.to_string())),
-            Err(e) => Err(ReplicaError::Store(e.to_string())),
+        let object = match store.get(skey) {
+            Ok(None) => return Ok(None),
+            Ok(Some(bytes)) => {
+                decode_object(&bytes).map_err(|e| ReplicaError::Store(e.to_string()))?
+            }
+            Err(e) => return Err(ReplicaError::Store(e.to_string())),
+        };
+        // A truncated bucket's older values are gone, whether or not the purge reached them.
+        match self.truncation_of(skey) {
+            Some(mark) => Ok(object.after_truncation(mark)),
+            None => Ok(Some(object)),
+        }
+    }
+
+    /// The truncation mark of the bucket a storage key belongs to, if it has one (`None` for
+    /// every key while no bucket was ever truncated).
+    pub(crate) fn truncation_of(&self, skey: &[u8]) -> Option<Hlc> {
+        if !self.buckets.any_truncated() {
+            return None;
+        }
+        let (partition, key) = ObjectKey::from_storage_key(skey).ok()?;
+        if partition.0 >= self.layout.partition_count() {
+            return None;
+        }
+        Some(self.buckets.truncated_at(&key.bucket)).filter(|m| *m > Hlc(0))
+    }
+
+    /// `object` of a key of `bucket` as its truncation leaves it (`None`: nothing left).
+    pub(crate) fn after_truncation(&self, bucket: &BucketName, object: Object) -> Option<Object> {
+        match self.buckets.truncated_at(bucket) {
+            mark if mark > Hlc(0) => object.after_truncation(mark),
+            _ => Some(object),
         }
     }
 
@@ -198,6 +236,18 @@ impl Local {
         key: &ObjectKey,
         object: &Object,
     ) -> Result<(), ReplicaError> {
+        // What a truncation of the bucket removed never comes back, from any replica.
+        let kept;
+        let object = match self.buckets.truncated_at(&key.bucket) {
+            mark if mark > Hlc(0) => match object.after_truncation(mark) {
+                Some(o) => {
+                    kept = o;
+                    &kept
+                }
+                None => return Ok(()),
+            },
+            _ => object,
+        };
         let ts = object.max_timestamp();
         if matches!(object, Object::Lww(_)) {
             check_skew(ts, ctx.now, self.config.max_clock_skew_ms)
@@ -499,6 +549,7 @@ mod tests {
             },
             version: Hlc::new(1, 0),
             created: Hlc::new(1, 0),
+            truncated: Hlc::default(),
         };
         let changed = local.buckets.merge(&mut store, false, vec![entry]);
         assert_eq!(changed.moved, vec![moving.clone()]);

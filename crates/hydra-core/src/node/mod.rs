@@ -19,6 +19,7 @@
 //! | reaping and expiry | `gc.rs` | tombstones to reap, the expiry sweep |
 //! | compare-and-set | `paxos.rs` | Paxos rounds in flight (coordinator), acceptor state (replica) |
 //! | key listing | `scan.rs` | listing pages in flight (coordinator), the replica's page |
+//! | bucket truncation | `truncate.rs` | truncations in flight (coordinator), the purge of older values |
 //! | Paxos state collection | `paxos_repair.rs` | the repair round in flight, group bounds (primary side) |
 //! | bucket metadata | `buckets.rs` | the gossiped bucket table |
 //! | membership | `membership.rs` | heartbeats, the failure detector |
@@ -50,6 +51,7 @@ mod replica;
 mod scan;
 mod status;
 mod timers;
+mod truncate;
 mod write;
 
 pub use buckets::BUCKETS_STORAGE_KEY;
@@ -100,6 +102,7 @@ pub struct Node {
     paxos: Paxos,
     repairs: Repairs,
     scans: scan::Scans,
+    truncations: truncate::Truncations,
     /// Whether the first call loaded what the store remembers.
     loaded: bool,
     /// Members' messages refused at the peer edge (`peer.rs`), and why the last one was.
@@ -135,6 +138,7 @@ impl Node {
             paxos: Paxos::default(),
             repairs: Repairs::default(),
             scans: scan::Scans::default(),
+            truncations: truncate::Truncations::default(),
             loaded: false,
             peer_refused: (0, None),
         }
@@ -159,6 +163,7 @@ impl Node {
             + self.forwards.len()
             + self.paxos.len()
             + self.scans.len()
+            + self.truncations.len()
     }
 
     /// Requests whose clients wait for an answer (answered writes waiting for their last
@@ -169,6 +174,7 @@ impl Node {
             + self.forwards.len()
             + self.paxos.len()
             + self.scans.len()
+            + self.truncations.len()
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -362,6 +368,11 @@ impl Node {
             Timer::ExpireDeadline(req) => self.expiries.on_deadline(local, ctx, req),
             Timer::PaxosDeadline(req) => self.paxos.on_deadline(local, now, req),
             Timer::ScanDeadline(req) => self.scans.on_deadline(local, now, req),
+            Timer::TruncateDeadline(req) => self.truncations.on_deadline(local, req),
+            Timer::Purge => match local.purge_step(ctx.store) {
+                Some(after_ms) => local.timers.set(now.plus_ms(after_ms), Timer::Purge),
+                None => local.purges.scheduled = false,
+            },
             Timer::PaxosRetry(req) => self.paxos.on_retry(local, ctx, req),
             Timer::Heartbeat => {
                 local
@@ -476,6 +487,11 @@ impl Node {
         if let ClientRequest::List(list) = request {
             return self.scans.start(local, ctx, reply_to, list);
         }
+        if let ClientRequest::Truncate { bucket, timeout_ms } = request {
+            return self
+                .truncations
+                .start(local, ctx, reply_to, bucket, timeout_ms);
+        }
         let valid = match local.validate(&request) {
             Ok(v) => v,
             Err(e) => return local.out.reply(reply_to, Err(e)),
@@ -534,7 +550,9 @@ impl Node {
         let deadline = ctx.now.plus_ms(valid.timeout_ms);
         match request {
             // Answered in `handle`; `validate` refuses it.
-            ClientRequest::SetBucket { .. } | ClientRequest::List(_) => {}
+            ClientRequest::SetBucket { .. }
+            | ClientRequest::List(_)
+            | ClientRequest::Truncate { .. } => {}
             ClientRequest::Cas(cas) => {
                 let ttl_default_ms = valid.props.ttl_secs.map(|s| s.saturating_mul(1000));
                 self.paxos.start(
@@ -623,7 +641,21 @@ impl Node {
                 let buckets =
                     buckets::stamped_within(buckets, ctx.now, local.config.max_clock_skew_ms);
                 let poisoned = local.durability.poisoned().is_some();
-                let changed = local.buckets.merge(ctx.store, poisoned, buckets);
+                let changed = local.buckets.merge(ctx.store, poisoned, buckets.clone());
+                local.buckets.answer_gossip(
+                    &mut local.out,
+                    from,
+                    &buckets,
+                    ctx.mono,
+                    local.config.gossip_interval_ms,
+                );
+                // Writes this node stamps from now on come after a mark it just learned.
+                for bucket in &changed.truncated {
+                    let mark = local.buckets.truncated_at(bucket);
+                    let _ = local
+                        .hlc
+                        .observe(mark, ctx.now, local.config.max_clock_skew_ms);
+                }
                 local.note(changed, ctx.now);
             }
             Message::Heartbeat {
@@ -730,6 +762,15 @@ impl Node {
                 let result =
                     local.on_scan_request(ctx.store, &bucket, partition, after.as_deref(), limit);
                 local.out.send(from, Message::ScanResponse { req, result });
+            }
+            Message::TruncateRequest { req, bucket, mark } => {
+                let result = local.on_truncate_request(ctx, &bucket, mark);
+                local
+                    .out
+                    .send(from, Message::TruncateResponse { req, result });
+            }
+            Message::TruncateResponse { req, result } => {
+                self.truncations.on_response(local, from, req, result)
             }
             Message::ScanResponse { req, result } => {
                 self.scans.on_response(local, ctx.now, from, req, result)

@@ -68,6 +68,11 @@ impl Local {
                 check_object(object)
             }
             Message::HintReadRequest { owner, .. } => owner_ok(owner),
+            // A mark ahead of this node's clock would hide every write until it.
+            Message::TruncateRequest { mark, .. } => {
+                crate::hlc::check_skew(*mark, now, self.config.max_clock_skew_ms)
+                    .map_err(|e| format!("a truncation mark {e}"))
+            }
             Message::AeFetchResponse { objects, .. } => {
                 objects.iter().try_for_each(|(_, o)| check_object(o))
             }

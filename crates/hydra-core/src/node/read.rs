@@ -262,7 +262,9 @@ impl Reads {
             state
                 .slots
                 .retain(|s| !unasked.iter().any(|(n, _)| *n == s.node));
-            let merged = merge_all(state.responses.values());
+            // A replica that has not heard of a truncation yet answers its older values.
+            let merged = merge_all(state.responses.values())
+                .and_then(|m| local.after_truncation(&state.key.bucket, m));
             let repairs = read_repair(local, ctx, state, merged.as_ref());
             let receipt = local.receipt(
                 state.partition,
@@ -327,7 +329,8 @@ impl Reads {
             .timers
             .cancel(state.deadline, Timer::ReadDeadline(req));
         local.timers.cancel(state.retry_at, Timer::ReadRetry(req));
-        let merged = merge_all(state.responses.values());
+        let merged = merge_all(state.responses.values())
+            .and_then(|m| local.after_truncation(&state.key.bucket, m));
         read_repair(local, ctx, &mut state, merged.as_ref());
     }
 }

@@ -256,7 +256,7 @@ fn merge(state: &ScanState, now: Timestamp, partitions: u32) -> ClientResponse {
         .pages
         .values()
         .filter(|p| !p.complete)
-        .filter_map(|p| p.entries.last().map(|e| &e.key))
+        .filter_map(|p| p.last.as_ref())
         .min();
     let mut merged: BTreeMap<&[u8], Object> = BTreeMap::new();
     for page in state.pages.values() {
@@ -335,15 +335,25 @@ impl Local {
             .scan_prefix(&prefix, from.as_deref(), limit)
             .map_err(|e| ReplicaError::Store(e.to_string()))?;
         let complete = rows.len() < limit;
+        let last = (!complete)
+            .then(|| rows.last().map(|(k, _)| k[prefix.len()..].to_vec()))
+            .flatten();
         let mut entries = Vec::with_capacity(rows.len());
         for (k, v) in rows {
             let object = decode_object(&v).map_err(|e| ReplicaError::Store(e.to_string()))?;
+            let Some(object) = self.after_truncation(bucket, object) else {
+                continue;
+            };
             entries.push(ScanEntry {
                 key: k[prefix.len()..].to_vec(),
                 object: object.without_values(),
             });
         }
-        Ok(ScanPage { entries, complete })
+        Ok(ScanPage {
+            entries,
+            last,
+            complete,
+        })
     }
 
     /// A replica's side of a listing: its page, for a `ScanResponse`.

@@ -37,6 +37,8 @@ pub(crate) enum Timer {
     PaxosDeadline(RequestId),
     /// A listing's page ran out of time.
     ScanDeadline(RequestId),
+    /// A truncation's confirmations ran out of time.
+    TruncateDeadline(RequestId),
     /// A compare-and-set beaten by another ballot prepares again.
     PaxosRetry(RequestId),
     /// Send heartbeats to every peer.
@@ -55,6 +57,8 @@ pub(crate) enum Timer {
     PaxosRepair,
     /// The next page of a bucket's keys moves between Merkle trees (its n changed).
     TreeMoves,
+    /// The next page of a truncated bucket's older values is purged.
+    Purge,
 }
 
 /// The queue: `(when, timer)` in time order. Callers give times on the wall clock; the queue

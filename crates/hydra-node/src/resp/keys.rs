@@ -343,6 +343,28 @@ impl Connection {
         Ok((keys, expiring, ttl_sum.checked_div(expiring).unwrap_or(0)))
     }
 
+    /// `FLUSHDB [ASYNC|SYNC]`, `FLUSHALL [ASYNC|SYNC]`: truncate the connection's bucket over
+    /// the whole cluster (one mark, no tombstone per key; see the core's `truncate.rs`).
+    /// Either way it answers once every node took the mark; the disk space comes back as
+    /// each node's purge runs.
+    pub(super) async fn flush(&mut self, args: &[Vec<u8>]) -> Value {
+        if args.len() > 1
+            || args.first().is_some_and(|a| {
+                !a.eq_ignore_ascii_case(b"async") && !a.eq_ignore_ascii_case(b"sync")
+            })
+        {
+            return Value::error("ERR syntax error");
+        }
+        let request = ClientRequest::Truncate {
+            bucket: self.bucket.clone(),
+            timeout_ms: None,
+        };
+        match self.request(request).await {
+            Ok(_) => Value::ok(),
+            Err(e) => e,
+        }
+    }
+
     /// `KEYS pattern`: every key of the bucket that matches, over the whole cluster (as in
     /// Redis, expensive: it reads every partition); within the reply budget.
     pub(super) async fn keys(&mut self, args: &[Vec<u8>]) -> Value {

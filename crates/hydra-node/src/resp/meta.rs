@@ -415,6 +415,9 @@ pub(super) enum Handler {
     },
     /// TYPE: `string` or `none` (every Hydra value is a string).
     Type,
+    /// FLUSHDB and FLUSHALL: truncate the connection's bucket (Hydra's buckets are not
+    /// Redis's numbered databases; FLUSHALL clears no other bucket).
+    Flush,
     /// SCAN, KEYS, RANDOMKEY: listings of the connection's bucket (see `keys.rs`).
     Scan,
     Keys,
@@ -605,6 +608,8 @@ pub(super) static COMMANDS: &[Spec] = &[
     spec("setex", 4, W, KEY1, Handler::SetEx { millis: false }),
     spec("psetex", 4, W, KEY1, Handler::SetEx { millis: true }),
     spec("type", 2, R, KEY1, Handler::Type),
+    spec("flushdb", -1, W, NOKEY, Handler::Flush),
+    spec("flushall", -1, W, NOKEY, Handler::Flush),
     spec("scan", -2, &["readonly"], NOKEY, Handler::Scan),
     spec("keys", 2, &["readonly"], NOKEY, Handler::Keys),
     spec("randomkey", 1, &["readonly"], NOKEY, Handler::RandomKey),
@@ -707,7 +712,7 @@ mod tests {
                 );
             }
         }
-        assert!(lookup("flushall").is_none());
+        assert!(lookup("swapdb").is_none());
     }
 
     #[test]
@@ -729,7 +734,7 @@ mod tests {
             Handler::Exists | Handler::MGet | Handler::MSet | Handler::StrLen => h,
             Handler::Expire { .. } | Handler::Ttl { .. } | Handler::Persist => h,
             Handler::SetEx { .. } | Handler::Type => h,
-            Handler::Scan | Handler::Keys | Handler::RandomKey => h,
+            Handler::Scan | Handler::Keys | Handler::RandomKey | Handler::Flush => h,
             Handler::HydraBucket | Handler::HydraConsistency | Handler::HydraGetAll => h,
             Handler::HydraPut | Handler::HydraDel | Handler::HydraReceipt => h,
         };
@@ -809,6 +814,7 @@ mod tests {
             Handler::Scan,
             Handler::Keys,
             Handler::RandomKey,
+            Handler::Flush,
             Handler::Persist,
             Handler::HydraBucket,
             Handler::HydraConsistency,

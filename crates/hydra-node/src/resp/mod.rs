@@ -570,6 +570,7 @@ impl Connection {
             ClientRequest::Put(w) => ("delete", w.w),
             ClientRequest::SetBucket { .. } => ("bucket", None),
             ClientRequest::List(l) => ("list", l.r),
+            ClientRequest::Truncate { .. } => ("truncate", None),
             ClientRequest::Cas(c) => match c.action {
                 CasAction::Read => ("get", None),
                 CasAction::Write { .. } => ("put", None),
@@ -843,6 +844,7 @@ impl Connection {
             Handler::Ttl { millis, absolute } => self.ttl(&args[0], millis, absolute).await,
             Handler::SetEx { millis } => self.setex(args, millis).await,
             Handler::Type => self.type_of(&args[0]).await,
+            Handler::Flush => self.flush(args).await,
             Handler::Scan => self.scan(args).await,
             Handler::Keys => self.keys(args).await,
             Handler::RandomKey => self.randomkey().await,

@@ -189,7 +189,9 @@ impl Overlay {
                     },
                 })
             }
-            ClientRequest::SetBucket { .. } | ClientRequest::List(_) => Err(ClientError::new(
+            ClientRequest::SetBucket { .. }
+            | ClientRequest::List(_)
+            | ClientRequest::Truncate { .. } => Err(ClientError::new(
                 ErrorCode::InvalidBucket,
                 "bucket changes and listings do not run inside a transaction",
             )),
@@ -255,6 +257,7 @@ fn runs_in_transaction(handler: Handler) -> bool {
             | Handler::Scan
             | Handler::Keys
             | Handler::RandomKey
+            | Handler::Flush
             | Handler::Multi
             | Handler::Exec
             | Handler::Discard
