@@ -36,6 +36,8 @@ pub struct PlantedBugs {
     /// Replicas' merges ignore the sibling and size limits (the union of every side of a
     /// split is stored).
     pub merge_ignores_limits: bool,
+    /// A node learning a truncation mark never purges the older values it stores.
+    pub truncation_not_purged: bool,
     /// A listing keeps keys whose merged object shows no value (deleted or expired).
     pub scan_shows_deleted: bool,
     /// The peer edge bounds version vector counters at 16, below what members reach.
@@ -113,6 +115,7 @@ thread_local! {
         sweep_skips_old_tombstones: false,
         peer_counter_limit_low: false,
         scan_shows_deleted: false,
+        truncation_not_purged: false,
         paxos_forgets_promises: false,
         paxos_accepts_below_promise: false,
         paxos_accept_keeps_promise: false,
@@ -153,6 +156,7 @@ impl PlantedBugs {
             "sweep_skips_old_tombstones" => self.sweep_skips_old_tombstones = true,
             "peer_counter_limit_low" => self.peer_counter_limit_low = true,
             "scan_shows_deleted" => self.scan_shows_deleted = true,
+            "truncation_not_purged" => self.truncation_not_purged = true,
             "paxos_forgets_promises" => self.paxos_forgets_promises = true,
             "paxos_accepts_below_promise" => self.paxos_accepts_below_promise = true,
             "paxos_accept_keeps_promise" => self.paxos_accept_keeps_promise = true,

@@ -79,6 +79,9 @@ pub enum Violation {
         found: u32,
         read_at: u64,
     },
+    /// (k) A truncation with a node down answered wrong, or left older values stored or
+    /// listed once the node was back.
+    TruncationWrong { bucket: String, detail: String },
     /// (j) After healing, a listing of a bucket did not return exactly the keys that show a
     /// value (each once).
     ListingWrong { bucket: String, detail: String },
@@ -109,6 +112,7 @@ impl Violation {
             Violation::NotLinearizable { .. } | Violation::CounterWrong { .. } => 'h',
             Violation::PeerRefused { .. } => 'i',
             Violation::ListingWrong { .. } => 'j',
+            Violation::TruncationWrong { .. } => 'k',
         }
     }
 }
@@ -181,6 +185,12 @@ impl fmt::Display for Violation {
             ),
             Violation::KeyBricked { key, detail } => {
                 write!(f, "(f) key k{key} is bricked: {detail}")
+            }
+            Violation::TruncationWrong { bucket, detail } => {
+                write!(
+                    f,
+                    "(k) the truncation of bucket {bucket} went wrong: {detail}"
+                )
             }
             Violation::ListingWrong { bucket, detail } => {
                 write!(f, "(j) the listing of bucket {bucket} is wrong: {detail}")

@@ -36,7 +36,9 @@
 //! (i) no node refuses a member's message at its peer edge (the checks there are never
 //!     stricter than what the protocol sends);
 //! (j) after healing, a listing of each bucket (pages of a few keys) returns exactly the
-//!     keys whose objects show a value, each once.
+//!     keys whose objects show a value, each once;
+//! (k) a bucket truncated while a node is down answers that the node did not confirm, and
+//!     once the node is back no store holds an object of the bucket and no listing shows one.
 //! Each is shown catching a planted bug in `tests/checkers.rs` ((e) four: an expiry stamped
 //! now, writes ignoring the client's context, a node using a clock its peers disown, and
 //! read-then-write operations writing the old value back).

@@ -156,6 +156,17 @@ fn checker_d_catches_tombstones_reaped_before_every_replica_has_them() {
 }
 
 #[test]
+fn checker_k_catches_a_truncation_whose_older_values_stay_stored() {
+    let bugs = PlantedBugs {
+        truncation_not_purged: true,
+        ..PlantedBugs::default()
+    };
+    let found = caught_by(bugs, 'k', 50);
+    assert!(found.is_some(), "an unpurged truncation went unnoticed");
+    eprintln!("caught: {found:?}");
+}
+
+#[test]
 fn checker_j_catches_listings_that_show_deleted_keys() {
     let bugs = PlantedBugs {
         scan_shows_deleted: true,

@@ -50,6 +50,10 @@ pub(super) enum ClientState {
     Listing {
         op: u64,
     },
+    /// An administrative request after the run (`truncation.rs`).
+    Admin {
+        op: u64,
+    },
     /// A compare-and-set operation (`history.cas_ops[idx]`).
     Cas {
         idx: usize,
@@ -274,6 +278,10 @@ impl World {
                 self.finish_op_after(client, think);
             }
             ClientState::Cas { idx, op: o } if o == op => self.on_cas_answer(client, idx, result),
+            ClientState::Admin { op: o } if o == op => {
+                self.admin_answer = Some(result);
+                self.clients[client].state = ClientState::Idle;
+            }
             ClientState::Listing { op: o } if o == op => {
                 if let Ok(ClientResponse::Keys { keys, next, .. }) = result {
                     self.listing_page = Some((keys, next));

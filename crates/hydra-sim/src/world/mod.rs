@@ -7,6 +7,7 @@ mod counter;
 mod faults;
 mod flood;
 mod listing;
+mod truncation;
 
 use clients::{Client, ClientState};
 
@@ -342,6 +343,8 @@ struct World {
     counter_final: Option<Vec<u32>>,
     /// The answer to the listing page in progress (`listing.rs`): its keys and next cursor.
     listing_page: Option<(Vec<Vec<u8>>, Option<hydra_core::message::ListCursor>)>,
+    /// The answer to the administrative request in progress (`truncation.rs`).
+    admin_answer: Option<Result<ClientResponse, ClientError>>,
     config: SimConfig,
     rng: ChaCha8Rng,
     now: u64,
@@ -379,6 +382,7 @@ pub fn run(config: SimConfig) -> SimReport {
     world.run_workload();
     world.heal_and_read_everything();
     world.check_listings();
+    world.check_truncation();
     world.check_garbage();
     world.finish()
 }
@@ -427,6 +431,7 @@ impl World {
         World {
             counter_final: None,
             listing_page: None,
+            admin_answer: None,
             next_key: active_keys.len() as u64,
             active_keys,
             groups: vec![0; config.nodes],
