@@ -8,16 +8,16 @@
 
 use crate::hlc::{Hlc, HlcClock, check_skew};
 use crate::ids::{NodeId, PartitionId, Timestamp};
-use crate::key::{BucketName, ObjectKey, bucket_prefix};
+use crate::key::{BucketName, ObjectKey};
 use crate::layout::Layout;
-use crate::limits::{OBJECT_BYTES_MAX, SIBLINGS_MAX, TREE_MOVE_KEYS_PER_CALL, TREE_MOVE_RETRY_MS};
+use crate::limits::{OBJECT_BYTES_MAX, SIBLINGS_MAX, TREE_MOVE_KEYS_PER_CALL};
 use crate::merkle::{MerkleTree, object_hash};
 use crate::message::{
     ClientError, ErrorCode, OBJECT_FORMAT, ReplicaError, decode_object, encode_object,
 };
 use crate::store::{SCAN_ENTRIES_MAX, Store, StoreError, WriteBatch};
 use crate::version::Object;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::buckets::{Buckets, Changed};
 use super::clock::{Clock, Verdict};
@@ -26,17 +26,7 @@ use super::durability::Durability;
 use super::io::{Ctx, Outbox};
 use super::membership::Membership;
 use super::timers::{Timer, Timers};
-
-/// Buckets whose keys are moving between Merkle trees, and where the move stands.
-#[derive(Debug, Default)]
-pub(crate) struct TreeMoves {
-    /// Buckets still to move, each from partition 0.
-    pending: BTreeSet<BucketName>,
-    /// The bucket moving now: the partition, and the last storage key moved in it.
-    current: Option<(BucketName, u32, Option<Vec<u8>>)>,
-    /// Whether a `TreeMoves` timer is set.
-    pub(crate) scheduled: bool,
-}
+use super::walk::BucketWalk;
 
 /// The hash of a stored object as the trees keep it: of its current encoding, so a record of
 /// an older format hashes as a peer's current copy of the same object does (or anti-entropy
@@ -63,9 +53,9 @@ pub(crate) struct Local {
     pub(crate) trees: BTreeMap<(PartitionId, u8), MerkleTree>,
     /// Buckets whose n changed (or that appeared with another n than the default): their
     /// keys move to the trees of their new n, a page at a time (see [`Local::move_trees`]).
-    pub(crate) tree_moves: TreeMoves,
+    pub(crate) tree_moves: BucketWalk,
     /// Truncated buckets whose older values are being purged (see `truncate.rs`).
-    pub(crate) purges: super::truncate::Purges,
+    pub(crate) purges: BucketWalk,
     /// What a tree this node does not hold looks like (built once: a tree is 1,024 segments).
     pub(crate) empty_tree: MerkleTree,
     /// No expiry index entry is due before this (ms): the expiry sweep starts here, not at
@@ -92,8 +82,8 @@ impl Local {
             clock: Clock::new(),
             durability: Durability::default(),
             trees: BTreeMap::new(),
-            tree_moves: TreeMoves::default(),
-            purges: super::truncate::Purges::default(),
+            tree_moves: BucketWalk::default(),
+            purges: BucketWalk::default(),
             empty_tree: MerkleTree::default(),
             expiry_floor: 0,
         }
@@ -154,15 +144,7 @@ impl Local {
             return;
         }
         for bucket in changed.moved {
-            if self
-                .tree_moves
-                .current
-                .as_ref()
-                .is_some_and(|(b, ..)| *b == bucket)
-            {
-                self.tree_moves.current = None;
-            }
-            self.tree_moves.pending.insert(bucket);
+            self.tree_moves.add(bucket);
         }
         if !self.tree_moves.scheduled {
             self.tree_moves.scheduled = true;
@@ -349,7 +331,7 @@ impl Local {
     /// live in memory only).
     pub(crate) fn rebuild_trees<S: Store>(&mut self, store: &mut S) {
         self.trees.clear();
-        self.tree_moves = TreeMoves::default();
+        self.tree_moves = BucketWalk::default();
         for p in 0..self.layout.partition_count() {
             let mut after: Option<Vec<u8>> = None;
             // Bounded by the partition's size, one page at a time.
@@ -382,53 +364,35 @@ impl Local {
     /// starts over and ends right. Writes meanwhile update the new tree at once, and
     /// anti-entropy waits until the trees agree with the store again.
     pub(crate) fn move_trees<S: Store>(&mut self, store: &mut S) -> Option<u64> {
-        // Each scan counts at least one against the budget, so a step over many partitions
-        // without the bucket's keys is bounded too.
-        let mut budget = TREE_MOVE_KEYS_PER_CALL;
-        while budget > 0 {
-            let (bucket, partition, after) = match self.tree_moves.current.take() {
-                Some(at) => at,
-                None => (self.tree_moves.pending.pop_first()?, 0, None),
-            };
-            if partition >= self.layout.partition_count() {
-                continue;
-            }
-            let pid = PartitionId(partition);
-            let prefix = bucket_prefix(pid, &bucket);
-            let limit = budget.min(SCAN_ENTRIES_MAX);
-            let Ok(page) = store.scan_prefix(&prefix, after.as_deref(), limit) else {
-                // The store failed: try the same page again later.
-                self.tree_moves.current = Some((bucket, partition, after));
-                return Some(TREE_MOVE_RETRY_MS);
-            };
-            let n = self.buckets.n_of(&bucket);
-            for (k, v) in &page {
-                for (&(_, m), t) in self.trees.range_mut((pid, 0)..=(pid, u8::MAX)) {
-                    if m != n {
-                        t.update(k, None);
+        let mut walk = std::mem::take(&mut self.tree_moves);
+        let partitions = self.layout.partition_count();
+        let next = walk.step(
+            store,
+            partitions,
+            TREE_MOVE_KEYS_PER_CALL,
+            |_, bucket, pid, page| {
+                let n = self.buckets.n_of(bucket);
+                for (k, v) in page {
+                    for (&(_, m), t) in self.trees.range_mut((pid, 0)..=(pid, u8::MAX)) {
+                        if m != n {
+                            t.update(k, None);
+                        }
                     }
+                    self.trees
+                        .entry((pid, n))
+                        .or_default()
+                        .update(k, Some(stored_hash(v)));
                 }
-                self.trees
-                    .entry((pid, n))
-                    .or_default()
-                    .update(k, Some(stored_hash(v)));
-            }
-            self.trees.retain(|_, t| !t.is_empty());
-            budget = budget.saturating_sub(page.len().max(1));
-            self.tree_moves.current = match page.last() {
-                // A full page: the bucket may have more keys in this partition.
-                Some((last, _)) if page.len() == limit => {
-                    Some((bucket, partition, Some(last.clone())))
-                }
-                _ => Some((bucket, partition + 1, None)),
-            };
-        }
-        Some(1)
+                self.trees.retain(|_, t| !t.is_empty());
+            },
+        );
+        self.tree_moves = walk;
+        next
     }
 
     /// Whether buckets' keys are still moving between trees.
     pub(crate) fn trees_moving(&self) -> bool {
-        self.tree_moves.current.is_some() || !self.tree_moves.pending.is_empty()
+        self.tree_moves.busy()
     }
 
     /// Whether `node` is believed up (this node always is). The failure detector runs on the

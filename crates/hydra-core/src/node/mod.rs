@@ -52,6 +52,7 @@ mod scan;
 mod status;
 mod timers;
 mod truncate;
+mod walk;
 mod write;
 
 pub use buckets::BUCKETS_STORAGE_KEY;

@@ -21,9 +21,9 @@
 //! * The purge only removes what loads already hide: it changes no answer, only the disk.
 
 use crate::hlc::Hlc;
-use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
-use crate::key::{BucketName, bucket_prefix};
-use crate::limits::{PURGE_KEYS_PER_CALL, TIMEOUT_MS_MAX, TREE_MOVE_RETRY_MS};
+use crate::ids::{NodeId, RequestId, Timestamp};
+use crate::key::BucketName;
+use crate::limits::{PURGE_KEYS_PER_CALL, TIMEOUT_MS_MAX};
 use crate::message::{
     ClientError, ClientResponse, ErrorCode, Message, ReplicaError, decode_object, encode_object,
 };
@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::io::{Ctx, ReplyTo};
 use super::local::{Local, expiry_key};
 use super::timers::Timer;
+use super::walk::BucketWalk;
 
 #[derive(Debug)]
 struct Truncation {
@@ -48,26 +49,6 @@ struct Truncation {
 #[derive(Debug, Default)]
 pub(crate) struct Truncations {
     in_flight: BTreeMap<RequestId, Truncation>,
-}
-
-/// Buckets whose older values are being purged from this node's store, and where it stands.
-#[derive(Debug, Default)]
-pub(crate) struct Purges {
-    pending: BTreeSet<BucketName>,
-    /// The bucket being purged: the partition, and the last storage key looked at.
-    current: Option<(BucketName, u32, Option<Vec<u8>>)>,
-    /// Whether a `Purge` timer is set.
-    pub(crate) scheduled: bool,
-}
-
-impl Purges {
-    /// Starts (or starts over) the purge of `bucket`.
-    pub(crate) fn add(&mut self, bucket: BucketName) {
-        if self.current.as_ref().is_some_and(|(b, ..)| *b == bucket) {
-            self.current = None;
-        }
-        self.pending.insert(bucket);
-    }
 }
 
 impl Truncations {
@@ -232,61 +213,50 @@ impl Local {
     /// the Merkle trees); one with later values too is rewritten without the older ones.
     pub(crate) fn purge_step<S: Store>(&mut self, store: &mut S) -> Option<u64> {
         if crate::bugs::planted().truncation_not_purged {
-            self.purges = Purges::default();
+            self.purges = BucketWalk::default();
             return None;
         }
-        let mut budget = PURGE_KEYS_PER_CALL;
-        while budget > 0 {
-            let (bucket, partition, after) = match self.purges.current.take() {
-                Some(at) => at,
-                None => (self.purges.pending.pop_first()?, 0, None),
-            };
-            let mark = self.buckets.truncated_at(&bucket);
-            if partition >= self.layout.partition_count() || mark == Hlc(0) {
-                continue;
-            }
-            let pid = PartitionId(partition);
-            let prefix = bucket_prefix(pid, &bucket);
-            let limit = budget.min(crate::store::SCAN_ENTRIES_MAX);
-            let Ok(rows) = store.scan_prefix(&prefix, after.as_deref(), limit) else {
-                self.purges.current = Some((bucket, partition, after));
-                return Some(TREE_MOVE_RETRY_MS);
-            };
-            let n = self.buckets.n_of(&bucket);
-            for (k, v) in &rows {
-                let Ok(object) = decode_object(v) else {
-                    continue;
-                };
-                let previous = object.expires_at();
-                match object.after_truncation(mark) {
-                    None => {
-                        let mut batch = WriteBatch::default();
-                        batch.remove(k.clone());
-                        if let Some(at) = previous {
-                            batch.remove(expiry_key(at, k));
-                        }
-                        if store.write(batch).is_ok() {
-                            for (_, t) in self.trees.range_mut((pid, 0)..=(pid, u8::MAX)) {
-                                t.update(k, None);
+        let mut walk = std::mem::take(&mut self.purges);
+        let partitions = self.layout.partition_count();
+        let next = walk.step(
+            store,
+            partitions,
+            PURGE_KEYS_PER_CALL,
+            |store, bucket, pid, rows| {
+                let mark = self.buckets.truncated_at(bucket);
+                if mark == Hlc(0) {
+                    return;
+                }
+                let n = self.buckets.n_of(bucket);
+                for (k, v) in rows {
+                    let Ok(object) = decode_object(v) else {
+                        continue;
+                    };
+                    let previous = object.expires_at();
+                    match object.after_truncation(mark) {
+                        None => {
+                            let mut batch = WriteBatch::default();
+                            batch.remove(k.clone());
+                            if let Some(at) = previous {
+                                batch.remove(expiry_key(at, k));
+                            }
+                            if store.write(batch).is_ok() {
+                                for (_, t) in self.trees.range_mut((pid, 0)..=(pid, u8::MAX)) {
+                                    t.update(k, None);
+                                }
                             }
                         }
+                        Some(kept) if kept != object => {
+                            let bytes = encode_object(&kept);
+                            let _ = self.write_object(store, k, n, &kept, previous, bytes);
+                        }
+                        Some(_) => {}
                     }
-                    Some(kept) if kept != object => {
-                        let bytes = encode_object(&kept);
-                        let _ = self.write_object(store, k, n, &kept, previous, bytes);
-                    }
-                    Some(_) => {}
                 }
-            }
-            self.trees.retain(|_, t| !t.is_empty());
-            budget = budget.saturating_sub(rows.len().max(1));
-            self.purges.current = match rows.last() {
-                Some((last, _)) if rows.len() == limit => {
-                    Some((bucket, partition, Some(last.clone())))
-                }
-                _ => Some((bucket, partition + 1, None)),
-            };
-        }
-        Some(1)
+                self.trees.retain(|_, t| !t.is_empty());
+            },
+        );
+        self.purges = walk;
+        next
     }
 }

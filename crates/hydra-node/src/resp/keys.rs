@@ -29,6 +29,14 @@ const SCAN_PARTITIONS_AT_ONCE: u32 = 32;
 /// Longest `MATCH` pattern, in bytes.
 const PATTERN_BYTES_MAX: usize = 1024;
 
+/// One partition's page of a listing (see `ClientResponse::Keys`).
+struct Page {
+    keys: Vec<Vec<u8>>,
+    next: Option<ListCursor>,
+    expiring: u64,
+    ttl_sum_ms: u64,
+}
+
 /// The positions of `SCAN`s in progress, by cursor number.
 pub struct ScanCursors {
     next: u64,
@@ -240,44 +248,19 @@ impl Connection {
         let mut pages = 0;
         while let Some(at) = cursor.take() {
             let want = count.saturating_sub(examined).max(1);
-            // At a partition's start, the next partitions too, at once: a sparse bucket
-            // costs one round of requests per batch, not one per partition.
-            let batch: Vec<ListCursor> = if at.after.is_none() {
-                let partitions = match self.partitions().await {
-                    Ok(n) => n,
-                    Err(e) => return e,
-                };
-                (at.partition..partitions.min(at.partition + SCAN_PARTITIONS_AT_ONCE))
-                    .map(|partition| ListCursor {
-                        partition,
-                        after: None,
-                    })
-                    .collect()
-            } else {
-                vec![at]
+            let batch = match self.list_from(at, want).await {
+                Ok(b) => b,
+                Err(e) => return e,
             };
-            let requests = batch
-                .iter()
-                .map(|c| self.list_request(c.clone(), want))
-                .collect();
-            for result in self.call_all(requests).await {
-                let (keys, next) = match result {
-                    Ok(ClientResponse::Keys { keys, next, .. }) => (keys, next),
-                    Ok(_) => return Value::error("INTERNAL unexpected reply to a listing"),
-                    Err(e) => return error_value(&e),
-                };
+            for page in batch {
                 pages += 1;
-                examined += keys.len();
+                examined += page.keys.len();
                 found.extend(
-                    keys.into_iter()
+                    page.keys
+                        .into_iter()
                         .filter(|k| strings && pattern.as_deref().is_none_or(|p| glob(p, k))),
                 );
-                // A partition with more keys: the rest of the batch is past it, dropped.
-                let more_here = next.as_ref().is_some_and(|n| n.after.is_some());
-                cursor = next;
-                if more_here {
-                    break;
-                }
+                cursor = page.next;
             }
             if examined >= count || pages >= SCAN_PAGES_PER_CALL {
                 break;
@@ -300,47 +283,64 @@ impl Connection {
     /// mean remaining TTL in ms (`DBSIZE`, `INFO keyspace`). Exact as of each partition's
     /// page; as expensive as a listing (every partition is read).
     pub(super) async fn count_bucket(&mut self) -> Result<(u64, u64, u64), Value> {
-        let partitions = self.partitions().await?;
         let (mut keys, mut expiring, mut ttl_sum) = (0u64, 0u64, 0u64);
         let mut cursor = Some(ListCursor::default());
         while let Some(at) = cursor.take() {
-            let batch: Vec<ListCursor> = if at.after.is_none() {
-                (at.partition..partitions.min(at.partition + SCAN_PARTITIONS_AT_ONCE))
-                    .map(|partition| ListCursor {
-                        partition,
-                        after: None,
-                    })
-                    .collect()
-            } else {
-                vec![at]
-            };
-            let requests = batch
-                .iter()
-                .map(|c| self.list_request(c.clone(), SCAN_PAGE_KEYS_MAX))
-                .collect();
-            for result in self.call_all(requests).await {
-                match result {
-                    Ok(ClientResponse::Keys {
-                        keys: page,
-                        next,
-                        expiring: e,
-                        ttl_sum_ms,
-                    }) => {
-                        keys += page.len() as u64;
-                        expiring += e;
-                        ttl_sum = ttl_sum.saturating_add(ttl_sum_ms);
-                        let more_here = next.as_ref().is_some_and(|n| n.after.is_some());
-                        cursor = next;
-                        if more_here {
-                            break;
-                        }
-                    }
-                    Ok(_) => return Err(Value::error("INTERNAL unexpected reply to a listing")),
-                    Err(e) => return Err(error_value(&e)),
-                }
+            for page in self.list_from(at, SCAN_PAGE_KEYS_MAX).await? {
+                keys += page.keys.len() as u64;
+                expiring += page.expiring;
+                ttl_sum = ttl_sum.saturating_add(page.ttl_sum_ms);
+                cursor = page.next;
             }
         }
         Ok((keys, expiring, ttl_sum.checked_div(expiring).unwrap_or(0)))
+    }
+
+    /// The pages of a listing from `at`, in order: at a partition's start, the first pages
+    /// of the next [`SCAN_PARTITIONS_AT_ONCE`] partitions at once (a sparse bucket costs one
+    /// round of requests per batch, not one per partition), up to the first partition that
+    /// has more keys (the rest of the batch lies past it and is dropped).
+    async fn list_from(&mut self, at: ListCursor, limit: usize) -> Result<Vec<Page>, Value> {
+        let batch: Vec<ListCursor> = if at.after.is_none() {
+            let partitions = self.partitions().await?;
+            (at.partition..partitions.min(at.partition + SCAN_PARTITIONS_AT_ONCE))
+                .map(|partition| ListCursor {
+                    partition,
+                    after: None,
+                })
+                .collect()
+        } else {
+            vec![at]
+        };
+        let requests = batch
+            .iter()
+            .map(|c| self.list_request(c.clone(), limit))
+            .collect();
+        let mut pages = Vec::new();
+        for result in self.call_all(requests).await {
+            match result {
+                Ok(ClientResponse::Keys {
+                    keys,
+                    next,
+                    expiring,
+                    ttl_sum_ms,
+                }) => {
+                    let more_here = next.as_ref().is_some_and(|n| n.after.is_some());
+                    pages.push(Page {
+                        keys,
+                        next,
+                        expiring,
+                        ttl_sum_ms,
+                    });
+                    if more_here {
+                        break;
+                    }
+                }
+                Ok(_) => return Err(Value::error("INTERNAL unexpected reply to a listing")),
+                Err(e) => return Err(error_value(&e)),
+            }
+        }
+        Ok(pages)
     }
 
     /// `FLUSHDB [ASYNC|SYNC]`, `FLUSHALL [ASYNC|SYNC]`: truncate the connection's bucket over

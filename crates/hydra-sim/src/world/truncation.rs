@@ -59,7 +59,13 @@ impl World {
         if self.before_final_reads.is_none() {
             self.before_final_reads = Some(self.replica_objects());
         }
-        let bucket = self.buckets[if self.config.seed.is_multiple_of(2) { 1 } else { 3 }].clone();
+        // A `siblings` bucket in even seeds, an `lww` one in odd seeds (both sloppy).
+        let index = if self.config.seed.is_multiple_of(2) {
+            1
+        } else {
+            3
+        };
+        let bucket = self.buckets[index].clone();
         let violation = |w: &mut World, detail: String| {
             w.report.violations.push(Violation::TruncationWrong {
                 bucket: bucket.to_string(),
