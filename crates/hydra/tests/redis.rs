@@ -530,6 +530,29 @@ fn replies_match_redis_server_byte_for_byte() {
         &["EXPIRETIME", "missing"],
         &["PEXPIRETIME", "missing"],
         &["DEL", "x1", "x2", "x3"],
+        // OBJECT: Redis's encodings and shared small integers for the same bytes.
+        &["SET", "o1", "123"],
+        &["SET", "o2", "hello"],
+        &["SET", "o3", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"],
+        &["SET", "o4", "12345678901234567890"],
+        &["SET", "o5", "+1"],
+        &["SET", "o6", "10000"],
+        &["OBJECT", "ENCODING", "o1"],
+        &["OBJECT", "ENCODING", "o2"],
+        &["OBJECT", "ENCODING", "o3"],
+        &["OBJECT", "ENCODING", "o4"],
+        &["OBJECT", "ENCODING", "o5"],
+        &["OBJECT", "ENCODING", "missing"],
+        &["OBJECT", "REFCOUNT", "o1"],
+        &["OBJECT", "REFCOUNT", "o2"],
+        &["OBJECT", "REFCOUNT", "o6"],
+        &["OBJECT", "REFCOUNT", "missing"],
+        &["OBJECT", "FREQ", "o2"],
+        &["OBJECT", "BOGUS", "o2"],
+        &["OBJECT", "ENCODING"],
+        &["OBJECT"],
+        &["OBJECT", "HELP"],
+        &["DEL", "o1", "o2", "o3", "o4", "o5", "o6"],
         &["SET", "gone", "x"],
         &["EXPIRE", "gone", "0"],
         &["GET", "gone"],
@@ -575,6 +598,13 @@ fn replies_match_redis_server_byte_for_byte() {
         }
         assert_eq!(text(&ours), text(&theirs), "replies differ for {cmd:?}");
     }
+    // OBJECT IDLETIME: seconds since the write here (Redis's LRU clock may tick in between).
+    hydra.command(&[b"SET", b"idle", b"v"]);
+    assert_eq!(
+        text(&hydra.command(&[b"OBJECT", b"IDLETIME", b"idle"])),
+        ":0\r\n"
+    );
+    hydra.command(&[b"DEL", b"idle"]);
     // Absolute expiry times (a year from now, the same argument to both).
     let at = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -607,6 +607,81 @@ impl Connection {
         self.set(&set).await
     }
 
+    /// `OBJECT ENCODING|REFCOUNT|IDLETIME|FREQ key`, `OBJECT HELP`: what Redis would say of
+    /// the value. `ENCODING` and `REFCOUNT` follow Redis's rules for a string of these bytes
+    /// (`int`, `embstr` up to 44 bytes, `raw`; small integers are shared); `IDLETIME` is
+    /// the seconds since the value was written (Hydra does not track reads); `FREQ` needs an
+    /// LFU policy, which Hydra has not.
+    pub(super) async fn object(&mut self, args: &[Vec<u8>]) -> Value {
+        let sub = args[0].to_ascii_lowercase();
+        if sub == b"help" && args.len() == 1 {
+            return Value::Array(
+                [
+                    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                    "ENCODING <key>",
+                    "    Return the kind of internal representation used in order to store the value",
+                    "    associated with a <key>.",
+                    "FREQ <key>",
+                    "    Return the access frequency index of the <key>. The returned integer is",
+                    "    proportional to the logarithm of the recent access frequency of the key.",
+                    "IDLETIME <key>",
+                    "    Return the idle time of the <key>, that is the approximated number of",
+                    "    seconds elapsed since the last access to the key.",
+                    "REFCOUNT <key>",
+                    "    Return the number of references of the value associated with the specified",
+                    "    <key>.",
+                    "HELP",
+                    "    Prints this help.",
+                ]
+                .into_iter()
+                .map(|l| Value::Simple(l.into()))
+                .collect(),
+            );
+        }
+        let known = [&b"encoding"[..], b"refcount", b"idletime", b"freq"];
+        if !known.contains(&sub.as_slice()) && sub != b"help" {
+            return Value::error(format!(
+                "ERR unknown subcommand '{}'. Try OBJECT HELP.",
+                String::from_utf8_lossy(&args[0])
+            ));
+        }
+        if args.len() != 2 {
+            return Value::error(format!(
+                "ERR wrong number of arguments for 'object|{}' command",
+                String::from_utf8_lossy(&sub)
+            ));
+        }
+        let key = match self.key(&args[1]) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        let value = match self.read(&key).await {
+            Err(e) => return e,
+            Ok((_, None)) => return Value::Null,
+            Ok((_, Some(s))) => s,
+        };
+        let integer = (value.value.len() <= 20)
+            .then(|| redis_integer(&value.value))
+            .flatten();
+        match sub.as_slice() {
+            b"encoding" => Value::bulk(match integer {
+                Some(_) => "int",
+                None if value.value.len() <= 44 => "embstr",
+                None => "raw",
+            }),
+            b"refcount" => Value::Integer(match integer {
+                Some(n) if (0..10_000).contains(&n) => i64::from(i32::MAX),
+                _ => 1,
+            }),
+            b"idletime" => Value::Integer(
+                (wall_ms().saturating_sub(value.timestamp.physical_ms()) / 1000) as i64,
+            ),
+            _ => Value::error(
+                "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+            ),
+        }
+    }
+
     /// `TYPE key`: `string` when it holds a value (every Hydra value is one), else `none`.
     pub(super) async fn type_of(&mut self, key: &[u8]) -> Value {
         let key = match self.key(key) {

@@ -415,6 +415,8 @@ pub(super) enum Handler {
     },
     /// TYPE: `string` or `none` (every Hydra value is a string).
     Type,
+    /// OBJECT ENCODING|REFCOUNT|IDLETIME|FREQ|HELP.
+    Object,
     /// FLUSHDB and FLUSHALL: truncate the connection's bucket (Hydra's buckets are not
     /// Redis's numbered databases; FLUSHALL clears no other bucket).
     Flush,
@@ -608,6 +610,7 @@ pub(super) static COMMANDS: &[Spec] = &[
     spec("setex", 4, W, KEY1, Handler::SetEx { millis: false }),
     spec("psetex", 4, W, KEY1, Handler::SetEx { millis: true }),
     spec("type", 2, R, KEY1, Handler::Type),
+    spec("object", -2, &["readonly"], NOKEY, Handler::Object),
     spec("flushdb", -1, W, NOKEY, Handler::Flush),
     spec("flushall", -1, W, NOKEY, Handler::Flush),
     spec("scan", -2, &["readonly"], NOKEY, Handler::Scan),
@@ -735,6 +738,7 @@ mod tests {
             Handler::Expire { .. } | Handler::Ttl { .. } | Handler::Persist => h,
             Handler::SetEx { .. } | Handler::Type => h,
             Handler::Scan | Handler::Keys | Handler::RandomKey | Handler::Flush => h,
+            Handler::Object => h,
             Handler::HydraBucket | Handler::HydraConsistency | Handler::HydraGetAll => h,
             Handler::HydraPut | Handler::HydraDel | Handler::HydraReceipt => h,
         };
@@ -815,6 +819,7 @@ mod tests {
             Handler::Keys,
             Handler::RandomKey,
             Handler::Flush,
+            Handler::Object,
             Handler::Persist,
             Handler::HydraBucket,
             Handler::HydraConsistency,

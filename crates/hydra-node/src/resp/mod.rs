@@ -845,6 +845,7 @@ impl Connection {
             Handler::SetEx { millis } => self.setex(args, millis).await,
             Handler::Type => self.type_of(&args[0]).await,
             Handler::Flush => self.flush(args).await,
+            Handler::Object => self.object(args).await,
             Handler::Scan => self.scan(args).await,
             Handler::Keys => self.keys(args).await,
             Handler::RandomKey => self.randomkey().await,

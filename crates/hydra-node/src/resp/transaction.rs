@@ -258,6 +258,7 @@ fn runs_in_transaction(handler: Handler) -> bool {
             | Handler::Keys
             | Handler::RandomKey
             | Handler::Flush
+            | Handler::Object
             | Handler::Multi
             | Handler::Exec
             | Handler::Discard
