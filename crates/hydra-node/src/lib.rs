@@ -17,6 +17,7 @@ pub mod driver;
 pub mod fuzzing;
 pub mod http;
 pub mod http_auth;
+pub mod http_bucket;
 pub mod listen;
 pub mod metrics;
 pub mod resp;
