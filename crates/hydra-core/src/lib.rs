@@ -23,6 +23,7 @@
 
 pub mod bucket;
 pub mod bugs;
+pub mod collection;
 pub mod failure;
 pub mod hints;
 pub mod hlc;

@@ -50,6 +50,15 @@ pub const TTL_SECS_MAX: u64 = 10 * 365 * 86_400;
 pub const OBJECT_BYTES_MAX: usize = VALUE_BYTES_CEILING + 512 * 1024;
 /// Largest counter a client context may carry (room left for increments).
 pub const CONTEXT_COUNTER_MAX: u64 = 1 << 62;
+/// Elements (hash fields, set members) one hash or set holds at most.
+pub const COLLECTION_ELEMENTS_MAX: usize = 100_000;
+/// Largest hash field or set member name, in bytes.
+pub const ELEMENT_BYTES_MAX: usize = 64 * 1024;
+/// Elements one update of a hash or set names at most (adds and removes together).
+pub const UPDATE_ELEMENTS_MAX: usize = COLLECTION_ELEMENTS_MAX;
+/// Dots a hash's or set's causal context keeps beyond its vector at most (removes of adds the
+/// copy has not received yet; they fold into the vector once those arrive).
+pub const CLOUD_DOTS_MAX: usize = 10_000;
 /// Keys one page of a listing (`SCAN`, `KEYS`, the HTTP listing) holds at most, per
 /// replica and in the answer.
 pub const SCAN_PAGE_KEYS_MAX: usize = 1_000;

@@ -28,6 +28,7 @@
 //! Objects of the two kinds never merge (a bucket's conflict mode is fixed at creation).
 
 use crate::bugs::planted;
+use crate::collection::Collection;
 use crate::hlc::Hlc;
 use crate::ids::NodeId;
 use crate::limits::{CONTEXT_CHARS_MAX, SIBLINGS_MAX, VECTOR_ENTRIES_MAX};
@@ -360,6 +361,8 @@ impl LwwValue {
 pub enum Object {
     Siblings(Dvv),
     Lww(LwwValue),
+    /// A hash or a set (`lww` buckets only; see [`crate::collection`]).
+    Collection(Collection),
 }
 
 /// Two objects of different conflict modes met; the bucket's mode must have been changed.
@@ -377,7 +380,36 @@ impl Object {
             } else {
                 b.clone()
             })),
+            (Object::Collection(a), Object::Collection(b)) if a.kind == b.kind => {
+                Ok(Object::Collection(a.join(b)))
+            }
+            // A key whose type changed (a plain value over a hash, a set over a plain value):
+            // the newer type wins whole, and a winning collection keeps a floor at the
+            // loser's stamp, so an older copy of what it replaced never comes back through it.
+            (Object::Collection(c), other @ (Object::Lww(_) | Object::Collection(_)))
+            | (other @ Object::Lww(_), Object::Collection(c)) => {
+                let (other_stamp, other_rank) = match other {
+                    Object::Collection(o) => (o.stamp(), o.kind as u8 + 1),
+                    _ => (other.max_timestamp(), 0),
+                };
+                if (c.stamp(), c.kind as u8 + 1) > (other_stamp, other_rank) {
+                    Ok(Object::Collection(c.raise_floor(other_stamp)))
+                } else {
+                    match other {
+                        Object::Collection(o) => Ok(Object::Collection(o.raise_floor(c.stamp()))),
+                        _ => Ok(other.clone()),
+                    }
+                }
+            }
             _ => Err(ModeMismatch),
+        }
+    }
+
+    /// The collection, if the object is a hash or a set.
+    pub fn collection(&self) -> Option<&Collection> {
+        match self {
+            Object::Collection(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -405,6 +437,10 @@ impl Object {
                 (d.sibling_count() > 0).then_some(Object::Siblings(d))
             }
             Object::Lww(v) => (v.sibling.timestamp > mark).then(|| self.clone()),
+            Object::Collection(c) => {
+                let c = c.raise_floor(mark);
+                (!c.is_empty()).then_some(Object::Collection(c))
+            }
         }
     }
 
@@ -429,14 +465,26 @@ impl Object {
                 strip(&mut v.sibling);
                 Object::Lww(v)
             }
+            Object::Collection(c) => Object::Collection(c.without_values()),
         }
     }
 
-    /// Every sibling, tombstones included, in a deterministic order.
+    /// Every sibling, tombstones included, in a deterministic order (none for a collection:
+    /// it holds elements, not values).
     pub fn all_siblings(&self) -> Vec<&Sibling> {
         match self {
             Object::Siblings(d) => d.siblings().map(|(_, s)| s).collect(),
             Object::Lww(v) => vec![&v.sibling],
+            Object::Collection(_) => Vec::new(),
+        }
+    }
+
+    /// Whether a read at wall time `now_ms` finds the key (a value, or a collection with an
+    /// element).
+    pub fn is_live_at(&self, now_ms: u64) -> bool {
+        match self {
+            Object::Collection(c) => c.is_live(now_ms),
+            _ => !self.visible_at(now_ms).is_empty(),
         }
     }
 
@@ -461,6 +509,9 @@ impl Object {
     /// When the whole object expires: the latest TTL of its values, if every one is a value
     /// with a TTL (else it never expires as a whole). What the expiry index records.
     pub fn expires_at(&self) -> Option<u64> {
+        if let Object::Collection(_) = self {
+            return None;
+        }
         let siblings = self.all_siblings();
         if siblings.is_empty() || siblings.iter().any(|s| s.tombstone) {
             return None;
@@ -472,6 +523,9 @@ impl Object {
     }
 
     pub fn expired_before(&self, before_ms: u64) -> bool {
+        if let Object::Collection(_) = self {
+            return false;
+        }
         self.all_siblings()
             .iter()
             .all(|s| !s.tombstone && s.expires_at.is_some_and(|t| t < before_ms))
@@ -485,7 +539,7 @@ impl Object {
     pub fn expiry_tombstone(&self) -> Option<Object> {
         match self {
             Object::Lww(v) => Some(Object::Lww(v.tombstone())),
-            Object::Siblings(_) => None,
+            Object::Siblings(_) | Object::Collection(_) => None,
         }
     }
 
@@ -495,16 +549,24 @@ impl Object {
         match self {
             Object::Siblings(d) => d.context(),
             Object::Lww(v) => VersionVector([(v.writer, v.sibling.timestamp.0)].into()),
+            Object::Collection(c) => c.context(),
         }
     }
 
-    /// Whether every sibling is a tombstone (the key reads as deleted).
+    /// Whether every sibling is a tombstone (the key reads as deleted; a collection: it holds
+    /// no element).
     pub fn is_tombstone(&self) -> bool {
-        self.all_siblings().iter().all(|s| s.tombstone)
+        match self {
+            Object::Collection(c) => c.is_empty(),
+            _ => self.all_siblings().iter().all(|s| s.tombstone),
+        }
     }
 
     /// The oldest timestamp among the siblings.
     pub fn min_timestamp(&self) -> Hlc {
+        if let Object::Collection(c) = self {
+            return c.stamp();
+        }
         self.all_siblings()
             .iter()
             .map(|s| s.timestamp)
@@ -514,6 +576,9 @@ impl Object {
 
     /// The newest timestamp among the siblings (an HLC must move past it before writing).
     pub fn max_timestamp(&self) -> Hlc {
+        if let Object::Collection(c) = self {
+            return c.stamp();
+        }
         self.all_siblings()
             .iter()
             .map(|s| s.timestamp)
@@ -524,7 +589,7 @@ impl Object {
     pub fn sibling_count(&self) -> usize {
         match self {
             Object::Siblings(d) => d.sibling_count(),
-            Object::Lww(_) => 1,
+            Object::Lww(_) | Object::Collection(_) => 1,
         }
     }
 }

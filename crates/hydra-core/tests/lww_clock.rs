@@ -60,6 +60,7 @@ fn values_expire_then_are_reaped_like_tombstones() {
         sloppy: None,
         ttl_ms: Some(2000),
         on_version: None,
+        collection: None,
     });
     c.request(0, write).expect("write with a ttl");
     assert_eq!(
@@ -87,6 +88,7 @@ fn values_expire_then_are_reaped_like_tombstones() {
         sloppy: None,
         ttl_ms: Some(0),
         on_version: None,
+        collection: None,
     });
     let e = error(c.request(0, bad));
     assert_eq!(e.code, ErrorCode::InvalidTtl);
@@ -286,6 +288,7 @@ fn a_version_delete_naming_a_version_beyond_the_skew_bound_is_refused() {
             sloppy: None,
             ttl_ms: None,
             on_version: Some(hydra_core::message::VersionOp::Delete),
+            collection: None,
         }),
     );
     assert_eq!(error(reply).code, ErrorCode::InvalidContext);

@@ -97,6 +97,7 @@ fn delete_hides_the_value_and_keeps_a_context() {
         sloppy: None,
         ttl_ms: None,
         on_version: None,
+        collection: None,
     });
     c.request(1, del).expect("ok");
     let after = c.request(2, get(&k, Some(Consistency::All)));
@@ -342,6 +343,7 @@ fn sloppy_quorum_writes_to_a_fallback_and_hands_off_when_the_primary_returns() {
         sloppy: Some(false),
         ttl_ms: None,
         on_version: None,
+        collection: None,
     });
     assert_eq!(
         error(c.request(coordinator, strict)).code,

@@ -93,7 +93,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::TooManySiblings
         | ErrorCode::BucketPropertyFixed
         | ErrorCode::CasContention
-        | ErrorCode::CasManagedKey => StatusCode::CONFLICT,
+        | ErrorCode::CasManagedKey
+        | ErrorCode::WrongType => StatusCode::CONFLICT,
         // As a gateway that timed out: the outcome is not known.
         ErrorCode::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
         ErrorCode::CasNotSupported => StatusCode::NOT_IMPLEMENTED,
@@ -409,9 +410,20 @@ async fn get_kv(
     record(&state.metrics, "get", r, started, &result);
     match result {
         Ok(ClientResponse::Read {
+            collection: Some(c),
+            ..
+        }) if !c.is_empty() => error_response(
+            ErrorCode::WrongType,
+            format!(
+                "{shown} holds a {} (made through the Redis protocol); read it with the Redis commands",
+                c.kind.name()
+            ),
+        ),
+        Ok(ClientResponse::Read {
             context,
             siblings,
             receipt,
+            ..
         }) => read_response(&shown, &context, &siblings, &receipt),
         Ok(_) => error_response(ErrorCode::Internal, "unexpected reply to a read".into()),
         Err(e) => client_error(&e),
@@ -678,6 +690,7 @@ async fn write_kv(
         sloppy,
         ttl_ms,
         on_version,
+        collection: None,
         context,
         w,
         timeout_ms,

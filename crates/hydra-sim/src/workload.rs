@@ -92,7 +92,8 @@ impl Completion {
             | ErrorCode::BucketPropertyFixed
             | ErrorCode::CasContention
             | ErrorCode::PreconditionFailed
-            | ErrorCode::ClockSkew => Completion::Fail,
+            | ErrorCode::ClockSkew
+            | ErrorCode::WrongType => Completion::Fail,
             // Some replicas (or the coordinator) may hold the write: a cas-managed refusal
             // comes from the replicas that hold Paxos state, after others may have taken it.
             ErrorCode::CasManagedKey

@@ -79,6 +79,19 @@ fn validate_object(what: &'static str, object: &Object) -> Result<(), CodecError
     if object.context().len() > VECTOR_ENTRIES_MAX {
         return Err(malformed(what, "version vector too long"));
     }
+    if let Object::Collection(c) = object
+        && (c.len() > crate::limits::COLLECTION_ELEMENTS_MAX
+            || c.cloud_len() > crate::limits::CLOUD_DOTS_MAX)
+    {
+        return Err(malformed(
+            what,
+            format!(
+                "a collection of {} elements and {} cloud dots",
+                c.len(),
+                c.cloud_len()
+            ),
+        ));
+    }
     if let Object::Siblings(d) = object
         && !d.is_well_formed()
     {
@@ -490,7 +503,7 @@ mod tests {
 
     /// Golden bytes: these pin object format 3 (2 had no TTL-change stamp on `lww` versions
     /// and is still read, below; version 1 had no TTL on siblings; nothing was ever stored in
-    /// it outside development), message format 7 (6 had no plain-write replication nor bucket `cas`, 5 no Paxos messages, 4 no expiry
+    /// it outside development), message format 8 (7 had no hash or set updates, 6 had no plain-write replication nor bucket `cas`, 5 no Paxos messages, 4 no expiry
     /// batches, 3 no version-bound writes; messages are never stored, and a cluster runs one
     /// version) and Paxos state format 2 (1 had no bases, still read). If this test fails, the format
     /// changed: bump the format byte and keep a decoder for the old one instead of editing this.
@@ -527,7 +540,7 @@ mod tests {
         };
         assert_eq!(
             hex(&encode_envelope(&env)),
-            "070700ac020162016b000102010101760174050000"
+            "080700ac020162016b000102010101760174050000"
         );
         let env = Envelope {
             layout_version: LayoutVersion(1),
@@ -536,7 +549,7 @@ mod tests {
                 result: Err(ReplicaError::NotReplica),
             },
         };
-        assert_eq!(hex(&encode_envelope(&env)), "070103010103");
+        assert_eq!(hex(&encode_envelope(&env)), "080103010103");
         let ballot = Ballot {
             hlc: Hlc(5),
             node: NodeId(2),
@@ -550,7 +563,7 @@ mod tests {
                 phase: PaxosPhase::Propose(None, Ballot::ZERO),
             },
         };
-        assert_eq!(hex(&encode_envelope(&env)), "070114010162016b050201000000");
+        assert_eq!(hex(&encode_envelope(&env)), "080114010162016b050201000000");
         let state = crate::paxos::AcceptorState {
             promised: ballot,
             accepted: Some(Accepted {

@@ -7,6 +7,7 @@
 //! Decoders check the size limit first, never panic on malformed input (fuzzed by proptest),
 //! refuse trailing bytes and validate limits that the types alone do not enforce.
 
+use crate::collection::CollectionUpdate;
 use crate::bucket::{BucketProps, Consistency};
 use crate::hlc::Hlc;
 use crate::ids::{LayoutVersion, NodeId, PartitionId, RequestId};
@@ -18,7 +19,7 @@ use crate::version::{Object, Sibling, VersionVector};
 use serde::{Deserialize, Serialize};
 
 /// Format byte of internode messages.
-pub const MESSAGE_FORMAT: u8 = 7;
+pub const MESSAGE_FORMAT: u8 = 8;
 /// Format byte of stored objects.
 pub const OBJECT_FORMAT: u8 = 3;
 /// Format byte of stored objects before `lww` versions had a TTL-change stamp: still read
@@ -146,6 +147,9 @@ pub struct WriteRequest {
     /// bucket a `Delete` is a plain delete with the context (it supersedes exactly what the
     /// read saw) and a `Touch` is refused.
     pub on_version: Option<VersionOp>,
+    /// A hash or set update (`lww` buckets): applied to the stored collection instead of
+    /// writing `value` (which is then `None`).
+    pub collection: Option<CollectionUpdate>,
 }
 
 impl WriteRequest {
@@ -219,11 +223,13 @@ impl ClientRequest {
 /// A successful reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientResponse {
-    /// `siblings` is empty when the key is absent or deleted.
+    /// `siblings` is empty when the key is absent or deleted, or holds a hash or set: then
+    /// `collection` is the merged collection as of the read (elements its TTL hid left out).
     Read {
         context: VersionVector,
         siblings: Vec<Sibling>,
         receipt: Receipt,
+        collection: Option<crate::collection::Collection>,
     },
     Written {
         context: VersionVector,
@@ -332,6 +338,9 @@ pub enum ErrorCode {
     /// A plain write to a key that compare-and-set manages (a replica holds its Paxos state)
     /// in a `cas = conditional_only` bucket: write it with a condition instead.
     CasManagedKey,
+    /// An operation of one type on a key holding another (a hash command on a plain value,
+    /// a set command on a hash), or a hash or set update in a `siblings` bucket.
+    WrongType,
 }
 
 impl ErrorCode {
@@ -363,6 +372,7 @@ impl ErrorCode {
             ErrorCode::CasContention => "cas_contention",
             ErrorCode::PreconditionFailed => "precondition_failed",
             ErrorCode::CasManagedKey => "cas_managed_key",
+            ErrorCode::WrongType => "wrong_type",
         }
     }
 }

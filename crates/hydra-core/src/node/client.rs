@@ -12,7 +12,11 @@
 use crate::bucket::{BucketProps, CasMode, ConflictMode, Consistency};
 use crate::ids::{NodeId, PAXOS_WRITER_BIT};
 use crate::key::ObjectKey;
-use crate::limits::{CONTENT_TYPE_BYTES_MAX, CONTEXT_COUNTER_MAX, TIMEOUT_MS_MAX, TTL_SECS_MAX};
+use crate::collection::CollectionUpdate;
+use crate::limits::{
+    CONTENT_TYPE_BYTES_MAX, CONTEXT_COUNTER_MAX, ELEMENT_BYTES_MAX, TIMEOUT_MS_MAX, TTL_SECS_MAX,
+    UPDATE_ELEMENTS_MAX,
+};
 use crate::message::{CasAction, ClientError, ClientRequest, ErrorCode, VersionOp};
 use crate::paxos::Condition;
 use crate::version::VersionVector;
@@ -128,6 +132,9 @@ impl Local {
                     }
                 }
                 check_ttl(w.ttl_ms)?;
+                if let Some(update) = &w.collection {
+                    self.check_collection_update(key, &props, w.value.is_some(), update)?;
+                }
                 (w.w.unwrap_or(props.w), w.timeout_ms)
             }
         };
@@ -147,6 +154,80 @@ impl Local {
             timeout_ms,
             level,
         })
+    }
+
+    /// A hash or set update: in a bucket that keeps them, within the limits, naming dots of
+    /// this cluster.
+    fn check_collection_update(
+        &self,
+        key: &ObjectKey,
+        props: &BucketProps,
+        has_value: bool,
+        update: &CollectionUpdate,
+    ) -> Result<(), ClientError> {
+        let bucket = key.bucket.as_str();
+        if props.conflicts != ConflictMode::Lww {
+            return Err(ClientError::new(
+                ErrorCode::WrongType,
+                format!("hashes and sets live in lww buckets; {bucket:?} keeps siblings"),
+            ));
+        }
+        if props.cas == CasMode::AllWrites {
+            return Err(ClientError::new(
+                ErrorCode::WrongType,
+                format!(
+                    "hashes and sets do not go through compare-and-set; {bucket:?} has cas = all_writes"
+                ),
+            ));
+        }
+        if has_value {
+            return Err(ClientError::new(
+                ErrorCode::InvalidQuery,
+                "a hash or set update carries no value of its own",
+            ));
+        }
+        let elements = update.removes.len() + update.adds.len();
+        if elements > UPDATE_ELEMENTS_MAX {
+            return Err(ClientError::new(
+                ErrorCode::ValueTooLarge,
+                format!(
+                    "the update names {elements} elements, more than the limit of {UPDATE_ELEMENTS_MAX}"
+                ),
+            ));
+        }
+        let names = update.removes.iter().map(|(e, _)| e).chain(update.adds.iter().map(|(e, _)| e));
+        if let Some(e) = names.clone().find(|e| e.len() > ELEMENT_BYTES_MAX) {
+            return Err(ClientError::new(
+                ErrorCode::ValueTooLarge,
+                format!(
+                    "a field or member of {} bytes, more than the limit of {ELEMENT_BYTES_MAX}",
+                    e.len()
+                ),
+            ));
+        }
+        let max = self.config.value_bytes_max;
+        if let Some((_, v)) = update.adds.iter().find(|(_, v)| v.len() > max) {
+            return Err(ClientError::value_too_large(Some(v.len()), max));
+        }
+        let dots = update.observed().count();
+        if dots > UPDATE_ELEMENTS_MAX * crate::limits::REPLICATION_FACTOR_MAX as usize {
+            return Err(ClientError::new(
+                ErrorCode::InvalidContext,
+                format!("the update names {dots} dots, more than a read can show"),
+            ));
+        }
+        // Dots may name nodes no longer members (their adds must stay removable); their
+        // stamps must leave room to count.
+        if let Some(d) = update.observed().find(|d| d.counter > CONTEXT_COUNTER_MAX) {
+            return Err(ClientError::new(
+                ErrorCode::InvalidContext,
+                format!(
+                    "the update names node {} with stamp {}; it is not from this cluster",
+                    d.node, d.counter
+                ),
+            ));
+        }
+        check_ttl(update.ttl_ms.flatten())
     }
 
     /// A context is client input that becomes part of stored version vectors: its entries

@@ -412,6 +412,8 @@ impl Gc {
                         }
                         Object::Lww(_) => out.lww.push(d),
                         Object::Siblings(_) => out.siblings.push(d),
+                        // `expired_before` is false for them: a TTL hides their elements.
+                        Object::Collection(_) => continue,
                     }
                     self.expired_deleted += 1;
                 }

@@ -379,6 +379,8 @@ impl Paxos {
                 context,
                 siblings,
                 receipt,
+                // Hashes and sets never go through Paxos (refused in `cas = all_writes`).
+                collection: None,
             },
         };
         local.out.reply(round.reply_to, Ok(response));

@@ -128,6 +128,7 @@ impl Local {
                 object.all_siblings()
             }
             Object::Lww(v) => vec![&v.sibling],
+            Object::Collection(c) => return check_collection(c, counter_max),
         };
         // Twice the longest TTL past this node's clock: a sender's clock may be far ahead
         // (a jump not yet noticed), and a far expiry harms nothing but the disk.
@@ -153,4 +154,37 @@ impl Local {
         }
         Ok(())
     }
+}
+
+/// A member's hash or set: dots with room to count, and within the size limits.
+fn check_collection(c: &crate::collection::Collection, counter_max: u64) -> Result<(), String> {
+    use crate::limits::{CLOUD_DOTS_MAX, COLLECTION_ELEMENTS_MAX, ELEMENT_BYTES_MAX};
+    if let Some(d) = c.all_dots().find(|d| d.counter > counter_max) {
+        return Err(format!(
+            "a collection whose context names node {} with stamp {}, above the limit of {counter_max}",
+            d.node, d.counter
+        ));
+    }
+    if c.len() > COLLECTION_ELEMENTS_MAX || c.cloud_len() > CLOUD_DOTS_MAX {
+        return Err(format!(
+            "a collection of {} elements and {} cloud dots, more than the limits of {COLLECTION_ELEMENTS_MAX} and {CLOUD_DOTS_MAX}",
+            c.len(),
+            c.cloud_len()
+        ));
+    }
+    for (element, dots) in c.raw_entries() {
+        if element.len() > ELEMENT_BYTES_MAX {
+            return Err(format!(
+                "an element of {} bytes, more than the limit of {ELEMENT_BYTES_MAX}",
+                element.len()
+            ));
+        }
+        if let Some(v) = dots.values().find(|v| v.len() > VALUE_BYTES_CEILING) {
+            return Err(format!(
+                "a value of {} bytes, more than the ceiling of {VALUE_BYTES_CEILING}",
+                v.len()
+            ));
+        }
+    }
+    Ok(())
 }

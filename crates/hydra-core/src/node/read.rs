@@ -281,14 +281,19 @@ impl Reads {
                 ),
                 None => (VersionVector::default(), vec![]),
             };
+            let collection = merged
+                .as_ref()
+                .and_then(Object::collection)
+                .map(|c| c.view(now.0));
             // What an lww read shows depends on this node's clock (expiry): if the clock
             // jumped while the read was in flight, refuse rather than judge by it.
             let answer = match (&merged, local.clock_allows("reads of lww buckets")) {
-                (Some(Object::Lww(_)), Err(e)) => Err(e),
+                (Some(Object::Lww(_) | Object::Collection(_)), Err(e)) => Err(e),
                 _ => Ok(ClientResponse::Read {
                     context,
                     siblings,
                     receipt,
+                    collection,
                 }),
             };
             local.out.reply(state.reply_to, answer);

@@ -27,11 +27,14 @@
 //! * Exactly one reply per request.
 
 use crate::bucket::{BucketProps, ConflictMode};
+use crate::collection::{Collection, CollectionUpdate};
 use crate::bugs::planted;
 use crate::hlc::{Hlc, check_skew};
 use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
-use crate::limits::{OBJECT_BYTES_MAX, WRITES_LINGERING_MAX};
+use crate::limits::{
+    CLOUD_DOTS_MAX, COLLECTION_ELEMENTS_MAX, OBJECT_BYTES_MAX, WRITES_LINGERING_MAX,
+};
 use crate::message::{
     ClientError, ClientResponse, ErrorCode, Outcome, ReplicaError, Role, VersionOp, WriteRequest,
     encode_object,
@@ -189,6 +192,7 @@ impl Writes {
             sloppy: Some(false),
             ttl_ms: None,
             on_version: None,
+            collection: None,
         };
         let tombstone = if expired.is_tombstone() {
             // A tombstone deleted again, as itself (nothing new: no dot, no timestamp).
@@ -237,7 +241,8 @@ impl Writes {
                 .reply(reply_to, Err(quorum_error("write", receipt)));
         }
         let skey = write.key.storage_key(at.partition);
-        let is_delete = write.value.is_none();
+        let is_collection = write.collection.is_some();
+        let mut is_delete = write.value.is_none();
         let keeps_identity = fixed.is_some();
         let made = match fixed {
             None => new_object(local, ctx, &skey, &mut write, props),
@@ -247,6 +252,10 @@ impl Writes {
             Ok(x) => x,
             Err(e) => return local.out.reply(reply_to, Err(e)),
         };
+        if is_collection {
+            // A hash or set left without elements is reaped like a tombstone.
+            is_delete = object.is_tombstone();
+        }
         let encoded = encode_object(&object);
         let size = encoded.len();
         if size > OBJECT_BYTES_MAX {
@@ -301,7 +310,8 @@ impl Writes {
             // A new version (a new dot) must not leave before it is durable here.
             local.durability.mark_unsynced(skey);
         }
-        if props.conflicts == ConflictMode::Lww && local.durability.mark_covers(timestamp) {
+        let lww = matches!(self.in_flight[&req].object, Object::Lww(_));
+        if lww && local.durability.mark_covers(timestamp) {
             // The replicas' fsyncs run alongside ours: W acks cost one fsync, not two. Only
             // when a durable clock mark covers the timestamp: a crash before our fsync must
             // not let this node issue older timestamps than one the replicas already hold.
@@ -668,6 +678,10 @@ fn new_object<S: Store>(
             .hlc
             .observe(Hlc(*seen), ctx.now, local.config.max_clock_skew_ms);
     }
+    if let Some(update) = write.collection.take() {
+        let (object, timestamp) = updated_collection(local, ctx, stored, &update)?;
+        return Ok((object, timestamp, previous));
+    }
     let timestamp = local.hlc.now(ctx.now);
     let ttl_ms = write
         .ttl_ms
@@ -684,7 +698,7 @@ fn new_object<S: Store>(
             let base = match stored {
                 Some(Object::Siblings(d)) => d,
                 None => Default::default(),
-                Some(Object::Lww(_)) => {
+                Some(Object::Lww(_) | Object::Collection(_)) => {
                     return Err(ClientError::new(
                         ErrorCode::StoreFailed,
                         "stored object is lww in a siblings bucket",
@@ -715,4 +729,64 @@ fn new_object<S: Store>(
         }
     };
     Ok((object, timestamp, previous))
+}
+
+/// The object a hash or set update makes of the stored one: the update applied to the
+/// stored collection of its kind under a new dot (or to a new collection, when the key is
+/// absent, deleted, expired or of another type without elements), merged with what is
+/// stored (so a type it replaces stays replaced); `WrongType` when the key holds a live
+/// value or a collection of the other kind.
+fn updated_collection<S: Store>(
+    local: &mut Local,
+    ctx: &mut Ctx<'_, S>,
+    stored: Option<Object>,
+    update: &CollectionUpdate,
+) -> Result<(Object, Hlc), ClientError> {
+    let now_ms = ctx.now.0;
+    let base = match &stored {
+        Some(Object::Collection(c)) if c.kind == update.kind => c.clone(),
+        Some(o) if o.is_live_at(now_ms) => return Err(wrong_type()),
+        _ => Collection::new(update.kind),
+    };
+    let stamp = local.hlc.now(ctx.now);
+    let mut updated = base;
+    updated.apply(update, local.me(), stamp, now_ms);
+    let new = Object::Collection(updated);
+    let object = match stored {
+        Some(stored) => stored
+            .merge(&new)
+            .map_err(|e| ClientError::new(ErrorCode::StoreFailed, e.to_string()))?,
+        None => new,
+    };
+    if let Some(c) = object.collection() {
+        if c.len() > COLLECTION_ELEMENTS_MAX {
+            return Err(ClientError::new(
+                ErrorCode::ValueTooLarge,
+                format!(
+                    "the {} would hold {} elements, more than the limit of {COLLECTION_ELEMENTS_MAX}",
+                    c.kind.name(),
+                    c.len()
+                ),
+            ));
+        }
+        if c.cloud_len() > CLOUD_DOTS_MAX {
+            return Err(ClientError::new(
+                ErrorCode::ValueTooLarge,
+                format!(
+                    "the {} would remember {} removes of adds not yet received, more than the limit of {CLOUD_DOTS_MAX}; retry once replicas caught up",
+                    c.kind.name(),
+                    c.cloud_len()
+                ),
+            ));
+        }
+    }
+    Ok((object, stamp))
+}
+
+/// Redis's refusal of an operation on a key of another type, word for word.
+pub(crate) fn wrong_type() -> ClientError {
+    ClientError::new(
+        ErrorCode::WrongType,
+        "WRONGTYPE Operation against a key holding the wrong kind of value",
+    )
 }

@@ -94,7 +94,8 @@ pub fn value_id(proposal: &Proposal) -> ValueId {
     match proposal {
         Some(Object::Lww(l)) => Some((l.sibling.timestamp, l.writer)),
         Some(Object::Siblings(d)) => d.newest_commit().map(|(w, s)| (s.timestamp, w)),
-        None => None,
+        // Compare-and-set never proposes a hash or a set.
+        Some(Object::Collection(_)) | None => None,
     }
 }
 

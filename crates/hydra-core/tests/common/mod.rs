@@ -290,6 +290,7 @@ pub fn put(
         sloppy: None,
         ttl_ms: None,
         on_version: None,
+        collection: None,
     })
 }
 
@@ -377,6 +378,7 @@ pub fn delete(k: &ObjectKey, context: VersionVector) -> ClientRequest {
         sloppy: None,
         ttl_ms: None,
         on_version: None,
+        collection: None,
     })
 }
 
@@ -398,6 +400,7 @@ pub fn put_ttl(k: &ObjectKey, value: &str, ttl_ms: u64, w: Consistency) -> Clien
         sloppy: Some(false),
         ttl_ms: Some(ttl_ms),
         on_version: None,
+        collection: None,
     })
 }
 

@@ -519,6 +519,7 @@ impl Connection {
             sloppy: None,
             ttl_ms,
             on_version: None,
+            collection: None,
         })
     }
 

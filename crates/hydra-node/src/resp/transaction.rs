@@ -125,6 +125,7 @@ impl Overlay {
                 context: self.version(),
                 siblings: self.visible().cloned().into_iter().collect(),
                 receipt,
+                collection: None,
             }),
             ClientRequest::Put(w) => {
                 let at = |ttl: Option<u64>| ttl.map(|t| self.now_ms.saturating_add(t));

@@ -67,6 +67,7 @@ impl World {
                 sloppy: None,
                 ttl_ms: None,
                 on_version: None,
+                collection: None,
             });
             let kind = CasKind::Write { expected, new };
             self.start_cas(client, key, kind, request, false);

@@ -348,6 +348,7 @@ impl World {
             sloppy: None,
             ttl_ms: None,
             on_version: None,
+            collection: None,
         });
         self.history.deletes.push(DeleteOp {
             client,
@@ -386,6 +387,7 @@ impl World {
             sloppy: None,
             ttl_ms: None,
             on_version: None,
+            collection: None,
         });
         self.history.adds.push(AddOp {
             client,
@@ -468,6 +470,7 @@ impl World {
             sloppy: None,
             ttl_ms,
             on_version,
+            collection: None,
         });
         let op_kind = op;
         let op = op_id;

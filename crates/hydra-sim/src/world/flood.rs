@@ -47,6 +47,7 @@ impl World {
                     sloppy: None,
                     ttl_ms: None,
                     on_version: None,
+                    collection: None,
                 });
                 let op = self.flood_op;
                 self.schedule(
@@ -166,6 +167,7 @@ impl World {
                 sloppy: None,
                 ttl_ms: None,
                 on_version: None,
+                collection: None,
             });
             written = match self.flood_request(resolve) {
                 Some(Ok(_)) => Ok(()),
