@@ -63,7 +63,9 @@ impl CollectionKind {
 
 /// The key's TTL: wall-clock milliseconds after which its elements read as absent, and when it
 /// was set (of two changes, the later wins).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Ttl {
     pub stamp: Hlc,
     pub expires_at: Option<u64>,
@@ -107,8 +109,15 @@ impl CollectionUpdate {
 
     /// Bytes of elements and values the update carries.
     pub fn payload_bytes(&self) -> usize {
-        self.removes.iter().map(|(e, d)| e.len() + 16 * d.len()).sum::<usize>()
-            + self.adds.iter().map(|(e, v)| e.len() + v.len()).sum::<usize>()
+        self.removes
+            .iter()
+            .map(|(e, d)| e.len() + 16 * d.len())
+            .sum::<usize>()
+            + self
+                .adds
+                .iter()
+                .map(|(e, v)| e.len() + v.len())
+                .sum::<usize>()
     }
 }
 
@@ -323,8 +332,7 @@ impl Collection {
     pub fn join(&self, other: &Collection) -> Collection {
         debug_assert_eq!(self.kind, other.kind, "join of two kinds");
         let mut entries: BTreeMap<Vec<u8>, Dots> = BTreeMap::new();
-        let keys: BTreeSet<&Vec<u8>> =
-            self.entries.keys().chain(other.entries.keys()).collect();
+        let keys: BTreeSet<&Vec<u8>> = self.entries.keys().chain(other.entries.keys()).collect();
         let empty = Dots::new();
         for key in keys {
             let a = self.entries.get(key).unwrap_or(&empty);
@@ -447,7 +455,10 @@ mod tests {
         // b removes x as it read it; a adds x again concurrently.
         let r = remove(&b2, "x");
         b2.apply(&r, NodeId(2), Hlc(12), 0);
-        assert!(names(&a.join(&b2)).is_empty(), "the remove wins over what it saw");
+        assert!(
+            names(&a.join(&b2)).is_empty(),
+            "the remove wins over what it saw"
+        );
         assert!(names(&b2.join(&a)).is_empty());
         let mut a2 = a.clone();
         a2.apply(&add("x", ""), NodeId(1), Hlc(13), 0);
@@ -512,7 +523,10 @@ mod tests {
         assert!(!a.is_live(1_501));
         a.apply(&add("y", ""), NodeId(1), Hlc::new(2_000, 0), 2_000);
         assert_eq!(
-            a.elements(2_000).iter().map(|(e, _)| *e).collect::<Vec<_>>(),
+            a.elements(2_000)
+                .iter()
+                .map(|(e, _)| *e)
+                .collect::<Vec<_>>(),
             [b"y"]
         );
         assert_eq!(a.expires_at(2_000), None);
@@ -545,7 +559,7 @@ mod tests {
                         CollectionUpdate::default()
                     };
                     update.removes = remove(&replicas[at], &name).removes;
-                    if !is_add && clock % 7 == 0 {
+                    if !is_add && clock.is_multiple_of(7) {
                         update.ttl_ms = Some(Some(clock));
                     }
                     // Each node has its own clock: stamps of one node only go up.
@@ -559,7 +573,11 @@ mod tests {
     /// Objects of every type one key can hold: hashes and sets built as above, plain values.
     fn arb_objects() -> impl Strategy<Value = Vec<crate::version::Object>> {
         use crate::version::{LwwValue, Object, Sibling};
-        (arb_replicas(), arb_replicas(), proptest::collection::vec((0u64..300, any::<bool>()), 3))
+        (
+            arb_replicas(),
+            arb_replicas(),
+            proptest::collection::vec((0u64..300, any::<bool>()), 3),
+        )
             .prop_map(|(hashes, sets, plain)| {
                 let sets = sets.into_iter().map(|mut c| {
                     c.kind = CollectionKind::Set;
@@ -567,10 +585,19 @@ mod tests {
                 });
                 let plain = plain.into_iter().map(|(t, tomb)| {
                     let ts = Hlc(400 + t * 4 + 3);
-                    let s = if tomb { Sibling::tombstone(ts) } else { Sibling::value(b"v".to_vec(), "", ts) };
+                    let s = if tomb {
+                        Sibling::tombstone(ts)
+                    } else {
+                        Sibling::value(b"v".to_vec(), "", ts)
+                    };
                     Object::Lww(LwwValue::new(NodeId(9), s))
                 });
-                hashes.into_iter().map(Object::Collection).chain(sets.map(Object::Collection)).chain(plain).collect()
+                hashes
+                    .into_iter()
+                    .map(|c| Object::Collection(Box::new(c)))
+                    .chain(sets.map(|c| Object::Collection(Box::new(c))))
+                    .chain(plain)
+                    .collect()
             })
     }
 

@@ -362,7 +362,7 @@ pub enum Object {
     Siblings(Dvv),
     Lww(LwwValue),
     /// A hash or a set (`lww` buckets only; see [`crate::collection`]).
-    Collection(Collection),
+    Collection(Box<Collection>),
 }
 
 /// Two objects of different conflict modes met; the bucket's mode must have been changed.
@@ -381,7 +381,7 @@ impl Object {
                 b.clone()
             })),
             (Object::Collection(a), Object::Collection(b)) if a.kind == b.kind => {
-                Ok(Object::Collection(a.join(b)))
+                Ok(Object::Collection(Box::new(a.join(b))))
             }
             // A key whose type changed (a plain value over a hash, a set over a plain value):
             // the newer type wins whole, and a winning collection keeps a floor at the
@@ -393,10 +393,12 @@ impl Object {
                     _ => (other.max_timestamp(), 0),
                 };
                 if (c.stamp(), c.kind as u8 + 1) > (other_stamp, other_rank) {
-                    Ok(Object::Collection(c.raise_floor(other_stamp)))
+                    Ok(Object::Collection(Box::new(c.raise_floor(other_stamp))))
                 } else {
                     match other {
-                        Object::Collection(o) => Ok(Object::Collection(o.raise_floor(c.stamp()))),
+                        Object::Collection(o) => {
+                            Ok(Object::Collection(Box::new(o.raise_floor(c.stamp()))))
+                        }
                         _ => Ok(other.clone()),
                     }
                 }
@@ -439,7 +441,7 @@ impl Object {
             Object::Lww(v) => (v.sibling.timestamp > mark).then(|| self.clone()),
             Object::Collection(c) => {
                 let c = c.raise_floor(mark);
-                (!c.is_empty()).then_some(Object::Collection(c))
+                (!c.is_empty()).then(|| Object::Collection(Box::new(c)))
             }
         }
     }
@@ -465,7 +467,7 @@ impl Object {
                 strip(&mut v.sibling);
                 Object::Lww(v)
             }
-            Object::Collection(c) => Object::Collection(c.without_values()),
+            Object::Collection(c) => Object::Collection(Box::new(c.without_values())),
         }
     }
 

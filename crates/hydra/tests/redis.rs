@@ -7,26 +7,11 @@
 //! from PyPI; `.ci/run` installs them. A missing tool fails the test with a message naming it.
 
 mod common;
-use common::{TEST_TOKEN, TestCluster, free_port};
+use common::redis::{Raw, RedisServer, text, tool};
+use common::{TEST_TOKEN, TestCluster};
 use hydra_resp::{Limits, Value, encode_command, parse_value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn tool(name: &str) -> Command {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{name} is not installed; install Debian's redis-server and redis-tools (see .ci/run)"
-    );
-    Command::new(name)
-}
 
 fn port_of(addr: &str) -> String {
     addr.rsplit(':').next().expect("host:port").to_string()
@@ -49,75 +34,6 @@ fn cli(addr: &str, args: &[&str]) -> String {
         .args(["-h", "127.0.0.1", "-p", &port_of(addr)])
         .args(args));
     String::from_utf8_lossy(&out.stdout).trim_end().to_string()
-}
-
-/// A raw connection: bytes in, whole replies out.
-struct Raw {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    /// A connection logged in with the test token.
-    fn connect(addr: &str) -> Raw {
-        let mut raw = Raw::anonymous(addr);
-        assert_eq!(raw.command(&[b"AUTH", TEST_TOKEN.as_bytes()]), b"+OK\r\n");
-        raw
-    }
-
-    /// A connection that has not logged in.
-    fn anonymous(addr: &str) -> Raw {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        Raw {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    /// Sends `bytes` and returns the raw bytes of the next `replies` replies.
-    fn send(&mut self, bytes: &[u8], replies: usize) -> Vec<u8> {
-        self.stream.write_all(bytes).expect("write");
-        let mut at = 0;
-        for _ in 0..replies {
-            loop {
-                match parse_value(&self.buf[at..], &Limits::default()).expect("valid reply") {
-                    Some((_, used)) => {
-                        at += used;
-                        break;
-                    }
-                    None => {
-                        let mut chunk = [0u8; 65536];
-                        let n = self.stream.read(&mut chunk).expect("read");
-                        assert!(
-                            n > 0,
-                            "connection closed; got {:?}",
-                            String::from_utf8_lossy(&self.buf)
-                        );
-                        self.buf.extend_from_slice(&chunk[..n]);
-                    }
-                }
-            }
-        }
-        self.buf.drain(..at).collect()
-    }
-
-    fn command(&mut self, args: &[&[u8]]) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        encode_command(args, &mut bytes);
-        self.send(&bytes, 1)
-    }
-
-    fn closed(&mut self) -> bool {
-        let mut chunk = [0u8; 16];
-        matches!(self.stream.read(&mut chunk), Ok(0))
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]
@@ -291,47 +207,6 @@ fn byte_exact_exchanges() {
 }
 
 /// A `redis-server` without persistence on a free port, killed when dropped.
-struct RedisServer {
-    child: Child,
-    addr: String,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = free_port();
-        let child = tool("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--requirepass",
-                TEST_TOKEN,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer { child, addr }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn replies_match_redis_server_byte_for_byte() {

@@ -7,8 +7,8 @@
 //! Decoders check the size limit first, never panic on malformed input (fuzzed by proptest),
 //! refuse trailing bytes and validate limits that the types alone do not enforce.
 
-use crate::collection::CollectionUpdate;
 use crate::bucket::{BucketProps, Consistency};
+use crate::collection::CollectionUpdate;
 use crate::hlc::Hlc;
 use crate::ids::{LayoutVersion, NodeId, PartitionId, RequestId};
 use crate::key::BucketName;
@@ -257,6 +257,8 @@ pub enum ClientResponse {
     Truncated { mark: crate::hlc::Hlc },
     Keys {
         keys: Vec<Vec<u8>>,
+        /// Per key, its type when it holds a hash or set (`None`: a plain value).
+        kinds: Vec<Option<crate::collection::CollectionKind>>,
         next: Option<ListCursor>,
         /// Of `keys`, those whose value has a TTL, and the sum of their remaining TTLs in
         /// milliseconds (for `INFO keyspace`'s `expires` and `avg_ttl`).

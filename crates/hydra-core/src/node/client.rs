@@ -10,9 +10,9 @@
 //! ```
 
 use crate::bucket::{BucketProps, CasMode, ConflictMode, Consistency};
+use crate::collection::CollectionUpdate;
 use crate::ids::{NodeId, PAXOS_WRITER_BIT};
 use crate::key::ObjectKey;
-use crate::collection::CollectionUpdate;
 use crate::limits::{
     CONTENT_TYPE_BYTES_MAX, CONTEXT_COUNTER_MAX, ELEMENT_BYTES_MAX, TIMEOUT_MS_MAX, TTL_SECS_MAX,
     UPDATE_ELEMENTS_MAX,
@@ -195,7 +195,11 @@ impl Local {
                 ),
             ));
         }
-        let names = update.removes.iter().map(|(e, _)| e).chain(update.adds.iter().map(|(e, _)| e));
+        let names = update
+            .removes
+            .iter()
+            .map(|(e, _)| e)
+            .chain(update.adds.iter().map(|(e, _)| e));
         if let Some(e) = names.clone().find(|e| e.len() > ELEMENT_BYTES_MAX) {
             return Err(ClientError::new(
                 ErrorCode::ValueTooLarge,

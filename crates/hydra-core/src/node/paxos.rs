@@ -346,6 +346,21 @@ impl Paxos {
             object,
             previous,
         } = decided;
+        // A read of a key holding a hash or set, or a condition on its value, is Redis's
+        // WRONGTYPE (`INCR`, `GETSET`... on a hash); `SET ... NX` just does not apply.
+        let reads_value = round.coord.action == crate::message::CasAction::Read
+            || matches!(round.coord.condition, crate::paxos::Condition::ValueIs(_));
+        if !applied
+            && reads_value
+            && object
+                .as_ref()
+                .and_then(crate::version::Object::collection)
+                .is_some_and(|c| c.is_live(now.0))
+        {
+            let mut e = super::write::wrong_type();
+            e.receipt = Some(round.receipt(local, now));
+            return local.out.reply(round.reply_to, Err(e));
+        }
         let siblings = object
             .as_ref()
             .map(|o| o.visible_at(now.0).into_iter().cloned().collect())

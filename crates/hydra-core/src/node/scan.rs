@@ -277,21 +277,29 @@ fn merge(state: &ScanState, now: Timestamp, partitions: u32) -> ClientResponse {
             }
         }
     }
-    let (mut keys, mut expiring, mut ttl_sum_ms) = (Vec::new(), 0u64, 0u64);
+    let (mut keys, mut kinds, mut expiring, mut ttl_sum_ms) = (Vec::new(), Vec::new(), 0u64, 0u64);
     for (k, o) in merged {
-        let visible = o.visible_at(now.0);
-        if visible.is_empty() && !crate::bugs::planted().scan_shows_deleted {
+        if !o.is_live_at(now.0) && !crate::bugs::planted().scan_shows_deleted {
             continue;
         }
-        // A key expires when its last value does (a value without a TTL never does).
-        let expires = visible
-            .iter()
-            .map(|s| s.expires_at)
-            .try_fold(0u64, |latest, at| at.map(|at| latest.max(at)));
-        if let Some(at) = expires.filter(|_| !visible.is_empty()) {
+        // A key expires when its last value does (a value without a TTL never does); a hash
+        // or set has one TTL.
+        let expires = match &o {
+            Object::Collection(c) => c.expires_at(now.0),
+            _ => {
+                let visible = o.visible_at(now.0);
+                visible
+                    .iter()
+                    .map(|s| s.expires_at)
+                    .try_fold(0u64, |latest, at| at.map(|at| latest.max(at)))
+                    .filter(|_| !visible.is_empty())
+            }
+        };
+        if let Some(at) = expires {
             expiring += 1;
             ttl_sum_ms = ttl_sum_ms.saturating_add(at.saturating_sub(now.0));
         }
+        kinds.push(o.collection().map(|c| c.kind));
         keys.push(k.to_vec());
     }
     let next = match end {
@@ -307,6 +315,7 @@ fn merge(state: &ScanState, now: Timestamp, partitions: u32) -> ClientResponse {
     };
     ClientResponse::Keys {
         keys,
+        kinds,
         next,
         expiring,
         ttl_sum_ms,

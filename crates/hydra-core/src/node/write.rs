@@ -27,8 +27,8 @@
 //! * Exactly one reply per request.
 
 use crate::bucket::{BucketProps, ConflictMode};
-use crate::collection::{Collection, CollectionUpdate};
 use crate::bugs::planted;
+use crate::collection::{Collection, CollectionUpdate};
 use crate::hlc::{Hlc, check_skew};
 use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
@@ -87,7 +87,8 @@ impl WriteState {
     /// The message that carries this write to `slot` (a client's write is plain: a
     /// replica may refuse it where compare-and-set manages the key; an expiry delete is not).
     fn message(&self, slot: &Slot, req: RequestId) -> crate::message::Message {
-        let plain = self.reply_to != ReplyTo::Internal;
+        let plain =
+            self.reply_to != ReplyTo::Internal && !matches!(self.object, Object::Collection(_));
         write_message(slot, req, &self.key, &self.object, plain)
     }
 }
@@ -150,7 +151,10 @@ impl Writes {
         props: &BucketProps,
         at: Placement,
     ) {
-        if local.cas_managed(ctx.store, &write.key, props, at.partition) {
+        // Compare-and-set never manages hashes and sets: their updates merge with anything.
+        if write.collection.is_none()
+            && local.cas_managed(ctx.store, &write.key, props, at.partition)
+        {
             let e = cas_managed_error(&write.key, Some(local.me()));
             return local.out.reply(reply_to, Err(e));
         }
@@ -744,14 +748,14 @@ fn updated_collection<S: Store>(
 ) -> Result<(Object, Hlc), ClientError> {
     let now_ms = ctx.now.0;
     let base = match &stored {
-        Some(Object::Collection(c)) if c.kind == update.kind => c.clone(),
+        Some(Object::Collection(c)) if c.kind == update.kind => (**c).clone(),
         Some(o) if o.is_live_at(now_ms) => return Err(wrong_type()),
         _ => Collection::new(update.kind),
     };
     let stamp = local.hlc.now(ctx.now);
     let mut updated = base;
     updated.apply(update, local.me(), stamp, now_ms);
-    let new = Object::Collection(updated);
+    let new = Object::Collection(Box::new(updated));
     let object = match stored {
         Some(stored) => stored
             .merge(&new)

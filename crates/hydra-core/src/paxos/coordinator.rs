@@ -486,11 +486,24 @@ impl Coordinator {
             .as_ref()
             .and_then(|m| m.visible_at(now_ms).into_iter().next().cloned());
         let version = merged.as_ref().map(Object::context).unwrap_or_default();
-        // A `siblings` key holding several values holds none of them alone.
-        let holds = self
-            .condition
-            .holds(current.as_ref().map(|s| s.value.as_slice()), &version)
-            && (visible <= 1 || !matches!(self.condition, Condition::ValueIs(_)));
+        // A `siblings` key holding several values holds none of them alone. A key holding a
+        // hash or set exists, with no value to compare (a read of it is refused as the wrong
+        // type where the answer is made).
+        let holds_collection = merged
+            .as_ref()
+            .and_then(Object::collection)
+            .is_some_and(|c| c.is_live(now_ms));
+        let holds = if holds_collection {
+            match &self.condition {
+                Condition::Always | Condition::Present => true,
+                Condition::VersionIs(c) => *c == version,
+                Condition::Absent | Condition::ValueIs(_) => false,
+            }
+        } else {
+            self.condition
+                .holds(current.as_ref().map(|s| s.value.as_slice()), &version)
+                && (visible <= 1 || !matches!(self.condition, Condition::ValueIs(_)))
+        };
         let write = match (&self.action, holds) {
             (CasAction::Read, _) | (_, false) => None,
             (

@@ -6,9 +6,11 @@
 //! it), so a concurrent write is never undone; in a `siblings` bucket a write with the
 //! read's context, refused while the key has several siblings.
 
+use super::collections::Found;
 use super::{Connection, error_value, take_newest};
 use crate::driver::wall_ms;
 use hydra_core::bucket::{ConflictMode, Consistency};
+use hydra_core::collection::CollectionUpdate;
 use hydra_core::key::BucketName;
 use hydra_core::message::{
     CasAction, CasRequest, ClientRequest, ClientResponse, ErrorCode, VersionOp,
@@ -394,10 +396,22 @@ impl Connection {
             };
             let mut attempts = 0;
             loop {
-                let reply = match self.read_version(&key).await {
+                let reply = match self.read_found(&key).await {
                     Err(e) => e,
-                    Ok((_, None)) => break,
-                    Ok((context, Some(s))) => match self
+                    Ok(Found::Absent) => break,
+                    Ok(Found::Collection(c)) => {
+                        match self
+                            .update_collection(key.clone(), Self::clear_update(&c))
+                            .await
+                        {
+                            Ok(()) => {
+                                deleted += 1;
+                                break;
+                            }
+                            Err(e) => e,
+                        }
+                    }
+                    Ok(Found::String(context, s)) => match self
                         .write_version(key.clone(), VersionOp::Delete, (context, s), None)
                         .await
                     {
@@ -474,11 +488,27 @@ impl Connection {
         Ok(out)
     }
 
+    /// `EXISTS` and `TOUCH`: how many of the keys hold a value, a hash or a set.
     pub(super) async fn exists(&mut self, args: &[Vec<u8>]) -> Value {
-        match self.read_many(args).await {
-            Ok(v) => Value::Integer(v.iter().filter(|s| s.is_some()).count() as i64),
-            Err(e) => e,
+        let mut requests = Vec::with_capacity(args.len());
+        for k in args {
+            match self.key(k) {
+                Ok(key) => requests.push(self.get_request(key)),
+                Err(e) => return e,
+            }
         }
+        let mut found = 0;
+        for r in self.call_all(requests).await {
+            match r {
+                Err(e) => return error_value(&e),
+                Ok(ClientResponse::Read {
+                    collection: Some(c),
+                    ..
+                }) if !c.is_empty() => found += 1,
+                Ok(resp) => found += i64::from(take_newest(resp).1.is_some()),
+            }
+        }
+        Value::Integer(found)
     }
 
     pub(super) async fn mget(&mut self, args: &[Vec<u8>]) -> Value {
@@ -533,13 +563,18 @@ impl Connection {
             }
             Some(_) => return Value::error("ERR Unsupported option"),
         };
-        let (context, sibling) = match self.read_version(&key).await {
-            Ok((_, None)) => return Value::Integer(0),
-            Ok((c, Some(s))) => (c, s),
+        let found = match self.read_found(&key).await {
+            Ok(Found::Absent) => return Value::Integer(0),
+            Ok(found) => found,
             Err(e) => return e,
         };
         let now = wall_ms() as i64;
-        let current = sibling.expires_at.map(|at| at as i64 - now);
+        let current = match &found {
+            Found::String(_, s) => s.expires_at,
+            Found::Collection(c) => c.expires_at(now as u64),
+            Found::Absent => None,
+        }
+        .map(|at| at as i64 - now);
         let applies = match flag.as_deref() {
             None => true,
             Some(b"nx") => current.is_none(),
@@ -551,6 +586,25 @@ impl Connection {
         if !applies {
             return Value::Integer(0);
         }
+        let (context, sibling) = match found {
+            Found::String(context, sibling) => (context, sibling),
+            Found::Collection(c) => {
+                let update = if ms <= 0 {
+                    Self::clear_update(&c)
+                } else {
+                    CollectionUpdate {
+                        kind: c.kind,
+                        ttl_ms: Some(Some(ms as u64)),
+                        ..Default::default()
+                    }
+                };
+                return match self.update_collection(key, update).await {
+                    Ok(()) => Value::Integer(1),
+                    Err(e) => e,
+                };
+            }
+            Found::Absent => return Value::Integer(0),
+        };
         let result = if ms <= 0 {
             self.write_version(key, VersionOp::Delete, (context, sibling), None)
                 .await
@@ -571,10 +625,15 @@ impl Connection {
             Ok(k) => k,
             Err(e) => return e,
         };
-        match self.read(&key).await {
-            Err(e) => e,
-            Ok((_, None)) => Value::Integer(-2),
-            Ok((_, Some(s))) => match s.expires_at {
+        let expires_at = match self.read_found(&key).await {
+            Err(e) => return e,
+            Ok(Found::Absent) => None,
+            Ok(Found::String(_, s)) => Some(s.expires_at),
+            Ok(Found::Collection(c)) => Some(c.expires_at(wall_ms())),
+        };
+        match expires_at {
+            None => Value::Integer(-2),
+            Some(expires_at) => match expires_at {
                 None => Value::Integer(-1),
                 Some(at) => {
                     let ms = if absolute {
@@ -688,9 +747,11 @@ impl Connection {
             Ok(k) => k,
             Err(e) => return e,
         };
-        match self.read(&key).await {
+        match self.read_found(&key).await {
             Err(e) => e,
-            Ok((_, found)) => Value::Simple(if found.is_some() { "string" } else { "none" }.into()),
+            Ok(Found::Absent) => Value::Simple("none".into()),
+            Ok(Found::String(..)) => Value::Simple("string".into()),
+            Ok(Found::Collection(c)) => Value::Simple(c.kind.name().into()),
         }
     }
 
@@ -699,9 +760,20 @@ impl Connection {
             Ok(k) => k,
             Err(e) => return e,
         };
-        match self.read_version(&key).await {
+        match self.read_found(&key).await {
             Err(e) => e,
-            Ok((context, Some(s))) if s.expires_at.is_some() => {
+            Ok(Found::Collection(c)) if c.expires_at(wall_ms()).is_some() => {
+                let u = CollectionUpdate {
+                    kind: c.kind,
+                    ttl_ms: Some(None),
+                    ..Default::default()
+                };
+                match self.update_collection(key, u).await {
+                    Ok(()) => Value::Integer(1),
+                    Err(e) => e,
+                }
+            }
+            Ok(Found::String(context, s)) if s.expires_at.is_some() => {
                 match self
                     .write_version(key, VersionOp::Touch, (context, s), None)
                     .await

@@ -12,6 +12,7 @@
 
 use super::*;
 use commands::redis_integer;
+use hydra_core::collection::CollectionKind;
 use hydra_core::limits::SCAN_PAGE_KEYS_MAX;
 use hydra_core::message::{ListCursor, ListRequest};
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ const PATTERN_BYTES_MAX: usize = 1024;
 /// One partition's page of a listing (see `ClientResponse::Keys`).
 struct Page {
     keys: Vec<Vec<u8>>,
+    kinds: Vec<Option<CollectionKind>>,
     next: Option<ListCursor>,
     expiring: u64,
     ttl_sum_ms: u64,
@@ -205,7 +207,8 @@ impl Connection {
         };
         let mut pattern: Option<Vec<u8>> = None;
         let mut count = 10usize;
-        let mut strings = true;
+        // `TYPE`: the type's name (`string`, `hash`, `set`); another lists nothing.
+        let mut of_type: Option<Vec<u8>> = None;
         let mut i = 1;
         while i < args.len() {
             let Some(value) = args.get(i + 1) else {
@@ -225,8 +228,7 @@ impl Connection {
                     Some(_) => return Value::error("ERR syntax error"),
                     None => return Value::error("ERR value is not an integer or out of range"),
                 },
-                // Every Hydra value is a string; another type lists nothing (Redis 7.0).
-                b"type" => strings = value.eq_ignore_ascii_case(b"string"),
+                b"type" => of_type = Some(value.to_ascii_lowercase()),
                 _ => return Value::error("ERR syntax error"),
             }
             i += 2;
@@ -255,10 +257,16 @@ impl Connection {
             for page in batch {
                 pages += 1;
                 examined += page.keys.len();
+                let type_of = |kind: &Option<CollectionKind>| {
+                    kind.map_or("string", |k| k.name()).as_bytes().to_vec()
+                };
                 found.extend(
                     page.keys
                         .into_iter()
-                        .filter(|k| strings && pattern.as_deref().is_none_or(|p| glob(p, k))),
+                        .zip(page.kinds.iter())
+                        .filter(|(_, kind)| of_type.as_ref().is_none_or(|t| *t == type_of(kind)))
+                        .map(|(k, _)| k)
+                        .filter(|k| pattern.as_deref().is_none_or(|p| glob(p, k))),
                 );
                 cursor = page.next;
             }
@@ -321,6 +329,7 @@ impl Connection {
             match result {
                 Ok(ClientResponse::Keys {
                     keys,
+                    kinds,
                     next,
                     expiring,
                     ttl_sum_ms,
@@ -328,6 +337,7 @@ impl Connection {
                     let more_here = next.as_ref().is_some_and(|n| n.after.is_some());
                     pages.push(Page {
                         keys,
+                        kinds,
                         next,
                         expiring,
                         ttl_sum_ms,

@@ -1,6 +1,7 @@
 //! What the front end says about itself and the connection: HELLO, AUTH, CLIENT, INFO,
 //! CONFIG GET, and the command table behind COMMAND, the arity checks and the dispatch.
 
+use super::collections::CollectionCmd;
 use super::{Connection, PATTERN_BYTES_MAX, REDIS_COMPAT_VERSION};
 use hydra_resp::{Protocol, Value};
 use std::sync::atomic::Ordering;
@@ -425,6 +426,8 @@ pub(super) enum Handler {
     Keys,
     RandomKey,
     Persist,
+    /// The hash and set commands (see `collections.rs`).
+    Collection(CollectionCmd),
     HydraBucket,
     HydraConsistency,
     HydraGetAll,
@@ -481,6 +484,8 @@ const fn spec(
 
 const R: &[&str] = &["readonly", "fast"];
 const W: &[&str] = &["write"];
+/// Read-only commands whose cost grows with the collection.
+const RS: &[&str] = &["readonly"];
 const C: &[&str] = &["fast", "loading", "stale"];
 const NOKEY: (i64, i64, i64) = (0, 0, 0);
 const KEY1: (i64, i64, i64) = (1, 1, 1);
@@ -618,6 +623,225 @@ pub(super) static COMMANDS: &[Spec] = &[
     spec("randomkey", 1, &["readonly"], NOKEY, Handler::RandomKey),
     spec("touch", -2, R, KEYS, Handler::Exists),
     spec("persist", 2, W, KEY1, Handler::Persist),
+    spec(
+        "hset",
+        -4,
+        W,
+        KEY1,
+        Handler::Collection(CollectionCmd::HSet),
+    ),
+    spec(
+        "hmset",
+        -4,
+        W,
+        KEY1,
+        Handler::Collection(CollectionCmd::HMSet),
+    ),
+    spec(
+        "hsetnx",
+        4,
+        W,
+        KEY1,
+        Handler::Collection(CollectionCmd::HSetNx),
+    ),
+    spec("hget", 3, R, KEY1, Handler::Collection(CollectionCmd::HGet)),
+    spec(
+        "hmget",
+        -3,
+        R,
+        KEY1,
+        Handler::Collection(CollectionCmd::HMGet),
+    ),
+    spec(
+        "hgetall",
+        2,
+        RS,
+        KEY1,
+        Handler::Collection(CollectionCmd::HGetAll),
+    ),
+    spec(
+        "hdel",
+        -3,
+        W,
+        KEY1,
+        Handler::Collection(CollectionCmd::HDel),
+    ),
+    spec("hlen", 2, R, KEY1, Handler::Collection(CollectionCmd::HLen)),
+    spec(
+        "hexists",
+        3,
+        R,
+        KEY1,
+        Handler::Collection(CollectionCmd::HExists),
+    ),
+    spec(
+        "hkeys",
+        2,
+        RS,
+        KEY1,
+        Handler::Collection(CollectionCmd::HKeys),
+    ),
+    spec(
+        "hvals",
+        2,
+        RS,
+        KEY1,
+        Handler::Collection(CollectionCmd::HVals),
+    ),
+    spec(
+        "hstrlen",
+        3,
+        R,
+        KEY1,
+        Handler::Collection(CollectionCmd::HStrLen),
+    ),
+    spec(
+        "hincrby",
+        4,
+        W,
+        KEY1,
+        Handler::Collection(CollectionCmd::HIncrBy),
+    ),
+    spec(
+        "hincrbyfloat",
+        4,
+        W,
+        KEY1,
+        Handler::Collection(CollectionCmd::HIncrByFloat),
+    ),
+    spec(
+        "hrandfield",
+        -2,
+        RS,
+        KEY1,
+        Handler::Collection(CollectionCmd::HRandField),
+    ),
+    spec(
+        "hscan",
+        -3,
+        RS,
+        KEY1,
+        Handler::Collection(CollectionCmd::HScan),
+    ),
+    spec(
+        "sadd",
+        -3,
+        W,
+        KEY1,
+        Handler::Collection(CollectionCmd::SAdd),
+    ),
+    spec(
+        "srem",
+        -3,
+        W,
+        KEY1,
+        Handler::Collection(CollectionCmd::SRem),
+    ),
+    spec(
+        "smembers",
+        2,
+        RS,
+        KEY1,
+        Handler::Collection(CollectionCmd::SMembers),
+    ),
+    spec(
+        "sismember",
+        3,
+        R,
+        KEY1,
+        Handler::Collection(CollectionCmd::SIsMember),
+    ),
+    spec(
+        "smismember",
+        -3,
+        R,
+        KEY1,
+        Handler::Collection(CollectionCmd::SMIsMember),
+    ),
+    spec(
+        "scard",
+        2,
+        R,
+        KEY1,
+        Handler::Collection(CollectionCmd::SCard),
+    ),
+    spec(
+        "srandmember",
+        -2,
+        RS,
+        KEY1,
+        Handler::Collection(CollectionCmd::SRandMember),
+    ),
+    spec(
+        "spop",
+        -2,
+        W,
+        KEY1,
+        Handler::Collection(CollectionCmd::SPop),
+    ),
+    spec(
+        "smove",
+        4,
+        W,
+        (1, 2, 1),
+        Handler::Collection(CollectionCmd::SMove),
+    ),
+    spec(
+        "sinter",
+        -2,
+        RS,
+        KEYS,
+        Handler::Collection(CollectionCmd::SInter),
+    ),
+    spec(
+        "sunion",
+        -2,
+        RS,
+        KEYS,
+        Handler::Collection(CollectionCmd::SUnion),
+    ),
+    spec(
+        "sdiff",
+        -2,
+        RS,
+        KEYS,
+        Handler::Collection(CollectionCmd::SDiff),
+    ),
+    spec(
+        "sinterstore",
+        -3,
+        W,
+        KEYS,
+        Handler::Collection(CollectionCmd::SInterStore),
+    ),
+    spec(
+        "sunionstore",
+        -3,
+        W,
+        KEYS,
+        Handler::Collection(CollectionCmd::SUnionStore),
+    ),
+    spec(
+        "sdiffstore",
+        -3,
+        W,
+        KEYS,
+        Handler::Collection(CollectionCmd::SDiffStore),
+    ),
+    spec(
+        "sintercard",
+        -3,
+        RS,
+        (2, -1, 1),
+        Handler::Collection(CollectionCmd::SInterCard),
+    ),
+    spec(
+        "sscan",
+        -3,
+        RS,
+        KEY1,
+        Handler::Collection(CollectionCmd::SScan),
+    ),
     spec("hydra.bucket", -1, C, NOKEY, Handler::HydraBucket),
     spec("hydra.consistency", -1, C, NOKEY, Handler::HydraConsistency),
     spec("hydra.getall", 2, R, KEY1, Handler::HydraGetAll),
@@ -738,7 +962,7 @@ mod tests {
             Handler::Expire { .. } | Handler::Ttl { .. } | Handler::Persist => h,
             Handler::SetEx { .. } | Handler::Type => h,
             Handler::Scan | Handler::Keys | Handler::RandomKey | Handler::Flush => h,
-            Handler::Object => h,
+            Handler::Object | Handler::Collection(_) => h,
             Handler::HydraBucket | Handler::HydraConsistency | Handler::HydraGetAll => h,
             Handler::HydraPut | Handler::HydraDel | Handler::HydraReceipt => h,
         };
@@ -827,6 +1051,7 @@ mod tests {
             Handler::HydraPut,
             Handler::HydraDel,
             Handler::HydraReceipt,
+            Handler::Collection(CollectionCmd::HSet),
         ];
         for v in variants {
             let v = all(v);

@@ -31,6 +31,7 @@
 //! `MSETNX`); `transaction.rs`: `MULTI`, `EXEC`, `WATCH`.
 //! `meta.rs`: HELLO, AUTH, CLIENT, INFO, CONFIG and the command table itself.
 
+mod collections;
 mod commands;
 mod float;
 mod keys;
@@ -436,6 +437,10 @@ impl Connection {
         for result in self.call_all(requests).await {
             let reply = match result {
                 Err(e) => error_value(&e),
+                Ok(ClientResponse::Read {
+                    collection: Some(c),
+                    ..
+                }) if !c.is_empty() => collections::wrong_type(),
                 Ok(resp @ (ClientResponse::Read { .. } | ClientResponse::Cas { .. })) => {
                     match take_newest(resp).1 {
                         Some(s) => Value::Bulk(s.value),
@@ -530,7 +535,9 @@ impl Connection {
     /// linearizable with each other.
     async fn call(&self, request: ClientRequest) -> (Reply, Option<Receipt>) {
         let retry = match &request {
-            ClientRequest::Put(w) if self.lww => Some(w.clone()),
+            // A hash or set update never goes through compare-and-set (the core takes it on
+            // keys compare-and-set manages).
+            ClientRequest::Put(w) if self.lww && w.collection.is_none() => Some(w.clone()),
             _ => None,
         };
         let (result, receipt) = self.call_once(request).await;
@@ -630,9 +637,19 @@ impl Connection {
         }
     }
 
-    /// Reads a key: its context and its visible value (the newest sibling), if any.
+    /// Reads a key: its context and its visible value (the newest sibling), if any;
+    /// WRONGTYPE when it holds a hash or set.
     async fn read(&mut self, key: &ObjectKey) -> Result<(VersionVector, Option<Sibling>), Value> {
-        match take_newest(self.request(self.get_request(key.clone())).await?) {
+        let response = self.request(self.get_request(key.clone())).await?;
+        if let ClientResponse::Read {
+            collection: Some(c),
+            ..
+        } = &response
+            && !c.is_empty()
+        {
+            return Err(collections::wrong_type());
+        }
+        match take_newest(response) {
             (Some(context), sibling) => Ok((context, sibling)),
             (None, _) => Err(Value::error("ERR unexpected reply to a read")),
         }
@@ -640,23 +657,16 @@ impl Connection {
 
     /// Reads a key for a command that then acts on what it read (`EXPIRE`, `PERSIST`,
     /// `GETDEL`, `DEL`, `SET ... GET|KEEPTTL`): its context and its one live value, if any. In a `siblings` bucket a
-    /// key with several live siblings is refused: acting on one would drop the others.
+    /// key with several live siblings is refused: acting on one would drop the others. A
+    /// hash or set is WRONGTYPE.
     async fn read_version(
         &mut self,
         key: &ObjectKey,
     ) -> Result<(VersionVector, Option<Sibling>), Value> {
-        let response = self.request(self.get_request(key.clone())).await?;
-        if let ClientResponse::Read { siblings, .. } = &response {
-            let live = siblings.iter().filter(|s| !s.tombstone).count();
-            if live > 1 {
-                return Err(Value::error(format!(
-                    "CONFLICT the key has {live} concurrent values (siblings); read them with HYDRA.GETALL and resolve them with HYDRA.PUT first"
-                )));
-            }
-        }
-        match take_newest(response) {
-            (Some(context), sibling) => Ok((context, sibling)),
-            (None, _) => Err(Value::error("ERR unexpected reply to a read")),
+        match self.read_found(key).await? {
+            collections::Found::Absent => Ok((VersionVector::default(), None)),
+            collections::Found::String(context, s) => Ok((context, Some(s))),
+            collections::Found::Collection(_) => Err(collections::wrong_type()),
         }
     }
 
@@ -851,6 +861,7 @@ impl Connection {
             Handler::Keys => self.keys(args).await,
             Handler::RandomKey => self.randomkey().await,
             Handler::Persist => self.version_bound(VersionBound::Persist, args).await,
+            Handler::Collection(c) => self.collection_command(c, args).await,
             Handler::HydraBucket => self.select_bucket(args).await,
             Handler::HydraConsistency => self.consistency(args),
             Handler::HydraGetAll => self.getall(&args[0]).await,
@@ -894,6 +905,10 @@ fn take_newest(resp: ClientResponse) -> (Option<VersionVector>, Option<Sibling>)
 /// failures: needed, acked and why each other replica failed).
 pub fn error_value(e: &ClientError) -> Value {
     // Redis clients know `-TIMEOUT` (Redis Cluster's, Valkey's) as "may have happened".
+    // Redis's own refusal of a type, word for word.
+    if e.code == ErrorCode::WrongType && e.message.starts_with("WRONGTYPE ") {
+        return Value::Error(e.message.clone());
+    }
     let code = match e.code {
         ErrorCode::OutcomeUnknown => "TIMEOUT".to_string(),
         code => code.as_str().to_ascii_uppercase(),

@@ -260,6 +260,7 @@ fn runs_in_transaction(handler: Handler) -> bool {
             | Handler::RandomKey
             | Handler::Flush
             | Handler::Object
+            | Handler::Collection(_)
             | Handler::Multi
             | Handler::Exec
             | Handler::Discard

@@ -2,6 +2,8 @@
 //! directory, kill -9 and restart; every process is killed when the cluster is dropped.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use hydra_client::Client;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

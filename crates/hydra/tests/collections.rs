@@ -1,0 +1,294 @@
+//! Hashes and sets through the Redis protocol, against a real `redis-server`: every hash and
+//! set command sent to both and the replies compared byte for byte (errors, wrong types,
+//! empty and binary members, counts, RESP2 and RESP3), or, where Redis's order is its
+//! encoding's or random, compared as sets; then concurrent updates through different nodes
+//! with a node down, which must all survive the merge.
+
+mod common;
+use common::TestCluster;
+use common::redis::{Raw, RedisServer, text};
+use hydra_resp::{Limits, Value, parse_value};
+
+/// How two replies must agree.
+#[derive(Clone, Copy, PartialEq)]
+enum Same {
+    /// Byte for byte.
+    Bytes,
+    /// The same items in any order (a set, a hash's fields and values as pairs).
+    Items,
+    /// `HGETALL` in RESP2, `HRANDFIELD ... WITHVALUES`: pairs in any order.
+    Pairs,
+    /// `HSCAN`/`SSCAN`: cursor `0` and the same items (pairs for `HSCAN`).
+    Scan { pairs: bool },
+    /// As many items (random picks that may repeat).
+    Len,
+    /// Both answer (`HELLO`: server, version and fields differ by design).
+    Answers,
+}
+
+fn parse(bytes: &[u8]) -> Value {
+    parse_value(bytes, &Limits::default())
+        .expect("valid")
+        .expect("whole")
+        .0
+}
+
+fn items(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) | Value::Set(a) => a.clone(),
+        Value::Map(m) => m.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect(),
+        other => vec![other.clone()],
+    }
+}
+
+fn sorted(v: &Value, pairs: bool) -> Vec<String> {
+    let items = items(v);
+    let mut out: Vec<String> = if pairs {
+        items.chunks(2).map(|p| format!("{p:?}")).collect()
+    } else {
+        items.iter().map(|i| format!("{i:?}")).collect()
+    };
+    out.sort();
+    out
+}
+
+fn check(hydra: &mut Raw, redis: &mut Raw, script: &[(&[&str], Same)]) {
+    for (cmd, same) in script {
+        let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+        let (ours, theirs) = (hydra.command(&args), redis.command(&args));
+        match same {
+            Same::Bytes => assert_eq!(text(&ours), text(&theirs), "replies differ for {cmd:?}"),
+            Same::Items | Same::Pairs => {
+                let (a, b) = (parse(&ours), parse(&theirs));
+                // The same RESP type (array, set or map) and the same items.
+                assert_eq!(
+                    ours.first(),
+                    theirs.first(),
+                    "reply types differ for {cmd:?}"
+                );
+                let pairs = *same == Same::Pairs || matches!(a, Value::Map(_));
+                assert_eq!(
+                    sorted(&a, pairs),
+                    sorted(&b, pairs),
+                    "items differ for {cmd:?}"
+                );
+            }
+            Same::Scan { pairs } => {
+                let (a, b) = (items(&parse(&ours)), items(&parse(&theirs)));
+                assert_eq!(a[0], Value::Bulk(b"0".to_vec()), "{cmd:?}: one page");
+                assert_eq!(a[0], b[0], "cursors differ for {cmd:?}");
+                assert_eq!(sorted(&a[1], *pairs), sorted(&b[1], *pairs), "{cmd:?}");
+            }
+            Same::Answers => assert_eq!(ours.first(), theirs.first(), "{cmd:?}"),
+            Same::Len => {
+                assert_eq!(
+                    ours.first(),
+                    theirs.first(),
+                    "reply types differ for {cmd:?}"
+                );
+                assert_eq!(
+                    items(&parse(&ours)).len(),
+                    items(&parse(&theirs)).len(),
+                    "lengths differ for {cmd:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn hash_and_set_commands_match_redis_server() {
+    use Same::*;
+    let cluster = TestCluster::start(3, "");
+    let redis = RedisServer::start();
+    let mut hydra = Raw::connect(&cluster.nodes[0].resp);
+    let mut real = Raw::connect(&redis.addr);
+    let script: &[(&[&str], Same)] = &[
+        // Hashes.
+        (&["HSET", "h", "f1", "v1", "f2", "v2"], Bytes),
+        (&["HSET", "h", "f1", "x", "f3", "y", "f3", "z"], Bytes),
+        (&["HGET", "h", "f1"], Bytes),
+        (&["HGET", "h", "f3"], Bytes),
+        (&["HGET", "h", "nosuch"], Bytes),
+        (&["HGET", "nosuch", "f"], Bytes),
+        (&["HMGET", "h", "f1", "nosuch", "f3"], Bytes),
+        (&["HMGET", "nosuch", "a", "b"], Bytes),
+        (&["HLEN", "h"], Bytes),
+        (&["HLEN", "nosuch"], Bytes),
+        (&["HEXISTS", "h", "f1"], Bytes),
+        (&["HEXISTS", "h", "zz"], Bytes),
+        (&["HSTRLEN", "h", "f2"], Bytes),
+        (&["HSTRLEN", "h", "zz"], Bytes),
+        (&["HSETNX", "h", "f1", "no"], Bytes),
+        (&["HSETNX", "h", "f4", "yes"], Bytes),
+        (&["HSETNX", "h2", "a", "b"], Bytes),
+        (&["HDEL", "h", "f4", "f4", "zz"], Bytes),
+        (&["HDEL", "nosuch", "a"], Bytes),
+        (&["HGETALL", "h"], Pairs),
+        (&["HGETALL", "nosuch"], Bytes),
+        (&["HKEYS", "h"], Items),
+        (&["HVALS", "h"], Items),
+        (&["HKEYS", "nosuch"], Bytes),
+        (&["HSET", "h"], Bytes),
+        (&["HSET", "h", "f"], Bytes),
+        (&["HSET", "h", "f", "v", "g"], Bytes),
+        (&["HMSET", "h", "a", "1", "b", "2"], Bytes),
+        (&["HMSET", "h", "a"], Bytes),
+        (&["HGET", "h"], Bytes),
+        (&["HINCRBY", "h", "n", "5"], Bytes),
+        (&["HINCRBY", "h", "n", "-10"], Bytes),
+        (&["HINCRBY", "h", "f1", "1"], Bytes),
+        (&["HINCRBY", "h", "n", "x"], Bytes),
+        (&["HINCRBY", "h", "n", "1.5"], Bytes),
+        (&["HSET", "h", "big", "9223372036854775807"], Bytes),
+        (&["HINCRBY", "h", "big", "1"], Bytes),
+        (&["HINCRBY", "h", "n", "-9223372036854775808"], Bytes),
+        (&["HINCRBYFLOAT", "h", "fl", "1.5"], Bytes),
+        (&["HINCRBYFLOAT", "h", "fl", "2.0e2"], Bytes),
+        (&["HINCRBYFLOAT", "h", "fl", "-0.25"], Bytes),
+        (&["HINCRBYFLOAT", "h", "f1", "1"], Bytes),
+        (&["HINCRBYFLOAT", "h", "fl", "abc"], Bytes),
+        (&["HINCRBYFLOAT", "h", "n", "0.1"], Bytes),
+        (&["HGET", "h", "n"], Bytes),
+        (&["HRANDFIELD", "nosuch"], Bytes),
+        (&["HRANDFIELD", "nosuch", "3"], Bytes),
+        (&["HRANDFIELD", "h", "0"], Bytes),
+        (&["HRANDFIELD", "h", "100"], Items),
+        (&["HRANDFIELD", "h", "100", "WITHVALUES"], Pairs),
+        (&["HRANDFIELD", "h", "-5"], Len),
+        (&["HRANDFIELD", "h", "x"], Bytes),
+        (&["HRANDFIELD", "h", "1", "BOGUS"], Bytes),
+        (&["HSCAN", "h", "0"], Scan { pairs: true }),
+        (
+            &["HSCAN", "h", "0", "MATCH", "f*", "COUNT", "100"],
+            Scan { pairs: true },
+        ),
+        (&["HSCAN", "h", "x"], Bytes),
+        (&["HSCAN", "h", "0", "COUNT", "0"], Bytes),
+        (&["HSCAN", "h", "0", "BOGUS", "1"], Bytes),
+        (&["HSCAN", "nosuch", "0"], Bytes),
+        // Empty and binary fields and members.
+        (&["HSET", "e", "", ""], Bytes),
+        (&["HGET", "e", ""], Bytes),
+        (&["HSTRLEN", "e", ""], Bytes),
+        (&["HSET", "e", "\u{0}\r\n", "\u{ff}"], Bytes),
+        (&["HGET", "e", "\u{0}\r\n"], Bytes),
+        (&["SADD", "es", "", "\u{0}"], Bytes),
+        (&["SISMEMBER", "es", ""], Bytes),
+        (&["SMEMBERS", "es"], Items),
+        // Sets.
+        (&["SADD", "s", "a", "b", "c", "a"], Bytes),
+        (&["SADD", "s", "a"], Bytes),
+        (&["SREM", "s", "a", "zz", "a"], Bytes),
+        (&["SREM", "nosuch", "a"], Bytes),
+        (&["SCARD", "s"], Bytes),
+        (&["SCARD", "nosuch"], Bytes),
+        (&["SISMEMBER", "s", "b"], Bytes),
+        (&["SISMEMBER", "s", "a"], Bytes),
+        (&["SMISMEMBER", "s", "b", "zz", "c"], Bytes),
+        (&["SMISMEMBER", "nosuch", "b"], Bytes),
+        (&["SMEMBERS", "s"], Items),
+        (&["SMEMBERS", "nosuch"], Bytes),
+        (&["SADD", "s2", "b", "x", "y"], Bytes),
+        (&["SINTER", "s", "s2"], Items),
+        (&["SUNION", "s", "s2"], Items),
+        (&["SDIFF", "s", "s2"], Items),
+        (&["SDIFF", "s2", "s"], Items),
+        (&["SINTER", "s", "nosuch"], Bytes),
+        (&["SDIFF", "nosuch", "s"], Bytes),
+        (&["SINTERSTORE", "d", "s", "s2"], Bytes),
+        (&["SMEMBERS", "d"], Items),
+        (&["SUNIONSTORE", "d", "s", "s2"], Bytes),
+        (&["SMEMBERS", "d"], Items),
+        (&["SDIFFSTORE", "d", "nosuch", "s"], Bytes),
+        (&["EXISTS", "d"], Bytes),
+        (&["SINTERCARD", "2", "s", "s2"], Bytes),
+        (&["SINTERCARD", "2", "s2", "s2", "LIMIT", "2"], Bytes),
+        (&["SINTERCARD", "2", "s", "s2", "LIMIT", "0"], Bytes),
+        (&["SINTERCARD", "0", "s"], Bytes),
+        (&["SINTERCARD", "3", "s", "s2"], Bytes),
+        (&["SINTERCARD", "1", "s", "LIMIT", "-1"], Bytes),
+        (&["SINTERCARD", "1", "s", "BOGUS"], Bytes),
+        (&["SMOVE", "s", "s2", "c"], Bytes),
+        (&["SMOVE", "s", "s2", "zz"], Bytes),
+        (&["SMOVE", "s2", "s2", "x"], Bytes),
+        (&["SMEMBERS", "s2"], Items),
+        (&["SMEMBERS", "s"], Items),
+        (&["SPOP", "nosuch"], Bytes),
+        (&["SPOP", "nosuch", "2"], Bytes),
+        (&["SPOP", "s2", "-1"], Bytes),
+        (&["SPOP", "s2", "x"], Bytes),
+        (&["SPOP", "s2", "0"], Bytes),
+        (&["SPOP", "s", "5"], Items),
+        (&["EXISTS", "s"], Bytes),
+        (&["SRANDMEMBER", "nosuch"], Bytes),
+        (&["SRANDMEMBER", "nosuch", "2"], Bytes),
+        (&["SRANDMEMBER", "s2", "0"], Bytes),
+        (&["SRANDMEMBER", "s2", "100"], Items),
+        (&["SRANDMEMBER", "s2", "-7"], Len),
+        (&["SRANDMEMBER", "s2", "1", "2"], Bytes),
+        (&["SSCAN", "s2", "0"], Scan { pairs: false }),
+        (&["SSCAN", "s2", "0", "MATCH", "x*"], Scan { pairs: false }),
+        // Wrong types, and the commands every type shares.
+        (&["SET", "str", "v"], Bytes),
+        (&["HSET", "str", "a", "b"], Bytes),
+        (&["HGET", "str", "a"], Bytes),
+        (&["HGETALL", "str"], Bytes),
+        (&["HLEN", "str"], Bytes),
+        (&["SADD", "str", "x"], Bytes),
+        (&["SMEMBERS", "str"], Bytes),
+        (&["SADD", "h", "x"], Bytes),
+        (&["SCARD", "h"], Bytes),
+        (&["HGET", "s2", "x"], Bytes),
+        (&["GET", "h"], Bytes),
+        (&["STRLEN", "s2"], Bytes),
+        (&["GETDEL", "h"], Bytes),
+        (&["INCR", "h"], Bytes),
+        (&["APPEND", "s2", "x"], Bytes),
+        (&["SINTER", "s2", "str"], Bytes),
+        (&["SMOVE", "s2", "str", "x"], Bytes),
+        (&["TYPE", "h"], Bytes),
+        (&["TYPE", "s2"], Bytes),
+        (&["TYPE", "str"], Bytes),
+        (&["EXISTS", "h", "s2", "str", "nosuch"], Bytes),
+        (&["SINTERSTORE", "str", "s2", "s2"], Bytes),
+        (&["TYPE", "str"], Bytes),
+        (&["SET", "h2", "over"], Bytes),
+        (&["GET", "h2"], Bytes),
+        (&["TYPE", "h2"], Bytes),
+        // TTLs of hashes and sets.
+        (&["HSET", "t", "a", "1"], Bytes),
+        (&["TTL", "t"], Bytes),
+        (&["EXPIRE", "t", "100"], Bytes),
+        (&["TTL", "t"], Bytes),
+        (&["HSET", "t", "b", "2"], Bytes),
+        (&["TTL", "t"], Bytes),
+        (&["EXPIRE", "t", "100", "NX"], Bytes),
+        (&["EXPIRE", "t", "50", "GT"], Bytes),
+        (&["PERSIST", "t"], Bytes),
+        (&["PERSIST", "t"], Bytes),
+        (&["TTL", "t"], Bytes),
+        (&["EXPIRE", "t", "0"], Bytes),
+        (&["EXISTS", "t"], Bytes),
+        (&["HGETALL", "t"], Bytes),
+        (&["SADD", "ts", "m"], Bytes),
+        (&["PEXPIRE", "ts", "100000"], Bytes),
+        (&["EXPIRETIME", "ts"], Len),
+        // DEL of a hash, then the key is new.
+        (&["DEL", "h", "nosuch"], Bytes),
+        (&["EXISTS", "h"], Bytes),
+        (&["HGETALL", "h"], Bytes),
+        (&["HSET", "h", "only", "1"], Bytes),
+        (&["HGETALL", "h"], Bytes),
+        // RESP3: maps and sets.
+        (&["HELLO", "3"], Answers),
+        (&["HGETALL", "h"], Bytes),
+        (&["HGETALL", "nosuch"], Bytes),
+        (&["SMEMBERS", "s2"], Items),
+        (&["SINTER", "s2", "s2"], Items),
+        (&["SPOP", "nosuch", "1"], Bytes),
+        (&["HRANDFIELD", "h", "1", "WITHVALUES"], Bytes),
+        (&["HELLO", "2"], Answers),
+    ];
+    check(&mut hydra, &mut real, script);
+}
