@@ -40,6 +40,9 @@ pub struct PlantedBugs {
     pub truncation_not_purged: bool,
     /// A listing keeps keys whose merged object shows no value (deleted or expired).
     pub scan_shows_deleted: bool,
+    /// A hash or set merge drops an element's adds that only one side holds, even when the
+    /// other side never saw them (concurrent adds are lost: remove wins).
+    pub collection_merge_drops_adds: bool,
     /// The peer edge bounds version vector counters at 16, below what members reach.
     pub peer_counter_limit_low: bool,
     /// The sweep never deletes old tombstones again (a tombstone whose reap never happened
@@ -115,6 +118,7 @@ thread_local! {
         sweep_skips_old_tombstones: false,
         peer_counter_limit_low: false,
         scan_shows_deleted: false,
+        collection_merge_drops_adds: false,
         truncation_not_purged: false,
         paxos_forgets_promises: false,
         paxos_accepts_below_promise: false,
@@ -156,6 +160,7 @@ impl PlantedBugs {
             "sweep_skips_old_tombstones" => self.sweep_skips_old_tombstones = true,
             "peer_counter_limit_low" => self.peer_counter_limit_low = true,
             "scan_shows_deleted" => self.scan_shows_deleted = true,
+            "collection_merge_drops_adds" => self.collection_merge_drops_adds = true,
             "truncation_not_purged" => self.truncation_not_purged = true,
             "paxos_forgets_promises" => self.paxos_forgets_promises = true,
             "paxos_accepts_below_promise" => self.paxos_accepts_below_promise = true,

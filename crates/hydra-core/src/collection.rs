@@ -334,6 +334,7 @@ impl Collection {
         let mut entries: BTreeMap<Vec<u8>, Dots> = BTreeMap::new();
         let keys: BTreeSet<&Vec<u8>> = self.entries.keys().chain(other.entries.keys()).collect();
         let empty = Dots::new();
+        let drops_adds = crate::bugs::planted().collection_merge_drops_adds;
         for key in keys {
             let a = self.entries.get(key).unwrap_or(&empty);
             let b = other.entries.get(key).unwrap_or(&empty);
@@ -343,14 +344,14 @@ impl Collection {
                     Some(w) => {
                         dots.insert(*d, v.max(w).clone());
                     }
-                    None if !other.covers(d) => {
+                    None if !other.covers(d) && !drops_adds => {
                         dots.insert(*d, v.clone());
                     }
                     None => {}
                 }
             }
             for (d, w) in b {
-                if !a.contains_key(d) && !self.covers(d) {
+                if !a.contains_key(d) && !self.covers(d) && !drops_adds {
                     dots.insert(*d, w.clone());
                 }
             }

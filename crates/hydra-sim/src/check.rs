@@ -85,6 +85,9 @@ pub enum Violation {
     /// (j) After healing, a listing of a bucket did not return exactly the keys that show a
     /// value (each once).
     ListingWrong { bucket: String, detail: String },
+    /// (l) A hash or set lost an acknowledged add no remove could have seen, holds a value no
+    /// add wrote, or its primaries disagree after healing.
+    CollectionWrong { key: String, detail: String },
     /// (i) A node refused a member's message at its peer edge: the simulated nodes follow
     /// the protocol, so every refusal there is a check too strict for what members send.
     PeerRefused { node: u64, count: u64, why: String },
@@ -113,6 +116,7 @@ impl Violation {
             Violation::PeerRefused { .. } => 'i',
             Violation::ListingWrong { .. } => 'j',
             Violation::TruncationWrong { .. } => 'k',
+            Violation::CollectionWrong { .. } => 'l',
         }
     }
 }
@@ -191,6 +195,9 @@ impl fmt::Display for Violation {
                     f,
                     "(k) the truncation of bucket {bucket} went wrong: {detail}"
                 )
+            }
+            Violation::CollectionWrong { key, detail } => {
+                write!(f, "(l) the collection {key} is wrong: {detail}")
             }
             Violation::ListingWrong { bucket, detail } => {
                 write!(f, "(j) the listing of bucket {bucket} is wrong: {detail}")

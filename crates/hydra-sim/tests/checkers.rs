@@ -167,6 +167,17 @@ fn checker_k_catches_a_truncation_whose_older_values_stay_stored() {
 }
 
 #[test]
+fn checker_l_catches_a_collection_merge_that_loses_concurrent_adds() {
+    let bugs = PlantedBugs {
+        collection_merge_drops_adds: true,
+        ..PlantedBugs::default()
+    };
+    let found = caught_by(bugs, 'l', 100);
+    assert!(found.is_some(), "lost concurrent adds went unnoticed");
+    eprintln!("caught: {found:?}");
+}
+
+#[test]
 fn checker_j_catches_listings_that_show_deleted_keys() {
     let bugs = PlantedBugs {
         scan_shows_deleted: true,

@@ -58,6 +58,8 @@ pub(super) struct Overlay {
     /// Whether a command changed the TTL (else the write-back keeps the stored one).
     ttl_changed: bool,
     now_ms: u64,
+    /// A transaction on a hash or set: the copy its commands run against instead.
+    collection: Option<super::collections::CollectionCopy>,
 }
 
 impl Overlay {
@@ -69,6 +71,7 @@ impl Overlay {
             writes: 0,
             ttl_changed: false,
             now_ms: crate::driver::wall_ms(),
+            collection: None,
         }
     }
 
@@ -120,6 +123,9 @@ impl Overlay {
             hints_stored: 0,
             elapsed_ms: 0,
         };
+        if let Some(copy) = &mut self.collection {
+            return copy.answer(request, receipt);
+        }
         match request {
             ClientRequest::Get { .. } => Ok(ClientResponse::Read {
                 context: self.version(),
@@ -260,7 +266,6 @@ fn runs_in_transaction(handler: Handler) -> bool {
             | Handler::RandomKey
             | Handler::Flush
             | Handler::Object
-            | Handler::Collection(_)
             | Handler::Multi
             | Handler::Exec
             | Handler::Discard
@@ -421,6 +426,13 @@ impl Connection {
             }
             return Value::Array(replies);
         };
+        let on_collection = multi.queued.iter().any(|cmd| {
+            let name = String::from_utf8_lossy(&cmd[0]).to_ascii_lowercase();
+            lookup(&name).is_some_and(|spec| matches!(spec.handler, Handler::Collection(_)))
+        });
+        if on_collection {
+            return self.exec_on_collection(key, multi, watched).await;
+        }
         let watched_version = watched.into_iter().next().map(|w| w.version);
         for _ in 0..EXEC_ATTEMPTS {
             let (version, current) = match self.serial_read(&key).await {
@@ -466,6 +478,82 @@ impl Connection {
         Value::error(format!(
             "CAS_CONTENTION {key} changed under {EXEC_ATTEMPTS} runs of the transaction in a row; nothing was applied"
         ))
+    }
+}
+
+impl Connection {
+    /// A transaction of hash or set commands (and the key commands every type has) on one
+    /// key: the commands run against a copy of what a read found, then what changed goes out
+    /// as one update, so it applies whole or not at all. Concurrent updates through other
+    /// nodes merge with it (a hash or set has no single version to compare-and-set), so
+    /// `WATCH` is refused for it.
+    async fn exec_on_collection(
+        &mut self,
+        key: ObjectKey,
+        multi: Multi,
+        watched: Vec<Watched>,
+    ) -> Value {
+        if !watched.is_empty() {
+            return Value::error(format!(
+                "EXECABORT Transaction discarded: it watches {key}, and Hydra cannot watch a hash or set (concurrent updates merge instead); nothing was applied"
+            ));
+        }
+        for cmd in &multi.queued {
+            let name = String::from_utf8_lossy(&cmd[0]).to_ascii_lowercase();
+            let allowed = lookup(&name).is_some_and(|spec| {
+                matches!(
+                    spec.handler,
+                    Handler::Collection(_)
+                        | Handler::Del
+                        | Handler::Exists
+                        | Handler::Type
+                        | Handler::Expire { .. }
+                        | Handler::Ttl { .. }
+                        | Handler::Persist
+                        | Handler::Ping
+                        | Handler::Echo
+                )
+            });
+            if !allowed {
+                return Value::error(format!(
+                    "EXECABORT Transaction discarded: {} does not run in a transaction on a hash or set in Hydra; nothing was applied",
+                    name.to_uppercase()
+                ));
+            }
+        }
+        let original = match self.read_found(&key).await {
+            Ok(super::collections::Found::Absent) => None,
+            Ok(super::collections::Found::Collection(c)) => Some(c),
+            Ok(super::collections::Found::String(..)) => {
+                return Value::error(format!(
+                    "EXECABORT Transaction discarded: {key} holds a string, and the transaction's hash or set commands would fail; nothing was applied"
+                ));
+            }
+            Err(e) => return e,
+        };
+        let saved = (self.seen, self.last_receipt.clone());
+        let mut overlay = Overlay::new(key.clone(), None, VersionVector::default());
+        overlay.collection = Some(super::collections::CollectionCopy::new(original));
+        self.overlay = Some(std::sync::Mutex::new(overlay));
+        let mut replies = Vec::with_capacity(multi.queued.len());
+        for cmd in multi.queued {
+            replies.push(Box::pin(self.execute(cmd)).await.0);
+        }
+        let copy = self.overlay.take().map(|m| match m.into_inner() {
+            Ok(o) => o,
+            Err(poisoned) => poisoned.into_inner(),
+        });
+        (self.seen, self.last_receipt) = saved;
+        let delta = copy
+            .as_ref()
+            .and_then(|o| o.collection.as_ref())
+            .and_then(super::collections::CollectionCopy::delta);
+        if let Some((_, update)) = delta
+            && let Err(e) = self.update_collection(key, update).await
+        {
+            return e;
+        }
+        Value::Array(replies)
     }
 }
 

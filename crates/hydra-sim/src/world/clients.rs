@@ -64,6 +64,11 @@ pub(super) enum ClientState {
         op: u64,
         stage: super::counter::CounterStage,
     },
+    /// A step of a hash or set update (`collections.rs`).
+    Collection {
+        op: u64,
+        stage: super::collections::CollectionStage,
+    },
 }
 
 pub(super) struct Client {
@@ -108,6 +113,10 @@ impl Client {
 impl World {
     pub(super) fn client_start(&mut self, client: usize) {
         if !self.faulty || !matches!(self.clients[client].state, ClientState::Idle) {
+            return;
+        }
+        if self.rng.random_bool(super::collections::COLLECTION_SHARE) {
+            self.start_collection_op(client);
             return;
         }
         if self.rng.random_bool(super::cas::CAS_SHARE) {
@@ -291,6 +300,9 @@ impl World {
             ClientState::Counter { op: o, stage } if o == op => {
                 self.on_counter_answer(client, stage, result)
             }
+            ClientState::Collection { op: o, stage } if o == op => {
+                self.on_collection_answer(client, stage, result)
+            }
             _ => {} // the answer to an operation that already timed out
         }
     }
@@ -323,6 +335,9 @@ impl World {
             ClientState::Cas { idx, op: o } if o == op => self.on_cas_timeout(client, idx),
             ClientState::Counter { op: o, stage } if o == op => {
                 self.on_counter_timeout(client, stage)
+            }
+            ClientState::Collection { op: o, stage } if o == op => {
+                self.on_collection_timeout(client, stage)
             }
             _ => {}
         }

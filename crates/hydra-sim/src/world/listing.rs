@@ -46,7 +46,7 @@ impl World {
         }
         merged
             .into_iter()
-            .filter(|(_, o)| !o.visible_at(now_ms).is_empty())
+            .filter(|(_, o)| o.is_live_at(now_ms))
             .map(|(k, _)| k)
             .collect()
     }

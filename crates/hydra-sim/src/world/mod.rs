@@ -3,6 +3,7 @@
 
 mod cas;
 mod clients;
+mod collections;
 mod counter;
 mod faults;
 mod flood;
@@ -180,6 +181,8 @@ pub struct SimReport {
     /// The counter invariant: increments acknowledged applied, and increments in doubt that
     /// a later serial read settled.
     pub counter_applied: u64,
+    /// Hash and set updates acknowledged (`collections.rs`).
+    pub collection_acked: u64,
     pub counter_resolved: u64,
     /// Whether the strict buckets were `cas = all_writes` (see `SimConfig::all_writes`).
     pub all_writes: bool,
@@ -200,7 +203,7 @@ pub struct SimReport {
 impl SimReport {
     pub fn summary(&self) -> String {
         format!(
-            "seed={} nodes={} durability={:?} all_writes={} cas_siblings={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} flood_writes={} max_flood_siblings={} plain_cas_writes={} plain_cas_refused={} plain_cas_acked={} counter_applied={} counter_resolved={} paxos_rounds={} paxos_states_collected={} violations={}",
+            "seed={} nodes={} durability={:?} all_writes={} cas_siblings={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} flood_writes={} max_flood_siblings={} plain_cas_writes={} plain_cas_refused={} plain_cas_acked={} counter_applied={} counter_resolved={} collection_acked={} paxos_rounds={} paxos_states_collected={} violations={}",
             self.seed,
             self.nodes,
             self.durability,
@@ -235,6 +238,7 @@ impl SimReport {
             self.plain_cas_acked,
             self.counter_applied,
             self.counter_resolved,
+            self.collection_acked,
             self.paxos_rounds,
             self.paxos_states_collected,
             self.violations.len()
@@ -339,6 +343,11 @@ struct SimNode {
 }
 
 struct World {
+    /// Hash and set updates (`collections.rs`), the values their adds wrote so far, and the
+    /// final read of the key being judged, once answered.
+    collection_ops: Vec<collections::CollectionOp>,
+    collection_values: u64,
+    collection_final: Option<Option<hydra_core::collection::Collection>>,
     /// The final serial read of the counter (`counter.rs`), once answered.
     counter_final: Option<Vec<u32>>,
     /// The answer to the listing page in progress (`listing.rs`): its keys and next cursor.
@@ -381,6 +390,7 @@ pub fn run(config: SimConfig) -> SimReport {
     let mut world = World::new(config);
     world.run_workload();
     world.heal_and_read_everything();
+    world.check_collections(FINAL_READ_TRIES);
     world.check_listings();
     world.check_truncation();
     world.check_garbage();
@@ -429,6 +439,9 @@ impl World {
         };
         let flood_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0xF100D);
         World {
+            collection_ops: Vec::new(),
+            collection_values: 0,
+            collection_final: None,
             counter_final: None,
             listing_page: None,
             admin_answer: None,
