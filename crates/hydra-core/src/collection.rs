@@ -191,6 +191,15 @@ impl Collection {
         self.entries.is_empty()
     }
 
+    /// Whether the object says nothing at all: no element, no event in its context, no TTL
+    /// (what a floor leaves of a collection older than it).
+    pub fn is_blank(&self) -> bool {
+        self.entries.is_empty()
+            && self.clock.is_empty()
+            && self.cloud.is_empty()
+            && self.ttl == Ttl::default()
+    }
+
     /// The stamp at or before which elements read as absent at wall time `now_ms`: the floor,
     /// or the TTL once it passed.
     fn hidden_up_to(&self, now_ms: u64) -> Hlc {
@@ -508,6 +517,27 @@ mod tests {
         let mut k = j.clone();
         k.apply(&rewrite, NodeId(3), Hlc(30), 0);
         assert_eq!(k.get(b"f", 0).expect("f").0.len(), 1);
+    }
+
+    #[test]
+    fn a_truncation_keeps_removes_made_after_it() {
+        use crate::version::Object;
+        let mut a = Collection::new(CollectionKind::Set);
+        a.apply(&add("x", ""), NodeId(1), Hlc(10), 0);
+        let old = Object::Collection(Box::new(a.clone()));
+        assert_eq!(old.after_truncation(Hlc(20)), None, "wholly older: gone");
+        a.apply(&add("y", ""), NodeId(1), Hlc(30), 0);
+        let r = remove(&a, "y");
+        a.apply(&r, NodeId(1), Hlc(40), 0);
+        let kept = Object::Collection(Box::new(a)).after_truncation(Hlc(20));
+        let kept = kept.expect("a remove after the mark stays");
+        let y = Object::Collection(Box::new({
+            let mut c = Collection::new(CollectionKind::Set);
+            c.apply(&add("y", ""), NodeId(1), Hlc(30), 0);
+            c
+        }));
+        let merged = kept.merge(&y).expect("one mode");
+        assert!(merged.collection().expect("a set").elements(0).is_empty());
     }
 
     #[test]

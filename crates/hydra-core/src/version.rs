@@ -439,9 +439,11 @@ impl Object {
                 (d.sibling_count() > 0).then_some(Object::Siblings(d))
             }
             Object::Lww(v) => (v.sibling.timestamp > mark).then(|| self.clone()),
+            // Removes made after the mark stay (an empty collection is a delete): only one
+            // with nothing newer than the mark is gone.
             Object::Collection(c) => {
                 let c = c.raise_floor(mark);
-                (!c.is_empty()).then(|| Object::Collection(Box::new(c)))
+                (!c.is_blank()).then(|| Object::Collection(Box::new(c)))
             }
         }
     }

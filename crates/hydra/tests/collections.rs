@@ -292,3 +292,98 @@ fn hash_and_set_commands_match_redis_server() {
     ];
     check(&mut hydra, &mut real, script);
 }
+
+/// Concurrent updates of one hash and one set through different nodes while a replica is
+/// down (sloppy quorum, hints): after it comes back and repair runs, every acknowledged add
+/// is there through every node, removed members stay removed, and the node's own copy
+/// agrees once read at `all`.
+#[test]
+fn concurrent_updates_through_different_nodes_with_one_down_all_survive() {
+    let mut cluster = TestCluster::start(3, "");
+    let mut conns: Vec<Raw> = (0..3)
+        .map(|i| Raw::connect(&cluster.nodes[i].resp))
+        .collect();
+    let ok = |reply: Vec<u8>| {
+        assert!(reply.starts_with(b":"), "{}", text(&reply));
+    };
+    ok(conns[0].command(&[b"SADD", b"tags", b"gone", b"kept"]));
+    ok(conns[0].command(&[b"HSET", b"doc", b"old", b"1"]));
+    cluster.kill9(2);
+    // Writers through the two live nodes, interleaved, each adding its own fields.
+    for round in 0..20u32 {
+        for (i, conn) in conns.iter_mut().take(2).enumerate() {
+            let field = format!("n{i}-f{round}");
+            ok(conn.command(&[
+                b"HSET",
+                b"doc",
+                field.as_bytes(),
+                round.to_string().as_bytes(),
+            ]));
+            ok(conn.command(&[b"SADD", b"tags", field.as_bytes()]));
+        }
+    }
+    ok(conns[1].command(&[b"SREM", b"tags", b"gone"]));
+    ok(conns[0].command(&[b"HDEL", b"doc", b"old"]));
+    cluster.restart(2);
+    cluster.wait_up(2);
+    conns[2] = Raw::connect(&cluster.nodes[2].resp);
+    let set_of = |reply: &[u8]| -> std::collections::BTreeSet<Vec<u8>> {
+        items(&parse(reply))
+            .into_iter()
+            .map(|v| match v {
+                Value::Bulk(b) => b,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let mut expected_fields: std::collections::BTreeSet<Vec<u8>> = (0..20)
+        .flat_map(|r| (0..2).map(move |i| format!("n{i}-f{r}").into_bytes()))
+        .collect();
+    let fields = set_of(&conns[2].command(&[b"HKEYS", b"doc"]));
+    assert_eq!(
+        fields, expected_fields,
+        "every field through the returning node"
+    );
+    expected_fields.insert(b"kept".to_vec());
+    for conn in &mut conns {
+        assert_eq!(
+            conn.command(&[b"HYDRA.CONSISTENCY", b"all", b"all"]),
+            b"+OK\r\n"
+        );
+        let members = set_of(&conn.command(&[b"SMEMBERS", b"tags"]));
+        assert_eq!(members, expected_fields, "every member, and no removed one");
+        assert_eq!(conn.command(&[b"HGET", b"doc", b"old"]), b"$-1\r\n");
+        assert_eq!(conn.command(&[b"HLEN", b"doc"]), b":40\r\n");
+    }
+}
+
+/// node-redis and ioredis, unmodified, run the patterns applications use (a cache with
+/// SETEX, sessions in hashes, a tag set, SCAN over every key, a transaction, FLUSHDB in a
+/// fixture) through two nodes.
+#[test]
+fn node_redis_and_ioredis_run_application_patterns() {
+    let cluster = TestCluster::start(3, "");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+    assert!(
+        std::path::Path::new(dir)
+            .join("node_modules/ioredis")
+            .exists(),
+        "node-redis and ioredis are not installed (npm ci in {dir}; scripts/test.sh does it)"
+    );
+    let port = |addr: &str| addr.rsplit(':').next().expect("host:port").to_string();
+    let out = std::process::Command::new("node")
+        .arg(format!("{dir}/node_clients_check.js"))
+        .args([
+            port(&cluster.nodes[0].resp),
+            port(&cluster.nodes[1].resp),
+            common::TEST_TOKEN.to_string(),
+        ])
+        .output()
+        .expect("run node");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("node-redis") && stdout.contains("ioredis"),
+        "{stdout}"
+    );
+}

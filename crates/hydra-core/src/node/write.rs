@@ -684,6 +684,12 @@ fn new_object<S: Store>(
     }
     if let Some(update) = write.collection.take() {
         let (object, timestamp) = updated_collection(local, ctx, stored, &update)?;
+        // In the form every replica stores it (the bucket's truncation mark applied), so that
+        // copies of equal content are equal bytes (one Merkle hash).
+        let object = match local.after_truncation(&write.key.bucket, object.clone()) {
+            Some(o) => o,
+            None => object,
+        };
         return Ok((object, timestamp, previous));
     }
     let timestamp = local.hlc.now(ctx.now);

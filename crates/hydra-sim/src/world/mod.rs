@@ -373,7 +373,7 @@ struct World {
     next_element: u64,
     /// The buckets of sets (`siblings`) and registers (`lww`), sloppy (odd keys) and strict
     /// (even keys): see [`bucket_of`].
-    buckets: [BucketName; 4],
+    buckets: [BucketName; 5],
     /// Every replica's objects after healing, before the final reads (anti-entropy runs only).
     before_final_reads: Option<check::ReplicaObjects>,
     /// Sibling floods (see `flood`): their own random stream, the last request id, and the
@@ -498,6 +498,10 @@ impl World {
                 },
             );
             self.start_periodic_sync(i);
+        }
+        if self.rng.random_bool(0.5) {
+            // Every later update of a hash or set is merged against the mark.
+            self.truncate_collections_first();
         }
         for c in 0..self.clients.len() {
             let d = self.rng.random_range(0..10);
@@ -998,11 +1002,13 @@ fn node_config(id: NodeId, sim: &SimConfig) -> NodeConfig {
 }
 
 /// The simulated buckets: name, conflict mode, sloppy.
-const BUCKETS: [(&str, ConflictMode, bool); 4] = [
+const BUCKETS: [(&str, ConflictMode, bool); 5] = [
     ("sets-strict", ConflictMode::Siblings, false),
     ("sets", ConflictMode::Siblings, true),
     ("registers-strict", ConflictMode::Lww, false),
     ("registers", ConflictMode::Lww, true),
+    // Hashes and sets (`collections.rs`), truncated before the run in half the seeds.
+    ("collections", ConflictMode::Lww, true),
 ];
 
 /// Which of [`BUCKETS`] holds the compare-and-set keys and the counter: a strict one.

@@ -10,7 +10,7 @@ use hydra_core::message::{ListCursor, ListRequest};
 impl World {
     /// Sends `request` to `node` for client 0 and runs the world until it is answered (or
     /// 15 s pass).
-    fn ask(
+    pub(super) fn ask(
         &mut self,
         node: usize,
         request: ClientRequest,

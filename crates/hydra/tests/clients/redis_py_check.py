@@ -100,6 +100,31 @@ def check(protocol, port_a, port_b):
     assert b.setnx(f"{tag}:nx", b"3") in (False, 0)
     assert b.get(f"{tag}:nx") == b"1"
     assert a.set(f"{tag}:nx", b"4", xx=True, get=True) == b"1"
+    # Sessions in hashes, through the default pipeline (MULTI/EXEC): applied as one update.
+    pipe = a.pipeline()
+    pipe.hset(f"{tag}:sess", mapping={"user": "ada", "visits": 1}).expire(f"{tag}:sess", 3600)
+    assert pipe.execute() == [2, True]
+    assert b.hgetall(f"{tag}:sess") == {b"user": b"ada", b"visits": b"1"}
+    assert b.hincrby(f"{tag}:sess", "visits", 4) == 5
+    assert a.hget(f"{tag}:sess", "visits") == b"5"
+    assert 3590 < b.ttl(f"{tag}:sess") <= 3600
+    assert a.hdel(f"{tag}:sess", "user", "nosuch") == 1
+    assert b.hkeys(f"{tag}:sess") == [b"visits"]
+    assert b.type(f"{tag}:sess") == b"hash"
+    # A tag set.
+    assert a.sadd(f"{tag}:tags", "rust", "db", "kv") == 3
+    assert b.smembers(f"{tag}:tags") == {b"rust", b"db", b"kv"}
+    assert a.srem(f"{tag}:tags", "kv") == 1
+    assert b.sismember(f"{tag}:tags", "kv") in (False, 0)
+    assert b.scard(f"{tag}:tags") == 2
+    # Wrong types raise redis-py's ResponseError with Redis's text.
+    try:
+        a.hget(f"{tag}:tags", "x")
+        raise AssertionError("HGET of a set was accepted")
+    except redis.exceptions.ResponseError as e:
+        assert str(e).startswith("WRONGTYPE"), e
+    assert a.delete(f"{tag}:sess", f"{tag}:tags") == 2
+    assert b.exists(f"{tag}:sess", f"{tag}:tags") == 0
     # Hydra's extension commands: siblings and contexts in a `siblings` bucket.
     c = redis.Redis(host="127.0.0.1", port=port_a, protocol=protocol, single_connection_client=True, password=PASSWORD)
     assert c.execute_command("HYDRA.BUCKET", "default") in (b"OK", "OK", True)
