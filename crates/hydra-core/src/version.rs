@@ -513,8 +513,8 @@ impl Object {
     /// When the whole object expires: the latest TTL of its values, if every one is a value
     /// with a TTL (else it never expires as a whole). What the expiry index records.
     pub fn expires_at(&self) -> Option<u64> {
-        if let Object::Collection(_) = self {
-            return None;
+        if let Object::Collection(c) = self {
+            return c.ttl().expires_at.filter(|_| !c.is_empty());
         }
         let siblings = self.all_siblings();
         if siblings.is_empty() || siblings.iter().any(|s| s.tombstone) {
@@ -527,8 +527,9 @@ impl Object {
     }
 
     pub fn expired_before(&self, before_ms: u64) -> bool {
-        if let Object::Collection(_) = self {
-            return false;
+        if let Object::Collection(c) = self {
+            // Elements added after the TTL passed make a new key; the sweep leaves it.
+            return c.ttl().expires_at.is_some_and(|t| t < before_ms) && !c.is_live(before_ms);
         }
         self.all_siblings()
             .iter()
@@ -543,7 +544,13 @@ impl Object {
     pub fn expiry_tombstone(&self) -> Option<Object> {
         match self {
             Object::Lww(v) => Some(Object::Lww(v.tombstone())),
-            Object::Siblings(_) | Object::Collection(_) => None,
+            // A hash or set whose TTL passed: a floor at its expiry (everything stamped
+            // before is gone, a later add makes a new key).
+            Object::Collection(c) => c
+                .ttl()
+                .expires_at
+                .map(|t| Object::Collection(Box::new(c.raise_floor(Hlc::new(t, u16::MAX))))),
+            Object::Siblings(_) => None,
         }
     }
 

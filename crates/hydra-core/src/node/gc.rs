@@ -403,7 +403,9 @@ impl Gc {
                             stopped_at = Some(due);
                             break 'pages;
                         }
-                        Object::Siblings(_) if out.siblings.len() >= siblings_room => {
+                        Object::Siblings(_) | Object::Collection(_)
+                            if out.siblings.len() >= siblings_room =>
+                        {
                             // No room for another write: it stays (the floor with it), and
                             // the look goes on for `lww` values.
                             first_left.get_or_insert(due);
@@ -411,9 +413,9 @@ impl Gc {
                             continue;
                         }
                         Object::Lww(_) => out.lww.push(d),
-                        Object::Siblings(_) => out.siblings.push(d),
-                        // `expired_before` is false for them: a TTL hides their elements.
-                        Object::Collection(_) => continue,
+                        // A hash or set is deleted with a floor at its expiry, as a
+                        // `siblings` object is with its context: one write each.
+                        Object::Siblings(_) | Object::Collection(_) => out.siblings.push(d),
                     }
                     self.expired_deleted += 1;
                 }
