@@ -714,10 +714,22 @@ impl Connection {
             Ok(k) => k,
             Err(e) => return e,
         };
-        let value = match self.read(&key).await {
+        let value = match self.read_found(&key).await {
             Err(e) => return e,
-            Ok((_, None)) => return Value::Null,
-            Ok((_, Some(s))) => s,
+            Ok(Found::Absent) => return Value::Null,
+            Ok(Found::Collection(c)) => {
+                return match sub.as_slice() {
+                    b"encoding" => Value::bulk(collection_encoding(&c)),
+                    b"refcount" => Value::Integer(1),
+                    b"idletime" => Value::Integer(
+                        (wall_ms().saturating_sub(c.stamp().physical_ms()) / 1000) as i64,
+                    ),
+                    _ => Value::error(
+                        "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+                    ),
+                };
+            }
+            Ok(Found::String(_, s)) => s,
         };
         let integer = (value.value.len() <= 20)
             .then(|| redis_integer(&value.value))
@@ -741,7 +753,7 @@ impl Connection {
         }
     }
 
-    /// `TYPE key`: `string` when it holds a value (every Hydra value is one), else `none`.
+    /// `TYPE key`: `string`, `hash`, `set`, or `none`.
     pub(super) async fn type_of(&mut self, key: &[u8]) -> Value {
         let key = match self.key(key) {
             Ok(k) => k,
@@ -1008,4 +1020,26 @@ pub(super) enum VersionBound {
 /// version-bound write made through compare-and-set that did not apply): run it again.
 fn replaced(reply: &Value) -> bool {
     matches!(reply, Value::Error(e) if e.starts_with("PRECONDITION_FAILED"))
+}
+
+/// Redis 7.0's encoding of a hash or set of the same contents with its default limits: a
+/// hash of at most 128 fields, each field and value at most 64 bytes, is a `listpack`; a set
+/// of at most 512 integers an `intset`; anything larger a `hashtable`. (Redis never converts
+/// back once a key grew past them; Hydra reports what the contents are now.)
+fn collection_encoding(c: &hydra_core::collection::Collection) -> &'static str {
+    let elements = c.elements(wall_ms());
+    match c.kind {
+        hydra_core::collection::CollectionKind::Hash => {
+            let small = elements.len() <= 128
+                && elements.iter().all(|(f, v)| f.len() <= 64 && v.len() <= 64);
+            if small { "listpack" } else { "hashtable" }
+        }
+        hydra_core::collection::CollectionKind::Set => {
+            let integers = elements.len() <= 512
+                && elements
+                    .iter()
+                    .all(|(m, _)| m.len() <= 20 && redis_integer(m).is_some());
+            if integers { "intset" } else { "hashtable" }
+        }
+    }
 }
