@@ -189,10 +189,19 @@ pub fn run(opts: &Options) -> Result<Summary> {
             "--time x --rate x 2 is more than the {HISTORY_OPS_MAX} operations a history holds; lower --rate or --time"
         );
     }
-    if !["siblings", "lww", "register", "cas", "cas-http", "cas-txn"].contains(&opts.mode.as_str())
+    if ![
+        "siblings",
+        "lww",
+        "register",
+        "cas",
+        "cas-http",
+        "cas-txn",
+        "redis-set",
+    ]
+    .contains(&opts.mode.as_str())
     {
         bail!(
-            "--workload mode must be siblings, lww, register, cas, cas-http or cas-txn, not {:?}",
+            "--workload mode must be siblings, lww, register, cas, cas-http, cas-txn or redis-set, not {:?}",
             opts.mode
         );
     }
@@ -200,6 +209,8 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let cas_txn = opts.mode == "cas-txn";
     let cas_mode = opts.mode == "cas" || cas_http || cas_txn;
     let registers = opts.mode == "register";
+    // Sets kept as convergent types, through the Redis protocol, in bucket `redis`.
+    let redis_sets = opts.mode == "redis-set";
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("while creating {}", opts.out.display()))?;
     let node_dir = opts.out.join("nodes");
@@ -217,14 +228,14 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let cas_siblings = cas_mode && opts.siblings;
     let bucket = if cas_siblings {
         cas::SIBLINGS_BUCKET.to_string()
-    } else if registers || cas_mode {
+    } else if registers || cas_mode || redis_sets {
         register::BUCKET.to_string()
     } else {
         format!("jepsen_{}", opts.mode)
     };
     let conflicts = if cas_siblings {
         "siblings"
-    } else if registers || cas_mode {
+    } else if registers || cas_mode || redis_sets {
         "lww"
     } else {
         opts.mode.as_str()
@@ -254,6 +265,10 @@ pub fn run(opts: &Options) -> Result<Summary> {
         threads.push(std::thread::spawn(move || {
             if registers {
                 loops::register_loop(
+                    p as u64, node, &resp, keys, seed, pause, &recorder, &stop, &done,
+                )
+            } else if redis_sets {
+                loops::redis_set_loop(
                     p as u64, node, &resp, keys, seed, pause, &recorder, &stop, &done,
                 )
             } else if cas_mode {
@@ -355,6 +370,8 @@ pub fn run(opts: &Options) -> Result<Summary> {
             BTreeMap::new(),
             final_registers(&cluster, &bucket, &keys, "serial")?,
         )
+    } else if redis_sets {
+        (final_redis_sets(&cluster, &bucket, &keys)?, BTreeMap::new())
     } else {
         (final_reads(&cluster, &bucket, &keys)?, BTreeMap::new())
     };
@@ -774,6 +791,35 @@ fn final_registers(
             .parse::<u64>()
             .map(Some)
             .map_err(|_| anyhow::anyhow!("the final value of {k} is no workload value: {text:?}")))
+    })
+}
+
+/// Every key's set (a Redis set, read over HTTP as JSON) at `r=all`; absent is empty.
+fn final_redis_sets(
+    cluster: &Cluster,
+    bucket: &str,
+    keys: &[String],
+) -> Result<BTreeMap<String, Set>> {
+    final_each(cluster, keys, |c, k| {
+        let r = c.get(bucket, k, &[("r", "all")])?;
+        if r.status == 404 {
+            return Ok(Ok(Set::new()));
+        }
+        let parsed = serde_json::from_slice::<serde_json::Value>(&r.body)
+            .ok()
+            .and_then(|v| {
+                v["members"].as_array().map(|m| {
+                    m.iter()
+                        .filter_map(|x| x.as_str().and_then(|s| s.parse::<u64>().ok()))
+                        .collect::<Set>()
+                })
+            });
+        Ok(parsed.ok_or_else(|| {
+            anyhow::anyhow!(
+                "the final read of {k} is no set: {}",
+                String::from_utf8_lossy(&r.body)
+            )
+        }))
     })
 }
 

@@ -264,3 +264,76 @@ pub(crate) fn register_loop(
         std::thread::sleep(pause);
     }
 }
+
+/// The `redis-set` workload: each client adds unique members to the keys' sets with `SADD`
+/// and reads them with `SMEMBERS`, over one RESP connection (replaced, with a new process
+/// id, after an indeterminate operation). Hashes and sets merge concurrent adds (add-wins
+/// observed-remove), so every acknowledged add must survive every fault.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn redis_set_loop(
+    client: u64,
+    node: usize,
+    addr: &str,
+    keys: usize,
+    seed: u64,
+    pause: Duration,
+    recorder: &Recorder,
+    stop: &AtomicBool,
+    done: &AtomicU64,
+) {
+    let timeout = Duration::from_secs(3);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (client + 1).wrapping_mul(0x9E37_79B9));
+    let mut generation: u64 = 0;
+    let mut conn: Option<register::Connection> = None;
+    let mut counter: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let process = (client << 20) | generation;
+        let key = key_name(rng.random_range(0..keys));
+        let op = |kind, f, value, error| Op {
+            process,
+            kind,
+            f,
+            key: key.clone(),
+            value,
+            time: recorder.now(),
+            node,
+            error,
+            ttl_ms: None,
+        };
+        let add = rng.random_bool(0.75);
+        counter += 1;
+        let element = (client << 32) | counter;
+        let (f, invoke_value) = if add {
+            (F::Add, json!(element))
+        } else {
+            (F::Read, serde_json::Value::Null)
+        };
+        recorder.record(op(Kind::Invoke, f, invoke_value.clone(), None));
+        let c = match conn.take() {
+            Some(c) => Ok(c),
+            None => register::Connection::open(addr, timeout),
+        };
+        let result = c.and_then(|mut c| {
+            let r = if add {
+                register::sadd(&mut c, &key, element).map(|()| invoke_value.clone())
+            } else {
+                register::smembers(&mut c, &key).map(|s| json!(s))
+            };
+            conn = Some(c);
+            r
+        });
+        match result {
+            Ok(v) => recorder.record(op(Kind::Ok, f, v, None)),
+            Err(e) => {
+                let kind = if add { e.kind } else { Kind::Fail };
+                recorder.record(op(kind, f, invoke_value, Some(e.error)));
+                if e.kind == Kind::Info {
+                    conn = None;
+                    generation += 1;
+                }
+            }
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(pause);
+    }
+}

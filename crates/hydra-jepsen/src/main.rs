@@ -117,8 +117,9 @@ fn run() -> Result<bool> {
         "cas-register" => "cas",
         "cas-register-http" => "cas-http",
         "cas-register-txn" => "cas-txn",
+        "redis-set" => "redis-set",
         other => anyhow::bail!(
-            "unknown workload {other:?}; expected set, set-lww, register, cas-register, cas-register-http or cas-register-txn"
+            "unknown workload {other:?}; expected set, set-lww, register, cas-register, cas-register-http, cas-register-txn or redis-set"
         ),
     };
     let opts = hydra_jepsen::Options {

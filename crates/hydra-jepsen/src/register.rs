@@ -282,3 +282,42 @@ mod tests {
         assert_eq!(classify_error("TIMEOUT gave up"), Kind::Info);
     }
 }
+
+/// `SADD key element` (the `redis-set` workload): `Ok` on an integer reply.
+pub fn sadd(conn: &mut Connection, key: &str, element: u64) -> Result<(), Broken> {
+    match conn.call(&[b"SADD", key.as_bytes(), element.to_string().as_bytes()])? {
+        Value::Integer(_) => Ok(()),
+        Value::Error(e) => Err(Broken {
+            kind: classify_error(&e),
+            error: e,
+        }),
+        other => Err(Broken {
+            kind: Kind::Info,
+            error: format!("unexpected reply {other:?}"),
+        }),
+    }
+}
+
+/// `SMEMBERS key`: the members, each a workload number.
+pub fn smembers(
+    conn: &mut Connection,
+    key: &str,
+) -> Result<std::collections::BTreeSet<u64>, Broken> {
+    let bad = |e: String| Broken {
+        kind: Kind::Fail,
+        error: e,
+    };
+    match conn.call(&[b"SMEMBERS", key.as_bytes()])? {
+        Value::Array(items) | Value::Set(items) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::Bulk(b) => String::from_utf8_lossy(&b)
+                    .parse::<u64>()
+                    .map_err(|_| bad(format!("member {b:?} is no workload number"))),
+                other => Err(bad(format!("member {other:?}"))),
+            })
+            .collect(),
+        Value::Error(e) => Err(bad(e)),
+        other => Err(bad(format!("unexpected reply {other:?}"))),
+    }
+}

@@ -411,14 +411,18 @@ async fn get_kv(
     match result {
         Ok(ClientResponse::Read {
             collection: Some(c),
+            context,
+            receipt,
             ..
-        }) if !c.is_empty() => error_response(
-            ErrorCode::WrongType,
-            format!(
-                "{shown} holds a {} (made through the Redis protocol); read it with the Redis commands",
-                c.kind.name()
-            ),
-        ),
+        }) if !c.is_empty() => {
+            let resp = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                collection_json(&c).to_string(),
+            )
+                .into_response();
+            with_kv_headers(resp, &context, &receipt)
+        }
         Ok(ClientResponse::Read {
             context,
             siblings,
@@ -494,6 +498,36 @@ fn paxos_json(p: &PaxosReceipt, outcome: &str) -> Value {
 }
 
 /// A read's answer: the value (200), siblings as JSON (300) or `not_found` (404).
+/// A hash or set as JSON: `{"type": "hash", "fields": {name: value}}` or `{"type": "set",
+/// "members": [...]}`, in byte order; a name, value or member that is not UTF-8 is
+/// `{"base64": "..."}` (a hash with such a field name lists `[name, value]` pairs instead).
+fn collection_json(c: &hydra_core::collection::Collection) -> Value {
+    let text = |b: &[u8]| match std::str::from_utf8(b) {
+        Ok(t) => json!(t),
+        Err(_) => json!({ "base64": base64::engine::general_purpose::STANDARD.encode(b) }),
+    };
+    let elements = c.elements(crate::driver::wall_ms());
+    match c.kind {
+        hydra_core::collection::CollectionKind::Set => json!({
+            "type": "set",
+            "members": elements.iter().map(|(m, _)| text(m)).collect::<Vec<_>>(),
+        }),
+        hydra_core::collection::CollectionKind::Hash
+            if elements.iter().all(|(f, _)| std::str::from_utf8(f).is_ok()) =>
+        {
+            let fields: serde_json::Map<String, Value> = elements
+                .iter()
+                .map(|(f, v)| (String::from_utf8_lossy(f).into_owned(), text(v)))
+                .collect();
+            json!({ "type": "hash", "fields": fields })
+        }
+        hydra_core::collection::CollectionKind::Hash => json!({
+            "type": "hash",
+            "fields": elements.iter().map(|(f, v)| json!([text(f), text(v)])).collect::<Vec<_>>(),
+        }),
+    }
+}
+
 fn read_response(
     shown: &str,
     context: &VersionVector,

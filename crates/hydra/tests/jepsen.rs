@@ -2,7 +2,8 @@
 //! nemesis (partitions, kill -9, SIGSTOP, clock skew and jumps): the set workload in a
 //! `siblings` bucket for about 90 seconds (no acknowledged add may be lost, no failed add may
 //! appear), and the register workload over RESP with TTLs for about 60 (lww order, no refresh
-//! undone by expiry, no expired value, no phantom); the replicas must agree after the final
+//! undone by expiry, no expired value, no phantom), and `SADD`s to sets kept as convergent
+//! types for about 45 (no acknowledged add lost); the replicas must agree after the final
 //! heal. Needs root (network namespaces); the
 //! long soak is `hydra-jepsen` itself (README "Fault testing").
 
@@ -217,6 +218,74 @@ fn compare_and_set_is_linearizable_under_every_fault(mode: &str, siblings: bool,
         v.applied > 100 && v.not_applied > 10 && v.reads_ok > 300,
         "too little work: {text}"
     );
+}
+
+/// Sets kept as convergent types, over the Redis protocol: `SADD` of unique members through
+/// every node under every fault (sloppy quorums); no acknowledged add may be lost, no failed
+/// one may appear, and the replicas must agree after the final heal.
+#[test]
+fn redis_sets_lose_no_acknowledged_add_under_every_fault() {
+    if !can_run("redis_sets_lose_no_acknowledged_add_under_every_fault") {
+        return;
+    }
+    let _one = exclusive();
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("jepsen-redis-set");
+    let _ = std::fs::remove_dir_all(&out);
+    let summary = hydra_jepsen::run(&redis_set_options(
+        out,
+        PathBuf::from(env!("CARGO_BIN_EXE_hydra")),
+        vec![],
+    ))
+    .expect("the harness runs (it needs root)");
+    let text = serde_json::to_string_pretty(&summary).expect("json");
+    let v = &summary.verdict;
+    assert_eq!(v.lost, 0, "acknowledged adds lost: {text}");
+    assert_eq!(v.failed_but_observed, 0, "failed adds observed: {text}");
+    assert_eq!(v.unexpected, 0, "{text}");
+    assert_eq!(summary.unconverged_keys, 0, "{text}");
+    assert!(summary.passed, "{text}");
+    assert!(v.adds_ok > 1_000, "too little work: {text}");
+    assert!(
+        summary.faults.values().sum::<u64>() >= 4,
+        "too few faults: {text}"
+    );
+}
+
+/// The set checker over real processes catches a collection merge that drops concurrent
+/// adds (planted `collection_merge_drops_adds`). Ignored by default: it builds a second
+/// `hydra` (minutes). `cargo test -p hydra --test jepsen -- --ignored --nocapture`
+#[test]
+#[ignore = "builds a second hydra with planted bugs; run with --ignored"]
+fn the_redis_set_checker_catches_a_merge_that_drops_concurrent_adds() {
+    if !can_run("the_redis_set_checker_catches_a_merge_that_drops_concurrent_adds") {
+        return;
+    }
+    let _one = exclusive();
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("jepsen-redis-set-planted");
+    let _ = std::fs::remove_dir_all(&out);
+    let env = vec![(
+        "HYDRA_PLANTED_BUGS".into(),
+        "collection_merge_drops_adds".into(),
+    )];
+    let mut opts = redis_set_options(out, planted_hydra(), env);
+    opts.seconds = 30;
+    let summary = hydra_jepsen::run(&opts).expect("the harness runs");
+    println!("{}", serde_json::to_string_pretty(&summary).expect("json"));
+    assert!(summary.verdict.lost > 0, "the planted bug went unnoticed");
+    assert!(!summary.passed);
+}
+
+fn redis_set_options(
+    out: PathBuf,
+    hydra: PathBuf,
+    server_env: Vec<(String, String)>,
+) -> hydra_jepsen::Options {
+    let mut opts = register_options(out, hydra, server_env);
+    opts.mode = "redis-set".into();
+    opts.seconds = 45;
+    opts.sloppy = true;
+    opts.seed = 11;
+    opts
 }
 
 /// Checker (h) over real processes catches acceptors that forget their promises (planted
