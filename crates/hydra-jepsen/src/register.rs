@@ -250,39 +250,6 @@ fn bulk_number(reply: Value) -> Result<Option<u64>, Broken> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_refusals_before_any_write_count_as_failed() {
-        assert_eq!(
-            classify_error("CLOCK_SKEW node 2 refuses writes"),
-            Kind::Fail
-        );
-        assert_eq!(classify_error("OVERLOADED too many requests"), Kind::Fail);
-        assert_eq!(
-            classify_error(
-                "QUORUM_NOT_REACHED write quorum not reached: needed 2 of 3 replicas, 0 answered; n2: believed down, n3: believed down (needed 2, acked 0)"
-            ),
-            Kind::Fail
-        );
-        assert_eq!(
-            classify_error(
-                "QUORUM_NOT_REACHED write quorum not reached: needed 2 of 3 replicas, 1 answered; n3: timed out after 1000 ms (needed 2, acked 1)"
-            ),
-            Kind::Info
-        );
-        assert_eq!(
-            classify_error(
-                "QUORUM_NOT_REACHED write quorum not reached: needed 2 of 3 replicas, 0 answered; n2: believed down, n3: timed out after 1000 ms (needed 2, acked 0)"
-            ),
-            Kind::Info
-        );
-        assert_eq!(classify_error("TIMEOUT gave up"), Kind::Info);
-    }
-}
-
 /// `SADD key element` (the `redis-set` workload): `Ok` on an integer reply.
 pub fn sadd(conn: &mut Connection, key: &str, element: u64) -> Result<(), Broken> {
     match conn.call(&[b"SADD", key.as_bytes(), element.to_string().as_bytes()])? {
@@ -319,5 +286,38 @@ pub fn smembers(
             .collect(),
         Value::Error(e) => Err(bad(e)),
         other => Err(bad(format!("unexpected reply {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refusals_before_any_write_count_as_failed() {
+        assert_eq!(
+            classify_error("CLOCK_SKEW node 2 refuses writes"),
+            Kind::Fail
+        );
+        assert_eq!(classify_error("OVERLOADED too many requests"), Kind::Fail);
+        assert_eq!(
+            classify_error(
+                "QUORUM_NOT_REACHED write quorum not reached: needed 2 of 3 replicas, 0 answered; n2: believed down, n3: believed down (needed 2, acked 0)"
+            ),
+            Kind::Fail
+        );
+        assert_eq!(
+            classify_error(
+                "QUORUM_NOT_REACHED write quorum not reached: needed 2 of 3 replicas, 1 answered; n3: timed out after 1000 ms (needed 2, acked 1)"
+            ),
+            Kind::Info
+        );
+        assert_eq!(
+            classify_error(
+                "QUORUM_NOT_REACHED write quorum not reached: needed 2 of 3 replicas, 0 answered; n2: believed down, n3: timed out after 1000 ms (needed 2, acked 0)"
+            ),
+            Kind::Info
+        );
+        assert_eq!(classify_error("TIMEOUT gave up"), Kind::Info);
     }
 }
