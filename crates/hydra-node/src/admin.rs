@@ -170,6 +170,20 @@ pub async fn set_user(
 /// `POST /v1/admin/handoff {"enabled": false|true}`: pause or resume this node's delivery
 /// of the hints it holds (Cassandra's `nodetool disablehandoff`/`enablehandoff`).
 pub async fn set_handoff(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+    operator_switch(&state, &body, "handoff_enabled").await
+}
+
+/// `POST /v1/admin/anti-entropy {"enabled": false|true}`: pause or resume the anti-entropy
+/// exchanges this node starts (it still answers its peers').
+pub async fn set_anti_entropy(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> Response {
+    operator_switch(&state, &body, "anti_entropy_enabled").await
+}
+
+/// An operator's on/off switch of a node's background repair: `{"enabled": bool}`.
+async fn operator_switch(state: &AppState, body: &[u8], which: &str) -> Response {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Switch {
@@ -177,14 +191,19 @@ pub async fn set_handoff(State(state): State<Arc<AppState>>, body: axum::body::B
     }
     answer(
         async {
-            let switch: Switch = parse(&body)?;
-            state.core.set_handoff(switch.enabled).await.ok_or((
+            let switch: Switch = parse(body)?;
+            let done = if which == "handoff_enabled" {
+                state.core.set_handoff(switch.enabled).await
+            } else {
+                state.core.set_anti_entropy(switch.enabled).await
+            };
+            done.ok_or((
                 ErrorCode::Overloaded,
                 "the node's core did not answer".to_string(),
             ))?;
             Ok(json_response(
                 StatusCode::OK,
-                json!({ "handoff_enabled": switch.enabled }),
+                json!({ which: switch.enabled }),
             ))
         }
         .await,

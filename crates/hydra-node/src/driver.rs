@@ -55,6 +55,11 @@ pub enum CoreEvent {
         enabled: bool,
         reply: oneshot::Sender<()>,
     },
+    /// Pause or resume the anti-entropy exchanges it starts (`POST /v1/admin/anti-entropy`).
+    SetAntiEntropy {
+        enabled: bool,
+        reply: oneshot::Sender<()>,
+    },
     Shutdown,
     /// Internode messages wait in the peer lane ([`CoreHandle::deliver`]).
     Wake,
@@ -153,6 +158,15 @@ impl CoreHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .try_send(CoreEvent::SetHandoff { enabled, reply })
+            .ok()?;
+        rx.await.ok()
+    }
+
+    /// Pauses or resumes this node's anti-entropy; `None` if the core did not answer.
+    pub async fn set_anti_entropy(&self, enabled: bool) -> Option<()> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .try_send(CoreEvent::SetAntiEntropy { enabled, reply })
             .ok()?;
         rx.await.ok()
     }
@@ -413,6 +427,11 @@ impl Driver {
                 }
                 CoreEvent::SetHandoff { enabled, reply } => {
                     self.node.set_handoff(enabled);
+                    let _ = reply.send(());
+                    continue;
+                }
+                CoreEvent::SetAntiEntropy { enabled, reply } => {
+                    self.node.set_anti_entropy(enabled);
                     let _ = reply.send(());
                     continue;
                 }

@@ -63,6 +63,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::delete(crate::admin::revoke_token),
         )
         .route("/v1/admin/handoff", axum::routing::post(crate::admin::set_handoff))
+        .route(
+            "/v1/admin/anti-entropy",
+            axum::routing::post(crate::admin::set_anti_entropy),
+        )
         .route("/v1/admin/users", get(crate::admin::list_users))
         .route(
             "/v1/admin/users/{name}",
@@ -788,6 +792,7 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
         }),
         "partitions_needing_anti_entropy": status.dirty_partitions,
         "handoff_enabled": status.handoff_enabled,
+        "anti_entropy_enabled": status.anti_entropy_enabled,
         "peer_messages_refused": status.peer_messages_refused,
         "peer_refusal": status.peer_refusal,
         "objects": status.objects,

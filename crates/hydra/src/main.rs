@@ -183,7 +183,15 @@ enum Command {
     /// disablehandoff`/`enablehandoff`); paused, hints are kept and go out once resumed.
     Handoff {
         #[command(subcommand)]
-        action: HandoffAction,
+        action: SwitchAction,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Pause or resume the anti-entropy exchanges a node starts (it still answers its
+    /// peers'); not kept across restarts.
+    AntiEntropy {
+        #[command(subcommand)]
+        action: SwitchAction,
         #[command(flatten)]
         endpoint: Endpoint,
     },
@@ -204,10 +212,10 @@ enum Command {
 }
 
 #[derive(Subcommand)]
-enum HandoffAction {
-    /// Resume delivering hints (the default at every start).
+enum SwitchAction {
+    /// Resume it (the default at every start).
     Enable,
-    /// Stop delivering hints until `enable` or a restart; they are still kept.
+    /// Pause it until `enable` or a restart (hints are still kept).
     Disable,
 }
 
@@ -308,6 +316,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    let is_handoff = matches!(cli.command, Command::Handoff { .. });
     match cli.command {
         Command::Server { config, sets } => {
             let config =
@@ -612,11 +621,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Handoff { action, endpoint } => {
-            let enabled = matches!(action, HandoffAction::Enable);
+        Command::Handoff { action, endpoint } | Command::AntiEntropy { action, endpoint } => {
+            let enabled = matches!(action, SwitchAction::Enable);
+            let route = if is_handoff {
+                "handoff"
+            } else {
+                "anti-entropy"
+            };
             let out = endpoint
                 .client()
-                .admin("POST", "handoff", Some(&json!({ "enabled": enabled })))
+                .admin("POST", route, Some(&json!({ "enabled": enabled })))
                 .map_err(api)?;
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)

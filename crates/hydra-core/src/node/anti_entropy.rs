@@ -57,6 +57,8 @@ pub(crate) struct AntiEntropy {
     /// Round-robin position over the trees, and over peers.
     cursor: u64,
     pub(crate) status: AeStatus,
+    /// Paused by an operator (`Node::set_anti_entropy`): no exchange starts.
+    pub(crate) paused: bool,
 }
 
 /// The tree of (partition, n); an empty one when this node holds nothing there.

@@ -201,6 +201,13 @@ impl Node {
         self.handoff.paused = !enabled;
     }
 
+    /// Pauses or resumes the anti-entropy exchanges this node starts (it still answers its
+    /// peers' exchanges). Not kept across restarts (`cluster.anti_entropy_interval_ms = 0`
+    /// starts a node without them).
+    pub fn set_anti_entropy(&mut self, enabled: bool) {
+        self.ae.paused = !enabled;
+    }
+
     /// The buckets this node knows, with their properties.
     pub fn buckets(&self) -> BTreeMap<BucketName, BucketProps> {
         self.local.buckets.props()
@@ -233,6 +240,7 @@ impl Node {
             bucket_conflicts: local.buckets.conflicts().to_vec(),
             paxos_repair: self.repairs.status,
             handoff_enabled: !self.handoff.paused,
+            anti_entropy_enabled: !self.ae.paused,
             peer_messages_refused: self.peer_refused.0,
             peer_refusal: self.peer_refused.1.clone(),
         }
@@ -411,7 +419,7 @@ impl Node {
                         .start_expiry(local, ctx, key, expired, &props, at);
                 }
                 // Trees that disagree with the store (keys moving) would repair for nothing.
-                if !local.trees_moving() {
+                if !local.trees_moving() && !self.ae.paused {
                     self.ae.start(local, ctx, &self.handoff.index.dirty);
                 }
                 let next = now.plus_ms(local.config.anti_entropy_interval_ms);

@@ -38,6 +38,8 @@ pub struct NodeStatus {
     pub paxos_repair: super::PaxosRepairStatus,
     /// Whether this node delivers the hints it holds (an operator may pause it).
     pub handoff_enabled: bool,
+    /// Whether this node starts anti-entropy exchanges (an operator can pause them).
+    pub anti_entropy_enabled: bool,
     /// Members' messages dropped at the peer edge (a version no node could have made, a
     /// hint for a non-member), and why the last one was.
     pub peer_messages_refused: u64,
