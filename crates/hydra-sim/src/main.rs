@@ -42,10 +42,15 @@ struct Args {
     /// `--features planted-bugs`): how many seeds it takes a checker to catch it.
     #[arg(long)]
     bug: Option<String>,
+    /// Clients update hashes and sets too (checker (l)); off by default, so seeds replay as
+    /// the other workloads' tests run them.
+    #[arg(long)]
+    collections: bool,
 }
 
 fn config(args: &Args, seed: u64) -> SimConfig {
     let mut c = SimConfig::from_seed(seed);
+    c.collections = args.collections;
     if let Some(d) = args.duration_ms {
         c.duration_ms = d;
     }

@@ -115,7 +115,7 @@ impl World {
         if !self.faulty || !matches!(self.clients[client].state, ClientState::Idle) {
             return;
         }
-        if self.rng.random_bool(super::collections::COLLECTION_SHARE) {
+        if self.config.collections && self.rng.random_bool(super::collections::COLLECTION_SHARE) {
             self.start_collection_op(client);
             return;
         }

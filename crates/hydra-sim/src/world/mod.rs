@@ -95,6 +95,10 @@ pub struct SimConfig {
     /// The compare-and-set keys and the counter live in the strict `siblings` bucket (their
     /// commits are events of the coordinators' Paxos writers), not the strict `lww` one.
     pub cas_siblings: bool,
+    /// Clients update hashes and sets too (`collections.rs`, checker (l)). Off in
+    /// `from_seed`, so the other workloads' seeds replay as before (`--collections` and the
+    /// collection tests turn it on).
+    pub collections: bool,
 }
 
 impl SimConfig {
@@ -131,6 +135,7 @@ impl SimConfig {
             paxos_repair_interval_ms: 100,
             all_writes: rng.random_bool(0.25),
             cas_siblings: rng.random_bool(0.3),
+            collections: false,
         }
     }
 }
@@ -499,7 +504,7 @@ impl World {
             );
             self.start_periodic_sync(i);
         }
-        if self.rng.random_bool(0.5) {
+        if self.config.collections && self.rng.random_bool(0.5) {
             // Every later update of a hash or set is merged against the mark.
             self.truncate_collections_first();
         }
