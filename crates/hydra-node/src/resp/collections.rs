@@ -62,7 +62,8 @@ pub(super) enum CollectionCmd {
 
 /// What a key holds, as a read found it.
 pub(super) enum Found {
-    Absent,
+    /// Nothing live: the read's context (a tombstone's, which a write after it supersedes).
+    Absent(VersionVector),
     /// A plain value: the read's context and its newest live value.
     String(VersionVector, Sibling),
     /// A hash or set with at least one element.
@@ -136,7 +137,7 @@ impl Connection {
         else {
             return match super::take_newest(response) {
                 (Some(context), Some(s)) => Ok(Found::String(context, s)),
-                (Some(_), None) => Ok(Found::Absent),
+                (Some(context), None) => Ok(Found::Absent(context)),
                 (None, _) => Err(Value::error("ERR unexpected reply to a read")),
             };
         };
@@ -152,7 +153,7 @@ impl Connection {
         }
         Ok(match live.into_iter().next() {
             Some(s) => Found::String(context, s),
-            None => Found::Absent,
+            None => Found::Absent(context),
         })
     }
 
@@ -164,7 +165,7 @@ impl Connection {
         kind: CollectionKind,
     ) -> Result<Option<Collection>, Value> {
         match self.read_found(key).await? {
-            Found::Absent => Ok(None),
+            Found::Absent(_) => Ok(None),
             Found::Collection(c) if c.kind == kind => Ok(Some(c)),
             _ => Err(wrong_type()),
         }
@@ -643,7 +644,7 @@ impl Connection {
     /// empty result deletes it.
     async fn store_set(&mut self, key: ObjectKey, members: Vec<Vec<u8>>) -> Result<(), Value> {
         let existing = match self.read_found(&key).await? {
-            Found::Absent => None,
+            Found::Absent(_) => None,
             Found::Collection(c) if c.kind == CollectionKind::Set => Some(c),
             Found::Collection(c) => {
                 self.update_collection(key.clone(), Self::clear_update(&c))

@@ -398,7 +398,7 @@ impl Connection {
             loop {
                 let reply = match self.read_found(&key).await {
                     Err(e) => e,
-                    Ok(Found::Absent) => break,
+                    Ok(Found::Absent(_)) => break,
                     Ok(Found::Collection(c)) => {
                         match self
                             .update_collection(key.clone(), Self::clear_update(&c))
@@ -564,7 +564,7 @@ impl Connection {
             Some(_) => return Value::error("ERR Unsupported option"),
         };
         let found = match self.read_found(&key).await {
-            Ok(Found::Absent) => return Value::Integer(0),
+            Ok(Found::Absent(_)) => return Value::Integer(0),
             Ok(found) => found,
             Err(e) => return e,
         };
@@ -572,7 +572,7 @@ impl Connection {
         let current = match &found {
             Found::String(_, s) => s.expires_at,
             Found::Collection(c) => c.expires_at(now as u64),
-            Found::Absent => None,
+            Found::Absent(_) => None,
         }
         .map(|at| at as i64 - now);
         let applies = match flag.as_deref() {
@@ -603,7 +603,7 @@ impl Connection {
                     Err(e) => e,
                 };
             }
-            Found::Absent => return Value::Integer(0),
+            Found::Absent(_) => return Value::Integer(0),
         };
         let result = if ms <= 0 {
             self.write_version(key, VersionOp::Delete, (context, sibling), None)
@@ -627,7 +627,7 @@ impl Connection {
         };
         let expires_at = match self.read_found(&key).await {
             Err(e) => return e,
-            Ok(Found::Absent) => None,
+            Ok(Found::Absent(_)) => None,
             Ok(Found::String(_, s)) => Some(s.expires_at),
             Ok(Found::Collection(c)) => Some(c.expires_at(wall_ms())),
         };
@@ -716,7 +716,7 @@ impl Connection {
         };
         let value = match self.read_found(&key).await {
             Err(e) => return e,
-            Ok(Found::Absent) => return Value::Null,
+            Ok(Found::Absent(_)) => return Value::Null,
             Ok(Found::Collection(c)) => {
                 return match sub.as_slice() {
                     b"encoding" => Value::bulk(collection_encoding(&c)),
@@ -761,7 +761,7 @@ impl Connection {
         };
         match self.read_found(&key).await {
             Err(e) => e,
-            Ok(Found::Absent) => Value::Simple("none".into()),
+            Ok(Found::Absent(_)) => Value::Simple("none".into()),
             Ok(Found::String(..)) => Value::Simple("string".into()),
             Ok(Found::Collection(c)) => Value::Simple(c.kind.name().into()),
         }

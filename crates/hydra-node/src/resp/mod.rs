@@ -664,7 +664,7 @@ impl Connection {
         key: &ObjectKey,
     ) -> Result<(VersionVector, Option<Sibling>), Value> {
         match self.read_found(key).await? {
-            collections::Found::Absent => Ok((VersionVector::default(), None)),
+            collections::Found::Absent(context) => Ok((context, None)),
             collections::Found::String(context, s) => Ok((context, Some(s))),
             collections::Found::Collection(_) => Err(collections::wrong_type()),
         }

@@ -522,7 +522,7 @@ impl Connection {
             }
         }
         let original = match self.read_found(&key).await {
-            Ok(super::collections::Found::Absent) => None,
+            Ok(super::collections::Found::Absent(_)) => None,
             Ok(super::collections::Found::Collection(c)) => Some(c),
             Ok(super::collections::Found::String(..)) => {
                 return Value::error(format!(
