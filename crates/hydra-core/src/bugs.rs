@@ -69,6 +69,9 @@ pub struct PlantedBugs {
     /// A serial read answers from the promised data without finishing a proposal in
     /// progress.
     pub paxos_read_skips_in_progress: bool,
+    /// A compare-and-set on a hash's or set's elements (`HINCRBY`, `SPOP`...) applies
+    /// whatever the elements hold now, not only the dots its read showed.
+    pub paxos_elements_condition_ignored: bool,
     /// A serial read (or a failed condition) skips its proposal even when a write was
     /// promised since the latest commit (its proposal may still be accepted, and later
     /// finished, after the read).
@@ -129,6 +132,7 @@ thread_local! {
         paxos_answers_before_sync: false,
         paxos_ballots_not_unique: false,
         paxos_read_skips_in_progress: false,
+        paxos_elements_condition_ignored: false,
         paxos_read_ignores_write_promises: false,
         paxos_read_trusts_minority_commits: false,
         paxos_own_commit_any_above: false,
@@ -171,6 +175,7 @@ impl PlantedBugs {
             "paxos_answers_before_sync" => self.paxos_answers_before_sync = true,
             "paxos_ballots_not_unique" => self.paxos_ballots_not_unique = true,
             "paxos_read_skips_in_progress" => self.paxos_read_skips_in_progress = true,
+            "paxos_elements_condition_ignored" => self.paxos_elements_condition_ignored = true,
             "paxos_read_ignores_write_promises" => self.paxos_read_ignores_write_promises = true,
             "paxos_read_trusts_minority_commits" => self.paxos_read_trusts_minority_commits = true,
             "paxos_own_commit_any_above" => self.paxos_own_commit_any_above = true,

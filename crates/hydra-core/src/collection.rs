@@ -87,7 +87,7 @@ pub struct Collection {
 }
 
 /// One update, as a client makes it after a read: removes first, then adds under one new dot.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CollectionUpdate {
     /// The type the update needs the key to be (or makes it, when the key is absent).
     pub kind: CollectionKind,
@@ -159,6 +159,59 @@ impl Collection {
     /// state).
     pub fn context(&self) -> VersionVector {
         self.clock.clone()
+    }
+
+    /// The update whose stamp is the object's `stamp`, as `(node, stamp)`, when the vector
+    /// names it (what identifies a compare-and-set proposal of a collection: its own update
+    /// is stamped after everything it read).
+    pub fn newest_event(&self) -> Option<(NodeId, Hlc)> {
+        self.clock
+            .0
+            .iter()
+            .find(|(_, c)| **c == self.stamp.0)
+            .map(|(n, _)| (*n, self.stamp))
+    }
+
+    /// Whether the vector's entry for `node` is exactly `stamp`: that update is held and no
+    /// later one of `node` is (a precise test for a compare-and-set writer's own update).
+    pub fn has_latest_event(&self, node: NodeId, stamp: Hlc) -> bool {
+        stamp > self.floor && self.clock.0.get(&node) == Some(&stamp.0)
+    }
+
+    /// Whether each named element has, at `now_ms`, exactly the live dots given (none: the
+    /// element is absent), as a compare-and-set condition judges a hash or set.
+    pub fn has_exactly(&self, expected: &[(Vec<u8>, Vec<Dot>)], now_ms: u64) -> bool {
+        expected.iter().all(|(element, dots)| {
+            let mut want = dots.clone();
+            want.sort_unstable();
+            want.dedup();
+            let have = self
+                .get(element, now_ms)
+                .map(|(d, _)| d)
+                .unwrap_or_default();
+            have == want
+        })
+    }
+
+    /// Why this collection is beyond what one key may hold, if it is (an update that would
+    /// make it so is refused).
+    pub fn over_limits(&self) -> Option<String> {
+        use crate::limits::{CLOUD_DOTS_MAX, COLLECTION_ELEMENTS_MAX};
+        if self.len() > COLLECTION_ELEMENTS_MAX {
+            return Some(format!(
+                "the {} would hold {} elements, more than the limit of {COLLECTION_ELEMENTS_MAX}",
+                self.kind.name(),
+                self.len()
+            ));
+        }
+        if self.cloud_len() > CLOUD_DOTS_MAX {
+            return Some(format!(
+                "the {} would remember {} removes of adds not yet received, more than the limit of {CLOUD_DOTS_MAX}; retry once replicas caught up",
+                self.kind.name(),
+                self.cloud_len()
+            ));
+        }
+        None
     }
 
     pub fn cloud_len(&self) -> usize {

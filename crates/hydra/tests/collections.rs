@@ -437,3 +437,166 @@ fn node_redis_and_ioredis_run_application_patterns() {
         "{stdout}"
     );
 }
+
+/// The read-then-write commands are exact through compare-and-set: clients on every node at
+/// once, `HINCRBY` of one field (no increment lost, each acknowledged reply a distinct count),
+/// `SPOP` (each member popped once), `HSETNX` of one field (one client wins) and `SMOVE` of
+/// one member (one client moves it). Under this much contention on one key a few commands
+/// may answer `-TIMEOUT` (their coordinator could not learn whether they applied, as with
+/// string `INCR`); each such one may or may not have taken effect, and is counted so.
+#[test]
+fn read_then_write_commands_are_exact_across_nodes() {
+    let cluster = TestCluster::start(3, "");
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.resp.clone()).collect();
+    const CLIENTS: usize = 6;
+    const ROUNDS: usize = 25;
+    const MEMBERS: usize = 60;
+    let mut setup = Raw::connect(&addrs[0]);
+    let members: Vec<String> = (0..MEMBERS).map(|i| format!("m{i}")).collect();
+    let mut sadd: Vec<&[u8]> = vec![b"SADD", b"pool"];
+    sadd.extend(members.iter().map(|m| m.as_bytes()));
+    assert_eq!(text(&setup.command(&sadd)), format!(":{MEMBERS}\r\n"));
+    assert_eq!(setup.command(&[b"SADD", b"from", b"token"]), b":1\r\n");
+    #[derive(Default)]
+    struct Seen {
+        counts: Vec<i64>,
+        incr_unknown: usize,
+        popped: Vec<String>,
+        pop_unknown: usize,
+        setnx: Option<bool>,
+        smove: Option<bool>,
+    }
+    let unknown = |reply: &[u8]| {
+        let t = text(reply);
+        assert!(t.starts_with("-TIMEOUT "), "{t}");
+    };
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let addr = addrs[c % addrs.len()].clone();
+            std::thread::spawn(move || {
+                let mut conn = Raw::connect(&addr);
+                let mut seen = Seen::default();
+                for _ in 0..ROUNDS {
+                    let reply = conn.command(&[b"HINCRBY", b"stats", b"hits", b"1"]);
+                    match parse(&reply) {
+                        Value::Integer(n) => seen.counts.push(n),
+                        _ => {
+                            unknown(&reply);
+                            seen.incr_unknown += 1;
+                        }
+                    }
+                    let reply = conn.command(&[b"SPOP", b"pool"]);
+                    match parse(&reply) {
+                        Value::Bulk(m) => seen.popped.push(String::from_utf8(m).expect("utf-8")),
+                        Value::Null => {}
+                        _ => {
+                            unknown(&reply);
+                            seen.pop_unknown += 1;
+                        }
+                    }
+                }
+                let who = format!("client{c}");
+                let reply = conn.command(&[b"HSETNX", b"stats", b"owner", who.as_bytes()]);
+                seen.setnx = match reply.as_slice() {
+                    b":1\r\n" => Some(true),
+                    b":0\r\n" => Some(false),
+                    _ => {
+                        unknown(&reply);
+                        None
+                    }
+                };
+                let reply = conn.command(&[b"SMOVE", b"from", b"to", b"token"]);
+                seen.smove = match reply.as_slice() {
+                    b":1\r\n" => Some(true),
+                    b":0\r\n" => Some(false),
+                    _ => {
+                        unknown(&reply);
+                        None
+                    }
+                };
+                seen
+            })
+        })
+        .collect();
+    let seen: Vec<Seen> = threads
+        .into_iter()
+        .map(|t| t.join().expect("client"))
+        .collect();
+    let mut check = Raw::connect(&addrs[1]);
+    assert_eq!(
+        check.command(&[b"HYDRA.CONSISTENCY", b"all", b"all"]),
+        b"+OK\r\n"
+    );
+    // Increments: acknowledged replies distinct, the final count between them and them plus
+    // the unknown ones, every acknowledged reply within it.
+    let mut counts: Vec<i64> = seen.iter().flat_map(|s| s.counts.clone()).collect();
+    counts.sort_unstable();
+    let acked = counts.len();
+    counts.dedup();
+    assert_eq!(
+        counts.len(),
+        acked,
+        "two increments answered the same count"
+    );
+    let unknowns: usize = seen.iter().map(|s| s.incr_unknown).sum();
+    assert!(
+        unknowns * 3 <= CLIENTS * ROUNDS,
+        "{unknowns} increments unknown"
+    );
+    eprintln!("{acked} increments acknowledged, {unknowns} unknown");
+    let fin: usize = match parse(&check.command(&[b"HGET", b"stats", b"hits"])) {
+        Value::Bulk(b) => String::from_utf8(b)
+            .expect("utf-8")
+            .parse()
+            .expect("a count"),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        (acked..=acked + unknowns).contains(&fin),
+        "final count {fin}, {acked} acknowledged, {unknowns} unknown"
+    );
+    assert!(counts.last().is_none_or(|m| *m as usize <= fin));
+    // Pops: each acknowledged member popped once and gone; the rest still there unless an
+    // unknown pop took it.
+    let mut popped: Vec<String> = seen.iter().flat_map(|s| s.popped.clone()).collect();
+    popped.sort();
+    let n = popped.len();
+    popped.dedup();
+    assert_eq!(popped.len(), n, "a member popped twice");
+    let left: std::collections::BTreeSet<String> =
+        items(&parse(&check.command(&[b"SMEMBERS", b"pool"])))
+            .into_iter()
+            .map(|v| match v {
+                Value::Bulk(b) => String::from_utf8(b).expect("utf-8"),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+    assert!(
+        popped.iter().all(|m| !left.contains(m)),
+        "a popped member is back"
+    );
+    let pop_unknowns: usize = seen.iter().map(|s| s.pop_unknown).sum();
+    assert!(
+        n + left.len() <= MEMBERS && n + left.len() + pop_unknowns >= MEMBERS,
+        "{n} popped, {} left, {pop_unknowns} unknown",
+        left.len()
+    );
+    // One HSETNX and one SMOVE won (unless the winner's answer was unknown).
+    let won = |f: fn(&Seen) -> Option<bool>| {
+        let wins = seen.iter().filter(|s| f(s) == Some(true)).count();
+        let unknown = seen.iter().filter(|s| f(s).is_none()).count();
+        assert!(
+            wins <= 1 && wins + unknown >= 1,
+            "{wins} won, {unknown} unknown"
+        );
+        wins
+    };
+    won(|s| s.setnx);
+    if won(|s| s.smove) == 1 {
+        assert_eq!(check.command(&[b"SMEMBERS", b"from"]), b"*0\r\n");
+        assert_eq!(
+            check.command(&[b"SMEMBERS", b"to"]),
+            b"*1\r\n$5\r\ntoken\r\n"
+        );
+    }
+}

@@ -540,7 +540,7 @@ mod tests {
         };
         assert_eq!(
             hex(&encode_envelope(&env)),
-            "080700ac020162016b000102010101760174050000"
+            "090700ac020162016b000102010101760174050000"
         );
         let env = Envelope {
             layout_version: LayoutVersion(1),
@@ -549,7 +549,7 @@ mod tests {
                 result: Err(ReplicaError::NotReplica),
             },
         };
-        assert_eq!(hex(&encode_envelope(&env)), "080103010103");
+        assert_eq!(hex(&encode_envelope(&env)), "090103010103");
         let ballot = Ballot {
             hlc: Hlc(5),
             node: NodeId(2),
@@ -563,7 +563,7 @@ mod tests {
                 phase: PaxosPhase::Propose(None, Ballot::ZERO),
             },
         };
-        assert_eq!(hex(&encode_envelope(&env)), "080114010162016b050201000000");
+        assert_eq!(hex(&encode_envelope(&env)), "090114010162016b050201000000");
         let state = crate::paxos::AcceptorState {
             promised: ballot,
             accepted: Some(Accepted {

@@ -19,7 +19,7 @@ use crate::version::{Object, Sibling, VersionVector};
 use serde::{Deserialize, Serialize};
 
 /// Format byte of internode messages.
-pub const MESSAGE_FORMAT: u8 = 8;
+pub const MESSAGE_FORMAT: u8 = 9;
 /// Format byte of stored objects.
 pub const OBJECT_FORMAT: u8 = 3;
 /// Format byte of stored objects before `lww` versions had a TTL-change stamp: still read
@@ -125,6 +125,10 @@ pub enum CasAction {
         keep_ttl: bool,
     },
     Delete,
+    /// Apply a hash or set update (`lww` buckets), its removes naming dots the condition
+    /// (`Elements`) shows the key holds: a read-then-write command made exact
+    /// (`HINCRBY`, `SPOP`...). The update's dot is this node's compare-and-set writer's.
+    Collection(CollectionUpdate),
 }
 
 /// A PUT (a value) or a DELETE (a tombstone), with the context of the read it follows.
@@ -250,6 +254,8 @@ pub enum ClientResponse {
         previous: Vec<Sibling>,
         receipt: Receipt,
         paxos: PaxosReceipt,
+        /// The hash or set the key holds after it (as a read would show it), if any.
+        collection: Option<crate::collection::Collection>,
     },
     /// A page of a listing: its keys, and where the next page starts (`None`: the listing
     /// is done). A page may be empty and still have a next one.

@@ -91,6 +91,31 @@ impl Local {
                 if let Condition::VersionIs(v) = &c.condition {
                     self.check_context(v)?;
                 }
+                match (&c.action, &c.condition) {
+                    (CasAction::Collection(update), condition) => {
+                        self.check_collection_update(key, &props, false, update)?;
+                        if let Condition::Elements(elements) = condition {
+                            let named = CollectionUpdate {
+                                kind: update.kind,
+                                removes: elements.clone(),
+                                ..Default::default()
+                            };
+                            self.check_collection_update(key, &props, false, &named)?;
+                        } else if *condition != Condition::Always {
+                            return Err(ClientError::new(
+                                ErrorCode::InvalidQuery,
+                                "a hash or set update through compare-and-set takes a condition on its elements, or none",
+                            ));
+                        }
+                    }
+                    (_, Condition::Elements(_)) => {
+                        return Err(ClientError::new(
+                            ErrorCode::InvalidQuery,
+                            "a condition on a hash's or set's elements goes with an update of them",
+                        ));
+                    }
+                    _ => {}
+                }
                 (Consistency::Quorum, c.timeout_ms)
             }
             ClientRequest::Put(w) => {

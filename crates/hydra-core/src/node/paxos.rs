@@ -24,11 +24,13 @@ use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
 use crate::limits::{PAXOS_ATTEMPTS_MAX, PAXOS_BACKOFF_MS_MAX};
 use crate::message::{
-    CasRequest, ClientError, ClientResponse, ErrorCode, Message, Outcome, PaxosAnswer, PaxosPhase,
-    PaxosReceipt, PaxosRefusal, ReplicaError, decode_acceptor_state, encode_acceptor_state,
+    CasAction, CasRequest, ClientError, ClientResponse, ErrorCode, Message, Outcome, PaxosAnswer,
+    PaxosPhase, PaxosReceipt, PaxosRefusal, ReplicaError, decode_acceptor_state,
+    encode_acceptor_state,
 };
 use crate::paxos::{AcceptorState, Ballot, Coordinator, Decided, GiveUp, Next, StampError};
 use crate::store::{Store, WriteBatch};
+use crate::version::Object;
 use rand::Rng;
 use std::collections::{BTreeMap, VecDeque};
 
@@ -208,6 +210,10 @@ impl Paxos {
                             let e = ClientError::new(ErrorCode::TooManySiblings, e.to_string());
                             return self.fail_unproposed(local, ctx.now, id, e);
                         }
+                        Err(StampError::TooLarge(why)) => {
+                            let e = ClientError::new(ErrorCode::ValueTooLarge, why);
+                            return self.fail_unproposed(local, ctx.now, id, e);
+                        }
                     }
                 }
                 Next::Restart => return self.prepare(local, ctx, id),
@@ -348,15 +354,23 @@ impl Paxos {
         } = decided;
         // A read of a key holding a hash or set, or a condition on its value, is Redis's
         // WRONGTYPE (`INCR`, `GETSET`... on a hash); `SET ... NX` just does not apply.
-        let reads_value = round.coord.action == crate::message::CasAction::Read
+        let reads_value = round.coord.action == CasAction::Read
             || matches!(round.coord.condition, crate::paxos::Condition::ValueIs(_));
-        if !applied
-            && reads_value
-            && object
-                .as_ref()
-                .and_then(crate::version::Object::collection)
-                .is_some_and(|c| c.is_live(now.0))
-        {
+        let live_collection = object
+            .as_ref()
+            .and_then(Object::collection)
+            .filter(|c| c.is_live(now.0));
+        // A hash or set update on a key holding a live value or the other kind likewise.
+        let wrong_kind = match &round.coord.action {
+            CasAction::Collection(u) => {
+                live_collection.is_some_and(|c| c.kind != u.kind)
+                    || object.as_ref().is_some_and(|o| {
+                        o.collection().is_none() && !o.visible_at(now.0).is_empty()
+                    })
+            }
+            _ => false,
+        };
+        if !applied && ((reads_value && live_collection.is_some()) || wrong_kind) {
             let mut e = super::write::wrong_type();
             e.receipt = Some(round.receipt(local, now));
             return local.out.reply(round.reply_to, Err(e));
@@ -388,6 +402,10 @@ impl Paxos {
                 previous: previous.into_iter().collect(),
                 receipt,
                 paxos: receipt_of(&round.coord),
+                collection: object
+                    .as_ref()
+                    .and_then(Object::collection)
+                    .map(|c| c.view(now.0)),
             },
             AnswerAs::Written => ClientResponse::Written { context, receipt },
             AnswerAs::Read => ClientResponse::Read {

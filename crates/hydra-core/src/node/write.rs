@@ -32,9 +32,7 @@ use crate::collection::{Collection, CollectionUpdate};
 use crate::hlc::{Hlc, check_skew};
 use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
-use crate::limits::{
-    CLOUD_DOTS_MAX, COLLECTION_ELEMENTS_MAX, OBJECT_BYTES_MAX, WRITES_LINGERING_MAX,
-};
+use crate::limits::{OBJECT_BYTES_MAX, WRITES_LINGERING_MAX};
 use crate::message::{
     ClientError, ClientResponse, ErrorCode, Outcome, ReplicaError, Role, VersionOp, WriteRequest,
     encode_object,
@@ -768,27 +766,8 @@ fn updated_collection<S: Store>(
             .map_err(|e| ClientError::new(ErrorCode::StoreFailed, e.to_string()))?,
         None => new,
     };
-    if let Some(c) = object.collection() {
-        if c.len() > COLLECTION_ELEMENTS_MAX {
-            return Err(ClientError::new(
-                ErrorCode::ValueTooLarge,
-                format!(
-                    "the {} would hold {} elements, more than the limit of {COLLECTION_ELEMENTS_MAX}",
-                    c.kind.name(),
-                    c.len()
-                ),
-            ));
-        }
-        if c.cloud_len() > CLOUD_DOTS_MAX {
-            return Err(ClientError::new(
-                ErrorCode::ValueTooLarge,
-                format!(
-                    "the {} would remember {} removes of adds not yet received, more than the limit of {CLOUD_DOTS_MAX}; retry once replicas caught up",
-                    c.kind.name(),
-                    c.cloud_len()
-                ),
-            ));
-        }
+    if let Some(why) = object.collection().and_then(Collection::over_limits) {
+        return Err(ClientError::new(ErrorCode::ValueTooLarge, why));
     }
     Ok((object, stamp))
 }

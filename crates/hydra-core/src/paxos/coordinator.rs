@@ -30,6 +30,7 @@
 use super::{Accepted, Ballot, Condition, Proposal};
 use crate::bucket::ConflictMode;
 use crate::bugs::planted;
+use crate::collection::{Collection, CollectionUpdate};
 use crate::hlc::{ClockSkewError, HlcClock};
 use crate::ids::{NodeId, Timestamp};
 use crate::message::{CasAction, PaxosAnswer, PaxosPhase, PaxosRefusal, Promise};
@@ -63,11 +64,20 @@ enum Step {
     },
     /// The condition held: the write waits for its timestamp (`stamp`).
     Stamp {
-        write: Sibling,
+        write: Write,
         previous: Option<Sibling>,
         merged: Option<Object>,
         base: Ballot,
     },
+}
+
+/// What a write whose condition held makes, once stamped.
+#[derive(Clone, Debug, PartialEq, Hash, Eq)]
+enum Write {
+    /// A value or a tombstone (its timestamp still to set).
+    Value(Sibling),
+    /// A hash or set update, applied to what the prepare read.
+    Collection(CollectionUpdate),
 }
 
 /// A decided request: `object` is the key's value after it, `previous` the value its
@@ -117,6 +127,9 @@ pub enum StampError {
     Clock(#[from] ClockSkewError),
     #[error(transparent)]
     TooManySiblings(#[from] TooManySiblings),
+    /// A hash or set update would take the key beyond its limits.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// One compare-and-set request, coordinated.
@@ -497,6 +510,13 @@ impl Coordinator {
             match &self.condition {
                 Condition::Always | Condition::Present => true,
                 Condition::VersionIs(c) => *c == version,
+                Condition::Elements(elements) => {
+                    planted().paxos_elements_condition_ignored
+                        || merged
+                            .as_ref()
+                            .and_then(Object::collection)
+                            .is_some_and(|c| c.has_exactly(elements, now_ms))
+                }
                 Condition::Absent | Condition::ValueIs(_) => false,
             }
         } else {
@@ -504,8 +524,19 @@ impl Coordinator {
                 .holds(current.as_ref().map(|s| s.value.as_slice()), &version)
                 && (visible <= 1 || !matches!(self.condition, Condition::ValueIs(_)))
         };
+        // A hash or set update applies to a key holding nothing live or its own kind.
+        let kind_fits = |kind| {
+            current.is_none()
+                && merged
+                    .as_ref()
+                    .and_then(Object::collection)
+                    .is_none_or(|c| c.kind == kind || !c.is_live(now_ms))
+        };
         let write = match (&self.action, holds) {
             (CasAction::Read, _) | (_, false) => None,
+            (CasAction::Collection(update), true) => {
+                kind_fits(update.kind).then(|| Write::Collection(update.clone()))
+            }
             (
                 CasAction::Write {
                     value,
@@ -522,9 +553,9 @@ impl Coordinator {
                         .or(self.ttl_default_ms)
                         .map(|t| now_ms.saturating_add(t)),
                 };
-                Some(s)
+                Some(Write::Value(s))
             }
-            (CasAction::Delete, true) => Some(Sibling::tombstone(Default::default())),
+            (CasAction::Delete, true) => Some(Write::Value(Sibling::tombstone(Default::default()))),
         };
         if let Some(write) = write {
             self.step = Step::Stamp {
@@ -595,7 +626,7 @@ impl Coordinator {
         max_skew_ms: u64,
     ) -> Result<Next, StampError> {
         let Step::Stamp {
-            mut write,
+            write,
             previous,
             merged,
             base,
@@ -608,7 +639,15 @@ impl Coordinator {
         {
             clock.observe(m.max_timestamp(), now, max_skew_ms)?;
         }
-        write.timestamp = clock.now(now);
+        let stamp = clock.now(now);
+        let mut write = match write {
+            Write::Value(write) => write,
+            Write::Collection(update) => {
+                let object = collection_write(merged, &update, self.ballot.node, stamp, now)?;
+                return Ok(self.propose_own(object, previous, base));
+            }
+        };
+        write.timestamp = stamp;
         let object = match self.conflicts {
             ConflictMode::Lww => Object::Lww(LwwValue::new(self.ballot.node, write)),
             ConflictMode::Siblings => {
@@ -623,6 +662,11 @@ impl Coordinator {
                 Object::Siblings(dvv)
             }
         };
+        Ok(self.propose_own(object, previous, base))
+    }
+
+    /// Proposes this request's own stamped value (in doubt from now on).
+    fn propose_own(&mut self, object: Object, previous: Option<Sibling>, base: Ballot) -> Next {
         self.owns
             .push((self.ballot, object.clone(), previous.clone()));
         let then = Then::Reply(Decided {
@@ -630,11 +674,11 @@ impl Coordinator {
             object: Some(object.clone()),
             previous,
         });
-        Ok(self.start(Step::Propose {
+        self.start(Step::Propose {
             proposal: Some(object),
             base,
             then,
-        }))
+        })
     }
 
     fn on_committed(&mut self, then: Then) -> Next {
@@ -654,8 +698,43 @@ impl Coordinator {
 /// change since keeps both). For `siblings` objects: whether `a` keeps alive the value `b`'s
 /// commit wrote (its writer and stamp; values enter the data only through commits of
 /// proposals that held them, so a later proposal keeping it alive also shows it chosen).
+/// A hash or set update proposed by `node`: applied at `stamp` as an event of the node's
+/// compare-and-set writer to the collection the prepare read (or a new one, when the key
+/// holds nothing live of its kind), merged with what was read so a type it replaces stays
+/// replaced.
+///
+/// The writer is not the node's own actor: the node's plain updates count on its durable
+/// copy, these on the chain of a key's commits (each built on a read of the one before), so
+/// a proposal that is never chosen leaves no gap under a vector entry of either.
+fn collection_write(
+    merged: Option<Object>,
+    update: &CollectionUpdate,
+    node: NodeId,
+    stamp: crate::hlc::Hlc,
+    now: Timestamp,
+) -> Result<Object, StampError> {
+    let mut base = match &merged {
+        Some(Object::Collection(c)) if c.kind == update.kind => (**c).clone(),
+        _ => Collection::new(update.kind),
+    };
+    base.apply(update, node.paxos_writer(), stamp, now.0);
+    let new = Object::Collection(Box::new(base));
+    let object = match merged {
+        Some(m) => m.merge(&new).unwrap_or(new),
+        None => new,
+    };
+    match object.collection().and_then(Collection::over_limits) {
+        Some(why) => Err(StampError::TooLarge(why)),
+        None => Ok(object),
+    }
+}
+
 fn same_version(a: &Object, b: &Object) -> bool {
     match (a, b) {
+        // An own update is held when the writer's latest event in the data is it.
+        (Object::Collection(a), Object::Collection(b)) => b
+            .newest_event()
+            .is_some_and(|(node, stamp)| a.has_latest_event(node, stamp)),
         (Object::Siblings(a), Object::Siblings(b)) => {
             let Some((writer, own)) = b.newest_commit() else {
                 return false;

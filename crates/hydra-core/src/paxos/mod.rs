@@ -94,8 +94,9 @@ pub fn value_id(proposal: &Proposal) -> ValueId {
     match proposal {
         Some(Object::Lww(l)) => Some((l.sibling.timestamp, l.writer)),
         Some(Object::Siblings(d)) => d.newest_commit().map(|(w, s)| (s.timestamp, w)),
-        // Compare-and-set never proposes a hash or a set.
-        Some(Object::Collection(_)) | None => None,
+        // A collection's newest update (a proposal's own: stamped after all it read).
+        Some(Object::Collection(c)) => c.newest_event().map(|(n, s)| (s, n)),
+        None => None,
     }
 }
 
@@ -313,6 +314,9 @@ pub enum Condition {
     /// The key's version is the one a read returned (`If-Match: <context>`): the context of
     /// the current object equals it.
     VersionIs(crate::version::VersionVector),
+    /// The key holds a hash or set (or nothing) whose named elements have exactly these live
+    /// dots (none: absent), as a read showed them (`HINCRBY`, `HSETNX`, `SPOP`, `SMOVE`).
+    Elements(Vec<(Vec<u8>, Vec<crate::version::Dot>)>),
 }
 
 impl Condition {
@@ -324,6 +328,10 @@ impl Condition {
             Condition::Present => current.is_some(),
             Condition::ValueIs(v) => current == Some(v.as_slice()),
             Condition::VersionIs(c) => current.is_some() && c == version,
+            // A plain value is the wrong type; nothing at all has no element.
+            Condition::Elements(elements) => {
+                current.is_none() && elements.iter().all(|(_, dots)| dots.is_empty())
+            }
         }
     }
 }

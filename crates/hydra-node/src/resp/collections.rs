@@ -4,11 +4,17 @@
 //! the read showed for every element it removes or replaces: concurrent updates through other
 //! nodes merge (an add the read did not see survives; a removed element does not come back).
 //!
-//! Not atomic across clients, as Redis's are (stated per command in the README): two
-//! `HINCRBY`s of one field at once may both read the same value (one increment is lost, the
-//! later stamp shows); two `SPOP`s may pop the same member; `SMOVE` adds to the destination
-//! before it removes from the source (a failure between leaves the member in both). Replies
-//! list elements in byte order (Redis's order is its encoding's; clients must not rely on it).
+//! The read-then-write commands (`HINCRBY`, `HINCRBYFLOAT`, `HSETNX`, `SPOP`, `SMOVE`'s
+//! source) are exact: their update goes through compare-and-set on condition that the
+//! elements it depends on still have the dots the read showed (`Connection::exact`), so of
+//! two commands that read one state of an element only one applies, and the other runs again
+//! on what the key holds then. Under heavy contention on one key a command may answer
+//! `-TIMEOUT` (its outcome unknown), as string `INCR` may. `SMOVE` removes the member from
+//! the source exactly once, then adds it to the destination (not atomic across the two keys:
+//! a failure between is reported and leaves it in neither). The other updates (`HSET`, `SADD`,
+//! `HDEL`, `SREM`) merge with concurrent ones, as before. In a bucket with `cas = off` the
+//! exact commands send a plain update instead (not atomic across clients). Replies list
+//! elements in byte order (Redis's order is its encoding's; clients must not rely on it).
 
 use super::Connection;
 use super::commands::redis_integer;
@@ -17,7 +23,10 @@ use super::keys::glob;
 use crate::driver::wall_ms;
 use hydra_core::collection::{Collection, CollectionKind, CollectionUpdate};
 use hydra_core::key::ObjectKey;
-use hydra_core::message::{ClientRequest, ClientResponse};
+use hydra_core::message::{
+    CasAction, CasRequest, ClientError, ClientRequest, ClientResponse, ErrorCode,
+};
+use hydra_core::paxos::Condition;
 use hydra_core::version::{Sibling, VersionVector};
 use hydra_resp::{Protocol, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -119,6 +128,24 @@ fn elements(c: Option<&Collection>) -> Vec<(Vec<u8>, Vec<u8>)> {
     .unwrap_or_default()
 }
 
+/// What a read-then-write command makes of the collection it read.
+enum Plan {
+    /// Nothing to write: the reply.
+    Reply(Value),
+    /// An update, the elements whose dots it must find unchanged (what the command's answer
+    /// depends on), and the reply once it applies.
+    Write {
+        update: CollectionUpdate,
+        watched: Vec<Vec<u8>>,
+        reply: Value,
+    },
+}
+
+/// Rounds of an exact read-then-write command: each lost round means another update of its
+/// elements applied first (so some client made progress), and the next plans on what the
+/// key holds now.
+const EXACT_ROUNDS_MAX: usize = 32;
+
 fn bulks(items: impl IntoIterator<Item = Vec<u8>>) -> Vec<Value> {
     items.into_iter().map(Value::Bulk).collect()
 }
@@ -185,6 +212,69 @@ impl Connection {
             ClientResponse::Written { .. } => Ok(()),
             _ => Err(Value::error("ERR unexpected reply to a write")),
         }
+    }
+
+    /// Runs a read-then-write command exactly (`HINCRBY`, `HINCRBYFLOAT`, `HSETNX`, `SPOP`,
+    /// `SMOVE`'s source): `plan` judges what the key holds, and its update goes through
+    /// compare-and-set on condition that the watched elements still have the dots it read,
+    /// so two commands never both act on one state of an element. When another update came
+    /// first, `plan` runs again on what the compare-and-set found. Returns the reply and
+    /// whether the update was made. In a bucket with `cas = off` the update is sent as a
+    /// plain one (not exact, as before compare-and-set).
+    async fn exact(
+        &mut self,
+        key: &ObjectKey,
+        kind: CollectionKind,
+        mut plan: impl FnMut(Option<&Collection>) -> Result<Plan, Value>,
+    ) -> Result<(Value, bool), Value> {
+        let mut held = self.collection_of(key, kind).await?;
+        for _ in 0..EXACT_ROUNDS_MAX {
+            let (update, watched, reply) = match plan(held.as_ref())? {
+                Plan::Reply(v) => return Ok((v, false)),
+                Plan::Write {
+                    update,
+                    watched,
+                    reply,
+                } => (update, watched, reply),
+            };
+            // The dots the update replaces are the ones the plan read.
+            let seen = watched
+                .into_iter()
+                .map(|e| {
+                    let dots = update
+                        .removes
+                        .iter()
+                        .find(|(r, _)| *r == e)
+                        .map(|(_, d)| d.clone())
+                        .unwrap_or_default();
+                    (e, dots)
+                })
+                .collect();
+            let request = ClientRequest::Cas(CasRequest {
+                key: key.clone(),
+                condition: Condition::Elements(seen),
+                action: CasAction::Collection(update.clone()),
+                timeout_ms: None,
+                supersedes: None,
+            });
+            match self.request_once(request).await {
+                Ok(ClientResponse::Cas { applied: true, .. }) => return Ok((reply, true)),
+                Ok(ClientResponse::Cas {
+                    applied: false,
+                    collection,
+                    ..
+                }) => held = collection.filter(|c| c.kind == kind && !c.is_empty()),
+                Err(e) if e.code == ErrorCode::CasNotSupported => {
+                    self.update_collection(key.clone(), update).await?;
+                    return Ok((reply, true));
+                }
+                Err(e) => return Err(super::error_value(&e)),
+                Ok(_) => return Err(Value::error("ERR unexpected reply to a compare-and-set")),
+            }
+        }
+        Err(Value::error(format!(
+            "ERR CONTENDED other updates of the same elements won {EXACT_ROUNDS_MAX} rounds in a row; nothing was written"
+        )))
     }
 
     /// The update that empties a collection as read (`DEL`, and the TTL it had goes too).
@@ -254,17 +344,23 @@ impl Connection {
                 }
             }
             C::HSetNx => {
-                let c = self.collection_of(&key, hash).await?;
-                if c.as_ref().and_then(|c| c.get(&args[1], now)).is_some() {
-                    return Ok(Value::Integer(0));
-                }
-                let mut u = CollectionUpdate {
-                    kind: hash,
-                    ..Default::default()
+                let (field, value) = (&args[1], &args[2]);
+                let plan = |c: Option<&Collection>| {
+                    if c.and_then(|c| c.get(field, wall_ms())).is_some() {
+                        return Ok(Plan::Reply(Value::Integer(0)));
+                    }
+                    let mut u = CollectionUpdate {
+                        kind: hash,
+                        ..Default::default()
+                    };
+                    replace(c, field, value, &mut u);
+                    Ok(Plan::Write {
+                        update: u,
+                        watched: vec![field.clone()],
+                        reply: Value::Integer(1),
+                    })
                 };
-                replace(c.as_ref(), &args[1], &args[2], &mut u);
-                self.update_collection(key, u).await?;
-                Value::Integer(1)
+                self.exact(&key, hash, plan).await?.0
             }
             C::HGet => {
                 let c = self.collection_of(&key, hash).await?;
@@ -340,43 +436,59 @@ impl Connection {
             }
             C::HIncrBy => {
                 let by = redis_integer(&args[2]).ok_or_else(not_integer)?;
-                let c = self.collection_of(&key, hash).await?;
-                let current = match c.as_ref().and_then(|c| c.get(&args[1], now)) {
-                    None => 0,
-                    Some((_, v)) => redis_integer(v)
-                        .ok_or_else(|| Value::error("ERR hash value is not an integer"))?,
+                let field = &args[1];
+                let plan = |c: Option<&Collection>| {
+                    let current = match c.and_then(|c| c.get(field, wall_ms())) {
+                        None => 0,
+                        Some((_, v)) => redis_integer(v)
+                            .ok_or_else(|| Value::error("ERR hash value is not an integer"))?,
+                    };
+                    let new = current
+                        .checked_add(by)
+                        .ok_or_else(|| Value::error("ERR increment or decrement would overflow"))?;
+                    let mut u = CollectionUpdate {
+                        kind: hash,
+                        ..Default::default()
+                    };
+                    replace(c, field, new.to_string().as_bytes(), &mut u);
+                    Ok(Plan::Write {
+                        update: u,
+                        watched: vec![field.clone()],
+                        reply: Value::Integer(new),
+                    })
                 };
-                let new = current
-                    .checked_add(by)
-                    .ok_or_else(|| Value::error("ERR increment or decrement would overflow"))?;
-                let mut u = CollectionUpdate {
-                    kind: hash,
-                    ..Default::default()
-                };
-                replace(c.as_ref(), &args[1], new.to_string().as_bytes(), &mut u);
-                self.update_collection(key, u).await?;
-                Value::Integer(new)
+                self.exact(&key, hash, plan).await?.0
             }
             C::HIncrByFloat => {
                 let by = Ext::parse(&args[2])
                     .ok_or_else(|| Value::error("ERR value is not a valid float"))?;
-                let c = self.collection_of(&key, hash).await?;
-                let current = match c.as_ref().and_then(|c| c.get(&args[1], now)) {
-                    None => Ext::parse(b"0").expect("zero parses"),
-                    Some((_, v)) => Ext::parse(v)
-                        .ok_or_else(|| Value::error("ERR hash value is not a float"))?,
+                let field = &args[1];
+                let plan = |c: Option<&Collection>| {
+                    let current = match c.and_then(|c| c.get(field, wall_ms())) {
+                        None => Ext::parse(b"0").expect("zero parses"),
+                        Some((_, v)) => Ext::parse(v)
+                            .ok_or_else(|| Value::error("ERR hash value is not a float"))?,
+                    };
+                    let new = match current.add(&by) {
+                        Some(sum) if sum.is_finite() => sum.to_redis_string(),
+                        _ => {
+                            return Err(Value::error(
+                                "ERR increment would produce NaN or Infinity",
+                            ));
+                        }
+                    };
+                    let mut u = CollectionUpdate {
+                        kind: hash,
+                        ..Default::default()
+                    };
+                    replace(c, field, new.as_bytes(), &mut u);
+                    Ok(Plan::Write {
+                        update: u,
+                        watched: vec![field.clone()],
+                        reply: Value::Bulk(new.into_bytes()),
+                    })
                 };
-                let new = match current.add(&by) {
-                    Some(sum) if sum.is_finite() => sum.to_redis_string(),
-                    _ => return Err(Value::error("ERR increment would produce NaN or Infinity")),
-                };
-                let mut u = CollectionUpdate {
-                    kind: hash,
-                    ..Default::default()
-                };
-                replace(c.as_ref(), &args[1], new.as_bytes(), &mut u);
-                self.update_collection(key, u).await?;
-                Value::Bulk(new.into_bytes())
+                self.exact(&key, hash, plan).await?.0
             }
             C::HRandField | C::SRandMember => {
                 let kind = if cmd == C::HRandField { hash } else { set };
@@ -467,55 +579,77 @@ impl Connection {
                 if args.len() > 2 {
                     return Err(syntax());
                 }
-                let c = self.collection_of(&key, set).await?;
-                let mut all: Vec<Vec<u8>> =
-                    elements(c.as_ref()).into_iter().map(|(m, _)| m).collect();
-                let take = count.unwrap_or(1).min(all.len());
-                let mut popped = Vec::with_capacity(take);
-                for _ in 0..take {
-                    popped.push(all.swap_remove(random_below(all.len())));
-                }
-                if !popped.is_empty() {
+                let plan = |c: Option<&Collection>| {
+                    let mut all: Vec<Vec<u8>> = elements(c).into_iter().map(|(m, _)| m).collect();
+                    let take = count.unwrap_or(1).min(all.len());
+                    let mut popped = Vec::with_capacity(take);
+                    for _ in 0..take {
+                        popped.push(all.swap_remove(random_below(all.len())));
+                    }
                     let mut u = CollectionUpdate {
                         kind: set,
                         ..Default::default()
                     };
                     for m in &popped {
-                        remove(c.as_ref(), m, &mut u);
+                        remove(c, m, &mut u);
                     }
-                    self.update_collection(key, u).await?;
-                }
-                match count {
-                    None => popped.pop().map_or(Value::Null, Value::Bulk),
-                    Some(_) => Value::Set(bulks(popped)),
-                }
+                    let empty = popped.is_empty();
+                    let watched = popped.clone();
+                    let reply = match count {
+                        None => popped.pop().map_or(Value::Null, Value::Bulk),
+                        Some(_) => Value::Set(bulks(popped)),
+                    };
+                    Ok(if empty {
+                        Plan::Reply(reply)
+                    } else {
+                        Plan::Write {
+                            update: u,
+                            watched,
+                            reply,
+                        }
+                    })
+                };
+                self.exact(&key, set, plan).await?.0
             }
             C::SMove => {
                 let dst = self.key(&args[1])?;
-                let src = self.collection_of(&key, set).await?;
+                // Both keys' types are checked first, as Redis does.
                 let dst_c = self.collection_of(&dst, set).await?;
                 let member = &args[2];
-                if src.as_ref().and_then(|c| c.get(member, now)).is_none() {
-                    return Ok(Value::Integer(0));
-                }
-                if args[0] == args[1] {
-                    return Ok(Value::Integer(1));
-                }
-                if dst_c.as_ref().and_then(|c| c.get(member, now)).is_none() {
+                let same = args[0] == args[1];
+                let plan = |c: Option<&Collection>| {
+                    let mut u = CollectionUpdate {
+                        kind: set,
+                        ..Default::default()
+                    };
+                    if !remove(c, member, &mut u) {
+                        return Ok(Plan::Reply(Value::Integer(0)));
+                    }
+                    if same {
+                        return Ok(Plan::Reply(Value::Integer(1)));
+                    }
+                    Ok(Plan::Write {
+                        update: u,
+                        watched: vec![member.clone()],
+                        reply: Value::Integer(1),
+                    })
+                };
+                // The member leaves the source exactly once (compare-and-set), then joins
+                // the destination; a failure between is reported, the member gone from both.
+                let (reply, moved) = self.exact(&key, set, plan).await?;
+                if moved && dst_c.as_ref().and_then(|c| c.get(member, now)).is_none() {
                     let u = CollectionUpdate {
                         kind: set,
                         adds: vec![(member.clone(), Vec::new())],
                         ..Default::default()
                     };
-                    self.update_collection(dst, u).await?;
+                    if let Err(Value::Error(e)) = self.update_collection(dst, u).await {
+                        return Err(Value::error(format!(
+                            "ERR SMOVE removed the member from the source but could not add it to the destination: {e}"
+                        )));
+                    }
                 }
-                let mut u = CollectionUpdate {
-                    kind: set,
-                    ..Default::default()
-                };
-                remove(src.as_ref(), member, &mut u);
-                self.update_collection(key, u).await?;
-                Value::Integer(1)
+                reply
             }
             C::SInter | C::SUnion | C::SDiff => {
                 let result = self.combine(cmd, &args[0..]).await?;
@@ -748,7 +882,6 @@ impl CollectionCopy {
         request: ClientRequest,
         receipt: hydra_core::message::Receipt,
     ) -> crate::driver::Reply {
-        use hydra_core::message::{ClientError, ErrorCode};
         let now = self.now_ms;
         match request {
             ClientRequest::Get { .. } => Ok(ClientResponse::Read {
@@ -758,25 +891,36 @@ impl CollectionCopy {
                 collection: self.copy.as_ref().map(|c| c.view(now)),
             }),
             ClientRequest::Put(w) if w.collection.is_some() => {
-                let update = w.collection.expect("checked");
-                let mut base = match self.copy.take() {
-                    Some(c) if c.kind == update.kind => c,
-                    Some(c) if c.is_live(now) => {
-                        self.copy = Some(c);
-                        return Err(ClientError::new(
-                            ErrorCode::WrongType,
-                            "WRONGTYPE Operation against a key holding the wrong kind of value",
-                        ));
-                    }
-                    _ => Collection::new(update.kind),
-                };
-                self.writes += 1;
-                let stamp = hydra_core::hlc::Hlc::new(now, self.writes as u16);
-                base.apply(&update, hydra_core::ids::NodeId(0), stamp, now);
-                self.copy = Some(base);
+                self.apply(w.collection.expect("checked"))?;
                 Ok(ClientResponse::Written {
                     context: VersionVector::default(),
                     receipt,
+                })
+            }
+            // A read-then-write command (`HINCRBY`...): the copy is the key alone, so its
+            // condition holds unless the copy changed since the command read it.
+            ClientRequest::Cas(CasRequest {
+                condition: Condition::Elements(seen),
+                action: CasAction::Collection(update),
+                ..
+            }) => {
+                let applied = self.copy.as_ref().is_none_or(|c| c.has_exactly(&seen, now));
+                if applied {
+                    self.apply(update)?;
+                }
+                Ok(ClientResponse::Cas {
+                    applied,
+                    context: VersionVector::default(),
+                    siblings: Vec::new(),
+                    previous: Vec::new(),
+                    receipt,
+                    paxos: hydra_core::message::PaxosReceipt {
+                        ballot: hydra_core::paxos::Ballot::ZERO,
+                        attempts: 0,
+                        round_trips: 0,
+                        reproposed: 0,
+                    },
+                    collection: self.copy.as_ref().map(|c| c.view(now)),
                 })
             }
             _ => Err(ClientError::new(
@@ -784,6 +928,27 @@ impl CollectionCopy {
                 "a transaction on a hash or set runs hash, set and key commands only",
             )),
         }
+    }
+
+    /// Applies one update to the copy (WRONGTYPE when it holds the other kind).
+    fn apply(&mut self, update: CollectionUpdate) -> Result<(), ClientError> {
+        let now = self.now_ms;
+        let mut base = match self.copy.take() {
+            Some(c) if c.kind == update.kind => c,
+            Some(c) if c.is_live(now) => {
+                self.copy = Some(c);
+                return Err(ClientError::new(
+                    ErrorCode::WrongType,
+                    "WRONGTYPE Operation against a key holding the wrong kind of value",
+                ));
+            }
+            _ => Collection::new(update.kind),
+        };
+        self.writes += 1;
+        let stamp = hydra_core::hlc::Hlc::new(now, self.writes as u16);
+        base.apply(&update, hydra_core::ids::NodeId(0), stamp, now);
+        self.copy = Some(base);
+        Ok(())
     }
 
     /// The one update that turns what was read into the copy: the elements it lost or

@@ -581,7 +581,7 @@ impl Connection {
             ClientRequest::Truncate { .. } => ("truncate", None),
             ClientRequest::Cas(c) => match c.action {
                 CasAction::Read => ("get", None),
-                CasAction::Write { .. } => ("put", None),
+                CasAction::Write { .. } | CasAction::Collection(_) => ("put", None),
                 CasAction::Delete => ("delete", None),
             },
         };

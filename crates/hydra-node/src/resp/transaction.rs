@@ -160,10 +160,12 @@ impl Overlay {
                 let is_read = c.action == CasAction::Read;
                 let previous: Vec<Sibling> = self.visible().cloned().into_iter().collect();
                 let current = previous.first().map(|s| s.value.as_slice());
-                let applied = c.condition.holds(current, &self.version());
+                // A hash or set update never runs on a plain value's copy.
+                let applied = c.condition.holds(current, &self.version())
+                    && !matches!(c.action, CasAction::Collection(_));
                 if applied {
                     match c.action {
-                        CasAction::Read => {}
+                        CasAction::Read | CasAction::Collection(_) => {}
                         CasAction::Delete => self.store(None),
                         CasAction::Write {
                             value,
@@ -194,6 +196,7 @@ impl Overlay {
                         round_trips: 0,
                         reproposed: 0,
                     },
+                    collection: None,
                 })
             }
             ClientRequest::SetBucket { .. }
