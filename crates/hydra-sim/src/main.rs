@@ -77,6 +77,13 @@ fn replay_command(args: &Args, seed: u64) -> String {
     if let Some(ms) = args.paxos_repair_ms {
         cmd.push_str(&format!(" --paxos-repair-ms {ms}"));
     }
+    if args.collections {
+        cmd.push_str(" --collections");
+    }
+    if let Some(bug) = &args.bug {
+        cmd = cmd.replacen("-p hydra-sim", "-p hydra-sim --features planted-bugs", 1);
+        cmd.push_str(&format!(" --bug {bug}"));
+    }
     cmd
 }
 
@@ -160,6 +167,7 @@ fn main() -> Result<ExitCode> {
     let (mut paxos_rounds, mut paxos_collected) = (0u64, 0u64);
     let (mut counter_applied, mut counter_resolved) = (0u64, 0u64);
     let mut collection_acked = 0u64;
+    let mut increments_acked = 0u64;
     let mut all_writes_seeds = 0u64;
     let mut cas_siblings_seeds = 0u64;
     let mut failing = Vec::new();
@@ -188,6 +196,7 @@ fn main() -> Result<ExitCode> {
         paxos_rounds += report.paxos_rounds;
         counter_applied += report.counter_applied;
         collection_acked += report.collection_acked;
+        increments_acked += report.increments_acked;
         all_writes_seeds += u64::from(report.all_writes);
         cas_siblings_seeds += u64::from(report.cas_siblings);
         counter_resolved += report.counter_resolved;
@@ -211,7 +220,7 @@ fn main() -> Result<ExitCode> {
         );
     }
     println!(
-        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} pauses={pauses} clock_jumps={jumps} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} tombstones_left={tombstones_left} flood_writes={flood_writes} max_flood_siblings={max_flood_siblings} all_writes_seeds={all_writes_seeds} cas_siblings_seeds={cas_siblings_seeds} counter_applied={counter_applied} collection_acked={collection_acked} counter_resolved={counter_resolved} paxos_rounds={paxos_rounds} paxos_states_collected={paxos_collected} keys_listed={keys_listed} failing_seeds={}",
+        "seeds={} sim_hours={:.2} ops={ops} acked_writes={acked} lost_writes={lost} unconverged_keys={unconverged} max_siblings={max_siblings} crashes={crashes} partitions={partitions} pauses={pauses} clock_jumps={jumps} hints_stored={hints_stored} hints_delivered={hints_delivered} hints_dropped={hints_dropped} tombstones_left={tombstones_left} flood_writes={flood_writes} max_flood_siblings={max_flood_siblings} all_writes_seeds={all_writes_seeds} cas_siblings_seeds={cas_siblings_seeds} counter_applied={counter_applied} collection_acked={collection_acked} increments_acked={increments_acked} counter_resolved={counter_resolved} paxos_rounds={paxos_rounds} paxos_states_collected={paxos_collected} keys_listed={keys_listed} failing_seeds={}",
         args.seeds,
         sim_ms as f64 / 3_600_000.0,
         failing.len()

@@ -63,7 +63,7 @@ fn same_seed_same_run() {
 /// them), and the workload does enough of them to mean something.
 #[test]
 fn fixed_seeds_with_hashes_and_sets_hold_every_guarantee() {
-    let mut acked = 0;
+    let (mut acked, mut increments) = (0, 0);
     for seed in 0..40 {
         let report = run(SimConfig {
             collections: true,
@@ -75,10 +75,15 @@ fn fixed_seeds_with_hashes_and_sets_hold_every_guarantee() {
             report.violations[0]
         );
         acked += report.collection_acked;
+        increments += report.increments_acked;
     }
     assert!(
         acked > 300,
         "only {acked} hash and set updates acknowledged"
+    );
+    assert!(
+        increments > 50,
+        "only {increments} exact increments acknowledged"
     );
 }
 
@@ -214,6 +219,19 @@ fn checker_l_catches_a_collection_merge_that_loses_concurrent_adds() {
     };
     let found = caught_with_collections(bugs, 'l', 100);
     assert!(found.is_some(), "lost concurrent adds went unnoticed");
+    eprintln!("caught: {found:?}");
+}
+
+/// The exact increments of a hash field (`HINCRBY` through compare-and-set): a condition
+/// on the field's dots that is not checked lets two increments write one count.
+#[test]
+fn checker_l_catches_hash_increments_that_ignore_their_condition() {
+    let bugs = PlantedBugs {
+        paxos_elements_condition_ignored: true,
+        ..PlantedBugs::default()
+    };
+    let found = caught_with_collections(bugs, 'l', 100);
+    assert!(found.is_some(), "lost increments went unnoticed");
     eprintln!("caught: {found:?}");
 }
 

@@ -9,6 +9,12 @@
 //!                                     the dots the read showed for it
 //! ```
 //!
+//! A quarter of the operations are exact increments (`HINCRBY`, `resp/collections.rs`) of
+//! field `n` of `hash:n`: a read, then a compare-and-set on condition that the field still
+//! has the dots read, replacing them with the count read plus one. Acknowledged increments
+//! must each have written a different count, and the final count must lie between the
+//! acknowledged ones and those plus the ones whose outcome is unknown.
+//!
 //! After healing, each key is read at `all` (retried until answered). An element must be there
 //! when some add of it was acknowledged and every remove of it read the key before that add
 //! was invoked (no remove can have seen the add's dot: add wins); a hash field's value must
@@ -20,7 +26,10 @@ use crate::check::Violation;
 use crate::workload::Completion;
 use hydra_core::collection::{Collection, CollectionKind, CollectionUpdate};
 use hydra_core::key::ObjectKey;
-use hydra_core::message::{ClientError, ClientRequest, ClientResponse, WriteRequest};
+use hydra_core::message::{
+    CasAction, CasRequest, ClientError, ClientRequest, ClientResponse, ErrorCode, WriteRequest,
+};
+use hydra_core::paxos::Condition;
 use hydra_core::store::Store;
 use rand::Rng;
 
@@ -33,6 +42,11 @@ const KEYS: [(&str, CollectionKind); 4] = [
     ("set:0", CollectionKind::Set),
     ("set:1", CollectionKind::Set),
 ];
+/// The key the increments work on (past the end of `KEYS`), and its field.
+const COUNTER: usize = KEYS.len();
+const COUNTER_FIELD: &[u8] = b"n";
+/// Share of the collection operations that are increments.
+const INCREMENT_SHARE: f64 = 0.25;
 /// Elements each key draws from (few, so adds and removes of one element race).
 const ELEMENTS: u64 = 6;
 /// The `collections` bucket (see `BUCKETS`).
@@ -45,6 +59,16 @@ pub(super) enum CollectionStage {
     Reading { key: usize, is_final: bool },
     /// The update (`World::collection_ops[idx]`).
     Updating { idx: usize },
+    /// An increment that writes this count.
+    Incrementing { count: u64 },
+}
+
+/// The increments of `hash:n`: the counts acknowledged ones wrote, and how many may or may
+/// not have applied.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Increments {
+    acked: Vec<u64>,
+    unknown: u64,
 }
 
 /// One update and what became of it.
@@ -67,7 +91,8 @@ fn element_name(e: u64) -> Vec<u8> {
 
 impl World {
     fn collection_key(&self, key: usize) -> ObjectKey {
-        ObjectKey::new(self.buckets[BUCKET].clone(), KEYS[key].0.as_bytes()).expect("valid key")
+        let name = KEYS.get(key).map_or("hash:n", |(name, _)| name);
+        ObjectKey::new(self.buckets[BUCKET].clone(), name.as_bytes()).expect("valid key")
     }
 
     pub(super) fn start_collection_read(
@@ -116,9 +141,13 @@ impl World {
         }
     }
 
-    /// A client's next operation: a read of a random collection key.
+    /// A client's next operation: a read of a random collection key, or of the counter.
     pub(super) fn start_collection_op(&mut self, client: usize) {
-        let key = self.rng.random_range(0..KEYS.len());
+        let key = if self.rng.random_bool(INCREMENT_SHARE) {
+            COUNTER
+        } else {
+            self.rng.random_range(0..KEYS.len())
+        };
         self.start_collection_read(client, key, false);
     }
 
@@ -143,7 +172,29 @@ impl World {
                     self.clients[client].state = ClientState::Idle;
                     return;
                 }
+                if key == COUNTER {
+                    return self.send_increment(client, collection);
+                }
                 self.send_update(client, key, collection);
+            }
+            CollectionStage::Incrementing { count } => {
+                match result {
+                    Ok(ClientResponse::Cas { applied: true, .. }) => {
+                        self.collection_increments.acked.push(count);
+                        self.report.collection_acked += 1;
+                        self.report.increments_acked += 1;
+                    }
+                    Ok(ClientResponse::Cas { applied: false, .. }) => {}
+                    Err(e)
+                        if !matches!(
+                            e.code,
+                            ErrorCode::OutcomeUnknown
+                                | ErrorCode::StoreFailed
+                                | ErrorCode::Internal
+                        ) => {}
+                    _ => self.collection_increments.unknown += 1,
+                }
+                self.finish_op(client);
             }
             CollectionStage::Updating { idx } => {
                 let completion = match &result {
@@ -169,6 +220,69 @@ impl World {
                 self.collection_ops[idx].completed = Some(Completion::Info);
                 self.finish_op(client);
             }
+            CollectionStage::Incrementing { .. } => {
+                self.collection_increments.unknown += 1;
+                self.finish_op(client);
+            }
+        }
+    }
+
+    /// After a read of the counter: the count read plus one, on condition that the field
+    /// still has the dots read.
+    fn send_increment(&mut self, client: usize, read: Option<Collection>) {
+        let seen = read.as_ref().and_then(|c| c.get(COUNTER_FIELD, self.now));
+        let (dots, count) = seen.map_or((Vec::new(), 0), |(dots, v)| (dots, decode_count(v)));
+        let count = count + 1;
+        let update = CollectionUpdate {
+            kind: CollectionKind::Hash,
+            removes: if dots.is_empty() {
+                Vec::new()
+            } else {
+                vec![(COUNTER_FIELD.to_vec(), dots.clone())]
+            },
+            adds: vec![(COUNTER_FIELD.to_vec(), count.to_le_bytes().to_vec())],
+            ttl_ms: None,
+        };
+        let request = ClientRequest::Cas(CasRequest {
+            key: self.collection_key(COUNTER),
+            condition: Condition::Elements(vec![(COUNTER_FIELD.to_vec(), dots)]),
+            action: CasAction::Collection(update),
+            timeout_ms: None,
+            supersedes: None,
+        });
+        let op = self.next_op(client);
+        self.clients[client].state = ClientState::Collection {
+            op,
+            stage: CollectionStage::Incrementing { count },
+        };
+        self.submit(client, op, request);
+    }
+
+    /// The final count against the increments: each acknowledged one wrote its own count,
+    /// and the final one covers them all and at most the unknown ones more.
+    fn judge_counter(&mut self, found: Option<&Collection>) {
+        let fin = found
+            .and_then(|c| c.get(COUNTER_FIELD, self.now))
+            .map_or(0, |(_, v)| decode_count(v));
+        let mut acked = self.collection_increments.acked.clone();
+        acked.sort_unstable();
+        let unknown = self.collection_increments.unknown;
+        let n = acked.len() as u64;
+        let detail = if let Some(w) = acked.windows(2).find(|w| w[0] == w[1]) {
+            Some(format!(
+                "two acknowledged increments both wrote the count {}",
+                w[0]
+            ))
+        } else if fin < n || fin > n + unknown || acked.last().is_some_and(|m| *m > fin) {
+            Some(format!(
+                "the final count is {fin}: {n} increments acknowledged (the highest wrote {}), {unknown} unknown",
+                acked.last().copied().unwrap_or(0)
+            ))
+        } else {
+            None
+        };
+        if let Some(detail) = detail {
+            self.collection_violation(COUNTER, detail);
         }
     }
 
@@ -228,10 +342,12 @@ impl World {
 
     /// After healing: each key read at `all` and judged, then its primaries' copies compared.
     pub(super) fn check_collections(&mut self, tries: u32) {
-        if self.collection_ops.is_empty() {
+        let increments = &self.collection_increments;
+        if self.collection_ops.is_empty() && increments.acked.is_empty() && increments.unknown == 0
+        {
             return;
         }
-        for key in 0..KEYS.len() {
+        for key in 0..=COUNTER {
             self.collection_final = None;
             for _ in 0..tries {
                 let op = self.start_collection_read(0, key, true);
@@ -252,11 +368,15 @@ impl World {
                 self.collection_violation(key, "the final read never succeeded".into());
                 continue;
             };
-            self.judge_collection(key, found.as_ref());
+            if key == COUNTER {
+                self.judge_counter(found.as_ref());
+            } else {
+                self.judge_collection(key, found.as_ref());
+            }
         }
         let settle = self.now + 2_000;
         self.run_until(settle);
-        for key in 0..KEYS.len() {
+        for key in 0..=COUNTER {
             self.check_collection_copies(key);
         }
     }
@@ -328,9 +448,14 @@ impl World {
     }
 
     fn collection_violation(&mut self, key: usize, detail: String) {
+        let key = self.collection_key(key);
         self.report.violations.push(Violation::CollectionWrong {
-            key: KEYS[key].0.to_string(),
+            key: String::from_utf8_lossy(key.key()).into_owned(),
             detail,
         });
     }
+}
+
+fn decode_count(v: &[u8]) -> u64 {
+    v.try_into().map_or(0, u64::from_le_bytes)
 }

@@ -186,8 +186,10 @@ pub struct SimReport {
     /// The counter invariant: increments acknowledged applied, and increments in doubt that
     /// a later serial read settled.
     pub counter_applied: u64,
-    /// Hash and set updates acknowledged (`collections.rs`).
+    /// Hash and set updates acknowledged (`collections.rs`), and of them the exact
+    /// increments (compare-and-set).
     pub collection_acked: u64,
+    pub increments_acked: u64,
     pub counter_resolved: u64,
     /// Whether the strict buckets were `cas = all_writes` (see `SimConfig::all_writes`).
     pub all_writes: bool,
@@ -208,7 +210,7 @@ pub struct SimReport {
 impl SimReport {
     pub fn summary(&self) -> String {
         format!(
-            "seed={} nodes={} durability={:?} all_writes={} cas_siblings={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} flood_writes={} max_flood_siblings={} plain_cas_writes={} plain_cas_refused={} plain_cas_acked={} counter_applied={} counter_resolved={} collection_acked={} paxos_rounds={} paxos_states_collected={} violations={}",
+            "seed={} nodes={} durability={:?} all_writes={} cas_siblings={} sim_ms={} events={} ops={} acked_writes={} uncertain_writes={} failed_writes={} lost_writes={} keys={} unconverged_keys={} max_siblings={} crashes={} partitions={} pauses={} clock_jumps={} messages={} dropped={} hints_stored={} hints_delivered={} hints_dropped={} hints_pending={} expired_deleted={} tombstones_left={} flood_writes={} max_flood_siblings={} plain_cas_writes={} plain_cas_refused={} plain_cas_acked={} counter_applied={} counter_resolved={} collection_acked={} increments_acked={} paxos_rounds={} paxos_states_collected={} violations={}",
             self.seed,
             self.nodes,
             self.durability,
@@ -244,6 +246,7 @@ impl SimReport {
             self.counter_applied,
             self.counter_resolved,
             self.collection_acked,
+            self.increments_acked,
             self.paxos_rounds,
             self.paxos_states_collected,
             self.violations.len()
@@ -353,6 +356,8 @@ struct World {
     collection_ops: Vec<collections::CollectionOp>,
     collection_values: u64,
     collection_final: Option<Option<hydra_core::collection::Collection>>,
+    /// The exact increments of a hash field (`collections.rs`).
+    collection_increments: collections::Increments,
     /// The final serial read of the counter (`counter.rs`), once answered.
     counter_final: Option<Vec<u32>>,
     /// The answer to the listing page in progress (`listing.rs`): its keys and next cursor.
@@ -447,6 +452,7 @@ impl World {
             collection_ops: Vec::new(),
             collection_values: 0,
             collection_final: None,
+            collection_increments: Default::default(),
             counter_final: None,
             listing_page: None,
             admin_answer: None,
