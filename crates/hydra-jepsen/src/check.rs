@@ -91,7 +91,7 @@ pub fn check(ops: &[Op], final_sets: &BTreeMap<String, Set>) -> Verdict {
             }
             (F::Read, _) => v.reads_fail += 1,
             // The register workload's, judged by `check_register`.
-            (F::Set | F::Get | F::Getdel | F::Touch | F::CasRead | F::Cas, _) => {}
+            (F::Set | F::Get | F::Getdel | F::Touch | F::CasRead | F::Cas | F::Incr, _) => {}
         }
     }
     let empty = Set::new();

@@ -39,6 +39,8 @@ pub enum F {
     /// Compare-and-set workload: write `value[1]` if the key holds `value[0]` (null:
     /// absent); completions: null when applied, else `{"current": value}`.
     Cas,
+    /// Counter workload: `HINCRBY key hits 1` (completions: the count it answered).
+    Incr,
 }
 
 /// One line of the history.

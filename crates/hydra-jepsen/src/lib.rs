@@ -15,6 +15,7 @@ pub mod cas;
 pub mod check;
 pub mod check_register;
 pub mod cluster;
+pub mod counter;
 pub mod history;
 mod loops;
 pub mod net;
@@ -101,6 +102,9 @@ pub struct Summary {
     /// The compare-and-set workload's verdict (mode `cas`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cas: Option<cas::CasVerdict>,
+    /// The counter workload's verdict (mode `redis-counter`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counter: Option<counter::CounterVerdict>,
     pub converged_keys: usize,
     pub unconverged_keys: usize,
     /// Paxos state collection, summed over the nodes at the end (counters restart with a
@@ -197,11 +201,12 @@ pub fn run(opts: &Options) -> Result<Summary> {
         "cas-http",
         "cas-txn",
         "redis-set",
+        "redis-counter",
     ]
     .contains(&opts.mode.as_str())
     {
         bail!(
-            "--workload mode must be siblings, lww, register, cas, cas-http, cas-txn or redis-set, not {:?}",
+            "--workload mode must be siblings, lww, register, cas, cas-http, cas-txn, redis-set or redis-counter, not {:?}",
             opts.mode
         );
     }
@@ -211,6 +216,8 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let registers = opts.mode == "register";
     // Sets kept as convergent types, through the Redis protocol, in bucket `redis`.
     let redis_sets = opts.mode == "redis-set";
+    // Exact hash increments (`HINCRBY`, compare-and-set), in bucket `redis`.
+    let counters = opts.mode == "redis-counter";
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("while creating {}", opts.out.display()))?;
     let node_dir = opts.out.join("nodes");
@@ -228,14 +235,14 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let cas_siblings = cas_mode && opts.siblings;
     let bucket = if cas_siblings {
         cas::SIBLINGS_BUCKET.to_string()
-    } else if registers || cas_mode || redis_sets {
+    } else if registers || cas_mode || redis_sets || counters {
         register::BUCKET.to_string()
     } else {
         format!("jepsen_{}", opts.mode)
     };
     let conflicts = if cas_siblings {
         "siblings"
-    } else if registers || cas_mode || redis_sets {
+    } else if registers || cas_mode || redis_sets || counters {
         "lww"
     } else {
         opts.mode.as_str()
@@ -269,6 +276,10 @@ pub fn run(opts: &Options) -> Result<Summary> {
                 )
             } else if redis_sets {
                 loops::redis_set_loop(
+                    p as u64, node, &resp, keys, seed, pause, &recorder, &stop, &done,
+                )
+            } else if counters {
+                counter::counter_loop(
                     p as u64, node, &resp, keys, seed, pause, &recorder, &stop, &done,
                 )
             } else if cas_mode {
@@ -349,6 +360,8 @@ pub fn run(opts: &Options) -> Result<Summary> {
         (0..opts.keys).map(register::key_name).collect()
     } else if cas_mode {
         (0..opts.keys).map(cas::key_name).collect()
+    } else if counters {
+        (0..opts.keys).map(counter::key_name).collect()
     } else {
         (0..opts.keys).map(key_name).collect()
     };
@@ -372,6 +385,8 @@ pub fn run(opts: &Options) -> Result<Summary> {
         )
     } else if redis_sets {
         (final_redis_sets(&cluster, &bucket, &keys)?, BTreeMap::new())
+    } else if counters {
+        (BTreeMap::new(), final_counters(&cluster, &bucket, &keys)?)
     } else {
         (final_reads(&cluster, &bucket, &keys)?, BTreeMap::new())
     };
@@ -384,6 +399,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
     ops.sort_by_key(|o| o.time);
     let verdict = check::check(&ops, &final_sets);
     let cas_verdict = cas_mode.then(|| cas::check(&ops, &final_registers, final_time));
+    let counter_verdict = counters.then(|| counter::check(&ops, &final_registers));
     let register_verdict = registers.then(|| {
         check_register::check_registers(
             &ops,
@@ -426,6 +442,9 @@ pub fn run(opts: &Options) -> Result<Summary> {
                         })
             }
             None if cas_mode => true,
+            None if counters => counter_verdict
+                .as_ref()
+                .is_some_and(|c| c.violations.is_empty()),
             None => {
                 verdict.failed_but_observed == 0
                     && verdict.unexpected == 0
@@ -465,6 +484,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         verdict,
         register: register_verdict,
         cas: cas_verdict,
+        counter: counter_verdict,
         paxos_repair,
         converged_keys: keys.len() - unconverged,
         unconverged_keys: unconverged,
@@ -817,6 +837,33 @@ fn final_redis_sets(
         Ok(parsed.ok_or_else(|| {
             anyhow::anyhow!(
                 "the final read of {k} is no set: {}",
+                String::from_utf8_lossy(&r.body)
+            )
+        }))
+    })
+}
+
+/// Every key's count (field `hits` of a hash, read over HTTP as JSON) at `r=all`; absent is
+/// `None`.
+fn final_counters(
+    cluster: &Cluster,
+    bucket: &str,
+    keys: &[String],
+) -> Result<BTreeMap<String, Option<u64>>> {
+    final_each(cluster, keys, |c, k| {
+        let r = c.get(bucket, k, &[("r", "all")])?;
+        if r.status == 404 {
+            return Ok(Ok(None));
+        }
+        let parsed = serde_json::from_slice::<serde_json::Value>(&r.body)
+            .ok()
+            .and_then(|v| {
+                let count = v["fields"][counter::FIELD].as_str()?;
+                count.parse::<u64>().ok().map(Some)
+            });
+        Ok(parsed.ok_or_else(|| {
+            anyhow::anyhow!(
+                "the final read of {k} is no counter: {}",
                 String::from_utf8_lossy(&r.body)
             )
         }))

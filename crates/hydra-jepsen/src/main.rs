@@ -25,7 +25,10 @@ struct Args {
     /// `GET`s over the Redis protocol, checked for linearizability) or `cas-register-http`
     /// (the same over HTTP: `If-Match: <context>`/`If-None-Match: *` PUTs and `r=serial`
     /// GETs) or `cas-register-txn` (the write as Redis's optimistic lock: `WATCH`, `GET`,
-    /// `MULTI`, `SET`, `EXEC`).
+    /// `MULTI`, `SET`, `EXEC`) or `redis-set` (`SADD` of unique members, `SMEMBERS`) or
+    /// `redis-counter` (`HINCRBY key hits 1`, exact through compare-and-set: no two
+    /// acknowledged replies equal, the final count between the acknowledged increments and
+    /// those plus the unknown ones).
     #[arg(long, default_value = "set")]
     workload: String,
     /// Faults to rotate through: partition, kill, pause, clock (comma list; empty: none).
@@ -118,8 +121,9 @@ fn run() -> Result<bool> {
         "cas-register-http" => "cas-http",
         "cas-register-txn" => "cas-txn",
         "redis-set" => "redis-set",
+        "redis-counter" => "redis-counter",
         other => anyhow::bail!(
-            "unknown workload {other:?}; expected set, set-lww, register, cas-register, cas-register-http, cas-register-txn or redis-set"
+            "unknown workload {other:?}; expected set, set-lww, register, cas-register, cas-register-http, cas-register-txn, redis-set or redis-counter"
         ),
     };
     let opts = hydra_jepsen::Options {

@@ -275,6 +275,74 @@ fn the_redis_set_checker_catches_a_merge_that_drops_concurrent_adds() {
     assert!(!summary.passed);
 }
 
+/// Exact hash increments over the Redis protocol: `HINCRBY` of one field of three hashes
+/// through every node under every fault; no two acknowledged increments may answer the same
+/// count, and each final count must lie between the acknowledged increments and those plus
+/// the ones of unknown outcome.
+#[test]
+fn redis_hash_increments_are_exact_under_every_fault() {
+    if !can_run("redis_hash_increments_are_exact_under_every_fault") {
+        return;
+    }
+    let _one = exclusive();
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("jepsen-redis-counter");
+    let _ = std::fs::remove_dir_all(&out);
+    let summary = hydra_jepsen::run(&redis_counter_options(
+        out,
+        PathBuf::from(env!("CARGO_BIN_EXE_hydra")),
+        vec![],
+    ))
+    .expect("the harness runs (it needs root)");
+    let text = serde_json::to_string_pretty(&summary).expect("json");
+    let c = summary.counter.as_ref().expect("a counter verdict");
+    assert!(c.violations.is_empty(), "{text}");
+    assert_eq!(summary.unconverged_keys, 0, "{text}");
+    assert!(summary.passed, "{text}");
+    assert!(c.ok > 500, "too little work: {text}");
+    assert!(
+        summary.faults.values().sum::<u64>() >= 4,
+        "too few faults: {text}"
+    );
+}
+
+/// The counter checker over real processes catches increments whose condition on the
+/// field's dots is not checked (planted `paxos_elements_condition_ignored`: two increments
+/// of one count both apply). Ignored by default: it builds a second `hydra` (minutes).
+#[test]
+#[ignore = "builds a second hydra with planted bugs; run with --ignored"]
+fn the_counter_checker_catches_increments_that_ignore_their_condition() {
+    if !can_run("the_counter_checker_catches_increments_that_ignore_their_condition") {
+        return;
+    }
+    let _one = exclusive();
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("jepsen-redis-counter-planted");
+    let _ = std::fs::remove_dir_all(&out);
+    let env = vec![(
+        "HYDRA_PLANTED_BUGS".into(),
+        "paxos_elements_condition_ignored".into(),
+    )];
+    let mut opts = redis_counter_options(out, planted_hydra(), env);
+    opts.seconds = 20;
+    let summary = hydra_jepsen::run(&opts).expect("the harness runs");
+    println!("{}", serde_json::to_string_pretty(&summary).expect("json"));
+    let c = summary.counter.as_ref().expect("a counter verdict");
+    assert!(!c.violations.is_empty(), "the planted bug went unnoticed");
+    assert!(!summary.passed);
+}
+
+fn redis_counter_options(
+    out: PathBuf,
+    hydra: PathBuf,
+    server_env: Vec<(String, String)>,
+) -> hydra_jepsen::Options {
+    let mut opts = register_options(out, hydra, server_env);
+    opts.mode = "redis-counter".into();
+    opts.seconds = 40;
+    opts.keys = 3;
+    opts.seed = 13;
+    opts
+}
+
 fn redis_set_options(
     out: PathBuf,
     hydra: PathBuf,
