@@ -112,6 +112,10 @@ pub const FORWARDS_SEEN_MAX: usize = 100_000;
 /// coordinator beaten by several other commits can still prove its own proposal was never
 /// chosen (see `paxos::AcceptorState`).
 pub const PAXOS_COMMITS_KEPT: usize = 4;
+/// Commits of one key a node's acceptor logs for the compare-and-set rounds it coordinates
+/// on that key (see `node/paxos.rs` `CommitLog`): far more than the acceptor state keeps, so
+/// a round in doubt while many commits passed can still learn what became of its proposal.
+pub const PAXOS_COMMIT_LOG_MAX: usize = 512;
 /// Prepare rounds one compare-and-set starts at most before it gives up (`cas_contention`).
 pub const PAXOS_ATTEMPTS_MAX: u32 = 64;
 /// Longest random wait, in milliseconds, before a beaten compare-and-set prepares again.

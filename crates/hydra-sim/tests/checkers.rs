@@ -410,28 +410,18 @@ fn checker_h_catches_paxos_acceptors_that_forget_their_promises() {
 
 /// A serial read that skips its proposal while a write was promised since the latest commit
 /// does not settle that write: its proposal, accepted later outside the read's majority, is
-/// finished by the next compare-and-set. Seed 2520 of the sweep found it (a counter
-/// increment in doubt read as not applied, then applied). Since reads also propose when
-/// their latest commit is not settled, that seed holds with the check planted away; seed
-/// 1095, the only one of 4,000 that still shows it, loses a register write in an
-/// `all_writes` bucket (checker (e); its reads are serial). Replayed here with the check
-/// planted away, and clean with it.
+/// finished by the next compare-and-set. The sweeps found it in seeds 2520 and then 1095 (a
+/// register write lost in an `all_writes` bucket), each time through a request whose own
+/// proposal stayed in doubt. Since coordinators read the commits their own acceptor took
+/// (`node/paxos.rs` `CommitLog`), such requests learn their outcome and 18,000 seeds
+/// (0-11999 plain, 0-2999 with hashes and sets) no longer reach it with the check planted
+/// away; the model checker's swarm walks still catch it
+/// (`swarm_walks_with_settling_reads_catch_the_deeper_paxos_bugs`). Seed 1095 replays clean.
 #[test]
-fn the_simulator_catches_reads_that_ignore_write_promises() {
-    let seed = 1095;
-    assert!(run(SimConfig::from_seed(seed)).violations.is_empty());
-    set_planted(PlantedBugs {
-        paxos_read_ignores_write_promises: true,
-        ..PlantedBugs::default()
-    });
-    let report = run(SimConfig::from_seed(seed));
-    set_planted(PlantedBugs::default());
-    let found = report
-        .violations
-        .iter()
-        .find(|v| matches!(v.checker(), 'e' | 'h'));
-    assert!(found.is_some(), "seed {seed}: {:?}", report.violations);
-    eprintln!("caught: {found:?}");
+fn the_seed_that_showed_reads_ignoring_write_promises_replays_clean() {
+    let report = run(SimConfig::from_seed(1095));
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    assert!(report.counter_applied > 0 || report.paxos_rounds > 0);
 }
 
 /// The deeper Paxos mutations are caught here too (the model checker catches all of them but

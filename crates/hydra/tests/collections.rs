@@ -441,9 +441,10 @@ fn node_redis_and_ioredis_run_application_patterns() {
 /// The read-then-write commands are exact through compare-and-set: clients on every node at
 /// once, `HINCRBY` of one field (no increment lost, each acknowledged reply a distinct count),
 /// `SPOP` (each member popped once), `HSETNX` of one field (one client wins) and `SMOVE` of
-/// one member (one client moves it). Under this much contention on one key a few commands
-/// may answer `-TIMEOUT` (their coordinator could not learn whether they applied, as with
-/// string `INCR`); each such one may or may not have taken effect, and is counted so.
+/// one member (one client moves it). A command may answer `-TIMEOUT` (its coordinator could
+/// not learn whether it applied); each such one may or may not have taken effect, and is
+/// counted so, but without faults they must be rare (coordinators read the commits their own
+/// acceptor took, `CommitLog`: none in 150 here, where 8-12% were before it).
 #[test]
 fn read_then_write_commands_are_exact_across_nodes() {
     let cluster = TestCluster::start(3, "");
@@ -540,7 +541,7 @@ fn read_then_write_commands_are_exact_across_nodes() {
     );
     let unknowns: usize = seen.iter().map(|s| s.incr_unknown).sum();
     assert!(
-        unknowns * 3 <= CLIENTS * ROUNDS,
+        unknowns * 20 <= CLIENTS * ROUNDS,
         "{unknowns} increments unknown"
     );
     eprintln!("{acked} increments acknowledged, {unknowns} unknown");

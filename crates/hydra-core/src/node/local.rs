@@ -62,6 +62,8 @@ pub(crate) struct Local {
     /// the index's start, past the entries it removed (an LSM keeps removed keys until
     /// compaction, and a scan walks over them). Lowered by every entry written earlier.
     pub(crate) expiry_floor: u64,
+    /// Commits this node's acceptor took of keys it coordinates compare-and-set rounds of.
+    pub(crate) commit_log: super::paxos::CommitLog,
 }
 
 impl Local {
@@ -86,6 +88,7 @@ impl Local {
             purges: BucketWalk::default(),
             empty_tree: MerkleTree::default(),
             expiry_floor: 0,
+            commit_log: Default::default(),
         }
     }
 

@@ -22,13 +22,15 @@ use crate::bucket::{BucketProps, CasMode, ConflictMode};
 use crate::hlc::check_skew;
 use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
-use crate::limits::{PAXOS_ATTEMPTS_MAX, PAXOS_BACKOFF_MS_MAX};
+use crate::limits::{PAXOS_ATTEMPTS_MAX, PAXOS_BACKOFF_MS_MAX, PAXOS_COMMIT_LOG_MAX};
 use crate::message::{
     CasAction, CasRequest, ClientError, ClientResponse, ErrorCode, Message, Outcome, PaxosAnswer,
     PaxosPhase, PaxosReceipt, PaxosRefusal, ReplicaError, decode_acceptor_state,
     encode_acceptor_state,
 };
-use crate::paxos::{AcceptorState, Ballot, Coordinator, Decided, GiveUp, Next, StampError};
+use crate::paxos::{
+    AcceptorState, Ballot, CommitSeen, Coordinator, Decided, GiveUp, Next, StampError, value_id,
+};
 use crate::store::{Store, WriteBatch};
 use crate::version::Object;
 use rand::Rng;
@@ -90,6 +92,50 @@ impl Round {
     }
 }
 
+/// The commits this node's acceptor took of keys with compare-and-set rounds coordinated
+/// here, since the first of them started (at most [`PAXOS_COMMIT_LOG_MAX`] a key): more
+/// history than an acceptor's state keeps (a few commits), so a round whose own proposal
+/// stayed in doubt while many commits passed (under contention, reads whose condition failed
+/// commit too) can still prove it committed or never chosen
+/// (`Coordinator::note_commits_here`) instead of answering `outcome_unknown`. Each entry is
+/// a commit a coordinator sent after a majority accepted, as sound as those of a promise.
+#[derive(Debug, Default)]
+pub(crate) struct CommitLog {
+    /// Key -> rounds coordinated here, and the commits taken since the first started.
+    keys: BTreeMap<ObjectKey, (usize, VecDeque<CommitSeen>)>,
+}
+
+impl CommitLog {
+    fn watch(&mut self, key: &ObjectKey) {
+        self.keys.entry(key.clone()).or_default().0 += 1;
+    }
+
+    fn unwatch(&mut self, key: &ObjectKey) {
+        if let Some((rounds, _)) = self.keys.get_mut(key) {
+            *rounds -= 1;
+            if *rounds == 0 {
+                self.keys.remove(key);
+            }
+        }
+    }
+
+    fn record(&mut self, key: &ObjectKey, seen: CommitSeen) {
+        if let Some((_, log)) = self.keys.get_mut(key) {
+            if log.len() == PAXOS_COMMIT_LOG_MAX {
+                log.pop_front();
+            }
+            log.push_back(seen);
+        }
+    }
+
+    fn seen(&self, key: &ObjectKey) -> Vec<CommitSeen> {
+        self.keys
+            .get(key)
+            .map(|(_, log)| log.iter().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
 /// The compare-and-set requests this node coordinates.
 #[derive(Debug, Default)]
 pub(crate) struct Paxos {
@@ -119,6 +165,7 @@ impl Paxos {
         deadline: Timestamp,
     ) {
         let id = local.out.new_request(ctx.rng);
+        local.commit_log.watch(&request.key);
         let coord = Coordinator::new(
             request.condition,
             request.action,
@@ -313,6 +360,11 @@ impl Paxos {
                 reason: refusal.to_string(),
             },
         };
+        if matches!(result, Ok(PaxosAnswer::Promise(_))) {
+            round
+                .coord
+                .note_commits_here(local.commit_log.seen(&round.key));
+        }
         let next = round.coord.on_answer(from, result, ctx.now);
         self.follow(local, ctx, id, next);
     }
@@ -507,6 +559,7 @@ impl Paxos {
 
     fn remove(&mut self, local: &mut Local, id: RequestId) -> Option<Round> {
         let round = self.rounds.remove(&id)?;
+        local.commit_log.unwatch(&round.key);
         self.steps.remove(&round.step_req);
         local
             .timers
@@ -594,6 +647,14 @@ impl Local {
                 .map_err(|e| refuse(ReplicaError::ClockSkew(e.to_string())))?;
         }
         let mut answer = state.handle(ballot, &phase).map_err(PaxosRefusal::Ballot)?;
+        if let PaxosPhase::Commit(proposal, base) = &phase {
+            let seen = CommitSeen {
+                ballot,
+                id: value_id(proposal),
+                base: *base,
+            };
+            self.commit_log.record(key, seen);
+        }
         match (&mut answer, &phase) {
             (PaxosAnswer::Promise(promise), _) => {
                 promise.object = self.load(ctx.store, &skey).map_err(refuse)?;

@@ -27,7 +27,7 @@
 //!   uncommitted, and the first commit ends the rest).
 //! * A phase moves on only with answers from a majority of the key's primaries.
 
-use super::{Accepted, Ballot, Condition, Proposal};
+use super::{Accepted, Ballot, CommitSeen, Condition, Proposal};
 use crate::bucket::ConflictMode;
 use crate::bugs::planted;
 use crate::collection::{Collection, CollectionUpdate};
@@ -165,6 +165,10 @@ pub struct Coordinator {
     /// The next commit of this attempt ends every own proposal (its prepare found none of
     /// them committed or in progress).
     seals_own: bool,
+    /// Commits the coordinating node's own acceptor took of this key while the request ran
+    /// (`note_commits_here`): more than a promise carries, as sound (each was sent after a
+    /// majority accepted).
+    commits_here: Vec<CommitSeen>,
 }
 
 impl Coordinator {
@@ -197,7 +201,15 @@ impl Coordinator {
             reproposed: 0,
             owns: Vec::new(),
             seals_own: false,
+            commits_here: Vec::new(),
         }
+    }
+
+    /// The commits the coordinating node's own acceptor took of this key so far (the
+    /// driver's log), used with those the promises carry to learn what became of this
+    /// request's own proposals.
+    pub fn note_commits_here(&mut self, commits: Vec<CommitSeen>) {
+        self.commits_here = commits;
     }
 
     /// A request in a bucket of this conflict mode (the default is `lww`); `supersedes`, for
@@ -416,12 +428,13 @@ impl Coordinator {
                 .find(|(b, own, _)| {
                     let id = super::value_id(&Some(own.clone()));
                     let any_above = planted().paxos_own_commit_any_above;
-                    self.promises.iter().any(|(_, p)| {
-                        p.committed == *b
-                            || p.commits.iter().any(|c| {
-                                c.ballot == *b || c.id == id || (any_above && c.ballot > *b)
-                            })
-                    })
+                    let matches = |c: &CommitSeen| {
+                        c.ballot == *b || c.id == id || (any_above && c.ballot > *b)
+                    };
+                    self.promises
+                        .iter()
+                        .any(|(_, p)| p.committed == *b || p.commits.iter().any(matches))
+                        || self.commits_here.iter().any(matches)
                 })
                 .map(|(_, v, previous)| (v.clone(), previous.clone()))
         });
@@ -435,9 +448,16 @@ impl Coordinator {
         // majority (`seals_own`) one could still be taken up, so they stay in doubt till then.
         let beaten = |b: Ballot, own: &Object| {
             let id = super::value_id(&Some(own.clone()));
-            self.promises.iter().flat_map(|(_, p)| &p.commits).any(|c| {
-                c.ballot > b && c.id != id && (c.base < b || planted().paxos_beaten_ignores_base)
-            })
+            let here = self.commits_here.iter();
+            self.promises
+                .iter()
+                .flat_map(|(_, p)| &p.commits)
+                .chain(here)
+                .any(|c| {
+                    c.ballot > b
+                        && c.id != id
+                        && (c.base < b || planted().paxos_beaten_ignores_base)
+                })
         };
         let owns_unchosen = !self.owns.is_empty()
             && self.owns.iter().all(|(b, own, _)| {
