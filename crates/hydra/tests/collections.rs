@@ -443,8 +443,10 @@ fn node_redis_and_ioredis_run_application_patterns() {
 /// `SPOP` (each member popped once), `HSETNX` of one field (one client wins) and `SMOVE` of
 /// one member (one client moves it). A command may answer `-TIMEOUT` (its coordinator could
 /// not learn whether it applied); each such one may or may not have taken effect, and is
-/// counted so, but without faults they must be rare (coordinators read the commits their own
-/// acceptor took, `CommitLog`: none in 150 here, where 8-12% were before it).
+/// counted so (a sanity bound only: without faults, and with coordinators reading the
+/// commits their own acceptor took, `CommitLog`, none of 150 here, where 8-12% were before
+/// it; a loaded machine may see some). A command that lost every round (`-CAS_CONTENTION`)
+/// did not apply.
 #[test]
 fn read_then_write_commands_are_exact_across_nodes() {
     let cluster = TestCluster::start(3, "");
@@ -467,9 +469,13 @@ fn read_then_write_commands_are_exact_across_nodes() {
         setnx: Option<bool>,
         smove: Option<bool>,
     }
+    // An error is `-TIMEOUT` (may have applied: true) or a definite refusal after losing
+    // every round to other updates (not applied: false).
     let unknown = |reply: &[u8]| {
         let t = text(reply);
-        assert!(t.starts_with("-TIMEOUT "), "{t}");
+        let refused = t.starts_with("-CAS_CONTENTION ") || t.starts_with("-ERR CONTENDED ");
+        assert!(t.starts_with("-TIMEOUT ") || refused, "{t}");
+        !refused
     };
     let threads: Vec<_> = (0..CLIENTS)
         .map(|c| {
@@ -481,19 +487,13 @@ fn read_then_write_commands_are_exact_across_nodes() {
                     let reply = conn.command(&[b"HINCRBY", b"stats", b"hits", b"1"]);
                     match parse(&reply) {
                         Value::Integer(n) => seen.counts.push(n),
-                        _ => {
-                            unknown(&reply);
-                            seen.incr_unknown += 1;
-                        }
+                        _ => seen.incr_unknown += usize::from(unknown(&reply)),
                     }
                     let reply = conn.command(&[b"SPOP", b"pool"]);
                     match parse(&reply) {
                         Value::Bulk(m) => seen.popped.push(String::from_utf8(m).expect("utf-8")),
                         Value::Null => {}
-                        _ => {
-                            unknown(&reply);
-                            seen.pop_unknown += 1;
-                        }
+                        _ => seen.pop_unknown += usize::from(unknown(&reply)),
                     }
                 }
                 let who = format!("client{c}");
@@ -501,19 +501,13 @@ fn read_then_write_commands_are_exact_across_nodes() {
                 seen.setnx = match reply.as_slice() {
                     b":1\r\n" => Some(true),
                     b":0\r\n" => Some(false),
-                    _ => {
-                        unknown(&reply);
-                        None
-                    }
+                    _ => (!unknown(&reply)).then_some(false),
                 };
                 let reply = conn.command(&[b"SMOVE", b"from", b"to", b"token"]);
                 seen.smove = match reply.as_slice() {
                     b":1\r\n" => Some(true),
                     b":0\r\n" => Some(false),
-                    _ => {
-                        unknown(&reply);
-                        None
-                    }
+                    _ => (!unknown(&reply)).then_some(false),
                 };
                 seen
             })
@@ -541,7 +535,7 @@ fn read_then_write_commands_are_exact_across_nodes() {
     );
     let unknowns: usize = seen.iter().map(|s| s.incr_unknown).sum();
     assert!(
-        unknowns * 20 <= CLIENTS * ROUNDS,
+        unknowns * 5 <= CLIENTS * ROUNDS,
         "{unknowns} increments unknown"
     );
     eprintln!("{acked} increments acknowledged, {unknowns} unknown");

@@ -268,6 +268,10 @@ impl Connection {
                     self.update_collection(key.clone(), update).await?;
                     return Ok((reply, true));
                 }
+                // Other ballots won every attempt; nothing of this round was proposed.
+                Err(e) if e.code == ErrorCode::CasContention => {
+                    held = self.collection_of(key, kind).await?;
+                }
                 Err(e) => return Err(super::error_value(&e)),
                 Ok(_) => return Err(Value::error("ERR unexpected reply to a compare-and-set")),
             }
