@@ -13,7 +13,7 @@
 
 use crate::Recorder;
 use crate::history::{F, Kind, Op};
-use crate::register::{self, Broken, Connection};
+use crate::register::{self, Broken, Connection, Session};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -57,8 +57,7 @@ fn hincrby(conn: &mut Connection, key: &str) -> Result<u64, Broken> {
     }
 }
 
-/// One client: increments of random keys over one RESP connection (replaced, with a new
-/// process id, after an indeterminate operation).
+/// One client: increments of random keys over its node's RESP connection (`Session`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn counter_loop(
     client: u64,
@@ -71,12 +70,10 @@ pub(crate) fn counter_loop(
     stop: &AtomicBool,
     done: &AtomicU64,
 ) {
-    let timeout = Duration::from_secs(3);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (client + 1).wrapping_mul(0x9E37_79B9));
-    let mut generation: u64 = 0;
-    let mut conn: Option<Connection> = None;
+    let mut session = Session::new(client, addr);
     while !stop.load(Ordering::Relaxed) {
-        let process = (client << 20) | generation;
+        let process = session.process();
         let key = key_name(rng.random_range(0..keys));
         let op = |kind, value, error| Op {
             process,
@@ -90,24 +87,9 @@ pub(crate) fn counter_loop(
             ttl_ms: None,
         };
         recorder.record(op(Kind::Invoke, serde_json::Value::Null, None));
-        let c = match conn.take() {
-            Some(c) => Ok(c),
-            None => Connection::open(addr, timeout),
-        };
-        let result = c.and_then(|mut c| {
-            let r = hincrby(&mut c, &key);
-            conn = Some(c);
-            r
-        });
-        match result {
+        match session.call(|c| hincrby(c, &key)) {
             Ok(n) => recorder.record(op(Kind::Ok, json!(n), None)),
-            Err(e) => {
-                recorder.record(op(e.kind, serde_json::Value::Null, Some(e.error)));
-                if e.kind == Kind::Info {
-                    conn = None;
-                    generation += 1;
-                }
-            }
+            Err(e) => recorder.record(op(e.kind, serde_json::Value::Null, Some(e.error))),
         }
         done.fetch_add(1, Ordering::Relaxed);
         std::thread::sleep(pause);

@@ -181,13 +181,11 @@ pub(crate) fn register_loop(
     stop: &AtomicBool,
     done: &AtomicU64,
 ) {
-    let timeout = Duration::from_secs(3);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (client + 1).wrapping_mul(0x9E37_79B9));
-    let mut generation: u64 = 0;
-    let mut conn: Option<register::Connection> = None;
+    let mut session = register::Session::new(client, addr);
     let mut counter: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
-        let process = (client << 20) | generation;
+        let process = session.process();
         let i = rng.random_range(0..keys);
         let key = register::key_name(i);
         let op = |kind, f, value, error, ttl_ms| Op {
@@ -233,19 +231,11 @@ pub(crate) fn register_loop(
             _ => (serde_json::Value::Null, None),
         };
         recorder.record(op(Kind::Invoke, f, invoke_value.clone(), None, invoke_ttl));
-        let c = match conn.take() {
-            Some(c) => Ok(c),
-            None => register::Connection::open(addr, timeout),
-        };
-        let result = c.and_then(|mut c| {
-            let r = match f {
-                F::Set => register::set(&mut c, &key, value, ttl_ms).map(|()| invoke_value.clone()),
-                F::Getdel => register::getdel(&mut c, &key).map(|v| json!(v)),
-                F::Touch => register::touch(&mut c, &key, ttl_ms).map(|n| json!(n)),
-                _ => register::get(&mut c, &key).map(|v| json!(v)),
-            };
-            conn = Some(c);
-            r
+        let result = session.call(|c| match f {
+            F::Set => register::set(c, &key, value, ttl_ms).map(|()| invoke_value.clone()),
+            F::Getdel => register::getdel(c, &key).map(|v| json!(v)),
+            F::Touch => register::touch(c, &key, ttl_ms).map(|n| json!(n)),
+            _ => register::get(c, &key).map(|v| json!(v)),
         });
         match result {
             Ok(v) => recorder.record(op(Kind::Ok, f, v, None, None)),
@@ -253,11 +243,6 @@ pub(crate) fn register_loop(
                 // A failed `GET` changed nothing; the others may have written.
                 let kind = if f == F::Get { Kind::Fail } else { e.kind };
                 recorder.record(op(kind, f, invoke_value, Some(e.error), invoke_ttl));
-                if e.kind == Kind::Info {
-                    // Indeterminate: a new connection, and a new process.
-                    conn = None;
-                    generation += 1;
-                }
             }
         }
         done.fetch_add(1, Ordering::Relaxed);
@@ -281,13 +266,11 @@ pub(crate) fn redis_set_loop(
     stop: &AtomicBool,
     done: &AtomicU64,
 ) {
-    let timeout = Duration::from_secs(3);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (client + 1).wrapping_mul(0x9E37_79B9));
-    let mut generation: u64 = 0;
-    let mut conn: Option<register::Connection> = None;
+    let mut session = register::Session::new(client, addr);
     let mut counter: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
-        let process = (client << 20) | generation;
+        let process = session.process();
         let key = key_name(rng.random_range(0..keys));
         let op = |kind, f, value, error| Op {
             process,
@@ -309,28 +292,18 @@ pub(crate) fn redis_set_loop(
             (F::Read, serde_json::Value::Null)
         };
         recorder.record(op(Kind::Invoke, f, invoke_value.clone(), None));
-        let c = match conn.take() {
-            Some(c) => Ok(c),
-            None => register::Connection::open(addr, timeout),
-        };
-        let result = c.and_then(|mut c| {
-            let r = if add {
-                register::sadd(&mut c, &key, element).map(|()| invoke_value.clone())
+        let result = session.call(|c| {
+            if add {
+                register::sadd(c, &key, element).map(|()| invoke_value.clone())
             } else {
-                register::smembers(&mut c, &key).map(|s| json!(s))
-            };
-            conn = Some(c);
-            r
+                register::smembers(c, &key).map(|s| json!(s))
+            }
         });
         match result {
             Ok(v) => recorder.record(op(Kind::Ok, f, v, None)),
             Err(e) => {
                 let kind = if add { e.kind } else { Kind::Fail };
                 recorder.record(op(kind, f, invoke_value, Some(e.error)));
-                if e.kind == Kind::Info {
-                    conn = None;
-                    generation += 1;
-                }
             }
         }
         done.fetch_add(1, Ordering::Relaxed);

@@ -158,6 +158,54 @@ pub fn classify_error(text: &str) -> Kind {
     }
 }
 
+/// A workload client's RESP connection to its node, as its loop uses it: opened on first
+/// use and kept while operations complete; dropped after an indeterminate one, when the
+/// client goes on under a new process id (what it saw went with the old connection).
+pub(crate) struct Session<'a> {
+    client: u64,
+    addr: &'a str,
+    generation: u64,
+    conn: Option<Connection>,
+}
+
+impl<'a> Session<'a> {
+    pub(crate) fn new(client: u64, addr: &'a str) -> Session<'a> {
+        Session {
+            client,
+            addr,
+            generation: 0,
+            conn: None,
+        }
+    }
+
+    /// The process id of the operations on the current connection.
+    pub(crate) fn process(&self) -> u64 {
+        (self.client << 20) | self.generation
+    }
+
+    /// Runs `call` on the connection (opened if there is none); an indeterminate failure
+    /// drops it and moves to the next process id.
+    pub(crate) fn call<T>(
+        &mut self,
+        call: impl FnOnce(&mut Connection) -> Result<T, Broken>,
+    ) -> Result<T, Broken> {
+        let conn = match self.conn.take() {
+            Some(c) => Ok(c),
+            None => Connection::open(self.addr, Duration::from_secs(3)),
+        };
+        let result = conn.and_then(|mut c| {
+            let r = call(&mut c);
+            self.conn = Some(c);
+            r
+        });
+        if result.as_ref().is_err_and(|e| e.kind == Kind::Info) {
+            self.conn = None;
+            self.generation += 1;
+        }
+        result
+    }
+}
+
 /// `SET key value [PX ttl]`: `Ok` on `+OK`.
 pub fn set(
     conn: &mut Connection,
