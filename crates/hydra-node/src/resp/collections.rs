@@ -908,7 +908,10 @@ impl CollectionCopy {
                 action: CasAction::Collection(update),
                 ..
             }) => {
-                let applied = self.copy.as_ref().is_none_or(|c| c.has_exactly(&seen, now));
+                let applied = match &self.copy {
+                    Some(c) => c.has_exactly(&seen, now),
+                    None => seen.iter().all(|(_, dots)| dots.is_empty()),
+                };
                 if applied {
                     self.apply(update)?;
                 }
