@@ -45,43 +45,76 @@ fn entry_hash(storage_key: &[u8], hash: u64) -> u64 {
     xxh3_64(&buf)
 }
 
-/// The hash tree of one (partition, replication factor).
+/// One leaf: the XOR of its keys' entry hashes, and how many keys it covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Leaf {
+    pub xor: u64,
+    pub keys: u32,
+}
+
+impl Leaf {
+    /// The leaf after `storage_key`'s entry changed from `old` to `new` (object hashes;
+    /// `None`: no entry).
+    pub fn after(self, storage_key: &[u8], old: Option<u64>, new: Option<u64>) -> Leaf {
+        let mut leaf = self;
+        if let Some(o) = old {
+            leaf.xor ^= entry_hash(storage_key, o);
+            leaf.keys = leaf.keys.saturating_sub(1);
+        }
+        if let Some(n) = new {
+            leaf.xor ^= entry_hash(storage_key, n);
+            leaf.keys = leaf.keys.saturating_add(1);
+        }
+        leaf
+    }
+
+    /// Its stored form: 8 bytes of XOR, 4 of count, little-endian.
+    pub fn encode(self) -> Vec<u8> {
+        let mut out = self.xor.to_le_bytes().to_vec();
+        out.extend_from_slice(&self.keys.to_le_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Leaf> {
+        let xor = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+        let keys = u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?);
+        (bytes.len() == 12).then_some(Leaf { xor, keys })
+    }
+}
+
+/// The hash tree of one (partition, replication factor): its leaves only. The entries
+/// (storage key -> object hash) behind them live in the store (`node/trees.rs`), so a tree
+/// takes the same memory whatever the number of keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MerkleTree {
-    leaves: Vec<u64>,
-    /// Per segment: storage key -> object hash.
-    segments: Vec<BTreeMap<Vec<u8>, u64>>,
+    leaves: Vec<Leaf>,
     keys: usize,
 }
 
 impl Default for MerkleTree {
     fn default() -> Self {
         MerkleTree {
-            leaves: vec![0; SEGMENTS],
-            segments: vec![BTreeMap::new(); SEGMENTS],
+            leaves: vec![Leaf::default(); SEGMENTS],
             keys: 0,
         }
     }
 }
 
 impl MerkleTree {
-    /// Records that `storage_key` now holds an object of hash `hash` (`None`: removed).
-    pub fn update(&mut self, storage_key: &[u8], hash: Option<u64>) {
+    /// Records that `storage_key`'s entry changed from `old` to `new` (object hashes).
+    pub fn update(&mut self, storage_key: &[u8], old: Option<u64>, new: Option<u64>) {
         let seg = segment_of(storage_key);
-        let old = match hash {
-            Some(h) => self.segments[seg].insert(storage_key.to_vec(), h),
-            None => self.segments[seg].remove(storage_key),
-        };
-        if let Some(o) = old {
-            self.leaves[seg] ^= entry_hash(storage_key, o);
-        } else if hash.is_some() {
-            self.keys += 1;
-        }
-        if let Some(h) = hash {
-            self.leaves[seg] ^= entry_hash(storage_key, h);
-        } else if old.is_some() {
-            self.keys -= 1;
-        }
+        self.set_leaf(seg, self.leaves[seg].after(storage_key, old, new));
+    }
+
+    pub fn leaf(&self, segment: usize) -> Leaf {
+        self.leaves[segment.min(SEGMENTS - 1)]
+    }
+
+    pub fn set_leaf(&mut self, segment: usize, leaf: Leaf) {
+        let seg = segment.min(SEGMENTS - 1);
+        self.keys = self.keys - self.leaves[seg].keys as usize + leaf.keys as usize;
+        self.leaves[seg] = leaf;
     }
 
     pub fn len(&self) -> usize {
@@ -105,7 +138,7 @@ impl MerkleTree {
         match level {
             0 if index == 0 => self.hash_children(0, 0),
             1 if index < FANOUT => self.hash_children(1, index),
-            2 if index < SEGMENTS => self.leaves[index],
+            2 if index < SEGMENTS => self.leaves[index].xor,
             _ => 0,
         }
     }
@@ -117,11 +150,6 @@ impl MerkleTree {
             .flat_map(|c| self.node(level + 1, *c as usize).to_le_bytes())
             .collect();
         xxh3_64(&bytes)
-    }
-
-    /// The entries of `segment`.
-    pub fn segment(&self, segment: usize) -> &BTreeMap<Vec<u8>, u64> {
-        &self.segments[segment.min(SEGMENTS - 1)]
     }
 }
 
@@ -146,25 +174,27 @@ pub fn differing(indices: &[u32], ours: &[u64], theirs: &[u64]) -> Vec<u32> {
 
 /// Keys of a segment whose entries differ between `ours` and `theirs` (present on one side
 /// only, or with different hashes), in key order.
-pub fn differing_keys(ours: &BTreeMap<Vec<u8>, u64>, theirs: &[(Vec<u8>, u64)]) -> Vec<Vec<u8>> {
+pub fn differing_keys(ours: &[(Vec<u8>, u64)], theirs: &[(Vec<u8>, u64)]) -> Vec<Vec<u8>> {
+    let ours: BTreeMap<&[u8], u64> = ours.iter().map(|(k, h)| (k.as_slice(), *h)).collect();
     let theirs: BTreeMap<&[u8], u64> = theirs.iter().map(|(k, h)| (k.as_slice(), *h)).collect();
     let mut out: Vec<Vec<u8>> = ours
         .iter()
-        .filter(|(k, h)| theirs.get(k.as_slice()) != Some(h))
-        .map(|(k, _)| k.clone())
+        .filter(|(k, h)| theirs.get(*k) != Some(h))
+        .map(|(k, _)| k.to_vec())
         .collect();
     out.extend(
         theirs
             .keys()
-            .filter(|k| !ours.contains_key(**k))
+            .filter(|k| !ours.contains_key(*k))
             .map(|k| k.to_vec()),
     );
     out.sort();
     out
 }
 
-/// The whole descent, locally: what an exchange between the two trees would find.
-pub fn diff(a: &MerkleTree, b: &MerkleTree) -> Vec<Vec<u8>> {
+/// The whole descent, locally: the segments an exchange between the two trees would ask
+/// for.
+pub fn differing_segments(a: &MerkleTree, b: &MerkleTree) -> Vec<u32> {
     let mut indices = vec![0u32];
     for level in 0..LEVELS - 1 {
         let differ = differing(
@@ -174,22 +204,11 @@ pub fn diff(a: &MerkleTree, b: &MerkleTree) -> Vec<Vec<u8>> {
         );
         indices = differ.iter().flat_map(|i| children(level, *i)).collect();
     }
-    let segments = differing(
+    differing(
         &indices,
         &a.hashes(LEVELS - 1, &indices),
         &b.hashes(LEVELS - 1, &indices),
-    );
-    let mut out = Vec::new();
-    for s in segments {
-        let theirs: Vec<(Vec<u8>, u64)> = b
-            .segment(s as usize)
-            .iter()
-            .map(|(k, h)| (k.clone(), *h))
-            .collect();
-        out.extend(differing_keys(a.segment(s as usize), &theirs));
-    }
-    out.sort();
-    out
+    )
 }
 
 #[cfg(test)]
@@ -198,31 +217,75 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeSet;
 
+    /// A tree and the entries behind it, as the store would hold them.
+    #[derive(Default)]
+    struct Model {
+        tree: MerkleTree,
+        entries: BTreeMap<Vec<u8>, u64>,
+    }
+
+    impl Model {
+        fn put(&mut self, key: &[u8], hash: Option<u64>) {
+            let old = match hash {
+                Some(h) => self.entries.insert(key.to_vec(), h),
+                None => self.entries.remove(key),
+            };
+            self.tree.update(key, old, hash);
+        }
+
+        fn segment(&self, seg: u32) -> Vec<(Vec<u8>, u64)> {
+            self.entries
+                .iter()
+                .filter(|(k, _)| segment_of(k) == seg as usize)
+                .map(|(k, h)| (k.clone(), *h))
+                .collect()
+        }
+
+        /// What an exchange finds: the differing segments, then their differing keys.
+        fn diff(&self, other: &Model) -> Vec<Vec<u8>> {
+            let mut out: Vec<Vec<u8>> = differing_segments(&self.tree, &other.tree)
+                .into_iter()
+                .flat_map(|s| differing_keys(&self.segment(s), &other.segment(s)))
+                .collect();
+            out.sort();
+            out
+        }
+    }
+
     #[test]
     fn updates_are_incremental_and_order_free() {
-        let mut a = MerkleTree::default();
-        let mut b = MerkleTree::default();
-        a.update(b"k1", Some(1));
-        a.update(b"k2", Some(2));
-        a.update(b"k1", Some(3));
-        b.update(b"k2", Some(2));
-        b.update(b"k1", Some(3));
-        assert_eq!(a.hashes(0, &[0]), b.hashes(0, &[0]));
-        assert_eq!(a.len(), 2);
-        a.update(b"k2", None);
-        assert_eq!(a.len(), 1);
-        assert_ne!(a.hashes(0, &[0]), b.hashes(0, &[0]));
-        assert_eq!(diff(&a, &b), vec![b"k2".to_vec()]);
-        let empty = MerkleTree::default();
-        b.update(b"k1", None);
-        b.update(b"k2", None);
-        assert_eq!(b.hashes(0, &[0]), empty.hashes(0, &[0]));
+        let mut a = Model::default();
+        let mut b = Model::default();
+        a.put(b"k1", Some(1));
+        a.put(b"k2", Some(2));
+        a.put(b"k1", Some(3));
+        b.put(b"k2", Some(2));
+        b.put(b"k1", Some(3));
+        assert_eq!(a.tree, b.tree);
+        assert_eq!(a.tree.len(), 2);
+        a.put(b"k2", None);
+        assert_eq!(a.tree.len(), 1);
+        assert_ne!(a.tree.hashes(0, &[0]), b.tree.hashes(0, &[0]));
+        assert_eq!(a.diff(&b), vec![b"k2".to_vec()]);
+        b.put(b"k1", None);
+        b.put(b"k2", None);
+        assert_eq!(b.tree, MerkleTree::default());
+        assert!(b.tree.is_empty());
+    }
+
+    #[test]
+    fn leaves_round_trip_their_stored_form() {
+        let leaf = Leaf::default().after(b"k", None, Some(7));
+        assert_eq!(Leaf::decode(&leaf.encode()), Some(leaf));
+        assert_eq!(Leaf::decode(&[1, 2, 3]), None);
+        assert_eq!(leaf.after(b"k", Some(7), None), Leaf::default());
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
-        /// Descending the trees finds exactly the keys a brute-force comparison finds.
+        /// Descending the trees, then comparing the entries of the segments found, finds
+        /// exactly the keys a brute-force comparison finds.
         #[test]
         fn diff_equals_brute_force(
             common in proptest::collection::btree_map("[a-z]{1,6}", 0u64..4, 0..300),
@@ -237,12 +300,12 @@ mod tests {
             for k in &changed {
                 if let Some(h) = mb.get_mut(k.as_bytes()) { *h += 10; }
             }
-            let (mut a, mut b) = (MerkleTree::default(), MerkleTree::default());
-            for (k, h) in &ma { a.update(k, Some(*h)); }
-            for (k, h) in &mb { b.update(k, Some(*h)); }
+            let (mut a, mut b) = (Model::default(), Model::default());
+            for (k, h) in &ma { a.put(k, Some(*h)); }
+            for (k, h) in &mb { b.put(k, Some(*h)); }
             let keys: BTreeSet<&Vec<u8>> = ma.keys().chain(mb.keys()).collect();
             let brute: Vec<Vec<u8>> = keys.into_iter().filter(|k| ma.get(*k) != mb.get(*k)).cloned().collect();
-            prop_assert_eq!(diff(&a, &b), brute);
+            prop_assert_eq!(a.diff(&b), brute);
         }
     }
 }

@@ -7,7 +7,7 @@ use hydra_core::ids::{LayoutVersion, NodeId};
 use hydra_core::layout::{Layout, LayoutSpec, NodeInfo, PARTITIONS_DEFAULT};
 use hydra_core::limits::{TIMEOUT_MS_MAX, VALUE_BYTES_CEILING};
 use hydra_core::node::NodeConfig;
-use hydra_store::Durability;
+use hydra_store::{Durability, StoreOptions};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -222,6 +222,11 @@ pub struct StorageSection {
     pub durability: String,
     /// How long after every primary acked a delete (or an expiry) its tombstone is removed.
     pub tombstone_grace_ms: u64,
+    /// The store's block cache, in bytes (at least 1 MiB): with `memtable_bytes`, what
+    /// bounds the node's resident memory whatever the number of keys.
+    pub cache_bytes: u64,
+    /// Size at which the store's memtable is flushed to disk, in bytes (1 MiB to 1 GiB).
+    pub memtable_bytes: u64,
 }
 
 impl Default for StorageSection {
@@ -229,6 +234,8 @@ impl Default for StorageSection {
         StorageSection {
             durability: "fsync".into(),
             tombstone_grace_ms: core_defaults().tombstone_grace_ms,
+            cache_bytes: StoreOptions::default().cache_bytes,
+            memtable_bytes: StoreOptions::default().memtable_bytes,
         }
     }
 }
@@ -369,6 +376,23 @@ impl Config {
                 4 * self.limits.request_timeout_ms
             );
         }
+        if self.storage.cache_bytes < StoreOptions::CACHE_BYTES_MIN {
+            bail!(
+                "storage.cache_bytes = {} must be at least {}",
+                self.storage.cache_bytes,
+                StoreOptions::CACHE_BYTES_MIN
+            );
+        }
+        if !(StoreOptions::MEMTABLE_BYTES_MIN..=StoreOptions::MEMTABLE_BYTES_MAX)
+            .contains(&self.storage.memtable_bytes)
+        {
+            bail!(
+                "storage.memtable_bytes = {} is out of range {}..={}",
+                self.storage.memtable_bytes,
+                StoreOptions::MEMTABLE_BYTES_MIN,
+                StoreOptions::MEMTABLE_BYTES_MAX
+            );
+        }
         if self.limits.gossip_interval_ms == 0 {
             bail!("limits.gossip_interval_ms must be at least 1");
         }
@@ -504,6 +528,14 @@ impl Config {
             .key_file
             .clone()
             .unwrap_or_else(|| self.node.data_dir.join("node.key"))
+    }
+
+    /// What the store may use of memory.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            cache_bytes: self.storage.cache_bytes,
+            memtable_bytes: self.storage.memtable_bytes,
+        }
     }
 
     pub fn durability(&self) -> Result<Durability> {

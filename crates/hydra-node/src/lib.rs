@@ -81,12 +81,14 @@ pub async fn run(config: Config) -> Result<()> {
             config.node.data_dir.display()
         )
     })?;
-    let store = FjallStore::open(&config.node.data_dir).with_context(|| {
-        format!(
-            "while opening the store in {}",
-            config.node.data_dir.display()
-        )
-    })?;
+    let store = FjallStore::open_with(&config.node.data_dir, config.store_options()).with_context(
+        || {
+            format!(
+                "while opening the store in {}",
+                config.node.data_dir.display()
+            )
+        },
+    )?;
     let identity = secure::Identity::load_or_create(&config.key_file())?;
     let mut members = Vec::new();
     for p in &config.cluster.peers {

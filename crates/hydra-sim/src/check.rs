@@ -91,6 +91,9 @@ pub enum Violation {
     /// (i) A node refused a member's message at its peer edge: the simulated nodes follow
     /// the protocol, so every refusal there is a check too strict for what members send.
     PeerRefused { node: u64, count: u64, why: String },
+    /// (m) A node's Merkle trees (in memory, or as its store holds them) do not agree with
+    /// the objects its store holds.
+    TreesWrong { node: u64, detail: String },
     /// (e) A register read returned a value whose TTL had certainly run out, or one whose
     /// write certainly failed.
     BadRegisterValue {
@@ -117,6 +120,7 @@ impl Violation {
             Violation::ListingWrong { .. } => 'j',
             Violation::TruncationWrong { .. } => 'k',
             Violation::CollectionWrong { .. } => 'l',
+            Violation::TreesWrong { .. } => 'm',
         }
     }
 }
@@ -198,6 +202,12 @@ impl fmt::Display for Violation {
             }
             Violation::CollectionWrong { key, detail } => {
                 write!(f, "(l) the collection {key} is wrong: {detail}")
+            }
+            Violation::TreesWrong { node, detail } => {
+                write!(
+                    f,
+                    "(m) the Merkle trees of node {node} disagree with its store: {detail}"
+                )
             }
             Violation::ListingWrong { bucket, detail } => {
                 write!(f, "(j) the listing of bucket {bucket} is wrong: {detail}")

@@ -38,7 +38,11 @@
 //! (j) after healing, a listing of each bucket (pages of a few keys) returns exactly the
 //!     keys whose objects show a value, each once;
 //! (k) a bucket truncated while a node is down answers that the node did not confirm, and
-//!     once the node is back no store holds an object of the bucket and no listing shows one.
+//!     once the node is back no store holds an object of the bucket and no listing shows one;
+//! (l) hashes and sets (with `--collections`) keep every acknowledged add and exact
+//!     increment;
+//! (m) at the end, every node's Merkle trees (in memory, and the leaves and entries its
+//!     store holds, which a restart loads) agree with the objects its store holds.
 //! Each is shown catching a planted bug in `tests/checkers.rs` ((e) four: an expiry stamped
 //! now, writes ignoring the client's context, a node using a clock its peers disown, and
 //! read-then-write operations writing the old value back).

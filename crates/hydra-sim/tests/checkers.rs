@@ -235,6 +235,19 @@ fn checker_l_catches_hash_increments_that_ignore_their_condition() {
     eprintln!("caught: {found:?}");
 }
 
+/// Merkle trees kept in the store: a leaf changed in memory but not in the store leaves the
+/// trees a restart loads behind the objects.
+#[test]
+fn checker_m_catches_tree_leaves_left_out_of_the_store() {
+    let bugs = PlantedBugs {
+        tree_leaf_not_stored: true,
+        ..PlantedBugs::default()
+    };
+    let found = caught_by(bugs, 'm', 5);
+    assert!(found.is_some(), "stale stored trees went unnoticed");
+    eprintln!("caught: {found:?}");
+}
+
 #[test]
 fn checker_j_catches_listings_that_show_deleted_keys() {
     let bugs = PlantedBugs {

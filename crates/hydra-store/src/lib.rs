@@ -48,6 +48,33 @@ impl FromStr for Durability {
     }
 }
 
+/// How much memory the store may use: what bounds a node's resident memory, whatever the
+/// number of keys (the Merkle trees take a fixed few MB besides; see `node/trees.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Block cache (data, index and filter blocks read from disk), shared by the keyspace.
+    pub cache_bytes: u64,
+    /// Size at which the keyspace's memtable is sealed and flushed to disk.
+    pub memtable_bytes: u64,
+}
+
+impl StoreOptions {
+    /// Least block cache accepted.
+    pub const CACHE_BYTES_MIN: u64 = 1 << 20;
+    /// Memtable sizes accepted.
+    pub const MEMTABLE_BYTES_MIN: u64 = 1 << 20;
+    pub const MEMTABLE_BYTES_MAX: u64 = 1 << 30;
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_bytes: 64 << 20,
+            memtable_bytes: 32 << 20,
+        }
+    }
+}
+
 /// The node's store: one fjall database with one keyspace of objects.
 #[derive(Clone)]
 pub struct FjallStore {
@@ -68,13 +95,26 @@ fn io(e: fjall::Error) -> StoreError {
 }
 
 impl FjallStore {
-    /// Opens (or creates) the store in `dir`, recovering from the journal after a crash.
+    /// Opens (or creates) the store in `dir` with the default options, recovering from the
+    /// journal after a crash.
     pub fn open(dir: &Path) -> Result<FjallStore, StoreError> {
+        FjallStore::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store in `dir`, recovering from the journal after a crash.
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<FjallStore, StoreError> {
         let db = Database::builder(dir)
+            .cache_size(options.cache_bytes.max(StoreOptions::CACHE_BYTES_MIN))
             .open()
             .map_err(|e| StoreError::Io(format!("opening {}: {e}", dir.display())))?;
+        let memtable = options.memtable_bytes.clamp(
+            StoreOptions::MEMTABLE_BYTES_MIN,
+            StoreOptions::MEMTABLE_BYTES_MAX,
+        );
         let data = db
-            .keyspace("objects", KeyspaceCreateOptions::default)
+            .keyspace("objects", || {
+                KeyspaceCreateOptions::default().max_memtable_size(memtable)
+            })
             .map_err(io)?;
         Ok(FjallStore {
             db,

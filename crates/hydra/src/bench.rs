@@ -104,6 +104,14 @@ pub struct BenchArgs {
     /// Skip the load phase (the records are already there).
     #[arg(long)]
     skip_load: bool,
+    /// Load only the records from this one on (those below are already there): grows a
+    /// loaded key space without writing it again.
+    #[arg(long, default_value_t = 0)]
+    load_from: u64,
+    /// Writes each load connection sends before it reads their replies (RESP only): a bulk
+    /// load through pipelines, as `redis-benchmark -P` does. The run is not pipelined.
+    #[arg(long, default_value_t = 1)]
+    load_pipeline: usize,
     /// Write the report as JSON to this file (`-` for standard output).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -198,19 +206,29 @@ impl Conn {
 
     /// One RESP command and its reply; an error reply is an error.
     fn resp(&mut self, args: &[&[u8]]) -> Result<Value> {
+        let mut replies = self.resp_pipeline(&[args])?;
+        Ok(replies.pop().unwrap_or(Value::Null))
+    }
+
+    /// RESP commands sent together, then their replies in order; an error reply is an error.
+    fn resp_pipeline(&mut self, commands: &[&[&[u8]]]) -> Result<Vec<Value>> {
         let Conn::Resp { stream, buf, out } = self else {
             bail!("not a RESP connection");
         };
         out.clear();
-        encode_command(args, out);
+        for args in commands {
+            encode_command(args, out);
+        }
         stream.write_all(out)?;
-        loop {
+        let mut replies = Vec::with_capacity(commands.len());
+        while replies.len() < commands.len() {
             if let Some((value, used)) = parse_value(buf, &Limits::default())? {
                 buf.drain(..used);
                 if let Value::Error(e) = value {
                     bail!("{e}");
                 }
-                return Ok(value);
+                replies.push(value);
+                continue;
             }
             let mut chunk = [0u8; 16 * 1024];
             let n = stream.read(&mut chunk)?;
@@ -219,6 +237,7 @@ impl Conn {
             }
             buf.extend_from_slice(&chunk[..n]);
         }
+        Ok(replies)
     }
 
     /// Reads a key; returns its context (for read-modify-write) when it has one.
@@ -485,8 +504,11 @@ fn progress(quiet: bool, len: u64, what: &str) -> ProgressBar {
 }
 
 pub fn run(mut args: BenchArgs) -> Result<()> {
-    if args.connections == 0 || args.records == 0 {
-        bail!("--connections and --records must be at least 1");
+    if args.connections == 0 || args.records == 0 || args.load_pipeline == 0 {
+        bail!("--connections, --records and --load-pipeline must be at least 1");
+    }
+    if args.load_pipeline > 1 && args.protocol != Protocol::Resp {
+        bail!("--load-pipeline needs --protocol resp");
     }
     let nodes = endpoints(&args)?;
     if args.token.is_none()
@@ -498,10 +520,11 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
     let args = Arc::new(args);
     // Load: every record once, the connections sharing the key range.
     if !args.skip_load && args.workload != Workload::Write {
-        let bar = progress(args.quiet, args.records, "load");
+        let first = args.load_from.min(args.records);
+        let bar = progress(args.quiet, args.records - first, "load");
         let started = Instant::now();
         let done = Arc::new(AtomicU64::new(0));
-        let next = Arc::new(AtomicU64::new(0));
+        let next = Arc::new(AtomicU64::new(first));
         let mut threads = Vec::new();
         for c in 0..args.connections {
             let (args, nodes, done, next) =
@@ -509,15 +532,32 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
             threads.push(std::thread::spawn(move || -> Result<()> {
                 let mut conn = Conn::open(args.protocol, &nodes[c % nodes.len()], &args)?;
                 let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ (c as u64) << 32);
+                let step = args.load_pipeline as u64;
                 loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let n = next.fetch_add(step, Ordering::Relaxed);
                     if n >= args.records {
                         return Ok(());
                     }
-                    let value = value_of(&mut rng, args.value_size);
-                    conn.write(&key_name(n), &value, None)
-                        .with_context(|| format!("while loading {}", key_name(n)))?;
-                    done.fetch_add(1, Ordering::Relaxed);
+                    let end = (n + step).min(args.records);
+                    if step == 1 {
+                        let value = value_of(&mut rng, args.value_size);
+                        conn.write(&key_name(n), &value, None)
+                            .with_context(|| format!("while loading {}", key_name(n)))?;
+                    } else {
+                        let writes: Vec<(String, Vec<u8>)> = (n..end)
+                            .map(|i| (key_name(i), value_of(&mut rng, args.value_size)))
+                            .collect();
+                        let commands: Vec<[&[u8]; 3]> = writes
+                            .iter()
+                            .map(|(k, v)| [b"SET".as_slice(), k.as_bytes(), v.as_slice()])
+                            .collect();
+                        let commands: Vec<&[&[u8]]> =
+                            commands.iter().map(|c| c.as_slice()).collect();
+                        conn.resp_pipeline(&commands).with_context(|| {
+                            format!("while loading {} to {}", key_name(n), key_name(end - 1))
+                        })?;
+                    }
+                    done.fetch_add(end - n, Ordering::Relaxed);
                 }
             }));
         }
@@ -530,13 +570,26 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
             t.join()
                 .map_err(|_| anyhow::anyhow!("a load thread panicked"))??;
         }
+        let secs = started.elapsed().as_secs_f64();
         if !args.quiet {
             eprintln!(
-                "loaded {} records in {:.1} s",
-                args.records,
-                started.elapsed().as_secs_f64()
+                "loaded {} records in {secs:.1} s ({:.0}/s)",
+                args.records - first,
+                (args.records - first) as f64 / secs.max(0.001)
             );
         }
+        if args.seconds == 0 {
+            if let Some(path) = &args.json {
+                let report = json!({
+                    "loaded": args.records - first, "load_seconds": secs,
+                    "load_per_s": (args.records - first) as f64 / secs.max(0.001),
+                });
+                write_json(path, &report)?;
+            }
+            return Ok(());
+        }
+    } else if args.seconds == 0 {
+        return Ok(());
     }
     // Run: closed loop until the deadline.
     let keys = Arc::new(Keys::new(args.distribution, args.records)?);
@@ -718,10 +771,17 @@ fn report(args: &BenchArgs, tally: &Tally, elapsed: f64) -> Result<()> {
         "ops": ops,
     });
     match &args.json {
-        None => {}
-        Some(p) if p.as_os_str() == "-" => println!("{report}"),
-        Some(p) => std::fs::write(p, format!("{report}\n"))
-            .with_context(|| format!("while writing {}", p.display()))?,
+        None => Ok(()),
+        Some(p) => write_json(p, &report),
     }
-    Ok(())
+}
+
+/// Writes a JSON report to a file, or to standard output for `-`.
+fn write_json(path: &std::path::Path, report: &serde_json::Value) -> Result<()> {
+    if path.as_os_str() == "-" {
+        println!("{report}");
+        return Ok(());
+    }
+    std::fs::write(path, format!("{report}\n"))
+        .with_context(|| format!("while writing {}", path.display()))
 }

@@ -25,7 +25,7 @@ use crate::key::ObjectKey;
 use crate::limits::{
     AE_EXCHANGES_MAX, AE_FETCH_BYTES_MAX, AE_KEYS_PER_ROUND, AE_SEGMENTS_PER_ROUND,
 };
-use crate::merkle::{LEVELS, MerkleTree, SEGMENTS, children, differing, differing_keys};
+use crate::merkle::{LEVELS, SEGMENTS, children, differing, differing_keys};
 use crate::message::{AeEntry, Message, StorageKey, encode_object};
 use crate::store::Store;
 use crate::version::Object;
@@ -61,14 +61,6 @@ pub(crate) struct AntiEntropy {
     pub(crate) paused: bool,
 }
 
-/// The tree of (partition, n); an empty one when this node holds nothing there.
-fn tree_of(local: &Local, partition: PartitionId, n: u8) -> &MerkleTree {
-    local
-        .trees
-        .get(&(partition, n))
-        .unwrap_or(&local.empty_tree)
-}
-
 impl AntiEntropy {
     /// Starts an exchange over the next tree this node shares with a peer believed up. Trees
     /// of partitions in `dirty` (they lost hints) go first.
@@ -87,10 +79,7 @@ impl AntiEntropy {
         for p in 0..local.layout.partition_count() {
             for n in &ns {
                 // A tree empty here is left to peers that hold data to start from.
-                let holds = local
-                    .trees
-                    .get(&(PartitionId(p), *n))
-                    .is_some_and(|t| !t.is_empty());
+                let holds = local.trees.holds(PartitionId(p), *n);
                 if holds
                     && local
                         .layout
@@ -165,7 +154,10 @@ impl AntiEntropy {
         let Some(x) = self.exchanges.get_mut(&req) else {
             return;
         };
-        let ours = tree_of(local, x.partition, x.n).hashes(x.level, &x.indices);
+        let ours = local
+            .trees
+            .get(x.partition, x.n)
+            .hashes(x.level, &x.indices);
         if theirs.len() != ours.len() {
             return;
         }
@@ -211,12 +203,17 @@ impl AntiEntropy {
         let Some(x) = self.exchanges.get_mut(&req) else {
             return;
         };
-        let tree = tree_of(local, x.partition, x.n);
         let mut fetch = Vec::new();
         let mut push = Vec::new();
         for (seg, list) in entries {
             let theirs: Vec<(Vec<u8>, u64)> = list.into_iter().map(|e| (e.key, e.hash)).collect();
-            for key in differing_keys(tree.segment(seg as usize), &theirs) {
+            let Ok(ours) = local
+                .trees
+                .segment_entries(ctx.store, x.partition, x.n, seg as usize)
+            else {
+                continue;
+            };
+            for key in differing_keys(&ours, &theirs) {
                 if theirs.iter().any(|(k, _)| *k == key) {
                     fetch.push(StorageKey(key));
                 } else {
@@ -332,34 +329,37 @@ impl Local {
         indices: Vec<u32>,
     ) {
         let indices: Vec<u32> = indices.into_iter().take(SEGMENTS).collect();
-        let hashes = tree_of(self, PartitionId(partition), n).hashes(level as usize, &indices);
+        let hashes = self
+            .trees
+            .get(PartitionId(partition), n)
+            .hashes(level as usize, &indices);
         self.out.send(from, Message::AeTreeResponse { req, hashes });
     }
 
-    pub(crate) fn on_ae_segment_request(
+    pub(crate) fn on_ae_segment_request<S: Store>(
         &mut self,
+        store: &S,
         from: NodeId,
         req: RequestId,
         partition: u32,
         n: u8,
         segments: Vec<u32>,
     ) {
-        let tree = tree_of(self, PartitionId(partition), n);
-        let entries = segments
-            .into_iter()
-            .take(AE_SEGMENTS_PER_ROUND)
-            .map(|seg| {
-                let list = tree
-                    .segment(seg as usize)
-                    .iter()
-                    .map(|(k, h)| AeEntry {
-                        key: k.clone(),
-                        hash: *h,
-                    })
-                    .collect();
-                (seg, list)
-            })
-            .collect();
+        let mut entries = Vec::new();
+        for seg in segments.into_iter().take(AE_SEGMENTS_PER_ROUND) {
+            // A segment the store fails to read is left out: the exchange asks again later.
+            let Ok(list) =
+                self.trees
+                    .segment_entries(store, PartitionId(partition), n, seg as usize)
+            else {
+                continue;
+            };
+            let list = list
+                .into_iter()
+                .map(|(key, hash)| AeEntry { key, hash })
+                .collect();
+            entries.push((seg, list));
+        }
         self.out
             .send(from, Message::AeSegmentResponse { req, entries });
     }

@@ -18,7 +18,7 @@ use crate::ids::{ClientRequestId, NodeId, RequestId, Timestamp};
 use crate::key::ObjectKey;
 use crate::limits::{FORWARDS_SEEN_MAX, TIMEOUT_MS_MAX};
 use crate::message::{ClientError, ClientResponse, ErrorCode, Message, WriteRequest};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::io::{Ctx, ReplyTo};
 use super::local::Local;
@@ -38,10 +38,12 @@ struct ForwardState {
 pub(crate) struct Forwards {
     /// Writes this node forwarded and waits an answer for.
     in_flight: BTreeMap<RequestId, ForwardState>,
-    /// Forwarded writes already taken, `(sender, request) -> when`, so that a duplicated
-    /// message does not become a second write. At most [`FORWARDS_SEEN_MAX`]; entries older
-    /// than twice the longest request timeout are dropped.
-    seen: BTreeMap<(NodeId, RequestId), Timestamp>,
+    /// Forwarded writes already taken, so that a duplicated message does not become a
+    /// second write: a set for lookup and the same ids in the order they arrived, so that
+    /// forgetting the old ones costs O(log n) a write, not a scan of the table. At most
+    /// [`FORWARDS_SEEN_MAX`]; entries older than twice the longest request timeout go.
+    seen: BTreeSet<(NodeId, RequestId)>,
+    seen_order: VecDeque<(Timestamp, (NodeId, RequestId))>,
 }
 
 impl Forwards {
@@ -114,12 +116,65 @@ impl Forwards {
     /// Whether this forwarded write is new (not a duplicate of one already taken).
     pub(crate) fn first_time(&mut self, now: Timestamp, from: NodeId, req: RequestId) -> bool {
         let horizon = Timestamp(now.0.saturating_sub(2 * TIMEOUT_MS_MAX));
-        self.seen.retain(|_, seen| *seen >= horizon);
-        if self.seen.len() >= FORWARDS_SEEN_MAX
-            && let Some(oldest) = self.seen.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k)
-        {
-            self.seen.remove(&oldest);
+        // Arrival order is time order unless the clock stepped back; then an entry is kept
+        // a little longer than needed, never dropped early.
+        while let Some(&(seen, id)) = self.seen_order.front() {
+            if seen >= horizon && self.seen_order.len() < FORWARDS_SEEN_MAX {
+                break;
+            }
+            self.seen_order.pop_front();
+            self.seen.remove(&id);
         }
-        self.seen.insert((from, req), now).is_none()
+        let fresh = self.seen.insert((from, req));
+        if fresh {
+            self.seen_order.push_back((now, (from, req)));
+        }
+        fresh
+    }
+
+    /// Forwarded-write ids remembered for deduplication.
+    #[cfg(test)]
+    pub(crate) fn seen_len(&self) -> usize {
+        self.seen.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_are_known_until_the_horizon_and_the_table_stays_bounded() {
+        let mut f = Forwards::default();
+        let (a, b) = (NodeId(1), NodeId(2));
+        let t0 = Timestamp(10_000_000);
+        assert!(f.first_time(t0, a, RequestId(7)));
+        assert!(!f.first_time(t0.plus_ms(5), a, RequestId(7)), "a duplicate");
+        assert!(
+            f.first_time(t0.plus_ms(5), b, RequestId(7)),
+            "another sender"
+        );
+        // Still known just inside twice the longest timeout, forgotten past it.
+        let inside = t0.plus_ms(2 * TIMEOUT_MS_MAX);
+        assert!(!f.first_time(inside, a, RequestId(7)));
+        let past = t0.plus_ms(2 * TIMEOUT_MS_MAX + 10);
+        assert!(f.first_time(past, a, RequestId(8)));
+        assert!(
+            f.first_time(past, a, RequestId(7)),
+            "forgotten past the horizon"
+        );
+        // A full table drops its oldest entry, one per new id.
+        let mut f = Forwards::default();
+        for i in 0..FORWARDS_SEEN_MAX as u64 + 10 {
+            assert!(f.first_time(t0, a, RequestId(i)));
+        }
+        assert_eq!(f.seen_len(), FORWARDS_SEEN_MAX);
+        assert!(f.first_time(t0, a, RequestId(0)), "the oldest went first");
+        assert!(!f.first_time(t0, a, RequestId(FORWARDS_SEEN_MAX as u64 + 9)));
+        // A clock step back keeps entries, never forgets one early.
+        let mut f = Forwards::default();
+        assert!(f.first_time(t0, a, RequestId(1)));
+        assert!(f.first_time(Timestamp(t0.0 - 1_000), a, RequestId(2)));
+        assert!(!f.first_time(t0.plus_ms(1), a, RequestId(2)));
     }
 }

@@ -11,13 +11,10 @@ use crate::ids::{NodeId, PartitionId, Timestamp};
 use crate::key::{BucketName, ObjectKey};
 use crate::layout::Layout;
 use crate::limits::{OBJECT_BYTES_MAX, SIBLINGS_MAX, TREE_MOVE_KEYS_PER_CALL};
-use crate::merkle::{MerkleTree, object_hash};
-use crate::message::{
-    ClientError, ErrorCode, OBJECT_FORMAT, ReplicaError, decode_object, encode_object,
-};
-use crate::store::{SCAN_ENTRIES_MAX, Store, StoreError, WriteBatch};
+use crate::merkle::object_hash;
+use crate::message::{ClientError, ErrorCode, ReplicaError, decode_object, encode_object};
+use crate::store::{Store, StoreError, WriteBatch};
 use crate::version::Object;
-use std::collections::BTreeMap;
 
 use super::buckets::{Buckets, Changed};
 use super::clock::{Clock, Verdict};
@@ -26,17 +23,8 @@ use super::durability::Durability;
 use super::io::{Ctx, Outbox};
 use super::membership::Membership;
 use super::timers::{Timer, Timers};
+use super::trees::{Trees, stored_hash};
 use super::walk::BucketWalk;
-
-/// The hash of a stored object as the trees keep it: of its current encoding, so a record of
-/// an older format hashes as a peer's current copy of the same object does (or anti-entropy
-/// would repair it on every pass).
-fn stored_hash(v: &[u8]) -> u64 {
-    match decode_object(v) {
-        Ok(o) if v.first() != Some(&OBJECT_FORMAT) => object_hash(&encode_object(&o)),
-        _ => object_hash(v),
-    }
-}
 
 pub(crate) struct Local {
     pub(crate) config: NodeConfig,
@@ -49,15 +37,13 @@ pub(crate) struct Local {
     pub(crate) buckets: Buckets,
     pub(crate) durability: Durability,
     /// Merkle trees of the (partition, replication factor) pairs this node holds objects for,
-    /// updated on every object write.
-    pub(crate) trees: BTreeMap<(PartitionId, u8), MerkleTree>,
+    /// kept in the store with every object write (see `trees.rs`).
+    pub(crate) trees: Trees,
     /// Buckets whose n changed (or that appeared with another n than the default): their
     /// keys move to the trees of their new n, a page at a time (see [`Local::move_trees`]).
     pub(crate) tree_moves: BucketWalk,
     /// Truncated buckets whose older values are being purged (see `truncate.rs`).
     pub(crate) purges: BucketWalk,
-    /// What a tree this node does not hold looks like (built once: a tree is 1,024 segments).
-    pub(crate) empty_tree: MerkleTree,
     /// No expiry index entry is due before this (ms): the expiry sweep starts here, not at
     /// the index's start, past the entries it removed (an LSM keeps removed keys until
     /// compaction, and a scan walks over them). Lowered by every entry written earlier.
@@ -83,10 +69,9 @@ impl Local {
             timers: Timers::default(),
             clock: Clock::new(),
             durability: Durability::default(),
-            trees: BTreeMap::new(),
+            trees: Trees::default(),
             tree_moves: BucketWalk::default(),
             purges: BucketWalk::default(),
-            empty_tree: MerkleTree::default(),
             expiry_floor: 0,
             commit_log: Default::default(),
         }
@@ -290,13 +275,11 @@ impl Local {
             self.expiry_floor = self.expiry_floor.min(at);
         }
         batch.put(skey.to_vec(), bytes);
+        let staged = self
+            .trees
+            .stage(store, &mut batch, skey, Some(n), Some(hash))?;
         store.write(batch)?;
-        if let Ok((partition, _)) = ObjectKey::from_storage_key(skey) {
-            self.trees
-                .entry((partition, n))
-                .or_default()
-                .update(skey, Some(hash));
-        }
+        self.trees.apply(staged);
         Ok(())
     }
 
@@ -311,7 +294,7 @@ impl Local {
         if !tombstone.is_tombstone() || self.durability.poisoned().is_some() {
             return false;
         }
-        let (partition, skey) = self.locate(key);
+        let (_, skey) = self.locate(key);
         let Ok(Some(held)) = self.load(store, &skey) else {
             return false;
         };
@@ -320,44 +303,21 @@ impl Local {
         }
         let mut batch = WriteBatch::default();
         batch.remove(skey.clone());
-        if store.write(batch).is_err() {
-            return false;
-        }
         // Every tree of the partition: a key whose bucket is moving may sit in the old one.
-        for (_, t) in self.trees.range_mut((partition, 0)..=(partition, u8::MAX)) {
-            t.update(&skey, None);
-        }
-        true
+        self.trees.record(store, batch, &skey, None, None).is_ok()
     }
 
-    /// Rebuilds every Merkle tree from the store (at start, and when buckets' n changed: trees
-    /// live in memory only).
-    pub(crate) fn rebuild_trees<S: Store>(&mut self, store: &mut S) {
-        self.trees.clear();
+    /// Loads the Merkle trees from the store at start; a store without complete trees (an
+    /// older version's, or another object format's) has them built from its objects once.
+    pub(crate) fn load_trees<S: Store>(&mut self, store: &mut S) -> Result<(), StoreError> {
         self.tree_moves = BucketWalk::default();
-        for p in 0..self.layout.partition_count() {
-            let mut after: Option<Vec<u8>> = None;
-            // Bounded by the partition's size, one page at a time.
-            for _ in 0..1_000_000 {
-                let Ok(page) =
-                    store.scan_partition(PartitionId(p), after.as_deref(), SCAN_ENTRIES_MAX)
-                else {
-                    break;
-                };
-                let Some((last, _)) = page.last() else { break };
-                after = Some(last.clone());
-                for (k, v) in &page {
-                    if let Ok((partition, key)) = ObjectKey::from_storage_key(k) {
-                        let n = self.buckets.n_of(&key.bucket);
-                        let hash = stored_hash(v);
-                        self.trees
-                            .entry((partition, n))
-                            .or_default()
-                            .update(k, Some(hash));
-                    }
-                }
-            }
+        if self.trees.load(store)? {
+            return Ok(());
         }
+        let buckets = &self.buckets;
+        let partitions = self.layout.partition_count();
+        self.trees
+            .build_from_objects(store, partitions, |b| buckets.n_of(b))
     }
 
     /// Moves the next page (at most [`TREE_MOVE_KEYS_PER_CALL`] keys) of the buckets whose n
@@ -373,20 +333,16 @@ impl Local {
             store,
             partitions,
             TREE_MOVE_KEYS_PER_CALL,
-            |_, bucket, pid, page| {
+            |store, bucket, _, page| {
                 let n = self.buckets.n_of(bucket);
                 for (k, v) in page {
-                    for (&(_, m), t) in self.trees.range_mut((pid, 0)..=(pid, u8::MAX)) {
-                        if m != n {
-                            t.update(k, None);
-                        }
-                    }
-                    self.trees
-                        .entry((pid, n))
-                        .or_default()
-                        .update(k, Some(stored_hash(v)));
+                    let batch = WriteBatch::default();
+                    // A key the store fails to move stays where it was; anti-entropy of the
+                    // new tree then finds it missing and repairs it from a peer.
+                    let _ = self
+                        .trees
+                        .record(store, batch, k, Some(n), Some(stored_hash(v)));
                 }
-                self.trees.retain(|_, t| !t.is_empty());
             },
         );
         self.tree_moves = walk;
@@ -488,6 +444,8 @@ mod tests {
         let layout = Layout::uniform(3, 16).expect("valid");
         let mut local = Local::new(NodeConfig::new(NodeId(1)), layout.clone());
         let mut store = MemStore::new();
+        // A node's start: an empty store gets complete (empty) trees.
+        local.load_trees(&mut store).expect("loaded");
         let moving = BucketName::new("moving").expect("valid");
         let staying = BucketName::new("staying").expect("valid");
         let put =
@@ -550,7 +508,21 @@ mod tests {
             false,
             local.buckets.entries().into_iter().collect(),
         );
-        rebuilt.rebuild_trees(&mut store);
-        assert!(rebuilt.trees == local.trees, "as a full rebuild makes");
+        let mut reloaded = Trees::default();
+        assert!(
+            reloaded.load(&store).expect("loaded"),
+            "the trees are complete"
+        );
+        assert!(
+            reloaded == local.trees,
+            "the store holds the trees memory holds"
+        );
+        let partitions = rebuilt.layout.partition_count();
+        let buckets = &rebuilt.buckets;
+        let mut built = Trees::default();
+        built
+            .build_from_objects(&mut store, partitions, |b| buckets.n_of(b))
+            .expect("built");
+        assert!(built == local.trees, "as a full rebuild makes");
     }
 }

@@ -51,6 +51,7 @@ mod replica;
 mod scan;
 mod status;
 mod timers;
+mod trees;
 mod truncate;
 mod walk;
 mod write;
@@ -214,6 +215,21 @@ impl Node {
     }
 
     /// What the node knows of itself and its peers, for status pages.
+    /// Test support (the simulator's checker (m)): whether this node's Merkle trees, in
+    /// memory and in `store`, agree with the objects `store` holds. `Ok` while buckets' keys
+    /// are still moving between trees (they agree only once the move is done).
+    pub fn check_trees<S: Store>(&self, store: &S) -> Result<(), String> {
+        let local = &self.local;
+        if !self.loaded || local.trees_moving() {
+            return Ok(());
+        }
+        local
+            .trees
+            .verify(store, local.layout.partition_count(), |b| {
+                local.buckets.n_of(b)
+            })
+    }
+
     pub fn status(&self, _now: Timestamp) -> NodeStatus {
         let local = &self.local;
         NodeStatus {
@@ -227,11 +243,7 @@ impl Node {
             hint_counters: self.handoff.index.counters,
             dirty_partitions: self.handoff.index.dirty.len(),
             anti_entropy: self.ae.status.clone(),
-            objects: local
-                .trees
-                .values()
-                .map(crate::merkle::MerkleTree::len)
-                .sum(),
+            objects: local.trees.objects(),
             tombstones_reaped: self.gc.tombstones_reaped,
             expired_deleted: self.gc.expired_deleted,
             tombstones_reissued: self.gc.tombstones_reissued,
@@ -274,7 +286,9 @@ impl Node {
             self.local.buckets.load(ctx.store);
             self.handoff.load(ctx.store);
             self.gc.load(&mut self.local, ctx.store, ctx.now);
-            self.local.rebuild_trees(ctx.store);
+            // A store that fails here fails requests too; anti-entropy then compares the
+            // trees loaded so far, which costs repairs (merges), never data.
+            let _ = self.local.load_trees(ctx.store);
             let local = &mut self.local;
             let max_skew_ms = local.config.max_clock_skew_ms;
             if let Err(why) =
@@ -703,7 +717,7 @@ impl Node {
                 partition,
                 n,
                 segments,
-            } => local.on_ae_segment_request(from, req, partition, n, segments),
+            } => local.on_ae_segment_request(ctx.store, from, req, partition, n, segments),
             Message::AeFetchRequest { req, keys } => {
                 local.on_ae_fetch_request(ctx, from, req, keys)
             }

@@ -222,7 +222,7 @@ impl Local {
             store,
             partitions,
             PURGE_KEYS_PER_CALL,
-            |store, bucket, pid, rows| {
+            |store, bucket, _, rows| {
                 let mark = self.buckets.truncated_at(bucket);
                 if mark == Hlc(0) {
                     return;
@@ -240,11 +240,8 @@ impl Local {
                             if let Some(at) = previous {
                                 batch.remove(expiry_key(at, k));
                             }
-                            if store.write(batch).is_ok() {
-                                for (_, t) in self.trees.range_mut((pid, 0)..=(pid, u8::MAX)) {
-                                    t.update(k, None);
-                                }
-                            }
+                            // Every tree of the partition: the key may be moving between them.
+                            let _ = self.trees.record(store, batch, k, None, None);
                         }
                         Some(kept) if kept != object => {
                             let bytes = encode_object(&kept);
@@ -253,7 +250,6 @@ impl Local {
                         Some(_) => {}
                     }
                 }
-                self.trees.retain(|_, t| !t.is_empty());
             },
         );
         self.purges = walk;

@@ -482,6 +482,16 @@ impl World {
     fn finish(mut self) -> SimReport {
         for i in 0..self.nodes.len() {
             self.count_hints(i);
+            // (m) Every node's trees agree with its store (they were loaded from it at each
+            // restart and kept with every write since).
+            if let Some(core) = &self.nodes[i].core
+                && let Err(detail) = core.check_trees(&self.nodes[i].store)
+            {
+                self.report.violations.push(Violation::TreesWrong {
+                    node: self.nodes[i].id.0,
+                    detail,
+                });
+            }
             if let Some(core) = &self.nodes[i].core {
                 let pending: usize = core
                     .status(Timestamp(self.now))

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# How Hydra's speed and footprint hold as the data grows, in one run on one cluster:
+#   1. a fresh dev cluster (NODES nodes, N=3, durability fsync) is loaded with 100,000 keys
+#      of 100 B (the baseline) and measured: GET and SET uniformly over them (`hydra bench`
+#      over RESP, 50 connections), resident memory and disk per node;
+#   2. it grows to KEYS keys (pipelined bulk load, with a progress bar) and is measured
+#      again: on the 100,000 keys of the baseline (the hot set) and uniformly over all;
+#   3. the same uniform figures with background work paused on every node (anti-entropy
+#      and hint delivery, `POST /v1/admin/anti-entropy|handoff`), so its cost is a ratio;
+#   4. one node is stopped and started again: the time from its start to answering 200
+#      probe keys correctly from its own store (consistency one).
+# Prints a summary with the ratios against the baseline and writes every figure to OUT.
+#
+# Usage: scripts/bench-scale.sh [KEYS, default 1000000] [seconds per measure, default 15]
+#                               [NODES, default 3] [OUT, default bench-results/scale-<time>]
+# HYDRA_BIN=path measures that hydra binary instead of building target/release/hydra.
+set -euo pipefail
+keys=${1:-1000000}; secs=${2:-15}; nodes=${3:-3}
+base=100000
+cd "$(dirname "$0")/.."
+out=${4:-bench-results/scale-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$out"
+[ "$keys" -ge "$base" ] || { echo "KEYS must be at least $base" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "python3 is needed" >&2; exit 1; }
+if [ -n "${HYDRA_BIN:-}" ]; then hydra=$HYDRA_BIN; else
+    cargo build --release -p hydra >/dev/null
+    hydra=target/release/hydra
+fi
+hydra=$(realpath "$hydra")
+work=$(mktemp -d)
+dev_pid=""; restarted_pid=""
+cleanup() {
+    [ -n "$restarted_pid" ] && kill -TERM "$restarted_pid" 2>/dev/null
+    [ -n "$dev_pid" ] && kill -TERM "$dev_pid" 2>/dev/null
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+dir="$work/cluster"
+"$hydra" dev --dir "$dir" --nodes "$nodes" --ports free --durability fsync >"$work/dev.out" 2>&1 &
+dev_pid=$!
+for _ in $(seq 1 300); do [ -f "$dir/cluster.json" ] && break; sleep 0.1; done
+[ -f "$dir/cluster.json" ] || { cat "$work/dev.out" >&2; exit 1; }
+cluster="$dir/cluster.json"
+field() { python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['nodes'][int(sys.argv[2])][sys.argv[3]])" "$cluster" "$1" "$2"; }
+token=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['token'])" "$cluster")
+
+bench() { # label, then hydra bench arguments
+    local label=$1; shift
+    echo "  $label" >&2
+    "$hydra" bench --cluster "$cluster" --protocol resp --connections 50 --quiet \
+        --json "$out/$label.json" "$@" >"$out/$label.txt"
+}
+load() { # label from to
+    echo "  $1: keys $2 to $3" >&2
+    "$hydra" bench --cluster "$cluster" --protocol resp --connections 32 --load-pipeline 16 \
+        --records "$3" --load-from "$2" --seconds 0 --json "$out/$1.json" >"$out/$1.txt"
+}
+footprint() { # label: resident memory (MB) and disk (MB) of every node
+    local i pid rss disk
+    for i in $(seq 0 $((nodes - 1))); do
+        pid=$(field "$i" pid)
+        rss=$(awk '/VmRSS/ {print int($2/1024)}' "/proc/$pid/status")
+        disk=$(du -sm "$dir/n$((i + 1))" | cut -f1)
+        echo "$1,n$((i + 1)),$rss,$disk" >>"$out/footprint.csv"
+    done
+}
+switch_background() { # true|false
+    local i http
+    for i in $(seq 0 $((nodes - 1))); do
+        http=$(field "$i" http)
+        for what in anti-entropy handoff; do
+            curl -sf -X POST -H "Authorization: Bearer $token" -d "{\"enabled\": $1}" \
+                "http://$http/v1/admin/$what" >/dev/null
+        done
+    done
+}
+measure() { # label records
+    bench "$1-get" --workload c --distribution uniform --records "$2" --skip-load --seconds "$secs"
+    bench "$1-set" --workload write --distribution uniform --records "$2" --seconds "$secs"
+}
+
+echo "label,node,rss_mb,disk_mb" >"$out/footprint.csv"
+echo "baseline: $base keys on $nodes nodes" >&2
+load load-base 0 "$base"
+sleep 2
+measure base "$base"
+footprint base
+
+echo "growing to $keys keys" >&2
+load load-grow "$base" "$keys"
+sleep 2
+measure hot "$base"
+measure all "$keys"
+footprint "keys-$keys"
+
+echo "background work paused" >&2
+switch_background false
+measure quiet "$keys"
+switch_background true
+
+echo "restart of node 2" >&2
+resp2=$(field 1 resp)
+probe() { # set|check: 200 keys written with known values through node 2, or read back
+    python3 - "$1" "$resp2" "$token" <<'EOF'
+import socket, sys, time
+mode, addr, token = sys.argv[1], sys.argv[2], sys.argv[3]
+host, port = addr.rsplit(":", 1)
+def cmd(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+def session():
+    s = socket.create_connection((host, int(port)), timeout=2)
+    f = s.makefile("rb")
+    s.sendall(cmd("AUTH", token) + cmd("HYDRA.CONSISTENCY", "one", "quorum"))
+    for _ in range(2):
+        f.readline()
+    return s, f
+def reply(f):
+    line = f.readline()
+    if line.startswith(b"$"):
+        n = int(line[1:])
+        return None if n < 0 else f.read(n + 2)[:-2]
+    return line.rstrip()
+if mode == "set":
+    s, f = session()
+    for i in range(200):
+        s.sendall(cmd("SET", "probe:%d" % i, "value-%d" % i))
+        assert reply(f) == b"+OK", "probe write refused"
+    sys.exit(0)
+started = time.time()
+while time.time() - started < 120:
+    try:
+        s, f = session()
+        good = 0
+        for i in range(200):
+            s.sendall(cmd("GET", "probe:%d" % i))
+            good += reply(f) == b"value-%d" % i
+        if good == 200:
+            sys.exit(0)
+    except (OSError, AssertionError):
+        pass
+    time.sleep(0.05)
+sys.exit("node 2 gave no correct reads within 120 s of its restart")
+EOF
+}
+probe set
+pid2=$(field 1 pid)
+config2=$(field 1 config)
+kill -TERM "$pid2"
+for _ in $(seq 1 200); do kill -0 "$pid2" 2>/dev/null || break; sleep 0.1; done
+t0=$(date +%s.%N)
+"$hydra" server --config "$config2" >>"$work/n2-restart.log" 2>&1 &
+restarted_pid=$!
+probe check
+t1=$(date +%s.%N)
+restart_s=$(python3 -c "print(round($t1 - $t0, 2))")
+echo "restart_to_correct_reads_s,$restart_s" >"$out/restart.csv"
+
+python3 - "$out" "$keys" "$base" "$nodes" <<'EOF'
+import json, sys, csv
+out, keys, base, nodes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+def op(label):
+    r = json.load(open(f"{out}/{label}.json"))
+    o = next(iter(r["ops"].values()))
+    return r["ops_per_s"], o["p50_ms"], o["p99_ms"], r["errors"]
+print(f"Hydra at scale: {nodes} nodes, {base:,} keys (baseline) and {keys:,} keys of 100 B")
+for l in ("load-base", "load-grow"):
+    r = json.load(open(f"{out}/{l}.json"))
+    print(f"  {l:<10} {r['loaded']:>10,} keys  {r['load_per_s']:>9.0f} writes/s")
+print(f"  {'measure':<14} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'x baseline':>10}")
+for kind in ("get", "set"):
+    b = op(f"base-{kind}")[0]
+    for label in ("base", "hot", "all", "quiet"):
+        rate, p50, p99, err = op(f"{label}-{kind}")
+        print(f"  {label + '-' + kind:<14} {rate:>9.0f} {p50:>8.3f} {p99:>8.3f} {err:>7} {rate / b:>10.2f}")
+for kind in ("get", "set"):
+    busy, quiet = op(f"all-{kind}")[0], op(f"quiet-{kind}")[0]
+    print(f"  background work costs {100 * (1 - busy / quiet):.1f}% of {kind.upper()} throughput at {keys:,} keys")
+rows = list(csv.reader(open(f"{out}/footprint.csv")))[1:]
+for label in sorted({r[0] for r in rows}, key=lambda l: l != "base"):
+    these = [r for r in rows if r[0] == label]
+    print(f"  {label:<14} RSS MB per node " + " ".join(r[2] for r in these)
+          + "; disk MB per node " + " ".join(r[3] for r in these))
+print("  restart to correct reads: " + open(f"{out}/restart.csv").read().split(",")[1].strip() + " s")
+EOF
+echo "figures in $out" >&2
