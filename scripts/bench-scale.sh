@@ -13,7 +13,8 @@
 #
 # Usage: scripts/bench-scale.sh [KEYS, default 1000000] [seconds per measure, default 15]
 #                               [NODES, default 3] [OUT, default bench-results/scale-<time>]
-# HYDRA_BIN=path measures that hydra binary instead of building target/release/hydra.
+# HYDRA_BIN=path measures that hydra binary's nodes instead of target/release/hydra's (the
+# load and the measures always run this tree's `hydra bench`): a before/after comparison.
 set -euo pipefail
 keys=${1:-1000000}; secs=${2:-15}; nodes=${3:-3}
 base=100000
@@ -22,11 +23,9 @@ out=${4:-bench-results/scale-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 [ "$keys" -ge "$base" ] || { echo "KEYS must be at least $base" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is needed" >&2; exit 1; }
-if [ -n "${HYDRA_BIN:-}" ]; then hydra=$HYDRA_BIN; else
-    cargo build --release -p hydra >/dev/null
-    hydra=target/release/hydra
-fi
-hydra=$(realpath "$hydra")
+cargo build --release -p hydra >/dev/null
+client=$(realpath target/release/hydra)
+hydra=$(realpath "${HYDRA_BIN:-target/release/hydra}")
 work=$(mktemp -d)
 dev_pid=""; restarted_pid=""
 cleanup() {
@@ -49,12 +48,12 @@ token=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['token'])
 bench() { # label, then hydra bench arguments
     local label=$1; shift
     echo "  $label" >&2
-    "$hydra" bench --cluster "$cluster" --protocol resp --connections 50 --quiet \
+    "$client" bench --cluster "$cluster" --protocol resp --connections 50 --quiet \
         --json "$out/$label.json" "$@" >"$out/$label.txt"
 }
 load() { # label from to
     echo "  $1: keys $2 to $3" >&2
-    "$hydra" bench --cluster "$cluster" --protocol resp --connections 32 --load-pipeline 16 \
+    "$client" bench --cluster "$cluster" --protocol resp --connections 32 --load-pipeline 16 \
         --records "$3" --load-from "$2" --seconds 0 --json "$out/$1.json" >"$out/$1.txt"
 }
 footprint() { # label: resident memory (MB) and disk (MB) of every node

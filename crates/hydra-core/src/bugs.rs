@@ -101,9 +101,8 @@ pub struct PlantedBugs {
     /// Paxos state collection drops every state of a group when a round ends, whatever its
     /// ballots (as if state were forgotten after a while).
     pub paxos_state_forgotten_by_wall_time: bool,
-    /// A write's Merkle leaf changes in memory but not in the store (a restart loads stale
-    /// trees).
-    pub tree_leaf_not_stored: bool,
+    /// A removed object (a reaped tombstone, a purged value) stays in its Merkle leaf.
+    pub tree_misses_removals: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -145,7 +144,7 @@ thread_local! {
         paxos_collection_forgets_watermark: false,
         paxos_low_bound_not_applied_on_load: false,
         paxos_state_forgotten_by_wall_time: false,
-        tree_leaf_not_stored: false,
+        tree_misses_removals: false,
     }) };
 }
 
@@ -191,7 +190,7 @@ impl PlantedBugs {
                 self.paxos_low_bound_not_applied_on_load = true
             }
             "paxos_state_forgotten_by_wall_time" => self.paxos_state_forgotten_by_wall_time = true,
-            "tree_leaf_not_stored" => self.tree_leaf_not_stored = true,
+            "tree_misses_removals" => self.tree_misses_removals = true,
             _ => return false,
         }
         true

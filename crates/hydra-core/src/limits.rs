@@ -91,13 +91,18 @@ pub const AE_KEYS_PER_ROUND: usize = 1_000;
 /// Bytes of objects one anti-entropy fetch answer carries at most (beyond its first object).
 pub const AE_FETCH_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-/// Keys one step of a bucket's move between Merkle trees (its n changed) looks at; a step
-/// runs every millisecond until the move is done, between the node's other calls.
-pub const TREE_MOVE_KEYS_PER_CALL: usize = 1_000;
+/// Objects one step of the Merkle trees' rebuild (at start, and when a bucket's n changed)
+/// takes in; a step runs every millisecond until the rebuild is done, between the node's
+/// other calls.
+pub const TREE_REBUILD_KEYS_PER_CALL: usize = 1_000;
+/// Objects of one partition read at most to answer for a Merkle exchange's differing
+/// segments (the trees keep no per-key entries; see `node/trees.rs`).
+pub const AE_SCAN_KEYS_MAX: usize = 4_000_000;
 /// Keys one step of a truncated bucket's purge looks at; a step runs every millisecond
 /// until the purge is done, between the node's other calls.
 pub const PURGE_KEYS_PER_CALL: usize = 1_000;
-/// How long a tree move waits before it retries a page the store failed to read, in ms.
+/// How long a paced walk (the trees' rebuild, a bucket's purge) waits before it retries a
+/// page the store failed to read, in ms.
 pub const TREE_MOVE_RETRY_MS: u64 = 1_000;
 
 /// Hint deliveries in flight per owner.

@@ -205,14 +205,18 @@ impl AntiEntropy {
         };
         let mut fetch = Vec::new();
         let mut push = Vec::new();
+        let segments: Vec<u32> = entries.iter().map(|(seg, _)| *seg).collect();
+        let buckets = &local.buckets;
+        let Ok(mut ours) =
+            local
+                .trees
+                .segment_entries(ctx.store, x.partition, x.n, &segments, |b| buckets.n_of(b))
+        else {
+            return;
+        };
         for (seg, list) in entries {
             let theirs: Vec<(Vec<u8>, u64)> = list.into_iter().map(|e| (e.key, e.hash)).collect();
-            let Ok(ours) = local
-                .trees
-                .segment_entries(ctx.store, x.partition, x.n, seg as usize)
-            else {
-                continue;
-            };
+            let ours = ours.remove(&seg).unwrap_or_default();
             for key in differing_keys(&ours, &theirs) {
                 if theirs.iter().any(|(k, _)| *k == key) {
                     fetch.push(StorageKey(key));
@@ -345,21 +349,28 @@ impl Local {
         n: u8,
         segments: Vec<u32>,
     ) {
-        let mut entries = Vec::new();
-        for seg in segments.into_iter().take(AE_SEGMENTS_PER_ROUND) {
-            // A segment the store fails to read is left out: the exchange asks again later.
-            let Ok(list) =
-                self.trees
-                    .segment_entries(store, PartitionId(partition), n, seg as usize)
-            else {
-                continue;
-            };
-            let list = list
-                .into_iter()
-                .map(|(key, hash)| AeEntry { key, hash })
-                .collect();
-            entries.push((seg, list));
-        }
+        let segments: Vec<u32> = segments.into_iter().take(AE_SEGMENTS_PER_ROUND).collect();
+        let buckets = &self.buckets;
+        // A store that fails to read answers nothing: the exchange ends at its deadline and
+        // a later one asks again.
+        let Ok(found) =
+            self.trees
+                .segment_entries(store, PartitionId(partition), n, &segments, |b| {
+                    buckets.n_of(b)
+                })
+        else {
+            return;
+        };
+        let entries: Vec<(u32, Vec<AeEntry>)> = found
+            .into_iter()
+            .map(|(seg, list)| {
+                let list = list
+                    .into_iter()
+                    .map(|(key, hash)| AeEntry { key, hash })
+                    .collect();
+                (seg, list)
+            })
+            .collect();
         self.out
             .send(from, Message::AeSegmentResponse { req, entries });
     }

@@ -10,7 +10,7 @@ use crate::hlc::{Hlc, HlcClock, check_skew};
 use crate::ids::{NodeId, PartitionId, Timestamp};
 use crate::key::{BucketName, ObjectKey};
 use crate::layout::Layout;
-use crate::limits::{OBJECT_BYTES_MAX, SIBLINGS_MAX, TREE_MOVE_KEYS_PER_CALL};
+use crate::limits::{OBJECT_BYTES_MAX, SIBLINGS_MAX};
 use crate::merkle::object_hash;
 use crate::message::{ClientError, ErrorCode, ReplicaError, decode_object, encode_object};
 use crate::store::{Store, StoreError, WriteBatch};
@@ -37,11 +37,9 @@ pub(crate) struct Local {
     pub(crate) buckets: Buckets,
     pub(crate) durability: Durability,
     /// Merkle trees of the (partition, replication factor) pairs this node holds objects for,
-    /// kept in the store with every object write (see `trees.rs`).
+    /// kept with every object write, rebuilt from the store at start and when a bucket's n
+    /// changes (see `trees.rs`).
     pub(crate) trees: Trees,
-    /// Buckets whose n changed (or that appeared with another n than the default): their
-    /// keys move to the trees of their new n, a page at a time (see [`Local::move_trees`]).
-    pub(crate) tree_moves: BucketWalk,
     /// Truncated buckets whose older values are being purged (see `truncate.rs`).
     pub(crate) purges: BucketWalk,
     /// No expiry index entry is due before this (ms): the expiry sweep starts here, not at
@@ -70,7 +68,6 @@ impl Local {
             clock: Clock::new(),
             durability: Durability::default(),
             trees: Trees::default(),
-            tree_moves: BucketWalk::default(),
             purges: BucketWalk::default(),
             expiry_floor: 0,
             commit_log: Default::default(),
@@ -128,15 +125,18 @@ impl Local {
                 self.timers.set(now, Timer::Purge);
             }
         }
-        if changed.moved.is_empty() {
-            return;
+        if !changed.moved.is_empty() {
+            // A key must sit in the tree of its bucket's current n: start the trees over.
+            self.start_tree_rebuild(now);
         }
-        for bucket in changed.moved {
-            self.tree_moves.add(bucket);
-        }
-        if !self.tree_moves.scheduled {
-            self.tree_moves.scheduled = true;
-            self.timers.set(now, Timer::TreeMoves);
+    }
+
+    /// Starts the Merkle trees over from the store, the first page at once.
+    pub(crate) fn start_tree_rebuild(&mut self, now: Timestamp) {
+        self.trees.start_rebuild();
+        if !self.trees.scheduled {
+            self.trees.scheduled = true;
+            self.timers.set(now, Timer::TreeRebuild);
         }
     }
 
@@ -152,8 +152,12 @@ impl Local {
         skey: &[u8],
     ) -> Result<Option<Object>, ReplicaError> {
         let object = match store.get(skey) {
-            Ok(None) => return Ok(None),
+            Ok(None) => {
+                self.trees.note_loaded(skey, None);
+                return Ok(None);
+            }
             Ok(Some(bytes)) => {
+                self.trees.note_loaded(skey, Some(stored_hash(&bytes)));
                 decode_object(&bytes).map_err(|e| ReplicaError::Store(e.to_string()))?
             }
             Err(e) => return Err(ReplicaError::Store(e.to_string())),
@@ -277,7 +281,7 @@ impl Local {
         batch.put(skey.to_vec(), bytes);
         let staged = self
             .trees
-            .stage(store, &mut batch, skey, Some(n), Some(hash))?;
+            .stage(store, skey, self.n_of_stored(skey, n), Some(hash))?;
         store.write(batch)?;
         self.trees.apply(staged);
         Ok(())
@@ -301,57 +305,39 @@ impl Local {
         if held != *tombstone {
             return false;
         }
+        let n = self.buckets.n_of(&key.bucket);
+        let Ok(staged) = self.trees.stage(store, &skey, n, None) else {
+            return false;
+        };
         let mut batch = WriteBatch::default();
         batch.remove(skey.clone());
-        // Every tree of the partition: a key whose bucket is moving may sit in the old one.
-        self.trees.record(store, batch, &skey, None, None).is_ok()
-    }
-
-    /// Loads the Merkle trees from the store at start; a store without complete trees (an
-    /// older version's, or another object format's) has them built from its objects once.
-    pub(crate) fn load_trees<S: Store>(&mut self, store: &mut S) -> Result<(), StoreError> {
-        self.tree_moves = BucketWalk::default();
-        if self.trees.load(store)? {
-            return Ok(());
+        if store.write(batch).is_err() {
+            return false;
         }
+        self.trees.apply(staged);
+        true
+    }
+
+    /// The replication factor whose tree holds `skey`: its bucket's current n (`fallback`
+    /// if the key does not parse), so a write whose request began before a change of n
+    /// still lands in the tree the rebuild puts the key in.
+    fn n_of_stored(&self, skey: &[u8], fallback: u8) -> u8 {
+        ObjectKey::from_storage_key(skey)
+            .map_or(fallback, |(_, key)| self.buckets.n_of(&key.bucket))
+    }
+
+    /// Takes the next objects into the Merkle trees being rebuilt, and says when to go on
+    /// (`None`: the trees are complete).
+    pub(crate) fn rebuild_trees_step<S: Store>(&mut self, store: &mut S) -> Option<u64> {
+        let partitions = self.layout.partition_count();
         let buckets = &self.buckets;
-        let partitions = self.layout.partition_count();
         self.trees
-            .build_from_objects(store, partitions, |b| buckets.n_of(b))
+            .rebuild_step(store, partitions, |b| buckets.n_of(b))
     }
 
-    /// Moves the next page (at most [`TREE_MOVE_KEYS_PER_CALL`] keys) of the buckets whose n
-    /// changed into the trees of their current n, and says when to go on: `None` when every
-    /// move is done. Each key goes to the tree of its bucket's n at the time it is moved and
-    /// leaves every other tree of its partition, so a bucket whose n changes again mid-move
-    /// starts over and ends right. Writes meanwhile update the new tree at once, and
-    /// anti-entropy waits until the trees agree with the store again.
-    pub(crate) fn move_trees<S: Store>(&mut self, store: &mut S) -> Option<u64> {
-        let mut walk = std::mem::take(&mut self.tree_moves);
-        let partitions = self.layout.partition_count();
-        let next = walk.step(
-            store,
-            partitions,
-            TREE_MOVE_KEYS_PER_CALL,
-            |store, bucket, _, page| {
-                let n = self.buckets.n_of(bucket);
-                for (k, v) in page {
-                    let batch = WriteBatch::default();
-                    // A key the store fails to move stays where it was; anti-entropy of the
-                    // new tree then finds it missing and repairs it from a peer.
-                    let _ = self
-                        .trees
-                        .record(store, batch, k, Some(n), Some(stored_hash(v)));
-                }
-            },
-        );
-        self.tree_moves = walk;
-        next
-    }
-
-    /// Whether buckets' keys are still moving between trees.
-    pub(crate) fn trees_moving(&self) -> bool {
-        self.tree_moves.busy()
+    /// Whether the Merkle trees are being rebuilt (anti-entropy waits).
+    pub(crate) fn trees_rebuilding(&self) -> bool {
+        self.trees.rebuilding()
     }
 
     /// Whether `node` is believed up (this node always is). The failure detector runs on the
@@ -432,40 +418,51 @@ mod tests {
         assert!(check_merge_limits(Some(&a), &a, size / 2).is_ok());
     }
 
-    /// A bucket's n changes under a store full of its keys: the keys move between trees a
-    /// bounded page at a time, a write in the middle lands in the new tree, and at the end
-    /// the trees are exactly what a full rebuild makes.
+    /// A bucket's n changes under a store full of its keys: the trees are rebuilt a bounded
+    /// page at a time, writes, overwrites and removals in the middle (behind the rebuild's
+    /// walk and ahead of it) are counted once, and at the end the trees are exactly what the
+    /// store's objects make.
     #[test]
-    fn a_bucket_whose_n_changes_moves_its_keys_between_trees_a_page_at_a_time() {
+    fn a_bucket_whose_n_changes_rebuilds_the_trees_a_page_at_a_time() {
         use crate::bucket::BucketProps;
+        use crate::limits::TREE_REBUILD_KEYS_PER_CALL;
         use crate::message::BucketEntry;
         use crate::store::MemStore;
 
         let layout = Layout::uniform(3, 16).expect("valid");
         let mut local = Local::new(NodeConfig::new(NodeId(1)), layout.clone());
         let mut store = MemStore::new();
-        // A node's start: an empty store gets complete (empty) trees.
-        local.load_trees(&mut store).expect("loaded");
         let moving = BucketName::new("moving").expect("valid");
         let staying = BucketName::new("staying").expect("valid");
-        let put =
-            |local: &mut Local, store: &mut MemStore, bucket: &BucketName, i: usize, n: u8| {
-                let key =
-                    ObjectKey::new(bucket.clone(), format!("k{i}").as_bytes()).expect("valid");
-                let (_, skey) = local.locate(&key);
-                let object = one_value(1, 8);
-                let bytes = encode_object(&object);
-                local
-                    .write_object(store, &skey, n, &object, None, bytes)
-                    .expect("written");
-            };
+        let key_of = |bucket: &BucketName, i: usize| {
+            ObjectKey::new(bucket.clone(), format!("k{i}").as_bytes()).expect("valid")
+        };
+        let put = |local: &mut Local, store: &mut MemStore, key: &ObjectKey, bytes: usize| {
+            let (_, skey) = local.locate(key);
+            // Every write path loads the key first.
+            let _ = local.load(store, &skey);
+            let object = one_value(1, bytes);
+            let encoded = encode_object(&object);
+            local
+                .write_object(store, &skey, 3, &object, None, encoded)
+                .expect("written");
+        };
         let total = 2_500;
         for i in 0..total {
-            put(&mut local, &mut store, &moving, i, 3);
+            put(&mut local, &mut store, &key_of(&moving, i), 8);
         }
         for i in 0..500 {
-            put(&mut local, &mut store, &staying, i, 3);
+            put(&mut local, &mut store, &key_of(&staying, i), 8);
         }
+        let in_n = |local: &Local, n: u8| -> usize {
+            local
+                .trees
+                .iter()
+                .filter(|((_, m), _)| *m == n)
+                .map(|(_, t)| t.len())
+                .sum()
+        };
+        assert_eq!((in_n(&local, 3), in_n(&local, 2)), (total + 500, 0));
         let entry = BucketEntry {
             name: moving.clone(),
             props: BucketProps {
@@ -479,50 +476,63 @@ mod tests {
         let changed = local.buckets.merge(&mut store, false, vec![entry]);
         assert_eq!(changed.moved, vec![moving.clone()]);
         local.note(changed, Timestamp(1));
-        let in_n = |local: &Local, n: u8| -> usize {
-            local
-                .trees
-                .iter()
-                .filter(|((_, m), _)| *m == n)
-                .map(|(_, t)| t.len())
-                .sum()
-        };
-        // One step moves at most its budget.
-        assert_eq!(local.move_trees(&mut store), Some(1));
-        let moved = in_n(&local, 2);
-        assert!(moved > 0 && moved <= TREE_MOVE_KEYS_PER_CALL, "{moved}");
-        assert!(local.trees_moving());
-        // A write meanwhile goes to the tree of the new n (whether its key moved yet or not).
-        put(&mut local, &mut store, &moving, total - 1, 2);
-        let mut steps = 1;
-        while local.move_trees(&mut store).is_some() {
-            steps += 1;
-            assert!(steps < 100, "the move ends");
+        assert!(local.trees_rebuilding());
+        // One step takes at most its budget.
+        assert_eq!(local.rebuild_trees_step(&mut store), Some(1));
+        let taken = in_n(&local, 2) + in_n(&local, 3);
+        assert!(taken > 0 && taken <= TREE_REBUILD_KEYS_PER_CALL, "{taken}");
+        // Writes meanwhile, behind the walk and ahead of it: overwrites, new keys, removals.
+        for i in (0..total).step_by(97) {
+            put(&mut local, &mut store, &key_of(&moving, i), 20);
         }
-        assert!(!local.trees_moving());
-        assert!(steps >= total / TREE_MOVE_KEYS_PER_CALL, "{steps} steps");
-        assert_eq!((in_n(&local, 2), in_n(&local, 3)), (total, 500));
-        let mut rebuilt = Local::new(NodeConfig::new(NodeId(1)), layout);
-        let _ = rebuilt.buckets.merge(
-            &mut store,
-            false,
-            local.buckets.entries().into_iter().collect(),
-        );
-        let mut reloaded = Trees::default();
+        for i in total..total + 40 {
+            put(&mut local, &mut store, &key_of(&moving, i), 8);
+        }
+        let mut removed = 0;
+        for i in (1..500).step_by(50) {
+            let key = key_of(&staying, i);
+            let (_, skey) = local.locate(&key);
+            let tombstone = Object::Siblings(Dvv::default());
+            let encoded = encode_object(&tombstone);
+            let _ = local.load(&mut store, &skey);
+            local
+                .write_object(&mut store, &skey, 3, &tombstone, None, encoded)
+                .expect("written");
+            assert!(local.remove_tombstone(&mut store, &key, &tombstone));
+            removed += 1;
+        }
+        let mut steps = 1;
+        while local.rebuild_trees_step(&mut store).is_some() {
+            steps += 1;
+            assert!(steps < 100, "the rebuild ends");
+        }
+        assert!(!local.trees_rebuilding());
         assert!(
-            reloaded.load(&store).expect("loaded"),
-            "the trees are complete"
+            steps >= (total + 500) / TREE_REBUILD_KEYS_PER_CALL,
+            "{steps} steps"
         );
-        assert!(
-            reloaded == local.trees,
-            "the store holds the trees memory holds"
+        assert_eq!(
+            (in_n(&local, 2), in_n(&local, 3)),
+            (total + 40, 500 - removed)
         );
-        let partitions = rebuilt.layout.partition_count();
-        let buckets = &rebuilt.buckets;
-        let mut built = Trees::default();
-        built
-            .build_from_objects(&mut store, partitions, |b| buckets.n_of(b))
-            .expect("built");
-        assert!(built == local.trees, "as a full rebuild makes");
+        let partitions = local.layout.partition_count();
+        let buckets = &local.buckets;
+        local
+            .trees
+            .verify(&store, partitions, |b| buckets.n_of(b))
+            .expect("the trees are what the objects make");
+        // A write of a key not loaded just before (a stale remembered load) still counts right.
+        let (_, skey) = local.locate(&key_of(&moving, 3));
+        let _ = local.load(&mut store, &local.locate(&key_of(&moving, 4)).1);
+        let object = one_value(2, 30);
+        let encoded = encode_object(&object);
+        local
+            .write_object(&mut store, &skey, 2, &object, None, encoded)
+            .expect("written");
+        let buckets = &local.buckets;
+        local
+            .trees
+            .verify(&store, partitions, |b| buckets.n_of(b))
+            .expect("still what the objects make");
     }
 }

@@ -216,11 +216,11 @@ impl Node {
 
     /// What the node knows of itself and its peers, for status pages.
     /// Test support (the simulator's checker (m)): whether this node's Merkle trees, in
-    /// memory and in `store`, agree with the objects `store` holds. `Ok` while buckets' keys
-    /// are still moving between trees (they agree only once the move is done).
+    /// memory, agree with the objects `store` holds. `Ok` while the trees are being rebuilt
+    /// (they agree once the rebuild is done).
     pub fn check_trees<S: Store>(&self, store: &S) -> Result<(), String> {
         let local = &self.local;
-        if !self.loaded || local.trees_moving() {
+        if !self.loaded || local.trees_rebuilding() {
             return Ok(());
         }
         local
@@ -286,9 +286,9 @@ impl Node {
             self.local.buckets.load(ctx.store);
             self.handoff.load(ctx.store);
             self.gc.load(&mut self.local, ctx.store, ctx.now);
-            // A store that fails here fails requests too; anti-entropy then compares the
-            // trees loaded so far, which costs repairs (merges), never data.
-            let _ = self.local.load_trees(ctx.store);
+            // The Merkle trees are built from the store in the background (anti-entropy
+            // waits); requests are served meanwhile.
+            self.local.start_tree_rebuild(ctx.now);
             let local = &mut self.local;
             let max_skew_ms = local.config.max_clock_skew_ms;
             if let Err(why) =
@@ -433,7 +433,7 @@ impl Node {
                         .start_expiry(local, ctx, key, expired, &props, at);
                 }
                 // Trees that disagree with the store (keys moving) would repair for nothing.
-                if !local.trees_moving() && !self.ae.paused {
+                if !local.trees_rebuilding() && !self.ae.paused {
                     self.ae.start(local, ctx, &self.handoff.index.dirty);
                 }
                 let next = now.plus_ms(local.config.anti_entropy_interval_ms);
@@ -441,9 +441,9 @@ impl Node {
             }
             Timer::Reap => self.gc.on_reap_timer(local, ctx),
             Timer::PaxosRepair => self.repairs.on_timer(local, ctx, &mut self.paxos),
-            Timer::TreeMoves => match local.move_trees(ctx.store) {
-                Some(after_ms) => local.timers.set(now.plus_ms(after_ms), Timer::TreeMoves),
-                None => local.tree_moves.scheduled = false,
+            Timer::TreeRebuild => match local.rebuild_trees_step(ctx.store) {
+                Some(after_ms) => local.timers.set(now.plus_ms(after_ms), Timer::TreeRebuild),
+                None => local.trees.scheduled = false,
             },
             Timer::Expiry => {
                 // Expiry goes as fast as its batches complete, a bounded number in flight

@@ -55,8 +55,9 @@ pub(crate) enum Timer {
     Expiry,
     /// The next Paxos repair round starts (or the running one ran out of time).
     PaxosRepair,
-    /// The next page of a bucket's keys moves between Merkle trees (its n changed).
-    TreeMoves,
+    /// The next page of objects is taken into the Merkle trees being rebuilt (at start, and
+    /// when a bucket's n changed).
+    TreeRebuild,
     /// The next page of a truncated bucket's older values is purged.
     Purge,
 }

@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::io::{Ctx, ReplyTo};
 use super::local::{Local, expiry_key};
 use super::timers::Timer;
+use super::trees::stored_hash;
 use super::walk::BucketWalk;
 
 #[derive(Debug)]
@@ -240,10 +241,15 @@ impl Local {
                             if let Some(at) = previous {
                                 batch.remove(expiry_key(at, k));
                             }
-                            // Every tree of the partition: the key may be moving between them.
-                            let _ = self.trees.record(store, batch, k, None, None);
+                            self.trees.note_loaded(k, Some(stored_hash(v)));
+                            if let Ok(staged) = self.trees.stage(store, k, n, None)
+                                && store.write(batch).is_ok()
+                            {
+                                self.trees.apply(staged);
+                            }
                         }
                         Some(kept) if kept != object => {
+                            self.trees.note_loaded(k, Some(stored_hash(v)));
                             let bytes = encode_object(&kept);
                             let _ = self.write_object(store, k, n, &kept, previous, bytes);
                         }

@@ -1,6 +1,5 @@
 //! Paced walks over one bucket's keys in every partition, a page at a time: the background
-//! work a change of the bucket table starts (keys moving between Merkle trees when `n`
-//! changed, `local.rs`; the purge of a truncation, `truncate.rs`). Each step reads at most
+//! work a truncation starts (its purge, `truncate.rs`). Each step reads at most
 //! its budget of keys (and counts each scan as one at least, so a step over many empty
 //! partitions is bounded too); a store that fails is read again after a while.
 
@@ -30,11 +29,6 @@ impl BucketWalk {
             self.current = None;
         }
         self.pending.insert(bucket);
-    }
-
-    /// Whether a walk is in progress.
-    pub(crate) fn busy(&self) -> bool {
-        self.current.is_some() || !self.pending.is_empty()
     }
 
     /// Reads the next pages, at most `budget` keys, and hands each to `visit` with the
