@@ -151,13 +151,36 @@ impl Local {
         store: &mut S,
         skey: &[u8],
     ) -> Result<Option<Object>, ReplicaError> {
+        self.load_noting(store, skey, false)
+    }
+
+    /// [`Local::load`] for a write that follows at once: the Merkle trees note the stored
+    /// bytes' hash, so the write needs no second read of the key (reads skip this).
+    pub(crate) fn load_for_write<S: Store>(
+        &self,
+        store: &mut S,
+        skey: &[u8],
+    ) -> Result<Option<Object>, ReplicaError> {
+        self.load_noting(store, skey, true)
+    }
+
+    fn load_noting<S: Store>(
+        &self,
+        store: &mut S,
+        skey: &[u8],
+        note: bool,
+    ) -> Result<Option<Object>, ReplicaError> {
         let object = match store.get(skey) {
             Ok(None) => {
-                self.trees.note_loaded(skey, None);
+                if note {
+                    self.trees.note_loaded(skey, None);
+                }
                 return Ok(None);
             }
             Ok(Some(bytes)) => {
-                self.trees.note_loaded(skey, Some(stored_hash(&bytes)));
+                if note {
+                    self.trees.note_loaded(skey, Some(stored_hash(&bytes)));
+                }
                 decode_object(&bytes).map_err(|e| ReplicaError::Store(e.to_string()))?
             }
             Err(e) => return Err(ReplicaError::Store(e.to_string())),
@@ -230,7 +253,7 @@ impl Local {
         // Never let a far-future timestamp drag this node's clock along.
         let _ = self.hlc.observe(ts, ctx.now, self.config.max_clock_skew_ms);
         let (_, skey) = self.locate(key);
-        let local = self.load(ctx.store, &skey)?;
+        let local = self.load_for_write(ctx.store, &skey)?;
         let merged = match &local {
             None => object.clone(),
             Some(l) => l.merge(object).map_err(|_| ReplicaError::ModeMismatch)?,
@@ -299,7 +322,7 @@ impl Local {
             return false;
         }
         let (_, skey) = self.locate(key);
-        let Ok(Some(held)) = self.load(store, &skey) else {
+        let Ok(Some(held)) = self.load_for_write(store, &skey) else {
             return false;
         };
         if held != *tombstone {
@@ -440,7 +463,7 @@ mod tests {
         let put = |local: &mut Local, store: &mut MemStore, key: &ObjectKey, bytes: usize| {
             let (_, skey) = local.locate(key);
             // Every write path loads the key first.
-            let _ = local.load(store, &skey);
+            let _ = local.load_for_write(store, &skey);
             let object = one_value(1, bytes);
             let encoded = encode_object(&object);
             local
@@ -494,7 +517,7 @@ mod tests {
             let (_, skey) = local.locate(&key);
             let tombstone = Object::Siblings(Dvv::default());
             let encoded = encode_object(&tombstone);
-            let _ = local.load(&mut store, &skey);
+            let _ = local.load_for_write(&mut store, &skey);
             local
                 .write_object(&mut store, &skey, 3, &tombstone, None, encoded)
                 .expect("written");
@@ -523,7 +546,7 @@ mod tests {
             .expect("the trees are what the objects make");
         // A write of a key not loaded just before (a stale remembered load) still counts right.
         let (_, skey) = local.locate(&key_of(&moving, 3));
-        let _ = local.load(&mut store, &local.locate(&key_of(&moving, 4)).1);
+        let _ = local.load_for_write(&mut store, &local.locate(&key_of(&moving, 4)).1);
         let object = one_value(2, 30);
         let encoded = encode_object(&object);
         local

@@ -2,7 +2,7 @@
 //! with the number of keys, and at no extra store write per object write.
 //!
 //! ```text
-//! memory:  (partition, n) -> MerkleTree (1,024 leaves, about 12 KB)
+//! memory:  (partition, n) -> MerkleTree (1,024 leaves, about 16 KB)
 //! store:   the objects themselves; a segment's entries (storage key, object hash) are read
 //!          from its partition's objects when an exchange asks for them
 //! rebuild: at start, and when a bucket's n changes, a paced walk over every object in key
@@ -34,9 +34,6 @@ use crate::limits::{AE_SCAN_KEYS_MAX, TREE_REBUILD_KEYS_PER_CALL};
 use crate::merkle::{Leaf, MerkleTree, SEGMENTS, object_hash, segment_of};
 use crate::message::{OBJECT_FORMAT, decode_object, encode_object};
 use crate::store::{SCAN_ENTRIES_MAX, Store, StoreError};
-
-/// How long a rebuild waits before it reads again a page the store failed to read, in ms.
-const REBUILD_RETRY_MS: u64 = crate::limits::TREE_MOVE_RETRY_MS;
 
 /// The hash of a stored object as the trees keep it: of its current encoding, so a record of
 /// an older format hashes as a peer's current copy of the same object does (or anti-entropy
@@ -79,8 +76,8 @@ pub(crate) struct Trees {
     rebuild: Option<Cursor>,
     /// Whether the rebuild's timer is set.
     pub(crate) scheduled: bool,
-    /// The storage key last loaded or written and the hash of what the store holds there
-    /// (`None`: nothing), so a write right after its load (every write path loads first)
+    /// The storage key last loaded for a write (`Local::load_for_write`) or written, and the
+    /// hash of what the store holds there (`None`: nothing), so a write right after its load
     /// needs no second read. Every object write goes through `stage` and `apply`, which
     /// keep it true.
     last: RefCell<(Vec<u8>, Option<Option<u64>>)>,
@@ -219,7 +216,7 @@ impl Trees {
             let pid = PartitionId(at.partition);
             let Ok(page) = store.scan_partition(pid, at.after.as_deref(), limit) else {
                 self.rebuild = Some(at);
-                return Some(REBUILD_RETRY_MS);
+                return Some(super::walk::RETRY_MS);
             };
             for (k, v) in &page {
                 if let Ok((partition, key)) = ObjectKey::from_storage_key(k) {

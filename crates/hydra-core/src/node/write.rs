@@ -638,7 +638,7 @@ fn merge_stored<S: Store>(
     let failed = |e: String| ClientError::new(ErrorCode::StoreFailed, e);
     let timestamp = fixed.max_timestamp();
     let stored = local
-        .load(ctx.store, skey)
+        .load_for_write(ctx.store, skey)
         .map_err(|e| failed(e.to_string()))?;
     let previous = stored.as_ref().and_then(Object::expires_at);
     let object = match stored {
@@ -658,7 +658,7 @@ fn new_object<S: Store>(
     props: &BucketProps,
 ) -> Result<(Object, Hlc, Option<u64>), ClientError> {
     let stored = local
-        .load(ctx.store, skey)
+        .load_for_write(ctx.store, skey)
         .map_err(|e| ClientError::new(ErrorCode::StoreFailed, e.to_string()))?;
     let previous = stored.as_ref().and_then(Object::expires_at);
     if let Some(stored) = &stored {
