@@ -643,6 +643,14 @@ fn hydra_dev_starts_a_cluster_writes_cluster_json_and_stops_it_on_sigterm() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill node 3");
+    // The kill is asynchronous: its ports are free only once it is gone (or a zombie).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(format!("/proc/{old_pid}/stat"))
+        .is_ok_and(|stat| !stat.contains(") Z "))
+    {
+        assert!(Instant::now() < deadline, "node 3 survived SIGKILL");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let config3 = nodes[2]["config"].as_str().expect("config").to_string();
     let mut by_hand = Command::new(env!("CARGO_BIN_EXE_hydra"))
         .args(["server", "--config", &config3])
@@ -668,6 +676,13 @@ fn hydra_dev_starts_a_cluster_writes_cluster_json_and_stops_it_on_sigterm() {
     let r = Client::new(nodes[2]["http"].as_str().expect("http"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while r.health().is_err() {
+        if let Ok(Some(status)) = by_hand.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = by_hand.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("node 3 exited ({status}) after its restart: {err}");
+        }
         assert!(Instant::now() < deadline, "node 3 never came back");
         std::thread::sleep(Duration::from_millis(100));
     }
