@@ -227,6 +227,9 @@ pub struct StorageSection {
     pub cache_bytes: u64,
     /// Size at which the store's memtable is flushed to disk, in bytes (1 MiB to 1 GiB).
     pub memtable_bytes: u64,
+    /// The store's row cache (the newest value of hot keys, kept in step by every write),
+    /// in bytes; 0 turns it off. Counts toward resident memory with the two above.
+    pub row_cache_bytes: u64,
 }
 
 impl Default for StorageSection {
@@ -236,6 +239,7 @@ impl Default for StorageSection {
             tombstone_grace_ms: core_defaults().tombstone_grace_ms,
             cache_bytes: StoreOptions::default().cache_bytes,
             memtable_bytes: StoreOptions::default().memtable_bytes,
+            row_cache_bytes: StoreOptions::default().row_cache_bytes,
         }
     }
 }
@@ -535,6 +539,7 @@ impl Config {
         StoreOptions {
             cache_bytes: self.storage.cache_bytes,
             memtable_bytes: self.storage.memtable_bytes,
+            row_cache_bytes: self.storage.row_cache_bytes,
         }
     }
 
