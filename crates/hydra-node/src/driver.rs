@@ -43,6 +43,12 @@ pub enum CoreEvent {
         request: ClientRequest,
         reply: oneshot::Sender<Reply>,
     },
+    /// Several client requests (a connection's pipeline), handled one after another in
+    /// one turn of the core; their replies come back together, in order.
+    Batch {
+        requests: Vec<ClientRequest>,
+        reply: oneshot::Sender<Vec<Reply>>,
+    },
     Message {
         from: NodeId,
         envelope: Envelope,
@@ -130,6 +136,36 @@ impl CoreHandle {
                 ErrorCode::StoreFailed,
                 "the node stopped before answering",
             ))
+        })
+    }
+
+    /// Hands several client requests to the core as one event and waits for all their
+    /// replies, in order: one queue slot, one wakeup and one reply channel for the lot.
+    pub async fn request_batch(&self, requests: Vec<ClientRequest>) -> Vec<Reply> {
+        let n = requests.len();
+        let (reply, rx) = oneshot::channel();
+        let refused = match self.tx.try_send(CoreEvent::Batch { requests, reply }) {
+            Ok(()) => None,
+            Err(TrySendError::Full(_)) => Some(ClientError::new(
+                ErrorCode::Overloaded,
+                "the node's request queue is full; retry later",
+            )),
+            Err(TrySendError::Disconnected(_)) => Some(ClientError::new(
+                ErrorCode::StoreFailed,
+                "the node is shutting down",
+            )),
+        };
+        if let Some(e) = refused {
+            return vec![Err(e); n];
+        }
+        rx.await.unwrap_or_else(|_| {
+            vec![
+                Err(ClientError::new(
+                    ErrorCode::StoreFailed,
+                    "the node stopped before answering",
+                ));
+                n
+            ]
         })
     }
 
@@ -297,6 +333,8 @@ pub fn start(
                 outbox: BTreeMap::new(),
                 events_since_flush: 0,
                 pending: BTreeMap::new(),
+                batches: BTreeMap::new(),
+                next_batch: 0,
                 next_id: 0,
                 rng: ChaCha8Rng::seed_from_u64(seed()),
             };
@@ -339,6 +377,23 @@ const OUTBOX_EVENTS_MAX: u32 = 64;
 /// Bytes of frames held for one peer before they go to the transport regardless.
 const OUTBOX_BYTES_MAX: usize = 256 * 1024;
 
+/// Where a client request's reply goes.
+enum Waiting {
+    One(oneshot::Sender<Reply>),
+    /// Place `index` of batch `batch`.
+    Part {
+        batch: u64,
+        index: usize,
+    },
+}
+
+/// A batch's replies so far.
+struct BatchReplies {
+    replies: Vec<Option<Reply>>,
+    left: usize,
+    reply: oneshot::Sender<Vec<Reply>>,
+}
+
 struct Driver {
     node: Node,
     store: FjallStore,
@@ -355,7 +410,10 @@ struct Driver {
     events_since_flush: u32,
     /// Client requests in flight -> where their reply goes (bounded by the core's own limit
     /// on coordinations, which answers `Overloaded` beyond it).
-    pending: BTreeMap<ClientRequestId, oneshot::Sender<Reply>>,
+    pending: BTreeMap<ClientRequestId, Waiting>,
+    /// Batches with replies still to come, by number.
+    batches: BTreeMap<u64, BatchReplies>,
+    next_batch: u64,
     next_id: u64,
     rng: ChaCha8Rng,
 }
@@ -416,8 +474,12 @@ impl Driver {
                 CoreEvent::Client { request, reply } => {
                     self.next_id += 1;
                     let id = ClientRequestId(self.next_id);
-                    self.pending.insert(id, reply);
+                    self.pending.insert(id, Waiting::One(reply));
                     Input::Client { id, request }
+                }
+                CoreEvent::Batch { requests, reply } => {
+                    self.start_batch(requests, reply);
+                    continue;
                 }
                 CoreEvent::Message { from, envelope } => Input::Message { from, envelope },
                 CoreEvent::Status { reply } => {
@@ -444,6 +506,56 @@ impl Driver {
                 }
             };
             self.handle(input);
+        }
+    }
+
+    /// Starts each request of a batch in turn (their frames and syncs group as one turn's).
+    fn start_batch(&mut self, requests: Vec<ClientRequest>, reply: oneshot::Sender<Vec<Reply>>) {
+        if requests.is_empty() {
+            let _ = reply.send(Vec::new());
+            return;
+        }
+        let n = requests.len() as u32;
+        self.events_since_flush = self.events_since_flush.saturating_add(n - 1);
+        self.events_since_sync = self.events_since_sync.saturating_add(n - 1);
+        self.next_batch += 1;
+        let batch = self.next_batch;
+        self.batches.insert(
+            batch,
+            BatchReplies {
+                replies: (0..requests.len()).map(|_| None).collect(),
+                left: requests.len(),
+                reply,
+            },
+        );
+        for (index, request) in requests.into_iter().enumerate() {
+            self.next_id += 1;
+            let id = ClientRequestId(self.next_id);
+            self.pending.insert(id, Waiting::Part { batch, index });
+            self.handle(Input::Client { id, request });
+        }
+    }
+
+    /// Sends a client request's reply where it waits.
+    fn reply(&mut self, id: ClientRequestId, result: Reply) {
+        match self.pending.remove(&id) {
+            Some(Waiting::One(tx)) => {
+                let _ = tx.send(result);
+            }
+            Some(Waiting::Part { batch, index }) => {
+                let Some(b) = self.batches.get_mut(&batch) else {
+                    return;
+                };
+                b.replies[index] = Some(result);
+                b.left -= 1;
+                if b.left == 0
+                    && let Some(b) = self.batches.remove(&batch)
+                {
+                    let replies = b.replies.into_iter().flatten().collect();
+                    let _ = b.reply.send(replies);
+                }
+            }
+            None => {}
         }
     }
 
@@ -501,11 +613,7 @@ impl Driver {
                             }
                         }
                     }
-                    Output::Reply { id, result } => {
-                        if let Some(tx) = self.pending.remove(&id) {
-                            let _ = tx.send(result);
-                        }
-                    }
+                    Output::Reply { id, result } => self.reply(id, result),
                     Output::HintBudgetFull { owner, partition } => tracing::warn!(
                         "hints for {owner} exceed the budget (limits.hints_bytes_max); partition {} is left to anti-entropy",
                         partition.0

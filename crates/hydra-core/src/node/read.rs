@@ -60,7 +60,9 @@ struct ReadState {
 /// The reads this node coordinates.
 #[derive(Debug, Default)]
 pub(crate) struct Reads {
-    in_flight: BTreeMap<RequestId, ReadState>,
+    /// Boxed: a B-tree moves its values on every insert and removal, and the state is
+    /// large (profiles of pipelined requests found those moves at about 2% of the core).
+    in_flight: BTreeMap<RequestId, Box<ReadState>>,
 }
 
 impl Reads {
@@ -105,7 +107,7 @@ impl Reads {
         }
         self.in_flight.insert(
             req,
-            ReadState {
+            Box::new(ReadState {
                 reply_to,
                 key,
                 partition,
@@ -118,7 +120,7 @@ impl Reads {
                 unasked,
                 retry_at,
                 deadline,
-            },
+            }),
         );
         local.timers.set(deadline, Timer::ReadDeadline(req));
         if asked.is_empty() {

@@ -36,6 +36,7 @@ mod commands;
 mod float;
 mod keys;
 mod meta;
+mod pipeline;
 mod strings;
 mod transaction;
 
@@ -43,7 +44,6 @@ use crate::driver::{CoreHandle, Reply};
 use crate::http::receipt_json;
 use crate::metrics::{Metrics, record, record_serial};
 use commands::VersionBound;
-use futures_util::future::join_all;
 use hydra_core::bucket::Consistency;
 use hydra_core::ids::NodeId;
 use hydra_core::key::{BucketName, ObjectKey};
@@ -234,12 +234,6 @@ enum Flow {
     Close,
 }
 
-/// A command that goes to the core on its own key and may be sent together with others.
-enum Fast {
-    Get(ObjectKey),
-    Set(ObjectKey, Vec<u8>),
-}
-
 impl Connection {
     fn new(state: Arc<RespState>) -> Connection {
         let id = state.next_client_id.fetch_add(1, Ordering::Relaxed);
@@ -355,124 +349,6 @@ impl Connection {
         }
     }
 
-    /// Runs commands in order, sending runs of fast commands on distinct keys together.
-    /// Replies go to `out`, which is written to `stream` whenever it grows large.
-    async fn run_batch(
-        &mut self,
-        commands: Vec<Command>,
-        out: &mut Vec<u8>,
-        stream: &mut (impl AsyncWrite + Unpin),
-    ) -> std::io::Result<Flow> {
-        let mut group: Vec<Fast> = Vec::new();
-        for cmd in commands {
-            if out.len() > OUT_FLUSH_BYTES {
-                stream.write_all(out).await?;
-                out.clear();
-            }
-            match self.fast(cmd) {
-                Ok(f) => {
-                    let key = match &f {
-                        Fast::Get(k) | Fast::Set(k, _) => k,
-                    };
-                    if group.iter().any(|g| match g {
-                        Fast::Get(k) | Fast::Set(k, _) => k == key,
-                    }) {
-                        self.flush_group(&mut group, out).await;
-                    }
-                    group.push(f);
-                }
-                Err(cmd) => {
-                    self.flush_group(&mut group, out).await;
-                    let (reply, flow) = self.execute(cmd).await;
-                    reply.encode(self.protocol, out);
-                    if let Flow::Close = flow {
-                        return Ok(Flow::Close);
-                    }
-                }
-            }
-        }
-        self.flush_group(&mut group, out).await;
-        Ok(Flow::Continue)
-    }
-
-    /// A plain `GET key` or `SET key value` with valid arguments, which can share a round
-    /// (the value moves, not copied); anything else comes back as it was.
-    fn fast(&self, mut cmd: Command) -> Result<Fast, Command> {
-        let is = |name: &[u8], len: usize| cmd.len() == len && cmd[0].eq_ignore_ascii_case(name);
-        let (get, set) = (is(b"get", 2), is(b"set", 3));
-        // The fast path skips `execute`, so it checks the user's scope itself: a user who
-        // may not, gets `execute`'s `-NOPERM`.
-        let bucket = self.bucket.as_str();
-        let allowed = self.principal.as_ref().is_some_and(|p| {
-            if get {
-                p.may_read(bucket)
-            } else {
-                p.may_write(bucket)
-            }
-        });
-        if (!get && !set) || !allowed || self.multi.is_some() {
-            return Err(cmd);
-        }
-        let Ok(key) = self.key(&cmd[1]) else {
-            return Err(cmd);
-        };
-        if get {
-            return Ok(Fast::Get(key));
-        }
-        let value = cmd.pop().unwrap_or_default();
-        Ok(Fast::Set(key, value))
-    }
-
-    async fn flush_group(&mut self, group: &mut Vec<Fast>, out: &mut Vec<u8>) {
-        if group.is_empty() {
-            return;
-        }
-        let requests: Vec<ClientRequest> = group
-            .drain(..)
-            .map(|f| match f {
-                Fast::Get(key) => self.get_request(key),
-                Fast::Set(key, value) => self.put_request(key, Some(value), None, None),
-            })
-            .collect();
-        for result in self.call_all(requests).await {
-            let reply = match result {
-                Err(e) => error_value(&e),
-                Ok(ClientResponse::Read {
-                    collection: Some(c),
-                    ..
-                }) if !c.is_empty() => collections::wrong_type(),
-                Ok(resp @ (ClientResponse::Read { .. } | ClientResponse::Cas { .. })) => {
-                    match take_newest(resp).1 {
-                        Some(s) => Value::Bulk(s.value),
-                        None => Value::Null,
-                    }
-                }
-                Ok(_) => Value::ok(),
-            };
-            reply.encode(self.protocol, out);
-        }
-    }
-
-    /// Sends requests to the core, at most [`KEYS_IN_FLIGHT_MAX`] at a time (so one command
-    /// or pipeline cannot fill the core's queue); results in order, the last receipt kept.
-    async fn call_all(&mut self, requests: Vec<ClientRequest>) -> Vec<Reply> {
-        let mut results = Vec::with_capacity(requests.len());
-        let mut requests = requests.into_iter().peekable();
-        while requests.peek().is_some() {
-            let chunk: Vec<ClientRequest> = requests.by_ref().take(KEYS_IN_FLIGHT_MAX).collect();
-            let this = &*self;
-            let done = join_all(chunk.into_iter().map(|r| this.call(r))).await;
-            for (result, receipt) in done {
-                if receipt.is_some() {
-                    self.last_receipt = receipt;
-                }
-                self.note_seen(&result);
-                results.push(result);
-            }
-        }
-        results
-    }
-
     fn key(&self, key: &[u8]) -> Result<ObjectKey, Value> {
         ObjectKey::new(self.bucket.clone(), key)
             .map_err(|e| Value::error(format!("INVALID_KEY {e}")))
@@ -534,17 +410,32 @@ impl Connection {
     /// Paxos, as Redis runs every command atomically: from then on the key's writes are
     /// linearizable with each other.
     async fn call(&self, request: ClientRequest) -> (Reply, Option<Receipt>) {
-        let retry = match &request {
+        let retry = self.cas_retry_of(&request);
+        let result = self.call_once(request).await;
+        self.after_call(result, retry).await
+    }
+
+    /// What [`Connection::after_call`] needs to make `request` again through Paxos.
+    fn cas_retry_of(&self, request: &ClientRequest) -> Option<WriteRequest> {
+        match request {
             // A hash or set update never goes through compare-and-set (the core takes it on
             // keys compare-and-set manages).
             ClientRequest::Put(w) if self.lww && w.collection.is_none() => Some(w.clone()),
             _ => None,
-        };
-        let (result, receipt) = self.call_once(request).await;
+        }
+    }
+
+    /// A reply with its receipt; a plain write refused as `cas_managed_key` made again
+    /// through Paxos (`retry`, from [`Connection::cas_retry_of`]).
+    async fn after_call(
+        &self,
+        result: Reply,
+        retry: Option<WriteRequest>,
+    ) -> (Reply, Option<Receipt>) {
         match (result, retry) {
             (Err(e), Some(w)) if e.code == ErrorCode::CasManagedKey => {
                 let bound = w.on_version.is_some();
-                let (result, receipt) = self.call_once(ClientRequest::Cas(w.into_cas())).await;
+                let result = self.call_once(ClientRequest::Cas(w.into_cas())).await;
                 let result = result.and_then(|r| match r {
                     // A write bound to a version that another write replaced since: the
                     // command runs again on the new one (`commands.rs`, `replaced`).
@@ -557,45 +448,40 @@ impl Connection {
                     } => Ok(ClientResponse::Written { context, receipt }),
                     other => Ok(other),
                 });
+                let receipt = self.receipt_of(&result);
                 (result, receipt)
             }
-            (result, _) => (result, receipt),
+            (result, _) => {
+                let receipt = self.receipt_of(&result);
+                (result, receipt)
+            }
         }
     }
 
-    async fn call_once(&self, request: ClientRequest) -> (Reply, Option<Receipt>) {
+    /// The receipt of a reply, or of its failure (none for a transaction's answers, which
+    /// come from its copy of the key).
+    fn receipt_of(&self, result: &Reply) -> Option<Receipt> {
+        if self.overlay.is_some() {
+            return None;
+        }
+        match result {
+            Ok(r) => r.receipt().cloned(),
+            Err(e) => e.receipt.clone(),
+        }
+    }
+
+    async fn call_once(&self, request: ClientRequest) -> Reply {
         if let Some(copy) = &self.overlay {
             let mut copy = copy
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            return (copy.answer(request), None);
+            return copy.answer(request);
         }
         let started = Instant::now();
-        let serial = matches!(request, ClientRequest::Cas(_));
-        let (op, level) = match &request {
-            ClientRequest::Get { r, .. } => ("get", *r),
-            ClientRequest::Put(w) if w.value.is_some() => ("put", w.w),
-            ClientRequest::Put(w) => ("delete", w.w),
-            ClientRequest::SetBucket { .. } => ("bucket", None),
-            ClientRequest::List(l) => ("list", l.r),
-            ClientRequest::Truncate { .. } => ("truncate", None),
-            ClientRequest::Cas(c) => match c.action {
-                CasAction::Read => ("get", None),
-                CasAction::Write { .. } | CasAction::Collection(_) => ("put", None),
-                CasAction::Delete => ("delete", None),
-            },
-        };
+        let label = Label::of(&request);
         let result = self.state.core.request(request).await;
-        if serial {
-            record_serial(&self.state.metrics, op, started, &result);
-        } else {
-            record(&self.state.metrics, op, level, started, &result);
-        }
-        let receipt = match &result {
-            Ok(r) => r.receipt().cloned(),
-            Err(e) => e.receipt.clone(),
-        };
-        (result, receipt)
+        label.record(&self.state.metrics, started, &result);
+        result
     }
 
     /// Like [`Connection::call`], keeping the receipt as the connection's last.
@@ -607,7 +493,8 @@ impl Connection {
     /// Like [`Connection::request`], but a plain write refused because compare-and-set
     /// manages the key comes back as that error (for the caller to redo atomically).
     async fn request_once(&mut self, request: ClientRequest) -> Reply {
-        let (result, receipt) = self.call_once(request).await;
+        let result = self.call_once(request).await;
+        let receipt = self.receipt_of(&result);
         self.keep(result, receipt)
     }
 
@@ -873,6 +760,44 @@ impl Connection {
             },
         };
         (reply, Flow::Continue)
+    }
+}
+
+/// How a request shows in the metrics: its operation and consistency level.
+struct Label {
+    op: &'static str,
+    level: Option<Consistency>,
+    serial: bool,
+}
+
+impl Label {
+    fn of(request: &ClientRequest) -> Label {
+        let (op, level) = match request {
+            ClientRequest::Get { r, .. } => ("get", *r),
+            ClientRequest::Put(w) if w.value.is_some() => ("put", w.w),
+            ClientRequest::Put(w) => ("delete", w.w),
+            ClientRequest::SetBucket { .. } => ("bucket", None),
+            ClientRequest::List(l) => ("list", l.r),
+            ClientRequest::Truncate { .. } => ("truncate", None),
+            ClientRequest::Cas(c) => match c.action {
+                CasAction::Read => ("get", None),
+                CasAction::Write { .. } | CasAction::Collection(_) => ("put", None),
+                CasAction::Delete => ("delete", None),
+            },
+        };
+        Label {
+            op,
+            level,
+            serial: matches!(request, ClientRequest::Cas(_)),
+        }
+    }
+
+    fn record(&self, metrics: &Metrics, started: Instant, result: &Reply) {
+        if self.serial {
+            record_serial(metrics, self.op, started, result);
+        } else {
+            record(metrics, self.op, self.level, started, result);
+        }
     }
 }
 
