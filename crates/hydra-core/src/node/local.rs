@@ -48,6 +48,11 @@ pub(crate) struct Local {
     pub(crate) expiry_floor: u64,
     /// Commits this node's acceptor took of keys it coordinates compare-and-set rounds of.
     pub(crate) commit_log: super::paxos::CommitLog,
+    /// Partitions this node may hold Paxos state in (found at start, added to by every
+    /// acceptor write; never shrinks): a plain write to a key of any other partition needs
+    /// no read of the key's Paxos state to know compare-and-set does not manage it. `None`
+    /// until the store was looked at: every write reads.
+    pub(crate) paxos_partitions: Option<std::collections::BTreeSet<PartitionId>>,
 }
 
 impl Local {
@@ -71,6 +76,7 @@ impl Local {
             purges: BucketWalk::default(),
             expiry_floor: 0,
             commit_log: Default::default(),
+            paxos_partitions: None,
         }
     }
 
@@ -439,6 +445,46 @@ mod tests {
         let smaller = one_value(3, 10);
         assert!(check_merge_limits(Some(&merged), &smaller, 100).is_ok());
         assert!(check_merge_limits(Some(&a), &a, size / 2).is_ok());
+    }
+
+    /// The partitions found holding Paxos state at start are the only ones whose plain
+    /// writes read the key's state; a partition gains Paxos state only through an acceptor
+    /// write, which adds it.
+    #[test]
+    fn only_partitions_with_paxos_state_make_a_plain_write_read_it() {
+        use crate::bucket::{BucketProps, CasMode};
+        use crate::store::MemStore;
+
+        let layout = Layout::uniform(3, 16).expect("valid");
+        let mut local = Local::new(NodeConfig::new(NodeId(1)), layout);
+        let mut store = MemStore::new();
+        let bucket = BucketName::new("b").expect("valid");
+        let key = ObjectKey::new(bucket, b"k").expect("valid");
+        let (partition, skey) = local.locate(&key);
+        let mut batch = WriteBatch::default();
+        batch.put(super::super::paxos::state_key(&skey), b"state".to_vec());
+        store.write(batch).expect("write");
+        local.load_paxos_partitions(&store);
+        let held = local.paxos_partitions.clone().expect("looked at the store");
+        assert_eq!(held.into_iter().collect::<Vec<_>>(), vec![partition]);
+        let props = BucketProps {
+            cas: CasMode::ConditionalOnly,
+            ..BucketProps::default()
+        };
+        assert!(local.cas_managed(&store, &key, &props, partition));
+        // Another key of the same partition: read, and not managed.
+        let other = (0..1000)
+            .map(|i| ObjectKey::new(key.bucket.clone(), format!("o{i}").as_bytes()).expect("ok"))
+            .find(|k| local.locate(k).0 == partition)
+            .expect("a key of the partition");
+        assert!(!local.cas_managed(&store, &other, &props, partition));
+        // A partition without state: not managed, whatever the store would say (nothing).
+        let elsewhere = (0..1000)
+            .map(|i| ObjectKey::new(key.bucket.clone(), format!("e{i}").as_bytes()).expect("ok"))
+            .find(|k| local.locate(k).0 != partition)
+            .expect("a key of another partition");
+        let (p2, _) = local.locate(&elsewhere);
+        assert!(!local.cas_managed(&store, &elsewhere, &props, p2));
     }
 
     /// A bucket's n changes under a store full of its keys: the trees are rebuilt a bounded

@@ -286,6 +286,7 @@ impl Node {
             self.local.buckets.load(ctx.store);
             self.handoff.load(ctx.store);
             self.gc.load(&mut self.local, ctx.store, ctx.now);
+            self.local.load_paxos_partitions(ctx.store);
             // The Merkle trees are built from the store in the background (anti-entropy
             // waits); requests are served meanwhile.
             self.local.start_tree_rebuild(ctx.now);

@@ -664,6 +664,9 @@ impl Local {
             }
             _ => {}
         }
+        if let Some(held) = &mut self.paxos_partitions {
+            held.insert(partition);
+        }
         let mut batch = WriteBatch::default();
         batch.put(skey_state, encode_acceptor_state(&state));
         ctx.store
@@ -688,8 +691,28 @@ impl Local {
         {
             return false;
         }
+        if self
+            .paxos_partitions
+            .as_ref()
+            .is_some_and(|held| !held.contains(&partition))
+        {
+            return false;
+        }
         let skey = key.storage_key(partition);
         matches!(store.get(&state_key(&skey)), Ok(Some(_)))
+    }
+
+    /// At start: the partitions the store holds any Paxos state in (one short scan each).
+    /// A partition whose scan fails counts as holding some.
+    pub(crate) fn load_paxos_partitions<S: Store>(&mut self, store: &S) {
+        let mut held = std::collections::BTreeSet::new();
+        for p in 0..self.layout.partition_count() {
+            let prefix = state_key(&PartitionId(p).0.to_be_bytes());
+            if !matches!(store.scan_prefix(&prefix, None, 1), Ok(e) if e.is_empty()) {
+                held.insert(PartitionId(p));
+            }
+        }
+        self.paxos_partitions = Some(held);
     }
 }
 
