@@ -48,6 +48,9 @@ struct ReadState {
     repaired: BTreeMap<NodeId, Object>,
     started: Timestamp,
     replied: bool,
+    /// How many responses the reply's merge and read repair saw: the end repeats them only
+    /// if more came since.
+    merged_responses: usize,
     /// Replicas not asked yet (beyond R), with the primary a fallback stands in for; asked
     /// when one asked fails or at the retry timer, and dropped from the receipt once R have
     /// answered.
@@ -117,6 +120,7 @@ impl Reads {
                 repaired: BTreeMap::new(),
                 started: ctx.now,
                 replied: false,
+                merged_responses: 0,
                 unasked,
                 retry_at,
                 deadline,
@@ -268,6 +272,7 @@ impl Reads {
             let merged = merge_all(state.responses.values())
                 .and_then(|m| local.after_truncation(&state.key.bucket, m));
             let repairs = read_repair(local, ctx, state, merged.as_ref());
+            state.merged_responses = answered;
             let receipt = local.receipt(
                 state.partition,
                 state.needed,
@@ -336,6 +341,10 @@ impl Reads {
             .timers
             .cancel(state.deadline, Timer::ReadDeadline(req));
         local.timers.cancel(state.retry_at, Timer::ReadRetry(req));
+        if state.responses.len() == state.merged_responses {
+            // Nobody answered since the reply merged and repaired.
+            return;
+        }
         let merged = merge_all(state.responses.values())
             .and_then(|m| local.after_truncation(&state.key.bucket, m));
         read_repair(local, ctx, &mut state, merged.as_ref());

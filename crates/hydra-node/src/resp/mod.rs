@@ -412,7 +412,9 @@ impl Connection {
     async fn call(&self, request: ClientRequest) -> (Reply, Option<Receipt>) {
         let retry = self.cas_retry_of(&request);
         let result = self.call_once(request).await;
-        self.after_call(result, retry).await
+        let result = self.after_call(result, retry).await;
+        let receipt = self.receipt_of(&result);
+        (result, receipt)
     }
 
     /// What [`Connection::after_call`] needs to make `request` again through Paxos.
@@ -425,13 +427,9 @@ impl Connection {
         }
     }
 
-    /// A reply with its receipt; a plain write refused as `cas_managed_key` made again
-    /// through Paxos (`retry`, from [`Connection::cas_retry_of`]).
-    async fn after_call(
-        &self,
-        result: Reply,
-        retry: Option<WriteRequest>,
-    ) -> (Reply, Option<Receipt>) {
+    /// A reply, or for a plain write refused as `cas_managed_key` the reply of the same
+    /// write made again through Paxos (`retry`, from [`Connection::cas_retry_of`]).
+    async fn after_call(&self, result: Reply, retry: Option<WriteRequest>) -> Reply {
         match (result, retry) {
             (Err(e), Some(w)) if e.code == ErrorCode::CasManagedKey => {
                 let bound = w.on_version.is_some();
@@ -448,13 +446,9 @@ impl Connection {
                     } => Ok(ClientResponse::Written { context, receipt }),
                     other => Ok(other),
                 });
-                let receipt = self.receipt_of(&result);
-                (result, receipt)
+                result
             }
-            (result, _) => {
-                let receipt = self.receipt_of(&result);
-                (result, receipt)
-            }
+            (result, _) => result,
         }
     }
 

@@ -134,7 +134,7 @@ impl Connection {
             if self.overlay.is_some() {
                 // A transaction's commands answer from its copy of the key, one by one.
                 for request in chunk {
-                    done.push(self.call(request).await);
+                    done.push(self.call(request).await.0);
                 }
             } else {
                 let retries: Vec<Option<WriteRequest>> =
@@ -147,10 +147,11 @@ impl Connection {
                     done.push(self.after_call(result, retry).await);
                 }
             }
-            for (result, receipt) in done {
-                if receipt.is_some() {
-                    self.last_receipt = receipt;
-                }
+            // Only the last receipt is kept: one copy, not one per request.
+            if let Some(receipt) = done.iter().rev().find_map(|r| self.receipt_of(r)) {
+                self.last_receipt = Some(receipt);
+            }
+            for result in done {
                 self.note_seen(&result);
                 results.push(result);
             }
