@@ -434,7 +434,7 @@ impl Connection {
             (Err(e), Some(w)) if e.code == ErrorCode::CasManagedKey => {
                 let bound = w.on_version.is_some();
                 let result = self.call_once(ClientRequest::Cas(w.into_cas())).await;
-                let result = result.and_then(|r| match r {
+                result.and_then(|r| match r {
                     // A write bound to a version that another write replaced since: the
                     // command runs again on the new one (`commands.rs`, `replaced`).
                     ClientResponse::Cas { applied: false, .. } if bound => Err(ClientError::new(
@@ -445,8 +445,7 @@ impl Connection {
                         context, receipt, ..
                     } => Ok(ClientResponse::Written { context, receipt }),
                     other => Ok(other),
-                });
-                result
+                })
             }
             (result, _) => result,
         }
