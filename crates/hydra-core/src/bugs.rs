@@ -103,6 +103,12 @@ pub struct PlantedBugs {
     pub paxos_state_forgotten_by_wall_time: bool,
     /// A removed object (a reaped tombstone, a purged value) stays in its Merkle leaf.
     pub tree_misses_removals: bool,
+    /// An owner takes a hint however old it is by the time it arrives (a delivery that
+    /// waited past the grace can bring back what a reaped delete removed).
+    pub hints_taken_after_grace: bool,
+    /// A compare-and-set read answers by this node's clock even when it jumped while the
+    /// round was in flight (expired-looking values vanish from the answer).
+    pub serial_reads_ignore_clock: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -145,6 +151,8 @@ thread_local! {
         paxos_low_bound_not_applied_on_load: false,
         paxos_state_forgotten_by_wall_time: false,
         tree_misses_removals: false,
+        hints_taken_after_grace: false,
+        serial_reads_ignore_clock: false,
     }) };
 }
 
@@ -191,6 +199,8 @@ impl PlantedBugs {
             }
             "paxos_state_forgotten_by_wall_time" => self.paxos_state_forgotten_by_wall_time = true,
             "tree_misses_removals" => self.tree_misses_removals = true,
+            "hints_taken_after_grace" => self.hints_taken_after_grace = true,
+            "serial_reads_ignore_clock" => self.serial_reads_ignore_clock = true,
             _ => return false,
         }
         true

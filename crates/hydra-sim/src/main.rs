@@ -25,6 +25,10 @@ struct Args {
     /// Write the replayed seed's history as JSON lines to this file (with --seed).
     #[arg(long)]
     history: Option<std::path::PathBuf>,
+    /// Print every message delivered whose debug form contains this text (say
+    /// `key: [107, 51] }` for key k3), and every crash, restart and clock jump (with --seed)
+    #[arg(long)]
+    trace: Option<String>,
     /// Measure anti-entropy instead: two replicas of this many keys, 0%, 0.1%, 1% and 10% of
     /// them differing; prints bytes exchanged and time to converge.
     #[arg(long)]
@@ -132,7 +136,10 @@ fn main() -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(seed) = args.seed {
-        let report = run(config(&args, seed));
+        let report = run(SimConfig {
+            trace: args.trace.clone(),
+            ..config(&args, seed)
+        });
         for v in &report.violations {
             println!("violation: {v}");
         }

@@ -121,6 +121,7 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
     match &envelope.message {
         Message::ReplicateRequest { key, object, .. }
         | Message::ReplicatePlainRequest { key, object, .. }
+        | Message::HintDeliveryRequest { key, object, .. }
         | Message::RepairRequest { key, object } => {
             key_ok(key)?;
             validate_object(WHAT, object)?;
@@ -726,6 +727,7 @@ mod tests {
         fn envelopes_round_trip(o in arb_object(), req in any::<u64>(), lv in any::<u64>()) {
             for message in [
                 Message::ReplicateRequest { req: RequestId(req), key: key(), object: o.clone() },
+                Message::HintDeliveryRequest { req: RequestId(req), key: key(), object: o.clone() },
                 Message::ReadResponse { req: RequestId(req), result: Ok(Some(o.clone())) },
                 Message::RepairRequest { key: key(), object: o.clone() },
                 Message::ReplicateResponse { req: RequestId(req), result: Err(ReplicaError::Store("disk".into())) },

@@ -497,6 +497,10 @@ pub enum ReplicaError {
     /// `cas = conditional_only` bucket.
     #[error("the key is managed by compare-and-set on this replica")]
     CasManaged,
+    /// A hint delivered after the tombstone grace (it may hold what a reaped delete
+    /// removed): not taken; anti-entropy brings the owner what it still needs.
+    #[error("the hint is older than the tombstone grace")]
+    HintOutlivedGrace,
 }
 
 /// Internode messages. Requests and responses come in pairs and share a [`RequestId`].
@@ -680,6 +684,14 @@ pub enum Message {
     TruncateResponse {
         req: RequestId,
         result: Result<(), ReplicaError>,
+    },
+    /// A fallback to the owner of a hint it holds: merge this object as a
+    /// `ReplicateRequest` would, unless it is older than the tombstone grace by the owner's
+    /// clock when it arrives; answered with a `ReplicateResponse`.
+    HintDeliveryRequest {
+        req: RequestId,
+        key: ObjectKey,
+        object: Object,
     },
 }
 

@@ -9,7 +9,8 @@
 //!                                            sync, ack (counts toward W)
 //! coordinator, at the end of a write: its own hint for every primary that missed it
 //! every handoff_interval_ms, for each owner believed up (at most HANDOFF_IN_FLIGHT_MAX):
-//!     ─ReplicateRequest(object)─▶ owner: merge, sync, ack
+//!     ─HintDeliveryRequest(object)─▶ owner: merge, sync, ack (refused if it arrived past
+//!                                     the grace)
 //!     ◀─ReplicateResponse ok──── delete the hint if it still holds what was sent
 //! ```
 //!
@@ -17,8 +18,9 @@
 //! * A hint is deleted only after the owner's durable ack of exactly what the hint held.
 //! * Each owner's hints stay within `hints_bytes_max`; a hint refused for it is counted as
 //!   dropped and its partition marked for anti-entropy (which covers what hints do not).
-//! * A hint older than the tombstone grace is never delivered: it may hold what a reaped
-//!   delete removed (anti-entropy brings the owner the rest).
+//! * A hint older than the tombstone grace is never delivered, nor taken by its owner if it
+//!   arrives older than that (less the clock skew bound): it may hold what a reaped delete
+//!   removed (anti-entropy brings the owner the rest).
 
 use crate::bugs::planted;
 use crate::hints::{HINTS_PARTITION, HintIndex, hint_key, parse_hint_key};
@@ -78,6 +80,17 @@ pub(crate) fn hint_read<S: Store>(
 ) -> Result<Option<Object>, ReplicaError> {
     let hint = local.load(store, &hint_key(owner, &local.locate(key).1))?;
     Ok(hint.filter(|h| !outlived_grace(h, now, local.config.tombstone_grace_ms)))
+}
+
+/// The owner's side of a delivery: whether a hint arriving now is too old to take. Its
+/// fallback checked the grace when it sent it, but a delivery can wait past it (the owner
+/// paused, the network slow) while the owner reaps the tombstone of a delete made after
+/// the hint's write: taking the hint then would bring the deleted value back. Judged
+/// against the grace less the clock skew bound (the reap was judged on another clock).
+pub(crate) fn arrived_too_old(local: &Local, object: &Object, now: Timestamp) -> bool {
+    let grace = local.config.tombstone_grace_ms;
+    let margin = local.config.max_clock_skew_ms.min(grace / 2);
+    !planted().hints_taken_after_grace && outlived_grace(object, now, grace - margin)
 }
 
 /// Whether an object holds a value older than the tombstone grace.
@@ -231,7 +244,7 @@ impl Handoff {
                 let deadline = ctx.now.plus_ms(local.config.request_timeout_ms);
                 local.out.send(
                     owner,
-                    Message::ReplicateRequest {
+                    Message::HintDeliveryRequest {
                         req,
                         key,
                         object: object.clone(),

@@ -639,6 +639,16 @@ impl Node {
             Message::ReplicatePlainRequest { req, key, object } => {
                 local.on_replicate_request(ctx, from, req, key, object, true)
             }
+            Message::HintDeliveryRequest { req, key, object } => {
+                if handoff::arrived_too_old(local, &object, ctx.now) {
+                    let result = Err(crate::message::ReplicaError::HintOutlivedGrace);
+                    local
+                        .out
+                        .send(from, Message::ReplicateResponse { req, result });
+                } else {
+                    local.on_replicate_request(ctx, from, req, key, object, false)
+                }
+            }
             Message::ReplicateResponse { req, result } => {
                 if self.handoff.owns(req) {
                     self.handoff.on_response(local, ctx, req, result)

@@ -422,6 +422,17 @@ impl Paxos {
             }
             _ => false,
         };
+        // What a read shows of an `lww` value or a collection depends on this node's clock
+        // (expiry): if the clock jumped while the round was in flight, refuse rather than
+        // judge by it (as a plain read does, `read.rs`).
+        if round.coord.action == CasAction::Read
+            && !crate::bugs::planted().serial_reads_ignore_clock
+            && matches!(object, Some(Object::Lww(_) | Object::Collection(_)))
+            && let Err(mut e) = local.clock_allows("reads of lww buckets")
+        {
+            e.receipt = Some(round.receipt(local, now));
+            return local.out.reply(round.reply_to, Err(e));
+        }
         if !applied && ((reads_value && live_collection.is_some()) || wrong_kind) {
             let mut e = super::write::wrong_type();
             e.receipt = Some(round.receipt(local, now));

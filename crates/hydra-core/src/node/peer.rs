@@ -57,6 +57,7 @@ impl Local {
         match message {
             Message::ReplicateRequest { object, .. }
             | Message::ReplicatePlainRequest { object, .. }
+            | Message::HintDeliveryRequest { object, .. }
             | Message::RepairRequest { object, .. }
             | Message::ReapRequest { object, .. }
             | Message::ReadResponse {

@@ -51,6 +51,9 @@ impl World {
                     let by = self.rng.random_range(2_000..=CLOCK_JUMP_MS_MAX) as i64;
                     let by = if self.rng.random_bool(0.5) { by } else { -by };
                     self.nodes[victim].clock_skew_ms += by;
+                    if self.config.trace.is_some() {
+                        eprintln!("t={} clock of n{} jumps {by:+} ms", self.now, victim + 1);
+                    }
                     let d = self.rng.random_range(500..=10_000);
                     self.schedule(d, Event::ClockFixed { node: victim });
                 }
@@ -111,6 +114,9 @@ impl World {
     }
 
     pub(super) fn crash(&mut self, i: usize) {
+        if self.config.trace.is_some() {
+            eprintln!("t={} crash n{}", self.now, i + 1);
+        }
         self.report.crashes += 1;
         self.count_hints(i);
         let n = &mut self.nodes[i];

@@ -102,6 +102,10 @@ pub struct SimConfig {
     /// `from_seed`, so the other workloads' seeds replay as before (`--collections` and the
     /// collection tests turn it on).
     pub collections: bool,
+    /// Print to stderr every message delivered whose debug form contains this text (say a
+    /// key's bytes, `key: [107, 51] }` for `k3`), and every crash, restart and clock jump:
+    /// the trail of one seed's failure (`hydra-sim --seed N --trace TEXT`).
+    pub trace: Option<String>,
 }
 
 impl SimConfig {
@@ -139,6 +143,7 @@ impl SimConfig {
             all_writes: rng.random_bool(0.25),
             cas_siblings: rng.random_bool(0.3),
             collections: false,
+            trace: None,
         }
     }
 }
@@ -636,6 +641,12 @@ impl World {
                 }
                 let envelope =
                     decode_envelope(&bytes).expect("the simulator only sends what a node encoded");
+                if let Some(text) = &self.config.trace {
+                    let shown = format!("{envelope:?}");
+                    if shown.contains(text.as_str()) {
+                        eprintln!("t={} {from} -> n{}: {shown}", self.now, to + 1);
+                    }
+                }
                 self.feed(to, Input::Message { from, envelope });
             }
             Event::Request {
@@ -723,6 +734,9 @@ impl World {
             Event::Fault => self.inject_fault(),
             Event::Restart { node } => {
                 if self.nodes[node].core.is_none() {
+                    if self.config.trace.is_some() {
+                        eprintln!("t={} restart n{}", self.now, node + 1);
+                    }
                     self.restart(node);
                 }
             }
