@@ -116,27 +116,10 @@ impl CoreHandle {
     /// Hands a client request to the core and waits for its reply.
     pub async fn request(&self, request: ClientRequest) -> Reply {
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(CoreEvent::Client { request, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                return Err(ClientError::new(
-                    ErrorCode::Overloaded,
-                    "the node's request queue is full; retry later",
-                ));
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(ClientError::new(
-                    ErrorCode::StoreFailed,
-                    "the node is shutting down",
-                ));
-            }
+        if let Err(e) = self.tx.try_send(CoreEvent::Client { request, reply }) {
+            return Err(refusal(&e));
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(ClientError::new(
-                ErrorCode::StoreFailed,
-                "the node stopped before answering",
-            ))
-        })
+        rx.await.unwrap_or_else(|_| Err(stopped()))
     }
 
     /// Hands several client requests to the core as one event and waits for all their
@@ -144,29 +127,10 @@ impl CoreHandle {
     pub async fn request_batch(&self, requests: Vec<ClientRequest>) -> Vec<Reply> {
         let n = requests.len();
         let (reply, rx) = oneshot::channel();
-        let refused = match self.tx.try_send(CoreEvent::Batch { requests, reply }) {
-            Ok(()) => None,
-            Err(TrySendError::Full(_)) => Some(ClientError::new(
-                ErrorCode::Overloaded,
-                "the node's request queue is full; retry later",
-            )),
-            Err(TrySendError::Disconnected(_)) => Some(ClientError::new(
-                ErrorCode::StoreFailed,
-                "the node is shutting down",
-            )),
-        };
-        if let Some(e) = refused {
-            return vec![Err(e); n];
+        if let Err(e) = self.tx.try_send(CoreEvent::Batch { requests, reply }) {
+            return vec![Err(refusal(&e)); n];
         }
-        rx.await.unwrap_or_else(|_| {
-            vec![
-                Err(ClientError::new(
-                    ErrorCode::StoreFailed,
-                    "the node stopped before answering",
-                ));
-                n
-            ]
-        })
+        rx.await.unwrap_or_else(|_| vec![Err(stopped()); n])
     }
 
     /// Delivers an internode message; drops it when the queue is full (the sender's request
@@ -210,6 +174,24 @@ impl CoreHandle {
     pub fn shutdown(&self) {
         let _ = self.tx.send(CoreEvent::Shutdown);
     }
+}
+
+/// Why the core's queue refused a request.
+fn refusal<T>(e: &TrySendError<T>) -> ClientError {
+    match e {
+        TrySendError::Full(_) => ClientError::new(
+            ErrorCode::Overloaded,
+            "the node's request queue is full; retry later",
+        ),
+        TrySendError::Disconnected(_) => {
+            ClientError::new(ErrorCode::StoreFailed, "the node is shutting down")
+        }
+    }
+}
+
+/// The core went away with a request unanswered.
+fn stopped() -> ClientError {
+    ClientError::new(ErrorCode::StoreFailed, "the node stopped before answering")
 }
 
 /// Wall-clock milliseconds: the only clock the node reads; the core gets it as `Ctx::now`.

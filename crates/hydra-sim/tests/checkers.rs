@@ -210,9 +210,10 @@ fn caught_at(bugs: PlantedBugs, seed: u64, checker: char) -> Result<(), String> 
     set_planted(bugs);
     let report = run(SimConfig::from_seed(seed));
     set_planted(PlantedBugs::default());
-    match report.violations.iter().any(|v| v.checker() == checker) {
-        true => Ok(()),
-        false => Err(format!("{:?}", report.violations)),
+    if report.violations.iter().any(|v| v.checker() == checker) {
+        Ok(())
+    } else {
+        Err(format!("{:?}", report.violations))
     }
 }
 
