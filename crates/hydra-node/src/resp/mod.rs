@@ -25,11 +25,12 @@
 //! could not learn is `-TIMEOUT`. `MULTI`/`EXEC` apply at once or not at all
 //! (`transaction.rs`): on one key through compare-and-set, else `-EXECABORT`.
 //!
-//! Here: the connection loop, the pipeline fast path and `Connection::execute`, which finds
+//! Here: the connection loop and `Connection::execute`, which finds
 //! a command's row in the table and matches on its handler. `commands.rs`: the key commands;
 //! `strings.rs`: the string-editing ones (`INCRBYFLOAT`, `SETRANGE`, `GETRANGE`, `GETEX`,
 //! `MSETNX`); `transaction.rs`: `MULTI`, `EXEC`, `WATCH`.
-//! `meta.rs`: HELLO, AUTH, CLIENT, INFO, CONFIG and the command table itself.
+//! `meta.rs`: HELLO, AUTH, CLIENT, INFO, CONFIG; `table.rs`: the command table itself;
+//! `pipeline.rs`: the pipeline fast path.
 
 mod collections;
 mod commands;
@@ -38,6 +39,7 @@ mod keys;
 mod meta;
 mod pipeline;
 mod strings;
+mod table;
 mod transaction;
 
 use crate::driver::{CoreHandle, Reply};
@@ -53,10 +55,10 @@ use hydra_core::message::{
 };
 use hydra_core::version::{Sibling, VersionVector};
 use hydra_resp::{Command, Limits, Protocol, Value, parse_command};
-use meta::{Handler, command_reply, lookup};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
+use table::{Handler, command_reply, lookup};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -872,7 +874,7 @@ mod tests {
     #[test]
     fn before_auth_nothing_reaches_the_core() {
         use proptest::prelude::*;
-        let names: Vec<&'static str> = meta::COMMANDS.iter().map(|c| c.name).collect();
+        let names: Vec<&'static str> = table::COMMANDS.iter().map(|c| c.name).collect();
         let word = prop_oneof![
             proptest::sample::select(names.clone()).prop_map(|s| s.as_bytes().to_vec()),
             proptest::sample::select(vec!["default", "3", "2", "AUTH", "SETNAME", "x"])

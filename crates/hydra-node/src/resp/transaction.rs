@@ -231,7 +231,7 @@ impl Overlay {
 }
 
 /// The keys a command names, by its row's key positions.
-fn command_keys<'a>(spec: &meta::Spec, cmd: &'a Command) -> Vec<&'a [u8]> {
+fn command_keys<'a>(spec: &table::Spec, cmd: &'a Command) -> Vec<&'a [u8]> {
     let (first, last, step) = spec.key_positions();
     if first <= 0 {
         return vec![];
