@@ -6,7 +6,8 @@
 #   2. it grows to KEYS keys (pipelined bulk load, with a progress bar) and is measured
 #      again: on the 100,000 keys of the baseline (the hot set) and uniformly over all;
 #   3. the same uniform figures with background work paused on every node (anti-entropy
-#      and hint delivery, `POST /v1/admin/anti-entropy|handoff`), so its cost is a ratio;
+#      with the full sweep of old tombstones, and hint delivery:
+#      `POST /v1/admin/anti-entropy|handoff`), so its cost is a ratio;
 #   4. one node is stopped and started again: the time from its start to answering 200
 #      probe keys correctly from its own store (consistency one).
 # Prints a summary with the ratios against the baseline and writes every figure to OUT.

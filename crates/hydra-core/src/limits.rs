@@ -64,6 +64,10 @@ pub const CLOUD_DOTS_MAX: usize = 10_000;
 pub const SCAN_PAGE_KEYS_MAX: usize = 1_000;
 /// Entries one page of a partition scan holds at most.
 pub const SCAN_ENTRIES_MAX: usize = 10_000;
+/// Objects one call of the full sweep (old tombstones, missed expiries) reads at least and
+/// in its first cycle; later cycles read what finishes a cycle within a tombstone grace, up
+/// to [`SCAN_ENTRIES_MAX`] (`node/gc.rs` `sweep_page_for`).
+pub const SWEEP_PAGE_MIN: usize = 500;
 
 /// Deletes of expired values one expiry sweep issues at most (also within
 /// [`EXPIRY_IN_FLIGHT_MAX`]).

@@ -126,3 +126,33 @@ fn an_expiry_a_primary_missed_is_not_reaped_until_it_holds_it_and_the_older_valu
         "the tombstone is still stored"
     );
 }
+
+#[test]
+fn the_sweep_pauses_with_anti_entropy_and_finds_the_tombstone_once_resumed() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "paused");
+    c.request(0, put(&k, "x", None, Some(Consistency::All)))
+        .expect("ok");
+    c.group = vec![0, 0, 1];
+    c.idle(6_000);
+    let read = c.request(0, get(&k, None));
+    c.request(0, delete(&k, context(&read)))
+        .expect("delete at quorum");
+    c.idle(5_000);
+    for n in c.nodes.iter_mut() {
+        n.set_anti_entropy(false);
+    }
+    c.group = vec![0, 0, 0];
+    c.idle(20_000);
+    assert_eq!(reissued(&c), 0, "the sweep ran while paused");
+    assert!(stored(&c, 0, &k), "reaped without the sweep");
+    for n in c.nodes.iter_mut() {
+        n.set_anti_entropy(true);
+    }
+    c.idle(20_000);
+    assert!(reissued(&c) > 0);
+    assert!(
+        (0..3).all(|i| !stored(&c, i, &k)),
+        "the tombstone is still stored"
+    );
+}

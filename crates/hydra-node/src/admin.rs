@@ -174,7 +174,8 @@ pub async fn set_handoff(State(state): State<Arc<AppState>>, body: axum::body::B
 }
 
 /// `POST /v1/admin/anti-entropy {"enabled": false|true}`: pause or resume the anti-entropy
-/// exchanges this node starts (it still answers its peers').
+/// exchanges this node starts (it still answers its peers') and its full sweep of old
+/// tombstones and missed expiries.
 pub async fn set_anti_entropy(
     State(state): State<Arc<AppState>>,
     body: axum::body::Bytes,

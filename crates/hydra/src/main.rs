@@ -188,7 +188,8 @@ enum Command {
         endpoint: Endpoint,
     },
     /// Pause or resume the anti-entropy exchanges a node starts (it still answers its
-    /// peers'); not kept across restarts.
+    /// peers') and its full sweep of old tombstones and missed expiries; not kept across
+    /// restarts.
     AntiEntropy {
         #[command(subcommand)]
         action: SwitchAction,

@@ -10,10 +10,12 @@
 //! every EXPIRY_INTERVAL_MS (sooner while busy): the expiry index's due entries (objects whose
 //!     TTL ran out, in time order); the key's first primary deletes each with its own
 //!     identity, a bounded number in flight
-//! every anti-entropy interval: one partition scanned (round robin, resumable) for objects
-//!     whose every value expired, and for tombstones twice the grace old (their reap never
-//!     happened, or anti-entropy copied them back); the key's first primary deletes each
-//!     with its own identity, which is reaped like any delete once every primary acks it
+//! every anti-entropy interval (not while anti-entropy is paused): one page of one partition
+//!     scanned (round robin, resumable) for objects whose every value expired, and for
+//!     tombstones twice the grace old (their reap never happened, or anti-entropy copied them
+//!     back); the key's first primary deletes each with its own identity, which is reaped
+//!     like any delete once every primary acks it. Paced: a page holds what finishes a cycle
+//!     over the store within a grace (`sweep_page_for`), not a fixed share of the node
 //! ```
 //!
 //! Invariants:
@@ -33,6 +35,7 @@ use crate::ids::{PartitionId, Timestamp};
 use crate::key::ObjectKey;
 use crate::limits::{
     EXPIRY_DELETES_MAX, EXPIRY_INDEX_PAGE, REAPS_MAX, REAPS_PER_CALL_MAX, SCAN_ENTRIES_MAX,
+    SWEEP_PAGE_MIN,
 };
 use crate::message::{Message, decode_object, encode_object};
 use crate::store::{Store, WriteBatch};
@@ -57,6 +60,17 @@ pub(crate) struct ExpirySweep {
 /// partitions), keyed by when, then the object's storage key: a restart finds them again, in
 /// time order.
 pub const REAPS_PARTITION: PartitionId = PartitionId(0xFFFF_FFFD);
+
+/// Objects per call that finish a sweep cycle over `scanned` objects within a tombstone
+/// grace, one call every `interval_ms`: at least [`SWEEP_PAGE_MIN`], at most
+/// [`SCAN_ENTRIES_MAX`]. A tombstone is old twice the grace after its delete, so a cycle per
+/// grace finds it within three; a store of 10 million objects with the default hour of grace
+/// and a call a second reads about 2,800 per call, not a fixed 10,000 whatever its size.
+pub(crate) fn sweep_page_for(scanned: u64, interval_ms: u64, grace_ms: u64) -> usize {
+    let calls = (grace_ms / interval_ms.max(1)).max(1);
+    let page = scanned.div_ceil(calls);
+    (page.min(SCAN_ENTRIES_MAX as u64) as usize).max(SWEEP_PAGE_MIN)
+}
 
 /// Where this node's delete of `key` goes, if this node is the key's first primary (only
 /// the first primary deletes what expired, so replicas do not all issue the same delete).
@@ -124,6 +138,10 @@ pub(crate) struct Gc {
     /// Partition the expiry sweep looks at next, and where it resumes within it.
     sweep_cursor: u64,
     sweep_after: Option<Vec<u8>>,
+    /// Objects the sweep reads per call in this cycle (0: the first cycle, [`SWEEP_PAGE_MIN`]),
+    /// and how many it read so far in this cycle.
+    sweep_page: usize,
+    sweep_scanned: u64,
     /// Tombstones removed from this node's store since it started.
     pub(crate) tombstones_reaped: u64,
     /// Deletes this node issued for values whose TTL ran out.
@@ -451,20 +469,31 @@ impl Gc {
         ctx: &mut Ctx<'_, S>,
         room: usize,
     ) -> Vec<(ObjectKey, Object, BucketProps, Placement)> {
-        let partition =
-            PartitionId((self.sweep_cursor % local.layout.partition_count() as u64) as u32);
-        let Ok(page) =
-            ctx.store
-                .scan_partition(partition, self.sweep_after.as_deref(), SCAN_ENTRIES_MAX)
+        let partitions = local.layout.partition_count() as u64;
+        let partition = PartitionId((self.sweep_cursor % partitions) as u32);
+        let size = self.sweep_page.max(SWEEP_PAGE_MIN);
+        let Ok(page) = ctx
+            .store
+            .scan_partition(partition, self.sweep_after.as_deref(), size)
         else {
             return vec![];
         };
+        self.sweep_scanned += page.len() as u64;
         // A full page: resume after its last key next time; else move to the next partition.
-        if page.len() == SCAN_ENTRIES_MAX {
+        if page.len() == size {
             self.sweep_after = page.last().map(|(k, _)| k.clone());
         } else {
             self.sweep_after = None;
             self.sweep_cursor += 1;
+            if self.sweep_cursor.is_multiple_of(partitions) {
+                // A cycle ended: the next one reads at the pace its size asks for.
+                self.sweep_page = sweep_page_for(
+                    self.sweep_scanned,
+                    local.config.anti_entropy_interval_ms,
+                    local.config.tombstone_grace_ms,
+                );
+                self.sweep_scanned = 0;
+            }
         }
         let mut deletes = vec![];
         for (skey, bytes) in page {
@@ -534,6 +563,17 @@ mod tests {
     use crate::store::MemStore;
     use crate::version::{LwwValue, Sibling};
     use rand::SeedableRng;
+
+    #[test]
+    fn the_sweep_reads_what_finishes_a_cycle_within_a_grace() {
+        // The defaults: an hour of grace, a call a second.
+        assert_eq!(sweep_page_for(10_000_000, 1_000, 3_600_000), 2_778);
+        assert_eq!(sweep_page_for(1_000, 1_000, 3_600_000), SWEEP_PAGE_MIN);
+        assert_eq!(sweep_page_for(u64::MAX, 1_000, 3_600_000), SCAN_ENTRIES_MAX);
+        // A grace shorter than the interval: every object in one call, within the ceiling.
+        assert_eq!(sweep_page_for(5_000, 1_000, 10), 5_000);
+        assert_eq!(sweep_page_for(5_000, 0, 0), 5_000);
+    }
 
     #[test]
     fn pending_reaps_beyond_memory_wait_in_the_store_and_every_one_is_done() {

@@ -203,8 +203,9 @@ impl Node {
     }
 
     /// Pauses or resumes the anti-entropy exchanges this node starts (it still answers its
-    /// peers' exchanges). Not kept across restarts (`cluster.anti_entropy_interval_ms = 0`
-    /// starts a node without them).
+    /// peers' exchanges) and its full sweep of old tombstones and missed expiries (the expiry
+    /// index keeps deleting what expires). Not kept across restarts
+    /// (`cluster.anti_entropy_interval_ms = 0` starts a node without either).
     pub fn set_anti_entropy(&mut self, enabled: bool) {
         self.ae.paused = !enabled;
     }
@@ -423,15 +424,18 @@ impl Node {
                     .saturating_sub(self.waiting())
                     .min(EXPIRY_IN_FLIGHT_MAX.saturating_sub(self.writes.internal()));
                 let local = &mut self.local;
-                // Expiry is judged by this node's clock: not while it cannot be trusted.
+                // Expiry is judged by this node's clock: not while it cannot be trusted. The
+                // sweep pauses with anti-entropy (the operator's switch of background repair).
                 let room = if local.clock_allows("expiry").is_ok() {
                     room
                 } else {
                     0
                 };
-                for (key, expired, props, at) in self.gc.sweep_expired(local, ctx, room) {
-                    self.writes
-                        .start_expiry(local, ctx, key, expired, &props, at);
+                if !self.ae.paused {
+                    for (key, expired, props, at) in self.gc.sweep_expired(local, ctx, room) {
+                        self.writes
+                            .start_expiry(local, ctx, key, expired, &props, at);
+                    }
                 }
                 // Trees that disagree with the store (keys moving) would repair for nothing.
                 if !local.trees_rebuilding() && !self.ae.paused {
