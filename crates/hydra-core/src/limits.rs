@@ -96,9 +96,15 @@ pub const AE_KEYS_PER_ROUND: usize = 1_000;
 pub const AE_FETCH_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// Objects one step of the Merkle trees' rebuild (at start, and when a bucket's n changed)
-/// takes in; a step runs every millisecond until the rebuild is done, between the node's
-/// other calls.
+/// takes in while the node has nothing else to do; such a step runs every millisecond until
+/// the rebuild is done, between the node's other calls.
 pub const TREE_REBUILD_KEYS_PER_CALL: usize = 1_000;
+/// Objects one rebuild step takes in when requests or messages arrived since the last one,
+/// and how long it then waits: about a fifth of the core thread, not all of it (a rebuild
+/// of 10 million objects at full pace took the whole core for 15-20 s after a restart, and
+/// clients got 1% of their throughput), in steps short enough to add little latency.
+pub const TREE_REBUILD_KEYS_BUSY: usize = 250;
+pub const TREE_REBUILD_BUSY_MS: u64 = 2;
 /// Objects of one partition read at most to answer for a Merkle exchange's differing
 /// segments (the trees keep no per-key entries; see `node/trees.rs`).
 pub const AE_SCAN_KEYS_MAX: usize = 4_000_000;

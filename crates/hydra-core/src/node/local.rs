@@ -355,13 +355,17 @@ impl Local {
             .map_or(fallback, |(_, key)| self.buckets.n_of(&key.bucket))
     }
 
-    /// Takes the next objects into the Merkle trees being rebuilt, and says when to go on
-    /// (`None`: the trees are complete).
-    pub(crate) fn rebuild_trees_step<S: Store>(&mut self, store: &mut S) -> Option<u64> {
+    /// Takes the next objects into the Merkle trees being rebuilt, at the slower pace when
+    /// the node is `busy` serving, and says when to go on (`None`: the trees are complete).
+    pub(crate) fn rebuild_trees_step<S: Store>(
+        &mut self,
+        store: &mut S,
+        busy: bool,
+    ) -> Option<u64> {
         let partitions = self.layout.partition_count();
         let buckets = &self.buckets;
         self.trees
-            .rebuild_step(store, partitions, |b| buckets.n_of(b))
+            .rebuild_step(store, partitions, |b| buckets.n_of(b), busy)
     }
 
     /// Whether the Merkle trees are being rebuilt (anti-entropy waits).
@@ -494,7 +498,9 @@ mod tests {
     #[test]
     fn a_bucket_whose_n_changes_rebuilds_the_trees_a_page_at_a_time() {
         use crate::bucket::BucketProps;
-        use crate::limits::TREE_REBUILD_KEYS_PER_CALL;
+        use crate::limits::{
+            TREE_REBUILD_BUSY_MS, TREE_REBUILD_KEYS_BUSY, TREE_REBUILD_KEYS_PER_CALL,
+        };
         use crate::message::BucketEntry;
         use crate::store::MemStore;
 
@@ -547,9 +553,16 @@ mod tests {
         local.note(changed, Timestamp(1));
         assert!(local.trees_rebuilding());
         // One step takes at most its budget.
-        assert_eq!(local.rebuild_trees_step(&mut store), Some(1));
+        assert_eq!(local.rebuild_trees_step(&mut store, false), Some(1));
         let taken = in_n(&local, 2) + in_n(&local, 3);
         assert!(taken > 0 && taken <= TREE_REBUILD_KEYS_PER_CALL, "{taken}");
+        // A node serving requests takes a smaller step, and waits longer for the next.
+        assert_eq!(
+            local.rebuild_trees_step(&mut store, true),
+            Some(TREE_REBUILD_BUSY_MS)
+        );
+        let busy = in_n(&local, 2) + in_n(&local, 3) - taken;
+        assert!(busy > 0 && busy <= TREE_REBUILD_KEYS_BUSY, "{busy}");
         // Writes meanwhile, behind the walk and ahead of it: overwrites, new keys, removals.
         for i in (0..total).step_by(97) {
             put(&mut local, &mut store, &key_of(&moving, i), 20);
@@ -570,8 +583,8 @@ mod tests {
             assert!(local.remove_tombstone(&mut store, &key, &tombstone));
             removed += 1;
         }
-        let mut steps = 1;
-        while local.rebuild_trees_step(&mut store).is_some() {
+        let mut steps = 2;
+        while local.rebuild_trees_step(&mut store, false).is_some() {
             steps += 1;
             assert!(steps < 100, "the rebuild ends");
         }

@@ -107,6 +107,9 @@ pub struct Node {
     truncations: truncate::Truncations,
     /// Whether the first call loaded what the store remembers.
     loaded: bool,
+    /// Whether a client request or a message arrived since the last step of a Merkle tree
+    /// rebuild (the next step then goes at the slower pace: `Trees::rebuild_step`).
+    served_since_rebuild_step: bool,
     /// Members' messages refused at the peer edge (`peer.rs`), and why the last one was.
     peer_refused: (u64, Option<String>),
 }
@@ -142,6 +145,7 @@ impl Node {
             scans: scan::Scans::default(),
             truncations: truncate::Truncations::default(),
             loaded: false,
+            served_since_rebuild_step: false,
             peer_refused: (0, None),
         }
     }
@@ -302,6 +306,9 @@ impl Node {
             }
         }
         self.local.clock.observe(ctx.now, ctx.mono);
+        if matches!(input, Input::Client { .. } | Input::Message { .. }) {
+            self.served_since_rebuild_step = true;
+        }
         while let Some(timer) = self.local.timers.pop_due() {
             self.on_timer(ctx, timer);
         }
@@ -446,7 +453,10 @@ impl Node {
             }
             Timer::Reap => self.gc.on_reap_timer(local, ctx),
             Timer::PaxosRepair => self.repairs.on_timer(local, ctx, &mut self.paxos),
-            Timer::TreeRebuild => match local.rebuild_trees_step(ctx.store) {
+            Timer::TreeRebuild => match local.rebuild_trees_step(
+                ctx.store,
+                std::mem::take(&mut self.served_since_rebuild_step),
+            ) {
                 Some(after_ms) => local.timers.set(now.plus_ms(after_ms), Timer::TreeRebuild),
                 None => local.trees.scheduled = false,
             },

@@ -6,7 +6,9 @@
 //! store:   the objects themselves; a segment's entries (storage key, object hash) are read
 //!          from its partition's objects when an exchange asks for them
 //! rebuild: at start, and when a bucket's n changes, a paced walk over every object in key
-//!          order (`rebuild_step`, `TREE_REBUILD_KEYS_PER_CALL` keys a millisecond)
+//!          order (`rebuild_step`: `TREE_REBUILD_KEYS_PER_CALL` keys a millisecond while the
+//!          node is otherwise idle, `TREE_REBUILD_KEYS_BUSY` every `TREE_REBUILD_BUSY_MS`
+//!          while it serves)
 //! ```
 //!
 //! Source: Dynamo §4.7 and Riak's active anti-entropy (trees rebuilt from the data in the
@@ -30,7 +32,9 @@ use std::collections::BTreeMap;
 
 use crate::ids::PartitionId;
 use crate::key::{BucketName, ObjectKey};
-use crate::limits::{AE_SCAN_KEYS_MAX, TREE_REBUILD_KEYS_PER_CALL};
+use crate::limits::{
+    AE_SCAN_KEYS_MAX, TREE_REBUILD_BUSY_MS, TREE_REBUILD_KEYS_BUSY, TREE_REBUILD_KEYS_PER_CALL,
+};
 use crate::merkle::{Leaf, MerkleTree, SEGMENTS, object_hash, segment_of};
 use crate::message::{OBJECT_FORMAT, decode_object, encode_object};
 use crate::store::{SCAN_ENTRIES_MAX, Store, StoreError};
@@ -198,15 +202,21 @@ impl Trees {
         }
     }
 
-    /// Takes the next objects (at most [`TREE_REBUILD_KEYS_PER_CALL`]) into the trees, and
-    /// says when to go on: `None` when the rebuild is done, else in how many milliseconds.
+    /// Takes the next objects into the trees (at most [`TREE_REBUILD_KEYS_PER_CALL`], or
+    /// [`TREE_REBUILD_KEYS_BUSY`] when the node is `busy` serving), and says when to go on:
+    /// `None` when the rebuild is done, else in how many milliseconds.
     pub(crate) fn rebuild_step<S: Store>(
         &mut self,
         store: &S,
         partitions: u32,
         n_of: impl Fn(&BucketName) -> u8,
+        busy: bool,
     ) -> Option<u64> {
-        let mut budget = TREE_REBUILD_KEYS_PER_CALL;
+        let mut budget = if busy {
+            TREE_REBUILD_KEYS_BUSY
+        } else {
+            TREE_REBUILD_KEYS_PER_CALL
+        };
         while budget > 0 {
             let at = self.rebuild.take()?;
             if at.partition >= partitions {
@@ -238,7 +248,7 @@ impl Trees {
                 },
             });
         }
-        Some(1)
+        Some(if busy { TREE_REBUILD_BUSY_MS } else { 1 })
     }
 
     /// The entries (storage key, object hash) of `segments` of the tree of (partition, n),
@@ -293,7 +303,7 @@ impl Trees {
         let mut want = Trees::default();
         want.start_rebuild();
         for _ in 0..1_000_000 {
-            if want.rebuild_step(store, partitions, &n_of).is_none() {
+            if want.rebuild_step(store, partitions, &n_of, false).is_none() {
                 break;
             }
         }
