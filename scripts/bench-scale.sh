@@ -9,7 +9,8 @@
 #      with the full sweep of old tombstones, and hint delivery:
 #      `POST /v1/admin/anti-entropy|handoff`), so its cost is a ratio;
 #   4. one node is stopped and started again: the time from its start to answering 200
-#      probe keys correctly from its own store (consistency one).
+#      probe keys correctly from its own store (consistency one), then uniform GETs over
+#      all keys at once (its Merkle trees still rebuilding, its caches cold).
 # Prints a summary with the ratios against the baseline and writes every figure to OUT.
 #
 # Usage: scripts/bench-scale.sh [KEYS, default 1000000] [seconds per measure, default 15]
@@ -160,6 +161,7 @@ probe check
 t1=$(date +%s.%N)
 restart_s=$(python3 -c "print(round($t1 - $t0, 2))")
 echo "restart_to_correct_reads_s,$restart_s" >"$out/restart.csv"
+bench restarted-get --workload c --distribution uniform --records "$keys" --skip-load --seconds "$secs"
 
 python3 - "$out" "$keys" "$base" "$nodes" <<'EOF'
 import json, sys, csv
@@ -187,5 +189,8 @@ for label in sorted({r[0] for r in rows}, key=lambda l: l != "base"):
     print(f"  {label:<14} RSS MB per node " + " ".join(r[2] for r in these)
           + "; disk MB per node " + " ".join(r[3] for r in these))
 print("  restart to correct reads: " + open(f"{out}/restart.csv").read().split(",")[1].strip() + " s")
+rate, p50, p99, err = op("restarted-get")
+print(f"  {'restarted-get':<14} {rate:>9.0f} {p50:>8.3f} {p99:>8.3f} {err:>7} {rate / op('base-get')[0]:>10.2f}"
+      "  (uniform GETs in the first seconds after the restart)")
 EOF
 echo "figures in $out" >&2
