@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use hydra_core::bucket::Consistency;
 use hydra_core::ids::Timestamp;
+use hydra_core::key::ObjectKey;
 
 fn reissued(c: &Cluster) -> u64 {
     c.nodes
@@ -15,10 +16,10 @@ fn reissued(c: &Cluster) -> u64 {
         .sum()
 }
 
-#[test]
-fn a_delete_one_primary_missed_is_reaped_once_it_has_it() {
-    let mut c = Cluster::new(3);
-    let k = key("default", "missed");
+/// A key written to all three primaries, then deleted while node 3 was cut off: nodes 1
+/// and 2 hold its tombstone, and no reap was scheduled (node 3 never acked).
+fn delete_one_primary_missed(c: &mut Cluster, name: &str) -> ObjectKey {
+    let k = key("default", name);
     c.request(0, put(&k, "x", None, Some(Consistency::All)))
         .expect("ok");
     c.group = vec![0, 0, 1];
@@ -27,6 +28,13 @@ fn a_delete_one_primary_missed_is_reaped_once_it_has_it() {
     c.request(0, delete(&k, context(&read)))
         .expect("delete at quorum");
     c.idle(5_000);
+    k
+}
+
+#[test]
+fn a_delete_one_primary_missed_is_reaped_once_it_has_it() {
+    let mut c = Cluster::new(3);
+    let k = delete_one_primary_missed(&mut c, "missed");
     assert!(stored(&c, 0, &k), "reaped without node 3's ack");
     // Node 3 is back: handoff gives it the delete, but nobody scheduled a reap for it.
     c.group = vec![0, 0, 0];
@@ -130,15 +138,7 @@ fn an_expiry_a_primary_missed_is_not_reaped_until_it_holds_it_and_the_older_valu
 #[test]
 fn the_sweep_pauses_with_anti_entropy_and_finds_the_tombstone_once_resumed() {
     let mut c = Cluster::new(3);
-    let k = key("default", "paused");
-    c.request(0, put(&k, "x", None, Some(Consistency::All)))
-        .expect("ok");
-    c.group = vec![0, 0, 1];
-    c.idle(6_000);
-    let read = c.request(0, get(&k, None));
-    c.request(0, delete(&k, context(&read)))
-        .expect("delete at quorum");
-    c.idle(5_000);
+    let k = delete_one_primary_missed(&mut c, "paused");
     for n in c.nodes.iter_mut() {
         n.set_anti_entropy(false);
     }
