@@ -3,8 +3,10 @@
 #   1. a fresh dev cluster (NODES nodes, N=3, durability fsync) is loaded with 100,000 keys
 #      of 100 B (the baseline) and measured: GET and SET uniformly over them (`hydra bench`
 #      over RESP, 50 connections), resident memory and disk per node;
-#   2. it grows to KEYS keys (pipelined bulk load, with a progress bar) and is measured
-#      again: on the 100,000 keys of the baseline (the hot set) and uniformly over all;
+#   2. it grows to KEYS keys (pipelined bulk load, with a progress bar), waits until the
+#      store's compaction after the load is done (the nodes' CPU idle: at most 15 minutes;
+#      the wait is a figure) and is measured again: on the 100,000 keys of the baseline (the
+#      hot set) and uniformly over all;
 #   3. the same uniform figures with background work paused on every node (anti-entropy
 #      with the full sweep of old tombstones, and hint delivery:
 #      `POST /v1/admin/anti-entropy|handoff`), so its cost is a ratio;
@@ -77,21 +79,38 @@ switch_background() { # true|false
         done
     done
 }
+settle() { # label: waits until the nodes' CPU stays under 10% of a core for two 2-second
+    # looks in a row (compaction after a load done), at most 15 minutes; records the wait
+    local hz pids before after quiet=0 t0 t1 i
+    hz=$(getconf CLK_TCK)
+    pids=$(for i in $(seq 0 $((nodes - 1))); do field "$i" pid; done)
+    ticks() { local t=0 p; for p in $pids; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"; }
+    t0=$(date +%s)
+    for _ in $(seq 1 450); do
+        before=$(ticks); sleep 2; after=$(ticks)
+        if [ $((after - before)) -lt $((hz / 5)) ]; then quiet=$((quiet + 1)); else quiet=0; fi
+        [ "$quiet" -ge 2 ] && break
+    done
+    t1=$(date +%s)
+    echo "$1,$((t1 - t0))" >>"$out/settle.csv"
+    echo "  settled after $((t1 - t0)) s" >&2
+}
 measure() { # label records
     bench "$1-get" --workload c --distribution uniform --records "$2" --skip-load --seconds "$secs"
     bench "$1-set" --workload write --distribution uniform --records "$2" --seconds "$secs"
 }
 
 echo "label,node,rss_mb,disk_mb" >"$out/footprint.csv"
+echo "label,seconds" >"$out/settle.csv"
 echo "baseline: $base keys on $nodes nodes" >&2
 load load-base 0 "$base"
-sleep 2
+settle load-base
 measure base "$base"
 footprint base
 
 echo "growing to $keys keys" >&2
 load load-grow "$base" "$keys"
-sleep 2
+settle load-grow
 measure hot "$base"
 measure all "$keys"
 footprint "keys-$keys"
@@ -171,9 +190,11 @@ def op(label):
     o = next(iter(r["ops"].values()))
     return r["ops_per_s"], o["p50_ms"], o["p99_ms"], r["errors"]
 print(f"Hydra at scale: {nodes} nodes, {base:,} keys (baseline) and {keys:,} keys of 100 B")
+settled = dict(list(csv.reader(open(f"{out}/settle.csv")))[1:])
 for l in ("load-base", "load-grow"):
     r = json.load(open(f"{out}/{l}.json"))
-    print(f"  {l:<10} {r['loaded']:>10,} keys  {r['load_per_s']:>9.0f} writes/s")
+    print(f"  {l:<10} {r['loaded']:>10,} keys  {r['load_per_s']:>9.0f} writes/s"
+          f"  compaction after it done in {settled.get(l, '?')} s")
 print(f"  {'measure':<14} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'x baseline':>10}")
 for kind in ("get", "set"):
     b = op(f"base-{kind}")[0]
