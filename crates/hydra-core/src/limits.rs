@@ -104,6 +104,7 @@ pub const TREE_REBUILD_KEYS_PER_CALL: usize = 1_000;
 /// of 10 million objects at full pace took the whole core for 15-20 s after a restart, and
 /// clients got 1% of their throughput), in steps short enough to add little latency.
 pub const TREE_REBUILD_KEYS_BUSY: usize = 250;
+/// Milliseconds between rebuild steps while the node serves (see [`TREE_REBUILD_KEYS_BUSY`]).
 pub const TREE_REBUILD_BUSY_MS: u64 = 2;
 /// Objects of one partition read at most to answer for a Merkle exchange's differing
 /// segments (the trees keep no per-key entries; see `node/trees.rs`).

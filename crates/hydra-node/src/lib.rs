@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod http_auth;
 pub mod http_bucket;
+pub mod http_status;
 pub mod listen;
 pub mod metrics;
 pub mod resp;
