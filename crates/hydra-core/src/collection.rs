@@ -37,6 +37,7 @@
 
 use crate::hlc::Hlc;
 use crate::ids::NodeId;
+use crate::message::Expiry;
 use crate::version::{Dot, VersionVector};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -96,9 +97,9 @@ pub struct CollectionUpdate {
     pub removes: Vec<(Vec<u8>, Vec<Dot>)>,
     /// Elements to add (a hash field with its value; a set member with an empty one).
     pub adds: Vec<(Vec<u8>, Vec<u8>)>,
-    /// A TTL change: `Some(None)` removes the TTL, `Some(Some(ms))` expires the key `ms` after
-    /// the coordinator's wall clock.
-    pub ttl_ms: Option<Option<u64>>,
+    /// A TTL change: `Some(None)` removes the TTL, `Some(Some(e))` expires the key as `e`
+    /// says (a TTL counts from the coordinator's wall clock).
+    pub expiry: Option<Option<Expiry>>,
 }
 
 impl CollectionUpdate {
@@ -381,10 +382,10 @@ impl Collection {
         let e = self.clock.0.entry(me).or_insert(0);
         *e = (*e).max(stamp.0);
         self.compact();
-        if let Some(ttl) = update.ttl_ms {
+        if let Some(expiry) = update.expiry {
             self.ttl = Ttl {
                 stamp,
-                expires_at: ttl.map(|ms| now_ms.saturating_add(ms)),
+                expires_at: expiry.map(|e| e.deadline(now_ms)),
             };
         }
         self.stamp = self.stamp.max(stamp);
@@ -598,7 +599,7 @@ mod tests {
         let mut a = Collection::new(CollectionKind::Set);
         a.apply(&add("x", ""), NodeId(1), Hlc::new(1_000, 0), 1_000);
         let ttl = CollectionUpdate {
-            ttl_ms: Some(Some(500)),
+            expiry: Some(Some(Expiry::AfterMs(500))),
             ..Default::default()
         };
         a.apply(&ttl, NodeId(1), Hlc::new(1_001, 0), 1_001);
@@ -644,7 +645,7 @@ mod tests {
                     };
                     update.removes = remove(&replicas[at], &name).removes;
                     if !is_add && clock.is_multiple_of(7) {
-                        update.ttl_ms = Some(Some(clock));
+                        update.expiry = Some(Some(Expiry::AfterMs(clock)));
                     }
                     // Each node has its own clock: stamps of one node only go up.
                     let stamp = Hlc(clock * 4 + node as u64);

@@ -9,7 +9,7 @@ use hydra_core::bucket::Consistency;
 use hydra_core::collection::{Collection, CollectionKind, CollectionUpdate};
 use hydra_core::key::ObjectKey;
 use hydra_core::message::{
-    CasAction, CasRequest, ClientRequest, ClientResponse, ErrorCode, WriteRequest,
+    CasAction, CasRequest, ClientRequest, ClientResponse, ErrorCode, Expiry, WriteRequest,
 };
 use hydra_core::paxos::Condition;
 use hydra_core::version::Dot;
@@ -23,7 +23,7 @@ fn update(k: &ObjectKey, u: CollectionUpdate) -> ClientRequest {
         w: Some(Consistency::All),
         timeout_ms: None,
         sloppy: None,
-        ttl_ms: None,
+        expiry: None,
         on_version: None,
         collection: Some(u),
     })
@@ -108,7 +108,7 @@ fn a_hash_whose_ttl_passed_reads_as_absent_then_is_swept_and_reaped() {
     let mut c = Cluster::new(3);
     let k = key("redis", "session");
     let mut u = hset("user", "ada");
-    u.ttl_ms = Some(Some(2_000));
+    u.expiry = Some(Some(Expiry::AfterMs(2_000)));
     c.request(0, update(&k, u)).expect("hset with a ttl");
     let now = c.now;
     let got = read(&mut c, 1, &k);

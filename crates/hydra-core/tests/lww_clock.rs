@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use hydra_core::bucket::Consistency;
 use hydra_core::ids::Timestamp;
-use hydra_core::message::{ClientRequest, ErrorCode, WriteRequest};
+use hydra_core::message::{ClientRequest, ErrorCode, Expiry, WriteRequest};
 use hydra_core::node::Node;
 
 #[test]
@@ -58,7 +58,7 @@ fn values_expire_then_are_reaped_like_tombstones() {
         w: Some(Consistency::All),
         timeout_ms: None,
         sloppy: None,
-        ttl_ms: Some(2000),
+        expiry: Some(Expiry::AfterMs(2000)),
         on_version: None,
         collection: None,
     });
@@ -86,7 +86,7 @@ fn values_expire_then_are_reaped_like_tombstones() {
         w: None,
         timeout_ms: None,
         sloppy: None,
-        ttl_ms: Some(0),
+        expiry: Some(Expiry::AfterMs(0)),
         on_version: None,
         collection: None,
     });
@@ -286,7 +286,7 @@ fn a_version_delete_naming_a_version_beyond_the_skew_bound_is_refused() {
             w: None,
             timeout_ms: None,
             sloppy: None,
-            ttl_ms: None,
+            expiry: None,
             on_version: Some(hydra_core::message::VersionOp::Delete),
             collection: None,
         }),
@@ -297,4 +297,66 @@ fn a_version_delete_naming_a_version_beyond_the_skew_bound_is_refused() {
         values(&c.request(0, get(&k, Some(Consistency::All)))),
         ["later"]
     );
+}
+
+/// The expiry a write stores: an absolute time exactly as the client gave it (Redis `PXAT`),
+/// whatever the coordinator's clock reads; a TTL counted from that clock; an absolute time
+/// too far ahead refused with a named error. Plain writes and compare-and-set alike.
+#[test]
+fn an_absolute_expiry_is_stored_exactly_and_a_ttl_from_the_coordinators_clock() {
+    let mut c = Cluster::new(3);
+    // The coordinator's clock runs 300 ms ahead of the others.
+    c.skew_ms[0] = 300;
+    let expires_at = |reply: &Reply| match reply {
+        Ok(hydra_core::message::ClientResponse::Read { siblings, .. }) => {
+            assert_eq!(siblings.len(), 1, "{siblings:?}");
+            siblings[0].expires_at
+        }
+        other => panic!("not a read: {other:?}"),
+    };
+    let write = |k: &hydra_core::key::ObjectKey, expiry| {
+        ClientRequest::Put(WriteRequest {
+            key: k.clone(),
+            value: Some(b"v".to_vec()),
+            content_type: "text/plain".into(),
+            context: None,
+            w: Some(Consistency::All),
+            timeout_ms: None,
+            sloppy: None,
+            expiry: Some(expiry),
+            on_version: None,
+            collection: None,
+        })
+    };
+    let at = c.now + 60_123;
+    let k = key("default", "at");
+    c.request(0, write(&k, Expiry::AtMs(at)))
+        .expect("an absolute expiry");
+    assert_eq!(expires_at(&c.request(1, get(&k, None))), Some(at));
+    let k = key("default", "after");
+    let coordinator_now = c.now + 300;
+    c.request(0, write(&k, Expiry::AfterMs(60_000)))
+        .expect("a ttl");
+    assert_eq!(
+        expires_at(&c.request(1, get(&k, None))),
+        Some(coordinator_now + 60_000)
+    );
+    // Through compare-and-set too.
+    let k = key("default", "cas");
+    let mut request = cas(&k, hydra_core::paxos::Condition::Absent, Some("v"));
+    if let ClientRequest::Cas(r) = &mut request
+        && let hydra_core::message::CasAction::Write { expiry, .. } = &mut r.action
+    {
+        *expiry = Some(Expiry::AtMs(at + 1));
+    }
+    assert!(
+        cas_outcome(&c.request(0, request)).0,
+        "the compare-and-set applied"
+    );
+    assert_eq!(expires_at(&c.request(2, get(&k, None))), Some(at + 1));
+    // More than the longest TTL ahead of the coordinator's clock: refused, named.
+    let far = c.now + 300 + hydra_core::limits::TTL_SECS_MAX * 1000 + 1;
+    let e = error(c.request(0, write(&key("default", "far"), Expiry::AtMs(far))));
+    assert_eq!(e.code, ErrorCode::InvalidTtl);
+    assert!(e.message.contains("expiry time"), "{}", e.message);
 }

@@ -95,7 +95,7 @@ fn delete_hides_the_value_and_keeps_a_context() {
         w: None,
         timeout_ms: None,
         sloppy: None,
-        ttl_ms: None,
+        expiry: None,
         on_version: None,
         collection: None,
     });
@@ -341,7 +341,7 @@ fn sloppy_quorum_writes_to_a_fallback_and_hands_off_when_the_primary_returns() {
         w: Some(Consistency::All),
         timeout_ms: None,
         sloppy: Some(false),
-        ttl_ms: None,
+        expiry: None,
         on_version: None,
         collection: None,
     });

@@ -363,7 +363,7 @@ impl CasModel {
         let write = |v: u8| CasAction::Write {
             value: vec![v],
             content_type: String::new(),
-            ttl_ms: None,
+            expiry: None,
             keep_ttl: false,
         };
         match op {

@@ -371,7 +371,7 @@ impl Credentials {
                     action: CasAction::Write {
                         value: bytes,
                         content_type: "application/json".into(),
-                        ttl_ms: None,
+                        expiry: None,
                         keep_ttl: false,
                     },
                     timeout_ms: None,

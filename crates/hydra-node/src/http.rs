@@ -16,7 +16,7 @@ use hydra_core::bucket::{BucketProps, ConflictMode, Consistency};
 use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::layout::Layout;
 use hydra_core::message::{
-    CasAction, CasRequest, ClientError, ClientRequest, ClientResponse, ErrorCode, Outcome,
+    CasAction, CasRequest, ClientError, ClientRequest, ClientResponse, ErrorCode, Expiry, Outcome,
     PaxosReceipt, Receipt, Role, VersionOp, WriteRequest,
 };
 use hydra_core::paxos::Condition;
@@ -657,8 +657,8 @@ async fn write_kv(
             ""
         })
         .to_string();
-    let ttl_ms = match params.ttl_secs() {
-        Ok(t) => t.map(|s| s.saturating_mul(1000)),
+    let expiry = match params.ttl_secs() {
+        Ok(t) => t.map(|s| Expiry::AfterMs(s.saturating_mul(1000))),
         Err(e) => return e.into_response(),
     };
     if let Some(condition) = condition {
@@ -673,7 +673,7 @@ async fn write_kv(
             Some(value) => CasAction::Write {
                 value,
                 content_type,
-                ttl_ms,
+                expiry,
                 keep_ttl: false,
             },
             None => CasAction::Delete,
@@ -725,7 +725,7 @@ async fn write_kv(
         value,
         content_type,
         sloppy,
-        ttl_ms,
+        expiry,
         on_version,
         collection: None,
         context,

@@ -504,7 +504,8 @@ mod tests {
 
     /// Golden bytes: these pin object format 3 (2 had no TTL-change stamp on `lww` versions
     /// and is still read, below; version 1 had no TTL on siblings; nothing was ever stored in
-    /// it outside development), message format 8 (7 had no hash or set updates, 6 had no plain-write replication nor bucket `cas`, 5 no Paxos messages, 4 no expiry
+    /// it outside development), message format 10 (9 had TTLs only, no absolute expiry times; 8 no compare-and-set of
+    /// hash and set updates; 7 had no hash or set updates, 6 had no plain-write replication nor bucket `cas`, 5 no Paxos messages, 4 no expiry
     /// batches, 3 no version-bound writes; messages are never stored, and a cluster runs one
     /// version) and Paxos state format 2 (1 had no bases, still read). If this test fails, the format
     /// changed: bump the format byte and keep a decoder for the old one instead of editing this.
@@ -541,7 +542,7 @@ mod tests {
         };
         assert_eq!(
             hex(&encode_envelope(&env)),
-            "090700ac020162016b000102010101760174050000"
+            "0a0700ac020162016b000102010101760174050000"
         );
         let env = Envelope {
             layout_version: LayoutVersion(1),
@@ -550,7 +551,7 @@ mod tests {
                 result: Err(ReplicaError::NotReplica),
             },
         };
-        assert_eq!(hex(&encode_envelope(&env)), "090103010103");
+        assert_eq!(hex(&encode_envelope(&env)), "0a0103010103");
         let ballot = Ballot {
             hlc: Hlc(5),
             node: NodeId(2),
@@ -564,7 +565,7 @@ mod tests {
                 phase: PaxosPhase::Propose(None, Ballot::ZERO),
             },
         };
-        assert_eq!(hex(&encode_envelope(&env)), "090114010162016b050201000000");
+        assert_eq!(hex(&encode_envelope(&env)), "0a0114010162016b050201000000");
         let state = crate::paxos::AcceptorState {
             promised: ballot,
             accepted: Some(Accepted {

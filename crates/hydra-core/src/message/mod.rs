@@ -19,7 +19,7 @@ use crate::version::{Object, Sibling, VersionVector};
 use serde::{Deserialize, Serialize};
 
 /// Format byte of internode messages.
-pub const MESSAGE_FORMAT: u8 = 9;
+pub const MESSAGE_FORMAT: u8 = 10;
 /// Format byte of stored objects.
 pub const OBJECT_FORMAT: u8 = 3;
 /// Format byte of stored objects before `lww` versions had a TTL-change stamp: still read
@@ -115,13 +115,13 @@ pub struct CasRequest {
 pub enum CasAction {
     /// Nothing: a serial read (the condition is then `Always`).
     Read,
-    /// Write a value (with a TTL in milliseconds, else the bucket's default; `keep_ttl`:
-    /// the expiry of the value it replaces, as `SET ... KEEPTTL`).
+    /// Write a value (expiring as `expiry` says, else by the bucket's default TTL;
+    /// `keep_ttl`: the expiry of the value it replaces, as `SET ... KEEPTTL`).
     Write {
         #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         content_type: String,
-        ttl_ms: Option<u64>,
+        expiry: Option<Expiry>,
         keep_ttl: bool,
     },
     Delete,
@@ -129,6 +129,29 @@ pub enum CasAction {
     /// (`Elements`) shows the key holds: a read-then-write command made exact
     /// (`HINCRBY`, `SPOP`...). The update's dot is this node's compare-and-set writer's.
     Collection(CollectionUpdate),
+}
+
+/// When a written value expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Expiry {
+    /// This many milliseconds after the coordinator stamps the write (Redis `EX`/`PX`,
+    /// `EXPIRE`; HTTP `ttl`).
+    AfterMs(u64),
+    /// At this wall-clock time, in milliseconds since the Unix epoch (Redis `EXAT`/`PXAT`,
+    /// `EXPIREAT`, the time `KEEPTTL` keeps): exactly that time, not a TTL counted again
+    /// from the coordinator's clock a moment later. A time already past is allowed (the
+    /// value is written expired, as Redis deletes it).
+    AtMs(u64),
+}
+
+impl Expiry {
+    /// The wall-clock time (ms since the epoch) a value written at `now_ms` expires at.
+    pub fn deadline(self, now_ms: u64) -> u64 {
+        match self {
+            Expiry::AfterMs(ms) => now_ms.saturating_add(ms),
+            Expiry::AtMs(at) => at,
+        }
+    }
 }
 
 /// A PUT (a value) or a DELETE (a tombstone), with the context of the read it follows.
@@ -144,8 +167,8 @@ pub struct WriteRequest {
     pub timeout_ms: Option<u64>,
     /// Whether fallbacks may stand in for unreachable primaries (default: the bucket's).
     pub sloppy: Option<bool>,
-    /// Milliseconds until the value expires (default: the bucket's `ttl_secs`, if any).
-    pub ttl_ms: Option<u64>,
+    /// When the value expires (default: the bucket's `ttl_secs` after the write, if any).
+    pub expiry: Option<Expiry>,
     /// `lww` buckets: act on exactly the version the context names instead of writing a new
     /// one, so a write made after that version (by anyone) is never undone. In a `siblings`
     /// bucket a `Delete` is a plain delete with the context (it supersedes exactly what the
@@ -171,7 +194,7 @@ impl WriteRequest {
             Some(value) => CasAction::Write {
                 value,
                 content_type: self.content_type,
-                ttl_ms: self.ttl_ms,
+                expiry: self.expiry,
                 keep_ttl: false,
             },
             None => CasAction::Delete,
@@ -202,7 +225,7 @@ pub struct Echo {
 /// What a write bound to one `lww` version does to it (Redis's read-then-write commands).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VersionOp {
-    /// Sets the version's TTL to `ttl_ms` (`None`: no expiry) and keeps its value and
+    /// Sets the version's expiry to the write's `expiry` (`None`: no expiry) and keeps its value and
     /// identity (`EXPIRE`, `PEXPIRE`, `PERSIST`). `value` and `content_type` carry the value
     /// the client read, used only by a coordinator that does not hold the version yet.
     Touch,

@@ -11,13 +11,13 @@
 
 use crate::bucket::{BucketProps, CasMode, ConflictMode, Consistency};
 use crate::collection::CollectionUpdate;
-use crate::ids::{NodeId, PAXOS_WRITER_BIT};
+use crate::ids::{NodeId, PAXOS_WRITER_BIT, Timestamp};
 use crate::key::ObjectKey;
 use crate::limits::{
     CONTENT_TYPE_BYTES_MAX, CONTEXT_COUNTER_MAX, ELEMENT_BYTES_MAX, TIMEOUT_MS_MAX, TTL_SECS_MAX,
     UPDATE_ELEMENTS_MAX,
 };
-use crate::message::{CasAction, ClientError, ClientRequest, ErrorCode, VersionOp};
+use crate::message::{CasAction, ClientError, ClientRequest, ErrorCode, Expiry, VersionOp};
 use crate::paxos::Condition;
 use crate::version::VersionVector;
 
@@ -33,7 +33,12 @@ pub(crate) struct Valid {
 
 impl Local {
     /// Checks a key request against the limits and the bucket.
-    pub(crate) fn validate(&self, request: &ClientRequest) -> Result<Valid, ClientError> {
+    pub(crate) fn validate(
+        &self,
+        request: &ClientRequest,
+        now: Timestamp,
+    ) -> Result<Valid, ClientError> {
+        let now = now.0;
         let key = request.key().ok_or_else(|| {
             ClientError::new(
                 ErrorCode::InvalidBucket,
@@ -81,26 +86,26 @@ impl Local {
                 }
                 if let CasAction::Write {
                     content_type,
-                    ttl_ms,
+                    expiry,
                     ..
                 } = &c.action
                 {
                     check_content_type(content_type)?;
-                    check_ttl(*ttl_ms)?;
+                    check_expiry(*expiry, now)?;
                 }
                 if let Condition::VersionIs(v) = &c.condition {
                     self.check_context(v)?;
                 }
                 match (&c.action, &c.condition) {
                     (CasAction::Collection(update), condition) => {
-                        self.check_collection_update(key, &props, false, update)?;
+                        self.check_collection_update(key, &props, false, update, now)?;
                         if let Condition::Elements(elements) = condition {
                             let named = CollectionUpdate {
                                 kind: update.kind,
                                 removes: elements.clone(),
                                 ..Default::default()
                             };
-                            self.check_collection_update(key, &props, false, &named)?;
+                            self.check_collection_update(key, &props, false, &named, now)?;
                         } else if *condition != Condition::Always {
                             return Err(ClientError::new(
                                 ErrorCode::InvalidQuery,
@@ -156,9 +161,9 @@ impl Local {
                         return Err(ClientError::new(ErrorCode::InvalidContext, why));
                     }
                 }
-                check_ttl(w.ttl_ms)?;
+                check_expiry(w.expiry, now)?;
                 if let Some(update) = &w.collection {
-                    self.check_collection_update(key, &props, w.value.is_some(), update)?;
+                    self.check_collection_update(key, &props, w.value.is_some(), update, now)?;
                 }
                 (w.w.unwrap_or(props.w), w.timeout_ms)
             }
@@ -189,6 +194,7 @@ impl Local {
         props: &BucketProps,
         has_value: bool,
         update: &CollectionUpdate,
+        now: u64,
     ) -> Result<(), ClientError> {
         let bucket = key.bucket.as_str();
         if props.conflicts != ConflictMode::Lww {
@@ -256,7 +262,7 @@ impl Local {
                 ),
             ));
         }
-        check_ttl(update.ttl_ms.flatten())
+        check_expiry(update.expiry.flatten(), now)
     }
 
     /// A context is client input that becomes part of stored version vectors: its entries
@@ -290,17 +296,21 @@ fn check_content_type(content_type: &str) -> Result<(), ClientError> {
     Ok(())
 }
 
-fn check_ttl(ttl_ms: Option<u64>) -> Result<(), ClientError> {
-    if let Some(t) = ttl_ms
-        && !(1..=TTL_SECS_MAX * 1000).contains(&t)
-    {
-        return Err(ClientError::new(
+/// A TTL is 1 ms to [`TTL_SECS_MAX`]; an absolute time any time before `now_ms` plus that
+/// (a time already past writes the value expired).
+fn check_expiry(expiry: Option<Expiry>, now_ms: u64) -> Result<(), ClientError> {
+    let max_ms = TTL_SECS_MAX * 1000;
+    match expiry {
+        Some(Expiry::AfterMs(t)) if !(1..=max_ms).contains(&t) => Err(ClientError::new(
+            ErrorCode::InvalidTtl,
+            format!("ttl of {t} ms is out of range 1..={max_ms} ms ({TTL_SECS_MAX} s)"),
+        )),
+        Some(Expiry::AtMs(at)) if at > now_ms.saturating_add(max_ms) => Err(ClientError::new(
             ErrorCode::InvalidTtl,
             format!(
-                "ttl of {t} ms is out of range 1..={} ms ({TTL_SECS_MAX} s)",
-                TTL_SECS_MAX * 1000
+                "expiry time {at} ms (Unix) is more than {TTL_SECS_MAX} s after this node's clock ({now_ms} ms)"
             ),
-        ));
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }

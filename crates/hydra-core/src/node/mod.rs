@@ -530,7 +530,7 @@ impl Node {
                 .truncations
                 .start(local, ctx, reply_to, bucket, timeout_ms);
         }
-        let valid = match local.validate(&request) {
+        let valid = match local.validate(&request, ctx.now) {
             Ok(v) => v,
             Err(e) => return local.out.reply(reply_to, Err(e)),
         };

@@ -34,8 +34,8 @@ use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
 use crate::limits::{OBJECT_BYTES_MAX, WRITES_LINGERING_MAX};
 use crate::message::{
-    ClientError, ClientResponse, ErrorCode, Outcome, ReplicaError, Role, VersionOp, WriteRequest,
-    encode_object,
+    ClientError, ClientResponse, ErrorCode, Expiry, Outcome, ReplicaError, Role, VersionOp,
+    WriteRequest, encode_object,
 };
 use crate::store::{Store, StoreError};
 use crate::version::{LwwValue, Object, Sibling};
@@ -194,7 +194,7 @@ impl Writes {
             w: None,
             timeout_ms: None,
             sloppy: Some(false),
-            ttl_ms: None,
+            expiry: None,
             on_version: None,
             collection: None,
         };
@@ -619,7 +619,7 @@ fn version_bound<S: Store>(
                     ts,
                 ),
             };
-            sibling.expires_at = write.ttl_ms.map(|t| ctx.now.0.saturating_add(t));
+            sibling.expires_at = write.expiry.map(|e| e.deadline(ctx.now.0));
             LwwValue {
                 writer,
                 sibling,
@@ -693,15 +693,15 @@ fn new_object<S: Store>(
         return Ok((object, timestamp, previous));
     }
     let timestamp = local.hlc.now(ctx.now);
-    let ttl_ms = write
-        .ttl_ms
-        .or(props.ttl_secs.map(|s| s.saturating_mul(1000)));
+    let expiry = write.expiry.or(props
+        .ttl_secs
+        .map(|s| Expiry::AfterMs(s.saturating_mul(1000))));
     let mut sibling = match write.value.take() {
         Some(value) => Sibling::value(value, &write.content_type, timestamp),
         None => Sibling::tombstone(timestamp),
     };
     if !sibling.tombstone {
-        sibling.expires_at = ttl_ms.map(|t| ctx.now.0.saturating_add(t));
+        sibling.expires_at = expiry.map(|e| e.deadline(ctx.now.0));
     }
     let object = match props.conflicts {
         ConflictMode::Siblings => {

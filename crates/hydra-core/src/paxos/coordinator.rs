@@ -33,7 +33,7 @@ use crate::bugs::planted;
 use crate::collection::{Collection, CollectionUpdate};
 use crate::hlc::{ClockSkewError, HlcClock};
 use crate::ids::{NodeId, Timestamp};
-use crate::message::{CasAction, PaxosAnswer, PaxosPhase, PaxosRefusal, Promise};
+use crate::message::{CasAction, Expiry, PaxosAnswer, PaxosPhase, PaxosRefusal, Promise};
 use crate::version::{Dvv, LwwValue, Object, Sibling, TooManySiblings, VersionVector};
 use std::collections::BTreeSet;
 
@@ -561,7 +561,7 @@ impl Coordinator {
                 CasAction::Write {
                     value,
                     content_type,
-                    ttl_ms,
+                    expiry,
                     keep_ttl,
                 },
                 true,
@@ -569,9 +569,9 @@ impl Coordinator {
                 let mut s = Sibling::value(value.clone(), content_type, Default::default());
                 s.expires_at = match (keep_ttl, &current) {
                     (true, Some(c)) => c.expires_at,
-                    _ => ttl_ms
-                        .or(self.ttl_default_ms)
-                        .map(|t| now_ms.saturating_add(t)),
+                    _ => expiry
+                        .or(self.ttl_default_ms.map(Expiry::AfterMs))
+                        .map(|e| e.deadline(now_ms)),
                 };
                 Some(Write::Value(s))
             }

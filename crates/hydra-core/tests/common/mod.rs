@@ -7,7 +7,7 @@ use hydra_core::bucket::{BucketProps, CasMode, Consistency};
 use hydra_core::ids::{ClientRequestId, NodeId, Timestamp};
 use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::layout::Layout;
-use hydra_core::message::{ClientError, ClientRequest, ClientResponse, WriteRequest};
+use hydra_core::message::{ClientError, ClientRequest, ClientResponse, Expiry, WriteRequest};
 use hydra_core::node::{Ctx, Input, Node, NodeConfig, Output};
 use hydra_core::store::MemStore;
 use hydra_core::version::{Sibling, VersionVector};
@@ -288,7 +288,7 @@ pub fn put(
         w,
         timeout_ms: None,
         sloppy: None,
-        ttl_ms: None,
+        expiry: None,
         on_version: None,
         collection: None,
     })
@@ -376,7 +376,7 @@ pub fn delete(k: &ObjectKey, context: VersionVector) -> ClientRequest {
         w: None,
         timeout_ms: None,
         sloppy: None,
-        ttl_ms: None,
+        expiry: None,
         on_version: None,
         collection: None,
     })
@@ -398,7 +398,7 @@ pub fn put_ttl(k: &ObjectKey, value: &str, ttl_ms: u64, w: Consistency) -> Clien
         w: Some(w),
         timeout_ms: None,
         sloppy: Some(false),
-        ttl_ms: Some(ttl_ms),
+        expiry: Some(Expiry::AfterMs(ttl_ms)),
         on_version: None,
         collection: None,
     })
@@ -414,7 +414,7 @@ pub fn cas(
         Some(v) => hydra_core::message::CasAction::Write {
             value: v.as_bytes().to_vec(),
             content_type: "text/plain".into(),
-            ttl_ms: None,
+            expiry: None,
             keep_ttl: false,
         },
         None => hydra_core::message::CasAction::Delete,

@@ -24,7 +24,7 @@ use crate::driver::wall_ms;
 use hydra_core::collection::{Collection, CollectionKind, CollectionUpdate};
 use hydra_core::key::ObjectKey;
 use hydra_core::message::{
-    CasAction, CasRequest, ClientError, ClientRequest, ClientResponse, ErrorCode,
+    CasAction, CasRequest, ClientError, ClientRequest, ClientResponse, ErrorCode, Expiry,
 };
 use hydra_core::paxos::Condition;
 use hydra_core::version::{Sibling, VersionVector};
@@ -285,7 +285,7 @@ impl Connection {
     pub(super) fn clear_update(c: &Collection) -> CollectionUpdate {
         let mut u = CollectionUpdate {
             kind: c.kind,
-            ttl_ms: Some(None),
+            expiry: Some(None),
             ..Default::default()
         };
         for (e, _) in c.elements(wall_ms()) {
@@ -803,7 +803,7 @@ impl Connection {
         let wanted: BTreeSet<&[u8]> = members.iter().map(|m| m.as_slice()).collect();
         let mut u = CollectionUpdate {
             kind: CollectionKind::Set,
-            ttl_ms: Some(None),
+            expiry: Some(None),
             ..Default::default()
         };
         if let Some(c) = &existing {
@@ -988,7 +988,8 @@ impl CollectionCopy {
         let before = original.and_then(|o| o.expires_at(now));
         let after = copy.expires_at(now);
         if before != after {
-            u.ttl_ms = Some(after.map(|at| at.saturating_sub(wall_ms()).max(1)));
+            // The time the transaction set, exactly.
+            u.expiry = Some(after.map(Expiry::AtMs));
         }
         Some((copy.kind, u))
     }

@@ -1,5 +1,5 @@
 //! The key commands: GET, SET and its options, GETDEL, DEL, EXISTS, MGET, MSET, STRLEN,
-//! EXPIRE, TTL, PERSIST, and Hydra's own (HYDRA.BUCKET, HYDRA.CONSISTENCY, HYDRA.GETALL,
+//! EXPIRE and EXPIREAT (with their P forms), TTL, PERSIST, and Hydra's own (HYDRA.BUCKET, HYDRA.CONSISTENCY, HYDRA.GETALL,
 //! HYDRA.PUT, HYDRA.DEL). Each turns into core requests through [`Connection::request`].
 //! Read-then-write commands act on exactly the version they read: in an `lww` bucket a
 //! write bound to that version (`EXPIRE`/`PERSIST` change its TTL only, `GETDEL`/`DEL` delete
@@ -13,18 +13,18 @@ use hydra_core::bucket::{ConflictMode, Consistency};
 use hydra_core::collection::CollectionUpdate;
 use hydra_core::key::BucketName;
 use hydra_core::message::{
-    CasAction, CasRequest, ClientRequest, ClientResponse, ErrorCode, VersionOp,
+    CasAction, CasRequest, ClientRequest, ClientResponse, ErrorCode, Expiry, VersionOp,
 };
 use hydra_core::paxos::Condition;
 use hydra_core::version::{Context, Sibling, VersionVector};
 use hydra_resp::Value;
 
 /// What a RESP write of `value` does through compare-and-set (RESP values carry no type).
-pub(super) fn write_action(value: Vec<u8>, ttl_ms: Option<u64>, keep_ttl: bool) -> CasAction {
+pub(super) fn write_action(value: Vec<u8>, expiry: Option<Expiry>, keep_ttl: bool) -> CasAction {
     CasAction::Write {
         value,
         content_type: "application/octet-stream".into(),
-        ttl_ms,
+        expiry,
         keep_ttl,
     }
 }
@@ -35,6 +35,23 @@ pub(super) fn redis_integer(bytes: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(bytes).ok()?;
     let n = text.parse::<i64>().ok()?;
     (n.to_string() == text).then_some(n)
+}
+
+/// The expiry of `EX`/`PX` (a TTL) or `EXAT`/`PXAT` (an absolute Unix time, kept exact to
+/// the core: not turned into a TTL against this node's clock) with a positive `n`.
+pub(super) fn expiry_arg(unit: &[u8], n: u64) -> Expiry {
+    match unit {
+        b"ex" => Expiry::AfterMs(n.saturating_mul(1000)),
+        b"px" => Expiry::AfterMs(n),
+        b"exat" => Expiry::AtMs(n.saturating_mul(1000)),
+        _ => Expiry::AtMs(n),
+    }
+}
+
+/// Whether an expiry is an absolute time already past on this node's clock (Redis then
+/// deletes the key instead of writing it).
+pub(super) fn already_past(expiry: Option<Expiry>) -> bool {
+    matches!(expiry, Some(Expiry::AtMs(at)) if at <= wall_ms())
 }
 
 /// Compare-and-set attempts of one read-modify-write command (`INCR`, `APPEND`) before it
@@ -70,7 +87,7 @@ impl Connection {
             Err(e) => return e,
         };
         let value = args[1].clone();
-        let mut ttl_ms: Option<u64> = None;
+        let mut expiry: Option<Expiry> = None;
         let mut keep_ttl = false;
         let mut want_old = false;
         let mut condition: Option<Condition> = None;
@@ -94,8 +111,8 @@ impl Connection {
                     i += 1;
                 }
                 b"get" => want_old = true,
-                b"keepttl" if ttl_ms.is_none() => keep_ttl = true,
-                b"ex" | b"px" | b"exat" | b"pxat" if ttl_ms.is_none() && !keep_ttl => {
+                b"keepttl" if expiry.is_none() => keep_ttl = true,
+                b"ex" | b"px" | b"exat" | b"pxat" if expiry.is_none() && !keep_ttl => {
                     let Some(n) = args.get(i + 1) else {
                         return syntax();
                     };
@@ -108,28 +125,21 @@ impl Connection {
                     if n <= 0 {
                         return Value::error("ERR invalid expire time in 'set' command");
                     }
-                    let n = n as u64;
-                    let now = wall_ms();
-                    let ms = match opt.as_slice() {
-                        b"ex" => n.saturating_mul(1000),
-                        b"px" => n,
-                        b"exat" => n.saturating_mul(1000).saturating_sub(now),
-                        _ => n.saturating_sub(now),
-                    };
-                    // An absolute time already past: Redis deletes the key; so do we.
-                    ttl_ms = Some(ms);
+                    expiry = Some(expiry_arg(opt.as_slice(), n as u64));
                     i += 1;
                 }
                 _ => return syntax(),
             }
             i += 1;
         }
+        // An absolute time already past: Redis deletes the key; so do we.
+        let expired = already_past(expiry);
         if let Some(condition) = condition {
             // Conditional: through compare-and-set, atomic with every other one of the key.
-            let action = if ttl_ms == Some(0) {
+            let action = if expired {
                 CasAction::Delete
             } else {
-                write_action(value, ttl_ms, keep_ttl)
+                write_action(value, expiry, keep_ttl)
             };
             return match self.cas(key, condition, action).await {
                 Err(e) => e,
@@ -154,22 +164,24 @@ impl Connection {
             && let Some((_, Some(s))) = &old
             && let Some(at) = s.expires_at
         {
-            ttl_ms = Some(at.saturating_sub(wall_ms()).max(1));
+            expiry = Some(Expiry::AtMs(at));
         }
         let context = old.as_ref().map(|(c, _)| c.clone());
         if want_old || keep_ttl {
             // On a key compare-and-set manages, the read and the write are made one
             // compare-and-set instead (atomic, as in Redis).
-            let value = (ttl_ms != Some(0)).then(|| value.clone());
-            let request = self.put_request(key.clone(), value, context, ttl_ms.filter(|&t| t != 0));
+            let value = (!expired).then(|| value.clone());
+            let request = self.put_request(key.clone(), value, context, expiry);
             match self.request_once(request).await {
                 Err(e) if e.code == ErrorCode::CasManagedKey => {
                     // KEEPTTL: the TTL of the value the compare-and-set finds, not the one
                     // read before.
-                    let action = match ttl_ms {
-                        Some(0) => CasAction::Delete,
-                        _ if keep_ttl => write_action(args[1].clone(), None, true),
-                        _ => write_action(args[1].clone(), ttl_ms, false),
+                    let action = if expired {
+                        CasAction::Delete
+                    } else if keep_ttl {
+                        write_action(args[1].clone(), None, true)
+                    } else {
+                        write_action(args[1].clone(), expiry, false)
                     };
                     return match self.cas(key, Condition::Always, action).await {
                         Err(e) => e,
@@ -189,10 +201,10 @@ impl Connection {
                 Ok(_) => return Value::ok(),
             }
         }
-        let result = if ttl_ms == Some(0) {
+        let result = if expired {
             self.write(key, None, context, None).await
         } else {
-            self.write(key, Some(value), context, ttl_ms).await
+            self.write(key, Some(value), context, expiry).await
         };
         match (result, want_old) {
             (Err(e), _) => e,
@@ -440,7 +452,9 @@ impl Connection {
         for _ in 0..READ_MODIFY_WRITE_ATTEMPTS {
             reply = match command {
                 VersionBound::GetDel => self.getdel_once(&args[0]).await,
-                VersionBound::Expire { millis } => self.expire_once(args, millis).await,
+                VersionBound::Expire { millis, absolute } => {
+                    self.expire_once(args, millis, absolute).await
+                }
                 VersionBound::Persist => self.persist_once(&args[0]).await,
                 VersionBound::GetEx => self.getex_once(args).await,
             };
@@ -544,7 +558,8 @@ impl Connection {
         }
     }
 
-    async fn expire_once(&mut self, args: &[Vec<u8>], millis: bool) -> Value {
+    /// `EXPIRE`/`PEXPIRE` (a TTL) and `EXPIREAT`/`PEXPIREAT` (`absolute`: a Unix time).
+    async fn expire_once(&mut self, args: &[Vec<u8>], millis: bool, absolute: bool) -> Value {
         let key = match self.key(&args[0]) {
             Ok(k) => k,
             Err(e) => return e,
@@ -555,7 +570,7 @@ impl Connection {
         else {
             return Value::error("ERR value is not an integer or out of range");
         };
-        let ms = if millis { n } else { n.saturating_mul(1000) };
+        let n_ms = if millis { n } else { n.saturating_mul(1000) };
         let flag = match args.get(2).map(|a| a.to_ascii_lowercase()) {
             None => None,
             Some(f) if args.len() == 3 && matches!(f.as_slice(), b"nx" | b"xx" | b"gt" | b"lt") => {
@@ -574,27 +589,41 @@ impl Connection {
             Found::Collection(c) => c.expires_at(now as u64),
             Found::Absent(_) => None,
         }
-        .map(|at| at as i64 - now);
+        .map(|at| at as i64);
+        // The new expiry as a Unix time in ms, to compare with the current one; at or before
+        // now it deletes the key, as in Redis.
+        let target = if absolute {
+            n_ms
+        } else {
+            now.saturating_add(n_ms)
+        };
         let applies = match flag.as_deref() {
             None => true,
             Some(b"nx") => current.is_none(),
             Some(b"xx") => current.is_some(),
             // No expiry counts as an infinite one, as in Redis.
-            Some(b"gt") => current.is_some_and(|c| ms > c),
-            Some(_) => current.is_none_or(|c| ms < c),
+            Some(b"gt") => current.is_some_and(|c| target > c),
+            Some(_) => current.is_none_or(|c| target < c),
         };
         if !applies {
             return Value::Integer(0);
         }
+        let expired = target <= now;
+        // An absolute time stays exact to the core (not turned into a TTL here).
+        let expiry = if absolute {
+            Expiry::AtMs(target as u64)
+        } else {
+            Expiry::AfterMs(n_ms as u64)
+        };
         let (context, sibling) = match found {
             Found::String(context, sibling) => (context, sibling),
             Found::Collection(c) => {
-                let update = if ms <= 0 {
+                let update = if expired {
                     Self::clear_update(&c)
                 } else {
                     CollectionUpdate {
                         kind: c.kind,
-                        ttl_ms: Some(Some(ms as u64)),
+                        expiry: Some(Some(expiry)),
                         ..Default::default()
                     }
                 };
@@ -605,11 +634,11 @@ impl Connection {
             }
             Found::Absent(_) => return Value::Integer(0),
         };
-        let result = if ms <= 0 {
+        let result = if expired {
             self.write_version(key, VersionOp::Delete, (context, sibling), None)
                 .await
         } else {
-            self.write_version(key, VersionOp::Touch, (context, sibling), Some(ms as u64))
+            self.write_version(key, VersionOp::Touch, (context, sibling), Some(expiry))
                 .await
         };
         match result {
@@ -777,7 +806,7 @@ impl Connection {
             Ok(Found::Collection(c)) if c.expires_at(wall_ms()).is_some() => {
                 let u = CollectionUpdate {
                     kind: c.kind,
-                    ttl_ms: Some(None),
+                    expiry: Some(None),
                     ..Default::default()
                 };
                 match self.update_collection(key, u).await {
@@ -957,7 +986,7 @@ impl Connection {
             Ok(c) => c,
             Err(e) => return e,
         };
-        let ttl_ms = match args.len() {
+        let expiry = match args.len() {
             3 => None,
             5 => {
                 let unit = args[3].to_ascii_lowercase();
@@ -966,8 +995,7 @@ impl Connection {
                     .and_then(|s| s.parse::<u64>().ok())
                     .filter(|n| *n > 0);
                 match (unit.as_slice(), n) {
-                    (b"ex", Some(n)) => Some(n.saturating_mul(1000)),
-                    (b"px", Some(n)) => Some(n),
+                    (b"ex" | b"px", Some(n)) => Some(expiry_arg(&unit, n)),
                     _ => {
                         return Value::error(
                             "ERR syntax error: expected EX seconds or PX milliseconds, positive",
@@ -982,7 +1010,7 @@ impl Connection {
             }
         };
         match self
-            .write(key, Some(args[1].clone()), context, ttl_ms)
+            .write(key, Some(args[1].clone()), context, expiry)
             .await
         {
             Ok(c) => Value::bulk(Context(c).encode()),
@@ -1011,7 +1039,7 @@ impl Connection {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum VersionBound {
     GetDel,
-    Expire { millis: bool },
+    Expire { millis: bool, absolute: bool },
     Persist,
     GetEx,
 }

@@ -50,7 +50,7 @@ use hydra_core::bucket::Consistency;
 use hydra_core::ids::NodeId;
 use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::message::{
-    CasAction, ClientError, ClientRequest, ClientResponse, ErrorCode, Receipt, VersionOp,
+    CasAction, ClientError, ClientRequest, ClientResponse, ErrorCode, Expiry, Receipt, VersionOp,
     WriteRequest,
 };
 use hydra_core::version::{Sibling, VersionVector};
@@ -381,7 +381,7 @@ impl Connection {
         key: ObjectKey,
         value: Option<Vec<u8>>,
         context: Option<VersionVector>,
-        ttl_ms: Option<u64>,
+        expiry: Option<Expiry>,
     ) -> ClientRequest {
         let context = context.or_else(|| {
             self.seen
@@ -400,7 +400,7 @@ impl Connection {
             w: self.w,
             timeout_ms: None,
             sloppy: None,
-            ttl_ms,
+            expiry,
             on_version: None,
             collection: None,
         })
@@ -555,17 +555,17 @@ impl Connection {
     /// Acts on exactly the version a [`Connection::read_version`] returned: in an `lww`
     /// bucket a write bound to that version (a later write by anyone stays); in a `siblings`
     /// bucket a new version with the read's context (a concurrent write stays as a sibling).
-    /// `Touch` keeps the value read with TTL `ttl_ms`; `Delete` deletes it.
+    /// `Touch` keeps the value read, expiring as `expiry` says; `Delete` deletes it.
     async fn write_version(
         &mut self,
         key: ObjectKey,
         op: VersionOp,
         read: (VersionVector, Sibling),
-        ttl_ms: Option<u64>,
+        expiry: Option<Expiry>,
     ) -> Result<VersionVector, Value> {
         let (context, sibling) = read;
         let value = (op == VersionOp::Touch).then_some(sibling.value);
-        let mut request = self.put_request(key, value, Some(context), ttl_ms);
+        let mut request = self.put_request(key, value, Some(context), expiry);
         if let ClientRequest::Put(w) = &mut request {
             if op == VersionOp::Touch {
                 w.content_type = sibling.content_type;
@@ -583,10 +583,10 @@ impl Connection {
         key: ObjectKey,
         value: Option<Vec<u8>>,
         context: Option<VersionVector>,
-        ttl_ms: Option<u64>,
+        expiry: Option<Expiry>,
     ) -> Result<VersionVector, Value> {
         match self
-            .request(self.put_request(key, value, context, ttl_ms))
+            .request(self.put_request(key, value, context, expiry))
             .await?
         {
             ClientResponse::Written { context, .. } => Ok(context),
@@ -730,8 +730,8 @@ impl Connection {
             Handler::MGet => self.mget(args).await,
             Handler::MSet => self.mset(args).await,
             Handler::StrLen => self.strlen(&args[0]).await,
-            Handler::Expire { millis } => {
-                self.version_bound(VersionBound::Expire { millis }, args)
+            Handler::Expire { millis, absolute } => {
+                self.version_bound(VersionBound::Expire { millis, absolute }, args)
                     .await
             }
             Handler::Ttl { millis, absolute } => self.ttl(&args[0], millis, absolute).await,

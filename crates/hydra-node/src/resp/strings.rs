@@ -3,10 +3,9 @@
 //! ones are compare-and-set loops (`Connection::read_modify_write` in `commands.rs`).
 
 use super::Connection;
-use super::commands::{redis_integer, write_action};
+use super::commands::{already_past, expiry_arg, redis_integer, write_action};
 use super::float::Ext;
-use crate::driver::wall_ms;
-use hydra_core::message::VersionOp;
+use hydra_core::message::{Expiry, VersionOp};
 use hydra_core::paxos::Condition;
 use hydra_resp::Value;
 
@@ -102,8 +101,8 @@ impl Connection {
             Ok(k) => k,
             Err(e) => return e,
         };
-        // None: leave the TTL; Some(None): persist; Some(Some(ms)): expire in ms (0: delete).
-        let change: Option<Option<u64>> = match &args[1..] {
+        // None: leave the TTL; Some(None): persist; Some(Some(e)): expire as `e` says.
+        let change: Option<Option<Expiry>> = match &args[1..] {
             [] => None,
             [flag] if flag.eq_ignore_ascii_case(b"persist") => Some(None),
             [flag, n] => {
@@ -118,14 +117,7 @@ impl Connection {
                 if n <= 0 {
                     return Value::error("ERR invalid expire time in 'getex' command");
                 }
-                let n = n as u64;
-                let now = wall_ms();
-                Some(Some(match flag.as_slice() {
-                    b"ex" => n.saturating_mul(1000),
-                    b"px" => n,
-                    b"exat" => n.saturating_mul(1000).saturating_sub(now),
-                    _ => n.saturating_sub(now),
-                }))
+                Some(Some(expiry_arg(&flag, n as u64)))
             }
             _ => return Value::error("ERR syntax error"),
         };
@@ -139,12 +131,13 @@ impl Connection {
         };
         let value = sibling.value.clone();
         let result = match change {
-            Some(0) => {
+            // An absolute time already past deletes the key, as in Redis.
+            Some(e) if already_past(Some(e)) => {
                 self.write_version(key, VersionOp::Delete, (context, sibling), None)
                     .await
             }
-            Some(ms) => {
-                self.write_version(key, VersionOp::Touch, (context, sibling), Some(ms))
+            Some(e) => {
+                self.write_version(key, VersionOp::Touch, (context, sibling), Some(e))
                     .await
             }
             None if sibling.expires_at.is_none() => return Value::Bulk(value),

@@ -54,8 +54,10 @@ pub(super) enum Handler {
     MGet,
     MSet,
     StrLen,
+    /// EXPIRE, PEXPIRE (`millis`); EXPIREAT, PEXPIREAT (`absolute`: a Unix time).
     Expire {
         millis: bool,
+        absolute: bool,
     },
     /// TTL, PTTL (`absolute` false), EXPIRETIME, PEXPIRETIME (true).
     Ttl {
@@ -222,8 +224,46 @@ pub(super) static COMMANDS: &[Spec] = &[
     spec("mget", -2, R, KEYS, Handler::MGet),
     spec("mset", -3, W, (1, -1, 2), Handler::MSet),
     spec("strlen", 2, R, KEY1, Handler::StrLen),
-    spec("expire", -3, W, KEY1, Handler::Expire { millis: false }),
-    spec("pexpire", -3, W, KEY1, Handler::Expire { millis: true }),
+    spec(
+        "expire",
+        -3,
+        W,
+        KEY1,
+        Handler::Expire {
+            millis: false,
+            absolute: false,
+        },
+    ),
+    spec(
+        "pexpire",
+        -3,
+        W,
+        KEY1,
+        Handler::Expire {
+            millis: true,
+            absolute: false,
+        },
+    ),
+    spec(
+        "expireat",
+        -3,
+        W,
+        KEY1,
+        Handler::Expire {
+            millis: false,
+            absolute: true,
+        },
+    ),
+    spec(
+        "pexpireat",
+        -3,
+        W,
+        KEY1,
+        Handler::Expire {
+            millis: true,
+            absolute: true,
+        },
+    ),
     spec(
         "ttl",
         2,
@@ -654,8 +694,22 @@ mod tests {
             Handler::MGet,
             Handler::MSet,
             Handler::StrLen,
-            Handler::Expire { millis: false },
-            Handler::Expire { millis: true },
+            Handler::Expire {
+                millis: false,
+                absolute: false,
+            },
+            Handler::Expire {
+                millis: true,
+                absolute: false,
+            },
+            Handler::Expire {
+                millis: false,
+                absolute: true,
+            },
+            Handler::Expire {
+                millis: true,
+                absolute: true,
+            },
             Handler::Ttl {
                 millis: false,
                 absolute: false,

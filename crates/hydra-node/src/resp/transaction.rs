@@ -21,7 +21,7 @@
 //! snapshot of its key.
 
 use super::*;
-use hydra_core::message::{CasRequest, PaxosReceipt};
+use hydra_core::message::{CasRequest, Expiry, PaxosReceipt};
 use hydra_core::paxos::{Ballot, Condition};
 use std::collections::BTreeSet;
 
@@ -134,10 +134,10 @@ impl Overlay {
                 collection: None,
             }),
             ClientRequest::Put(w) => {
-                let at = |ttl: Option<u64>| ttl.map(|t| self.now_ms.saturating_add(t));
+                let at = |e: Option<Expiry>| e.map(|e| e.deadline(self.now_ms));
                 match (w.on_version, w.value) {
                     (Some(VersionOp::Touch), _) => {
-                        let expires_at = at(w.ttl_ms);
+                        let expires_at = at(w.expiry);
                         if let Some(mut s) = self.visible().cloned() {
                             s.expires_at = expires_at;
                             self.ttl_changed = true;
@@ -147,7 +147,7 @@ impl Overlay {
                     (Some(VersionOp::Delete), _) | (None, None) => self.store(None),
                     (None, Some(value)) => {
                         self.ttl_changed = true;
-                        let s = self.sibling(value, w.content_type, at(w.ttl_ms));
+                        let s = self.sibling(value, w.content_type, at(w.expiry));
                         self.store(Some(s));
                     }
                 }
@@ -170,14 +170,14 @@ impl Overlay {
                         CasAction::Write {
                             value,
                             content_type,
-                            ttl_ms,
+                            expiry,
                             keep_ttl,
                         } => {
                             let expires_at = if keep_ttl {
                                 previous.first().and_then(|s| s.expires_at)
                             } else {
                                 self.ttl_changed = true;
-                                ttl_ms.map(|t| self.now_ms.saturating_add(t))
+                                expiry.map(|e| e.deadline(self.now_ms))
                             };
                             let s = self.sibling(value, content_type, expires_at);
                             self.store(Some(s));
@@ -218,9 +218,10 @@ impl Overlay {
             Some(s) => CasAction::Write {
                 value: s.value.clone(),
                 content_type: s.content_type.clone(),
-                ttl_ms: if self.ttl_changed {
-                    s.expires_at
-                        .map(|at| at.saturating_sub(crate::driver::wall_ms()).max(1))
+                // The time the transaction's commands set, exactly (not counted again from the
+                // coordinator's clock).
+                expiry: if self.ttl_changed {
+                    s.expires_at.map(Expiry::AtMs)
                 } else {
                     None
                 },
@@ -599,10 +600,10 @@ mod tests {
                 supersedes: None,
             })
         };
-        let write = |v: &str, ttl_ms| CasAction::Write {
+        let write = |v: &str, ttl_ms: Option<u64>| CasAction::Write {
             value: v.as_bytes().to_vec(),
             content_type: "text/plain".into(),
-            ttl_ms,
+            expiry: ttl_ms.map(Expiry::AfterMs),
             keep_ttl: false,
         };
         let applied = |r: Reply| matches!(r, Ok(ClientResponse::Cas { applied: true, .. }));
@@ -627,12 +628,13 @@ mod tests {
         match copy.write_back() {
             Some(CasAction::Write {
                 value,
-                ttl_ms: Some(ttl),
+                expiry: Some(Expiry::AtMs(at)),
                 keep_ttl: false,
                 ..
             }) => {
                 assert_eq!(value, b"3");
-                assert!(ttl > 59_000 && ttl <= 60_000, "{ttl}");
+                // Exactly the time the transaction set, whenever it is written back.
+                assert_eq!(at, copy.now_ms + 60_000);
             }
             other => panic!("{other:?}"),
         }

@@ -65,7 +65,7 @@ impl World {
                 w: None,
                 timeout_ms: None,
                 sloppy: None,
-                ttl_ms: None,
+                expiry: None,
                 on_version: None,
                 collection: None,
             });
@@ -82,7 +82,7 @@ impl World {
             action: CasAction::Write {
                 value: encode_register(new),
                 content_type: "application/octet-stream".into(),
-                ttl_ms: None,
+                expiry: None,
                 keep_ttl: false,
             },
             timeout_ms: None,

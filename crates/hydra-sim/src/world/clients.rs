@@ -9,7 +9,9 @@ use crate::workload::{
 };
 use hydra_core::bucket::Consistency;
 use hydra_core::ids::Timestamp;
-use hydra_core::message::{ClientError, ClientRequest, ClientResponse, VersionOp, WriteRequest};
+use hydra_core::message::{
+    ClientError, ClientRequest, ClientResponse, Expiry, VersionOp, WriteRequest,
+};
 use hydra_core::version::VersionVector;
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -361,7 +363,7 @@ impl World {
             w: None,
             timeout_ms: None,
             sloppy: None,
-            ttl_ms: None,
+            expiry: None,
             on_version: None,
             collection: None,
         });
@@ -400,7 +402,7 @@ impl World {
             w: None,
             timeout_ms: None,
             sloppy: None,
-            ttl_ms: None,
+            expiry: None,
             on_version: None,
             collection: None,
         });
@@ -483,7 +485,16 @@ impl World {
             w: None,
             timeout_ms: None,
             sloppy: None,
-            ttl_ms,
+            // Half the TTLs as the absolute time they end at (Redis `PXAT`), read off the true
+            // clock at invocation: the same deadline for the checker, but exact on any
+            // coordinator's clock instead of counted from its stamp.
+            expiry: ttl_ms.map(|ms| {
+                if id.is_multiple_of(2) {
+                    Expiry::AtMs(self.now + ms)
+                } else {
+                    Expiry::AfterMs(ms)
+                }
+            }),
             on_version,
             collection: None,
         });

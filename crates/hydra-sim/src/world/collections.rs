@@ -241,7 +241,7 @@ impl World {
                 vec![(COUNTER_FIELD.to_vec(), dots.clone())]
             },
             adds: vec![(COUNTER_FIELD.to_vec(), count.to_le_bytes().to_vec())],
-            ttl_ms: None,
+            expiry: None,
         };
         let request = ClientRequest::Cas(CasRequest {
             key: self.collection_key(COUNTER),
@@ -328,7 +328,7 @@ impl World {
             w: None,
             timeout_ms: None,
             sloppy: None,
-            ttl_ms: None,
+            expiry: None,
             on_version: None,
             collection: Some(update),
         });

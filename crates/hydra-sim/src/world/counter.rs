@@ -128,7 +128,7 @@ impl World {
                     action: CasAction::Write {
                         value: encode(&next),
                         content_type: "application/octet-stream".into(),
-                        ttl_ms: None,
+                        expiry: None,
                         keep_ttl: false,
                     },
                     timeout_ms: None,

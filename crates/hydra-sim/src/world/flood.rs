@@ -45,7 +45,7 @@ impl World {
                     w: None,
                     timeout_ms: None,
                     sloppy: None,
-                    ttl_ms: None,
+                    expiry: None,
                     on_version: None,
                     collection: None,
                 });
@@ -165,7 +165,7 @@ impl World {
                 w: Some(Consistency::All),
                 timeout_ms: None,
                 sloppy: None,
-                ttl_ms: None,
+                expiry: None,
                 on_version: None,
                 collection: None,
             });
