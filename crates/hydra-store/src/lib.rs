@@ -202,7 +202,10 @@ impl Store for FjallStore {
         }
         let value = self.data.get(key).map_err(io)?;
         let out = value.as_ref().map(|v| v.to_vec());
-        rows.insert(key.to_vec(), value);
+        // Cached as a copy of its own: a value read from a table is a view into the whole
+        // block it was decoded from, which the cache would keep alive at the weight of the
+        // value alone (at 10M keys, 32 MiB of row cache held about 550 MB of blocks).
+        rows.insert(key.to_vec(), out.as_deref().map(Slice::from));
         Ok(out)
     }
 
