@@ -12,7 +12,8 @@
 #      `POST /v1/admin/anti-entropy|handoff`), so its cost is a ratio;
 #   4. one node is stopped and started again: the time from its start to answering 200
 #      probe keys correctly from its own store (consistency one), then uniform GETs over
-#      all keys at once (its Merkle trees still rebuilding, its caches cold).
+#      all keys at once (its Merkle trees still rebuilding, its caches cold), and every
+#      node's resident memory after them (caches filled by reads from tables).
 # Prints a summary with the ratios against the baseline and writes every figure to OUT.
 #
 # Usage: scripts/bench-scale.sh [KEYS, default 1000000] [seconds per measure, default 15]
@@ -64,6 +65,8 @@ footprint() { # label: resident memory (MB) and disk (MB) of every node
     local i pid rss disk
     for i in $(seq 0 $((nodes - 1))); do
         pid=$(field "$i" pid)
+        # Node 2 runs again under a new process after the restart.
+        if [ "$i" = 1 ] && [ -n "$restarted_pid" ]; then pid=$restarted_pid; fi
         rss=$(awk '/VmRSS/ {print int($2/1024)}' "/proc/$pid/status")
         disk=$(du -sm "$dir/n$((i + 1))" | cut -f1)
         echo "$1,n$((i + 1)),$rss,$disk" >>"$out/footprint.csv"
@@ -181,6 +184,7 @@ t1=$(date +%s.%N)
 restart_s=$(python3 -c "print(round($t1 - $t0, 2))")
 echo "restart_to_correct_reads_s,$restart_s" >"$out/restart.csv"
 bench restarted-get --workload c --distribution uniform --records "$keys" --skip-load --seconds "$secs"
+footprint after-restarted-get
 
 python3 - "$out" "$keys" "$base" "$nodes" <<'EOF'
 import json, sys, csv
