@@ -34,6 +34,7 @@
 
 mod collections;
 mod commands;
+mod expiry;
 mod float;
 mod keys;
 mod meta;

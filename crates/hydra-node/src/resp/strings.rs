@@ -3,7 +3,8 @@
 //! ones are compare-and-set loops (`Connection::read_modify_write` in `commands.rs`).
 
 use super::Connection;
-use super::commands::{already_past, expiry_arg, redis_integer, write_action};
+use super::commands::{redis_integer, write_action};
+use super::expiry::{already_past, expiry_arg};
 use super::float::Ext;
 use hydra_core::message::{Expiry, VersionOp};
 use hydra_core::paxos::Condition;
