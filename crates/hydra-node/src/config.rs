@@ -222,8 +222,9 @@ pub struct StorageSection {
     pub durability: String,
     /// How long after every primary acked a delete (or an expiry) its tombstone is removed.
     pub tombstone_grace_ms: u64,
-    /// The store's block cache, in bytes (at least 1 MiB): with `memtable_bytes`, what
-    /// bounds the node's resident memory whatever the number of keys.
+    /// The store's block cache, in bytes (at least 1 MiB): with `memtable_bytes` and
+    /// `row_cache_bytes`, what bounds the node's resident memory, plus about a byte per key
+    /// for the tables' index and filter blocks, which stay pinned in memory.
     pub cache_bytes: u64,
     /// Size at which the store's memtable is flushed to disk, in bytes (1 MiB to 1 GiB).
     pub memtable_bytes: u64,
