@@ -167,7 +167,8 @@ pub(crate) fn cas_loop(
 }
 
 /// One register client: a RESP connection to its node, `SET` (unique values; odd keys with
-/// a short or long TTL), `GET`, `GETDEL`, and on odd keys `PEXPIRE` and `PERSIST`. After a broken connection the client reconnects under a
+/// a short or long TTL, every other one as `PXAT`), `GET`, `GETDEL`, and on odd keys `PEXPIRE`
+/// (or `PEXPIREAT`) and `PERSIST`. After a broken connection the client reconnects under a
 /// new process id (what it saw went with the old connection).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn register_loop(
@@ -230,11 +231,16 @@ pub(crate) fn register_loop(
             F::Touch => (serde_json::Value::Null, ttl_ms),
             _ => (serde_json::Value::Null, None),
         };
+        // Every other TTL as the Unix time it ends at (`PXAT`, `PEXPIREAT`), on this
+        // machine's clock: the checker's windows (from the invocation) hold for both.
+        let absolute = counter.is_multiple_of(2);
         recorder.record(op(Kind::Invoke, f, invoke_value.clone(), None, invoke_ttl));
         let result = session.call(|c| match f {
-            F::Set => register::set(c, &key, value, ttl_ms).map(|()| invoke_value.clone()),
+            F::Set => {
+                register::set(c, &key, value, ttl_ms, absolute).map(|()| invoke_value.clone())
+            }
             F::Getdel => register::getdel(c, &key).map(|v| json!(v)),
-            F::Touch => register::touch(c, &key, ttl_ms).map(|n| json!(n)),
+            F::Touch => register::touch(c, &key, ttl_ms, absolute).map(|n| json!(n)),
             _ => register::get(c, &key).map(|v| json!(v)),
         });
         match result {

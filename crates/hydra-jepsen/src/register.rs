@@ -2,6 +2,7 @@
 //! its node and sends `SET key value` (unique values) and `GET key` to keys of bucket
 //! `redis` (`lww`). Half the keys carry TTLs: a short one (`PX 500`, so values expire during
 //! the run) or a long one (`PX 600000`, a refresh that must outlive any earlier expiry).
+//! Every other TTL goes as the Unix time it ends at (`PXAT`, `PEXPIREAT`) instead.
 //! Every key also takes `GETDEL`s, and keys with TTLs take `PEXPIRE`s (short or long) and
 //! `PERSIST`s: commands that act on the version they read, racing the other clients' `SET`s. A
 //! connection that fails is replaced, and so is its process id (as Jepsen does after an
@@ -206,18 +207,37 @@ impl<'a> Session<'a> {
     }
 }
 
-/// `SET key value [PX ttl]`: `Ok` on `+OK`.
+/// The Unix time in milliseconds on this machine's clock.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A TTL as the arguments that give it: `ttl` milliseconds (`relative`), or the Unix time
+/// `ttl` milliseconds from now on this machine's clock (`absolute`: `PXAT`, `PEXPIREAT`).
+fn expiry_arg(ttl_ms: u64, absolute: bool) -> String {
+    if absolute {
+        (unix_ms() + ttl_ms).to_string()
+    } else {
+        ttl_ms.to_string()
+    }
+}
+
+/// `SET key value [PX ttl | PXAT now+ttl]` (`absolute`): `Ok` on `+OK`.
 pub fn set(
     conn: &mut Connection,
     key: &str,
     value: u64,
     ttl_ms: Option<u64>,
+    absolute: bool,
 ) -> Result<(), Broken> {
     let value = value.to_string();
-    let ttl = ttl_ms.map(|t| t.to_string());
+    let ttl = ttl_ms.map(|t| expiry_arg(t, absolute));
     let mut args: Vec<&[u8]> = vec![b"SET", key.as_bytes(), value.as_bytes()];
     if let Some(t) = &ttl {
-        args.extend([b"PX".as_slice(), t.as_bytes()]);
+        let unit: &[u8] = if absolute { b"PXAT" } else { b"PX" };
+        args.extend([unit, t.as_bytes()]);
     }
     match conn.call(&args)? {
         Value::Simple(s) if s == "OK" => Ok(()),
@@ -256,11 +276,18 @@ pub fn getdel(conn: &mut Connection, key: &str) -> Result<Option<u64>, Broken> {
     }
 }
 
-/// `PEXPIRE key ttl` (`Some(ttl)`) or `PERSIST key` (`None`): the integer reply.
-pub fn touch(conn: &mut Connection, key: &str, ttl_ms: Option<u64>) -> Result<i64, Broken> {
-    let ttl = ttl_ms.map(|t| t.to_string());
+/// `PEXPIRE key ttl` or `PEXPIREAT key now+ttl` (`Some(ttl)`, `absolute`) or `PERSIST key`
+/// (`None`): the integer reply.
+pub fn touch(
+    conn: &mut Connection,
+    key: &str,
+    ttl_ms: Option<u64>,
+    absolute: bool,
+) -> Result<i64, Broken> {
+    let ttl = ttl_ms.map(|t| expiry_arg(t, absolute));
+    let command: &[u8] = if absolute { b"PEXPIREAT" } else { b"PEXPIRE" };
     let reply = match &ttl {
-        Some(t) => conn.call(&[b"PEXPIRE", key.as_bytes(), t.as_bytes()])?,
+        Some(t) => conn.call(&[command, key.as_bytes(), t.as_bytes()])?,
         None => conn.call(&[b"PERSIST", key.as_bytes()])?,
     };
     match reply {
