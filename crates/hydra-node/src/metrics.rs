@@ -331,22 +331,102 @@ impl Metrics {
 /// Counts a KV request and its latency in the metrics (both front ends call this).
 pub fn record(
     metrics: &Metrics,
-    op: &str,
+    op: &'static str,
     level: Option<Consistency>,
     started: Instant,
     result: &Reply,
 ) {
-    let level = level.map_or("default".to_string(), |l| l.to_string());
-    record_at(metrics, op, level, started, result)
+    record_many(metrics, started, [(op, Level::Of(level), result)])
 }
 
 /// Records a compare-and-set (a conditional write, or a serial read): level `serial`.
-pub fn record_serial(metrics: &Metrics, op: &str, started: Instant, result: &Reply) {
-    record_at(metrics, op, "serial".into(), started, result)
+pub fn record_serial(metrics: &Metrics, op: &'static str, started: Instant, result: &Reply) {
+    record_many(metrics, started, [(op, Level::Serial, result)])
 }
 
-fn record_at(metrics: &Metrics, op: &str, level: String, started: Instant, result: &Reply) {
-    let status = match result {
+/// The level label of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// A consistency level asked for (`None`: the bucket's default).
+    Of(Option<Consistency>),
+    /// A compare-and-set or a serial read.
+    Serial,
+}
+
+impl Level {
+    fn label(self) -> String {
+        match self {
+            Level::Of(None) => "default".into(),
+            Level::Of(Some(l)) => l.to_string(),
+            Level::Serial => "serial".into(),
+        }
+    }
+}
+
+/// Records requests that started together (one, or a pipeline's batch): each distinct label
+/// set is looked up once, not once per request (a pipelined request paid five label
+/// allocations and two map lookups of its own).
+pub fn record_many<'a>(
+    metrics: &Metrics,
+    started: Instant,
+    requests: impl IntoIterator<Item = (&'static str, Level, &'a Reply)>,
+) {
+    let elapsed = started.elapsed().as_secs_f64();
+    // (op, level, status) -> count; a batch has one or a few.
+    let mut groups: Vec<((&'static str, Level, &'static str), u64)> = Vec::new();
+    let mut repairs = 0u64;
+    for (op, level, result) in requests {
+        let status = status_of(op, result);
+        match groups.iter_mut().find(|(k, _)| *k == (op, level, status)) {
+            Some((_, n)) => *n += 1,
+            None => groups.push(((op, level, status), 1)),
+        }
+        if let Ok(r) = result
+            && let Some(receipt) = r.receipt()
+        {
+            repairs += receipt.read_repairs.len() as u64;
+        }
+    }
+    let mut latencies: Vec<((&'static str, Level), u64)> = Vec::new();
+    for ((op, level, status), n) in groups {
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                op: op.into(),
+                level: level.label(),
+                status: status.into(),
+            })
+            .inc_by(n);
+        if status == ErrorCode::QuorumNotReached.as_str() {
+            metrics
+                .quorum_failures
+                .get_or_create(&OpLabels { op: op.into() })
+                .inc_by(n);
+        }
+        match latencies.iter_mut().find(|(k, _)| *k == (op, level)) {
+            Some((_, m)) => *m += n,
+            None => latencies.push(((op, level), n)),
+        }
+    }
+    for ((op, level), n) in latencies {
+        let histogram = metrics
+            .latency
+            .get_or_create(&LatencyLabels {
+                op: op.into(),
+                level: level.label(),
+            })
+            .clone();
+        for _ in 0..n {
+            histogram.observe(elapsed);
+        }
+    }
+    if repairs > 0 {
+        metrics.read_repairs.inc_by(repairs);
+    }
+}
+
+fn status_of(op: &str, result: &Reply) -> &'static str {
+    match result {
         Ok(ClientResponse::Read { siblings, .. }) if siblings.is_empty() => "not_found",
         Ok(ClientResponse::Read { siblings, .. }) if siblings.len() > 1 => "siblings",
         Ok(ClientResponse::Cas { siblings, .. }) if op == "get" && siblings.is_empty() => {
@@ -355,36 +435,72 @@ fn record_at(metrics: &Metrics, op: &str, level: String, started: Instant, resul
         Ok(ClientResponse::Cas { applied: false, .. }) if op != "get" => "not_applied",
         Ok(_) => "ok",
         Err(e) => e.code.as_str(),
-    };
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            op: op.into(),
-            level: level.clone(),
-            status: status.into(),
-        })
-        .inc();
-    metrics
-        .latency
-        .get_or_create(&LatencyLabels {
-            op: op.into(),
-            level,
-        })
-        .observe(started.elapsed().as_secs_f64());
-    match result {
-        Err(e) if e.code == ErrorCode::QuorumNotReached => {
-            metrics
-                .quorum_failures
-                .get_or_create(&OpLabels { op: op.into() })
-                .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hydra_core::ids::NodeId;
+    use hydra_core::message::{ClientError, Receipt};
+    use hydra_core::version::VersionVector;
+
+    fn receipt(repairs: usize) -> Receipt {
+        Receipt {
+            coordinator: NodeId(1),
+            partition: 0,
+            needed: 2,
+            replicas: vec![],
+            read_repairs: (0..repairs as u64).map(NodeId).collect(),
+            hints_stored: 0,
+            elapsed_ms: 0,
         }
-        Ok(r) => {
-            if let Some(receipt) = r.receipt() {
-                metrics
-                    .read_repairs
-                    .inc_by(receipt.read_repairs.len() as u64);
-            }
+    }
+
+    fn not_found(repairs: usize) -> Reply {
+        Ok(ClientResponse::Read {
+            context: VersionVector::default(),
+            siblings: vec![],
+            receipt: receipt(repairs),
+            collection: None,
+        })
+    }
+
+    fn written() -> Reply {
+        Ok(ClientResponse::Written {
+            context: VersionVector::default(),
+            receipt: receipt(0),
+        })
+    }
+
+    #[test]
+    fn a_batch_counts_every_request_under_its_own_labels() {
+        let metrics = Metrics::new();
+        let started = Instant::now();
+        let quorum = Err(ClientError::new(ErrorCode::QuorumNotReached, "no"));
+        let (a, b, c, d) = (not_found(1), not_found(2), written(), quorum);
+        record_many(
+            &metrics,
+            started,
+            [
+                ("get", Level::Of(None), &a),
+                ("get", Level::Of(None), &b),
+                ("put", Level::Of(Some(Consistency::All)), &c),
+                ("put", Level::Serial, &d),
+            ],
+        );
+        record(&metrics, "get", None, started, &a);
+        let text = metrics.render();
+        for line in [
+            r#"hydra_requests_total{op="get",level="default",status="not_found"} 3"#,
+            r#"hydra_requests_total{op="put",level="all",status="ok"} 1"#,
+            r#"hydra_requests_total{op="put",level="serial",status="quorum_not_reached"} 1"#,
+            r#"hydra_request_duration_seconds_count{op="get",level="default"} 3"#,
+            r#"hydra_request_duration_seconds_count{op="put",level="all"} 1"#,
+            r#"hydra_quorum_failures_total{op="put"} 1"#,
+            "hydra_read_repairs_total 4",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
         }
-        _ => {}
     }
 }

@@ -45,7 +45,7 @@ mod transaction;
 
 use crate::driver::{CoreHandle, Reply};
 use crate::http::receipt_json;
-use crate::metrics::{Metrics, record, record_serial};
+use crate::metrics::{Level, Metrics, record_many};
 use commands::VersionBound;
 use hydra_core::bucket::Consistency;
 use hydra_core::ids::NodeId;
@@ -789,10 +789,15 @@ impl Label {
     }
 
     fn record(&self, metrics: &Metrics, started: Instant, result: &Reply) {
+        record_many(metrics, started, [(self.op, self.level(), result)]);
+    }
+
+    /// The request's level label.
+    fn level(&self) -> Level {
         if self.serial {
-            record_serial(metrics, self.op, started, result);
+            Level::Serial
         } else {
-            record(metrics, self.op, self.level, started, result);
+            Level::Of(self.level)
         }
     }
 }

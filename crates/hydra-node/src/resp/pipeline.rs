@@ -11,6 +11,7 @@ use super::{
     take_newest,
 };
 use crate::driver::Reply;
+use crate::metrics::record_many;
 use hydra_core::key::ObjectKey;
 use hydra_core::message::{ClientRequest, ClientResponse, WriteRequest};
 use hydra_resp::{Command, Value};
@@ -142,8 +143,15 @@ impl Connection {
                 let labels: Vec<Label> = chunk.iter().map(Label::of).collect();
                 let started = Instant::now();
                 let replies = self.state.core.request_batch(chunk).await;
-                for ((result, retry), label) in replies.into_iter().zip(retries).zip(labels) {
-                    label.record(&self.state.metrics, started, &result);
+                record_many(
+                    &self.state.metrics,
+                    started,
+                    labels
+                        .iter()
+                        .zip(&replies)
+                        .map(|(label, result)| (label.op, label.level(), result)),
+                );
+                for (result, retry) in replies.into_iter().zip(retries) {
                     done.push(self.after_call(result, retry).await);
                 }
             }
