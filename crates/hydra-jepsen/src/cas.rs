@@ -141,6 +141,8 @@ pub fn txn_write(
     };
     step(c, &[b"WATCH", key.as_bytes()], "OK")?;
     // Read after WATCH: an EXEC that applies saw the key unchanged since, so still this.
+    // Nothing is queued yet, so any failure, even a timeout, leaves the write unapplied (the
+    // connection, if it broke, is dropped by the loop: `Conn::is_broken`).
     let current = crate::register::get(c, key).map_err(|b| Broken {
         kind: Kind::Fail,
         ..b
@@ -211,6 +213,15 @@ impl Conn {
                     .with_token(crate::cluster::ADMIN_TOKEN),
                 bucket.to_string(),
             )),
+        }
+    }
+
+    /// Whether a request broke the connection: a late reply could answer the next request,
+    /// so the connection must not be used again (an HTTP client opens one per request).
+    pub fn is_broken(&self) -> bool {
+        match self {
+            Conn::Resp(c) | Conn::Txn(c) => c.is_broken(),
+            Conn::Http(..) => false,
         }
     }
 
@@ -423,6 +434,65 @@ mod tests {
             error: None,
             ttl_ms: None,
         }
+    }
+
+    /// A server that answers `AUTH` and `WATCH` at once and `GET` only after `delay`, with
+    /// `value`: each command's reply, in order, on one connection.
+    fn slow_get_server(delay: std::time::Duration, value: &'static str) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        std::thread::spawn(move || {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let limits = hydra_resp::Limits::default();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            loop {
+                while let Ok(Some((cmd, used))) = hydra_resp::parse_command(&buf, &limits) {
+                    buf.drain(..used);
+                    let reply = if cmd[0].eq_ignore_ascii_case(b"GET") {
+                        std::thread::sleep(delay);
+                        format!("${}\r\n{value}\r\n", value.len())
+                    } else {
+                        "+OK\r\n".to_string()
+                    };
+                    if stream.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_transaction_whose_read_times_out_fails_and_breaks_its_connection() {
+        let ms = std::time::Duration::from_millis;
+        // The read after `WATCH` comes too late: nothing was queued, so the write certainly
+        // did not apply; but its reply is still on the way, and would answer the next
+        // command, so the connection must go.
+        let addr = slow_get_server(ms(600), "358");
+        let mut c = Conn::open(&Front::Txn(addr), "redis", ms(200)).expect("open");
+        assert!(!c.is_broken());
+        let e = c
+            .write("cas0", Some(358), None, 1)
+            .expect_err("the read timed out");
+        assert_eq!(e.kind, Kind::Fail, "{}", e.error);
+        assert!(
+            c.is_broken(),
+            "a connection with a reply in flight was kept"
+        );
+        // A read in time keeps the connection.
+        let addr = slow_get_server(ms(0), "358");
+        let mut c = Conn::open(&Front::Txn(addr), "redis", ms(2000)).expect("open");
+        assert_eq!(c.read("cas0").expect("read").0, Some(358));
+        assert!(!c.is_broken());
     }
 
     #[test]

@@ -147,7 +147,11 @@ pub(crate) fn cas_loop(
                         }
                     })
             };
-            conn = Some(c);
+            // A request that broke the connection may still get its reply, which would
+            // answer the next one (a `GET` of another key would return this key's value).
+            if !c.is_broken() {
+                conn = Some(c);
+            }
             r
         });
         match result {

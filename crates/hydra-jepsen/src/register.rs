@@ -56,6 +56,10 @@ pub const REPLIED: &str = "coordinator answered: ";
 pub struct Connection {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// A request got no whole reply (a timeout, an I/O error, a bad reply): a reply may
+    /// still be on its way, and would answer the next request, so the connection is done
+    /// whatever the operation counts as.
+    broken: bool,
 }
 
 /// Why a request did not get a reply: `Fail` when nothing can have been written (the
@@ -83,6 +87,7 @@ impl Connection {
         let mut c = Connection {
             stream,
             buf: Vec::new(),
+            broken: false,
         };
         match c.call(&[b"AUTH", crate::cluster::ADMIN_TOKEN.as_bytes()]) {
             Ok(Value::Simple(ok)) if ok == "OK" => Ok(c),
@@ -91,9 +96,22 @@ impl Connection {
         }
     }
 
+    /// Whether a request broke the connection (see `broken`): it must not be used again.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
     /// Sends one command and reads its reply. Any I/O error breaks the connection (`Info`:
     /// the command may have run).
     pub fn call(&mut self, args: &[&[u8]]) -> Result<Value, Broken> {
+        let reply = self.call_once(args);
+        if reply.is_err() {
+            self.broken = true;
+        }
+        reply
+    }
+
+    fn call_once(&mut self, args: &[&[u8]]) -> Result<Value, Broken> {
         let info = |e: String| Broken {
             kind: Kind::Info,
             error: e,
@@ -185,7 +203,8 @@ impl<'a> Session<'a> {
     }
 
     /// Runs `call` on the connection (opened if there is none); an indeterminate failure
-    /// drops it and moves to the next process id.
+    /// drops it and moves to the next process id, and a broken connection is dropped
+    /// whatever the operation counts as.
     pub(crate) fn call<T>(
         &mut self,
         call: impl FnOnce(&mut Connection) -> Result<T, Broken>,
@@ -196,7 +215,9 @@ impl<'a> Session<'a> {
         };
         let result = conn.and_then(|mut c| {
             let r = call(&mut c);
-            self.conn = Some(c);
+            if !c.is_broken() {
+                self.conn = Some(c);
+            }
             r
         });
         if result.as_ref().is_err_and(|e| e.kind == Kind::Info) {
