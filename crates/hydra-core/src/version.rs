@@ -80,7 +80,7 @@ pub struct Dot {
 
 /// A version vector: per node, how many of its events are known. A read's context is one.
 #[derive(Clone, Debug, Default, PartialEq, Hash, Eq, Serialize, Deserialize)]
-pub struct VersionVector(pub BTreeMap<NodeId, u64>);
+pub struct VersionVector(pub crate::counters::Counters);
 
 impl VersionVector {
     pub fn get(&self, node: NodeId) -> u64 {

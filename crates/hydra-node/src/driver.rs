@@ -21,9 +21,7 @@ use crate::transport::Transport;
 use hydra_core::bucket::BucketProps;
 use hydra_core::ids::{ClientRequestId, NodeId, Timestamp};
 use hydra_core::key::BucketName;
-use hydra_core::message::{
-    ClientError, ClientRequest, ClientResponse, Envelope, ErrorCode, encode_envelope,
-};
+use hydra_core::message::{ClientError, ClientRequest, ClientResponse, Envelope, ErrorCode};
 use hydra_core::node::{Ctx, Input, Node, NodeStatus, Output};
 use hydra_store::{Durability, FjallStore};
 use rand::SeedableRng;
@@ -587,7 +585,7 @@ impl Driver {
                 match output {
                     Output::Send { to, envelope } => {
                         let batch = self.outbox.entry(to).or_default();
-                        crate::transport::push_frame(batch, &encode_envelope(&envelope));
+                        crate::transport::push_envelope(batch, &envelope);
                         if batch.len() >= OUTBOX_BYTES_MAX {
                             let batch = std::mem::take(batch);
                             if !self.transport.send(to, batch) {

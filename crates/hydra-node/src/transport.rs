@@ -43,6 +43,16 @@ pub fn push_frame(batch: &mut Vec<u8>, frame: &[u8]) {
     batch.extend_from_slice(frame);
 }
 
+/// Appends one frame of `envelope` to a batch, encoded in place ([`push_frame`] of
+/// `encode_envelope(envelope)`, without the copy).
+pub fn push_envelope(batch: &mut Vec<u8>, envelope: &hydra_core::message::Envelope) {
+    let start = batch.len();
+    batch.extend_from_slice(&[0; 4]);
+    hydra_core::message::encode_envelope_into(envelope, batch);
+    let len = (batch.len() - start - 4) as u32;
+    batch[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
 /// Queues of frame batches to the peers.
 pub struct Transport {
     me: NodeId,

@@ -114,6 +114,13 @@ pub fn encode_envelope(envelope: &Envelope) -> Vec<u8> {
     encode(MESSAGE_FORMAT, envelope)
 }
 
+/// [`encode_envelope`] appended to `out` (a batch of frames), with no buffer of its own.
+pub fn encode_envelope_into(envelope: &Envelope, out: &mut Vec<u8>) {
+    out.push(MESSAGE_FORMAT);
+    *out = postcard::to_extend(envelope, std::mem::take(out))
+        .expect("encoding into a Vec cannot fail");
+}
+
 pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
     const WHAT: &str = "internode message";
     let envelope: Envelope = decode(WHAT, MESSAGE_FORMAT, bytes)?;
@@ -543,6 +550,13 @@ mod tests {
         assert_eq!(
             hex(&encode_envelope(&env)),
             "0a0700ac020162016b000102010101760174050000"
+        );
+        // Encoded in place, after what a batch already holds: the same bytes.
+        let mut batch = vec![0xff, 0xee];
+        encode_envelope_into(&env, &mut batch);
+        assert_eq!(
+            hex(&batch),
+            "ffee0a0700ac020162016b000102010101760174050000"
         );
         let env = Envelope {
             layout_version: LayoutVersion(1),

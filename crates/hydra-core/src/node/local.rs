@@ -146,6 +146,11 @@ impl Local {
         }
     }
 
+    /// The partition of a key (without building its storage key, as `locate` does).
+    pub(crate) fn partition_of(&self, key: &ObjectKey) -> PartitionId {
+        self.layout.partition_for(key.bucket.as_str(), key.key())
+    }
+
     /// The partition of a key and where it is stored.
     pub(crate) fn locate(&self, key: &ObjectKey) -> (PartitionId, Vec<u8>) {
         let partition = self.layout.partition_for(key.bucket.as_str(), key.key());

@@ -573,7 +573,7 @@ impl Node {
             }
             other => (other, AnswerAs::Cas),
         };
-        let (partition, _) = local.locate(&valid.key);
+        let partition = local.partition_of(&valid.key);
         let replicas = local
             .layout
             .preference_list(partition, valid.props.n as usize)

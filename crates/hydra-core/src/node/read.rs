@@ -55,9 +55,12 @@ struct ReadState {
     /// when one asked fails or at the retry timer, and dropped from the receipt once R have
     /// answered.
     unasked: Vec<(NodeId, Option<NodeId>)>,
-    /// When the unasked are asked anyway, and when the read times out.
-    retry_at: Timestamp,
+    /// When the read times out.
     deadline: Timestamp,
+    /// The one timer the read has in the queue: the retry while replicas are unasked and
+    /// its time comes before the deadline, then the deadline (one insert and one removal
+    /// per read in the common case, where the read ends before its retry time).
+    armed: (Timestamp, Timer),
 }
 
 /// The reads this node coordinates.
@@ -105,9 +108,12 @@ impl Reads {
             vec![]
         };
         let retry_at = ctx.now.plus_ms(retry_after);
-        if !unasked.is_empty() && retry_at < deadline {
-            local.timers.set(retry_at, Timer::ReadRetry(req));
-        }
+        let armed = if !unasked.is_empty() && retry_at < deadline {
+            (retry_at, Timer::ReadRetry(req))
+        } else {
+            (deadline, Timer::ReadDeadline(req))
+        };
+        local.timers.set(armed.0, armed.1);
         self.in_flight.insert(
             req,
             Box::new(ReadState {
@@ -122,11 +128,10 @@ impl Reads {
                 replied: false,
                 merged_responses: 0,
                 unasked,
-                retry_at,
                 deadline,
+                armed,
             }),
         );
-        local.timers.set(deadline, Timer::ReadDeadline(req));
         if asked.is_empty() {
             // Replicas believed down may already make R unreachable.
             return self.settle(local, ctx, req);
@@ -166,10 +171,16 @@ impl Reads {
             Some((_, None)) => {
                 let (_, skey) = local.locate(&key);
                 let waiter = Waiter::LocalRead { req, key };
-                if let Some((Waiter::LocalRead { req, key }, synced)) =
-                    local.durability.wait_for_key(&skey, waiter)
-                {
-                    self.on_local_synced(local, ctx, req, &key, synced);
+                match local.durability.wait_for_key(&skey, waiter) {
+                    // Nothing to wait for: read by the storage key already built.
+                    Some((Waiter::LocalRead { req, .. }, Ok(()))) => {
+                        let result = local.load(ctx.store, &skey);
+                        self.on_response(local, ctx, me, req, result);
+                    }
+                    Some((Waiter::LocalRead { req, key }, synced)) => {
+                        self.on_local_synced(local, ctx, req, &key, synced);
+                    }
+                    _ => {}
                 }
             }
             Some((_, Some(owner))) => {
@@ -228,7 +239,7 @@ impl Reads {
         self.settle(local, ctx, req);
     }
 
-    /// The retry timer: replicas beyond R are asked too.
+    /// The retry timer: replicas beyond R are asked too, and the deadline is armed.
     pub(crate) fn on_retry<S: Store>(
         &mut self,
         local: &mut Local,
@@ -238,6 +249,8 @@ impl Reads {
         let Some(state) = self.in_flight.get_mut(&req) else {
             return;
         };
+        state.armed = (state.deadline, Timer::ReadDeadline(req));
+        local.timers.set(state.armed.0, state.armed.1);
         if !state.replied && !state.unasked.is_empty() {
             let replicas = std::mem::take(&mut state.unasked);
             self.ask(local, ctx, req, replicas);
@@ -337,10 +350,7 @@ impl Reads {
             return;
         };
         assert!(state.replied, "a read ends only after its reply");
-        local
-            .timers
-            .cancel(state.deadline, Timer::ReadDeadline(req));
-        local.timers.cancel(state.retry_at, Timer::ReadRetry(req));
+        local.timers.cancel(state.armed.0, state.armed.1);
         if state.responses.len() == state.merged_responses {
             // Nobody answered since the reply merged and repaired.
             return;

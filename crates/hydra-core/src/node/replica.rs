@@ -50,7 +50,7 @@ impl Local {
         let Some(props) = self.buckets.get(&key.bucket) else {
             return false;
         };
-        let (partition, _) = self.locate(key);
+        let partition = self.partition_of(key);
         self.cas_managed(store, key, props, partition)
     }
 
@@ -63,8 +63,14 @@ impl Local {
     ) {
         let (_, skey) = self.locate(&key);
         let waiter = Waiter::Read { to: from, req, key };
-        if let Some((waiter, synced)) = self.durability.wait_for_key(&skey, waiter) {
-            self.release(ctx, waiter, synced);
+        match self.durability.wait_for_key(&skey, waiter) {
+            // Nothing to wait for: read by the storage key already built.
+            Some((Waiter::Read { to, req, .. }, Ok(()))) => {
+                let result = self.load(ctx.store, &skey);
+                self.out.send(to, Message::ReadResponse { req, result });
+            }
+            Some((waiter, synced)) => self.release(ctx, waiter, synced),
+            None => {}
         }
     }
 
