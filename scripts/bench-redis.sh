@@ -3,7 +3,9 @@
 # one with `appendfsync always`, and a 3-node Hydra dev cluster (N=3, W=2, R=2, durability
 # fsync), all driven by the same redis-benchmark commands; then `hydra bench` workloads
 # A, B, C and F over RESP with durability fsync and none, at 1 and 64 connections.
-# Prints the Hydra/Redis ratios and writes every figure to OUT (default bench-results/).
+# Prints the Hydra/Redis ratios and writes every figure to OUT (default bench-results/),
+# with each server's CPU time per request (its processes' user and system time over the run,
+# divided by the requests): a figure a busy shared machine moves far less than throughput.
 #
 # Usage: scripts/bench-redis.sh [requests, default 100000] [hydra-bench seconds, default 10] [OUT]
 # Needs Debian's redis-server and redis-tools (scripts/test.sh installs them).
@@ -58,32 +60,56 @@ start_hydra() { # durability [binary] [name] -> sets $cluster (the cluster.json 
 
 node_field() { python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['nodes'][int(sys.argv[2])][sys.argv[3]])" "$1" "$2" "$3"; }
 
-# redis-benchmark --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-run_rb() { # label port pipeline [password]
-    local label=$1 port=$2 pipeline=$3 auth=()
-    [ -n "${4:-}" ] && auth=(-a "$4")
-    echo "  $label -P $pipeline" >&2
-    redis-benchmark -h 127.0.0.1 -p "$port" "${auth[@]}" -t set,get -n "$requests" -c 50 -d 100 -r 100000 -P "$pipeline" --csv 2>/dev/null \
-        | tr -d '"' | awk -F, -v l="$label" -v p="$pipeline" 'NR>1 {print l","p","$1","$2","$5","$7","$8}' >>"$out/redis-benchmark.csv"
+cluster_pids() { python3 -c "import json,sys;print(' '.join(str(n['pid']) for n in json.load(open(sys.argv[1]))['nodes']))" "$1"; }
+
+cpu_ticks() { # pids... -> user+system clock ticks of those processes so far
+    local total=0 pid fields
+    for pid in "$@"; do
+        read -ra fields < <(sed 's/.*) //' "/proc/$pid/stat")
+        total=$((total + fields[11] + fields[12]))
+    done
+    echo "$total"
 }
 
-echo "label,pipeline,test,rps,p50_ms,p99_ms,max_ms" >"$out/redis-benchmark.csv"
+# redis-benchmark --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+# Each test runs alone, so the server's CPU time (all its processes: the three nodes of a
+# Hydra cluster) per request is known too: a figure a busy shared machine moves far less than
+# requests per second.
+run_rb() { # label port pipeline password pids...
+    local label=$1 port=$2 pipeline=$3 auth=() test before after
+    [ -n "$4" ] && auth=(-a "$4")
+    shift 4
+    echo "  $label -P $pipeline" >&2
+    for test in set get; do
+        before=$(cpu_ticks "$@")
+        csv=$(redis-benchmark -h 127.0.0.1 -p "$port" "${auth[@]}" -t "$test" -n "$requests" -c 50 -d 100 -r 100000 -P "$pipeline" --csv 2>/dev/null)
+        after=$(cpu_ticks "$@")
+        echo "$csv" | tr -d '"' | awk -F, -v l="$label" -v p="$pipeline" -v t="$((after - before))" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+            'NR>1 {printf "%s,%s,%s,%s,%s,%s,%s,%.1f\n", l, p, $1, $2, $5, $7, $8, t * 1e6 / hz / n}' >>"$out/redis-benchmark.csv"
+    done
+}
+
+echo "label,pipeline,test,rps,p50_ms,p99_ms,max_ms,cpu_us_per_req" >"$out/redis-benchmark.csv"
 echo "starting redis-server (no persistence), redis-server (appendfsync always), hydra (fsync)" >&2
-start_redis redis-nopersist --appendonly no; p_none=$port
-start_redis redis-always --appendonly yes --appendfsync always; p_always=$port
+start_redis redis-nopersist --appendonly no; p_none=$port; cpu_none=${pids[-1]}
+start_redis redis-always --appendonly yes --appendfsync always; p_always=$port; cpu_always=${pids[-1]}
 if [ -n "$baseline" ]; then
     start_hydra fsync "$baseline" hydra-baseline
     pid_baseline=${pids[-1]}
     p_baseline=$(node_field "$cluster" 0 resp | sed 's/.*://'); t_baseline=$token
+    cpu_baseline=$(cluster_pids "$cluster")
 fi
 start_hydra fsync
 p_hydra=$(node_field "$cluster" 0 resp | sed 's/.*://'); t_hydra=$token
+cpu_hydra=$(cluster_pids "$cluster")
 echo "redis-benchmark -t set,get -n $requests -c 50 -d 100 -r 100000:" >&2
 for pipeline in 1 16; do
-    run_rb redis-nopersist "$p_none" "$pipeline"
-    run_rb redis-always "$p_always" "$pipeline"
-    run_rb hydra-fsync "$p_hydra" "$pipeline" "$t_hydra"
-    if [ -n "$baseline" ]; then run_rb hydra-baseline "$p_baseline" "$pipeline" "$t_baseline"; fi
+    run_rb redis-nopersist "$p_none" "$pipeline" "" "$cpu_none"
+    run_rb redis-always "$p_always" "$pipeline" "" "$cpu_always"
+    # shellcheck disable=SC2086 # the node pids, one word each
+    run_rb hydra-fsync "$p_hydra" "$pipeline" "$t_hydra" $cpu_hydra
+    # shellcheck disable=SC2086
+    if [ -n "$baseline" ]; then run_rb hydra-baseline "$p_baseline" "$pipeline" "$t_baseline" $cpu_baseline; fi
 done
 if [ -n "$baseline" ]; then
     kill -TERM "$pid_baseline" 2>/dev/null || true; wait "$pid_baseline" 2>/dev/null || true
@@ -127,9 +153,9 @@ def get(label, p, test):
             return r
     return None
 print(f"\nredis-benchmark -t set,get -c 50 -d 100 -r 100000 (results in {out})")
-print(f"{'target':<18}{'-P':>4}{'test':>6}{'req/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+print(f"{'target':<18}{'-P':>4}{'test':>6}{'req/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'CPU us/req':>12}")
 for r in rows:
-    print(f"{r['label']:<18}{r['pipeline']:>4}{r['test']:>6}{float(r['rps']):>12.0f}{float(r['p50_ms']):>9.3f}{float(r['p99_ms']):>9.3f}{float(r['max_ms']):>9.3f}")
+    print(f"{r['label']:<18}{r['pipeline']:>4}{r['test']:>6}{float(r['rps']):>12.0f}{float(r['p50_ms']):>9.3f}{float(r['p99_ms']):>9.3f}{float(r['max_ms']):>9.3f}{float(r['cpu_us_per_req']):>12.1f}")
 print("\nratios (Hydra / Redis, same run):")
 for p in ("1", "16"):
     h_get, r_get = get("hydra-fsync", p, "GET"), get("redis-nopersist", p, "GET")
@@ -141,7 +167,7 @@ for p in ("1", "16"):
     for test in ("GET", "SET"):
         h, b = get("hydra-fsync", p, test), get("hydra-baseline", p, test)
         if h and b:
-            print(f"  -P {p:>2} {test} this hydra / baseline hydra:    {float(h['rps'])/float(b['rps']):.2f}x")
+            print(f"  -P {p:>2} {test} this hydra / baseline hydra:    {float(h['rps'])/float(b['rps']):.2f}x, CPU per request {float(h['cpu_us_per_req'])/float(b['cpu_us_per_req']):.2f}x")
 print("\nhydra bench:")
 for line in open(f"{out}/hydra-bench.csv"):
     print("  " + line.rstrip())
