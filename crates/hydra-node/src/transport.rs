@@ -37,14 +37,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN_MS: u64 = 100;
 const BACKOFF_MAX_MS: u64 = 1_000;
 
-/// Appends one frame (length prefix, then the encoded envelope) to a batch.
-pub fn push_frame(batch: &mut Vec<u8>, frame: &[u8]) {
-    batch.extend_from_slice(&(frame.len() as u32).to_be_bytes());
-    batch.extend_from_slice(frame);
-}
-
-/// Appends one frame of `envelope` to a batch, encoded in place ([`push_frame`] of
-/// `encode_envelope(envelope)`, without the copy).
+/// Appends one frame to a batch: its length (u32 BE), then `envelope` encoded in place.
 pub fn push_envelope(batch: &mut Vec<u8>, envelope: &hydra_core::message::Envelope) {
     let start = batch.len();
     batch.extend_from_slice(&[0; 4]);
@@ -83,7 +76,7 @@ impl Transport {
         Arc::new(Transport { me, peers: queues })
     }
 
-    /// Queues a batch of frames (built with [`push_frame`]) for a peer; false if it was
+    /// Queues a batch of frames (built with [`push_envelope`]) for a peer; false if it was
     /// dropped (queue full or unknown peer).
     pub fn send(&self, to: NodeId, batch: Vec<u8>) -> bool {
         if to == self.me {
