@@ -39,7 +39,9 @@ fn hset(field: &str, value: &str) -> CollectionUpdate {
 
 fn read(c: &mut Cluster, at: usize, k: &ObjectKey) -> Option<Collection> {
     match c.request(at, get(k, Some(Consistency::All))) {
-        Ok(ClientResponse::Read { collection, .. }) => collection.filter(|c| !c.is_empty()),
+        Ok(ClientResponse::Read { collection, .. }) => {
+            collection.map(|c| *c).filter(|c| !c.is_empty())
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -153,7 +155,7 @@ fn cas_collection(reply: &Reply) -> (bool, Option<Collection>) {
             applied,
             collection,
             ..
-        }) => (*applied, collection.clone()),
+        }) => (*applied, collection.as_deref().cloned()),
         other => panic!("not a compare-and-set answer: {other:?}"),
     }
 }

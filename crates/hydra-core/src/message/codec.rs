@@ -490,6 +490,16 @@ mod tests {
     use crate::version::{Dvv, LwwValue};
     use proptest::prelude::*;
 
+    /// Messages and replies move by value through queues, batches and futures on every
+    /// request: a large rare variant made each move of the common ones twice as costly.
+    /// Box the large fields of a new variant rather than raise these bounds.
+    #[test]
+    fn messages_and_replies_stay_small_to_move() {
+        assert!(std::mem::size_of::<Message>() <= 192);
+        assert!(std::mem::size_of::<Envelope>() <= 200);
+        assert!(std::mem::size_of::<ClientResponse>() <= 232);
+    }
+
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }

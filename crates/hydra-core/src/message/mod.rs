@@ -256,7 +256,9 @@ pub enum ClientResponse {
         context: VersionVector,
         siblings: Vec<Sibling>,
         receipt: Receipt,
-        collection: Option<crate::collection::Collection>,
+        /// Boxed, as in `Cas`: a reply moves several times on its way to the client, and a
+        /// collection inline made every reply 2.2x as large.
+        collection: Option<Box<crate::collection::Collection>>,
     },
     Written {
         context: VersionVector,
@@ -278,7 +280,7 @@ pub enum ClientResponse {
         receipt: Receipt,
         paxos: PaxosReceipt,
         /// The hash or set the key holds after it (as a read would show it), if any.
-        collection: Option<crate::collection::Collection>,
+        collection: Option<Box<crate::collection::Collection>>,
     },
     /// A page of a listing: its keys, and where the next page starts (`None`: the listing
     /// is done). A page may be empty and still have a next one.
@@ -555,11 +557,13 @@ pub enum Message {
     /// Node that is no replica of the key to a replica: coordinate this write.
     ForwardRequest {
         req: RequestId,
-        request: WriteRequest,
+        request: Box<WriteRequest>,
     },
+    /// Boxed, as the request's write is: messages move through queues and batches, and
+    /// these two variants made every message twice the size of a replication request.
     ForwardResponse {
         req: RequestId,
-        result: Result<ClientResponse, ClientError>,
+        result: Box<Result<ClientResponse, ClientError>>,
     },
     /// The sender's bucket table, pushed periodically; the receiver joins it with its own
     /// (see `node/buckets.rs`).

@@ -81,7 +81,13 @@ impl Forwards {
                 deadline,
             },
         );
-        local.out.send(to, Message::ForwardRequest { req, request });
+        local.out.send(
+            to,
+            Message::ForwardRequest {
+                req,
+                request: Box::new(request),
+            },
+        );
         local.timers.set(deadline, Timer::ForwardDeadline(req));
     }
 

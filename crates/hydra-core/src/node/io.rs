@@ -145,9 +145,13 @@ impl Outbox {
         match to {
             ReplyTo::Internal => {}
             ReplyTo::Client(id) => self.outputs.push_back(Output::Reply { id, result }),
-            ReplyTo::Node { node, req } => {
-                self.send(node, Message::ForwardResponse { req, result })
-            }
+            ReplyTo::Node { node, req } => self.send(
+                node,
+                Message::ForwardResponse {
+                    req,
+                    result: Box::new(result),
+                },
+            ),
             ReplyTo::Repair(read) => self.repaired.push((read, result.is_ok())),
         }
     }

@@ -15,6 +15,7 @@ use crate::merkle::object_hash;
 use crate::message::{ClientError, ErrorCode, ReplicaError, decode_object, encode_object};
 use crate::store::{Store, StoreError, WriteBatch};
 use crate::version::Object;
+use std::borrow::Cow;
 
 use super::buckets::{Buckets, Changed};
 use super::clock::{Clock, Verdict};
@@ -220,6 +221,19 @@ impl Local {
     pub(crate) fn after_truncation(&self, bucket: &BucketName, object: Object) -> Option<Object> {
         match self.buckets.truncated_at(bucket) {
             mark if mark > Hlc(0) => object.after_truncation(mark),
+            _ => Some(object),
+        }
+    }
+
+    /// [`Local::after_truncation`] of a borrowed object: copied only when a truncation
+    /// applies to its bucket.
+    pub(crate) fn after_truncation_of<'a>(
+        &self,
+        bucket: &BucketName,
+        object: Cow<'a, Object>,
+    ) -> Option<Cow<'a, Object>> {
+        match self.buckets.truncated_at(bucket) {
+            mark if mark > Hlc(0) => object.into_owned().after_truncation(mark).map(Cow::Owned),
             _ => Some(object),
         }
     }

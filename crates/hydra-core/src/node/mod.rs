@@ -679,11 +679,11 @@ impl Node {
             Message::ForwardRequest { req, request } => {
                 if self.forwards.first_time(ctx.now, from, req) {
                     let reply_to = ReplyTo::Node { node: from, req };
-                    self.on_client(ctx, reply_to, ClientRequest::Put(request))
+                    self.on_client(ctx, reply_to, ClientRequest::Put(*request))
                 }
             }
             Message::ForwardResponse { req, result } => {
-                self.forwards.on_response(local, req, result)
+                self.forwards.on_response(local, req, *result)
             }
             Message::BucketsGossip { buckets } => {
                 let buckets =

@@ -39,7 +39,7 @@ use std::collections::{BTreeMap, VecDeque};
 use super::durability::Waiter;
 use super::io::{Ctx, ReplyTo};
 use super::local::Local;
-use super::quorum::{Slot, pending_slot, quorum_error, time_out};
+use super::quorum::{Slots, pending_slot, quorum_error, time_out};
 use super::timers::Timer;
 
 /// Where acceptors keep their Paxos state: this partition, then the object's storage key.
@@ -73,7 +73,7 @@ struct Round {
     /// The current step's request id (answers to older steps are ignored) and its slots
     /// (for the receipt).
     step_req: RequestId,
-    slots: Vec<Slot>,
+    slots: Slots,
     started: Timestamp,
     deadline: Timestamp,
 }
@@ -183,7 +183,7 @@ impl Paxos {
                 partition,
                 replicas,
                 step_req: id,
-                slots: Vec::new(),
+                slots: Slots::new(),
                 started: ctx.now,
                 deadline,
             },
@@ -468,7 +468,7 @@ impl Paxos {
                 collection: object
                     .as_ref()
                     .and_then(Object::collection)
-                    .map(|c| c.view(now.0)),
+                    .map(|c| Box::new(c.view(now.0))),
             },
             AnswerAs::Written => ClientResponse::Written { context, receipt },
             AnswerAs::Read => ClientResponse::Read {

@@ -8,6 +8,7 @@ use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
 use crate::message::{ClientError, ErrorCode, Message, Outcome, Receipt, ReplicaReport, Role};
 use crate::version::Object;
+use smallvec::SmallVec;
 
 use super::local::Local;
 
@@ -19,6 +20,10 @@ pub(crate) struct Placement {
     pub(crate) needed: u8,
     pub(crate) deadline: Timestamp,
 }
+
+/// A request's slots, inline up to four (N is 3 by default; a fallback may join): one
+/// allocation fewer per request.
+pub(crate) type Slots = SmallVec<[Slot; 4]>;
 
 /// One replica a request was (or will be) sent to, and what came of it.
 #[derive(Clone, Debug)]
@@ -53,8 +58,8 @@ impl Local {
         replicas: &[NodeId],
         now: Timestamp,
         sloppy: bool,
-    ) -> Vec<Slot> {
-        let mut slots: Vec<Slot> = replicas
+    ) -> Slots {
+        let mut slots: Slots = replicas
             .iter()
             .map(|n| {
                 let outcome = if !self.is_alive(*n, now) {
@@ -91,7 +96,7 @@ impl Local {
     pub(crate) fn add_fallback(
         &self,
         partition: PartitionId,
-        slots: &mut Vec<Slot>,
+        slots: &mut Slots,
         owner: NodeId,
         now: Timestamp,
     ) -> bool {

@@ -27,13 +27,15 @@ use crate::limits::{OBJECT_BYTES_MAX, SIBLINGS_MAX};
 use crate::message::{ClientResponse, Message, Outcome, ReplicaError, Role, encode_object};
 use crate::store::{Store, StoreError};
 use crate::version::{Object, VersionVector};
+use smallvec::SmallVec;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::durability::Waiter;
 use super::handoff::hint_read;
 use super::io::{Ctx, ReplyTo};
 use super::local::Local;
-use super::quorum::{self, Placement, Slot, quorum_error};
+use super::quorum::{self, Placement, Slot, Slots, quorum_error};
 use super::timers::Timer;
 
 #[derive(Debug)]
@@ -42,10 +44,12 @@ struct ReadState {
     key: ObjectKey,
     partition: PartitionId,
     needed: u8,
-    slots: Vec<Slot>,
-    responses: BTreeMap<NodeId, Option<Object>>,
-    /// Object last sent to each replica as read repair.
-    repaired: BTreeMap<NodeId, Object>,
+    slots: Slots,
+    /// Answers so far, in node order, at most one per node (inline: a read asks R or N
+    /// replicas, and a map allocated a node of eleven objects per read).
+    responses: SmallVec<[(NodeId, Option<Object>); 3]>,
+    /// Object last sent to each replica as read repair (empty unless replicas differed).
+    repaired: Vec<(NodeId, Object)>,
     started: Timestamp,
     replied: bool,
     /// How many responses the reply's merge and read repair saw: the end repeats them only
@@ -54,7 +58,7 @@ struct ReadState {
     /// Replicas not asked yet (beyond R), with the primary a fallback stands in for; asked
     /// when one asked fails or at the retry timer, and dropped from the receipt once R have
     /// answered.
-    unasked: Vec<(NodeId, Option<NodeId>)>,
+    unasked: Asks,
     /// When the read times out.
     deadline: Timestamp,
     /// The one timer the read has in the queue: the retry while replicas are unasked and
@@ -62,6 +66,9 @@ struct ReadState {
     /// per read in the common case, where the read ends before its retry time).
     armed: (Timestamp, Timer),
 }
+
+/// Replicas to ask, each with the primary it stands in for if it is a fallback.
+type Asks = SmallVec<[(NodeId, Option<NodeId>); 4]>;
 
 /// The reads this node coordinates.
 #[derive(Debug, Default)]
@@ -95,7 +102,7 @@ impl Reads {
         let slots = local.slots_for(partition, &replicas, ctx.now, sloppy);
         let me = local.me();
         // This node first (no network hop), then the preference order.
-        let mut asked: Vec<(NodeId, Option<NodeId>)> = slots
+        let mut asked: Asks = slots
             .iter()
             .filter(|s| s.outcome == Outcome::Pending)
             .map(|s| (s.node, s.hint_for))
@@ -103,9 +110,9 @@ impl Reads {
         asked.sort_by_key(|(n, _)| *n != me);
         let retry_after = local.config.read_retry_after_ms;
         let unasked = if retry_after > 0 && asked.len() > needed as usize {
-            asked.split_off(needed as usize)
+            asked.drain(needed as usize..).collect()
         } else {
-            vec![]
+            Asks::new()
         };
         let retry_at = ctx.now.plus_ms(retry_after);
         let armed = if !unasked.is_empty() && retry_at < deadline {
@@ -122,8 +129,8 @@ impl Reads {
                 partition,
                 needed,
                 slots,
-                responses: BTreeMap::new(),
-                repaired: BTreeMap::new(),
+                responses: SmallVec::new(),
+                repaired: Vec::new(),
                 started: ctx.now,
                 replied: false,
                 merged_responses: 0,
@@ -146,7 +153,7 @@ impl Reads {
         local: &mut Local,
         ctx: &mut Ctx<'_, S>,
         req: RequestId,
-        replicas: Vec<(NodeId, Option<NodeId>)>,
+        replicas: Asks,
     ) {
         let me = local.me();
         let Some(state) = self.in_flight.get(&req) else {
@@ -228,7 +235,9 @@ impl Reads {
                     version: object.as_ref().map(Object::context),
                     siblings: object.as_ref().map_or(0, |o| o.sibling_count() as u32),
                 };
-                state.responses.insert(from, object);
+                // `pending_slot` let this node through once: no answer of it is held yet.
+                let at = state.responses.partition_point(|(n, _)| *n < from);
+                state.responses.insert(at, (from, object));
             }
             Err(e) => {
                 slot.outcome = Outcome::Failed {
@@ -272,7 +281,7 @@ impl Reads {
         if !state.replied && answered + in_flight < needed && unasked > 0 {
             // One asked replica failed: ask as many more as R still needs.
             let more = (needed - answered - in_flight).min(unasked);
-            let replicas: Vec<_> = state.unasked.drain(..more).collect();
+            let replicas: Asks = state.unasked.drain(..more).collect();
             return self.ask(local, ctx, req, replicas);
         }
         if !state.replied && answered >= needed {
@@ -282,9 +291,18 @@ impl Reads {
                 .slots
                 .retain(|s| !unasked.iter().any(|(n, _)| *n == s.node));
             // A replica that has not heard of a truncation yet answers its older values.
-            let merged = merge_all(state.responses.values())
-                .and_then(|m| local.after_truncation(&state.key.bucket, m));
-            let repairs = read_repair(local, ctx, state, merged.as_ref());
+            let state = &mut **state;
+            let merged = merge_all(&state.responses)
+                .and_then(|m| local.after_truncation_of(&state.key.bucket, m));
+            let repairs = read_repair(
+                local,
+                ctx,
+                &state.key,
+                &state.slots,
+                &state.responses,
+                &mut state.repaired,
+                merged.as_deref(),
+            );
             state.merged_responses = answered;
             let receipt = local.receipt(
                 state.partition,
@@ -294,7 +312,7 @@ impl Reads {
                 state.started,
                 now,
             );
-            let (context, siblings) = match &merged {
+            let (context, siblings) = match merged.as_deref() {
                 Some(o) => (
                     o.context(),
                     o.visible_at(now.0).into_iter().cloned().collect(),
@@ -302,12 +320,15 @@ impl Reads {
                 None => (VersionVector::default(), vec![]),
             };
             let collection = merged
-                .as_ref()
+                .as_deref()
                 .and_then(Object::collection)
-                .map(|c| c.view(now.0));
+                .map(|c| Box::new(c.view(now.0)));
             // What an lww read shows depends on this node's clock (expiry): if the clock
             // jumped while the read was in flight, refuse rather than judge by it.
-            let answer = match (&merged, local.clock_allows("reads of lww buckets")) {
+            let answer = match (
+                merged.as_deref(),
+                local.clock_allows("reads of lww buckets"),
+            ) {
                 (Some(Object::Lww(_) | Object::Collection(_)), Err(e)) => Err(e),
                 _ => Ok(ClientResponse::Read {
                     context,
@@ -355,9 +376,18 @@ impl Reads {
             // Nobody answered since the reply merged and repaired.
             return;
         }
-        let merged = merge_all(state.responses.values())
-            .and_then(|m| local.after_truncation(&state.key.bucket, m));
-        read_repair(local, ctx, &mut state, merged.as_ref());
+        let state = &mut *state;
+        let merged = merge_all(&state.responses)
+            .and_then(|m| local.after_truncation_of(&state.key.bucket, m));
+        read_repair(
+            local,
+            ctx,
+            &state.key,
+            &state.slots,
+            &state.responses,
+            &mut state.repaired,
+            merged.as_deref(),
+        );
     }
 }
 
@@ -382,24 +412,28 @@ fn reply_quorum_error(local: &mut Local, state: &mut ReadState, now: Timestamp) 
 fn read_repair<S: Store>(
     local: &mut Local,
     ctx: &mut Ctx<'_, S>,
-    state: &mut ReadState,
+    key: &ObjectKey,
+    slots: &[Slot],
+    responses: &[(NodeId, Option<Object>)],
+    repaired: &mut Vec<(NodeId, Object)>,
     merged: Option<&Object>,
 ) -> Vec<NodeId> {
     let Some(merged) = merged else { return vec![] };
     if planted().skip_read_repair {
         return vec![];
     }
-    let stale: Vec<NodeId> = state
-        .responses
+    let sent = |n: NodeId, repaired: &[(NodeId, Object)]| {
+        repaired.iter().find(|(r, _)| *r == n).map(|(_, o)| o) == Some(merged)
+    };
+    let stale: Vec<NodeId> = responses
         .iter()
         // Fallbacks hold hints, not replicas: only primaries are repaired.
         .filter(|(n, _)| {
-            state
-                .slots
+            slots
                 .iter()
-                .any(|s| s.node == **n && s.role == Role::Primary)
+                .any(|s| s.node == *n && s.role == Role::Primary)
         })
-        .filter(|(n, o)| o.as_ref() != Some(merged) && state.repaired.get(n) != Some(merged))
+        .filter(|(n, o)| o.as_ref() != Some(merged) && !sent(*n, repaired))
         .map(|(n, _)| *n)
         .collect();
     // A union past the limits is returned to the client (whose write with its context
@@ -411,15 +445,18 @@ fn read_repair<S: Store>(
         return vec![];
     }
     for n in &stale {
-        state.repaired.insert(*n, merged.clone());
+        match repaired.iter_mut().find(|(r, _)| r == n) {
+            Some((_, o)) => *o = merged.clone(),
+            None => repaired.push((*n, merged.clone())),
+        }
         if *n == local.me() {
             // Repairing ourselves: a plain write, synced with the next group.
-            let _ = local.merge_into_store(ctx, &state.key, merged);
+            let _ = local.merge_into_store(ctx, key, merged);
         } else {
             local.out.send(
                 *n,
                 Message::RepairRequest {
-                    key: state.key.clone(),
+                    key: key.clone(),
                     object: merged.clone(),
                 },
             );
@@ -428,15 +465,73 @@ fn read_repair<S: Store>(
     stale
 }
 
-/// The join of every object (objects of another conflict mode than the first are skipped:
-/// a bucket's mode never changes, so this only happens with corrupt data).
-fn merge_all<'a>(objects: impl Iterator<Item = &'a Option<Object>>) -> Option<Object> {
-    let mut out: Option<Object> = None;
-    for o in objects.flatten() {
+/// The join of every answer (objects of another conflict mode than the first are skipped:
+/// a bucket's mode never changes, so this only happens with corrupt data). Borrowed while
+/// the answers agree (the join is idempotent), as they do in the common case: no copy.
+fn merge_all(answers: &[(NodeId, Option<Object>)]) -> Option<Cow<'_, Object>> {
+    let mut out: Option<Cow<'_, Object>> = None;
+    for (_, o) in answers {
+        let Some(o) = o else { continue };
         out = Some(match out {
-            None => o.clone(),
-            Some(acc) => acc.merge(o).unwrap_or(acc),
+            None => Cow::Borrowed(o),
+            Some(acc) if *acc == *o => acc,
+            Some(acc) => match acc.merge(o) {
+                Ok(m) => Cow::Owned(m),
+                Err(_) => acc,
+            },
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Hlc;
+    use crate::version::{Dvv, LwwValue, Sibling};
+
+    fn siblings(values: &[&str], node: NodeId) -> Object {
+        let mut dvv = Dvv::default();
+        for v in values {
+            let sibling = Sibling::value(v.as_bytes().to_vec(), "text/plain", Hlc(1));
+            dvv = dvv
+                .update(&VersionVector::default(), sibling, node)
+                .expect("ok")
+                .0;
+        }
+        Object::Siblings(dvv)
+    }
+
+    #[test]
+    fn answers_that_agree_merge_without_a_copy() {
+        let x = siblings(&["x"], NodeId(1));
+        let answers = [
+            (NodeId(1), Some(x.clone())),
+            (NodeId(2), None),
+            (NodeId(3), Some(x.clone())),
+        ];
+        let merged = merge_all(&answers).expect("two answers hold the key");
+        assert!(matches!(merged, Cow::Borrowed(_)), "equal answers: no copy");
+        assert_eq!(*merged, x);
+        assert_eq!(merge_all(&[(NodeId(1), None), (NodeId(2), None)]), None);
+    }
+
+    #[test]
+    fn answers_that_differ_merge_to_their_join_in_any_order() {
+        let a = siblings(&["a"], NodeId(1));
+        let b = siblings(&["b"], NodeId(2));
+        let join = a.merge(&b).expect("same mode");
+        assert_eq!(join.sibling_count(), 2, "concurrent writes: both kept");
+        let ab = [(NodeId(1), Some(a.clone())), (NodeId(2), Some(b.clone()))];
+        let ba = [(NodeId(1), Some(b)), (NodeId(2), Some(a.clone()))];
+        assert_eq!(merge_all(&ab).map(Cow::into_owned), Some(join.clone()));
+        assert_eq!(merge_all(&ba).map(Cow::into_owned), Some(join));
+        // Another conflict mode than the first answer's (only corrupt data) is skipped.
+        let lww = Object::Lww(LwwValue::new(
+            NodeId(3),
+            Sibling::value(b"c".to_vec(), "text/plain", Hlc(2)),
+        ));
+        let mixed = [(NodeId(1), Some(a.clone())), (NodeId(3), Some(lww))];
+        assert_eq!(merge_all(&mixed).map(Cow::into_owned), Some(a));
+    }
 }

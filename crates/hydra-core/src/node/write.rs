@@ -45,7 +45,7 @@ use super::durability::Waiter;
 use super::io::{Ctx, ReplyTo};
 use super::local::Local;
 use super::paxos::cas_managed_error;
-use super::quorum::{self, Placement, Slot, quorum_error, write_message};
+use super::quorum::{self, Placement, Slot, Slots, quorum_error, write_message};
 use super::timers::Timer;
 
 #[derive(Debug)]
@@ -54,7 +54,7 @@ struct WriteState {
     key: ObjectKey,
     partition: PartitionId,
     needed: u8,
-    slots: Vec<Slot>,
+    slots: Slots,
     object: Object,
     started: Timestamp,
     /// Set once the client has its answer: then the order in which writes were answered

@@ -169,7 +169,7 @@ impl Connection {
             };
         };
         if let Some(c) = collection.filter(|c| !c.is_empty()) {
-            return Ok(Found::Collection(c));
+            return Ok(Found::Collection(*c));
         }
         let live: Vec<Sibling> = siblings.into_iter().filter(|s| !s.tombstone).collect();
         if live.len() > 1 {
@@ -263,7 +263,11 @@ impl Connection {
                     applied: false,
                     collection,
                     ..
-                }) => held = collection.filter(|c| c.kind == kind && !c.is_empty()),
+                }) => {
+                    held = collection
+                        .map(|c| *c)
+                        .filter(|c| c.kind == kind && !c.is_empty())
+                }
                 Err(e) if e.code == ErrorCode::CasNotSupported => {
                     self.update_collection(key.clone(), update).await?;
                     return Ok((reply, true));
@@ -892,7 +896,7 @@ impl CollectionCopy {
                 context: VersionVector::default(),
                 siblings: Vec::new(),
                 receipt,
-                collection: self.copy.as_ref().map(|c| c.view(now)),
+                collection: self.copy.as_ref().map(|c| Box::new(c.view(now))),
             }),
             ClientRequest::Put(w) if w.collection.is_some() => {
                 self.apply(w.collection.expect("checked"))?;
@@ -927,7 +931,7 @@ impl CollectionCopy {
                         round_trips: 0,
                         reproposed: 0,
                     },
-                    collection: self.copy.as_ref().map(|c| c.view(now)),
+                    collection: self.copy.as_ref().map(|c| Box::new(c.view(now))),
                 })
             }
             _ => Err(ClientError::new(

@@ -13,7 +13,7 @@ use super::{
 use crate::driver::Reply;
 use crate::metrics::record_many;
 use hydra_core::key::ObjectKey;
-use hydra_core::message::{ClientRequest, ClientResponse, WriteRequest};
+use hydra_core::message::{ClientRequest, ClientResponse, ErrorCode, WriteRequest};
 use hydra_resp::{Command, Value};
 use std::time::Instant;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -152,7 +152,13 @@ impl Connection {
                         .map(|(label, result)| (label.op, label.level(), result)),
                 );
                 for (result, retry) in replies.into_iter().zip(retries) {
-                    done.push(self.after_call(result, retry).await);
+                    // Awaited only when it has work: the future moves the whole reply, and
+                    // in every reply it was the largest copy of the pipeline's path.
+                    let refused = matches!(&result, Err(e) if e.code == ErrorCode::CasManagedKey);
+                    done.push(match retry {
+                        Some(retry) if refused => self.after_call(result, Some(retry)).await,
+                        _ => result,
+                    });
                 }
             }
             // Only the last receipt is kept: one copy, not one per request.

@@ -167,6 +167,7 @@ impl World {
                     }
                     return;
                 };
+                let collection = collection.map(|c| *c);
                 if is_final {
                     self.collection_final = Some(collection);
                     self.clients[client].state = ClientState::Idle;
