@@ -4,11 +4,20 @@ use crate::ids::PartitionId;
 use crate::limits::{BUCKET_NAME_BYTES_MAX, KEY_BYTES_MAX};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
-/// A bucket name: 1 to [`BUCKET_NAME_BYTES_MAX`] bytes of `[a-z0-9_.-]`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct BucketName(String);
+/// A bucket name: 1 to [`BUCKET_NAME_BYTES_MAX`] bytes of `[a-z0-9_.-]`. Shared, not
+/// copied: every key names its bucket, and keys are cloned into each message and state a
+/// request makes (encoded as the string itself).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct BucketName(Arc<str>);
+
+impl Serialize for BucketName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
 
 impl BucketName {
     pub fn new(name: &str) -> Result<BucketName, KeyError> {
@@ -29,7 +38,7 @@ impl BucketName {
                 character: c,
             });
         }
-        Ok(BucketName(name.to_string()))
+        Ok(BucketName(Arc::from(name)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -46,7 +55,7 @@ impl TryFrom<String> for BucketName {
 
 impl From<BucketName> for String {
     fn from(b: BucketName) -> String {
-        b.0
+        b.0.to_string()
     }
 }
 

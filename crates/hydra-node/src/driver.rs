@@ -572,8 +572,10 @@ impl Driver {
     }
 
     fn handle(&mut self, input: Input) {
-        let mut inputs = vec![input];
-        while let Some(input) = inputs.pop() {
+        // The input, then the acks that need no fsync (allocated only in that mode).
+        let mut first = Some(input);
+        let mut inputs: Vec<Input> = Vec::new();
+        while let Some(input) = first.take().or_else(|| inputs.pop()) {
             let mut ctx = Ctx {
                 now: Timestamp(wall_ms()),
                 mono: Timestamp(mono_ms()),
