@@ -13,8 +13,9 @@
 //! 60% of a replica's core thread, most of it the memtable search).
 //!
 //! Writes reach the journal's file at [`Syncer::sync`] (or when its buffer fills), not one
-//! write(2) each: a process crash loses what no sync covered, which every durability mode
-//! but `fsync` (whose acks wait for the sync) already allows.
+//! write(2) each: a crash of the process (kill -9, a panic) or of the machine loses what no
+//! sync covered, which every durability mode but `fsync` (whose acks wait for the sync)
+//! already allows.
 //!
 //! A failed fsync poisons the store: every later call fails with [`StoreError::Poisoned`]
 //! until the process restarts and fjall recovers from its journal.
@@ -33,9 +34,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub enum Durability {
     /// Acknowledge only after fsync (group commit: concurrent writes share one fsync).
     Fsync,
-    /// Acknowledge at once; fsync every `interval_ms`. A crash loses up to that window.
+    /// Acknowledge at once; fsync every `interval_ms`. A crash of the process or of the
+    /// machine loses up to that window.
     Periodic { interval_ms: u64 },
-    /// Never fsync. For tests and benchmarks only: a crash loses acknowledged writes.
+    /// Never fsync. For tests and benchmarks only: a crash (of the process too: writes wait
+    /// in the journal's buffer) loses acknowledged writes.
     None,
 }
 

@@ -28,7 +28,9 @@ fn the_readme_walk_through_runs_as_written() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hydra = env!("CARGO_BIN_EXE_hydra");
     let mut dev = Command::new(hydra)
-        .args(["dev", "--ports", "free", "--durability", "none"])
+        // The README's own mode (hydra dev's default): node 3 is killed with -9 and must come
+        // back with v1, which only a sync guarantees.
+        .args(["dev", "--ports", "free", "--durability", "fsync"])
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

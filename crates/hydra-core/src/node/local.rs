@@ -233,7 +233,7 @@ impl Local {
         object: Cow<'a, Object>,
     ) -> Option<Cow<'a, Object>> {
         match self.buckets.truncated_at(bucket) {
-            mark if mark > Hlc(0) => object.into_owned().after_truncation(mark).map(Cow::Owned),
+            mark if mark > Hlc(0) => object.after_truncation(mark).map(Cow::Owned),
             _ => Some(object),
         }
     }
