@@ -45,11 +45,7 @@ struct ReadState {
     partition: PartitionId,
     needed: u8,
     slots: Slots,
-    /// Answers so far, in node order, at most one per node (inline: a read asks R or N
-    /// replicas, and a map allocated a node of eleven objects per read).
-    responses: SmallVec<[(NodeId, Option<Object>); 3]>,
-    /// Object last sent to each replica as read repair (empty unless replicas differed).
-    repaired: Vec<(NodeId, Object)>,
+    answers: Answers,
     started: Timestamp,
     replied: bool,
     /// How many responses the reply's merge and read repair saw: the end repeats them only
@@ -65,6 +61,42 @@ struct ReadState {
     /// its time comes before the deadline, then the deadline (one insert and one removal
     /// per read in the common case, where the read ends before its retry time).
     armed: (Timestamp, Timer),
+}
+
+/// A read's answers so far, and what read repair sent.
+#[derive(Debug, Default)]
+struct Answers {
+    /// In node order, at most one per node (inline: a read asks R or N replicas, and a map
+    /// allocated a node of eleven objects per read).
+    responses: SmallVec<[(NodeId, Option<Object>); 3]>,
+    /// Object last sent to each replica as read repair (empty unless replicas differed).
+    repaired: Vec<(NodeId, Object)>,
+}
+
+impl Answers {
+    /// The join of the answers as the bucket's truncation leaves it (a replica that has not
+    /// heard of a truncation yet answers its older values), after sending it as read repair
+    /// to every primary that answered something else; with the primaries repaired.
+    fn merge_and_repair<'a, S: Store>(
+        &'a mut self,
+        local: &mut Local,
+        ctx: &mut Ctx<'_, S>,
+        key: &ObjectKey,
+        slots: &[Slot],
+    ) -> (Option<Cow<'a, Object>>, Vec<NodeId>) {
+        let merged =
+            merge_all(&self.responses).and_then(|m| local.after_truncation_of(&key.bucket, m));
+        let repairs = read_repair(
+            local,
+            ctx,
+            key,
+            slots,
+            &self.responses,
+            &mut self.repaired,
+            merged.as_deref(),
+        );
+        (merged, repairs)
+    }
 }
 
 /// Replicas to ask, each with the primary it stands in for if it is a fallback.
@@ -129,8 +161,7 @@ impl Reads {
                 partition,
                 needed,
                 slots,
-                responses: SmallVec::new(),
-                repaired: Vec::new(),
+                answers: Answers::default(),
                 started: ctx.now,
                 replied: false,
                 merged_responses: 0,
@@ -236,8 +267,9 @@ impl Reads {
                     siblings: object.as_ref().map_or(0, |o| o.sibling_count() as u32),
                 };
                 // `pending_slot` let this node through once: no answer of it is held yet.
-                let at = state.responses.partition_point(|(n, _)| *n < from);
-                state.responses.insert(at, (from, object));
+                let responses = &mut state.answers.responses;
+                let at = responses.partition_point(|(n, _)| *n < from);
+                responses.insert(at, (from, object));
             }
             Err(e) => {
                 slot.outcome = Outcome::Failed {
@@ -273,7 +305,7 @@ impl Reads {
         let Some(state) = self.in_flight.get_mut(&req) else {
             return;
         };
-        let answered = state.responses.len();
+        let answered = state.answers.responses.len();
         let unasked = state.unasked.len();
         let pending = quorum::count(&state.slots, &Outcome::Pending);
         let in_flight = pending - unasked;
@@ -290,19 +322,11 @@ impl Reads {
             state
                 .slots
                 .retain(|s| !unasked.iter().any(|(n, _)| *n == s.node));
-            // A replica that has not heard of a truncation yet answers its older values.
             let state = &mut **state;
-            let merged = merge_all(&state.responses)
-                .and_then(|m| local.after_truncation_of(&state.key.bucket, m));
-            let repairs = read_repair(
-                local,
-                ctx,
-                &state.key,
-                &state.slots,
-                &state.responses,
-                &mut state.repaired,
-                merged.as_deref(),
-            );
+            let (merged, repairs) =
+                state
+                    .answers
+                    .merge_and_repair(local, ctx, &state.key, &state.slots);
             state.merged_responses = answered;
             let receipt = local.receipt(
                 state.partition,
@@ -372,22 +396,14 @@ impl Reads {
         };
         assert!(state.replied, "a read ends only after its reply");
         local.timers.cancel(state.armed.0, state.armed.1);
-        if state.responses.len() == state.merged_responses {
+        if state.answers.responses.len() == state.merged_responses {
             // Nobody answered since the reply merged and repaired.
             return;
         }
         let state = &mut *state;
-        let merged = merge_all(&state.responses)
-            .and_then(|m| local.after_truncation_of(&state.key.bucket, m));
-        read_repair(
-            local,
-            ctx,
-            &state.key,
-            &state.slots,
-            &state.responses,
-            &mut state.repaired,
-            merged.as_deref(),
-        );
+        state
+            .answers
+            .merge_and_repair(local, ctx, &state.key, &state.slots);
     }
 }
 
