@@ -217,17 +217,9 @@ impl Local {
         Some(self.buckets.truncated_at(&key.bucket)).filter(|m| *m > Hlc(0))
     }
 
-    /// `object` of a key of `bucket` as its truncation leaves it (`None`: nothing left).
-    pub(crate) fn after_truncation(&self, bucket: &BucketName, object: Object) -> Option<Object> {
-        match self.buckets.truncated_at(bucket) {
-            mark if mark > Hlc(0) => object.after_truncation(mark),
-            _ => Some(object),
-        }
-    }
-
-    /// [`Local::after_truncation`] of a borrowed object: copied only when a truncation
-    /// applies to its bucket.
-    pub(crate) fn after_truncation_of<'a>(
+    /// `object` of a key of `bucket` as its truncation leaves it (`None`: nothing left);
+    /// a borrowed object is copied only when a truncation applies to its bucket.
+    pub(crate) fn after_truncation<'a>(
         &self,
         bucket: &BucketName,
         object: Cow<'a, Object>,

@@ -85,7 +85,7 @@ impl Answers {
         slots: &[Slot],
     ) -> (Option<Cow<'a, Object>>, Vec<NodeId>) {
         let merged =
-            merge_all(&self.responses).and_then(|m| local.after_truncation_of(&key.bucket, m));
+            merge_all(&self.responses).and_then(|m| local.after_truncation(&key.bucket, m));
         let repairs = read_repair(
             local,
             ctx,

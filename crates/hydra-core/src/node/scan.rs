@@ -31,6 +31,7 @@ use crate::message::{
 };
 use crate::store::Store;
 use crate::version::Object;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::io::{Ctx, ReplyTo};
@@ -350,7 +351,7 @@ impl Local {
         let mut entries = Vec::with_capacity(rows.len());
         for (k, v) in rows {
             let object = decode_object(&v).map_err(|e| ReplicaError::Store(e.to_string()))?;
-            let Some(object) = self.after_truncation(bucket, object) else {
+            let Some(object) = self.after_truncation(bucket, Cow::Owned(object)) else {
                 continue;
             };
             entries.push(ScanEntry {

@@ -39,6 +39,7 @@ use crate::message::{
 };
 use crate::store::{Store, StoreError};
 use crate::version::{LwwValue, Object, Sibling};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::durability::Waiter;
@@ -686,10 +687,11 @@ fn new_object<S: Store>(
         let (object, timestamp) = updated_collection(local, ctx, stored, &update)?;
         // In the form every replica stores it (the bucket's truncation mark applied), so that
         // copies of equal content are equal bytes (one Merkle hash).
-        let object = match local.after_truncation(&write.key.bucket, object.clone()) {
-            Some(o) => o,
-            None => object,
+        let truncated = match local.after_truncation(&write.key.bucket, Cow::Borrowed(&object)) {
+            Some(Cow::Owned(o)) => Some(o),
+            _ => None,
         };
+        let object = truncated.unwrap_or(object);
         return Ok((object, timestamp, previous));
     }
     let timestamp = local.hlc.now(ctx.now);

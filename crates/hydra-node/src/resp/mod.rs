@@ -415,12 +415,15 @@ impl Connection {
     async fn call(&self, request: ClientRequest) -> (Reply, Option<Receipt>) {
         let retry = self.cas_retry_of(&request);
         let result = self.call_once(request).await;
-        let result = self.after_call(result, retry).await;
+        let result = match retry.filter(|_| refused_for_cas(&result)) {
+            Some(w) => self.retry_through_cas(w).await,
+            None => result,
+        };
         let receipt = self.receipt_of(&result);
         (result, receipt)
     }
 
-    /// What [`Connection::after_call`] needs to make `request` again through Paxos.
+    /// What [`Connection::retry_through_cas`] needs to make `request` again through Paxos.
     fn cas_retry_of(&self, request: &ClientRequest) -> Option<WriteRequest> {
         match request {
             // A hash or set update never goes through compare-and-set (the core takes it on
@@ -430,28 +433,25 @@ impl Connection {
         }
     }
 
-    /// A reply, or for a plain write refused as `cas_managed_key` the reply of the same
-    /// write made again through Paxos (`retry`, from [`Connection::cas_retry_of`]).
-    async fn after_call(&self, result: Reply, retry: Option<WriteRequest>) -> Reply {
-        match (result, retry) {
-            (Err(e), Some(w)) if e.code == ErrorCode::CasManagedKey => {
-                let bound = w.on_version.is_some();
-                let result = self.call_once(ClientRequest::Cas(w.into_cas())).await;
-                result.and_then(|r| match r {
-                    // A write bound to a version that another write replaced since: the
-                    // command runs again on the new one (`commands.rs`, `replaced`).
-                    ClientResponse::Cas { applied: false, .. } if bound => Err(ClientError::new(
-                        ErrorCode::PreconditionFailed,
-                        "the version read was replaced before the write; nothing was written",
-                    )),
-                    ClientResponse::Cas {
-                        context, receipt, ..
-                    } => Ok(ClientResponse::Written { context, receipt }),
-                    other => Ok(other),
-                })
-            }
-            (result, _) => result,
-        }
+    /// The reply of a plain write refused as `cas_managed_key` ([`refused_for_cas`]), made
+    /// again through Paxos (`w`, from [`Connection::cas_retry_of`]). Called only for such a
+    /// refusal: a reply passed through an async step would move into its future, which on
+    /// pipelines was the largest copy of a reply's path.
+    async fn retry_through_cas(&self, w: WriteRequest) -> Reply {
+        let bound = w.on_version.is_some();
+        let result = self.call_once(ClientRequest::Cas(w.into_cas())).await;
+        result.and_then(|r| match r {
+            // A write bound to a version that another write replaced since: the
+            // command runs again on the new one (`commands.rs`, `replaced`).
+            ClientResponse::Cas { applied: false, .. } if bound => Err(ClientError::new(
+                ErrorCode::PreconditionFailed,
+                "the version read was replaced before the write; nothing was written",
+            )),
+            ClientResponse::Cas {
+                context, receipt, ..
+            } => Ok(ClientResponse::Written { context, receipt }),
+            other => Ok(other),
+        })
     }
 
     /// The receipt of a reply, or of its failure (none for a transaction's answers, which
@@ -809,6 +809,12 @@ fn default_bucket() -> BucketName {
 /// A read's context and the sibling a plain `GET` returns: the newest by timestamp, ties
 /// broken by the bytes, so every node picks the same one. Moved out, not copied. The context
 /// is `None` for a reply that is not a read.
+/// A plain write the core refused because compare-and-set manages its key (`cas =
+/// conditional_only`): the connection makes it again through Paxos.
+fn refused_for_cas(result: &Reply) -> bool {
+    matches!(result, Err(e) if e.code == ErrorCode::CasManagedKey)
+}
+
 fn take_newest(resp: ClientResponse) -> (Option<VersionVector>, Option<Sibling>) {
     match resp {
         ClientResponse::Read {

@@ -8,12 +8,12 @@
 
 use super::{
     Connection, Flow, KEYS_IN_FLIGHT_MAX, Label, OUT_FLUSH_BYTES, collections, error_value,
-    take_newest,
+    refused_for_cas, take_newest,
 };
 use crate::driver::Reply;
 use crate::metrics::record_many;
 use hydra_core::key::ObjectKey;
-use hydra_core::message::{ClientRequest, ClientResponse, ErrorCode, WriteRequest};
+use hydra_core::message::{ClientRequest, ClientResponse, WriteRequest};
 use hydra_resp::{Command, Value};
 use std::time::Instant;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -152,12 +152,9 @@ impl Connection {
                         .map(|(label, result)| (label.op, label.level(), result)),
                 );
                 for (result, retry) in replies.into_iter().zip(retries) {
-                    // Awaited only when it has work: the future moves the whole reply, and
-                    // in every reply it was the largest copy of the pipeline's path.
-                    let refused = matches!(&result, Err(e) if e.code == ErrorCode::CasManagedKey);
-                    done.push(match retry {
-                        Some(retry) if refused => self.after_call(result, Some(retry)).await,
-                        _ => result,
+                    done.push(match retry.filter(|_| refused_for_cas(&result)) {
+                        Some(w) => self.retry_through_cas(w).await,
+                        None => result,
                     });
                 }
             }
