@@ -31,6 +31,7 @@ use crate::ids::{LayoutVersion, NodeId, PartitionId};
 use crate::limits::{CAPACITY_MAX, NODES_MAX, PARTITIONS_MAX, PARTITIONS_MIN};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Default number of partitions.
@@ -63,7 +64,8 @@ pub struct Layout {
     partition_bits: u32,
     /// For each partition, every node in preference order (derived from `spec`).
     order: Vec<Vec<NodeId>>,
-    zones: BTreeMap<NodeId, (String, String)>,
+    /// Datacenter and zone of each node, shared: every receipt names a replica's zone.
+    zones: BTreeMap<NodeId, (Arc<str>, Arc<str>)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -103,7 +105,10 @@ impl Layout {
                 });
             }
             if zones
-                .insert(n.id, (n.datacenter.clone(), n.zone.clone()))
+                .insert(
+                    n.id,
+                    (Arc::from(n.datacenter.as_str()), Arc::from(n.zone.as_str())),
+                )
                 .is_some()
             {
                 return Err(LayoutError::DuplicateNode(n.id));
@@ -158,7 +163,7 @@ impl Layout {
     }
 
     /// `(datacenter, zone)` of a node of the layout.
-    pub fn zone_of(&self, node: NodeId) -> Option<&(String, String)> {
+    pub fn zone_of(&self, node: NodeId) -> Option<&(Arc<str>, Arc<str>)> {
         self.zones.get(&node)
     }
 

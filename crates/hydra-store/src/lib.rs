@@ -216,19 +216,24 @@ impl Syncer {
 
 impl Store for FjallStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_with(key, |v| v.map(<[u8]>::to_vec))
+    }
+
+    fn get_with<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R, StoreError> {
         self.check()?;
         let Some(rows) = &self.rows else {
-            return Ok(self.data.get(key).map_err(io)?.map(|v| v.to_vec()));
+            return Ok(f(self.data.get(key).map_err(io)?.as_deref()));
         };
         if let Some(cached) = rows.get(key) {
-            return Ok(cached.map(|v| v.to_vec()));
+            return Ok(f(cached.as_deref()));
         }
         let value = self.data.get(key).map_err(io)?;
-        let out = value.as_ref().map(|v| v.to_vec());
         // Cached as a copy of its own: a value read from a table is a view into the whole
         // block it was decoded from, which the cache would keep alive at the weight of the
         // value alone (at 10M keys, 32 MiB of row cache held about 550 MB of blocks).
-        rows.insert(key.to_vec(), out.as_deref().map(Slice::from));
+        let copy = value.as_deref().map(Slice::from);
+        let out = f(copy.as_deref());
+        rows.insert(key.to_vec(), copy);
         Ok(out)
     }
 

@@ -17,6 +17,7 @@ use crate::limits::{BUCKETS_MAX, MESSAGE_BYTES_MAX, SIBLINGS_DECODE_MAX, VECTOR_
 use crate::paxos::{Accepted, Ballot, Condition, Proposal};
 use crate::version::{Object, Sibling, VersionVector};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Format byte of internode messages.
 pub const MESSAGE_FORMAT: u8 = 10;
@@ -473,7 +474,8 @@ pub enum Outcome {
 pub struct ReplicaReport {
     pub node: NodeId,
     pub role: Role,
-    pub zone: String,
+    /// Shared with the layout: naming it costs a reference count, not a copy.
+    pub zone: Arc<str>,
     pub outcome: Outcome,
 }
 

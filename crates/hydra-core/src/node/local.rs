@@ -182,19 +182,16 @@ impl Local {
         skey: &[u8],
         note: bool,
     ) -> Result<Option<Object>, ReplicaError> {
-        let object = match store.get(skey) {
-            Ok(None) => {
-                if note {
-                    self.trees.note_loaded(skey, None);
-                }
-                return Ok(None);
+        // Decoded from the store's own bytes, not a copy of them.
+        let loaded = store.get_with(skey, |bytes| {
+            if note {
+                self.trees.note_loaded(skey, bytes.map(stored_hash));
             }
-            Ok(Some(bytes)) => {
-                if note {
-                    self.trees.note_loaded(skey, Some(stored_hash(&bytes)));
-                }
-                decode_object(&bytes).map_err(|e| ReplicaError::Store(e.to_string()))?
-            }
+            bytes.map(decode_object)
+        });
+        let object = match loaded {
+            Ok(None) => return Ok(None),
+            Ok(Some(decoded)) => decoded.map_err(|e| ReplicaError::Store(e.to_string()))?,
             Err(e) => return Err(ReplicaError::Store(e.to_string())),
         };
         // A truncated bucket's older values are gone, whether or not the purge reached them.

@@ -39,8 +39,9 @@ use crate::message::{
 };
 use crate::store::{Store, StoreError};
 use crate::version::{LwwValue, Object, Sibling};
+use rustc_hash::FxHashMap;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::durability::Waiter;
 use super::io::{Ctx, ReplyTo};
@@ -108,9 +109,9 @@ pub(crate) struct WriteDone {
 /// The writes this node coordinates.
 #[derive(Debug, Default)]
 pub(crate) struct Writes {
-    /// Boxed: a B-tree moves its values on every insert and removal, and the state is
-    /// large (profiles of pipelined requests found those moves at about 2% of the core).
-    in_flight: BTreeMap<RequestId, Box<WriteState>>,
+    /// A hash map with a fixed hasher (so the simulator replays it exactly; it is iterated
+    /// only to count), as the reads' (see there). Boxed, so a resize moves pointers.
+    in_flight: FxHashMap<RequestId, Box<WriteState>>,
     /// Writes answered but still waiting for their other replicas' acks, in the order they
     /// were answered. At most [`WRITES_LINGERING_MAX`]: beyond, the oldest ends at once, its
     /// silent replicas counted as timed out (they get hints, as at the deadline), so that a

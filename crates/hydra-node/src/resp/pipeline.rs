@@ -131,11 +131,13 @@ impl Connection {
         let mut requests = requests.into_iter().peekable();
         while requests.peek().is_some() {
             let chunk: Vec<ClientRequest> = requests.by_ref().take(KEYS_IN_FLIGHT_MAX).collect();
-            let mut done = Vec::with_capacity(chunk.len());
+            // The chunk's replies go straight into `results` (a reply is a few hundred bytes:
+            // every move of it counts on pipelines).
+            let first = results.len();
             if self.overlay.is_some() {
                 // A transaction's commands answer from its copy of the key, one by one.
                 for request in chunk {
-                    done.push(self.call(request).await.0);
+                    results.push(self.call(request).await.0);
                 }
             } else {
                 let retries: Vec<Option<WriteRequest>> =
@@ -152,19 +154,19 @@ impl Connection {
                         .map(|(label, result)| (label.op, label.level(), result)),
                 );
                 for (result, retry) in replies.into_iter().zip(retries) {
-                    done.push(match retry.filter(|_| refused_for_cas(&result)) {
+                    results.push(match retry.filter(|_| refused_for_cas(&result)) {
                         Some(w) => self.retry_through_cas(w).await,
                         None => result,
                     });
                 }
             }
+            let done = &results[first..];
             // Only the last receipt is kept: one copy, not one per request.
             if let Some(receipt) = done.iter().rev().find_map(|r| self.receipt_of(r)) {
                 self.last_receipt = Some(receipt);
             }
             for result in done {
-                self.note_seen(&result);
-                results.push(result);
+                self.note_seen(result);
             }
         }
         results
