@@ -26,6 +26,7 @@ use hydra_core::node::{Ctx, Input, Node, NodeStatus, Output};
 use hydra_store::{Durability, FjallStore};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
@@ -312,7 +313,7 @@ pub fn start(
                 events_since_sync: 0,
                 outbox: BTreeMap::new(),
                 events_since_flush: 0,
-                pending: BTreeMap::new(),
+                pending: FxHashMap::default(),
                 batches: BTreeMap::new(),
                 next_batch: 0,
                 next_id: 0,
@@ -389,8 +390,9 @@ struct Driver {
     outbox: BTreeMap<NodeId, Vec<u8>>,
     events_since_flush: u32,
     /// Client requests in flight -> where their reply goes (bounded by the core's own limit
-    /// on coordinations, which answers `Overloaded` beyond it).
-    pending: BTreeMap<ClientRequestId, Waiting>,
+    /// on coordinations, which answers `Overloaded` beyond it). A hash map: a B-tree's insert
+    /// and removal were 3.5% of the core thread at pipelined GETs.
+    pending: FxHashMap<ClientRequestId, Waiting>,
     /// Batches with replies still to come, by number.
     batches: BTreeMap<u64, BatchReplies>,
     next_batch: u64,
