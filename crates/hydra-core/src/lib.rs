@@ -24,6 +24,7 @@
 pub mod bucket;
 pub mod bugs;
 pub mod collection;
+pub mod content_type;
 pub mod counters;
 pub mod failure;
 pub mod hints;

@@ -29,6 +29,7 @@
 
 use crate::bugs::planted;
 use crate::collection::Collection;
+use crate::content_type::ContentType;
 use crate::hlc::Hlc;
 use crate::ids::NodeId;
 use crate::limits::{CONTEXT_CHARS_MAX, SIBLINGS_MAX, VECTOR_ENTRIES_MAX};
@@ -41,7 +42,7 @@ use std::collections::BTreeMap;
 pub struct Sibling {
     #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
-    pub content_type: String,
+    pub content_type: ContentType,
     /// When the coordinator wrote it (HLC; shown as last-modified, orders `lww` writes).
     pub timestamp: Hlc,
     pub tombstone: bool,
@@ -53,7 +54,7 @@ impl Sibling {
     pub fn value(value: Vec<u8>, content_type: &str, timestamp: Hlc) -> Sibling {
         Sibling {
             value,
-            content_type: content_type.to_string(),
+            content_type: ContentType::new(content_type),
             timestamp,
             tombstone: false,
             expires_at: None,
@@ -63,7 +64,7 @@ impl Sibling {
     pub fn tombstone(timestamp: Hlc) -> Sibling {
         Sibling {
             value: Vec::new(),
-            content_type: String::new(),
+            content_type: ContentType::default(),
             timestamp,
             tombstone: true,
             expires_at: None,
@@ -454,7 +455,7 @@ impl Object {
     pub fn without_values(&self) -> Object {
         let strip = |s: &mut Sibling| {
             s.value = Vec::new();
-            s.content_type = String::new();
+            s.content_type = ContentType::default();
         };
         match self {
             Object::Siblings(d) => {

@@ -18,7 +18,7 @@ fn update(k: &ObjectKey, u: CollectionUpdate) -> ClientRequest {
     ClientRequest::Put(WriteRequest {
         key: k.clone(),
         value: None,
-        content_type: String::new(),
+        content_type: Default::default(),
         context: None,
         w: Some(Consistency::All),
         timeout_ms: None,

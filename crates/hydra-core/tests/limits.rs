@@ -138,7 +138,7 @@ fn members_messages_carrying_impossible_versions_are_refused() {
         Message::ReplicateRequest {
             req: RequestId(9_003),
             key: key("default", "typed"),
-            object: c_object_with("x", |s| s.content_type = "t".repeat(10_000)),
+            object: c_object_with("x", |s| s.content_type = "t".repeat(10_000).into()),
         },
         Message::ReplicateRequest {
             req: RequestId(9_004),

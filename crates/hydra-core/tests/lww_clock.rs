@@ -281,7 +281,7 @@ fn a_version_delete_naming_a_version_beyond_the_skew_bound_is_refused() {
         ClientRequest::Put(WriteRequest {
             key: k.clone(),
             value: None,
-            content_type: String::new(),
+            content_type: Default::default(),
             context: Some(forged),
             w: None,
             timeout_ms: None,

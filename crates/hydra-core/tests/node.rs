@@ -90,7 +90,7 @@ fn delete_hides_the_value_and_keeps_a_context() {
     let del = ClientRequest::Put(WriteRequest {
         key: k.clone(),
         value: None,
-        content_type: String::new(),
+        content_type: Default::default(),
         context: Some(context(&read)),
         w: None,
         timeout_ms: None,

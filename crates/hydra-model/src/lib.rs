@@ -362,7 +362,7 @@ impl CasModel {
     fn request(op: Op) -> (Condition, CasAction) {
         let write = |v: u8| CasAction::Write {
             value: vec![v],
-            content_type: String::new(),
+            content_type: Default::default(),
             expiry: None,
             keep_ttl: false,
         };

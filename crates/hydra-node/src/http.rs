@@ -672,7 +672,7 @@ async fn write_kv(
         let action = match value {
             Some(value) => CasAction::Write {
                 value,
-                content_type,
+                content_type: content_type.into(),
                 expiry,
                 keep_ttl: false,
             },
@@ -723,7 +723,7 @@ async fn write_kv(
     let request = ClientRequest::Put(WriteRequest {
         key,
         value,
-        content_type,
+        content_type: content_type.into(),
         sloppy,
         expiry,
         on_version,

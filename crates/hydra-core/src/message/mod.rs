@@ -9,6 +9,7 @@
 
 use crate::bucket::{BucketProps, Consistency};
 use crate::collection::CollectionUpdate;
+use crate::content_type::ContentType;
 use crate::hlc::Hlc;
 use crate::ids::{LayoutVersion, NodeId, PartitionId, RequestId};
 use crate::key::BucketName;
@@ -121,7 +122,7 @@ pub enum CasAction {
     Write {
         #[serde(with = "serde_bytes")]
         value: Vec<u8>,
-        content_type: String,
+        content_type: ContentType,
         expiry: Option<Expiry>,
         keep_ttl: bool,
     },
@@ -162,7 +163,7 @@ pub struct WriteRequest {
     /// `None` deletes.
     #[serde(with = "serde_bytes")]
     pub value: Option<Vec<u8>>,
-    pub content_type: String,
+    pub content_type: ContentType,
     pub context: Option<VersionVector>,
     pub w: Option<Consistency>,
     pub timeout_ms: Option<u64>,

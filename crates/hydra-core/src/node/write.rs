@@ -191,7 +191,7 @@ impl Writes {
         let write = WriteRequest {
             key,
             value: None,
-            content_type: String::new(),
+            content_type: Default::default(),
             context: Some(expired.context()),
             w: None,
             timeout_ms: None,

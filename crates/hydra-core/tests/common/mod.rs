@@ -371,7 +371,7 @@ pub fn delete(k: &ObjectKey, context: VersionVector) -> ClientRequest {
     ClientRequest::Put(WriteRequest {
         key: k.clone(),
         value: None,
-        content_type: String::new(),
+        content_type: Default::default(),
         context: Some(context),
         w: None,
         timeout_ms: None,

@@ -764,7 +764,7 @@ impl Connection {
                                     (Value::bulk("value"), Value::Bulk(s.value.clone())),
                                     (
                                         Value::bulk("content_type"),
-                                        Value::bulk(s.content_type.clone()),
+                                        Value::bulk(s.content_type.as_str()),
                                     ),
                                     (
                                         Value::bulk("last_modified"),

@@ -394,7 +394,7 @@ impl Connection {
             content_type: if value.is_some() {
                 "application/octet-stream".into()
             } else {
-                String::new()
+                Default::default()
             },
             value,
             context,

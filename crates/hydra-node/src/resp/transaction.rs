@@ -21,6 +21,7 @@
 //! snapshot of its key.
 
 use super::*;
+use hydra_core::content_type::ContentType;
 use hydra_core::message::{CasRequest, Expiry, PaxosReceipt};
 use hydra_core::paxos::{Ballot, Condition};
 use std::collections::BTreeSet;
@@ -96,7 +97,12 @@ impl Overlay {
         self.writes += 1;
     }
 
-    fn sibling(&self, value: Vec<u8>, content_type: String, expires_at: Option<u64>) -> Sibling {
+    fn sibling(
+        &self,
+        value: Vec<u8>,
+        content_type: ContentType,
+        expires_at: Option<u64>,
+    ) -> Sibling {
         Sibling {
             value,
             content_type,

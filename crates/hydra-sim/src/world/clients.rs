@@ -358,7 +358,7 @@ impl World {
         let request = ClientRequest::Put(WriteRequest {
             key: self.object_key(key),
             value: None,
-            content_type: String::new(),
+            content_type: Default::default(),
             context: Some(context),
             w: None,
             timeout_ms: None,
@@ -478,7 +478,7 @@ impl World {
             content_type: if value.is_some() {
                 "application/octet-stream".into()
             } else {
-                String::new()
+                Default::default()
             },
             value,
             context,

@@ -324,7 +324,7 @@ impl World {
         let request = ClientRequest::Put(WriteRequest {
             key: self.collection_key(key),
             value: None,
-            content_type: String::new(),
+            content_type: Default::default(),
             context: None,
             w: None,
             timeout_ms: None,
