@@ -24,10 +24,15 @@ const COMMON: &[&str] = &[
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContentType(Cow<'static, str>);
 
+/// The shared copy of `s`, if it is a common content type.
+fn common(s: &str) -> Option<&'static str> {
+    COMMON.iter().find(|c| **c == s).copied()
+}
+
 impl ContentType {
     /// Shared if common, else copied.
     pub fn new(s: &str) -> ContentType {
-        match COMMON.iter().find(|c| **c == s) {
+        match common(s) {
             Some(c) => ContentType(Cow::Borrowed(c)),
             None => ContentType(Cow::Owned(s.to_string())),
         }
@@ -53,10 +58,16 @@ impl From<&str> for ContentType {
 
 impl From<String> for ContentType {
     fn from(s: String) -> ContentType {
-        match COMMON.iter().find(|c| **c == s) {
+        match common(&s) {
             Some(c) => ContentType(Cow::Borrowed(c)),
             None => ContentType(Cow::Owned(s)),
         }
+    }
+}
+
+impl From<&ContentType> for ContentType {
+    fn from(c: &ContentType) -> ContentType {
+        c.clone()
     }
 }
 
@@ -110,6 +121,12 @@ impl<'de> Deserialize<'de> for ContentType {
             fn visit_string<E: Error>(self, v: String) -> Result<ContentType, E> {
                 Ok(ContentType::from(v))
             }
+            // What `String` accepted too, from formats that give strings as bytes.
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<ContentType, E> {
+                std::str::from_utf8(v)
+                    .map(ContentType::new)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Bytes(v), &self))
+            }
         }
         d.deserialize_str(V)
     }
@@ -137,5 +154,37 @@ mod tests {
             Cow::Borrowed(_)
         ));
         assert!(matches!(ContentType::new("image/png").0, Cow::Owned(_)));
+        // An owned string (formats that cannot lend one) and bytes decode alike.
+        use serde::de::value::{BytesDeserializer, Error as E, StringDeserializer};
+        let owned = ContentType::deserialize(StringDeserializer::<E>::new("text/plain".into()));
+        assert!(matches!(
+            owned.expect("decode").0,
+            Cow::Borrowed("text/plain")
+        ));
+        let bytes = ContentType::deserialize(BytesDeserializer::<E>::new(b"image/png"));
+        assert_eq!(bytes.expect("decode"), "image/png");
+    }
+
+    fn hash_of(h: &impl std::hash::Hash) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(h)
+    }
+
+    proptest::proptest! {
+        /// Shared or owned, a content type compares, equals and hashes as its string does
+        /// (as the `String` it replaced did).
+        #[test]
+        fn orders_and_hashes_as_its_string(
+            a in proptest::sample::select(vec!["", "text/plain", "application/json", "a", "text/plainx"]),
+            b in "[a-z/]{0,12}",
+        ) {
+            for (x, y) in [(a, b.as_str()), (b.as_str(), a)] {
+                let (cx, cy) = (ContentType::new(x), ContentType::from(y.to_string()));
+                proptest::prop_assert_eq!(cx.cmp(&cy), x.cmp(y));
+                proptest::prop_assert_eq!(cx == cy, x == y);
+                proptest::prop_assert_eq!(hash_of(&cx), hash_of(&x.to_string()));
+            }
+            proptest::prop_assert_eq!(hash_of(&ContentType::default()), hash_of(&String::new()));
+        }
     }
 }

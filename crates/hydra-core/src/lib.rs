@@ -29,6 +29,7 @@ pub mod counters;
 pub mod failure;
 pub mod hints;
 pub mod hlc;
+pub mod id_map;
 pub mod ids;
 pub mod key;
 pub mod layout;

@@ -123,11 +123,7 @@ impl MemStore {
 
 impl Store for MemStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.check()?;
-        if let Some(v) = self.pending.get(key) {
-            return Ok(v.clone());
-        }
-        Ok(self.durable.get(key).cloned())
+        self.get_with(key, |v| v.map(<[u8]>::to_vec))
     }
 
     fn get_with<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R, StoreError> {

@@ -51,10 +51,10 @@ pub struct Sibling {
 }
 
 impl Sibling {
-    pub fn value(value: Vec<u8>, content_type: &str, timestamp: Hlc) -> Sibling {
+    pub fn value(value: Vec<u8>, content_type: impl Into<ContentType>, timestamp: Hlc) -> Sibling {
         Sibling {
             value,
-            content_type: ContentType::new(content_type),
+            content_type: content_type.into(),
             timestamp,
             tombstone: false,
             expires_at: None,

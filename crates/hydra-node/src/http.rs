@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use hydra_core::bucket::{BucketProps, ConflictMode, Consistency};
+use hydra_core::content_type::ContentType;
 
 use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::layout::Layout;
@@ -648,15 +649,16 @@ async fn write_kv(
             }
         }
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(if value.is_some() {
-            "application/octet-stream"
-        } else {
-            ""
-        })
-        .to_string();
+    let content_type = ContentType::new(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(if value.is_some() {
+                "application/octet-stream"
+            } else {
+                ""
+            }),
+    );
     let expiry = match params.ttl_secs() {
         Ok(t) => t.map(|s| Expiry::AfterMs(s.saturating_mul(1000))),
         Err(e) => return e.into_response(),
@@ -672,7 +674,7 @@ async fn write_kv(
         let action = match value {
             Some(value) => CasAction::Write {
                 value,
-                content_type: content_type.into(),
+                content_type,
                 expiry,
                 keep_ttl: false,
             },
@@ -723,7 +725,7 @@ async fn write_kv(
     let request = ClientRequest::Put(WriteRequest {
         key,
         value,
-        content_type: content_type.into(),
+        content_type,
         sloppy,
         expiry,
         on_version,

@@ -641,10 +641,12 @@ impl Local {
             return Err(refuse(ReplicaError::NotReplica));
         }
         let skey_state = state_key(&skey);
-        let mut state = match ctx.store.get(&skey_state) {
+        let mut state = match ctx
+            .store
+            .get_with(&skey_state, |v| v.map(decode_acceptor_state))
+        {
             Ok(None) => AcceptorState::default(),
-            Ok(Some(bytes)) => decode_acceptor_state(&bytes)
-                .map_err(|e| refuse(ReplicaError::Store(e.to_string())))?,
+            Ok(Some(decoded)) => decoded.map_err(|e| refuse(ReplicaError::Store(e.to_string())))?,
             Err(e) => return Err(refuse(ReplicaError::Store(e.to_string()))),
         };
         // The group's bounds hold for every key, whether its state was dropped or not.
@@ -710,7 +712,7 @@ impl Local {
             return false;
         }
         let skey = key.storage_key(partition);
-        matches!(store.get(&state_key(&skey)), Ok(Some(_)))
+        matches!(store.get_with(&state_key(&skey), |v| v.is_some()), Ok(true))
     }
 
     /// At start: the partitions the store holds any Paxos state in (one short scan each).

@@ -21,13 +21,13 @@
 //! * This node's own answer never ships a dot of its own that is not durable yet.
 
 use crate::bugs::planted;
+use crate::id_map::IdMap;
 use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
 use crate::limits::{OBJECT_BYTES_MAX, SIBLINGS_MAX};
 use crate::message::{ClientResponse, Message, Outcome, ReplicaError, Role, encode_object};
 use crate::store::{Store, StoreError};
 use crate::version::{Object, VersionVector};
-use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 use std::borrow::Cow;
 
@@ -105,10 +105,8 @@ type Asks = SmallVec<[(NodeId, Option<NodeId>); 4]>;
 /// The reads this node coordinates.
 #[derive(Debug, Default)]
 pub(crate) struct Reads {
-    /// A hash map with a fixed hasher (so the simulator replays it exactly; nothing
-    /// iterates it): a B-tree's insert and removal were 4% of the core thread at pipelined
-    /// GETs. Boxed, so a resize moves pointers, not the large state.
-    in_flight: FxHashMap<RequestId, Box<ReadState>>,
+    /// Boxed, so a resize moves pointers, not the large state.
+    in_flight: IdMap<RequestId, Box<ReadState>>,
 }
 
 impl Reads {

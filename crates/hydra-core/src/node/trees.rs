@@ -175,7 +175,7 @@ impl Trees {
         };
         let old = match known {
             Some(old) => old,
-            None => store.get(skey)?.as_deref().map(stored_hash),
+            None => store.get_with(skey, |v| v.map(stored_hash))?,
         };
         if old != hash {
             let seg = segment_of(skey);

@@ -30,6 +30,7 @@ use crate::bucket::{BucketProps, ConflictMode};
 use crate::bugs::planted;
 use crate::collection::{Collection, CollectionUpdate};
 use crate::hlc::{Hlc, check_skew};
+use crate::id_map::IdMap;
 use crate::ids::{NodeId, PartitionId, RequestId, Timestamp};
 use crate::key::ObjectKey;
 use crate::limits::{OBJECT_BYTES_MAX, WRITES_LINGERING_MAX};
@@ -39,7 +40,6 @@ use crate::message::{
 };
 use crate::store::{Store, StoreError};
 use crate::version::{LwwValue, Object, Sibling};
-use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
@@ -109,9 +109,8 @@ pub(crate) struct WriteDone {
 /// The writes this node coordinates.
 #[derive(Debug, Default)]
 pub(crate) struct Writes {
-    /// A hash map with a fixed hasher (so the simulator replays it exactly; it is iterated
-    /// only to count), as the reads' (see there). Boxed, so a resize moves pointers.
-    in_flight: FxHashMap<RequestId, Box<WriteState>>,
+    /// Boxed, so a resize moves pointers, not the large state.
+    in_flight: IdMap<RequestId, Box<WriteState>>,
     /// Writes answered but still waiting for their other replicas' acks, in the order they
     /// were answered. At most [`WRITES_LINGERING_MAX`]: beyond, the oldest ends at once, its
     /// silent replicas counted as timed out (they get hints, as at the deadline), so that a
@@ -135,9 +134,7 @@ impl Writes {
     /// Writes this node started for itself (expiry deletes) still in flight.
     pub(crate) fn internal(&self) -> usize {
         self.in_flight
-            .values()
-            .filter(|w| w.reply_to == ReplyTo::Internal)
-            .count()
+            .count_where(|w| w.reply_to == ReplyTo::Internal)
     }
 
     pub(crate) fn take_done(&mut self) -> Vec<WriteDone> {
