@@ -211,8 +211,9 @@ pub mod conformance {
         out
     }
 
-    /// A read through both [`Store::get`] and [`Store::get_with`], which must agree (the
-    /// row cache answers the second read of a key, the engine the first).
+    /// A read through both [`Store::get`] and [`Store::get_with`], which must agree. Right
+    /// after a write a row cache answers both; after a reopen the first read of a key goes
+    /// to the engine and the second to the cache, so both paths of `get_with` are checked.
     fn read<S: Store>(store: &S, key: &[u8]) -> Option<Vec<u8>> {
         let got = store.get(key).expect("get");
         let lent = store
