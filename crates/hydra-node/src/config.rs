@@ -227,6 +227,8 @@ pub struct StorageSection {
     /// for the tables' index and filter blocks, which stay pinned in memory.
     pub cache_bytes: u64,
     /// Size at which the store's memtable is flushed to disk, in bytes (1 MiB to 1 GiB).
+    /// Taken when the node's store is created (the engine keeps it with the store), so a
+    /// change for a node that has data takes effect only on a fresh data directory.
     pub memtable_bytes: u64,
     /// The store's row cache (the newest value of hot keys, kept in step by every write),
     /// in bytes; 0 turns it off. Counts toward resident memory with the two above.

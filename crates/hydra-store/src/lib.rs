@@ -69,7 +69,8 @@ pub struct StoreOptions {
     /// Block cache (data blocks read from disk; index and filter blocks are pinned outside
     /// it), shared by the keyspace.
     pub cache_bytes: u64,
-    /// Size at which the keyspace's memtable is sealed and flushed to disk.
+    /// Size at which the keyspace's memtable is sealed and flushed to disk. Taken when the
+    /// store is created: fjall records it with the keyspace and keeps that on every reopen.
     pub memtable_bytes: u64,
     /// Row cache: the newest value (or absence) of hot keys, weighed as key + value +
     /// [`ROW_OVERHEAD_BYTES`]; 0 turns it off.
