@@ -11,7 +11,7 @@ use hydra_core::ids::{NodeId, Timestamp};
 use hydra_core::key::BucketName;
 use hydra_core::layout::Layout;
 use hydra_core::message::{ClientRequest, ClientResponse, ErrorCode, Outcome, WriteRequest};
-use hydra_core::node::{Ctx, Input, Node, Output};
+use hydra_core::node::{Ctx, Input, Node, Output, ReceiptDetail};
 use hydra_core::store::MemStore;
 use rand::SeedableRng;
 
@@ -734,4 +734,43 @@ fn a_node_down_during_a_truncation_never_brings_its_older_values_back() {
             c.nodes[2].status(hydra_core::ids::Timestamp(c.now)).objects
         );
     }
+}
+
+#[test]
+fn a_brief_receipt_leaves_out_the_replicas_and_keeps_the_counts() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "brief");
+    c.receipts = ReceiptDetail::Brief;
+    let w = c.request(0, put(&k, "v1", None, Some(Consistency::All)));
+    let receipt = receipt_of(&w);
+    assert!(receipt.replicas.is_empty(), "{receipt:?}");
+    assert_eq!(
+        (receipt.coordinator, receipt.needed, receipt.hints_stored),
+        (NodeId(1), 3, 0)
+    );
+    // A stale replica: the brief read's receipt still names the read repair it sent.
+    c.kill(2);
+    c.request(
+        0,
+        put(&k, "v2", Some(context(&w)), Some(Consistency::Quorum)),
+    )
+    .expect("a quorum write with one node down");
+    c.restart(2);
+    let all = c.request(0, get(&k, Some(Consistency::All)));
+    assert_eq!(values(&all), ["v2"]);
+    let receipt = receipt_of(&all);
+    assert!(receipt.replicas.is_empty(), "{receipt:?}");
+    assert_eq!(receipt.read_repairs, vec![NodeId(3)]);
+    // An error's receipt is full whatever was asked: its message is made from it.
+    c.kill(1);
+    c.kill(2);
+    let e = error(c.request(0, put(&k, "v3", None, Some(Consistency::All))));
+    let receipt = e.receipt.expect("a quorum error has a receipt");
+    assert_eq!(receipt.replicas.len(), 3, "{receipt:?}");
+    // The same requests asking for the full receipt list every replica.
+    c.restart(1);
+    c.restart(2);
+    c.receipts = ReceiptDetail::Full;
+    let full = c.request(0, get(&k, Some(Consistency::All)));
+    assert_eq!(receipt_of(&full).replicas.len(), 3);
 }

@@ -22,7 +22,7 @@ use hydra_core::bucket::BucketProps;
 use hydra_core::ids::{ClientRequestId, NodeId, Timestamp};
 use hydra_core::key::BucketName;
 use hydra_core::message::{ClientError, ClientRequest, ClientResponse, Envelope, ErrorCode};
-use hydra_core::node::{Ctx, Input, Node, NodeStatus, Output};
+use hydra_core::node::{Ctx, Input, Node, NodeStatus, Output, ReceiptDetail};
 use hydra_store::{Durability, FjallStore};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -122,7 +122,9 @@ impl CoreHandle {
     }
 
     /// Hands several client requests to the core as one event and waits for all their
-    /// replies, in order: one queue slot, one wakeup and one reply channel for the lot.
+    /// replies, in order: one queue slot, one wakeup and one reply channel for the lot. Only
+    /// the last reply's receipt lists the replicas ([`ReceiptDetail`]): the others' are
+    /// brief, unless they are an error's.
     pub async fn request_batch(&self, requests: Vec<ClientRequest>) -> Vec<Reply> {
         let n = requests.len();
         let (reply, rx) = oneshot::channel();
@@ -457,7 +459,11 @@ impl Driver {
                     self.next_id += 1;
                     let id = ClientRequestId(self.next_id);
                     self.pending.insert(id, Waiting::One(reply));
-                    Input::Client { id, request }
+                    Input::Client {
+                        id,
+                        request,
+                        receipt: ReceiptDetail::Full,
+                    }
                 }
                 CoreEvent::Batch { requests, reply } => {
                     self.start_batch(requests, reply);
@@ -511,11 +517,23 @@ impl Driver {
             },
         );
         let (now, mono) = (Timestamp(wall_ms()), Timestamp(mono_ms()));
+        let last = requests.len() - 1;
         for (index, request) in requests.into_iter().enumerate() {
             self.next_id += 1;
             let id = ClientRequestId(self.next_id);
             self.pending.insert(id, Waiting::Part { batch, index });
-            self.handle_at(Input::Client { id, request }, now, mono);
+            // Only the last request's receipt is anyone's "last receipt" (see
+            // `CoreHandle::request_batch`).
+            let receipt = match index == last {
+                true => ReceiptDetail::Full,
+                false => ReceiptDetail::Brief,
+            };
+            let input = Input::Client {
+                id,
+                request,
+                receipt,
+            };
+            self.handle_at(input, now, mono);
         }
     }
 

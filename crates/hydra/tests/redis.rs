@@ -172,6 +172,18 @@ fn byte_exact_exchanges() {
         Value::bulk(format!("{i}")).encode(hydra_resp::Protocol::Resp2, &mut expected);
     }
     assert_eq!(text(&c.send(&bytes, 100)), text(&expected));
+    // The last receipt is the pipeline's last command's, listing the replicas it read from
+    // (R = 2 of 3); the other commands' receipts were brief.
+    let receipt = text(&c.command(&[b"HYDRA.RECEIPT"]));
+    let json = receipt.lines().nth(1).expect("a bulk reply");
+    let json: serde_json::Value = serde_json::from_str(json).expect("the receipt is JSON");
+    assert_eq!(json["needed"], 2, "{json}");
+    let replicas = json["replicas"].as_array().expect("a list of replicas");
+    let found = replicas.iter().filter(|r| r["outcome"] == "found").count();
+    assert!(
+        found >= 2,
+        "the last GET read its key from R replicas: {json}"
+    );
     // RESP3 after HELLO 3: nulls are `_`, maps are `%`.
     let hello = c.command(&[b"HELLO", b"3"]);
     assert!(

@@ -20,7 +20,7 @@ use crate::limits::{FORWARDS_SEEN_MAX, TIMEOUT_MS_MAX};
 use crate::message::{ClientError, ClientResponse, ErrorCode, Message, WriteRequest};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use super::io::{Ctx, ReplyTo};
+use super::io::{Ctx, ReceiptDetail, ReplyTo};
 use super::local::Local;
 use super::timers::Timer;
 use crate::store::Store;
@@ -101,7 +101,9 @@ impl Forwards {
             local
                 .timers
                 .cancel(state.deadline, Timer::ForwardDeadline(req));
-            local.out.reply(ReplyTo::Client(state.client), result);
+            local
+                .out
+                .reply(ReplyTo::Client(state.client, ReceiptDetail::Full), result);
         }
     }
 
@@ -116,7 +118,9 @@ impl Forwards {
             now.ms_since(state.started)
         );
         let e = ClientError::new(ErrorCode::CoordinatorUnreachable, message);
-        local.out.reply(ReplyTo::Client(state.client), Err(e));
+        local
+            .out
+            .reply(ReplyTo::Client(state.client, ReceiptDetail::Full), Err(e));
     }
 
     /// Whether this forwarded write is new (not a duplicate of one already taken).

@@ -61,7 +61,7 @@ pub use clock::{CLOCK_JUMP_MS, Verdict};
 pub use config::NodeConfig;
 pub use durability::{HLC_MARK_MARGIN_MS, HLC_STORAGE_KEY};
 pub use gc::REAPS_PARTITION;
-pub use io::{Ctx, Input, Output};
+pub use io::{Ctx, Input, Output, ReceiptDetail};
 pub use paxos::PAXOS_PARTITION;
 pub use paxos_repair::{PAXOS_BOUNDS_PARTITION, PaxosRepairStatus};
 pub use status::{AeStatus, ClockStatus, NodeStatus, PeerStatus};
@@ -316,6 +316,7 @@ impl Node {
             Input::Client {
                 id,
                 request: ClientRequest::SetBucket { name, props },
+                ..
             } => {
                 let local = &mut self.local;
                 if let Err(e) = local.clock_allows("bucket changes") {
@@ -347,7 +348,11 @@ impl Node {
                 local.note(changed, ctx.now);
                 local.out.push(Output::Reply { id, result });
             }
-            Input::Client { id, request } => self.on_client(ctx, ReplyTo::Client(id), request),
+            Input::Client {
+                id,
+                request,
+                receipt,
+            } => self.on_client(ctx, ReplyTo::Client(id, receipt), request),
             Input::Message { from, envelope } => {
                 assert!(
                     self.local.layout.contains(from),
@@ -625,7 +630,7 @@ impl Node {
                     };
                     self.writes
                         .start(local, ctx, reply_to, write, &valid.props, at)
-                } else if let ReplyTo::Client(client) = reply_to {
+                } else if let ReplyTo::Client(client, _) = reply_to {
                     self.forwards
                         .start(local, ctx, client, write, &replicas, deadline)
                 } else {

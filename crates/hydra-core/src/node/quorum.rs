@@ -10,6 +10,7 @@ use crate::message::{ClientError, ErrorCode, Message, Outcome, Receipt, ReplicaR
 use crate::version::Object;
 use smallvec::SmallVec;
 
+use super::io::ReceiptDetail;
 use super::local::Local;
 
 /// Where a request goes: the key's partition, its replicas (the preference list), how many
@@ -120,6 +121,7 @@ impl Local {
         }
     }
 
+    /// A request's receipt, in full (see [`Local::receipt_as`]).
     pub(crate) fn receipt(
         &self,
         partition: PartitionId,
@@ -129,11 +131,32 @@ impl Local {
         started: Timestamp,
         now: Timestamp,
     ) -> Receipt {
-        Receipt {
-            coordinator: self.me(),
-            partition: partition.0,
+        self.receipt_as(
+            ReceiptDetail::Full,
+            partition,
             needed,
-            replicas: slots
+            slots,
+            repairs,
+            started,
+            now,
+        )
+    }
+
+    /// A request's receipt, with the list of replicas when `detail` asks for it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn receipt_as(
+        &self,
+        detail: ReceiptDetail,
+        partition: PartitionId,
+        needed: u8,
+        slots: &[Slot],
+        repairs: Vec<NodeId>,
+        started: Timestamp,
+        now: Timestamp,
+    ) -> Receipt {
+        let replicas = match detail {
+            ReceiptDetail::Brief => Vec::new(),
+            ReceiptDetail::Full => slots
                 .iter()
                 .map(|s| ReplicaReport {
                     node: s.node,
@@ -146,6 +169,12 @@ impl Local {
                     outcome: s.outcome.clone(),
                 })
                 .collect(),
+        };
+        Receipt {
+            coordinator: self.me(),
+            partition: partition.0,
+            needed,
+            replicas,
             read_repairs: repairs,
             hints_stored: slots
                 .iter()

@@ -327,7 +327,8 @@ impl Reads {
                     .answers
                     .merge_and_repair(local, ctx, &state.key, &state.slots);
             state.merged_responses = answered;
-            let receipt = local.receipt(
+            let receipt = local.receipt_as(
+                state.reply_to.receipt_detail(),
                 state.partition,
                 state.needed,
                 &state.slots,

@@ -44,7 +44,7 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use super::durability::Waiter;
-use super::io::{Ctx, ReplyTo};
+use super::io::{Ctx, ReceiptDetail, ReplyTo};
 use super::local::Local;
 use super::paxos::cas_managed_error;
 use super::quorum::{self, Placement, Slot, Slots, quorum_error, write_message};
@@ -476,7 +476,13 @@ impl Writes {
         let pending = quorum::count(&state.slots, &Outcome::Pending);
         let needed = state.needed as usize;
         if state.replied.is_none() && (acked >= needed || acked + pending < needed) {
-            let receipt = local.receipt(
+            // Brief only for a success: an error's message is made from its receipt.
+            let detail = match acked >= needed {
+                true => state.reply_to.receipt_detail(),
+                false => ReceiptDetail::Full,
+            };
+            let receipt = local.receipt_as(
+                detail,
                 state.partition,
                 state.needed,
                 &state.slots,

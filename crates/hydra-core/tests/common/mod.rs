@@ -8,7 +8,7 @@ use hydra_core::ids::{ClientRequestId, NodeId, Timestamp};
 use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::layout::Layout;
 use hydra_core::message::{ClientError, ClientRequest, ClientResponse, Expiry, WriteRequest};
-use hydra_core::node::{Ctx, Input, Node, NodeConfig, Output};
+use hydra_core::node::{Ctx, Input, Node, NodeConfig, Output, ReceiptDetail};
 use hydra_core::store::MemStore;
 use hydra_core::version::{Sibling, VersionVector};
 use rand::SeedableRng;
@@ -32,6 +32,8 @@ pub struct Cluster {
     pub layout: Layout,
     /// Changes to every node's configuration (kept for restarts).
     pub tweak: fn(&mut NodeConfig),
+    /// What receipts client requests ask for (full unless a test says otherwise).
+    pub receipts: ReceiptDetail,
 }
 
 pub type Reply = Result<ClientResponse, ClientError>;
@@ -67,6 +69,7 @@ impl Cluster {
             next_id: 0,
             layout,
             tweak,
+            receipts: ReceiptDetail::Full,
         };
         // A node coordinates nothing until a heartbeat round trip has verified its clock.
         c.idle(1_000);
@@ -178,7 +181,14 @@ impl Cluster {
             self.next_id += 1;
             let id = ClientRequestId(self.next_id);
             ids.push(id);
-            queue.push_back((at, Input::Client { id, request }));
+            queue.push_back((
+                at,
+                Input::Client {
+                    id,
+                    request,
+                    receipt: self.receipts,
+                },
+            ));
         }
         let mut answers: Vec<Option<Reply>> = vec![None; ids.len()];
         let mut inputs: VecDeque<(usize, usize, Input)> =
@@ -214,7 +224,14 @@ impl Cluster {
         self.next_id += 1;
         let id = ClientRequestId(self.next_id);
         let mut queue: VecDeque<(usize, Input)> = VecDeque::new();
-        queue.push_back((at, Input::Client { id, request }));
+        queue.push_back((
+            at,
+            Input::Client {
+                id,
+                request,
+                receipt: self.receipts,
+            },
+        ));
         let mut answer = None;
         for _ in 0..100_000 {
             let Some((i, input)) = queue.pop_front() else {

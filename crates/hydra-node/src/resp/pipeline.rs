@@ -125,7 +125,9 @@ impl Connection {
 
     /// Sends requests to the core, at most [`KEYS_IN_FLIGHT_MAX`] at a time (so one command
     /// or pipeline cannot fill the core's queue), each chunk as one event; results in order,
-    /// the last receipt kept.
+    /// the last receipt kept. A chunk's replies but the last carry brief receipts (see
+    /// `CoreHandle::request_batch`): when the newest receipt is one of those (the last
+    /// request's reply had none), the connection keeps no receipt rather than a partial one.
     pub(super) async fn call_all(&mut self, requests: Vec<ClientRequest>) -> Vec<Reply> {
         let mut results = Vec::with_capacity(requests.len());
         let mut requests = requests.into_iter().peekable();
@@ -134,6 +136,9 @@ impl Connection {
             // The chunk's replies go straight into `results` (a reply is a few hundred bytes:
             // every move of it counts on pipelines).
             let first = results.len();
+            // The replies with brief receipts: the batch's but its last, unless redone.
+            let mut brief = first..first;
+            let mut redone: Vec<usize> = Vec::new();
             if self.overlay.is_some() {
                 // A transaction's commands answer from its copy of the key, one by one.
                 for request in chunk {
@@ -153,18 +158,29 @@ impl Connection {
                         .zip(&replies)
                         .map(|(label, result)| (label.op, label.level(), result)),
                 );
+                brief = first..first + replies.len().saturating_sub(1);
                 for (result, retry) in replies.into_iter().zip(retries) {
                     results.push(match retry.filter(|_| refused_for_cas(&result)) {
-                        Some(w) => self.retry_through_cas(w).await,
+                        Some(w) => {
+                            redone.push(results.len());
+                            self.retry_through_cas(w).await
+                        }
                         None => result,
                     });
                 }
             }
-            let done = &results[first..];
             // Only the last receipt is kept: one copy, not one per request.
-            if let Some(receipt) = done.iter().rev().find_map(|r| self.receipt_of(r)) {
-                self.last_receipt = Some(receipt);
+            let newest = results[first..]
+                .iter()
+                .enumerate()
+                .rev()
+                .find_map(|(i, r)| Some((first + i, self.receipt_of(r)?)));
+            if let Some((at, receipt)) = newest {
+                // An error's receipt is full whatever was asked.
+                let partial = brief.contains(&at) && !redone.contains(&at) && results[at].is_ok();
+                self.last_receipt = (!partial).then_some(receipt);
             }
+            let done = &results[first..];
             for result in done {
                 self.note_seen(result);
             }
