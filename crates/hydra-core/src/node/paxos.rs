@@ -37,7 +37,7 @@ use rand::Rng;
 use std::collections::{BTreeMap, VecDeque};
 
 use super::durability::Waiter;
-use super::io::{Ctx, ReplyTo};
+use super::io::{Ctx, ReceiptDetail, ReplyTo};
 use super::local::Local;
 use super::quorum::{Slots, pending_slot, quorum_error, time_out};
 use super::timers::Timer;
@@ -82,6 +82,7 @@ impl Round {
     /// Who answered the current step, for the client's receipt.
     fn receipt(&self, local: &Local, now: Timestamp) -> crate::message::Receipt {
         local.receipt(
+            ReceiptDetail::Full,
             self.partition,
             self.coord.needed() as u8,
             &self.slots,

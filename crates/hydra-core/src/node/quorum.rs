@@ -121,30 +121,9 @@ impl Local {
         }
     }
 
-    /// A request's receipt, in full (see [`Local::receipt_as`]).
-    pub(crate) fn receipt(
-        &self,
-        partition: PartitionId,
-        needed: u8,
-        slots: &[Slot],
-        repairs: Vec<NodeId>,
-        started: Timestamp,
-        now: Timestamp,
-    ) -> Receipt {
-        self.receipt_as(
-            ReceiptDetail::Full,
-            partition,
-            needed,
-            slots,
-            repairs,
-            started,
-            now,
-        )
-    }
-
     /// A request's receipt, with the list of replicas when `detail` asks for it.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn receipt_as(
+    pub(crate) fn receipt(
         &self,
         detail: ReceiptDetail,
         partition: PartitionId,

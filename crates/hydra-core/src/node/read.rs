@@ -33,7 +33,7 @@ use std::borrow::Cow;
 
 use super::durability::Waiter;
 use super::handoff::hint_read;
-use super::io::{Ctx, ReplyTo};
+use super::io::{Ctx, ReceiptDetail, ReplyTo};
 use super::local::Local;
 use super::quorum::{self, Placement, Slot, Slots, quorum_error};
 use super::timers::Timer;
@@ -327,7 +327,7 @@ impl Reads {
                     .answers
                     .merge_and_repair(local, ctx, &state.key, &state.slots);
             state.merged_responses = answered;
-            let receipt = local.receipt_as(
+            let receipt = local.receipt(
                 state.reply_to.receipt_detail(),
                 state.partition,
                 state.needed,
@@ -410,6 +410,7 @@ impl Reads {
 /// Answers that R cannot be reached (or was not by the deadline).
 fn reply_quorum_error(local: &mut Local, state: &mut ReadState, now: Timestamp) {
     let receipt = local.receipt(
+        ReceiptDetail::Full,
         state.partition,
         state.needed,
         &state.slots,

@@ -238,7 +238,15 @@ impl Writes {
         let sloppy = write.sloppy.unwrap_or(props.sloppy);
         let slots = local.slots_for(at.partition, &at.replicas, ctx.now, sloppy);
         if quorum::count(&slots, &Outcome::Pending) < at.needed as usize {
-            let receipt = local.receipt(at.partition, at.needed, &slots, vec![], ctx.now, ctx.now);
+            let receipt = local.receipt(
+                ReceiptDetail::Full,
+                at.partition,
+                at.needed,
+                &slots,
+                vec![],
+                ctx.now,
+                ctx.now,
+            );
             return local
                 .out
                 .reply(reply_to, Err(quorum_error("write", receipt)));
@@ -481,7 +489,7 @@ impl Writes {
                 true => state.reply_to.receipt_detail(),
                 false => ReceiptDetail::Full,
             };
-            let receipt = local.receipt_as(
+            let receipt = local.receipt(
                 detail,
                 state.partition,
                 state.needed,

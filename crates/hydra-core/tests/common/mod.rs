@@ -178,17 +178,9 @@ impl Cluster {
         let mut queue: VecDeque<(usize, Input)> = VecDeque::new();
         let mut ids = Vec::new();
         for (at, request) in requests {
-            self.next_id += 1;
-            let id = ClientRequestId(self.next_id);
+            let (id, input) = self.client_input(request);
             ids.push(id);
-            queue.push_back((
-                at,
-                Input::Client {
-                    id,
-                    request,
-                    receipt: self.receipts,
-                },
-            ));
+            queue.push_back((at, input));
         }
         let mut answers: Vec<Option<Reply>> = vec![None; ids.len()];
         let mut inputs: VecDeque<(usize, usize, Input)> =
@@ -219,19 +211,23 @@ impl Cluster {
         panic!("requests never answered");
     }
 
-    /// Runs `request` at node `at` until it is answered.
-    pub fn request(&mut self, at: usize, request: ClientRequest) -> Reply {
+    /// A client request as the node's input, under a new id.
+    fn client_input(&mut self, request: ClientRequest) -> (ClientRequestId, Input) {
         self.next_id += 1;
         let id = ClientRequestId(self.next_id);
+        let input = Input::Client {
+            id,
+            request,
+            receipt: self.receipts,
+        };
+        (id, input)
+    }
+
+    /// Runs `request` at node `at` until it is answered.
+    pub fn request(&mut self, at: usize, request: ClientRequest) -> Reply {
+        let (id, input) = self.client_input(request);
         let mut queue: VecDeque<(usize, Input)> = VecDeque::new();
-        queue.push_back((
-            at,
-            Input::Client {
-                id,
-                request,
-                receipt: self.receipts,
-            },
-        ));
+        queue.push_back((at, input));
         let mut answer = None;
         for _ in 0..100_000 {
             let Some((i, input)) = queue.pop_front() else {
