@@ -122,9 +122,9 @@ impl CoreHandle {
     }
 
     /// Hands several client requests to the core as one event and waits for all their
-    /// replies, in order: one queue slot, one wakeup and one reply channel for the lot. Only
-    /// the last reply's receipt lists the replicas ([`ReceiptDetail`]): the others' are
-    /// brief, unless they are an error's.
+    /// replies, in order: one queue slot, one wakeup and one reply channel for the lot. The
+    /// others ask for brief receipts ([`ReceiptDetail`]), the last for a full one; an
+    /// error's, a compare-and-set's and a forwarded write's are full whatever was asked.
     pub async fn request_batch(&self, requests: Vec<ClientRequest>) -> Vec<Reply> {
         let n = requests.len();
         let (reply, rx) = oneshot::channel();
@@ -524,9 +524,10 @@ impl Driver {
             self.pending.insert(id, Waiting::Part { batch, index });
             // Only the last request's receipt is anyone's "last receipt" (see
             // `CoreHandle::request_batch`).
-            let receipt = match index == last {
-                true => ReceiptDetail::Full,
-                false => ReceiptDetail::Brief,
+            let receipt = if index == last {
+                ReceiptDetail::Full
+            } else {
+                ReceiptDetail::Brief
             };
             let input = Input::Client {
                 id,

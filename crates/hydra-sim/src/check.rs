@@ -94,6 +94,9 @@ pub enum Violation {
     /// (m) A node's Merkle trees (in memory, or as its store holds them) do not agree with
     /// the objects its store holds.
     TreesWrong { node: u64, detail: String },
+    /// (n) A successful read or write that asked for its receipt in full got none of its
+    /// replicas listed (a brief receipt where someone would see it).
+    ReceiptWrong { node: u64, detail: String },
     /// (e) A register read returned a value whose TTL had certainly run out, or one whose
     /// write certainly failed.
     BadRegisterValue {
@@ -121,6 +124,7 @@ impl Violation {
             Violation::TruncationWrong { .. } => 'k',
             Violation::CollectionWrong { .. } => 'l',
             Violation::TreesWrong { .. } => 'm',
+            Violation::ReceiptWrong { .. } => 'n',
         }
     }
 }
@@ -202,6 +206,9 @@ impl fmt::Display for Violation {
             }
             Violation::CollectionWrong { key, detail } => {
                 write!(f, "(l) the collection {key} is wrong: {detail}")
+            }
+            Violation::ReceiptWrong { node, detail } => {
+                write!(f, "(n) node {node} replied with a wrong receipt: {detail}")
             }
             Violation::TreesWrong { node, detail } => {
                 write!(

@@ -487,6 +487,8 @@ pub struct Receipt {
     pub partition: u32,
     /// Replicas needed (R or W).
     pub needed: u8,
+    /// Empty in a brief receipt (a pipeline's replies but its last: see
+    /// `node::ReceiptDetail`); such a receipt never crosses the wire or reaches a client.
     pub replicas: Vec<ReplicaReport>,
     /// Replicas sent read repair before the reply.
     pub read_repairs: Vec<NodeId>,
@@ -495,7 +497,7 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    /// Replicas that acked a write or answered a read.
+    /// Replicas that acked a write or answered a read (0 in a brief receipt, which lists none).
     pub fn acked(&self) -> u8 {
         self.replicas
             .iter()

@@ -38,8 +38,8 @@ pub enum ReceiptDetail {
     #[default]
     Full,
     /// The rest without the list of replicas: coordinator, partition, replicas needed, read
-    /// repairs, hints stored, time taken (what the metrics count). An error's receipt, which
-    /// its message is made from, is always full.
+    /// repairs (which the metrics count), hints stored, time taken. An error's receipt, which
+    /// its message is made from, is always full, and so is a compare-and-set's.
     Brief,
 }
 

@@ -87,9 +87,10 @@ impl Timer {
 /// pipelined reads).
 #[derive(Debug, Default)]
 struct Due {
+    /// In descending order when `sorted`, so the smallest pops off the end.
     timers: SmallVec<[Timer; 4]>,
-    /// In descending order, so the smallest pops off the end. Sorted when the millisecond
-    /// comes due; a timer set from then on goes to a later one.
+    /// Set when the millisecond comes due (a timer set from then on goes to a later one);
+    /// cleared by a timer added.
     sorted: bool,
 }
 
@@ -158,10 +159,20 @@ impl Timers {
         let Some(due) = self.queue.get_mut(&at) else {
             return;
         };
-        // Every copy (`retain` keeps a sorted millisecond sorted).
-        let before = due.timers.len();
-        due.timers.retain(|t| *t != timer);
-        self.len -= before - due.timers.len();
+        // Every copy. Until the millisecond is sorted its order does not matter, so a copy
+        // is swapped out (no shift of a busy millisecond's hundreds of timers per cancel).
+        let mut i = 0;
+        while i < due.timers.len() {
+            if due.timers[i] != timer {
+                i += 1;
+            } else if due.sorted {
+                due.timers.remove(i);
+                self.len -= 1;
+            } else {
+                due.timers.swap_remove(i);
+                self.len -= 1;
+            }
+        }
         if due.timers.is_empty() {
             self.queue.remove(&at);
         }

@@ -485,9 +485,10 @@ impl Writes {
         let needed = state.needed as usize;
         if state.replied.is_none() && (acked >= needed || acked + pending < needed) {
             // Brief only for a success: an error's message is made from its receipt.
-            let detail = match acked >= needed {
-                true => state.reply_to.receipt_detail(),
-                false => ReceiptDetail::Full,
+            let detail = if acked >= needed {
+                state.reply_to.receipt_detail()
+            } else {
+                ReceiptDetail::Full
             };
             let receipt = local.receipt(
                 detail,

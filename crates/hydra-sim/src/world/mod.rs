@@ -673,12 +673,7 @@ impl World {
                 n.next_request += 1;
                 let id = ClientRequestId(n.next_request);
                 n.requests.insert(id, (client, op));
-                // Half the requests ask for brief receipts (as a pipeline's do), by the id's
-                // parity: no draw from the seed's random source, so seeds replay as before.
-                let receipt = match id.0 % 2 {
-                    0 => ReceiptDetail::Brief,
-                    _ => ReceiptDetail::Full,
-                };
+                let receipt = receipt_detail(id);
                 self.feed(
                     node,
                     Input::Client {
@@ -788,6 +783,18 @@ impl World {
                 }
                 Output::HintBudgetFull { .. } => {}
                 Output::Reply { id, result } => {
+                    let listed = match &result {
+                        Ok(
+                            reply @ (ClientResponse::Read { .. } | ClientResponse::Written { .. }),
+                        ) => reply.receipt().map(|r| r.replicas.len()),
+                        _ => None,
+                    };
+                    if receipt_detail(id) == ReceiptDetail::Full && listed == Some(0) {
+                        self.report.violations.push(Violation::ReceiptWrong {
+                            node: i as u64 + 1,
+                            detail: format!("request {} asked for a full receipt", id.0),
+                        });
+                    }
                     if let Some((client, op)) = self.nodes[i].requests.remove(&id) {
                         let d = self.rng.random_range(0..=2);
                         self.schedule(d, Event::Answer { client, op, result });
@@ -956,4 +963,13 @@ fn cas_bucket(sim: &SimConfig) -> usize {
 /// Which of [`BUCKETS`] holds `key`.
 fn bucket_of(key: u64) -> usize {
     usize::from(is_register(key)) * 2 + usize::from(!is_strict(key))
+}
+
+/// Half the requests ask for brief receipts (as a pipeline's but its last do), by the id's
+/// parity: no draw from the seed's random source, so seeds replay as before.
+fn receipt_detail(id: ClientRequestId) -> ReceiptDetail {
+    match id.0 % 2 {
+        0 => ReceiptDetail::Brief,
+        _ => ReceiptDetail::Full,
+    }
 }
