@@ -64,20 +64,32 @@ pub(crate) enum Timer {
 }
 
 impl Timer {
-    /// Periodic work, not one request's.
+    /// Periodic work, not one request's. Every variant named (no `_`): a new timer must
+    /// say which it is, since only periodic ones are looked for when set.
     fn is_periodic(self) -> bool {
-        matches!(
-            self,
+        match self {
+            Timer::WriteDeadline(_)
+            | Timer::WriteFallback(_)
+            | Timer::ReadRetry(_)
+            | Timer::ReadDeadline(_)
+            | Timer::ForwardDeadline(_)
+            | Timer::HandoffDeadline(_)
+            | Timer::ExpireDeadline(_)
+            | Timer::ExchangeDeadline(_)
+            | Timer::PaxosDeadline(_)
+            | Timer::ScanDeadline(_)
+            | Timer::TruncateDeadline(_)
+            | Timer::PaxosRetry(_) => false,
             Timer::Heartbeat
-                | Timer::Gossip
-                | Timer::Handoff
-                | Timer::AntiEntropy
-                | Timer::Reap
-                | Timer::Expiry
-                | Timer::PaxosRepair
-                | Timer::TreeRebuild
-                | Timer::Purge
-        )
+            | Timer::Gossip
+            | Timer::Handoff
+            | Timer::AntiEntropy
+            | Timer::Reap
+            | Timer::Expiry
+            | Timer::PaxosRepair
+            | Timer::TreeRebuild
+            | Timer::Purge => true,
+        }
     }
 }
 
