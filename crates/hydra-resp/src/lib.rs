@@ -10,6 +10,7 @@
 //! one, and never panic (proptest and a cargo-fuzz target feed them arbitrary bytes; the fuzz
 //! corpus is replayed by `cargo test`).
 
+use smallvec::SmallVec;
 use std::fmt::Write as _;
 
 /// Bounds on what a peer may send. A frame that exceeds one is [`Invalid`], so a connection
@@ -117,6 +118,13 @@ fn line_end(buf: &[u8], from: usize, max: usize) -> Result<Option<usize>, Invali
 
 /// Parses the decimal integer of a length or integer line.
 fn parse_int(bytes: &[u8], what: &str) -> Result<i64, Invalid> {
+    // Plain digits, what every length line holds, without the general parse (up to 18
+    // digits, which cannot overflow).
+    if !bytes.is_empty() && bytes.len() <= 18 && bytes.iter().all(u8::is_ascii_digit) {
+        return Ok(bytes
+            .iter()
+            .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0')));
+    }
     std::str::from_utf8(bytes)
         .ok()
         .filter(|s| !s.is_empty() && s.len() <= 20)
@@ -171,25 +179,27 @@ pub fn parse_command(buf: &[u8], limits: &Limits) -> Result<Option<(Command, usi
 }
 
 fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<Option<(Command, usize)>, Invalid> {
-    // First check that the whole command has arrived, without copying anything (a command
-    // arriving in many reads is scanned again on each, but copied only once).
-    let Some((count, end)) = walk_multibulk(buf, limits, |_, _| {})? else {
+    // First find every argument and check that the whole command has arrived, without
+    // copying anything (a command arriving in many reads is scanned again on each, but
+    // copied only once).
+    let mut ranges: SmallVec<[(usize, usize); 6]> = SmallVec::new();
+    let Some(end) = walk_multibulk(buf, limits, |start, stop| ranges.push((start, stop)))? else {
         return Ok(None);
     };
-    let mut args: Vec<Vec<u8>> = Vec::with_capacity(count);
-    walk_multibulk(buf, limits, |start, stop| {
-        args.push(buf[start..stop].to_vec())
-    })?;
+    let args = ranges
+        .into_iter()
+        .map(|(start, stop)| buf[start..stop].to_vec())
+        .collect();
     Ok(Some((args, end)))
 }
 
-/// Walks a multibulk command, calling `each` with every argument's byte range. Returns the
-/// argument count and the command's end, `Ok(None)` if it has not all arrived.
+/// Walks a multibulk command, calling `each` with every argument's byte range as it is
+/// found. Returns the command's end, `Ok(None)` if it has not all arrived.
 fn walk_multibulk(
     buf: &[u8],
     limits: &Limits,
     mut each: impl FnMut(usize, usize),
-) -> Result<Option<(usize, usize)>, Invalid> {
+) -> Result<Option<usize>, Invalid> {
     let Some(end) = line_end(buf, 1, 20)? else {
         return Ok(None);
     };
@@ -241,7 +251,7 @@ fn walk_multibulk(
         each(start, stop);
         at = stop + 2;
     }
-    Ok(Some((count, at)))
+    Ok(Some(at))
 }
 
 fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Option<(Command, usize)>, Invalid> {
@@ -845,6 +855,14 @@ mod tests {
                 parse_value(&bytes[..cut], &Limits::default()).expect("prefix"),
                 None
             );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn integer_lines_parse_as_the_general_parse_would(line in "[-+]?[0-9]{0,19}") {
+            let general = line.parse::<i64>().ok();
+            proptest::prop_assert_eq!(parse_int(line.as_bytes(), "length").ok(), general);
         }
     }
 
