@@ -230,8 +230,10 @@ pub struct StorageSection {
     /// Taken when the node's store is created (the engine keeps it with the store), so a
     /// change for a node that has data takes effect only on a fresh data directory.
     pub memtable_bytes: u64,
-    /// The store's row cache (the newest value of hot keys, kept in step by every write),
-    /// in bytes; 0 turns it off. Counts toward resident memory with the two above.
+    /// The store's row cache (the newest value of hot keys, kept in step by every write;
+    /// a key read from disk enters at its second miss), in bytes; 0 turns it off. Counts
+    /// toward resident memory with the two above, with 1/128 to 1/64 of it besides for the
+    /// doorkeeper that decides which keys enter.
     pub row_cache_bytes: u64,
 }
 
