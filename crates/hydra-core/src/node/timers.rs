@@ -99,8 +99,16 @@ impl Timer {
 /// pipelined reads).
 #[derive(Debug, Default)]
 struct Due {
-    /// In descending order when `sorted`, so the smallest pops off the end.
-    timers: SmallVec<[Timer; 4]>,
+    /// In the order set until the millisecond comes due, then in descending order, so the
+    /// smallest pops off the end. A cancelled timer's slot is emptied, not removed.
+    slots: SmallVec<[Option<Timer>; 4]>,
+    /// Slots before this one are all empty. Requests end mostly in the order they started,
+    /// so a cancel finds its timer at or just after it: a millisecond of a busy node holds
+    /// hundreds of timers, and a cancel that scanned them all was 9% of the core thread at
+    /// 250k pipelined GETs a second.
+    first: usize,
+    /// Timers in the slots.
+    live: usize,
     /// Set when the millisecond comes due (a timer set from then on goes to a later one);
     /// cleared by a timer added.
     sorted: bool,
@@ -152,41 +160,42 @@ impl Timers {
             .to_mono(at)
             .max(Timestamp(self.mono.0.saturating_add(1)));
         let due = self.queue.entry(at).or_default();
-        // The same timer for the same time fires once, as in a set of the pairs. Periodic
-        // work may be set again for a time it is already set for, and stays one entry; a
-        // request's timer is set once per time, so it is not looked for (a millisecond of a
-        // busy node holds hundreds), and a second setting is dropped when it comes due.
-        if timer.is_periodic() && due.timers.contains(&timer) {
+        // The same periodic timer for the same time fires once, as in a set of the pairs:
+        // periodic work may be set again for a time it is already set for, and stays one
+        // entry. A request's timer is set once per time, so it is not looked for (a
+        // millisecond of a busy node holds hundreds); were it set twice, the settings count
+        // as two for `len` and `cancel`, and fire once.
+        if timer.is_periodic() && due.slots.contains(&Some(timer)) {
             return;
         }
-        due.timers.push(timer);
+        due.slots.push(Some(timer));
+        due.live += 1;
         due.sorted = false;
         self.len += 1;
     }
 
-    /// Removes a timer that is no longer needed (no-op if it already fired, or if the wall
-    /// clock jumped since it was set: it then fires, as a no-op, at its time).
+    /// Removes a timer that is no longer needed: one setting of it (no-op if it already
+    /// fired, or if the wall clock jumped since it was set: it then fires, as a no-op, at its
+    /// time).
     pub(crate) fn cancel(&mut self, at: Timestamp, timer: Timer) {
         let at = self.to_mono(at);
         let Some(due) = self.queue.get_mut(&at) else {
             return;
         };
-        // Every copy. Until the millisecond is sorted its order does not matter, so a copy
-        // is swapped out (no shift of a busy millisecond's hundreds of timers per cancel).
-        let mut i = 0;
-        while i < due.timers.len() {
-            if due.timers[i] != timer {
-                i += 1;
-            } else if due.sorted {
-                due.timers.remove(i);
-                self.len -= 1;
-            } else {
-                due.timers.swap_remove(i);
-                self.len -= 1;
-            }
-        }
-        if due.timers.is_empty() {
+        let Some(i) = (due.slots.get(due.first..))
+            .and_then(|rest| rest.iter().position(|slot| *slot == Some(timer)))
+        else {
+            return;
+        };
+        due.slots[due.first + i] = None;
+        due.live -= 1;
+        self.len -= 1;
+        if due.live == 0 {
             self.queue.remove(&at);
+            return;
+        }
+        while due.slots.get(due.first) == Some(&None) {
+            due.first += 1;
         }
     }
 
@@ -198,17 +207,31 @@ impl Timers {
         }
         let due = entry.get_mut();
         if !due.sorted {
-            due.timers.sort_unstable_by(|a, b| b.cmp(a));
+            due.slots.retain(|slot| slot.is_some());
+            due.slots.sort_unstable_by(|a, b| b.cmp(a));
+            due.first = 0;
             due.sorted = true;
         }
-        let timer = due.timers.pop();
-        self.len -= usize::from(timer.is_some());
-        // A second setting of a request's timer for this time (next to it, sorted).
-        while timer.is_some() && due.timers.last() == timer.as_ref() {
-            due.timers.pop();
-            self.len -= 1;
+        // Slots emptied since the sort are skipped; `live` is not 0, so one holds a timer.
+        let mut timer = None;
+        while timer.is_none() {
+            timer = due.slots.pop().flatten();
         }
-        if due.timers.is_empty() {
+        due.live -= 1;
+        self.len -= 1;
+        // A second setting of a request's timer for this time (next to it, sorted).
+        while let Some(last) = due.slots.last() {
+            match last {
+                None => {}
+                Some(t) if Some(*t) == timer => {
+                    due.live -= 1;
+                    self.len -= 1;
+                }
+                Some(_) => break,
+            }
+            due.slots.pop();
+        }
+        if due.live == 0 {
             entry.remove();
         }
         timer
@@ -267,7 +290,8 @@ mod tests {
 
     proptest! {
         /// The queue behaves as the set of `(when, timer)` pairs it replaced: the same
-        /// timers fire, in the same order, and the same ones are left.
+        /// timers fire, in the same order, and the same ones are left; a request's timer
+        /// set twice for one time takes two cancels.
         #[test]
         fn fires_as_a_set_of_pairs_would(ops in proptest::collection::vec(op(), 0..200)) {
             let mut timers = Timers::default();
@@ -286,9 +310,17 @@ mod tests {
                         }
                     }
                     Op::Cancel(ahead, t) => {
+                        // One setting goes: the last one takes the pair out.
                         timers.cancel(Timestamp(now + ahead), t);
-                        model.remove(&(now + ahead, t));
-                        again.remove(&(now + ahead, t));
+                        match again.get_mut(&(now + ahead, t)) {
+                            Some(n) if *n > 1 => *n -= 1,
+                            Some(_) => {
+                                again.remove(&(now + ahead, t));
+                            }
+                            None => {
+                                model.remove(&(now + ahead, t));
+                            }
+                        }
                     }
                     Op::Advance(ms) => {
                         now += ms;
