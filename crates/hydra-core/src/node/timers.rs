@@ -100,7 +100,8 @@ impl Timer {
 #[derive(Debug, Default)]
 struct Due {
     /// In the order set until the millisecond comes due, then in descending order, so the
-    /// smallest pops off the end. A cancelled timer's slot is emptied, not removed.
+    /// smallest pops off the end. A cancelled timer's slot is emptied, not removed, until
+    /// most slots are empty ([`Timers::COMPACT_SLOTS_MIN`]).
     slots: SmallVec<[Option<Timer>; 4]>,
     /// Slots before this one are all empty. Requests end mostly in the order they started,
     /// so a cancel finds its timer at or just after it: a millisecond of a busy node holds
@@ -134,6 +135,11 @@ pub(crate) struct Timers {
 const OFFSET_SLACK_MS: i64 = 20;
 
 impl Timers {
+    /// Slots a millisecond may hold before a cancel that leaves fewer than half of them
+    /// with a timer compacts them: each compaction drops at least as many empty slots as it
+    /// keeps timers, so a cancel costs O(1) amortized.
+    const COMPACT_SLOTS_MIN: usize = 16;
+
     /// At the start of every call: the two clocks' readings. The offset between them moves
     /// only when it changed by more than [`OFFSET_SLACK_MS`]: read separately and rounded,
     /// the two clocks jitter by a millisecond from call to call, and a `cancel` must find
@@ -192,10 +198,15 @@ impl Timers {
         self.len -= 1;
         if due.live == 0 {
             self.queue.remove(&at);
-            return;
-        }
-        while due.slots.get(due.first) == Some(&None) {
-            due.first += 1;
+        } else if due.slots.len() >= Self::COMPACT_SLOTS_MIN && due.live * 2 < due.slots.len() {
+            // Mostly empty (writes' deadlines, cancelled as their acks arrive, are due
+            // seconds later): the order is kept, and the slots do not outgrow what is set.
+            due.slots.retain(|slot| slot.is_some());
+            due.first = 0;
+        } else {
+            while due.slots.get(due.first) == Some(&None) {
+                due.first += 1;
+            }
         }
     }
 
@@ -345,6 +356,33 @@ mod tests {
                 prop_assert_eq!(timers.next(), model.first().map(|(at, _)| Timestamp(*at)));
             }
         }
+    }
+
+    #[test]
+    fn a_busy_millisecond_stays_compact_as_its_timers_are_cancelled() {
+        let mut t = Timers::default();
+        t.set_clock(Timestamp(1_000), Timestamp(1_000));
+        for id in 0..200 {
+            t.set(Timestamp(1_005), Timer::WriteDeadline(RequestId(id)));
+        }
+        // Cancelled out of order; every seventh stays.
+        for i in 0..200u64 {
+            let id = i * 37 % 200;
+            if id % 7 != 0 {
+                t.cancel(Timestamp(1_005), Timer::WriteDeadline(RequestId(id)));
+                let due = &t.queue[&Timestamp(1_005)];
+                assert!(due.slots.len() <= 2 * due.live + Timers::COMPACT_SLOTS_MIN);
+            }
+        }
+        let left: Vec<_> = (0..200)
+            .filter(|id| id % 7 == 0)
+            .map(|id| Timer::WriteDeadline(RequestId(id)))
+            .collect();
+        assert_eq!(t.len(), left.len());
+        t.set_clock(Timestamp(1_005), Timestamp(1_005));
+        let fired: Vec<_> = std::iter::from_fn(|| t.pop_due()).collect();
+        assert_eq!(fired, left);
+        assert_eq!(t.len(), 0);
     }
 
     #[test]
