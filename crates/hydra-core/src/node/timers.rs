@@ -1,7 +1,8 @@
 //! Every timer of the node in one queue. A fired timer says what it is; the router hands it
 //! to the part that set it.
 //!
-//! A request that ends cancels its timers, so the queue is bounded by what is in flight: at
+//! A request that ends cancels its timers (each set once per time: a cancel takes out one
+//! setting), so the queue is bounded by what is in flight: at
 //! most two per coordination ([`COORDINATIONS_MAX`]) and per answered write still waiting for
 //! acks ([`WRITES_LINGERING_MAX`]), one per hint delivery, exchange and expiry batch, one per
 //! pending reap ([`REAPS_MAX`]) and one per periodic task. A part ignores a timer whose
