@@ -189,7 +189,9 @@ impl Timers {
         let Some(due) = self.queue.get_mut(&at) else {
             return;
         };
-        let Some(i) = (due.slots.get(due.first..))
+        let Some(i) = due
+            .slots
+            .get(due.first..)
             .and_then(|rest| rest.iter().position(|slot| *slot == Some(timer)))
         else {
             return;
