@@ -14,6 +14,9 @@ pub struct PlantedBugs {
     pub merge_drops_sibling: bool,
     /// Coordinators never send read repair.
     pub skip_read_repair: bool,
+    /// A read's coordinator takes a replica's digest that differs from its own as agreement
+    /// (it answers from its own copy without asking for the replica's).
+    pub digest_mismatch_ignored: bool,
     /// Writes ignore the client's context (every write is blind).
     pub ignore_context: bool,
     /// Handoff deletes hints instead of delivering them.
@@ -117,6 +120,7 @@ thread_local! {
         ack_before_sync: false,
         merge_drops_sibling: false,
         skip_read_repair: false,
+        digest_mismatch_ignored: false,
         ignore_context: false,
         discard_hints: false,
         reap_early: false,
@@ -163,6 +167,7 @@ impl PlantedBugs {
             "ack_before_sync" => self.ack_before_sync = true,
             "merge_drops_sibling" => self.merge_drops_sibling = true,
             "skip_read_repair" => self.skip_read_repair = true,
+            "digest_mismatch_ignored" => self.digest_mismatch_ignored = true,
             "ignore_context" => self.ignore_context = true,
             "discard_hints" => self.discard_hints = true,
             "reap_early" => self.reap_early = true,

@@ -465,6 +465,70 @@ fn reads_ask_r_replicas_and_the_rest_only_when_one_is_slow() {
     assert_eq!(receipt.replicas.len(), 3, "{receipt:?}");
 }
 
+/// The name of a read's message (`None` for any other).
+fn read_message(input: &Input) -> Option<String> {
+    let Input::Message { envelope, .. } = input else {
+        return None;
+    };
+    let name = format!("{:?}", envelope.message);
+    let name = name
+        .split([' ', '{', '('])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    name.contains("Read").then_some(name)
+}
+
+#[test]
+fn a_quorum_read_asks_for_a_digest_and_for_the_object_only_when_it_differs() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "digest");
+    let v1 = c.request(0, put(&k, "v1", None, Some(Consistency::All)));
+    // The replicas agree: the other replica sends a digest, no object.
+    let mut sent = Vec::new();
+    let read = c.requests_together(vec![(0, get(&k, Some(Consistency::Quorum)))], |_, _, i| {
+        sent.extend(read_message(i));
+        false
+    });
+    assert_eq!(values(&read[0]), ["v1"]);
+    assert_eq!(sent, ["ReadDigestRequest", "ReadDigestResponse"]);
+    assert_eq!(receipt_of(&read[0]).acked(), 2);
+    // Node 1 misses v2: its digest differs from the other replica's, which is then asked for
+    // its object; the read answers v2 and repairs node 1.
+    c.kill(0);
+    c.request(
+        1,
+        put(&k, "v2", Some(context(&v1)), Some(Consistency::Quorum)),
+    )
+    .expect("a quorum write with one node down");
+    c.restart(0);
+    let mut sent = Vec::new();
+    let read = c.requests_together(vec![(0, get(&k, Some(Consistency::Quorum)))], |_, _, i| {
+        sent.extend(read_message(i));
+        false
+    });
+    assert_eq!(values(&read[0]), ["v2"]);
+    assert_eq!(
+        sent,
+        [
+            "ReadDigestRequest",
+            "ReadDigestResponse",
+            "ReadRequest",
+            "ReadResponse"
+        ]
+    );
+    assert_eq!(receipt_of(&read[0]).read_repairs, vec![NodeId(1)]);
+    // Repaired: the next read's digests agree again.
+    c.idle(10);
+    let mut sent = Vec::new();
+    let read = c.requests_together(vec![(0, get(&k, Some(Consistency::Quorum)))], |_, _, i| {
+        sent.extend(read_message(i));
+        false
+    });
+    assert_eq!(values(&read[0]), ["v2"]);
+    assert_eq!(sent, ["ReadDigestRequest", "ReadDigestResponse"]);
+}
+
 #[test]
 fn a_short_request_timeout_still_leaves_time_for_fallbacks() {
     // fallback_after_ms (1 s) is longer than the request's own timeout (400 ms): the fallback

@@ -160,6 +160,18 @@ fn checker_a_catches_a_merge_that_drops_siblings() {
     );
 }
 
+#[test]
+fn checker_a_catches_a_digest_read_that_takes_a_differing_digest_as_agreement() {
+    let bugs = PlantedBugs {
+        digest_mismatch_ignored: true,
+        ..PlantedBugs::default()
+    };
+    assert!(
+        caught_by(bugs, 'a', 100).is_some(),
+        "a read that trusted its own copy over a replica's differing digest went unnoticed"
+    );
+}
+
 /// With hints thrown away and no read repair, only anti-entropy converges replicas: turned off,
 /// checker (b) sees replicas that differ; turned on, every replica of every key (read or not)
 /// converges.

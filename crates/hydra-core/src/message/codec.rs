@@ -133,7 +133,9 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
             key_ok(key)?;
             validate_object(WHAT, object)?;
         }
-        Message::ReadRequest { key, .. } | Message::HintReadRequest { key, .. } => key_ok(key)?,
+        Message::ReadRequest { key, .. }
+        | Message::HintReadRequest { key, .. }
+        | Message::ReadDigestRequest { key, .. } => key_ok(key)?,
         Message::HintRequest { key, object, .. } => {
             key_ok(key)?;
             validate_object(WHAT, object)?;
@@ -754,6 +756,8 @@ mod tests {
                 Message::ReplicateRequest { req: RequestId(req), key: key(), object: o.clone() },
                 Message::HintDeliveryRequest { req: RequestId(req), key: key(), object: o.clone() },
                 Message::ReadResponse { req: RequestId(req), result: Ok(Some(o.clone())) },
+                Message::ReadDigestRequest { req: RequestId(req), key: key() },
+                Message::ReadDigestResponse { req: RequestId(req), result: Ok(Some(Digest::of(&req.to_le_bytes()))) },
                 Message::RepairRequest { key: key(), object: o.clone() },
                 Message::ReplicateResponse { req: RequestId(req), result: Err(ReplicaError::Store("disk".into())) },
             ] {

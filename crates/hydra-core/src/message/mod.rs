@@ -725,6 +725,31 @@ pub enum Message {
         key: ObjectKey,
         object: Object,
     },
+    /// A read's coordinator, which reads the key itself, to another primary: the digest of
+    /// what you hold for `key`, not the object (Cassandra's digest read). Answered with a
+    /// `ReadDigestResponse`, after the sync a `ReadRequest` would wait for; a digest that
+    /// differs from the coordinator's own is followed by a `ReadRequest`.
+    ReadDigestRequest {
+        req: RequestId,
+        key: ObjectKey,
+    },
+    ReadDigestResponse {
+        req: RequestId,
+        result: Result<Option<Digest>, ReplicaError>,
+    },
+}
+
+/// The digest of a stored object's bytes (`node::read`): equal digests mean, but for a
+/// 128-bit hash collision, equal bytes and so equal objects. Bytes, not a `u128`, whose
+/// alignment would grow every message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Digest(pub [u8; 16]);
+
+impl Digest {
+    /// The digest of an object's stored encoding (XXH3, 128 bits).
+    pub fn of(stored: &[u8]) -> Digest {
+        Digest(xxhash_rust::xxh3::xxh3_128(stored).to_le_bytes())
+    }
 }
 
 /// A primary's answer to a `PaxosFenceRequest`: the keys to settle (at most

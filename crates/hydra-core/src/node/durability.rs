@@ -51,6 +51,8 @@ pub(crate) enum Waiter {
         to: NodeId,
         req: RequestId,
         key: ObjectKey,
+        /// Answer with the digest of what is stored (a `ReadDigestRequest`), not the object.
+        digest: bool,
     },
     /// A first primary's own merges of expiry batch `RequestId`.
     ExpireLocal(RequestId),

@@ -12,7 +12,7 @@ use crate::key::{BucketName, ObjectKey};
 use crate::layout::Layout;
 use crate::limits::{OBJECT_BYTES_MAX, SIBLINGS_MAX};
 use crate::merkle::object_hash;
-use crate::message::{ClientError, ErrorCode, ReplicaError, decode_object, encode_object};
+use crate::message::{ClientError, Digest, ErrorCode, ReplicaError, decode_object, encode_object};
 use crate::store::{Store, StoreError, WriteBatch};
 use crate::version::Object;
 use std::borrow::Cow;
@@ -227,12 +227,46 @@ impl Local {
         }
     }
 
-    pub(crate) fn local_read<S: Store>(
+    /// The digest of the bytes stored under `skey` (`None`: nothing stored), as a replica
+    /// answers a digest read: no decode. Taken before any truncation, as the coordinator's
+    /// own is ([`Local::load_with_digest`]): equal bytes leave equal objects under one mark.
+    pub(crate) fn load_digest<S: Store>(
         &self,
         store: &mut S,
-        key: &ObjectKey,
-    ) -> Result<Option<Object>, ReplicaError> {
-        self.load(store, &self.locate(key).1)
+        skey: &[u8],
+    ) -> Result<Option<Digest>, ReplicaError> {
+        store
+            .get_with(skey, |bytes| bytes.map(Digest::of))
+            .map_err(|e| ReplicaError::Store(e.to_string()))
+    }
+
+    /// [`Local::load`], with the digest of the stored bytes a replica's digest answer is
+    /// compared with.
+    pub(crate) fn load_with_digest<S: Store>(
+        &self,
+        store: &mut S,
+        skey: &[u8],
+    ) -> (Result<Option<Object>, ReplicaError>, Option<Digest>) {
+        let mut digest = None;
+        let loaded = store.get_with(skey, |bytes| {
+            bytes.map(|b| {
+                digest = Some(Digest::of(b));
+                decode_object(b)
+            })
+        });
+        let object = match loaded {
+            Ok(None) => return (Ok(None), None),
+            Ok(Some(decoded)) => match decoded {
+                Ok(o) => o,
+                Err(e) => return (Err(ReplicaError::Store(e.to_string())), None),
+            },
+            Err(e) => return (Err(ReplicaError::Store(e.to_string())), None),
+        };
+        let object = match self.truncation_of(skey) {
+            Some(mark) => object.after_truncation(mark),
+            None => Some(object),
+        };
+        (Ok(object), digest)
     }
 
     /// Merges `object` into the stored one and writes the result if it changed. A merge that

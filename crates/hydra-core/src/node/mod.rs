@@ -676,9 +676,15 @@ impl Node {
                         .on_replicate_response(local, ctx.now, from, req, result)
                 }
             }
-            Message::ReadRequest { req, key } => local.on_read_request(ctx, from, req, key),
+            Message::ReadRequest { req, key } => local.on_read_request(ctx, from, req, key, false),
+            Message::ReadDigestRequest { req, key } => {
+                local.on_read_request(ctx, from, req, key, true)
+            }
             Message::ReadResponse { req, result } => {
                 self.reads.on_response(local, ctx, from, req, result)
+            }
+            Message::ReadDigestResponse { req, result } => {
+                self.reads.on_digest(local, ctx, from, req, result)
             }
             Message::RepairRequest { key, object } => local.on_repair_request(ctx, key, object),
             Message::ForwardRequest { req, request } => {

@@ -8,6 +8,8 @@
 //!             ◀─ReplicateResponse──────── answer once durable
 //! coordinator ─ReadRequest─▶ replica ─ReadResponse(object)─▶ (after the sync if the key
 //!                                                             holds its own unsynced dot)
+//! coordinator ─ReadDigestRequest─▶ replica ─ReadDigestResponse(digest of the stored bytes)─▶
+//!                                                             (after the same sync)
 //! coordinator ─RepairRequest(object)─▶ replica: merge, write (no answer)
 //! ```
 //!
@@ -60,18 +62,47 @@ impl Local {
         from: NodeId,
         req: RequestId,
         key: ObjectKey,
+        digest: bool,
     ) {
         let (_, skey) = self.locate(&key);
-        let waiter = Waiter::Read { to: from, req, key };
+        let waiter = Waiter::Read {
+            to: from,
+            req,
+            key,
+            digest,
+        };
         match self.durability.wait_for_key(&skey, waiter) {
             // Nothing to wait for: read by the storage key already built.
             Some((Waiter::Read { to, req, .. }, Ok(()))) => {
-                let result = self.load(ctx.store, &skey);
-                self.out.send(to, Message::ReadResponse { req, result });
+                self.answer_read(ctx, to, req, &skey, digest)
             }
             Some((waiter, synced)) => self.release(ctx, waiter, synced),
             None => {}
         }
+    }
+
+    /// A replica's answer to a read once nothing it holds for the key waits for a sync: the
+    /// object, or only its digest.
+    fn answer_read<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        to: NodeId,
+        req: RequestId,
+        skey: &[u8],
+        digest: bool,
+    ) {
+        let message = if digest {
+            Message::ReadDigestResponse {
+                req,
+                result: self.load_digest(ctx.store, skey),
+            }
+        } else {
+            Message::ReadResponse {
+                req,
+                result: self.load(ctx.store, skey),
+            }
+        };
+        self.out.send(to, message);
     }
 
     pub(crate) fn on_repair_request<S: Store>(
@@ -123,13 +154,29 @@ impl Local {
                 self.out
                     .send(to, Message::ReplicateResponse { req, result });
             }
-            Waiter::Read { to, req, key } => {
-                let result = match result {
-                    Ok(()) => self.local_read(ctx.store, &key),
-                    Err(e) => Err(ReplicaError::Store(e.to_string())),
-                };
-                self.out.send(to, Message::ReadResponse { req, result });
-            }
+            Waiter::Read {
+                to,
+                req,
+                key,
+                digest,
+            } => match result {
+                Ok(()) => self.answer_read(ctx, to, req, &self.locate(&key).1, digest),
+                Err(e) => {
+                    let e = ReplicaError::Store(e.to_string());
+                    let message = if digest {
+                        Message::ReadDigestResponse {
+                            req,
+                            result: Err(e),
+                        }
+                    } else {
+                        Message::ReadResponse {
+                            req,
+                            result: Err(e),
+                        }
+                    };
+                    self.out.send(to, message);
+                }
+            },
             Waiter::ExpireAck { to, req, merged } => {
                 // A failed sync holds none of them durably.
                 let merged = if result.is_ok() { merged } else { Vec::new() };
