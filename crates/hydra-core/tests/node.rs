@@ -800,6 +800,58 @@ fn a_node_down_during_a_truncation_never_brings_its_older_values_back() {
     }
 }
 
+/// A read at the node whose own write of the key is not synced yet waits for that sync for
+/// its own answer: the other replicas are asked for their objects, not digests, so R of them
+/// can answer without it.
+#[test]
+fn a_read_whose_own_answer_waits_for_a_sync_asks_the_others_for_objects() {
+    let mut c = Cluster::new(3);
+    let k = key("default", "unsynced");
+    let mut sent = Vec::new();
+    let replies = c.requests_together(
+        vec![
+            (0, put(&k, "v", None, Some(Consistency::All))),
+            (0, get(&k, Some(Consistency::Quorum))),
+        ],
+        |_, _, i| {
+            sent.extend(read_message(i));
+            false
+        },
+    );
+    assert!(replies[0].is_ok(), "{:?}", replies[0]);
+    assert!(replies[1].is_ok(), "{:?}", replies[1]);
+    assert_eq!(sent, ["ReadRequest", "ReadResponse"]);
+}
+
+/// A node back from being down during a truncation, before gossip brings it the mark: a
+/// read through it asks the others for digests, theirs (of the purged key, under the mark)
+/// differ from its own, and their answers hide its older values. (Where the others have not
+/// purged the key yet, their digests still differ: a digest covers the mark it was read
+/// under; `digests_cover_the_truncation_mark`.)
+#[test]
+fn a_digest_read_through_a_node_that_missed_a_truncation_still_hides_older_values() {
+    let mut c = Cluster::new(3);
+    let keys: Vec<_> = (0..10).map(|i| key("default", &format!("t{i}"))).collect();
+    for k in &keys {
+        c.request(0, put(k, "old", None, Some(Consistency::All)))
+            .expect("written");
+    }
+    c.kill(2);
+    let e = error(c.request(0, truncate("default")));
+    assert_eq!(e.code, ErrorCode::QuorumNotReached);
+    c.restart(2);
+    let mut digests = 0;
+    for k in &keys {
+        assert!(stored(&c, 2, k), "node 3 missed the truncation");
+        let read = c.requests_together(vec![(2, get(k, Some(Consistency::Quorum)))], |_, _, i| {
+            digests += usize::from(read_message(i).as_deref() == Some("ReadDigestRequest"));
+            false
+        });
+        assert!(values(&read[0]).is_empty(), "node 3 shows {k} again");
+    }
+    assert_eq!(digests, keys.len(), "every read asked for a digest");
+}
+
 #[test]
 fn a_brief_receipt_leaves_out_the_replicas_and_keeps_the_counts() {
     let mut c = Cluster::new(3);

@@ -185,6 +185,17 @@ type RowKey = smallvec::SmallVec<[u8; ROW_KEY_INLINE_BYTES]>;
 /// of up to 22 bytes; longer ones are allocated as before).
 pub const ROW_KEY_INLINE_BYTES: usize = 32;
 
+/// A written key as a row cache key: inline whenever it fits, whatever the capacity of the
+/// buffer it was built in (`SmallVec::from_vec` keeps a buffer larger than the inline size
+/// on the heap).
+fn row_key(k: Vec<u8>) -> RowKey {
+    if k.len() <= ROW_KEY_INLINE_BYTES {
+        RowKey::from_slice(&k)
+    } else {
+        RowKey::from_vec(k)
+    }
+}
+
 #[derive(Clone)]
 struct RowWeight;
 
@@ -345,7 +356,7 @@ impl Store for FjallStore {
                 // as a read's miss would (a replica reads a key before it writes it, so a
                 // key written at all enters at its first write).
                 for (k, v) in written {
-                    if let Err((k, v)) = rows.cache.replace(RowKey::from_vec(k), v, false)
+                    if let Err((k, v)) = rows.cache.replace(row_key(k), v, false)
                         && rows.doorkeeper.missed_before(&k)
                     {
                         rows.cache.insert(k, v);

@@ -523,7 +523,7 @@ mod tests {
 
     /// Golden bytes: these pin object format 3 (2 had no TTL-change stamp on `lww` versions
     /// and is still read, below; version 1 had no TTL on siblings; nothing was ever stored in
-    /// it outside development), message format 10 (9 had TTLs only, no absolute expiry times; 8 no compare-and-set of
+    /// it outside development), message format 11 (10 had no digest reads; 9 had TTLs only, no absolute expiry times; 8 no compare-and-set of
     /// hash and set updates; 7 had no hash or set updates, 6 had no plain-write replication nor bucket `cas`, 5 no Paxos messages, 4 no expiry
     /// batches, 3 no version-bound writes; messages are never stored, and a cluster runs one
     /// version) and Paxos state format 2 (1 had no bases, still read). If this test fails, the format
@@ -561,14 +561,14 @@ mod tests {
         };
         assert_eq!(
             hex(&encode_envelope(&env)),
-            "0a0700ac020162016b000102010101760174050000"
+            "0b0700ac020162016b000102010101760174050000"
         );
         // Encoded in place, after what a batch already holds: the same bytes.
         let mut batch = vec![0xff, 0xee];
         encode_envelope_into(&env, &mut batch);
         assert_eq!(
             hex(&batch),
-            "ffee0a0700ac020162016b000102010101760174050000"
+            "ffee0b0700ac020162016b000102010101760174050000"
         );
         let env = Envelope {
             layout_version: LayoutVersion(1),
@@ -577,7 +577,20 @@ mod tests {
                 result: Err(ReplicaError::NotReplica),
             },
         };
-        assert_eq!(hex(&encode_envelope(&env)), "0a0103010103");
+        assert_eq!(hex(&encode_envelope(&env)), "0b0103010103");
+        let env = Envelope {
+            layout_version: LayoutVersion(1),
+            message: Message::ReadDigestResponse {
+                req: RequestId(1),
+                result: Ok(Some(Digest::of(b"x", Hlc(0)))),
+            },
+        };
+        // The digest's 16 bytes are XXH3-128 of "x" (seed 0: no truncation mark), little
+        // endian, as the reference implementation gives them.
+        assert_eq!(
+            hex(&encode_envelope(&env)),
+            "0b012001000111cdb280646cf0eaeeee22ecc001745c"
+        );
         let ballot = Ballot {
             hlc: Hlc(5),
             node: NodeId(2),
@@ -591,7 +604,7 @@ mod tests {
                 phase: PaxosPhase::Propose(None, Ballot::ZERO),
             },
         };
-        assert_eq!(hex(&encode_envelope(&env)), "0a0114010162016b050201000000");
+        assert_eq!(hex(&encode_envelope(&env)), "0b0114010162016b050201000000");
         let state = crate::paxos::AcceptorState {
             promised: ballot,
             accepted: Some(Accepted {
@@ -744,6 +757,20 @@ mod tests {
         ]
     }
 
+    /// Equal bytes read under different truncation marks are different answers (the one
+    /// under the later mark hides what is older than it): their digests differ.
+    #[test]
+    fn digests_cover_the_truncation_mark() {
+        let stored = encode_object(&sample_object());
+        assert_eq!(Digest::of(&stored, Hlc(0)), Digest::of(&stored, Hlc(0)));
+        assert_ne!(Digest::of(&stored, Hlc(0)), Digest::of(&stored, Hlc(7)));
+        assert_ne!(Digest::of(&stored, Hlc(7)), Digest::of(&stored, Hlc(8)));
+        assert_ne!(
+            Digest::of(&stored, Hlc(0)),
+            Digest::of(&stored[1..], Hlc(0))
+        );
+    }
+
     proptest! {
         #[test]
         fn objects_round_trip(o in arb_object()) {
@@ -757,7 +784,7 @@ mod tests {
                 Message::HintDeliveryRequest { req: RequestId(req), key: key(), object: o.clone() },
                 Message::ReadResponse { req: RequestId(req), result: Ok(Some(o.clone())) },
                 Message::ReadDigestRequest { req: RequestId(req), key: key() },
-                Message::ReadDigestResponse { req: RequestId(req), result: Ok(Some(Digest::of(&req.to_le_bytes()))) },
+                Message::ReadDigestResponse { req: RequestId(req), result: Ok(Some(Digest::of(&req.to_le_bytes(), crate::hlc::Hlc(lv)))) },
                 Message::RepairRequest { key: key(), object: o.clone() },
                 Message::ReplicateResponse { req: RequestId(req), result: Err(ReplicaError::Store("disk".into())) },
             ] {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Format byte of internode messages.
-pub const MESSAGE_FORMAT: u8 = 10;
+pub const MESSAGE_FORMAT: u8 = 11;
 /// Format byte of stored objects.
 pub const OBJECT_FORMAT: u8 = 3;
 /// Format byte of stored objects before `lww` versions had a TTL-change stamp: still read
@@ -739,16 +739,18 @@ pub enum Message {
     },
 }
 
-/// The digest of a stored object's bytes (`node::read`): equal digests mean, but for a
-/// 128-bit hash collision, equal bytes and so equal objects. Bytes, not a `u128`, whose
-/// alignment would grow every message.
+/// The digest of a stored object's bytes and the truncation mark its node reads it under
+/// (`node::read`): equal digests mean, but for a 128-bit hash collision, equal bytes read
+/// under equal marks, and so equal answers. Bytes, not a `u128`, whose alignment would grow
+/// every message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Digest(pub [u8; 16]);
 
 impl Digest {
-    /// The digest of an object's stored encoding (XXH3, 128 bits).
-    pub fn of(stored: &[u8]) -> Digest {
-        Digest(xxhash_rust::xxh3::xxh3_128(stored).to_le_bytes())
+    /// The digest of an object's stored encoding, read under truncation mark `mark` (0:
+    /// none): XXH3-128 seeded with the mark.
+    pub fn of(stored: &[u8], mark: crate::hlc::Hlc) -> Digest {
+        Digest(xxhash_rust::xxh3::xxh3_128_with_seed(stored, mark.0).to_le_bytes())
     }
 }
 

@@ -227,16 +227,19 @@ impl Local {
         }
     }
 
-    /// The digest of the bytes stored under `skey` (`None`: nothing stored), as a replica
-    /// answers a digest read: no decode. Taken before any truncation, as the coordinator's
-    /// own is ([`Local::load_with_digest`]): equal bytes leave equal objects under one mark.
+    /// The digest of the bytes stored under `skey` (`None`: nothing stored) and of the
+    /// truncation mark this node reads them under, as a replica answers a digest read: no
+    /// decode. The coordinator's own is taken the same way ([`Local::load_with_digest`]):
+    /// equal bytes under equal marks are equal answers. (A node that has not heard of a
+    /// truncation yet holds an older mark: its digest differs, and the object is asked for.)
     pub(crate) fn load_digest<S: Store>(
         &self,
         store: &mut S,
         skey: &[u8],
     ) -> Result<Option<Digest>, ReplicaError> {
+        let mark = self.truncation_of(skey).unwrap_or(Hlc(0));
         store
-            .get_with(skey, |bytes| bytes.map(Digest::of))
+            .get_with(skey, |bytes| bytes.map(|b| Digest::of(b, mark)))
             .map_err(|e| ReplicaError::Store(e.to_string()))
     }
 
@@ -247,10 +250,11 @@ impl Local {
         store: &mut S,
         skey: &[u8],
     ) -> (Result<Option<Object>, ReplicaError>, Option<Digest>) {
+        let truncation = self.truncation_of(skey);
         let mut digest = None;
         let loaded = store.get_with(skey, |bytes| {
             bytes.map(|b| {
-                digest = Some(Digest::of(b));
+                digest = Some(Digest::of(b, truncation.unwrap_or(Hlc(0))));
                 decode_object(b)
             })
         });
@@ -262,7 +266,7 @@ impl Local {
             },
             Err(e) => return (Err(ReplicaError::Store(e.to_string())), None),
         };
-        let object = match self.truncation_of(skey) {
+        let object = match truncation {
             Some(mark) => object.after_truncation(mark),
             None => Some(object),
         };

@@ -7,9 +7,10 @@
 //! client ─▶ any node (coordinator)
 //!   ReadRequest to R replicas: itself first (no hop), then the preference order; the rest
 //!   │ when one asked fails, or after `read_retry_after_ms` (0: all N at once)
-//!   │ digest reads: when it reads the key itself as a primary, the other primaries are
-//!   │ asked for the digest of what they store (ReadDigestRequest); a digest equal to its
-//!   │ own counts as its own answer, one that differs is followed by a ReadRequest
+//!   │ digest reads: when it reads the key itself as a primary (and has its answer now),
+//!   │ the other primaries are asked for the digest of what they store and the truncation
+//!   │ mark they read it under (ReadDigestRequest); a digest equal to its own counts as its
+//!   │ own answer, one that differs is followed by a ReadRequest
 //!   │ sloppy: a fallback asked for its hint (HintReadRequest) in place of a replica down
 //!   ├ at R answers: merge, reply (visible siblings, context, receipt), RepairRequest(merged)
 //!   │ to every answering primary that differs
@@ -22,8 +23,9 @@
 //! * Only primaries are repaired (fallbacks hold hints, not replicas); a replica not asked is
 //!   left to hints and anti-entropy.
 //! * This node's own answer never ships a dot of its own that is not durable yet.
-//! * A digest answer counts only once it equals this node's own (then it stands for that
-//!   answer: equal stored bytes, equal objects); else the replica's object is asked for.
+//! * A digest answer counts only if it equals this node's own (then it stands for that
+//!   answer: equal stored bytes under equal truncation marks, equal answers); else the
+//!   replica's object is asked for.
 
 use crate::bugs::planted;
 use crate::id_map::IdMap;
@@ -72,14 +74,16 @@ struct ReadState {
     digests: bool,
     /// This node's own answer, as far as digests are compared with it.
     own: Own,
-    /// Digests that came before this node's own answer (it waits for a sync).
-    early: SmallVec<[(NodeId, Option<Digest>); 2]>,
+    /// Primaries whose digest differed, asked for their object since: a duplicate of their
+    /// digest asks nothing more.
+    fetched: SmallVec<[NodeId; 2]>,
 }
 
 /// This node's own answer to a read that asks for digests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Own {
-    /// Not in yet.
+    /// Not in yet (it waits for a sync: the others are asked for their objects meanwhile, so
+    /// R of them answer without it).
     Pending,
     /// In: the digest of the bytes it read (`None`: nothing stored).
     Read(Option<Digest>),
@@ -194,7 +198,7 @@ impl Reads {
                 armed,
                 digests,
                 own: Own::Pending,
-                early: SmallVec::new(),
+                fetched: SmallVec::new(),
             }),
         );
         if asked.is_empty() {
@@ -204,8 +208,11 @@ impl Reads {
         self.ask(local, ctx, req, asked);
     }
 
-    /// Sends read requests to `replicas` (answering this node's own at once, or after the
-    /// sync that makes its own write of the key durable).
+    /// Sends read requests to `replicas`, this node's own read first (answered at once, or
+    /// after the sync that makes its own write of the key durable). Other primaries are asked
+    /// for digests only while this node has an answer of its own to compare them with: while
+    /// it waits for a sync, or after its read failed, they are asked for their objects, so R
+    /// of them still answer without it.
     fn ask<S: Store>(
         &mut self,
         local: &mut Local,
@@ -217,8 +224,37 @@ impl Reads {
         let Some(state) = self.in_flight.get(&req) else {
             return;
         };
-        let key = state.key.clone();
-        let digests = state.digests;
+        let (key, digests, own) = (state.key.clone(), state.digests, state.own);
+        // This node's own answer, read now and taken in once the others are asked.
+        let mut own_read = None;
+        let mut own_hint = None;
+        match replicas.iter().find(|(n, _)| *n == me) {
+            Some((_, None)) => {
+                let (_, skey) = local.locate(&key);
+                let waiter = Waiter::LocalRead {
+                    req,
+                    key: key.clone(),
+                };
+                match local.durability.wait_for_key(&skey, waiter) {
+                    // Nothing to wait for: read by the storage key already built.
+                    Some((_, Ok(()))) => own_read = Some(local.load_with_digest(ctx.store, &skey)),
+                    Some((_, Err(e))) => {
+                        own_read = Some((Err(ReplicaError::Store(e.to_string())), None))
+                    }
+                    None => {} // after the sync: `on_local_synced`
+                }
+            }
+            Some((_, Some(owner))) => {
+                own_hint = Some(hint_read(local, ctx.store, ctx.now, *owner, &key));
+            }
+            None => {}
+        }
+        let digests = digests
+            && match own {
+                Own::Read(_) => true,
+                Own::Failed => false,
+                Own::Pending => matches!(own_read, Some((Ok(_), _))),
+            };
         for (to, hint_for) in replicas.iter().copied().filter(|(n, _)| *n != me) {
             let message = match hint_for {
                 None if digests => Message::ReadDigestRequest {
@@ -237,27 +273,11 @@ impl Reads {
             };
             local.out.send(to, message);
         }
-        match replicas.iter().find(|(n, _)| *n == me) {
-            Some((_, None)) => {
-                let (_, skey) = local.locate(&key);
-                let waiter = Waiter::LocalRead { req, key };
-                match local.durability.wait_for_key(&skey, waiter) {
-                    // Nothing to wait for: read by the storage key already built.
-                    Some((Waiter::LocalRead { req, .. }, Ok(()))) => {
-                        let (result, digest) = local.load_with_digest(ctx.store, &skey);
-                        self.on_own_answer(local, ctx, req, result, digest);
-                    }
-                    Some((Waiter::LocalRead { req, key }, synced)) => {
-                        self.on_local_synced(local, ctx, req, &key, synced);
-                    }
-                    _ => {}
-                }
-            }
-            Some((_, Some(owner))) => {
-                let result = hint_read(local, ctx.store, ctx.now, *owner, &key);
-                self.on_response(local, ctx, me, req, result);
-            }
-            None => {}
+        if let Some((result, digest)) = own_read {
+            self.on_own_answer(local, ctx, req, result, digest);
+        }
+        if let Some(result) = own_hint {
+            self.on_response(local, ctx, me, req, result);
         }
     }
 
@@ -277,8 +297,7 @@ impl Reads {
         self.on_own_answer(local, ctx, req, result, digest);
     }
 
-    /// This node's own answer as a primary, with the digest of the bytes it read; then the
-    /// digests that came before it are compared with it.
+    /// This node's own answer as a primary, with the digest of the bytes it read.
     fn on_own_answer<S: Store>(
         &mut self,
         local: &mut Local,
@@ -294,17 +313,13 @@ impl Reads {
             Ok(_) => Own::Read(digest),
             Err(_) => Own::Failed,
         };
-        let early = std::mem::take(&mut state.early);
         let me = local.me();
         self.on_response(local, ctx, me, req, result);
-        for (from, digest) in early {
-            self.on_digest(local, ctx, from, req, Ok(digest));
-        }
     }
 
-    /// A primary's digest: its answer if it equals this node's own; else (or while this node
-    /// has no answer to compare it with, once that failed) the primary is asked for the
-    /// object, and its slot waits for it.
+    /// A primary's digest: its answer if it equals this node's own; else (or if this node has
+    /// no answer to compare it with) the primary is asked for the object, once, and its slot
+    /// waits for it.
     pub(crate) fn on_digest<S: Store>(
         &mut self,
         local: &mut Local,
@@ -321,7 +336,7 @@ impl Reads {
             .slots
             .iter()
             .any(|s| s.node == from && s.outcome == Outcome::Pending);
-        if !state.digests || from == me || !asked {
+        if !state.digests || from == me || !asked || state.fetched.contains(&from) {
             return; // not asked for a digest, or a duplicate
         }
         let digest = match result {
@@ -335,16 +350,12 @@ impl Reads {
             .find(|(n, _)| *n == me)
             .map(|(_, o)| o);
         match (state.own, own) {
-            (Own::Pending, _) => {
-                if !state.early.iter().any(|(n, _)| *n == from) {
-                    state.early.push((from, digest));
-                }
-            }
             (Own::Read(mine), Some(own)) if mine == digest || planted().digest_mismatch_ignored => {
                 let object = own.clone();
                 self.on_response(local, ctx, from, req, Ok(object));
             }
             _ => {
+                state.fetched.push(from);
                 let key = state.key.clone();
                 local.out.send(from, Message::ReadRequest { req, key });
             }
