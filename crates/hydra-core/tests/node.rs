@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use hydra_core::bucket::{BucketProps, Consistency};
 use hydra_core::ids::{NodeId, Timestamp};
-use hydra_core::key::BucketName;
+use hydra_core::key::{BucketName, ObjectKey};
 use hydra_core::layout::Layout;
 use hydra_core::message::{ClientRequest, ClientResponse, ErrorCode, Outcome, WriteRequest};
 use hydra_core::node::{Ctx, Input, Node, Output, ReceiptDetail};
@@ -479,20 +479,27 @@ fn read_message(input: &Input) -> Option<String> {
     name.contains("Read").then_some(name)
 }
 
+/// A quorum read at node `at`, with the names of the read messages it sent, in order.
+fn quorum_read_traced(c: &mut Cluster, at: usize, k: &ObjectKey) -> (Reply, Vec<String>) {
+    let mut sent = Vec::new();
+    let mut replies =
+        c.requests_together(vec![(at, get(k, Some(Consistency::Quorum)))], |_, _, i| {
+            sent.extend(read_message(i));
+            false
+        });
+    (replies.remove(0), sent)
+}
+
 #[test]
 fn a_quorum_read_asks_for_a_digest_and_for_the_object_only_when_it_differs() {
     let mut c = Cluster::new(3);
     let k = key("default", "digest");
     let v1 = c.request(0, put(&k, "v1", None, Some(Consistency::All)));
     // The replicas agree: the other replica sends a digest, no object.
-    let mut sent = Vec::new();
-    let read = c.requests_together(vec![(0, get(&k, Some(Consistency::Quorum)))], |_, _, i| {
-        sent.extend(read_message(i));
-        false
-    });
-    assert_eq!(values(&read[0]), ["v1"]);
+    let (read, sent) = quorum_read_traced(&mut c, 0, &k);
+    assert_eq!(values(&read), ["v1"]);
     assert_eq!(sent, ["ReadDigestRequest", "ReadDigestResponse"]);
-    assert_eq!(receipt_of(&read[0]).acked(), 2);
+    assert_eq!(receipt_of(&read).acked(), 2);
     // Node 1 misses v2: its digest differs from the other replica's, which is then asked for
     // its object; the read answers v2 and repairs node 1.
     c.kill(0);
@@ -502,12 +509,8 @@ fn a_quorum_read_asks_for_a_digest_and_for_the_object_only_when_it_differs() {
     )
     .expect("a quorum write with one node down");
     c.restart(0);
-    let mut sent = Vec::new();
-    let read = c.requests_together(vec![(0, get(&k, Some(Consistency::Quorum)))], |_, _, i| {
-        sent.extend(read_message(i));
-        false
-    });
-    assert_eq!(values(&read[0]), ["v2"]);
+    let (read, sent) = quorum_read_traced(&mut c, 0, &k);
+    assert_eq!(values(&read), ["v2"]);
     assert_eq!(
         sent,
         [
@@ -517,15 +520,11 @@ fn a_quorum_read_asks_for_a_digest_and_for_the_object_only_when_it_differs() {
             "ReadResponse"
         ]
     );
-    assert_eq!(receipt_of(&read[0]).read_repairs, vec![NodeId(1)]);
+    assert_eq!(receipt_of(&read).read_repairs, vec![NodeId(1)]);
     // Repaired: the next read's digests agree again.
     c.idle(10);
-    let mut sent = Vec::new();
-    let read = c.requests_together(vec![(0, get(&k, Some(Consistency::Quorum)))], |_, _, i| {
-        sent.extend(read_message(i));
-        false
-    });
-    assert_eq!(values(&read[0]), ["v2"]);
+    let (read, sent) = quorum_read_traced(&mut c, 0, &k);
+    assert_eq!(values(&read), ["v2"]);
     assert_eq!(sent, ["ReadDigestRequest", "ReadDigestResponse"]);
 }
 
@@ -843,11 +842,9 @@ fn a_digest_read_through_a_node_that_missed_a_truncation_still_hides_older_value
     let mut digests = 0;
     for k in &keys {
         assert!(stored(&c, 2, k), "node 3 missed the truncation");
-        let read = c.requests_together(vec![(2, get(k, Some(Consistency::Quorum)))], |_, _, i| {
-            digests += usize::from(read_message(i).as_deref() == Some("ReadDigestRequest"));
-            false
-        });
-        assert!(values(&read[0]).is_empty(), "node 3 shows {k} again");
+        let (read, sent) = quorum_read_traced(&mut c, 2, k);
+        digests += sent.iter().filter(|m| *m == "ReadDigestRequest").count();
+        assert!(values(&read).is_empty(), "node 3 shows {k} again");
     }
     assert_eq!(digests, keys.len(), "every read asked for a digest");
 }
