@@ -45,6 +45,11 @@ pub struct NodeConfig {
     /// repair round per group it holds state of, one at a time); 0 turns Paxos state
     /// collection off.
     pub paxos_repair_interval_ms: u64,
+    /// A read whose coordinator reads the key itself asks the other primaries for digests of
+    /// what they store, and for objects only where they differ (`node/read.rs`); off, every
+    /// replica asked sends its object (the reads of builds before digest reads: the
+    /// simulator's seeds that found bugs then replay as they ran).
+    pub digest_reads: bool,
 }
 
 impl NodeConfig {
@@ -75,6 +80,7 @@ impl NodeConfig {
             gossip_interval_ms: 5_000,
             read_retry_after_ms: 20,
             paxos_repair_interval_ms: 60_000,
+            digest_reads: true,
         }
     }
 }

@@ -167,7 +167,7 @@ impl Reads {
             .map(|s| (s.node, s.hint_for))
             .collect();
         asked.sort_by_key(|(n, _)| *n != me);
-        let digests = asked.first() == Some(&(me, None));
+        let digests = local.config.digest_reads && asked.first() == Some(&(me, None));
         let retry_after = local.config.read_retry_after_ms;
         let unasked = if retry_after > 0 && asked.len() > needed as usize {
             asked.drain(needed as usize..).collect()

@@ -102,6 +102,9 @@ pub struct SimConfig {
     /// `from_seed`, so the other workloads' seeds replay as before (`--collections` and the
     /// collection tests turn it on).
     pub collections: bool,
+    /// Reads ask for digests (`NodeConfig::digest_reads`). On in `from_seed`; off, a seed runs
+    /// as it did before digest reads (seeds that found bugs then are pinned that way).
+    pub digest_reads: bool,
     /// Print to stderr every message delivered whose debug form contains this text (say a
     /// key's bytes, `key: [107, 51] }` for `k3`), and every crash, restart and clock jump:
     /// the trail of one seed's failure (`hydra-sim --seed N --trace TEXT`).
@@ -143,6 +146,7 @@ impl SimConfig {
             all_writes: rng.random_bool(0.25),
             cas_siblings: rng.random_bool(0.3),
             collections: false,
+            digest_reads: true,
             trace: None,
         }
     }
@@ -914,6 +918,7 @@ fn node_config(id: NodeId, sim: &SimConfig) -> NodeConfig {
     let mut c = NodeConfig::new(id);
     c.anti_entropy_interval_ms = if sim.anti_entropy { 100 } else { 0 };
     c.paxos_repair_interval_ms = sim.paxos_repair_interval_ms;
+    c.digest_reads = sim.digest_reads;
     c.hints_bytes_max = sim.hints_bytes_max;
     c.request_timeout_ms = 3_000;
     // Skews are at most 200 ms each (400 ms apart); a node more than 500 ms off its peers
