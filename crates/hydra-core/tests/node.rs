@@ -492,40 +492,43 @@ fn quorum_read_traced(c: &mut Cluster, at: usize, k: &ObjectKey) -> (Reply, Vec<
 
 #[test]
 fn a_quorum_read_asks_for_a_digest_and_for_the_object_only_when_it_differs() {
-    let mut c = Cluster::new(3);
-    let k = key("default", "digest");
-    let v1 = c.request(0, put(&k, "v1", None, Some(Consistency::All)));
-    // The replicas agree: the other replica sends a digest, no object.
-    let (read, sent) = quorum_read_traced(&mut c, 0, &k);
-    assert_eq!(values(&read), ["v1"]);
-    assert_eq!(sent, ["ReadDigestRequest", "ReadDigestResponse"]);
-    assert_eq!(receipt_of(&read).acked(), 2);
-    // Node 1 misses v2: its digest differs from the other replica's, which is then asked for
-    // its object; the read answers v2 and repairs node 1.
-    c.kill(0);
-    c.request(
-        1,
-        put(&k, "v2", Some(context(&v1)), Some(Consistency::Quorum)),
-    )
-    .expect("a quorum write with one node down");
-    c.restart(0);
-    let (read, sent) = quorum_read_traced(&mut c, 0, &k);
-    assert_eq!(values(&read), ["v2"]);
-    assert_eq!(
-        sent,
-        [
-            "ReadDigestRequest",
-            "ReadDigestResponse",
-            "ReadRequest",
-            "ReadResponse"
-        ]
-    );
-    assert_eq!(receipt_of(&read).read_repairs, vec![NodeId(1)]);
-    // Repaired: the next read's digests agree again.
-    c.idle(10);
-    let (read, sent) = quorum_read_traced(&mut c, 0, &k);
-    assert_eq!(values(&read), ["v2"]);
-    assert_eq!(sent, ["ReadDigestRequest", "ReadDigestResponse"]);
+    // Both conflict modes: `default` keeps siblings, `redis` is lww.
+    for bucket in ["default", "redis"] {
+        let mut c = Cluster::new(3);
+        let k = key(bucket, "digest");
+        let v1 = c.request(0, put(&k, "v1", None, Some(Consistency::All)));
+        // The replicas agree: the other replica sends a digest, no object.
+        let (read, sent) = quorum_read_traced(&mut c, 0, &k);
+        assert_eq!(values(&read), ["v1"]);
+        assert_eq!(sent, ["ReadDigestRequest", "ReadDigestResponse"]);
+        assert_eq!(receipt_of(&read).acked(), 2);
+        // Node 1 misses v2: its digest differs from the other replica's, which is then asked for
+        // its object; the read answers v2 and repairs node 1.
+        let v2 = put(&k, "v2", Some(context(&v1)), Some(Consistency::Quorum));
+        let w = c.requests_together(vec![(1, v2)], |_, to, i| {
+            to == 0
+                && matches!(i, Input::Message { envelope, .. }
+                if format!("{:?}", envelope.message).starts_with("Replicate"))
+        });
+        w[0].as_ref().expect("a quorum write without node 1");
+        let (read, sent) = quorum_read_traced(&mut c, 0, &k);
+        assert_eq!(values(&read), ["v2"]);
+        assert_eq!(
+            sent,
+            [
+                "ReadDigestRequest",
+                "ReadDigestResponse",
+                "ReadRequest",
+                "ReadResponse"
+            ]
+        );
+        assert_eq!(receipt_of(&read).read_repairs, vec![NodeId(1)]);
+        // Repaired: the next read's digests agree again.
+        c.idle(10);
+        let (read, sent) = quorum_read_traced(&mut c, 0, &k);
+        assert_eq!(values(&read), ["v2"]);
+        assert_eq!(sent, ["ReadDigestRequest", "ReadDigestResponse"]);
+    }
 }
 
 #[test]

@@ -163,7 +163,7 @@ impl Local {
         store: &mut S,
         skey: &[u8],
     ) -> Result<Option<Object>, ReplicaError> {
-        self.load_noting(store, skey, false)
+        self.load_noting(store, skey, false, None)
     }
 
     /// [`Local::load`] for a write that follows at once: the Merkle trees note the stored
@@ -173,19 +173,26 @@ impl Local {
         store: &mut S,
         skey: &[u8],
     ) -> Result<Option<Object>, ReplicaError> {
-        self.load_noting(store, skey, true)
+        self.load_noting(store, skey, true, None)
     }
 
+    /// Loads and decodes the object under `skey`; `digest`, if given, gets the digest of the
+    /// stored bytes (see [`Local::load_digest`]).
     fn load_noting<S: Store>(
         &self,
         store: &mut S,
         skey: &[u8],
         note: bool,
+        digest: Option<&mut Option<Digest>>,
     ) -> Result<Option<Object>, ReplicaError> {
+        let truncation = self.truncation_of(skey);
         // Decoded from the store's own bytes, not a copy of them.
         let loaded = store.get_with(skey, |bytes| {
             if note {
                 self.trees.note_loaded(skey, bytes.map(stored_hash));
+            }
+            if let (Some(digest), Some(b)) = (digest, bytes) {
+                *digest = Some(Digest::of(b, truncation.unwrap_or(Hlc(0))));
             }
             bytes.map(decode_object)
         });
@@ -195,7 +202,7 @@ impl Local {
             Err(e) => return Err(ReplicaError::Store(e.to_string())),
         };
         // A truncated bucket's older values are gone, whether or not the purge reached them.
-        match self.truncation_of(skey) {
+        match truncation {
             Some(mark) => Ok(object.after_truncation(mark)),
             None => Ok(Some(object)),
         }
@@ -243,34 +250,17 @@ impl Local {
             .map_err(|e| ReplicaError::Store(e.to_string()))
     }
 
-    /// [`Local::load`], with the digest of the stored bytes a replica's digest answer is
-    /// compared with.
+    /// [`Local::load`], with (if `digest`) the digest of the stored bytes a replica's digest
+    /// answer is compared with.
     pub(crate) fn load_with_digest<S: Store>(
         &self,
         store: &mut S,
         skey: &[u8],
+        digest: bool,
     ) -> (Result<Option<Object>, ReplicaError>, Option<Digest>) {
-        let truncation = self.truncation_of(skey);
-        let mut digest = None;
-        let loaded = store.get_with(skey, |bytes| {
-            bytes.map(|b| {
-                digest = Some(Digest::of(b, truncation.unwrap_or(Hlc(0))));
-                decode_object(b)
-            })
-        });
-        let object = match loaded {
-            Ok(None) => return (Ok(None), None),
-            Ok(Some(decoded)) => match decoded {
-                Ok(o) => o,
-                Err(e) => return (Err(ReplicaError::Store(e.to_string())), None),
-            },
-            Err(e) => return (Err(ReplicaError::Store(e.to_string())), None),
-        };
-        let object = match truncation {
-            Some(mark) => object.after_truncation(mark),
-            None => Some(object),
-        };
-        (Ok(object), digest)
+        let mut out = None;
+        let result = self.load_noting(store, skey, false, digest.then_some(&mut out));
+        (result, out)
     }
 
     /// Merges `object` into the stored one and writes the result if it changed. A merge that

@@ -237,7 +237,9 @@ impl Reads {
                 };
                 match local.durability.wait_for_key(&skey, waiter) {
                     // Nothing to wait for: read by the storage key already built.
-                    Some((_, Ok(()))) => own_read = Some(local.load_with_digest(ctx.store, &skey)),
+                    Some((_, Ok(()))) => {
+                        own_read = Some(local.load_with_digest(ctx.store, &skey, digests));
+                    }
                     Some((_, Err(e))) => {
                         own_read = Some((Err(ReplicaError::Store(e.to_string())), None))
                     }
@@ -290,8 +292,9 @@ impl Reads {
         key: &ObjectKey,
         synced: Result<(), StoreError>,
     ) {
+        let digests = self.in_flight.get(&req).is_some_and(|s| s.digests);
         let (result, digest) = match synced {
-            Ok(()) => local.load_with_digest(ctx.store, &local.locate(key).1),
+            Ok(()) => local.load_with_digest(ctx.store, &local.locate(key).1, digests),
             Err(e) => (Err(ReplicaError::Store(e.to_string())), None),
         };
         self.on_own_answer(local, ctx, req, result, digest);

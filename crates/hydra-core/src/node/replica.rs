@@ -74,15 +74,15 @@ impl Local {
         match self.durability.wait_for_key(&skey, waiter) {
             // Nothing to wait for: read by the storage key already built.
             Some((Waiter::Read { to, req, .. }, Ok(()))) => {
-                self.answer_read(ctx, to, req, &skey, digest)
+                self.answer_read(ctx, to, req, &skey, digest, Ok(()))
             }
             Some((waiter, synced)) => self.release(ctx, waiter, synced),
             None => {}
         }
     }
 
-    /// A replica's answer to a read once nothing it holds for the key waits for a sync: the
-    /// object, or only its digest.
+    /// A replica's answer to a read once nothing it holds for the key waits for a sync (or
+    /// the sync it waited for failed): the object, or only its digest.
     fn answer_read<S: Store>(
         &mut self,
         ctx: &mut Ctx<'_, S>,
@@ -90,16 +90,18 @@ impl Local {
         req: RequestId,
         skey: &[u8],
         digest: bool,
+        synced: Result<(), StoreError>,
     ) {
+        let synced = synced.map_err(|e| ReplicaError::Store(e.to_string()));
         let message = if digest {
             Message::ReadDigestResponse {
                 req,
-                result: self.load_digest(ctx.store, skey),
+                result: synced.and_then(|()| self.load_digest(ctx.store, skey)),
             }
         } else {
             Message::ReadResponse {
                 req,
-                result: self.load(ctx.store, skey),
+                result: synced.and_then(|()| self.load(ctx.store, skey)),
             }
         };
         self.out.send(to, message);
@@ -159,24 +161,7 @@ impl Local {
                 req,
                 key,
                 digest,
-            } => match result {
-                Ok(()) => self.answer_read(ctx, to, req, &self.locate(&key).1, digest),
-                Err(e) => {
-                    let e = ReplicaError::Store(e.to_string());
-                    let message = if digest {
-                        Message::ReadDigestResponse {
-                            req,
-                            result: Err(e),
-                        }
-                    } else {
-                        Message::ReadResponse {
-                            req,
-                            result: Err(e),
-                        }
-                    };
-                    self.out.send(to, message);
-                }
-            },
+            } => self.answer_read(ctx, to, req, &self.locate(&key).1, digest, result),
             Waiter::ExpireAck { to, req, merged } => {
                 // A failed sync holds none of them durably.
                 let merged = if result.is_ok() { merged } else { Vec::new() };
