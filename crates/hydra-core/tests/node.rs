@@ -532,6 +532,52 @@ fn a_quorum_read_asks_for_a_digest_and_for_the_object_only_when_it_differs() {
 }
 
 #[test]
+fn a_replica_whose_digest_echoes_a_stale_own_answer_is_repaired_with_it() {
+    for bucket in ["default", "redis"] {
+        let mut c = Cluster::new(3);
+        let k = key(bucket, "echo");
+        let v1 = c.request(0, put(&k, "v1", None, Some(Consistency::All)));
+        // Only node 3 takes v2: nodes 1 and 2 keep v1.
+        let v2 = put(&k, "v2", Some(context(&v1)), Some(Consistency::One));
+        let w = c.requests_together(vec![(2, v2)], |_, to, i| {
+            to != 2
+                && matches!(i, Input::Message { envelope, .. }
+                if format!("{:?}", envelope.message).starts_with("Replicate"))
+        });
+        w[0].as_ref().expect("a write at ONE on node 3");
+        // A read of all three at node 1: node 2's digest equals node 1's own (stale) answer
+        // and stands for it; node 3's differs and its object is fetched. Both stale
+        // replicas are repaired, the echo too.
+        let mut sent = Vec::new();
+        let read = c
+            .requests_together(vec![(0, get(&k, Some(Consistency::All)))], |_, _, i| {
+                sent.extend(read_message(i));
+                false
+            })
+            .remove(0);
+        assert_eq!(values(&read), ["v2"], "{bucket}");
+        assert_eq!(
+            sent.iter().filter(|m| *m == "ReadRequest").count(),
+            1,
+            "{bucket}: {sent:?}"
+        );
+        let receipt = receipt_of(&read);
+        assert_eq!(receipt.acked(), 3, "{bucket}");
+        assert_eq!(receipt.read_repairs, vec![NodeId(1), NodeId(2)], "{bucket}");
+        c.idle(10);
+        for at in 0..3 {
+            let (read, sent) = quorum_read_traced(&mut c, at, &k);
+            assert_eq!(values(&read), ["v2"], "{bucket} at node {at}");
+            assert_eq!(
+                sent,
+                ["ReadDigestRequest", "ReadDigestResponse"],
+                "{bucket}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_short_request_timeout_still_leaves_time_for_fallbacks() {
     // fallback_after_ms (1 s) is longer than the request's own timeout (400 ms): the fallback
     // must still be tried, at half the timeout, before the write fails.

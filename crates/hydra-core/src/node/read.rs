@@ -97,11 +97,19 @@ struct Answers {
     /// In node order, at most one per node (inline: a read asks R or N replicas, and a map
     /// allocated a node of eleven objects per read).
     responses: SmallVec<[(NodeId, Option<Object>); 3]>,
+    /// Primaries whose digest equalled this node's own answer: each stands for that answer
+    /// (in `responses`) without a copy of it.
+    echoes: SmallVec<[NodeId; 2]>,
     /// Object last sent to each replica as read repair (empty unless replicas differed).
     repaired: Vec<(NodeId, Object)>,
 }
 
 impl Answers {
+    /// How many replicas have answered, echoes included.
+    fn count(&self) -> usize {
+        self.responses.len() + self.echoes.len()
+    }
+
     /// The join of the answers as the bucket's truncation leaves it (a replica that has not
     /// heard of a truncation yet answers its older values), after sending it as read repair
     /// to every primary that answered something else; with the primaries repaired.
@@ -120,6 +128,7 @@ impl Answers {
             key,
             slots,
             &self.responses,
+            &self.echoes,
             &mut self.repaired,
             merged.as_deref(),
         );
@@ -354,8 +363,16 @@ impl Reads {
             .map(|(_, o)| o);
         match (state.own, own) {
             (Own::Read(mine), Some(own)) if mine == digest || planted().digest_mismatch_ignored => {
-                let object = own.clone();
-                self.on_response(local, ctx, from, req, Ok(object));
+                let outcome = Outcome::Read {
+                    version: own.as_ref().map(Object::context),
+                    siblings: own.as_ref().map_or(0, |o| o.sibling_count() as u32),
+                };
+                let Some(slot) = quorum::pending_slot(&mut state.slots, from) else {
+                    return;
+                };
+                slot.outcome = outcome;
+                state.answers.echoes.push(from);
+                self.settle(local, ctx, req);
             }
             _ => {
                 state.fetched.push(from);
@@ -424,7 +441,7 @@ impl Reads {
         let Some(state) = self.in_flight.get_mut(&req) else {
             return;
         };
-        let answered = state.answers.responses.len();
+        let answered = state.answers.count();
         let unasked = state.unasked.len();
         let pending = quorum::count(&state.slots, &Outcome::Pending);
         let in_flight = pending - unasked;
@@ -516,7 +533,7 @@ impl Reads {
         };
         assert!(state.replied, "a read ends only after its reply");
         local.timers.cancel(state.armed.0, state.armed.1);
-        if state.answers.responses.len() == state.merged_responses {
+        if state.answers.count() == state.merged_responses {
             // Nobody answered since the reply merged and repaired.
             return;
         }
@@ -545,13 +562,16 @@ fn reply_quorum_error(local: &mut Local, state: &mut ReadState, now: Timestamp) 
 }
 
 /// Sends `merged` to every primary that answered with something else and was not already
-/// sent it. Returns the replicas repaired.
+/// sent it (an echo answered what this node did). Returns the replicas repaired, in node
+/// order.
+#[allow(clippy::too_many_arguments)]
 fn read_repair<S: Store>(
     local: &mut Local,
     ctx: &mut Ctx<'_, S>,
     key: &ObjectKey,
     slots: &[Slot],
     responses: &[(NodeId, Option<Object>)],
+    echoes: &[NodeId],
     repaired: &mut Vec<(NodeId, Object)>,
     merged: Option<&Object>,
 ) -> Vec<NodeId> {
@@ -562,8 +582,12 @@ fn read_repair<S: Store>(
     let sent = |n: NodeId, repaired: &[(NodeId, Object)]| {
         repaired.iter().find(|(r, _)| *r == n).map(|(_, o)| o) == Some(merged)
     };
-    let stale: Vec<NodeId> = responses
+    let me = local.me();
+    let own = responses.iter().find(|(n, _)| *n == me).map(|(_, o)| o);
+    let mut stale: Vec<NodeId> = responses
         .iter()
+        .map(|(n, o)| (*n, o))
+        .chain(echoes.iter().filter_map(|n| Some((*n, own?))))
         // Fallbacks hold hints, not replicas: only primaries are repaired.
         .filter(|(n, _)| {
             slots
@@ -571,8 +595,9 @@ fn read_repair<S: Store>(
                 .any(|s| s.node == *n && s.role == Role::Primary)
         })
         .filter(|(n, o)| o.as_ref() != Some(merged) && !sent(*n, repaired))
-        .map(|(n, _)| *n)
+        .map(|(n, _)| n)
         .collect();
+    stale.sort_unstable();
     // A union past the limits is returned to the client (whose write with its context
     // resolves it) but stored nowhere: every replica would refuse it.
     if stale.is_empty()
