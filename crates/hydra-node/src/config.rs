@@ -64,6 +64,12 @@ pub struct NodeSection {
     pub data_dir: PathBuf,
     /// Threads of the async runtime (network, HTTP, RESP); 0: one per core.
     pub worker_threads: usize,
+    /// The whole node on one thread: connections, internode traffic and the core share it,
+    /// so a request reaches the core and its reply the connection without a thread switch
+    /// (`worker_threads` is then unused). For hosts with fewer cores than the nodes and
+    /// clients they run, such as a `hydra dev` cluster on a small machine; one core is then
+    /// the node's ceiling.
+    pub single_thread: bool,
     /// Test-only: milliseconds added to this node's wall clock (fault tests skew clocks).
     pub clock_offset_ms: i64,
     /// Test-only: a file holding milliseconds added to this node's wall clock, read at start
@@ -90,6 +96,7 @@ impl Default for NodeSection {
             capacity: 1,
             data_dir: "data".into(),
             worker_threads: 0,
+            single_thread: false,
             clock_offset_ms: 0,
             clock_offset_file: None,
             key_file: None,

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 pub type Reply = Result<ClientResponse, ClientError>;
 
@@ -76,6 +76,10 @@ struct PeerLane {
     queue: crossbeam_queue::ArrayQueue<(NodeId, Envelope)>,
     /// A `Wake` is in the client queue (or the core is awake and will look).
     wake_sent: AtomicBool,
+    /// Rung after every event queued when the core is a task (`node.single_thread`).
+    bell: Option<Arc<Notify>>,
+    /// Set by [`CoreHandle::shutdown`]: the core syncs and stops at its next turn.
+    stop: AtomicBool,
 }
 
 /// The sending side of the core thread's queues; cheap to clone.
@@ -94,14 +98,34 @@ impl CoreHandle {
         (CoreHandle::new(tx, 16), rx)
     }
 
+    #[cfg(test)]
     fn new(tx: SyncSender<CoreEvent>, peer_queue_max: usize) -> CoreHandle {
+        CoreHandle::with_bell(tx, peer_queue_max, None)
+    }
+
+    fn with_bell(
+        tx: SyncSender<CoreEvent>,
+        peer_queue_max: usize,
+        bell: Option<Arc<Notify>>,
+    ) -> CoreHandle {
         CoreHandle {
             tx,
             peers: Arc::new(PeerLane {
                 queue: crossbeam_queue::ArrayQueue::new(peer_queue_max.max(1)),
                 wake_sent: AtomicBool::new(false),
+                bell,
+                stop: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Queues an event for the core (ringing its bell if it is a task).
+    fn send(&self, event: CoreEvent) -> Result<(), ClientError> {
+        self.tx.try_send(event).map_err(|e| refusal(&e))?;
+        if let Some(bell) = &self.peers.bell {
+            bell.notify_one();
+        }
+        Ok(())
     }
 
     /// A handle whose core is gone: every request fails as overloaded (for unit tests of
@@ -115,9 +139,7 @@ impl CoreHandle {
     /// Hands a client request to the core and waits for its reply.
     pub async fn request(&self, request: ClientRequest) -> Reply {
         let (reply, rx) = oneshot::channel();
-        if let Err(e) = self.tx.try_send(CoreEvent::Client { request, reply }) {
-            return Err(refusal(&e));
-        }
+        self.send(CoreEvent::Client { request, reply })?;
         rx.await.unwrap_or_else(|_| Err(stopped()))
     }
 
@@ -128,8 +150,8 @@ impl CoreHandle {
     pub async fn request_batch(&self, requests: Vec<ClientRequest>) -> Vec<Reply> {
         let n = requests.len();
         let (reply, rx) = oneshot::channel();
-        if let Err(e) = self.tx.try_send(CoreEvent::Batch { requests, reply }) {
-            return vec![Err(refusal(&e)); n];
+        if let Err(e) = self.send(CoreEvent::Batch { requests, reply }) {
+            return vec![Err(e); n];
         }
         rx.await.unwrap_or_else(|_| vec![Err(stopped()); n])
     }
@@ -143,37 +165,36 @@ impl CoreHandle {
         // Ring once; the core clears the flag before it blocks, and looks at the lane first
         // on every turn, so a full client queue (the bell not rung) delays nothing.
         if !self.peers.wake_sent.swap(true, AtomicOrdering::SeqCst) {
-            let _ = self.tx.try_send(CoreEvent::Wake);
+            let _ = self.send(CoreEvent::Wake);
         }
         true
     }
 
     pub async fn status(&self) -> Option<(NodeStatus, BTreeMap<BucketName, BucketProps>)> {
         let (reply, rx) = oneshot::channel();
-        self.tx.try_send(CoreEvent::Status { reply }).ok()?;
+        self.send(CoreEvent::Status { reply }).ok()?;
         rx.await.ok()
     }
 
     /// Pauses or resumes this node's hinted handoff; `None` if the core did not answer.
     pub async fn set_handoff(&self, enabled: bool) -> Option<()> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .try_send(CoreEvent::SetHandoff { enabled, reply })
-            .ok()?;
+        self.send(CoreEvent::SetHandoff { enabled, reply }).ok()?;
         rx.await.ok()
     }
 
     /// Pauses or resumes this node's anti-entropy; `None` if the core did not answer.
     pub async fn set_anti_entropy(&self, enabled: bool) -> Option<()> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .try_send(CoreEvent::SetAntiEntropy { enabled, reply })
+        self.send(CoreEvent::SetAntiEntropy { enabled, reply })
             .ok()?;
         rx.await.ok()
     }
 
     pub fn shutdown(&self) {
-        let _ = self.tx.send(CoreEvent::Shutdown);
+        self.peers.stop.store(true, AtomicOrdering::SeqCst);
+        // A full queue is no matter: the core looks at the flag at its next turn.
+        let _ = self.send(CoreEvent::Shutdown);
     }
 }
 
@@ -268,8 +289,31 @@ pub fn follow_clock_offset_file(path: std::path::PathBuf) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Starts the core thread (which also runs group-commit fsyncs for `fsync` durability) and,
-/// for `periodic` durability, the thread that syncs every interval.
+/// The running core: a thread of its own, or a task of the node's single-threaded runtime.
+pub enum CoreJoin {
+    Thread(std::thread::JoinHandle<()>),
+    Task(tokio::task::JoinHandle<()>),
+}
+
+impl CoreJoin {
+    /// Waits until the core has stopped (after [`CoreHandle::shutdown`]).
+    pub async fn wait(self) {
+        match self {
+            CoreJoin::Thread(join) => {
+                let _ = tokio::task::spawn_blocking(move || join.join()).await;
+            }
+            CoreJoin::Task(join) => {
+                let _ = join.await;
+            }
+        }
+    }
+}
+
+/// Starts the core (which also runs group-commit fsyncs for `fsync` durability) and, for
+/// `periodic` durability, the thread that syncs every interval. `single_thread`: the core is
+/// a task of the calling runtime, which must be single-threaded (its storage calls block the
+/// thread, as they block the core thread otherwise); else a thread of its own.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     node: Node,
     store: FjallStore,
@@ -278,10 +322,9 @@ pub fn start(
     metrics: Arc<Metrics>,
     queue_max: usize,
     peer_queue_max: usize,
-) -> std::io::Result<(CoreHandle, std::thread::JoinHandle<()>)> {
+    single_thread: bool,
+) -> std::io::Result<(CoreHandle, CoreJoin)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(queue_max);
-    let handle = CoreHandle::new(tx.clone(), peer_queue_max);
-    let peers = handle.peers.clone();
     let fsync = match durability {
         Durability::Fsync => true,
         Durability::Periodic { interval_ms } => {
@@ -300,29 +343,47 @@ pub fn start(
         }
         Durability::None => false,
     };
-    let join = std::thread::Builder::new()
-        .name("hydra-core".into())
-        .spawn(move || {
+    let bell = single_thread.then(|| Arc::new(Notify::new()));
+    let handle = CoreHandle::with_bell(tx, peer_queue_max, bell.clone());
+    let peers = handle.peers.clone();
+    let background = bell.clone();
+    let driver = move || Driver {
+        node,
+        store,
+        transport,
+        metrics,
+        fsync,
+        sync_wanted: None,
+        events_since_sync: 0,
+        outbox: BTreeMap::new(),
+        events_since_flush: 0,
+        pending: FxHashMap::default(),
+        batches: BTreeMap::new(),
+        next_batch: 0,
+        next_id: 0,
+        rng: ChaCha8Rng::seed_from_u64(seed()),
+        background: background.clone().map(|bell| BackgroundSync {
+            bell,
+            done: Arc::default(),
+            in_flight: false,
+        }),
+    };
+    let join = match bell {
+        Some(bell) => CoreJoin::Task(tokio::spawn(async move {
             #[cfg(feature = "planted-bugs")]
             plant_bugs_from_env();
-            let mut driver = Driver {
-                node,
-                store,
-                transport,
-                metrics,
-                fsync,
-                sync_wanted: None,
-                events_since_sync: 0,
-                outbox: BTreeMap::new(),
-                events_since_flush: 0,
-                pending: FxHashMap::default(),
-                batches: BTreeMap::new(),
-                next_batch: 0,
-                next_id: 0,
-                rng: ChaCha8Rng::seed_from_u64(seed()),
-            };
-            driver.run(rx, &peers);
-        })?;
+            driver().run_shared(rx, &peers, &bell).await;
+        })),
+        None => CoreJoin::Thread(
+            std::thread::Builder::new()
+                .name("hydra-core".into())
+                .spawn(move || {
+                    #[cfg(feature = "planted-bugs")]
+                    plant_bugs_from_env();
+                    driver().run(rx, &peers);
+                })?,
+        ),
+    };
     Ok((handle, join))
 }
 
@@ -359,6 +420,16 @@ const SYNC_BATCH_EVENTS_MAX: u32 = 256;
 const OUTBOX_EVENTS_MAX: u32 = 64;
 /// Bytes of frames held for one peer before they go to the transport regardless.
 const OUTBOX_BYTES_MAX: usize = 256 * 1024;
+
+/// What the core does next (moved once per event, as the event itself is).
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Event(CoreEvent),
+    /// Nothing queued: wait at most this long (the next timer).
+    Wait(Duration),
+    /// Every sender is gone.
+    Stop,
+}
 
 /// Where a client request's reply goes.
 enum Waiting {
@@ -400,101 +471,166 @@ struct Driver {
     next_batch: u64,
     next_id: u64,
     rng: ChaCha8Rng,
+    /// Set when the core is a task (`node.single_thread`): its fsyncs run on the blocking
+    /// pool, so the one thread goes on serving while the disk syncs.
+    background: Option<BackgroundSync>,
+}
+
+/// A finished fsync: the generation it covers, and its outcome.
+type SyncDone = (u64, Result<(), hydra_core::store::StoreError>);
+
+/// A group commit's fsync off the node's one thread: at most one at a time; its end rings
+/// the core's bell.
+struct BackgroundSync {
+    bell: Arc<Notify>,
+    done: Arc<std::sync::Mutex<Option<SyncDone>>>,
+    in_flight: bool,
 }
 
 impl Driver {
+    /// The core thread's loop: blocks on the queue when it runs dry.
     fn run(&mut self, rx: Receiver<CoreEvent>, peers: &PeerLane) {
         // Start gossip and load what the store holds.
         self.handle(Input::Tick);
         loop {
-            // Take what is queued without blocking. When the queue runs dry, hand the frames
-            // produced so far to the transport, then (group commit) fsync once for every write
-            // made while a sync was wanted, and only then block for the next event. The fsync
-            // runs here, on the core thread: no hand-off to another thread and back.
+            let event = match self.next(&rx, peers) {
+                Next::Event(e) => e,
+                Next::Wait(wait) => match rx.recv_timeout(wait) {
+                    Ok(e) => e,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.handle(Input::Tick);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+                Next::Stop => return,
+            };
+            if !self.dispatch(event) {
+                return;
+            }
+        }
+    }
+
+    /// The same loop as a task of a single-threaded runtime that also runs the node's
+    /// connections (`node.single_thread`): when the queue runs dry it awaits the bell its
+    /// senders ring, so a request reaches the core and its reply the connection without a
+    /// thread switch.
+    async fn run_shared(&mut self, rx: Receiver<CoreEvent>, peers: &PeerLane, bell: &Notify) {
+        self.handle(Input::Tick);
+        loop {
+            let event = match self.next(&rx, peers) {
+                Next::Event(e) => e,
+                Next::Wait(wait) => {
+                    tokio::select! {
+                        _ = bell.notified() => {}
+                        _ = tokio::time::sleep(wait) => self.handle(Input::Tick),
+                    }
+                    continue;
+                }
+                Next::Stop => return,
+            };
+            if !self.dispatch(event) {
+                return;
+            }
+        }
+    }
+
+    /// Takes the next event without blocking. When the queue runs dry, hands the frames
+    /// produced so far to the transport, then (group commit) fsyncs once for every write
+    /// made while a sync was wanted, and only then says how long to wait for the next event.
+    /// The fsync runs here, on the core's thread: no hand-off to another thread and back.
+    fn next(&mut self, rx: &Receiver<CoreEvent>, peers: &PeerLane) -> Next {
+        loop {
+            if peers.stop.load(AtomicOrdering::SeqCst) {
+                self.final_sync();
+                return Next::Stop;
+            }
+            self.end_background_sync();
             if self.events_since_flush >= OUTBOX_EVENTS_MAX {
                 self.flush_outbox();
             }
-            if self.sync_wanted.is_some() && self.events_since_sync >= SYNC_BATCH_EVENTS_MAX {
+            let syncing = self.background.as_ref().is_some_and(|b| b.in_flight);
+            if self.sync_wanted.is_some()
+                && !syncing
+                && self.events_since_sync >= SYNC_BATCH_EVENTS_MAX
+            {
                 self.group_commit();
             }
             // The peer lane first: internode traffic never waits behind client requests.
-            let event = if let Some((from, envelope)) = peers.queue.pop() {
-                CoreEvent::Message { from, envelope }
-            } else {
-                match rx.try_recv() {
-                    Ok(e) => e,
-                    Err(TryRecvError::Disconnected) => return,
-                    Err(TryRecvError::Empty) => {
-                        if self.sync_wanted.is_some() {
-                            self.group_commit();
-                            continue;
-                        }
-                        self.flush_outbox();
-                        // About to block: a message delivered from now on rings again.
-                        peers.wake_sent.store(false, AtomicOrdering::SeqCst);
-                        if !peers.queue.is_empty() {
-                            continue;
-                        }
-                        let wait = match self.node.next_deadline() {
-                            Some(Timestamp(t)) => {
-                                Duration::from_millis(t.saturating_sub(wall_ms()))
-                            }
-                            None => Duration::from_secs(3600),
-                        };
-                        match rx.recv_timeout(wait) {
-                            Ok(e) => e,
-                            Err(RecvTimeoutError::Timeout) => {
-                                self.handle(Input::Tick);
-                                continue;
-                            }
-                            Err(RecvTimeoutError::Disconnected) => return,
-                        }
-                    }
-                }
-            };
-            self.events_since_flush = self.events_since_flush.saturating_add(1);
-            self.events_since_sync = self.events_since_sync.saturating_add(1);
-            let input = match event {
-                CoreEvent::Client { request, reply } => {
-                    self.next_id += 1;
-                    let id = ClientRequestId(self.next_id);
-                    self.pending.insert(id, Waiting::One(reply));
-                    Input::Client {
-                        id,
-                        request,
-                        receipt: ReceiptDetail::Full,
-                    }
-                }
-                CoreEvent::Batch { requests, reply } => {
-                    self.start_batch(requests, reply);
-                    continue;
-                }
-                CoreEvent::Message { from, envelope } => Input::Message { from, envelope },
-                CoreEvent::Status { reply } => {
-                    let _ =
-                        reply.send((self.node.status(Timestamp(wall_ms())), self.node.buckets()));
-                    continue;
-                }
-                CoreEvent::SetHandoff { enabled, reply } => {
-                    self.node.set_handoff(enabled);
-                    let _ = reply.send(());
-                    continue;
-                }
-                CoreEvent::SetAntiEntropy { enabled, reply } => {
-                    self.node.set_anti_entropy(enabled);
-                    let _ = reply.send(());
-                    continue;
-                }
-                CoreEvent::Wake => continue,
-                CoreEvent::Shutdown => {
-                    if let Err(e) = self.store.syncer().sync() {
-                        tracing::error!("final fsync failed: {e}");
-                    }
-                    return;
-                }
-            };
-            self.handle(input);
+            if let Some((from, envelope)) = peers.queue.pop() {
+                return Next::Event(CoreEvent::Message { from, envelope });
+            }
+            match rx.try_recv() {
+                Ok(e) => return Next::Event(e),
+                Err(TryRecvError::Disconnected) => return Next::Stop,
+                Err(TryRecvError::Empty) => {}
+            }
+            if self.sync_wanted.is_some() && !syncing {
+                self.group_commit();
+                continue;
+            }
+            self.flush_outbox();
+            // About to wait: a message delivered from now on rings again.
+            peers.wake_sent.store(false, AtomicOrdering::SeqCst);
+            if !peers.queue.is_empty() {
+                continue;
+            }
+            return Next::Wait(match self.node.next_deadline() {
+                Some(Timestamp(t)) => Duration::from_millis(t.saturating_sub(wall_ms())),
+                None => Duration::from_secs(3600),
+            });
         }
+    }
+
+    /// The fsync at shutdown: whatever was written is on disk when the node exits.
+    fn final_sync(&mut self) {
+        if let Err(e) = self.store.syncer().sync() {
+            tracing::error!("final fsync failed: {e}");
+        }
+    }
+
+    /// Handles one event; false when the core is to stop.
+    fn dispatch(&mut self, event: CoreEvent) -> bool {
+        self.events_since_flush = self.events_since_flush.saturating_add(1);
+        self.events_since_sync = self.events_since_sync.saturating_add(1);
+        let input = match event {
+            CoreEvent::Client { request, reply } => {
+                self.next_id += 1;
+                let id = ClientRequestId(self.next_id);
+                self.pending.insert(id, Waiting::One(reply));
+                Input::Client {
+                    id,
+                    request,
+                    receipt: ReceiptDetail::Full,
+                }
+            }
+            CoreEvent::Batch { requests, reply } => {
+                self.start_batch(requests, reply);
+                return true;
+            }
+            CoreEvent::Message { from, envelope } => Input::Message { from, envelope },
+            CoreEvent::Status { reply } => {
+                let _ = reply.send((self.node.status(Timestamp(wall_ms())), self.node.buckets()));
+                return true;
+            }
+            CoreEvent::SetHandoff { enabled, reply } => {
+                self.node.set_handoff(enabled);
+                let _ = reply.send(());
+                return true;
+            }
+            CoreEvent::SetAntiEntropy { enabled, reply } => {
+                self.node.set_anti_entropy(enabled);
+                let _ = reply.send(());
+                return true;
+            }
+            CoreEvent::Wake => return true,
+            CoreEvent::Shutdown => {
+                self.final_sync();
+                return false;
+            }
+        };
+        self.handle(input);
+        true
     }
 
     /// Starts each request of a batch in turn (their frames and syncs group as one turn's).
@@ -572,11 +708,57 @@ impl Driver {
     }
 
     /// Frames out first (replicas start their own fsyncs while ours runs), then one fsync for
-    /// every write so far, then the acks it released.
+    /// every write so far, then the acks it released. A core that is a task starts the fsync
+    /// on the blocking pool and goes on; its end is taken at a later turn.
     fn group_commit(&mut self) {
         self.flush_outbox();
+        if self.background.is_some() {
+            return self.start_background_sync();
+        }
         self.sync_now();
         self.flush_outbox();
+    }
+
+    /// Starts the fsync of every write so far on the blocking pool (one at a time: writes
+    /// made meanwhile wait for the next).
+    fn start_background_sync(&mut self) {
+        let Some(bg) = &mut self.background else {
+            return;
+        };
+        if bg.in_flight {
+            return;
+        }
+        let Some(generation) = self.sync_wanted.take() else {
+            return;
+        };
+        self.events_since_sync = 0;
+        bg.in_flight = true;
+        let (syncer, done, bell) = (self.store.syncer(), bg.done.clone(), bg.bell.clone());
+        tokio::task::spawn_blocking(move || {
+            let result = syncer.sync();
+            *done.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, result));
+            bell.notify_one();
+        });
+    }
+
+    /// Takes the end of a background fsync, if it came: the core acks what waited for it.
+    fn end_background_sync(&mut self) {
+        let Some(bg) = &mut self.background else {
+            return;
+        };
+        if !bg.in_flight {
+            return;
+        }
+        let Some((generation, result)) = bg.done.lock().unwrap_or_else(|e| e.into_inner()).take()
+        else {
+            return;
+        };
+        bg.in_flight = false;
+        if let Err(e) = &result {
+            tracing::error!("fsync failed: {e}");
+        }
+        self.metrics.fsyncs.inc();
+        self.handle(Input::Synced { generation, result });
     }
 
     /// One fsync for every write made so far; then the core acks what waited for it.
@@ -629,11 +811,16 @@ impl Driver {
                         partition.0
                     ),
                     // A real fsync: in `fsync` mode, for a generation covering a new dot or a
-                    // clock mark, and behind one already waiting (generations end in order).
+                    // clock mark, and behind one already waiting or running (generations end
+                    // in order).
                     Output::Sync {
                         generation,
                         required,
-                    } if self.fsync || required || self.sync_wanted.is_some() => {
+                    } if self.fsync
+                        || required
+                        || self.sync_wanted.is_some()
+                        || self.background.as_ref().is_some_and(|b| b.in_flight) =>
+                    {
                         self.sync_wanted = Some(self.sync_wanted.unwrap_or(0).max(generation));
                     }
                     // Acks need no fsync in this durability mode.

@@ -141,6 +141,7 @@ pub async fn run(config: Config) -> Result<()> {
         metrics.clone(),
         config.limits.core_queue_max,
         config.limits.core_peer_queue_max,
+        config.node.single_thread,
     )
     .context("while starting the core thread")?;
     tokio::spawn(transport::serve(
@@ -199,7 +200,7 @@ pub async fn run(config: Config) -> Result<()> {
         .context("while serving HTTP")?;
     tracing::info!("node {me} stopping");
     core.shutdown();
-    let _ = tokio::task::spawn_blocking(move || core_thread.join()).await;
+    core_thread.wait().await;
     Ok(())
 }
 

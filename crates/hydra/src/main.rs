@@ -327,10 +327,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(path) = &config.node.dev_cluster_json {
                 dev::record_pid(path, config.node.id, std::process::id());
             }
-            let mut runtime = tokio::runtime::Builder::new_multi_thread();
-            if config.node.worker_threads > 0 {
-                runtime.worker_threads(config.node.worker_threads);
-            }
+            let mut runtime = if config.node.single_thread {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                let mut runtime = tokio::runtime::Builder::new_multi_thread();
+                if config.node.worker_threads > 0 {
+                    runtime.worker_threads(config.node.worker_threads);
+                }
+                runtime
+            };
             let runtime = runtime
                 .enable_all()
                 .build()
