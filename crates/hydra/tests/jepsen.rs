@@ -60,7 +60,7 @@ fn three_nodes_under_every_fault_lose_no_acknowledged_add() {
         seed: 7,
         converge_timeout: 120,
         progress: false,
-        server_env: vec![],
+        server_env: single_thread(),
     };
     let summary = hydra_jepsen::run(&opts).expect("the harness runs (it needs root)");
     let text = serde_json::to_string_pretty(&summary).expect("json");
@@ -92,7 +92,7 @@ fn registers_over_resp_with_ttls_keep_lww_order_under_every_fault() {
     let opts = register_options(
         out.clone(),
         PathBuf::from(env!("CARGO_BIN_EXE_hydra")),
-        vec![],
+        single_thread(),
     );
     let summary = hydra_jepsen::run(&opts).expect("the harness runs (it needs root)");
     let text = serde_json::to_string_pretty(&summary).expect("json");
@@ -154,33 +154,39 @@ fn registers_in_an_all_writes_bucket_hold_under_every_fault() {
 
 #[test]
 fn compare_and_set_over_resp_is_linearizable_under_every_fault() {
-    compare_and_set_is_linearizable_under_every_fault("cas", false, 7);
+    compare_and_set_is_linearizable_under_every_fault("cas", false, 7, true);
 }
 
 #[test]
 fn compare_and_set_over_http_is_linearizable_under_every_fault() {
-    compare_and_set_is_linearizable_under_every_fault("cas-http", false, 9);
+    compare_and_set_is_linearizable_under_every_fault("cas-http", false, 9, false);
 }
 
 #[test]
 fn compare_and_set_through_watch_multi_exec_is_linearizable_under_every_fault() {
-    compare_and_set_is_linearizable_under_every_fault("cas-txn", false, 14);
+    compare_and_set_is_linearizable_under_every_fault("cas-txn", false, 14, true);
 }
 
 #[test]
 fn compare_and_set_over_resp_in_a_siblings_bucket_is_linearizable_under_every_fault() {
-    compare_and_set_is_linearizable_under_every_fault("cas", true, 12);
+    compare_and_set_is_linearizable_under_every_fault("cas", true, 12, false);
 }
 
 #[test]
 fn compare_and_set_over_http_in_a_siblings_bucket_is_linearizable_under_every_fault() {
-    compare_and_set_is_linearizable_under_every_fault("cas-http", true, 13);
+    compare_and_set_is_linearizable_under_every_fault("cas-http", true, 13, true);
 }
 
 /// The compare-and-set register over one front end (`cas`: RESP, `cas-http`: HTTP), in the
 /// `lww` bucket `redis` or (`siblings`) in one that keeps siblings, for 40 seconds of every
-/// fault (30 in the `siblings` bucket).
-fn compare_and_set_is_linearizable_under_every_fault(mode: &str, siblings: bool, seed: u64) {
+/// fault (30 in the `siblings` bucket); with every node on one thread (`node.single_thread`)
+/// or with its core on a thread of its own.
+fn compare_and_set_is_linearizable_under_every_fault(
+    mode: &str,
+    siblings: bool,
+    seed: u64,
+    one_thread: bool,
+) {
     let bucket = if siblings {
         "_in_a_siblings_bucket"
     } else {
@@ -193,11 +199,8 @@ fn compare_and_set_is_linearizable_under_every_fault(mode: &str, siblings: bool,
     let _one = exclusive();
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("jepsen-{mode}{bucket}"));
     let _ = std::fs::remove_dir_all(&out);
-    let mut opts = register_options(
-        out.clone(),
-        PathBuf::from(env!("CARGO_BIN_EXE_hydra")),
-        vec![],
-    );
+    let env = if one_thread { single_thread() } else { vec![] };
+    let mut opts = register_options(out.clone(), PathBuf::from(env!("CARGO_BIN_EXE_hydra")), env);
     opts.mode = mode.into();
     opts.keys = 3;
     opts.seed = seed;
@@ -290,7 +293,7 @@ fn redis_hash_increments_are_exact_under_every_fault() {
     let summary = hydra_jepsen::run(&redis_counter_options(
         out,
         PathBuf::from(env!("CARGO_BIN_EXE_hydra")),
-        vec![],
+        single_thread(),
     ))
     .expect("the harness runs (it needs root)");
     let text = serde_json::to_string_pretty(&summary).expect("json");
@@ -381,6 +384,12 @@ fn the_cas_checker_catches_acceptors_that_forget_their_promises() {
     let v = summary.cas.as_ref().expect("a compare-and-set verdict");
     assert!(!v.violations.is_empty(), "the planted bug went unnoticed");
     assert!(!summary.passed);
+}
+
+/// The servers' environment for a run with every node on one thread (`node.single_thread`,
+/// as `hydra dev` picks on a small host); the other runs keep the core on a thread of its own.
+fn single_thread() -> Vec<(String, String)> {
+    vec![("HYDRA_NODE_SINGLE_THREAD".into(), "true".into())]
 }
 
 fn register_options(
