@@ -517,13 +517,17 @@ impl Driver {
     /// thread switch.
     async fn run_shared(&mut self, rx: Receiver<CoreEvent>, peers: &PeerLane, bell: &Notify) {
         self.handle(Input::Tick);
+        // One timer, re-armed at every wait (not one registered and dropped per wait).
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
         loop {
             let event = match self.next(&rx, peers) {
                 Next::Event(e) => e,
                 Next::Wait(wait) => {
+                    timer.as_mut().reset(tokio::time::Instant::now() + wait);
                     tokio::select! {
                         _ = bell.notified() => {}
-                        _ = tokio::time::sleep(wait) => self.handle(Input::Tick),
+                        _ = &mut timer => self.handle(Input::Tick),
                     }
                     continue;
                 }
