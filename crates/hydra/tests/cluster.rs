@@ -205,7 +205,21 @@ fn blind_concurrent_puts_become_siblings_and_a_context_resolves_them() {
 
 #[test]
 fn acknowledged_writes_survive_kill_9_of_every_node() {
-    let mut c = TestCluster::start(3, "");
+    acknowledged_writes_survive_kill_9_of_every_node_in(TestCluster::start(3, ""));
+}
+
+/// The same with every node on one thread, its group commits' fsyncs on the blocking pool.
+#[test]
+fn acknowledged_writes_survive_kill_9_of_every_single_threaded_node() {
+    acknowledged_writes_survive_kill_9_of_every_node_in(TestCluster::start_full(
+        3,
+        "single_thread = true",
+        "",
+        "",
+    ));
+}
+
+fn acknowledged_writes_survive_kill_9_of_every_node_in(mut c: TestCluster) {
     for i in 0..30 {
         let key = format!("k{i}");
         c.client(i % 3)

@@ -97,6 +97,16 @@ impl TestCluster {
     /// A cluster whose `[cluster]` section gets `cluster_extra` lines and `[limits]` section
     /// `limits_extra` lines.
     pub fn start_with(count: u64, cluster_extra: &str, limits_extra: &str) -> TestCluster {
+        TestCluster::start_full(count, "", cluster_extra, limits_extra)
+    }
+
+    /// A cluster whose `[node]`, `[cluster]` and `[limits]` sections get these extra lines.
+    pub fn start_full(
+        count: u64,
+        node_extra: &str,
+        cluster_extra: &str,
+        limits_extra: &str,
+    ) -> TestCluster {
         let extra = limits_extra;
         let dir = tempfile::tempdir().expect("tempdir");
         let addrs: Vec<(String, String, String)> = (0..count)
@@ -122,7 +132,7 @@ impl TestCluster {
                 .collect();
             let config = dir.path().join(format!("n{id}.toml"));
             let text = format!(
-                "[node]\nid = {id}\nzone = \"z{id}\"\ndata_dir = \"{}\"\n[listen]\nhttp = \"{http}\"\ninternode = \"{internode}\"\nresp = \"{resp}\"\n\
+                "[node]\nid = {id}\nzone = \"z{id}\"\ndata_dir = \"{}\"\n{node_extra}\n[listen]\nhttp = \"{http}\"\ninternode = \"{internode}\"\nresp = \"{resp}\"\n\
                  [auth]\nadmin_token = \"{TEST_TOKEN}\"\n\
                  [cluster]\nsecret = \"{TEST_SECRET}\"\npeers = [{}]\nheartbeat_interval_ms = 100\n{cluster_extra}\n[limits]\nrequest_timeout_ms = 2000\ngossip_interval_ms = 500\n{extra}\n",
                 dir.path().join(format!("n{id}")).display(),
