@@ -346,6 +346,14 @@ pub fn start(
     let bell = single_thread.then(|| Arc::new(Notify::new()));
     let handle = CoreHandle::with_bell(tx, peer_queue_max, bell.clone());
     let peers = handle.peers.clone();
+    if single_thread
+        && !tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+    {
+        return Err(std::io::Error::other(
+            "node.single_thread needs the core started on a current-thread runtime",
+        ));
+    }
     let background = bell.clone();
     let driver = move || Driver {
         node,
@@ -362,7 +370,7 @@ pub fn start(
         next_batch: 0,
         next_id: 0,
         rng: ChaCha8Rng::seed_from_u64(seed()),
-        background: background.clone().map(|bell| BackgroundSync {
+        background: background.map(|bell| BackgroundSync {
             bell,
             done: Arc::default(),
             in_flight: false,
@@ -554,7 +562,7 @@ impl Driver {
             if self.events_since_flush >= OUTBOX_EVENTS_MAX {
                 self.flush_outbox();
             }
-            let syncing = self.background.as_ref().is_some_and(|b| b.in_flight);
+            let syncing = self.syncing();
             if self.sync_wanted.is_some()
                 && !syncing
                 && self.events_since_sync >= SYNC_BATCH_EVENTS_MAX
@@ -746,6 +754,11 @@ impl Driver {
         });
     }
 
+    /// Whether a background fsync is running.
+    fn syncing(&self) -> bool {
+        self.background.as_ref().is_some_and(|b| b.in_flight)
+    }
+
     /// Takes the end of a background fsync, if it came: the core acks what waited for it.
     fn end_background_sync(&mut self) {
         let Some(bg) = &mut self.background else {
@@ -824,11 +837,7 @@ impl Driver {
                     Output::Sync {
                         generation,
                         required,
-                    } if self.fsync
-                        || required
-                        || self.sync_wanted.is_some()
-                        || self.background.as_ref().is_some_and(|b| b.in_flight) =>
-                    {
+                    } if self.fsync || required || self.sync_wanted.is_some() || self.syncing() => {
                         self.sync_wanted = Some(self.sync_wanted.unwrap_or(0).max(generation));
                     }
                     // Acks need no fsync in this durability mode.

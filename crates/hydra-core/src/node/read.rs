@@ -363,10 +363,7 @@ impl Reads {
             .map(|(_, o)| o);
         match (state.own, own) {
             (Own::Read(mine), Some(own)) if mine == digest || planted().digest_mismatch_ignored => {
-                let outcome = Outcome::Read {
-                    version: own.as_ref().map(Object::context),
-                    siblings: own.as_ref().map_or(0, |o| o.sibling_count() as u32),
-                };
+                let outcome = read_outcome(own.as_ref());
                 let Some(slot) = quorum::pending_slot(&mut state.slots, from) else {
                     return;
                 };
@@ -398,10 +395,7 @@ impl Reads {
         };
         match result {
             Ok(object) => {
-                slot.outcome = Outcome::Read {
-                    version: object.as_ref().map(Object::context),
-                    siblings: object.as_ref().map_or(0, |o| o.sibling_count() as u32),
-                };
+                slot.outcome = read_outcome(object.as_ref());
                 // `pending_slot` let this node through once: no answer of it is held yet.
                 let responses = &mut state.answers.responses;
                 let at = responses.partition_point(|(n, _)| *n < from);
@@ -541,6 +535,14 @@ impl Reads {
         state
             .answers
             .merge_and_repair(local, ctx, &state.key, &state.slots);
+    }
+}
+
+/// A replica's slot once it answered `object` (or an echo of it).
+fn read_outcome(object: Option<&Object>) -> Outcome {
+    Outcome::Read {
+        version: object.map(Object::context),
+        siblings: object.map_or(0, |o| o.sibling_count() as u32),
     }
 }
 
