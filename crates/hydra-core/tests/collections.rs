@@ -15,7 +15,7 @@ use hydra_core::paxos::Condition;
 use hydra_core::version::Dot;
 
 fn update(k: &ObjectKey, u: CollectionUpdate) -> ClientRequest {
-    ClientRequest::Put(WriteRequest {
+    ClientRequest::put(WriteRequest {
         key: k.clone(),
         value: None,
         content_type: Default::default(),
@@ -140,7 +140,7 @@ fn a_hash_whose_ttl_passed_reads_as_absent_then_is_swept_and_reaped() {
 /// A hash or set update through compare-and-set, on condition that `element` has exactly
 /// the dots `seen` (`HINCRBY`, `HSETNX`, `SPOP`, `SMOVE`).
 fn cas_update(k: &ObjectKey, seen: Vec<(Vec<u8>, Vec<Dot>)>, u: CollectionUpdate) -> ClientRequest {
-    ClientRequest::Cas(CasRequest {
+    ClientRequest::cas(CasRequest {
         key: k.clone(),
         condition: Condition::Elements(seen),
         action: CasAction::Collection(u),
@@ -258,7 +258,7 @@ fn read_then_write_updates_through_compare_and_set_are_exact() {
     let e = error(c.request(2, setnx(&h, CollectionKind::Set)));
     assert_eq!(e.code, ErrorCode::WrongType);
     // A condition on elements goes only with an update of them.
-    let bad = ClientRequest::Cas(CasRequest {
+    let bad = ClientRequest::cas(CasRequest {
         key: h.clone(),
         condition: Condition::Elements(vec![]),
         action: CasAction::Delete,

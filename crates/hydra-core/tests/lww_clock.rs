@@ -50,7 +50,7 @@ fn lww_keeps_the_last_write_and_a_node_whose_clock_runs_ahead_stamps_nothing() {
 fn values_expire_then_are_reaped_like_tombstones() {
     let mut c = Cluster::new(3);
     let k = key("default", "session");
-    let write = ClientRequest::Put(WriteRequest {
+    let write = ClientRequest::put(WriteRequest {
         key: k.clone(),
         value: Some(b"token".to_vec()),
         content_type: "text/plain".into(),
@@ -78,7 +78,7 @@ fn values_expire_then_are_reaped_like_tombstones() {
         "the expired value was never reaped"
     );
     // A bad ttl is refused with a named error.
-    let bad = ClientRequest::Put(WriteRequest {
+    let bad = ClientRequest::put(WriteRequest {
         key: k.clone(),
         value: Some(b"x".to_vec()),
         content_type: "text/plain".into(),
@@ -278,7 +278,7 @@ fn a_version_delete_naming_a_version_beyond_the_skew_bound_is_refused() {
         .insert(hydra_core::ids::NodeId(1), (1u64 << 62) - 1);
     let reply = c.request(
         0,
-        ClientRequest::Put(WriteRequest {
+        ClientRequest::put(WriteRequest {
             key: k.clone(),
             value: None,
             content_type: Default::default(),
@@ -315,7 +315,7 @@ fn an_absolute_expiry_is_stored_exactly_and_a_ttl_from_the_coordinators_clock() 
         other => panic!("not a read: {other:?}"),
     };
     let write = |k: &hydra_core::key::ObjectKey, expiry| {
-        ClientRequest::Put(WriteRequest {
+        ClientRequest::put(WriteRequest {
             key: k.clone(),
             value: Some(b"v".to_vec()),
             content_type: "text/plain".into(),

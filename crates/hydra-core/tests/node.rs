@@ -87,7 +87,7 @@ fn delete_hides_the_value_and_keeps_a_context() {
     let k = key("default", "gone");
     c.request(0, put(&k, "x", None, None)).expect("ok");
     let read = c.request(1, get(&k, None));
-    let del = ClientRequest::Put(WriteRequest {
+    let del = ClientRequest::put(WriteRequest {
         key: k.clone(),
         value: None,
         content_type: Default::default(),
@@ -333,7 +333,7 @@ fn sloppy_quorum_writes_to_a_fallback_and_hands_off_when_the_primary_returns() {
     let mut c = Cluster::new(5);
     let (k, coordinator, down, fallback) = one_primary_down(&mut c, "cart");
     // Strict: the missing primary makes W = all unreachable.
-    let strict = ClientRequest::Put(WriteRequest {
+    let strict = ClientRequest::put(WriteRequest {
         key: k.clone(),
         value: Some(b"x".to_vec()),
         content_type: "text/plain".into(),

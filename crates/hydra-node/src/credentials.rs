@@ -213,7 +213,7 @@ impl Credentials {
     async fn read(&self) -> Result<Option<Vec<u8>>> {
         let reply = self
             .core
-            .request(ClientRequest::Cas(CasRequest {
+            .request(ClientRequest::cas(CasRequest {
                 key: Self::key(),
                 condition: Condition::Always,
                 action: CasAction::Read,
@@ -365,7 +365,7 @@ impl Credentials {
             };
             let reply = self
                 .core
-                .request(ClientRequest::Cas(CasRequest {
+                .request(ClientRequest::cas(CasRequest {
                     key: Self::key(),
                     condition,
                     action: CasAction::Write {

@@ -460,7 +460,7 @@ async fn serial_get(
     let shown = key.to_string();
     let result = state
         .core
-        .request(ClientRequest::Cas(CasRequest {
+        .request(ClientRequest::cas(CasRequest {
             key,
             condition: Condition::Always,
             action: CasAction::Read,
@@ -680,7 +680,7 @@ async fn write_kv(
             },
             None => CasAction::Delete,
         };
-        let request = ClientRequest::Cas(CasRequest {
+        let request = ClientRequest::cas(CasRequest {
             key,
             condition,
             action,
@@ -722,7 +722,7 @@ async fn write_kv(
     // (A context of several entries is from a `siblings` read: a delete with that context.)
     let on_version = (value.is_none() && context.as_ref().is_some_and(|c| c.0.len() == 1))
         .then_some(VersionOp::Delete);
-    let request = ClientRequest::Put(WriteRequest {
+    let request = ClientRequest::put(WriteRequest {
         key,
         value,
         content_type,

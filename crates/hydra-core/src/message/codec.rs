@@ -492,7 +492,7 @@ mod tests {
     use crate::version::{Dvv, LwwValue};
     use proptest::prelude::*;
 
-    /// Messages and replies move by value through queues, batches and futures on every
+    /// Messages, requests and replies move by value through queues, batches and futures on every
     /// request: a large rare variant made each move of the common ones twice as costly.
     /// Box the large fields of a new variant rather than raise these bounds.
     #[test]
@@ -500,6 +500,8 @@ mod tests {
         assert!(std::mem::size_of::<Message>() <= 192);
         assert!(std::mem::size_of::<Envelope>() <= 200);
         assert!(std::mem::size_of::<ClientResponse>() <= 232);
+        assert!(std::mem::size_of::<ClientRequest>() <= 72);
+        assert!(std::mem::size_of::<crate::node::Input>() <= 200);
     }
 
     fn hex(bytes: &[u8]) -> String {

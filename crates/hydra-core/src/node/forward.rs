@@ -57,7 +57,7 @@ impl Forwards {
         local: &mut Local,
         ctx: &mut Ctx<'_, S>,
         client: ClientRequestId,
-        request: WriteRequest,
+        request: Box<WriteRequest>,
         candidates: &[NodeId],
         deadline: Timestamp,
     ) {
@@ -81,13 +81,7 @@ impl Forwards {
                 deadline,
             },
         );
-        local.out.send(
-            to,
-            Message::ForwardRequest {
-                req,
-                request: Box::new(request),
-            },
-        );
+        local.out.send(to, Message::ForwardRequest { req, request });
         local.timers.set(deadline, Timer::ForwardDeadline(req));
     }
 

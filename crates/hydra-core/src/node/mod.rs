@@ -559,7 +559,7 @@ impl Node {
                 if valid.props.conflicts == ConflictMode::Siblings {
                     w.on_version = None;
                 }
-                (ClientRequest::Cas(w.into_cas()), AnswerAs::Written)
+                (ClientRequest::cas(w.into_cas()), AnswerAs::Written)
             }
             ClientRequest::Get {
                 key,
@@ -574,7 +574,7 @@ impl Node {
                     timeout_ms,
                     supersedes: None,
                 };
-                (ClientRequest::Cas(cas), AnswerAs::Read)
+                (ClientRequest::cas(cas), AnswerAs::Read)
             }
             other => (other, AnswerAs::Cas),
         };
@@ -603,7 +603,7 @@ impl Node {
                     ctx,
                     reply_to,
                     answer_as,
-                    cas,
+                    *cas,
                     (valid.props.conflicts, ttl_default_ms),
                     partition,
                     replicas,
@@ -629,7 +629,7 @@ impl Node {
                         deadline,
                     };
                     self.writes
-                        .start(local, ctx, reply_to, write, &valid.props, at)
+                        .start(local, ctx, reply_to, *write, &valid.props, at)
                 } else if let ReplyTo::Client(client, _) = reply_to {
                     self.forwards
                         .start(local, ctx, client, write, &replicas, deadline)
@@ -690,7 +690,7 @@ impl Node {
             Message::ForwardRequest { req, request } => {
                 if self.forwards.first_time(ctx.now, from, req) {
                     let reply_to = ReplyTo::Node { node: from, req };
-                    self.on_client(ctx, reply_to, ClientRequest::Put(*request))
+                    self.on_client(ctx, reply_to, ClientRequest::Put(request))
                 }
             }
             Message::ForwardResponse { req, result } => {

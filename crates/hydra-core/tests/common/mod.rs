@@ -293,7 +293,7 @@ pub fn put(
     context: Option<VersionVector>,
     w: Option<Consistency>,
 ) -> ClientRequest {
-    ClientRequest::Put(WriteRequest {
+    ClientRequest::put(WriteRequest {
         key: k.clone(),
         value: Some(value.as_bytes().to_vec()),
         content_type: "text/plain".into(),
@@ -381,7 +381,7 @@ pub fn one_primary_down(c: &mut Cluster, name: &str) -> (ObjectKey, usize, usize
 }
 
 pub fn delete(k: &ObjectKey, context: VersionVector) -> ClientRequest {
-    ClientRequest::Put(WriteRequest {
+    ClientRequest::put(WriteRequest {
         key: k.clone(),
         value: None,
         content_type: Default::default(),
@@ -403,7 +403,7 @@ pub fn stored(c: &Cluster, node: usize, k: &ObjectKey) -> bool {
 }
 
 pub fn put_ttl(k: &ObjectKey, value: &str, ttl_ms: u64, w: Consistency) -> ClientRequest {
-    ClientRequest::Put(WriteRequest {
+    ClientRequest::put(WriteRequest {
         key: k.clone(),
         value: Some(value.as_bytes().to_vec()),
         content_type: "text/plain".into(),
@@ -432,7 +432,7 @@ pub fn cas(
         },
         None => hydra_core::message::CasAction::Delete,
     };
-    ClientRequest::Cas(hydra_core::message::CasRequest {
+    ClientRequest::cas(hydra_core::message::CasRequest {
         key: k.clone(),
         condition,
         action,
@@ -443,7 +443,7 @@ pub fn cas(
 
 /// A serial read of `k`.
 pub fn serial_get(k: &ObjectKey) -> ClientRequest {
-    ClientRequest::Cas(hydra_core::message::CasRequest {
+    ClientRequest::cas(hydra_core::message::CasRequest {
         key: k.clone(),
         condition: hydra_core::paxos::Condition::Always,
         action: hydra_core::message::CasAction::Read,

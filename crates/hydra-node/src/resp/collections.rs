@@ -250,7 +250,7 @@ impl Connection {
                     (e, dots)
                 })
                 .collect();
-            let request = ClientRequest::Cas(CasRequest {
+            let request = ClientRequest::cas(CasRequest {
                 key: key.clone(),
                 condition: Condition::Elements(seen),
                 action: CasAction::Collection(update.clone()),
@@ -907,11 +907,24 @@ impl CollectionCopy {
             }
             // A read-then-write command (`HINCRBY`...): the copy is the key alone, so its
             // condition holds unless the copy changed since the command read it.
-            ClientRequest::Cas(CasRequest {
-                condition: Condition::Elements(seen),
-                action: CasAction::Collection(update),
-                ..
-            }) => {
+            ClientRequest::Cas(cas)
+                if matches!(
+                    *cas,
+                    CasRequest {
+                        condition: Condition::Elements(_),
+                        action: CasAction::Collection(_),
+                        ..
+                    }
+                ) =>
+            {
+                let CasRequest {
+                    condition: Condition::Elements(seen),
+                    action: CasAction::Collection(update),
+                    ..
+                } = *cas
+                else {
+                    unreachable!("matched above")
+                };
                 let applied = match &self.copy {
                     Some(c) => c.has_exactly(&seen, now),
                     None => seen.iter().all(|(_, dots)| dots.is_empty()),

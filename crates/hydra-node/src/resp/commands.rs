@@ -343,7 +343,7 @@ impl Connection {
         condition: Condition,
         action: CasAction,
     ) -> Result<(bool, Option<Sibling>), Value> {
-        let request = ClientRequest::Cas(CasRequest {
+        let request = ClientRequest::cas(CasRequest {
             key,
             condition,
             action,

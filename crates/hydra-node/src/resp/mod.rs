@@ -361,7 +361,7 @@ impl Connection {
     /// `HYDRA.CONSISTENCY serial ...`.
     fn get_request(&self, key: ObjectKey) -> ClientRequest {
         if self.serial_reads {
-            return ClientRequest::Cas(hydra_core::message::CasRequest {
+            return ClientRequest::cas(hydra_core::message::CasRequest {
                 key,
                 condition: hydra_core::paxos::Condition::Always,
                 action: CasAction::Read,
@@ -389,7 +389,7 @@ impl Connection {
                 .filter(|_| self.lww)
                 .map(|(n, c)| VersionVector([(n, c)].into()))
         });
-        ClientRequest::Put(WriteRequest {
+        ClientRequest::put(WriteRequest {
             key,
             content_type: if value.is_some() {
                 "application/octet-stream".into()
@@ -428,7 +428,9 @@ impl Connection {
         match request {
             // A hash or set update never goes through compare-and-set (the core takes it on
             // keys compare-and-set manages).
-            ClientRequest::Put(w) if self.lww && w.collection.is_none() => Some(w.clone()),
+            ClientRequest::Put(w) if self.lww && w.collection.is_none() => {
+                Some(WriteRequest::clone(w))
+            }
             _ => None,
         }
     }
@@ -439,7 +441,7 @@ impl Connection {
     /// pipelines was the largest copy of a reply's path.
     async fn retry_through_cas(&self, w: WriteRequest) -> Reply {
         let bound = w.on_version.is_some();
-        let result = self.call_once(ClientRequest::Cas(w.into_cas())).await;
+        let result = self.call_once(ClientRequest::cas(w.into_cas())).await;
         result.and_then(|r| match r {
             // A write bound to a version that another write replaced since: the
             // command runs again on the new one (`commands.rs`, `replaced`).

@@ -368,7 +368,7 @@ impl Connection {
         &mut self,
         key: &ObjectKey,
     ) -> Result<(VersionVector, Option<Sibling>), Value> {
-        let request = ClientRequest::Cas(CasRequest {
+        let request = ClientRequest::cas(CasRequest {
             key: key.clone(),
             condition: Condition::Always,
             action: CasAction::Read,
@@ -598,7 +598,7 @@ mod tests {
         let mut copy = Overlay::new(key.clone(), None, VersionVector::default());
         assert!(copy.write_back().is_none(), "nothing written yet");
         let cas = |condition, action| {
-            ClientRequest::Cas(CasRequest {
+            ClientRequest::cas(CasRequest {
                 key: key.clone(),
                 condition,
                 action,

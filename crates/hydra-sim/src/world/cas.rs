@@ -36,7 +36,7 @@ impl World {
 
     /// A serial read of `key` (`is_final`: the read after healing).
     pub(super) fn start_cas_read(&mut self, client: usize, key: u64, is_final: bool) -> u64 {
-        let request = ClientRequest::Cas(CasRequest {
+        let request = ClientRequest::cas(CasRequest {
             key: self.cas_key(key),
             condition: Condition::Always,
             action: CasAction::Read,
@@ -57,7 +57,7 @@ impl World {
         if self.config.plain_cas_writes > 0.0 && self.rng.random_bool(self.config.plain_cas_writes)
         {
             self.report.plain_cas_writes += 1;
-            let request = ClientRequest::Put(WriteRequest {
+            let request = ClientRequest::put(WriteRequest {
                 key: self.cas_key(key),
                 value: Some(encode_register(new)),
                 content_type: "application/octet-stream".into(),
@@ -76,7 +76,7 @@ impl World {
             }
             return;
         }
-        let request = ClientRequest::Cas(CasRequest {
+        let request = ClientRequest::cas(CasRequest {
             key: self.cas_key(key),
             condition,
             action: CasAction::Write {

@@ -355,7 +355,7 @@ impl World {
         read_invoked: Timestamp,
     ) {
         let op = self.next_op(client);
-        let request = ClientRequest::Put(WriteRequest {
+        let request = ClientRequest::put(WriteRequest {
             key: self.object_key(key),
             value: None,
             content_type: Default::default(),
@@ -394,7 +394,7 @@ impl World {
         // A fifth of the adds to sloppy keys are blind (no context): they make siblings, and
         // they are what could reuse a dot a crashed coordinator lost (a context names it).
         let blind = !is_strict(key) && self.rng.random_bool(0.2);
-        let request = ClientRequest::Put(WriteRequest {
+        let request = ClientRequest::put(WriteRequest {
             key: self.object_key(key),
             value: Some(encode_set(&set)),
             content_type: "application/octet-stream".into(),
@@ -473,7 +473,7 @@ impl World {
             _ => None,
         };
         let op_id = self.next_op(client);
-        let request = ClientRequest::Put(WriteRequest {
+        let request = ClientRequest::put(WriteRequest {
             key: self.object_key(key),
             content_type: if value.is_some() {
                 "application/octet-stream".into()

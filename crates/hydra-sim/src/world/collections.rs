@@ -244,7 +244,7 @@ impl World {
             adds: vec![(COUNTER_FIELD.to_vec(), count.to_le_bytes().to_vec())],
             expiry: None,
         };
-        let request = ClientRequest::Cas(CasRequest {
+        let request = ClientRequest::cas(CasRequest {
             key: self.collection_key(COUNTER),
             condition: Condition::Elements(vec![(COUNTER_FIELD.to_vec(), dots)]),
             action: CasAction::Collection(update),
@@ -321,7 +321,7 @@ impl World {
             invoked: self.now,
             completed: None,
         });
-        let request = ClientRequest::Put(WriteRequest {
+        let request = ClientRequest::put(WriteRequest {
             key: self.collection_key(key),
             value: None,
             content_type: Default::default(),

@@ -69,7 +69,7 @@ impl World {
 
     /// A serial read of the counter.
     pub(super) fn start_counter_read(&mut self, client: usize, is_final: bool) -> u64 {
-        let request = ClientRequest::Cas(CasRequest {
+        let request = ClientRequest::cas(CasRequest {
             key: self.counter_key(),
             condition: Condition::Always,
             action: CasAction::Read,
@@ -118,7 +118,7 @@ impl World {
                 }
                 let mut next = fields.clone();
                 next[client] += 1;
-                let request = ClientRequest::Cas(CasRequest {
+                let request = ClientRequest::cas(CasRequest {
                     key: self.counter_key(),
                     condition: if bytes.is_empty() {
                         Condition::Absent

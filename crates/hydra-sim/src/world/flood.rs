@@ -37,7 +37,7 @@ impl World {
             let count = self.flood_rng.random_range(40..=FLOOD_WRITES_MAX);
             for i in 0..count {
                 self.flood_op += 1;
-                let request = ClientRequest::Put(WriteRequest {
+                let request = ClientRequest::put(WriteRequest {
                     key: self.object_key(FLOOD_KEY),
                     value: Some(format!("f{}", self.flood_op).into_bytes()),
                     content_type: "text/plain".into(),
@@ -157,7 +157,7 @@ impl World {
         let mut context = context;
         let mut written = Err("no answer".to_string());
         for _ in 0..FINAL_READ_TRIES {
-            let resolve = ClientRequest::Put(WriteRequest {
+            let resolve = ClientRequest::put(WriteRequest {
                 key: self.object_key(FLOOD_KEY),
                 value: Some(b"resolved".to_vec()),
                 content_type: "text/plain".into(),
