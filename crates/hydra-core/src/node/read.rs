@@ -233,13 +233,15 @@ impl Reads {
         let Some(state) = self.in_flight.get(&req) else {
             return;
         };
-        let (key, digests, own) = (state.key.clone(), state.digests, state.own);
+        let (key, partition) = (state.key.clone(), state.partition);
+        let (digests, own) = (state.digests, state.own);
         // This node's own answer, read now and taken in once the others are asked.
         let mut own_read = None;
         let mut own_hint = None;
         match replicas.iter().find(|(n, _)| *n == me) {
             Some((_, None)) => {
-                let (_, skey) = local.locate(&key);
+                // The partition the read started with: not hashed again.
+                let skey = key.storage_key(partition);
                 let waiter = Waiter::LocalRead {
                     req,
                     key: key.clone(),
