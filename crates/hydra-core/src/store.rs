@@ -49,6 +49,16 @@ pub trait Store {
     fn get_with<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R, StoreError> {
         Ok(f(self.get(key)?.as_deref()))
     }
+    /// [`Store::get_with`] for a read a write of the key follows (a replica's read before
+    /// it merges): an engine with a cache of hot keys leaves the choice of caching the key to
+    /// the write, so a key written once (a bulk load) does not enter the cache as read.
+    fn get_before_write_with<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, StoreError> {
+        self.get_with(key, f)
+    }
     /// Applies the batch atomically (visible at once, durable after the next `sync`).
     fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError>;
     /// Up to `limit` (at most [`SCAN_ENTRIES_MAX`]) entries whose keys start with `prefix`,

@@ -187,7 +187,7 @@ impl Local {
     ) -> Result<Option<Object>, ReplicaError> {
         let truncation = self.truncation_of(skey);
         // Decoded from the store's own bytes, not a copy of them.
-        let loaded = store.get_with(skey, |bytes| {
+        let decode = |bytes: Option<&[u8]>| {
             if note {
                 self.trees.note_loaded(skey, bytes.map(stored_hash));
             }
@@ -195,7 +195,12 @@ impl Local {
                 *digest = Some(Digest::of(b, truncation.unwrap_or(Hlc(0))));
             }
             bytes.map(decode_object)
-        });
+        };
+        let loaded = if note {
+            store.get_before_write_with(skey, decode)
+        } else {
+            store.get_with(skey, decode)
+        };
         let object = match loaded {
             Ok(None) => return Ok(None),
             Ok(Some(decoded)) => decoded.map_err(|e| ReplicaError::Store(e.to_string()))?,
