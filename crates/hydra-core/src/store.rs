@@ -45,7 +45,8 @@ pub trait Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Hands `key`'s value (or its absence) to `f`, without copying it out of the store where
     /// the engine can lend it (a read decodes the bytes at once; the copy was a malloc, a
-    /// memcpy and a free per read).
+    /// memcpy and a free per read). `f` may run under a lock of the engine's (the row
+    /// cache's): it must not call the store.
     fn get_with<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R, StoreError> {
         Ok(f(self.get(key)?.as_deref()))
     }
@@ -221,12 +222,17 @@ pub mod conformance {
         out
     }
 
-    /// A read through [`Store::get`] and twice through [`Store::get_with`], which must
-    /// agree. A row cache that admits a key at its second miss answers the first two from
-    /// the engine (the second admitting it) and the third itself, so every path of
-    /// `get_with` is checked whether or not a write cached the key.
+    /// A read through [`Store::get_before_write_with`] (which never admits a key to a
+    /// cache), [`Store::get`] and twice through [`Store::get_with`], which must agree. A row
+    /// cache that admits a key at its second miss answers the first reads from the engine
+    /// (the second miss admitting it) and the last itself, so every path of both is checked
+    /// whether or not a write cached the key.
     fn read<S: Store>(store: &S, key: &[u8]) -> Option<Vec<u8>> {
+        let before_write = store
+            .get_before_write_with(key, |v| v.map(<[u8]>::to_vec))
+            .expect("get_before_write_with");
         let got = store.get(key).expect("get");
+        assert_eq!(got, before_write, "get and get_before_write_with agree");
         for _ in 0..2 {
             let lent = store
                 .get_with(key, |v| v.map(<[u8]>::to_vec))

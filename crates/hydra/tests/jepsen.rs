@@ -154,27 +154,62 @@ fn registers_in_an_all_writes_bucket_hold_under_every_fault() {
 
 #[test]
 fn compare_and_set_over_resp_is_linearizable_under_every_fault() {
-    compare_and_set_is_linearizable_under_every_fault("cas", false, 7, true, "fsync");
+    compare_and_set_is_linearizable_under_every_fault(
+        "compare_and_set_over_resp_is_linearizable_under_every_fault",
+        "cas",
+        false,
+        7,
+        true,
+        "fsync",
+    );
 }
 
 #[test]
 fn compare_and_set_over_http_is_linearizable_under_every_fault() {
-    compare_and_set_is_linearizable_under_every_fault("cas-http", false, 9, false, "fsync");
+    compare_and_set_is_linearizable_under_every_fault(
+        "compare_and_set_over_http_is_linearizable_under_every_fault",
+        "cas-http",
+        false,
+        9,
+        false,
+        "fsync",
+    );
 }
 
 #[test]
 fn compare_and_set_through_watch_multi_exec_is_linearizable_under_every_fault() {
-    compare_and_set_is_linearizable_under_every_fault("cas-txn", false, 14, true, "fsync");
+    compare_and_set_is_linearizable_under_every_fault(
+        "compare_and_set_through_watch_multi_exec_is_linearizable_under_every_fault",
+        "cas-txn",
+        false,
+        14,
+        true,
+        "fsync",
+    );
 }
 
 #[test]
 fn compare_and_set_over_resp_in_a_siblings_bucket_is_linearizable_under_every_fault() {
-    compare_and_set_is_linearizable_under_every_fault("cas", true, 12, false, "fsync");
+    compare_and_set_is_linearizable_under_every_fault(
+        "compare_and_set_over_resp_in_a_siblings_bucket_is_linearizable_under_every_fault",
+        "cas",
+        true,
+        12,
+        false,
+        "fsync",
+    );
 }
 
 #[test]
 fn compare_and_set_over_http_in_a_siblings_bucket_is_linearizable_under_every_fault() {
-    compare_and_set_is_linearizable_under_every_fault("cas-http", true, 13, true, "fsync");
+    compare_and_set_is_linearizable_under_every_fault(
+        "compare_and_set_over_http_in_a_siblings_bucket_is_linearizable_under_every_fault",
+        "cas-http",
+        true,
+        13,
+        true,
+        "fsync",
+    );
 }
 
 /// Compare-and-set over RESP on single-threaded nodes whose writes are synced every 100 ms,
@@ -185,38 +220,34 @@ fn compare_and_set_over_http_in_a_siblings_bucket_is_linearizable_under_every_fa
 /// still end in order, and no answer leave before its own is on disk.
 #[test]
 fn compare_and_set_over_resp_with_periodic_durability_is_linearizable_under_every_fault() {
-    compare_and_set_is_linearizable_under_every_fault("cas", false, 15, true, "periodic:100");
+    compare_and_set_is_linearizable_under_every_fault(
+        "compare_and_set_over_resp_with_periodic_durability_is_linearizable_under_every_fault",
+        "cas",
+        false,
+        15,
+        true,
+        "periodic:100",
+    );
 }
 
-/// The compare-and-set register over one front end (`cas`: RESP, `cas-http`: HTTP), in the
-/// `lww` bucket `redis` or (`siblings`) in one that keeps siblings, for 40 seconds of every
-/// fault (30 in the `siblings` bucket); with every node on one thread (`node.single_thread`)
-/// or with its core on a thread of its own; with `durability` (`fsync`, or `periodic:<ms>`).
+/// Test `test`: the compare-and-set register over one front end (`cas`: RESP, `cas-http`:
+/// HTTP, `cas-txn`: RESP transactions), in the `lww` bucket `redis` or (`siblings`) in one
+/// that keeps siblings, for 40 seconds of every fault (30 in the `siblings` bucket or through
+/// transactions); with every node on one thread (`node.single_thread`) or with its core on a
+/// thread of its own; with `durability` (`fsync`, or `periodic:<ms>` with kills only).
 fn compare_and_set_is_linearizable_under_every_fault(
+    test: &str,
     mode: &str,
     siblings: bool,
     seed: u64,
     one_thread: bool,
     durability: &str,
 ) {
-    let bucket = if siblings {
-        "_in_a_siblings_bucket"
-    } else {
-        ""
-    };
-    let synced = match durability {
-        "fsync" => "",
-        d if d.starts_with("periodic") => "_with_periodic_durability",
-        d => panic!("no test is named for durability {d}"),
-    };
-    let test =
-        format!("compare_and_set_over_{mode}{bucket}{synced}_is_linearizable_under_every_fault");
-    if !can_run(&test) {
+    if !can_run(test) {
         return;
     }
     let _one = exclusive();
-    let out =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("jepsen-{mode}{bucket}{synced}"));
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("jepsen-{test}"));
     let _ = std::fs::remove_dir_all(&out);
     let env = if one_thread { single_thread() } else { vec![] };
     let mut opts = register_options(out.clone(), PathBuf::from(env!("CARGO_BIN_EXE_hydra")), env);

@@ -907,50 +907,37 @@ impl CollectionCopy {
             }
             // A read-then-write command (`HINCRBY`...): the copy is the key alone, so its
             // condition holds unless the copy changed since the command read it.
-            ClientRequest::Cas(cas)
-                if matches!(
-                    *cas,
-                    CasRequest {
-                        condition: Condition::Elements(_),
-                        action: CasAction::Collection(_),
-                        ..
-                    }
-                ) =>
-            {
-                let CasRequest {
+            ClientRequest::Cas(cas) => match *cas {
+                CasRequest {
                     condition: Condition::Elements(seen),
                     action: CasAction::Collection(update),
                     ..
-                } = *cas
-                else {
-                    unreachable!("matched above")
-                };
-                let applied = match &self.copy {
-                    Some(c) => c.has_exactly(&seen, now),
-                    None => seen.iter().all(|(_, dots)| dots.is_empty()),
-                };
-                if applied {
-                    self.apply(update)?;
+                } => {
+                    let applied = match &self.copy {
+                        Some(c) => c.has_exactly(&seen, now),
+                        None => seen.iter().all(|(_, dots)| dots.is_empty()),
+                    };
+                    if applied {
+                        self.apply(update)?;
+                    }
+                    Ok(ClientResponse::Cas {
+                        applied,
+                        context: VersionVector::default(),
+                        siblings: Vec::new(),
+                        previous: Vec::new(),
+                        receipt,
+                        paxos: hydra_core::message::PaxosReceipt {
+                            ballot: hydra_core::paxos::Ballot::ZERO,
+                            attempts: 0,
+                            round_trips: 0,
+                            reproposed: 0,
+                        },
+                        collection: self.copy.as_ref().map(|c| Box::new(c.view(now))),
+                    })
                 }
-                Ok(ClientResponse::Cas {
-                    applied,
-                    context: VersionVector::default(),
-                    siblings: Vec::new(),
-                    previous: Vec::new(),
-                    receipt,
-                    paxos: hydra_core::message::PaxosReceipt {
-                        ballot: hydra_core::paxos::Ballot::ZERO,
-                        attempts: 0,
-                        round_trips: 0,
-                        reproposed: 0,
-                    },
-                    collection: self.copy.as_ref().map(|c| Box::new(c.view(now))),
-                })
-            }
-            _ => Err(ClientError::new(
-                ErrorCode::InvalidQuery,
-                "a transaction on a hash or set runs hash, set and key commands only",
-            )),
+                _ => Err(not_in_a_collection_transaction()),
+            },
+            _ => Err(not_in_a_collection_transaction()),
         }
     }
 
@@ -1010,4 +997,12 @@ impl CollectionCopy {
         }
         Some((copy.kind, u))
     }
+}
+
+/// The refusal of a command a transaction on a hash or set does not run.
+fn not_in_a_collection_transaction() -> ClientError {
+    ClientError::new(
+        ErrorCode::InvalidQuery,
+        "a transaction on a hash or set runs hash, set and key commands only",
+    )
 }
