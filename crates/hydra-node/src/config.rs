@@ -70,6 +70,12 @@ pub struct NodeSection {
     /// clients they run, such as a `hydra dev` cluster on a small machine; one core is then
     /// the node's ceiling.
     pub single_thread: bool,
+    /// Cores of this node (1..=64): each a thread with its own store (`shard-i` in the data
+    /// directory), serving the partitions `p % shards == i`, so a node uses that many cores
+    /// for its replication logic and storage. The same on every node of the cluster, and
+    /// fixed at a node's first start. Caches, memtables and the hint budget are split
+    /// between the shards. Needs `single_thread = false`.
+    pub shards: usize,
     /// Test-only: milliseconds added to this node's wall clock (fault tests skew clocks).
     pub clock_offset_ms: i64,
     /// Test-only: a file holding milliseconds added to this node's wall clock, read at start
@@ -97,6 +103,7 @@ impl Default for NodeSection {
             data_dir: "data".into(),
             worker_threads: 0,
             single_thread: false,
+            shards: 1,
             clock_offset_ms: 0,
             clock_offset_file: None,
             key_file: None,
@@ -373,6 +380,19 @@ impl Config {
 
     pub fn check(&self) -> Result<()> {
         self.durability()?;
+        if self.node.shards == 0 || self.node.shards > crate::shards::SHARDS_MAX {
+            bail!(
+                "node.shards = {} is out of range 1..={}",
+                self.node.shards,
+                crate::shards::SHARDS_MAX
+            );
+        }
+        if self.node.shards > 1 && self.node.single_thread {
+            bail!(
+                "node.shards = {} needs a thread per shard: set node.single_thread = false",
+                self.node.shards
+            );
+        }
         if self.limits.value_bytes_max == 0 || self.limits.value_bytes_max > VALUE_BYTES_CEILING {
             bail!(
                 "limits.value_bytes_max = {} is out of range 1..={VALUE_BYTES_CEILING}",
@@ -547,11 +567,14 @@ impl Config {
     }
 
     /// What the store may use of memory.
+    /// One shard's store options: the configured caches and memtable split between the
+    /// shards.
     pub fn store_options(&self) -> StoreOptions {
+        let shards = self.node.shards.max(1) as u64;
         StoreOptions {
-            cache_bytes: self.storage.cache_bytes,
-            memtable_bytes: self.storage.memtable_bytes,
-            row_cache_bytes: self.storage.row_cache_bytes,
+            cache_bytes: self.storage.cache_bytes / shards,
+            memtable_bytes: self.storage.memtable_bytes / shards,
+            row_cache_bytes: self.storage.row_cache_bytes / shards,
         }
     }
 
@@ -604,7 +627,8 @@ impl Config {
         c.handoff_interval_ms = self.cluster.handoff_interval_ms;
         c.anti_entropy_interval_ms = self.cluster.anti_entropy_interval_ms;
         c.paxos_repair_interval_ms = self.cluster.paxos_repair_interval_ms;
-        c.hints_bytes_max = self.limits.hints_bytes_max;
+        // Split between the shards, each of which keeps hints of its own.
+        c.hints_bytes_max = self.limits.hints_bytes_max / self.node.shards.max(1) as u64;
         c.tombstone_grace_ms = self.storage.tombstone_grace_ms;
         c
     }

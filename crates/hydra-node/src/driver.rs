@@ -17,6 +17,7 @@
 //! thread cost two thread hand-offs per group, more than the fsync itself on this disk.
 
 use crate::metrics::Metrics;
+pub use crate::shards::CoreHandle;
 use crate::transport::Transport;
 use hydra_core::bucket::BucketProps;
 use hydra_core::ids::{ClientRequestId, NodeId, Timestamp};
@@ -66,7 +67,7 @@ pub enum CoreEvent {
         reply: oneshot::Sender<()>,
     },
     Shutdown,
-    /// Internode messages wait in the peer lane ([`CoreHandle::deliver`]).
+    /// Internode messages wait in the peer lane ([`ShardHandle::deliver`]).
     Wake,
 }
 
@@ -78,37 +79,38 @@ struct PeerLane {
     wake_sent: AtomicBool,
     /// Rung after every event queued when the core is a task (`node.single_thread`).
     bell: Option<Arc<Notify>>,
-    /// Set by [`CoreHandle::shutdown`]: the core syncs and stops at its next turn.
+    /// Set by [`ShardHandle::shutdown`]: the core syncs and stops at its next turn.
     stop: AtomicBool,
 }
 
-/// The sending side of the core thread's queues; cheap to clone.
+/// The sending side of one shard's core queues; cheap to clone. The fronts and the
+/// transport use a [`CoreHandle`], which routes to the shards.
 #[derive(Clone)]
-pub struct CoreHandle {
+pub struct ShardHandle {
     tx: SyncSender<CoreEvent>,
     peers: Arc<PeerLane>,
 }
 
-impl CoreHandle {
+impl ShardHandle {
     /// A handle whose events land in the returned receiver (tests count what reaches the
     /// core).
     #[cfg(test)]
-    pub(crate) fn probe() -> (CoreHandle, Receiver<CoreEvent>) {
+    pub(crate) fn probe() -> (ShardHandle, Receiver<CoreEvent>) {
         let (tx, rx) = std::sync::mpsc::sync_channel(4096);
-        (CoreHandle::new(tx, 16), rx)
+        (ShardHandle::new(tx, 16), rx)
     }
 
     #[cfg(test)]
-    fn new(tx: SyncSender<CoreEvent>, peer_queue_max: usize) -> CoreHandle {
-        CoreHandle::with_bell(tx, peer_queue_max, None)
+    fn new(tx: SyncSender<CoreEvent>, peer_queue_max: usize) -> ShardHandle {
+        ShardHandle::with_bell(tx, peer_queue_max, None)
     }
 
     fn with_bell(
         tx: SyncSender<CoreEvent>,
         peer_queue_max: usize,
         bell: Option<Arc<Notify>>,
-    ) -> CoreHandle {
-        CoreHandle {
+    ) -> ShardHandle {
+        ShardHandle {
             tx,
             peers: Arc::new(PeerLane {
                 queue: crossbeam_queue::ArrayQueue::new(peer_queue_max.max(1)),
@@ -131,9 +133,9 @@ impl CoreHandle {
     /// A handle whose core is gone: every request fails as overloaded (for unit tests of
     /// the front ends).
     #[cfg(test)]
-    pub(crate) fn detached() -> CoreHandle {
+    pub(crate) fn detached() -> ShardHandle {
         let (tx, _) = std::sync::mpsc::sync_channel(1);
-        CoreHandle::new(tx, 1)
+        ShardHandle::new(tx, 1)
     }
 
     /// Hands a client request to the core and waits for its reply.
@@ -296,7 +298,7 @@ pub enum CoreJoin {
 }
 
 impl CoreJoin {
-    /// Waits until the core has stopped (after [`CoreHandle::shutdown`]).
+    /// Waits until the core has stopped (after [`ShardHandle::shutdown`]).
     pub async fn wait(self) {
         match self {
             CoreJoin::Thread(join) => {
@@ -323,7 +325,7 @@ pub fn start(
     queue_max: usize,
     peer_queue_max: usize,
     single_thread: bool,
-) -> std::io::Result<(CoreHandle, CoreJoin)> {
+) -> std::io::Result<(ShardHandle, CoreJoin)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(queue_max);
     let fsync = match durability {
         Durability::Fsync => true,
@@ -344,7 +346,7 @@ pub fn start(
         Durability::None => false,
     };
     let bell = single_thread.then(|| Arc::new(Notify::new()));
-    let handle = CoreHandle::with_bell(tx, peer_queue_max, bell.clone());
+    let handle = ShardHandle::with_bell(tx, peer_queue_max, bell.clone());
     let peers = handle.peers.clone();
     if single_thread
         && !tokio::runtime::Handle::try_current()
@@ -672,7 +674,7 @@ impl Driver {
             let id = ClientRequestId(self.next_id);
             self.pending.insert(id, Waiting::Part { batch, index });
             // Only the last request's receipt is anyone's "last receipt" (see
-            // `CoreHandle::request_batch`).
+            // `ShardHandle::request_batch`).
             let receipt = if index == last {
                 ReceiptDetail::Full
             } else {

@@ -23,6 +23,7 @@ pub mod listen;
 pub mod metrics;
 pub mod resp;
 pub mod secure;
+pub mod shards;
 pub mod tls;
 pub mod transport;
 
@@ -82,14 +83,14 @@ pub async fn run(config: Config) -> Result<()> {
             config.node.data_dir.display()
         )
     })?;
-    let store = FjallStore::open_with(&config.node.data_dir, config.store_options()).with_context(
-        || {
-            format!(
-                "while opening the store in {}",
-                config.node.data_dir.display()
-            )
-        },
-    )?;
+    let shards = config.node.shards;
+    let store_dirs = shard_dirs(&config.node.data_dir, shards)?;
+    let mut stores = Vec::with_capacity(shards);
+    for dir in &store_dirs {
+        let store = FjallStore::open_with(dir, config.store_options())
+            .with_context(|| format!("while opening the store in {}", dir.display()))?;
+        stores.push(store);
+    }
     let identity = secure::Identity::load_or_create(&config.key_file())?;
     let mut members = Vec::new();
     for p in &config.cluster.peers {
@@ -125,25 +126,34 @@ pub async fn run(config: Config) -> Result<()> {
         .iter()
         .map(|p| (NodeId(p.id), p.internode.clone()))
         .collect();
-    let transport = transport::Transport::start(
-        me,
-        &peers,
-        config.limits.internode_queue_frames_max,
-        security.clone(),
-        metrics.clone(),
-    );
-    let node = Node::new(config.node_config(), layout.clone());
-    let (core, core_thread) = driver::start(
-        node,
-        store,
-        durability,
-        transport,
-        metrics.clone(),
-        config.limits.core_queue_max,
-        config.limits.core_peer_queue_max,
-        config.node.single_thread,
-    )
-    .context("while starting the core thread")?;
+    let mut handles = Vec::with_capacity(shards);
+    let mut joins = Vec::with_capacity(shards);
+    for (shard, store) in stores.into_iter().enumerate() {
+        let transport = transport::Transport::start(
+            me,
+            shard,
+            shards,
+            &peers,
+            config.limits.internode_queue_frames_max,
+            security.clone(),
+            metrics.clone(),
+        );
+        let node = Node::new(config.node_config(), layout.clone());
+        let (handle, join) = driver::start(
+            node,
+            store,
+            durability,
+            transport,
+            metrics.clone(),
+            config.limits.core_queue_max,
+            config.limits.core_peer_queue_max,
+            config.node.single_thread,
+        )
+        .context("while starting the core thread")?;
+        handles.push(handle);
+        joins.push(join);
+    }
+    let core = shards::CoreHandle::new(handles, &layout);
     tokio::spawn(transport::serve(
         internode,
         security,
@@ -200,8 +210,44 @@ pub async fn run(config: Config) -> Result<()> {
         .context("while serving HTTP")?;
     tracing::info!("node {me} stopping");
     core.shutdown();
-    core_thread.wait().await;
+    for join in joins {
+        join.wait().await;
+    }
     Ok(())
+}
+
+/// The store directories of a node's shards: the data directory itself for one shard, else
+/// `shard-0`, `shard-1`... inside it. The count is recorded in the data directory (`shards`)
+/// at first start: a node's data is split by shard, so the count never changes.
+fn shard_dirs(data_dir: &std::path::Path, shards: usize) -> Result<Vec<std::path::PathBuf>> {
+    let marker = data_dir.join("shards");
+    let recorded = match std::fs::read_to_string(&marker) {
+        Ok(text) => Some(
+            text.trim()
+                .parse::<usize>()
+                .with_context(|| format!("{} does not hold a shard count", marker.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A store made before the count was recorded has one shard.
+            data_dir.join("version").exists().then_some(1)
+        }
+        Err(e) => return Err(e).with_context(|| format!("while reading {}", marker.display())),
+    };
+    match recorded {
+        Some(r) if r != shards => anyhow::bail!(
+            "the data directory {} holds a node of {r} shard(s) and node.shards is {shards}: a node's shard count cannot change",
+            data_dir.display()
+        ),
+        Some(_) => {}
+        None => std::fs::write(&marker, format!("{shards}\n"))
+            .with_context(|| format!("while writing {}", marker.display()))?,
+    }
+    Ok(match shards {
+        1 => vec![data_dir.to_path_buf()],
+        _ => (0..shards)
+            .map(|i| data_dir.join(format!("shard-{i}")))
+            .collect(),
+    })
 }
 
 async fn shutdown_signal() {

@@ -3,8 +3,13 @@
 //!
 //! ```text
 //! connect ─> handshake (Noise XXpsk3, keyed by the cluster secret; identities are static keys)
-//!         ─> records, whose plaintext is: length (u32 BE) ‖ encoded Envelope ‖ length ‖ ...
+//!         ─> records, whose plaintext is: length (u32 BE) ‖ hello ‖ length ‖ encoded Envelope ‖ ...
 //! ```
+//!
+//! The first frame of a connection is its hello: `b"SH"`, the sending shard's index and the
+//! sender's shard count (one byte each). Each shard of a node (`node.shards`, see
+//! [`crate::shards`]) has its own connections, and talks only to the same shard of its peers;
+//! a peer whose shard count differs is refused.
 //!
 //! One outbound connection per peer, owned by a task with a bounded queue of batches (the
 //! core thread hands over, per peer, every frame one pass over its queue produced, already
@@ -46,16 +51,42 @@ pub fn push_envelope(batch: &mut Vec<u8>, envelope: &hydra_core::message::Envelo
     batch[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
-/// Queues of frame batches to the peers.
+/// The first frame of every connection: which shard of the sender it carries, and how many
+/// the sender runs.
+fn hello(shard: usize, shards: usize) -> [u8; 8] {
+    let mut frame = [0, 0, 0, 4, b'S', b'H', 0, 0];
+    frame[6] = shard as u8;
+    frame[7] = shards as u8;
+    frame
+}
+
+/// The shard a connection's hello names, if it is a hello from a node with `shards` shards.
+fn read_hello(frame: &[u8], shards: usize) -> Result<usize, String> {
+    match frame {
+        [b'S', b'H', shard, count] if *count as usize == shards && (*shard as usize) < shards => {
+            Ok(*shard as usize)
+        }
+        [b'S', b'H', _, count] => Err(format!(
+            "it runs {count} shards and this node {shards}: node.shards must be the same on every node"
+        )),
+        _ => Err("its first frame is not a hello (a peer of an older version?)".into()),
+    }
+}
+
+/// Queues of frame batches to the peers (one shard's connections).
 pub struct Transport {
     me: NodeId,
     peers: BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
 }
 
 impl Transport {
-    /// Starts one connection task per peer on the current tokio runtime.
+    /// Starts one connection task per peer on the current tokio runtime, for shard `shard`
+    /// of `shards`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         me: NodeId,
+        shard: usize,
+        shards: usize,
         peers: &[(NodeId, String)],
         queue_frames_max: usize,
         security: Arc<Security>,
@@ -69,6 +100,7 @@ impl Transport {
                 *id,
                 addr.clone(),
                 rx,
+                hello(shard, shards),
                 security.clone(),
                 metrics.clone(),
             ));
@@ -93,6 +125,7 @@ async fn peer_task(
     peer: NodeId,
     addr: String,
     mut rx: mpsc::Receiver<Vec<u8>>,
+    hello: [u8; 8],
     security: Arc<Security>,
     metrics: Arc<Metrics>,
 ) {
@@ -142,10 +175,16 @@ async fn peer_task(
         tracing::info!("connected to {peer} at {addr}");
         let mut out = BufWriter::with_capacity(64 * 1024, stream);
         let mut sealed = Vec::with_capacity(64 * 1024);
+        // The hello goes in the first record, ahead of whatever is queued.
+        let mut first = Some(hello);
         loop {
             let Some(batch) = rx.recv().await else { return };
             sealed.clear();
-            let mut ok = sealer.push(&batch, &mut sealed).is_ok();
+            let mut ok = match first.take() {
+                Some(hello) => sealer.push(&hello, &mut sealed).is_ok(),
+                None => true,
+            };
+            ok = ok && sealer.push(&batch, &mut sealed).is_ok();
             // Coalesce whatever else is queued into the same records and flush.
             while ok && let Ok(batch) = rx.try_recv() {
                 ok = sealer.push(&batch, &mut sealed).is_ok();
@@ -222,6 +261,7 @@ async fn read_peer(
     let mut stream = tokio::io::BufReader::with_capacity(64 * 1024, stream);
     let mut frames = Frames::new(MESSAGE_BYTES_MAX);
     let mut record = Vec::new();
+    let mut shard = None;
     loop {
         let plain =
             match tokio::time::timeout(idle_timeout, opener.next_record(&mut stream, &mut record))
@@ -237,8 +277,12 @@ async fn read_peer(
             };
         frames
             .feed(plain, |frame| {
+                let Some(shard) = shard else {
+                    shard = Some(read_hello(frame, core.shard_count())?);
+                    return Ok(());
+                };
                 let envelope = decode_envelope(frame).map_err(|e| format!("from {from}: {e}"))?;
-                if !core.deliver(from, envelope) {
+                if !core.deliver(shard, from, envelope) {
                     metrics.peer_messages_dropped.inc();
                 }
                 Ok(())

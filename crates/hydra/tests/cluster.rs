@@ -219,6 +219,113 @@ fn acknowledged_writes_survive_kill_9_of_every_single_threaded_node() {
     ));
 }
 
+/// Nodes of two shards (`node.shards = 2`): a RESP pipeline whose keys fall in both shards,
+/// with a `FLUSHDB` (sent to every shard) in the middle of it, answers in order and as one
+/// shard would (what came before the flush is gone, what came after stays); a bucket made
+/// through HTTP exists on every shard; a listing finds every key; every acknowledged write
+/// survives kill -9 of every node; and a node restarted with another shard count is refused.
+#[test]
+fn nodes_of_two_shards_route_pipelines_buckets_and_listings_and_survive_kill_9() {
+    use common::redis::{Raw, text};
+    let mut c = TestCluster::start_full(3, "shards = 2", "", "");
+    let mut raw = Raw::connect(&c.nodes[0].resp);
+    let mut pipeline = Vec::new();
+    let mut commands = 0;
+    let mut push = |args: &[&[u8]]| {
+        hydra_resp::encode_command(args, &mut pipeline);
+        commands += 1;
+    };
+    for i in 0..40 {
+        push(&[b"SET", format!("before:{i}").as_bytes(), b"old"]);
+    }
+    push(&[b"FLUSHDB"]);
+    for i in 0..40 {
+        push(&[
+            b"SET",
+            format!("after:{i}").as_bytes(),
+            format!("v{i}").as_bytes(),
+        ]);
+    }
+    for i in 0..40 {
+        push(&[b"GET", format!("before:{i}").as_bytes()]);
+        push(&[b"GET", format!("after:{i}").as_bytes()]);
+    }
+    push(&[b"DBSIZE"]);
+    let replies = text(&raw.send(&pipeline, commands));
+    let mut expected = "+OK\r\n".repeat(81);
+    for i in 0..40 {
+        let value = format!("v{i}");
+        expected.push_str(&format!("$-1\r\n${}\r\n{value}\r\n", value.len()));
+    }
+    expected.push_str(":40\r\n");
+    assert_eq!(
+        replies, expected,
+        "a pipeline across two shards with a flush inside it"
+    );
+    // A bucket made through one node's HTTP API: every shard of every node knows it.
+    let n2 = c.client(1);
+    n2.set_bucket("sharded", &serde_json::json!({ "n": 3 }))
+        .expect("create bucket");
+    for i in 0..30 {
+        let key = format!("s{i}");
+        n2.put(
+            "sharded",
+            &key,
+            key.as_bytes(),
+            "text/plain",
+            None,
+            &[("w", "all")],
+        )
+        .expect("put into a new bucket on either shard");
+    }
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..50 {
+        let page = c
+            .client(2)
+            .list("sharded", after.as_deref(), 7)
+            .expect("list");
+        let keys = page["keys"].as_array().expect("keys");
+        listed.extend(keys.iter().map(|k| k.as_str().expect("text").to_string()));
+        after = page["next"].as_str().map(str::to_string);
+        if after.is_none() {
+            break;
+        }
+    }
+    listed.sort();
+    let mut want: Vec<String> = (0..30).map(|i| format!("s{i}")).collect();
+    want.sort();
+    assert_eq!(listed, want, "a listing through both shards");
+    for dir in ["shard-0", "shard-1"] {
+        assert!(
+            c.dir.path().join("n1").join(dir).join("version").exists(),
+            "each shard keeps a store of its own ({dir})"
+        );
+    }
+    // A node's shard count is fixed at its first start.
+    c.kill9(0);
+    let config = std::fs::read_to_string(&c.nodes[0].config).expect("config");
+    std::fs::write(
+        &c.nodes[0].config,
+        config.replace("shards = 2", "shards = 1"),
+    )
+    .expect("config");
+    let out = Command::new(common::hydra_bin())
+        .args(["server", "--config"])
+        .arg(&c.nodes[0].config)
+        .output()
+        .expect("run hydra server");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("node.shards is 1"),
+        "a node restarted with another shard count is refused: {stderr}"
+    );
+    std::fs::write(&c.nodes[0].config, config).expect("config");
+    c.spawn(0);
+    c.wait_healthy(0);
+    acknowledged_writes_survive_kill_9_of_every_node_in(c);
+}
+
 fn acknowledged_writes_survive_kill_9_of_every_node_in(mut c: TestCluster) {
     for i in 0..30 {
         let key = format!("k{i}");

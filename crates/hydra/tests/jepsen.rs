@@ -159,7 +159,7 @@ fn compare_and_set_over_resp_is_linearizable_under_every_fault() {
         "cas",
         false,
         7,
-        true,
+        Cores::OneThread,
         "fsync",
     );
 }
@@ -171,7 +171,7 @@ fn compare_and_set_over_http_is_linearizable_under_every_fault() {
         "cas-http",
         false,
         9,
-        false,
+        Cores::TwoShards,
         "fsync",
     );
 }
@@ -183,7 +183,7 @@ fn compare_and_set_through_watch_multi_exec_is_linearizable_under_every_fault() 
         "cas-txn",
         false,
         14,
-        true,
+        Cores::OneThread,
         "fsync",
     );
 }
@@ -195,7 +195,7 @@ fn compare_and_set_over_resp_in_a_siblings_bucket_is_linearizable_under_every_fa
         "cas",
         true,
         12,
-        false,
+        Cores::TwoShards,
         "fsync",
     );
 }
@@ -207,7 +207,7 @@ fn compare_and_set_over_http_in_a_siblings_bucket_is_linearizable_under_every_fa
         "cas-http",
         true,
         13,
-        true,
+        Cores::OneThread,
         "fsync",
     );
 }
@@ -225,7 +225,7 @@ fn compare_and_set_over_resp_with_periodic_durability_is_linearizable_under_ever
         "cas",
         false,
         15,
-        true,
+        Cores::OneThread,
         "periodic:100",
     );
 }
@@ -233,14 +233,16 @@ fn compare_and_set_over_resp_with_periodic_durability_is_linearizable_under_ever
 /// Test `test`: the compare-and-set register over one front end (`cas`: RESP, `cas-http`:
 /// HTTP, `cas-txn`: RESP transactions), in the `lww` bucket `redis` or (`siblings`) in one
 /// that keeps siblings, for 40 seconds of every fault (30 in the `siblings` bucket or through
-/// transactions); with every node on one thread (`node.single_thread`) or with its core on a
-/// thread of its own; with `durability` (`fsync`, or `periodic:<ms>` with kills only).
+/// transactions); with every node on one thread (`node.single_thread`) or with two shards
+/// (each a core thread; `registers_in_an_all_writes_bucket_hold_under_every_fault` runs one
+/// core thread); with `durability` (`fsync`, or `periodic:<ms>` with
+/// kills only).
 fn compare_and_set_is_linearizable_under_every_fault(
     test: &str,
     mode: &str,
     siblings: bool,
     seed: u64,
-    one_thread: bool,
+    cores: Cores,
     durability: &str,
 ) {
     if !can_run(test) {
@@ -249,7 +251,10 @@ fn compare_and_set_is_linearizable_under_every_fault(
     let _one = exclusive();
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("jepsen-{test}"));
     let _ = std::fs::remove_dir_all(&out);
-    let env = if one_thread { single_thread() } else { vec![] };
+    let env = match cores {
+        Cores::OneThread => single_thread(),
+        Cores::TwoShards => two_shards(),
+    };
     let mut opts = register_options(out.clone(), PathBuf::from(env!("CARGO_BIN_EXE_hydra")), env);
     opts.durability = durability.into();
     if durability != "fsync" {
@@ -451,6 +456,25 @@ fn the_cas_checker_catches_acceptors_that_forget_their_promises() {
 /// as `hydra dev` picks on a small host); the other runs keep the core on a thread of its own.
 fn single_thread() -> Vec<(String, String)> {
     vec![("HYDRA_NODE_SINGLE_THREAD".into(), "true".into())]
+}
+
+/// How a run's nodes use their cores.
+#[derive(Clone, Copy)]
+enum Cores {
+    /// The whole node on one thread ([`single_thread`]).
+    OneThread,
+    /// Two shards, each a core thread with its own store ([`two_shards`]).
+    TwoShards,
+}
+
+/// The servers' environment for a run of nodes of two shards (`node.shards`): the
+/// compare-and-set workload's keys fall in both (in bucket `redis`, `cas0` in partition 64,
+/// `cas1` in 115; in `jepsen_cas`, `cas0` in 211, `cas1` in 224).
+fn two_shards() -> Vec<(String, String)> {
+    vec![
+        ("HYDRA_NODE_SHARDS".into(), "2".into()),
+        ("HYDRA_NODE_SINGLE_THREAD".into(), "false".into()),
+    ]
 }
 
 fn register_options(
