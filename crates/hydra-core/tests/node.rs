@@ -936,3 +936,87 @@ fn a_brief_receipt_leaves_out_the_replicas_and_keeps_the_counts() {
     let full = c.request(0, get(&k, Some(Consistency::All)));
     assert_eq!(receipt_of(&full).replicas.len(), 3);
 }
+
+/// Node `i` of `shard`'s cluster takes the bucket table of the same node's first shard.
+fn adopt(shard: &mut Cluster, i: usize, from: &Cluster) {
+    let entries = from.nodes[i].bucket_entries();
+    let mut queue = std::collections::VecDeque::new();
+    shard.feed(i, Input::AdoptBuckets(entries), &mut queue);
+    while let Some((to, input)) = queue.pop_front() {
+        shard.feed(to, input, &mut queue);
+    }
+}
+
+/// The shell's shards (`node.shards`): each shard of every node is a cluster of its own, and
+/// bucket changes go to the first shard's, whose table every other shard adopts with its
+/// stamps. Two changes of one bucket through two nodes then resolve alike in both clusters,
+/// whichever node's table each shard adopted first; a truncation of the first shard is not
+/// adopted (the second shard's values written before it stay), so a shard truncates only
+/// through its own quorum.
+#[test]
+fn a_second_shard_adopts_the_first_shards_bucket_changes_but_not_its_truncations() {
+    let mut first = Cluster::new(3);
+    let mut second = Cluster::new(3);
+    let name = BucketName::new("carts").expect("valid");
+    let change = |r| ClientRequest::SetBucket {
+        name: name.clone(),
+        props: BucketProps {
+            r,
+            ..BucketProps::default()
+        },
+    };
+    first.request(0, change(Consistency::One)).expect("set");
+    first.now += 5;
+    first.request(1, change(Consistency::All)).expect("set");
+    // The second shard of node 2 adopts before the second shard of node 1 does, each from
+    // its own node's first shard, and gossip runs in both clusters.
+    adopt(&mut second, 1, &first);
+    adopt(&mut second, 0, &first);
+    first.idle(2_000);
+    second.idle(2_000);
+    for i in 0..3 {
+        adopt(&mut second, i, &first);
+    }
+    second.idle(2_000);
+    let winner = first.nodes[0]
+        .buckets()
+        .get(&name)
+        .cloned()
+        .expect("bucket");
+    assert_eq!(winner.r, Consistency::All, "the later change holds");
+    for i in 0..3 {
+        assert_eq!(
+            first.nodes[i].buckets().get(&name),
+            Some(&winner),
+            "first shard, node {i}"
+        );
+        assert_eq!(
+            second.nodes[i].buckets().get(&name),
+            Some(&winner),
+            "second shard, node {i}"
+        );
+    }
+    // A value of the second shard, then a truncation of the first shard's cluster: adopting
+    // its table leaves the second shard's value readable.
+    let k = key("default", "kept");
+    second
+        .request(0, put(&k, "v", None, Some(Consistency::All)))
+        .expect("written");
+    first.now = first.now.max(second.now) + 10;
+    assert!(matches!(
+        first.request(0, truncate("default")),
+        Ok(ClientResponse::Truncated { .. })
+    ));
+    for i in 0..3 {
+        adopt(&mut second, i, &first);
+    }
+    second.idle(2_000);
+    for i in 0..3 {
+        let read = second.request(i, get(&k, Some(Consistency::One)));
+        assert_eq!(
+            values(&read),
+            vec!["v".to_string()],
+            "node {i} of the second shard"
+        );
+    }
+}

@@ -297,7 +297,8 @@ pub struct LimitsSection {
     pub http_connections_max: usize,
     /// An HTTP connection that moves no byte this long is closed.
     pub http_idle_timeout_ms: u64,
-    /// Inbound internode connections open at once; more are closed at accept.
+    /// Inbound internode connections open at once, per shard (a peer keeps one per shard);
+    /// more are closed at accept.
     pub internode_connections_max: usize,
     /// An inbound internode connection silent this long is closed (peers send heartbeats every
     /// `cluster.heartbeat_interval_ms`).

@@ -22,7 +22,9 @@ use crate::transport::Transport;
 use hydra_core::bucket::BucketProps;
 use hydra_core::ids::{ClientRequestId, NodeId, Timestamp};
 use hydra_core::key::BucketName;
-use hydra_core::message::{ClientError, ClientRequest, ClientResponse, Envelope, ErrorCode};
+use hydra_core::message::{
+    BucketEntry, ClientError, ClientRequest, ClientResponse, Envelope, ErrorCode,
+};
 use hydra_core::node::{Ctx, Input, Node, NodeStatus, Output, ReceiptDetail};
 use hydra_store::{Durability, FjallStore};
 use rand::SeedableRng;
@@ -55,6 +57,15 @@ pub enum CoreEvent {
     },
     Status {
         reply: oneshot::Sender<(NodeStatus, BTreeMap<BucketName, BucketProps>)>,
+    },
+    /// The bucket table with its stamps (for the node's other shards to adopt).
+    BucketEntries {
+        reply: oneshot::Sender<Vec<BucketEntry>>,
+    },
+    /// Join another shard's bucket table ([`Input::AdoptBuckets`]).
+    AdoptBuckets {
+        entries: Vec<BucketEntry>,
+        reply: oneshot::Sender<()>,
     },
     /// Pause or resume hinted handoff (`POST /v1/admin/handoff`).
     SetHandoff {
@@ -175,6 +186,20 @@ impl ShardHandle {
     pub async fn status(&self) -> Option<(NodeStatus, BTreeMap<BucketName, BucketProps>)> {
         let (reply, rx) = oneshot::channel();
         self.send(CoreEvent::Status { reply }).ok()?;
+        rx.await.ok()
+    }
+
+    /// The core's bucket table with its stamps; `None` if the core did not answer.
+    pub async fn bucket_entries(&self) -> Option<Vec<BucketEntry>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(CoreEvent::BucketEntries { reply }).ok()?;
+        rx.await.ok()
+    }
+
+    /// Has the core join another shard's bucket table; `None` if it did not answer.
+    pub async fn adopt_buckets(&self, entries: Vec<BucketEntry>) -> Option<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(CoreEvent::AdoptBuckets { entries, reply }).ok()?;
         rx.await.ok()
     }
 
@@ -626,6 +651,15 @@ impl Driver {
             CoreEvent::Message { from, envelope } => Input::Message { from, envelope },
             CoreEvent::Status { reply } => {
                 let _ = reply.send((self.node.status(Timestamp(wall_ms())), self.node.buckets()));
+                return true;
+            }
+            CoreEvent::BucketEntries { reply } => {
+                let _ = reply.send(self.node.bucket_entries());
+                return true;
+            }
+            CoreEvent::AdoptBuckets { entries, reply } => {
+                self.handle(Input::AdoptBuckets(entries));
+                let _ = reply.send(());
                 return true;
             }
             CoreEvent::SetHandoff { enabled, reply } => {

@@ -154,10 +154,17 @@ pub async fn run(config: Config) -> Result<()> {
         joins.push(join);
     }
     let core = shards::CoreHandle::new(handles, &layout);
+    tokio::spawn(
+        core.clone()
+            .follow_buckets(std::time::Duration::from_millis(
+                config.limits.gossip_interval_ms,
+            )),
+    );
     tokio::spawn(transport::serve(
         internode,
         security,
-        config.limits.internode_connections_max,
+        // Each peer keeps a connection per shard.
+        config.limits.internode_connections_max * shards,
         std::time::Duration::from_millis(config.limits.internode_idle_timeout_ms),
         core.clone(),
         metrics.clone(),
@@ -228,7 +235,15 @@ fn shard_dirs(data_dir: &std::path::Path, shards: usize) -> Result<Vec<std::path
                 .with_context(|| format!("{} does not hold a shard count", marker.display()))?,
         ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // A store made before the count was recorded has one shard.
+            // No record: a store made before the count was recorded has one shard; shard
+            // directories without their record are not guessed at.
+            if data_dir.join("shard-0").exists() {
+                anyhow::bail!(
+                    "the data directory {} holds shard directories but no record of their count ({}): restore it",
+                    data_dir.display(),
+                    marker.display()
+                );
+            }
             data_dir.join("version").exists().then_some(1)
         }
         Err(e) => return Err(e).with_context(|| format!("while reading {}", marker.display())),
@@ -238,8 +253,9 @@ fn shard_dirs(data_dir: &std::path::Path, shards: usize) -> Result<Vec<std::path
             "the data directory {} holds a node of {r} shard(s) and node.shards is {shards}: a node's shard count cannot change",
             data_dir.display()
         ),
-        Some(_) => {}
-        None => std::fs::write(&marker, format!("{shards}\n"))
+        _ if marker.exists() => {}
+        // First start, or a store made before the count was recorded: recorded now.
+        _ => write_synced(&marker, format!("{shards}\n").as_bytes())
             .with_context(|| format!("while writing {}", marker.display()))?,
     }
     Ok(match shards {
@@ -263,4 +279,19 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
+}
+
+/// Writes a small file whole or not at all: a temporary file, synced, renamed over `path`,
+/// and the directory synced.
+fn write_synced(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

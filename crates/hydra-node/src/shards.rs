@@ -13,7 +13,9 @@
 //! the shard count a cluster setting that peers check at connection), so every guarantee
 //! the simulator checks of one cluster holds per shard; what is new here is routing. A
 //! request with a key goes to its partition's shard, a listing to its cursor's partition's
-//! shard; bucket administration (`SetBucket`, `Truncate`) goes to every shard. A pipeline
+//! shard. A truncation goes to every shard (each truncates through its own cluster's
+//! quorum); a bucket change to the first shard, whose table every other shard then adopts
+//! with its stamps (so concurrent changes resolve alike on every shard). A pipeline
 //! is split by shard and its replies put back in order; a request for every shard is a
 //! barrier in it (what came before it has its replies first, what comes after starts after).
 //! With one shard (the default) the handle is a pass-through.
@@ -23,7 +25,7 @@ use hydra_core::bucket::BucketProps;
 use hydra_core::ids::NodeId;
 use hydra_core::key::BucketName;
 use hydra_core::layout::Layout;
-use hydra_core::message::{ClientRequest, Envelope};
+use hydra_core::message::{ClientRequest, ClientResponse, Envelope};
 use hydra_core::node::NodeStatus;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -106,18 +108,82 @@ impl CoreHandle {
         }
     }
 
-    /// The same request to every shard, one after another (each is asked whatever the
-    /// others answered): the first error, else the first shard's reply.
+    /// A truncation to every shard (bucket changes: [`CoreHandle::set_bucket`]), all queued
+    /// at once, so a caller that stops waiting leaves none of them unsent. Each shard
+    /// truncates through its own cluster's quorum, at a mark of its own clock: the reply is
+    /// the first error, else the earliest mark (every value stamped at or before it is gone
+    /// on every shard). A failure on one shard leaves the others truncated; a retry
+    /// truncates everywhere.
     async fn request_every(&self, request: ClientRequest) -> Reply {
+        if matches!(request, ClientRequest::SetBucket { .. }) {
+            return self.set_bucket(request).await;
+        }
+        let asked: Vec<_> = self
+            .shards
+            .iter()
+            .map(|shard| shard.request(request.clone()))
+            .collect();
         let mut first: Option<Reply> = None;
-        for shard in self.shards.iter() {
-            let reply = shard.request(request.clone()).await;
-            match (&first, reply.is_err()) {
-                (None, _) | (Some(Ok(_)), true) => first = Some(reply),
-                _ => {}
-            }
+        for reply in futures_util::future::join_all(asked).await {
+            first = match (first, reply) {
+                (None, reply) | (Some(Ok(_)), reply @ Err(_)) => Some(reply),
+                (
+                    Some(Ok(ClientResponse::Truncated { mark })),
+                    Ok(ClientResponse::Truncated { mark: other }),
+                ) => Some(Ok(ClientResponse::Truncated {
+                    mark: mark.min(other),
+                })),
+                (kept, _) => kept,
+            };
         }
         first.unwrap_or_else(|| Err(unreachable_reply("no shard")))
+    }
+
+    /// A bucket change: made by the first shard alone (stamped by its clock, gossiped in its
+    /// cluster), whose table the other shards then adopt with its stamps, so that
+    /// concurrent changes through several nodes resolve alike on every shard (each shard
+    /// stamping its own copy could pick different winners). The reply waits for the
+    /// adoption, so a write after it finds the bucket on every shard of this node; the
+    /// other nodes' shards learn it from their own first shard ([`CoreHandle::follow_buckets`])
+    /// or from their cluster's gossip.
+    async fn set_bucket(&self, request: ClientRequest) -> Reply {
+        let reply = self.shards[0].request(request).await?;
+        if !self.adopt_buckets().await {
+            return Err(unreachable_reply(
+                "the bucket change was made by the first shard, but another shard did not take it; it follows within a second",
+            ));
+        }
+        Ok(reply)
+    }
+
+    /// Hands the first shard's bucket table to every other shard; false if a shard did not
+    /// answer.
+    async fn adopt_buckets(&self) -> bool {
+        let Some(entries) = self.shards[0].bucket_entries().await else {
+            return false;
+        };
+        let adopted = self.shards[1..]
+            .iter()
+            .map(|shard| shard.adopt_buckets(entries.clone()));
+        futures_util::future::join_all(adopted)
+            .await
+            .iter()
+            .all(Option::is_some)
+    }
+
+    /// With several shards, keeps every shard's bucket table following the first shard's,
+    /// every `interval` (bucket changes made elsewhere reach this node's first shard by its
+    /// cluster's gossip); returns when the cores stop answering.
+    pub async fn follow_buckets(self, interval: std::time::Duration) {
+        if self.shards.len() < 2 {
+            return;
+        }
+        loop {
+            tokio::time::sleep(interval).await;
+            if !self.adopt_buckets().await && self.shards[0].bucket_entries().await.is_none() {
+                return;
+            }
+        }
     }
 
     /// Hands a connection's pipeline to the cores and waits for all their replies, in
@@ -187,8 +253,8 @@ impl CoreHandle {
     }
 
     /// The node's status: the first shard's, with the counts of every shard added up (see
-    /// [`merge_status`]); the bucket table is the first shard's (bucket administration goes
-    /// to every shard).
+    /// [`merge_status`]); the bucket table is the first shard's (it takes every bucket change
+    /// and the others follow it).
     pub async fn status(&self) -> Option<(NodeStatus, BTreeMap<BucketName, BucketProps>)> {
         let (mut status, buckets) = self.shards[0].status().await?;
         // Each shard exchanges every partition's tree (those of other shards are empty):
@@ -257,7 +323,7 @@ fn unreachable_reply(what: &str) -> hydra_core::message::ClientError {
 
 /// Adds another shard's counts to a node status: requests in flight, objects, hints held
 /// (by owner), counters of handoff, anti-entropy, reaping, expiry, Paxos repair and refused
-/// peer messages. The clock is the first shard's unless another's is not `ok`; the peers and
+/// peer messages. The clock is the first shard's, or the first one not `ok`; the peers and
 /// layout are the first shard's (each shard has its own failure detector: a peer whose first
 /// shard answers is reported up).
 pub fn merge_status(into: &mut NodeStatus, other: NodeStatus) {
@@ -292,7 +358,11 @@ pub fn merge_status(into: &mut NodeStatus, other: NodeStatus) {
     into.expired_deleted += other.expired_deleted;
     into.tombstones_reissued += other.tombstones_reissued;
     into.reaps_pending += other.reaps_pending;
-    into.bucket_conflicts.extend(other.bucket_conflicts);
+    for conflict in other.bucket_conflicts {
+        if !into.bucket_conflicts.contains(&conflict) {
+            into.bucket_conflicts.push(conflict);
+        }
+    }
     let pr = &mut into.paxos_repair;
     pr.rounds += other.paxos_repair.rounds;
     pr.rounds_failed += other.paxos_repair.rounds_failed;

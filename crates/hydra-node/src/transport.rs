@@ -3,13 +3,14 @@
 //!
 //! ```text
 //! connect ─> handshake (Noise XXpsk3, keyed by the cluster secret; identities are static keys)
-//!         ─> records, whose plaintext is: length (u32 BE) ‖ hello ‖ length ‖ encoded Envelope ‖ ...
+//!         ─> records, whose plaintext is: length (u32 BE) ‖ [hello ‖ length ‖] encoded Envelope ‖ ...
 //! ```
 //!
-//! The first frame of a connection is its hello: `b"SH"`, the sending shard's index and the
-//! sender's shard count (one byte each). Each shard of a node (`node.shards`, see
-//! [`crate::shards`]) has its own connections, and talks only to the same shard of its peers;
-//! a peer whose shard count differs is refused.
+//! Each shard of a node (`node.shards`, see [`crate::shards`]) has its own connections and
+//! talks only to the same shard of its peers. A node of several shards begins every
+//! connection with a hello frame: `b"SH"`, the sending shard's index and the sender's shard
+//! count (one byte each); a node of one shard sends none. A peer whose shard count differs
+//! is refused.
 //!
 //! One outbound connection per peer, owned by a task with a bounded queue of batches (the
 //! core thread hands over, per peer, every frame one pass over its queue produced, already
@@ -51,25 +52,28 @@ pub fn push_envelope(batch: &mut Vec<u8>, envelope: &hydra_core::message::Envelo
     batch[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
-/// The first frame of every connection: which shard of the sender it carries, and how many
-/// the sender runs.
-fn hello(shard: usize, shards: usize) -> [u8; 8] {
-    let mut frame = [0, 0, 0, 4, b'S', b'H', 0, 0];
-    frame[6] = shard as u8;
-    frame[7] = shards as u8;
-    frame
+/// The first frame of a connection from a node of several shards: which shard of the sender
+/// it carries, and how many the sender runs. A node of one shard sends none (its peers of
+/// earlier versions, which know no hello, still talk to it).
+fn hello(shard: usize, shards: usize) -> Option<[u8; 8]> {
+    (shards > 1).then_some([0, 0, 0, 4, b'S', b'H', shard as u8, shards as u8])
 }
 
-/// The shard a connection's hello names, if it is a hello from a node with `shards` shards.
-fn read_hello(frame: &[u8], shards: usize) -> Result<usize, String> {
+/// The shard a connection's first frame names, for a node of `shards` shards: `Some` if it
+/// is a hello, `None` if it is a message (the sender runs one shard, as this node must). An
+/// encoded envelope begins with its format byte, never `S`, so the two cannot be confused.
+fn read_hello(frame: &[u8], shards: usize) -> Result<Option<usize>, String> {
     match frame {
         [b'S', b'H', shard, count] if *count as usize == shards && (*shard as usize) < shards => {
-            Ok(*shard as usize)
+            Ok(Some(*shard as usize))
         }
         [b'S', b'H', _, count] => Err(format!(
             "it runs {count} shards and this node {shards}: node.shards must be the same on every node"
         )),
-        _ => Err("its first frame is not a hello (a peer of an older version?)".into()),
+        _ if shards == 1 => Ok(None),
+        _ => Err(format!(
+            "it runs one shard (no hello) and this node {shards}: node.shards must be the same on every node"
+        )),
     }
 }
 
@@ -125,7 +129,7 @@ async fn peer_task(
     peer: NodeId,
     addr: String,
     mut rx: mpsc::Receiver<Vec<u8>>,
-    hello: [u8; 8],
+    hello: Option<[u8; 8]>,
     security: Arc<Security>,
     metrics: Arc<Metrics>,
 ) {
@@ -176,7 +180,7 @@ async fn peer_task(
         let mut out = BufWriter::with_capacity(64 * 1024, stream);
         let mut sealed = Vec::with_capacity(64 * 1024);
         // The hello goes in the first record, ahead of whatever is queued.
-        let mut first = Some(hello);
+        let mut first = hello;
         loop {
             let Some(batch) = rx.recv().await else { return };
             sealed.clear();
@@ -277,12 +281,18 @@ async fn read_peer(
             };
         frames
             .feed(plain, |frame| {
-                let Some(shard) = shard else {
-                    shard = Some(read_hello(frame, core.shard_count())?);
-                    return Ok(());
+                let to = match shard {
+                    Some(to) => to,
+                    None => match read_hello(frame, core.shard_count())? {
+                        Some(named) => {
+                            shard = Some(named);
+                            return Ok(());
+                        }
+                        None => *shard.insert(0),
+                    },
                 };
                 let envelope = decode_envelope(frame).map_err(|e| format!("from {from}: {e}"))?;
-                if !core.deliver(shard, from, envelope) {
+                if !core.deliver(to, from, envelope) {
                     metrics.peer_messages_dropped.inc();
                 }
                 Ok(())

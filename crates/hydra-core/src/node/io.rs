@@ -26,6 +26,13 @@ pub enum Input {
     },
     /// Time passed; timers up to `now` are due.
     Tick,
+    /// The bucket table of another shard of this node (the shell's `node.shards`, whose
+    /// first shard alone takes bucket changes): joined as a peer's gossip is, each entry with
+    /// its stamps, so every shard's cluster resolves concurrent changes alike; without the
+    /// entries' truncation marks (a shard truncates through its own cluster's quorum, and a
+    /// mark no peer of this shard has observed could hide writes they acknowledge after it).
+    /// What it changes is gossiped to the peers at once.
+    AdoptBuckets(Vec<crate::message::BucketEntry>),
 }
 
 /// How much of its receipt a client request's reply carries. A receipt's list of replicas

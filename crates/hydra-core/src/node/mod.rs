@@ -219,6 +219,12 @@ impl Node {
         self.local.buckets.props()
     }
 
+    /// The bucket table as peers exchange it (each entry with its stamps), for the node's
+    /// other shards to adopt ([`Input::AdoptBuckets`]).
+    pub fn bucket_entries(&self) -> Vec<crate::message::BucketEntry> {
+        self.local.buckets.entries()
+    }
+
     /// What the node knows of itself and its peers, for status pages.
     /// Test support (the simulator's checker (m)): whether this node's Merkle trees, in
     /// memory, agree with the objects `store` holds. `Ok` while the trees are being rebuilt
@@ -368,6 +374,24 @@ impl Node {
             }
             Input::Synced { generation, result } => self.on_synced(ctx, generation, result),
             Input::Tick => {}
+            Input::AdoptBuckets(mut entries) => {
+                let local = &mut self.local;
+                for entry in &mut entries {
+                    entry.truncated = crate::hlc::Hlc(0);
+                }
+                let entries =
+                    buckets::stamped_within(entries, ctx.now, local.config.max_clock_skew_ms);
+                let poisoned = local.durability.poisoned().is_some();
+                let before = local.buckets.entries();
+                let changed = local.buckets.merge(ctx.store, poisoned, entries);
+                local.note(changed, ctx.now);
+                // Told to this shard's peers at once, as a change made here is.
+                if local.buckets.entries() != before {
+                    local
+                        .buckets
+                        .gossip(&mut local.out, local.membership.peers());
+                }
+            }
         }
         self.finish_call(ctx);
     }
