@@ -339,9 +339,11 @@ impl CoreJoin {
 /// Starts the core (which also runs group-commit fsyncs for `fsync` durability) and, for
 /// `periodic` durability, the thread that syncs every interval. `single_thread`: the core is
 /// a task of the calling runtime, which must be single-threaded (its storage calls block the
-/// thread, as they block the core thread otherwise); else a thread of its own.
+/// thread, as they block the core thread otherwise); else a thread of its own, named
+/// `thread_name`.
 #[allow(clippy::too_many_arguments)]
 pub fn start(
+    thread_name: String,
     node: Node,
     store: FjallStore,
     durability: Durability,
@@ -409,15 +411,13 @@ pub fn start(
             plant_bugs_from_env();
             driver().run_shared(rx, &peers, &bell).await;
         })),
-        None => CoreJoin::Thread(
-            std::thread::Builder::new()
-                .name("hydra-core".into())
-                .spawn(move || {
-                    #[cfg(feature = "planted-bugs")]
-                    plant_bugs_from_env();
-                    driver().run(rx, &peers);
-                })?,
-        ),
+        None => CoreJoin::Thread(std::thread::Builder::new().name(thread_name).spawn(
+            move || {
+                #[cfg(feature = "planted-bugs")]
+                plant_bugs_from_env();
+                driver().run(rx, &peers);
+            },
+        )?),
     };
     Ok((handle, join))
 }

@@ -139,7 +139,13 @@ pub async fn run(config: Config) -> Result<()> {
             metrics.clone(),
         );
         let node = Node::new(config.node_config(), layout.clone());
+        // `hydra-core`, or `hydra-core-0`, `hydra-core-1`... (per-thread CPU names them).
+        let name = match shards {
+            1 => "hydra-core".to_string(),
+            _ => format!("hydra-core-{shard}"),
+        };
         let (handle, join) = driver::start(
+            name,
             node,
             store,
             durability,
