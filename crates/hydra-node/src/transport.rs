@@ -15,7 +15,7 @@
 //! One outbound connection per peer, owned by a task with a bounded queue of batches (the
 //! core thread hands over, per peer, every frame one pass over its queue produced, already
 //! length-prefixed: one hand-off and one write for many frames); it reconnects with
-//! exponential backoff (100 ms to 1 s), seals every queued batch into records and then
+//! exponential backoff (100 ms to 1 s; also after a connection that lasted less than 1 s), seals every queued batch into records and then
 //! flushes. Requests are not paired with connections: any number are in flight, matched by
 //! request id in the core. A frame that cannot be queued or written is dropped; the core's
 //! deadline turns that into a timeout. Inbound connections are read by one task each, at
@@ -175,7 +175,7 @@ async fn peer_task(
             }
         };
         metrics.handshake_ok();
-        backoff = BACKOFF_MIN_MS;
+        let connected_at = tokio::time::Instant::now();
         tracing::info!("connected to {peer} at {addr}");
         let mut out = BufWriter::with_capacity(64 * 1024, stream);
         let mut sealed = Vec::with_capacity(64 * 1024);
@@ -200,6 +200,14 @@ async fn peer_task(
             }
         }
         tracing::info!("connection to {peer} lost; reconnecting");
+        // A connection the peer closes soon after its handshake (one whose shard count it
+        // refuses, say) is redialed with backoff, not at once in a loop.
+        if connected_at.elapsed() < Duration::from_millis(BACKOFF_MAX_MS) {
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX_MS);
+        } else {
+            backoff = BACKOFF_MIN_MS;
+        }
     }
 }
 

@@ -326,6 +326,45 @@ fn nodes_of_two_shards_route_pipelines_buckets_and_listings_and_survive_kill_9()
     acknowledged_writes_survive_kill_9_of_every_node_in(c);
 }
 
+/// A node of one shard among nodes of two: each side refuses the other's connections, and
+/// the log says why, naming `node.shards`.
+#[test]
+fn a_peer_of_another_shard_count_is_refused_by_name() {
+    let mut c = TestCluster::start_full(2, "shards = 2", "", "");
+    c.kill9(0);
+    let config = std::fs::read_to_string(&c.nodes[0].config).expect("config");
+    let fresh = c.dir.path().join("n1-one-shard");
+    let config = config.replace("shards = 2", "shards = 1").replace(
+        &format!("data_dir = \"{}\"", c.dir.path().join("n1").display()),
+        // A fresh data directory, the same identity (peers pinned its key).
+        &format!(
+            "data_dir = \"{}\"\nkey_file = \"{}\"",
+            fresh.display(),
+            c.dir.path().join("n1").join("node.key").display()
+        ),
+    );
+    assert!(config.contains("n1-one-shard"), "{config}");
+    std::fs::write(&c.nodes[0].config, config).expect("config");
+    c.spawn(0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (one, two) = loop {
+        let (one, two) = (c.log(0), c.log(1));
+        let refused = |log: &str| log.contains("node.shards must be the same on every node");
+        if (refused(&one) && refused(&two)) || Instant::now() > deadline {
+            break (one, two);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        one.contains("it runs 2 shards and this node 1: node.shards must be the same"),
+        "the one-shard node names the count it refused: {one}"
+    );
+    assert!(
+        two.contains("it runs one shard (no hello) and this node 2: node.shards must be the same"),
+        "the two-shard node names the count it refused: {two}"
+    );
+}
+
 fn acknowledged_writes_survive_kill_9_of_every_node_in(mut c: TestCluster) {
     for i in 0..30 {
         let key = format!("k{i}");
