@@ -32,6 +32,7 @@
 //! `meta.rs`: HELLO, AUTH, CLIENT, INFO, CONFIG; `table.rs`: the command table itself;
 //! `pipeline.rs`: the pipeline fast path.
 
+mod collection_copy;
 mod collections;
 mod commands;
 mod expiry;

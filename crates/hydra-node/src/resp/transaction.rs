@@ -60,7 +60,7 @@ pub(super) struct Overlay {
     ttl_changed: bool,
     now_ms: u64,
     /// A transaction on a hash or set: the copy its commands run against instead.
-    collection: Option<super::collections::CollectionCopy>,
+    collection: Option<super::collection_copy::CollectionCopy>,
 }
 
 impl Overlay {
@@ -543,7 +543,7 @@ impl Connection {
         };
         let saved = (self.seen, self.last_receipt.clone());
         let mut overlay = Overlay::new(key.clone(), None, VersionVector::default());
-        overlay.collection = Some(super::collections::CollectionCopy::new(original));
+        overlay.collection = Some(super::collection_copy::CollectionCopy::new(original));
         self.overlay = Some(std::sync::Mutex::new(overlay));
         let mut replies = Vec::with_capacity(multi.queued.len());
         for cmd in multi.queued {
@@ -557,7 +557,7 @@ impl Connection {
         let delta = copy
             .as_ref()
             .and_then(|o| o.collection.as_ref())
-            .and_then(super::collections::CollectionCopy::delta);
+            .and_then(super::collection_copy::CollectionCopy::delta);
         if let Some((_, update)) = delta
             && let Err(e) = self.update_collection(key, update).await
         {
