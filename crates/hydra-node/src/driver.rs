@@ -183,39 +183,39 @@ impl ShardHandle {
         true
     }
 
-    pub async fn status(&self) -> Option<(NodeStatus, BTreeMap<BucketName, BucketProps>)> {
+    /// Sends the event `event` makes of a reply channel and waits for the reply; `None` if
+    /// the core did not take the event or did not answer.
+    async fn ask<T>(&self, event: impl FnOnce(oneshot::Sender<T>) -> CoreEvent) -> Option<T> {
         let (reply, rx) = oneshot::channel();
-        self.send(CoreEvent::Status { reply }).ok()?;
+        self.send(event(reply)).ok()?;
         rx.await.ok()
+    }
+
+    pub async fn status(&self) -> Option<(NodeStatus, BTreeMap<BucketName, BucketProps>)> {
+        self.ask(|reply| CoreEvent::Status { reply }).await
     }
 
     /// The core's bucket table with its stamps; `None` if the core did not answer.
     pub async fn bucket_entries(&self) -> Option<Vec<BucketEntry>> {
-        let (reply, rx) = oneshot::channel();
-        self.send(CoreEvent::BucketEntries { reply }).ok()?;
-        rx.await.ok()
+        self.ask(|reply| CoreEvent::BucketEntries { reply }).await
     }
 
     /// Has the core join another shard's bucket table; `None` if it did not answer.
     pub async fn adopt_buckets(&self, entries: Vec<BucketEntry>) -> Option<()> {
-        let (reply, rx) = oneshot::channel();
-        self.send(CoreEvent::AdoptBuckets { entries, reply }).ok()?;
-        rx.await.ok()
+        self.ask(|reply| CoreEvent::AdoptBuckets { entries, reply })
+            .await
     }
 
     /// Pauses or resumes this node's hinted handoff; `None` if the core did not answer.
     pub async fn set_handoff(&self, enabled: bool) -> Option<()> {
-        let (reply, rx) = oneshot::channel();
-        self.send(CoreEvent::SetHandoff { enabled, reply }).ok()?;
-        rx.await.ok()
+        self.ask(|reply| CoreEvent::SetHandoff { enabled, reply })
+            .await
     }
 
     /// Pauses or resumes this node's anti-entropy; `None` if the core did not answer.
     pub async fn set_anti_entropy(&self, enabled: bool) -> Option<()> {
-        let (reply, rx) = oneshot::channel();
-        self.send(CoreEvent::SetAntiEntropy { enabled, reply })
-            .ok()?;
-        rx.await.ok()
+        self.ask(|reply| CoreEvent::SetAntiEntropy { enabled, reply })
+            .await
     }
 
     pub fn shutdown(&self) {

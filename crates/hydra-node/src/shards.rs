@@ -45,7 +45,11 @@ pub struct CoreHandle {
 /// Where a request goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
+    /// One shard: a request with a key, or a listing's page.
     One(usize),
+    /// A bucket change: the first shard, then its table to the others.
+    Buckets,
+    /// A truncation: every shard.
     Every,
 }
 
@@ -84,40 +88,36 @@ impl CoreHandle {
         let Some(layout) = &self.layout else {
             return Target::One(0);
         };
-        match request {
+        let key = match request {
+            ClientRequest::Get { key, .. } => key,
+            ClientRequest::Put(w) => &w.key,
+            ClientRequest::Cas(c) => &c.key,
             ClientRequest::List(list) => {
-                Target::One(self.shard_of_partition(list.cursor.partition))
+                return Target::One(self.shard_of_partition(list.cursor.partition));
             }
-            ClientRequest::SetBucket { .. } | ClientRequest::Truncate { .. } => Target::Every,
-            _ => match request.key() {
-                Some(key) => {
-                    let p = layout.partition_for(key.bucket.as_str(), key.key());
-                    Target::One(self.shard_of_partition(p.0))
-                }
-                None => Target::Every,
-            },
-        }
+            ClientRequest::SetBucket { .. } => return Target::Buckets,
+            ClientRequest::Truncate { .. } => return Target::Every,
+        };
+        let p = layout.partition_for(key.bucket.as_str(), key.key());
+        Target::One(self.shard_of_partition(p.0))
     }
 
-    /// Hands a client request to the core of its shard (every shard's, for bucket
-    /// administration) and waits for its reply.
+    /// Hands a client request to the core of its shard (see [`Target`]) and waits for its
+    /// reply.
     pub async fn request(&self, request: ClientRequest) -> Reply {
         match self.target(&request) {
             Target::One(i) => self.shards[i].request(request).await,
-            Target::Every => self.request_every(request).await,
+            Target::Buckets => self.set_bucket(request).await,
+            Target::Every => self.truncate(request).await,
         }
     }
 
-    /// A truncation to every shard (bucket changes: [`CoreHandle::set_bucket`]), all queued
-    /// at once, so a caller that stops waiting leaves none of them unsent. Each shard
+    /// A truncation to every shard, all queued at once, so a caller that stops waiting leaves none of them unsent. Each shard
     /// truncates through its own cluster's quorum, at a mark of its own clock: the reply is
     /// the first error, else the earliest mark (every value stamped at or before it is gone
     /// on every shard). A failure on one shard leaves the others truncated; a retry
     /// truncates everywhere.
-    async fn request_every(&self, request: ClientRequest) -> Reply {
-        if matches!(request, ClientRequest::SetBucket { .. }) {
-            return self.set_bucket(request).await;
-        }
+    async fn truncate(&self, request: ClientRequest) -> Reply {
         let asked: Vec<_> = self
             .shards
             .iter()
@@ -148,7 +148,7 @@ impl CoreHandle {
     /// or from their cluster's gossip.
     async fn set_bucket(&self, request: ClientRequest) -> Reply {
         let reply = self.shards[0].request(request).await?;
-        if !self.adopt_buckets().await {
+        if self.adopt_buckets().await != Some(true) {
             return Err(unreachable_reply(
                 "the bucket change was made by the first shard, but another shard did not take it; it follows within a second",
             ));
@@ -156,31 +156,27 @@ impl CoreHandle {
         Ok(reply)
     }
 
-    /// Hands the first shard's bucket table to every other shard; false if a shard did not
-    /// answer.
-    async fn adopt_buckets(&self) -> bool {
-        let Some(entries) = self.shards[0].bucket_entries().await else {
-            return false;
-        };
+    /// Hands the first shard's bucket table to every other shard: whether every shard took
+    /// it, `None` if the first shard did not answer.
+    async fn adopt_buckets(&self) -> Option<bool> {
+        let entries = self.shards[0].bucket_entries().await?;
         let adopted = self.shards[1..]
             .iter()
             .map(|shard| shard.adopt_buckets(entries.clone()));
-        futures_util::future::join_all(adopted)
-            .await
-            .iter()
-            .all(Option::is_some)
+        let answers = futures_util::future::join_all(adopted).await;
+        Some(answers.iter().all(Option::is_some))
     }
 
     /// With several shards, keeps every shard's bucket table following the first shard's,
     /// every `interval` (bucket changes made elsewhere reach this node's first shard by its
-    /// cluster's gossip); returns when the cores stop answering.
+    /// cluster's gossip); returns when the first shard stops answering.
     pub async fn follow_buckets(self, interval: std::time::Duration) {
         if self.shards.len() < 2 {
             return;
         }
         loop {
             tokio::time::sleep(interval).await;
-            if !self.adopt_buckets().await && self.shards[0].bucket_entries().await.is_none() {
+            if self.adopt_buckets().await.is_none() {
                 return;
             }
         }
@@ -188,7 +184,7 @@ impl CoreHandle {
 
     /// Hands a connection's pipeline to the cores and waits for all their replies, in
     /// order (see [`ShardHandle::request_batch`]): with several shards, each shard's
-    /// requests go as one batch, all shards at once; a request for every shard waits for
+    /// requests go as one batch, all shards at once; a bucket change or truncation waits for
     /// the requests before it and runs before those after it.
     pub async fn request_batch(&self, requests: Vec<ClientRequest>) -> Vec<Reply> {
         if self.shards.len() == 1 {
@@ -207,9 +203,9 @@ impl CoreHandle {
         for (at, (request, target)) in requests.into_iter().zip(targets).enumerate() {
             match target {
                 Target::One(i) => segment[i].push((at, request)),
-                Target::Every => {
+                Target::Buckets | Target::Every => {
                     self.run_segment(&mut segment, &mut replies).await;
-                    replies[at] = Some(self.request_every(request).await);
+                    replies[at] = Some(self.request(request).await);
                 }
             }
         }
@@ -461,6 +457,11 @@ mod tests {
             "keys fall in both shards: {seen:?}"
         );
         assert_eq!(core.target(&truncate()), Target::Every);
+        let bucket = ClientRequest::SetBucket {
+            name: BucketName::new("b").expect("bucket"),
+            props: BucketProps::default(),
+        };
+        assert_eq!(core.target(&bucket), Target::Buckets);
     }
 
     #[test]

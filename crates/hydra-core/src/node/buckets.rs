@@ -94,6 +94,8 @@ pub(crate) struct Changed {
     pub(crate) moved: Vec<BucketName>,
     /// Buckets whose truncation mark rose: their older values are to be purged.
     pub(crate) truncated: Vec<BucketName>,
+    /// Whether any entry of the table changed.
+    pub(crate) table: bool,
 }
 
 impl Buckets {
@@ -233,6 +235,7 @@ impl Buckets {
                 .into_iter()
                 .collect(),
             truncated: vec![],
+            table: true,
         };
         let created = self.table.get(&name).map_or(version, |old| old.created);
         let truncated = self.table.get(&name).map_or(Hlc(0), |old| old.truncated);
@@ -343,7 +346,11 @@ impl Buckets {
             // Best effort: gossip repeats, so a failed save is retried by the next round.
             let _ = self.save(store);
         }
-        Changed { moved, truncated }
+        Changed {
+            moved,
+            truncated,
+            table: changed,
+        }
     }
 
     fn note_conflict(&mut self, what: String) {

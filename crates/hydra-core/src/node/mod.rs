@@ -382,15 +382,14 @@ impl Node {
                 let entries =
                     buckets::stamped_within(entries, ctx.now, local.config.max_clock_skew_ms);
                 let poisoned = local.durability.poisoned().is_some();
-                let before = local.buckets.entries();
                 let changed = local.buckets.merge(ctx.store, poisoned, entries);
-                local.note(changed, ctx.now);
                 // Told to this shard's peers at once, as a change made here is.
-                if local.buckets.entries() != before {
+                if changed.table {
                     local
                         .buckets
                         .gossip(&mut local.out, local.membership.peers());
                 }
+                local.note(changed, ctx.now);
             }
         }
         self.finish_call(ctx);
