@@ -9,8 +9,9 @@
 #      hot set) and uniformly over all;
 #   3. the same uniform figures with background work paused on every node (anti-entropy
 #      with the full sweep of old tombstones, and hint delivery:
-#      `POST /v1/admin/anti-entropy|handoff`), so its cost is a ratio, then two alternated
-#      pairs (running, paused) of uniform GETs and of uniform SETs, the firmer figure;
+#      `POST /v1/admin/anti-entropy|handoff`), so its cost is a ratio, then alternated
+#      pairs (running, paused) of uniform GETs and of uniform SETs, compared by throughput
+#      and by the nodes' CPU time per operation: the firmer figure;
 #   4. one node is stopped and started again: the time from its start to answering 200
 #      probe keys correctly from its own store (consistency one), then uniform GETs over
 #      all keys at once (its Merkle trees still rebuilding, its caches cold), and every
@@ -21,8 +22,9 @@
 #                               [NODES, default 3] [OUT, default bench-results/scale-<time>]
 # HYDRA_BIN=path measures that hydra binary's nodes instead of target/release/hydra's (the
 # load and the measures always run this tree's `hydra bench`): a before/after comparison.
+# HYDRA_BENCH_PAIRS=n sets the number of alternated pairs of step 3 (default 4).
 set -euo pipefail
-keys=${1:-1000000}; secs=${2:-15}; nodes=${3:-3}
+keys=${1:-1000000}; secs=${2:-15}; nodes=${3:-3}; pairs=${HYDRA_BENCH_PAIRS:-4}
 base=100000
 cd "$(dirname "$0")/.."
 out=${4:-bench-results/scale-$(date +%Y%m%d-%H%M%S)}
@@ -51,11 +53,22 @@ cluster="$dir/cluster.json"
 field() { python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['nodes'][int(sys.argv[2])][sys.argv[3]])" "$cluster" "$1" "$2"; }
 token=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['token'])" "$cluster")
 
-bench() { # label, then hydra bench arguments
-    local label=$1; shift
+node_ticks() { # CPU time (clock ticks) the nodes have used so far
+    local i pid t=0
+    for i in $(seq 0 $((nodes - 1))); do
+        pid=$(field "$i" pid)
+        if [ "$i" = 1 ] && [ -n "$restarted_pid" ]; then pid=$restarted_pid; fi
+        t=$((t + $(awk '{print $14+$15}' "/proc/$pid/stat")))
+    done
+    echo "$t"
+}
+bench() { # label, then hydra bench arguments; the nodes' CPU time over it goes to cpu.csv
+    local label=$1 before; shift
     echo "  $label" >&2
+    before=$(node_ticks)
     "$client" bench --cluster "$cluster" --protocol resp --connections 50 --quiet \
         --json "$out/$label.json" "$@" >"$out/$label.txt"
+    echo "$label,$(($(node_ticks) - before))" >>"$out/cpu.csv"
 }
 load() { # label from to
     echo "  $1: keys $2 to $3" >&2
@@ -106,6 +119,7 @@ measure() { # label records
 
 echo "label,node,rss_mb,disk_mb" >"$out/footprint.csv"
 echo "label,seconds" >"$out/settle.csv"
+echo "label,ticks" >"$out/cpu.csv"
 echo "baseline: $base keys on $nodes nodes" >&2
 load load-base 0 "$base"
 settle load-base
@@ -124,16 +138,21 @@ switch_background false
 measure quiet "$keys"
 switch_background true
 # One pass of each lets the SETs' flushes and compactions land in whichever phase comes
-# next: the cost is also measured in alternated pairs, GETs then SETs, running then paused.
-echo "background work: alternated pairs" >&2
+# next: the cost is also measured in alternated pairs (running, then paused), GETs then
+# SETs, each SET run after the store has settled from the one before, and compared by the
+# nodes' CPU time per operation as well as by throughput (on a shared machine the first
+# moves far less than the second).
+echo "background work: $pairs alternated pairs" >&2
 for kind in get set; do
-    for i in 1 2; do
+    for i in $(seq 1 "$pairs"); do
         case $kind in
             get) args=(--workload c --skip-load) ;;
             set) args=(--workload write) ;;
         esac
+        [ "$kind" = set ] && settle "pair$i-busy-set"
         bench "pair$i-busy-$kind" "${args[@]}" --distribution uniform --records "$keys" --seconds "$secs"
         switch_background false
+        [ "$kind" = set ] && settle "pair$i-quiet-set"
         bench "pair$i-quiet-$kind" "${args[@]}" --distribution uniform --records "$keys" --seconds "$secs"
         switch_background true
     done
@@ -202,9 +221,14 @@ echo "restart_to_correct_reads_s,$restart_s" >"$out/restart.csv"
 bench restarted-get --workload c --distribution uniform --records "$keys" --skip-load --seconds "$secs"
 footprint after-restarted-get
 
-python3 - "$out" "$keys" "$base" "$nodes" <<'EOF'
-import json, sys, csv
-out, keys, base, nodes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+python3 - "$out" "$keys" "$base" "$nodes" "$pairs" <<'EOF'
+import json, sys, csv, statistics
+out, keys, base, nodes, pairs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+ticks = dict((l, int(t)) for l, t in list(csv.reader(open(f"{out}/cpu.csv")))[1:])
+def cpu_per_op(label):
+    r = json.load(open(f"{out}/{label}.json"))
+    n = sum(o["count"] for o in r["ops"].values())
+    return ticks[label] / n if n else float("nan")
 def op(label):
     r = json.load(open(f"{out}/{label}.json"))
     o = next(iter(r["ops"].values()))
@@ -223,11 +247,13 @@ for kind in ("get", "set"):
         print(f"  {label + '-' + kind:<14} {rate:>9.0f} {p50:>8.3f} {p99:>8.3f} {err:>7} {rate / b:>10.2f}")
 for kind in ("get", "set"):
     busy, quiet = op(f"all-{kind}")[0], op(f"quiet-{kind}")[0]
-    pairs = [(op(f"pair{i}-busy-{kind}")[0], op(f"pair{i}-quiet-{kind}")[0]) for i in (1, 2)]
-    each = ", ".join(f"{100 * (1 - b / q):.1f}%" for b, q in pairs)
-    both = 100 * (1 - sum(b for b, _ in pairs) / sum(q for _, q in pairs))
-    print(f"  background work costs {both:.1f}% of {kind.upper()} throughput at {keys:,} keys"
-          f" (two alternated pairs: {each}; the single pass above: {100 * (1 - busy / quiet):.1f}%)")
+    labels = [(f"pair{i}-busy-{kind}", f"pair{i}-quiet-{kind}") for i in range(1, pairs + 1)]
+    thr = [100 * (1 - op(b)[0] / op(q)[0]) for b, q in labels]
+    cpu = [100 * (cpu_per_op(b) / cpu_per_op(q) - 1) for b, q in labels]
+    print(f"  background work at {keys:,} keys, {kind.upper()}s, {pairs} alternated pairs (median):"
+          f" {statistics.median(thr):.1f}% of throughput, {statistics.median(cpu):.1f}% more CPU per"
+          f" operation (pairs: {', '.join(f'{t:.1f}%/{c:.1f}%' for t, c in zip(thr, cpu))};"
+          f" the single pass above: {100 * (1 - busy / quiet):.1f}% of throughput)")
 rows = list(csv.reader(open(f"{out}/footprint.csv")))[1:]
 for label in sorted({r[0] for r in rows}, key=lambda l: l != "base"):
     these = [r for r in rows if r[0] == label]
