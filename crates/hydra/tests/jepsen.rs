@@ -4,7 +4,10 @@
 //! appear), and the register workload over RESP with TTLs for about 60 (lww order, no refresh
 //! undone by expiry, no expired value, no phantom), and `SADD`s to sets kept as convergent
 //! types for about 45 (no acknowledged add lost); the replicas must agree after the final
-//! heal. Needs root (network namespaces); the
+//! heal. Each workload runs in one of the ways a node uses its cores (the whole node on
+//! one thread, a core thread beside the sockets, or two shards, each a core of its own), and
+//! the siblings adds, the registers and two compare-and-set runs also on nodes of two
+//! shards. Needs root (network namespaces); the
 //! long soak is `hydra-jepsen` itself (README "Fault testing").
 
 use std::path::{Path, PathBuf};
@@ -33,15 +36,39 @@ fn can_run(test: &str) -> bool {
 
 #[test]
 fn three_nodes_under_every_fault_lose_no_acknowledged_add() {
-    if !can_run("three_nodes_under_every_fault_lose_no_acknowledged_add") {
+    siblings_adds_lose_nothing_under_every_fault(
+        "three_nodes_under_every_fault_lose_no_acknowledged_add",
+        Cores::OneThread,
+        90,
+        7,
+    );
+}
+
+/// The same on nodes of two shards: each shard keeps its own hints, fallbacks and Merkle
+/// trees, and the workload's keys fall in both.
+#[test]
+fn siblings_adds_on_two_shard_nodes_lose_nothing_under_every_fault() {
+    siblings_adds_lose_nothing_under_every_fault(
+        "siblings_adds_on_two_shard_nodes_lose_nothing_under_every_fault",
+        Cores::TwoShards,
+        60,
+        17,
+    );
+}
+
+/// Adds to sets of unique members over HTTP in a `siblings` bucket with sloppy quorums:
+/// no acknowledged add may be lost, no failed one may appear, the replicas must agree after
+/// the final heal.
+fn siblings_adds_lose_nothing_under_every_fault(test: &str, cores: Cores, seconds: u64, seed: u64) {
+    if !can_run(test) {
         return;
     }
     let _one = exclusive();
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("jepsen-short");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("jepsen-{test}"));
     let _ = std::fs::remove_dir_all(&out);
     let opts = hydra_jepsen::Options {
         nodes: 3,
-        seconds: 90,
+        seconds,
         mode: "siblings".into(),
         nemesis: hydra_jepsen::NEMESES
             .iter()
@@ -57,11 +84,15 @@ fn three_nodes_under_every_fault_lose_no_acknowledged_add() {
         durability: "fsync".into(),
         hydra: PathBuf::from(env!("CARGO_BIN_EXE_hydra")),
         out: out.clone(),
-        seed: 7,
+        seed,
         converge_timeout: 120,
         progress: false,
-        server_env: single_thread(),
+        server_env: cores.env(),
     };
+    cores.check_keys_span_shards(
+        "jepsen_siblings",
+        (0..opts.keys).map(hydra_jepsen::key_name),
+    );
     let summary = hydra_jepsen::run(&opts).expect("the harness runs (it needs root)");
     let text = serde_json::to_string_pretty(&summary).expect("json");
     let v = &summary.verdict;
@@ -71,7 +102,7 @@ fn three_nodes_under_every_fault_lose_no_acknowledged_add() {
     assert_eq!(summary.unconverged_keys, 0, "{text}");
     assert!(summary.passed, "{text}");
     assert!(
-        v.adds_ok > 1_000,
+        v.adds_ok > 10 * seconds,
         "too little work to mean anything: {text}"
     );
     let faults: u64 = summary.faults.values().sum();
@@ -83,31 +114,65 @@ fn three_nodes_under_every_fault_lose_no_acknowledged_add() {
 
 #[test]
 fn registers_over_resp_with_ttls_keep_lww_order_under_every_fault() {
-    if !can_run("registers_over_resp_with_ttls_keep_lww_order_under_every_fault") {
+    registers_with_ttls_keep_lww_order_under_every_fault(
+        "registers_over_resp_with_ttls_keep_lww_order_under_every_fault",
+        Cores::OneThread,
+        60,
+        4,
+    );
+}
+
+/// The same on nodes of two shards: each shard stamps writes from its own clock and keeps
+/// its own clock mark, which the clock faults jump and skew for the whole process.
+#[test]
+fn registers_on_two_shard_nodes_keep_lww_order_under_every_fault() {
+    registers_with_ttls_keep_lww_order_under_every_fault(
+        "registers_on_two_shard_nodes_keep_lww_order_under_every_fault",
+        Cores::TwoShards,
+        40,
+        9,
+    );
+}
+
+/// The register workload over RESP with TTLs in the `lww` bucket `redis`, strict quorums:
+/// every read, not only the final ones, is held to the lww order.
+fn registers_with_ttls_keep_lww_order_under_every_fault(
+    test: &str,
+    cores: Cores,
+    seconds: u64,
+    seed: u64,
+) {
+    if !can_run(test) {
         return;
     }
     let _one = exclusive();
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("jepsen-register");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("jepsen-{test}"));
     let _ = std::fs::remove_dir_all(&out);
-    let opts = register_options(
+    let mut opts = register_options(
         out.clone(),
         PathBuf::from(env!("CARGO_BIN_EXE_hydra")),
-        single_thread(),
+        cores.env(),
+    );
+    opts.seconds = seconds;
+    opts.seed = seed;
+    cores.check_keys_span_shards(
+        hydra_jepsen::register::BUCKET,
+        (0..opts.keys).map(hydra_jepsen::register::key_name),
     );
     let summary = hydra_jepsen::run(&opts).expect("the harness runs (it needs root)");
     let text = serde_json::to_string_pretty(&summary).expect("json");
     let v = summary.register.as_ref().expect("a register verdict");
-    // Strict quorums: every read, not only the final ones, is held to the lww order.
     assert_eq!(v.violations(), 0, "{text}");
     assert_eq!(summary.unconverged_keys, 0, "{text}");
     assert!(summary.passed, "{text}");
+    let enough = 16 * seconds;
     assert!(
-        v.sets_ok > 1_000 && v.gets_ok > 1_000,
+        v.sets_ok > enough && v.gets_ok > enough,
         "too little work: {text}"
     );
-    assert!(v.gets_nil > 50, "no TTL ran out: {text}");
+    assert!(v.gets_nil > seconds, "no TTL ran out: {text}");
     assert!(
-        v.getdels_ok > 50 && v.touches_ok > 50,
+        v.getdels_ok > seconds && v.touches_ok > seconds,
         "too few GETDELs or touches: {text}"
     );
     assert!(
@@ -251,11 +316,11 @@ fn compare_and_set_is_linearizable_under_every_fault(
     let _one = exclusive();
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("jepsen-{test}"));
     let _ = std::fs::remove_dir_all(&out);
-    let env = match cores {
-        Cores::OneThread => single_thread(),
-        Cores::TwoShards => two_shards(),
-    };
-    let mut opts = register_options(out.clone(), PathBuf::from(env!("CARGO_BIN_EXE_hydra")), env);
+    let mut opts = register_options(
+        out.clone(),
+        PathBuf::from(env!("CARGO_BIN_EXE_hydra")),
+        cores.env(),
+    );
     opts.durability = durability.into();
     if durability != "fsync" {
         // What the run is for is a node killed between syncs.
@@ -271,6 +336,12 @@ fn compare_and_set_is_linearizable_under_every_fault(
         40
     };
     opts.siblings = siblings;
+    let bucket = if siblings {
+        hydra_jepsen::cas::SIBLINGS_BUCKET
+    } else {
+        hydra_jepsen::register::BUCKET
+    };
+    cores.check_keys_span_shards(bucket, (0..opts.keys).map(hydra_jepsen::cas::key_name));
     let summary = hydra_jepsen::run(&opts).expect("the harness runs (it needs root)");
     let text = serde_json::to_string_pretty(&summary).expect("json");
     let v = summary.cas.as_ref().expect("a compare-and-set verdict");
@@ -467,9 +538,32 @@ enum Cores {
     TwoShards,
 }
 
-/// The servers' environment for a run of nodes of two shards (`node.shards`): the
-/// compare-and-set workload's keys fall in both (in bucket `redis`, `cas0` in partition 64,
-/// `cas1` in 115; in `jepsen_cas`, `cas0` in 211, `cas1` in 224).
+impl Cores {
+    /// The servers' environment for this way of using cores.
+    fn env(self) -> Vec<(String, String)> {
+        match self {
+            Cores::OneThread => single_thread(),
+            Cores::TwoShards => two_shards(),
+        }
+    }
+
+    /// With two shards, fails unless the workload's keys fall in both (a run whose keys all
+    /// live in one shard would check a single core).
+    fn check_keys_span_shards(self, bucket: &str, keys: impl Iterator<Item = String>) {
+        let Cores::TwoShards = self else { return };
+        let bits = hydra_jepsen::cluster::PARTITIONS.trailing_zeros();
+        let shards: std::collections::BTreeSet<u32> = keys
+            .map(|k| hydra_core::layout::partition_for(bits, bucket, k.as_bytes()).0 % 2)
+            .collect();
+        assert_eq!(
+            shards.len(),
+            2,
+            "the workload's keys in bucket {bucket} all fall in shard {shards:?}"
+        );
+    }
+}
+
+/// The servers' environment for a run of nodes of two shards (`node.shards`).
 fn two_shards() -> Vec<(String, String)> {
     vec![
         ("HYDRA_NODE_SHARDS".into(), "2".into()),
