@@ -267,3 +267,40 @@ fn read_then_write_updates_through_compare_and_set_are_exact() {
     });
     assert_eq!(error(c.request(0, bad)).code, ErrorCode::InvalidQuery);
 }
+
+/// The Paxos state of a hash counter (`HINCRBY` through compare-and-set) is collected like a
+/// register's: a repair round's serial read of a key holding a hash settles it (Redis would
+/// answer a read of its value WRONGTYPE, which is the client's answer, not the round's
+/// outcome), so the round ends with a low bound and the state is dropped, and the next
+/// increment is still exact.
+#[test]
+fn a_hash_counters_paxos_state_is_collected() {
+    const INTERVAL_MS: u64 = 1_000;
+    let mut c = Cluster::with(3, |n| n.paxos_repair_interval_ms = INTERVAL_MS);
+    let k = key("redis", "hits");
+    let now = c.now;
+    let (first, _) = incr(&k, None, now);
+    assert!(
+        cas_collection(&c.request(0, first)).0,
+        "the first increment applies"
+    );
+    assert_eq!((0..3).map(|i| paxos_states(&c, i)).sum::<usize>(), 3);
+    c.idle(4 * INTERVAL_MS);
+    assert_eq!(
+        (0..3).map(|i| paxos_states(&c, i)).collect::<Vec<_>>(),
+        [0, 0, 0],
+        "the counter's Paxos state was never collected"
+    );
+    let now = c.now;
+    let held = read(&mut c, 1, &k);
+    let (second, want) = incr(&k, held.as_ref(), now);
+    assert_eq!(want, 2);
+    assert!(
+        cas_collection(&c.request(2, second)).0,
+        "the second increment applies"
+    );
+    assert_eq!(
+        fields(&read(&mut c, 0, &k), c.now),
+        [("n".to_string(), "2".to_string())]
+    );
+}
