@@ -112,6 +112,10 @@ pub struct PlantedBugs {
     /// A compare-and-set read answers by this node's clock even when it jumped while the
     /// round was in flight (expired-looking values vanish from the answer).
     pub serial_reads_ignore_clock: bool,
+    /// A Paxos repair round's serial read of a key holding a hash or set fails as a client's
+    /// read of its value does (`WRONGTYPE`), so the round never ends and the group's Paxos
+    /// state is never collected.
+    pub repair_fails_on_collections: bool,
 }
 
 #[cfg(any(test, feature = "planted-bugs"))]
@@ -157,6 +161,7 @@ thread_local! {
         tree_misses_removals: false,
         hints_taken_after_grace: false,
         serial_reads_ignore_clock: false,
+        repair_fails_on_collections: false,
     }) };
 }
 
@@ -206,6 +211,7 @@ impl PlantedBugs {
             "tree_misses_removals" => self.tree_misses_removals = true,
             "hints_taken_after_grace" => self.hints_taken_after_grace = true,
             "serial_reads_ignore_clock" => self.serial_reads_ignore_clock = true,
+            "repair_fails_on_collections" => self.repair_fails_on_collections = true,
             _ => return false,
         }
         true

@@ -65,6 +65,9 @@ pub enum Violation {
         node: u64,
         what: &'static str,
     },
+    /// (g) Paxos state still stored as long after every fault healed (repair rounds run
+    /// every 100 ms, so every group's state must have been settled and dropped).
+    PaxosStateLeft { node: u64, states: usize },
     /// (f) A key cannot be read, or one write with a read's context does not resolve it.
     KeyBricked { key: u64, detail: String },
     /// (h) Compare-and-set operations of a key that no serial order explains (see
@@ -117,7 +120,7 @@ impl Violation {
             Violation::Resurrected { .. } => 'd',
             Violation::StaleRegister { .. } | Violation::BadRegisterValue { .. } => 'e',
             Violation::OverLimit { .. } | Violation::KeyBricked { .. } => 'f',
-            Violation::GarbageLeft { .. } => 'g',
+            Violation::GarbageLeft { .. } | Violation::PaxosStateLeft { .. } => 'g',
             Violation::NotLinearizable { .. } | Violation::CounterWrong { .. } => 'h',
             Violation::PeerRefused { .. } => 'i',
             Violation::ListingWrong { .. } => 'j',
@@ -194,6 +197,10 @@ impl fmt::Display for Violation {
             Violation::GarbageLeft { key, node, what } => write!(
                 f,
                 "(g) node {node} still stores {what} of key k{key} three graces after every fault healed"
+            ),
+            Violation::PaxosStateLeft { node, states } => write!(
+                f,
+                "(g) node {node} still stores the Paxos state of {states} keys three graces after every fault healed (never collected)"
             ),
             Violation::KeyBricked { key, detail } => {
                 write!(f, "(f) key k{key} is bricked: {detail}")

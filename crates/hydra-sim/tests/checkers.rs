@@ -294,6 +294,19 @@ fn checker_l_catches_hash_increments_that_ignore_their_condition() {
     eprintln!("caught: {found:?}");
 }
 
+/// Paxos state of hash counters that repair rounds never collect (a round's serial read of
+/// a key holding a hash counted as failed) is still stored three graces after the heal.
+#[test]
+fn checker_g_catches_hash_counters_whose_paxos_state_is_never_collected() {
+    let bugs = PlantedBugs {
+        repair_fails_on_collections: true,
+        ..PlantedBugs::default()
+    };
+    let found = caught_with_collections(bugs, 'g', 100);
+    assert!(found.is_some(), "uncollected Paxos state went unnoticed");
+    eprintln!("caught: {found:?}");
+}
+
 /// Merkle trees kept with every write, without a per-key map: a removal that leaves its
 /// entry in the leaf makes the tree disagree with the store for good.
 #[test]

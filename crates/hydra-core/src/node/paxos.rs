@@ -437,7 +437,8 @@ impl Paxos {
         // A repair round's serial read has done its work once the round decided (the key is
         // settled): what a client would be told of a hash or set is no failure of it, or
         // a group holding a hash counter's Paxos state would never be collected.
-        let repair = matches!(round.reply_to, ReplyTo::Repair(_));
+        let repair = matches!(round.reply_to, ReplyTo::Repair(_))
+            && !crate::bugs::planted().repair_fails_on_collections;
         if !applied && !repair && ((reads_value && live_collection.is_some()) || wrong_kind) {
             let mut e = super::write::wrong_type();
             e.receipt = Some(round.receipt(local, now));

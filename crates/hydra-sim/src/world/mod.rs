@@ -565,6 +565,27 @@ impl World {
                 });
             }
         }
+        // Paxos state: repair rounds settle every group and drop its state (the low bound
+        // stays, under its own partition). Judged in runs without clock jumps only: a
+        // ballot or fence stamped by a clock an hour ahead holds its group's collection
+        // back until that hour has passed (seed 19 drops its last state an hour later).
+        if self.config.paxos_repair_interval_ms > 0 && self.report.clock_jumps == 0 {
+            let prefix = hydra_core::node::PAXOS_PARTITION.0.to_be_bytes();
+            for n in &self.nodes {
+                let states = n
+                    .store
+                    .entries()
+                    .keys()
+                    .filter(|k| k.starts_with(&prefix))
+                    .count();
+                if states > 0 {
+                    self.report.violations.push(Violation::PaxosStateLeft {
+                        node: n.id.0,
+                        states,
+                    });
+                }
+            }
+        }
     }
 
     /// For every key: each replica's stored object (encoded), or None.
