@@ -566,9 +566,9 @@ impl World {
             }
         }
         // Paxos state: repair rounds settle every group and drop its state (the low bound
-        // stays, under its own partition). Judged in runs without clock jumps only: a
-        // ballot or fence stamped by a clock an hour ahead holds its group's collection
-        // back until that hour has passed (seed 19 drops its last state an hour later).
+        // stays, under its own partition). Judged in runs without clock jumps only: after a
+        // jump a group's last state may wait the jump out (seed 19, two jumps, drops it an
+        // hour of simulated time later; a ballot or fence its jumped clock stamped, likely).
         if self.config.paxos_repair_interval_ms > 0 && self.report.clock_jumps == 0 {
             let prefix = hydra_core::node::PAXOS_PARTITION.0.to_be_bytes();
             for n in &self.nodes {
