@@ -20,6 +20,18 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A run's own place: `None` when the test cannot run here ([`can_run`]); else the lock
+/// that keeps harnesses one at a time and a fresh output directory named after the test.
+fn start(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, PathBuf)> {
+    if !can_run(test) {
+        return None;
+    }
+    let one = exclusive();
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("jepsen-{test}"));
+    let _ = std::fs::remove_dir_all(&out);
+    Some((one, out))
+}
+
 /// Whether this test can run here. Without root it is skipped with a line saying how to run
 /// it, unless `HYDRA_TESTS_REQUIRE_ROOT` is set (CI sets it, so a skip there is a failure).
 fn can_run(test: &str) -> bool {
@@ -60,12 +72,9 @@ fn siblings_adds_on_two_shard_nodes_lose_nothing_under_every_fault() {
 /// no acknowledged add may be lost, no failed one may appear, the replicas must agree after
 /// the final heal.
 fn siblings_adds_lose_nothing_under_every_fault(test: &str, cores: Cores, seconds: u64, seed: u64) {
-    if !can_run(test) {
+    let Some((_one, out)) = start(test) else {
         return;
-    }
-    let _one = exclusive();
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("jepsen-{test}"));
-    let _ = std::fs::remove_dir_all(&out);
+    };
     let opts = hydra_jepsen::Options {
         nodes: 3,
         seconds,
@@ -142,12 +151,9 @@ fn registers_with_ttls_keep_lww_order_under_every_fault(
     seconds: u64,
     seed: u64,
 ) {
-    if !can_run(test) {
+    let Some((_one, out)) = start(test) else {
         return;
-    }
-    let _one = exclusive();
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("jepsen-{test}"));
-    let _ = std::fs::remove_dir_all(&out);
+    };
     let mut opts = register_options(
         out.clone(),
         PathBuf::from(env!("CARGO_BIN_EXE_hydra")),
@@ -310,12 +316,9 @@ fn compare_and_set_is_linearizable_under_every_fault(
     cores: Cores,
     durability: &str,
 ) {
-    if !can_run(test) {
+    let Some((_one, out)) = start(test) else {
         return;
-    }
-    let _one = exclusive();
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("jepsen-{test}"));
-    let _ = std::fs::remove_dir_all(&out);
+    };
     let mut opts = register_options(
         out.clone(),
         PathBuf::from(env!("CARGO_BIN_EXE_hydra")),
@@ -385,12 +388,9 @@ fn redis_sets_on_two_shard_nodes_lose_no_acknowledged_add_under_every_fault() {
 }
 
 fn redis_sets_lose_no_acknowledged_add(test: &str, cores: Cores, seconds: u64, seed: u64) {
-    if !can_run(test) {
+    let Some((_one, out)) = start(test) else {
         return;
-    }
-    let _one = exclusive();
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("jepsen-{test}"));
-    let _ = std::fs::remove_dir_all(&out);
+    };
     let mut opts = redis_set_options(out, PathBuf::from(env!("CARGO_BIN_EXE_hydra")), cores.env());
     opts.seconds = seconds;
     opts.seed = seed;
@@ -463,12 +463,9 @@ fn redis_hash_increments_on_two_shard_nodes_are_exact_under_every_fault() {
 }
 
 fn redis_hash_increments_are_exact(test: &str, cores: Cores, seconds: u64, seed: u64) {
-    if !can_run(test) {
+    let Some((_one, out)) = start(test) else {
         return;
-    }
-    let _one = exclusive();
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("jepsen-{test}"));
-    let _ = std::fs::remove_dir_all(&out);
+    };
     let mut opts =
         redis_counter_options(out, PathBuf::from(env!("CARGO_BIN_EXE_hydra")), cores.env());
     opts.seconds = seconds;
